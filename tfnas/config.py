@@ -65,14 +65,26 @@ class SpaceConfig:
     Attributes:
       name: registered space name.
       arch: architecture string (``tools/train.py``; empty for searches).
-      channels: stem/first-stage width (NB201: 16).
+      channels: stem/first-stage width (NB201: 16; DARTS evaluation network: 36).
       cells_per_stage: cells per stage (NB201: 5).
+      start: the seed architecture of an evolutionary search (Zen: a block string; empty =
+        the space's default start).
+      family: block family of the Zen space: ``resnet`` (ResNet blocks) or ``mobile``
+        (inverted-residual IDW blocks).
+      layers: cells of the DARTS evaluation network (paper: 20 on CIFAR).
+      search_channels: width of a weight-sharing search network (RelativeNAS: 16).
+      search_layers: cells of a weight-sharing search network (RelativeNAS: 8).
     """
 
     name: str = _f("nb201", registry="space")
     arch: str = _f("")
     channels: int = _f(16, min=1)
     cells_per_stage: int = _f(5, min=1)
+    start: str = _f("")
+    family: str = _f("resnet", choices=("resnet", "mobile"))
+    layers: int = _f(20, min=1)
+    search_channels: int = _f(16, min=1)
+    search_layers: int = _f(8, min=1)
 
 
 @dataclass(frozen=True)
@@ -120,12 +132,23 @@ class BenchmarkConfig:
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    """[budget]: the sweep ``range(start, stop + 1, step)`` x ``repeats``; a budget is counted queries."""
+    """[budget]: the sweep and the resource limits of a search.
+
+    Attributes:
+      start, stop, step: the query budgets ``range(start, stop + 1, step)`` of benchmark sweeps.
+      repeats: independent repeats per budget (benchmark sweeps).
+      max_params: parameter limit of a found network (0 = none), e.g. 1e6.
+      max_flops: FLOPs limit (multiply-accumulates, as the papers count them; 0 = none).
+      max_layers: limit on the number of weight layers (Zen-NAS CIFAR: 18; 0 = none).
+    """
 
     start: int = _f(50, min=1)
     stop: int = _f(200, min=1)
     step: int = _f(50, min=1)
     repeats: int = _f(10, min=1)
+    max_params: float = _f(0.0, min=0.0)
+    max_flops: float = _f(0.0, min=0.0)
+    max_layers: int = _f(0, min=0)
 
     def budgets(self) -> List[int]:
         return list(range(self.start, self.stop + 1, self.step))
@@ -162,10 +185,23 @@ class PredictorConfig:
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    """[proxy]: zero-shot proxy selection."""
+    """[proxy]: zero-shot proxies.
+
+    Attributes:
+      name: the proxy that scores candidates (evolution) or estimation codes.
+      names: proxies compared by ``proxy_corr`` (empty = just ``name``).
+      batch_size: batch of random inputs a proxy sees (papers: 64).
+      subset: score this many random NB201 cells in ``proxy_corr`` (0 = all 15,625).
+      zen_weight: weight of the Zen score in the Incorporated score (CIFAR: 0.5).
+      entropy_weight: weight of the normalised entropy in the Incorporated score (CIFAR: 0.01).
+    """
 
     name: str = _f("synflow")
+    names: Tuple[str, ...] = _f(())
     batch_size: int = _f(64, min=1)
+    subset: int = _f(0, min=0)
+    zen_weight: float = _f(0.5)
+    entropy_weight: float = _f(0.01)
 
 
 @dataclass(frozen=True)
@@ -180,6 +216,18 @@ class SearchConfig:
       rank_k: top-k re-ranked with the estimation code during search.
       final_rank_k: top-k re-ranked with the estimation code in the final ranking.
       reserve: queries reserved for best-weights selection in the last epochs.
+      pool_size: candidates drawn (with the run seed) from an open space such as Tiny-NanoBench;
+        predictor-based methods rank this pool as they rank NB201's 15,625 cells.
+      population: population size (evolution: Zen 512 / Incorporated 256; RelativeNAS: 20).
+      iterations: evolution iterations (paper: Zen 480k, Incorporated 96k).
+      record_every: write a progress record (and checkpoint) every this many iterations.
+      effectiveness_filter: reject candidates whose max rho exceeds ``max_rho`` (Incorporated-NAS).
+      max_rho: threshold of the effectiveness filter.
+      generations: RelativeNAS generations (paper: 50).
+      steps_per_epoch: cap on the training steps of one member's epoch (0 = the full train half).
+      lr, lr_min: cosine learning-rate range over generations of a weight-sharing search.
+      momentum, weight_decay, grad_clip: SGD settings of a weight-sharing search.
+      drop_path: final drop-path probability of a weight-sharing search (ramped over generations).
     """
 
     bts: bool = _f(True)
@@ -189,6 +237,20 @@ class SearchConfig:
     rank_k: int = _f(30, min=1)
     final_rank_k: int = _f(60, min=1)
     reserve: int = _f(3, min=0)
+    pool_size: int = _f(1000, min=1)
+    population: int = _f(256, min=2)
+    iterations: int = _f(1000, min=1)
+    record_every: int = _f(100, min=1)
+    effectiveness_filter: bool = _f(True)
+    max_rho: float = _f(0.5, min=0.0)
+    generations: int = _f(50, min=1)
+    steps_per_epoch: int = _f(0, min=0)
+    lr: float = _f(0.1, min=0.0)
+    lr_min: float = _f(0.001, min=0.0)
+    momentum: float = _f(0.9, min=0.0, max=1.0)
+    weight_decay: float = _f(3e-4, min=0.0)
+    grad_clip: float = _f(5.0, min=0.0)
+    drop_path: float = _f(0.3, min=0.0, max=1.0)
 
 
 @dataclass(frozen=True)
@@ -308,7 +370,7 @@ def _describe(f: dataclasses.Field, tp: Any) -> str:
     base = {int: "an integer", float: "a number", bool: "a boolean (true/false)", str: "a string"}.get(tp)
     if base is None and typing.get_origin(tp) is tuple:
         inner = typing.get_args(tp)[0]
-        base = f"a comma-separated list of {'integers' if inner is int else 'numbers'}"
+        base = "a comma-separated list of " + {int: "integers", float: "numbers"}.get(inner, "names")
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and hi is not None:
         base += f" in [{lo}, {hi}]"

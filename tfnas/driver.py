@@ -21,6 +21,8 @@ from tfnas import metrics
 from tfnas.config import Config, ConfigError, config_to_ini
 from tfnas.registry import BENCHMARKS, METHODS, SPACES
 from tfnas.results import RunLog, RunRecord, atomic_write_text, write_outputs
+from tfnas.spaces.base import TabularSpace
+from tfnas.spaces.pool import CandidatePool
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +37,10 @@ class SweepOutcome:
 
 
 def build_space(cfg: Config):
-    """The configured space (the factory unpacks [space] into constructor kwargs)."""
+    """The configured space: ``cls.from_config(cfg)`` where the space defines it, else ``cls()``."""
     cls = SPACES.get(cfg.space.name)
+    if hasattr(cls, "from_config"):
+        return cls.from_config(cfg)
     kwargs = {}
     if cfg.space.name == "nb201":
         kwargs = {"channels": cfg.space.channels, "cells_per_stage": cfg.space.cells_per_stage}
@@ -81,12 +85,21 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
     atomic_write_text(os.path.join(run_dir, "config.cfg"), config_to_ini(cfg))
 
     space = build_space(cfg)
-    benchmark = BENCHMARKS.get(cfg.benchmark.name)(source=cfg.benchmark.source)
+    if not isinstance(space, TabularSpace):
+        # Open spaces are searched over a fixed pool drawn with the run seed (tfnas/spaces/pool.py).
+        space = CandidatePool(space, size=cfg.search.pool_size, seed=cfg.run.seed)
+        atomic_write_text(os.path.join(run_dir, "pool.txt"), "\n".join(space.keys) + "\n")
+    bench_cls = BENCHMARKS.get(cfg.benchmark.name)
+    if hasattr(bench_cls, "from_config"):
+        benchmark = bench_cls.from_config(cfg, space)
+    else:
+        benchmark = bench_cls(source=cfg.benchmark.source)
+    _check_benchmark_fits(cfg, space, benchmark)
     method = METHODS.get(cfg.method.name).from_config(cfg, space)
     label = getattr(method, "label", cfg.method.name)  # variants get their own rows in tables
     dataset = cfg.dataset.name
     truth = benchmark.ground_truth(dataset)
-    optimum = float(truth.max())
+    optimum = float(truth.max()) if truth is not None else float("nan")
 
     log = RunLog(os.path.join(run_dir, "runs.jsonl"))
     done = log.keys()
@@ -108,8 +121,12 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
             start = time.perf_counter()
             result = method.run(session, budget, rng)
             wall = time.perf_counter() - start
+            if truth is None:  # training oracle: train the found cell (outside the budget)
+                truth_fn = benchmark.evaluate
+            else:
+                truth_fn = truth
             record = evaluate_result(label, dataset, budget, repeat, seed, session, result, space,
-                                     truth, wall)
+                                     truth_fn, wall)
             log.append(record)
             new += 1
             if on_record:
@@ -121,15 +138,40 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
     finally:
         if bar is not None:
             bar.close()
-    summary = write_outputs(run_dir, log.records, {dataset: optimum}, title=cfg.method.name)
+    summary = write_outputs(run_dir, log.records, {dataset: optimum} if truth is not None else None,
+                            title=cfg.method.name)
     return SweepOutcome(run_dir, log.records, new, summary, optimum)
 
 
+def _check_benchmark_fits(cfg: Config, space, benchmark) -> None:
+    where = cfg.source or "<defaults>"
+    if getattr(benchmark, "name", "") == "nb201" and cfg.space.name != "nb201":
+        raise ConfigError(f"{where}: [benchmark] name: the nb201 table answers only for [space] name = nb201, "
+                          f"got space {cfg.space.name!r}; use [benchmark] name = train (the training oracle)")
+    has_table = benchmark.ground_truth(cfg.dataset.name) is not None
+    uses_code = getattr(METHODS.get(cfg.method.name), "uses_code", False)
+    if not has_table and uses_code and cfg.predictor.ec_source == "table":
+        raise ConfigError(f"{where}: [predictor] ec_source: 'table' needs the NB201 12-epoch table; with "
+                          f"[benchmark] name = {cfg.benchmark.name} use ec_source = train or a proxy name")
+
+
 def evaluate_result(method: str, dataset: str, budget: int, repeat: int, seed: int, session, result,
-                    space, truth: np.ndarray, wall: float) -> RunRecord:
-    """Scores a :class:`RunResult` against the ground truth (these lookups are not part of the budget)."""
+                    space, truth, wall: float) -> RunRecord:
+    """Scores a :class:`RunResult` against the ground truth (these lookups are not part of the budget).
+
+    ``truth`` is the table of every cell's accuracy (%), or a callable ``index -> accuracy (%)``
+    (the training oracle): then only the found cell is evaluated and the ranking metrics stay NaN.
+    """
     if session.queries > budget:
         raise RuntimeError(f"method {method!r} used {session.queries} queries with a budget of {budget}")
+    if callable(truth):
+        top1 = float(truth(result.best_index))
+        return RunRecord(
+            method=method, dataset=dataset, budget=budget, repeat=repeat, seed=seed,
+            queries=session.queries, ec_evals=max(result.ec_evals, session.ec_evals),
+            arch=space.encode(space.from_index(result.best_index)), top1_acc=top1, wall_s=wall,
+            extra=dict(result.extra),
+        )
     top1 = float(truth[result.best_index])
     rec = RunRecord(
         method=method, dataset=dataset, budget=budget, repeat=repeat, seed=seed,

@@ -251,6 +251,19 @@ class TinyNanoSpace(GraphSpace[TinyNanoArch]):
                 )
         self.flops_limit = flops_limit
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> "TinyNanoSpace":
+        """``[space] channels`` (first block width; widths double per block), ``[space]
+        cells_per_stage`` and ``[budget] max_flops`` (0 = no limit)."""
+        from tfnas.config import ConfigError
+
+        c = cfg.space.channels
+        limit = cfg.budget.max_flops or None
+        try:
+            return cls(widths=(c, 2 * c, 4 * c), cells_per_block=cfg.space.cells_per_stage, flops_limit=limit)
+        except ValueError as exc:
+            raise ConfigError(f"{cfg.source or '<defaults>'}: [space]/[budget]: {exc}") from None
+
     def __repr__(self) -> str:
         return (f"TinyNanoSpace(widths={self.widths}, cells_per_block={self.cells_per_block}, "
                 f"max_nodes={self.max_nodes}, flops_limit={self.flops_limit})")
