@@ -47,11 +47,32 @@ def train_eval_main(argv: Optional[List[str]] = None) -> int:
     try:
         cfg = _load(args)
         from tfnas.driver import run_sweep
+        from tfnas.search_driver import method_kind, run_analysis, run_search
 
+        kind = method_kind(cfg)
+        if kind == "search":
+            run = run_search(cfg)
+            print()
+            print(run.summary())
+            print(f"\n{'resumed: search already finished; ' if run.resumed else ''}results in {run.run_dir}/")
+            return 0
+        if kind == "analysis":
+            table = run_analysis(cfg)
+            print()
+            print(table.to_string(index=False))
+            print(f"\nresults in {cfg.out_dir}/")
+            return 0
         outcome = run_sweep(cfg)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # data not available offline: one clear line, not a traceback
+        from tfnas.data import DatasetNotFoundError
+
+        if isinstance(exc, DatasetNotFoundError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 3
+        raise
     from tfnas.results import format_table
 
     print()

@@ -1,0 +1,130 @@
+"""The evolution loop on a toy space: limits, determinism, checkpoint/resume, driver outputs."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tfnas.config import load_config
+from tfnas.methods.base import SearchContext
+from tfnas.methods.evolution import EvolutionSearch, Limits
+from tfnas.proxies.base import Proxy
+from tfnas.registry import register_proxy, register_space
+
+
+@register_space("toy_widths")
+class ToySpace:
+    """Architectures are tuples of 3 widths in [1, 64]; params = sum w^2, flops = 10 * sum w."""
+
+    name = "toy_widths"
+    num_classes, resolution = 10, 8
+    start_arch = (4, 4, 4)
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls()
+
+    def mutate(self, arch, rng):
+        out = list(arch)
+        i = int(rng.integers(len(out)))
+        out[i] = int(np.clip(out[i] + rng.choice([-3, -2, -1, 1, 2, 3]), 1, 64))
+        return tuple(out)
+
+    def encode(self, arch):
+        return "-".join(str(w) for w in arch)
+
+    def decode(self, text):
+        return tuple(int(t) for t in text.split("-"))
+
+    def num_params(self, arch):
+        return sum(w * w for w in arch)
+
+    def flops(self, arch):
+        return 10 * sum(arch)
+
+    def num_layers(self, arch):
+        return len(arch)
+
+    def effectiveness(self, arch):
+        return max(arch) / (sum(arch) + 1)
+
+
+@register_proxy("toy_sum")
+class ToyProxy(Proxy):
+    """Score = sum of widths + a little noise from the scoring generator (exercises its state)."""
+
+    def __init__(self, fail_at=None):
+        self.calls, self.fail_at = 0, fail_at
+
+    def score(self, model, batch, rng):
+        raise NotImplementedError
+
+    def score_arch(self, space, arch, *, num_classes, input_shape, batch_size, rng):
+        self.calls += 1
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise KeyboardInterrupt  # a killed search
+        return float(sum(arch)) + 0.01 * float(rng.standard_normal())
+
+
+def run(tmp_path, proxy, iterations=60, population=16, max_params=300.0, rows=None):
+    rows = [] if rows is None else rows
+    state = os.path.join(str(tmp_path), "state")
+    os.makedirs(state, exist_ok=True)
+    method = EvolutionSearch(ToySpace(), proxy, proxy_name="toy_sum", population=population,
+                             iterations=iterations, limits=Limits(max_params=max_params), record_every=10)
+    ctx = SearchContext(run_dir=str(tmp_path), state_dir=state, seed=7, rng=np.random.default_rng(7),
+                        progress=False, log=rows.append, logged_rows=len(rows))
+    return method.search(ctx), rows
+
+
+def test_limits_are_respected_and_the_best_member_wins(tmp_path):
+    outcome, rows = run(tmp_path, ToyProxy())
+    best = ToySpace().decode(outcome.best_arch)
+    assert ToySpace().num_params(best) <= 300
+    assert outcome.extra["rejected"]["params"] > 0  # the budget binds on this toy
+    assert sum(best) > 12  # evolution improved on the start (4, 4, 4)
+    assert [r["iteration"] for r in rows] == list(range(10, 61, 10))
+    assert all(r["population"] <= 16 + 1 for r in rows)
+    assert rows[-1]["best_score"] == pytest.approx(outcome.score)
+
+
+def test_same_seed_same_search_and_resume_follows_the_same_path(tmp_path):
+    a, _ = run(tmp_path / "a", ToyProxy())
+    b, _ = run(tmp_path / "b", ToyProxy())
+    assert (a.best_arch, a.score) == (b.best_arch, b.score)
+    rows = []
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "c", ToyProxy(fail_at=35), rows=rows)
+    assert os.path.exists(tmp_path / "c" / "state" / "evolution.json")
+    logged = len(rows)
+    c, rows = run(tmp_path / "c", ToyProxy(), rows=rows)
+    assert (c.best_arch, c.score) == (a.best_arch, a.score)
+    assert [r["iteration"] for r in rows] == list(range(10, 61, 10)) and logged < len(rows)
+
+
+def test_start_breaking_the_limits_is_a_config_error(tmp_path):
+    from tfnas.config import ConfigError
+    from tfnas.methods.evolution import EvolutionSearch as E
+
+    cfg = load_config(None, ["method.name=evolution", "space.name=toy_widths", "proxy.name=toy_sum",
+                             "budget.max_params=10", "search.effectiveness_filter=false"])
+    with pytest.raises(ConfigError, match="start architecture"):
+        E.from_config(cfg, ToySpace())
+
+
+def test_search_driver_writes_outputs_and_resumes(tmp_path):
+    from tfnas.search_driver import run_search
+
+    sets = ["method.name=evolution", "space.name=toy_widths", "proxy.name=toy_sum", "budget.max_params=300",
+            "search.population=16", "search.iterations=40", "search.record_every=10",
+            "search.effectiveness_filter=false", f"run.out_dir={tmp_path}", "run.progress=false"]
+    run1 = run_search(load_config(None, sets))
+    for name in ("config.cfg", "history.csv", "search_progress.png", "best_arch.txt", "result.json"):
+        assert os.path.exists(tmp_path / name), name
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["best_arch"] == run1.outcome.best_arch and result["extra"]["params"] <= 300
+    run2 = run_search(load_config(None, sets))
+    assert run2.resumed and run2.outcome.best_arch == run1.outcome.best_arch
+    with pytest.raises(Exception, match="different configuration"):
+        run_search(load_config(None, sets[:-2] + ["budget.max_params=200", f"run.out_dir={tmp_path}"]))

@@ -1,0 +1,262 @@
+"""Zero-shot evolutionary search (Zen-NAS / Incorporated-NAS), spec "Evolutionary search".
+
+Each iteration: drop the lowest-scoring members until the population holds at most ``N``;
+if it holds 10 or fewer, mutate the start architecture once, else mutate a random member
+twice; split long blocks; reject the child if it breaks a budget (parameters, FLOPs, layers)
+or, with the effectiveness filter on, has ``max rho > max_rho``; otherwise score it with the
+proxy and insert it. The answer is the highest-scoring member.
+
+All budget and filter checks are analytic (no model is built), so a rejected child costs
+microseconds; only accepted children reach the proxy, through a :class:`ProxyEvaluator`.
+
+Determinism: mutation draws from one ``numpy`` generator and proxy weights from another, both
+seeded from ``[run] seed``; there is no dependence on Python's string hashing or set order, so
+the same seed gives the same search. Every ``record_every`` iterations the population, counters
+and both generator states are checkpointed (atomically) to ``search_state/evolution.json``, and
+a killed search resumes from the last checkpoint and then follows the same trajectory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from tfnas.methods.base import SearchContext, SearchMethod, SearchOutcome
+from tfnas.registry import register_method
+from tfnas.results import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = "tfnas.evolution/1"
+SMALL_POPULATION = 10  # at or below this size, children come from the start architecture
+
+
+class ProxyEvaluator:
+    """``evaluate(archs) -> scores``: the proxy applied to architectures of ``space``.
+
+    The one place a search touches the proxy, so another backend (a process pool, a cluster)
+    can replace it without changing the method.
+    """
+
+    def __init__(self, space: Any, proxy: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
+                 batch_size: int, rng: np.random.Generator):
+        self.space, self.proxy = space, proxy
+        self.num_classes, self.input_shape, self.batch_size = num_classes, tuple(input_shape), batch_size
+        self.rng = rng
+        self.evaluated = 0
+
+    def evaluate(self, archs: Sequence[Any]) -> List[float]:
+        scores = []
+        for arch in archs:
+            score = self.proxy.score_arch(self.space, arch, num_classes=self.num_classes,
+                                          input_shape=self.input_shape, batch_size=self.batch_size, rng=self.rng)
+            scores.append(float(score))
+            self.evaluated += 1
+        return scores
+
+
+@dataclass
+class Limits:
+    """Budgets of a found network; 0 means no limit."""
+
+    max_params: float = 0.0
+    max_flops: float = 0.0
+    max_layers: int = 0
+    effectiveness_filter: bool = False
+    max_rho: float = 0.5
+
+
+def _proxy_kwargs(cfg: Any) -> Dict[str, Any]:
+    if cfg.proxy.name.startswith("incorporated"):
+        return {"zen_weight": cfg.proxy.zen_weight, "entropy_weight": cfg.proxy.entropy_weight}
+    return {}
+
+
+@register_method("evolution")
+class EvolutionSearch(SearchMethod):
+    """Proxy-driven evolution under parameter / FLOPs / layer budgets (module docstring)."""
+
+    def __init__(self, space: Any, proxy: Any, *, proxy_name: str, population: int, iterations: int,
+                 limits: Limits, record_every: int = 100, batch_size: int = 64,
+                 start: Optional[Any] = None):
+        for attr in ("mutate", "num_params", "flops"):
+            if not hasattr(space, attr):
+                raise TypeError(f"method 'evolution' needs a space with `{attr}`; "
+                                f"{type(space).__name__} has none")
+        if limits.effectiveness_filter and not hasattr(space, "effectiveness"):
+            raise TypeError(f"the effectiveness filter needs a space with `effectiveness`; "
+                            f"{type(space).__name__} has none (set [search] effectiveness_filter = false)")
+        self.space, self.proxy, self.proxy_name = space, proxy, proxy_name
+        self.population, self.iterations, self.limits = population, iterations, limits
+        self.record_every, self.batch_size = record_every, batch_size
+        self.start = start if start is not None else space.start_arch
+
+    @classmethod
+    def from_config(cls, cfg: Any, space: Any) -> "EvolutionSearch":
+        from tfnas.config import ConfigError
+        from tfnas.proxies.base import get_proxy
+
+        where = cfg.source or "<defaults>"
+        try:
+            proxy = get_proxy(cfg.proxy.name, **_proxy_kwargs(cfg))
+        except KeyError as exc:
+            raise ConfigError(f"{where}: [proxy] name: {exc.args[0] if exc.args else exc}") from None
+        start = None
+        if cfg.space.start:
+            try:
+                start = space.decode(cfg.space.start)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: [space] start: {exc}") from None
+        s, b = cfg.search, cfg.budget
+        limits = Limits(b.max_params, b.max_flops, b.max_layers, s.effectiveness_filter, s.max_rho)
+        method = cls(space, proxy, proxy_name=cfg.proxy.name, population=s.population, iterations=s.iterations,
+                     limits=limits, record_every=s.record_every, batch_size=cfg.proxy.batch_size, start=start)
+        reason = method.reject_reason(method.start)
+        if reason:
+            raise ConfigError(f"{where}: the start architecture already breaks the limits ({reason}); "
+                              f"loosen [budget] or give a smaller [space] start")
+        return method
+
+    # -- checks ----------------------------------------------------------------------------------
+    def reject_reason(self, arch: Any) -> str:
+        """Why ``arch`` is rejected (``"params"``, ``"flops"``, ``"layers"``, ``"filter"``) or ``""``."""
+        lim = self.limits
+        if lim.max_params and self.space.num_params(arch) > lim.max_params:
+            return "params"
+        if lim.max_flops and self.space.flops(arch) > lim.max_flops:
+            return "flops"
+        if lim.max_layers and self.space.num_layers(arch) > lim.max_layers:
+            return "layers"
+        if lim.effectiveness_filter and self.space.effectiveness(arch) > lim.max_rho:
+            return "filter"
+        return ""
+
+    def _child(self, members: List[Tuple[str, float]], rng: np.random.Generator) -> Any:
+        if len(members) <= SMALL_POPULATION:
+            child = self.space.mutate(self.start, rng)
+        else:
+            parent = self.space.decode(members[int(rng.integers(len(members)))][0])
+            child = self.space.mutate(self.space.mutate(parent, rng), rng)
+        if hasattr(self.space, "split_long_blocks"):
+            child = self.space.split_long_blocks(child)
+        return child
+
+    # -- state -----------------------------------------------------------------------------------
+    def _state_path(self, context: SearchContext) -> str:
+        return os.path.join(context.state_dir, "evolution.json")
+
+    def _identity(self) -> Dict[str, Any]:
+        lim = self.limits
+        return {"proxy": self.proxy_name, "population": self.population, "start": self.space.encode(self.start),
+                "limits": [lim.max_params, lim.max_flops, lim.max_layers, lim.effectiveness_filter, lim.max_rho],
+                "batch_size": self.batch_size}
+
+    def _save(self, context: SearchContext, state: Dict[str, Any]) -> None:
+        atomic_write_text(self._state_path(context), json.dumps(state) + "\n")
+
+    def _load(self, context: SearchContext) -> Optional[Dict[str, Any]]:
+        path = self._state_path(context)
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as fh:
+            state = json.load(fh)
+        if state.get("format") != STATE_FORMAT or state.get("identity") != _jsonify(self._identity()):
+            raise ValueError(f"{path}: holds the state of another evolution; delete the run directory to restart")
+        return state
+
+    # -- the search ------------------------------------------------------------------------------
+    def search(self, context: SearchContext) -> SearchOutcome:
+        seeds = np.random.SeedSequence(context.seed).spawn(2)
+        mut_rng, score_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
+        members: List[Tuple[str, float]] = []  # (arch string, score)
+        counts = {"scored": 0, "params": 0, "flops": 0, "layers": 0, "filter": 0}
+        done, seconds = 0, 0.0
+        state = self._load(context)
+        if state is not None:
+            members = [(a, float(s)) for a, s in state["members"]]
+            counts.update(state["counts"])
+            done, seconds = int(state["iteration"]), float(state["seconds"])
+            mut_rng.bit_generator.state = state["mutation_rng"]
+            score_rng.bit_generator.state = state["score_rng"]
+            logger.info("resuming evolution at iteration %d / %d", done, self.iterations)
+        evaluator = ProxyEvaluator(self.space, self.proxy, num_classes=self.space.num_classes,
+                                   input_shape=(self.space.resolution, self.space.resolution, 3),
+                                   batch_size=self.batch_size, rng=score_rng)
+        bar = None
+        if context.progress and done < self.iterations:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.iterations, initial=done, desc=f"evolution ({self.proxy_name})", unit="it")
+        t0 = time.perf_counter() - seconds
+        logged = context.logged_rows
+        try:
+            while done < self.iterations:
+                if len(members) > self.population:
+                    members.sort(key=lambda m: -m[1])
+                    del members[self.population:]
+                child = self._child(members, mut_rng)
+                reason = self.reject_reason(child)
+                if reason:
+                    counts[reason] += 1
+                else:
+                    (score,) = evaluator.evaluate([child])
+                    counts["scored"] += 1
+                    if math.isfinite(score):
+                        members.append((self.space.encode(child), score))
+                done += 1
+                if bar is not None:
+                    bar.update(1)
+                    if members and done % 10 == 0:
+                        bar.set_postfix(best=f"{max(s for _, s in members):.4g}", pop=len(members))
+                if done % self.record_every == 0 or done == self.iterations:
+                    elapsed = time.perf_counter() - t0
+                    row = self._row(done, members, counts, elapsed)
+                    if done // self.record_every > logged or done == self.iterations:
+                        context.log(row)
+                        logged += 1
+                    self._save(context, {
+                        "format": STATE_FORMAT, "identity": _jsonify(self._identity()), "iteration": done,
+                        "seconds": elapsed, "members": members, "counts": counts,
+                        "mutation_rng": mut_rng.bit_generator.state, "score_rng": score_rng.bit_generator.state,
+                    })
+        finally:
+            if bar is not None:
+                bar.close()
+        if not members:
+            raise RuntimeError(f"evolution found no architecture within the limits in {self.iterations} iterations "
+                               f"(rejected: {counts}); loosen [budget] or run more iterations")
+        best_arch, best_score = max(members, key=lambda m: m[1])
+        best = self.space.decode(best_arch)
+        elapsed = time.perf_counter() - t0
+        extra = {"params": int(self.space.num_params(best)), "flops": int(self.space.flops(best)),
+                 "iterations": done, "scored": counts["scored"],
+                 "rejected": {k: v for k, v in counts.items() if k != "scored"},
+                 "iterations_per_s": round(done / max(elapsed, 1e-9), 2)}
+        if hasattr(self.space, "num_layers"):
+            extra["layers"] = int(self.space.num_layers(best))
+        return SearchOutcome(best_arch=best_arch, score=float(best_score), score_name=self.proxy_name, extra=extra)
+
+    def _row(self, done: int, members: List[Tuple[str, float]], counts: Dict[str, int],
+             elapsed: float) -> Dict[str, Any]:
+        scores = [s for _, s in members]
+        row: Dict[str, Any] = {"iteration": done, "best_score": max(scores) if scores else float("nan"),
+                               "mean_score": float(np.mean(scores)) if scores else float("nan"),
+                               "population": len(members), "scored": counts["scored"],
+                               "rejected": sum(v for k, v in counts.items() if k != "scored"),
+                               "iterations_per_s": done / max(elapsed, 1e-9)}
+        if members:
+            best = self.space.decode(max(members, key=lambda m: m[1])[0])
+            row["best_params"] = int(self.space.num_params(best))
+            row["best_flops"] = int(self.space.flops(best))
+        return row
+
+
+def _jsonify(value: Any) -> Any:
+    return json.loads(json.dumps(value))
