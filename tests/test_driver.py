@@ -47,6 +47,19 @@ def test_resume_refuses_a_different_config(tmp_path):
         run_sweep(load_config("cfg/rand.cfg", sets + ["dataset.name=cifar10"]), progress=False)
 
 
+def test_resume_accepts_a_run_dir_written_before_new_keys_existed(tmp_path):
+    sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]
+    run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    path = tmp_path / "config.cfg"
+    text = path.read_text()
+    assert "pool_size = 1000" in text
+    path.write_text(text.replace("pool_size = 1000\n", ""))  # as an older tfnas wrote it
+    assert run_sweep(load_config("cfg/rand.cfg", sets), progress=False).new_records == 0
+    path.write_text(text.replace("pool_size = 1000\n", "no_such_key = 1\n"))  # unreadable: refused
+    with pytest.raises(ConfigError, match="different configuration"):
+        run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+
+
 def run_cli(*args):
     return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train_eval.py"), *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -18,7 +18,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from tfnas import metrics
-from tfnas.config import Config, ConfigError, config_to_ini
+from tfnas.config import Config, ConfigError, config_to_ini, load_config
 from tfnas.registry import BENCHMARKS, METHODS, SPACES
 from tfnas.results import RunLog, RunRecord, atomic_write_text, write_outputs
 from tfnas.spaces.base import TabularSpace
@@ -57,8 +57,12 @@ def _check_run_dir(cfg: Config, run_dir: str) -> None:
     path = os.path.join(run_dir, "config.cfg")
     resolved = _comparable(config_to_ini(cfg))
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            previous = _comparable(fh.read())
+        # Read back through the current schema: keys added since the directory was written take
+        # their defaults (what the older version did), so an upgrade does not orphan a run dir.
+        try:
+            previous = _comparable(config_to_ini(load_config(path, check_names=False)))
+        except ConfigError:
+            previous = None
         if previous != resolved:
             raise ConfigError(
                 f"{run_dir}: holds results of a different configuration (see its config.cfg); "

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from tfnas.config import Config, ConfigError, config_to_ini
+from tfnas.config import Config, ConfigError, config_to_ini, load_config
 from tfnas.methods.base import SearchContext, SearchOutcome
 from tfnas.registry import METHODS
 from tfnas.results import atomic_write_text
@@ -55,8 +55,10 @@ def prepare_run_dir(cfg: Config) -> str:
     path = os.path.join(run_dir, "config.cfg")
     ini = config_to_ini(cfg)
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            previous = fh.read()
+        try:  # through the current schema: keys added since then take their defaults
+            previous = config_to_ini(load_config(path, check_names=False))
+        except ConfigError:
+            previous = ""
         if _search_identity(previous) != _search_identity(ini):
             raise ConfigError(f"{run_dir}: holds a search with a different configuration (see its config.cfg); "
                               f"choose another [run] out_dir or delete the directory")
