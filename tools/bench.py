@@ -4,6 +4,9 @@
     python tools/bench.py table                       # load time of the shipped NAS-Bench-201 table
     python tools/bench.py siamese [--budget 100] [--repeats 3] [--method siamese|predictor]
     python tools/bench.py train-step [--batch 64] [--steps 30]
+    python tools/bench.py proxies --space nb201|zen [--proxies synflow,zen,...] [--cells 100]
+    python tools/bench.py evolution [--proxy zen] [--population 512] [--iterations 300]
+    python tools/bench.py supernet [--batch 64,256] [--steps 20]
 
 Each prints one JSON object per measurement (plus a readable line), so results can be pasted
 or collected by scripts.
@@ -100,6 +103,93 @@ def bench_train_step(args) -> None:
                               **figures, "machine": machine()})
 
 
+def bench_proxies(args) -> None:
+    """Seconds per candidate of each proxy: NB201 cells (arch-as-tensor path) or 1M Zen candidates."""
+    import numpy as np
+
+    from tfnas.proxies.base import get_proxy
+    from tfnas.registry import SPACES
+
+    if args.space == "nb201":
+        space = SPACES.get("nb201")()
+        shape, classes = (32, 32, 3), 100
+        rng = np.random.default_rng(0)
+        archs = [space.from_index(int(i)) for i in rng.choice(space.size, args.cells, replace=False)]
+    else:
+        from tfnas.methods.evolution import EvolutionSearch, Limits
+
+        space = SPACES.get("zen")()
+        shape, classes = (32, 32, 3), 10
+        evo = EvolutionSearch(space, get_proxy("params"), proxy_name="params", population=64, iterations=1,
+                              limits=Limits(max_params=1e6, max_layers=18))
+        rng, archs, parent = np.random.default_rng(0), [], space.start_arch
+        while len(archs) < args.cells:  # a random walk of in-budget candidates, as evolution sees them
+            child = space.split_long_blocks(space.mutate(space.mutate(parent, rng), rng))
+            if not evo.reject_reason(child):
+                archs.append(child)
+                parent = child
+    names = args.proxies.split(",") if args.proxies else (
+        ["synflow", "grad_norm", "snip", "naswot", "jacob_cov", "te_nas", "zen", "flops", "params", "random"]
+        if args.space == "nb201" else ["zen", "incorporated_s", "incorporated_l", "synflow", "naswot",
+                                       "grad_norm", "params", "random"])
+    for name in names:
+        proxy = get_proxy(name)
+        srng = np.random.default_rng(1)
+        try:
+            start = time.perf_counter()
+            proxy.score_arch(space, archs[0], num_classes=classes, input_shape=shape, batch_size=args.batch, rng=srng)
+            first = time.perf_counter() - start
+            times = []
+            for arch in archs[1:]:
+                start = time.perf_counter()
+                proxy.score_arch(space, arch, num_classes=classes, input_shape=shape, batch_size=args.batch, rng=srng)
+                times.append(time.perf_counter() - start)
+        except (TypeError, ValueError) as exc:
+            emit("proxy", space=args.space, proxy=name, error=str(exc))
+            continue
+        emit("proxy", space=args.space, proxy=name, batch=args.batch, candidates=len(times), first_s=round(first, 3),
+             median_s=round(float(np.median(times)), 4), mean_s=round(float(np.mean(times)), 4),
+             per_s=round(len(times) / sum(times), 2), machine=machine())
+
+
+def bench_evolution(args) -> None:
+    import tempfile
+
+    import numpy as np
+
+    from tfnas.methods.base import SearchContext
+    from tfnas.methods.evolution import EvolutionSearch, Limits
+    from tfnas.proxies.base import get_proxy
+    from tfnas.registry import SPACES
+
+    space = SPACES.get("zen")()
+    filt = args.proxy.startswith("incorporated")
+    method = EvolutionSearch(space, get_proxy(args.proxy), proxy_name=args.proxy, population=args.population,
+                             iterations=args.iterations, limits=Limits(max_params=1e6, max_layers=18,
+                                                                       effectiveness_filter=filt),
+                             record_every=max(args.iterations // 5, 1), batch_size=64)
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = SearchContext(run_dir=tmp, state_dir=tmp, seed=0, rng=np.random.default_rng(0), progress=False,
+                            log=lambda row: None)
+        start = time.perf_counter()
+        outcome = method.search(ctx)
+        wall = time.perf_counter() - start
+    emit("evolution", proxy=args.proxy, population=args.population, iterations=args.iterations,
+         wall_s=round(wall, 2), iterations_per_s=round(args.iterations / wall, 2),
+         scored=outcome.extra["scored"], scored_per_s=round(outcome.extra["scored"] / wall, 2),
+         best_params=outcome.extra["params"], peak_rss_mb=round(peak_rss_mb(), 1), machine=machine())
+
+
+def bench_supernet(args) -> None:
+    from tfnas.spaces.darts_supernet import benchmark_supernet
+
+    jit = {"true": True, "false": False, "auto": None}[args.jit]
+    for figures in benchmark_supernet(batch_sizes=tuple(int(b) for b in args.batch.split(",")), steps=args.steps,
+                                      jit_compile=jit):
+        emit("supernet", **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()},
+             machine=machine())
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -114,9 +204,23 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--arch", default="|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
                                      "+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    p = sub.add_parser("proxies")
+    p.add_argument("--space", choices=("nb201", "zen"), default="nb201")
+    p.add_argument("--proxies", default="", help="comma-separated proxy names (default: all for the space)")
+    p.add_argument("--cells", type=int, default=50)
+    p.add_argument("--batch", type=int, default=64)
+    p = sub.add_parser("evolution")
+    p.add_argument("--proxy", default="zen")
+    p.add_argument("--population", type=int, default=512)
+    p.add_argument("--iterations", type=int, default=300)
+    p = sub.add_parser("supernet")
+    p.add_argument("--batch", default="64,256")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--jit", choices=("auto", "true", "false"), default="false")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    {"table": bench_table, "siamese": bench_siamese, "train-step": bench_train_step}[args.what](args)
+    {"table": bench_table, "siamese": bench_siamese, "train-step": bench_train_step, "proxies": bench_proxies,
+     "evolution": bench_evolution, "supernet": bench_supernet}[args.what](args)
     return 0
 
 

@@ -62,10 +62,39 @@ def check_ec_source(name: str) -> None:
         return
     if name not in PROXIES:
         known = ", ".join(["table", "train"] + PROXIES.names())
-        raise ValueError(
-            f"estimation-code source {name!r} is not available: the zero-shot proxies are not "
-            f"implemented yet in this version of tfnas (see README, 'Status'); available: {known}"
-        )
+        raise ValueError(f"estimation-code source {name!r} is not available; available: {known}")
+
+
+# Head size and input side of the NAS-Bench-201 datasets (for proxy scoring of NB201 cells).
+_DATASET_SHAPES = {"cifar10": (10, 32), "cifar100": (100, 32), "imagenet16-120": (120, 16)}
+
+
+def proxy_ec_factory(cfg: Any, space: Any) -> Callable[[], CachedEstimationCode]:
+    """The factory behind ``[predictor] ec_source = <proxy>``: the proxy's score as a 1-dim EC.
+
+    (The reference stores a zero-cost score three times; one copy carries the same information.)
+    Each cell is scored with its own generator seeded by ``([run] seed, cell index)``, so its EC
+    does not depend on which cells were scored before; scores are shared across the runs of a
+    sweep (each run still counts its own ``evals``).
+    """
+    from tfnas.proxies.base import get_proxy
+
+    name = cfg.predictor.ec_source
+    proxy = get_proxy(name)
+    num_classes, side = _DATASET_SHAPES.get(cfg.dataset.name, (10, cfg.dataset.image_size or 32))
+    seed = cfg.run.seed
+    shared: Dict[int, float] = {}
+
+    def score(i: int) -> np.ndarray:
+        if i not in shared:
+            arch = space.from_index(i)
+            rng = np.random.default_rng([seed, i])
+            shared[i] = float(proxy.score_arch(space, arch, num_classes=num_classes, input_shape=(side, side, 3),
+                                               batch_size=cfg.proxy.batch_size, rng=rng))
+        value = shared[i]
+        return np.array([value if np.isfinite(value) else -1e9], np.float32)
+
+    return lambda: CachedEstimationCode(score, dim=1)
 
 
 class EcNormaliser:

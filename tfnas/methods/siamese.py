@@ -103,6 +103,10 @@ class PredictorSearch(Method):
             from tfnas.methods.train_oracle import training_ec_factory
 
             ec_factory = training_ec_factory(cfg, space)
+        elif siamese and p.ec_source != "table":
+            from tfnas.methods.estimation import proxy_ec_factory
+
+            ec_factory = proxy_ec_factory(cfg, space)
         return cls(space, siamese=siamese, nsam=p.nsam, bts=s.bts, units=p.units, epochs=p.epochs,
                    batch_size=p.batch_size, lr=p.lr, lr_final=p.lr_final, huber_delta=p.huber_delta,
                    init_fraction=s.init_fraction, update_split=s.update_split,

@@ -1,1 +1,10 @@
 """tfnas.proxies."""
+from tfnas.proxies import zen  # noqa: F401  (registers "zen")
+from tfnas.proxies import incorporated  # noqa: F401  (registers "incorporated_l", "incorporated_s")
+from tfnas.proxies import synflow  # noqa: F401  (registers "synflow")
+from tfnas.proxies import grad_norm  # noqa: F401  (registers "grad_norm")
+from tfnas.proxies import snip  # noqa: F401  (registers "snip")
+from tfnas.proxies import naswot  # noqa: F401  (registers "naswot")
+from tfnas.proxies import te_nas  # noqa: F401  (registers "te_nas")
+from tfnas.proxies import jacob_cov  # noqa: F401  (registers "jacob_cov")
+from tfnas.proxies import baselines  # noqa: F401  (registers "flops", "params", "random")

@@ -5,3 +5,4 @@ One import per space module (keep the list one line per module, sorted by when i
 
 from tfnas.spaces import nb201  # noqa: F401  (registers "nb201")
 from tfnas.spaces import tinynano  # noqa: F401  (registers "tinynano")
+from tfnas.spaces import zen  # noqa: F401  (registers "zen")

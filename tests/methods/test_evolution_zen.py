@@ -1,0 +1,57 @@
+"""A short Zen-NAS evolution -> training -> SavedModel, end to end from the shipped configs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from tfnas.config import load_config
+from tfnas.search_driver import run_search
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def tiny(out_dir, *more):
+    return [f"run.out_dir={out_dir}", "run.progress=false", "run.jit_compile=false", "run.strategy=one_device",
+            "search.population=12", "search.iterations=30", "search.record_every=10", "proxy.batch_size=8",
+            f"dataset.data_dir={os.path.join(str(out_dir), 'no_data')}", "dataset.download=false",
+            "dataset.train_subset=32", "dataset.eval_subset=16", "dataset.batch_size=16",
+            "dataset.eval_batch_size=16", "train.epochs=1", "train.warmup_epochs=0", *more]
+
+
+def test_zen_evolution_trains_and_exports_the_found_network(tmp_path):
+    cfg = load_config("cfg/zen_cifar10_1M.cfg", tiny(tmp_path))
+    with tfds.testing.mock_data(num_examples=48):
+        run = run_search(cfg)
+    result = json.loads((tmp_path / "result.json").read_text())
+    space_params = result["extra"]["params"]
+    assert 0 < space_params <= 1e6 and result["extra"]["layers"] <= 18
+    assert result["score_name"] == "zen" and np.isfinite(result["score"])
+    assert (tmp_path / "best_arch.txt").read_text().startswith(run.outcome.best_arch)
+    assert (tmp_path / "history.csv").read_text().count("\n") == 1 + 3  # header + 3 records
+    assert (tmp_path / "search_progress.png").exists()
+    assert run.train_metrics is not None and 0.0 <= run.train_metrics["accuracy"] <= 1.0
+    saved = tmp_path / "train" / "saved_model"
+    assert saved.exists()
+    # The SavedModel loads without tfnas and gives logits of the right shape.
+    code = ("import sys, numpy as np, tensorflow as tf; m = tf.saved_model.load(sys.argv[1]); "
+            "f = m.signatures['serving_default']; out = list(f(tf.zeros([2, 32, 32, 3])).values())[0]; "
+            "print(out.shape)")
+    proc = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": ""}, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "(2, 10)" in proc.stdout
+
+
+@pytest.mark.parametrize("cfg", ["incorporated_s_cifar100_1M", "incorporated_l_cifar10_1M", "random_cifar10_1M",
+                                 "synflow_cifar10_1M", "naswot_cifar10_1M"])
+def test_every_evolution_cfg_searches(tmp_path, cfg):
+    sets = tiny(tmp_path, "train.enabled=false", "search.iterations=4", "search.population=12")
+    run = run_search(load_config(f"cfg/{cfg}.cfg", sets))
+    c = load_config(f"cfg/{cfg}.cfg", sets)
+    assert run.outcome.score_name == c.proxy.name
+    assert run.outcome.extra["params"] <= c.budget.max_params

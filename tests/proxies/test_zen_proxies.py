@@ -1,0 +1,160 @@
+"""Tests of the Zen score (fast path and Keras path) and the Incorporated-NAS scores."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from tfnas.proxies.base import get_proxy, random_batch
+from tfnas.proxies.incorporated import IncorporatedLogProxy, IncorporatedSqrtProxy
+from tfnas.proxies.zen import ZenProxy, zen_from_passes, zen_score_arch, zen_score_fast, zen_score_keras
+from tfnas.registry import PROXIES
+from tfnas.spaces import zen_fast
+from tfnas.spaces.nb201 import Nb201Space
+from tfnas.spaces.zen import DEFAULT_START, ZenSpace
+from tfnas.spaces.zen_blocks import parse_arch
+
+# All four layer kinds (dense / depthwise, stride 1 / 2) and every block family.
+MIXED = ("SuperConvK3BNRELU(3,16,1,1)SuperResIDWE2K5(16,24,2,16,1)SuperResK1K7K1(24,32,1,8,1)"
+         "SuperResK5K5(32,32,2,16,2)SuperConvK1BNRELU(32,48,2,1)")
+TINY = "SuperConvK3BNRELU(3,8,1,1)SuperResK3K3(8,16,2,8,1)SuperConvK1BNRELU(16,32,1,1)"
+
+
+def _inputs(seed: int, shape=(8, 16, 16, 3)):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(shape, dtype=np.float32), rng.standard_normal(shape, dtype=np.float32)
+
+
+def test_registered():
+    assert {"zen", "incorporated_l", "incorporated_s"} <= set(PROXIES.names())
+    proxy = get_proxy("incorporated_s", zen_weight=0.9, entropy_weight=0.1)
+    assert isinstance(proxy, IncorporatedSqrtProxy) and (proxy.zen_weight, proxy.entropy_weight) == (0.9, 0.1)
+    with pytest.raises(ValueError, match="bn_variance"):
+        ZenProxy(bn_variance="moving")
+    with pytest.raises(ValueError, match="perturbation"):
+        ZenProxy(perturbation=0.0)
+
+
+def test_zen_formula_by_hand():
+    clean = np.zeros((2, 1, 1, 2))
+    perturbed = np.array([1.0, 2.0, 3.0, 4.0]).reshape(2, 1, 1, 2)  # per-sample sums 3 and 7 -> Delta 5
+    variances, perturbed_variances = np.array([4.0, 9.0]), np.array([1.0, 1.0])
+    assert zen_from_passes(clean, perturbed, variances, perturbed_variances) == pytest.approx(
+        math.log(5) + math.log(2) + math.log(3))
+    running = 0.81 + 0.09 * variances + 0.1 * perturbed_variances
+    assert zen_from_passes(clean, perturbed, variances, perturbed_variances, "running") == pytest.approx(
+        math.log(5) + 0.5 * np.log(running).sum())
+    assert zen_from_passes(clean, clean, variances, variances) == float("-inf")  # Delta = 0
+
+
+@pytest.mark.parametrize("text", [TINY, MIXED], ids=["tiny", "mixed"])
+@pytest.mark.parametrize("bn_variance", ["batch", "running"])
+def test_fast_path_equals_keras(text, bn_variance):
+    arch = parse_arch(text)
+    weights = zen_fast.draw_weights(arch, np.random.default_rng(1))
+    images, noise = _inputs(2)
+    fast = zen_score_fast(arch, weights, images, noise, bn_variance=bn_variance)
+    model = zen_fast.build_plain_model(arch, weights, input_shape=(16, 16, 3))
+    keras_score = zen_score_keras(model, images, noise, bn_variance=bn_variance)
+    assert np.isfinite(fast) and fast == pytest.approx(keras_score, abs=1e-4)
+
+
+def test_plain_forward_features_and_groups():
+    arch = parse_arch(MIXED)
+    weights = zen_fast.draw_weights(arch, np.random.default_rng(0))
+    images, noise = _inputs(3)
+    single = zen_fast.plain_forward(arch, weights, images)
+    model = zen_fast.build_plain_model(arch, weights, input_shape=(16, 16, 3))
+    pool = model.get_layer("global_pool")
+    features = keras.Model(model.inputs[0], pool.input)(images, training=True).numpy()
+    np.testing.assert_allclose(single.features, features, atol=1e-4)
+    assert single.features.shape == (8, 2, 2, 48) and single.variances.shape == (len(zen_fast.conv_plan(arch)), 1)
+    pair = zen_fast.plain_forward(arch, weights, np.concatenate([images, images + noise]), groups=2)
+    other = zen_fast.plain_forward(arch, weights, images + noise)
+    np.testing.assert_allclose(pair.features[:8], single.features, atol=1e-5)
+    np.testing.assert_allclose(pair.features[8:], other.features, atol=1e-5)
+    np.testing.assert_allclose(pair.variances[:, 1], other.variances[:, 0], rtol=1e-5)
+    assert np.all(np.isfinite(single.log_std()))
+    with pytest.raises(ValueError, match="kernels"):
+        zen_fast.plain_forward(arch, weights[:-1], images)
+    with pytest.raises(ValueError, match="groups"):
+        zen_fast.plain_forward(arch, weights, images, groups=3)
+
+
+def test_zen_score_sign_width_and_determinism():
+    space = ZenSpace(resolution=16)
+    narrow = space.start_arch
+    wide = parse_arch(DEFAULT_START.replace("(3,8,1,1)", "(3,32,1,1)").replace("(8,16,1,8,1)", "(32,64,1,32,1)")
+                      .replace("(16,32,2,16,1)", "(64,128,2,64,1)").replace("(32,64,2,32,1)", "(128,256,2,128,1)")
+                      .replace("(64,64,2,32,1)", "(256,256,2,128,1)").replace("(64,128,1,1)", "(256,512,1,1)"))
+    scores = [zen_score_arch(a, np.random.default_rng(5), batch_size=8, input_shape=(16, 16, 3))
+              for a in (narrow, wide)]
+    assert 0 < scores[0] < scores[1] and all(np.isfinite(scores))  # each BN adds ~log sqrt(cin k^2 / 2)
+    again = zen_score_arch(narrow, np.random.default_rng(5), batch_size=8, input_shape=(16, 16, 3))
+    assert again == scores[0]
+    proxy = ZenProxy()
+    via_proxy = proxy.score_arch(space, narrow, num_classes=10, input_shape=(16, 16, 3), batch_size=8,
+                                 rng=np.random.default_rng(5))
+    assert via_proxy == scores[0]  # score_arch of the zen space is the fast, residual-free path
+
+
+def test_score_leaves_the_model_alone():
+    space = ZenSpace(resolution=16)
+    model = space.build(parse_arch(TINY), input_shape=(16, 16, 3))
+    before = [w.copy() for w in model.get_weights()]
+    rng = np.random.default_rng(0)
+    batch = random_batch(rng, 8, (16, 16, 3), 10)
+    first = ZenProxy().score(model, batch, np.random.default_rng(1))
+    second = ZenProxy().score(model, batch, np.random.default_rng(1))
+    assert np.isfinite(first) and first == second
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_score_other_spaces():
+    nb201 = Nb201Space(channels=4, cells_per_stage=1)
+    arch = nb201.decode(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|")
+    score = ZenProxy().score_arch(nb201, arch, num_classes=10, input_shape=(8, 8, 3), batch_size=4,
+                                  rng=np.random.default_rng(0))
+    assert np.isfinite(score)
+    with pytest.raises(TypeError, match="'nb201'"):
+        IncorporatedLogProxy().score_arch(nb201, arch, num_classes=10, input_shape=(8, 8, 3), batch_size=4,
+                                          rng=np.random.default_rng(0))
+    with pytest.raises(TypeError, match="score_arch"):
+        IncorporatedLogProxy().score(None, random_batch(np.random.default_rng(0), 2, (8, 8, 3), 10), None)
+
+
+def test_traces_stay_bounded():
+    space = ZenSpace(start=MIXED, resolution=8)
+    mobile = ZenSpace(start=MIXED, family="mobile", resolution=8)
+    zen_score_arch(space.start_arch, np.random.default_rng(0), batch_size=4, input_shape=(8, 8, 3))
+    traced = zen_fast.trace_count()
+    rng = np.random.default_rng(1)
+    seen = set()
+    for i in range(24):
+        arch = (space if i % 2 else mobile).sample(rng)
+        seen.add(space.encode(arch))
+        assert np.isfinite(zen_score_arch(arch, rng, batch_size=4 + i % 3, input_shape=(8, 8, 3)))
+    assert len(seen) >= 16  # many distinct candidates (20 with this seed)
+    assert zen_fast.trace_count() == traced  # new channels, kernels, batch sizes: no retrace
+    assert traced <= 8  # at most one trace per (layer kind, groups): 4 kinds x groups 1 or 2
+
+
+@pytest.mark.parametrize("proxy_cls, normalize", [(IncorporatedLogProxy, math.log), (IncorporatedSqrtProxy, math.sqrt)])
+def test_incorporated_is_the_combination(proxy_cls, normalize):
+    space = ZenSpace(resolution=16)
+    arch = space.start_arch
+    kwargs = dict(num_classes=10, input_shape=(16, 16, 3), batch_size=8)
+    zen = ZenProxy().score_arch(space, arch, rng=np.random.default_rng(4), **kwargs)
+    e = space.entropy(arch, resolution=16)
+    assert e > 0
+    score = proxy_cls().score_arch(space, arch, rng=np.random.default_rng(4), **kwargs)
+    assert score == pytest.approx(0.5 * zen + 0.01 * normalize(e), rel=1e-12)
+    custom = proxy_cls(zen_weight=1.0, entropy_weight=2.0).score_arch(space, arch, rng=np.random.default_rng(4),
+                                                                       **kwargs)
+    assert custom == pytest.approx(zen + 2.0 * normalize(e), rel=1e-12)
+    assert proxy_cls().combine(3.0, -1.0) == float("-inf") and proxy_cls().combine(3.0, 0.0) == float("-inf")

@@ -1,0 +1,251 @@
+"""The Zen score (Lin et al., Zen-NAS, ICCV 2021, https://arxiv.org/abs/2102.01063, Sec. 3).
+
+At random initialisation (weights N(0, 1), BN in training mode with ``gamma = 1, beta = 0``,
+Gaussian inputs ``x`` and noise ``eps``) and with ``f`` the pre-pooling feature map::
+
+    Delta = mean_b sum_{h,w,c} |f(x) - f(x + gamma * eps)|          (gamma = 0.01)
+    Zen   = log(Delta) + sum_{BN layers i} log(sqrt(mean_c sigma_{i,c}^2))
+
+where ``sigma_{i,c}^2`` is the batch variance of channel ``c`` at the input of BN ``i`` on the
+clean pass (the paper's form, ``bn_variance="batch"``). The reference code instead reads the
+PyTorch running variances after the two passes, ``0.81 + 0.09 v(x) + 0.1 v(x + gamma eps)``
+(``bn_variance="running"``; biased variances are used here, PyTorch's are unbiased, a factor
+``n / (n - 1)`` with ``n = B H W``). Higher is better. The Zen-NAS search scores the network
+with its residual links removed: :meth:`ZenProxy.score_arch` does so for the ``zen`` space
+through the fast path of :mod:`tfnas.spaces.zen_fast`; :meth:`ZenProxy.score` scores any
+Keras network as it is.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, List, Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+
+from tfnas.proxies.base import Proxy, ProxyBatch
+from tfnas.registry import register_proxy
+from tfnas.spaces.zen_blocks import ZenBlock, check_arch
+from tfnas.spaces.zen_fast import draw_weights, plain_forward
+
+__all__ = [
+    "ZenProxy",
+    "zen_from_passes",
+    "zen_score_arch",
+    "zen_score_fast",
+    "zen_score_keras",
+]
+
+_BN_VARIANCE = ("batch", "running")
+_KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
+_ZERO_NAMES = ("bias", "beta", "moving_mean")
+_ONE_NAMES = ("gamma", "moving_variance")
+
+
+def _check_options(perturbation: Any, bn_variance: Any) -> Tuple[float, str]:
+    if isinstance(perturbation, bool) or not isinstance(perturbation, (int, float)) or not perturbation > 0:
+        raise ValueError(f"Zen: `perturbation` must be a positive number. Received: perturbation={perturbation!r}")
+    if bn_variance not in _BN_VARIANCE:
+        raise ValueError(f"Zen: `bn_variance` must be one of {', '.join(_BN_VARIANCE)}. "
+                         f"Received: bn_variance={bn_variance!r}")
+    return float(perturbation), bn_variance
+
+
+def zen_from_passes(features: np.ndarray, perturbed_features: np.ndarray, variances: np.ndarray,
+                    perturbed_variances: np.ndarray, bn_variance: str = "batch") -> float:
+    """The Zen score from the two forward passes.
+
+    Args:
+        features, perturbed_features: pre-pooling features ``(B, H, W, C)`` of ``x`` and ``x + gamma eps``.
+        variances, perturbed_variances: ``(num_bn,)`` channel-mean batch variance of each BN input per pass.
+        bn_variance: ``"batch"`` (paper) or ``"running"`` (reference code), see the module docstring.
+
+    Returns:
+        ``log(Delta) + sum_i log sqrt(v_i)``; ``-inf`` when ``Delta`` or some ``v_i`` is 0.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    g = np.asarray(perturbed_features, dtype=np.float64)
+    if f.shape != g.shape or f.ndim < 2:
+        raise ValueError(f"feature maps must have the same (B, ...) shape; got {f.shape} and {g.shape}")
+    delta = float(np.mean(np.sum(np.abs(f - g), axis=tuple(range(1, f.ndim)))))
+    v = np.asarray(variances, dtype=np.float64)
+    if bn_variance == "running":
+        v = 0.81 + 0.09 * v + 0.1 * np.asarray(perturbed_variances, dtype=np.float64)
+    elif bn_variance != "batch":
+        raise ValueError(f"`bn_variance` must be one of {', '.join(_BN_VARIANCE)}. Received: {bn_variance!r}")
+    if delta <= 0.0 or np.any(v <= 0.0):
+        return float("-inf")
+    return float(math.log(delta) + 0.5 * np.sum(np.log(v)))
+
+
+def zen_score_fast(arch: Sequence[ZenBlock], weights: Sequence[np.ndarray], images: np.ndarray,
+                   noise: np.ndarray, perturbation: float = 0.01, bn_variance: str = "batch") -> float:
+    """Zen score of the residual-free network of ``arch`` with the given kernels (fast path).
+
+    Args:
+        arch: the blocks.
+        weights: one kernel per convolution (:func:`tfnas.spaces.zen_fast.draw_weights` layout).
+        images: float32 ``(B, H, W, C)`` clean inputs ``x``.
+        noise: float32 ``(B, H, W, C)`` perturbation direction ``eps``.
+        perturbation: ``gamma``.
+        bn_variance: ``"batch"`` or ``"running"``.
+    """
+    perturbation, bn_variance = _check_options(perturbation, bn_variance)
+    images = np.asarray(images, dtype=np.float32)
+    noise = np.asarray(noise, dtype=np.float32)
+    if images.shape != noise.shape:
+        raise ValueError(f"images and noise must have the same shape; got {images.shape} and {noise.shape}")
+    both = np.concatenate([images, images + np.float32(perturbation) * noise], axis=0)
+    result = plain_forward(arch, weights, both, groups=2)  # two passes, BN statistics kept apart
+    batch = images.shape[0]
+    return zen_from_passes(result.features[:batch], result.features[batch:], result.variances[:, 0],
+                           result.variances[:, 1], bn_variance)
+
+
+def zen_score_arch(arch: Sequence[ZenBlock], rng: np.random.Generator, batch_size: int = 64,
+                   input_shape: Tuple[int, int, int] = (32, 32, 3), perturbation: float = 0.01,
+                   bn_variance: str = "batch") -> float:
+    """Zen score of ``arch`` at a fresh N(0, 1) draw: kernels, then images, then noise, all from ``rng``."""
+    arch = check_arch(arch)
+    shape = tuple(int(d) for d in input_shape)
+    if len(shape) != 3 or shape[2] != arch[0].cin:
+        raise ValueError(f"input_shape must be (H, W, {arch[0].cin}) for {arch[0]}; got {input_shape!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
+        raise ValueError(f"batch_size must be an integer >= 2 (BN needs a batch). Received: {batch_size!r}")
+    weights = draw_weights(arch, rng)
+    images = rng.standard_normal((batch_size,) + shape, dtype=np.float32)
+    noise = rng.standard_normal((batch_size,) + shape, dtype=np.float32)
+    return zen_score_fast(arch, weights, images, noise, perturbation, bn_variance)
+
+
+# ---- any Keras network ----------------------------------------------------------------------
+
+
+def _all_layers(model: keras.Model) -> List[Any]:
+    """Every layer nested in ``model``, each once (Keras' own traversal where it exists)."""
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is not None:
+        return list(flatten(include_self=False, recursive=True))
+    seen, out, stack = set(), [], list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop()
+        if id(layer) not in seen:
+            seen.add(id(layer))
+            out.append(layer)
+            stack.extend(getattr(layer, "layers", []) or [])
+    return out
+
+
+def _scoring_clone(model: keras.Model, rng: Optional[np.random.Generator]) -> keras.Model:
+    """A clone of ``model`` prepared for scoring; ``model`` itself is never touched.
+
+    Weights are copied, or, with ``rng``, re-drawn: kernels N(0, 1), biases and BN ``beta`` /
+    moving means 0, BN ``gamma`` / moving variances 1. BN momentum is set to 0 so that after
+    a training-mode pass each BN's moving variance holds that pass's batch variance; dropout
+    and drop-path rates are set to 0 (other stochastic layers are left as they are).
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"Zen scores a keras.Model; got {type(model).__name__}")
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    clone.trainable = True
+    if rng is not None:
+        for variable in clone.weights:
+            leaf = variable.name.split("/")[-1]
+            if leaf in _KERNEL_NAMES:
+                variable.assign(rng.standard_normal(tuple(variable.shape), dtype=np.float32))
+            elif leaf in _ZERO_NAMES:
+                variable.assign(np.zeros(tuple(variable.shape), np.float32))
+            elif leaf in _ONE_NAMES:
+                variable.assign(np.ones(tuple(variable.shape), np.float32))
+    for layer in _all_layers(clone):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+        elif isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
+        elif callable(getattr(layer, "set_drop_path_rate", None)):
+            layer.set_drop_path_rate(0.0)
+    return clone
+
+
+def _pre_pool_model(clone: keras.Model) -> keras.Model:
+    pools = [layer for layer in clone.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
+    if not pools:
+        raise ValueError(f"Zen needs the pre-pooling features: model {clone.name!r} has no top-level "
+                         "GlobalAveragePooling2D layer whose input they are")
+    inputs = clone.inputs[0] if len(clone.inputs) == 1 else clone.inputs
+    return keras.Model(inputs, pools[-1].input, name=f"{clone.name}_pre_pool")
+
+
+def _pass(features_model: keras.Model, bns: List[Any], images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """One training-mode pass: features and the channel-mean batch variance of each BN that ran."""
+    for bn in bns:
+        bn.moving_variance.assign(-np.ones(tuple(bn.moving_variance.shape), np.float32))  # "did not run" marker
+    features = np.asarray(features_model(images, training=True))
+    variances = []
+    for bn in bns:
+        v = np.asarray(bn.moving_variance)
+        if not np.all(v == -1.0):
+            variances.append(float(np.mean(v)))
+    return features, np.asarray(variances)
+
+
+def zen_score_keras(model: keras.Model, images: np.ndarray, noise: np.ndarray, perturbation: float = 0.01,
+                    bn_variance: str = "batch", redraw_rng: Optional[np.random.Generator] = None) -> float:
+    """Zen score of a Keras network (features: the input of its last GlobalAveragePooling2D).
+
+    Scores a clone: with ``redraw_rng`` its weights are re-drawn as the Zen score prescribes,
+    without it the model's own weights are used (e.g. kernels loaded for a parity check).
+    BN layers that do not feed the features take no part.
+
+    Args:
+        model: a functional or sequential ``keras.Model`` (left unchanged).
+        images, noise: float32 ``(B, H, W, C)``.
+        perturbation: ``gamma``.
+        bn_variance: ``"batch"`` or ``"running"``.
+        redraw_rng: generator for the N(0, 1) re-draw, or ``None`` to keep the weights.
+    """
+    perturbation, bn_variance = _check_options(perturbation, bn_variance)
+    images = np.asarray(images, dtype=np.float32)
+    noise = np.asarray(noise, dtype=np.float32)
+    if images.shape != noise.shape:
+        raise ValueError(f"images and noise must have the same shape; got {images.shape} and {noise.shape}")
+    clone = _scoring_clone(model, redraw_rng)
+    features_model = _pre_pool_model(clone)
+    bns = [layer for layer in _all_layers(clone) if isinstance(layer, keras.layers.BatchNormalization)]
+    f_clean, v_clean = _pass(features_model, bns, images)
+    f_pert, v_pert = _pass(features_model, bns, images + np.float32(perturbation) * noise)
+    return zen_from_passes(f_clean, f_pert, v_clean, v_pert, bn_variance)
+
+
+@register_proxy("zen")
+class ZenProxy(Proxy):
+    """The Zen score (module docstring); higher is better.
+
+    Args:
+        perturbation: ``gamma``, the scale of the input perturbation (paper: 0.01).
+        bn_variance: ``"batch"`` (paper, default) or ``"running"`` (reference code).
+    """
+
+    name = "zen"
+
+    def __init__(self, perturbation: float = 0.01, bn_variance: str = "batch"):
+        self.perturbation, self.bn_variance = _check_options(perturbation, bn_variance)
+
+    def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
+        """Zen of ``model`` as it is built (residual links kept) at an N(0, 1) re-draw from ``rng``."""
+        images = np.asarray(batch.images, dtype=np.float32)
+        clone_rng = np.random.default_rng(rng.integers(2 ** 63))
+        noise = rng.standard_normal(images.shape, dtype=np.float32)
+        return zen_score_keras(model, images, noise, self.perturbation, self.bn_variance, redraw_rng=clone_rng)
+
+    def score_arch(self, space: Any, arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
+                   batch_size: int, rng: np.random.Generator) -> float:
+        """For the ``zen`` space: the residual-free network through the fast path; else the default."""
+        from tfnas.spaces.zen import ZenSpace
+
+        if isinstance(space, ZenSpace):
+            return zen_score_arch(arch, rng, batch_size, input_shape, self.perturbation, self.bn_variance)
+        return super().score_arch(space, arch, num_classes=num_classes, input_shape=input_shape,
+                                  batch_size=batch_size, rng=rng)
