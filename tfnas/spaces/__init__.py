@@ -5,4 +5,5 @@ One import per space module (keep the list one line per module, sorted by when i
 
 from tfnas.spaces import nb201  # noqa: F401  (registers "nb201")
 from tfnas.spaces import tinynano  # noqa: F401  (registers "tinynano")
+from tfnas.spaces import darts  # noqa: F401  (registers "darts")
 from tfnas.spaces import zen  # noqa: F401  (registers "zen")
