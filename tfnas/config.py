@@ -228,6 +228,8 @@ class SearchConfig:
       lr, lr_min: cosine learning-rate range over generations of a weight-sharing search.
       momentum, weight_decay, grad_clip: SGD settings of a weight-sharing search.
       drop_path: final drop-path probability of a weight-sharing search (ramped over generations).
+      batch_size: batch of a weight-sharing search (RelativeNAS: 256; 0 = ``[dataset] batch_size``,
+        which the training of the found network uses).
     """
 
     bts: bool = _f(True)
@@ -251,6 +253,7 @@ class SearchConfig:
     weight_decay: float = _f(3e-4, min=0.0)
     grad_clip: float = _f(5.0, min=0.0)
     drop_path: float = _f(0.3, min=0.0, max=1.0)
+    batch_size: int = _f(0, min=0)
 
 
 @dataclass(frozen=True)

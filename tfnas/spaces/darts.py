@@ -36,6 +36,7 @@ __all__ = [
     "VECTOR_SIZE",
     "DartsGenotype",
     "DartsSpace",
+    "describe_genotype",
     "parse_genotype",
     "vector_bounds",
 ]
@@ -453,3 +454,21 @@ class DartsSpace(GraphSpace[DartsGenotype]):
         if not isinstance(arch, DartsGenotype):
             raise TypeError(f"expected a DartsGenotype, got {type(arch).__name__}; parse strings with DartsSpace.decode")
         return arch
+
+
+def describe_genotype(arch: DartsGenotype) -> str:
+    """Both cells of ``arch`` as text, one line per node, e.g. ``node 2 = sep_conv_3x3(c_{k-2}) + ...``.
+
+    States 0 and 1 print as ``c_{k-2}`` and ``c_{k-1}``; the last line of a cell names the
+    concatenated states.
+    """
+    names = {0: "c_{k-2}", 1: "c_{k-1}"}
+    lines = []
+    for kind, reduction in (("normal", False), ("reduction", True)):
+        pairs, concat = arch.cell(reduction)
+        lines.append(f"{kind} cell:")
+        for node in range(NUM_NODES):
+            terms = [f"{op}({names.get(src, f'node {src}')})" for op, src in pairs[2 * node : 2 * node + 2]]
+            lines.append(f"  node {2 + node} = {terms[0]} + {terms[1]}")
+        lines.append("  output = concat(" + ", ".join(f"node {s}" for s in concat) + ")")
+    return "\n".join(lines)

@@ -1,0 +1,198 @@
+"""RelativeNAS: the shared supernet's contracts and the slow-fast search end to end (mock CIFAR-10).
+
+Every test here uses the supernet configuration of the tiny search below (3 cells, C=8, 32x32,
+10 classes, seed 0), so the traced steps are built once per test process (``get_supernet``).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tfnas.config import ConfigError, load_config
+from tfnas.methods.relativenas import cosine_lr, get_supernet, slow_learner_update
+from tfnas.search_driver import run_search
+from tfnas.spaces.darts import PRESETS, DartsSpace, parse_genotype, vector_bounds
+from tfnas.spaces.darts_supernet import used_ops
+
+CFG = "cfg/relativenas_tiny.cfg"
+C, LAYERS = 8, 3
+
+
+def supernet():
+    return get_supernet(10, (32, 32, 3), C, LAYERS, 0.9, 3e-4, 5.0, False, 0)
+
+
+def batch(n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return (tf.constant(rng.standard_normal((n, 32, 32, 3)), tf.float32),
+            tf.one_hot(rng.integers(0, 10, n), 10))
+
+
+def tiny(out_dir, *more):
+    return [f"run.out_dir={out_dir}", "run.progress=false", "run.jit_compile=false", "run.strategy=one_device",
+            f"dataset.data_dir={os.path.join(str(out_dir), 'no_data')}", "dataset.download=false",
+            "dataset.train_subset=32", "dataset.eval_subset=16", "dataset.batch_size=16",
+            "dataset.eval_batch_size=16", "search.batch_size=8", "search.steps_per_epoch=2",
+            f"space.search_channels={C}", f"space.search_layers={LAYERS}", "space.channels=4", "space.layers=3",
+            "train.epochs=1", *more]
+
+
+# ---- formulas -------------------------------------------------------------------------------
+
+
+def test_cosine_lr_runs_from_lr_towards_lr_min():
+    assert cosine_lr(0, 50, 0.1, 0.001) == pytest.approx(0.1)
+    assert cosine_lr(25, 50, 0.1, 0.001) == pytest.approx(0.0505)
+    values = [cosine_lr(g, 50, 0.1, 0.001) for g in range(50)]
+    assert all(a > b for a, b in zip(values, values[1:])) and values[-1] > 0.001
+
+
+def test_slow_learner_update_is_eq_4_5_with_fresh_draws_and_clipping():
+    lower, upper = vector_bounds()
+    xs, xf = np.full(32, 1.0), np.full(32, 1.9)
+    vs = np.full(32, 0.5)
+    x_new, v_new = slow_learner_update(xs, vs, xf, np.random.default_rng(7), lower, upper)
+    r = np.random.default_rng(7)
+    r1, r2 = r.random(32), r.random(32)
+    np.testing.assert_allclose(v_new, r1 * 0.5 + r2 * 0.9)
+    np.testing.assert_allclose(x_new, np.clip(1.0 + v_new, lower, upper))
+    far = slow_learner_update(np.zeros(32), np.full(32, 100.0), upper, np.random.default_rng(0), lower, upper)[0]
+    assert np.all(far <= upper) and np.all(far >= lower)
+
+
+# ---- the supernet ---------------------------------------------------------------------------
+
+
+def test_one_trace_serves_every_candidate_and_only_used_rows_move():
+    net = supernet()
+    space = DartsSpace(channels=C, layers=LAYERS)
+    rng = np.random.default_rng(1)
+    x, y = batch()
+    before_traces = dict(net.trace_counts)
+    for _ in range(4):
+        arch = space.sample(rng)
+        before = net.get_weights()
+        net.reset_momentum()
+        loss = net.train_step(x, y, arch, 0.05)[0]
+        assert np.isfinite(float(loss))
+        after = net.get_weights()
+        used = used_ops(DartsSpace.to_ids(arch), LAYERS)
+        for k, owner in enumerate(net.owners):
+            if owner is None:
+                continue
+            cell, op, edges = owner
+            for r, e in enumerate(edges):
+                changed = not np.array_equal(before[k][r], after[k][r])
+                # parameters and BN statistics of unused ops never change (no decay, no momentum)
+                assert changed == ((cell, e, op) in used), (cell, e, op, k)
+        net.eval_step(x, y, arch)
+    # at most one trace of each step for the whole process, whatever the candidate
+    assert net.trace_counts["train"] <= max(1, before_traces["train"]) and net.trace_counts["train"] == 1
+    assert net.trace_counts["eval"] == 1
+
+
+def test_merge_takes_slow_only_ops_from_the_slow_learner():
+    net = supernet()
+    g_fast, g_slow = PRESETS["relativenas"], PRESETS["darts_v2"]
+    base = net.get_weights()
+    fast = [a + 1.0 for a in base]
+    slow = [a + 2.0 for a in base]
+    merged = net.merge_weights(fast, slow, g_fast, g_slow)
+    f_ops = used_ops(DartsSpace.to_ids(g_fast), LAYERS)
+    s_ops = used_ops(DartsSpace.to_ids(g_slow), LAYERS)
+    seen_slow = 0
+    for k, owner in enumerate(net.owners):
+        if owner is None:
+            np.testing.assert_array_equal(merged[k], fast[k])  # stem, preprocessing, classifier: fast
+            continue
+        cell, op, edges = owner
+        for r, e in enumerate(edges):
+            key = (cell, e, op)
+            expected = slow[k][r] if key in s_ops and key not in f_ops else fast[k][r]
+            seen_slow += key in s_ops and key not in f_ops
+            np.testing.assert_array_equal(merged[k][r], expected)
+    assert seen_slow > 0
+
+
+def test_weights_transfer_to_the_standalone_network():
+    net = supernet()
+    arch = PRESETS["relativenas"]
+    x, y = batch(seed=3)
+    for _ in range(2):
+        net.train_step(x, y, arch, 0.05)
+    model = DartsSpace(channels=C, layers=LAYERS).build(arch, 10, (32, 32, 3), auxiliary=False)
+    net.transfer_to(model, arch)
+    expected = float(net.eval_step(x, y, arch)[0]) / 8
+    got = float(tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y, model(x, training=False))))
+    assert got == pytest.approx(expected, rel=1e-4)
+
+
+# ---- the search -----------------------------------------------------------------------------
+
+
+def test_tiny_cfg_search_trains_and_exports(tmp_path):
+    cfg = load_config(CFG, tiny(tmp_path))
+    with tfds.testing.mock_data(num_examples=32):
+        run = run_search(cfg)
+    best = parse_genotype(run.outcome.best_arch)
+    assert (tmp_path / "best_arch.txt").read_text().startswith(str(best))
+    assert "node 2 = " in (tmp_path / "best_cell.txt").read_text()
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["score_name"] == "valid_loss" and np.isfinite(result["score"])
+    assert result["extra"]["generations"] == 2 and result["extra"]["member_epochs"] == 2 * 4
+    assert result["extra"]["supernet_traces"] == {"train": 1, "eval": 1}
+    records = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
+    assert [r["generation"] for r in records] == [1, 2]
+    for r in records:
+        assert len(r["pairs"]) == 2 and sorted(m for p in r["pairs"] for m in (p["fast"], p["slow"])) == [0, 1, 2, 3]
+        assert all(p["fast_loss"] <= p["slow_loss"] for p in r["pairs"])
+        assert r["best_cell"].startswith("normal cell:")
+    # the answer is the lowest loss measured in the last generation
+    last = {p[f"{w}_arch"]: p[f"{w}_loss"] for p in records[-1]["pairs"] for w in ("slow", "fast")}
+    assert run.outcome.best_arch == min(last, key=last.get)
+    assert (tmp_path / "history.csv").read_text().count("\n") == 1 + 2
+    saved = tmp_path / "train" / "saved_model"
+    code = ("import sys, tensorflow as tf; m = tf.saved_model.load(sys.argv[1]); "
+            "out = list(m.signatures['serving_default'](tf.zeros([2, 32, 32, 3])).values())[0]; print(out.shape)")
+    proc = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": ""}, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "(2, 10)" in proc.stdout
+
+
+def test_killed_search_resumes_at_the_next_pair_and_follows_the_same_path(tmp_path, monkeypatch):
+    from tfnas.spaces.darts_supernet import DartsSupernet
+
+    sets = ["train.enabled=false", "search.generations=2"]
+    with tfds.testing.mock_data(num_examples=32):
+        whole = run_search(load_config(CFG, tiny(tmp_path / "whole", *sets)))
+        original, calls = DartsSupernet.merge_weights, {"n": 0}
+
+        def dies_on_third_pair(self, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt("killed")
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DartsSupernet, "merge_weights", dies_on_third_pair)
+        with pytest.raises(KeyboardInterrupt):
+            run_search(load_config(CFG, tiny(tmp_path / "killed", *sets)))
+        state = json.loads((tmp_path / "killed" / "search_state" / "relativenas.json").read_text())
+        assert (state["generation"], state["pair"]) == (1, 0)
+        monkeypatch.setattr(DartsSupernet, "merge_weights", original)
+        resumed = run_search(load_config(CFG, tiny(tmp_path / "killed", *sets)))
+    assert resumed.outcome.best_arch == whole.outcome.best_arch
+    assert resumed.outcome.score == pytest.approx(whole.outcome.score, rel=1e-5)
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[search\] population: .*even"):
+        run_search(load_config(CFG, tiny(tmp_path, "search.population=5")))
+    with pytest.raises(ConfigError, match=r"\[space\] name: relativenas searches the DARTS cell space"):
+        run_search(load_config(CFG, tiny(tmp_path / "b", "space.name=nb201")))

@@ -1,0 +1,371 @@
+"""RelativeNAS: slow-fast learning over the continuous DARTS encoding with one shared weight set.
+
+Tan et al., "RelativeNAS: Relative Neural Architecture Search via Slow-Fast Learning", IEEE
+TNNLS 2021 (https://arxiv.org/abs/2009.06193), Sec. III. Per generation ``g`` of ``G``:
+
+1. the population (real vectors ``x [P, 32]``, velocities ``v``) is paired at random;
+2. for each pair, in sequence, each member loads the weight set ``W``, trains one epoch on
+   the first half of the training split (SGD momentum, weight decay on the parameters it uses,
+   gradient clipping, drop-path ``drop_path * g / G``, lr cosine from ``lr`` to ``lr_min`` over
+   generations) and is scored by its mean cross-entropy on the second half; the lower loss
+   is the fast learner ``f``, the other the slow learner ``s``;
+3. ``W`` takes the ops used only by ``s`` from ``s``'s trained copy and everything else from
+   ``f``'s (:meth:`DartsSupernet.merge_weights`);
+4. after all pairs every slow learner moves (Eq. 4-5 of the paper):
+   ``v_s <- r1 * v_s + r2 * (x_f - x_s)``, ``x_s <- clip(x_s + v_s, bounds)``, ``r1, r2 ~ U(0, 1)^32``.
+
+The answer is the genotype with the lowest loss measured in the last generation. State is
+checkpointed after every pair (population, velocities, losses, generator state, ``W`` as
+``.npz``) into ``search_state/``, so a killed search resumes at the next pair and follows the
+same path as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from tfnas.methods.base import SearchContext, SearchMethod, SearchOutcome
+from tfnas.registry import register_method
+from tfnas.results import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RelativeNasSearch", "cosine_lr", "get_supernet", "load_halves", "slow_learner_update"]
+
+STATE_FORMAT = 1
+_SUPERNETS: Dict[Tuple[Any, ...], Tuple[Any, List[np.ndarray]]] = {}
+
+
+def cosine_lr(generation: int, generations: int, lr: float, lr_min: float) -> float:
+    """The lr of generation ``generation`` (0-based): cosine from ``lr`` down to ``lr_min`` (PyTorch
+    ``CosineAnnealingLR`` stepped once per generation)."""
+    return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * generation / generations))
+
+
+def slow_learner_update(x_slow: np.ndarray, v_slow: np.ndarray, x_fast: np.ndarray, rng: np.random.Generator,
+                        lower: np.ndarray, upper: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``(x_s', v_s')``: ``v' = r1 * v + r2 * (x_f - x_s)``, ``x' = clip(x_s + v', lower, upper)`` (Eq. 4-5).
+
+    ``r1`` and ``r2`` are drawn fresh, uniform in ``[0, 1)^d``, from ``rng`` (in that order).
+    """
+    r1 = rng.random(x_slow.shape)
+    r2 = rng.random(x_slow.shape)
+    v = r1 * v_slow + r2 * (x_fast - x_slow)
+    return np.clip(x_slow + v, lower, upper), v
+
+
+def get_supernet(num_classes: int, input_shape: Tuple[int, int, int], channels: int, layers: int, momentum: float,
+                 weight_decay: float, grad_clip: float, jit_compile: bool, seed: int):
+    """A :class:`~tfnas.spaces.darts_supernet.DartsSupernet` with its initial weights restored.
+
+    Supernets are kept per process by configuration: tracing the shared steps takes a while
+    (about a minute on a CPU), and a second search of the same configuration (another seed in
+    a sweep, a test) reuses the traced functions instead of tracing them again.
+    """
+    from tfnas.spaces.darts_supernet import DartsSupernet
+
+    key = (num_classes, tuple(input_shape), channels, layers, momentum, weight_decay, grad_clip, jit_compile, seed)
+    if key not in _SUPERNETS:
+        net = DartsSupernet(num_classes, input_shape, channels=channels, layers=layers, momentum=momentum,
+                            weight_decay=weight_decay, grad_clip=grad_clip, jit_compile=jit_compile, seed=seed)
+        _SUPERNETS[key] = (net, net.get_weights())
+    net, initial = _SUPERNETS[key]
+    net.set_weights(initial)
+    net.reset_momentum()
+    return net
+
+
+def _save_arrays(path: str, arrays: List[np.ndarray]) -> None:
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, *arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _load_arrays(path: str) -> List[np.ndarray]:
+    with np.load(path) as data:
+        return [data[f"arr_{k}"] for k in range(len(data.files))]
+
+
+@register_method("relativenas")
+class RelativeNasSearch(SearchMethod):
+    """The RelativeNAS search (module docstring) over :class:`~tfnas.spaces.darts.DartsSpace`.
+
+    Args:
+        space: the DARTS space (its ``search_channels`` / ``search_layers`` size the supernet).
+        data: ``(train_images, train_labels, valid_images, valid_labels, info)``: uint8 images
+            ``[N, H, W, 3]`` and int labels ``[N]`` of the two halves, and the dataset info.
+        population: members ``P`` (even; paper: 20).
+        generations: ``G`` (paper: 50).
+        batch_size: search batch (paper: 256).
+        steps_per_epoch: cap on the steps of one member's epoch (0 = the whole train half).
+        lr, lr_min, momentum, weight_decay, grad_clip, drop_path: the search SGD (paper: 0.1,
+            0.001, 0.9, 3e-4, 5, 0.3).
+        cutout, flip, pad_crop: augmentation of the train half (paper: cutout 16, flip, crop 4).
+        jit_compile: XLA for the supernet steps.
+    """
+
+    name = "relativenas"
+
+    def __init__(self, space: Any, data: Tuple[Any, ...], population: int = 20, generations: int = 50,
+                 batch_size: int = 256, steps_per_epoch: int = 0, lr: float = 0.1, lr_min: float = 0.001,
+                 momentum: float = 0.9, weight_decay: float = 3e-4, grad_clip: float = 5.0, drop_path: float = 0.3,
+                 cutout: int = 16, flip: bool = True, pad_crop: int = 4, jit_compile: bool = False):
+        if population < 2 or population % 2:
+            raise ValueError(f"RelativeNAS pairs its population: population must be even and >= 2; got {population}")
+        self.space, self.data = space, data
+        self.population, self.generations = int(population), int(generations)
+        self.batch_size, self.steps_per_epoch = int(batch_size), int(steps_per_epoch)
+        self.lr, self.lr_min, self.momentum = float(lr), float(lr_min), float(momentum)
+        self.weight_decay, self.grad_clip, self.drop_path = float(weight_decay), float(grad_clip), float(drop_path)
+        self.cutout, self.flip, self.pad_crop = int(cutout), bool(flip), int(pad_crop)
+        self.jit_compile = bool(jit_compile)
+
+    @classmethod
+    def from_config(cls, cfg: Any, space: Any) -> "RelativeNasSearch":
+        from tfnas.config import ConfigError
+        from tfnas.spaces.darts import DartsSpace
+        from tfnas.train.distribute import resolve_jit_compile
+
+        where = cfg.source or "<defaults>"
+        if not isinstance(space, DartsSpace):
+            raise ConfigError(f"{where}: [space] name: relativenas searches the DARTS cell space; set name = darts "
+                              f"(got {cfg.space.name!r})")
+        s, d = cfg.search, cfg.dataset
+        if s.population % 2:
+            raise ConfigError(f"{where}: [search] population: RelativeNAS pairs its members, so it must be even; "
+                              f"got {s.population}")
+        if s.lr_min > s.lr:
+            raise ConfigError(f"{where}: [search] lr_min: must not exceed lr ({s.lr}); got {s.lr_min}")
+        data = load_halves(d.name, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
+                           subset=d.train_subset, where=where)
+        return cls(space, data, population=s.population, generations=s.generations, batch_size=s.batch_size or d.batch_size,
+                   steps_per_epoch=s.steps_per_epoch, lr=s.lr, lr_min=s.lr_min, momentum=s.momentum,
+                   weight_decay=s.weight_decay, grad_clip=s.grad_clip, drop_path=s.drop_path,
+                   cutout=cfg.train.cutout, flip=cfg.train.flip, pad_crop=cfg.train.pad_crop,
+                   jit_compile=resolve_jit_compile(cfg.run.jit_compile))
+
+    # ---- data -----------------------------------------------------------------------------
+
+    def _pipeline(self, half: str, seed: int):
+        import tensorflow as tf
+
+        from tfnas.data import make_pipeline
+
+        train_x, train_y, valid_x, valid_y, info = self.data
+        x, y = (train_x, train_y) if half == "train" else (valid_x, valid_y)
+        with tf.device("/CPU:0"):
+            ds = tf.data.Dataset.from_tensor_slices((x, y))
+        training = half == "train"
+        return make_pipeline(ds, batch_size=self.batch_size, training=training, num_classes=info.num_classes,
+                             mean=info.mean, std=info.std, seed=seed, flip=self.flip and training,
+                             pad_crop=self.pad_crop if training else 0, cutout=self.cutout if training else 0,
+                             drop_remainder=training and len(y) >= self.batch_size)
+
+    # ---- state ----------------------------------------------------------------------------
+
+    def _identity(self) -> Dict[str, Any]:
+        return {"population": self.population, "generations": self.generations, "batch_size": self.batch_size,
+                "steps_per_epoch": self.steps_per_epoch, "lr": self.lr, "lr_min": self.lr_min,
+                "momentum": self.momentum, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
+                "drop_path": self.drop_path, "channels": self.space.search_channels,
+                "layers": self.space.search_layers, "train_images": int(len(self.data[1]))}
+
+    @staticmethod
+    def _paths(context: SearchContext) -> Tuple[str, str]:
+        return (os.path.join(context.state_dir, "relativenas.json"),
+                os.path.join(context.state_dir, "weights.npz"))
+
+    def _save(self, context: SearchContext, state: Dict[str, Any], weights: List[np.ndarray]) -> None:
+        os.makedirs(context.state_dir, exist_ok=True)
+        state_path, weights_path = self._paths(context)
+        # weights first: a crash between the two writes leaves the previous json pointing at a
+        # newer weight file; the json records the pair it belongs to, checked on load.
+        _save_arrays(weights_path, weights)
+        atomic_write_text(state_path, json.dumps(state) + "\n")
+
+    def _load(self, context: SearchContext) -> Optional[Tuple[Dict[str, Any], List[np.ndarray]]]:
+        state_path, weights_path = self._paths(context)
+        if not os.path.exists(state_path):
+            return None
+        with open(state_path, encoding="utf-8") as fh:
+            state = json.load(fh)
+        if state.get("format") != STATE_FORMAT or state.get("identity") != self._identity():
+            raise ValueError(f"{state_path}: holds the state of another RelativeNAS search; delete the run "
+                             f"directory to restart")
+        return state, _load_arrays(weights_path)
+
+    # ---- the search -----------------------------------------------------------------------
+
+    def search(self, context: SearchContext) -> SearchOutcome:
+        from tfnas.spaces.darts import describe_genotype
+
+        info = self.data[4]
+        space, lower_upper = self.space, self.space.bounds()
+        lower, upper = lower_upper
+        net = get_supernet(info.num_classes, info.image_shape, space.search_channels, space.search_layers,
+                           self.momentum, self.weight_decay, self.grad_clip, self.jit_compile, context.seed)
+        rng = np.random.default_rng(np.random.SeedSequence(context.seed).spawn(1)[0])
+        resumed = self._load(context)
+        if resumed is None:
+            x = np.stack([space.sample_vector(rng) for _ in range(self.population)])
+            v = np.zeros_like(x)
+            state: Dict[str, Any] = {"format": STATE_FORMAT, "identity": self._identity(), "generation": 0,
+                                     "pair": 0, "pairs": None, "results": [], "last_losses": {},
+                                     "x": x.tolist(), "v": v.tolist(), "seconds": 0.0, "epochs": 0}
+            weights = net.get_weights()
+        else:
+            state, weights = resumed
+            rng.bit_generator.state = state["rng"]
+            logger.info("resuming RelativeNAS at generation %d, pair %d", state["generation"], state["pair"])
+        x, v = np.asarray(state["x"]), np.asarray(state["v"])
+        t0 = time.perf_counter() - float(state["seconds"])
+        bar = None
+        total = self.generations * (self.population // 2)
+        done = state["generation"] * (self.population // 2) + state["pair"]
+        if context.progress and done < total:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, initial=done, desc="relativenas", unit="pair")
+        logged = context.logged_rows
+        try:
+            while state["generation"] < self.generations:
+                g = int(state["generation"])
+                lr = cosine_lr(g, self.generations, self.lr, self.lr_min)
+                rate = self.drop_path * g / self.generations
+                if state["pairs"] is None:
+                    state["pairs"] = rng.permutation(self.population).reshape(-1, 2).tolist()
+                    state["results"] = []
+                while state["pair"] < len(state["pairs"]):
+                    k = int(state["pair"])
+                    members = state["pairs"][k]
+                    trained, losses, train_losses = [], [], []
+                    for slot, m in enumerate(members):
+                        arch = space.from_vector(x[m])
+                        net.set_weights(weights)
+                        net.set_drop_path_rate(rate)
+                        member_seed = int(context.seed) * 1_000_003 + (g * self.population + k * 2 + slot)
+                        net.set_noise_seed(member_seed)
+                        train_losses.append(net.train_epoch(self._pipeline("train", member_seed), arch, lr,
+                                                            self.steps_per_epoch))
+                        losses.append(net.evaluate(self._pipeline("valid", 0), arch))
+                        trained.append(net.get_weights())
+                    fast = 0 if losses[0] <= losses[1] else 1
+                    slow = 1 - fast
+                    arch_f, arch_s = space.from_vector(x[members[fast]]), space.from_vector(x[members[slow]])
+                    weights = net.merge_weights(trained[fast], trained[slow], arch_f, arch_s)
+                    state["results"].append({"fast": members[fast], "slow": members[slow],
+                                             "fast_arch": space.encode(arch_f), "slow_arch": space.encode(arch_s),
+                                             "fast_loss": losses[fast], "slow_loss": losses[slow],
+                                             "fast_train_loss": train_losses[fast],
+                                             "slow_train_loss": train_losses[slow]})
+                    for m, loss in zip(members, losses):
+                        state["last_losses"][space.encode(space.from_vector(x[m]))] = loss
+                    state["pair"] = k + 1
+                    state["epochs"] += 2
+                    if state["pair"] == len(state["pairs"]):  # generation done: move the slow learners
+                        gen_losses: Dict[str, float] = {}
+                        for res in state["results"]:
+                            x[res["slow"]], v[res["slow"]] = slow_learner_update(
+                                x[res["slow"]], v[res["slow"]], x[res["fast"]], rng, lower, upper)
+                            for who in ("slow", "fast"):  # a genotype met twice keeps its fast-learner loss
+                                gen_losses[res[f"{who}_arch"]] = res[f"{who}_loss"]
+                        row = self._row(g, lr, rate, state["results"], time.perf_counter() - t0)
+                        if g + 1 > logged:
+                            context.log(row)
+                            logged += 1
+                        self._write_generation(context, g, lr, rate, state["results"], row)
+                        state.update(generation=g + 1, pair=0, pairs=None, final_losses=gen_losses)
+                    state.update(x=x.tolist(), v=v.tolist(), rng=rng.bit_generator.state,
+                                 seconds=time.perf_counter() - t0)
+                    self._save(context, state, weights)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(gen=state["generation"], loss=f"{min(losses):.3f}")
+                    if state["generation"] > g:
+                        break
+        finally:
+            if bar is not None:
+                bar.close()
+        final = state.get("final_losses") or state["last_losses"]
+        best_text, best_loss = min(final.items(), key=lambda kv: kv[1])
+        best = space.decode(best_text)
+        elapsed = time.perf_counter() - t0
+        atomic_write_text(os.path.join(context.run_dir, "best_cell.txt"), describe_genotype(best) + "\n")
+        extra = {"params": int(space.num_params(best)), "search_params": int(net.num_params(best)),
+                 "generations": int(state["generation"]), "member_epochs": int(state["epochs"]),
+                 "wall_s": round(elapsed, 2), "supernet_traces": dict(net.trace_counts)}
+        return SearchOutcome(best_arch=best_text, score=float(best_loss), score_name="valid_loss", extra=extra)
+
+    def _row(self, g: int, lr: float, rate: float, results: List[Dict[str, Any]], elapsed: float) -> Dict[str, Any]:
+        fast = [r["fast_loss"] for r in results]
+        slow = [r["slow_loss"] for r in results]
+        return {"generation": g + 1, "lr": lr, "drop_path": rate, "best_loss": float(min(fast)),
+                "mean_fast_loss": float(np.mean(fast)), "mean_slow_loss": float(np.mean(slow)),
+                "wall_s": elapsed}
+
+    def _write_generation(self, context: SearchContext, g: int, lr: float, rate: float,
+                          results: List[Dict[str, Any]], row: Dict[str, Any]) -> None:
+        """Appends generation ``g`` to ``generations.jsonl`` (pairs, losses, best genotype and its drawing)."""
+        from tfnas.spaces.darts import describe_genotype
+
+        path = os.path.join(context.run_dir, "generations.jsonl")
+        lines = []
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as fh:
+                lines = [ln for ln in fh.read().splitlines() if ln.strip() and json.loads(ln)["generation"] <= g]
+        best = min(results, key=lambda r: r["fast_loss"])
+        best_arch = self.space.decode(best["fast_arch"])
+        record = {"generation": g + 1, "lr": lr, "drop_path": rate, "pairs": results,
+                  "best_genotype": best["fast_arch"], "best_loss": best["fast_loss"],
+                  "best_cell": describe_genotype(best_arch)}
+        lines.append(json.dumps(record))
+        atomic_write_text(path, "\n".join(lines) + "\n")
+        logger.info("generation %d: best loss %.4f %s", g + 1, best["fast_loss"], record["best_genotype"])
+
+
+def load_halves(name: str, data_dir: str = "", manual_dir: str = "", download: str = "auto", subset: int = 0,
+                where: str = "") -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
+    """The training split of ``name`` in memory, cut in two halves (first: train, second: loss).
+
+    RelativeNAS splits CIFAR-10's 50k training images 25k / 25k (in the split's fixed order).
+    Returns ``(train_images, train_labels, valid_images, valid_labels, info)`` (uint8 images).
+
+    Raises:
+        tfnas.config.ConfigError: the split has fewer than 2 images or images whose height or
+            width is not divisible by 4 (the two reductions of the supernet).
+    """
+    from tfnas.config import ConfigError
+    from tfnas.data import load_dataset
+
+    ds, info = load_dataset(name, split="train", data_dir=data_dir, manual_dir=manual_dir, download=download,
+                            subset=subset)
+    images, labels = [], []
+    for x, y in ds.batch(4096).as_numpy_iterator():
+        images.append(x)
+        labels.append(y)
+    if not labels or sum(len(y) for y in labels) < 2:
+        raise ConfigError(f"{where}: [dataset] {name}: the training split needs at least 2 images for the two halves")
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    h, w = images.shape[1:3]
+    if h % 4 or w % 4:
+        raise ConfigError(f"{where}: [dataset] {name}: images are {h}x{w}; the DARTS supernet needs sides divisible "
+                          f"by 4 (two stride-2 reductions)")
+    half = len(labels) // 2
+    logger.info("%s: %d images for training, %d for the loss of each member", name, half, len(labels) - half)
+    return images[:half], labels[:half], images[half:], labels[half:], info

@@ -1,0 +1,661 @@
+"""The weight-sharing DARTS search network of RelativeNAS: every op on every edge, one graph for all.
+
+Each cell holds all 7 ops of :data:`tfnas.spaces.darts.OPS` on all 14 edges (node ``j`` has
+edges from states ``0 .. 1 + j``), like the reference ``model_search.NetworkCIFAR`` (affine
+BatchNorms, no auxiliary head; Tan et al., https://arxiv.org/abs/2009.06193, Sec. III-C). A
+candidate enters the traced steps as an int32 tensor ``ids [2, 4, 2, 2]``
+(``DartsSpace.to_ids``: cell kind, node, slot, (input, op)); per node slot a
+``tf.switch_case`` over ``(input, op)`` runs only the chosen op, so one trace of the train step
+and one of the eval step serve every candidate, and only chosen ops move BatchNorm statistics.
+
+Storage: the parameters of one op type in one cell are a single variable ``[rows, P]`` with one
+flat row per edge (BatchNorm statistics likewise, ``[rows, S]``); a step gathers the rows of
+the 8 chosen edges before the ``switch_case`` and slices them inside. This keeps each
+``switch_case`` down to a handful of captured tensors (its gradient creates zeros for every
+capture of every branch, so per-op variables would make the graph quadratic in the op count)
+and turns the update into a scatter of 8 rows per stack.
+
+Update (the reference builds a fresh ``torch.optim.SGD`` per candidate): the data gradient is
+clipped to global norm ``grad_clip`` over the parameters the candidate uses, then
+``g += weight_decay * w``, ``buf = momentum * buf + g``, ``w -= lr * buf`` (PyTorch SGD,
+dampening 0) on used rows only; unused rows get no decay and no momentum. As with PyTorch's
+``weight_decay``, decay applies to every used trainable parameter (BatchNorm ``gamma``/``beta``
+and the classifier bias included). ``reset_momentum`` zeroes the buffers between candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfnas.spaces.darts import NUM_NODES, OPS, DartsGenotype, DartsSpace
+from tfnas.spaces.darts_net import reduction_layers
+from tfnas.spaces.ops import BN_EPSILON, BN_MOMENTUM, AvgPool3x3, FactorizedReduce, MaxPool3x3, ReLUConvBN
+from tfnas.spaces.ops import _spatial_conv_plan, _symmetric_pad
+
+__all__ = ["DartsSupernet", "NUM_EDGES", "benchmark_supernet", "edge_index", "used_ops"]
+
+logger = logging.getLogger(__name__)
+
+NUM_EDGES = sum(2 + j for j in range(NUM_NODES))
+_EDGE_OFFSET = [sum(2 + k for k in range(j)) for j in range(NUM_NODES)]
+_SKIP = OPS.index("skip_connect")
+OpKey = Tuple[int, int, int]  # (cell, edge, op id)
+
+
+def edge_index(node: int, src: int) -> int:
+    """Index in ``[0, 14)`` of the edge ``state src -> node`` (node ``j`` owns ``2 + j`` edges)."""
+    return _EDGE_OFFSET[node] + src
+
+
+def used_ops(ids: np.ndarray, layers: int) -> Set[OpKey]:
+    """``(cell, edge, op id)`` of every op a candidate ``ids [2, 4, 2, 2]`` runs in a ``layers``-cell supernet
+    (pools and the stride-1 skip included, though they hold no parameters)."""
+    ids = np.asarray(ids)
+    out: Set[OpKey] = set()
+    for cell in range(layers):
+        kind = 1 if cell in reduction_layers(layers) else 0
+        for node in range(NUM_NODES):
+            for slot in range(2):
+                src, op = (int(v) for v in ids[kind, node, slot])
+                out.add((cell, edge_index(node, src), op))
+    return out
+
+
+def _op_layout(op: str, c: int) -> Tuple[List[Tuple[str, Tuple[int, ...]]], List[str]]:
+    """``(trainable [(name, shape)], BatchNorm names)`` of a parameterised op on ``c`` channels."""
+    if op == "skip_connect":  # FactorizedReduce (stride-2 edges of reduction cells)
+        return [("conv_a", (1, 1, c, c // 2)), ("conv_b", (1, 1, c, c // 2)), ("bn.gamma", (c,)), ("bn.beta", (c,))], ["bn"]
+    k = int(op[-1])
+    if op.startswith("sep_conv"):
+        return [("dw1", (k, k, c, 1)), ("pw1", (1, 1, c, c)), ("bn1.gamma", (c,)), ("bn1.beta", (c,)),
+                ("dw2", (k, k, c, 1)), ("pw2", (1, 1, c, c)), ("bn2.gamma", (c,)), ("bn2.beta", (c,))], ["bn1", "bn2"]
+    return [("dw", (k, k, c, 1)), ("pw", (1, 1, c, c)), ("bn.gamma", (c,)), ("bn.beta", (c,))], ["bn"]
+
+
+class _Stack:
+    """One op type of one cell: flat parameter rows ``[rows, P]``, BN statistics ``[rows, bns, 2 (mean, var), C]``."""
+
+    def __init__(self, cell: int, op: int, c: int, edges: List[int], rng: np.random.Generator):
+        self.cell, self.op, self.c, self.edges = cell, op, c, edges
+        self.layout, self.bns = _op_layout(OPS[op], c)
+        self.offsets, p = {}, 0
+        for name, shape in self.layout:
+            self.offsets[name] = (p, shape)
+            p += int(np.prod(shape))
+        rows = np.zeros((len(edges), p), np.float32)
+        for name, shape in self.layout:
+            start, size = self.offsets[name][0], int(np.prod(shape))
+            if name.endswith("gamma"):
+                rows[:, start : start + size] = 1.0
+            elif not name.endswith("beta"):  # he-normal on the true fan-in (depthwise: k * k)
+                fan_in = shape[0] * shape[1] * (1 if name.startswith("dw") else shape[2])
+                rows[:, start : start + size] = rng.normal(0.0, np.sqrt(2.0 / fan_in), (len(edges), size))
+        stats = np.zeros((len(edges), len(self.bns), 2, c), np.float32)
+        stats[:, :, 1] = 1.0  # moving variance
+        label = f"cell{cell}_{OPS[op]}"
+        self.params = tf.Variable(rows, name=f"{label}_params")
+        self.stats = tf.Variable(stats, trainable=False, name=f"{label}_bn_stats")
+        self.buffer = tf.Variable(tf.zeros_like(rows), trainable=False, name=f"{label}_momentum")
+        table = np.full(NUM_EDGES, -1, np.int32)
+        table[edges] = np.arange(len(edges), dtype=np.int32)
+        self.row_of_edge = tf.constant(table)
+        self.numpy_rows = table
+
+
+class DartsSupernet:
+    """The RelativeNAS weight set ``W`` with one traced train step and one traced eval step.
+
+    Args:
+        num_classes: logits.
+        input_shape: ``(H, W, C)`` images, ``H``/``W`` divisible by 4.
+        channels: initial channels ``C`` (RelativeNAS search: 16).
+        layers: cells (RelativeNAS search: 8).
+        momentum, weight_decay, grad_clip: SGD settings (module docstring); ``grad_clip = 0`` = off.
+        jit_compile: XLA for the steps (pays on GPU).
+        seed: seeds the initial weights.
+
+    Attributes:
+        trace_counts: ``{"train": n, "eval": n}`` Python traces of the two steps.
+        owners: per entry of :meth:`get_weights`: ``None`` (stem, preprocessing, classifier) or
+            ``(cell, op id, edges)``: a stack whose row ``r`` belongs to edge ``edges[r]``.
+    """
+
+    def __init__(self, num_classes: int, input_shape: Sequence[int] = (32, 32, 3), channels: int = 16, layers: int = 8,
+                 momentum: float = 0.9, weight_decay: float = 3e-4, grad_clip: float = 5.0,
+                 jit_compile: bool = False, seed: int = 0):
+        shape = tuple(int(d) for d in input_shape)
+        if len(shape) != 3 or shape[0] % 4 or shape[1] % 4:
+            raise ValueError(f"DartsSupernet: input_shape must be (H, W, C) with H, W divisible by 4; got {input_shape!r}")
+        if layers < 3:
+            raise ValueError(f"DartsSupernet: layers must be >= 3 (two reduction cells); got {layers}")
+        self.num_classes, self.input_shape, self.channels, self.layers = int(num_classes), shape, int(channels), int(layers)
+        self.momentum, self.weight_decay, self.grad_clip = float(momentum), float(weight_decay), float(grad_clip)
+        self.jit_compile = bool(jit_compile)
+        self.reductions = reduction_layers(self.layers)
+        self.trace_counts = {"train": 0, "eval": 0}
+        keras.utils.set_random_seed(seed)
+        self._build(np.random.default_rng(seed))
+        self.drop_path_rate = tf.Variable(0.0, trainable=False, name="drop_path_rate")
+        self.noise_seed = tf.Variable(0, trainable=False, dtype=tf.int64, name="noise_seed")
+        self.noise_step = tf.Variable(0, trainable=False, dtype=tf.int64, name="noise_step")
+        images, labels = tf.TensorSpec((None,) + shape, tf.float32), tf.TensorSpec((None, self.num_classes), tf.float32)
+        ids, lr = tf.TensorSpec((2, NUM_NODES, 2, 2), tf.int32), tf.TensorSpec((), tf.float32)
+        self._slot_fns: Dict[Tuple[str, bool, bool], Any] = {}
+        self._train_fn = tf.function(self._train_step, input_signature=[images, labels, ids, lr],
+                                     jit_compile=self.jit_compile, autograph=False)
+        self._eval_fn = tf.function(self._eval_step, input_signature=[images, labels, ids], jit_compile=self.jit_compile,
+                                    autograph=False)
+
+    # ---- construction ---------------------------------------------------------------------
+
+    def _build(self, rng: np.random.Generator) -> None:
+        bn = dict(momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
+        h, w, _ = self.input_shape
+        c = self.channels
+        self.stem_conv = keras.layers.Conv2D(3 * c, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
+                                             name="stem_conv")
+        self.stem_bn = keras.layers.BatchNormalization(name="stem_bn", **bn)
+        self.stem_conv.build((None,) + self.input_shape)
+        self.stem_bn.build((None, h, w, 3 * c))
+        s0 = s1 = (None, h, w, 3 * c)
+        self.preprocess: List[Tuple[keras.layers.Layer, keras.layers.Layer]] = []
+        self.stacks: List[Dict[int, _Stack]] = []
+        self.cell_channels: List[int] = []
+        reduction_prev = False
+        for i in range(self.layers):
+            reduction = i in self.reductions
+            c = c * 2 if reduction else c
+            pre0 = FactorizedReduce(c, name=f"cell{i}_pre0") if reduction_prev else ReLUConvBN(c, 1, name=f"cell{i}_pre0")
+            pre1 = ReLUConvBN(c, 1, name=f"cell{i}_pre1")
+            pre0.build(s0)
+            pre1.build(s1)
+            stacks = {}
+            for t, op in enumerate(OPS):
+                if op in ("max_pool_3x3", "avg_pool_3x3"):
+                    continue
+                if op == "skip_connect":
+                    if not reduction:
+                        continue
+                    edges = [edge_index(j, src) for j in range(NUM_NODES) for src in (0, 1)]
+                else:
+                    edges = list(range(NUM_EDGES))
+                stacks[t] = _Stack(i, t, c, edges, rng)
+            self.preprocess.append((pre0, pre1))
+            self.stacks.append(stacks)
+            self.cell_channels.append(c)
+            out = pre1.compute_output_shape(s1)
+            if reduction:
+                out = (None, (out[1] - 1) // 2 + 1, (out[2] - 1) // 2 + 1, c)
+            s0, s1 = s1, out[:3] + (NUM_NODES * c,)
+            reduction_prev = reduction
+        self.classifier = keras.layers.Dense(self.num_classes, name="classifier")
+        self.classifier.build((None, s1[-1]))
+        self.pools = {(p, s): (MaxPool3x3(s) if p == 0 else AvgPool3x3(s)) for p in (0, 1) for s in (1, 2)}
+        shared = [self.stem_conv, self.stem_bn] + [l for pair in self.preprocess for l in pair] + [self.classifier]
+        self.shared_trainable = [v for l in shared for v in l.trainable_weights]
+        self._shared_buffers = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.shared_trainable]
+        self._state: List[Any] = [v for l in shared for v in l.weights]
+        self.owners: List[Optional[Tuple[int, int, Tuple[int, ...]]]] = [None] * len(self._state)
+        for stacks in self.stacks:
+            for t, stack in stacks.items():
+                self._state += [stack.params, stack.stats]
+                self.owners += [(stack.cell, t, tuple(stack.edges))] * 2
+
+    # ---- weight set -----------------------------------------------------------------------
+
+    def get_weights(self) -> List[np.ndarray]:
+        """Every array of ``W`` (trainable parameters and BatchNorm statistics), in ``owners`` order."""
+        return [np.array(v.numpy()) for v in self._state]
+
+    def set_weights(self, values: Sequence[np.ndarray]) -> None:
+        """Loads arrays produced by :meth:`get_weights` of a supernet of the same configuration."""
+        if len(values) != len(self._state):
+            raise ValueError(f"expected {len(self._state)} arrays (a weight set of this supernet), got {len(values)}")
+        for v, value in zip(self._state, values):
+            if tuple(v.shape) != tuple(np.shape(value)):
+                raise ValueError(f"weight {v.name}: expected shape {tuple(v.shape)}, got {np.shape(value)}")
+            v.assign(value)
+
+    def merge_weights(self, fast: Sequence[np.ndarray], slow: Sequence[np.ndarray], fast_arch: Any,
+                      slow_arch: Any) -> List[np.ndarray]:
+        """The RelativeNAS weight-set update after a pair (Sec. III-C of the paper).
+
+        Rows of ops used only by the slow learner come from ``slow``; every other array and row
+        (ops of the fast learner, ops neither used, stem, preprocessing, BatchNorm statistics,
+        classifier) from ``fast``. ``fast``/``slow`` are :meth:`get_weights` after training each.
+        """
+        fast_ops = used_ops(self._ids(fast_arch).numpy(), self.layers)
+        slow_only = used_ops(self._ids(slow_arch).numpy(), self.layers) - fast_ops
+        merged = [np.array(a) for a in fast]
+        for k, owner in enumerate(self.owners):
+            if owner is None:
+                continue
+            cell, t, edges = owner
+            rows = [r for r, e in enumerate(edges) if (cell, e, t) in slow_only]
+            if rows:
+                merged[k][rows] = slow[k][rows]
+        return merged
+
+    def num_params(self, arch: Any = None) -> int:
+        """Trainable parameters of the whole supernet, or the shared ones plus the ops ``arch`` uses."""
+        shared = sum(int(np.prod(v.shape)) for v in self.shared_trainable)
+        stacks = [s for cell in self.stacks for s in cell.values()]
+        if arch is None:
+            return shared + sum(int(np.prod(s.params.shape)) for s in stacks)
+        used = used_ops(self._ids(arch).numpy(), self.layers)
+        per_row = {(s.cell, s.op): int(s.params.shape[1]) for s in stacks}
+        rows = {(s.cell, s.op): s.numpy_rows for s in stacks}
+        return shared + sum(per_row[(c, t)] for c, e, t in used if (c, t) in rows and rows[(c, t)][e] >= 0)
+
+    def reset_momentum(self) -> None:
+        """Zeroes every momentum buffer (a fresh optimizer for the next candidate)."""
+        for buf in self._shared_buffers + [s.buffer for cell in self.stacks for s in cell.values()]:
+            buf.assign(tf.zeros_like(buf))
+
+    def set_drop_path_rate(self, rate: float) -> None:
+        """Drop-path probability of every op but the stride-1 skip in train steps, in ``[0, 1)``."""
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"drop-path rate must be in [0, 1). Received: rate={rate!r}")
+        self.drop_path_rate.assign(float(rate))
+
+    def set_noise_seed(self, seed: int) -> None:
+        """Seeds the drop-path masks of the following train steps (stateless draws, so resumable)."""
+        self.noise_seed.assign(int(seed))
+        self.noise_step.assign(0)
+
+    # ---- node slots -----------------------------------------------------------------------
+    #
+    # A node slot selects its input state and runs the chosen op through a ``switch_case``
+    # (7 branches; 14 in reduction cells: stride-2 ops on the cell inputs, stride-1 ops on
+    # earlier nodes). Slots are traced as cached ``tf.function``s, once per input signature
+    # (node position, channels, resolution), and called from every cell that shares it. The
+    # gradient is a custom one: a second cached function recomputes the chosen op under a tape
+    # and returns the gradients of the input states and the weight rows. TF's own
+    # ``switch_case`` gradient pads each branch with zeros and dummies for the captures and
+    # intermediates of all the others, which made tracing the train step take minutes.
+
+    def _stack_types(self, reduction: bool) -> List[int]:
+        return [t for t in range(len(OPS)) if t not in (0, 1) and (t != _SKIP or reduction)]
+
+    def _slot_plan(self, reduction: bool, states, src, op):
+        """``(inputs, plan, index)``: candidate inputs, ``(input, op, strides)`` per branch, branch index."""
+        n_ops, node = len(OPS), len(states) - 2
+        if not reduction:
+            return [_select(src, states)], [(0, t, 1) for t in range(n_ops)], op
+        inputs = [_select(tf.minimum(src, 1), states[:2])]
+        plan = [(0, t, 2) for t in range(n_ops)]
+        if node == 0:
+            return inputs, plan, op
+        inputs.append(_select(tf.clip_by_value(src - 2, 0, node - 1), states[2:]))
+        plan += [(1, t, 1) for t in range(n_ops)]
+        return inputs, plan, tf.where(src >= 2, n_ops, 0) + op
+
+    def _branch(self, reduction: bool, branch, inputs, values, stats, rows, seed, rate, training: bool,
+                update_stats: bool) -> tf.Tensor:
+        k, t, strides = branch
+        x = inputs[k]
+        if t == _SKIP and strides == 1:
+            return tf.identity(x)
+        if t in (0, 1):
+            h = self.pools[(t, strides)](x)
+        else:
+            j = self._stack_types(reduction).index(t)
+            h = _run_op(OPS[t], x, values[j], stats[j], rows[j], strides, training, update_stats)
+        if not training:
+            return h
+        keep = 1.0 - rate
+        noise = tf.random.stateless_uniform(tf.stack([tf.shape(h)[0], 1, 1, 1]), seed=seed + tf.constant([0, t], tf.int64))
+        return h * (tf.floor(keep + noise) / keep)
+
+    def _slot_forward(self, reduction: bool, training: bool, states, src, op, values, stats, rows, seed, rate):
+        inputs, plan, index = self._slot_plan(reduction, states, src, op)
+        return tf.switch_case(index, [(lambda b=b: self._branch(reduction, b, inputs, values, stats, rows, seed, rate,
+                                                                training, True)) for b in plan])
+
+    def _slot_backward(self, reduction: bool, states, src, op, values, stats, rows, seed, rate, dy):
+        """``(d_states, d_values)`` of one slot: the chosen op recomputed (no BN update) under a tape."""
+        inputs, plan, index = self._slot_plan(reduction, states, src, op)
+        types = self._stack_types(reduction)
+
+        def backward(branch):
+            k, t, _ = branch
+            watched = [inputs[k]] + ([values[types.index(t)]] if t in types else [])
+            with tf.GradientTape() as tape:
+                tape.watch(watched)
+                h = self._branch(reduction, branch, inputs, values, stats, rows, seed, rate, True, False)
+            grads = [tf.zeros_like(w) if g is None else g
+                     for w, g in zip(watched, tape.gradient(h, watched, output_gradients=dy))]
+            d_inputs = [grads[0] if j == k else tf.zeros_like(inputs[j]) for j in range(len(inputs))]
+            d_values = [grads[1] if u == t else tf.zeros_like(values[i]) for i, u in enumerate(types)]
+            return d_inputs + d_values
+
+        out = tf.switch_case(index, [(lambda b=b: backward(b)) for b in plan])
+        d_inputs, d_values = out[: len(inputs)], out[len(inputs) :]
+        node = len(states) - 2
+        if not reduction:
+            d_states = _scatter(src, d_inputs[0], states)
+        elif node == 0:
+            d_states = _scatter(tf.minimum(src, 1), d_inputs[0], states)
+        else:
+            from_inputs = tf.cast(src < 2, d_inputs[0].dtype)
+            d_states = _scatter(tf.minimum(src, 1), d_inputs[0] * from_inputs, states[:2]) + _scatter(
+                tf.clip_by_value(src - 2, 0, node - 1), d_inputs[1] * (1.0 - from_inputs), states[2:])
+        return d_states, d_values
+
+    def _slot_fn(self, kind: str, reduction: bool, training: bool = True):
+        key = (kind, reduction, training)
+        if key not in self._slot_fns:
+            if kind == "forward":
+                fn = lambda *a: self._slot_forward(reduction, training, *a)  # noqa: E731
+            else:
+                fn = lambda *a: self._slot_backward(reduction, *a)  # noqa: E731
+            self._slot_fns[key] = tf.function(fn, autograph=False)
+        return self._slot_fns[key]
+
+    def _node_slot(self, cell: int, q: int, src: tf.Tensor, op: tf.Tensor, states, selected, training: bool):
+        """Output of node slot ``q`` (``node = q // 2``) of ``cell``; ``states`` are the states before the node."""
+        reduction = cell in self.reductions
+        types = self._stack_types(reduction)
+        stats = [self.stacks[cell][t].stats for t in types]
+        rows = [selected[t][0][q] for t in types]
+        values = [selected[t][1][q] for t in types]
+        seed = tf.stack([self.noise_seed, (self.noise_step * 1024 + cell * 2 * NUM_NODES + q) * len(OPS)])
+        forward = self._slot_fn("forward", reduction, training)
+        if not training:
+            return forward(states, src, op, values, stats, rows, seed, self.drop_path_rate)
+        backward = self._slot_fn("backward", reduction)
+        n = len(states)
+
+        @tf.custom_gradient
+        def apply(*flat):
+            # stop_gradient: the tape must not differentiate the forward call (its switch_case) itself.
+            st, vs = [tf.stop_gradient(x) for x in flat[:n]], [tf.stop_gradient(x) for x in flat[n:]]
+            h = forward(st, src, op, vs, stats, rows, seed, self.drop_path_rate)
+
+            def grad(dy):
+                d_states, d_values = backward(st, src, op, vs, stats, rows, seed, self.drop_path_rate, dy)
+                return list(d_states) + list(d_values)
+
+            return h, grad
+
+        return apply(*states, *values)
+
+    def _forward(self, images: tf.Tensor, ids: tf.Tensor, training: bool):
+        """Logits ``[B, classes]`` and, per stack, ``(stack, rows [8], gathered rows [8, P], op ids [8])``."""
+        x = self.stem_bn(self.stem_conv(images), training=training)
+        s0 = s1 = x
+        slot_offsets = tf.constant([_EDGE_OFFSET[q // 2] for q in range(2 * NUM_NODES)], tf.int32)
+        records = []
+        for i in range(self.layers):
+            kind = 1 if i in self.reductions else 0
+            srcs = tf.reshape(ids[kind, :, :, 0], [2 * NUM_NODES])
+            op_ids = tf.reshape(ids[kind, :, :, 1], [2 * NUM_NODES])
+            edges = slot_offsets + srcs
+            selected = {}
+            for t, stack in self.stacks[i].items():
+                rows = tf.gather(stack.row_of_edge, edges)
+                gathered = tf.gather(stack.params, tf.maximum(rows, 0))
+                selected[t] = (tf.maximum(rows, 0), tf.unstack(gathered, num=2 * NUM_NODES))
+                records.append((stack, rows, gathered, op_ids))
+            pre0, pre1 = self.preprocess[i]
+            states = [pre0(s0, training=training), pre1(s1, training=training)]
+            for node in range(NUM_NODES):
+                terms = [self._node_slot(i, q, srcs[q], op_ids[q], states, selected, training)
+                         for q in (2 * node, 2 * node + 1)]
+                states.append(terms[0] + terms[1])
+            s0, s1 = s1, tf.concat(states[2:], axis=-1)
+        return self.classifier(tf.reduce_mean(s1, axis=[1, 2])), records
+
+    def _train_step(self, images: tf.Tensor, labels: tf.Tensor, ids: tf.Tensor, lr: tf.Tensor):
+        self.trace_counts["train"] += 1  # Python side effect: runs once per trace
+        with tf.GradientTape() as tape:
+            logits, records = self._forward(images, ids, training=True)
+            per_example = tf.nn.softmax_cross_entropy_with_logits(labels, logits)
+            loss = tf.reduce_mean(per_example)
+        grads = tape.gradient(loss, self.shared_trainable + [r[2] for r in records])
+        shared_grads, stack_grads = grads[: len(self.shared_trainable)], grads[len(self.shared_trainable) :]
+        sq_norm = tf.add_n([tf.reduce_sum(tf.square(g)) for g in shared_grads])
+        plans = []
+        for (stack, rows, gathered, op_ids), g in zip(records, stack_grads):
+            g = tf.zeros_like(gathered) if g is None else g
+            mask = tf.cast(tf.logical_and(tf.equal(op_ids, stack.op), rows >= 0), tf.float32)
+            r = tf.maximum(rows, 0)
+            same = tf.cast(tf.equal(r[:, None], r[None, :]), tf.float32)
+            shared_use = same * mask[None, :]
+            row_grad = tf.matmul(shared_use, g)  # slots sharing a row carry the row's summed gradient
+            used = tf.reduce_max(shared_use, axis=1)
+            sq_norm += tf.reduce_sum(used / tf.reduce_sum(same, axis=1) * tf.reduce_sum(tf.square(row_grad), axis=1))
+            plans.append((stack, r, gathered, row_grad, used))
+        scale = tf.constant(1.0)
+        if self.grad_clip > 0:
+            scale = tf.minimum(1.0, self.grad_clip / (tf.sqrt(sq_norm) + 1e-6))
+        for v, buf, g in zip(self.shared_trainable, self._shared_buffers, shared_grads):
+            buf.assign(self.momentum * buf + g * scale + self.weight_decay * v)
+            v.assign_sub(lr * buf)
+        for stack, r, w_rows, row_grad, used in plans:
+            b_rows = tf.gather(stack.buffer, r)
+            used_rows = used[:, None] > 0
+            b_new = tf.where(used_rows, self.momentum * b_rows + row_grad * scale + self.weight_decay * w_rows, b_rows)
+            w_new = tf.where(used_rows, w_rows - lr * b_new, w_rows)
+            stack.buffer.scatter_update(tf.IndexedSlices(b_new, r))
+            stack.params.scatter_update(tf.IndexedSlices(w_new, r))
+        self.noise_step.assign_add(1)
+        return tf.reduce_sum(per_example), _correct(labels, logits), tf.cast(tf.shape(labels)[0], tf.float32)
+
+    def _eval_step(self, images: tf.Tensor, labels: tf.Tensor, ids: tf.Tensor):
+        self.trace_counts["eval"] += 1
+        logits, _ = self._forward(images, ids, training=False)
+        per_example = tf.nn.softmax_cross_entropy_with_logits(labels, logits)
+        return tf.reduce_sum(per_example), _correct(labels, logits), tf.cast(tf.shape(labels)[0], tf.float32)
+
+    # ---- public steps ---------------------------------------------------------------------
+
+    @staticmethod
+    def _ids(arch: Any) -> tf.Tensor:
+        ids = DartsSpace.to_ids(arch) if isinstance(arch, DartsGenotype) else np.asarray(arch, np.int32)
+        if ids.shape != (2, NUM_NODES, 2, 2):
+            raise ValueError(f"a candidate is a DartsGenotype or int ids of shape (2, {NUM_NODES}, 2, 2); got {ids.shape}")
+        return tf.constant(ids, tf.int32)
+
+    def train_step(self, images: Any, labels: Any, arch: Any, lr: float) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """One SGD step of candidate ``arch`` on ``images (B, H, W, C)`` and one-hot ``labels (B, K)``.
+
+        Returns scalar tensors ``(loss_sum, correct, count)``: summed per-example cross-entropy
+        before the update, correct top-1 predictions, batch size.
+        """
+        return self._train_fn(tf.convert_to_tensor(images, tf.float32), tf.convert_to_tensor(labels, tf.float32),
+                              self._ids(arch), tf.constant(lr, tf.float32))
+
+    def eval_step(self, images: Any, labels: Any, arch: Any) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """``(loss_sum, correct, count)`` of ``arch`` in inference mode (moving BatchNorm statistics)."""
+        return self._eval_fn(tf.convert_to_tensor(images, tf.float32), tf.convert_to_tensor(labels, tf.float32),
+                             self._ids(arch))
+
+    def train_epoch(self, dataset: tf.data.Dataset, arch: Any, lr: float, steps: int = 0) -> float:
+        """Resets momentum and trains ``arch`` over ``dataset`` (at most ``steps`` batches when > 0).
+
+        Returns the mean training cross-entropy; raises ``FloatingPointError`` when it is not finite.
+        """
+        self.reset_momentum()
+        ids, lr_t = self._ids(arch), tf.constant(lr, tf.float32)
+        loss_sum, count = 0.0, 0.0
+        for k, (images, labels) in enumerate(dataset):
+            if steps and k >= steps:
+                break
+            out = self._train_fn(images, labels, ids, lr_t)
+            loss_sum, count = loss_sum + float(out[0]), count + float(out[2])
+        if count == 0:
+            raise ValueError("the training dataset yielded no batch")
+        if not np.isfinite(loss_sum):
+            raise FloatingPointError(f"search training loss is {loss_sum / count}; lower [search] lr or set grad_clip")
+        return loss_sum / count
+
+    def evaluate(self, dataset: tf.data.Dataset, arch: Any) -> float:
+        """Mean cross-entropy of ``arch`` over ``dataset`` in inference mode."""
+        ids = self._ids(arch)
+        loss_sum, count = 0.0, 0.0
+        for images, labels in dataset:
+            out = self._eval_fn(images, labels, ids)
+            loss_sum, count = loss_sum + float(out[0]), count + float(out[2])
+        if count == 0:
+            raise ValueError("the evaluation dataset yielded no batch")
+        return loss_sum / count
+
+    def transfer_to(self, model: Any, arch: DartsGenotype) -> None:
+        """Copies ``arch``'s weights (stem, preprocessing, chosen ops with their BatchNorm statistics,
+        classifier) into a built standalone :class:`~tfnas.spaces.darts_net.DartsNetwork` of the same
+        genotype, ``channels`` and ``layers`` (inference outputs then agree)."""
+        if model.channels != self.channels or model.layers_count != self.layers or model.genotype != str(arch):
+            raise ValueError(f"transfer_to needs a DartsNetwork of genotype {arch} with channels={self.channels}, "
+                             f"layers={self.layers}; got channels={model.channels}, layers={model.layers_count}, "
+                             f"genotype {model.genotype}")
+        model.stem_conv.set_weights(self.stem_conv.get_weights())
+        model.stem_bn.set_weights(self.stem_bn.get_weights())
+        model.classifier.set_weights(self.classifier.get_weights())
+        for i, cell in enumerate(model.cells):
+            for mine, theirs in zip(self.preprocess[i], (cell.preprocess0, cell.preprocess1)):
+                theirs.set_weights(mine.get_weights())
+            pairs, _ = arch.cell(i in self.reductions)
+            for k, (op, src) in enumerate(pairs):
+                stack = self.stacks[i].get(OPS.index(op))
+                row = -1 if stack is None else int(stack.numpy_rows[edge_index(k // 2, src)])
+                if row < 0:
+                    continue
+                values = {n: np.asarray(v) for n, v in _unpack(tf.constant(stack.params.numpy()[row]), stack.layout).items()}
+                stats = stack.stats.numpy()[row]
+                layer = cell.cell_ops[k]
+                for b, bn_name in enumerate(stack.bns):
+                    getattr(layer, bn_name).set_weights([values[f"{bn_name}.gamma"], values[f"{bn_name}.beta"],
+                                                         stats[b, 0], stats[b, 1]])
+                for name, _ in stack.layout:
+                    if "." not in name:
+                        getattr(layer, name).kernel.assign(values[name])
+
+
+def _bn(x, gamma, beta, stats, row, which: int, training: bool, update_stats: bool = True):
+    """BatchNorm with the statistics ``stats[row, which]`` (``[2 (mean, var), C]``) of a stack.
+
+    Training normalises with the batch moments and moves the row like Keras
+    (``stat = momentum * stat + (1 - momentum) * batch``, biased variance); the row is read
+    when the op runs, so an op applied twice in one step updates twice, in order.
+    """
+    if training:
+        mean, var = tf.nn.moments(x, axes=[0, 1, 2])
+        if update_stats:
+            old = tf.gather(stats, row)[which]
+            new = tf.stack([mean, var]) * (1.0 - BN_MOMENTUM) + old * BN_MOMENTUM
+            stats.scatter_nd_update(tf.reshape(tf.stack([row, which]), [1, 2]), new[None])
+    else:
+        current = tf.gather(stats, row)[which]
+        mean, var = current[0], current[1]
+    return tf.nn.batch_normalization(x, mean, var, beta, gamma, BN_EPSILON)
+
+
+def _depthwise(x, kernel, k: int, strides: int, dilation: int):
+    padding, pad, subsample, conv_strides, conv_dilation = _spatial_conv_plan(k, strides, dilation, "DartsSupernet")
+    if pad:
+        x = _symmetric_pad(x, pad)
+    if subsample > 1:
+        x = x[:, ::subsample, ::subsample, :]
+    return tf.nn.depthwise_conv2d(x, kernel, [1, conv_strides, conv_strides, 1], padding.upper(),
+                                  dilations=[conv_dilation, conv_dilation])
+
+
+def _unpack(values: tf.Tensor, layout: List[Tuple[str, Tuple[int, ...]]]) -> Dict[str, tf.Tensor]:
+    pieces = tf.split(values, [int(np.prod(shape)) for _, shape in layout])
+    return {name: tf.reshape(piece, shape) for (name, shape), piece in zip(layout, pieces)}
+
+
+def _run_op(op: str, x, values, stats, row, strides: int, training: bool, update_stats: bool = True):
+    """Op ``op`` on ``x (B, H, W, C)`` with its parameters unpacked from the flat row ``values``."""
+    layout, _ = _op_layout(op, int(x.shape[-1]))
+    w = _unpack(values, layout)
+    x = tf.nn.relu(x)
+    if op == "skip_connect":  # FactorizedReduce
+        y = tf.concat([tf.nn.conv2d(x, w["conv_a"], 2, "VALID"), tf.nn.conv2d(x[:, 1:, 1:, :], w["conv_b"], 2, "VALID")], -1)
+        return _bn(y, w["bn.gamma"], w["bn.beta"], stats, row, 0, training, update_stats)
+    k = int(op[-1])
+    if op.startswith("sep_conv"):
+        for b, (dw, pw, s) in enumerate((("dw1", "pw1", strides), ("dw2", "pw2", 1))):
+            if b:
+                x = tf.nn.relu(x)
+            x = tf.nn.conv2d(_depthwise(x, w[dw], k, s, 1), w[pw], 1, "VALID")
+            x = _bn(x, w[f"bn{b + 1}.gamma"], w[f"bn{b + 1}.beta"], stats, row, b, training, update_stats)
+        return x
+    x = tf.nn.conv2d(_depthwise(x, w["dw"], k, strides, 2), w["pw"], 1, "VALID")
+    return _bn(x, w["bn.gamma"], w["bn.beta"], stats, row, 0, training, update_stats)
+
+
+def _select(index: tf.Tensor, candidates: List[tf.Tensor]) -> tf.Tensor:
+    """``candidates[index]`` (no gradient is taken through it: node slots have their own)."""
+    if len(candidates) == 1:
+        return candidates[0]
+    return tf.switch_case(index, [(lambda c=c: tf.identity(c)) for c in candidates])
+
+
+def _scatter(index: tf.Tensor, value: tf.Tensor, like: List[tf.Tensor]) -> List[tf.Tensor]:
+    """``[value if k == index else zeros]`` over ``like`` (the gradient of ``_select``)."""
+    if len(like) == 1:
+        return [value]
+    return tf.switch_case(index, [(lambda k=k: [value if j == k else tf.zeros_like(c) for j, c in enumerate(like)])
+                                  for k in range(len(like))])
+
+
+def _correct(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(labels, -1)), tf.float32))
+
+
+def benchmark_supernet(batch_sizes: Sequence[int] = (64, 256), steps: int = 10, jit_compile: bool = False,
+                       channels: int = 16, layers: int = 8, warmup_steps: int = 2, seed: int = 0) -> List[Dict[str, Any]]:
+    """Train-step time of the supernet for a random candidate vs a standalone Keras model of it.
+
+    Both run SGD (momentum 0.9, decay 3e-4, clipping 5) on one fixed random batch of 32x32
+    images with 10 classes and no drop-path; the standalone model is
+    ``DartsSpace.build(genotype, channels=channels, layers=layers, auxiliary=False)`` stepped by
+    the Trainer (``tfnas.train.bench.benchmark_train_step``). Target: ``ratio <= 1.5``.
+
+    Returns:
+        One dict per batch size: ``batch_size``, ``supernet_ms`` and ``standalone_ms`` (per
+        step), ``ratio`` (supernet / standalone), ``supernet_first_step_s`` (trace + first
+        step), ``supernet_traces``, ``jit_compile``, ``genotype``.
+    """
+    from tfnas.config import TrainConfig
+    from tfnas.train.bench import benchmark_train_step
+
+    rng = np.random.default_rng(seed)
+    space = DartsSpace(channels=channels, layers=layers)
+    arch = space.sample(rng)
+    net = DartsSupernet(10, (32, 32, 3), channels=channels, layers=layers, jit_compile=jit_compile, seed=seed)
+    cfg = TrainConfig(epochs=1, momentum=0.9, nesterov=False, weight_decay=3e-4, grad_clip=5.0, schedule="constant",
+                      lr=0.01)
+    results = []
+    for batch in batch_sizes:
+        images = tf.constant(rng.standard_normal((batch, 32, 32, 3)), tf.float32)
+        labels = tf.one_hot(rng.integers(0, 10, batch), 10)
+        ids, lr = net._ids(arch), tf.constant(0.01)
+        t0 = time.perf_counter()
+        float(net._train_fn(images, labels, ids, lr)[0])
+        first = time.perf_counter() - t0
+        for _ in range(warmup_steps):
+            net._train_fn(images, labels, ids, lr)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            out = net._train_fn(images, labels, ids, lr)
+        float(out[0])
+        supernet_ms = 1000 * (time.perf_counter() - t0) / steps
+        standalone = benchmark_train_step(
+            lambda: space.build(arch, 10, (32, 32, 3), auxiliary=False), batch_size=batch, jit_compile=jit_compile,
+            steps=steps, warmup_steps=warmup_steps, train_cfg=cfg, strategy="one_device", seed=seed)
+        results.append({"batch_size": int(batch), "supernet_ms": supernet_ms, "standalone_ms": standalone["ms_per_step"],
+                        "ratio": supernet_ms / standalone["ms_per_step"], "supernet_first_step_s": first,
+                        "supernet_traces": net.trace_counts["train"], "jit_compile": bool(jit_compile),
+                        "genotype": str(arch)})
+        logger.info("supernet %.1f ms vs standalone %.1f ms per step at batch %d", supernet_ms,
+                    standalone["ms_per_step"], batch)
+    return results
