@@ -167,15 +167,24 @@ class RelativeNasSearch(SearchMethod):
 
         from tfnas.data import make_pipeline
 
-        train_x, train_y, valid_x, valid_y, info = self.data
-        x, y = (train_x, train_y) if half == "train" else (valid_x, valid_y)
-        with tf.device("/CPU:0"):
-            ds = tf.data.Dataset.from_tensor_slices((x, y))
         training = half == "train"
-        return make_pipeline(ds, batch_size=self.batch_size, training=training, num_classes=info.num_classes,
+        if not training and getattr(self, "_valid_ds", None) is not None:
+            return self._valid_ds  # the loss half never changes: one pipeline for every member
+        if getattr(self, "_tensors", None) is None:  # copy the halves into tensors once, not per member
+            train_x, train_y, valid_x, valid_y, _ = self.data
+            with tf.device("/CPU:0"):
+                self._tensors = {"train": (tf.constant(train_x), tf.constant(train_y)),
+                                 "valid": (tf.constant(valid_x), tf.constant(valid_y))}
+        info = self.data[4]
+        x, y = self._tensors[half]
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        ds = make_pipeline(ds, batch_size=self.batch_size, training=training, num_classes=info.num_classes,
                              mean=info.mean, std=info.std, seed=seed, flip=self.flip and training,
                              pad_crop=self.pad_crop if training else 0, cutout=self.cutout if training else 0,
-                             drop_remainder=training and len(y) >= self.batch_size)
+                             drop_remainder=training and int(y.shape[0]) >= self.batch_size)
+        if not training:
+            self._valid_ds = ds
+        return ds
 
     # ---- state ----------------------------------------------------------------------------
 
