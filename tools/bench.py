@@ -6,7 +6,7 @@
     python tools/bench.py train-step [--batch 64] [--steps 30]
     python tools/bench.py proxies --space nb201|zen [--proxies synflow,zen,...] [--cells 100]
     python tools/bench.py evolution [--proxy zen] [--population 512] [--iterations 300]
-    python tools/bench.py supernet [--batch 64,256] [--steps 20]
+    python tools/bench.py supernet [--batch 64,256] [--steps 20] [--graph-optimizer auto|on|off]
 
 Each prints one JSON object per measurement (plus a readable line), so results can be pasted
 or collected by scripts.
@@ -185,7 +185,8 @@ def bench_supernet(args) -> None:
 
     jit = {"true": True, "false": False, "auto": None}[args.jit]
     for figures in benchmark_supernet(batch_sizes=tuple(int(b) for b in args.batch.split(",")), steps=args.steps,
-                                      jit_compile=jit):
+                                      jit_compile=jit, graph_optimizer={"on": True, "off": False,
+                                                                        "auto": None}[args.graph_optimizer]):
         emit("supernet", **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()},
              machine=machine())
 
@@ -217,6 +218,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", default="64,256")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--jit", choices=("auto", "true", "false"), default="false")
+    p.add_argument("--graph-optimizer", choices=("auto", "on", "off"), default="auto",
+                   help="Grappler for the supernet steps (auto: on with a GPU, off on CPU)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     {"table": bench_table, "siamese": bench_siamese, "train-step": bench_train_step, "proxies": bench_proxies,

@@ -54,8 +54,8 @@ def test_oracle_session_counts_and_enforces_the_budget():
 def tiny_sets(out_dir):
     return [
         f"run.out_dir={out_dir}", "run.progress=false", "run.jit_compile=false", "run.strategy=one_device",
-        "space.channels=16", "space.cells_per_stage=1", "budget.max_flops=0", "budget.start=6",
-        "budget.stop=6", "budget.repeats=1", f"dataset.data_dir={os.path.join(str(out_dir), 'no_data')}",
+        "space.channels=16", "space.cells_per_stage=1", "budget.max_flops=0", "budget.start=4",
+        "budget.stop=4", "budget.repeats=1", f"dataset.data_dir={os.path.join(str(out_dir), 'no_data')}",
         "dataset.download=false", "dataset.train_subset=32", "dataset.eval_subset=16", "dataset.batch_size=16",
         "dataset.eval_batch_size=16", "predictor.epochs=4", "predictor.ec_epochs=1", "search.pool_size=30",
         "search.rank_k=2", "search.final_rank_k=2", "search.update_split=2", "train.epochs=1",
@@ -67,8 +67,8 @@ def test_tinynano_siamese_cfg_runs_end_to_end_and_resumes(tmp_path):
     with tfds.testing.mock_data(num_examples=48):
         outcome = run_sweep(load_config("cfg/tinynano_siams.cfg", sets), progress=False)
     (record,) = outcome.records
-    assert record.queries == record.budget == 6
-    assert record.ec_evals >= 6  # every training cell has an estimation code
+    assert record.queries == record.budget == 4
+    assert record.ec_evals >= 4  # every training cell has an estimation code
     assert 0.0 <= record.top1_acc <= 100.0 and np.isnan(record.spearman)
     pool = open(os.path.join(tmp_path, "pool.txt")).read().split()
     assert len(pool) == 30 and record.arch in pool

@@ -33,6 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfnas.graph_options import GraphCall
 from tfnas.spaces.darts import NUM_NODES, OPS, DartsGenotype, DartsSpace
 from tfnas.spaces.darts_net import reduction_layers
 from tfnas.spaces.ops import BN_EPSILON, BN_MOMENTUM, AvgPool3x3, FactorizedReduce, MaxPool3x3, ReLUConvBN
@@ -119,6 +120,8 @@ class DartsSupernet:
         momentum, weight_decay, grad_clip: SGD settings (module docstring); ``grad_clip = 0`` = off.
         jit_compile: XLA for the steps (pays on GPU).
         seed: seeds the initial weights.
+        graph_optimizer: Grappler for the two steps (:class:`~tfnas.graph_options.GraphCall`);
+            ``None``: on where a GPU is visible, off on CPU.
 
     Attributes:
         trace_counts: ``{"train": n, "eval": n}`` Python traces of the two steps.
@@ -128,7 +131,7 @@ class DartsSupernet:
 
     def __init__(self, num_classes: int, input_shape: Sequence[int] = (32, 32, 3), channels: int = 16, layers: int = 8,
                  momentum: float = 0.9, weight_decay: float = 3e-4, grad_clip: float = 5.0,
-                 jit_compile: bool = False, seed: int = 0):
+                 jit_compile: bool = False, seed: int = 0, graph_optimizer: Optional[bool] = None):
         shape = tuple(int(d) for d in input_shape)
         if len(shape) != 3 or shape[0] % 4 or shape[1] % 4:
             raise ValueError(f"DartsSupernet: input_shape must be (H, W, C) with H, W divisible by 4; got {input_shape!r}")
@@ -147,10 +150,12 @@ class DartsSupernet:
         images, labels = tf.TensorSpec((None,) + shape, tf.float32), tf.TensorSpec((None, self.num_classes), tf.float32)
         ids, lr = tf.TensorSpec((2, NUM_NODES, 2, 2), tf.int32), tf.TensorSpec((), tf.float32)
         self._slot_fns: Dict[Tuple[str, bool, bool], Any] = {}
-        self._train_fn = tf.function(self._train_step, input_signature=[images, labels, ids, lr],
-                                     jit_compile=self.jit_compile, autograph=False)
-        self._eval_fn = tf.function(self._eval_step, input_signature=[images, labels, ids], jit_compile=self.jit_compile,
-                                    autograph=False)
+        # GraphCall: Grappler off by default on CPU (its first-call pass over these graphs costs
+        # minutes and leaves the step time as it is; tfnas/graph_options.py).
+        self._train_fn = GraphCall(tf.function(self._train_step, input_signature=[images, labels, ids, lr],
+                                               jit_compile=self.jit_compile, autograph=False), graph_optimizer)
+        self._eval_fn = GraphCall(tf.function(self._eval_step, input_signature=[images, labels, ids],
+                                              jit_compile=self.jit_compile, autograph=False), graph_optimizer)
 
     # ---- construction ---------------------------------------------------------------------
 
@@ -612,7 +617,8 @@ def _correct(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 
 
 def benchmark_supernet(batch_sizes: Sequence[int] = (64, 256), steps: int = 10, jit_compile: bool = False,
-                       channels: int = 16, layers: int = 8, warmup_steps: int = 2, seed: int = 0) -> List[Dict[str, Any]]:
+                       channels: int = 16, layers: int = 8, warmup_steps: int = 2, seed: int = 0,
+                       graph_optimizer: Optional[bool] = None) -> List[Dict[str, Any]]:
     """Train-step time of the supernet for a random candidate vs a standalone Keras model of it.
 
     Both run SGD (momentum 0.9, decay 3e-4, clipping 5) on one fixed random batch of 32x32
@@ -623,7 +629,7 @@ def benchmark_supernet(batch_sizes: Sequence[int] = (64, 256), steps: int = 10, 
     Returns:
         One dict per batch size: ``batch_size``, ``supernet_ms`` and ``standalone_ms`` (per
         step), ``ratio`` (supernet / standalone), ``supernet_first_step_s`` (trace + first
-        step), ``supernet_traces``, ``jit_compile``, ``genotype``.
+        step), ``supernet_traces``, ``jit_compile``, ``graph_optimizer``, ``genotype``.
     """
     from tfnas.config import TrainConfig
     from tfnas.train.bench import benchmark_train_step
@@ -631,7 +637,8 @@ def benchmark_supernet(batch_sizes: Sequence[int] = (64, 256), steps: int = 10, 
     rng = np.random.default_rng(seed)
     space = DartsSpace(channels=channels, layers=layers)
     arch = space.sample(rng)
-    net = DartsSupernet(10, (32, 32, 3), channels=channels, layers=layers, jit_compile=jit_compile, seed=seed)
+    net = DartsSupernet(10, (32, 32, 3), channels=channels, layers=layers, jit_compile=jit_compile, seed=seed,
+                        graph_optimizer=graph_optimizer)
     cfg = TrainConfig(epochs=1, momentum=0.9, nesterov=False, weight_decay=3e-4, grad_clip=5.0, schedule="constant",
                       lr=0.01)
     results = []
@@ -655,7 +662,7 @@ def benchmark_supernet(batch_sizes: Sequence[int] = (64, 256), steps: int = 10, 
         results.append({"batch_size": int(batch), "supernet_ms": supernet_ms, "standalone_ms": standalone["ms_per_step"],
                         "ratio": supernet_ms / standalone["ms_per_step"], "supernet_first_step_s": first,
                         "supernet_traces": net.trace_counts["train"], "jit_compile": bool(jit_compile),
-                        "genotype": str(arch)})
+                        "graph_optimizer": net._train_fn.optimize, "genotype": str(arch)})
         logger.info("supernet %.1f ms vs standalone %.1f ms per step at batch %d", supernet_ms,
                     standalone["ms_per_step"], batch)
     return results

@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tupl
 import numpy as np
 import tensorflow as tf
 
+from tfnas.graph_options import GraphCall
 from tfnas.spaces.nb201 import EDGES, NUM_EDGES, OPS, Nb201Arch, Nb201Space
 from tfnas.spaces.ops import BN_EPSILON
 
@@ -495,7 +496,9 @@ class Nb201FastPath:
                     network.redraw(op_ids, seed)
                 return fn(op_ids, *inputs)
 
-            self._entries[key] = (network, tf.function(traced, reduce_retracing=True, autograph=False))
+            # Grappler off on CPU: its first-call pass over the switch_case graph costs about a
+            # minute and the steady-state call is no faster with it (tfnas/graph_options.py).
+            self._entries[key] = (network, GraphCall(tf.function(traced, reduce_retracing=True, autograph=False)))
         return self._entries[key]
 
     def __call__(self, space: Nb201Space, arch: Nb201Arch, *, num_classes: int, input_shape: Sequence[int],
