@@ -194,6 +194,9 @@ class ProxyConfig:
       subset: score this many random NB201 cells in ``proxy_corr`` (0 = all 15,625).
       zen_weight: weight of the Zen score in the Incorporated score (CIFAR: 0.5).
       entropy_weight: weight of the normalised entropy in the Incorporated score (CIFAR: 0.01).
+      grad_norm: reduction of ``grad_norm``: ``global`` (sqrt of the summed squares over all
+        kernels; spec, Zen-NAS) or ``layer_sum`` (sum of per-layer norms; zero-cost-nas, whose
+        NAS-Bench-201 correlations are the published ones).
     """
 
     name: str = _f("synflow")
@@ -202,6 +205,7 @@ class ProxyConfig:
     subset: int = _f(0, min=0)
     zen_weight: float = _f(0.5)
     entropy_weight: float = _f(0.01)
+    grad_norm: str = _f("global", choices=("global", "layer_sum"))
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,9 @@ def test_registered_as_analysis_and_shipped_cfg_loads():
                                "random")
     method = ProxyCorrelation.from_config(cfg, Nb201Space())
     assert list(method.proxies) == list(cfg.proxy.names)
+    assert method.proxies["grad_norm"].reduction == "layer_sum"  # the published correlations' form
+    zen_form = ProxyCorrelation.from_config(load_config(CFG, ["proxy.grad_norm=global"]), Nb201Space())
+    assert zen_form.proxies["grad_norm"].reduction == "global"
     assert (method.num_classes, method.input_shape) == (100, (32, 32, 3))
     assert 0 < cfg.proxy.subset < 15625
 
@@ -131,6 +134,8 @@ def test_config_errors(tmp_path):
         _method(tmp_path, "proxy.names=params,nope")
     with pytest.raises(ConfigError, match="needs the NAS-Bench-201 table"):
         _method(tmp_path, "benchmark.name=none")
+    with pytest.raises(ConfigError, match=r"proxy.grad_norm.*global, layer_sum"):
+        _method(tmp_path, "proxy.grad_norm=mean")
     # names empty -> the single [proxy] name
     method = _method(tmp_path, "proxy.names=", "proxy.name=flops")
     assert list(method.proxies) == ["flops"]

@@ -77,10 +77,10 @@ def proxy_ec_factory(cfg: Any, space: Any) -> Callable[[], CachedEstimationCode]
     does not depend on which cells were scored before; scores are shared across the runs of a
     sweep (each run still counts its own ``evals``).
     """
-    from tfnas.proxies.base import get_proxy
+    from tfnas.proxies.base import proxy_from_config
 
     name = cfg.predictor.ec_source
-    proxy = get_proxy(name)
+    proxy = proxy_from_config(name, cfg)
     num_classes, side = _DATASET_SHAPES.get(cfg.dataset.name, (10, cfg.dataset.image_size or 32))
     seed = cfg.run.seed
     shared: Dict[int, float] = {}

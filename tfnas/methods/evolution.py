@@ -73,12 +73,6 @@ class Limits:
     max_rho: float = 0.5
 
 
-def _proxy_kwargs(cfg: Any) -> Dict[str, Any]:
-    if cfg.proxy.name.startswith("incorporated"):
-        return {"zen_weight": cfg.proxy.zen_weight, "entropy_weight": cfg.proxy.entropy_weight}
-    return {}
-
-
 @register_method("evolution")
 class EvolutionSearch(SearchMethod):
     """Proxy-driven evolution under parameter / FLOPs / layer budgets (module docstring)."""
@@ -101,11 +95,11 @@ class EvolutionSearch(SearchMethod):
     @classmethod
     def from_config(cls, cfg: Any, space: Any) -> "EvolutionSearch":
         from tfnas.config import ConfigError
-        from tfnas.proxies.base import get_proxy
+        from tfnas.proxies.base import proxy_from_config
 
         where = cfg.source or "<defaults>"
         try:
-            proxy = get_proxy(cfg.proxy.name, **_proxy_kwargs(cfg))
+            proxy = proxy_from_config(cfg.proxy.name, cfg)
         except KeyError as exc:
             raise ConfigError(f"{where}: [proxy] name: {exc.args[0] if exc.args else exc}") from None
         start = None

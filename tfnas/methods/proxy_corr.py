@@ -131,7 +131,7 @@ class ProxyCorrelation:
     def from_config(cls, cfg: Any, space: Any) -> "ProxyCorrelation":
         """Unpacks ``[proxy]``, ``[dataset]``, ``[benchmark]`` and ``[run] seed``."""
         from tfnas.config import ConfigError
-        from tfnas.proxies.base import get_proxy
+        from tfnas.proxies.base import proxy_from_config
         from tfnas.registry import BENCHMARKS, DATASETS
 
         where = cfg.source or "<defaults>"
@@ -150,10 +150,8 @@ class ProxyCorrelation:
             raise ConfigError(f"{where}: [proxy] names: {', '.join(duplicates)} listed more than once")
         proxies = {}
         for name in names:
-            kwargs = ({"zen_weight": cfg.proxy.zen_weight, "entropy_weight": cfg.proxy.entropy_weight}
-                      if name.startswith("incorporated") else {})
             try:
-                proxies[name] = get_proxy(name, **kwargs)
+                proxies[name] = proxy_from_config(name, cfg)
             except KeyError as exc:
                 raise ConfigError(f"{where}: [proxy] names: {exc}") from None
         benchmark = BENCHMARKS.get(cfg.benchmark.name)(source=cfg.benchmark.source)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
@@ -69,3 +69,21 @@ def get_proxy(name: str, **kwargs: Any) -> Proxy:
     from tfnas.registry import PROXIES
 
     return PROXIES.get(name)(**kwargs)
+
+
+def proxy_options(name: str, proxy_cfg: Any) -> Dict[str, Any]:
+    """The constructor options of proxy ``name`` taken from a ``[proxy]`` section.
+
+    ``incorporated_*``: ``zen_weight``, ``entropy_weight``; ``grad_norm``: ``reduction``
+    (``[proxy] grad_norm``); every other proxy: none.
+    """
+    if name.startswith("incorporated"):
+        return {"zen_weight": proxy_cfg.zen_weight, "entropy_weight": proxy_cfg.entropy_weight}
+    if name == "grad_norm":
+        return {"reduction": proxy_cfg.grad_norm}
+    return {}
+
+
+def proxy_from_config(name: str, cfg: Any) -> Proxy:
+    """``get_proxy(name)`` with the options of ``cfg``'s ``[proxy]`` section (:func:`proxy_options`)."""
+    return get_proxy(name, **proxy_options(name, cfg.proxy))
