@@ -222,6 +222,9 @@ def main(argv=None) -> int:
                    help="Grappler for the supernet steps (auto: on with a GPU, off on CPU)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfnas.cli import set_runtime_defaults
+
+    set_runtime_defaults()  # measure what tools/train_eval.py runs with
     {"table": bench_table, "siamese": bench_siamese, "train-step": bench_train_step, "proxies": bench_proxies,
      "evolution": bench_evolution, "supernet": bench_supernet}[args.what](args)
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+import tfnas.cli  # noqa: F401  (TensorFlow runtime defaults, before TensorFlow loads)
 from tfnas.registry import SPACES, UnknownNameError
 from tfnas.train.export import FORMATS, export_arch
 

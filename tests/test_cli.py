@@ -1,0 +1,29 @@
+"""tfnas.cli's TensorFlow runtime defaults (set before TensorFlow loads; the user's values win)."""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROBE = ("import os, sys; {pre}import tfnas.cli; "
+         "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), 'tensorflow' in sys.modules)")
+
+
+def _probe(pre: str = "", **env) -> str:
+    clean = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(pre=pre)], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT, env={**clean, **env})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.split("\n")[-2].strip()
+
+
+def test_onednn_on_by_default_without_importing_tensorflow():
+    assert _probe() == "1 False"
+
+
+def test_user_setting_wins():
+    assert _probe(TF_ENABLE_ONEDNN_OPTS="0") == "0 False"
+
+
+def test_nothing_set_once_tensorflow_is_loaded():
+    assert _probe("import tensorflow; ") == "None True"
