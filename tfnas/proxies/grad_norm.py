@@ -7,8 +7,9 @@ BatchNorm batch statistics (training mode). tfnas uses random Gaussian images an
 random labels (Zen-NAS setup). Two reductions: ``global`` (default, the tfnas spec and Zen-NAS:
 the Euclidean norm over all kernels) and ``layer_sum`` (the zero-cost-nas code behind the
 published NAS-Bench-201 correlations: the sum of the per-layer norms). They do not rank alike:
-on 300 NB201 cells, Spearman with CIFAR-100 accuracy 0.46 (global) against 0.62 (layer_sum;
-published 0.637), so ``[proxy] grad_norm = layer_sum`` reproduces the paper's figure.
+on 1,000 NB201 cells, Spearman with CIFAR-100 accuracy 0.467 (global) against 0.610 (layer_sum;
+published 0.637; docs/RESULTS.md), so ``[proxy] grad_norm = layer_sum`` is the form to compare
+with the paper.
 
 This module also holds the helpers the loss-gradient proxies share (``snip``, ``jacob_cov``,
 ``te_nas``, ``naswot``): :func:`weight_kernels`, :func:`preserved_variables`,
