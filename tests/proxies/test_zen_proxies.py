@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfnas.proxies.base import get_proxy, random_batch
+from tfnas.proxies.base import ProxyBatch, get_proxy, random_batch
 from tfnas.proxies.incorporated import IncorporatedLogProxy, IncorporatedSqrtProxy
 from tfnas.proxies.zen import ZenProxy, zen_from_passes, zen_score_arch, zen_score_fast, zen_score_keras
 from tfnas.registry import PROXIES
@@ -158,3 +158,92 @@ def test_incorporated_is_the_combination(proxy_cls, normalize):
                                                                        **kwargs)
     assert custom == pytest.approx(zen + 2.0 * normalize(e), rel=1e-12)
     assert proxy_cls().combine(3.0, -1.0) == float("-inf") and proxy_cls().combine(3.0, 0.0) == float("-inf")
+
+
+# ---- synflow and NASWOT on the residual-free Zen network (no Keras model per candidate) -------
+
+
+def _plain_model_with(arch, weights, dense):
+    model = zen_fast.build_plain_model(arch, weights, num_classes=dense.shape[1], input_shape=(16, 16, 3))
+    model.get_layer("classifier").kernel.assign(dense.astype(np.float32))
+    return model
+
+
+@pytest.mark.parametrize("text", [TINY, MIXED], ids=["tiny", "mixed"])
+def test_synflow_closed_form_equals_the_gradient_computation(text):
+    arch = parse_arch(text)
+    rng = np.random.default_rng(3)
+    weights = zen_fast.draw_weights(arch, rng)
+    dense = rng.standard_normal((arch[-1].cout, 10))
+    fast = zen_fast.plain_log_synflow(arch, weights, dense, (16, 16, 3))
+    # The generic path: float64 copy, |w|, BN removed, all-ones image, gradient of the summed logits.
+    batch = random_batch(rng, 4, (16, 16, 3), 10)
+    keras_score = get_proxy("synflow").score(_plain_model_with(arch, weights, dense), batch, rng)
+    assert np.isfinite(fast) and fast == pytest.approx(keras_score, abs=1e-7)  # the Keras classifier is float32
+
+
+def test_synflow_fast_path_is_homogeneous_and_cannot_overflow():
+    arch = parse_arch(MIXED)
+    rng = np.random.default_rng(0)
+    weights = zen_fast.draw_weights(arch, rng)
+    dense = rng.standard_normal((arch[-1].cout, 10))
+    base = zen_fast.plain_log_synflow(arch, weights, dense, (16, 16, 3))
+    # Every kernel times 1e30: S grows by 1e30 per layer (R is linear in each layer's kernel).
+    # Without the per-layer rescaling R would be ~1e450 here, beyond float64.
+    big = [w.astype(np.float64) * 1e30 for w in weights]
+    scaled = zen_fast.plain_log_synflow(arch, big, dense, (16, 16, 3))
+    assert len(weights) * 30 * math.log(10) > math.log(np.finfo(np.float64).max)
+    assert scaled == pytest.approx(base + len(weights) * 30 * math.log(10), rel=1e-12)
+    with pytest.raises(ValueError, match="dense_kernel"):
+        zen_fast.plain_log_synflow(arch, weights, dense.T, (16, 16, 3))
+
+
+def test_synflow_score_arch_on_the_zen_space_is_the_fast_path():
+    space = ZenSpace(start=MIXED, resolution=16)
+    arch = space.start_arch
+    score = get_proxy("synflow").score_arch(space, arch, num_classes=10, input_shape=(16, 16, 3), batch_size=8,
+                                            rng=np.random.default_rng(7))
+    rng = np.random.default_rng(7)  # the same draws in the same order: kernels, then the classifier
+    weights = zen_fast.draw_weights(arch, rng)
+    dense = rng.standard_normal((arch[-1].cout, 10))
+    assert score == zen_fast.plain_log_synflow(arch, weights, dense, (16, 16, 3))
+
+
+@pytest.mark.parametrize("text", [TINY, MIXED], ids=["tiny", "mixed"])
+def test_naswot_fast_path_equals_keras(text):
+    from tfnas.proxies.naswot import log_abs_det
+
+    arch = parse_arch(text)
+    rng = np.random.default_rng(4)
+    weights = zen_fast.draw_weights(arch, rng)
+    images = rng.standard_normal((8, 16, 16, 3), dtype=np.float32)
+    forward = zen_fast.plain_forward(arch, weights, images, codes=True)
+    # Each image agrees with itself on every unit of every ReLU (one ReLU per convolution).
+    units, size = 0, 16
+    for conv in zen_fast.conv_plan(arch):
+        size = conv.out_size(size)
+        units += size * size * conv.cout
+    assert forward.agreement.shape == (8, 8)
+    np.testing.assert_array_equal(np.diag(forward.agreement), units)
+    np.testing.assert_array_equal(forward.agreement, forward.agreement.T)
+    model = zen_fast.build_plain_model(arch, weights, input_shape=(16, 16, 3))
+    keras_score = get_proxy("naswot").score(model, ProxyBatch(images, np.zeros(8, np.int32), 10), rng)
+    assert log_abs_det(forward.agreement) == pytest.approx(keras_score, abs=1e-6)
+    with pytest.raises(ValueError, match="codes=True"):
+        zen_fast.plain_forward(arch, weights, np.concatenate([images, images]), groups=2, codes=True)
+
+
+def test_naswot_score_arch_on_the_zen_space_is_the_fast_path():
+    from tfnas.proxies.naswot import log_abs_det
+
+    space = ZenSpace(start=TINY, resolution=16)
+    arch = space.start_arch
+    score = get_proxy("naswot").score_arch(space, arch, num_classes=10, input_shape=(16, 16, 3), batch_size=6,
+                                           rng=np.random.default_rng(2))
+    rng = np.random.default_rng(2)  # kernels, then images
+    weights = zen_fast.draw_weights(arch, rng)
+    images = rng.standard_normal((6, 16, 16, 3), dtype=np.float32)
+    assert np.isfinite(score) and score == log_abs_det(zen_fast.plain_forward(arch, weights, images, codes=True).agreement)
+    with pytest.raises(ValueError, match="batch_size"):
+        get_proxy("naswot").score_arch(space, arch, num_classes=10, input_shape=(16, 16, 3), batch_size=1,
+                                       rng=np.random.default_rng(2))

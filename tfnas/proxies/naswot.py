@@ -13,11 +13,18 @@ Finding the ReLUs of any Keras model: the model is traced once into a graph and 
 :class:`tfnas.spaces.ops.ReLUConvBN`, which apply ``ops.relu`` rather than a ReLU layer);
 the graph is pruned to fetch their inputs. A ReLU applied to the same tensor by two layers
 counts twice, as two ReLU modules do in the reference.
+
+Zen-space fast path (:meth:`NaswotProxy.score_arch` on :class:`tfnas.spaces.zen.ZenSpace`): the
+residual-free network, as the Zen-NAS search scores every proxy (``no_reslink=True``), with
+N(0, 1) kernels, evaluated by :func:`tfnas.spaces.zen_fast.plain_forward` with ``codes=True``
+(one ReLU per convolution; the kernel is accumulated inside the traced layer functions, no
+Keras model is built). Equal to :meth:`NaswotProxy.score` on the same network and weights
+(tested).
 """
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any, List, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -26,6 +33,8 @@ from tfnas.proxies.base import ProxyBatch
 from tfnas.proxies.grad_norm import LossGradientProxy, check_batch, preserved_variables
 from tfnas.registry import register_proxy
 from tfnas.spaces.nb201_tensor import Nb201TensorNetwork, ReluTap
+from tfnas.spaces.zen_blocks import check_arch
+from tfnas.spaces.zen_fast import draw_weights, plain_forward
 
 __all__ = ["NaswotProxy", "activation_kernel", "relu_inputs"]
 
@@ -102,6 +111,22 @@ class NaswotProxy(LossGradientProxy):
     def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
         check_batch(batch, "naswot")
         return log_abs_det(activation_kernel(relu_inputs(model, batch.images)))
+
+    def score_arch(self, space: Any, arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
+                   batch_size: int, rng: np.random.Generator) -> float:
+        """Scores ``arch``; on the ``zen`` space through the residual-free fast path (module
+        docstring; kernels, then images drawn from ``rng``), on NB201 through the traced cell."""
+        from tfnas.spaces.zen import ZenSpace
+
+        if not isinstance(space, ZenSpace):
+            return super().score_arch(space, arch, num_classes=num_classes, input_shape=input_shape,
+                                      batch_size=batch_size, rng=rng)
+        arch = check_arch(arch)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
+            raise ValueError(f"naswot: batch_size must be an integer >= 2 (BN needs a batch). Received: {batch_size!r}")
+        weights = draw_weights(arch, rng)
+        images = rng.standard_normal((batch_size,) + tuple(int(d) for d in input_shape), dtype=np.float32)
+        return log_abs_det(plain_forward(arch, weights, images, codes=True).agreement)
 
     def _nb201_body(self, network: Nb201TensorNetwork):
         def body(op_ids: tf.Tensor, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:

@@ -22,6 +22,13 @@ BatchNorm. Both rank NB201 cells almost identically (Spearman with CIFAR-100 acc
 both over the same 400 random cells); over all 15,625 cells the default gives 0.760 on
 CIFAR-100 (published: 0.763).
 
+Zen-space fast path (:meth:`SynflowProxy.score_arch` on :class:`tfnas.spaces.zen.ZenSpace`):
+the residual-free network, as the Zen-NAS search scores every proxy (``no_reslink=True``),
+with kernels and classifier drawn from N(0, 1) (the reference's scoring initialisation) and
+BatchNorm removed; :func:`tfnas.spaces.zen_fast.plain_log_synflow` then gives ``log S`` in
+closed form from one rescaled forward pass (equal to the gradient computation of
+:meth:`SynflowProxy.score` on the same network and weights; tested).
+
 NB201 fast path: one traced float64 function of the cell's op ids over
 :class:`tfnas.spaces.nb201_tensor.Nb201TensorNetwork` scores every cell (batch of one image:
 with an all-ones input the batch dimension is redundant).
@@ -42,6 +49,8 @@ from tfnas.registry import register_proxy
 from tfnas.spaces.nb201 import Nb201Space
 from tfnas.spaces.nb201_tensor import Nb201FastPath, Nb201TensorNetwork
 from tfnas.spaces.ops import ResidualReduction
+from tfnas.spaces.zen_blocks import check_arch
+from tfnas.spaces.zen_fast import draw_weights, plain_log_synflow
 
 __all__ = ["SynflowProxy", "log_synflow"]
 
@@ -171,8 +180,17 @@ class SynflowProxy(Proxy):
                    batch_size: int, rng: np.random.Generator) -> float:
         """Scores ``arch``; on :class:`Nb201Space` with the traced float64 arch-as-tensor function.
 
-        ``batch_size`` is not used: synflow sees one all-ones image.
+        On the ``zen`` space: the residual-free network in closed form (module docstring),
+        kernels then classifier drawn from ``rng``. ``batch_size`` is not used: synflow sees
+        one all-ones image.
         """
+        from tfnas.spaces.zen import ZenSpace
+
+        if isinstance(space, ZenSpace):
+            arch = check_arch(arch)
+            weights = draw_weights(arch, rng)
+            dense = rng.standard_normal((arch[-1].cout, num_classes))
+            return plain_log_synflow(arch, weights, dense, input_shape)
         if not isinstance(space, Nb201Space):
             return super().score_arch(space, arch, num_classes=num_classes, input_shape=input_shape,
                                       batch_size=1, rng=rng)

@@ -11,10 +11,17 @@ traces serve every Zen score of a search (:func:`trace_count`).
 
 :func:`build_plain_model` builds the same network as a Keras model with the same weights
 loaded, for checking this path against Keras.
+
+The same chain serves the other proxies that the Zen-NAS search computes on the residual-free
+network (``no_reslink=True`` for every proxy in the reference ``evolution_search.py``):
+:func:`plain_forward` with ``codes=True`` also accumulates the NASWOT agreement kernel of the
+ReLU codes inside the traced layer functions, and :func:`plain_log_synflow` computes synflow
+from one rescaled positive pass (no backward pass: see its docstring).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -35,6 +42,7 @@ from tfnas.spaces.zen_blocks import (
 __all__ = [
     "PlainForward",
     "build_plain_model",
+    "plain_log_synflow",
     "conv_plan",
     "draw_weights",
     "plain_forward",
@@ -56,8 +64,8 @@ def draw_weights(arch: Sequence[ZenBlock], rng: np.random.Generator) -> List[np.
     return [rng.standard_normal(conv.kernel_shape, dtype=np.float32) for conv in conv_plan(arch)]
 
 
-def _bn_relu(y: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-    """``ReLU(BN_train(y))`` with ``gamma = 1, beta = 0``, and the channel-mean biased batch variance."""
+def _batch_norm(y: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """``BN_train(y)`` with ``gamma = 1, beta = 0``, and the channel-mean biased batch variance."""
     shape = tf.shape(y)
     channels = shape[3]
     normalized, _, unbiased, _, _, _ = tf.raw_ops.FusedBatchNormV3(
@@ -65,13 +73,17 @@ def _bn_relu(y: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         variance=tf.zeros([0]), epsilon=BN_EPSILON, is_training=True)
     # The fused kernel normalises with the biased variance but returns the Bessel-corrected one.
     n = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
-    return tf.nn.relu(normalized), tf.reduce_mean(unbiased * ((n - 1.0) / n))
+    return normalized, tf.reduce_mean(unbiased * ((n - 1.0) / n))
 
 
-def _conv_bn_relu(x: tf.Tensor, kernel: tf.Tensor, stride: int, depthwise: bool,
-                  groups: int) -> Tuple[tf.Tensor, tf.Tensor]:
-    """``ReLU(BN_train(conv(x)))``, BN statistics taken separately over each of ``groups`` equal
-    consecutive parts of the batch; returns the output and the ``(groups,)`` variances."""
+def _bn_relu(y: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """``ReLU(BN_train(y))`` and the channel-mean biased batch variance of ``y``."""
+    normalized, variance = _batch_norm(y)
+    return tf.nn.relu(normalized), variance
+
+
+def _conv(x: tf.Tensor, kernel: tf.Tensor, stride: int, depthwise: bool) -> tf.Tensor:
+    """Convolution without bias, PyTorch padding ``(k - 1) // 2`` on each side."""
     if stride == 1:
         padding = "SAME"  # symmetric for odd kernels
     else:
@@ -82,6 +94,27 @@ def _conv_bn_relu(x: tf.Tensor, kernel: tf.Tensor, stride: int, depthwise: bool,
         y = tf.nn.depthwise_conv2d(x, kernel, strides=[1, stride, stride, 1], padding=padding)
     else:
         y = tf.nn.conv2d(x, kernel, strides=stride, padding=padding)
+    return y
+
+
+def _agreement(pre_activation: tf.Tensor) -> tf.Tensor:
+    """NASWOT agreements of one ReLU: ``(B, B)`` float32 counts of units where two images' codes agree.
+
+    With ``c = 1[x > 0]`` per image (``D`` units), agreements are ``D - a_i - a_j + 2 c_i . c_j``
+    (``a`` = active units), one matmul instead of two.
+    """
+    batch = tf.shape(pre_activation)[0]
+    codes = tf.cast(tf.reshape(pre_activation > 0, (batch, -1)), tf.float32)
+    units = tf.cast(tf.shape(codes)[1], tf.float32)
+    active = tf.reduce_sum(codes, axis=1)
+    return units - active[:, None] - active[None, :] + 2.0 * tf.matmul(codes, codes, transpose_b=True)
+
+
+def _conv_bn_relu(x: tf.Tensor, kernel: tf.Tensor, stride: int, depthwise: bool,
+                  groups: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """``ReLU(BN_train(conv(x)))``, BN statistics taken separately over each of ``groups`` equal
+    consecutive parts of the batch; returns the output and the ``(groups,)`` variances."""
+    y = _conv(x, kernel, stride, depthwise)
     if groups == 1:
         out, variance = _bn_relu(y)
         return out, tf.reshape(variance, [1])
@@ -90,26 +123,54 @@ def _conv_bn_relu(x: tf.Tensor, kernel: tf.Tensor, stride: int, depthwise: bool,
     return tf.concat([p[0] for p in parts], axis=0), tf.stack([p[1] for p in parts])
 
 
-_SIGNATURE = [tf.TensorSpec([None, None, None, None], tf.float32), tf.TensorSpec([None, None, None, None], tf.float32)]
-#: Traced layer functions by (stride, depthwise, groups); each is traced once.
-_LAYER_FUNCTIONS: Dict[Tuple[int, bool, int], Callable] = {}
+def _conv_bn_relu_codes(x: tf.Tensor, kernel: tf.Tensor, stride: int,
+                        depthwise: bool) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """``ReLU(BN_train(conv(x)))``, the ``(1,)`` variance and the NASWOT agreements of the ReLU input."""
+    normalized, variance = _batch_norm(_conv(x, kernel, stride, depthwise))
+    return tf.nn.relu(normalized), tf.reshape(variance, [1]), _agreement(normalized)
 
 
-def _layer_function(stride: int, depthwise: bool, groups: int) -> Callable:
-    key = (stride, depthwise, groups)
+def _positive_conv_rescaled(x: tf.Tensor, kernel: tf.Tensor, stride: int,
+                            depthwise: bool) -> Tuple[tf.Tensor, tf.Tensor]:
+    """``y = conv(x, |kernel|)`` of a non-negative ``x``, returned as ``(y / max(y), log max(y))``.
+
+    Keeping every layer's output at a maximum of 1 and carrying the scale as a log means a
+    synflow pass cannot overflow, however deep the network.
+    """
+    y = _conv(x, tf.abs(kernel), stride, depthwise)
+    peak = tf.reduce_max(y)
+    return y / peak, tf.math.log(peak)
+
+
+#: Layer functions of each kind: name -> (body, dtype).
+_KINDS = {"zen": (None, tf.float32), "naswot": (_conv_bn_relu_codes, tf.float32),
+          "synflow": (_positive_conv_rescaled, tf.float64)}
+#: Traced layer functions by (kind, stride, depthwise, groups); each is traced once.
+_LAYER_FUNCTIONS: Dict[Tuple[str, int, bool, int], Callable] = {}
+
+
+def _layer_function(stride: int, depthwise: bool, groups: int, kind: str = "zen") -> Callable:
+    key = (kind, stride, depthwise, groups)
     if key not in _LAYER_FUNCTIONS:
-        def layer(x, kernel):
-            return _conv_bn_relu(x, kernel, stride, depthwise, groups)
+        body, dtype = _KINDS[kind]
+        if body is None:
+            def layer(x, kernel):
+                return _conv_bn_relu(x, kernel, stride, depthwise, groups)
+        else:
+            def layer(x, kernel):
+                return body(x, kernel, stride, depthwise)
 
-        layer.__name__ = f"zen_{'depthwise' if depthwise else 'dense'}_s{stride}_g{groups}"
-        _LAYER_FUNCTIONS[key] = tf.function(layer, input_signature=_SIGNATURE)
+        layer.__name__ = f"{kind}_{'depthwise' if depthwise else 'dense'}_s{stride}_g{groups}"
+        spec = tf.TensorSpec([None, None, None, None], dtype)
+        _LAYER_FUNCTIONS[key] = tf.function(layer, input_signature=[spec, spec])
     return _LAYER_FUNCTIONS[key]
 
 
 def trace_count() -> int:
     """Traces made so far by the layer functions of this module.
 
-    One per (stride, depthwise, groups) used: at most 4 for all Zen scores of a process.
+    One per (kind, stride, depthwise, groups) used: at most 4 per kind and number of groups
+    for all scores of a process (kinds: the Zen pass, the NASWOT pass, the synflow pass).
     """
     return int(sum(f.experimental_get_tracing_count() for f in _LAYER_FUNCTIONS.values()))
 
@@ -122,10 +183,14 @@ class PlainForward:
       features: float32 ``(G * B, H', W', C')``: the pre-pooling feature map (after the last ReLU).
       variances: float64 ``(num_convs, G)``: for each BN (one per convolution, network order) and
         group, the mean over channels of the biased batch variance of the BN input.
+      agreement: with ``codes=True``, float64 ``(B, B)``: the NASWOT kernel
+        ``sum over ReLUs of (C C^T + (1 - C)(1 - C)^T)`` of the binary codes ``C = 1[x > 0]`` of
+        every ReLU input (one ReLU per convolution); else ``None``.
     """
 
     features: np.ndarray
     variances: np.ndarray
+    agreement: Optional[np.ndarray] = None
 
     def log_std(self, group: int = 0) -> np.ndarray:
         """``log(sqrt(mean_c var_c))`` of each BN for one group, ``(num_convs,)`` (``-inf`` where 0)."""
@@ -142,7 +207,7 @@ def _check_weights(plan: Tuple[ConvSpec, ...], weights: Sequence[np.ndarray]) ->
 
 
 def plain_forward(arch: Sequence[ZenBlock], weights: Sequence[np.ndarray], images: np.ndarray,
-                  groups: int = 1) -> PlainForward:
+                  groups: int = 1, codes: bool = False) -> PlainForward:
     """Runs the plain network of ``arch`` with ``weights`` on ``images``.
 
     BN uses batch statistics (training mode). With ``groups = G`` the batch holds ``G``
@@ -155,9 +220,12 @@ def plain_forward(arch: Sequence[ZenBlock], weights: Sequence[np.ndarray], image
         weights: kernels as returned by :func:`draw_weights` (any values of those shapes).
         images: float32 ``(G * B, H, W, arch[0].cin)`` with ``B >= 2``.
         groups: ``G >= 1``.
+        codes: also accumulate the NASWOT agreement kernel of the ReLU codes (``groups = 1`` only);
+            it is computed inside the traced layer functions, so the activations never leave them.
 
     Returns:
-        A :class:`PlainForward` (features and per-BN, per-group batch variances).
+        A :class:`PlainForward` (features, per-BN and per-group batch variances, and with
+        ``codes`` the agreement kernel).
     """
     arch = check_arch(arch)
     plan = conv_plan(arch)
@@ -169,12 +237,69 @@ def plain_forward(arch: Sequence[ZenBlock], weights: Sequence[np.ndarray], image
             or images.shape[0] // groups < 2):
         raise ValueError(f"groups must be a positive integer splitting the batch of {images.shape[0]} into "
                          f"equal parts of at least 2 images; got groups={groups!r}")
+    if codes and groups != 1:
+        raise ValueError(f"codes=True needs groups=1 (one batch); got groups={groups!r}")
     x = tf.constant(images)
-    variances = []
+    variances, agreements = [], []
     for conv, kernel in zip(plan, weights):
-        x, var = _layer_function(conv.stride, conv.depthwise, groups)(x, tf.constant(kernel, tf.float32))
+        if codes:
+            x, var, agree = _layer_function(conv.stride, conv.depthwise, 1, "naswot")(
+                x, tf.constant(kernel, tf.float32))
+            agreements.append(agree)
+        else:
+            x, var = _layer_function(conv.stride, conv.depthwise, groups)(x, tf.constant(kernel, tf.float32))
         variances.append(var)
-    return PlainForward(x.numpy(), np.stack([v.numpy() for v in variances]).astype(np.float64))
+    agreement = None
+    if codes:  # float32 counts are exact below 2**24 per ReLU; sum them in float64
+        agreement = np.sum([a.numpy().astype(np.float64) for a in agreements], axis=0)
+    return PlainForward(x.numpy(), np.stack([v.numpy() for v in variances]).astype(np.float64), agreement)
+
+
+def plain_log_synflow(arch: Sequence[ZenBlock], weights: Sequence[np.ndarray], dense_kernel: np.ndarray,
+                      input_shape: Tuple[int, int, int]) -> float:
+    """``log S``, synflow of the plain network with BatchNorm removed, in closed form.
+
+    synflow (Tanaka et al. 2020, Eq. 2; Abdelfattah et al. 2021) replaces every weight by its
+    absolute value, feeds one all-ones image and scores ``S = sum_l sum_i |w_i dR/dw_i|`` with
+    ``R`` the sum of the logits. Without BatchNorm and residual links the plain network is then
+    a chain of convolutions with non-negative kernels on non-negative inputs: every ReLU passes
+    its input unchanged, and ``R`` is linear in each layer's kernel with every input-output path
+    crossing each layer once. Euler's theorem for such a function gives
+    ``sum_i w_i dR/dw_i = R`` for every layer, and every term is non-negative, so
+    ``S = (number of conv kernels + 1) * R`` (the ``+ 1`` is the classifier; its bias is 0 at
+    the scoring initialisation). One forward pass of one image, no backward pass.
+
+    ``R`` is computed in float64 with each layer's output rescaled to a maximum of 1 and the
+    scale carried as a log, so no network overflows.
+
+    Args:
+        arch: the blocks.
+        weights: one kernel per convolution (:func:`draw_weights` layout); signs are ignored.
+        dense_kernel: the classifier kernel ``(C_last, num_classes)``; signs are ignored.
+        input_shape: ``(H, W, arch[0].cin)``.
+
+    Returns:
+        ``log S`` (natural log).
+    """
+    arch = check_arch(arch)
+    plan = conv_plan(arch)
+    _check_weights(plan, weights)
+    dense = np.abs(np.asarray(dense_kernel, dtype=np.float64))
+    if dense.ndim != 2 or dense.shape[0] != plan[-1].cout:
+        raise ValueError(f"dense_kernel must be ({plan[-1].cout}, num_classes); got shape {dense.shape}")
+    shape = tuple(int(d) for d in input_shape)
+    if len(shape) != 3 or shape[2] != arch[0].cin:
+        raise ValueError(f"input_shape must be (H, W, {arch[0].cin}); got {input_shape!r}")
+    x = tf.ones((1,) + shape, tf.float64)
+    log_scale = 0.0
+    for conv, kernel in zip(plan, weights):
+        x, log_peak = _layer_function(conv.stride, conv.depthwise, 1, "synflow")(x, tf.constant(kernel, tf.float64))
+        log_scale += float(log_peak)
+    pooled = np.mean(x.numpy()[0], axis=(0, 1))  # (C_last,), the global average pool
+    total = float(pooled @ dense.sum(axis=1))  # R / exp(log_scale): sum over classes of the logits
+    if not total > 0.0:
+        return float("-inf")
+    return math.log(len(plan) + 1) + log_scale + math.log(total)
 
 
 def build_plain_model(arch: Sequence[ZenBlock], weights: Optional[Sequence[np.ndarray]] = None,
