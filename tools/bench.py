@@ -5,7 +5,7 @@
     python tools/bench.py siamese [--budget 100] [--repeats 3] [--method siamese|predictor]
     python tools/bench.py train-step [--batch 64] [--steps 30]
     python tools/bench.py proxies --space nb201|zen [--proxies synflow,zen,...] [--cells 100]
-    python tools/bench.py evolution [--proxy zen] [--population 512] [--iterations 300]
+    python tools/bench.py evolution [--proxy zen] [--population 512] [--iterations 300] [--dump-candidates F]
     python tools/bench.py supernet [--batch 64,256] [--steps 20] [--graph-optimizer auto|on|off]
 
 Each prints one JSON object per measurement (plus a readable line), so results can be pasted
@@ -158,25 +158,47 @@ def bench_evolution(args) -> None:
     import numpy as np
 
     from tfnas.methods.base import SearchContext
-    from tfnas.methods.evolution import EvolutionSearch, Limits
+    from tfnas.methods.evolution import EvolutionSearch, Limits, ProxyEvaluator
     from tfnas.proxies.base import get_proxy
     from tfnas.registry import SPACES
+    from tfnas.spaces.zen_fast import conv_plan
 
     space = SPACES.get("zen")()
     filt = args.proxy.startswith("incorporated")
+    scored = []  # (arch string, seconds) of every scored candidate, for --dump-candidates
+
+    class TimedEvaluator(ProxyEvaluator):
+        def evaluate(self, archs):
+            start = time.perf_counter()
+            scores = super().evaluate(archs)
+            scored.extend((space.encode(a), (time.perf_counter() - start) / len(archs)) for a in archs)
+            return scores
+
     method = EvolutionSearch(space, get_proxy(args.proxy), proxy_name=args.proxy, population=args.population,
                              iterations=args.iterations, limits=Limits(max_params=1e6, max_layers=18,
                                                                        effectiveness_filter=filt),
                              record_every=max(args.iterations // 5, 1), batch_size=64)
+    method.evaluator_cls = TimedEvaluator
     with tempfile.TemporaryDirectory() as tmp:
         ctx = SearchContext(run_dir=tmp, state_dir=tmp, seed=0, rng=np.random.default_rng(0), progress=False,
                             log=lambda row: None)
         start = time.perf_counter()
         outcome = method.search(ctx)
         wall = time.perf_counter() - start
+    if args.dump_candidates:
+        # The scored candidates as convolution plans of their residual-free networks
+        # (cin, cout, kernel, stride, depthwise), for timing the same networks elsewhere
+        # (benchmarks/torch_reference.py).
+        plans = [[[c.cin, c.cout, c.kernel, c.stride, int(c.depthwise)] for c in conv_plan(space.decode(a))]
+                 for a, _ in scored]
+        with open(args.dump_candidates, "w", encoding="utf-8") as fh:
+            json.dump({"proxy": args.proxy, "resolution": space.resolution, "archs": [a for a, _ in scored],
+                       "seconds": [t for _, t in scored], "plans": plans}, fh)
+    times = [t for _, t in scored]
     emit("evolution", proxy=args.proxy, population=args.population, iterations=args.iterations,
          wall_s=round(wall, 2), iterations_per_s=round(args.iterations / wall, 2),
          scored=outcome.extra["scored"], scored_per_s=round(outcome.extra["scored"] / wall, 2),
+         median_score_s=round(float(np.median(times)), 4) if times else None,
          best_params=outcome.extra["params"], peak_rss_mb=round(peak_rss_mb(), 1), machine=machine())
 
 
@@ -214,6 +236,8 @@ def main(argv=None) -> int:
     p.add_argument("--proxy", default="zen")
     p.add_argument("--population", type=int, default=512)
     p.add_argument("--iterations", type=int, default=300)
+    p.add_argument("--dump-candidates", default="", metavar="FILE",
+                   help="write the scored candidates (arch strings, seconds, conv plans) to this JSON file")
     p = sub.add_parser("supernet")
     p.add_argument("--batch", default="64,256")
     p.add_argument("--steps", type=int, default=20)

@@ -75,7 +75,13 @@ class Limits:
 
 @register_method("evolution")
 class EvolutionSearch(SearchMethod):
-    """Proxy-driven evolution under parameter / FLOPs / layer budgets (module docstring)."""
+    """Proxy-driven evolution under parameter / FLOPs / layer budgets (module docstring).
+
+    ``evaluator_cls`` builds the evaluator that scores the children (:class:`ProxyEvaluator`
+    by default); a subclass with the same constructor can time, cache or distribute scoring.
+    """
+
+    evaluator_cls = ProxyEvaluator
 
     def __init__(self, space: Any, proxy: Any, *, proxy_name: str, population: int, iterations: int,
                  limits: Limits, record_every: int = 100, batch_size: int = 64,
@@ -180,7 +186,7 @@ class EvolutionSearch(SearchMethod):
             mut_rng.bit_generator.state = state["mutation_rng"]
             score_rng.bit_generator.state = state["score_rng"]
             logger.info("resuming evolution at iteration %d / %d", done, self.iterations)
-        evaluator = ProxyEvaluator(self.space, self.proxy, num_classes=self.space.num_classes,
+        evaluator = self.evaluator_cls(self.space, self.proxy, num_classes=self.space.num_classes,
                                    input_shape=(self.space.resolution, self.space.resolution, 3),
                                    batch_size=self.batch_size, rng=score_rng)
         bar = None
