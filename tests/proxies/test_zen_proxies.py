@@ -247,3 +247,41 @@ def test_naswot_score_arch_on_the_zen_space_is_the_fast_path():
     with pytest.raises(ValueError, match="batch_size"):
         get_proxy("naswot").score_arch(space, arch, num_classes=10, input_shape=(16, 16, 3), batch_size=1,
                                        rng=np.random.default_rng(2))
+
+
+@pytest.mark.parametrize("name, options", [("grad_norm", {}), ("grad_norm", {"reduction": "layer_sum"}),
+                                           ("snip", {})], ids=["grad_norm", "grad_norm_layer_sum", "snip"])
+def test_loss_gradient_fast_path_equals_keras(name, options):
+    arch = parse_arch(MIXED)
+    rng = np.random.default_rng(6)
+    weights = zen_fast.draw_weights(arch, rng)
+    dense = rng.standard_normal((arch[-1].cout, 10)).astype(np.float32)
+    batch = random_batch(rng, 8, (16, 16, 3), 10)
+    grads = zen_fast.plain_loss_gradients(arch, weights, dense, batch.images, batch.labels)
+    assert len(grads) == len(weights) + 1 and grads[-1].shape == dense.shape
+    proxy = get_proxy(name, **options)
+    kernels = [np.asarray(w, np.float64) for w in weights] + [dense.astype(np.float64)]
+    fast = proxy.score_gradients(kernels, grads)
+    keras_score = proxy.score(_plain_model_with(arch, weights, dense), batch, rng)
+    assert fast > 0 and fast == pytest.approx(keras_score, rel=1e-5)
+    # score_arch on the zen space draws kernels, classifier, then the batch, and takes this path.
+    space = ZenSpace(start=MIXED, resolution=16)
+    via_space = proxy.score_arch(space, arch, num_classes=10, input_shape=(16, 16, 3), batch_size=8,
+                                 rng=np.random.default_rng(6))
+    assert via_space == fast
+    with pytest.raises(ValueError, match="labels"):
+        zen_fast.plain_loss_gradients(arch, weights, dense, batch.images, batch.labels[:3])
+
+
+def test_other_proxies_score_the_residual_free_network_of_the_zen_space():
+    built = []
+
+    class RecordingSpace(ZenSpace):
+        def build(self, arch, num_classes=None, input_shape=None, **kwargs):
+            built.append(kwargs)
+            return super().build(arch, num_classes, input_shape, **kwargs)
+
+    space = RecordingSpace(start=TINY, resolution=8)
+    score = get_proxy("jacob_cov").score_arch(space, space.start_arch, num_classes=10, input_shape=(8, 8, 3),
+                                              batch_size=4, rng=np.random.default_rng(0))
+    assert np.isfinite(score) and built == [{"residual": False}]

@@ -58,8 +58,13 @@ class Proxy(abc.ABC):
     def score_arch(self, space: Any, arch: Any, *, num_classes: int,
                    input_shape: Tuple[int, int, int], batch_size: int,
                    rng: np.random.Generator) -> float:
-        """Scores ``arch`` of ``space``; the default builds the space's Keras network."""
-        model = space.build(arch, num_classes=num_classes, input_shape=input_shape)
+        """Scores ``arch`` of ``space``; the default builds the space's Keras network.
+
+        The network is ``space.build(arch, ...)`` with the space's ``proxy_build_options`` where
+        it has them (the ``zen`` space: without residual links, as the Zen-NAS search scores).
+        """
+        options = dict(getattr(space, "proxy_build_options", None) or {})
+        model = space.build(arch, num_classes=num_classes, input_shape=input_shape, **options)
         batch = random_batch(rng, batch_size, input_shape, num_classes)
         return float(self.score(model, batch, rng))
 

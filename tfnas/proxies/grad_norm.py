@@ -11,6 +11,10 @@ on 1,000 NB201 cells, Spearman with CIFAR-100 accuracy 0.467 (global) against 0.
 published 0.637; docs/RESULTS.md), so ``[proxy] grad_norm = layer_sum`` is the form to compare
 with the paper.
 
+On the ``zen`` space, grad_norm and snip score the residual-free network (as the Zen-NAS search
+scores every proxy) from N(0, 1) kernels through :func:`tfnas.spaces.zen_fast.plain_loss_gradients`,
+without building a Keras model (:meth:`LossGradientProxy.score_arch`).
+
 This module also holds the helpers the loss-gradient proxies share (``snip``, ``jacob_cov``,
 ``te_nas``, ``naswot``): :func:`weight_kernels`, :func:`preserved_variables`,
 :func:`cross_entropy` and :func:`kernel_gradients`.
@@ -145,9 +149,34 @@ class LossGradientProxy(Proxy):
     def _nb201_body(self, network: Nb201TensorNetwork):
         raise NotImplementedError
 
+    def score_gradients(self, kernels: List[np.ndarray], grads: List[np.ndarray]) -> float:
+        """The score from float64 kernels and their loss gradients; subclasses that are such a
+        function (grad_norm, snip) override it, which enables the Zen-space fast path."""
+        raise NotImplementedError
+
     def score_arch(self, space: Any, arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
                    batch_size: int, rng: np.random.Generator) -> float:
-        """Scores ``arch``; on :class:`Nb201Space` through the traced arch-as-tensor network."""
+        """Scores ``arch``; on :class:`Nb201Space` through the traced arch-as-tensor network.
+
+        On the ``zen`` space, proxies that define :meth:`score_gradients` score the residual-free
+        network (as the Zen-NAS search scores every proxy) without a Keras model: kernels N(0, 1)
+        (the reference's scoring initialisation), then the classifier, then the batch, all drawn
+        from ``rng``, gradients from :func:`tfnas.spaces.zen_fast.plain_loss_gradients`.
+        """
+        from tfnas.spaces.zen import ZenSpace
+
+        if isinstance(space, ZenSpace) and type(self).score_gradients is not LossGradientProxy.score_gradients:
+            from tfnas.spaces.zen_blocks import check_arch
+            from tfnas.spaces.zen_fast import draw_weights, plain_loss_gradients
+
+            arch = check_arch(arch)
+            weights = draw_weights(arch, rng)
+            dense = rng.standard_normal((arch[-1].cout, num_classes)).astype(np.float32)
+            batch = random_batch(rng, batch_size, input_shape, num_classes)
+            check_batch(batch, self.name)
+            grads = plain_loss_gradients(arch, weights, dense, batch.images, batch.labels)
+            kernels = [np.asarray(w, np.float64) for w in weights] + [dense.astype(np.float64)]
+            return self.score_gradients(kernels, grads)
         if not isinstance(space, Nb201Space):
             return super().score_arch(space, arch, num_classes=num_classes, input_shape=input_shape,
                                       batch_size=batch_size, rng=rng)
@@ -188,7 +217,9 @@ class GradNormProxy(LossGradientProxy):
 
     def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
         check_batch(batch, "grad_norm")
-        _, grads = kernel_gradients(model, batch)
+        return self.score_gradients(*kernel_gradients(model, batch))
+
+    def score_gradients(self, kernels: List[np.ndarray], grads: List[np.ndarray]) -> float:
         squares = [float(np.sum(np.square(g, dtype=np.float64))) for g in grads]
         if self.reduction == "layer_sum":
             return float(sum(math.sqrt(q) for q in squares))

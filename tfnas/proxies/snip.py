@@ -6,11 +6,14 @@ https://arxiv.org/abs/2101.08134), Sec. 3: ``snip = sum_l sum_i |w_i * dL/dw_i|`
 convolution and dense kernels, ``L`` the mean cross-entropy of one batch with random labels,
 BatchNorm in training mode. (The reference obtains ``w * dL/dw`` as the gradient of a weight
 mask; it is the same number.)
+
+On the ``zen`` space the residual-free network is scored without a Keras model (see
+:meth:`tfnas.proxies.grad_norm.LossGradientProxy.score_arch`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, List
 
 import numpy as np
 import tensorflow as tf
@@ -37,7 +40,9 @@ class SnipProxy(LossGradientProxy):
 
     def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
         check_batch(batch, "snip")
-        kernels, grads = kernel_gradients(model, batch)
+        return self.score_gradients(*kernel_gradients(model, batch))
+
+    def score_gradients(self, kernels: List[np.ndarray], grads: List[np.ndarray]) -> float:
         return float(sum(np.sum(np.abs(w * g)) for w, g in zip(kernels, grads)))
 
     def _nb201_body(self, network: Nb201TensorNetwork):

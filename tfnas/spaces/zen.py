@@ -322,6 +322,9 @@ class ZenSpace(SearchSpace[ZenArch]):
     """
 
     name = "zen"
+    #: Options of :meth:`build` for the network a zero-shot proxy scores: the Zen-NAS search
+    #: scores every proxy on the residual-free network (``no_reslink=True`` in the reference).
+    proxy_build_options = {"residual": False}
 
     def __init__(self, start: str = "", family: str = "resnet", resolution: int = 32, num_classes: int = 10):
         if not isinstance(start, str):

@@ -43,6 +43,7 @@ __all__ = [
     "PlainForward",
     "build_plain_model",
     "plain_log_synflow",
+    "plain_loss_gradients",
     "conv_plan",
     "draw_weights",
     "plain_forward",
@@ -300,6 +301,49 @@ def plain_log_synflow(arch: Sequence[ZenBlock], weights: Sequence[np.ndarray], d
     if not total > 0.0:
         return float("-inf")
     return math.log(len(plan) + 1) + log_scale + math.log(total)
+
+
+def plain_loss_gradients(arch: Sequence[ZenBlock], weights: Sequence[np.ndarray], dense_kernel: np.ndarray,
+                         images: np.ndarray, labels: np.ndarray) -> List[np.ndarray]:
+    """Gradients of the mean cross-entropy w.r.t. every kernel of the plain network.
+
+    The network of :func:`plain_forward` (BN in training mode) followed by global average
+    pooling and the classifier ``logits = pooled @ dense_kernel`` (bias 0, the scoring
+    initialisation); the gradients flow back through the traced layer functions, so no Keras
+    model is built. This is what the loss-gradient proxies (grad_norm, snip) need.
+
+    Args:
+        arch: the blocks.
+        weights: one kernel per convolution (:func:`draw_weights` layout).
+        dense_kernel: ``(C_last, num_classes)``.
+        images: float32 ``(B, H, W, arch[0].cin)``, ``B >= 2``.
+        labels: int ``(B,)`` in ``[0, num_classes)``.
+
+    Returns:
+        float64 gradients, one per convolution kernel (network order) and last the classifier's.
+    """
+    arch = check_arch(arch)
+    plan = conv_plan(arch)
+    _check_weights(plan, weights)
+    dense = np.asarray(dense_kernel, dtype=np.float32)
+    if dense.ndim != 2 or dense.shape[0] != plan[-1].cout:
+        raise ValueError(f"dense_kernel must be ({plan[-1].cout}, num_classes); got shape {dense.shape}")
+    images = np.asarray(images, dtype=np.float32)
+    labels = np.asarray(labels)
+    if images.ndim != 4 or images.shape[-1] != arch[0].cin or images.shape[0] < 2:
+        raise ValueError(f"images must be (B >= 2, H, W, {arch[0].cin}); got shape {images.shape}")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must be ({images.shape[0]},); got shape {labels.shape}")
+    kernels = [tf.constant(k, tf.float32) for k in weights] + [tf.constant(dense)]
+    with tf.GradientTape() as tape:
+        tape.watch(kernels)
+        x = tf.constant(images)
+        for conv, kernel in zip(plan, kernels):
+            x, _ = _layer_function(conv.stride, conv.depthwise, 1)(x, kernel)
+        logits = tf.matmul(tf.reduce_mean(x, axis=[1, 2]), kernels[-1])
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.constant(labels, tf.int32), logits=logits))
+    return [np.asarray(g, np.float64) for g in tape.gradient(loss, kernels)]
 
 
 def build_plain_model(arch: Sequence[ZenBlock], weights: Optional[Sequence[np.ndarray]] = None,
