@@ -9,7 +9,7 @@ residual-free networks) and scores the same networks the way the reference does,
 thread, so the two per-candidate times compare like for like:
 
     taskset -c 0 python tools/bench.py evolution --proxy zen --iterations 150 --dump-candidates cands.json
-    taskset -c 0 python benchmarks/torch_reference.py cands.json [--proxies zen,naswot,synflow] [--limit 60]
+    taskset -c 0 python benchmarks/torch_reference.py cands.json [--proxies zen,naswot,grad_norm,synflow] [--limit 60]
 
 It needs PyTorch (``pip install torch``), which tfnas itself does not use; nothing in the
 package or the tests imports this file. The networks are built as the reference builds a
@@ -20,6 +20,8 @@ per convolution, weights N(0, 1); each proxy follows the reference's recipe:
   gradients, ``log`` of the mean absolute feature difference plus the BN log-std terms;
 * naswot: ReLU-input codes collected by forward hooks over one batch of 64, the batch
   Jacobian's backward pass as in the reference, ``slogdet`` of the agreement kernel;
+* grad_norm: 64 Gaussian images, random labels, N(0, 1) classifier, cross-entropy backward,
+  the global norm of the conv and classifier weight gradients;
 * synflow: float64 copy with ``|w|`` and no BN, one all-ones image, backward of the summed
   output, ``sum |w * grad|``.
 """
@@ -72,6 +74,20 @@ def naswot(torch, plan, resolution, batch=64):
     return float(np.linalg.slogdet(kernel)[1])
 
 
+def grad_norm(torch, plan, resolution, batch=64, num_classes=10):
+    net = build(torch, plan, resolution)
+    head = torch.nn.Linear(plan[-1][1], num_classes)
+    torch.nn.init.normal_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    x = torch.randn(batch, plan[0][0], resolution, resolution)
+    labels = torch.randint(0, num_classes, (batch,))
+    logits = head(net(x).mean(dim=[2, 3]))
+    torch.nn.functional.cross_entropy(logits, labels).backward()
+    weights = [m.weight for m in net if isinstance(m, torch.nn.Conv2d)] + [head.weight]
+    with torch.no_grad():
+        return float(torch.sqrt(sum(torch.sum(w.grad ** 2) for w in weights)))
+
+
 def synflow(torch, plan, resolution):
     net = build(torch, plan, resolution).double()
     chain = torch.nn.Sequential(*[m for m in net if not isinstance(m, torch.nn.BatchNorm2d)])
@@ -99,7 +115,7 @@ def main() -> None:
         data = json.load(fh)
     plans = data["plans"][: args.limit or None]
     resolution = int(data["resolution"])
-    scorers = {"zen": zen, "naswot": naswot, "synflow": synflow}
+    scorers = {"zen": zen, "naswot": naswot, "grad_norm": grad_norm, "synflow": synflow}
     for name in args.proxies.split(","):
         score = scorers[name]
         score(torch, plans[0], resolution)  # warm-up
