@@ -124,16 +124,18 @@ def _conv_bn_relu(x: tf.Tensor, kernel: tf.Tensor, stride: int, depthwise: bool,
     return tf.concat([p[0] for p in parts], axis=0), tf.stack([p[1] for p in parts])
 
 
-def _conv_bn_relu_codes(x: tf.Tensor, kernel: tf.Tensor, stride: int,
-                        depthwise: bool) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """``ReLU(BN_train(conv(x)))``, the ``(1,)`` variance and the NASWOT agreements of the ReLU input."""
+def _conv_bn_relu_codes(x: tf.Tensor, kernel: tf.Tensor, stride: int, depthwise: bool,
+                        groups: int = 1) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """``ReLU(BN_train(conv(x)))``, the ``(1,)`` variance and the NASWOT agreements of the ReLU
+    input (one batch: ``groups`` must be 1)."""
     normalized, variance = _batch_norm(_conv(x, kernel, stride, depthwise))
     return tf.nn.relu(normalized), tf.reshape(variance, [1]), _agreement(normalized)
 
 
-def _positive_conv_rescaled(x: tf.Tensor, kernel: tf.Tensor, stride: int,
-                            depthwise: bool) -> Tuple[tf.Tensor, tf.Tensor]:
-    """``y = conv(x, |kernel|)`` of a non-negative ``x``, returned as ``(y / max(y), log max(y))``.
+def _positive_conv_rescaled(x: tf.Tensor, kernel: tf.Tensor, stride: int, depthwise: bool,
+                            groups: int = 1) -> Tuple[tf.Tensor, tf.Tensor]:
+    """``y = conv(x, |kernel|)`` of a non-negative ``x``, returned as ``(y / max(y), log max(y))``
+    (no BatchNorm, so ``groups`` plays no part).
 
     Keeping every layer's output at a maximum of 1 and carrying the scale as a log means a
     synflow pass cannot overflow, however deep the network.
@@ -144,7 +146,7 @@ def _positive_conv_rescaled(x: tf.Tensor, kernel: tf.Tensor, stride: int,
 
 
 #: Layer functions of each kind: name -> (body, dtype).
-_KINDS = {"zen": (None, tf.float32), "naswot": (_conv_bn_relu_codes, tf.float32),
+_KINDS = {"zen": (_conv_bn_relu, tf.float32), "naswot": (_conv_bn_relu_codes, tf.float32),
           "synflow": (_positive_conv_rescaled, tf.float64)}
 #: Traced layer functions by (kind, stride, depthwise, groups); each is traced once.
 _LAYER_FUNCTIONS: Dict[Tuple[str, int, bool, int], Callable] = {}
@@ -154,12 +156,9 @@ def _layer_function(stride: int, depthwise: bool, groups: int, kind: str = "zen"
     key = (kind, stride, depthwise, groups)
     if key not in _LAYER_FUNCTIONS:
         body, dtype = _KINDS[kind]
-        if body is None:
-            def layer(x, kernel):
-                return _conv_bn_relu(x, kernel, stride, depthwise, groups)
-        else:
-            def layer(x, kernel):
-                return body(x, kernel, stride, depthwise)
+
+        def layer(x, kernel):
+            return body(x, kernel, stride, depthwise, groups)
 
         layer.__name__ = f"{kind}_{'depthwise' if depthwise else 'dense'}_s{stride}_g{groups}"
         spec = tf.TensorSpec([None, None, None, None], dtype)
