@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -63,10 +63,81 @@ class Proxy(abc.ABC):
         The network is ``space.build(arch, ...)`` with the space's ``proxy_build_options`` where
         it has them (the ``zen`` space: without residual links, as the Zen-NAS search scores).
         """
-        options = dict(getattr(space, "proxy_build_options", None) or {})
-        model = space.build(arch, num_classes=num_classes, input_shape=input_shape, **options)
+        model = build_for_scoring(space, arch, num_classes, input_shape)
         batch = random_batch(rng, batch_size, input_shape, num_classes)
         return float(self.score(model, batch, rng))
+
+
+def build_for_scoring(space: Any, arch: Any, num_classes: int, input_shape: Tuple[int, int, int]) -> Any:
+    """``space.build(arch, ...)`` with the space's ``proxy_build_options`` where it has them: the
+    network a proxy scores (Zen space: without residual links, as the Zen-NAS search scores;
+    DARTS: without the training-only auxiliary head)."""
+    options = dict(getattr(space, "proxy_build_options", None) or {})
+    return space.build(arch, num_classes=num_classes, input_shape=input_shape, **options)
+
+
+def main_output(outputs: Any) -> Any:
+    """The logits of a model call: the first element when the model returns a tuple or list.
+
+    Networks with an auxiliary head (DARTS) return ``(logits, aux_logits)`` in training mode;
+    proxies score the main classifier, as the network is used at test time.
+    """
+    if isinstance(outputs, (tuple, list)):
+        if not outputs:
+            raise ValueError("the model returned an empty tuple; proxies need its logits")
+        return outputs[0]
+    return outputs
+
+
+def is_graph_model(model: Any) -> bool:
+    """Whether ``model`` is a functional or sequential Keras model (a graph of layers with known
+    inputs and outputs), as opposed to a subclassed one."""
+    try:
+        return bool(getattr(model, "inputs", None)) and bool(getattr(model, "outputs", None))
+    except (AttributeError, ValueError):  # unbuilt models raise on these properties
+        return False
+
+
+def clone_model_for_scoring(model: Any, dtype: Optional[str] = None) -> Any:
+    """A copy of ``model`` with the same weights (optionally in another ``dtype``); ``model`` is untouched.
+
+    Functional and sequential models are cloned by ``keras.models.clone_model``; a subclassed
+    model (such as :class:`tfnas.spaces.darts_net.DartsNetwork`) is rebuilt from its
+    ``get_config()`` and built on its input shape. With ``dtype`` (e.g. ``"float64"`` for
+    synflow) every layer of the copy computes and stores its weights in that dtype.
+
+    Raises:
+        TypeError: for a subclassed model without a usable ``get_config``/``from_config`` or input shape.
+    """
+    import keras
+
+    previous = keras.config.dtype_policy()
+    if dtype is not None:
+        keras.config.set_dtype_policy(dtype)
+    try:
+        if is_graph_model(model):
+            def clone_layer(layer: Any) -> Any:
+                config = layer.get_config()
+                if dtype is not None:
+                    config["dtype"] = dtype
+                return layer.__class__.from_config(config)
+
+            clone = keras.models.clone_model(model, clone_function=clone_layer)
+        else:
+            try:
+                clone = model.__class__.from_config(model.get_config())
+                shape = tuple(model.input_shape)
+                clone.build(shape)
+                clone(np.zeros((1,) + shape[1:], np.float32), training=False)  # create every sublayer's weights
+            except (NotImplementedError, TypeError, ValueError, AttributeError) as exc:
+                raise TypeError(
+                    f"cannot copy model {getattr(model, 'name', model)!r} for scoring: a subclassed model needs "
+                    f"get_config/from_config and an input_shape ({type(exc).__name__}: {exc})"
+                ) from exc
+    finally:
+        keras.config.set_dtype_policy(previous)
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def get_proxy(name: str, **kwargs: Any) -> Proxy:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tfnas.proxies.base import Proxy, ProxyBatch
+from tfnas.proxies.base import Proxy, ProxyBatch, build_for_scoring
 from tfnas.registry import register_proxy
 
 __all__ = ["FlopsProxy", "ParamsProxy", "RandomProxy", "count_macs", "count_params"]
@@ -106,8 +106,7 @@ class ParamsProxy(Proxy):
         """``space.num_params(arch, ...)`` when the space has it, else counted from the built model."""
         if callable(getattr(space, "num_params", None)):
             return float(_analytic(space.num_params, arch, num_classes=num_classes, input_shape=input_shape))
-        model = space.build(arch, num_classes=num_classes, input_shape=input_shape)
-        return float(count_params(model))
+        return float(count_params(build_for_scoring(space, arch, num_classes, input_shape)))
 
 
 @register_proxy("flops")
@@ -124,8 +123,7 @@ class FlopsProxy(Proxy):
         """``space.flops(arch, ...)`` when the space has it, else counted from the built model's graph."""
         if callable(getattr(space, "flops", None)):
             return float(_analytic(space.flops, arch, num_classes=num_classes, input_shape=input_shape))
-        model = space.build(arch, num_classes=num_classes, input_shape=input_shape)
-        return float(count_macs(model, input_shape))
+        return float(count_macs(build_for_scoring(space, arch, num_classes, input_shape), input_shape))
 
 
 @register_proxy("random")

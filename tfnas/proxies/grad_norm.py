@@ -29,7 +29,7 @@ from typing import Any, Iterator, List, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tfnas.proxies.base import Proxy, ProxyBatch, random_batch
+from tfnas.proxies.base import Proxy, ProxyBatch, main_output, random_batch
 from tfnas.registry import register_proxy
 from tfnas.spaces.nb201 import Nb201Space
 from tfnas.spaces.nb201_tensor import Nb201FastPath, Nb201TensorNetwork
@@ -93,7 +93,7 @@ def kernel_gradients(model: Any, batch: ProxyBatch) -> Tuple[List[np.ndarray], L
     images = tf.constant(batch.images)
     with preserved_variables(model):
         with tf.GradientTape() as tape:
-            logits = model(images, training=True)
+            logits = main_output(model(images, training=True))
             loss = cross_entropy(logits, batch.labels)
         grads = tape.gradient(loss, kernels)
     values = [np.asarray(k.numpy(), np.float64) for k in kernels]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfnas.proxies.base import ProxyBatch
+from tfnas.proxies.base import ProxyBatch, main_output
 from tfnas.proxies.grad_norm import LossGradientProxy, check_batch, preserved_variables
 from tfnas.registry import register_proxy
 from tfnas.spaces.nb201_tensor import Nb201TensorNetwork
@@ -67,7 +67,7 @@ class JacobCovProxy(LossGradientProxy):
         with preserved_variables(model):
             with tf.GradientTape() as tape:
                 tape.watch(images)
-                total = tf.reduce_sum(model(images, training=True))
+                total = tf.reduce_sum(main_output(model(images, training=True)))
             jac = tape.gradient(total, images)
         return jacobian_score(np.reshape(jac.numpy(), (jac.shape[0], -1)))
 

@@ -43,7 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfnas.proxies.base import Proxy, ProxyBatch
+from tfnas.proxies.base import Proxy, ProxyBatch, clone_model_for_scoring, main_output
 from tfnas.proxies.grad_norm import KERNEL_NAMES
 from tfnas.registry import register_proxy
 from tfnas.spaces.nb201 import Nb201Space
@@ -77,34 +77,17 @@ def _layers(layer: Any) -> Iterator[Any]:
     return iter(layer._flatten_layers(include_self=True, recursive=True))  # noqa: SLF001
 
 
-def _float64_layer(layer: Any) -> Any:
-    config = layer.get_config()
-    config["dtype"] = "float64"
-    return layer.__class__.from_config(config)
-
-
 def float64_copy(model: Any) -> Any:
-    """A float64 copy of a functional/sequential Keras ``model`` holding the same weights.
+    """A float64 copy of ``model`` holding the same weights (functional, sequential or subclassed
+    with ``get_config``; see :func:`tfnas.proxies.base.clone_model_for_scoring`).
 
     Sublayers that custom layers create in ``__init__`` inherit the global dtype policy, which
     is float64 while the copy is built (and restored afterwards).
 
     Raises:
-        TypeError: for a model Keras cannot clone (a subclassed model).
+        TypeError: for a model that cannot be copied.
     """
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float64")
-    try:
-        clone = keras.models.clone_model(model, clone_function=_float64_layer)
-    except ValueError as exc:
-        raise TypeError(
-            f"synflow scores a float64 copy of the model and could not clone {getattr(model, 'name', model)!r} "
-            f"({exc}); use a functional or sequential Keras model"
-        ) from exc
-    finally:
-        keras.config.set_dtype_policy(previous)
-    clone.set_weights(model.get_weights())
-    return clone
+    return clone_model_for_scoring(model, "float64")
 
 
 def _linearize(clone: Any, reference_bn: bool) -> bool:
@@ -171,7 +154,7 @@ class SynflowProxy(Proxy):
             raise ValueError(f"synflow: model {getattr(model, 'name', model)!r} has no conv/dense kernels")
         ones = tf.ones((1,) + shape, tf.float32)
         with tf.GradientTape() as tape:
-            total = tf.reduce_sum(tf.cast(clone(ones, training=needs_batch_stats), tf.float64))
+            total = tf.reduce_sum(tf.cast(main_output(clone(ones, training=needs_batch_stats)), tf.float64))
         grads = tape.gradient(total, kernels)
         flow = sum(float(tf.reduce_sum(tf.abs(k * g))) for k, g in zip(kernels, grads) if g is not None)
         return log_synflow(flow)

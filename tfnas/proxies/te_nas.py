@@ -20,7 +20,7 @@ from typing import Any, List
 import numpy as np
 import tensorflow as tf
 
-from tfnas.proxies.base import ProxyBatch
+from tfnas.proxies.base import ProxyBatch, main_output
 from tfnas.proxies.grad_norm import LossGradientProxy, check_batch, preserved_variables, weight_kernels
 from tfnas.registry import register_proxy
 from tfnas.spaces.nb201_tensor import Nb201TensorNetwork
@@ -63,7 +63,7 @@ class TeNasProxy(LossGradientProxy):
         size = int(images.shape[0])
         with preserved_variables(model):
             with tf.GradientTape(persistent=True) as tape:
-                per_image = tf.reduce_sum(model(images, training=True), axis=1)
+                per_image = tf.reduce_sum(main_output(model(images, training=True)), axis=1)
             jac = tape.jacobian(per_image, kernels, experimental_use_pfor=False)
             del tape
         return ntk_score(_ntk_from_jacobians(jac, size).numpy())

@@ -19,12 +19,12 @@ Keras network as it is.
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
 
-from tfnas.proxies.base import Proxy, ProxyBatch
+from tfnas.proxies.base import Proxy, ProxyBatch, clone_model_for_scoring, is_graph_model
 from tfnas.registry import register_proxy
 from tfnas.spaces.zen_blocks import ZenBlock, check_arch
 from tfnas.spaces.zen_fast import draw_weights, plain_forward
@@ -147,8 +147,7 @@ def _scoring_clone(model: keras.Model, rng: Optional[np.random.Generator]) -> ke
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"Zen scores a keras.Model; got {type(model).__name__}")
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
+    clone = clone_model_for_scoring(model)
     clone.trainable = True
     if rng is not None:
         for variable in clone.weights:
@@ -169,20 +168,54 @@ def _scoring_clone(model: keras.Model, rng: Optional[np.random.Generator]) -> ke
     return clone
 
 
-def _pre_pool_model(clone: keras.Model) -> keras.Model:
-    pools = [layer for layer in clone.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
+def _pre_pool_features(clone: keras.Model) -> Callable[[np.ndarray], Any]:
+    """``images -> features``, the input of the clone's last GlobalAveragePooling2D in a
+    training-mode call.
+
+    Functional models get a sub-model ending there; a subclassed model (DARTS) is called as a
+    whole while its pooling layer records its input (the pooling layer named ``global_pool``
+    when there is one).
+    """
+    graph = is_graph_model(clone)
+    if graph:
+        pools = [layer for layer in clone.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
+    else:
+        pools = [layer for layer in _all_layers(clone) if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
+        named = [layer for layer in pools if layer.name == "global_pool"]
+        pools = named or pools
     if not pools:
-        raise ValueError(f"Zen needs the pre-pooling features: model {clone.name!r} has no top-level "
-                         "GlobalAveragePooling2D layer whose input they are")
-    inputs = clone.inputs[0] if len(clone.inputs) == 1 else clone.inputs
-    return keras.Model(inputs, pools[-1].input, name=f"{clone.name}_pre_pool")
+        raise ValueError(f"Zen needs the pre-pooling features: model {clone.name!r} has no GlobalAveragePooling2D "
+                         "layer whose input they are")
+    pool = pools[-1]
+    if graph:
+        inputs = clone.inputs[0] if len(clone.inputs) == 1 else clone.inputs
+        features_model = keras.Model(inputs, pool.input, name=f"{clone.name}_pre_pool")
+        return lambda images: features_model(images, training=True)
+    recorded: Dict[str, Any] = {}
+    pool_call = pool.call
+
+    def recording_call(inputs, *args, **kwargs):
+        recorded["features"] = inputs
+        return pool_call(inputs, *args, **kwargs)
+
+    pool.call = recording_call  # the clone is private to this score
+
+    def features(images: np.ndarray) -> Any:
+        recorded.clear()
+        clone(images, training=True)
+        if "features" not in recorded:
+            raise ValueError(f"Zen: the pooling layer {pool.name!r} of model {clone.name!r} did not run")
+        return recorded["features"]
+
+    return features
 
 
-def _pass(features_model: keras.Model, bns: List[Any], images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _pass(features_model: Callable[[np.ndarray], Any], bns: List[Any],
+          images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """One training-mode pass: features and the channel-mean batch variance of each BN that ran."""
     for bn in bns:
         bn.moving_variance.assign(-np.ones(tuple(bn.moving_variance.shape), np.float32))  # "did not run" marker
-    features = np.asarray(features_model(images, training=True))
+    features = np.asarray(features_model(images))
     variances = []
     for bn in bns:
         v = np.asarray(bn.moving_variance)
@@ -212,7 +245,7 @@ def zen_score_keras(model: keras.Model, images: np.ndarray, noise: np.ndarray, p
     if images.shape != noise.shape:
         raise ValueError(f"images and noise must have the same shape; got {images.shape} and {noise.shape}")
     clone = _scoring_clone(model, redraw_rng)
-    features_model = _pre_pool_model(clone)
+    features_model = _pre_pool_features(clone)
     bns = [layer for layer in _all_layers(clone) if isinstance(layer, keras.layers.BatchNormalization)]
     f_clean, v_clean = _pass(features_model, bns, images)
     f_pert, v_pert = _pass(features_model, bns, images + np.float32(perturbation) * noise)

@@ -271,6 +271,9 @@ class DartsSpace(GraphSpace[DartsGenotype]):
 
     name = "darts"
     ops = OPS
+    #: Options of :meth:`build` for the network a zero-shot proxy scores: without the auxiliary
+    #: head, which only adds a training loss.
+    proxy_build_options = {"auxiliary": False}
 
     def __init__(self, channels: int = 36, layers: int = 20, search_channels: int = 16, search_layers: int = 8,
                  auxiliary: bool = True):

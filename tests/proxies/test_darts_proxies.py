@@ -1,0 +1,51 @@
+"""Every zero-shot proxy on DARTS networks (a subclassed Keras model with an auxiliary head)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfnas.proxies.base import clone_model_for_scoring, get_proxy, main_output, random_batch
+from tfnas.spaces.darts import DartsSpace
+
+# Every proxy that is defined for any network (incorporated_* need the Zen space's analytic entropy).
+NAMES = ("zen", "synflow", "grad_norm", "snip", "naswot", "te_nas", "jacob_cov", "flops", "params", "random")
+
+
+@pytest.fixture(scope="module")
+def space() -> DartsSpace:
+    return DartsSpace(channels=4, layers=3)  # auxiliary head on by default, as in training
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_proxy_scores_a_darts_cell(space, name):
+    arch = space.decode("darts_v2")
+    score = get_proxy(name).score_arch(space, arch, num_classes=10, input_shape=(8, 8, 3), batch_size=4,
+                                       rng=np.random.default_rng(0))
+    assert np.isfinite(score)
+
+
+def test_proxies_score_the_main_output_of_a_model_with_an_auxiliary_head(space):
+    model = space.build(space.decode("darts_v2"), num_classes=10, input_shape=(32, 32, 3), auxiliary=True, seed=0)
+    batch = random_batch(np.random.default_rng(1), 4, (32, 32, 3), 10)
+    assert isinstance(model(batch.images, training=True), tuple)  # (logits, aux_logits) in training mode
+    before = [w.copy() for w in model.get_weights()]
+    for name in ("grad_norm", "synflow", "zen"):
+        assert np.isfinite(get_proxy(name).score(model, batch, np.random.default_rng(2))), name
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_scoring_copy_of_a_subclassed_model(space):
+    model = space.build(space.decode("darts_v2"), num_classes=10, input_shape=(8, 8, 3), auxiliary=False, seed=0)
+    images = np.random.default_rng(3).standard_normal((2, 8, 8, 3)).astype(np.float32)
+    copy = clone_model_for_scoring(model)
+    assert copy is not model
+    np.testing.assert_allclose(copy(images, training=False), model(images, training=False), rtol=1e-5, atol=1e-6)
+    wide = clone_model_for_scoring(model, "float64")
+    assert all(w.dtype == "float64" for w in wide.weights)
+    np.testing.assert_allclose(wide(images.astype(np.float64), training=False), model(images, training=False),
+                               rtol=1e-4, atol=1e-5)
+    assert main_output((1, 2)) == 1 and main_output(3) == 3
+    with pytest.raises(ValueError, match="empty"):
+        main_output(())
