@@ -285,3 +285,18 @@ def test_other_proxies_score_the_residual_free_network_of_the_zen_space():
     score = get_proxy("jacob_cov").score_arch(space, space.start_arch, num_classes=10, input_shape=(8, 8, 3),
                                               batch_size=4, rng=np.random.default_rng(0))
     assert np.isfinite(score) and built == [{"residual": False}]
+
+
+def test_fast_paths_of_other_proxies_do_not_retrace():
+    space = ZenSpace(start=MIXED, resolution=8)
+    kw = dict(num_classes=10, input_shape=(8, 8, 3), batch_size=4)
+    proxies = [get_proxy(name) for name in ("synflow", "naswot", "grad_norm", "snip")]
+    rng = np.random.default_rng(0)
+    for proxy in proxies:  # warm up: one trace per (kind, layer kind) used by MIXED
+        proxy.score_arch(space, space.start_arch, rng=rng, **kw)
+    traced = zen_fast.trace_count()
+    archs = {space.encode(space.sample(rng)) for _ in range(12)}
+    for text in sorted(archs):
+        for proxy in proxies:
+            assert np.isfinite(proxy.score_arch(space, space.decode(text), rng=rng, **kw))
+    assert len(archs) >= 8 and zen_fast.trace_count() == traced  # MIXED used every layer kind already
