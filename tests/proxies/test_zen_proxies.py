@@ -300,3 +300,33 @@ def test_fast_paths_of_other_proxies_do_not_retrace():
         for proxy in proxies:
             assert np.isfinite(proxy.score_arch(space, space.decode(text), rng=rng, **kw))
     assert len(archs) >= 8 and zen_fast.trace_count() == traced  # MIXED used every layer kind already
+
+
+def test_zen_on_nb201_arch_as_tensor_equals_the_keras_path():
+    import tensorflow as tf
+
+    from tfnas.spaces.nb201_tensor import Nb201TensorNetwork, op_ids_of
+
+    space = Nb201Space(channels=4, cells_per_stage=1)
+    proxy = ZenProxy()
+    net = Nb201TensorNetwork(10, (8, 8, 3), channels=4, cells_per_stage=1, seed=1, kernel_init="normal")
+    body = tf.function(proxy._nb201_body(net), autograph=False)
+    for index in (0, 5000):  # conv, pooling and skip edges between them
+        arch = space.from_index(index)
+        model = space.build(arch, num_classes=10, input_shape=(8, 8, 3))
+        rng = np.random.default_rng(index)
+        for variable in model.trainable_variables:
+            if variable.path.endswith("kernel"):
+                variable.assign(rng.standard_normal(tuple(variable.shape)).astype(np.float32))
+        net.load_keras_weights(model, arch)
+        images, noise = _inputs(index, (6, 8, 8, 3))
+        delta, log_std = body(tf.constant(op_ids_of(arch)), tf.constant(images), tf.constant(noise))
+        fast = math.log(float(delta)) + float(log_std)
+        assert np.isfinite(fast) and fast == pytest.approx(zen_score_keras(model, images, noise), abs=1e-4)
+    # score_arch: one traced function for every cell; N(0, 1) kernels, drawn once per network shape.
+    kw = dict(num_classes=10, input_shape=(8, 8, 3), batch_size=4)
+    scores = [proxy.score_arch(space, space.from_index(i), rng=np.random.default_rng(i), **kw) for i in (7, 77, 777)]
+    assert proxy.nb201.traces == 1 and len(set(scores)) == 3
+    assert proxy.nb201.network(space, 10, (8, 8, 3), np.random.default_rng(0))[0].kernel_init == "normal"
+    with pytest.raises(ValueError, match="fresh_weights"):
+        ZenProxy(fresh_weights="yes")

@@ -12,8 +12,9 @@ PyTorch running variances after the two passes, ``0.81 + 0.09 v(x) + 0.1 v(x + g
 (``bn_variance="running"``; biased variances are used here, PyTorch's are unbiased, a factor
 ``n / (n - 1)`` with ``n = B H W``). Higher is better. The Zen-NAS search scores the network
 with its residual links removed: :meth:`ZenProxy.score_arch` does so for the ``zen`` space
-through the fast path of :mod:`tfnas.spaces.zen_fast`; :meth:`ZenProxy.score` scores any
-Keras network as it is.
+through the fast path of :mod:`tfnas.spaces.zen_fast`; on NAS-Bench-201 (``bn_variance="batch"``)
+one traced arch-as-tensor function (:class:`tfnas.spaces.nb201_tensor.Nb201TensorNetwork` with
+N(0, 1) kernels) scores every cell; :meth:`ZenProxy.score` scores any Keras network as it is.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfnas.proxies.base import Proxy, ProxyBatch, clone_model_for_scoring, is_graph_model
 from tfnas.registry import register_proxy
+from tfnas.spaces.nb201_tensor import Nb201FastPath
 from tfnas.spaces.zen_blocks import ZenBlock, check_arch
 from tfnas.spaces.zen_fast import draw_weights, plain_forward
 
@@ -259,12 +262,19 @@ class ZenProxy(Proxy):
     Args:
         perturbation: ``gamma``, the scale of the input perturbation (paper: 0.01).
         bn_variance: ``"batch"`` (paper, default) or ``"running"`` (reference code).
+        fresh_weights: NB201 fast path only: re-draw the kernels a cell uses for every cell
+            (default: all cells share one N(0, 1) draw made from the first call's ``rng``, as
+            the other proxies' NB201 fast paths do).
     """
 
     name = "zen"
 
-    def __init__(self, perturbation: float = 0.01, bn_variance: str = "batch"):
+    def __init__(self, perturbation: float = 0.01, bn_variance: str = "batch", fresh_weights: bool = False):
         self.perturbation, self.bn_variance = _check_options(perturbation, bn_variance)
+        if not isinstance(fresh_weights, bool):
+            raise ValueError(f"Zen: `fresh_weights` must be a bool. Received: fresh_weights={fresh_weights!r}")
+        self.fresh_weights = fresh_weights
+        self.nb201 = Nb201FastPath(self._nb201_body, fresh_weights=fresh_weights, kernel_init="normal")
 
     def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
         """Zen of ``model`` as it is built (residual links kept) at an N(0, 1) re-draw from ``rng``."""
@@ -273,12 +283,40 @@ class ZenProxy(Proxy):
         noise = rng.standard_normal(images.shape, dtype=np.float32)
         return zen_score_keras(model, images, noise, self.perturbation, self.bn_variance, redraw_rng=clone_rng)
 
+    def _nb201_body(self, network: Any):
+        gamma = self.perturbation
+
+        def body(op_ids: Any, images: Any, noise: Any) -> Tuple[Any, Any]:
+            clean_taps: List[Any] = []
+            log_std: List[Any] = []
+            network(images, op_ids, bn="batch", taps=clean_taps, bn_log_std=log_std)
+            perturbed_taps: List[Any] = []
+            network(images + gamma * noise, op_ids, bn="batch", taps=perturbed_taps)
+            # The last tap is the head BN output; its ReLU is the pre-pooling feature map.
+            difference = tf.abs(tf.nn.relu(clean_taps[-1][0]) - tf.nn.relu(perturbed_taps[-1][0]))
+            delta = tf.reduce_mean(tf.reduce_sum(tf.cast(difference, tf.float64), axis=(1, 2, 3)))
+            return delta, tf.cast(tf.add_n(log_std), tf.float64)
+
+        return body
+
     def score_arch(self, space: Any, arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
                    batch_size: int, rng: np.random.Generator) -> float:
-        """For the ``zen`` space: the residual-free network through the fast path; else the default."""
+        """For the ``zen`` space: the residual-free network through the fast path; on NB201 (batch
+        variances) the traced arch-as-tensor network (images, then noise drawn from ``rng``);
+        else the default."""
+        from tfnas.spaces.nb201 import Nb201Space
         from tfnas.spaces.zen import ZenSpace
 
         if isinstance(space, ZenSpace):
             return zen_score_arch(arch, rng, batch_size, input_shape, self.perturbation, self.bn_variance)
+        if isinstance(space, Nb201Space) and self.bn_variance == "batch":
+            shape = (batch_size,) + tuple(int(d) for d in input_shape)
+            images = rng.standard_normal(shape, dtype=np.float32)
+            noise = rng.standard_normal(shape, dtype=np.float32)
+            delta, log_std = self.nb201(space, arch, num_classes=num_classes, input_shape=input_shape, rng=rng,
+                                        inputs=(images, noise))
+            if not delta > 0 or not np.isfinite(log_std):
+                return float("-inf")
+            return float(math.log(delta) + log_std)
         return super().score_arch(space, arch, num_classes=num_classes, input_shape=input_shape,
                                   batch_size=batch_size, rng=rng)

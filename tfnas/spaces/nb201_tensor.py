@@ -33,6 +33,7 @@ from tfnas.spaces.ops import BN_EPSILON
 
 __all__ = [
     "BN_MODES",
+    "KERNEL_INITS",
     "CONV_OPS",
     "Nb201FastPath",
     "Nb201TensorNetwork",
@@ -48,6 +49,8 @@ _NONE, _SKIP, _CONV1, _CONV3, _POOL = (OPS.index(op) for op in OPS)
 #: ``batch`` (training-mode batch statistics; moving statistics are never updated) or ``off``
 #: (BatchNorm removed, the identity).
 BN_MODES = ("moving", "batch", "off")
+#: Initialisations of the convolution kernels (``Nb201TensorNetwork(kernel_init=...)``).
+KERNEL_INITS = ("keras", "normal")
 _BN_VARS = ("gamma", "beta", "moving_mean", "moving_variance")
 # Keras' he_normal draws a truncated normal whose standard deviation this constant corrects.
 _TRUNCATED_STD = 0.87962566103423978
@@ -81,8 +84,9 @@ class Nb201TensorNetwork(tf.Module):
     residual reduction to ``2C``; ``N`` cells; reduction to ``4C``; ``N`` cells; BN, ReLU,
     global average pool, dense), but each cell edge holds all 5 candidate ops and
     ``tf.switch_case`` runs the one ``op_ids[edge]`` selects; every cell of the network uses
-    the same op ids, as in NB201. Convolution kernels follow Keras ``he_normal``, the
-    classifier ``glorot_uniform`` with a zero bias, BatchNorm ``gamma = 1, beta = 0``.
+    the same op ids, as in NB201. Convolution kernels follow Keras ``he_normal`` (or, with
+    ``kernel_init="normal"``, N(0, 1) as the Zen score prescribes), the classifier
+    ``glorot_uniform`` with a zero bias, BatchNorm ``gamma = 1, beta = 0``.
 
     Example:
         >>> net = Nb201TensorNetwork(num_classes=10, seed=0)
@@ -97,6 +101,8 @@ class Nb201TensorNetwork(tf.Module):
         cells_per_stage: cells per stage ``N`` (NB201: 5).
         dtype: dtype of the weights and of the computation (``tf.float32`` or ``tf.float64``).
         seed: integer seed of the initial weights (stateless draws).
+        kernel_init: ``"keras"`` (``he_normal`` convolutions, as ``Nb201Space.build``) or
+            ``"normal"`` (every convolution kernel N(0, 1)).
         name: module name.
     """
 
@@ -108,6 +114,7 @@ class Nb201TensorNetwork(tf.Module):
         cells_per_stage: int = 5,
         dtype: tf.DType = tf.float32,
         seed: int = 0,
+        kernel_init: str = "keras",
         name: str = "nb201_tensor",
     ):
         super().__init__(name=name)
@@ -120,6 +127,10 @@ class Nb201TensorNetwork(tf.Module):
             raise ValueError(f"Nb201TensorNetwork: dtype must be float32 or float64. Received: dtype={dtype.name}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ValueError(f"Nb201TensorNetwork: seed must be an integer. Received: seed={seed!r}")
+        if kernel_init not in KERNEL_INITS:
+            raise ValueError(f"Nb201TensorNetwork: kernel_init must be one of {KERNEL_INITS}. "
+                             f"Received: kernel_init={kernel_init!r}")
+        self.kernel_init = kernel_init
         self.num_classes = int(num_classes)
         self.input_shape = (h, w, c_img)
         self.channels = channels
@@ -229,6 +240,8 @@ class Nb201TensorNetwork(tf.Module):
         if kind == "ones":
             return tf.ones(shape, dtype)
         var_seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), self._seed_index[name])
+        if kind == "he_normal" and self.kernel_init == "normal":
+            return tf.random.stateless_normal(shape, var_seed, dtype=dtype)
         if kind == "he_normal":
             fan_in = int(np.prod(shape[:-1]))
             std = math.sqrt(2.0 / fan_in) / _TRUNCATED_STD
@@ -315,6 +328,7 @@ class Nb201TensorNetwork(tf.Module):
         reduction_bn: Optional[str] = None,
         transform: Optional[Callable[[tf.Tensor], tf.Tensor]] = None,
         taps: Optional[List[ReluTap]] = None,
+        bn_log_std: Optional[List[tf.Tensor]] = None,
     ) -> tf.Tensor:
         """Logits of the cell ``op_ids`` on ``images``.
 
@@ -328,6 +342,9 @@ class Nb201TensorNetwork(tf.Module):
             transform: applied to every weight when it is read (e.g. ``tf.abs`` for synflow).
             taps: when a list, receives a :data:`ReluTap` for every ReLU input (cell conv ops,
                 reduction convs, head) in forward order.
+            bn_log_std: when a list (``bn="batch"`` only), receives for every BatchNorm that runs
+                ``log(sqrt(mean_c var_c))`` of its input's batch variance (the Zen score's BN
+                term), and a 0 for every edge whose op has no BatchNorm.
 
         Returns:
             ``(B, num_classes)`` logits in the network dtype.
@@ -336,6 +353,8 @@ class Nb201TensorNetwork(tf.Module):
             if mode is not None and mode not in BN_MODES:
                 raise ValueError(f"Nb201TensorNetwork: {key} must be one of {BN_MODES}. Received: {key}={mode!r}")
         reduction_bn = bn if reduction_bn is None else reduction_bn
+        if bn_log_std is not None and (bn != "batch" or reduction_bn != "batch"):
+            raise ValueError("Nb201TensorNetwork: bn_log_std needs bn='batch' (batch variances)")
         if transform is None:
             transform = tf.identity
 
@@ -345,29 +364,33 @@ class Nb201TensorNetwork(tf.Module):
         op_ids = tf.convert_to_tensor(op_ids, tf.int32)
         x = tf.cast(images, self.compute_dtype)
         x = tf.nn.conv2d(x, read("stem_conv/kernel"), 1, "SAME")
-        x = self._bn(x, "stem_bn", bn, read)
+        x = self._bn(x, "stem_bn", bn, read, bn_log_std)
         for stage, c in enumerate(self.widths):
             if stage > 0:
-                x = self._reduction(x, stage, reduction_bn, read, taps)
+                x = self._reduction(x, stage, reduction_bn, read, taps, bn_log_std)
             for cell in range(self.cells_per_stage):
-                x = self._cell(x, stage, cell, op_ids, bn, read, taps)
-        x = self._bn(x, "head_bn", bn, read)
+                x = self._cell(x, stage, cell, op_ids, bn, read, taps, bn_log_std)
+        x = self._bn(x, "head_bn", bn, read, bn_log_std)
         if taps is not None:
             taps.append((x, tf.constant(1.0, self.compute_dtype)))
         x = tf.reduce_mean(tf.nn.relu(x), axis=(1, 2))
         return tf.matmul(x, read("classifier/kernel")) + read("classifier/bias")
 
-    def _bn(self, x: tf.Tensor, name: str, mode: str, read: Callable[[str], tf.Tensor]) -> tf.Tensor:
+    def _bn(self, x: tf.Tensor, name: str, mode: str, read: Callable[[str], tf.Tensor],
+            log_std: Optional[List[tf.Tensor]] = None) -> tf.Tensor:
         if mode == "off":
             return x
         gamma, beta = read(f"{name}/gamma"), read(f"{name}/beta")
         if mode == "batch":
             mean, var = tf.nn.moments(x, axes=(0, 1, 2))
+            if log_std is not None:
+                log_std.append(0.5 * tf.math.log(tf.reduce_mean(var)))
         else:
             mean, var = self.weights[f"{name}/moving_mean"], self.weights[f"{name}/moving_variance"]
         return tf.nn.batch_normalization(x, mean, var, beta, gamma, BN_EPSILON)
 
-    def _relu_conv_bn(self, x: tf.Tensor, prefix: str, strides: int, bn: str, read) -> tf.Tensor:
+    def _relu_conv_bn(self, x: tf.Tensor, prefix: str, strides: int, bn: str, read,
+                      log_std: Optional[List[tf.Tensor]] = None) -> tf.Tensor:
         kernel = read(f"{prefix}/conv/kernel")
         x = tf.nn.relu(x)
         if strides == 1:
@@ -376,23 +399,24 @@ class Nb201TensorNetwork(tf.Module):
             pad = (int(kernel.shape[0]) - 1) // 2
             x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
             x = tf.nn.conv2d(x, kernel, strides, "VALID")
-        return self._bn(x, f"{prefix}/bn", bn, read)
+        return self._bn(x, f"{prefix}/bn", bn, read, log_std)
 
-    def _reduction(self, x: tf.Tensor, stage: int, bn: str, read, taps: Optional[List[ReluTap]]) -> tf.Tensor:
+    def _reduction(self, x: tf.Tensor, stage: int, bn: str, read, taps: Optional[List[ReluTap]],
+                   log_std: Optional[List[tf.Tensor]] = None) -> tf.Tensor:
         prefix = f"reduction{stage}"
         one = tf.constant(1.0, self.compute_dtype)
         if taps is not None:
             taps.append((x, one))
-        branch = self._relu_conv_bn(x, f"{prefix}/conv_a", 2, bn, read)
+        branch = self._relu_conv_bn(x, f"{prefix}/conv_a", 2, bn, read, log_std)
         if taps is not None:
             taps.append((branch, one))
-        branch = self._relu_conv_bn(branch, f"{prefix}/conv_b", 1, bn, read)
+        branch = self._relu_conv_bn(branch, f"{prefix}/conv_b", 1, bn, read, log_std)
         shortcut = tf.nn.avg_pool2d(x, 2, 2, "VALID")
         shortcut = tf.nn.conv2d(shortcut, read(f"{prefix}/shortcut_conv/kernel"), 1, "VALID")
         return branch + shortcut
 
     def _cell(self, x: tf.Tensor, stage: int, cell: int, op_ids: tf.Tensor, bn: str, read,
-              taps: Optional[List[ReluTap]]) -> tf.Tensor:
+              taps: Optional[List[ReluTap]], log_std: Optional[List[tf.Tensor]] = None) -> tf.Tensor:
         nodes = [x]
         is_conv = tf.logical_or(tf.equal(op_ids, _CONV1), tf.equal(op_ids, _CONV3))
         for node in (1, 2, 3):
@@ -400,7 +424,13 @@ class Nb201TensorNetwork(tf.Module):
             for edge, (src, dst) in enumerate(EDGES):
                 if dst != node:
                     continue
-                terms.append(tf.switch_case(op_ids[edge], self._edge_branches(nodes[src], stage, cell, edge, bn, read)))
+                branches = self._edge_branches(nodes[src], stage, cell, edge, bn, read, log_std is not None)
+                if log_std is None:
+                    terms.append(tf.switch_case(op_ids[edge], branches))
+                else:  # each branch also returns its BN term (0 without a BN), from inside the branch
+                    out, term = tf.switch_case(op_ids[edge], branches)
+                    terms.append(out)
+                    log_std.append(term)
             nodes.append(tf.add_n(terms))
         if taps is not None:
             # One ReLU per conv edge reads its source node (NB201 ReLUConvBN); count them per source.
@@ -410,7 +440,23 @@ class Nb201TensorNetwork(tf.Module):
                 taps.append((nodes[src], count))
         return nodes[3]
 
-    def _edge_branches(self, x: tf.Tensor, stage: int, cell: int, edge: int, bn: str, read) -> List[Callable]:
+    def _edge_branches(self, x: tf.Tensor, stage: int, cell: int, edge: int, bn: str, read,
+                       with_log_std: bool = False) -> List[Callable]:
+        if with_log_std:  # (output, BN log-std term) per branch
+            zero = tf.constant(0.0, self.compute_dtype)
+
+            def conv_term(op_id: int) -> Callable[[], Tuple[tf.Tensor, tf.Tensor]]:
+                def run() -> Tuple[tf.Tensor, tf.Tensor]:
+                    terms: List[tf.Tensor] = []
+                    out = self._relu_conv_bn(x, _edge_name(stage, cell, edge, op_id), 1, bn, read, terms)
+                    return out, terms[0]
+
+                return run
+
+            plain = self._edge_branches(x, stage, cell, edge, bn, read)
+            return [conv_term(op_id) if op_id in CONV_OPS else (lambda f=f: (f(), zero))
+                    for op_id, f in enumerate(plain)]
+
         def conv_branch(op_id: int) -> Callable[[], tf.Tensor]:
             return lambda: self._relu_conv_bn(x, _edge_name(stage, cell, edge, op_id), 1, bn, read)
 
@@ -455,10 +501,14 @@ class Nb201FastPath:
             needs for one cell (``op_ids``: ``int32 [6]``; ``inputs``: what the caller passes).
         dtype: network dtype (``tf.float64`` for synflow, else ``tf.float32``).
         fresh_weights: re-draw the used kernels for every scored cell.
+        kernel_init: convolution kernel initialisation of the networks (:data:`KERNEL_INITS`).
     """
 
     def __init__(self, body: Callable[[Nb201TensorNetwork], Callable[..., Any]], dtype: tf.DType = tf.float32,
-                 fresh_weights: bool = False):
+                 fresh_weights: bool = False, kernel_init: str = "keras"):
+        if kernel_init not in KERNEL_INITS:
+            raise ValueError(f"Nb201FastPath: kernel_init must be one of {KERNEL_INITS}. Received: {kernel_init!r}")
+        self.kernel_init = kernel_init
         self._body = body
         self.dtype = tf.as_dtype(dtype)
         self.fresh_weights = bool(fresh_weights)
@@ -486,6 +536,7 @@ class Nb201FastPath:
                 # With fresh weights every used kernel is re-drawn per call; the initial draw
                 # then never matters and takes nothing from ``rng``.
                 seed=0 if self.fresh_weights else int(rng.integers(0, 2**31 - 1)),
+                kernel_init=self.kernel_init,
             )
             fn = self._body(network)
             fresh = self.fresh_weights
