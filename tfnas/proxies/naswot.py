@@ -34,7 +34,7 @@ from tfnas.proxies.grad_norm import LossGradientProxy, check_batch, preserved_va
 from tfnas.registry import register_proxy
 from tfnas.spaces.nb201_tensor import Nb201TensorNetwork, ReluTap
 from tfnas.spaces.zen_blocks import check_arch
-from tfnas.spaces.zen_fast import draw_weights, plain_forward
+from tfnas.spaces.zen_fast import draw_weights, plain_forward, relu_code_agreement
 
 __all__ = ["NaswotProxy", "activation_kernel", "relu_inputs"]
 
@@ -136,12 +136,7 @@ class NaswotProxy(LossGradientProxy):
             batch = tf.shape(images)[0]
             kernel = tf.zeros((batch, batch), tf.float64)
             for x, count in taps:
-                codes = tf.cast(tf.reshape(x > 0, (batch, -1)), tf.float32)
-                units = tf.cast(tf.shape(codes)[1], tf.float32)
-                active = tf.reduce_sum(codes, axis=1)
-                # Agreements = units - Hamming distance = D - s_i - s_j + 2 c_i . c_j (one matmul).
-                agree = units - active[:, None] - active[None, :] + 2.0 * tf.matmul(codes, codes, transpose_b=True)
-                kernel += tf.cast(count, tf.float64) * tf.cast(agree, tf.float64)
+                kernel += tf.cast(count, tf.float64) * tf.cast(relu_code_agreement(x), tf.float64)
             return kernel
 
         return body

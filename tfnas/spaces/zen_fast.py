@@ -47,6 +47,7 @@ __all__ = [
     "conv_plan",
     "draw_weights",
     "plain_forward",
+    "relu_code_agreement",
     "trace_count",
 ]
 
@@ -98,7 +99,7 @@ def _conv(x: tf.Tensor, kernel: tf.Tensor, stride: int, depthwise: bool) -> tf.T
     return y
 
 
-def _agreement(pre_activation: tf.Tensor) -> tf.Tensor:
+def relu_code_agreement(pre_activation: tf.Tensor) -> tf.Tensor:
     """NASWOT agreements of one ReLU: ``(B, B)`` float32 counts of units where two images' codes agree.
 
     With ``c = 1[x > 0]`` per image (``D`` units), agreements are ``D - a_i - a_j + 2 c_i . c_j``
@@ -129,7 +130,7 @@ def _conv_bn_relu_codes(x: tf.Tensor, kernel: tf.Tensor, stride: int, depthwise:
     """``ReLU(BN_train(conv(x)))``, the ``(1,)`` variance and the NASWOT agreements of the ReLU
     input (one batch: ``groups`` must be 1)."""
     normalized, variance = _batch_norm(_conv(x, kernel, stride, depthwise))
-    return tf.nn.relu(normalized), tf.reshape(variance, [1]), _agreement(normalized)
+    return tf.nn.relu(normalized), tf.reshape(variance, [1]), relu_code_agreement(normalized)
 
 
 def _positive_conv_rescaled(x: tf.Tensor, kernel: tf.Tensor, stride: int, depthwise: bool,
