@@ -51,6 +51,7 @@ def test_frozen(tmp_path):
         ("[budget]\nstart = 1\nsize = 3\n", [], ["[budget] size", "unknown key", "repeats"]),
         ("[budget]\nstop = ten\n", [], ["[budget] stop", "expected an integer", "'ten'"]),
         ("[budget]\nrepeats = 0\n", [], ["[budget] repeats", ">= 1", "'0'"]),
+        ("[proxy]\nbatch_size = 1\n", [], ["[proxy] batch_size", ">= 2", "'1'"]),
         ("[search]\ninit_fraction = 1.5\n", [], ["[search] init_fraction", "in [0.0, 1.0]"]),
         ("[run]\njit_compile = maybe\n", [], ["[run] jit_compile", "auto, true, false"]),
         ("[run]\nprogress = perhaps\n", [], ["[run] progress", "boolean"]),

@@ -190,7 +190,8 @@ class ProxyConfig:
     Attributes:
       name: the proxy that scores candidates (evolution) or estimation codes.
       names: proxies compared by ``proxy_corr`` (empty = just ``name``).
-      batch_size: batch of random inputs a proxy sees (papers: 64).
+      batch_size: batch of random inputs a proxy sees (papers: 64; at least 2, for BatchNorm's
+        batch statistics).
       subset: score this many random NB201 cells in ``proxy_corr`` (0 = all 15,625).
       zen_weight: weight of the Zen score in the Incorporated score (CIFAR: 0.5).
       entropy_weight: weight of the normalised entropy in the Incorporated score (CIFAR: 0.01).
@@ -201,7 +202,7 @@ class ProxyConfig:
 
     name: str = _f("synflow")
     names: Tuple[str, ...] = _f(())
-    batch_size: int = _f(64, min=1)
+    batch_size: int = _f(64, min=2)
     subset: int = _f(0, min=0)
     zen_weight: float = _f(0.5)
     entropy_weight: float = _f(0.01)

@@ -31,7 +31,8 @@ class UnknownNameError(KeyError):
 
     def __str__(self) -> str:
         known = ", ".join(self.known) if self.known else "(none)"
-        return f"unknown {self.kind} {self.name!r}; registered {self.kind}s: {known}"
+        plural = self.kind[:-1] + "ies" if self.kind.endswith("y") else self.kind + "s"
+        return f"unknown {self.kind} {self.name!r}; registered {plural}: {known}"
 
 
 class Registry:

@@ -111,6 +111,9 @@ def test_start_breaking_the_limits_is_a_config_error(tmp_path):
                              "budget.max_params=10", "search.effectiveness_filter=false"])
     with pytest.raises(ConfigError, match="start architecture"):
         E.from_config(cfg, ToySpace())
+    unknown = load_config(None, ["method.name=evolution", "space.name=toy_widths", "proxy.name=nosuch"])
+    with pytest.raises(ConfigError, match=r"\[proxy\] name: unknown proxy 'nosuch'; registered proxies: .*synflow"):
+        E.from_config(unknown, ToySpace())
 
 
 def test_search_driver_writes_outputs_and_resumes(tmp_path):

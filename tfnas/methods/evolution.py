@@ -107,7 +107,7 @@ class EvolutionSearch(SearchMethod):
         try:
             proxy = proxy_from_config(cfg.proxy.name, cfg)
         except KeyError as exc:
-            raise ConfigError(f"{where}: [proxy] name: {exc.args[0] if exc.args else exc}") from None
+            raise ConfigError(f"{where}: [proxy] name: {exc}") from None
         start = None
         if cfg.space.start:
             try:
