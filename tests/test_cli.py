@@ -1,11 +1,11 @@
-"""tfnas.cli's TensorFlow runtime defaults (set before TensorFlow loads; the user's values win)."""
+"""tfnas.runtime: TensorFlow runtime defaults, set by an explicit call before TensorFlow loads (the user's values win)."""
 
 import os
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROBE = ("import os, sys; {pre}import tfnas.cli; "
+PROBE = ("import os, sys; {pre}from tfnas.runtime import set_runtime_defaults; set_runtime_defaults(); "
          "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), 'tensorflow' in sys.modules)")
 
 
@@ -27,3 +27,12 @@ def test_user_setting_wins():
 
 def test_nothing_set_once_tensorflow_is_loaded():
     assert _probe("import tensorflow; ") == "None True"
+
+
+def test_importing_the_cli_sets_nothing():
+    code = "import os, tfnas.cli; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))"
+    clean = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          env=clean)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[-2].strip() == "None"

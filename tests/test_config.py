@@ -63,7 +63,11 @@ def test_frozen(tmp_path):
         ("[predictor]\nec_source = nosuchproxy\n", [], ["[predictor] ec_source", "table, train"]),
         ("", ["budget.repeats=x"], ["--set budget.repeats", "integer"]),
         ("", ["budget"], ["--set", "section.key=value"]),
-        ("", ["nosection.key=1"], ["unknown section"]),
+        ("", ["nosection.key=1"], ["unknown section [nosection]", "--set nosection.key"]),
+        ("", ["predictor.lr=inf"], ["--set predictor.lr", "'inf'"]),
+        ("[search]\nmax_rho = -inf\n", [], ["[search] max_rho", "'-inf'"]),
+        ("[proxy]\nname = zenn\n", [], ["[proxy] name", "unknown proxy 'zenn'", "registered proxies", "zen"]),
+        ("[proxy]\nnames = zen, snipp\n", [], ["[proxy] names", "unknown proxy 'snipp'"]),
         ("not an ini file\n", [], ["not a valid INI file"]),
     ],
 )
@@ -99,3 +103,12 @@ def test_shipped_configs_load():
     assert paths, "no shipped configs found"
     for path in paths:
         load_config(path)
+
+
+@pytest.mark.parametrize("data", [b"[run]\nseed = 1\n# caf\xe9\n", bytes(range(256))])
+def test_a_file_that_is_not_utf8_is_one_clear_error(tmp_path, data):
+    path = tmp_path / "latin1.cfg"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError, match="not UTF-8 text") as info:
+        load_config(str(path))
+    assert str(path) in str(info.value)

@@ -1,6 +1,7 @@
 """The command line behind ``tools/``: argument parsing, config loading, printing.
 
-Only this module and ``tools/`` print; library code logs.
+Only this module and ``tools/`` print; library code logs. The tools call
+:func:`tfnas.runtime.set_runtime_defaults` before importing this module.
 """
 
 from __future__ import annotations
@@ -11,22 +12,7 @@ import os
 import sys
 from typing import List, Optional
 
-
-def set_runtime_defaults() -> None:
-    """Environment defaults for TensorFlow, applied before it is imported (the user's values win).
-
-    ``TF_ENABLE_ONEDNN_OPTS=1``: the tensorflow-cpu wheel leaves oneDNN's CPU kernels off on
-    some x86 machines; with them a 3x3 convolution ran 1.75x faster and the Zen evolution 1.5x
-    (docs/PERFORMANCE.md). TensorFlow reads the variable when it loads, so this does nothing
-    once it is imported.
-    """
-    if "tensorflow" not in sys.modules:
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
-
-set_runtime_defaults()
-
-from tfnas.config import ConfigError, load_config  # noqa: E402  (after the TensorFlow defaults)
+from tfnas.config import ConfigError, load_config
 
 
 def _config_parser(description: str) -> argparse.ArgumentParser:
@@ -52,44 +38,89 @@ def _load(args: argparse.Namespace):
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class _Expected:
+    """The exception types that are a user's problem (bad input, missing data, unusable paths):
+    printed as one ``error:`` line with an exit code; anything else is a bug and keeps its
+    traceback. Resolved lazily so ``--help`` and config errors never import TensorFlow."""
+
+    @staticmethod
+    def types():
+        from tfnas.benchmarks.nats import BenchmarkFormatError
+        from tfnas.data import DatasetNotFoundError
+        from tfnas.data.base import DatasetFormatError
+        from tfnas.evaluation.training import TrainCacheError
+        from tfnas.registry import UnknownNameError
+        from tfnas.train.checkpoint import CheckpointMismatchError
+
+        return {ConfigError: 2, UnknownNameError: 2, CheckpointMismatchError: 2, TrainCacheError: 2,
+                DatasetFormatError: 2, BenchmarkFormatError: 2, DatasetNotFoundError: 3, OSError: 4}
+
+
+def run_guarded(fn, verbose: bool) -> int:
+    """Runs ``fn()`` inside the command line's one error boundary (see :class:`_Expected`).
+
+    Expected failures print ``error: <message>`` and return their exit code (2 bad input, 3 data
+    unavailable, 4 a file or folder that cannot be read or written); ``-v`` adds the traceback.
+    """
+    try:
+        return fn()
+    except ConfigError as exc:  # needs no lazy import: most common, and before TensorFlow loads
+        return _report(exc, 2, verbose)
+    except Exception as exc:
+        for kind, code in _Expected.types().items():
+            if isinstance(exc, kind):
+                return _report(exc, code, verbose)
+        raise
+
+
+def _report(exc: BaseException, code: int, verbose: bool) -> int:
+    if verbose:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    message = str(exc).strip("'\"") if isinstance(exc, KeyError) else str(exc)
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
+        message = f"{exc.filename}: {message}"
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def train_eval_main(argv: Optional[List[str]] = None) -> int:
-    """``tools/train_eval.py CFG [--set k=v ...]``: run a configured search sweep."""
+    """``tools/train_eval.py CFG [--set k=v ...]``: run a configured search, sweep or analysis."""
     args = _config_parser("Run a tfnas search experiment from a .cfg file.").parse_args(argv)
     _setup_logging(args.verbose)
-    try:
-        cfg = _load(args)
-        from tfnas.driver import run_sweep
-        from tfnas.search_driver import method_kind, run_analysis, run_search
+    return run_guarded(lambda: _train_eval(args), args.verbose)
 
-        kind = method_kind(cfg)
-        if kind == "search":
-            run = run_search(cfg)
-            print()
-            print(run.summary())
-            print(f"\n{'resumed: search already finished; ' if run.resumed else ''}results in {run.run_dir}/")
-            return 0
-        if kind == "analysis":
-            table = run_analysis(cfg)
-            print()
-            print(table.to_string(index=False))
-            print(f"\nresults in {cfg.out_dir}/")
-            return 0
-        outcome = run_sweep(cfg)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # data not available offline: one clear line, not a traceback
-        from tfnas.data import DatasetNotFoundError
 
-        if isinstance(exc, DatasetNotFoundError):
-            print(f"error: {exc}", file=sys.stderr)
-            return 3
-        raise
+def _train_eval(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    from tfnas.run import flow_of
+    from tfnas.run.factory import check_method_fits_space
+
+    kind = flow_of(cfg)
+    check_method_fits_space(cfg)
+    if kind == "search":
+        from tfnas.run.search import run_search
+
+        run = run_search(cfg)
+        print()
+        print(run.summary())
+        print(f"\n{'resumed: search already finished; ' if run.resumed else ''}results in {run.run_dir}/")
+        return 0
+    if kind == "analysis":
+        from tfnas.run.analysis import run_analysis
+
+        table = run_analysis(cfg)
+        print()
+        print(table.to_string(index=False))
+        print(f"\nresults in {cfg.out_dir}/")
+        return 0
     from tfnas.results import format_table
+    from tfnas.run.sweep import run_sweep
 
+    outcome = run_sweep(cfg)
     print()
     print(format_table(outcome.summary))
     print(f"\nbenchmark optimum ({cfg.dataset.name}): {outcome.optimum:.2f}%")
@@ -102,21 +133,43 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Merge tfnas run directories into one table and plot.")
     parser.add_argument("run_dirs", nargs="+", help="run directories (each holds runs.jsonl)")
     parser.add_argument("--out", default="runs/compare", help="where summary.csv and the plot go")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of errors")
     args = parser.parse_args(argv)
-    _setup_logging(False)
+    _setup_logging(args.verbose)
+    return run_guarded(lambda: _compare(args), args.verbose)
+
+
+def _compare(args: argparse.Namespace) -> int:
     from tfnas.registry import BENCHMARKS
     from tfnas.results import format_table, load_run_dir, write_outputs
 
-    records = []
+    seen: dict = {}
+    for run_dir in args.run_dirs:
+        real = os.path.realpath(run_dir)
+        if real in seen:
+            raise ConfigError(f"{run_dir}: given twice (also as {seen[real]}); each run directory counts once")
+        seen[real] = run_dir
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ConfigError(f"--out {args.out}: is a file, not a folder")
+    per_dir = []
     for run_dir in args.run_dirs:
         try:
-            records.extend(load_run_dir(run_dir))
+            per_dir.append((run_dir, load_run_dir(run_dir)))
         except (FileNotFoundError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+            raise ConfigError(str(exc)) from None
+    # The same method label from different directories stays apart: label those rows by directory.
+    owners: dict = {}
+    for run_dir, recs in per_dir:
+        for label in {(r.method, r.dataset) for r in recs}:
+            owners.setdefault(label, []).append(run_dir)
+    records = []
+    for run_dir, recs in per_dir:
+        for r in recs:
+            if len(owners[(r.method, r.dataset)]) > 1:
+                r.method = f"{r.method} ({os.path.basename(os.path.normpath(run_dir))})"
+            records.append(r)
     if not records:
-        print("error: the run directories hold no records", file=sys.stderr)
-        return 2
+        raise ConfigError("the run directories hold no records")
     from tfnas.benchmarks.nb201 import DATASETS as NB201_DATASETS
 
     benchmark = BENCHMARKS.get("nb201")()
@@ -135,20 +188,14 @@ def train_main(argv: Optional[List[str]] = None) -> int:
     args = _config_parser("Train one architecture from a .cfg file ([space] name/arch, [dataset], "
                           "[train], [export]); a killed run resumes from its last checkpoint.").parse_args(argv)
     _setup_logging(args.verbose)
-    try:
-        cfg = _load(args)
-        from tfnas.data import DatasetNotFoundError
-        from tfnas.train.checkpoint import CheckpointMismatchError
-        from tfnas.train.runner import train_architecture
+    return run_guarded(lambda: _train(args), args.verbose)
 
-        try:
-            outcome = train_architecture(cfg)
-        except DatasetNotFoundError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 3
-    except (ConfigError, ValueError, CheckpointMismatchError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+def _train(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    from tfnas.run.train_one import train_architecture
+
+    outcome = train_architecture(cfg)
     print()
     print(outcome.table())
     print(f"\nresults in {outcome.run_dir}/")

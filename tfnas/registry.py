@@ -60,9 +60,9 @@ class Registry:
     def _load_builtins(self) -> None:
         if self._loaded:
             return
-        self._loaded = True
         for module in _BUILTIN_MODULES.get(self.kind, []):
-            importlib.import_module(module)
+            importlib.import_module(module)  # a failing import raises here, every time, not "unknown name"
+        self._loaded = True
 
     def get(self, name: str) -> Any:
         if name not in self._entries:

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pandas as pd
+
+from tfnas.io import atomic_write_figure, atomic_write_text, write_jsonl
+
+logger = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = [
     "method", "dataset", "budget", "repeat", "queries", "ec_evals", "arch",
@@ -48,6 +52,7 @@ class RunRecord:
     kendall: float = math.nan
     wall_s: float = 0.0
     extra: Dict[str, Any] = field(default_factory=dict)
+    config_id: str = ""  # identity of the config that made the record (tfnas.run.rundir.config_id)
 
     @property
     def key(self) -> Tuple[int, int]:
@@ -60,50 +65,82 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "RunRecord":
+        """The record of one ``runs.jsonl`` row; ``ValueError`` names the first field that is wrong."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, got {type(d).__name__}")
         names = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(d) - set(names)
         if unknown:
             raise ValueError(f"run record has unknown fields {sorted(unknown)}")
-        kwargs = {k: (math.nan if v is None and names[k].type in ("float", float) else v) for k, v in d.items()}
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in d]
+        if missing:
+            raise ValueError(f"run record misses fields {missing}")
+        kwargs = {}
+        for key, value in d.items():
+            kind = names[key].type
+            if kind in ("float", float):
+                if value is None:
+                    value = math.nan
+                elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"field {key!r} must be a number, got {value!r}")
+                value = float(value)
+            elif kind in ("int", int) and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"field {key!r} must be an integer, got {value!r}")
+            elif kind in ("str", str) and not isinstance(value, str):
+                raise ValueError(f"field {key!r} must be a string, got {value!r}")
+            elif key == "extra" and not isinstance(value, dict):
+                raise ValueError(f"field 'extra' must be an object, got {value!r}")
+            kwargs[key] = value
         return cls(**kwargs)
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Writes ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 class RunLog:
-    """The records of a run directory's ``runs.jsonl``, rewritten atomically on every append."""
+    """The records of a run directory's ``runs.jsonl``, rewritten atomically on every append.
 
-    def __init__(self, path: str):
+    Reading is forgiving where a crash or a hand edit left damage, and says so: a line that is
+    not JSON (a half-written last line), a row that is not a valid record (wrong field types)
+    and a second record of the same (budget, repeat) are dropped with a warning; the dropped
+    records are recomputed by the next run and the next append writes a clean file. Records of
+    another configuration (``config_id``, when given) are refused.
+
+    Args:
+        path: the ``runs.jsonl`` file.
+        config_id: the identity of the config now running; records made by another config
+            raise ``ValueError`` (records written before ids existed carry none and are kept).
+    """
+
+    def __init__(self, path: str, config_id: str = ""):
         self.path = path
         self.records: List[RunRecord] = []
+        self.dropped: List[str] = []
         if os.path.exists(path):
-            with open(path, encoding="utf-8") as fh:
-                for n, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        self.records.append(RunRecord.from_dict(json.loads(line)))
-                    except (ValueError, TypeError) as exc:
-                        raise ValueError(f"{path}:{n}: not a run record ({exc})") from None
+            self._load(config_id)
+
+    def _load(self, config_id: str) -> None:
+        seen = set()
+        with open(self.path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = RunRecord.from_dict(json.loads(line))
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                self.dropped.append(f"{self.path}:{n}: dropped, not a run record ({exc}); it will be recomputed")
+                continue
+            if record.key in seen:
+                self.dropped.append(f"{self.path}:{n}: dropped, a second record of budget {record.budget} "
+                                    f"repeat {record.repeat}")
+                continue
+            if config_id and record.config_id and record.config_id != config_id:
+                raise ValueError(f"{self.path}:{n}: this record was made by another configuration "
+                                 f"(config id {record.config_id}, now {config_id}); choose another [run] out_dir "
+                                 f"or delete the directory")
+            seen.add(record.key)
+            self.records.append(record)
+        for message in self.dropped:
+            logger.warning(message)
 
     def keys(self) -> set:
         return {r.key for r in self.records}
@@ -113,7 +150,7 @@ class RunLog:
 
     def append(self, record: RunRecord) -> None:
         self.records.append(record)
-        atomic_write_text(self.path, "".join(json.dumps(r.to_dict()) + "\n" for r in self.records))
+        write_jsonl(self.path, (r.to_dict() for r in self.records))
 
 
 def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
@@ -159,14 +196,14 @@ def format_table(df: pd.DataFrame) -> str:
 
 def plot_accuracy(df: pd.DataFrame, path: str, optimum: Optional[Dict[str, float]] = None, title: str = "") -> None:
     """Mean true accuracy of the found cell ± std vs. budget, one line per method, optimum dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     agg = aggregate(df)
     datasets = sorted(agg["dataset"].unique())
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(datasets), 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(datasets), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
         part = agg[agg["dataset"] == ds]
         for method, g in part.groupby("method", sort=True):
@@ -182,16 +219,7 @@ def plot_accuracy(df: pd.DataFrame, path: str, optimum: Optional[Dict[str, float
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_figure(fig, path, dpi=120)
 
 
 def write_outputs(run_dir: str, records: Sequence[RunRecord], optimum: Optional[Dict[str, float]] = None,

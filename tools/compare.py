@@ -9,6 +9,10 @@ Prints mean ± std per (method, budget) and writes summary.csv and accuracy_vs_b
 
 import sys
 
+from tfnas.runtime import configure_runtime
+
+configure_runtime()  # before anything imports TensorFlow
+
 from tfnas.cli import compare_main
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ The config names the space and architecture string ([space] name, arch), the tfd
 
 import sys
 
+from tfnas.runtime import configure_runtime
+
+configure_runtime()  # before anything imports TensorFlow
+
 from tfnas.cli import train_main
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 
 import sys
 
+from tfnas.runtime import configure_runtime
+
+configure_runtime()  # before anything imports TensorFlow
+
 from tfnas.cli import train_eval_main
 
 if __name__ == "__main__":

@@ -5,8 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tfnas.config import DatasetConfig, TrainConfig
-from tfnas.data import build_datasets, make_pipeline, normalize
+from tfnas.data import make_pipeline, normalize
 from tfnas.data.pipeline import derive_seeds
 
 MEAN = (0.5, 0.25, 0.75)
@@ -108,24 +107,3 @@ def test_derive_seeds_are_distinct_and_stable():
     assert derive_seeds(0, 3) == derive_seeds(0, 3)
     assert len(set(derive_seeds(0, 3) + derive_seeds(1, 3))) == 6
     assert all(0 <= s < 2**31 for s in derive_seeds(7, 3))
-
-
-def test_build_datasets_from_config_sections():
-    dataset_cfg = DatasetConfig(name="cifar10", download="false", batch_size=4, eval_batch_size=5, train_subset=9)
-    train_cfg = TrainConfig(cutout=8, mixup_alpha=0.2, random_erasing=0.25)
-    with tfds.testing.mock_data(num_examples=12):
-        train_ds, eval_ds, info = build_datasets(dataset_cfg, train_cfg, seed=0)
-        train = _batches(train_ds)
-        evals = _batches(eval_ds)
-    assert info.name == "cifar10" and info.num_classes == 10
-    assert [x.shape for x, _ in train] == [(4, 32, 32, 3)] * 2  # 9 examples, remainder dropped
-    assert [y.shape for _, y in train] == [(4, 10)] * 2
-    assert [x.shape[0] for x, _ in evals] == [5, 5, 2]
-    for _, y in evals:
-        np.testing.assert_array_equal(y.sum(axis=1), 1.0)
-        assert set(np.unique(y)) <= {0.0, 1.0}
-
-
-def test_build_datasets_rejects_subset_smaller_than_batch():
-    with pytest.raises(ValueError, match="train_subset"):
-        build_datasets(DatasetConfig(batch_size=64, train_subset=10), TrainConfig(), seed=0)

@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 
-from tfnas.benchmarks.nb201 import BudgetExceededError, Nb201Benchmark
+from tfnas.benchmarks.base import BudgetExceededError
+from tfnas.benchmarks.nb201 import Nb201Benchmark
 from tfnas.config import load_config
-from tfnas.driver import build_space
+from tfnas.run.factory import build_space
 from tfnas.registry import METHODS
+from tfnas.run.factory import build_method
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +18,7 @@ def benchmark():
 
 def make_method(name, *overrides):
     cfg = load_config(None, [f"method.name={name}", "predictor.epochs=12", "predictor.units=16", *overrides])
-    return METHODS.get(name).from_config(cfg, build_space(cfg))
+    return build_method(cfg, build_space(cfg))
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,9 @@ from tfnas.methods.base import SearchContext
 from tfnas.methods.evolution import EvolutionSearch, Limits
 from tfnas.proxies.base import Proxy
 from tfnas.registry import register_proxy, register_space
+from tfnas.run.factory import build_method
+from tfnas.run.rundir import ArtifactStore
+from tfnas.spaces.base import EvolvableSpace
 
 
 @register_space("toy_widths")
@@ -50,6 +53,9 @@ class ToySpace:
         return max(arch) / (sum(arch) + 1)
 
 
+EvolvableSpace.register(ToySpace)  # a duck-typed space that declares the capability
+
+
 @register_proxy("toy_sum")
 class ToyProxy(Proxy):
     """Score = sum of widths + a little noise from the scoring generator (exercises its state)."""
@@ -69,11 +75,9 @@ class ToyProxy(Proxy):
 
 def run(tmp_path, proxy, iterations=60, population=16, max_params=300.0, rows=None):
     rows = [] if rows is None else rows
-    state = os.path.join(str(tmp_path), "state")
-    os.makedirs(state, exist_ok=True)
     method = EvolutionSearch(ToySpace(), proxy, proxy_name="toy_sum", population=population,
                              iterations=iterations, limits=Limits(max_params=max_params), record_every=10)
-    ctx = SearchContext(run_dir=str(tmp_path), state_dir=state, seed=7, rng=np.random.default_rng(7),
+    ctx = SearchContext(store=ArtifactStore(str(tmp_path)), seed=7, rng=np.random.default_rng(7),
                         progress=False, log=rows.append, logged_rows=len(rows))
     return method.search(ctx), rows
 
@@ -96,7 +100,7 @@ def test_same_seed_same_search_and_resume_follows_the_same_path(tmp_path):
     rows = []
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "c", ToyProxy(fail_at=35), rows=rows)
-    assert os.path.exists(tmp_path / "c" / "state" / "evolution.json")
+    assert os.path.exists(tmp_path / "c" / "search_state" / "evolution.json")
     logged = len(rows)
     c, rows = run(tmp_path / "c", ToyProxy(), rows=rows)
     assert (c.best_arch, c.score) == (a.best_arch, a.score)
@@ -110,14 +114,14 @@ def test_start_breaking_the_limits_is_a_config_error(tmp_path):
     cfg = load_config(None, ["method.name=evolution", "space.name=toy_widths", "proxy.name=toy_sum",
                              "budget.max_params=10", "search.effectiveness_filter=false"])
     with pytest.raises(ConfigError, match="start architecture"):
-        E.from_config(cfg, ToySpace())
-    unknown = load_config(None, ["method.name=evolution", "space.name=toy_widths", "proxy.name=nosuch"])
-    with pytest.raises(ConfigError, match=r"\[proxy\] name: unknown proxy 'nosuch'; registered proxies: .*synflow"):
-        E.from_config(unknown, ToySpace())
+        build_method(cfg, ToySpace())
+    # an unknown proxy is refused when the config loads, before anything is built
+    with pytest.raises(ConfigError, match=r"proxy\.name: unknown proxy 'nosuch'; registered proxies: .*synflow"):
+        load_config(None, ["method.name=evolution", "space.name=toy_widths", "proxy.name=nosuch"])
 
 
-def test_search_driver_writes_outputs_and_resumes(tmp_path):
-    from tfnas.search_driver import run_search
+def test_search_flow_writes_outputs_and_resumes(tmp_path):
+    from tfnas.run.search import run_search
 
     sets = ["method.name=evolution", "space.name=toy_widths", "proxy.name=toy_sum", "budget.max_params=300",
             "search.population=16", "search.iterations=40", "search.record_every=10",

@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tfnas.config import load_config
-from tfnas.search_driver import run_search
+from tfnas.run.search import run_search
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

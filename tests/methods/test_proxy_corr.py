@@ -14,26 +14,30 @@ from tfnas.methods.proxy_corr import CORRELATION_COLUMNS, ProxyCorrelation
 from tfnas.metrics import kendall, spearman
 from tfnas.registry import METHODS
 from tfnas.spaces.nb201 import Nb201Space
+from tfnas.methods.base import Analysis
+from tfnas.run import flow_of
+from tfnas.proxies.fastpaths.nb201 import nb201_fast_path
+from tfnas.run.factory import build_method
 
 CFG = os.path.join("cfg", "proxy_corr_nb201.cfg")
 
 
 def _method(tmp_path, *overrides, space=None):
     cfg = load_config(CFG, [f"run.out_dir={tmp_path}", "run.progress=false", *overrides])
-    return ProxyCorrelation.from_config(cfg, space or Nb201Space())
+    return build_method(cfg, space or Nb201Space())
 
 
 def test_registered_as_analysis_and_shipped_cfg_loads():
     assert METHODS.get("proxy_corr") is ProxyCorrelation
-    assert ProxyCorrelation.kind == "analysis"
+    assert issubclass(ProxyCorrelation, Analysis) and flow_of(load_config(CFG)) == "analysis"
     cfg = load_config(CFG)
     assert cfg.method.name == "proxy_corr" and cfg.space.name == "nb201" and cfg.dataset.name == "cifar100"
     assert cfg.proxy.names == ("synflow", "grad_norm", "snip", "naswot", "jacob_cov", "te_nas", "flops", "params",
                                "random")
-    method = ProxyCorrelation.from_config(cfg, Nb201Space())
+    method = build_method(cfg, Nb201Space())
     assert list(method.proxies) == list(cfg.proxy.names)
     assert method.proxies["grad_norm"].reduction == "layer_sum"  # the published correlations' form
-    zen_form = ProxyCorrelation.from_config(load_config(CFG, ["proxy.grad_norm=global"]), Nb201Space())
+    zen_form = build_method(load_config(CFG, ["proxy.grad_norm=global"]), Nb201Space())
     assert zen_form.proxies["grad_norm"].reduction == "global"
     assert (method.num_classes, method.input_shape) == (100, (32, 32, 3))
     assert 0 < cfg.proxy.subset < 15625
@@ -50,7 +54,7 @@ def test_subset_is_seeded_sorted_and_distinct(tmp_path):
 def test_outputs_and_correlations(tmp_path):
     method = _method(tmp_path, "proxy.names=params,random", "proxy.subset=60", "dataset.name=imagenet16-120")
     assert (method.num_classes, method.input_shape) == (120, (16, 16, 3))
-    table = method.run_analysis(str(tmp_path), progress=False)
+    table = analyse(method, tmp_path)
     assert list(table.columns) == list(CORRELATION_COLUMNS)
     assert list(table["proxy"]) == ["params", "random"] and set(table["dataset"]) == {"imagenet16-120"}
     written = pd.read_csv(tmp_path / "correlation.csv")
@@ -91,35 +95,35 @@ class _FailAfter:
 
 def test_resume_gives_the_scores_of_an_uninterrupted_run(tmp_path):
     whole, part = tmp_path / "whole", tmp_path / "part"
-    _method(whole, "proxy.names=random", "proxy.subset=50").run_analysis(str(whole), progress=False)
+    analyse(_method(whole, "proxy.names=random", "proxy.subset=50"), whole)
     killed = _method(part, "proxy.names=random", "proxy.subset=50")
     killed.chunk = 10
     killed.proxies["random"] = _FailAfter(killed.proxies["random"], limit=1 + 25)  # 1 priming call
     with pytest.raises(KeyboardInterrupt):
-        killed.run_analysis(str(part), progress=False)
+        analyse(killed, part)
     assert len(pd.read_csv(part / "scores_random.partial.csv")) == 20 and not (part / "scores_random.csv").exists()
     resumed = _method(part, "proxy.names=random", "proxy.subset=50")
     resumed.chunk = 10
     counter = _FailAfter(resumed.proxies["random"], limit=10**9)
     resumed.proxies["random"] = counter
-    resumed.run_analysis(str(part), progress=False)
+    analyse(resumed, part)
     assert counter.calls == 1 + 30
     a, b = pd.read_csv(whole / "scores_random.csv"), pd.read_csv(part / "scores_random.csv")
     pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
     # A finished proxy is skipped entirely on a rerun.
     again = _method(part, "proxy.names=random", "proxy.subset=50")
     again.proxies["random"] = _FailAfter(again.proxies["random"], limit=0)
-    again.run_analysis(str(part), progress=False)
+    analyse(again, part)
     # Another subset does not silently mix with the saved scores.
     with pytest.raises(ValueError, match="other cells"):
-        _method(part, "proxy.names=random", "proxy.subset=40").run_analysis(str(part), progress=False)
+        analyse(_method(part, "proxy.names=random", "proxy.subset=40"), part)
 
 
 def test_synflow_on_small_cells_traces_once(tmp_path):
     space = Nb201Space(channels=4, cells_per_stage=1)
     method = _method(tmp_path, "proxy.names=synflow", "proxy.subset=40", "dataset.image_size=8", space=space)
-    table = method.run_analysis(str(tmp_path), progress=False)
-    assert method.proxies["synflow"].nb201.traces == 1
+    table = analyse(method, tmp_path)
+    assert nb201_fast_path(method.proxies["synflow"]).traces == 1
     scores = pd.read_csv(tmp_path / "scores_synflow.csv")["score"]
     assert len(scores) == 40 and scores.nunique() > 30
     assert table.loc[0, "cells"] == 40 and -1.0 <= table.loc[0, "spearman"] <= 1.0
@@ -139,3 +143,13 @@ def test_config_errors(tmp_path):
     # names empty -> the single [proxy] name
     method = _method(tmp_path, "proxy.names=", "proxy.name=flops")
     assert list(method.proxies) == ["flops"]
+
+
+def analyse(method, run_dir):
+    """Runs an analysis method into ``run_dir`` as the run layer does (without the config checks)."""
+    from tfnas.methods.base import SearchContext
+    from tfnas.run.rundir import ArtifactStore
+
+    os.makedirs(str(run_dir), exist_ok=True)
+    context = SearchContext(store=ArtifactStore(str(run_dir)), seed=0, rng=np.random.default_rng(0), progress=False)
+    return method.analyse(context)

@@ -16,9 +16,9 @@ import tensorflow_datasets as tfds
 
 from tfnas.config import ConfigError, load_config
 from tfnas.methods.relativenas import cosine_lr, get_supernet, slow_learner_update
-from tfnas.search_driver import run_search
+from tfnas.run.search import run_search
 from tfnas.spaces.darts import PRESETS, DartsSpace, parse_genotype, vector_bounds
-from tfnas.spaces.darts_supernet import used_ops
+from tfnas.spaces.darts import used_ops
 
 CFG = "cfg/relativenas_tiny.cfg"
 C, LAYERS = 8, 3
@@ -167,7 +167,7 @@ def test_tiny_cfg_search_trains_and_exports(tmp_path):
 
 
 def test_killed_search_resumes_at_the_next_pair_and_follows_the_same_path(tmp_path, monkeypatch):
-    from tfnas.spaces.darts_supernet import DartsSupernet
+    from tfnas.spaces.darts import DartsSupernet
 
     sets = ["train.enabled=false", "search.generations=2"]
     with tfds.testing.mock_data(num_examples=32):
@@ -194,5 +194,5 @@ def test_killed_search_resumes_at_the_next_pair_and_follows_the_same_path(tmp_pa
 def test_config_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"\[search\] population: .*even"):
         run_search(load_config(CFG, tiny(tmp_path, "search.population=5")))
-    with pytest.raises(ConfigError, match=r"\[space\] name: relativenas searches the DARTS cell space"):
+    with pytest.raises(ConfigError, match=r"\[space\] name: method .relativenas. needs a space with DartsSpace"):
         run_search(load_config(CFG, tiny(tmp_path / "b", "space.name=nb201")))

@@ -1,6 +1,6 @@
 import numpy as np
 
-from tfnas.methods.estimation import EcNormaliser
+from tfnas.predictors.estimation import EcNormaliser
 from tfnas.methods.siamese import bts_epochs, rerank_top_k, split_evenly
 
 

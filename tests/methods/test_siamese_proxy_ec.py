@@ -3,14 +3,14 @@
 import numpy as np
 
 from tfnas.config import load_config
-from tfnas.driver import build_space, run_sweep
-from tfnas.methods.estimation import proxy_ec_factory
+from tfnas.run.factory import build_ec_factory, build_space
+from tfnas.run.sweep import run_sweep
 
 
 def test_proxy_ec_is_deterministic_per_cell_and_counted_per_run(tmp_path):
     cfg = load_config("cfg/siams_nsam.cfg", ["predictor.ec_source=params"])
     space = build_space(cfg)
-    make = proxy_ec_factory(cfg, space)
+    make = build_ec_factory(cfg, space)
     ec_a, ec_b = make(), make()
     first = ec_a([5, 7, 5])
     np.testing.assert_array_equal(first[0], first[2])

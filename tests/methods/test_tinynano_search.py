@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from tfnas.benchmarks.nb201 import BudgetExceededError
-from tfnas.benchmarks.oracle import OracleSession
+from tfnas.benchmarks.base import BudgetExceededError
+from tfnas.benchmarks.base import CountingSession
 from tfnas.config import ConfigError, load_config
-from tfnas.driver import run_sweep
+from tfnas.run.sweep import run_sweep
 from tfnas.spaces.pool import CandidatePool
 from tfnas.spaces.tinynano import TinyNanoSpace
 
@@ -28,25 +28,21 @@ def test_pool_is_distinct_deterministic_and_tabular():
         a.index("not-in-the-pool")
 
 
-class FakeOracle:
-    def __init__(self, size):
-        self.space = type("S", (), {"size": size})()
-        self.asked = []
+def test_counting_session_counts_and_enforces_the_budget():
+    asked = []
 
-    def query(self, i):
-        self.asked.append(i)
-        return i / 100.0
+    def lookup(indices):
+        asked.extend(int(i) for i in indices)
+        return indices / 100.0
 
-
-def test_oracle_session_counts_and_enforces_the_budget():
-    oracle = FakeOracle(10)
-    session = OracleSession(oracle, "cifar10", budget=2)
-    assert session.query(3) == 0.03 and session.query(3) == 0.03
+    session = CountingSession(lookup, 10, "cifar10", budget=2,
+                              no_low_fidelity="set [predictor] ec_source = train")
+    assert session.query(3) == pytest.approx(0.03) and session.query(3) == pytest.approx(0.03)
     session.query(4)
-    assert session.queries == 2 and session.queried() == {3: 0.03, 4: 0.04}
+    assert session.queries == 2 and session.queried() == {3: pytest.approx(0.03), 4: pytest.approx(0.04)}
     with pytest.raises(BudgetExceededError):
         session.query(5)
-    assert oracle.asked == [3, 4]  # nothing trained past the budget, re-asking is free
+    assert asked == [3, 4]  # nothing trained past the budget, re-asking is free
     with pytest.raises(ValueError, match="ec_source = train"):
         session.low_fidelity([3])
 

@@ -49,3 +49,16 @@ def test_scoring_copy_of_a_subclassed_model(space):
     assert main_output((1, 2)) == 1 and main_output(3) == 3
     with pytest.raises(ValueError, match="empty"):
         main_output(())
+
+
+def test_zen_reads_the_features_through_the_darts_hook(space):
+    """DartsNetwork.pre_pool_features is what its global pooling averages, so Zen needs no patching."""
+    model = space.build(space.decode("darts_v2"), num_classes=10, input_shape=(8, 8, 3), auxiliary=False, seed=0)
+    images = np.random.default_rng(4).standard_normal((2, 8, 8, 3)).astype(np.float32)
+    features = model.pre_pool_features(images, training=False)
+    assert features.shape[0] == 2 and len(features.shape) == 4
+    np.testing.assert_allclose(model.classifier(model.global_pool(features)), model(images, training=False),
+                               rtol=1e-5, atol=1e-6)
+    batch = random_batch(np.random.default_rng(1), 4, (8, 8, 3), 10)
+    first = get_proxy("zen").score(model, batch, np.random.default_rng(2))
+    assert np.isfinite(first) and first == get_proxy("zen").score(model, batch, np.random.default_rng(2))

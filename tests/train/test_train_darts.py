@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 
 from tfnas.config import ConfigError, load_config
 from tfnas.spaces.darts import PRESETS
-from tfnas.train.runner import train_architecture
+from tfnas.run.train_one import train_architecture
 
 CFG = os.path.join(os.path.dirname(__file__), "..", "..", "cfg", "train_darts_relativenas_cifar10.cfg")
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import random
 
 import keras
 import numpy as np
@@ -12,7 +13,6 @@ from tfnas.config import TrainConfig
 from tfnas.train import (
     CheckpointMismatchError,
     Trainer,
-    benchmark_train_step,
     is_decayed,
     smoothed_cross_entropy,
     train_and_evaluate,
@@ -279,7 +279,48 @@ def test_train_and_evaluate_helper_and_adam(tmp_path):
     assert tf.train.latest_checkpoint(str(tmp_path)) is not None
 
 
-def test_benchmark_train_step_on_a_tiny_model():
-    r = benchmark_train_step(tiny_model(), batch_size=8, image_shape=(8, 8, 3), num_classes=2, steps=3, warmup_steps=1)
-    assert r["steps_per_s"] > 0 and r["images_per_s"] == pytest.approx(8 * r["steps_per_s"])
-    assert r["traces"] == 1 and r["jit_compile"] is False and r["num_replicas"] == 1
+def test_training_leaves_numpy_and_python_global_generators_alone():
+    np.random.seed(11)
+    random.seed(11)
+    np_state, py_state = np.random.get_state(), random.getstate()
+    t = Trainer(tiny_model(), cfg(epochs=1), jit_compile=False, progress=False, seed=5)
+    t.fit(dataset(64))
+    t.evaluate(dataset(32))
+    after = np.random.get_state()
+    assert after[0] == np_state[0] and np.array_equal(after[1], np_state[1]) and after[2:] == np_state[2:]
+    assert random.getstate() == py_state
+
+
+def test_initial_weights_follow_the_seed_whatever_the_callers_global_state():
+    def initial(seed, caller_seed):
+        np.random.seed(caller_seed)
+        random.seed(caller_seed)
+        return weights(Trainer(tiny_model(), BASE, jit_compile=False, progress=False, seed=seed).model)
+
+    a, b, c = initial(3, 0), initial(3, 99), initial(4, 0)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+class _LazyModel(keras.Model):
+    """Creates its layers in build(): their seeds are drawn at the first call, not in model_fn."""
+
+    def build(self, input_shape):
+        self.conv = keras.layers.Conv2D(3, 3, padding="same")
+        self.pool = keras.layers.GlobalAveragePooling2D()
+        self.head = keras.layers.Dense(2)
+
+    def call(self, x, training=False):
+        return self.head(self.pool(self.conv(x)))
+
+
+def test_layers_built_lazily_get_seeded_weights_too():
+    def initial(caller_seed):
+        random.seed(caller_seed)
+        t = Trainer(_LazyModel, BASE, jit_compile=False, steps_per_epoch=1, progress=False, seed=2)
+        random.random()  # the caller draws between construction and the first fit
+        t._prepare(dataset(8).element_spec)
+        return weights(t.model)
+
+    a, b = initial(0), initial(1)
+    assert len(a) == 4 and all(np.array_equal(x, y) for x, y in zip(a, b))

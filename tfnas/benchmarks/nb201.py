@@ -1,18 +1,19 @@
 """NAS-Bench-201 as a counting benchmark.
 
 The budget of a predictor-based search is the number of distinct cells whose ground-truth
-accuracy it has read. A method only ever sees a :class:`BenchmarkSession`, whose
-``query`` counts and enforces that budget; the driver evaluates the method's result
-with :meth:`Nb201Benchmark.ground_truth`, which methods never receive.
+accuracy it has read. A method only ever sees a :class:`~tfnas.benchmarks.base.CountingSession`,
+which counts and enforces that budget; the run layer scores the method's result with
+:meth:`Nb201Benchmark.ground_truth`, which methods never receive.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Dict, Iterable, Optional, Union
+from typing import Optional
 
 import numpy as np
 
+from tfnas.benchmarks.base import Benchmark, CountingSession
 from tfnas.benchmarks.nb201_data import load_arrays
 from tfnas.registry import register_benchmark
 
@@ -21,12 +22,8 @@ logger = logging.getLogger(__name__)
 DATASETS = ("cifar10", "cifar100", "imagenet16-120")
 
 
-class BudgetExceededError(RuntimeError):
-    """A method asked for more ground-truth queries than its budget allows."""
-
-
 @register_benchmark("nb201")
-class Nb201Benchmark:
+class Nb201Benchmark(Benchmark):
     """The NAS-Bench-201 table: 15,625 cells x 3 datasets.
 
     Args:
@@ -73,60 +70,9 @@ class Nb201Benchmark:
     def optimum(self, dataset: str) -> float:
         return float(self.ground_truth(dataset).max())
 
-    def session(self, dataset: str, budget: Optional[int] = None) -> "BenchmarkSession":
-        """A counting view for one search run."""
-        return BenchmarkSession(self, dataset, budget)
-
-
-class BenchmarkSession:
-    """What a method sees: counted ground-truth queries and (separately counted) low-fidelity figures.
-
-    ``query`` returns accuracy as a fraction in [0, 1]. Re-querying a cell already read is free;
-    ``queries`` counts distinct cells. Asking for a new cell past ``budget`` raises
-    :class:`BudgetExceededError`.
-    """
-
-    def __init__(self, benchmark: Nb201Benchmark, dataset: str, budget: Optional[int]):
-        self._acc = benchmark.ground_truth(dataset) / 100.0
-        self._low = np.stack([benchmark.low_fidelity(dataset, "test"), benchmark.low_fidelity(dataset, "val")], 1) / 100.0
-        self.dataset = dataset
-        self.budget = budget
-        self.size = benchmark.size
-        self._seen: Dict[int, float] = {}
-        self._ec_seen: set = set()
-
-    @property
-    def queries(self) -> int:
-        return len(self._seen)
-
-    @property
-    def remaining(self) -> Optional[int]:
-        return None if self.budget is None else self.budget - self.queries
-
-    @property
-    def ec_evals(self) -> int:
-        return len(self._ec_seen)
-
-    def queried(self) -> Dict[int, float]:
-        """The cells read so far (index -> accuracy in [0, 1]), in query order."""
-        return dict(self._seen)
-
-    def query(self, index: Union[int, np.integer]) -> float:
-        i = int(index)
-        if not 0 <= i < self.size:
-            raise IndexError(f"NAS-Bench-201 index {i} out of range [0, {self.size})")
-        if i not in self._seen:
-            if self.budget is not None and len(self._seen) >= self.budget:
-                raise BudgetExceededError(f"budget of {self.budget} ground-truth queries exhausted")
-            self._seen[i] = float(self._acc[i])
-        return self._seen[i]
-
-    def query_many(self, indices: Iterable[int]) -> np.ndarray:
-        return np.array([self.query(i) for i in indices], dtype=np.float32)
-
-    def low_fidelity(self, indices: Iterable[int]) -> np.ndarray:
-        """12-epoch (test, validation) accuracy in [0, 1], float32 [n, 2]: the ``table`` estimation
-        code. Counted in ``ec_evals`` (prior knowledge, not ground truth)."""
-        idx = np.asarray(list(indices), dtype=np.int64)
-        self._ec_seen.update(int(i) for i in idx)
-        return self._low[idx].astype(np.float32)
+    def session(self, dataset: str, budget: Optional[int] = None) -> CountingSession:
+        """A counting view for one search run: answers in [0, 1]; the 12-epoch (test, validation)
+        accuracies in [0, 1] as low-fidelity figures (the ``table`` estimation code)."""
+        acc = self.ground_truth(dataset) / 100.0
+        low = np.stack([self.low_fidelity(dataset, "test"), self.low_fidelity(dataset, "val")], 1) / 100.0
+        return CountingSession(lambda idx: acc[idx], self.size, dataset, budget, low_fidelity=lambda idx: low[idx])

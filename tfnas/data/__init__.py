@@ -12,7 +12,7 @@ from tfnas.data.base import (
     DatasetSource,
 )
 from tfnas.data.folder import ImageFolderSource
-from tfnas.data.pipeline import build_datasets, load_dataset, make_pipeline, normalize
+from tfnas.data.pipeline import load_dataset, make_pipeline, normalize
 from tfnas.data.tfds_source import TfdsSource
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "ImageFolderSource",
     "TfdsSource",
     "augment",
-    "build_datasets",
     "load_dataset",
     "make_pipeline",
     "normalize",

@@ -1,9 +1,8 @@
 """Datasets by name -> batched, augmented, normalised ``tf.data`` pipelines.
 
 :func:`load_dataset` returns the raw split of a registered dataset; :func:`make_pipeline`
-turns it into training or evaluation batches; :func:`build_datasets` is the factory that
-unpacks ``[dataset]`` and ``[train]`` config sections into their keyword arguments (the only
-function in ``tfnas.data`` that reads config objects).
+turns it into training or evaluation batches. Both take plain arguments; the run layer
+(:func:`tfnas.run.factory.build_datasets`) unpacks ``[dataset]`` and ``[train]`` into them.
 
 Determinism: one integer ``seed`` drives the shuffle, a per-example random stream and a
 per-batch random stream (three independent keys derived with ``numpy.random.SeedSequence``).
@@ -15,7 +14,7 @@ epoch after epoch (each new pass over the dataset reshuffles and redraws, determ
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -23,9 +22,6 @@ import tensorflow as tf
 from tfnas.data import augment
 from tfnas.data.base import DatasetInfo, check_download, check_split
 from tfnas.registry import DATASETS
-
-if TYPE_CHECKING:  # pragma: no cover
-    from tfnas.config import DatasetConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -194,65 +190,3 @@ def make_pipeline(
 
         ds = tf.data.Dataset.zip((ds, batch_keys)).map(mix, num_parallel_calls=autotune)
     return ds.prefetch(autotune)
-
-
-def build_datasets(
-    dataset_cfg: "DatasetConfig", train_cfg: "TrainConfig", seed: int
-) -> Tuple[tf.data.Dataset, tf.data.Dataset, DatasetInfo]:
-    """The factory: ``[dataset]`` and ``[train]`` sections -> training and evaluation pipelines.
-
-    Args:
-      dataset_cfg: the ``[dataset]`` section (name, dirs, download, subsets, sizes, batch sizes).
-      train_cfg: the ``[train]`` section (flip, pad_crop, cutout, mixup_alpha, random_erasing).
-      seed: the run seed (``[run] seed``).
-
-    Returns:
-      ``(train_ds, eval_ds, info)``: ``train_ds`` is shuffled, augmented and drops the last
-      partial batch; ``eval_ds`` is in order, unaugmented and keeps every example.
-    """
-    if 0 < dataset_cfg.train_subset < dataset_cfg.batch_size:
-        raise ValueError(
-            f"[dataset] train_subset = {dataset_cfg.train_subset} is smaller than [dataset] batch_size = "
-            f"{dataset_cfg.batch_size}, so training would see no full batch; lower batch_size or raise "
-            f"train_subset."
-        )
-    common = dict(
-        data_dir=dataset_cfg.data_dir,
-        manual_dir=dataset_cfg.manual_dir,
-        download=dataset_cfg.download,
-        image_size=dataset_cfg.image_size,
-    )
-    train_raw, info = load_dataset(
-        dataset_cfg.name, split="train", subset=dataset_cfg.train_subset, **common
-    )
-    eval_raw, _ = load_dataset(dataset_cfg.name, split="eval", subset=dataset_cfg.eval_subset, **common)
-    logger.info(
-        "Dataset %s: %d classes, images %s, batch %d (eval %d)",
-        info.name, info.num_classes, info.image_shape, dataset_cfg.batch_size, dataset_cfg.eval_batch_size,
-    )
-    train_ds = make_pipeline(
-        train_raw,
-        batch_size=dataset_cfg.batch_size,
-        training=True,
-        num_classes=info.num_classes,
-        mean=info.mean,
-        std=info.std,
-        seed=seed,
-        flip=train_cfg.flip,
-        pad_crop=train_cfg.pad_crop,
-        cutout=train_cfg.cutout,
-        mixup_alpha=train_cfg.mixup_alpha,
-        random_erasing=train_cfg.random_erasing,
-        drop_remainder=True,
-    )
-    eval_ds = make_pipeline(
-        eval_raw,
-        batch_size=dataset_cfg.eval_batch_size,
-        training=False,
-        num_classes=info.num_classes,
-        mean=info.mean,
-        std=info.std,
-        seed=seed,
-        drop_remainder=False,
-    )
-    return train_ds, eval_ds, info

@@ -1,23 +1,29 @@
-"""The method contract: a method proposes, evaluators and the driver do the rest.
+"""The method contracts: one small family of ABCs, one per kind of run.
 
-A method is built from the typed config by its ``from_config`` factory (the only place that
-reads config objects) and then ``run(session, budget, rng)`` returns a :class:`RunResult`.
-It reads ground truth only through the counting ``session`` it is handed, so a budget is
-honest by construction; the driver scores the result against the benchmark afterwards.
+- :class:`BudgetedSearch` (``siamese``, ``predictor``, ``rand``): ``run(session, budget, rng)``
+  returns a :class:`RunResult` for one (budget, seed); it reads ground truth only through the
+  counting ``session`` it is handed, so a budget is honest by construction.
+- :class:`OneShotSearch` (``evolution``, ``relativenas``): ``search(context)`` returns one
+  :class:`SearchOutcome` and checkpoints itself through the :class:`SearchContext`.
+- :class:`Analysis` (``proxy_corr``): ``analyse(context)`` returns a table.
+
+Methods are built by :mod:`tfnas.run.factory` from typed arguments (never from a config
+object), declare the space capabilities they need in ``requires`` (checked by the run layer
+before any work), and never write files or print: they hand rows and artefacts to the context.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
 
 @dataclass
 class RunResult:
-    """What a search returns.
+    """What a budgeted search returns.
 
     Attributes:
       best_index: table index of the architecture the method picks as its answer.
@@ -31,47 +37,6 @@ class RunResult:
     scores: Optional[np.ndarray] = None
     ec_evals: int = 0
     extra: Dict[str, Any] = field(default_factory=dict)
-
-
-class Method(abc.ABC):
-    """A search method over a tabular benchmark session."""
-
-    name: str = ""
-
-    @classmethod
-    @abc.abstractmethod
-    def from_config(cls, cfg: Any, space: Any) -> "Method":
-        """Builds the method from the resolved :class:`tfnas.config.Config` (unpacking it into kwargs)."""
-
-    @abc.abstractmethod
-    def run(self, session: Any, budget: int, rng: np.random.Generator) -> RunResult:
-        """Searches with at most ``budget`` ground-truth queries of ``session``."""
-
-
-@dataclass
-class SearchContext:
-    """What the search driver hands a :class:`SearchMethod`.
-
-    Attributes:
-      run_dir: the run directory; a method keeps its resumable state under ``state_dir``.
-      state_dir: ``run_dir/search_state``: checkpoints written atomically (temp file + rename)
-        so a killed search resumes where it stopped when the same command runs again.
-      seed: the run's root seed (``[run] seed``).
-      rng: generator seeded from ``seed``; a resumed search restores its own saved state instead.
-      progress: show progress bars.
-      log: ``log(row)`` appends one progress row (a flat dict of numbers/strings, e.g.
-        ``iteration``, ``best_score``) to ``history.csv``.
-      logged_rows: rows ``history.csv`` already held when the search started; a resumed search
-        must not log those again.
-    """
-
-    run_dir: str
-    state_dir: str
-    seed: int
-    rng: np.random.Generator
-    progress: bool
-    log: Any
-    logged_rows: int = 0
 
 
 @dataclass
@@ -91,22 +56,72 @@ class SearchOutcome:
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
-class SearchMethod(abc.ABC):
-    """A search that produces one architecture (not a benchmark budget sweep).
+@dataclass
+class SearchContext:
+    """What the run layer hands a :class:`OneShotSearch` or an :class:`Analysis`.
 
-    The driver (``tfnas.search_driver.run_search``) builds it with ``from_config``, calls
-    ``search`` once, writes ``best_arch.txt``, ``result.json``, ``history.csv`` and its plot,
-    and, when ``[train] enabled``, trains the found architecture and exports it.
+    Attributes:
+      store: the run directory's artefact store (:class:`tfnas.run.rundir.ArtifactStore`):
+        ``path(name)``, ``exists(name)``, ``read_text(name)``, ``write_text(name, text)``,
+        ``write_bytes``, ``write_figure``, ``append_jsonl(name, row)``; every write is atomic.
+        Resumable state goes under ``state/...`` names (``search_state/`` on disk).
+      seed: the run's root seed (``[run] seed``).
+      rng: generator seeded from ``seed``; a resumed search restores its own saved state instead.
+      progress: show progress bars.
+      log: ``log(row)`` appends one progress row (a flat dict of numbers/strings, e.g.
+        ``iteration``, ``best_score``) to ``history.csv``.
+      logged_rows: rows ``history.csv`` already held when the search started; a resumed search
+        must not log those again.
+    """
+
+    store: Any
+    seed: int
+    rng: np.random.Generator
+    progress: bool
+    log: Callable[[Dict[str, Any]], None] = lambda row: None
+    logged_rows: int = 0
+
+    @property
+    def state_dir(self) -> str:
+        """Folder of the method's resumable state (created on demand)."""
+        return self.store.state_dir()
+
+
+class Method(abc.ABC):
+    """What every method has: a registered ``name`` and the space capabilities it ``requires``.
+
+    ``requires`` holds capability ABCs of :mod:`tfnas.spaces.base` (e.g. ``GraphSpace``); the run
+    layer checks the configured space against them before anything is built or written.
     """
 
     name: str = ""
-    kind: str = "search"  # tells the driver this is not a benchmark sweep
+    requires: Tuple[type, ...] = ()
 
-    @classmethod
+
+class BudgetedSearch(Method):
+    """A search over a tabular view of a space, spending counted ground-truth queries."""
+
+    @property
+    def label(self) -> str:
+        """Name of this method (variant) in results tables."""
+        return self.name
+
     @abc.abstractmethod
-    def from_config(cls, cfg: Any, space: Any) -> "SearchMethod":
-        """Builds the method from the resolved config (the only place that reads it)."""
+    def run(self, session: Any, budget: int, rng: np.random.Generator) -> RunResult:
+        """Searches with at most ``budget`` ground-truth queries of ``session``."""
+
+
+class OneShotSearch(Method):
+    """A search that produces one architecture (not a budget sweep)."""
 
     @abc.abstractmethod
     def search(self, context: SearchContext) -> SearchOutcome:
         """Runs (or resumes) the search and returns the best architecture."""
+
+
+class Analysis(Method):
+    """A study over a space that produces a table (e.g. proxy-accuracy correlation)."""
+
+    @abc.abstractmethod
+    def analyse(self, context: SearchContext) -> Any:
+        """Runs (or resumes) the analysis; returns a ``pandas.DataFrame``."""

@@ -24,42 +24,19 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from tfnas.methods.base import SearchContext, SearchMethod, SearchOutcome
+from tfnas.evaluation.proxy import ProxyEvaluator
+from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.registry import register_method
-from tfnas.results import atomic_write_text
+from tfnas.spaces.base import EvolvableSpace
 
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "tfnas.evolution/1"
 SMALL_POPULATION = 10  # at or below this size, children come from the start architecture
-
-
-class ProxyEvaluator:
-    """``evaluate(archs) -> scores``: the proxy applied to architectures of ``space``.
-
-    The one place a search touches the proxy, so another backend (a process pool, a cluster)
-    can replace it without changing the method.
-    """
-
-    def __init__(self, space: Any, proxy: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
-                 batch_size: int, rng: np.random.Generator):
-        self.space, self.proxy = space, proxy
-        self.num_classes, self.input_shape, self.batch_size = num_classes, tuple(input_shape), batch_size
-        self.rng = rng
-        self.evaluated = 0
-
-    def evaluate(self, archs: Sequence[Any]) -> List[float]:
-        scores = []
-        for arch in archs:
-            score = self.proxy.score_arch(self.space, arch, num_classes=self.num_classes,
-                                          input_shape=self.input_shape, batch_size=self.batch_size, rng=self.rng)
-            scores.append(float(score))
-            self.evaluated += 1
-        return scores
 
 
 @dataclass
@@ -74,7 +51,7 @@ class Limits:
 
 
 @register_method("evolution")
-class EvolutionSearch(SearchMethod):
+class EvolutionSearch(OneShotSearch):
     """Proxy-driven evolution under parameter / FLOPs / layer budgets (module docstring).
 
     ``evaluator_cls`` builds the evaluator that scores the children (:class:`ProxyEvaluator`
@@ -82,6 +59,7 @@ class EvolutionSearch(SearchMethod):
     """
 
     evaluator_cls = ProxyEvaluator
+    requires = (EvolvableSpace,)
 
     def __init__(self, space: Any, proxy: Any, *, proxy_name: str, population: int, iterations: int,
                  limits: Limits, record_every: int = 100, batch_size: int = 64,
@@ -98,31 +76,6 @@ class EvolutionSearch(SearchMethod):
         self.record_every, self.batch_size = record_every, batch_size
         self.start = start if start is not None else space.start_arch
 
-    @classmethod
-    def from_config(cls, cfg: Any, space: Any) -> "EvolutionSearch":
-        from tfnas.config import ConfigError
-        from tfnas.proxies.base import proxy_from_config
-
-        where = cfg.source or "<defaults>"
-        try:
-            proxy = proxy_from_config(cfg.proxy.name, cfg)
-        except KeyError as exc:
-            raise ConfigError(f"{where}: [proxy] name: {exc}") from None
-        start = None
-        if cfg.space.start:
-            try:
-                start = space.decode(cfg.space.start)
-            except ValueError as exc:
-                raise ConfigError(f"{where}: [space] start: {exc}") from None
-        s, b = cfg.search, cfg.budget
-        limits = Limits(b.max_params, b.max_flops, b.max_layers, s.effectiveness_filter, s.max_rho)
-        method = cls(space, proxy, proxy_name=cfg.proxy.name, population=s.population, iterations=s.iterations,
-                     limits=limits, record_every=s.record_every, batch_size=cfg.proxy.batch_size, start=start)
-        reason = method.reject_reason(method.start)
-        if reason:
-            raise ConfigError(f"{where}: the start architecture already breaks the limits ({reason}); "
-                              f"loosen [budget] or give a smaller [space] start")
-        return method
 
     # -- checks ----------------------------------------------------------------------------------
     def reject_reason(self, arch: Any) -> str:
@@ -149,8 +102,10 @@ class EvolutionSearch(SearchMethod):
         return child
 
     # -- state -----------------------------------------------------------------------------------
+    STATE_FILE = "search_state/evolution.json"
+
     def _state_path(self, context: SearchContext) -> str:
-        return os.path.join(context.state_dir, "evolution.json")
+        return context.store.path(self.STATE_FILE)
 
     def _identity(self) -> Dict[str, Any]:
         lim = self.limits
@@ -159,7 +114,7 @@ class EvolutionSearch(SearchMethod):
                 "batch_size": self.batch_size}
 
     def _save(self, context: SearchContext, state: Dict[str, Any]) -> None:
-        atomic_write_text(self._state_path(context), json.dumps(state) + "\n")
+        context.store.write_text(self.STATE_FILE, json.dumps(state) + "\n")
 
     def _load(self, context: SearchContext) -> Optional[Dict[str, Any]]:
         path = self._state_path(context)

@@ -24,10 +24,8 @@ shared weights of the NB201 fast path), so scores do not depend on where a run w
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import time
 import zlib
 from typing import Any, Dict, Sequence, Tuple
 
@@ -36,7 +34,8 @@ import pandas as pd
 
 from tfnas.metrics import kendall, spearman
 from tfnas.registry import register_method
-from tfnas.results import atomic_write_bytes, atomic_write_text
+from tfnas.evaluation.proxy import ProxyEvaluator
+from tfnas.methods.base import Analysis, SearchContext
 from tfnas.spaces.base import TabularSpace, require
 
 logger = logging.getLogger(__name__)
@@ -58,42 +57,35 @@ def _name_word(name: str) -> int:
 class CellScorer:
     """``evaluate(indices) -> (scores, seconds)``: one proxy applied to cells of a tabular space.
 
-    The one place ``proxy_corr`` touches the proxy (DESIGN.md "Evaluator"). Cell ``i`` gets its
-    own generator seeded by ``(seed, crc32(proxy name), i)``.
+    Cell ``i`` gets its own generator seeded by ``(seed, crc32(proxy name), i)``, so its score does
+    not depend on which cells were scored before it; the scoring itself is a
+    :class:`~tfnas.evaluation.proxy.ProxyEvaluator` batch.
     """
 
     def __init__(self, space: Any, proxy: Any, proxy_name: str, *, num_classes: int,
                  input_shape: Tuple[int, int, int], batch_size: int, seed: int):
-        self.space, self.proxy, self.proxy_name = space, proxy, proxy_name
-        self.num_classes, self.input_shape, self.batch_size = num_classes, tuple(input_shape), batch_size
+        self.space = space
+        self.evaluator = ProxyEvaluator(space, proxy, num_classes=num_classes, input_shape=input_shape,
+                                        batch_size=batch_size)
         self.seed = int(seed)
         self.word = _name_word(proxy_name)
 
-    def _score(self, index: int, rng: np.random.Generator) -> float:
-        arch = self.space.from_index(int(index))
-        return float(self.proxy.score_arch(self.space, arch, num_classes=self.num_classes,
-                                           input_shape=self.input_shape, batch_size=self.batch_size, rng=rng))
-
     def prime(self, index: int) -> float:
         """Scores ``index`` once with the proxy's own stream (traces, fixes lazily drawn state); returns seconds."""
-        start = time.perf_counter()
-        self._score(index, np.random.default_rng(np.random.SeedSequence([self.seed, self.word])))
-        return time.perf_counter() - start
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.word]))
+        self.evaluator.evaluate([self.space.from_index(int(index))], rngs=[rng])
+        return self.evaluator.seconds[0]
 
     def evaluate(self, indices: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
         """Scores of ``indices`` (float64 ``[n]``) and the wall seconds each took."""
-        scores = np.empty(len(indices), np.float64)
-        seconds = np.empty(len(indices), np.float64)
-        for k, index in enumerate(indices):
-            rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.word, 0, int(index)]))
-            start = time.perf_counter()
-            scores[k] = self._score(int(index), rng)
-            seconds[k] = time.perf_counter() - start
-        return scores, seconds
+        archs = [self.space.from_index(int(i)) for i in indices]
+        rngs = [np.random.default_rng(np.random.SeedSequence([self.seed, self.word, 0, int(i)])) for i in indices]
+        scores = self.evaluator.evaluate(archs, rngs=rngs)
+        return np.asarray(scores, np.float64), np.asarray(self.evaluator.seconds, np.float64)
 
 
 @register_method("proxy_corr")
-class ProxyCorrelation:
+class ProxyCorrelation(Analysis):
     """Rank correlation of zero-shot proxies with NB201 accuracy (module docstring).
 
     Args:
@@ -109,7 +101,7 @@ class ProxyCorrelation:
     """
 
     name = "proxy_corr"
-    kind = "analysis"
+    requires = (TabularSpace,)
 
     def __init__(self, space: Any, benchmark: Any, proxies: Dict[str, Any], *, dataset: str, num_classes: int,
                  input_shape: Tuple[int, int, int], batch_size: int, subset: int = 0, seed: int = 0,
@@ -127,41 +119,6 @@ class ProxyCorrelation:
         self.dataset, self.num_classes, self.input_shape = dataset, int(num_classes), tuple(input_shape)
         self.batch_size, self.subset, self.seed, self.chunk = int(batch_size), int(subset), int(seed), int(chunk)
 
-    @classmethod
-    def from_config(cls, cfg: Any, space: Any) -> "ProxyCorrelation":
-        """Unpacks ``[proxy]``, ``[dataset]``, ``[benchmark]`` and ``[run] seed``."""
-        from tfnas.config import ConfigError
-        from tfnas.proxies.base import proxy_from_config
-        from tfnas.registry import BENCHMARKS, DATASETS
-
-        where = cfg.source or "<defaults>"
-        if cfg.dataset.name not in NB201_DATASETS:
-            raise ConfigError(f"{where}: [dataset] name: proxy_corr compares with the NAS-Bench-201 table, which has "
-                              f"{', '.join(NB201_DATASETS)}; got {cfg.dataset.name!r}")
-        if cfg.benchmark.name == "none":
-            raise ConfigError(f"{where}: [benchmark] name: proxy_corr needs the NAS-Bench-201 table (nb201)")
-        if not isinstance(space, TabularSpace) or getattr(space, "name", "") != getattr(
-                BENCHMARKS.get(cfg.benchmark.name), "space", None):
-            raise ConfigError(f"{where}: [space] name: proxy_corr scores the cells of the {cfg.benchmark.name} table; "
-                              f"got space {getattr(space, 'name', type(space).__name__)!r}")
-        names = tuple(cfg.proxy.names) or (cfg.proxy.name,)
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ConfigError(f"{where}: [proxy] names: {', '.join(duplicates)} listed more than once")
-        proxies = {}
-        for name in names:
-            try:
-                proxies[name] = proxy_from_config(name, cfg)
-            except KeyError as exc:
-                raise ConfigError(f"{where}: [proxy] names: {exc}") from None
-        benchmark = BENCHMARKS.get(cfg.benchmark.name)(source=cfg.benchmark.source)
-        source = DATASETS.get(cfg.dataset.name)
-        native = tuple(source.image_shape)
-        size = cfg.dataset.image_size
-        input_shape = (size, size, native[2]) if size else native
-        return cls(space, benchmark, proxies, dataset=cfg.dataset.name, num_classes=int(source.num_classes),
-                   input_shape=input_shape, batch_size=cfg.proxy.batch_size, subset=cfg.proxy.subset,
-                   seed=cfg.run.seed)
 
     # ---- cells --------------------------------------------------------------------------
 
@@ -175,23 +132,23 @@ class ProxyCorrelation:
 
     # ---- the analysis -------------------------------------------------------------------
 
-    def run_analysis(self, run_dir: str, progress: bool) -> pd.DataFrame:
+    def analyse(self, context: SearchContext) -> pd.DataFrame:
         """Scores (or resumes) every proxy, writes the outputs, returns the ``correlation.csv`` frame."""
-        os.makedirs(run_dir, exist_ok=True)
+        store = context.store
         cells = self.cells()
         truth = np.asarray(self.benchmark.ground_truth(self.dataset), np.float64)
         rows = []
         for name, proxy in self.proxies.items():
-            frame = self._scores(run_dir, name, proxy, cells, progress)
+            frame = self._scores(store, name, proxy, cells, context.progress)
             rows.append(self._correlate(name, frame, truth))
-            self._scatter(os.path.join(run_dir, f"scatter_{name}.png"), name, frame, truth, rows[-1])
+            store.write_figure(f"scatter_{name}.png", self._scatter(name, frame, truth, rows[-1]), dpi=110)
         table = pd.DataFrame(rows, columns=list(CORRELATION_COLUMNS))
-        atomic_write_text(os.path.join(run_dir, "correlation.csv"), table.to_csv(index=False))
+        store.write_text("correlation.csv", table.to_csv(index=False))
         return table
 
-    def _scores(self, run_dir: str, name: str, proxy: Any, cells: np.ndarray, progress: bool) -> pd.DataFrame:
-        final = os.path.join(run_dir, f"scores_{name}.csv")
-        partial = os.path.join(run_dir, f"scores_{name}.partial.csv")
+    def _scores(self, store: Any, name: str, proxy: Any, cells: np.ndarray, progress: bool) -> pd.DataFrame:
+        final_name, partial_name = f"scores_{name}.csv", f"scores_{name}.partial.csv"
+        final, partial = store.path(final_name), store.path(partial_name)
         if os.path.exists(final):
             frame = _read_scores(final)
             _check_cells(final, frame, cells, complete=True)
@@ -223,15 +180,14 @@ class ProxyCorrelation:
                 frame = part if done == 0 else pd.concat([frame, part], ignore_index=True)
                 done = len(frame)
                 if done < len(cells):
-                    atomic_write_text(partial, frame.to_csv(index=False))
+                    store.write_text(partial_name, frame.to_csv(index=False))
                 if bar is not None:
                     bar.update(len(todo))
         finally:
             if bar is not None:
                 bar.close()
-        atomic_write_text(final, frame.to_csv(index=False))
-        if os.path.exists(partial):
-            os.unlink(partial)
+        store.write_text(final_name, frame.to_csv(index=False))
+        store.remove(partial_name)
         return frame
 
     def _correlate(self, name: str, frame: pd.DataFrame, truth: np.ndarray) -> Dict[str, Any]:
@@ -244,7 +200,8 @@ class ProxyCorrelation:
         return {"proxy": name, "dataset": self.dataset, "cells": n, "spearman": rho, "kendall": tau,
                 "seconds_per_cell": float(frame["seconds"].mean()) if len(frame) else float("nan")}
 
-    def _scatter(self, path: str, name: str, frame: pd.DataFrame, truth: np.ndarray, row: Dict[str, Any]) -> None:
+    def _scatter(self, name: str, frame: pd.DataFrame, truth: np.ndarray, row: Dict[str, Any]) -> Any:
+        """The score-vs-accuracy scatter of proxy ``name`` (a matplotlib ``Figure``)."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
@@ -263,9 +220,7 @@ class ProxyCorrelation:
                      f"{row['cells']} cells{note}", fontsize=9)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        atomic_write_bytes(path, buf.getvalue())
+        return fig
 
 
 def _empty_scores() -> pd.DataFrame:

@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from tfnas.methods.base import Method, RunResult
+from tfnas.methods.base import BudgetedSearch, RunResult
 from tfnas.registry import register_method
-from tfnas.spaces.base import TabularSpace, require
+from tfnas.spaces.base import TabularSpace
 
 
 @register_method("rand")
-class RandomSearch(Method):
+class RandomSearch(BudgetedSearch):
     """Random baseline (Siamese-NAS spec, "Baselines").
 
     Its ranking of the whole space puts the queried cells first, in order of their true
@@ -21,14 +21,11 @@ class RandomSearch(Method):
     """
 
     name = "rand"
+    requires = (TabularSpace,)
 
     def __init__(self, space_size: int):
         self.space_size = int(space_size)
 
-    @classmethod
-    def from_config(cls, cfg: Any, space: Any) -> "RandomSearch":
-        require(space, TabularSpace, "method 'rand'")
-        return cls(space_size=space.size)
 
     def run(self, session: Any, budget: int, rng: np.random.Generator) -> RunResult:
         chosen = rng.choice(self.space_size, size=min(budget, self.space_size), replace=False)

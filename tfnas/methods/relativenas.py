@@ -22,26 +22,31 @@ same path as an uninterrupted one.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
 import os
-import tempfile
 import time
+from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from tfnas.methods.base import SearchContext, SearchMethod, SearchOutcome
+from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.registry import register_method
-from tfnas.results import atomic_write_text
+from tfnas.spaces.darts import DartsSpace
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["RelativeNasSearch", "cosine_lr", "get_supernet", "load_halves", "slow_learner_update"]
 
 STATE_FORMAT = 1
-_SUPERNETS: Dict[Tuple[Any, ...], Tuple[Any, List[np.ndarray]]] = {}
+STATE_FILE = "search_state/relativenas.json"
+WEIGHTS_FILE = "search_state/weights.npz"
+#: Traced supernets kept per process, newest last; bounded (a supernet holds its traced graphs).
+_SUPERNETS: "OrderedDict[Tuple[Any, ...], Tuple[Any, List[np.ndarray]]]" = OrderedDict()
+MAX_CACHED_SUPERNETS = 2
 
 
 def cosine_lr(generation: int, generations: int, lr: float, lr_min: float) -> float:
@@ -64,37 +69,32 @@ def slow_learner_update(x_slow: np.ndarray, v_slow: np.ndarray, x_fast: np.ndarr
 
 def get_supernet(num_classes: int, input_shape: Tuple[int, int, int], channels: int, layers: int, momentum: float,
                  weight_decay: float, grad_clip: float, jit_compile: bool, seed: int):
-    """A :class:`~tfnas.spaces.darts_supernet.DartsSupernet` with its initial weights restored.
+    """A :class:`~tfnas.spaces.darts.supernet.DartsSupernet` with its initial weights restored.
 
     Supernets are kept per process by configuration: tracing the shared steps takes a while
     (about a minute on a CPU), and a second search of the same configuration (another seed in
     a sweep, a test) reuses the traced functions instead of tracing them again.
     """
-    from tfnas.spaces.darts_supernet import DartsSupernet
+    from tfnas.spaces.darts import DartsSupernet
 
     key = (num_classes, tuple(input_shape), channels, layers, momentum, weight_decay, grad_clip, jit_compile, seed)
     if key not in _SUPERNETS:
         net = DartsSupernet(num_classes, input_shape, channels=channels, layers=layers, momentum=momentum,
                             weight_decay=weight_decay, grad_clip=grad_clip, jit_compile=jit_compile, seed=seed)
         _SUPERNETS[key] = (net, net.get_weights())
+        while len(_SUPERNETS) > MAX_CACHED_SUPERNETS:
+            _SUPERNETS.popitem(last=False)
+    _SUPERNETS.move_to_end(key)
     net, initial = _SUPERNETS[key]
     net.set_weights(initial)
     net.reset_momentum()
     return net
 
 
-def _save_arrays(path: str, arrays: List[np.ndarray]) -> None:
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, *arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def _npz_bytes(arrays: List[np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, *arrays)
+    return buf.getvalue()
 
 
 def _load_arrays(path: str) -> List[np.ndarray]:
@@ -103,7 +103,7 @@ def _load_arrays(path: str) -> List[np.ndarray]:
 
 
 @register_method("relativenas")
-class RelativeNasSearch(SearchMethod):
+class RelativeNasSearch(OneShotSearch):
     """The RelativeNAS search (module docstring) over :class:`~tfnas.spaces.darts.DartsSpace`.
 
     Args:
@@ -121,6 +121,7 @@ class RelativeNasSearch(SearchMethod):
     """
 
     name = "relativenas"
+    requires = (DartsSpace,)
 
     def __init__(self, space: Any, data: Tuple[Any, ...], population: int = 20, generations: int = 50,
                  batch_size: int = 256, steps_per_epoch: int = 0, lr: float = 0.1, lr_min: float = 0.001,
@@ -136,29 +137,6 @@ class RelativeNasSearch(SearchMethod):
         self.cutout, self.flip, self.pad_crop = int(cutout), bool(flip), int(pad_crop)
         self.jit_compile = bool(jit_compile)
 
-    @classmethod
-    def from_config(cls, cfg: Any, space: Any) -> "RelativeNasSearch":
-        from tfnas.config import ConfigError
-        from tfnas.spaces.darts import DartsSpace
-        from tfnas.train.distribute import resolve_jit_compile
-
-        where = cfg.source or "<defaults>"
-        if not isinstance(space, DartsSpace):
-            raise ConfigError(f"{where}: [space] name: relativenas searches the DARTS cell space; set name = darts "
-                              f"(got {cfg.space.name!r})")
-        s, d = cfg.search, cfg.dataset
-        if s.population % 2:
-            raise ConfigError(f"{where}: [search] population: RelativeNAS pairs its members, so it must be even; "
-                              f"got {s.population}")
-        if s.lr_min > s.lr:
-            raise ConfigError(f"{where}: [search] lr_min: must not exceed lr ({s.lr}); got {s.lr_min}")
-        data = load_halves(d.name, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
-                           subset=d.train_subset, where=where)
-        return cls(space, data, population=s.population, generations=s.generations, batch_size=s.batch_size or d.batch_size,
-                   steps_per_epoch=s.steps_per_epoch, lr=s.lr, lr_min=s.lr_min, momentum=s.momentum,
-                   weight_decay=s.weight_decay, grad_clip=s.grad_clip, drop_path=s.drop_path,
-                   cutout=cfg.train.cutout, flip=cfg.train.flip, pad_crop=cfg.train.pad_crop,
-                   jit_compile=resolve_jit_compile(cfg.run.jit_compile))
 
     # ---- data -----------------------------------------------------------------------------
 
@@ -166,6 +144,7 @@ class RelativeNasSearch(SearchMethod):
         import tensorflow as tf
 
         from tfnas.data import make_pipeline
+        from tfnas.train.seeding import tf_global_seed
 
         training = half == "train"
         if not training and getattr(self, "_valid_ds", None) is not None:
@@ -177,11 +156,14 @@ class RelativeNasSearch(SearchMethod):
                                  "valid": (tf.constant(valid_x), tf.constant(valid_y))}
         info = self.data[4]
         x, y = self._tensors[half]
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        ds = make_pipeline(ds, batch_size=self.batch_size, training=training, num_classes=info.num_classes,
-                             mean=info.mean, std=info.std, seed=seed, flip=self.flip and training,
-                             pad_crop=self.pad_crop if training else 0, cutout=self.cutout if training else 0,
-                             drop_remainder=training and int(y.shape[0]) >= self.batch_size)
+        # tf.data resolves shuffle seeds against TF's global seed when the pipeline is built: pin it,
+        # so a member's batches depend on its seed only, not on what ran before in the process.
+        with tf_global_seed(self._global_seed):
+            ds = tf.data.Dataset.from_tensor_slices((x, y))
+            ds = make_pipeline(ds, batch_size=self.batch_size, training=training, num_classes=info.num_classes,
+                               mean=info.mean, std=info.std, seed=seed, flip=self.flip and training,
+                               pad_crop=self.pad_crop if training else 0, cutout=self.cutout if training else 0,
+                               drop_remainder=training and int(y.shape[0]) >= self.batch_size)
         if not training:
             self._valid_ds = ds
         return ds
@@ -197,16 +179,13 @@ class RelativeNasSearch(SearchMethod):
 
     @staticmethod
     def _paths(context: SearchContext) -> Tuple[str, str]:
-        return (os.path.join(context.state_dir, "relativenas.json"),
-                os.path.join(context.state_dir, "weights.npz"))
+        return context.store.path(STATE_FILE), context.store.path(WEIGHTS_FILE)
 
     def _save(self, context: SearchContext, state: Dict[str, Any], weights: List[np.ndarray]) -> None:
-        os.makedirs(context.state_dir, exist_ok=True)
-        state_path, weights_path = self._paths(context)
         # weights first: a crash between the two writes leaves the previous json pointing at a
         # newer weight file; the json records the pair it belongs to, checked on load.
-        _save_arrays(weights_path, weights)
-        atomic_write_text(state_path, json.dumps(state) + "\n")
+        context.store.write_bytes(WEIGHTS_FILE, _npz_bytes(weights))
+        context.store.write_text(STATE_FILE, json.dumps(state) + "\n")
 
     def _load(self, context: SearchContext) -> Optional[Tuple[Dict[str, Any], List[np.ndarray]]]:
         state_path, weights_path = self._paths(context)
@@ -230,6 +209,7 @@ class RelativeNasSearch(SearchMethod):
         net = get_supernet(info.num_classes, info.image_shape, space.search_channels, space.search_layers,
                            self.momentum, self.weight_decay, self.grad_clip, self.jit_compile, context.seed)
         rng = np.random.default_rng(np.random.SeedSequence(context.seed).spawn(1)[0])
+        self._global_seed = int(context.seed)
         resumed = self._load(context)
         if resumed is None:
             x = np.stack([space.sample_vector(rng) for _ in range(self.population)])
@@ -315,7 +295,7 @@ class RelativeNasSearch(SearchMethod):
         best_text, best_loss = min(final.items(), key=lambda kv: kv[1])
         best = space.decode(best_text)
         elapsed = time.perf_counter() - t0
-        atomic_write_text(os.path.join(context.run_dir, "best_cell.txt"), describe_genotype(best) + "\n")
+        context.store.write_text("best_cell.txt", describe_genotype(best) + "\n")
         extra = {"params": int(space.num_params(best)), "search_params": int(net.num_params(best)),
                  "generations": int(state["generation"]), "member_epochs": int(state["epochs"]),
                  "wall_s": round(elapsed, 2), "supernet_traces": dict(net.trace_counts)}
@@ -333,7 +313,7 @@ class RelativeNasSearch(SearchMethod):
         """Appends generation ``g`` to ``generations.jsonl`` (pairs, losses, best genotype and its drawing)."""
         from tfnas.spaces.darts import describe_genotype
 
-        path = os.path.join(context.run_dir, "generations.jsonl")
+        path = context.store.path("generations.jsonl")
         lines = []
         if os.path.exists(path):
             with open(path, encoding="utf-8") as fh:
@@ -344,7 +324,7 @@ class RelativeNasSearch(SearchMethod):
                   "best_genotype": best["fast_arch"], "best_loss": best["fast_loss"],
                   "best_cell": describe_genotype(best_arch)}
         lines.append(json.dumps(record))
-        atomic_write_text(path, "\n".join(lines) + "\n")
+        context.store.write_text("generations.jsonl", "\n".join(lines) + "\n")
         logger.info("generation %d: best loss %.4f %s", g + 1, best["fast_loss"], record["best_genotype"])
 
 

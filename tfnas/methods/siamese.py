@@ -26,8 +26,8 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from tfnas.methods.base import Method, RunResult
-from tfnas.methods.estimation import EcNormaliser, TableEstimationCode, check_ec_source
+from tfnas.methods.base import BudgetedSearch, RunResult
+from tfnas.predictors.estimation import EcNormaliser, TableEstimationCode, check_ec_source
 from tfnas.registry import register_method
 from tfnas.spaces.base import GraphSpace, TabularSpace, require
 
@@ -65,7 +65,7 @@ def rerank_top_k(scores: np.ndarray, k: int, top_scores_fn) -> np.ndarray:
     return out
 
 
-class PredictorSearch(Method):
+class PredictorSearch(BudgetedSearch):
     """Predictor-based search: the siamese predictor (``siamese``) or the plain GCN (``predictor``)."""
 
     def __init__(self, space: Any, *, siamese: bool = True, nsam: bool = True, bts: bool = True,
@@ -90,28 +90,9 @@ class PredictorSearch(Method):
         self.size = len(self.adj)
         self._trainers = {}
 
+    requires = (TabularSpace, GraphSpace)
     uses_code = True  # subclasses: does the method use the siamese predictor and an EC?
 
-    @classmethod
-    def from_config(cls, cfg: Any, space: Any) -> "PredictorSearch":
-        p, s, siamese, name = cfg.predictor, cfg.search, cls.uses_code, cfg.method.name
-        # Unlike the Trainer's convnets, the predictor step is a few hundred tiny ops at batch 8:
-        # XLA fuses them and measured 2.5x faster on CPU too (docs/PERFORMANCE.md), so auto = on.
-        jit = {"true": True, "false": False}.get(p.jit_compile, True)
-        ec_factory = None
-        if siamese and p.ec_source == "train":
-            from tfnas.methods.train_oracle import training_ec_factory
-
-            ec_factory = training_ec_factory(cfg, space)
-        elif siamese and p.ec_source != "table":
-            from tfnas.methods.estimation import proxy_ec_factory
-
-            ec_factory = proxy_ec_factory(cfg, space)
-        return cls(space, siamese=siamese, nsam=p.nsam, bts=s.bts, units=p.units, epochs=p.epochs,
-                   batch_size=p.batch_size, lr=p.lr, lr_final=p.lr_final, huber_delta=p.huber_delta,
-                   init_fraction=s.init_fraction, update_split=s.update_split,
-                   sample_fraction=s.sample_fraction, rank_k=s.rank_k, final_rank_k=s.final_rank_k,
-                   reserve=s.reserve, ec_source=p.ec_source, ec_factory=ec_factory, jit_compile=jit, name=name)
 
     @property
     def label(self) -> str:

@@ -1,4 +1,4 @@
-"""tfnas.proxies."""
+"""tfnas.proxies: zero-shot proxies, one module each, and their fast paths for particular spaces."""
 from tfnas.proxies import zen  # noqa: F401  (registers "zen")
 from tfnas.proxies import incorporated  # noqa: F401  (registers "incorporated_l", "incorporated_s")
 from tfnas.proxies import synflow  # noqa: F401  (registers "synflow")
@@ -8,3 +8,5 @@ from tfnas.proxies import naswot  # noqa: F401  (registers "naswot")
 from tfnas.proxies import te_nas  # noqa: F401  (registers "te_nas")
 from tfnas.proxies import jacob_cov  # noqa: F401  (registers "jacob_cov")
 from tfnas.proxies import baselines  # noqa: F401  (registers "flops", "params", "random")
+from tfnas.proxies.fastpaths import nb201 as _nb201_fast_paths  # noqa: F401  (registers the NB201 fast paths)
+from tfnas.proxies.fastpaths import zen as _zen_fast_paths  # noqa: F401  (registers the Zen-space fast paths)

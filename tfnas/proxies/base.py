@@ -6,21 +6,26 @@ sign where a paper ranks lower-is-better and say so). Two entry points:
 * :meth:`Proxy.score` works on any Keras network (NB201 cells, Zen blocks, DARTS cells): it
   gets the model, a batch of inputs/labels and a generator, and must not change the caller's
   weights or BN statistics (score a copy, or restore what it touches).
-* :meth:`Proxy.score_arch` scores an architecture of a space. The default builds the space's
-  Keras network and calls :meth:`score`; proxies override it for spaces with a faster path
-  (NB201 arch-as-tensor networks, Zen blocks evaluated without building a Keras model).
+* :meth:`Proxy.score_arch` scores an architecture of a space. It takes the fast path registered
+  for (proxy, space type) in :mod:`tfnas.proxies.fastpaths` where there is one (NB201
+  arch-as-tensor networks, Zen blocks evaluated without building a Keras model), else builds
+  the space's Keras network and calls :meth:`score`.
 
 Proxies are registered by name in :data:`tfnas.registry.PROXIES` (one module each, imported
-by ``tfnas/proxies/__init__.py``); ``get_proxy(name, **kwargs)`` builds one.
+by ``tfnas/proxies/__init__.py``); ``get_proxy(name, **kwargs)`` builds one. Each proxy class
+declares the ``[proxy]`` keys it takes in :attr:`Proxy.options`; :func:`proxy_options` reads them.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
+
+from tfnas.proxies.fastpaths import find_fast_path
 
 
 @dataclass
@@ -47,9 +52,17 @@ def random_batch(rng: np.random.Generator, batch_size: int, input_shape: Tuple[i
 
 
 class Proxy(abc.ABC):
-    """A zero-shot score of an untrained network; higher is better."""
+    """A zero-shot score of an untrained network; higher is better.
+
+    Attributes:
+        name: the registry name; fast paths are registered under it.
+        options: the ``[proxy]`` section keys the proxy takes, each mapped to the keyword
+            argument of its constructor (e.g. ``{"grad_norm": "reduction"}``); read by
+            :func:`proxy_options`.
+    """
 
     name: str = ""
+    options: ClassVar[Mapping[str, str]] = {}
 
     @abc.abstractmethod
     def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
@@ -58,14 +71,28 @@ class Proxy(abc.ABC):
     def score_arch(self, space: Any, arch: Any, *, num_classes: int,
                    input_shape: Tuple[int, int, int], batch_size: int,
                    rng: np.random.Generator) -> float:
-        """Scores ``arch`` of ``space``; the default builds the space's Keras network.
+        """Scores ``arch`` of ``space``: through the fast path registered for this proxy and the
+        space's type (:func:`tfnas.proxies.fastpaths.find_fast_path`) where there is one, else on
+        the space's Keras network.
 
         The network is ``space.build(arch, ...)`` with the space's ``proxy_build_options`` where
         it has them (the ``zen`` space: without residual links, as the Zen-NAS search scores).
         """
+        fast = find_fast_path(self, space)
+        if fast is not None:
+            return float(fast(self, space, arch, num_classes=num_classes, input_shape=input_shape,
+                              batch_size=batch_size, rng=rng))
         model = build_for_scoring(space, arch, num_classes, input_shape)
         batch = random_batch(rng, batch_size, input_shape, num_classes)
         return float(self.score(model, batch, rng))
+
+    def fast_path_state(self, key: str, create: Callable[[], Any]) -> Any:
+        """State a fast path keeps for this proxy (e.g. traced networks), made by ``create()`` on
+        first use; it lives as long as the proxy, so one proxy traces once per network shape."""
+        states = self.__dict__.setdefault("_fast_path_states", {})
+        if key not in states:
+            states[key] = create()
+        return states[key]
 
 
 def build_for_scoring(space: Any, arch: Any, num_classes: int, input_shape: Tuple[int, int, int]) -> Any:
@@ -98,23 +125,41 @@ def is_graph_model(model: Any) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def dtype_policy_scope(dtype: Optional[str]) -> Iterator[None]:
+    """Within the block, Keras layers created without a ``dtype`` use ``dtype`` (``None``: no change).
+
+    Keras keeps the default dtype policy process-wide and has no scoped form; this sets it for
+    the block and restores the previous policy on exit, also when the block raises.
+    """
+    import keras
+
+    if dtype is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def clone_model_for_scoring(model: Any, dtype: Optional[str] = None) -> Any:
     """A copy of ``model`` with the same weights (optionally in another ``dtype``); ``model`` is untouched.
 
     Functional and sequential models are cloned by ``keras.models.clone_model``; a subclassed
-    model (such as :class:`tfnas.spaces.darts_net.DartsNetwork`) is rebuilt from its
+    model (such as :class:`tfnas.spaces.darts.network.DartsNetwork`) is rebuilt from its
     ``get_config()`` and built on its input shape. With ``dtype`` (e.g. ``"float64"`` for
-    synflow) every layer of the copy computes and stores its weights in that dtype.
+    synflow) every layer of the copy computes and stores its weights in that dtype (sublayers
+    that custom layers create in ``__init__`` through :func:`dtype_policy_scope`).
 
     Raises:
         TypeError: for a subclassed model without a usable ``get_config``/``from_config`` or input shape.
     """
     import keras
 
-    previous = keras.config.dtype_policy()
-    if dtype is not None:
-        keras.config.set_dtype_policy(dtype)
-    try:
+    with dtype_policy_scope(dtype):
         if is_graph_model(model):
             def clone_layer(layer: Any) -> Any:
                 config = layer.get_config()
@@ -134,8 +179,6 @@ def clone_model_for_scoring(model: Any, dtype: Optional[str] = None) -> Any:
                     f"cannot copy model {getattr(model, 'name', model)!r} for scoring: a subclassed model needs "
                     f"get_config/from_config and an input_shape ({type(exc).__name__}: {exc})"
                 ) from exc
-    finally:
-        keras.config.set_dtype_policy(previous)
     clone.set_weights(model.get_weights())
     return clone
 
@@ -147,19 +190,15 @@ def get_proxy(name: str, **kwargs: Any) -> Proxy:
     return PROXIES.get(name)(**kwargs)
 
 
-def proxy_options(name: str, proxy_cfg: Any) -> Dict[str, Any]:
-    """The constructor options of proxy ``name`` taken from a ``[proxy]`` section.
+def proxy_options(name: str, section: Any) -> Dict[str, Any]:
+    """The constructor options of proxy ``name`` read from ``section`` (a ``[proxy]`` section or any
+    object with the attributes the proxy declares in :attr:`Proxy.options`).
 
-    ``incorporated_*``: ``zen_weight``, ``entropy_weight``; ``grad_norm``: ``reduction``
-    (``[proxy] grad_norm``); every other proxy: none.
+    Raises:
+        tfnas.registry.UnknownNameError: when no proxy is registered as ``name``.
+        AttributeError: when ``section`` lacks a declared key.
     """
-    if name.startswith("incorporated"):
-        return {"zen_weight": proxy_cfg.zen_weight, "entropy_weight": proxy_cfg.entropy_weight}
-    if name == "grad_norm":
-        return {"reduction": proxy_cfg.grad_norm}
-    return {}
+    from tfnas.registry import PROXIES
 
-
-def proxy_from_config(name: str, cfg: Any) -> Proxy:
-    """``get_proxy(name)`` with the options of ``cfg``'s ``[proxy]`` section (:func:`proxy_options`)."""
-    return get_proxy(name, **proxy_options(name, cfg.proxy))
+    declared = getattr(PROXIES.get(name), "options", {})
+    return {keyword: getattr(section, key) for key, keyword in declared.items()}

@@ -32,9 +32,12 @@ class IncorporatedProxy(Proxy):
         zen_weight: weight of the Zen score (CIFAR: 0.5).
         entropy_weight: weight of the normalised entropy (CIFAR: 0.01).
         perturbation, bn_variance: passed to :class:`~tfnas.proxies.zen.ZenProxy`.
+
+    ``zen_weight`` and ``entropy_weight`` come from the ``[proxy]`` keys of the same names.
     """
 
     name = ""
+    options = {"zen_weight": "zen_weight", "entropy_weight": "entropy_weight"}
 
     def __init__(self, zen_weight: float = 0.5, entropy_weight: float = 0.01, perturbation: float = 0.01,
                  bn_variance: str = "batch"):

@@ -6,6 +6,7 @@ https://arxiv.org/abs/2006.04647v1), Sec. 3, in the form of the zero-cost-nas re
 image's logits with respect to the image (flattened ``H * W * C``), computed as the gradient
 of the sum of all logits under BatchNorm batch statistics; ``Sigma = corrcoef(J)`` (``B x B``)
 with eigenvalues ``v``; ``score = -sum_i (log(v_i + k) + 1 / (v_i + k))`` with ``k = 1e-5``.
+On NAS-Bench-201 one traced arch-as-tensor network scores every cell (:mod:`tfnas.proxies.fastpaths`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfnas.proxies.base import ProxyBatch, main_output
-from tfnas.proxies.grad_norm import LossGradientProxy, check_batch, preserved_variables
+from tfnas.proxies.gradients import BatchProxy, check_batch, preserved_variables
 from tfnas.registry import register_proxy
-from tfnas.spaces.nb201_tensor import Nb201TensorNetwork
 
 __all__ = ["JacobCovProxy", "jacobian_score"]
 
@@ -51,7 +51,7 @@ def jacobian_score(jacobians: np.ndarray, k: float = JACOB_COV_K) -> float:
 
 
 @register_proxy("jacob_cov")
-class JacobCovProxy(LossGradientProxy):
+class JacobCovProxy(BatchProxy):
     """Correlation of the input Jacobians across a batch; higher (less correlated) is better.
 
     The score is at most ``-B`` (all eigenvalues 1: uncorrelated Jacobians) and already has the
@@ -70,17 +70,3 @@ class JacobCovProxy(LossGradientProxy):
                 total = tf.reduce_sum(main_output(model(images, training=True)))
             jac = tape.gradient(total, images)
         return jacobian_score(np.reshape(jac.numpy(), (jac.shape[0], -1)))
-
-    def _nb201_body(self, network: Nb201TensorNetwork):
-        def body(op_ids: tf.Tensor, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-            del labels  # the Jacobian of the logits needs no labels
-            with tf.GradientTape() as tape:
-                tape.watch(images)
-                total = tf.reduce_sum(network(images, op_ids, bn="batch"))
-            jac = tape.gradient(total, images)
-            return tf.reshape(jac, (tf.shape(jac)[0], -1))
-
-        return body
-
-    def _finish_nb201(self, out: Any) -> float:
-        return jacobian_score(out)

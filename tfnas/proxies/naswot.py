@@ -14,27 +14,25 @@ Finding the ReLUs of any Keras model: the model is traced once into a graph and 
 the graph is pruned to fetch their inputs. A ReLU applied to the same tensor by two layers
 counts twice, as two ReLU modules do in the reference.
 
-Zen-space fast path (:meth:`NaswotProxy.score_arch` on :class:`tfnas.spaces.zen.ZenSpace`): the
-residual-free network, as the Zen-NAS search scores every proxy (``no_reslink=True``), with
-N(0, 1) kernels, evaluated by :func:`tfnas.spaces.zen_fast.plain_forward` with ``codes=True``
-(one ReLU per convolution; the kernel is accumulated inside the traced layer functions, no
-Keras model is built). Equal to :meth:`NaswotProxy.score` on the same network and weights
-(tested).
+Zen-space fast path (:mod:`tfnas.proxies.fastpaths.zen`): the residual-free network, as the
+Zen-NAS search scores every proxy (``no_reslink=True``), with N(0, 1) kernels, evaluated by
+:func:`tfnas.spaces.zen.residual_free.plain_forward` with ``codes=True`` (one ReLU per
+convolution; the kernel is accumulated inside the traced layer functions, no Keras model is
+built). Equal to :meth:`NaswotProxy.score` on the same network and weights
+(tested). On NAS-Bench-201 one traced arch-as-tensor network scores every cell
+(:mod:`tfnas.proxies.fastpaths.nb201`).
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from typing import Any, List
 
 import numpy as np
 import tensorflow as tf
 
 from tfnas.proxies.base import ProxyBatch
-from tfnas.proxies.grad_norm import LossGradientProxy, check_batch, preserved_variables
+from tfnas.proxies.gradients import BatchProxy, check_batch, preserved_variables
 from tfnas.registry import register_proxy
-from tfnas.spaces.nb201_tensor import Nb201TensorNetwork, ReluTap
-from tfnas.spaces.zen_blocks import check_arch
-from tfnas.spaces.zen_fast import draw_weights, plain_forward, relu_code_agreement
 
 __all__ = ["NaswotProxy", "activation_kernel", "relu_inputs"]
 
@@ -98,7 +96,7 @@ def log_abs_det(kernel: np.ndarray) -> float:
 
 
 @register_proxy("naswot")
-class NaswotProxy(LossGradientProxy):
+class NaswotProxy(BatchProxy):
     """``log|det K|`` of the ReLU-code agreement kernel of a batch; higher is better.
 
     ``K`` is ``(B, B)``; larger when the images' activation patterns differ more. A batch in
@@ -111,35 +109,3 @@ class NaswotProxy(LossGradientProxy):
     def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
         check_batch(batch, "naswot")
         return log_abs_det(activation_kernel(relu_inputs(model, batch.images)))
-
-    def score_arch(self, space: Any, arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
-                   batch_size: int, rng: np.random.Generator) -> float:
-        """Scores ``arch``; on the ``zen`` space through the residual-free fast path (module
-        docstring; kernels, then images drawn from ``rng``), on NB201 through the traced cell."""
-        from tfnas.spaces.zen import ZenSpace
-
-        if not isinstance(space, ZenSpace):
-            return super().score_arch(space, arch, num_classes=num_classes, input_shape=input_shape,
-                                      batch_size=batch_size, rng=rng)
-        arch = check_arch(arch)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
-            raise ValueError(f"naswot: batch_size must be an integer >= 2 (BN needs a batch). Received: {batch_size!r}")
-        weights = draw_weights(arch, rng)
-        images = rng.standard_normal((batch_size,) + tuple(int(d) for d in input_shape), dtype=np.float32)
-        return log_abs_det(plain_forward(arch, weights, images, codes=True).agreement)
-
-    def _nb201_body(self, network: Nb201TensorNetwork):
-        def body(op_ids: tf.Tensor, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-            del labels
-            taps: List[ReluTap] = []
-            network(images, op_ids, bn="batch", taps=taps)
-            batch = tf.shape(images)[0]
-            kernel = tf.zeros((batch, batch), tf.float64)
-            for x, count in taps:
-                kernel += tf.cast(count, tf.float64) * tf.cast(relu_code_agreement(x), tf.float64)
-            return kernel
-
-        return body
-
-    def _finish_nb201(self, out: Any) -> float:
-        return log_abs_det(out)

@@ -7,8 +7,8 @@ convolution and dense kernels, ``L`` the mean cross-entropy of one batch with ra
 BatchNorm in training mode. (The reference obtains ``w * dL/dw`` as the gradient of a weight
 mask; it is the same number.)
 
-On the ``zen`` space the residual-free network is scored without a Keras model (see
-:meth:`tfnas.proxies.grad_norm.LossGradientProxy.score_arch`).
+On the ``zen`` space the residual-free network is scored without a Keras model, on
+NAS-Bench-201 through one traced arch-as-tensor network (:mod:`tfnas.proxies.fastpaths`).
 """
 
 from __future__ import annotations
@@ -16,24 +16,20 @@ from __future__ import annotations
 from typing import Any, List
 
 import numpy as np
-import tensorflow as tf
 
 from tfnas.proxies.base import ProxyBatch
-from tfnas.proxies.grad_norm import LossGradientProxy, check_batch, kernel_gradients, nb201_loss_gradients
+from tfnas.proxies.gradients import BatchProxy, check_batch, kernel_gradients
 from tfnas.registry import register_proxy
-from tfnas.spaces.nb201_tensor import Nb201TensorNetwork
 
 __all__ = ["SnipProxy"]
 
 
 @register_proxy("snip")
-class SnipProxy(LossGradientProxy):
+class SnipProxy(BatchProxy):
     """``sum |w * dL/dw|`` over conv/dense kernels at initialisation; higher is better.
 
     Non-negative; units of the loss (nats). The caller's weights and BatchNorm statistics are
-    left unchanged. On :class:`~tfnas.spaces.nb201.Nb201Space` the traced arch-as-tensor
-    network scores cells without building Keras models (see :class:`LossGradientProxy` for
-    ``fresh_weights``).
+    left unchanged. See :class:`~tfnas.proxies.gradients.BatchProxy` for ``fresh_weights``.
     """
 
     name = "snip"
@@ -43,12 +39,5 @@ class SnipProxy(LossGradientProxy):
         return self.score_gradients(*kernel_gradients(model, batch))
 
     def score_gradients(self, kernels: List[np.ndarray], grads: List[np.ndarray]) -> float:
+        """The score from float64 kernels and their loss gradients."""
         return float(sum(np.sum(np.abs(w * g)) for w, g in zip(kernels, grads)))
-
-    def _nb201_body(self, network: Nb201TensorNetwork):
-        def body(op_ids: tf.Tensor, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-            kernels, grads = nb201_loss_gradients(network, images, labels, op_ids)
-            # Unused kernels have zero gradients; summing them costs less than a tf.cond each.
-            return tf.add_n([tf.reduce_sum(tf.abs(tf.cast(k * g, tf.float64))) for k, g in zip(kernels, grads)])
-
-        return body

@@ -22,15 +22,15 @@ BatchNorm. Both rank NB201 cells almost identically (Spearman with CIFAR-100 acc
 both over the same 400 random cells); over all 15,625 cells the default gives 0.760 on
 CIFAR-100 (published: 0.763).
 
-Zen-space fast path (:meth:`SynflowProxy.score_arch` on :class:`tfnas.spaces.zen.ZenSpace`):
-the residual-free network, as the Zen-NAS search scores every proxy (``no_reslink=True``),
-with kernels and classifier drawn from N(0, 1) (the reference's scoring initialisation) and
-BatchNorm removed; :func:`tfnas.spaces.zen_fast.plain_log_synflow` then gives ``log S`` in
-closed form from one rescaled forward pass (equal to the gradient computation of
+Zen-space fast path (:mod:`tfnas.proxies.fastpaths.zen`): the residual-free network, as the
+Zen-NAS search scores every proxy (``no_reslink=True``), with kernels and classifier drawn from
+N(0, 1) (the reference's scoring initialisation) and BatchNorm removed;
+:func:`tfnas.spaces.zen.residual_free.plain_log_synflow` then gives ``log S`` in closed form
+from one rescaled forward pass (equal to the gradient computation of
 :meth:`SynflowProxy.score` on the same network and weights; tested).
 
-NB201 fast path: one traced float64 function of the cell's op ids over
-:class:`tfnas.spaces.nb201_tensor.Nb201TensorNetwork` scores every cell (batch of one image:
+NB201 fast path (:mod:`tfnas.proxies.fastpaths.nb201`): one traced float64 function of the
+cell's op ids over the arch-as-tensor network scores every cell (batch of one image:
 with an all-ones input the batch dimension is redundant).
 """
 
@@ -44,13 +44,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfnas.proxies.base import Proxy, ProxyBatch, clone_model_for_scoring, main_output
-from tfnas.proxies.grad_norm import KERNEL_NAMES
+from tfnas.proxies.gradients import KERNEL_NAMES
 from tfnas.registry import register_proxy
-from tfnas.spaces.nb201 import Nb201Space
-from tfnas.spaces.nb201_tensor import Nb201FastPath, Nb201TensorNetwork
 from tfnas.spaces.ops import ResidualReduction
-from tfnas.spaces.zen_blocks import check_arch
-from tfnas.spaces.zen_fast import draw_weights, plain_log_synflow
 
 __all__ = ["SynflowProxy", "log_synflow"]
 
@@ -82,7 +78,7 @@ def float64_copy(model: Any) -> Any:
     with ``get_config``; see :func:`tfnas.proxies.base.clone_model_for_scoring`).
 
     Sublayers that custom layers create in ``__init__`` inherit the global dtype policy, which
-    is float64 while the copy is built (and restored afterwards).
+    is float64 while the copy is built (:func:`tfnas.proxies.base.dtype_policy_scope`).
 
     Raises:
         TypeError: for a model that cannot be copied.
@@ -142,7 +138,6 @@ class SynflowProxy(Proxy):
                 raise ValueError(f"SynflowProxy: {key} must be a bool. Received: {key}={value!r}")
         self.reference_bn = reference_bn
         self.fresh_weights = fresh_weights
-        self.nb201 = Nb201FastPath(self._nb201_body, dtype=tf.float64, fresh_weights=fresh_weights)
 
     def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
         """Scores ``model``; only the image shape of ``batch`` is used (one all-ones image)."""
@@ -161,37 +156,7 @@ class SynflowProxy(Proxy):
 
     def score_arch(self, space: Any, arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
                    batch_size: int, rng: np.random.Generator) -> float:
-        """Scores ``arch``; on :class:`Nb201Space` with the traced float64 arch-as-tensor function.
-
-        On the ``zen`` space: the residual-free network in closed form (module docstring),
-        kernels then classifier drawn from ``rng``. ``batch_size`` is not used: synflow sees
-        one all-ones image.
-        """
-        from tfnas.spaces.zen import ZenSpace
-
-        if isinstance(space, ZenSpace):
-            arch = check_arch(arch)
-            weights = draw_weights(arch, rng)
-            dense = rng.standard_normal((arch[-1].cout, num_classes))
-            return plain_log_synflow(arch, weights, dense, input_shape)
-        if not isinstance(space, Nb201Space):
-            return super().score_arch(space, arch, num_classes=num_classes, input_shape=input_shape,
-                                      batch_size=1, rng=rng)
-        flow = self.nb201(space, arch, num_classes=num_classes, input_shape=input_shape, rng=rng)
-        return log_synflow(flow)
-
-    def _nb201_body(self, network: Nb201TensorNetwork):
-        kernels = network.kernels()
-        reduction_bn = "batch" if self.reference_bn else "off"
-        ones = tf.ones((1,) + network.input_shape, network.compute_dtype)
-
-        def body(op_ids: tf.Tensor) -> tf.Tensor:
-            with tf.GradientTape() as tape:
-                logits = network(ones, op_ids, bn="off", reduction_bn=reduction_bn, transform=tf.abs)
-                total = tf.reduce_sum(logits)
-            # d total / d k = sign(k) * d total / d|k|, so |k * grad| = ||k| * d total / d|k||.
-            grads = [tf.zeros_like(k) if g is None else g for k, g in zip(kernels, tape.gradient(total, kernels))]
-            return network.sum_over_used_kernels(op_ids, lambda k: tf.reduce_sum(tf.abs(kernels[k] * grads[k])),
-                                                 tf.constant(0.0, network.compute_dtype))
-
-        return body
+        """Scores ``arch`` (fast path where registered, module docstring). ``batch_size`` is not
+        used: synflow sees one all-ones image."""
+        return super().score_arch(space, arch, num_classes=num_classes, input_shape=input_shape, batch_size=1,
+                                  rng=rng)

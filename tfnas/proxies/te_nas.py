@@ -21,9 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfnas.proxies.base import ProxyBatch, main_output
-from tfnas.proxies.grad_norm import LossGradientProxy, check_batch, preserved_variables, weight_kernels
+from tfnas.proxies.gradients import BatchProxy, check_batch, preserved_variables, weight_kernels
 from tfnas.registry import register_proxy
-from tfnas.spaces.nb201_tensor import Nb201TensorNetwork
 
 __all__ = ["TeNasProxy", "ntk_score"]
 
@@ -46,7 +45,7 @@ def _ntk_from_jacobians(jacobians: List[Any], batch: int) -> tf.Tensor:
 
 
 @register_proxy("te_nas")
-class TeNasProxy(LossGradientProxy):
+class TeNasProxy(BatchProxy):
     """``-cond(NTK)`` of a batch at initialisation; higher (better conditioned) is better.
 
     Always ``<= -1``; ``-inf`` for a singular NTK (e.g. a network whose output ignores its
@@ -67,29 +66,3 @@ class TeNasProxy(LossGradientProxy):
             jac = tape.jacobian(per_image, kernels, experimental_use_pfor=False)
             del tape
         return ntk_score(_ntk_from_jacobians(jac, size).numpy())
-
-    def _nb201_body(self, network: Nb201TensorNetwork):
-        kernels = network.kernels()
-
-        def body(op_ids: tf.Tensor, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-            del labels
-            with tf.GradientTape(persistent=True) as tape:
-                per_image = tf.reduce_sum(network(images, op_ids, bn="batch"), axis=1)
-            # A while loop of per-image gradients: pfor through the switch_case graph traces
-            # for minutes and runs no faster on CPU.
-            jac = tape.jacobian(per_image, kernels, experimental_use_pfor=False)
-            batch = tf.shape(images)[0]
-
-            def gram(k: int) -> tf.Tensor:
-                if jac[k] is None:  # not connected to the logits
-                    return tf.zeros((batch, batch), tf.float64)
-                block = tf.reshape(tf.cast(jac[k], tf.float64), (batch, -1))
-                return tf.matmul(block, block, transpose_b=True)
-
-            # Kernels of unselected ops have all-zero Jacobians: skip their B x B x P products.
-            return network.sum_over_used_kernels(op_ids, gram, tf.zeros((batch, batch), tf.float64))
-
-        return body
-
-    def _finish_nb201(self, out: Any) -> float:
-        return ntk_score(out)

@@ -12,41 +12,44 @@ PyTorch running variances after the two passes, ``0.81 + 0.09 v(x) + 0.1 v(x + g
 (``bn_variance="running"``; biased variances are used here, PyTorch's are unbiased, a factor
 ``n / (n - 1)`` with ``n = B H W``). Higher is better. The Zen-NAS search scores the network
 with its residual links removed: :meth:`ZenProxy.score_arch` does so for the ``zen`` space
-through the fast path of :mod:`tfnas.spaces.zen_fast`; on NAS-Bench-201 (``bn_variance="batch"``)
-one traced arch-as-tensor function (:class:`tfnas.spaces.nb201_tensor.Nb201TensorNetwork` with
-N(0, 1) kernels) scores every cell; :meth:`ZenProxy.score` scores any Keras network as it is.
+through its fast path (:mod:`tfnas.proxies.fastpaths.zen`); on NAS-Bench-201
+(``bn_variance="batch"``) one traced arch-as-tensor function with N(0, 1) kernels scores every
+cell (:mod:`tfnas.proxies.fastpaths.nb201`); :meth:`ZenProxy.score` scores any Keras network as
+it is.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tfnas.proxies.base import Proxy, ProxyBatch, clone_model_for_scoring, is_graph_model
+from tfnas.proxies.gradients import KERNEL_NAMES
 from tfnas.registry import register_proxy
-from tfnas.spaces.nb201_tensor import Nb201FastPath
-from tfnas.spaces.zen_blocks import ZenBlock, check_arch
-from tfnas.spaces.zen_fast import draw_weights, plain_forward
 
 __all__ = [
+    "PRE_POOL_HOOK",
     "ZenProxy",
+    "check_zen_options",
     "zen_from_passes",
-    "zen_score_arch",
-    "zen_score_fast",
     "zen_score_keras",
 ]
 
+#: Method a subclassed Keras model provides for :meth:`ZenProxy.score`:
+#: ``model.pre_pool_features(images, training=...)`` returns the feature map its global pooling
+#: averages (functional models need none: a sub-model ends at their pooling layer's input).
+PRE_POOL_HOOK = "pre_pool_features"
+
 _BN_VARIANCE = ("batch", "running")
-_KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
 _ZERO_NAMES = ("bias", "beta", "moving_mean")
 _ONE_NAMES = ("gamma", "moving_variance")
 
 
-def _check_options(perturbation: Any, bn_variance: Any) -> Tuple[float, str]:
+def check_zen_options(perturbation: Any, bn_variance: Any) -> Tuple[float, str]:
+    """``(perturbation, bn_variance)`` validated: a positive number and one of ``batch``, ``running``."""
     if isinstance(perturbation, bool) or not isinstance(perturbation, (int, float)) or not perturbation > 0:
         raise ValueError(f"Zen: `perturbation` must be a positive number. Received: perturbation={perturbation!r}")
     if bn_variance not in _BN_VARIANCE:
@@ -82,46 +85,6 @@ def zen_from_passes(features: np.ndarray, perturbed_features: np.ndarray, varian
     return float(math.log(delta) + 0.5 * np.sum(np.log(v)))
 
 
-def zen_score_fast(arch: Sequence[ZenBlock], weights: Sequence[np.ndarray], images: np.ndarray,
-                   noise: np.ndarray, perturbation: float = 0.01, bn_variance: str = "batch") -> float:
-    """Zen score of the residual-free network of ``arch`` with the given kernels (fast path).
-
-    Args:
-        arch: the blocks.
-        weights: one kernel per convolution (:func:`tfnas.spaces.zen_fast.draw_weights` layout).
-        images: float32 ``(B, H, W, C)`` clean inputs ``x``.
-        noise: float32 ``(B, H, W, C)`` perturbation direction ``eps``.
-        perturbation: ``gamma``.
-        bn_variance: ``"batch"`` or ``"running"``.
-    """
-    perturbation, bn_variance = _check_options(perturbation, bn_variance)
-    images = np.asarray(images, dtype=np.float32)
-    noise = np.asarray(noise, dtype=np.float32)
-    if images.shape != noise.shape:
-        raise ValueError(f"images and noise must have the same shape; got {images.shape} and {noise.shape}")
-    both = np.concatenate([images, images + np.float32(perturbation) * noise], axis=0)
-    result = plain_forward(arch, weights, both, groups=2)  # two passes, BN statistics kept apart
-    batch = images.shape[0]
-    return zen_from_passes(result.features[:batch], result.features[batch:], result.variances[:, 0],
-                           result.variances[:, 1], bn_variance)
-
-
-def zen_score_arch(arch: Sequence[ZenBlock], rng: np.random.Generator, batch_size: int = 64,
-                   input_shape: Tuple[int, int, int] = (32, 32, 3), perturbation: float = 0.01,
-                   bn_variance: str = "batch") -> float:
-    """Zen score of ``arch`` at a fresh N(0, 1) draw: kernels, then images, then noise, all from ``rng``."""
-    arch = check_arch(arch)
-    shape = tuple(int(d) for d in input_shape)
-    if len(shape) != 3 or shape[2] != arch[0].cin:
-        raise ValueError(f"input_shape must be (H, W, {arch[0].cin}) for {arch[0]}; got {input_shape!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
-        raise ValueError(f"batch_size must be an integer >= 2 (BN needs a batch). Received: {batch_size!r}")
-    weights = draw_weights(arch, rng)
-    images = rng.standard_normal((batch_size,) + shape, dtype=np.float32)
-    noise = rng.standard_normal((batch_size,) + shape, dtype=np.float32)
-    return zen_score_fast(arch, weights, images, noise, perturbation, bn_variance)
-
-
 # ---- any Keras network ----------------------------------------------------------------------
 
 
@@ -155,7 +118,7 @@ def _scoring_clone(model: keras.Model, rng: Optional[np.random.Generator]) -> ke
     if rng is not None:
         for variable in clone.weights:
             leaf = variable.name.split("/")[-1]
-            if leaf in _KERNEL_NAMES:
+            if leaf in KERNEL_NAMES:
                 variable.assign(rng.standard_normal(tuple(variable.shape), dtype=np.float32))
             elif leaf in _ZERO_NAMES:
                 variable.assign(np.zeros(tuple(variable.shape), np.float32))
@@ -172,45 +135,26 @@ def _scoring_clone(model: keras.Model, rng: Optional[np.random.Generator]) -> ke
 
 
 def _pre_pool_features(clone: keras.Model) -> Callable[[np.ndarray], Any]:
-    """``images -> features``, the input of the clone's last GlobalAveragePooling2D in a
+    """``images -> features``, the feature map the clone's global average pooling reads, in a
     training-mode call.
 
-    Functional models get a sub-model ending there; a subclassed model (DARTS) is called as a
-    whole while its pooling layer records its input (the pooling layer named ``global_pool``
-    when there is one).
+    A functional or sequential model gets a sub-model ending at the input of its last
+    GlobalAveragePooling2D layer; a subclassed model (DARTS) provides the features through its
+    ``pre_pool_features(images, training)`` method (:data:`PRE_POOL_HOOK`).
     """
-    graph = is_graph_model(clone)
-    if graph:
+    if is_graph_model(clone):
         pools = [layer for layer in clone.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
-    else:
-        pools = [layer for layer in _all_layers(clone) if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
-        named = [layer for layer in pools if layer.name == "global_pool"]
-        pools = named or pools
-    if not pools:
-        raise ValueError(f"Zen needs the pre-pooling features: model {clone.name!r} has no GlobalAveragePooling2D "
-                         "layer whose input they are")
-    pool = pools[-1]
-    if graph:
+        if not pools:
+            raise ValueError(f"Zen needs the pre-pooling features: model {clone.name!r} has no "
+                             "GlobalAveragePooling2D layer whose input they are")
         inputs = clone.inputs[0] if len(clone.inputs) == 1 else clone.inputs
-        features_model = keras.Model(inputs, pool.input, name=f"{clone.name}_pre_pool")
+        features_model = keras.Model(inputs, pools[-1].input, name=f"{clone.name}_pre_pool")
         return lambda images: features_model(images, training=True)
-    recorded: Dict[str, Any] = {}
-    pool_call = pool.call
-
-    def recording_call(inputs, *args, **kwargs):
-        recorded["features"] = inputs
-        return pool_call(inputs, *args, **kwargs)
-
-    pool.call = recording_call  # the clone is private to this score
-
-    def features(images: np.ndarray) -> Any:
-        recorded.clear()
-        clone(images, training=True)
-        if "features" not in recorded:
-            raise ValueError(f"Zen: the pooling layer {pool.name!r} of model {clone.name!r} did not run")
-        return recorded["features"]
-
-    return features
+    hook = getattr(clone, PRE_POOL_HOOK, None)
+    if not callable(hook):
+        raise ValueError(f"Zen needs the pre-pooling features: the subclassed model {clone.name!r} has no "
+                         f"`{PRE_POOL_HOOK}(images, training)` method that returns them")
+    return lambda images: hook(images, training=True)
 
 
 def _pass(features_model: Callable[[np.ndarray], Any], bns: List[Any],
@@ -236,13 +180,14 @@ def zen_score_keras(model: keras.Model, images: np.ndarray, noise: np.ndarray, p
     BN layers that do not feed the features take no part.
 
     Args:
-        model: a functional or sequential ``keras.Model`` (left unchanged).
+        model: a functional or sequential ``keras.Model``, or a subclassed one with the
+            :data:`PRE_POOL_HOOK` method (left unchanged).
         images, noise: float32 ``(B, H, W, C)``.
         perturbation: ``gamma``.
         bn_variance: ``"batch"`` or ``"running"``.
         redraw_rng: generator for the N(0, 1) re-draw, or ``None`` to keep the weights.
     """
-    perturbation, bn_variance = _check_options(perturbation, bn_variance)
+    perturbation, bn_variance = check_zen_options(perturbation, bn_variance)
     images = np.asarray(images, dtype=np.float32)
     noise = np.asarray(noise, dtype=np.float32)
     if images.shape != noise.shape:
@@ -270,11 +215,10 @@ class ZenProxy(Proxy):
     name = "zen"
 
     def __init__(self, perturbation: float = 0.01, bn_variance: str = "batch", fresh_weights: bool = False):
-        self.perturbation, self.bn_variance = _check_options(perturbation, bn_variance)
+        self.perturbation, self.bn_variance = check_zen_options(perturbation, bn_variance)
         if not isinstance(fresh_weights, bool):
             raise ValueError(f"Zen: `fresh_weights` must be a bool. Received: fresh_weights={fresh_weights!r}")
         self.fresh_weights = fresh_weights
-        self.nb201 = Nb201FastPath(self._nb201_body, fresh_weights=fresh_weights, kernel_init="normal")
 
     def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
         """Zen of ``model`` as it is built (residual links kept) at an N(0, 1) re-draw from ``rng``."""
@@ -282,41 +226,3 @@ class ZenProxy(Proxy):
         clone_rng = np.random.default_rng(rng.integers(2 ** 63))
         noise = rng.standard_normal(images.shape, dtype=np.float32)
         return zen_score_keras(model, images, noise, self.perturbation, self.bn_variance, redraw_rng=clone_rng)
-
-    def _nb201_body(self, network: Any):
-        gamma = self.perturbation
-
-        def body(op_ids: Any, images: Any, noise: Any) -> Tuple[Any, Any]:
-            clean_taps: List[Any] = []
-            log_std: List[Any] = []
-            network(images, op_ids, bn="batch", taps=clean_taps, bn_log_std=log_std)
-            perturbed_taps: List[Any] = []
-            network(images + gamma * noise, op_ids, bn="batch", taps=perturbed_taps)
-            # The last tap is the head BN output; its ReLU is the pre-pooling feature map.
-            difference = tf.abs(tf.nn.relu(clean_taps[-1][0]) - tf.nn.relu(perturbed_taps[-1][0]))
-            delta = tf.reduce_mean(tf.reduce_sum(tf.cast(difference, tf.float64), axis=(1, 2, 3)))
-            return delta, tf.cast(tf.add_n(log_std), tf.float64)
-
-        return body
-
-    def score_arch(self, space: Any, arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
-                   batch_size: int, rng: np.random.Generator) -> float:
-        """For the ``zen`` space: the residual-free network through the fast path; on NB201 (batch
-        variances) the traced arch-as-tensor network (images, then noise drawn from ``rng``);
-        else the default."""
-        from tfnas.spaces.nb201 import Nb201Space
-        from tfnas.spaces.zen import ZenSpace
-
-        if isinstance(space, ZenSpace):
-            return zen_score_arch(arch, rng, batch_size, input_shape, self.perturbation, self.bn_variance)
-        if isinstance(space, Nb201Space) and self.bn_variance == "batch":
-            shape = (batch_size,) + tuple(int(d) for d in input_shape)
-            images = rng.standard_normal(shape, dtype=np.float32)
-            noise = rng.standard_normal(shape, dtype=np.float32)
-            delta, log_std = self.nb201(space, arch, num_classes=num_classes, input_shape=input_shape, rng=rng,
-                                        inputs=(images, noise))
-            if not delta > 0 or not np.isfinite(log_std):
-                return float("-inf")
-            return float(math.log(delta) + log_std)
-        return super().score_arch(space, arch, num_classes=num_classes, input_shape=input_shape,
-                                  batch_size=batch_size, rng=rng)

@@ -1,6 +1,7 @@
-"""tfnas.spaces: search spaces; importing this package registers the built-in ones.
+"""tfnas.spaces: search spaces, one subpackage each; importing this package registers the built-in ones.
 
-One import per space module (keep the list one line per module, sorted by when it was added).
+One import per space package (keep the list one line per space, sorted by when it was added);
+shared Keras layers are in :mod:`tfnas.spaces.ops`.
 """
 
 from tfnas.spaces import nb201  # noqa: F401  (registers "nb201")

@@ -2,8 +2,9 @@
 
 Capabilities are separate ABCs (as in Archai): every space samples, mutates, encodes and
 builds; ``GraphSpace`` adds the op-on-node graph view used by predictors; ``TabularSpace``
-adds a dense index for spaces that a benchmark table enumerates. A method checks the
-capabilities it needs at construction and raises ``TypeError`` naming what is missing.
+adds a dense index for spaces that a benchmark table enumerates; ``EvolvableSpace`` adds
+analytic costs and a start architecture for budgeted evolution. A method declares the
+capabilities it needs (``requires``); the run layer checks them before any work.
 """
 
 from __future__ import annotations
@@ -62,6 +63,26 @@ class TabularSpace(SearchSpace[ArchT]):
     @abc.abstractmethod
     def from_index(self, i: int) -> ArchT:
         """Inverse of ``index``."""
+
+
+class EvolvableSpace(SearchSpace[ArchT]):
+    """A space an evolutionary search walks under budgets: analytic costs and a start point.
+
+    Attributes (set by the space): ``start_arch`` (where a search starts), ``num_classes`` and
+    ``resolution`` (the head and square input side of the networks it scores).
+    """
+
+    start_arch: Any = None
+    num_classes: int = 0
+    resolution: int = 0
+
+    @abc.abstractmethod
+    def num_params(self, arch: ArchT) -> int:
+        """Parameters of the network of ``arch`` (analytic, no model built)."""
+
+    @abc.abstractmethod
+    def flops(self, arch: ArchT) -> int:
+        """Multiply-adds of one forward pass of the network of ``arch`` (analytic)."""
 
 
 def require(obj: Any, capability: type, who: str) -> None:

@@ -1,9 +1,9 @@
 """tfnas.train: the Trainer, learning-rate schedules, optimizers, strategies and checkpoints.
 
-``tfnas.train.export`` (SavedModel export) is imported on its own, not from here.
+``tfnas.train.export`` (SavedModel export) is imported on its own, not from here; the timing of
+the train step lives in ``perf.train_step`` (outside the package).
 """
 
-from tfnas.train.bench import benchmark_train_step
 from tfnas.train.checkpoint import CheckpointMismatchError, TrainCheckpoint
 from tfnas.train.distribute import StrategyError, make_strategy, resolve_jit_compile
 from tfnas.train.drop_path import drop_path_layers, set_drop_path_rate
@@ -26,7 +26,6 @@ __all__ = [
     "Trainer",
     "WarmupSchedule",
     "add_coupled_decay",
-    "benchmark_train_step",
     "decayed_variables",
     "drop_path_layers",
     "is_decayed",

@@ -88,7 +88,8 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 def resolve_jit_compile(value: Union[str, bool] = "auto") -> bool:
-    """XLA on or off: ``"auto"`` is on only when a GPU is visible (XLA pays on GPU, not CPU).
+    """XLA on or off: ``"auto"`` is on only when a GPU is visible (XLA pays on GPU, not CPU;
+    measured train-step figures in docs/PERFORMANCE.md, from ``tools/bench.py train-step``).
 
     Raises:
         ValueError: for anything but a bool or ``auto``/``true``/``false``.

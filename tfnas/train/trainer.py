@@ -42,6 +42,7 @@ from tfnas.train.inputs import check_element_spec, resolve_steps
 from tfnas.train.optim import add_coupled_decay, correct_count, make_optimizer, per_example_loss
 from tfnas.train.optim import smoothed_cross_entropy, split_outputs
 from tfnas.train.schedules import WarmupSchedule, schedule_from_config
+from tfnas.train.seeding import LayerSeedStream
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,9 @@ class Trainer:
         trainer.evaluate(eval_ds)   # {"loss": ..., "accuracy": ...}
 
     Args:
-        model_fn: zero-argument callable building the model (called inside ``strategy.scope()``,
-            after ``keras.utils.set_random_seed(seed)`` so the initial weights follow ``seed``).
+        model_fn: zero-argument callable building the model (called inside ``strategy.scope()``
+            with Keras' layer seeds drawn from a stream seeded by ``seed``, so the initial
+            weights follow ``seed``; see ``tfnas.train.seeding``).
         train_cfg: the ``[train]`` recipe.
         jit_compile: XLA for the steps: ``"auto"`` (only when a GPU is visible), ``"true"``,
             ``"false"`` or a bool.
@@ -68,7 +70,13 @@ class Trainer:
         steps_per_epoch: optimizer steps per epoch; None = the training set's cardinality.
         checkpoint_dir: where checkpoints go; ``fit`` resumes from the newest. None = no checkpoints.
         progress: show a tqdm bar (epoch, step, running loss).
-        seed: seeds model initialisation and ``self.rng``.
+        seed: seeds model initialisation, ``self.rng`` and TensorFlow's global seed.
+
+    Global state: NumPy's and Python's global generators are left as they were (Keras draws
+    layer seeds from a private ``random`` stream swapped in while the model is created and
+    built). TensorFlow's global seed is set to ``seed`` and left set: tf.data pipelines built
+    after the Trainer (the short trainings of ``ShortTraining``) resolve their shuffle seeds
+    against it. Build pipelines under ``seeding.tf_global_seed`` to be independent of it.
 
     Attributes:
         rng: a ``tf.random.Generator`` for training-time randomness outside the model; it is
@@ -97,8 +105,9 @@ class Trainer:
         self.checkpoint_dir = checkpoint_dir
         self.progress = progress
         self.seed = seed
-        keras.utils.set_random_seed(seed)
-        with self.strategy.scope():
+        self._layer_seeds = LayerSeedStream(seed)
+        tf.random.set_seed(seed)
+        with self._layer_seeds.active(), self.strategy.scope():
             model = model_fn()
         if not isinstance(model, keras.Model):
             raise TypeError(f"model_fn must return a keras.Model; got {type(model).__name__}")
@@ -131,7 +140,7 @@ class Trainer:
             return
         images = spec[0]
         dummy = tf.zeros([1] + images.shape.as_list()[1:], images.dtype)
-        with self.strategy.scope():
+        with self._layer_seeds.active(), self.strategy.scope():
             self.model(dummy, training=False)
 
     def _prepare(self, spec: Any = None, steps_per_epoch: Optional[int] = None) -> None:

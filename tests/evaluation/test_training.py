@@ -1,0 +1,208 @@
+"""Tests of tfnas/evaluation/training.py through its users: the ``train`` estimation code and the training oracle,
+on mocked CIFAR-10 (``tfds.testing.mock_data``) with a tiny NB201 (channels 4, one cell per stage)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from tfnas.benchmarks.base import BudgetExceededError
+from tfnas.config import load_config
+from tfnas.evaluation import training as train_mod
+from tfnas.evaluation.training import CACHE_FORMAT, TrainCache, TrainCacheError, check_accuracy
+from tfnas.predictors import estimation
+from tfnas.run.factory import build_benchmark, build_ec_factory, build_method, build_space
+
+training_ec_factory = build_ec_factory
+
+CELLS = [0, 1]
+
+
+def make_cfg(out_dir, *overrides):
+    """A tiny, offline config: data_dir is an empty folder, so only mock_data can provide images."""
+    data_dir = os.path.join(str(out_dir), "no_data")
+    return load_config(None, [
+        f"run.out_dir={out_dir}", "run.progress=false", "run.jit_compile=false", "run.strategy=one_device",
+        "space.channels=4", "space.cells_per_stage=1", "dataset.name=cifar10", f"dataset.data_dir={data_dir}",
+        "dataset.download=false", "dataset.train_subset=32", "dataset.eval_subset=16", "dataset.batch_size=16",
+        "dataset.eval_batch_size=16", "predictor.ec_source=train", "predictor.ec_epochs=2", "train.epochs=1",
+        *overrides,
+    ])
+
+
+class TrainerCount:
+    """Patches ``training.Trainer`` to count constructions (one per trained cell)."""
+
+    def __init__(self, monkeypatch):
+        self.made = 0
+        original = train_mod.Trainer
+
+        def counting(*args, **kwargs):
+            self.made += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(train_mod, "Trainer", counting)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """ECs of CELLS (and cell 0 again) computed once, with the count of trainings it took."""
+    out_dir = tmp_path_factory.mktemp("ec_run")
+    cfg = make_cfg(out_dir)
+    with pytest.MonkeyPatch.context() as mp:
+        count = TrainerCount(mp)
+        ec = training_ec_factory(cfg, build_space(cfg))()
+        with tfds.testing.mock_data(num_examples=48):
+            codes = ec(np.array(CELLS + [0]))
+    return {"cfg": cfg, "out_dir": str(out_dir), "codes": codes, "made": count.made, "ec": ec}
+
+
+def test_ec_shape_dtype_and_finite_losses(trained):
+    codes, ec = trained["codes"], trained["ec"]
+    assert codes.shape == (3, 2) and codes.dtype == np.float32
+    assert np.isfinite(codes).all() and (codes > 0).all()  # cross-entropy losses
+    np.testing.assert_array_equal(codes[0], codes[2])  # the same cell twice
+    assert ec.dim == 2
+    assert ec.evals == 2 and ec.computed == 2
+    assert trained["made"] == 2  # one training per distinct cell
+
+
+def test_cache_file_holds_recipe_and_entries(trained):
+    folder = os.path.join(trained["out_dir"], "ec_cache")
+    files = os.listdir(folder)
+    assert len(files) == 1 and files[0].endswith(".json")
+    data = json.load(open(os.path.join(folder, files[0]), encoding="utf-8"))
+    assert data["format"] == CACHE_FORMAT and data["kind"] == "ec"
+    recipe = data["recipe"]
+    assert recipe["dataset"] == "cifar10" and recipe["train_subset"] == 32 and recipe["batch_size"] == 16
+    assert recipe["seed"] == 0 and recipe["train"]["epochs"] == 2 and recipe["train"]["optimizer"] == "adam"
+    assert "channels=4" in recipe["space"]
+    space = build_space(trained["cfg"])
+    keys = [space.encode(space.from_index(i)) for i in CELLS]
+    assert list(data["entries"]) == keys
+    np.testing.assert_allclose(np.array([data["entries"][k] for k in keys], np.float32), trained["codes"][:2])
+
+
+def test_fresh_factory_loads_the_cache_without_training(trained, monkeypatch):
+    count = TrainerCount(monkeypatch)
+    cfg = trained["cfg"]
+    make_ec = training_ec_factory(cfg, build_space(cfg))  # no mock_data: loading any data would fail
+    ec = make_ec()
+    codes = ec([1, 0])
+    np.testing.assert_array_equal(codes, trained["codes"][[1, 0]])
+    assert count.made == 0 and ec.computed == 0
+    assert ec.evals == 2  # loaded cells count as evaluations of this run
+    assert make_ec().evals == 0  # each EC object counts its own run
+
+
+def test_other_recipe_does_not_reuse_entries(trained, monkeypatch):
+    count = TrainerCount(monkeypatch)
+    cfg = make_cfg(trained["out_dir"], "run.seed=1")
+    ec = training_ec_factory(cfg, build_space(cfg))()
+    with tfds.testing.mock_data(num_examples=48):
+        codes = ec([0])
+    assert count.made == 1 and ec.computed == 1
+    assert not np.array_equal(codes[0], trained["codes"][0])  # other initial weights and batches
+    assert len(os.listdir(os.path.join(trained["out_dir"], "ec_cache"))) == 2
+
+
+def test_a_cell_value_does_not_depend_on_what_trained_before(trained, tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(123)  # global seeds left behind by some other training
+    cfg = make_cfg(tmp_path)
+    ec = training_ec_factory(cfg, build_space(cfg))()
+    with tfds.testing.mock_data(num_examples=48):
+        alone = ec([1])  # trained first here, second in the fixture
+    np.testing.assert_allclose(alone[0], trained["codes"][1], rtol=1e-5)
+
+
+def test_a_cache_of_another_recipe_under_this_name_is_refused(tmp_path):
+    recipe = {"dataset": "cifar10", "seed": 0}
+    cache = TrainCache(str(tmp_path), "ec", recipe)
+    cache.put("|arch|", [1.0, 2.0])
+    data = json.load(open(cache.path, encoding="utf-8"))
+    data["recipe"]["seed"] = 7
+    with open(cache.path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    with pytest.raises(TrainCacheError, match="another recipe") as err:
+        TrainCache(str(tmp_path), "ec", recipe)
+    assert cache.path in str(err.value) and "delete it" in str(err.value)
+    with open(cache.path, "w", encoding="utf-8") as fh:
+        fh.write("{not json")
+    with pytest.raises(TrainCacheError, match="not a readable"):
+        TrainCache(str(tmp_path), "ec", recipe)
+
+
+def test_bad_cached_entries_are_refused(tmp_path):
+    recipe = {"seed": 0}
+    TrainCache(str(tmp_path), "oracle", recipe).put("|arch|", 1.5)
+    with pytest.raises(TrainCacheError, match="accuracy in"):
+        TrainCache(str(tmp_path), "oracle", recipe, check_accuracy)
+
+
+def test_oracle_counts_queries_enforces_budget_and_caches(tmp_path, monkeypatch):
+    count = TrainerCount(monkeypatch)
+    cfg = make_cfg(tmp_path, "benchmark.name=train")
+    space = build_space(cfg)
+    benchmark = build_benchmark(cfg, space)
+    oracle = benchmark.session("cifar10", budget=1)
+    with tfds.testing.mock_data(num_examples=48):
+        acc = oracle.query(0)
+    assert 0.0 <= acc <= 1.0 and count.made == 1
+    assert oracle.query(0) == acc and oracle.query_many([0, 0])[1] == np.float32(acc)  # re-asking is free
+    assert oracle.queries == 1 and oracle.remaining == 0
+    assert oracle.queried() == {0: acc}
+    with pytest.raises(BudgetExceededError, match="budget of 1"):
+        oracle.query(1)
+    assert count.made == 1 and oracle.queries == 1  # nothing trained past the budget
+    files = os.listdir(os.path.join(str(tmp_path), "oracle_cache"))
+    assert len(files) == 1
+
+    # A fresh factory (a resumed search) answers from disk, and still counts the query.
+    fresh = build_benchmark(cfg, space)
+    again = fresh.session("cifar10", budget=None)
+    np.testing.assert_array_equal(again.query_many([0]), np.array([acc], np.float32))
+    assert again.queries == 1 and fresh.evaluator.computed == 0 and count.made == 1
+    assert fresh.evaluate(0) == pytest.approx(100 * acc)  # the found cell, outside any budget
+
+
+def test_ec_needs_a_tabular_space_and_a_full_batch(tmp_path):
+    cfg = make_cfg(tmp_path)
+    with pytest.raises(TypeError, match="TabularSpace"):
+        training_ec_factory(cfg, object())
+    small = make_cfg(tmp_path, "dataset.train_subset=8")
+    with pytest.raises(ValueError, match="train_subset"):
+        training_ec_factory(small, build_space(small))
+
+
+def test_default_ec_subset_and_siamese_wiring(tmp_path):
+    from tfnas.registry import METHODS
+
+    cfg = make_cfg(tmp_path, "dataset.train_subset=0", "method.name=siamese")
+    space = build_space(cfg)
+    method = build_method(cfg, space)
+    ec = method._make_ec(session=None)
+    assert isinstance(ec, estimation.TrainingEstimationCode)
+    assert ec.evaluator.training.train_subset == estimation.DEFAULT_EC_SUBSET
+    assert ec.evaluator.training.batch_size == estimation.EC_BATCH_SIZE and ec.dim == 2
+
+
+@pytest.mark.slow
+def test_siamese_search_with_trained_estimation_code(tmp_path):
+    """The whole siamese search with ``ec_source = train`` (slow: every code is a short training)."""
+    from tfnas.benchmarks.nb201 import Nb201Benchmark
+    from tfnas.registry import METHODS
+
+    cfg = make_cfg(tmp_path, "method.name=siamese", "predictor.epochs=6", "predictor.units=8",
+                   "search.rank_k=2", "search.final_rank_k=2", "search.reserve=1", "search.bts=false")
+    with tfds.testing.mock_data(num_examples=48):
+        method = build_method(cfg, build_space(cfg))
+        session = Nb201Benchmark().session("cifar10", 4)
+        result = method.run(session, 4, np.random.default_rng(0))
+    assert session.queries == 4
+    # Codes of the 3 training cells, the check's top-2 and the final top-2 (some may coincide).
+    assert 3 <= result.ec_evals <= 7
+    assert os.listdir(os.path.join(tmp_path, "ec_cache"))

@@ -1,0 +1,45 @@
+"""Tests of the baseline proxies: params, flops, random (tfnas.proxies.baselines)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.proxies.nb201_setup import CLASSES, SHAPE
+from tests.spaces.archs import NB201_ALL_NONE, NB201_MIXED
+from tfnas.proxies.base import get_proxy, random_batch
+from tfnas.proxies.baselines import count_macs, count_params
+from tfnas.spaces.nb201 import Nb201Space
+
+
+def test_params_and_flops_analytic_agree_with_the_model(space):
+    for arch in (space.decode(NB201_MIXED), space.from_index(321)):
+        model = space.build(arch, num_classes=CLASSES, input_shape=SHAPE)
+        batch = random_batch(np.random.default_rng(0), 1, SHAPE, CLASSES)
+        kw = dict(num_classes=CLASSES, input_shape=SHAPE, batch_size=1, rng=np.random.default_rng(0))
+        params = get_proxy("params")
+        assert params.score_arch(space, arch, **kw) == space.num_params(arch, num_classes=CLASSES)
+        assert params.score(model, batch, None) == count_params(model) == space.num_params(arch, num_classes=CLASSES)
+        flops = get_proxy("flops")
+        assert flops.score_arch(space, arch, **kw) == space.flops(arch, input_shape=SHAPE, num_classes=CLASSES)
+        # The analytic count adds the classifier's bias additions; the graph count has MACs only.
+        assert count_macs(model, SHAPE) == space.flops(arch, input_shape=SHAPE, num_classes=CLASSES) - CLASSES
+        assert flops.score(model, batch, None) == count_macs(model, SHAPE)
+
+
+def test_published_nb201_size_range():
+    """NB201 CIFAR-10 FLOPs range 7.78305M .. 220.11969M and 1,531,546 parameters (all 3x3 convs)."""
+    space = Nb201Space()
+    kw = dict(num_classes=10, input_shape=(32, 32, 3), batch_size=1, rng=np.random.default_rng(0))
+    conv = space.decode("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+                        "nor_conv_3x3~2|")
+    assert get_proxy("flops").score_arch(space, conv, **kw) == 220119690
+    assert get_proxy("flops").score_arch(space, space.decode(NB201_ALL_NONE), **kw) == 7783050
+    assert get_proxy("params").score_arch(space, conv, **kw) == 1531546
+
+
+def test_random_is_seeded_and_ignores_the_network(space):
+    proxy = get_proxy("random")
+    kw = dict(num_classes=CLASSES, input_shape=SHAPE, batch_size=1)
+    a = [proxy.score_arch(space, space.from_index(i), rng=np.random.default_rng(7), **kw) for i in (0, 1)]
+    assert a[0] == a[1] == np.random.default_rng(7).random()
+    assert 0.0 <= a[0] < 1.0

@@ -1,0 +1,72 @@
+"""Tests of the proxy contract and its shared helpers (tfnas.proxies.base)."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import keras
+import pytest
+
+from tfnas.config import ProxyConfig
+from tfnas.proxies.base import Proxy, dtype_policy_scope, get_proxy, proxy_options
+from tfnas.registry import PROXIES, UnknownNameError
+
+NAMES = ("synflow", "grad_norm", "snip", "naswot", "te_nas", "jacob_cov", "flops", "params", "random")
+
+
+def test_all_registered_with_names():
+    for name in NAMES:
+        assert name in PROXIES
+        proxy = get_proxy(name)
+        assert proxy.name == name
+
+
+def test_each_proxy_declares_its_options():
+    class Section:
+        zen_weight, entropy_weight, grad_norm = 0.7, 0.2, "layer_sum"
+
+    assert proxy_options("grad_norm", Section()) == {"reduction": "layer_sum"}
+    for name in ("incorporated_l", "incorporated_s"):
+        assert proxy_options(name, Section()) == {"zen_weight": 0.7, "entropy_weight": 0.2}
+    for name in ("zen", "synflow", "snip", "naswot", "te_nas", "jacob_cov", "flops", "params", "random"):
+        assert proxy_options(name, Section()) == {}
+    proxy = get_proxy("grad_norm", **proxy_options("grad_norm", Section()))
+    assert proxy.reduction == "layer_sum"
+    with pytest.raises(UnknownNameError):
+        proxy_options("no_such_proxy", Section())
+
+
+def test_declared_options_are_proxy_keys_and_constructor_arguments():
+    keys = {f.name for f in dataclasses.fields(ProxyConfig)}
+    for name in PROXIES.names():
+        cls = PROXIES.get(name)
+        params = inspect.signature(cls.__init__).parameters
+        for key, keyword in cls.options.items():
+            assert key in keys, f"{name}: [proxy] has no key {key!r}"
+            assert keyword in params, f"{name}: the constructor takes no {keyword!r}"
+    defaults = proxy_options("incorporated_l", ProxyConfig())
+    assert set(defaults) == {"zen_weight", "entropy_weight"}
+
+
+def test_dtype_policy_scope_restores_the_policy():
+    before = keras.config.dtype_policy().name
+    with dtype_policy_scope("float64"):
+        assert keras.config.dtype_policy().name == "float64"
+        assert keras.layers.Dense(2).dtype_policy.name == "float64"
+    assert keras.config.dtype_policy().name == before
+    with pytest.raises(RuntimeError):
+        with dtype_policy_scope("float64"):
+            raise RuntimeError("boom")
+    assert keras.config.dtype_policy().name == before
+    with dtype_policy_scope(None):
+        assert keras.config.dtype_policy().name == before
+
+
+def test_fast_path_state_is_made_once_per_proxy():
+    proxy, other = get_proxy("random"), get_proxy("random")
+    made = []
+    first = proxy.fast_path_state("k", lambda: made.append(1) or object())
+    assert proxy.fast_path_state("k", lambda: made.append(1) or object()) is first and made == [1]
+    assert other.fast_path_state("k", object) is not first
+    assert isinstance(proxy, Proxy) and Proxy.options == {}

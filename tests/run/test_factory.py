@@ -1,0 +1,89 @@
+"""Config -> objects: datasets, spaces, method/space fit, proxies (tfnas/run/factory.py)."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from tfnas.config import ConfigError, load_config
+from tfnas.spaces.zen import DEFAULT_START as ZEN_DEFAULT_START
+from tfnas.run.factory import build_datasets, build_proxy, build_space, check_method_fits_space, dataset_head
+
+
+def _batches(ds):
+    return [(np.asarray(x), np.asarray(y)) for x, y in ds]
+
+
+def test_build_datasets_from_config_sections():
+    cfg = load_config(None, ["dataset.name=cifar10", "dataset.download=false", "dataset.batch_size=4",
+                             "dataset.eval_batch_size=5", "dataset.train_subset=9", "train.cutout=8",
+                             "train.mixup_alpha=0.2", "train.random_erasing=0.25"])
+    with tfds.testing.mock_data(num_examples=12):
+        train_ds, eval_ds, info = build_datasets(cfg)
+        train = _batches(train_ds)
+        evals = _batches(eval_ds)
+    assert info.name == "cifar10" and info.num_classes == 10
+    assert [x.shape for x, _ in train] == [(4, 32, 32, 3)] * 2  # 9 examples, remainder dropped
+    assert [y.shape for _, y in train] == [(4, 10)] * 2
+    assert [x.shape[0] for x, _ in evals] == [5, 5, 2]
+    for _, y in evals:
+        np.testing.assert_array_equal(y.sum(axis=1), 1.0)
+        assert set(np.unique(y)) <= {0.0, 1.0}
+
+
+def test_build_datasets_rejects_subset_smaller_than_batch():
+    cfg = load_config(None, ["dataset.batch_size=64", "dataset.train_subset=10"])
+    with pytest.raises(ConfigError, match=r"\[dataset\] train_subset = 10 is smaller"):
+        build_datasets(cfg)
+
+
+@pytest.mark.parametrize("sets, expected", [
+    (["dataset.name=cifar10"], (10, (32, 32, 3))),
+    (["dataset.name=cifar100"], (100, (32, 32, 3))),
+    (["dataset.name=imagenet16-120"], (120, (16, 16, 3))),
+    (["dataset.name=imagenet16-120", "dataset.image_size=24"], (120, (24, 24, 3))),
+])
+def test_dataset_head_is_the_one_shape_lookup(sets, expected):
+    assert dataset_head(load_config(None, sets)) == expected
+
+
+def test_spaces_get_their_arguments_from_the_factory():
+    zen = build_space(load_config(None, ["space.name=zen", "dataset.name=imagenet16-120", "dataset.image_size=24"]))
+    assert (zen.num_classes, zen.resolution) == (120, 24)
+    darts = build_space(load_config(None, ["space.name=darts", "train.aux_weight=0"]))
+    assert darts.auxiliary is False
+    tiny = build_space(load_config(None, ["space.name=tinynano", "space.channels=16", "budget.max_flops=0"]))
+    assert tiny.widths == (16, 32, 64) and tiny.flops_limit is None
+    with pytest.raises(ConfigError, match=r"\[space\] start / family: Zen arch"):
+        build_space(load_config(None, ["space.name=zen", "space.start=SuperResK3K3(3,8)"]))
+
+
+@pytest.mark.parametrize("sets, fragment", [
+    (["method.name=siamese", "space.name=zen"], "needs a space with GraphSpace; 'zen' has not"),
+    (["method.name=relativenas", "space.name=nb201"], "needs a space with DartsSpace"),
+    (["method.name=proxy_corr", "space.name=zen"], "needs a space with TabularSpace"),
+])
+def test_a_method_that_does_not_fit_the_space_is_refused_before_any_work(sets, fragment):
+    with pytest.raises(ConfigError, match=r"\[space\] name: method") as info:
+        check_method_fits_space(load_config(None, sets))
+    assert fragment in str(info.value)
+
+
+def test_fitting_methods_pass():
+    for sets in (["method.name=siamese"], ["method.name=siamese", "space.name=tinynano"], ["method.name=evolution",
+                 "space.name=zen"], ["method.name=relativenas", "space.name=darts"]):
+        check_method_fits_space(load_config(None, sets))
+
+
+def test_build_proxy_takes_declared_options():
+    proxy = build_proxy("grad_norm", load_config(None, ["proxy.grad_norm=layer_sum"]))
+    assert proxy.name == "grad_norm"
+
+
+def test_zen_space_from_the_dataset_section():
+    cfg = load_config(None, ["space.name=zen", "dataset.name=cifar100", "space.family=mobile"])
+    space = build_space(cfg)
+    assert (space.num_classes, space.resolution, space.family, space.start) == (100, 32, "mobile", ZEN_DEFAULT_START)
+    cfg = load_config(None, ["space.name=zen", "dataset.name=imagenet16-120", "dataset.image_size=24"])
+    assert (build_space(cfg).num_classes, build_space(cfg).resolution) == (120, 24)
+    with pytest.raises(ConfigError, match="start"):
+        build_space(load_config(None, ["space.name=zen", "space.start=SuperResK3K3(3,8)"]))

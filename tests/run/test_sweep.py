@@ -1,0 +1,149 @@
+"""End to end through the driver and the command line: records, outputs, resume."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from tfnas.config import ConfigError, load_config
+from tfnas.run.sweep import run_sweep
+from tfnas.results import SUMMARY_COLUMNS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_rand_sweep_writes_run_dir_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    sets = [f"run.out_dir={out}", "budget.start=10", "budget.stop=20", "budget.step=10", "budget.repeats=2"]
+    first = run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    assert first.new_records == 4
+    for name in ("config.cfg", "runs.jsonl", "summary.csv", "accuracy_vs_budget.png", "best_arch.txt"):
+        assert (out / name).exists(), name
+    df = pd.read_csv(out / "summary.csv")
+    assert list(df.columns) == SUMMARY_COLUMNS
+    assert (df["queries"] == df["budget"]).all()
+    assert (df["top1_acc"] <= first.optimum).all()
+    assert (df["regret"] >= 0).all()
+    lines = (out / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and {json.loads(l)["repeat"] for l in lines} == {0, 1}
+
+    # Same command again: nothing to do; one more repeat: only the new records run.
+    again = run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    assert again.new_records == 0 and len(again.records) == 4
+    more = run_sweep(load_config("cfg/rand.cfg", sets[:-1] + ["budget.repeats=3"]), progress=False)
+    assert more.new_records == 2 and len(more.records) == 6
+    # Same seed, same records.
+    by_key = {r.key: r for r in more.records}
+    assert by_key[(10, 0)].arch == first.records[0].arch
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]
+    run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    with pytest.raises(ConfigError, match="different configuration"):
+        run_sweep(load_config("cfg/rand.cfg", sets + ["dataset.name=cifar10"]), progress=False)
+
+
+def test_resume_accepts_a_run_dir_written_before_new_keys_existed(tmp_path):
+    sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]
+    run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    path = tmp_path / "config.cfg"
+    text = path.read_text()
+    assert "pool_size = 1000" in text
+    path.write_text(text.replace("pool_size = 1000\n", ""))  # as an older tfnas wrote it
+    assert run_sweep(load_config("cfg/rand.cfg", sets), progress=False).new_records == 0
+    path.write_text(text.replace("pool_size = 1000\n", "no_such_key = 1\n"))  # unreadable: refused
+    with pytest.raises(ConfigError, match="different configuration"):
+        run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train_eval.py"), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_cli_prints_table(tmp_path):
+    proc = run_cli("cfg/rand.cfg", "--no-progress", "--out-dir", str(tmp_path), "--set", "budget.start=10",
+                   "--set", "budget.stop=10", "--set", "budget.repeats=2")
+    assert proc.returncode == 0, proc.stderr
+    assert "top1 acc" in proc.stdout and "rand" in proc.stdout and "optimum" in proc.stdout
+
+
+def test_cli_bad_config_is_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.cfg"
+    bad.write_text("[budget]\nrepeatz = 3\n")
+    proc = run_cli(str(bad))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "[budget] repeatz" in proc.stderr and "unknown key" in proc.stderr
+
+
+@pytest.mark.parametrize("cfg", ["siams_nsam", "siams", "siams_nsam_nobts", "siams_nsam_cifar10",
+                                 "siams_nsam_imagenet16", "predictor"])
+def test_every_predictor_cfg_runs_tiny(tmp_path, cfg):
+    sets = [f"run.out_dir={tmp_path}", "budget.start=12", "budget.stop=12", "budget.repeats=1",
+            "predictor.epochs=8", "predictor.units=16"]
+    outcome = run_sweep(load_config(f"cfg/{cfg}.cfg", sets), progress=False)
+    (record,) = outcome.records
+    assert record.queries == 12
+    assert -1.0 <= record.spearman <= 1.0
+    assert record.top100_acc >= record.top10_acc >= record.top1_acc
+
+
+def test_compare_merges_run_dirs(tmp_path):
+    dirs = []
+    for name, seed in (("a", 0), ("b", 1)):
+        out = tmp_path / name
+        run_sweep(load_config("cfg/rand.cfg", [f"run.out_dir={out}", f"run.seed={seed}", "budget.start=5",
+                                               "budget.stop=10", "budget.step=5", "budget.repeats=2"]),
+                  progress=False)
+        dirs.append(str(out))
+    merged = tmp_path / "merged"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "compare.py"), *dirs, "--out", str(merged)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_csv(merged / "summary.csv")
+    assert len(df) == 8 and (merged / "accuracy_vs_budget.png").exists()
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "compare.py"), str(tmp_path / "nope")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "runs.jsonl" in proc.stderr
+
+
+def test_method_variants_get_their_own_labels(tmp_path):
+    sets = [f"run.out_dir={tmp_path}", "budget.start=8", "budget.stop=8", "budget.repeats=1",
+            "predictor.epochs=4", "predictor.units=8", "search.bts=false", "predictor.nsam=true"]
+    (record,) = run_sweep(load_config("cfg/siams_nsam.cfg", sets), progress=False).records
+    assert record.method == "siamese+nsam"
+
+
+def test_records_carry_the_config_identity_even_without_config_cfg(tmp_path):
+    sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]
+    first = run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    assert first.records[0].config_id
+    (tmp_path / "config.cfg").unlink()  # the user deletes config.cfg, then runs another config here
+    with pytest.raises(ConfigError, match="made by another configuration"):
+        run_sweep(load_config("cfg/rand.cfg", sets + ["run.seed=5"]), progress=False)
+    # the budget range and the repeat count are not part of a sweep's identity
+    more = run_sweep(load_config("cfg/rand.cfg", sets[:-1] + ["budget.repeats=2"]), progress=False)
+    assert more.new_records == 1 and {r.config_id for r in more.records} == {first.records[0].config_id}
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
+    from tfnas.run.rundir import RunDir
+
+    cfg = load_config("cfg/rand.cfg", [f"run.out_dir={tmp_path}"])
+    with RunDir(cfg):
+        with pytest.raises(ConfigError, match=rf"another run is writing this directory \(process {os.getpid()}\)"):
+            RunDir(cfg).open()
+    with RunDir(cfg):  # released: the next run may write
+        pass
+
+
+def test_a_file_as_run_directory_is_refused_before_any_work(tmp_path):
+    target = tmp_path / "a_file"
+    target.write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        run_sweep(load_config("cfg/rand.cfg", [f"run.out_dir={target}"]), progress=False)

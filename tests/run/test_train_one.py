@@ -1,0 +1,129 @@
+"""Tests of tfnas/train/runner.py and ``tfnas.cli.train_main`` (the path of ``tools/train.py``),
+in-process on mocked CIFAR-10 with a tiny NB201 (channels 4, one cell per stage)."""
+
+import json
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tfnas.cli import train_main
+from tfnas.config import ConfigError, load_config
+from tfnas.data import DatasetNotFoundError
+from tfnas.run.train_one import train_architecture
+
+ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"
+
+
+def overrides(out_dir, *extra):
+    return [
+        f"space.arch={ARCH}", "space.channels=4", "space.cells_per_stage=1", "dataset.name=cifar10",
+        "dataset.download=false", "dataset.train_subset=64", "dataset.eval_subset=32", "dataset.batch_size=16",
+        "dataset.eval_batch_size=32", "train.epochs=2", f"run.out_dir={out_dir}", "run.progress=false",
+        "run.jit_compile=false", "run.strategy=one_device", *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two epochs trained and exported as a SavedModel, then resumed to three epochs."""
+    out_dir = str(tmp_path_factory.mktemp("train_run"))
+    with tfds.testing.mock_data(num_examples=64):
+        first = train_architecture(load_config(None, overrides(out_dir)))
+        files = sorted(os.listdir(out_dir))
+        history = pd.read_csv(os.path.join(out_dir, "history.csv"))
+        resumed = train_architecture(load_config(None, overrides(out_dir, "train.epochs=3")))
+    return {"out_dir": out_dir, "first": first, "files": files, "history": history, "resumed": resumed}
+
+
+def test_run_directory_holds_every_output(trained):
+    out_dir, first = trained["out_dir"], trained["first"]
+    assert {"config.cfg", "history.csv", "metrics.json", "checkpoints", "saved_model"} <= set(trained["files"])
+    assert os.listdir(os.path.join(out_dir, "checkpoints"))
+    assert first.run_dir == out_dir and first.arch == ARCH and first.params > 0
+    assert first.export_path == os.path.abspath(os.path.join(out_dir, "saved_model"))
+    cfg = load_config(os.path.join(out_dir, "config.cfg"))  # the resolved config loads back
+    assert cfg.space.arch == ARCH and cfg.dataset.train_subset == 64
+
+
+def test_history_and_metrics_of_the_first_run(trained):
+    history, first = trained["history"], trained["first"]
+    assert list(history["epoch"]) == [1, 2]
+    assert np.isfinite(history["loss"]).all()
+    assert history["eval_acc"].notna().all()
+    assert first.history.epoch == [1, 2]
+    assert 0.0 <= first.metrics["accuracy"] <= 1.0 and np.isfinite(first.metrics["loss"])
+    assert "arch: " + ARCH in first.table()
+
+
+def test_resume_trains_only_the_new_epoch(trained):
+    resumed, out_dir = trained["resumed"], trained["out_dir"]
+    assert resumed.history.epoch == [3]
+    metrics = json.load(open(os.path.join(out_dir, "metrics.json"), encoding="utf-8"))
+    assert metrics["arch"] == ARCH and metrics["dataset"] == "cifar10"
+    assert metrics["params"] == trained["first"].params
+    assert metrics["accuracy"] == pytest.approx(resumed.metrics["accuracy"])
+    assert 3 in list(pd.read_csv(os.path.join(out_dir, "history.csv"))["epoch"])
+
+
+def test_history_csv_keeps_earlier_epochs_after_resume(trained):
+    assert list(pd.read_csv(os.path.join(trained["out_dir"], "history.csv"))["epoch"]) == [1, 2, 3]
+
+
+def test_saved_model_serves_in_inference(trained):
+    loaded = tf.saved_model.load(os.path.join(trained["out_dir"], "saved_model"))
+    logits = loaded.serve(tf.zeros([2, 32, 32, 3]))
+    assert logits.shape == (2, 10)
+
+
+def test_keras_export_format(tmp_path):
+    with tfds.testing.mock_data(num_examples=64):
+        outcome = train_architecture(load_config(None, overrides(tmp_path, "train.epochs=1", "export.format=keras")))
+    assert outcome.export_path.endswith("model.keras") and os.path.isfile(outcome.export_path)
+    assert not os.path.exists(os.path.join(str(tmp_path), "saved_model"))
+
+
+@pytest.mark.parametrize("arch", ["|nor_conv_3x3~0|+|bogus~0|none~1|", ""])
+def test_bad_or_missing_arch_is_a_config_error(tmp_path, arch):
+    cfg = load_config(None, overrides(tmp_path) + [f"space.arch={arch}"])
+    with pytest.raises(ConfigError, match=r"\[space\] arch"):
+        train_architecture(cfg)
+    assert not os.listdir(str(tmp_path))  # nothing written before the config is known to be good
+
+
+def test_missing_data_offline_fails_fast(tmp_path):
+    empty = tmp_path / "tfds"
+    empty.mkdir()
+    cfg = load_config(None, overrides(tmp_path / "run", f"dataset.data_dir={empty}"))
+    start = time.monotonic()
+    with pytest.raises(DatasetNotFoundError, match="download = false"):
+        train_architecture(cfg)
+    assert time.monotonic() - start < 10.0
+
+
+def _cfg_file(tmp_path, arch):
+    path = tmp_path / "train.cfg"
+    path.write_text(f"[space]\narch = {arch}\nchannels = 4\ncells_per_stage = 1\n", encoding="utf-8")
+    return str(path)
+
+
+def test_cli_bad_arch_exits_2_with_one_line(tmp_path, capsys):
+    path = _cfg_file(tmp_path, "|nor_conv_3x3~0|+|oops|")
+    code = train_main([path, "--out-dir", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "[space] arch" in err
+
+
+def test_cli_missing_data_exits_3(tmp_path, capsys):
+    empty = tmp_path / "tfds"
+    empty.mkdir()
+    path = _cfg_file(tmp_path, ARCH)
+    code = train_main([path, "--set", f"dataset.data_dir={empty}", "--set", "dataset.download=false",
+                       "--out-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 3 and err.startswith("error: cifar10") and "download = false" in err

@@ -1,0 +1,115 @@
+import json
+import os
+import stat
+
+import pytest
+
+from tfnas.io import (append_jsonl, atomic_write_bytes, atomic_write_figure, atomic_write_text, iter_jsonl,
+                      read_jsonl, write_jsonl)
+
+
+@pytest.fixture
+def umask():
+    """Sets the process umask for one test and restores it afterwards."""
+    saved = os.umask(0o022)
+    os.umask(saved)
+
+    def set_mask(mask):
+        os.umask(mask)
+
+    yield set_mask
+    os.umask(saved)
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def small_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 2))
+    FigureCanvasAgg(fig)
+    fig.subplots().plot([0, 1], [1, 0])
+    return fig
+
+
+@pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_follow_the_umask(tmp_path, umask, mask, expected):
+    umask(mask)
+    atomic_write_text(str(tmp_path / "a.txt"), "x\n")
+    atomic_write_bytes(str(tmp_path / "b.bin"), b"\0")
+    atomic_write_figure(small_figure(), str(tmp_path / "c.png"))
+    write_jsonl(str(tmp_path / "d.jsonl"), [{"a": 1}])
+    append_jsonl(str(tmp_path / "e.jsonl"), {"a": 1})
+    for name in ("a.txt", "b.bin", "c.png", "d.jsonl", "e.jsonl"):
+        assert mode(str(tmp_path / name)) == expected, name
+
+
+def test_a_replaced_file_gets_the_umask_mode_too(tmp_path, umask):
+    umask(0o022)
+    path = str(tmp_path / "a.txt")
+    atomic_write_text(path, "old")
+    os.chmod(path, 0o600)
+    atomic_write_text(path, "new")
+    assert open(path).read() == "new" and mode(path) == 0o644
+
+
+def test_text_bytes_round_trip_and_folders_are_made(tmp_path):
+    path = str(tmp_path / "deep" / "er" / "t.txt")
+    atomic_write_text(path, "ä\r\nb")
+    assert open(path, "rb").read() == "ä\r\nb".encode("utf-8")
+    atomic_write_bytes(path, b"\x00\x01")
+    assert open(path, "rb").read() == b"\x00\x01"
+    assert os.listdir(os.path.dirname(path)) == ["t.txt"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = str(tmp_path / "fig.png")
+    atomic_write_text(path, "old")
+
+    class Broken:
+        def savefig(self, fh, **kwargs):
+            fh.write(b"half")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        atomic_write_figure(Broken(), path)
+    assert open(path).read() == "old"
+    assert os.listdir(str(tmp_path)) == ["fig.png"]
+
+
+def test_figure_format_follows_the_extension_unless_given(tmp_path):
+    png, svg, forced = (str(tmp_path / n) for n in ("f.png", "f.svg", "f.dat"))
+    fig = small_figure()
+    atomic_write_figure(fig, png, dpi=50)
+    atomic_write_figure(fig, svg)
+    atomic_write_figure(fig, forced, format="png")
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in open(svg, "rb").read()
+    assert open(forced, "rb").read(4) == b"\x89PNG"
+    assert sorted(os.listdir(str(tmp_path))) == ["f.dat", "f.png", "f.svg"]
+
+
+def test_jsonl_write_append_read(tmp_path):
+    path = str(tmp_path / "r.jsonl")
+    write_jsonl(path, [{"a": 1}, {"b": None}])
+    append_jsonl(path, [1, 2])
+    assert read_jsonl(path) == [{"a": 1}, {"b": None}, [1, 2]]
+    with open(path, "a") as fh:  # a file ending without a newline, and a blank line
+        fh.write("\n" + json.dumps("x"))
+    append_jsonl(path, 3)
+    assert [n for n, _ in iter_jsonl(path)] == [1, 2, 3, 5, 6]
+    assert read_jsonl(path)[-2:] == ["x", 3]
+    fresh = str(tmp_path / "new.jsonl")
+    append_jsonl(fresh, {"k": "v"})
+    assert open(fresh).read() == '{"k": "v"}\n'
+
+
+def test_a_bad_jsonl_line_is_named(tmp_path):
+    path = str(tmp_path / "r.jsonl")
+    with open(path, "w") as fh:
+        fh.write('{"a": 1}\n{oops\n')
+    with pytest.raises(ValueError, match=r"r\.jsonl:2: not JSON"):
+        read_jsonl(path)

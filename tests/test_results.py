@@ -1,0 +1,87 @@
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfnas.results import RunLog, RunRecord, load_run_dir, summary_frame, write_outputs
+
+
+def record(budget, repeat, acc, method="rand"):
+    return RunRecord(method=method, dataset="cifar10", budget=budget, repeat=repeat, seed=repeat, queries=budget,
+                     ec_evals=0, arch=f"|a{budget}{repeat}|", top1_acc=acc, spearman=0.5 if repeat else math.nan)
+
+
+def test_run_log_round_trips_records_with_nan(tmp_path):
+    path = str(tmp_path / "runs.jsonl")
+    log = RunLog(path)
+    log.append(record(10, 0, 90.0))
+    log.append(record(10, 1, 91.0))
+    again = RunLog(path)
+    assert again.keys() == {(10, 0), (10, 1)} and (10, 1) in again
+    assert math.isnan(again.records[0].spearman) and again.records[1].spearman == 0.5
+    assert [r.to_dict() for r in again.records] == [r.to_dict() for r in log.records]
+    assert load_run_dir(str(tmp_path))[1].top1_acc == 91.0
+
+
+def test_run_log_drops_damaged_rows_with_a_warning_and_writes_a_clean_file(tmp_path, caplog):
+    path = tmp_path / "runs.jsonl"
+    good = [record(10, 0, 90.0), record(10, 1, 91.0)]
+    wrong_type = dict(record(20, 0, 92.0).to_dict(), budget="20")
+    path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in good)  # two good records,
+                    + json.dumps(good[0].to_dict()) + "\n"  # a duplicate of the first,
+                    + json.dumps(wrong_type) + "\n"  # a record whose budget is a string,
+                    + '{"method": "x"}\n'  # a row missing fields,
+                    + '{"method": "rand", "dataset": "cif')  # and a half-written last line (a crash)
+    with caplog.at_level("WARNING"):
+        log = RunLog(str(path))
+    assert log.keys() == {(10, 0), (10, 1)} and len(log.records) == 2
+    assert len(log.dropped) == 4
+    assert "runs.jsonl:3: dropped, a second record of budget 10 repeat 0" in caplog.text
+    assert "runs.jsonl:4: dropped" in caplog.text and "'budget' must be an integer" in caplog.text
+    assert "runs.jsonl:5: dropped" in caplog.text and "misses fields" in caplog.text
+    assert "runs.jsonl:6: dropped" in caplog.text
+    log.append(record(20, 0, 92.0))  # the recomputed record; the file is clean again
+    again = RunLog(str(path))
+    assert again.dropped == [] and again.keys() == {(10, 0), (10, 1), (20, 0)}
+
+
+def test_run_log_refuses_records_of_another_config(tmp_path):
+    path = str(tmp_path / "runs.jsonl")
+    log = RunLog(path, config_id="aaaa")
+    rec = record(10, 0, 90.0)
+    rec.config_id = "aaaa"
+    log.append(rec)
+    assert RunLog(path, config_id="aaaa").keys() == {(10, 0)}
+    with pytest.raises(ValueError, match=r"runs\.jsonl:1: this record was made by another configuration"):
+        RunLog(path, config_id="bbbb")
+
+
+def test_outputs_are_written_and_follow_the_umask(tmp_path):
+    saved = os.umask(0o027)
+    try:
+        records = [record(b, r, 90.0 + b / 10 + r, m) for m in ("rand", "siamese") for b in (10, 20) for r in (0, 1)]
+        df = write_outputs(str(tmp_path), records, optimum={"cifar10": 94.37}, title="t")
+    finally:
+        os.umask(saved)
+    assert len(df) == 8 and list(df["method"]) == ["rand"] * 4 + ["siamese"] * 4
+    names = sorted(os.listdir(str(tmp_path)))
+    assert names == ["accuracy_vs_budget.png", "best_arch.txt", "summary.csv"]
+    for name in names:
+        assert os.stat(str(tmp_path / name)).st_mode & 0o777 == 0o640
+    assert (tmp_path / "accuracy_vs_budget.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "best_arch.txt").read_text().startswith("|a201|\n")
+    assert len(summary_frame(records)) == 8
+
+
+def test_plotting_uses_neither_pyplot_nor_a_global_backend(tmp_path):
+    code = ("import sys, matplotlib; from tfnas.results import plot_accuracy, summary_frame, RunRecord; "
+            "r = [RunRecord('m', 'd', b, 0, 0, b, 0, 'x', 90.0) for b in (1, 2)]; "
+            f"plot_accuracy(summary_frame(r), {str(tmp_path / 'p.png')!r}); "
+            "print('matplotlib.pyplot' in sys.modules, matplotlib.rcParams['backend'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "MPLBACKEND": "svg"}).stdout.split()
+    assert out == ["False", "svg"]
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"

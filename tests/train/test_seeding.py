@@ -1,0 +1,47 @@
+import random
+
+import pytest
+import tensorflow as tf
+
+from tfnas.train.seeding import LayerSeedStream, tf_global_seed
+
+
+def test_layer_seed_stream_continues_across_blocks_and_restores_the_caller():
+    random.seed(1)
+    caller = random.getstate()
+    stream = LayerSeedStream(7)
+    with stream.active():
+        first = [random.random() for _ in range(3)]
+    assert random.getstate() == caller
+    with stream.active():
+        second = [random.random() for _ in range(2)]
+    assert random.getstate() == caller
+    reference = random.Random(7)
+    assert first + second == [reference.random() for _ in range(5)]
+
+
+def test_layer_seed_stream_restores_the_caller_after_an_error():
+    random.seed(2)
+    caller = random.getstate()
+    with pytest.raises(RuntimeError):
+        with LayerSeedStream(0).active():
+            random.random()
+            raise RuntimeError("boom")
+    assert random.getstate() == caller
+
+
+def test_tf_global_seed_is_set_for_the_block_and_restored():
+    from tensorflow.python.eager import context
+
+    tf.random.set_seed(123)
+    with tf_global_seed(5):
+        assert context.global_seed() == 5
+        inside = tf.data.Dataset.range(20).shuffle(20, seed=1)
+    assert context.global_seed() == 123
+    with tf_global_seed(5):
+        again = tf.data.Dataset.range(20).shuffle(20, seed=1)
+    assert list(inside.as_numpy_iterator()) == list(again.as_numpy_iterator())
+    tf.random.set_seed(None)
+    with tf_global_seed(5):
+        pass
+    assert context.global_seed() is None

@@ -1,0 +1,209 @@
+"""`.cfg` (INI) files -> frozen, typed dataclasses (:mod:`tfnas.config.sections`), validated before any work starts.
+
+Order (as in TF Model Garden's ``parse_configuration``): dataclass defaults, then the
+``.cfg`` file, then ``--set section.key=value`` overrides, then validation, then the
+frozen :class:`Config`. Every error is a :class:`ConfigError` whose message names the
+file, the section, the key and what was expected, e.g.::
+
+    cfg/x.cfg: [budget] stop: expected an integer >= 1, got 'ten'
+
+Each section is one dataclass; a field's ``metadata`` may carry ``choices`` (allowed
+strings), ``min``/``max`` (inclusive range) or ``registry`` (a registry whose names the
+value must be one of, e.g. ``method``). Empty strings mean "not set" for optional paths.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import io
+import math
+import os
+import typing
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from tfnas.config.sections import SECTIONS, Config, ConfigError
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _describe(f: dataclasses.Field, tp: Any) -> str:
+    meta = f.metadata
+    if "choices" in meta:
+        return "one of " + ", ".join(meta["choices"])
+    base = {int: "an integer", float: "a number", bool: "a boolean (true/false)", str: "a string"}.get(tp)
+    if base is None and typing.get_origin(tp) is tuple:
+        inner = typing.get_args(tp)[0]
+        base = "a comma-separated list of " + {int: "integers", float: "numbers"}.get(inner, "names")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and hi is not None:
+        base += f" in [{lo}, {hi}]"
+    elif lo is not None:
+        base += f" >= {lo}"
+    return base or str(tp)
+
+
+def _parse_value(raw: str, f: dataclasses.Field, tp: Any, where: str) -> Any:
+    text = raw.strip()
+    expected = _describe(f, tp)
+    try:
+        if tp is bool:
+            low = text.lower()
+            if low not in _TRUE | _FALSE:
+                raise ValueError
+            value: Any = low in _TRUE
+        elif tp is int:
+            value = int(text)
+        elif tp is float:
+            value = float(text)
+            if not math.isfinite(value):  # NaN, inf: no key means "unbounded" by infinity
+                raise ValueError
+        elif typing.get_origin(tp) is tuple:
+            inner = typing.get_args(tp)[0]
+            value = tuple(inner(t.strip()) for t in text.split(",") if t.strip())
+        else:
+            value = text
+    except ValueError:
+        raise ConfigError(f"{where}: expected {expected}, got {raw!r}") from None
+    meta = f.metadata
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{where}: expected {expected}, got {raw!r}")
+    items = value if isinstance(value, tuple) else (value,)
+    for v in items:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if ("min" in meta and v < meta["min"]) or ("max" in meta and v > meta["max"]):
+                raise ConfigError(f"{where}: expected {expected}, got {raw!r}")
+    return value
+
+
+def _section_types(cls: type) -> Dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _parse_overrides(overrides: Iterable[str]) -> List[Tuple[str, str, str]]:
+    out = []
+    for item in overrides:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        lhs, value = item.split("=", 1)
+        section, key = lhs.strip().split(".", 1)
+        out.append((section.strip(), key.strip(), value))
+    return out
+
+
+def load_config(path: Optional[str], overrides: Sequence[str] = (), check_names: bool = True) -> Config:
+    """Reads ``path`` (INI), applies ``--set`` overrides, validates and returns a frozen Config.
+
+    Raises:
+      ConfigError: for a missing file, unknown section or key, wrong type, out-of-range value,
+        unknown registered name or inconsistent values; the message names file, section and key.
+    """
+    label = path or "<defaults>"
+    raw: Dict[str, Dict[str, Tuple[str, str]]] = {}
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ConfigError(f"{path}: config file not found")
+        parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
+        parser.optionxform = str  # keys are case sensitive
+        try:
+            with open(path, encoding="utf-8") as fh:
+                parser.read_file(fh, source=path)
+        except configparser.Error as exc:
+            raise ConfigError(f"{path}: not a valid INI file: {exc}".replace("\n", " ")) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                              f"{exc.start}); save the file as UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+        for section in parser.sections():
+            for key, value in parser.items(section):
+                raw.setdefault(section, {})[key] = (value, f"{path}: [{section}] {key}")
+    for section, key, value in _parse_overrides(overrides):
+        raw.setdefault(section, {})[key] = (value, f"--set {section}.{key}")
+
+    sections: Dict[str, Any] = {}
+    for section, items in raw.items():
+        if section not in SECTIONS:
+            where = next(iter(items.values()))[1]
+            if not where.startswith("--set"):
+                where = where.rsplit(" ", 1)[0]  # the whole section is unknown, not its first key
+            raise ConfigError(f"{where}: unknown section [{section}]; valid sections: {', '.join(SECTIONS)}")
+    for section, cls in SECTIONS.items():
+        types = _section_types(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: Dict[str, Any] = {}
+        for key, (value, where) in raw.get(section, {}).items():
+            if key not in fields:
+                raise ConfigError(f"{where}: unknown key; valid keys in [{section}]: {', '.join(fields)}")
+            kwargs[key] = _parse_value(value, fields[key], types[key], where)
+        sections[section] = cls(**kwargs)
+    cfg = Config(source=path or "", **sections)
+    _validate(cfg, raw, label, check_names)
+    return cfg
+
+
+def _where(raw: Dict[str, Dict[str, Tuple[str, str]]], label: str, section: str, key: str) -> str:
+    if key in raw.get(section, {}):
+        return raw[section][key][1]
+    return f"{label}: [{section}] {key}"
+
+
+def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: str, check_names: bool) -> None:
+    from tfnas import registry
+
+    registries = {
+        "method": registry.METHODS,
+        "space": registry.SPACES,
+        "dataset": registry.DATASETS,
+        "benchmark": registry.BENCHMARKS,
+        "proxy": registry.PROXIES,
+    }
+    for section, cls in SECTIONS.items():
+        values = getattr(cfg, section)
+        for f in dataclasses.fields(cls):
+            where = _where(raw, label, section, f.name)
+            value = getattr(values, f.name)
+            if check_names and "registry" in f.metadata:
+                reg = registries[f.metadata["registry"]]
+                allowed = f.metadata.get("allow", ())
+                for item in value if isinstance(value, tuple) else (value,):
+                    if item not in allowed and item not in reg:
+                        known = ", ".join(reg.names() + list(allowed))
+                        plural = reg.kind[:-1] + "ies" if reg.kind.endswith("y") else reg.kind + "s"
+                        raise ConfigError(f"{where}: unknown {reg.kind} {item!r}; registered {plural}: {known}")
+            if f.metadata.get("path") and value and not os.path.exists(value):
+                raise ConfigError(f"{where}: file not found: {value!r}")
+    b = cfg.budget
+    if b.stop < b.start:
+        raise ConfigError(f"{_where(raw, label, 'budget', 'stop')}: expected stop >= start ({b.start}), got {b.stop}")
+    ec = cfg.predictor.ec_source
+    if check_names and ec not in ("table", "train") and ec not in registry.PROXIES:
+        known = ", ".join(["table", "train"] + registry.PROXIES.names())
+        raise ConfigError(
+            f"{_where(raw, label, 'predictor', 'ec_source')}: expected table, train or a registered proxy, "
+            f"got {ec!r}; available: {known}"
+        )
+
+
+def config_to_ini(cfg: Config) -> str:
+    """The resolved config as INI text (every key, defaults included); loads back to an equal Config."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    for section in SECTIONS:
+        values = getattr(cfg, section)
+        parser[section] = {}
+        for f in dataclasses.fields(values):
+            v = getattr(values, f.name)
+            if isinstance(v, bool):
+                text = "true" if v else "false"
+            elif isinstance(v, tuple):
+                text = ", ".join(str(x) for x in v)
+            else:
+                text = str(v)
+            parser[section][f.name] = text
+    buf = io.StringIO()
+    buf.write(f"# resolved from {cfg.source or '<defaults>'}\n")
+    parser.write(buf)
+    return buf.getvalue()

@@ -1,0 +1,358 @@
+"""The typed sections of a ``.cfg`` file: one frozen dataclass per INI section.
+
+Each field has a default; its ``metadata`` may carry ``choices`` (allowed strings),
+``min``/``max`` (inclusive range) or ``registry`` (a registry whose names the value must be one
+of, e.g. ``method``). Empty strings mean "not set" for optional paths. Loading, validation and
+the error messages live in :mod:`tfnas.config.loader`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Tuple
+
+
+class ConfigError(ValueError):
+    """A bad configuration: one line naming file, section, key and what was expected."""
+
+
+def _f(default: Any, **meta: Any) -> Any:
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """[run]: what every run shares.
+
+    Attributes:
+      seed: root seed; every random draw of the run derives from it.
+      out_dir: run directory; empty means ``runs/<config file stem>``.
+      jit_compile: XLA for training steps: ``auto`` = only when a GPU is visible.
+      strategy: ``tf.distribute`` strategy for training (``auto`` = mirrored over all GPUs when
+        there are several, else one device).
+      progress: show progress bars.
+    """
+
+    seed: int = _f(0, min=0)
+    out_dir: str = _f("")
+    jit_compile: str = _f("auto", choices=("auto", "true", "false"))
+    strategy: str = _f("auto", choices=("auto", "one_device", "mirrored", "multi_worker"))
+    progress: bool = _f(True)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """[method]: the search method, by registered name."""
+
+    name: str = _f("rand", registry="method")
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """[space]: the search space and, for training/export, one architecture of it.
+
+    Attributes:
+      name: registered space name.
+      arch: architecture string (``tools/train.py``; empty for searches).
+      channels: stem/first-stage width (NB201: 16; DARTS evaluation network: 36).
+      cells_per_stage: cells per stage (NB201: 5).
+      start: the seed architecture of an evolutionary search (Zen: a block string; empty =
+        the space's default start).
+      family: block family of the Zen space: ``resnet`` (ResNet blocks) or ``mobile``
+        (inverted-residual IDW blocks).
+      layers: cells of the DARTS evaluation network (paper: 20 on CIFAR).
+      search_channels: width of a weight-sharing search network (RelativeNAS: 16).
+      search_layers: cells of a weight-sharing search network (RelativeNAS: 8).
+    """
+
+    name: str = _f("nb201", registry="space")
+    arch: str = _f("")
+    channels: int = _f(16, min=1)
+    cells_per_stage: int = _f(5, min=1)
+    start: str = _f("")
+    family: str = _f("resnet", choices=("resnet", "mobile"))
+    layers: int = _f(20, min=1)
+    search_channels: int = _f(16, min=1)
+    search_layers: int = _f(8, min=1)
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """[dataset]: the data; the same name selects the benchmark's column.
+
+    Attributes:
+      name: ``cifar10``, ``cifar100``, ``imagenet16-120``, ``imagenet2012`` or ``image_folder``.
+      data_dir: tfds data dir (empty = tfds default) or the image-folder root.
+      manual_dir: tfds manual dir (imagenet2012).
+      download: ``true`` lets tfds download missing data; ``false`` never downloads and fails
+        fast with instructions; ``auto`` downloads only when the download host answers quickly.
+      train_subset: use only the first N training images (0 = all).
+      eval_subset: use only the first N evaluation images (0 = all).
+      image_size: resize to this size (0 = native).
+      batch_size: global training batch size.
+      eval_batch_size: evaluation batch size.
+    """
+
+    name: str = _f("cifar10", registry="dataset")
+    data_dir: str = _f("")
+    manual_dir: str = _f("")
+    download: str = _f("auto", choices=("auto", "true", "false"))
+    train_subset: int = _f(0, min=0)
+    eval_subset: int = _f(0, min=0)
+    image_size: int = _f(0, min=0)
+    batch_size: int = _f(64, min=1)
+    eval_batch_size: int = _f(256, min=1)
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """[benchmark]: tabular ground truth.
+
+    Attributes:
+      name: registered benchmark (``nb201``) or ``none``.
+      source: empty = the table shipped in the package; otherwise a NATS-Bench topology file.
+      metric: the figure queried (``test_acc``: 200-epoch test accuracy).
+    """
+
+    name: str = _f("nb201", registry="benchmark", allow=("none",))
+    source: str = _f("", path=True)
+    metric: str = _f("test_acc", choices=("test_acc",))
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """[budget]: the sweep and the resource limits of a search.
+
+    Attributes:
+      start, stop, step: the query budgets ``range(start, stop + 1, step)`` of benchmark sweeps.
+      repeats: independent repeats per budget (benchmark sweeps).
+      max_params: parameter limit of a found network (0 = none), e.g. 1e6.
+      max_flops: FLOPs limit (multiply-accumulates, as the papers count them; 0 = none).
+      max_layers: limit on the number of weight layers (Zen-NAS CIFAR: 18; 0 = none).
+    """
+
+    start: int = _f(50, min=1)
+    stop: int = _f(200, min=1)
+    step: int = _f(50, min=1)
+    repeats: int = _f(10, min=1)
+    max_params: float = _f(0.0, min=0.0)
+    max_flops: float = _f(0.0, min=0.0)
+    max_layers: int = _f(0, min=0)
+
+    def budgets(self) -> List[int]:
+        return list(range(self.start, self.stop + 1, self.step))
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """[predictor]: graph accuracy predictors (Siamese-NAS).
+
+    Attributes:
+      units: GCN feature width.
+      epochs: total training epochs.
+      batch_size: predictor batch size.
+      lr: learning rate for the first 70 % of epochs.
+      lr_final: learning rate for the last 30 %.
+      huber_delta: Huber loss delta on accuracies in [0, 1].
+      nsam: use the node self-attention module.
+      ec_source: estimation code source: ``table`` (12-epoch figures), ``train`` or a proxy name.
+      ec_epochs: epochs of short training for ``ec_source = train`` (one loss per epoch).
+      jit_compile: XLA for the predictor train step (``auto`` = on: measured faster on CPU and GPU).
+    """
+
+    units: int = _f(64, min=1)
+    epochs: int = _f(200, min=1)
+    batch_size: int = _f(8, min=1)
+    lr: float = _f(1e-3, min=0.0)
+    lr_final: float = _f(1e-4, min=0.0)
+    huber_delta: float = _f(0.5, min=0.0)
+    nsam: bool = _f(True)
+    ec_source: str = _f("table")
+    ec_epochs: int = _f(3, min=1)
+    jit_compile: str = _f("auto", choices=("auto", "true", "false"))
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """[proxy]: zero-shot proxies.
+
+    Attributes:
+      name: the proxy that scores candidates (evolution) or estimation codes.
+      names: proxies compared by ``proxy_corr`` (empty = just ``name``).
+      batch_size: batch of random inputs a proxy sees (papers: 64; at least 2, for BatchNorm's
+        batch statistics).
+      subset: score this many random NB201 cells in ``proxy_corr`` (0 = all 15,625).
+      zen_weight: weight of the Zen score in the Incorporated score (CIFAR: 0.5).
+      entropy_weight: weight of the normalised entropy in the Incorporated score (CIFAR: 0.01).
+      grad_norm: reduction of ``grad_norm``: ``global`` (sqrt of the summed squares over all
+        kernels; spec, Zen-NAS) or ``layer_sum`` (sum of per-layer norms; zero-cost-nas, whose
+        NAS-Bench-201 correlations are the published ones).
+    """
+
+    name: str = _f("synflow", registry="proxy")
+    names: Tuple[str, ...] = _f((), registry="proxy")
+    batch_size: int = _f(64, min=2)
+    subset: int = _f(0, min=0)
+    zen_weight: float = _f(0.5)
+    entropy_weight: float = _f(0.01)
+    grad_norm: str = _f("global", choices=("global", "layer_sum"))
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """[search]: search-loop knobs shared by methods.
+
+    Attributes:
+      bts: batch top sampling (Siamese-NAS).
+      init_fraction: share of the budget queried before training with BTS.
+      update_split: number of BTS sampling points in the middle half of training.
+      sample_fraction: share of the space ranked at each BTS point and best-weights check.
+      rank_k: top-k re-ranked with the estimation code during search.
+      final_rank_k: top-k re-ranked with the estimation code in the final ranking.
+      reserve: queries reserved for best-weights selection in the last epochs.
+      pool_size: candidates drawn (with the run seed) from an open space such as Tiny-NanoBench;
+        predictor-based methods rank this pool as they rank NB201's 15,625 cells.
+      population: population size (evolution: Zen 512 / Incorporated 256; RelativeNAS: 20).
+      iterations: evolution iterations (paper: Zen 480k, Incorporated 96k).
+      record_every: write a progress record (and checkpoint) every this many iterations.
+      effectiveness_filter: reject candidates whose max rho exceeds ``max_rho`` (Incorporated-NAS).
+      max_rho: threshold of the effectiveness filter.
+      generations: RelativeNAS generations (paper: 50).
+      steps_per_epoch: cap on the training steps of one member's epoch (0 = the full train half).
+      lr, lr_min: cosine learning-rate range over generations of a weight-sharing search.
+      momentum, weight_decay, grad_clip: SGD settings of a weight-sharing search.
+      drop_path: final drop-path probability of a weight-sharing search (ramped over generations).
+      batch_size: batch of a weight-sharing search (RelativeNAS: 256; 0 = ``[dataset] batch_size``,
+        which the training of the found network uses).
+    """
+
+    bts: bool = _f(True)
+    init_fraction: float = _f(0.3, min=0.0, max=1.0)
+    update_split: int = _f(10, min=1)
+    sample_fraction: float = _f(0.1, min=0.0, max=1.0)
+    rank_k: int = _f(30, min=1)
+    final_rank_k: int = _f(60, min=1)
+    reserve: int = _f(3, min=0)
+    pool_size: int = _f(1000, min=1)
+    population: int = _f(256, min=2)
+    iterations: int = _f(1000, min=1)
+    record_every: int = _f(100, min=1)
+    effectiveness_filter: bool = _f(True)
+    max_rho: float = _f(0.5, min=0.0)
+    generations: int = _f(50, min=1)
+    steps_per_epoch: int = _f(0, min=0)
+    lr: float = _f(0.1, min=0.0)
+    lr_min: float = _f(0.001, min=0.0)
+    momentum: float = _f(0.9, min=0.0, max=1.0)
+    weight_decay: float = _f(3e-4, min=0.0)
+    grad_clip: float = _f(5.0, min=0.0)
+    drop_path: float = _f(0.3, min=0.0, max=1.0)
+    batch_size: int = _f(0, min=0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """[train]: the Trainer's recipe (used by ``tools/train.py`` and training oracles).
+
+    Attributes:
+      enabled: train the found architecture at the end of a search.
+      epochs: training epochs.
+      optimizer: ``sgd`` (momentum, optional Nesterov) or ``adam``.
+      lr: peak learning rate.
+      momentum: SGD momentum.
+      nesterov: Nesterov momentum.
+      weight_decay: L2 coupled weight decay, applied to conv/dense kernels only.
+      schedule: ``cosine``, ``step`` or ``constant`` (after warm-up).
+      warmup_epochs: linear warm-up epochs.
+      step_epochs: epochs at which the step schedule multiplies the lr by ``step_gamma``.
+      step_gamma: step schedule factor.
+      lr_min: final lr of the cosine schedule.
+      grad_clip: global-norm gradient clipping (0 = off).
+      label_smoothing: label smoothing of the cross-entropy.
+      aux_weight: auxiliary-head loss weight (models with an auxiliary head).
+      drop_path: final drop-path rate, ramped linearly over epochs (models with DropPath).
+      flip: random horizontal flip.
+      pad_crop: pad-and-random-crop margin in pixels (0 = off).
+      cutout: cutout square size in pixels (0 = off).
+      mixup_alpha: mixup Beta(alpha, alpha) (0 = off).
+      random_erasing: random-erasing probability (0 = off).
+      checkpoint_every: save a checkpoint every N epochs (resume after a kill).
+    """
+
+    enabled: bool = _f(False)
+    epochs: int = _f(10, min=1)
+    optimizer: str = _f("sgd", choices=("sgd", "adam"))
+    lr: float = _f(0.1, min=0.0)
+    momentum: float = _f(0.9, min=0.0, max=1.0)
+    nesterov: bool = _f(True)
+    weight_decay: float = _f(5e-4, min=0.0)
+    schedule: str = _f("cosine", choices=("cosine", "step", "constant"))
+    warmup_epochs: int = _f(0, min=0)
+    step_epochs: Tuple[int, ...] = _f(())
+    step_gamma: float = _f(0.1, min=0.0)
+    lr_min: float = _f(0.0, min=0.0)
+    grad_clip: float = _f(5.0, min=0.0)
+    label_smoothing: float = _f(0.0, min=0.0, max=1.0)
+    aux_weight: float = _f(0.0, min=0.0)
+    drop_path: float = _f(0.0, min=0.0, max=1.0)
+    flip: bool = _f(True)
+    pad_crop: int = _f(4, min=0)
+    cutout: int = _f(0, min=0)
+    mixup_alpha: float = _f(0.0, min=0.0)
+    random_erasing: float = _f(0.0, min=0.0, max=1.0)
+    checkpoint_every: int = _f(1, min=1)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """[export]: export the trained network."""
+
+    enabled: bool = _f(True)
+    format: str = _f("saved_model", choices=("saved_model", "keras"))
+
+
+SECTIONS: Dict[str, type] = {
+    "run": RunConfig,
+    "method": MethodConfig,
+    "space": SpaceConfig,
+    "dataset": DatasetConfig,
+    "benchmark": BenchmarkConfig,
+    "budget": BudgetConfig,
+    "predictor": PredictorConfig,
+    "proxy": ProxyConfig,
+    "search": SearchConfig,
+    "train": TrainConfig,
+    "export": ExportConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole resolved configuration; ``source`` is the file it came from."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    source: str = ""
+
+    @property
+    def name(self) -> str:
+        """The experiment name: the config file's stem."""
+        return os.path.splitext(os.path.basename(self.source))[0] if self.source else "run"
+
+    @property
+    def out_dir(self) -> str:
+        return self.run.out_dir or os.path.join("runs", self.name)
+
+    def replace(self, **sections: Any) -> "Config":
+        return dataclasses.replace(self, **sections)

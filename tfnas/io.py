@@ -1,0 +1,136 @@
+"""Atomic file writes (bytes, text, matplotlib figures) and JSON-lines record files.
+
+Every write goes to a temporary file in the target's folder, is flushed and synced, and is
+then renamed over the target (``os.replace``, atomic on POSIX and Windows), so a reader or a
+crash never sees half a file. The temporary file is created with mode ``0o666`` filtered by
+the process umask, exactly as ``open(path, "w")`` would create it, so results files get the
+same permissions as any other file the user writes (``tempfile.mkstemp`` would leave them
+``0o600``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from typing import IO, Any, Iterable, Iterator, List, Tuple
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_figure",
+    "iter_jsonl",
+    "read_jsonl",
+    "write_jsonl",
+    "append_jsonl",
+]
+
+_NEW_FILE_MODE = 0o666  # filtered by the umask, as for open(path, "w")
+_TEMP_PREFIX = ".tmp-"
+
+
+def _create_temp(folder: str, name: str) -> Tuple[int, str]:
+    """Creates a new, empty temporary file next to ``name`` in ``folder``; returns ``(fd, path)``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f"{_TEMP_PREFIX}{name}-{secrets.token_hex(6)}")
+        try:
+            return os.open(tmp, flags, _NEW_FILE_MODE), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file for {name!r} in {folder}")
+
+
+@contextlib.contextmanager
+def _atomic_file(path: str) -> Iterator[IO[bytes]]:
+    """A binary file object whose content replaces ``path`` when the block ends without error.
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    target = os.path.abspath(os.fspath(path))
+    folder, name = os.path.split(target)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = _create_temp(folder, name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` (folders created as needed) atomically."""
+    with _atomic_file(path) as fh:
+        fh.write(data)
+
+
+def atomic_write_text(path: str, text: str, encoding: str = "utf-8") -> None:
+    """Writes ``text`` to ``path`` atomically, encoded with ``encoding`` (no newline translation)."""
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_figure(fig: Any, path: str, **savefig_kwargs: Any) -> None:
+    """Saves a matplotlib ``Figure`` to ``path`` atomically.
+
+    The format is ``savefig_kwargs["format"]`` if given, else the extension of ``path`` (``png``
+    when it has none); the other keyword arguments go to ``Figure.savefig`` (``dpi=...``). The
+    figure is not closed: a ``matplotlib.figure.Figure`` built without pyplot is freed with its
+    last reference.
+    """
+    kwargs = dict(savefig_kwargs)
+    kwargs.setdefault("format", os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png")
+    with _atomic_file(path) as fh:
+        fig.savefig(fh, **kwargs)
+
+
+def iter_jsonl(path: str) -> Iterator[Tuple[int, Any]]:
+    """``(line_number, value)`` for each non-blank line of a JSON-lines file (numbers from 1).
+
+    Raises:
+        ValueError: a line is not valid JSON (the message names the file and line).
+    """
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"{path}:{number}: not JSON ({exc})") from None
+            yield number, value
+
+
+def read_jsonl(path: str) -> List[Any]:
+    """The values of a JSON-lines file, in file order (blank lines skipped)."""
+    return [value for _, value in iter_jsonl(path)]
+
+
+def _jsonl_text(rows: Iterable[Any]) -> str:
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def write_jsonl(path: str, rows: Iterable[Any]) -> None:
+    """Writes ``rows`` (JSON-serialisable values) as a JSON-lines file, atomically."""
+    atomic_write_text(path, _jsonl_text(rows))
+
+
+def append_jsonl(path: str, row: Any) -> None:
+    """Adds one JSON line to ``path`` (created if missing).
+
+    The whole file is rewritten atomically, so a crash leaves either the old file or the new
+    one, never a half line. Meant for record logs of modest size (one line per run or
+    generation), not for streams of millions of lines.
+    """
+    old = b""
+    if os.path.exists(path):
+        with open(path, "rb") as fh:
+            old = fh.read()
+        if old and not old.endswith(b"\n"):
+            old += b"\n"
+    atomic_write_bytes(path, old + _jsonl_text([row]).encode("utf-8"))

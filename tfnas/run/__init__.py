@@ -1,0 +1,25 @@
+"""The run layer: the only code that reads a :class:`~tfnas.config.Config`.
+
+- :mod:`tfnas.run.rundir`: ``RunDir`` (identity by (section, key), ``config.cfg``, resume, lock)
+  and the atomic ``ArtifactStore`` methods write through;
+- :mod:`tfnas.run.factory` / :mod:`tfnas.run.method_args`: config -> typed arguments -> objects;
+- flows: :mod:`~tfnas.run.sweep` (budgeted searches), :mod:`~tfnas.run.search` (one-shot
+  searches, then training and export), :mod:`~tfnas.run.analysis`, :mod:`~tfnas.run.train_one`.
+"""
+
+from __future__ import annotations
+
+from tfnas.config import Config
+
+
+def flow_of(cfg: Config) -> str:
+    """``"sweep"``, ``"search"`` or ``"analysis"``: the flow the configured method's contract needs."""
+    from tfnas.methods.base import Analysis, BudgetedSearch, OneShotSearch
+    from tfnas.registry import METHODS
+
+    cls = METHODS.get(cfg.method.name)
+    for base, flow in ((BudgetedSearch, "sweep"), (OneShotSearch, "search"), (Analysis, "analysis")):
+        if issubclass(cls, base):
+            return flow
+    raise TypeError(f"method {cfg.method.name!r} ({cls.__name__}) implements none of BudgetedSearch, "
+                    f"OneShotSearch, Analysis (tfnas/methods/base.py)")

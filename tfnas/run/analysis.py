@@ -1,0 +1,26 @@
+"""The analysis flow (``proxy_corr``): one table into the run directory, resumable."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from tfnas.config import Config
+from tfnas.methods.base import SearchContext
+from tfnas.run.factory import build_method, build_space, check_method_fits_space
+from tfnas.run.rundir import RunDir
+from tfnas.run.search import SEARCH_FREE_KEYS, SEARCH_FREE_SECTIONS
+
+
+def run_analysis(cfg: Config, progress: Optional[bool] = None) -> Any:
+    """Runs (or resumes) the configured analysis; returns its table (``pandas.DataFrame``)."""
+    progress = cfg.run.progress if progress is None else progress
+    run_dir = RunDir(cfg, ignore=SEARCH_FREE_KEYS, ignore_sections=SEARCH_FREE_SECTIONS)
+    run_dir.check()
+    check_method_fits_space(cfg)
+    method = build_method(cfg, build_space(cfg))
+    with run_dir:
+        context = SearchContext(store=run_dir.store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),
+                                progress=progress)
+        return method.analyse(context)

@@ -1,0 +1,227 @@
+"""Config -> objects: the only code that reads :class:`~tfnas.config.Config`.
+
+Every other part of tfnas takes plain typed arguments. Each ``build_*`` function unpacks the
+sections a part needs and turns a part's ``ValueError`` into a :class:`ConfigError` naming the
+file and section, so bad values fail before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from tfnas.config import Config, ConfigError, TrainConfig
+from tfnas.registry import BENCHMARKS, DATASETS, METHODS, PROXIES, SPACES
+from tfnas.spaces.base import TabularSpace, require
+
+
+def where(cfg: Config) -> str:
+    """How messages name the config: its file, or ``<defaults>``."""
+    return cfg.source or "<defaults>"
+
+
+# -- datasets -------------------------------------------------------------------------------
+
+def dataset_head(cfg: Config) -> Tuple[int, Tuple[int, int, int]]:
+    """``(num_classes, input_shape)`` of the networks for ``[dataset]``: the registered source's
+    class count (10 when it does not know, e.g. an image folder before it is read) and native
+    side, ``[dataset] image_size`` when set, else 32."""
+    num_classes, side, channels = 10, 32, 3
+    if cfg.dataset.name in DATASETS:
+        source = DATASETS.get(cfg.dataset.name)
+        num_classes = int(getattr(source, "num_classes", 0) or 10)
+        native = getattr(source, "image_shape", None)
+        if native:
+            side, channels = int(native[0]), int(native[2])
+        else:
+            side = int(getattr(source, "default_size", 0) or 32)
+    side = cfg.dataset.image_size or side
+    return num_classes, (side, side, channels)
+
+
+def build_datasets(cfg: Config) -> Tuple[Any, Any, Any]:
+    """``[dataset]`` and ``[train]`` -> ``(train_ds, eval_ds, info)`` pipelines seeded by ``[run] seed``.
+
+    ``train_ds`` is shuffled, augmented and drops the last partial batch; ``eval_ds`` is in
+    order, unaugmented and keeps every example.
+    """
+    from tfnas.data import load_dataset, make_pipeline
+
+    d, t = cfg.dataset, cfg.train
+    if 0 < d.train_subset < d.batch_size:
+        raise ConfigError(f"{where(cfg)}: [dataset] train_subset = {d.train_subset} is smaller than [dataset] "
+                          f"batch_size = {d.batch_size}, so training would see no full batch; lower batch_size "
+                          f"or raise train_subset")
+    common = dict(data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download, image_size=d.image_size)
+    train_raw, info = load_dataset(d.name, split="train", subset=d.train_subset, **common)
+    eval_raw, _ = load_dataset(d.name, split="eval", subset=d.eval_subset, **common)
+    stats = dict(num_classes=info.num_classes, mean=info.mean, std=info.std, seed=cfg.run.seed)
+    train_ds = make_pipeline(train_raw, batch_size=d.batch_size, training=True, flip=t.flip, pad_crop=t.pad_crop,
+                             cutout=t.cutout, mixup_alpha=t.mixup_alpha, random_erasing=t.random_erasing,
+                             drop_remainder=True, **stats)
+    eval_ds = make_pipeline(eval_raw, batch_size=d.eval_batch_size, training=False, drop_remainder=False, **stats)
+    return train_ds, eval_ds, info
+
+
+# -- spaces ---------------------------------------------------------------------------------
+
+def build_space(cfg: Config) -> Any:
+    """The configured search space."""
+    cls = SPACES.get(cfg.space.name)
+    s, name = cfg.space, cfg.space.name
+    if name == "nb201":
+        kwargs: Dict[str, Any] = {"channels": s.channels, "cells_per_stage": s.cells_per_stage}
+    elif name == "darts":
+        # the auxiliary head exists when training weighs it ([train] aux_weight > 0)
+        kwargs = {"channels": s.channels, "layers": s.layers, "search_channels": s.search_channels,
+                  "search_layers": s.search_layers, "auxiliary": cfg.train.aux_weight > 0}
+    elif name == "zen":
+        num_classes, shape = dataset_head(cfg)
+        kwargs = {"start": s.start, "family": s.family, "resolution": shape[0], "num_classes": num_classes}
+    elif name == "tinynano":
+        c = s.channels
+        kwargs = {"widths": (c, 2 * c, 4 * c), "cells_per_block": s.cells_per_stage,
+                  "flops_limit": cfg.budget.max_flops or None}
+    else:
+        kwargs = {}
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        keys = {"zen": "[space] start / family", "tinynano": "[space] channels / cells_per_stage, [budget] max_flops",
+                "darts": "[space] channels / layers / search_channels / search_layers",
+                "nb201": "[space] channels / cells_per_stage"}.get(name, f"[space] ({name})")
+        raise ConfigError(f"{where(cfg)}: {keys}: {exc}") from None
+
+
+def check_method_fits_space(cfg: Config) -> None:
+    """Refuses a method whose ``requires`` the configured space's type does not meet (no work done).
+
+    Budgeted searches see open spaces through a candidate pool (tabular by construction), so for
+    them only the capabilities other than tabular access are checked against the space itself.
+    """
+    from tfnas.methods.base import BudgetedSearch
+    from tfnas.spaces.base import TabularSpace
+
+    method_cls = METHODS.get(cfg.method.name)
+    space_cls = SPACES.get(cfg.space.name)
+    needs = tuple(getattr(method_cls, "requires", ()))
+    if issubclass(method_cls, BudgetedSearch):
+        needs = tuple(n for n in needs if n is not TabularSpace)
+    missing = [n.__name__ for n in needs if not issubclass(space_cls, n)]
+    if missing:
+        fitting = [s for s in SPACES.names() if all(issubclass(SPACES.get(s), n) for n in needs)]
+        raise ConfigError(f"{where(cfg)}: [space] name: method {cfg.method.name!r} needs a space with "
+                          f"{', '.join(missing)}; {cfg.space.name!r} has not (spaces that fit: "
+                          f"{', '.join(fitting) or 'none'})")
+
+
+# -- benchmarks -----------------------------------------------------------------------------
+
+def build_benchmark(cfg: Config, space: Any) -> Any:
+    """The configured ground truth: a table (``nb201``) or the training oracle (``train``)."""
+    name = cfg.benchmark.name
+    if name == "none":
+        raise ConfigError(f"{where(cfg)}: [benchmark] name: method {cfg.method.name!r} needs a benchmark "
+                          f"(e.g. nb201)")
+    cls = BENCHMARKS.get(name)
+    if name == "train":
+        d = cfg.dataset
+        training = short_training(cfg, space, cfg.train, batch_size=d.batch_size, train_subset=d.train_subset,
+                                  eval_subset=d.eval_subset, eval_batch_size=d.eval_batch_size)
+        return cls(space, training_evaluator(cfg, space, training, "oracle"))
+    return cls(source=cfg.benchmark.source)
+
+
+def short_training(cfg: Config, space: Any, train_cfg: TrainConfig, **kwargs: Any) -> Any:
+    """A :class:`~tfnas.evaluation.training.ShortTraining` of ``train_cfg`` on ``[dataset]``."""
+    from tfnas.evaluation.training import ShortTraining
+
+    d = cfg.dataset
+    try:
+        return ShortTraining(space, train_cfg, dataset=d.name, data_dir=d.data_dir, manual_dir=d.manual_dir,
+                             download=d.download, image_size=d.image_size, seed=cfg.run.seed,
+                             jit_compile=cfg.run.jit_compile, strategy=cfg.run.strategy, **kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"{where(cfg)}: [dataset]: {exc}") from None
+
+
+def training_evaluator(cfg: Config, space: Any, training: Any, kind: str) -> Any:
+    """A cached :class:`~tfnas.evaluation.training.TrainingEvaluator`; its cache lives in
+    ``<run dir>/ec_cache/`` (kind ``ec``) or ``<run dir>/oracle_cache/`` (kind ``oracle``)."""
+    from tfnas.evaluation.training import TrainCache, TrainingEvaluator, check_accuracy, check_losses
+
+    evaluate = kind == "oracle"
+    check = check_accuracy if evaluate else check_losses(training.train_cfg.epochs)
+    cache = TrainCache(os.path.join(cfg.out_dir, f"{kind}_cache"), kind, training.recipe(evaluate=evaluate), check)
+    return TrainingEvaluator(space, training, cache, kind)
+
+
+# -- proxies --------------------------------------------------------------------------------
+
+def proxy_options(name: str, cfg: Config) -> Dict[str, Any]:
+    """The ``[proxy]`` keys proxy ``name`` takes (declared by the proxy), as keyword arguments."""
+    from tfnas.proxies.base import proxy_options as declared
+
+    return declared(name, cfg.proxy)
+
+
+def build_proxy(name: str, cfg: Config, key: str = "name") -> Any:
+    """Proxy ``name`` with its ``[proxy]`` options; an unknown name names ``[proxy] <key>``."""
+    from tfnas.proxies.base import get_proxy
+
+    if name not in PROXIES:
+        raise ConfigError(f"{where(cfg)}: [proxy] {key}: unknown proxy {name!r}; registered proxies: "
+                          f"{', '.join(PROXIES.names())}")
+    return get_proxy(name, **proxy_options(name, cfg))
+
+
+# -- estimation codes -----------------------------------------------------------------------
+
+def build_ec_factory(cfg: Config, space: Any) -> Optional[Callable[[], Any]]:
+    """The ``[predictor] ec_source`` factory: None for ``table`` (read through the session)."""
+    source = cfg.predictor.ec_source
+    if source == "table":
+        return None
+    if source == "train":
+        from tfnas.predictors.estimation import DEFAULT_EC_SUBSET, EC_BATCH_SIZE, TrainingEstimationCode
+
+        require(space, TabularSpace, "[predictor] ec_source = train")
+        train_cfg = ec_train_config(cfg)
+        training = short_training(cfg, space, train_cfg, batch_size=EC_BATCH_SIZE,
+                                  train_subset=cfg.dataset.train_subset or DEFAULT_EC_SUBSET)
+        evaluator = training_evaluator(cfg, space, training, "ec")
+        return lambda: TrainingEstimationCode(space, evaluator, dim=train_cfg.epochs)
+    from tfnas.predictors.estimation import proxy_ec_factory
+
+    num_classes, shape = dataset_head(cfg)
+    return proxy_ec_factory(build_proxy(source, cfg, key="ec_source"), space, num_classes=num_classes,
+                            input_shape=shape, batch_size=cfg.proxy.batch_size, seed=cfg.run.seed)
+
+
+def ec_train_config(cfg: Config) -> TrainConfig:
+    """The ``train`` estimation code's recipe (Siamese-NAS reference): ``[predictor] ec_epochs``
+    of constant Adam 1e-3, no decay or clipping, flip and pad-crop per ``[train]``, batch 16, on
+    the first ``[dataset] train_subset`` training images (512 when 0)."""
+    from tfnas.predictors.estimation import EC_LR
+
+    return TrainConfig(epochs=cfg.predictor.ec_epochs, optimizer="adam", lr=EC_LR, schedule="constant",
+                       weight_decay=0.0, grad_clip=0.0, flip=cfg.train.flip, pad_crop=cfg.train.pad_crop)
+
+
+# -- methods --------------------------------------------------------------------------------
+
+def build_method(cfg: Config, space: Any) -> Any:
+    """The configured method, built from typed arguments by its builder in :mod:`tfnas.run.method_args`."""
+    from tfnas.run.method_args import BUILDERS
+
+    cls = METHODS.get(cfg.method.name)
+    for klass in cls.__mro__:
+        if klass in BUILDERS:
+            try:
+                return BUILDERS[klass](cls, cfg, space)
+            except ConfigError:
+                raise
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{where(cfg)}: [method] name = {cfg.method.name}: {exc}") from None
+    raise ConfigError(f"{where(cfg)}: [method] name: no builder for method {cfg.method.name!r} "
+                      f"({cls.__name__}); add one to tfnas/run/method_args.py")

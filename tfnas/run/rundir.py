@@ -1,0 +1,224 @@
+"""The run directory: identity, resume, refusal of a different config, one writer at a time.
+
+Every flow (sweep, one-shot search, analysis, training of one architecture) goes through
+:class:`RunDir`. A directory belongs to one configuration: its identity is the set of
+``(section, key) -> value`` pairs of the resolved config minus the keys that do not change
+results for that flow (display, output location, and e.g. the budget range of a sweep, whose
+records are keyed by (budget, repeat) anyway). Rerunning with the same identity resumes;
+a different identity is refused before anything is written.
+
+Directories written by older versions are read back through the current schema, so keys added
+since then take their defaults (what the older version did) and an upgrade does not orphan them.
+"""
+
+from __future__ import annotations
+
+import configparser
+import errno
+import hashlib
+import json
+import fcntl
+import io
+import os
+from typing import Any, Dict, FrozenSet, Iterable, Optional, Tuple
+
+from tfnas.config import Config, ConfigError, config_to_ini, load_config
+from tfnas.io import atomic_write_bytes, atomic_write_text
+
+CONFIG_FILE = "config.cfg"
+LOCK_FILE = ".lock"
+STATE_DIR = "search_state"
+
+#: Keys that never change results: where the run goes and whether bars are shown.
+DISPLAY_KEYS: FrozenSet[Tuple[str, str]] = frozenset({("run", "progress"), ("run", "out_dir")})
+
+
+class RunDirError(ConfigError):
+    """A run directory that cannot be used for this run (other config, locked, not a folder)."""
+
+
+def config_identity(ini: str, ignore: Iterable[Tuple[str, str]] = (),
+                    ignore_sections: Iterable[str] = ()) -> Dict[str, Dict[str, str]]:
+    """``{section: {key: value}}`` of a resolved config, minus ``ignore`` pairs and sections."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser.read_string(ini)
+    skip, skip_sections = set(ignore) | DISPLAY_KEYS, set(ignore_sections)
+    return {s: {k: v for k, v in parser.items(s) if (s, k) not in skip}
+            for s in parser.sections() if s not in skip_sections}
+
+
+def config_id(identity: Dict[str, Dict[str, str]]) -> str:
+    """A short stable digest of a config identity (:func:`config_identity`), stored in each record.
+
+    Only values that differ from the defaults enter the digest, so a key added by a later tfnas
+    version (at its default, i.e. what the older version did) leaves the id of old records valid.
+    """
+    defaults = config_identity(config_to_ini(Config()))
+    changed = {s: {k: v for k, v in items.items() if defaults.get(s, {}).get(k) != v} for s, items in identity.items()}
+    text = json.dumps({s: items for s, items in changed.items() if items}, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+class ArtifactStore:
+    """Named files of one run directory, every write atomic (temp file, then rename).
+
+    What methods get instead of paths: ``write_text("best_cell.txt", ...)``. Names are relative
+    and may hold one folder level (``search_state/evolution.json``).
+    """
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def path(self, name: str) -> str:
+        if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+            raise ValueError(f"artifact names are relative to the run directory; got {name!r}")
+        return os.path.join(self.root, name)
+
+    def exists(self, name: str) -> bool:
+        return os.path.exists(self.path(name))
+
+    def read_text(self, name: str) -> str:
+        with open(self.path(name), encoding="utf-8") as fh:
+            return fh.read()
+
+    def _parent(self, name: str) -> str:
+        path = self.path(name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return path
+
+    def write_text(self, name: str, text: str) -> str:
+        path = self._parent(name)
+        atomic_write_text(path, text)
+        return path
+
+    def write_bytes(self, name: str, data: bytes) -> str:
+        path = self._parent(name)
+        atomic_write_bytes(path, data)
+        return path
+
+    def write_figure(self, name: str, fig: Any, **savefig: Any) -> str:
+        """Saves a matplotlib ``Figure`` (object API, no pyplot) as ``name``."""
+        buf = io.BytesIO()
+        fig.savefig(buf, format=os.path.splitext(name)[1].lstrip(".") or "png", **savefig)
+        return self.write_bytes(name, buf.getvalue())
+
+    def append_lines(self, name: str, lines: Iterable[str]) -> str:
+        """Adds lines to a text file (rewritten atomically, so a crash never leaves half a line)."""
+        old = self.read_text(name) if self.exists(name) else ""
+        new = "".join(f"{line}\n" for line in lines)
+        return self.write_text(name, old + new)
+
+    def remove(self, name: str) -> None:
+        if self.exists(name):
+            os.unlink(self.path(name))
+
+    def state_dir(self) -> str:
+        path = self.path(STATE_DIR)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+
+class RunDir:
+    """One run directory for one configuration.
+
+    Args:
+        cfg: the resolved config (``cfg.out_dir`` is the directory).
+        ignore: ``(section, key)`` pairs that may differ between runs sharing the directory.
+        ignore_sections: whole sections that may differ (e.g. ``train`` for a search whose
+            training runs in its own ``train/`` subdirectory).
+
+    ``open()`` creates the folder, refuses one holding another configuration, takes the
+    directory's lock (another process writing the same directory is refused, naming it) and
+    writes ``config.cfg`` (not rewritten when identical, so a finished read-only run can still
+    be reprinted).
+    """
+
+    def __init__(self, cfg: Config, ignore: Iterable[Tuple[str, str]] = (), ignore_sections: Iterable[str] = ()):
+        self.cfg = cfg
+        self.path = cfg.out_dir
+        self.ignore = tuple(ignore)
+        self.ignore_sections = tuple(ignore_sections)
+        self.store = ArtifactStore(self.path)
+        self._lock_fh = None
+
+    def _identity(self, ini: str) -> Dict[str, Dict[str, str]]:
+        return config_identity(ini, self.ignore, self.ignore_sections)
+
+    @property
+    def config_id(self) -> str:
+        """Digest of this run's identity: records carry it, so a directory whose ``config.cfg`` was
+        deleted still refuses records of another configuration."""
+        return config_id(self._identity(config_to_ini(self.cfg)))
+
+    def check(self) -> None:
+        """Refuses a directory holding another configuration (reads only)."""
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise RunDirError(f"{self.path}: the run directory is a file, not a folder; choose another [run] out_dir")
+        config_path = os.path.join(self.path, CONFIG_FILE)
+        if not os.path.exists(config_path):
+            return
+        try:  # through the current schema: keys added since then take their defaults
+            previous = config_to_ini(load_config(config_path, check_names=False))
+        except ConfigError:
+            previous = ""
+        if self._identity(previous) != self._identity(config_to_ini(self.cfg)):
+            raise RunDirError(f"{self.path}: holds results of a different configuration (see its config.cfg); "
+                              f"choose another [run] out_dir or delete the directory")
+
+    def open(self) -> "RunDir":
+        self.check()
+        try:
+            os.makedirs(self.path, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(f"{self.path}: cannot create the run directory ({exc.strerror})") from None
+        self._lock()
+        ini = config_to_ini(self.cfg)
+        config_path = os.path.join(self.path, CONFIG_FILE)
+        current: Optional[str] = None
+        if os.path.exists(config_path):
+            with open(config_path, encoding="utf-8") as fh:
+                current = fh.read()
+        if current != ini:
+            try:
+                atomic_write_text(config_path, ini)
+            except OSError as exc:
+                raise RunDirError(f"{self.path}: cannot write {CONFIG_FILE} ({exc.strerror})") from None
+        return self
+
+    def _lock(self) -> None:
+        path = os.path.join(self.path, LOCK_FILE)
+        try:
+            fh = open(path, "a+", encoding="utf-8")
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+                return  # a read-only directory: nothing here can be written, so nothing to protect
+            raise RunDirError(f"{self.path}: cannot open its lock file ({exc.strerror})") from None
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunDirError(f"{self.path}: another run is writing this directory (process {holder}); "
+                              f"wait for it or choose another [run] out_dir") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lock_fh = fh
+
+    def close(self) -> None:
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def __enter__(self) -> "RunDir":
+        return self.open()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def file(self, name: str) -> str:
+        return self.store.path(name)

@@ -1,0 +1,172 @@
+"""The one-shot search flow (evolution, RelativeNAS): search, record, train and export the result.
+
+``space -> OneShotSearch.search(context) -> best architecture [-> training -> export]``.
+
+The run directory holds ``config.cfg`` (resolved), ``search_state/`` (the method's resumable
+state), ``history.csv`` and ``search_progress.png`` (one row per logged step), ``best_arch.txt``
+and ``result.json``; with ``[train] enabled`` also ``train/`` (the training run of the found
+architecture, see :mod:`tfnas.run.train_one`). Every file is written atomically. Running the
+same command again resumes: the method restores its state, a finished search is not repeated,
+and a finished training is not repeated either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from tfnas.config import Config
+from tfnas.methods.base import SearchContext, SearchOutcome
+from tfnas.run.factory import build_method, build_space, check_method_fits_space
+from tfnas.run.rundir import ArtifactStore, RunDir
+
+#: Training and export run in their own ``train/`` directory; the arch is the search's output.
+SEARCH_FREE_SECTIONS = ("train", "export")
+SEARCH_FREE_KEYS = (("space", "arch"),)
+RESULT_FILE = "result.json"
+
+
+class HistoryLog:
+    """``history.csv`` rows: kept in memory, the file rewritten atomically on each append."""
+
+    def __init__(self, store: ArtifactStore, name: str = "history.csv"):
+        import pandas as pd
+
+        self.store, self.name = store, name
+        self.rows: List[Dict[str, Any]] = []
+        path = store.path(name)
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            self.rows = pd.read_csv(path).to_dict("records")
+
+    def append(self, row: Dict[str, Any]) -> None:
+        import pandas as pd
+
+        self.rows.append(dict(row))
+        self.store.write_text(self.name, pd.DataFrame(self.rows).to_csv(index=False))
+
+
+def history_figure(rows: List[Dict[str, Any]], title: str = "") -> Optional[Any]:
+    """One panel per numeric column of ``rows`` against the first column; None when nothing to draw."""
+    import pandas as pd
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return None
+    x = df.columns[0]
+    ys = [c for c in df.columns[1:] if pd.api.types.is_numeric_dtype(df[c]) and df[c].notna().any()]
+    if not ys:
+        return None
+    fig = Figure(figsize=(6, 2.4 * len(ys)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(ys), 1, squeeze=False, sharex=True)
+    for ax, col in zip(axes[:, 0], ys):
+        ax.plot(df[x], df[col], marker="." if len(df) < 50 else None)
+        ax.set_ylabel(col)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel(x)
+    axes[0, 0].set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+@dataclass
+class SearchRun:
+    """What :func:`run_search` produced."""
+
+    run_dir: str
+    outcome: SearchOutcome
+    resumed: bool
+    train_metrics: Optional[Dict[str, Any]] = None
+    export_path: Optional[str] = None
+
+    def summary(self) -> str:
+        o = self.outcome
+        lines = [f"best architecture: {o.best_arch}"]
+        if o.score is not None:
+            lines.append(f"{o.score_name or 'score'}: {o.score:.6g}")
+        for key, value in o.extra.items():
+            if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+                lines.append(f"{key}: {value:,}" if isinstance(value, int) else f"{key}: {value}")
+        if self.train_metrics:
+            for key, value in self.train_metrics.items():
+                if isinstance(value, float):
+                    lines.append(f"trained {key}: {value:.4f}")
+        if self.export_path:
+            lines.append(f"exported: {self.export_path}")
+        return "\n".join(lines)
+
+
+def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
+    """Runs (or resumes) the configured one-shot search, then trains/exports the result if asked."""
+    progress = cfg.run.progress if progress is None else progress
+    run_dir = RunDir(cfg, ignore=SEARCH_FREE_KEYS, ignore_sections=SEARCH_FREE_SECTIONS)
+    run_dir.check()
+    check_method_fits_space(cfg)
+    space = build_space(cfg)
+    store = run_dir.store
+    resumed = store.exists(RESULT_FILE)
+    method = None if resumed else build_method(cfg, space)
+    with run_dir:
+        if resumed:
+            saved = json.loads(store.read_text(RESULT_FILE))
+            outcome = SearchOutcome(saved["best_arch"], saved.get("score"), saved.get("score_name", ""),
+                                    saved.get("extra", {}))
+        else:
+            outcome = _search(cfg, method, store, progress)
+    run = SearchRun(run_dir.path, outcome, resumed)
+    if cfg.train.enabled:
+        run.train_metrics, run.export_path = train_found(cfg, outcome.best_arch)
+    return run
+
+
+def _search(cfg: Config, method: Any, store: ArtifactStore, progress: bool) -> SearchOutcome:
+    history = HistoryLog(store)
+    store.state_dir()
+    context = SearchContext(store=store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),
+                            progress=progress, log=history.append, logged_rows=len(history.rows))
+    start = time.perf_counter()
+    outcome = method.search(context)
+    wall = time.perf_counter() - start
+    fig = history_figure(history.rows, title=f"{cfg.method.name} on {cfg.space.name}")
+    if fig is not None:
+        store.write_figure("search_progress.png", fig, dpi=110)
+    payload = {"method": cfg.method.name, "space": cfg.space.name, "dataset": cfg.dataset.name,
+               "best_arch": outcome.best_arch, "score": outcome.score, "score_name": outcome.score_name,
+               "extra": outcome.extra, "search_wall_s": round(wall, 3)}
+    store.write_text("best_arch.txt", f"{outcome.best_arch}\n# {cfg.method.name} {cfg.space.name} "
+                                      f"{cfg.dataset.name} {outcome.score_name}={outcome.score}\n")
+    store.write_text(RESULT_FILE, json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    return outcome
+
+
+def train_found(cfg: Config, arch: str):
+    """Trains the found architecture with ``[train]`` in ``<run dir>/train`` and exports it."""
+    from tfnas.run.train_one import export_path_of, train_architecture
+
+    train_dir = os.path.join(cfg.out_dir, "train")
+    metrics_path = os.path.join(train_dir, "metrics.json")
+    train_cfg = cfg.replace(space=dataclasses.replace(cfg.space, arch=arch),
+                            run=dataclasses.replace(cfg.run, out_dir=train_dir))
+    export_path = export_path_of(train_cfg)
+    if os.path.exists(metrics_path) and (not cfg.export.enabled or os.path.exists(export_path)):
+        with open(metrics_path, encoding="utf-8") as fh:
+            return json.load(fh), (export_path if cfg.export.enabled else None)
+    outcome = train_architecture(train_cfg)
+    with open(metrics_path, encoding="utf-8") as fh:
+        return json.load(fh), outcome.export_path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

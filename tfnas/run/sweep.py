@@ -1,0 +1,166 @@
+"""The budget sweep: ``(budget, repeat)`` records of a :class:`~tfnas.methods.base.BudgetedSearch`.
+
+``space, benchmark, method -> one RunResult per (budget, repeat) -> RunRecord``. Each finished
+record is appended to ``runs.jsonl`` atomically; records already present are skipped (resume);
+the summary table and plots are written at the end. Methods never see ground truth except
+through their counting session; the scoring below reads the table outside the budget.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional
+
+import numpy as np
+
+from tfnas import metrics
+from tfnas.config import Config, ConfigError
+from tfnas.results import RunLog, RunRecord, write_outputs
+from tfnas.registry import METHODS
+from tfnas.run.factory import build_benchmark, build_method, build_space, check_method_fits_space, where
+from tfnas.run.rundir import RunDir, RunDirError
+from tfnas.spaces.base import TabularSpace
+from tfnas.spaces.pool import CandidatePool
+
+logger = logging.getLogger(__name__)
+
+#: A sweep's records are keyed by (budget, repeat): the budget range and repeat count may change.
+SWEEP_FREE_KEYS = (("budget", "start"), ("budget", "stop"), ("budget", "step"), ("budget", "repeats"))
+
+
+@dataclass
+class SweepOutcome:
+    run_dir: str
+    records: List[RunRecord]
+    new_records: int
+    summary: Any  # pandas.DataFrame
+    optimum: float
+
+
+def record_seed(root: int, budget: int, repeat: int) -> int:
+    """The seed of one (budget, repeat) record, derived from the run's root seed."""
+    return int(np.random.SeedSequence([root, budget, repeat]).generate_state(1)[0])
+
+
+def tabular_view(cfg: Config, space: Any) -> Any:
+    """The space itself when tabular; else a pool of ``[search] pool_size`` cells drawn with the run
+    seed (the sweep writes its keys to ``pool.txt``)."""
+    if isinstance(space, TabularSpace):
+        return space
+    return CandidatePool(space, size=cfg.search.pool_size, seed=cfg.run.seed)
+
+
+def check_budget_fits(cfg: Config, space: Any) -> None:
+    """Refuses budgets above the number of cells a search can query (every method alike): a
+    budget is a count of distinct ground-truth queries, so ``queries`` always equals it."""
+    size = int(space.size)
+    if cfg.budget.stop > size:
+        what = f"the {size:,} cells of {cfg.space.name}" if isinstance(space, TabularSpace) and not isinstance(
+            space, CandidatePool) else f"the pool of {size:,} cells ([search] pool_size)"
+        raise ConfigError(f"{where(cfg)}: [budget] stop: {cfg.budget.stop:,} queries exceed {what}; "
+                          f"expected a budget <= {size:,}")
+
+
+def check_benchmark_fits(cfg: Config, method_cls: type, benchmark: Any) -> None:
+    if getattr(benchmark, "name", "") == "nb201" and cfg.space.name != "nb201":
+        raise ConfigError(f"{where(cfg)}: [benchmark] name: the nb201 table answers only for [space] name = nb201, "
+                          f"got space {cfg.space.name!r}; use [benchmark] name = train (the training oracle)")
+    has_table = benchmark.ground_truth(cfg.dataset.name) is not None
+    if not has_table and getattr(method_cls, "uses_code", False) and cfg.predictor.ec_source == "table":
+        raise ConfigError(f"{where(cfg)}: [predictor] ec_source: 'table' needs the NB201 12-epoch table; with "
+                          f"[benchmark] name = {cfg.benchmark.name} use ec_source = train or a proxy name")
+
+
+def run_sweep(cfg: Config, progress: Optional[bool] = None,
+              on_record: Optional[Callable[[RunRecord], None]] = None) -> SweepOutcome:
+    """Runs every (budget, repeat) of ``cfg`` not already in the run directory and writes the outputs."""
+    if cfg.benchmark.name == "none":
+        build_benchmark(cfg, None)  # raises the "needs a benchmark" error before anything is written
+    progress = cfg.run.progress if progress is None else progress
+    run_dir = RunDir(cfg, ignore=SWEEP_FREE_KEYS)
+    run_dir.check()  # everything is validated and built before the directory is written
+    check_method_fits_space(cfg)
+    space = tabular_view(cfg, build_space(cfg))
+    check_budget_fits(cfg, space)
+    benchmark = build_benchmark(cfg, space)
+    check_benchmark_fits(cfg, METHODS.get(cfg.method.name), benchmark)
+    method = build_method(cfg, space)
+    try:  # records of another config are refused before config.cfg is (re)written
+        log = RunLog(run_dir.file("runs.jsonl"), config_id=run_dir.config_id)
+    except ValueError as exc:
+        raise RunDirError(str(exc)) from None
+    with run_dir:
+        if isinstance(space, CandidatePool):
+            run_dir.store.write_text("pool.txt", "\n".join(space.keys) + "\n")
+        return _sweep(cfg, run_dir, log, space, benchmark, method, progress, on_record)
+
+
+def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any, method: Any, progress: bool,
+           on_record: Optional[Callable[[RunRecord], None]]) -> SweepOutcome:
+    dataset = cfg.dataset.name
+    truth = benchmark.ground_truth(dataset)
+    optimum = float(truth.max()) if truth is not None else float("nan")
+    done = log.keys()
+    tasks = [(b, r) for b in cfg.budget.budgets() for r in range(cfg.budget.repeats) if (b, r) not in done]
+    if done:
+        logger.info("resuming %s: %d records present, %d to run", run_dir.path, len(done), len(tasks))
+    bar = None
+    if progress and tasks:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(tasks), desc=f"{cfg.method.name} {dataset}", unit="run")
+    new = 0
+    try:
+        for budget, repeat in tasks:
+            seed = record_seed(cfg.run.seed, budget, repeat)
+            session = benchmark.session(dataset, budget)
+            start = time.perf_counter()
+            result = method.run(session, budget, np.random.default_rng(seed))
+            wall = time.perf_counter() - start
+            # training oracle: the found cell is trained for its accuracy (outside the budget)
+            truth_fn = benchmark.evaluate if truth is None else truth
+            record = evaluate_result(method.label, dataset, budget, repeat, seed, session, result, space,
+                                     truth_fn, wall)
+            record.config_id = run_dir.config_id
+            log.append(record)
+            new += 1
+            if on_record:
+                on_record(record)
+            if bar is not None:
+                bar.set_postfix(budget=budget, acc=f"{record.top1_acc:.2f}")
+                bar.update(1)
+            gc.collect()
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = write_outputs(run_dir.path, log.records, {dataset: optimum} if truth is not None else None,
+                            title=cfg.method.name)
+    return SweepOutcome(run_dir.path, log.records, new, summary, optimum)
+
+
+def evaluate_result(method: str, dataset: str, budget: int, repeat: int, seed: int, session: Any, result: Any,
+                    space: Any, truth: Any, wall: float) -> RunRecord:
+    """Scores a :class:`RunResult` against the ground truth (these lookups are not part of the budget).
+
+    ``truth`` is the table of every cell's accuracy (%), or a callable ``index -> accuracy (%)``
+    (the training oracle): then only the found cell is evaluated and the ranking metrics stay NaN.
+    """
+    if session.queries > budget:
+        raise RuntimeError(f"method {method!r} used {session.queries} queries with a budget of {budget}")
+    arch = space.encode(space.from_index(result.best_index))
+    common = dict(method=method, dataset=dataset, budget=budget, repeat=repeat, seed=seed, queries=session.queries,
+                  ec_evals=max(result.ec_evals, session.ec_evals), arch=arch, wall_s=wall, extra=dict(result.extra))
+    if callable(truth):
+        return RunRecord(top1_acc=float(truth(result.best_index)), **common)
+    top1 = float(truth[result.best_index])
+    rec = RunRecord(top1_acc=top1, regret=float(truth.max()) - top1, **common)
+    if result.scores is not None:
+        scores = np.asarray(result.scores, np.float64)
+        rec.top10_acc = metrics.top_k_best(scores, truth, 10)
+        rec.top100_acc = metrics.top_k_best(scores, truth, 100)
+        rec.spearman = metrics.spearman(scores, truth)
+        rec.kendall = metrics.kendall(scores, truth)
+    return rec

@@ -1,0 +1,108 @@
+"""Train one architecture from a resolved config: data, Trainer, evaluation, export.
+
+Used by ``tools/train.py`` and by the search flow for the found architecture. The run directory
+(``[run] out_dir``, default ``runs/<cfg stem>``) gets ``config.cfg``, ``checkpoints/`` (a killed
+run resumes from the newest), ``history.csv``, ``metrics.json`` and the exported model
+(``saved_model/`` or ``model.keras``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from tfnas.config import Config, ConfigError
+from tfnas.run.factory import build_datasets, build_space, where
+from tfnas.run.rundir import RunDir
+
+logger = logging.getLogger(__name__)
+
+#: A training resumes with more epochs, and exports (or not) in any format.
+TRAIN_FREE_KEYS = (("train", "epochs"), ("train", "enabled"), ("export", "enabled"), ("export", "format"))
+
+
+@dataclass
+class TrainOutcome:
+    run_dir: str
+    arch: str
+    params: int
+    history: Any
+    metrics: Dict[str, float] = field(default_factory=dict)
+    export_path: Optional[str] = None
+
+    def table(self) -> str:
+        h = self.history
+        lines = [f"{'epoch':>5}  {'lr':>9}  {'loss':>8}  {'train acc':>9}  {'eval loss':>9}  {'eval acc':>8}  {'s':>6}"]
+        for i, epoch in enumerate(h.epoch):
+            def fmt(values, spec):
+                v = values[i] if i < len(values) else None
+                return format(v, spec) if v is not None else "-"
+
+            lines.append(f"{epoch:>5}  {fmt(h.lr, '9.5f')}  {fmt(h.loss, '8.4f')}  {fmt(h.train_acc, '9.4f')}  "
+                         f"{fmt(h.eval_loss, '9.4f')}  {fmt(h.eval_acc, '8.4f')}  {fmt(h.seconds, '6.1f')}")
+        lines.append("")
+        lines.append(f"arch: {self.arch}")
+        lines.append(f"trainable parameters: {self.params:,}")
+        if self.metrics:
+            lines.append(f"final evaluation: loss {self.metrics['loss']:.4f}, accuracy {100 * self.metrics['accuracy']:.2f}%")
+        if self.export_path:
+            lines.append(f"exported: {self.export_path}")
+        return "\n".join(lines)
+
+
+def export_path_of(cfg: Config) -> str:
+    """Where ``[export]`` puts the trained model of this run."""
+    return os.path.join(cfg.out_dir, "model.keras" if cfg.export.format == "keras" else "saved_model")
+
+
+def train_architecture(cfg: Config) -> TrainOutcome:
+    """Trains ``[space] arch`` on ``[dataset]`` with ``[train]``, evaluates, exports per ``[export]``."""
+    import pandas as pd
+
+    from tfnas.train.export import export_keras, export_saved_model
+    from tfnas.train.trainer import train_and_evaluate
+
+    if not cfg.space.arch:
+        raise ConfigError(f"{where(cfg)}: [space] arch: expected an architecture string of "
+                          f"space {cfg.space.name!r}, got nothing")
+    run_dir = RunDir(cfg, ignore=TRAIN_FREE_KEYS)
+    run_dir.check()
+    space = build_space(cfg)
+    try:
+        arch = space.decode(cfg.space.arch)
+    except ValueError as exc:
+        raise ConfigError(f"{where(cfg)}: [space] arch: {exc}") from None
+    train_ds, eval_ds, info = build_datasets(cfg)
+
+    def model_fn():
+        # DropPath layers exist only when a drop-path schedule is asked for; the Trainer ramps their rate.
+        kwargs = {"drop_path_rate": 0.0} if cfg.train.drop_path > 0 else {}
+        return space.build(arch, info.num_classes, info.image_shape, **kwargs)
+
+    with run_dir:
+        model, history, metrics = train_and_evaluate(
+            model_fn, cfg.train, train_ds, eval_ds, jit_compile=cfg.run.jit_compile, strategy=cfg.run.strategy,
+            checkpoint_dir=run_dir.file("checkpoints"), progress=cfg.run.progress, seed=cfg.run.seed,
+        )
+        # A resumed run's History holds only the epochs it trained: keep the earlier rows.
+        history_path = run_dir.file("history.csv")
+        frame = pd.DataFrame(history.to_dict())
+        if os.path.exists(history_path):
+            first_new = history.epoch[0] if history.epoch else float("inf")
+            old = pd.read_csv(history_path)
+            frame = pd.concat([old[old["epoch"] < first_new], frame], ignore_index=True)
+        run_dir.store.write_text("history.csv", frame.to_csv(index=False))
+        params = int(sum(int(w.numpy().size) for w in model.trainable_weights))
+        summary = {"arch": space.encode(arch), "dataset": info.name, "params": params, **metrics}
+        run_dir.store.write_text("metrics.json", json.dumps(summary, indent=2) + "\n")
+
+        export_path = None
+        if cfg.export.enabled:
+            if cfg.export.format == "keras":
+                export_path = export_keras(model, export_path_of(cfg), overwrite=True)
+            else:
+                export_path = export_saved_model(model, export_path_of(cfg), overwrite=True)
+    return TrainOutcome(run_dir.path, space.encode(arch), params, history, metrics, export_path)

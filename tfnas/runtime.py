@@ -1,0 +1,56 @@
+"""Process-wide TensorFlow defaults for the command-line tools, applied by an explicit call.
+
+Library code never sets environment variables on import; ``tools/*.py`` call
+:func:`configure_runtime` first thing, before anything imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from typing import Optional, Sequence
+
+
+def set_runtime_defaults() -> None:
+    """Environment defaults for TensorFlow, applied before it is imported (the user's values win).
+
+    ``TF_ENABLE_ONEDNN_OPTS=1``: the tensorflow-cpu wheel leaves oneDNN's CPU kernels off on
+    some x86 machines; with them convolutions run markedly faster (docs/PERFORMANCE.md).
+    ``TF_CPP_MIN_LOG_LEVEL=2``: TensorFlow's C++ info and warning lines stay off the console.
+    TensorFlow reads both when it loads, so this does nothing once it is imported.
+    """
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with the C++ lines it prints while loading (absl's pre-initialisation
+    notice, oneDNN and CPU-feature notes, which no log level silences in TF 2.21) kept off the
+    console. If the import fails, what it printed is shown before the error."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode("utf-8", errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def configure_runtime(argv: Optional[Sequence[str]] = None) -> None:
+    """What every tool does first: the environment defaults, then a quiet TensorFlow import
+    unless ``-v``/``--verbose`` is on the command line (which brings TensorFlow's lines back)."""
+    argv = sys.argv[1:] if argv is None else argv
+    set_runtime_defaults()
+    if not any(a in ("-v", "--verbose") for a in argv):
+        import_tensorflow_quietly()
