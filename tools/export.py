@@ -5,7 +5,11 @@
         --num-classes 10 --out exported/nb201_best [--format saved_model|keras] [--input-size 32] \\
         [--weights trained.keras] [--overwrite]
 
-A SavedModel serves with plain TensorFlow: ``tf.saved_model.load(DIR).serve(images)``.
+The inference network is exported (no DARTS auxiliary head, no DropPath), so the printed
+parameter count is the space's ``num_params`` (3,928,222 for ``--space darts --arch relativenas
+--num-classes 10``). ``--weights`` may come from a training checkpoint or ``.keras`` file, or
+from an exported ``.keras`` file. A SavedModel serves with plain TensorFlow:
+``tf.saved_model.load(DIR).serve(images)``.
 Exit codes: 0 written, 2 bad arguments (space, arch, sizes), 1 the export failed.
 """
 
@@ -14,7 +18,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-import tfnas.cli  # noqa: F401  (TensorFlow runtime defaults, before TensorFlow loads)
+from tfnas.runtime import configure_runtime
+
+configure_runtime()  # before anything imports TensorFlow
 from tfnas.registry import SPACES, UnknownNameError
 from tfnas.train.export import FORMATS, export_arch
 

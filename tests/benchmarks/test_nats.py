@@ -11,13 +11,17 @@ from __future__ import annotations
 import bz2
 import os
 import pickle
+import resource
+import struct
 from collections import OrderedDict
 from typing import Dict, List, Optional
 
 import numpy as np
 import pytest
 
+from tfnas.benchmarks import safe_pickle
 from tfnas.benchmarks.nats import (
+    BenchmarkFormatError,
     UnsafePickleError,
     _to_nb201_order,
     load_nats_topology,
@@ -211,7 +215,7 @@ def test_missing_path_and_meta(tmp_path):
     with pytest.raises(FileNotFoundError, match="NATS-tss-v1_0-3ffb9-simple") as e:
         load_nats_topology(missing)
     assert missing in str(e.value)
-    with pytest.raises(FileNotFoundError, match="meta.pickle.pbz2 not found in") as e:
+    with pytest.raises(BenchmarkFormatError, match="meta.pickle.pbz2 not found in") as e:
         load_nats_topology(str(tmp_path))
     assert str(tmp_path) in str(e.value) and "NATS-tss-v1_0-3ffb9-simple directory" in str(e.value)
     pth = tmp_path / "NAS-Bench-201-v1_1-096897.pth"
@@ -223,7 +227,7 @@ def test_missing_path_and_meta(tmp_path):
 def test_missing_arch_file(tmp_path):
     d = make_nats_dir(str(tmp_path))
     os.remove(os.path.join(d, "000002.pickle.pbz2"))
-    with pytest.raises(FileNotFoundError, match="000002.pickle.pbz2 not found"):
+    with pytest.raises(BenchmarkFormatError, match="000002.pickle.pbz2 not found"):
         load_nats_topology(d, progress=False)
 
 
@@ -276,3 +280,140 @@ def test_refuses_non_plain_pickles(tmp_path):
     _dump({"200": _Custom()}, os.path.join(d, "000003.pickle.pbz2"))
     with pytest.raises(UnsafePickleError, match="000003.pickle.pbz2"):
         load_nats_topology(d, progress=False)
+
+
+# ---- bad sources: one clear BenchmarkFormatError (a ValueError) naming the file --------------
+
+
+def test_bad_sources_raise_benchmark_format_errors(tmp_path):
+    assert issubclass(BenchmarkFormatError, ValueError) and issubclass(UnsafePickleError, BenchmarkFormatError)
+    # a folder without the meta file
+    with pytest.raises(BenchmarkFormatError, match="meta.pickle.pbz2 not found in") as e:
+        load_nats_topology(str(tmp_path))
+    assert "NATS-tss-v1_0-3ffb9-simple" in str(e.value)
+    # a file that is not bz2, given directly and as the meta file of a folder
+    plain = tmp_path / "NATS-tss-v1_0-3ffb9.pickle.pbz2"
+    with open(plain, "wb") as f:
+        pickle.dump({"meta_archs": ARCHS}, f)
+    with pytest.raises(BenchmarkFormatError, match="not a bz2-compressed pickle") as e:
+        load_nats_topology(str(plain))
+    assert str(plain) in str(e.value)
+    # bz2, but not a pickle
+    with bz2.open(plain, "wb") as f:
+        f.write(b"hello, not a pickle")
+    with pytest.raises(BenchmarkFormatError, match="not a bz2-compressed pickle"):
+        load_nats_topology(str(plain))
+    # a truncated pickle
+    data = pickle.dumps({"meta_archs": ARCHS}, protocol=4)
+    with bz2.open(plain, "wb") as f:
+        f.write(data[: len(data) // 2])
+    with pytest.raises(BenchmarkFormatError, match=r"not a bz2-compressed pickle .*(EOFError|UnpicklingError)"):
+        load_nats_topology(str(plain))
+    # a refused pickle
+    d = make_nats_dir(str(tmp_path / "d"))
+    _dump({"x": _Evil()}, os.path.join(d, "meta.pickle.pbz2"))
+    with pytest.raises(BenchmarkFormatError, match="refusing to unpickle global") as e:
+        load_nats_topology(d, progress=False)
+    assert os.path.join(d, "meta.pickle.pbz2") in str(e.value)
+
+
+def test_wrongly_typed_contents_are_format_errors(tmp_path):
+    d = make_nats_dir(str(tmp_path))
+    arch = os.path.join(d, "000001.pickle.pbz2")
+    bad = _arch_payload(1)
+    bad["200"]["dataset_seed"] = ["not", "a", "dict"]  # .get on a list
+    _dump(bad, arch)
+    with pytest.raises(BenchmarkFormatError, match="000001.pickle.pbz2: not a NATS-Bench topology result"):
+        load_nats_topology(d, progress=False)
+    bad = _arch_payload(1)
+    key = ("cifar10", SEEDS_200[0])
+    bad["200"]["all_results"][key]["eval_acc1es"]["ori-test@199"] = "high"
+    _dump(bad, arch)
+    with pytest.raises(BenchmarkFormatError, match="000001.pickle.pbz2"):
+        load_nats_topology(d, progress=False)
+    # a pickle that calls an allowed constructor with bad arguments
+    _dump_raw(b"\x80\x04cbuiltins\nint\nX\x03\x00\x00\x00abc\x85R.", arch)  # int("abc")
+    with pytest.raises(BenchmarkFormatError, match="not a bz2-compressed pickle .*ValueError"):
+        load_nats_topology(d, progress=False)
+    _dump_raw(b"\x80\x04cbuiltins\ndict\nK\x05\x85R.", arch)  # dict(5)
+    with pytest.raises(UnsafePickleError, match="dict"):
+        load_nats_topology(d, progress=False)
+
+
+# ---- bounded allocation -----------------------------------------------------------------------
+
+
+def _dump_raw(data: bytes, path: str) -> None:
+    with bz2.open(path, "wb") as f:
+        f.write(data)
+
+
+def _call(module: str, name: str, arg_ops: bytes) -> bytes:
+    """A protocol-2 pickle of ``module.name(*args)``; ``arg_ops`` pushes the argument tuple."""
+    return b"\x80\x02c" + module.encode() + b"\n" + name.encode() + b"\n" + arg_ops + b"R."
+
+
+def _binint(n: int) -> bytes:
+    return b"J" + struct.pack("<i", n)
+
+
+def _max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def test_allowed_constructors_cannot_build_huge_objects(tmp_path):
+    path = str(tmp_path / "bomb.pickle.pbz2")
+    # bytes(2**30): 1 GiB of zeros from a file of about 70 bytes
+    _dump_raw(_call("builtins", "bytes", _binint(2**30) + b"\x85"), path)
+    assert os.path.getsize(path) < 100
+    before = _max_rss_mb()
+    with pytest.raises(UnsafePickleError, match=r"bytes\(1073741824\).*limit") as e:
+        safe_pickle_load(path)
+    assert path in str(e.value)
+    assert _max_rss_mb() - before < 256  # nothing near 1 GiB was allocated
+
+    # the same through a huge length given as a long integer (LONG4 opcode)
+    _dump_raw(_call("builtins", "bytes", b"\x8a\x05" + (2**36).to_bytes(5, "little") + b"\x85"), path)
+    with pytest.raises(UnsafePickleError, match="limit"):
+        safe_pickle_load(path)
+
+    # str() of a list of N references to one long string would render N copies of it
+    long_str = b"X" + struct.pack("<I", 10**5) + b"a" * 10**5  # BINUNICODE of 100 kB
+    many = b"(" + long_str + b"q\x00" + b"h\x00" * 20000 + b"l"  # MARK, str, memo, 20000 x GET, LIST
+    _dump_raw(_call("builtins", "str", many + b"\x85"), path)
+    with pytest.raises(UnsafePickleError, match="str\\(\\) of a list"):
+        safe_pickle_load(path)
+
+    # tuple() of a long string, built again and again from one memoised copy
+    again = b"(" + long_str + b"q\x00" + b"cbuiltins\ntuple\nh\x00\x85R" * 20 + b"l."
+    _dump_raw(b"\x80\x02" + again, path)
+    with pytest.raises(UnsafePickleError, match="tuple"):
+        safe_pickle_load(path)
+
+    # a numpy void scalar without data allocates its whole itemsize
+    dtype_v = b"cnumpy\ndtype\nX\x0b\x00\x00\x00V1073741824\x85R"
+    _dump_raw(_call("numpy._core.multiarray", "scalar", dtype_v + b"\x85"), path)
+    with pytest.raises(UnsafePickleError, match="dtype"):
+        safe_pickle_load(path)
+
+
+def test_decompressed_size_is_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(safe_pickle, "MIN_STREAM_BYTES", 1 << 16)
+    path = str(tmp_path / "inflated.pickle.pbz2")
+    _dump({"meta_archs": ["x" * 1000] * 1, "pad": "a" * (1 << 20)}, path)  # compresses far beyond 200:1
+    with pytest.raises(UnsafePickleError, match="decompresses to more than") as e:
+        safe_pickle_load(path)
+    assert path in str(e.value)
+    # real-looking files stay far below the ratio
+    d = make_nats_dir(str(tmp_path / "d"))
+    assert load_nats_topology(d, progress=False)["ops"].shape == (len(ARCHS), 6)
+
+
+def test_legitimate_pickles_of_every_protocol_still_load(tmp_path):
+    path = str(tmp_path / "ok.pickle.pbz2")
+    ok = {"a": OrderedDict(b=[1, 2.0, (3, "x")]), "s": {1, 2}, "f": frozenset([2]), "n": np.float64(1.5),
+          "i": np.int64(7), "b": b"raw", "c": 1 + 2j, "t": True, "big": 10**30}
+    for protocol in range(0, pickle.HIGHEST_PROTOCOL + 1):
+        with bz2.open(path, "wb") as f:
+            pickle.dump(ok, f, protocol=protocol)
+        assert safe_pickle_load(path) == ok, protocol

@@ -1,6 +1,7 @@
 """Tests for tfnas/data/tfds_source.py: tfds datasets under ``tfds.testing.mock_data`` (which
 generates random examples from the dataset's feature spec, offline) and the fast offline failure."""
 
+import os
 import time
 
 import numpy as np
@@ -142,3 +143,115 @@ def test_bad_arguments_are_rejected():
     with pytest.raises(KeyError, match="registered"):
         load_dataset("mnist", split="train")
     assert tf.executing_eagerly()
+
+
+# ---- offline downloads fail in seconds and leave nothing behind (issue 13, item 6) ------------
+
+
+def test_download_true_offline_fails_fast_naming_the_network(tmp_path, monkeypatch):
+    monkeypatch.delenv("TFNAS_OFFLINE", raising=False)
+    probed = []
+    monkeypatch.setattr(tfds_source, "host_reachable", lambda host, port=443, **k: probed.append((host, port)) or False)
+
+    def no_download(self, *a, **k):  # tfds must not be reached at all
+        raise AssertionError("tfds download started although the network is unreachable")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_download)
+    start = time.monotonic()
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset("cifar10", split="train", data_dir=str(tmp_path), download="true")
+    assert time.monotonic() - start < 5.0
+    message = str(err.value)
+    assert "network is unreachable" in message and "www.cs.toronto.edu" in message
+    assert "manual_dir" in message and "cifar-10-binary.tar.gz" in message and "data_dir" in message
+    assert probed and probed[0][0] == "www.cs.toronto.edu"
+    assert os.listdir(tmp_path) == []
+
+
+def test_probe_goes_to_the_https_proxy_when_one_is_set(monkeypatch):
+    for var in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    assert tfds_source.probe_target("www.cs.toronto.edu") == ("www.cs.toronto.edu", 443)
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    assert tfds_source.probe_target("www.cs.toronto.edu") == ("proxy.example", 3128)
+    monkeypatch.setenv("no_proxy", "toronto.edu")
+    assert tfds_source.probe_target("www.cs.toronto.edu") == ("www.cs.toronto.edu", 443)
+
+
+def _fail_midway(error):
+    """A stand-in for ``download_and_prepare`` that leaves what an interrupted tfds run leaves."""
+
+    def fake(self, *args, **kwargs):
+        root = str(self.data_dir_root)
+        name = self.name
+        os.makedirs(os.path.join(root, name, "incomplete.AB12CD_3.0.2", "cifar10-train.tfrecord"), exist_ok=True)
+        downloads = os.path.join(root, "downloads")
+        os.makedirs(os.path.join(downloads, "cs.toronto.edu_kriz_cifar-10-binaryXYZ.tar.gz.tmp.0123abcd"))
+        with open(os.path.join(downloads, "cs.toronto.edu_kriz_cifar-10-binaryXYZ.tar.gz.tmp.0123abcd", "part"), "wb") as f:
+            f.write(b"half")
+        raise error
+
+    return fake
+
+
+class _FakeConnectionError(OSError):
+    """Looks like requests' ConnectionError (an OSError subclass) after its retries."""
+
+
+def test_failed_download_is_cleaned_up_and_reported(tmp_path, monkeypatch):
+    monkeypatch.delenv("TFNAS_OFFLINE", raising=False)
+    monkeypatch.setattr(tfds_source, "host_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                        _fail_midway(_FakeConnectionError("Max retries exceeded with url: /~kriz/cifar-10")))
+    kept = tmp_path / "other_dataset" / "incomplete.KEEP00_1.0.0"  # not ours: left alone
+    kept.mkdir(parents=True)
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset("cifar10", split="train", data_dir=str(tmp_path), download="true")
+    message = str(err.value)
+    assert "_FakeConnectionError" in message and "Max retries" in message and "Partial files were removed" in message
+    assert isinstance(err.value.__cause__, _FakeConnectionError)
+    assert sorted(os.listdir(tmp_path)) == ["other_dataset"]
+    assert kept.is_dir()
+
+
+def test_failed_download_keeps_finished_files_and_older_partials(tmp_path, monkeypatch):
+    monkeypatch.delenv("TFNAS_OFFLINE", raising=False)
+    monkeypatch.setattr(tfds_source, "host_reachable", lambda *a, **k: True)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / "finished.zip").write_bytes(b"done")
+    older = tmp_path / "cifar10" / "incomplete.OLD000_3.0.2"  # from before this run: another process's
+    older.mkdir(parents=True)
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", _fail_midway(RuntimeError("boom")))
+    with pytest.raises(DatasetNotFoundError, match="RuntimeError: boom"):
+        load_dataset("cifar10", split="train", data_dir=str(tmp_path), download="auto")
+    assert sorted(os.listdir(downloads)) == ["finished.zip"]
+    assert sorted(os.listdir(tmp_path / "cifar10")) == ["incomplete.OLD000_3.0.2"]
+
+
+def test_interrupted_download_is_cleaned_up_and_reraised(tmp_path, monkeypatch):
+    monkeypatch.setattr(tfds_source, "host_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", _fail_midway(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        load_dataset("cifar10", split="train", data_dir=str(tmp_path), download="true")
+    assert os.listdir(tmp_path) == []
+
+
+def test_manual_dir_with_the_archive_prepares_without_the_network(tmp_path, monkeypatch):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    (manual / "cifar-100-binary.tar.gz").write_bytes(b"")
+    monkeypatch.setattr(tfds_source, "host_reachable",
+                        lambda *a, **k: pytest.fail("the network was probed although manual_dir holds the data"))
+    seen = {}
+
+    def fake(self, *args, download_config=None, **kwargs):
+        seen["manual_dir"] = str(download_config.manual_dir)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fake)
+    with pytest.raises(DatasetNotFoundError, match="from \\[dataset\\] manual_dir"):
+        load_dataset("cifar100", split="train", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual),
+                     download="false")
+    assert seen["manual_dir"] == str(manual)
+    assert DATASETS.get("imagenet16-120").download_files(None) == ("Imagenet16_train_npz.zip", "Imagenet16_val_npz.zip")

@@ -33,20 +33,19 @@ would be the union of ``"x-valid"`` and ``"x-test"``). Validation accuracies (``
 
 from __future__ import annotations
 
-import bz2
 import logging
 import os
-import pickle
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from tfnas.benchmarks.nb201_data import load_arrays
+from tfnas.benchmarks.safe_pickle import BenchmarkFormatError, UnsafePickleError, safe_pickle_load
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_nats_topology", "parse_arch_str", "safe_pickle_load", "UnsafePickleError"]
+__all__ = ["BenchmarkFormatError", "UnsafePickleError", "load_nats_topology", "parse_arch_str", "safe_pickle_load"]
 
 OP_NAMES: Tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 DATASETS: Tuple[str, ...] = ("cifar10", "cifar100", "imagenet16-120")
@@ -66,66 +65,6 @@ _VAL_SOURCES: Tuple[Tuple[str, str], ...] = (
     ("cifar100", "x-valid"),
     ("ImageNet16-120", "x-valid"),
 )
-
-# Globals a NATS-Bench pickle may reference. Everything else (torch tensors of the "-full"
-# archives, arbitrary callables) is refused. numpy scalars are allowed because a stored float
-# may be a numpy float64; rebuilding one runs no user code.
-_SAFE_BUILTINS = ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes", "bool")
-_NUMPY_GLOBALS = frozenset(
-    [("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")]
-)
-_SAFE_GLOBALS = frozenset([("builtins", n) for n in _SAFE_BUILTINS] + [("collections", "OrderedDict")]) | _NUMPY_GLOBALS
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle referenced a global outside the allow-list of plain containers / numbers."""
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that only rebuilds plain containers, numbers and strings."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _SAFE_GLOBALS:
-            if module == "numpy":
-                return np.dtype
-            if name == "scalar":
-                return _numpy_scalar()
-            return super().find_class(module, name)
-        hint = " (a '-full' archive with network weights? use the '-simple' one)" if module.startswith("torch") else ""
-        raise UnsafePickleError(
-            f"refusing to unpickle global {module}.{name}{hint}: only plain dicts/lists/numbers are allowed"
-        )
-
-
-def _numpy_scalar() -> Callable[..., Any]:
-    """numpy's scalar-rebuild function, wherever this numpy version keeps it."""
-    try:
-        from numpy._core.multiarray import scalar  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import scalar
-    return scalar
-
-
-def safe_pickle_load(file_path: str) -> Any:
-    """Loads one bz2-compressed pickle, refusing anything but plain data.
-
-    Raises:
-      FileNotFoundError: ``file_path`` does not exist.
-      UnsafePickleError: the pickle references a class/function outside the allow-list.
-      ValueError: the file is not a bz2-compressed pickle.
-    """
-    if not os.path.isfile(file_path):
-        raise FileNotFoundError(f"{file_path} not found")
-    try:
-        with bz2.open(file_path, "rb") as f:
-            return _RestrictedUnpickler(f).load()
-    except UnsafePickleError as e:
-        raise UnsafePickleError(f"{file_path}: {e}") from None
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as e:
-        raise ValueError(
-            f"{file_path} is not a bz2-compressed pickle as written by NATS-Bench ({type(e).__name__}: {e})"
-        ) from e
-
 
 def parse_arch_str(arch_str: str) -> List[int]:
     """``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` -> the six op ids in edge order
@@ -161,7 +100,7 @@ def parse_arch_str(arch_str: str) -> List[int]:
 def _last_epoch_acc(result: Any, set_name: str, where: str) -> float:
     """The last-epoch accuracy of one ResultsCount state on ``set_name``; NaN if not recorded."""
     if not isinstance(result, dict):
-        raise ValueError(f"{where}: expected a ResultsCount state dict, got {type(result).__name__}")
+        raise BenchmarkFormatError(f"{where}: expected a ResultsCount state dict, got {type(result).__name__}")
     accs = result.get("eval_acc1es") or {}
     epochs = result.get("epochs")
     if isinstance(epochs, (int, np.integer)) and epochs > 0:
@@ -177,7 +116,7 @@ def _last_epoch_acc(result: Any, set_name: str, where: str) -> float:
 def _mean_over_seeds(arch_results: Any, dataset: str, set_name: str, where: str) -> float:
     """Mean last-epoch accuracy over the seeds of ``dataset`` in one ArchResults state."""
     if not isinstance(arch_results, dict) or "all_results" not in arch_results:
-        raise ValueError(f"{where}: expected an ArchResults state dict with 'all_results'")
+        raise BenchmarkFormatError(f"{where}: expected an ArchResults state dict with 'all_results'")
     all_results = arch_results["all_results"]
     seeds = (arch_results.get("dataset_seed") or {}).get(dataset)
     if seeds is None:
@@ -197,15 +136,15 @@ def _hp_entry(hp2results: Dict[Any, Any], hp: str) -> Optional[Any]:
 def _fill_row(hp2results: Any, row: int, arch_str: str, out: Dict[str, np.ndarray], where: str) -> None:
     """Writes one architecture's accuracies into row ``row`` of the output arrays."""
     if not isinstance(hp2results, dict):
-        raise ValueError(f"{where}: expected a dict {{hp: results}}, got {type(hp2results).__name__}")
+        raise BenchmarkFormatError(f"{where}: expected a dict {{hp: results}}, got {type(hp2results).__name__}")
     res200, res12 = _hp_entry(hp2results, "200"), _hp_entry(hp2results, "12")
     if res200 is None and res12 is None:
         found = sorted(map(str, hp2results))
-        raise ValueError(f"{where}: expected hyper-parameter keys '12'/'200' (topology space), found {found}")
+        raise BenchmarkFormatError(f"{where}: expected hyper-parameter keys '12'/'200' (topology space), found {found}")
     for res in (res200, res12):
         stored = res.get("arch_str") if isinstance(res, dict) else None
         if stored is not None and stored != arch_str:
-            raise ValueError(f"{where}: holds arch {stored!r} but meta file lists {arch_str!r} at index {row}")
+            raise BenchmarkFormatError(f"{where}: holds arch {stored!r} but meta file lists {arch_str!r} at index {row}")
     for col, (dataset, set_name) in enumerate(_TEST_SOURCES):
         if res200 is not None:
             out["acc200_test"][row, col] = _mean_over_seeds(res200, dataset, set_name, where)
@@ -224,7 +163,7 @@ def _arch_file(directory: str, index: int) -> str:
     plain = os.path.join(directory, f"{index}{PICKLE_EXT}")
     if os.path.isfile(plain):
         return plain
-    raise FileNotFoundError(
+    raise BenchmarkFormatError(
         f"{padded} not found (nor {os.path.basename(plain)}): {EXPECTED_DIR} must hold one file per architecture"
     )
 
@@ -238,7 +177,7 @@ def _to_nb201_order(ops: np.ndarray) -> Optional[np.ndarray]:
     try:
         perm = np.array([position[r.tobytes()] for r in ref])
     except KeyError:
-        raise ValueError("the arch strings in the NATS-Bench files are not the 15,625 NAS-Bench-201 cells") from None
+        raise BenchmarkFormatError("the arch strings in the NATS-Bench files are not the 15,625 NAS-Bench-201 cells") from None
     logger.warning("NATS-Bench files list the cells in a different order; reordering to the NB201 index order")
     return perm
 
@@ -260,9 +199,13 @@ def load_nats_topology(path: str, *, progress: bool = True) -> Dict[str, np.ndar
       ``op_names``, ``datasets``, ``latency_devices``. N is 15,625 for the official files.
 
     Raises:
-      FileNotFoundError: ``path``, its meta file or an architecture file is missing.
-      ValueError: the files are not in the NATS-Bench topology format.
-      UnsafePickleError: a file holds anything but plain data (e.g. torch tensors).
+      FileNotFoundError: ``path`` does not exist.
+      BenchmarkFormatError: (a ``ValueError``) the folder lacks the meta file or an architecture
+        file, or a file is not in the NATS-Bench topology format; the message names the file
+        and what was expected.
+      UnsafePickleError: (a ``BenchmarkFormatError``) a file holds anything but plain data
+        (e.g. torch tensors) or would build more data than the limits of
+        :func:`safe_pickle_load` allow.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -270,30 +213,33 @@ def load_nats_topology(path: str, *, progress: bool = True) -> Dict[str, np.ndar
     if os.path.isdir(path):
         meta_path = os.path.join(path, META_NAME)
         if not os.path.isfile(meta_path):
-            raise FileNotFoundError(f"{META_NAME} not found in {path}: expected {EXPECTED_DIR}")
+            raise BenchmarkFormatError(
+                f"{META_NAME} not found in {path}: expected {EXPECTED_DIR} (a folder holding {META_NAME} and "
+                f"one {{index:06d}}{PICKLE_EXT} file per architecture) or the single NATS-tss-*{PICKLE_EXT} archive"
+            )
     elif path.endswith(PICKLE_EXT):
         meta_path = path
     else:
-        raise ValueError(f"{path} is a file: expected {EXPECTED_DIR} (or the single NATS-tss-*{PICKLE_EXT} archive)")
+        raise BenchmarkFormatError(f"{path} is a file: expected {EXPECTED_DIR} (or the single NATS-tss-*{PICKLE_EXT} archive)")
 
     meta = safe_pickle_load(meta_path)
     if not isinstance(meta, dict) or not isinstance(meta.get("meta_archs"), (list, tuple)):
-        raise ValueError(f"{meta_path}: expected a dict with a 'meta_archs' list of arch strings")
+        raise BenchmarkFormatError(f"{meta_path}: expected a dict with a 'meta_archs' list of arch strings")
     archs: Sequence[str] = meta["meta_archs"]
     n = len(archs)
     if n == 0:
-        raise ValueError(f"{meta_path}: 'meta_archs' is empty")
+        raise BenchmarkFormatError(f"{meta_path}: 'meta_archs' is empty")
     if n != NB201_SIZE:
         logger.warning("%s lists %d architectures, not the %d of NAS-Bench-201", meta_path, n, NB201_SIZE)
     try:
         ops = np.array([parse_arch_str(a) for a in archs], dtype=np.uint8)
     except ValueError as e:
-        raise ValueError(f"{meta_path}: {e}") from None
+        raise BenchmarkFormatError(f"{meta_path}: {e}") from None
 
     single_file = not os.path.isdir(path)
     arch2infos = meta.get("arch2infos") if single_file else None
     if single_file and not isinstance(arch2infos, dict):
-        raise ValueError(f"{path}: expected the single-file archive to hold an 'arch2infos' dict")
+        raise BenchmarkFormatError(f"{path}: expected the single-file archive to hold an 'arch2infos' dict")
 
     shipped = load_arrays()
     acc_keys = ("acc200_test", "acc12_test", "acc12_val")
@@ -303,14 +249,22 @@ def load_nats_topology(path: str, *, progress: bool = True) -> Dict[str, np.ndar
             where = f"{path}[arch2infos][{i}]"
             hp2results = arch2infos.get(i)  # type: ignore[union-attr]
             if hp2results is None:
-                raise ValueError(f"{path}: no results for architecture {i} in 'arch2infos'")
+                raise BenchmarkFormatError(f"{path}: no results for architecture {i} in 'arch2infos'")
         else:
             where = _arch_file(path, i)
             hp2results = safe_pickle_load(where)
-        _fill_row(hp2results, i, archs[i], out, where)
+        try:
+            _fill_row(hp2results, i, archs[i], out, where)
+        except BenchmarkFormatError:
+            raise
+        except (TypeError, AttributeError, KeyError, ValueError, OverflowError) as e:
+            raise BenchmarkFormatError(
+                f"{where}: not a NATS-Bench topology result (expected {{hp: ArchResults state}} with "
+                f"'all_results' of ResultsCount states; {type(e).__name__}: {e})"
+            ) from None
 
     if np.isnan(out["acc200_test"]).all():
-        raise ValueError(f"{path}: no 200-epoch results found (expected hp '200' with {_TEST_SOURCES} accuracies)")
+        raise BenchmarkFormatError(f"{path}: no 200-epoch results found (expected hp '200' with {_TEST_SOURCES} accuracies)")
     for key, arr in out.items():
         missing = int(np.isnan(arr).any(axis=1).sum())
         if missing:
@@ -324,7 +278,10 @@ def load_nats_topology(path: str, *, progress: bool = True) -> Dict[str, np.ndar
         "datasets": np.array(DATASETS),
         "latency_devices": shipped["latency_devices"].copy(),
     }
-    perm = _to_nb201_order(ops)
+    try:
+        perm = _to_nb201_order(ops)
+    except BenchmarkFormatError as e:
+        raise BenchmarkFormatError(f"{meta_path}: {e}") from None
     if perm is not None:
         for key in ("ops", "acc200_test", "acc12_test", "acc12_val", "latency_ms"):
             arrays[key] = arrays[key][perm]

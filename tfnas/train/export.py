@@ -6,6 +6,13 @@ half-written one. An existing non-empty target is refused unless ``overwrite=Tru
 directory being replaced is first renamed to a hidden ``.NAME.old-*`` sibling and deleted after
 the new one is in place (a crash between those two renames leaves the old one there).
 
+Both write the *inference network* of the model they are given (:func:`inference_model`):
+training-only parts are left out, so a DARTS network is exported without its auxiliary head
+and every network without its DropPath (and Dropout) layers. The exported trainable-parameter
+count is then the space's analytic ``num_params(arch)`` (e.g. 3,928,222 for the RelativeNAS
+cell at C=36, 20 cells, 10 classes, not the 4,404,648 of the training network), and a model
+trained by ``tools/train.py`` is exported the same way without the run layer doing anything.
+
 The SavedModel has one endpoint, ``serve`` (also the ``serving_default`` signature), taking
 float32 images ``(None, H, W, C)`` named ``images`` and returning logits ``(None, classes)``
 computed in inference mode. It loads with plain TensorFlow::
@@ -29,9 +36,11 @@ import tensorflow as tf
 
 __all__ = [
     "ExportResult",
+    "count_params",
     "export_arch",
     "export_keras",
     "export_saved_model",
+    "inference_model",
     "load_weights",
 ]
 
@@ -57,6 +66,56 @@ class ExportResult:
     arch: str
     num_params: int
     input_shape: Tuple[int, int, int]
+
+
+def _training_only_types() -> Tuple[type, ...]:
+    """Layer types that only act in training mode (identity at inference)."""
+    from tfnas.spaces.ops import DropPath
+
+    names = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+             "GaussianDropout", "AlphaDropout")
+    return (DropPath,) + tuple(getattr(keras.layers, n) for n in names if hasattr(keras.layers, n))
+
+
+def _is_functional(model: keras.Model) -> bool:
+    try:
+        from keras.src.models.functional import Functional
+    except ImportError:  # pragma: no cover - other Keras layouts
+        return hasattr(model, "_operations") and hasattr(model, "_inputs_struct")
+    return isinstance(model, Functional) and not isinstance(model, keras.Sequential)
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The network to serve for ``model``: training-only parts removed, weights shared.
+
+    - A model with an ``inference_model()`` method (e.g. the DARTS network, which drops its
+      auxiliary head and DropPath layers) is asked for it.
+    - A functional model is rebuilt from the same layer objects (so the same variables), with
+      every top-level DropPath / Dropout-like layer replaced by the identity it is at inference.
+    - Anything else is returned unchanged.
+
+    The result gives the same outputs as ``model(x, training=False)``. Export functions call
+    this themselves; it is idempotent.
+    """
+    hook = getattr(model, "inference_model", None)
+    if callable(hook):
+        return hook()
+    if not _is_functional(model):
+        return model
+    skip = _training_only_types()
+    if not any(isinstance(layer, skip) for layer in model.layers):
+        return model
+
+    def call(layer, *args, **kwargs):
+        return args[0] if isinstance(layer, skip) else layer(*args, **kwargs)
+
+    return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
+
+
+def count_params(model: keras.Model) -> int:
+    """Trainable parameters of ``model`` (each shared variable once)."""
+    seen = {id(w): w for w in model.trainable_weights}
+    return int(sum(int(np.prod(w.shape)) for w in seen.values()))
 
 
 def _is_nonempty(path: str) -> bool:
@@ -132,10 +191,12 @@ def export_saved_model(
     input_shape: Optional[Sequence[Optional[int]]] = None,
     overwrite: bool = False,
 ) -> str:
-    """Writes ``model`` as a SavedModel directory at ``path`` with a ``serve`` endpoint.
+    """Writes the inference network of ``model`` (:func:`inference_model`) as a SavedModel
+    directory at ``path`` with a ``serve`` endpoint.
 
     Args:
-        model: a built Keras model mapping images ``(B, H, W, C)`` to logits.
+        model: a built Keras model mapping images ``(B, H, W, C)`` to logits (a training
+            network is fine: its auxiliary head and DropPath layers are left out).
         path: target directory.
         input_shape: ``(H, W, C)`` of the serving signature (``None`` entries allowed);
             default: the model's own input shape.
@@ -149,6 +210,7 @@ def export_saved_model(
         FileNotFoundError: the parent folder of ``path`` does not exist.
     """
     target = _check_target(path, overwrite)
+    model = inference_model(model)
     spec = tf.TensorSpec(_signature_shape(model, input_shape), tf.float32, name="images")
     tmp = _temp_sibling(target)
     try:
@@ -166,7 +228,8 @@ def export_saved_model(
 
 
 def export_keras(model: keras.Model, path: str, overwrite: bool = False) -> str:
-    """Writes ``model`` as a ``.keras`` file at ``path`` (which must end in ``.keras``).
+    """Writes the inference network of ``model`` (:func:`inference_model`) as a ``.keras`` file at
+    ``path`` (which must end in ``.keras``).
 
     The file reloads with ``keras.saving.load_model(path)`` once ``tfnas`` is imported (its
     layers are registered serializables).
@@ -178,6 +241,7 @@ def export_keras(model: keras.Model, path: str, overwrite: bool = False) -> str:
     if not os.fspath(path).endswith(".keras"):
         raise ValueError(f"a Keras model file must end in '.keras'; got {path!r}")
     target = _check_target(path, overwrite)
+    model = inference_model(model)
     tmp = _temp_sibling(target, suffix=".keras")
     try:
         model.save(tmp, overwrite=True)
@@ -192,7 +256,8 @@ def export_keras(model: keras.Model, path: str, overwrite: bool = False) -> str:
 def load_weights(model: keras.Model, path: str) -> None:
     """Loads trained weights into ``model`` (which must have the same architecture).
 
-    Accepts a ``.keras`` model file (weights copied in order), a ``.weights.h5`` file, or a
+    Accepts a ``.keras`` model file (weights copied in order; a training network's file also
+    fits its inference network), a ``.weights.h5`` file, or a
     TensorFlow checkpoint holding the model under the key ``model`` (as the Trainer's
     ``TrainCheckpoint`` writes it): a checkpoint prefix, or a checkpoint folder whose latest
     checkpoint is used. Other objects in the checkpoint (optimizer, epoch, ...) are ignored.
@@ -211,6 +276,10 @@ def load_weights(model: keras.Model, path: str) -> None:
         source = keras.saving.load_model(path, compile=False)
         src, dst = source.get_weights(), model.get_weights()
         shapes_src, shapes_dst = [w.shape for w in src], [w.shape for w in dst]
+        if shapes_src != shapes_dst:  # a training network's file (auxiliary head, DropPath) into a served one
+            served = inference_model(source).get_weights()
+            if [w.shape for w in served] == shapes_dst:
+                src, shapes_src = served, shapes_dst
         if shapes_src != shapes_dst:
             pairs = zip(shapes_src, shapes_dst)
             first = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(src), len(dst)))
@@ -234,6 +303,7 @@ def load_weights(model: keras.Model, path: str) -> None:
         status.assert_existing_objects_matched()
     except AssertionError as err:
         raise ValueError(f"the checkpoint {path} does not fit the requested architecture: {err}") from err
+    status.expect_partial()  # the optimizer, epoch, auxiliary head, DropPath state: not needed here
 
 
 def export_arch(
@@ -246,7 +316,13 @@ def export_arch(
     weights: Optional[str] = None,
     overwrite: bool = False,
 ) -> ExportResult:
-    """Builds ``space``'s network for ``arch_text`` and exports it (the logic of ``tools/export.py``).
+    """Builds ``space``'s network for ``arch_text`` and exports its inference network (the logic
+    of ``tools/export.py``).
+
+    The network is built as the space builds it for training (a DARTS space adds its auxiliary
+    head), so ``weights`` may come from a training checkpoint or ``.keras`` file, or from an
+    exported (inference-only) ``.keras`` file. ``num_params`` of the result counts the exported
+    network, which equals ``space.num_params(arch, num_classes)``.
 
     Args:
         space: a search space instance (``build``, ``decode``, ``encode``).
@@ -272,10 +348,17 @@ def export_arch(
     input_shape = (input_size, input_size, 3)
     model = space.build(arch, num_classes, input_shape=input_shape)
     if weights is not None:
-        load_weights(model, weights)
+        try:
+            load_weights(model, weights)
+        except ValueError as first:  # weights of the exported (inference-only) network
+            try:
+                load_weights(inference_model(model), weights)
+            except ValueError:
+                raise first from None
+    net = inference_model(model)
     if fmt == "saved_model":
-        path = export_saved_model(model, out, overwrite=overwrite)
+        path = export_saved_model(net, out, overwrite=overwrite)
     else:
-        path = export_keras(model, out, overwrite=overwrite)
-    num_params = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    return ExportResult(path=path, format=fmt, arch=space.encode(arch), num_params=num_params, input_shape=input_shape)
+        path = export_keras(net, out, overwrite=overwrite)
+    return ExportResult(path=path, format=fmt, arch=space.encode(arch), num_params=count_params(net),
+                        input_shape=input_shape)

@@ -1,0 +1,113 @@
+"""Bad inputs through the real command line: one ``error:`` line naming the culprit, a non-zero
+exit, no traceback, nothing half-written (issue: hardening).
+
+The table runs in-process through the same entry points ``tools/*.py`` call (TensorFlow loads
+once); one subprocess case checks what a user sees on a terminal, TensorFlow's start-up included.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfnas.cli import compare_main, train_eval_main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(main, argv, capsys):
+    rc = main(argv)
+    err = capsys.readouterr().err
+    return rc, err
+
+
+def _one_error_line(err):
+    lines = [l for l in err.splitlines() if l.strip() and not l.startswith(("WARNING", "I0000", "W0000"))]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("cfg, sets, fragments", [
+    ("cfg/siams_nsam.cfg", ["space.name=zen"], ["[space] name", "needs a space with GraphSpace"]),
+    ("cfg/zen_cifar10_1M.cfg", ["space.name=nb201"], ["[space] name", "evolution"]),
+    ("cfg/predictor.cfg", ["budget.start=20000", "budget.stop=20000"], ["[budget] stop", "15,625"]),
+    ("cfg/siams_nsam_nobts.cfg", ["budget.stop=16000"], ["[budget] stop", "expected a budget <= 15,625"]),
+    ("cfg/zen_cifar10_1M.cfg", ["proxy.name=zenn"], ["proxy.name", "unknown proxy 'zenn'"]),
+    ("cfg/siams_nsam.cfg", ["nosection.seed=1"], ["unknown section [nosection]", "nosection.seed"]),
+    ("cfg/siams_nsam.cfg", ["predictor.lr=inf"], ["predictor.lr", "'inf'"]),
+    ("cfg/rand.cfg", ["benchmark.source=cfg/rand.cfg"], ["cfg/rand.cfg"]),
+])
+def test_bad_configs_are_one_line_and_write_nothing(tmp_path, capsys, cfg, sets, fragments):
+    out = tmp_path / "run"
+    argv = [cfg, "--out-dir", str(out), "--no-progress"] + [a for s in sets for a in ("--set", s)]
+    rc, err = _run(train_eval_main, argv, capsys)
+    line = _one_error_line(err)
+    assert rc == 2, err
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    assert not out.exists(), "a failed run left a directory behind"
+
+
+def test_a_cfg_that_is_not_utf8(tmp_path, capsys):
+    bad = tmp_path / "bad.cfg"
+    bad.write_bytes(b"[run]\nseed = 0\n# caf\xe9\n")
+    rc, err = _run(train_eval_main, [str(bad), "--out-dir", str(tmp_path / "run")], capsys)
+    assert rc == 2 and "not UTF-8 text" in _one_error_line(err)
+
+
+def test_out_dir_that_is_a_file(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("x")
+    rc, err = _run(train_eval_main, ["cfg/rand.cfg", "--out-dir", str(target)], capsys)
+    assert rc == 2 and "is a file, not a folder" in _one_error_line(err)
+    assert target.read_text() == "x"
+
+
+def test_a_corrected_run_after_a_config_error_is_accepted(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["cfg/rand.cfg", "--out-dir", str(out), "--no-progress", "--set", "budget.start=5", "--set",
+            "budget.stop=5", "--set", "budget.repeats=1"]
+    rc, _ = _run(train_eval_main, base + ["--set", "budget.stop=99999"], capsys)
+    assert rc == 2 and not out.exists()
+    rc, err = _run(train_eval_main, base, capsys)
+    assert rc == 0, err
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 1
+
+
+def test_compare_refuses_the_same_directory_twice_and_keeps_equal_labels_apart(tmp_path, capsys):
+    runs = []
+    for name, seed in (("a", 0), ("b", 1)):
+        out = tmp_path / name
+        rc, err = _run(train_eval_main, ["cfg/rand.cfg", "--out-dir", str(out), "--no-progress", "--set",
+                                         "budget.start=5", "--set", "budget.stop=5", "--set", "budget.repeats=1",
+                                         "--set", f"run.seed={seed}"], capsys)
+        assert rc == 0, err
+        runs.append(str(out))
+    rc, err = _run(compare_main, [runs[0], runs[0] + "/", "--out", str(tmp_path / "cmp")], capsys)
+    assert rc == 2 and "given twice" in _one_error_line(err)
+    (tmp_path / "file").write_text("x")
+    rc, err = _run(compare_main, runs + ["--out", str(tmp_path / "file")], capsys)
+    assert rc == 2 and "is a file" in _one_error_line(err)
+    rc, err = _run(compare_main, runs + ["--out", str(tmp_path / "cmp")], capsys)
+    assert rc == 0, err
+    summary = (tmp_path / "cmp" / "summary.csv").read_text()
+    assert "rand (a)" in summary and "rand (b)" in summary
+
+
+def test_compare_of_a_folder_without_records(tmp_path, capsys):
+    rc, err = _run(compare_main, [str(tmp_path), "--out", str(tmp_path / "cmp")], capsys)
+    assert rc == 2 and "no runs.jsonl" in _one_error_line(err)
+
+
+def test_what_a_terminal_shows_for_a_bad_config_is_one_line():
+    """TensorFlow's start-up lines stay off the console; the user's own log level is respected."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    proc = subprocess.run([sys.executable, "tools/train_eval.py", "cfg/siams_nsam.cfg", "--set", "space.name=zen"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert proc.stderr.startswith("error: cfg/siams_nsam.cfg: [space] name:"), proc.stderr
+    assert proc.stdout == ""
