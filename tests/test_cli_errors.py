@@ -111,3 +111,13 @@ def test_what_a_terminal_shows_for_a_bad_config_is_one_line():
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
     assert proc.stderr.startswith("error: cfg/siams_nsam.cfg: [space] name:"), proc.stderr
     assert proc.stdout == ""
+
+
+def test_missing_training_data_is_reported_before_the_search(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["cfg/zen_cifar10_1M.cfg", "--out-dir", str(out), "--no-progress", "--set",
+            f"dataset.data_dir={tmp_path / 'empty'}", "--set", "dataset.download=false"]
+    rc, err = _run(train_eval_main, argv, capsys)
+    line = _one_error_line(err)
+    assert rc == 3 and "cifar10" in line, err
+    assert not (out / "result.json").exists() and not (out / "history.csv").exists()

@@ -113,3 +113,21 @@ def test_a_bad_jsonl_line_is_named(tmp_path):
         fh.write('{"a": 1}\n{oops\n')
     with pytest.raises(ValueError, match=r"r\.jsonl:2: not JSON"):
         read_jsonl(path)
+
+
+def test_a_file_that_already_holds_the_data_is_not_rewritten(tmp_path, monkeypatch):
+    """A finished run reprinted from a read-only directory rewrites nothing."""
+    from tfnas import io as tio
+
+    path = tmp_path / "summary.csv"
+    atomic_write_text(str(path), "a,b\n1,2\n")
+    before = path.stat().st_mtime_ns
+
+    def no_writes(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(tio, "_atomic_file", no_writes)
+    atomic_write_text(str(path), "a,b\n1,2\n")  # same content: nothing to write, no error
+    assert path.stat().st_mtime_ns == before
+    with pytest.raises(PermissionError):
+        atomic_write_text(str(path), "a,b\n1,3\n")

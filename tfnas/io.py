@@ -11,6 +11,7 @@ same permissions as any other file the user writes (``tempfile.mkstemp`` would l
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import secrets
@@ -64,8 +65,25 @@ def _atomic_file(path: str) -> Iterator[IO[bytes]]:
         raise
 
 
+def _holds(path: str, data: bytes) -> bool:
+    """Whether ``path`` already holds exactly ``data``."""
+    try:
+        if os.path.getsize(path) != len(data):
+            return False
+        with open(path, "rb") as fh:
+            return fh.read() == data
+    except OSError:
+        return False
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Writes ``data`` to ``path`` (folders created as needed) atomically."""
+    """Writes ``data`` to ``path`` (folders created as needed) atomically.
+
+    A file that already holds ``data`` is left alone, so rerunning a finished run in a
+    read-only directory (to reprint its table) writes nothing.
+    """
+    if _holds(path, data):
+        return
     with _atomic_file(path) as fh:
         fh.write(data)
 
@@ -85,8 +103,9 @@ def atomic_write_figure(fig: Any, path: str, **savefig_kwargs: Any) -> None:
     """
     kwargs = dict(savefig_kwargs)
     kwargs.setdefault("format", os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png")
-    with _atomic_file(path) as fh:
-        fig.savefig(fh, **kwargs)
+    buf = io.BytesIO()
+    fig.savefig(buf, **kwargs)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def iter_jsonl(path: str) -> Iterator[Tuple[int, Any]]:

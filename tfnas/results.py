@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
+from tfnas.checks import is_int, is_number
 from tfnas.io import atomic_write_figure, atomic_write_text, write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -82,11 +83,13 @@ class RunRecord:
             if kind in ("float", float):
                 if value is None:
                     value = math.nan
-                elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                elif not is_number(value):
                     raise ValueError(f"field {key!r} must be a number, got {value!r}")
                 value = float(value)
-            elif kind in ("int", int) and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ValueError(f"field {key!r} must be an integer, got {value!r}")
+            elif kind in ("int", int):
+                if not is_int(value):
+                    raise ValueError(f"field {key!r} must be an integer, got {value!r}")
+                value = int(value)
             elif kind in ("str", str) and not isinstance(value, str):
                 raise ValueError(f"field {key!r} must be a string, got {value!r}")
             elif key == "extra" and not isinstance(value, dict):

@@ -7,6 +7,9 @@
     python tools/bench.py proxies --space nb201|zen [--proxies synflow,zen,...] [--cells 100]
     python tools/bench.py evolution [--proxy zen] [--population 512] [--iterations 300] [--dump-candidates F]
     python tools/bench.py supernet [--batch 64,256] [--steps 20] [--graph-optimizer auto|on|off]
+    python tools/bench.py supernet --space lite [--channels 16] [--blocks 1,1] [--stem-stride 4|1] [--archs 3]
+    python tools/bench.py memory [--proxy zen] [--candidates 2000] [--warmup 200] [--every 100] [--release]
+    python tools/bench.py zen-fidelity [--cells 40] [--out F]   # then: perf/torch_reference.py F --zen-values
 
 Each prints one JSON object per measurement (plus a readable line), so results can be pasted
 or collected by scripts. The timing code lives in the top-level ``perf`` package.
@@ -57,11 +60,40 @@ def evolution(args) -> None:
               dump_candidates=args.dump_candidates)
 
 
+def memory(args) -> None:
+    from perf import memory as bench
+
+    bench.run(proxy=args.proxy, population=args.population, candidates=args.candidates, warmup=args.warmup,
+              every=args.every, release=args.release)
+
+
+def zen_fidelity(args) -> None:
+    from perf import zen_fidelity as bench
+
+    bench.run(cells=args.cells, out=args.out, batch=args.batch)
+
+
+class _Default(str):
+    """A string default argparse hands back as it is, so a handler can tell it from a typed value."""
+
+
 def supernet(args) -> None:
     from perf.report import emit, machine, rounded
-    from perf.supernet import benchmark_supernet
+    from perf.supernet import benchmark_controller, benchmark_lite_supernet, benchmark_supernet
 
     graph_optimizer = {"on": True, "off": False, "auto": None}[args.graph_optimizer]
+    if args.space == "lite":
+        batch = "64" if isinstance(args.batch, _Default) else args.batch
+        for figures in benchmark_lite_supernet(
+                batch_sizes=tuple(int(b) for b in batch.split(",")), steps=args.steps, archs=args.archs,
+                channels=args.channels, blocks=tuple(int(b) for b in args.blocks.split(",")),
+                stem_stride=args.stem_stride, rounds=args.rounds, jit_compile=SWITCH[args.jit],
+                graph_optimizer=graph_optimizer, seed=args.seed):
+            emit("supernet_lite", **rounded(figures, 4), machine=machine())
+        if args.controller_steps:
+            emit("slnas_controller", **rounded(benchmark_controller(steps=args.controller_steps, seed=args.seed), 4),
+                 machine=machine())
+        return
     for figures in benchmark_supernet(batch_sizes=tuple(int(b) for b in args.batch.split(",")), steps=args.steps,
                                       jit_compile=SWITCH[args.jit], graph_optimizer=graph_optimizer):
         emit("supernet", **rounded(figures, 4), machine=machine())
@@ -95,9 +127,35 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dump-candidates", default="", metavar="FILE",
                    help="write the scored candidates (arch strings, seconds, conv plans) to this JSON file")
     s.set_defaults(run=evolution)
-    s = sub.add_parser("supernet")
-    s.add_argument("--batch", default="64,256")
+    s = sub.add_parser("memory", help="resident memory of a zero-shot evolution as it scores candidates")
+    s.add_argument("--proxy", default="zen")
+    s.add_argument("--population", type=int, default=512)
+    s.add_argument("--candidates", type=int, default=2000, help="stop after this many scored candidates")
+    s.add_argument("--warmup", type=int, default=200, help="growth is measured from this candidate on")
+    s.add_argument("--every", type=int, default=100, help="sample the resident memory every this many candidates")
+    s.add_argument("--release", action="store_true",
+                   help="system malloc and malloc_trim after every candidate instead of TensorFlow's oneDNN allocator")
+    s.set_defaults(run=memory)
+    s = sub.add_parser("zen-fidelity", help="Zen in both BN-variance forms on Zen candidates, for torch_reference")
+    s.add_argument("--cells", type=int, default=40)
+    s.add_argument("--batch", type=int, default=64)
+    s.add_argument("--out", default="zen_fidelity.json")
+    s.set_defaults(run=zen_fidelity)
+    s = sub.add_parser("supernet", help="supernet train step vs the standalone network of the same architecture")
+    s.add_argument("--space", choices=("darts", "lite"), default="darts",
+                   help="darts: RelativeNAS's supernet; lite: SLNAS's supernet and its StageController")
+    s.add_argument("--batch", default=_Default("64,256"), help="comma-separated batch sizes (default: 64,256 "
+                                                                "for darts, 64 for lite)")
     s.add_argument("--steps", type=int, default=20)
+    s.add_argument("--archs", type=int, default=3, help="lite: sampled architectures")
+    s.add_argument("--rounds", type=int, default=2, help="lite: alternating timed blocks of --steps per side")
+    s.add_argument("--channels", type=int, default=16, help="lite: stem channels C (paper's search: 16)")
+    s.add_argument("--blocks", default="1,1", help="lite: normal cells per stage (paper's search: 4,4)")
+    s.add_argument("--stem-stride", type=int, choices=(1, 4), default=4,
+                   help="lite: 4 = search stems, standalone fed H/4 images; 1 = stride-1 stems on both")
+    s.add_argument("--controller-steps", type=int, default=20,
+                   help="lite: timed StageController samples and updates (0: skip)")
+    s.add_argument("--seed", type=int, default=0)
     s.add_argument("--jit", choices=("auto", "true", "false"), default="false")
     s.add_argument("--graph-optimizer", choices=("auto", "on", "off"), default="auto",
                    help="Grappler for the supernet steps (auto: on with a GPU, off on CPU)")

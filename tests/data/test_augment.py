@@ -166,3 +166,131 @@ def test_augmentations_run_inside_tf_function():
     out = run(_ramp(), SEED)
     assert out.shape == (8, 8, 3) and out.dtype == tf.float32
     np.testing.assert_array_equal(out.numpy(), run(_ramp(), SEED).numpy())
+
+
+def _photo(h=32, w=24, seed=0):
+    """uint8 [h, w, 3] random colours."""
+    return tf.constant(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def _torchvision_crop_areas(height, width, n, rng):
+    """Area fractions of torchvision's RandomResizedCrop.get_params (defaults), drawn in numpy."""
+    areas = []
+    for _ in range(n):
+        for _ in range(10):
+            target = height * width * rng.uniform(0.08, 1.0)
+            aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+            w, h = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
+            if 0 < w <= width and 0 < h <= height:
+                areas.append(w * h / (height * width))
+                break
+        else:
+            areas.append(1.0)  # the fallback for an image whose aspect lies inside the range
+    return np.array(areas)
+
+
+def test_random_resized_crop_shape_range_and_determinism():
+    image = _photo()
+    out = augment.random_resized_crop(image, (20, 16), SEED)
+    assert out.shape == (20, 16, 3) and out.dtype == tf.float32
+    assert 0.0 <= float(tf.reduce_min(out)) and float(tf.reduce_max(out)) <= 1.0
+    np.testing.assert_array_equal(out.numpy(), augment.random_resized_crop(image, (20, 16), SEED).numpy())
+    lanczos = augment.random_resized_crop(image, (20, 16), SEED, method="lanczos3").numpy()
+    assert 0.0 <= lanczos.min() and lanczos.max() <= 1.0  # Lanczos overshoot is clipped
+    others = {augment.random_resized_crop(image, (20, 16), tf.constant([i, 5], tf.int64)).numpy().tobytes()
+              for i in range(6)}
+    assert len(others) == 6
+
+
+def test_random_resized_crop_of_the_whole_image_is_the_image():
+    image = _photo(16, 16)
+    out = augment.random_resized_crop(image, (16, 16), SEED, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    np.testing.assert_allclose(out.numpy(), image.numpy() / 255.0, atol=1e-6)
+
+
+def test_random_resized_crop_window_follows_torchvision_distribution():
+    @tf.function
+    def windows(seeds):
+        return tf.map_fn(lambda s: tf.stack(augment.random_resized_crop_window(64, 48, s)), seeds,
+                         fn_output_signature=tf.int32)
+
+    w = windows(augment.split_seed(SEED, 3000)).numpy()
+    top, left, h, wd = w.T
+    assert (top >= 0).all() and (left >= 0).all() and (top + h <= 64).all() and (left + wd <= 48).all()
+    area = h * wd / (64 * 48)
+    assert area.min() < 0.1 and area.max() > 0.95 and area.min() >= 0.07  # 8 % up to rounding
+    assert 0.7 <= (wd / h).min() and (wd / h).max() <= 1.4  # 3/4 .. 4/3 up to rounding
+    reference = _torchvision_crop_areas(64, 48, 20000, np.random.default_rng(0))
+    np.testing.assert_allclose(np.quantile(area, [0.1, 0.25, 0.5, 0.75, 0.9]),
+                               np.quantile(reference, [0.1, 0.25, 0.5, 0.75, 0.9]), atol=0.03)
+    assert len(set(top)) > 20 and len(set(left)) > 20  # placed anywhere, not centred
+
+
+def test_random_resized_crop_window_falls_back_to_the_central_crop():
+    # scale 1 on a 64 x 16 image: every candidate is wider than the image; torchvision then
+    # takes the full width and height round(16 / (3/4)) = 21, centred.
+    window = augment.random_resized_crop_window(64, 16, SEED, scale=(1.0, 1.0))
+    assert [int(v) for v in window] == [21, 0, 21, 16]
+    with pytest.raises(ValueError, match="scale"):
+        augment.random_resized_crop_window(8, 8, SEED, scale=(0.5, 0.1))
+
+
+def test_color_jitter_off_is_identity_and_on_is_deterministic():
+    image = _photo()
+    assert augment.color_jitter(image, SEED) is image
+    out = augment.color_jitter(image, SEED, 0.4, 0.4, 0.4, 0.1)
+    assert out.shape == (32, 24, 3) and out.dtype == tf.float32
+    assert 0.0 <= float(tf.reduce_min(out)) and float(tf.reduce_max(out)) <= 1.0
+    np.testing.assert_array_equal(out.numpy(), augment.color_jitter(image, SEED, 0.4, 0.4, 0.4, 0.1).numpy())
+    others = {augment.color_jitter(image, tf.constant([i, 5], tf.int64), 0.4, 0.4, 0.4, 0.1).numpy().tobytes()
+              for i in range(6)}
+    assert len(others) == 6
+    with pytest.raises(ValueError, match="hue"):
+        augment.color_jitter(image, SEED, hue=0.6)
+
+
+def test_color_jitter_parts_follow_torchvision_semantics():
+    x = tf.random.stateless_uniform((8, 8, 3), SEED, 0.3, 0.6)  # nothing clips at factors 0.6..1.4
+    factors = []
+    for i in range(20):
+        seed = tf.constant([i, 9], tf.int64)
+        bright = augment.color_jitter(x, seed, brightness=0.4).numpy()
+        ratio = bright / x.numpy()
+        np.testing.assert_allclose(ratio, ratio.flat[0], rtol=1e-5)  # one multiplicative factor
+        factors.append(ratio.flat[0])
+        grey_mean = float(tf.reduce_mean(augment.grayscale(x)))
+        contrast = augment.color_jitter(x, seed, contrast=0.4)
+        assert float(tf.reduce_mean(augment.grayscale(contrast))) == pytest.approx(grey_mean, abs=1e-5)
+    assert 0.6 <= min(factors) < 0.8 and 1.2 < max(factors) <= 1.4
+    grey = augment.grayscale(x)  # saturation and hue leave grey images grey and unchanged
+    np.testing.assert_allclose(augment.color_jitter(grey, SEED, saturation=0.4, hue=0.1).numpy(), grey.numpy(),
+                               atol=1e-5)
+    shifted = augment.color_jitter(x, SEED, hue=0.1).numpy()
+    assert not np.allclose(shifted, x.numpy(), atol=1e-3)
+
+
+def test_random_grayscale():
+    image = _photo()
+    assert augment.random_grayscale(image, 0.0, SEED) is image
+    out = augment.random_grayscale(image, 1.0, SEED).numpy()
+    expected = (image.numpy() / 255.0) @ np.array(augment.LUMA)
+    for c in range(3):
+        np.testing.assert_allclose(out[..., c], expected, atol=1e-5)
+    grey = [np.allclose(augment.random_grayscale(image, 0.5, tf.constant([i, 3], tf.int64)).numpy()[..., 0],
+                        expected, atol=1e-5) for i in range(16)]
+    assert 0 < sum(grey) < 16
+    with pytest.raises(ValueError, match="probability"):
+        augment.random_grayscale(image, 1.5, SEED)
+
+
+def test_image_folder_augmentations_run_inside_tf_function():
+    @tf.function
+    def run(image, seed):
+        seeds = augment.split_seed(seed, 3)
+        image = augment.color_jitter(image, seeds[0], 0.4, 0.4, 0.4, 0.1)
+        image = augment.random_grayscale(image, 0.2, seeds[1])
+        return augment.random_resized_crop(image, (16, 16), seeds[2], method="lanczos3")
+
+    out = run(_photo(), SEED)
+    assert out.shape == (16, 16, 3) and out.dtype == tf.float32
+    np.testing.assert_array_equal(out.numpy(), run(_photo(), SEED).numpy())

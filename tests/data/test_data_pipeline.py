@@ -1,11 +1,13 @@
 """Tests for tfnas/data/pipeline.py: batching, normalisation, one-hot labels, determinism."""
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tfnas.data import make_pipeline, normalize
+from tfnas.config import ConfigError, load_config
+from tfnas.data import load_dataset, make_pipeline, normalize
 from tfnas.data.pipeline import derive_seeds
 
 MEAN = (0.5, 0.25, 0.75)
@@ -107,3 +109,83 @@ def test_derive_seeds_are_distinct_and_stable():
     assert derive_seeds(0, 3) == derive_seeds(0, 3)
     assert len(set(derive_seeds(0, 3) + derive_seeds(1, 3))) == 6
     assert all(0 <= s < 2**31 for s in derive_seeds(7, 3))
+
+
+SLNAS_FOLDER_AUGMENT = dict(color_jitter=0.4, hue_jitter=0.1, grayscale=0.2, flip=True, random_resized_crop=True)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """An image folder of 40 x 56 PNGs, 2 classes x 4 train images and 1 val image each."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        for split, count in (("train", 4), ("val", 1)):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(count):
+                image = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+                assert cv2.imwrite(str(tmp_path / split / name / f"{i}.png"), image)
+    return tmp_path
+
+
+def test_image_folder_pipeline_with_the_slnas_augmentations(folder):
+    train_raw, info = load_dataset("image_folder", split="train", data_dir=str(folder), image_size=64)
+    eval_raw, _ = load_dataset("image_folder", split="eval", data_dir=str(folder), image_size=64)
+    kw = dict(batch_size=4, training=True, num_classes=2, mean=info.mean, std=info.std, pad_crop=0,
+              drop_remainder=True, **SLNAS_FOLDER_AUGMENT)
+    a = _batches(make_pipeline(train_raw, seed=1, **kw))
+    assert [x.shape for x, _ in a] == [(4, 64, 64, 3)] * 2
+    assert all(x.dtype == np.float32 and np.isfinite(x).all() for x, _ in a)
+    low = (0.0 - np.array(info.mean)) / np.array(info.std) - 1e-5
+    high = (1.0 - np.array(info.mean)) / np.array(info.std) + 1e-5
+    assert all(((x >= low) & (x <= high)).all() for x, _ in a)  # still images in [0, 1] before normalising
+    b = _batches(make_pipeline(train_raw, seed=1, **kw))
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    # same seed, same shuffle: every image differs from the unaugmented one (other seeds: test_augment.py)
+    plain = _batches(make_pipeline(train_raw, seed=1, **{**kw, **dict.fromkeys(SLNAS_FOLDER_AUGMENT, 0)}))
+    for (xa, ya), (xp, yp) in zip(a, plain):
+        np.testing.assert_array_equal(ya, yp)
+        assert not any(np.allclose(ia, ip, atol=1e-3) for ia, ip in zip(xa, xp))
+    # evaluation ignores the augmentations: images come back exactly normalised
+    eval_kw = {**kw, "training": False, "drop_remainder": False}
+    (x, _), = _batches(make_pipeline(eval_raw, **eval_kw))
+    images = np.stack([im for im, _ in eval_raw.as_numpy_iterator()])
+    np.testing.assert_allclose(x, (images / 255.0 - np.array(info.mean)) / np.array(info.std), atol=1e-5)
+
+
+def test_new_augmentations_leave_the_other_draws_unchanged():
+    ds, _, _ = _raw()
+    kw = dict(batch_size=10, training=True, num_classes=4, mean=MEAN, std=STD, seed=3, flip=True, pad_crop=2,
+              cutout=3)
+    base = _batches(make_pipeline(ds, **kw))[0][0]
+    # brightness factor 1 and no hue: the jitter's float round trip only; flip, crop and cutout as before
+    same = _batches(make_pipeline(ds, color_jitter=1e-9, **kw))[0][0]
+    np.testing.assert_allclose(same, base, atol=1e-5)
+
+
+def test_random_resized_crop_needs_a_static_image_size():
+    ds = tf.data.Dataset.from_generator(lambda: iter([(np.zeros((8, 8, 3), np.uint8), 0)]), output_signature=(
+        tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int64)))
+    with pytest.raises(ValueError, match="static size"):
+        make_pipeline(ds, batch_size=1, training=True, num_classes=2, mean=MEAN, std=STD, random_resized_crop=True)
+    with pytest.raises(ValueError, match="hue_jitter"):
+        make_pipeline(ds, batch_size=1, training=True, num_classes=2, mean=MEAN, std=STD, hue_jitter=0.7)
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("train.color_jitter=1.5", "train.color_jitter: expected a number in [0.0, 1.0]"),
+    ("train.hue_jitter=0.6", "train.hue_jitter: expected a number in [0.0, 0.5]"),
+    ("train.grayscale=-0.1", "train.grayscale: expected a number in [0.0, 1.0]"),
+    ("train.random_resized_crop=maybe", "train.random_resized_crop: expected a boolean"),
+    ("train.colour_jitter=0.4", "train.colour_jitter: unknown key"),
+])
+def test_augmentation_keys_fail_in_one_line(override, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_augmentation_keys_default_off():
+    t = load_config(None, []).train
+    assert (t.color_jitter, t.hue_jitter, t.grayscale, t.random_resized_crop) == (0.0, 0.0, 0.0, False)

@@ -26,6 +26,9 @@ def load_bench():
     (["proxies", "--space", "zen", "--proxies", "zen,naswot"], {"space": "zen", "proxies": "zen,naswot", "cells": 50}),
     (["evolution", "--dump-candidates", "f.json"], {"proxy": "zen", "population": 512, "iterations": 300,
                                                     "dump_candidates": "f.json"}),
+    (["memory"], {"proxy": "zen", "population": 512, "candidates": 2000, "warmup": 200, "every": 100,
+                  "release": False}),
+    (["zen-fidelity", "--cells", "8"], {"cells": 8, "batch": 64, "out": "zen_fidelity.json"}),
     (["supernet", "--graph-optimizer", "off"], {"batch": "64,256", "steps": 20, "jit": "false",
                                                 "graph_optimizer": "off"}),
 ])
@@ -41,3 +44,54 @@ def test_table_runs_as_a_script_from_another_folder(tmp_path):
                          text=True, timeout=300, check=True).stdout
     figures = json.loads(out.strip().splitlines()[-1])
     assert figures["bench"] == "table" and figures["cells"] == 15625 and figures["load_s"] >= 0
+
+
+def test_supernet_space_lite_wiring(monkeypatch, capsys):
+    """`supernet --space lite` hands its flags to perf.supernet and prints one JSON line per figure
+    (the benchmarks are stubbed: tracing a supernet takes minutes on a CPU)."""
+    bench = load_bench()  # puts the repository root on sys.path for `perf`
+    import perf.report
+    import perf.supernet
+
+    calls = {}
+
+    def lite(**kwargs):
+        calls["lite"] = kwargs
+        return [{"batch_size": b, "ratio": 1.23456} for b in kwargs["batch_sizes"]]
+
+    def controller(**kwargs):
+        calls["controller"] = kwargs
+        return {"sample_per_s": 10.0, "update_per_s": 5.0}
+
+    def darts(**kwargs):
+        calls["darts"] = kwargs
+        return [{"batch_size": b} for b in kwargs["batch_sizes"]]
+
+    monkeypatch.setattr(perf.supernet, "benchmark_lite_supernet", lite)
+    monkeypatch.setattr(perf.supernet, "benchmark_controller", controller)
+    monkeypatch.setattr(perf.supernet, "benchmark_supernet", darts)
+    monkeypatch.setattr(perf.report, "machine", lambda: "test machine")
+
+    args = bench.parser().parse_args(["supernet", "--space", "lite", "--channels", "8", "--blocks", "0,0",
+                                      "--steps", "1", "--archs", "1", "--rounds", "1", "--stem-stride", "1",
+                                      "--controller-steps", "2"])
+    args.run(args)
+    assert calls["lite"] == {"batch_sizes": (64,), "steps": 1, "archs": 1, "channels": 8, "blocks": (0, 0),
+                             "stem_stride": 1, "rounds": 1, "jit_compile": False, "graph_optimizer": None,
+                             "seed": 0}
+    assert calls["controller"] == {"steps": 2, "seed": 0} and "darts" not in calls
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [line["bench"] for line in lines] == ["supernet_lite", "slnas_controller"]
+    assert lines[0]["ratio"] == 1.2346 and lines[0]["machine"] == "test machine"
+
+    calls.clear()
+    args = bench.parser().parse_args(["supernet", "--space", "lite", "--batch", "8,16", "--controller-steps", "0"])
+    args.run(args)
+    assert calls["lite"]["batch_sizes"] == (8, 16) and calls["lite"]["blocks"] == (1, 1)
+    assert calls["lite"]["stem_stride"] == 4 and "controller" not in calls
+
+    calls.clear()
+    args = bench.parser().parse_args(["supernet"])  # darts stays the default, with its batch sizes
+    assert args.space == "darts"
+    args.run(args)
+    assert set(calls) == {"darts"} and calls["darts"]["batch_sizes"] == (64, 256)

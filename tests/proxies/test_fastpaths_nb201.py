@@ -157,13 +157,30 @@ def test_zen_on_nb201_through_the_fast_path_is_finite():
     assert np.isfinite(score)
 
 
-def test_zen_with_running_variances_builds_the_network_instead():
-    """The NB201 fast path of zen covers bn_variance="batch" only; "running" scores the built model."""
-    nb201 = Nb201Space(channels=4, cells_per_stage=1)
+def test_zen_with_running_variances_on_nb201_equals_the_keras_path():
+    """The NB201 fast path of zen serves bn_variance="running" too (edges without BN add nothing)."""
+    from tfnas.spaces.nb201 import Nb201TensorNetwork, op_ids_of
+
+    space = Nb201Space(channels=4, cells_per_stage=1)
     proxy = ZenProxy(bn_variance="running")
-    score = proxy.score_arch(nb201, nb201.decode(NB201_MIXED), num_classes=10, input_shape=(8, 8, 3), batch_size=4,
+    net = Nb201TensorNetwork(10, (8, 8, 3), channels=4, cells_per_stage=1, seed=1, kernel_init="normal")
+    body = tf.function(zen_body(proxy, net), autograph=False)
+    for arch in (space.decode(NB201_MIXED), space.from_index(5000)):
+        model = space.build(arch, num_classes=10, input_shape=(8, 8, 3))
+        rng = np.random.default_rng(3)
+        for variable in model.trainable_variables:
+            if variable.path.endswith("kernel"):
+                variable.assign(rng.standard_normal(tuple(variable.shape)).astype(np.float32))
+        net.load_keras_weights(model, arch)
+        images, noise = _inputs(4, (6, 8, 8, 3))
+        delta, log_std = body(tf.constant(op_ids_of(arch)), tf.constant(images), tf.constant(noise))
+        fast = math.log(float(delta)) + float(log_std)
+        keras_score = zen_score_keras(model, images, noise, bn_variance="running")
+        assert np.isfinite(fast) and fast == pytest.approx(keras_score, abs=1e-4)
+        assert keras_score != pytest.approx(zen_score_keras(model, images, noise), abs=1e-2)
+    score = proxy.score_arch(space, space.decode(NB201_MIXED), num_classes=10, input_shape=(8, 8, 3), batch_size=4,
                              rng=np.random.default_rng(0))
-    assert np.isfinite(score) and "nb201" not in proxy.__dict__.get("_fast_path_states", {})
+    assert np.isfinite(score) and nb201_fast_path(proxy).traces == 1
 
 
 def test_a_proxy_without_nb201_fast_path_has_no_cache():

@@ -89,3 +89,59 @@ def test_a_subclassed_model_needs_the_pre_pool_hook():
     assert np.isfinite(zen_score_keras(hooked, images, noise))
     assert zen_score_keras(hooked, images, noise) == pytest.approx(zen_score_keras(functional, images, noise),
                                                                    rel=1e-6)
+
+
+def _bn_net(momentum: float) -> keras.Model:
+    """conv -> BN -> ReLU, twice, then global pooling; ``momentum`` of every BN (Keras convention)."""
+    inputs = keras.Input((8, 8, 3))
+    x = inputs
+    for width in (4, 6):
+        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization(momentum=momentum, epsilon=1e-3)(x)
+        x = keras.layers.ReLU()(x)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+
+
+def test_running_form_is_the_running_variance_after_the_two_training_passes():
+    """``bn_variance="running"`` (the Zen-NAS code): each BN's log-std term is that of the running
+    variance a fresh PyTorch BN (momentum 0.1, ``running_var`` 1) holds once the clean and the
+    perturbed training-mode passes ran: ``0.9 + 0.1 v`` after the first, ``0.81 + 0.09 v + 0.1 v'``
+    after both. Checked against Keras BNs with momentum 0.9 (Keras' name for PyTorch's 0.1) run
+    like the reference runs its network; ``"batch"`` (the paper) uses ``v``."""
+    model = _bn_net(momentum=0.9)
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    probe = keras.Model(model.inputs[0], [bn.input for bn in bns] + [bns[-1].output])
+    rng = np.random.default_rng(0)
+    images, noise = (rng.standard_normal((6, 8, 8, 3), dtype=np.float32) for _ in range(2))
+    perturbed_images = images + np.float32(0.01) * noise
+
+    def batch_variances(outputs):  # channel-mean biased batch variance of each BN input
+        return np.array([np.mean(np.var(np.asarray(x, np.float64), axis=(0, 1, 2))) for x in outputs[:-1]])
+
+    clean_out = probe(images, training=True)
+    v = batch_variances(clean_out)
+    after_one = np.array([np.mean(bn.moving_variance) for bn in bns])
+    np.testing.assert_allclose(after_one, 0.9 + 0.1 * v, rtol=1e-5)
+    perturbed_out = probe(perturbed_images, training=True)
+    v_pert = batch_variances(perturbed_out)
+    after_two = np.array([np.mean(bn.moving_variance) for bn in bns])
+    np.testing.assert_allclose(after_two, 0.81 + 0.09 * v + 0.1 * v_pert, rtol=1e-5)
+
+    features = np.maximum(np.asarray(clean_out[-1]), 0), np.maximum(np.asarray(perturbed_out[-1]), 0)
+    log_delta = math.log(np.mean(np.sum(np.abs(features[0] - features[1]), axis=(1, 2, 3))))
+    running = zen_score_keras(model, images, noise, bn_variance="running")  # same kernels (BN state unused)
+    assert running == pytest.approx(log_delta + 0.5 * np.log(after_two).sum(), abs=1e-4)
+    batch = zen_score_keras(model, images, noise, bn_variance="batch")
+    assert batch == pytest.approx(log_delta + 0.5 * np.log(v).sum(), abs=1e-4)
+
+
+def test_proxy_section_chooses_the_bn_variance():
+    from tfnas.config import ConfigError, load_config
+    from tfnas.run.factory import build_proxy
+
+    cfg = load_config(None, ["proxy.zen_bn_variance=running"])
+    assert build_proxy("zen", cfg).bn_variance == "running"
+    assert build_proxy("incorporated_s", cfg).zen.bn_variance == "running"
+    assert build_proxy("zen", load_config(None)).bn_variance == "batch"  # the paper's form is the default
+    with pytest.raises(ConfigError, match="zen_bn_variance"):
+        load_config(None, ["proxy.zen_bn_variance=moving"])

@@ -9,10 +9,12 @@ from tfnas.config import ConfigError, load_config
 from tfnas.spaces.zen import (
     DEFAULT_START,
     FAMILY_KINDS,
+    KERNEL_WEIGHTS,
     ZenSpace,
     channel_choices,
     layer_choices,
     num_layers,
+    reference_kind_weights,
     split_long_blocks,
 )
 from tfnas.run.factory import build_space
@@ -93,3 +95,52 @@ def test_split_long_blocks(space):
     six = space.decode("SuperConvK3BNRELU(3,8,1,1)SuperResK5K5(8,16,2,8,6)")
     assert space.encode(split_long_blocks(six)).endswith("SuperResK5K5(8,16,2,8,3)SuperResK5K5(16,16,1,8,3)")
     assert num_layers(split_long_blocks(arch)) == num_layers(arch)
+
+
+def _drawn_kinds(space: ZenSpace, draws: int, seed: int = 0):
+    """Kinds of the residual blocks of ``draws`` mutations of the start, every block mutated."""
+    rng = np.random.default_rng(seed)
+    arch = space.start_arch
+    kinds = [b.kind for _ in range(draws) for b in space.mutate(arch, rng, num_blocks=len(arch)) if not b.is_conv]
+    return {kind: kinds.count(kind) / len(kinds) for kind in FAMILY_KINDS[space.family]}
+
+
+def test_reference_kernel_weights():
+    """The reference's flattened candidate lists weigh kernels 3 : 5 : 7 as 3 : 3 : 2 per type group
+    (the 12 IDW types 12 : 12 : 11 : ... : 2); ``kernel_weights`` picks them or uniform types."""
+    assert reference_kind_weights("resnet") == (3, 3, 2, 3, 3, 2)
+    assert reference_kind_weights("mobile") == (12, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2)
+    assert KERNEL_WEIGHTS == ("uniform", "reference")
+    with pytest.raises(ValueError, match="kernel_weights"):
+        ZenSpace(kernel_weights="weighted")
+
+
+@pytest.mark.parametrize("family", ["resnet", "mobile"])
+@pytest.mark.parametrize("kernel_weights", ["uniform", "reference"])
+def test_drawn_kind_frequencies(family, kernel_weights):
+    """Seeded frequencies of the drawn block types within 0.02 of the chosen weights (about 6
+    standard errors at these sample sizes)."""
+    space = ZenSpace(family=family, kernel_weights=kernel_weights)
+    kinds = FAMILY_KINDS[family]
+    weights = np.ones(len(kinds)) if kernel_weights == "uniform" else np.asarray(reference_kind_weights(family))
+    expected = weights / weights.sum()
+    frequencies = _drawn_kinds(space, 1500 if family == "resnet" else 3000)
+    np.testing.assert_allclose([frequencies[k] for k in kinds], expected, atol=0.02)
+    if family == "resnet" and kernel_weights == "reference":  # kernel sizes 3 : 5 : 7 drawn 3 : 3 : 2
+        by_kernel = [frequencies[f"SuperResK{n}K{n}"] + frequencies[f"SuperResK1K{n}K1"] for n in (3, 5, 7)]
+        np.testing.assert_allclose(by_kernel, [3 / 8, 3 / 8, 2 / 8], atol=0.02)
+
+
+def test_uniform_kernel_weights_keep_the_default_draws():
+    a = ZenSpace()
+    b = ZenSpace(kernel_weights="uniform")
+    ra, rb = np.random.default_rng(5), np.random.default_rng(5)
+    assert [a.mutate(a.start_arch, ra) for _ in range(30)] == [b.mutate(b.start_arch, rb) for _ in range(30)]
+
+
+def test_space_section_sets_kernel_weights():
+    cfg = load_config(None, ["space.name=zen", "space.kernel_weights=reference", "dataset.name=cifar10"])
+    assert build_space(cfg).kernel_weights == "reference"
+    assert build_space(load_config(None, ["space.name=zen", "dataset.name=cifar10"])).kernel_weights == "uniform"
+    with pytest.raises(ConfigError, match="kernel_weights"):
+        load_config(None, ["space.name=zen", "space.kernel_weights=weighted"])

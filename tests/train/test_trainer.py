@@ -245,6 +245,20 @@ def test_drop_path_ramps_per_epoch_without_retracing():
     assert t.trace_counts["train"] == 1
 
 
+def test_drop_path_until_holds_the_rate_after_the_ramp():
+    layers = {}
+
+    def build():
+        inp = keras.Input((8, 8, 3))
+        layers["set"] = RateSetter()
+        h = layers["set"](keras.layers.Conv2D(4, 3)(inp))
+        return keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(h)))
+
+    t = Trainer(build, cfg(epochs=4, drop_path=0.4, drop_path_until=0.5), jit_compile=False, progress=False)
+    t.fit(dataset(64))
+    assert layers["set"].received == pytest.approx([0.0, 0.1, 0.1, 0.1])
+
+
 def test_drop_path_without_protocol_layers_warns(caplog):
     with caplog.at_level("WARNING", logger="tfnas.train.trainer"):
         Trainer(tiny_model(), cfg(drop_path=0.2), jit_compile=False, progress=False)

@@ -16,6 +16,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from tfnas.checks import is_int
+
 __all__ = ["BenchmarkFormatError", "UnsafePickleError", "safe_pickle_load", "MAX_CONSTRUCTED_BYTES"]
 
 # Globals a NATS-Bench pickle may reference. Everything else (torch tensors of the "-full"
@@ -93,7 +95,7 @@ def _guard_container(factory: Callable[..., Any], name: str, allowance: _Allowan
 
 def _guard_bytes(allowance: _Allowance) -> Callable[..., Any]:
     def build(*args: Any) -> bytes:
-        if args and isinstance(args[0], (int, np.integer)) and not isinstance(args[0], bool):
+        if args and is_int(args[0]):
             allowance.spend(int(args[0]), f"bytes({int(args[0])})")
         elif args and isinstance(args[0], str):
             allowance.spend(4 * len(args[0]), "bytes() of a str")

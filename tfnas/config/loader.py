@@ -22,6 +22,7 @@ import os
 import typing
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from tfnas.checks import is_number
 from tfnas.config.sections import SECTIONS, Config, ConfigError
 
 
@@ -72,7 +73,7 @@ def _parse_value(raw: str, f: dataclasses.Field, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected {expected}, got {raw!r}")
     items = value if isinstance(value, tuple) else (value,)
     for v in items:
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if is_number(v):
             if ("min" in meta and v < meta["min"]) or ("max" in meta and v > meta["max"]):
                 raise ConfigError(f"{where}: expected {expected}, got {raw!r}")
     return value

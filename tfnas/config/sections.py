@@ -62,9 +62,16 @@ class SpaceConfig:
         the space's default start).
       family: block family of the Zen space: ``resnet`` (ResNet blocks) or ``mobile``
         (inverted-residual IDW blocks).
+      kernel_weights: how a Zen-space mutation weights the block types of the family: ``uniform``
+        or ``reference`` (Zen-NAS code: kernels 3 : 5 : 7 drawn 3 : 3 : 2), for like-for-like
+        comparisons with the reference search.
       layers: cells of the DARTS evaluation network (paper: 20 on CIFAR).
       search_channels: width of a weight-sharing search network (RelativeNAS: 16).
       search_layers: cells of a weight-sharing search network (RelativeNAS: 8).
+      blocks: normal cells per stage of the lite (SLNAS) network, comma-separated; each stage
+        ends with a reduction cell (SLNAS: ``2, 2``).
+      search_blocks: normal cells per stage of the lite weight-sharing search network (SLNAS:
+        ``4, 4``, i.e. 10 cells).
     """
 
     name: str = _f("nb201", registry="space")
@@ -73,9 +80,12 @@ class SpaceConfig:
     cells_per_stage: int = _f(5, min=1)
     start: str = _f("")
     family: str = _f("resnet", choices=("resnet", "mobile"))
+    kernel_weights: str = _f("uniform", choices=("uniform", "reference"))
     layers: int = _f(20, min=1)
     search_channels: int = _f(16, min=1)
     search_layers: int = _f(8, min=1)
+    blocks: Tuple[int, ...] = _f((2, 2), min=0)
+    search_blocks: Tuple[int, ...] = _f((4, 4), min=0)
 
 
 @dataclass(frozen=True)
@@ -185,6 +195,9 @@ class ProxyConfig:
         batch statistics).
       subset: score this many random NB201 cells in ``proxy_corr`` (0 = all 15,625).
       zen_weight: weight of the Zen score in the Incorporated score (CIFAR: 0.5).
+      zen_bn_variance: the BN term of the Zen score (and of the Incorporated scores): ``batch``
+        (each BN's batch variance, the Zen-NAS paper's formula) or ``running`` (the running
+        variance PyTorch holds after the two training-mode passes, which the Zen-NAS code reads).
       entropy_weight: weight of the normalised entropy in the Incorporated score (CIFAR: 0.01).
       grad_norm: reduction of ``grad_norm``: ``global`` (sqrt of the summed squares over all
         kernels; spec, Zen-NAS) or ``layer_sum`` (sum of per-layer norms; zero-cost-nas, whose
@@ -196,6 +209,7 @@ class ProxyConfig:
     batch_size: int = _f(64, min=2)
     subset: int = _f(0, min=0)
     zen_weight: float = _f(0.5)
+    zen_bn_variance: str = _f("batch", choices=("batch", "running"))
     entropy_weight: float = _f(0.01)
     grad_norm: str = _f("global", choices=("global", "layer_sum"))
 
@@ -226,6 +240,12 @@ class SearchConfig:
       drop_path: final drop-path probability of a weight-sharing search (ramped over generations).
       batch_size: batch of a weight-sharing search (RelativeNAS: 256; 0 = ``[dataset] batch_size``,
         which the training of the found network uses).
+      epochs: SLNAS epochs, each shared-weight training then controller training (paper: 150).
+      controller_steps: controller updates per SLNAS epoch, one reward batch each (paper: 150).
+      reward_fraction: share of the training split held out for SLNAS rewards (paper: 10k of 50k).
+      aux_weight: auxiliary-loss weight of the SLNAS search network (paper: 0.4).
+      pick_epochs: SLNAS picks the architecture with the best mean reward over the samples of
+        this many last epochs (0 = all epochs).
     """
 
     bts: bool = _f(True)
@@ -250,6 +270,11 @@ class SearchConfig:
     grad_clip: float = _f(5.0, min=0.0)
     drop_path: float = _f(0.3, min=0.0, max=1.0)
     batch_size: int = _f(0, min=0)
+    epochs: int = _f(150, min=1)
+    controller_steps: int = _f(150, min=1)
+    reward_fraction: float = _f(0.2, min=0.0, max=1.0)
+    aux_weight: float = _f(0.4, min=0.0)
+    pick_epochs: int = _f(10, min=0)
 
 
 @dataclass(frozen=True)
@@ -273,7 +298,18 @@ class TrainConfig:
       label_smoothing: label smoothing of the cross-entropy.
       aux_weight: auxiliary-head loss weight (models with an auxiliary head).
       drop_path: final drop-path rate, ramped linearly over epochs (models with DropPath).
+      drop_path_until: fraction of the epochs during which the drop-path rate ramps; after it
+        the rate stays at that of the last ramped epoch (1 = ramp throughout; SLNAS: 0.7).
+      color_jitter: brightness, contrast and saturation jitter strength ``s``: each factor is
+        drawn from ``U[1 - s, 1 + s]``, as torchvision's ``ColorJitter`` (0 = off; SLNAS on
+        image folders: 0.4).
+      hue_jitter: hue shift drawn from ``U[-h, h]`` turns of the colour wheel (0 = off; SLNAS
+        on image folders: 0.1).
+      grayscale: probability of turning an image grey (0 = off; SLNAS on image folders: 0.2).
       flip: random horizontal flip.
+      random_resized_crop: Inception-style crop (area 8-100 %, aspect 3/4-4/3) resized back to
+        the training size, as torchvision's ``RandomResizedCrop`` (SLNAS on image folders;
+        usually with ``pad_crop = 0``).
       pad_crop: pad-and-random-crop margin in pixels (0 = off).
       cutout: cutout square size in pixels (0 = off).
       mixup_alpha: mixup Beta(alpha, alpha) (0 = off).
@@ -297,7 +333,12 @@ class TrainConfig:
     label_smoothing: float = _f(0.0, min=0.0, max=1.0)
     aux_weight: float = _f(0.0, min=0.0)
     drop_path: float = _f(0.0, min=0.0, max=1.0)
+    drop_path_until: float = _f(1.0, min=0.0, max=1.0)
+    color_jitter: float = _f(0.0, min=0.0, max=1.0)
+    hue_jitter: float = _f(0.0, min=0.0, max=0.5)
+    grayscale: float = _f(0.0, min=0.0, max=1.0)
     flip: bool = _f(True)
+    random_resized_crop: bool = _f(False)
     pad_crop: int = _f(4, min=0)
     cutout: int = _f(0, min=0)
     mixup_alpha: float = _f(0.0, min=0.0)
@@ -313,6 +354,39 @@ class ExportConfig:
     format: str = _f("saved_model", choices=("saved_model", "keras"))
 
 
+@dataclass(frozen=True)
+class ControllerConfig:
+    """[controller]: the SLNAS architecture controller (``slnas_controller``, the SLNAS search).
+
+    Attributes:
+      kind: ``lstm`` (the two-stage LSTM controller trained with REINFORCE) or ``ga`` (the GA baseline).
+      hidden: LSTM width (SLNAS: 256).
+      lr: controller learning rate (SLNAS: 3.5e-5, too small to learn in a few hundred samples).
+      optimizer: ``ranger`` (RAdam + Lookahead, the paper's) or ``adam``.
+      entropy_weight: weight of the policy entropy in the reward (SLNAS: 1e-4).
+      baseline_decay: ``d`` in the baseline move ``b <- b - d (b - R)`` (SLNAS: 0.05).
+      temperature: logits are divided by it before the tanh bound (SLNAS: 5).
+      tanh_constant: bound ``c`` of the connection logits, ``c * tanh(x / T)`` (SLNAS: 1.1).
+      op_tanh_constant: bound of the op logits (SLNAS: 1.1 / 2.5 = 0.44).
+      ga_population: GA members per generation (SLNAS: 200).
+      ga_crossover: GA chance that a gene comes from the roulette-selected parent (SLNAS: 0.7).
+      ga_mutation: GA chance that a gene position is redrawn per generation (SLNAS: 0.001).
+    """
+
+    kind: str = _f("lstm", choices=("lstm", "ga"))
+    hidden: int = _f(256, min=1)
+    lr: float = _f(3.5e-5, min=0.0)
+    optimizer: str = _f("ranger", choices=("ranger", "adam"))
+    entropy_weight: float = _f(1e-4, min=0.0)
+    baseline_decay: float = _f(0.05, min=0.0, max=1.0)
+    temperature: float = _f(5.0, min=1e-6)
+    tanh_constant: float = _f(1.1, min=1e-6)
+    op_tanh_constant: float = _f(0.44, min=1e-6)
+    ga_population: int = _f(200, min=2)
+    ga_crossover: float = _f(0.7, min=0.0, max=1.0)
+    ga_mutation: float = _f(0.001, min=0.0, max=1.0)
+
+
 SECTIONS: Dict[str, type] = {
     "run": RunConfig,
     "method": MethodConfig,
@@ -325,6 +399,7 @@ SECTIONS: Dict[str, type] = {
     "search": SearchConfig,
     "train": TrainConfig,
     "export": ExportConfig,
+    "controller": ControllerConfig,
 }
 
 
@@ -343,6 +418,7 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
     source: str = ""
 
     @property

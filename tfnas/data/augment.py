@@ -5,25 +5,37 @@ stateless-RNG key, e.g. a row of ``tf.random.experimental.stateless_split``). Th
 and seed always give the same output; nothing reads global RNG state.
 
 Per-example functions take one image ``[H, W, C]`` (float or uint8 unless stated);
-:func:`mixup` takes a batch. Order used by :func:`tfnas.data.make_pipeline`: flip and
-pad-crop on pixels, then normalisation, then cutout and random erasing (so "zero" and the
-erasing noise are in normalised space, as in DARTS and Zhong et al.), then mixup on batches.
+:func:`mixup` takes a batch. Order used by :func:`tfnas.data.make_pipeline`: colour jitter,
+random greyscale, flip, random-resized crop and pad-crop on pixels (the first four in the
+order of the SLNAS image-folder recipe, torchvision's ``ColorJitter``, ``RandomGrayscale``,
+``RandomHorizontalFlip``, ``RandomResizedCrop``), then normalisation, then cutout and random
+erasing (so "zero" and the erasing noise are in normalised space, as in DARTS and Zhong et
+al.), then mixup on batches.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Tuple, Union
+from typing import Callable, List, Tuple, Union
 
 import tensorflow as tf
 
 Seed = Union[tf.Tensor, Tuple[int, int]]
 PAD_MODES = {"zero": "CONSTANT", "reflect": "REFLECT"}
+# ITU-R 601-2 luma, as PIL's ``convert("L")`` and torchvision's ``rgb_to_grayscale``.
+LUMA = (0.299, 0.587, 0.114)
 
 
 def split_seed(seed: Seed, num: int) -> tf.Tensor:
     """``num`` independent stateless keys derived from ``seed``: int ``[num, 2]``."""
     return tf.random.experimental.stateless_split(tf.convert_to_tensor(seed, tf.int64), num)
+
+
+def to_unit_float(image: tf.Tensor) -> tf.Tensor:
+    """uint8 ``image`` -> float32 in ``[0, 1]`` (``/ 255``); float images are cast to float32."""
+    if image.dtype == tf.uint8:
+        return tf.cast(image, tf.float32) / 255.0
+    return tf.cast(image, tf.float32)
 
 
 def random_flip(image: tf.Tensor, seed: Seed) -> tf.Tensor:
@@ -207,3 +219,185 @@ def random_erasing(
     apply = (tf.random.stateless_uniform([], seeds[3]) < probability) & tf.reduce_any(fits)
     noise = tf.random.stateless_normal(shape, seeds[4], dtype=image.dtype)
     return tf.where(apply & mask[:, :, None], noise, image)
+
+
+def random_resized_crop_window(
+    height: tf.Tensor,
+    width: tf.Tensor,
+    seed: Seed,
+    scale: Tuple[float, float] = (0.08, 1.0),
+    ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+    attempts: int = 10,
+) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The window of an Inception-style crop (Szegedy et al. 2015, Sec. 6), drawn exactly as
+    torchvision's ``RandomResizedCrop.get_params``.
+
+    Up to ``attempts`` candidates have area ``s * H * W`` (``s ~ U(scale)``) and aspect
+    ``w / h = r`` (``log r ~ U(log ratio)``), with ``w = round(sqrt(s H W r))`` and
+    ``h = round(sqrt(s H W / r))``; the first that fits is placed uniformly at random. When none
+    fits, the fallback is torchvision's too: the central crop of the whole image, narrowed to
+    the nearest aspect in ``ratio``. (``tf.image.sample_distorted_bounding_box`` draws the
+    height and the aspect uniformly instead and falls back to the whole image, a different
+    distribution, so it is not used.)
+
+    Args:
+      height, width: int scalars, the image size.
+      seed: stateless key ``[2]``.
+      scale: ``(min, max)`` fraction of the image area, ``0 < min <= max``.
+      ratio: ``(min, max)`` of ``w / h``, ``0 < min <= max``.
+      attempts: candidates drawn per image (torchvision: 10).
+
+    Returns:
+      int32 scalars ``(top, left, crop_height, crop_width)``; the window lies inside the image.
+    """
+    if not 0 < scale[0] <= scale[1] or not 0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"random_resized_crop needs 0 < min <= max; received scale={scale}, ratio={ratio}")
+    seeds = split_seed(seed, 3)
+    height = tf.cast(height, tf.int32)
+    width = tf.cast(width, tf.int32)
+    h_img = tf.cast(height, tf.float32)
+    w_img = tf.cast(width, tf.float32)
+    area = tf.random.stateless_uniform([attempts], seeds[0], scale[0], scale[1]) * h_img * w_img
+    aspect = tf.exp(tf.random.stateless_uniform([attempts], seeds[1], math.log(ratio[0]), math.log(ratio[1])))
+    widths = tf.cast(tf.round(tf.sqrt(area * aspect)), tf.int32)
+    heights = tf.cast(tf.round(tf.sqrt(area / aspect)), tf.int32)
+    fits = (widths > 0) & (widths <= width) & (heights > 0) & (heights <= height)
+    first = tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)
+    in_ratio = w_img / h_img
+    fallback_h = tf.where(
+        in_ratio < ratio[0], tf.cast(tf.round(w_img / ratio[0]), tf.int32), height
+    )
+    fallback_w = tf.where(
+        in_ratio > ratio[1], tf.cast(tf.round(h_img * ratio[1]), tf.int32), width
+    )
+    found = tf.reduce_any(fits)
+    crop_h = tf.where(found, heights[first], fallback_h)
+    crop_w = tf.where(found, widths[first], fallback_w)
+    corner = tf.random.stateless_uniform([2], seeds[2])
+    top = tf.where(
+        found, tf.cast(corner[0] * tf.cast(height - crop_h + 1, tf.float32), tf.int32), (height - crop_h) // 2
+    )
+    left = tf.where(
+        found, tf.cast(corner[1] * tf.cast(width - crop_w + 1, tf.float32), tf.int32), (width - crop_w) // 2
+    )
+    return tf.minimum(top, height - crop_h), tf.minimum(left, width - crop_w), crop_h, crop_w
+
+
+def random_resized_crop(
+    image: tf.Tensor,
+    size: Tuple[int, int],
+    seed: Seed,
+    scale: Tuple[float, float] = (0.08, 1.0),
+    ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+    method: str = "bilinear",
+) -> tf.Tensor:
+    """Crops the window of :func:`random_resized_crop_window` and resizes it to ``size``.
+
+    The resize is antialiased (``tf.image.resize(..., antialias=True)``), as PIL's resampling
+    that torchvision uses; ``method="lanczos3"`` matches PIL's ``ANTIALIAS`` filter of the
+    SLNAS recipe, ``"bilinear"`` torchvision's default.
+
+    Args:
+      image: ``[H, W, C]``, uint8 or float in ``[0, 1]``.
+      size: output ``(height, width)`` in pixels.
+      seed: stateless key ``[2]``.
+      scale, ratio: see :func:`random_resized_crop_window`.
+      method: a ``tf.image.resize`` method.
+
+    Returns:
+      float32 ``[size[0], size[1], C]`` in ``[0, 1]``.
+    """
+    image = to_unit_float(image)
+    shape = tf.shape(image)
+    top, left, crop_h, crop_w = random_resized_crop_window(shape[0], shape[1], seed, scale, ratio)
+    crop = tf.slice(image, tf.stack([top, left, 0]), tf.stack([crop_h, crop_w, shape[2]]))
+    resized = tf.image.resize(crop, size, method=method, antialias=True)
+    return tf.ensure_shape(tf.clip_by_value(resized, 0.0, 1.0), (*size, image.shape[-1]))
+
+
+def grayscale(image: tf.Tensor) -> tf.Tensor:
+    """RGB float ``[H, W, 3]`` -> its ITU-R 601-2 luma (:data:`LUMA`) repeated in 3 channels."""
+    red, green, blue = tf.unstack(image, 3, axis=-1)
+    luma = LUMA[0] * red + LUMA[1] * green + LUMA[2] * blue
+    return tf.stack([luma, luma, luma], axis=-1)
+
+
+def _blend(image: tf.Tensor, other: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+    """``factor * image + (1 - factor) * other``, clipped to ``[0, 1]`` (torchvision's ``_blend``)."""
+    return tf.clip_by_value(factor * image + (1.0 - factor) * other, 0.0, 1.0)
+
+
+def color_jitter(
+    image: tf.Tensor,
+    seed: Seed,
+    brightness: float = 0.0,
+    contrast: float = 0.0,
+    saturation: float = 0.0,
+    hue: float = 0.0,
+) -> tf.Tensor:
+    """Colour jitter with the semantics of torchvision's ``ColorJitter`` (SLNAS: 0.4, 0.4, 0.4, 0.1).
+
+    Factors ``b, c, s ~ U[max(0, 1 - x), 1 + x]`` for strengths ``x`` = ``brightness``,
+    ``contrast``, ``saturation``, and a hue shift ``d ~ U[-hue, hue]``, applied in a random
+    order, each clipped to ``[0, 1]``: brightness scales (``b * x``), contrast blends with the
+    mean grey level of the image (``c * x + (1 - c) * mean(grey(x))``), saturation blends with
+    the greyscale image, hue rotates the HSV hue by ``d`` turns (``tf.image.adjust_hue``).
+    ``tf.image.stateless_random_brightness``/``_contrast``/``_saturation`` are not used: they
+    add to brightness, contrast per channel and scale HSV saturation, which torchvision does not.
+
+    Args:
+      image: RGB ``[H, W, 3]``, uint8 or float in ``[0, 1]``.
+      seed: stateless key ``[2]``.
+      brightness, contrast, saturation: strengths (>= 0; 0 turns that part off).
+      hue: hue strength in ``[0, 0.5]`` (0 = off).
+
+    Returns:
+      float32 ``[H, W, 3]`` in ``[0, 1]``; with every strength 0, ``image`` itself, unchanged.
+    """
+    if min(brightness, contrast, saturation, hue) < 0 or hue > 0.5:
+        raise ValueError(
+            f"color_jitter strengths must be >= 0 and hue <= 0.5; received brightness={brightness}, "
+            f"contrast={contrast}, saturation={saturation}, hue={hue}"
+        )
+    if not (brightness or contrast or saturation or hue):
+        return image
+    image = to_unit_float(image)
+    seeds = split_seed(seed, 5)
+
+    def factor(strength: float, key: tf.Tensor) -> tf.Tensor:
+        return tf.random.stateless_uniform([], key, max(0.0, 1.0 - strength), 1.0 + strength)
+
+    ops: List[Callable[[tf.Tensor], tf.Tensor]] = []
+    if brightness:
+        b = factor(brightness, seeds[0])
+        ops.append(lambda x: tf.clip_by_value(b * x, 0.0, 1.0))
+    if contrast:
+        c = factor(contrast, seeds[1])
+        ops.append(lambda x: _blend(x, tf.reduce_mean(grayscale(x)), c))
+    if saturation:
+        s = factor(saturation, seeds[2])
+        ops.append(lambda x: _blend(x, grayscale(x), s))
+    if hue:
+        d = tf.random.stateless_uniform([], seeds[3], -hue, hue)
+        ops.append(lambda x: tf.image.adjust_hue(x, d))
+    if len(ops) == 1:
+        return ops[0](image)
+    order = tf.argsort(tf.random.stateless_uniform([len(ops)], seeds[4]))
+    for position in range(len(ops)):
+        image = tf.switch_case(order[position], [lambda op=op, x=image: op(x) for op in ops])
+    return image
+
+
+def random_grayscale(image: tf.Tensor, probability: float, seed: Seed) -> tf.Tensor:
+    """With probability ``probability``, :func:`grayscale` of ``image`` (torchvision's
+    ``RandomGrayscale``; SLNAS: 0.2). ``image``: RGB ``[H, W, 3]``, uint8 or float in ``[0, 1]``.
+
+    Returns float32 ``[H, W, 3]`` in ``[0, 1]``; ``probability = 0`` returns ``image`` unchanged.
+    """
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"random_grayscale probability must be in [0, 1]; received probability={probability}")
+    if probability == 0.0:
+        return image
+    image = to_unit_float(image)
+    apply = tf.random.stateless_uniform([], seed) < probability
+    return tf.where(apply, grayscale(image), image)

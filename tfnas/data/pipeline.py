@@ -26,6 +26,8 @@ from tfnas.registry import DATASETS
 logger = logging.getLogger(__name__)
 
 DEFAULT_SHUFFLE_BUFFER = 10_000
+# Resampling of the random-resized crop: PIL's ANTIALIAS (Lanczos) filter of the SLNAS recipe.
+CROP_RESIZE_METHOD = "lanczos3"
 
 
 def load_dataset(
@@ -95,6 +97,15 @@ def normalize(image: tf.Tensor, mean: Sequence[float], std: Sequence[float]) -> 
     return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
+def _static_size(ds: tf.data.Dataset) -> Tuple[int, int]:
+    """The static ``(height, width)`` of the images of ``ds``; ValueError when not static."""
+    shape = ds.element_spec[0].shape
+    if shape.rank != 3 or shape[0] is None or shape[1] is None:
+        raise ValueError(f"random_resized_crop needs images of one static size [H, W, C]; received shape "
+                         f"{shape} (set image_size when loading the dataset)")
+    return int(shape[0]), int(shape[1])
+
+
 def make_pipeline(
     ds: tf.data.Dataset,
     *,
@@ -104,7 +115,11 @@ def make_pipeline(
     mean: Sequence[float],
     std: Sequence[float],
     seed: int = 0,
+    color_jitter: float = 0.0,
+    hue_jitter: float = 0.0,
+    grayscale: float = 0.0,
     flip: bool = False,
+    random_resized_crop: bool = False,
     pad_crop: int = 0,
     pad_mode: str = "zero",
     cutout: int = 0,
@@ -115,8 +130,13 @@ def make_pipeline(
 ) -> tf.data.Dataset:
     """Shuffles (training), augments, normalises, one-hot encodes, batches and prefetches.
 
-    Augmentations apply only when ``training`` is true, in this order: flip, pad-crop (on
-    pixels), normalisation, cutout, random erasing (in normalised space), batching, mixup.
+    Augmentations apply only when ``training`` is true, in this order: colour jitter, random
+    greyscale, flip, random-resized crop, pad-crop (on pixels), normalisation, cutout, random
+    erasing (in normalised space), batching, mixup. The first four follow the order of the
+    SLNAS image-folder recipe (torchvision ``ColorJitter``, ``RandomGrayscale``,
+    ``RandomHorizontalFlip``, ``RandomResizedCrop``; its crop resamples with Lanczos,
+    :data:`CROP_RESIZE_METHOD`). Colour jitter, greyscale and the random-resized crop draw from
+    a per-example key of their own, so turning them on leaves the draws of the others unchanged.
 
     Args:
       ds: unbatched ``(image uint8 or float in [0, 1] [H, W, 3], label int [])``, e.g. from
@@ -126,7 +146,14 @@ def make_pipeline(
       num_classes: one-hot depth.
       mean, std: per-channel statistics of images in ``[0, 1]`` (``DatasetInfo.mean/std``).
       seed: root of every random draw of this pipeline (>= 0).
+      color_jitter: brightness, contrast and saturation strength of
+        :func:`tfnas.data.augment.color_jitter` (0 = off).
+      hue_jitter: hue strength of the colour jitter, in ``[0, 0.5]`` (0 = off).
+      grayscale: probability of a greyscale image (0 = off).
       flip: random left-right flip.
+      random_resized_crop: :func:`tfnas.data.augment.random_resized_crop` (area 8-100 %, aspect
+        3/4-4/3) back to the images' size, which must be static (fixed-size datasets, or
+        ``image_size`` set when loading).
       pad_crop: pad-and-random-crop margin in pixels (0 = off).
       pad_mode: ``"zero"`` or ``"reflect"`` padding for ``pad_crop``.
       cutout: cutout square side in pixels (0 = off).
@@ -149,6 +176,10 @@ def make_pipeline(
         raise ValueError(f"shuffle_buffer must be >= 1; received shuffle_buffer={shuffle_buffer}")
     if pad_mode not in augment.PAD_MODES:
         raise ValueError(f"pad_mode must be one of {', '.join(augment.PAD_MODES)}; received pad_mode={pad_mode!r}")
+    crop_size = _static_size(ds) if training and random_resized_crop else None
+    if not (0.0 <= color_jitter and 0.0 <= hue_jitter <= 0.5 and 0.0 <= grayscale <= 1.0):
+        raise ValueError(f"need color_jitter >= 0, hue_jitter in [0, 0.5] and grayscale in [0, 1]; received "
+                         f"color_jitter={color_jitter}, hue_jitter={hue_jitter}, grayscale={grayscale}")
     mean = tuple(float(m) for m in mean)
     std = tuple(float(s) for s in std)
     shuffle_seed, example_seed, batch_seed = derive_seeds(seed, 3)
@@ -163,8 +194,15 @@ def make_pipeline(
     ) -> Tuple[tf.Tensor, tf.Tensor]:
         image, label = example
         seeds = augment.split_seed(tf.stack([key, tf.constant(0, tf.int64)]), 4)
+        more = augment.split_seed(tf.stack([key, tf.constant(2, tf.int64)]), 3)
+        if color_jitter or hue_jitter:
+            image = augment.color_jitter(image, more[0], color_jitter, color_jitter, color_jitter, hue_jitter)
+        if grayscale:
+            image = augment.random_grayscale(image, grayscale, more[1])
         if flip:
             image = augment.random_flip(image, seeds[0])
+        if crop_size is not None:
+            image = augment.random_resized_crop(image, crop_size, more[2], method=CROP_RESIZE_METHOD)
         if pad_crop:
             image = augment.pad_crop(image, pad_crop, seeds[1], mode=pad_mode)
         image, one_hot = prepare(image, label)

@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
+from tfnas.checks import is_number
 from tfnas.config import TrainConfig
 from tfnas.data import load_dataset, make_pipeline
 from tfnas.evaluation.base import Evaluator
@@ -270,7 +271,7 @@ def check_losses(dim: int) -> Callable[[Any], None]:
 
 def check_accuracy(value: Any) -> None:
     """Validator of an ``oracle`` cache entry: an accuracy in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    if not is_number(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"expected an accuracy in [0, 1], got {value!r}")
 
 

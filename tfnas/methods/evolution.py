@@ -8,6 +8,9 @@ proxy and insert it. The answer is the highest-scoring member.
 
 All budget and filter checks are analytic (no model is built), so a rejected child costs
 microseconds; only accepted children reach the proxy, through a :class:`ProxyEvaluator`.
+Memory: the search keeps at most ``N + 1`` arch strings and scores, and the caches behind the
+proxies are size-limited (:mod:`tfnas.lru`; their hit/miss counts are logged at INFO, ``-v``,
+at every record); ``tools/bench.py memory`` measures the resident memory of a long search.
 
 Determinism: mutation draws from one ``numpy`` generator and proxy weights from another, both
 seeded from ``[run] seed``; there is no dependence on Python's string hashing or set order, so
@@ -29,6 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from tfnas.evaluation.proxy import ProxyEvaluator
+from tfnas.lru import format_cache_stats
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.registry import register_method
 from tfnas.spaces.base import EvolvableSpace
@@ -176,6 +180,8 @@ class EvolutionSearch(OneShotSearch):
                     if done // self.record_every > logged or done == self.iterations:
                         context.log(row)
                         logged += 1
+                    logger.info("evolution: iteration %d / %d, %d scored; caches: %s", done, self.iterations,
+                                counts["scored"], format_cache_stats())
                     self._save(context, {
                         "format": STATE_FORMAT, "identity": _jsonify(self._identity()), "iteration": done,
                         "seconds": elapsed, "members": members, "counts": counts,

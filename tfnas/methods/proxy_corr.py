@@ -32,6 +32,7 @@ from typing import Any, Dict, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from tfnas.checks import check_int
 from tfnas.metrics import kendall, spearman
 from tfnas.registry import register_method
 from tfnas.evaluation.proxy import ProxyEvaluator
@@ -113,8 +114,8 @@ class ProxyCorrelation(Analysis):
             raise ValueError(f"proxy_corr: dataset {dataset!r} is not in the NAS-Bench-201 table {NB201_DATASETS}")
         for key, value, low in (("batch_size", batch_size, 1), ("subset", subset, 0), ("seed", seed, 0),
                                 ("chunk", chunk, 1)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"proxy_corr: {key} must be an integer >= {low}. Received: {key}={value!r}")
+            check_int(value, key, "proxy_corr", low=low,
+                      message="{owner}: {name} must be an integer >= {low}. Received: {name}={value!r}")
         self.space, self.benchmark, self.proxies = space, benchmark, dict(proxies)
         self.dataset, self.num_classes, self.input_shape = dataset, int(num_classes), tuple(input_shape)
         self.batch_size, self.subset, self.seed, self.chunk = int(batch_size), int(subset), int(seed), int(chunk)

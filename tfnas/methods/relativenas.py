@@ -22,10 +22,8 @@ same path as an uninterrupted one.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import math
 import os
 import time
 from collections import OrderedDict
@@ -34,6 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
+from tfnas.methods.weight_sharing import ArrayPipelines, cosine_lr, load_arrays, load_split, npz_bytes
 from tfnas.registry import register_method
 from tfnas.spaces.darts import DartsSpace
 
@@ -47,12 +46,6 @@ WEIGHTS_FILE = "search_state/weights.npz"
 #: Traced supernets kept per process, newest last; bounded (a supernet holds its traced graphs).
 _SUPERNETS: "OrderedDict[Tuple[Any, ...], Tuple[Any, List[np.ndarray]]]" = OrderedDict()
 MAX_CACHED_SUPERNETS = 2
-
-
-def cosine_lr(generation: int, generations: int, lr: float, lr_min: float) -> float:
-    """The lr of generation ``generation`` (0-based): cosine from ``lr`` down to ``lr_min`` (PyTorch
-    ``CosineAnnealingLR`` stepped once per generation)."""
-    return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * generation / generations))
 
 
 def slow_learner_update(x_slow: np.ndarray, v_slow: np.ndarray, x_fast: np.ndarray, rng: np.random.Generator,
@@ -89,17 +82,6 @@ def get_supernet(num_classes: int, input_shape: Tuple[int, int, int], channels: 
     net.set_weights(initial)
     net.reset_momentum()
     return net
-
-
-def _npz_bytes(arrays: List[np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, *arrays)
-    return buf.getvalue()
-
-
-def _load_arrays(path: str) -> List[np.ndarray]:
-    with np.load(path) as data:
-        return [data[f"arr_{k}"] for k in range(len(data.files))]
 
 
 @register_method("relativenas")
@@ -141,32 +123,10 @@ class RelativeNasSearch(OneShotSearch):
     # ---- data -----------------------------------------------------------------------------
 
     def _pipeline(self, half: str, seed: int):
-        import tensorflow as tf
-
-        from tfnas.data import make_pipeline
-        from tfnas.train.seeding import tf_global_seed
-
-        training = half == "train"
-        if not training and getattr(self, "_valid_ds", None) is not None:
-            return self._valid_ds  # the loss half never changes: one pipeline for every member
-        if getattr(self, "_tensors", None) is None:  # copy the halves into tensors once, not per member
-            train_x, train_y, valid_x, valid_y, _ = self.data
-            with tf.device("/CPU:0"):
-                self._tensors = {"train": (tf.constant(train_x), tf.constant(train_y)),
-                                 "valid": (tf.constant(valid_x), tf.constant(valid_y))}
-        info = self.data[4]
-        x, y = self._tensors[half]
-        # tf.data resolves shuffle seeds against TF's global seed when the pipeline is built: pin it,
-        # so a member's batches depend on its seed only, not on what ran before in the process.
-        with tf_global_seed(self._global_seed):
-            ds = tf.data.Dataset.from_tensor_slices((x, y))
-            ds = make_pipeline(ds, batch_size=self.batch_size, training=training, num_classes=info.num_classes,
-                               mean=info.mean, std=info.std, seed=seed, flip=self.flip and training,
-                               pad_crop=self.pad_crop if training else 0, cutout=self.cutout if training else 0,
-                               drop_remainder=training and int(y.shape[0]) >= self.batch_size)
-        if not training:
-            self._valid_ds = ds
-        return ds
+        if getattr(self, "_pipes", None) is None or self._pipes.global_seed != self._global_seed:
+            self._pipes = ArrayPipelines(self.data, self.batch_size, self._global_seed, flip=self.flip,
+                                         pad_crop=self.pad_crop, cutout=self.cutout)
+        return self._pipes.train(seed) if half == "train" else self._pipes.score()
 
     # ---- state ----------------------------------------------------------------------------
 
@@ -184,7 +144,7 @@ class RelativeNasSearch(OneShotSearch):
     def _save(self, context: SearchContext, state: Dict[str, Any], weights: List[np.ndarray]) -> None:
         # weights first: a crash between the two writes leaves the previous json pointing at a
         # newer weight file; the json records the pair it belongs to, checked on load.
-        context.store.write_bytes(WEIGHTS_FILE, _npz_bytes(weights))
+        context.store.write_bytes(WEIGHTS_FILE, npz_bytes(weights))
         context.store.write_text(STATE_FILE, json.dumps(state) + "\n")
 
     def _load(self, context: SearchContext) -> Optional[Tuple[Dict[str, Any], List[np.ndarray]]]:
@@ -196,7 +156,7 @@ class RelativeNasSearch(OneShotSearch):
         if state.get("format") != STATE_FORMAT or state.get("identity") != self._identity():
             raise ValueError(f"{state_path}: holds the state of another RelativeNAS search; delete the run "
                              f"directory to restart")
-        return state, _load_arrays(weights_path)
+        return state, load_arrays(weights_path)
 
     # ---- the search -----------------------------------------------------------------------
 
@@ -332,29 +292,8 @@ def load_halves(name: str, data_dir: str = "", manual_dir: str = "", download: s
                 where: str = "") -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
     """The training split of ``name`` in memory, cut in two halves (first: train, second: loss).
 
-    RelativeNAS splits CIFAR-10's 50k training images 25k / 25k (in the split's fixed order).
-    Returns ``(train_images, train_labels, valid_images, valid_labels, info)`` (uint8 images).
-
-    Raises:
-        tfnas.config.ConfigError: the split has fewer than 2 images or images whose height or
-            width is not divisible by 4 (the two reductions of the supernet).
+    RelativeNAS splits CIFAR-10's 50k training images 25k / 25k (in the split's fixed order);
+    :func:`~tfnas.methods.weight_sharing.load_split` with ``first_fraction = 0.5``.
     """
-    from tfnas.config import ConfigError
-    from tfnas.data import load_dataset
-
-    ds, info = load_dataset(name, split="train", data_dir=data_dir, manual_dir=manual_dir, download=download,
-                            subset=subset)
-    images, labels = [], []
-    for x, y in ds.batch(4096).as_numpy_iterator():
-        images.append(x)
-        labels.append(y)
-    if not labels or sum(len(y) for y in labels) < 2:
-        raise ConfigError(f"{where}: [dataset] {name}: the training split needs at least 2 images for the two halves")
-    images, labels = np.concatenate(images), np.concatenate(labels)
-    h, w = images.shape[1:3]
-    if h % 4 or w % 4:
-        raise ConfigError(f"{where}: [dataset] {name}: images are {h}x{w}; the DARTS supernet needs sides divisible "
-                          f"by 4 (two stride-2 reductions)")
-    half = len(labels) // 2
-    logger.info("%s: %d images for training, %d for the loss of each member", name, half, len(labels) - half)
-    return images[:half], labels[:half], images[half:], labels[half:], info
+    return load_split(name, data_dir=data_dir, manual_dir=manual_dir, download=download, subset=subset,
+                      where=where, first_fraction=0.5, divisor=4, who="the DARTS supernet (two stride-2 reductions)")

@@ -28,6 +28,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfnas.predictors.layers import check_units
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class GraphData:
@@ -199,18 +201,14 @@ class PredictorTrainer:
         high_fraction: float = 0.7,
         jit_compile: bool = True,
     ):
-        for name, value in (("total_epochs", total_epochs), ("steps_per_epoch", steps_per_epoch),
-                            ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"PredictorTrainer: {name} must be an int >= 1. Received: {name}={value!r}")
+        self.total_epochs = check_units(total_epochs, "PredictorTrainer", "total_epochs")
+        self.steps_per_epoch = check_units(steps_per_epoch, "PredictorTrainer", "steps_per_epoch")
+        self.batch_size = check_units(batch_size, "PredictorTrainer", "batch_size")
         if not 0.0 <= high_fraction <= 1.0:
             raise ValueError(f"high_fraction must lie in [0, 1]. Received: high_fraction={high_fraction}")
         if huber_delta <= 0:
             raise ValueError(f"huber_delta must be > 0. Received: huber_delta={huber_delta}")
         self.model = model
-        self.total_epochs = int(total_epochs)
-        self.steps_per_epoch = int(steps_per_epoch)
-        self.batch_size = int(batch_size)
         self.lr_high, self.lr_low, self.high_fraction = float(lr_high), float(lr_low), float(high_fraction)
         self.huber_delta = float(huber_delta)
         self.jit_compile = bool(jit_compile)

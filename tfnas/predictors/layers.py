@@ -20,6 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfnas.checks import check_int
+
 Shape = Tuple[Optional[int], ...]
 
 
@@ -69,22 +71,18 @@ def child_seed(seed: Optional[int], index: int) -> Optional[int]:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] >> 1)
 
 
-def _is_int(value: Any, minimum: int) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
-
-
 def check_seed(seed: Optional[int], who: str) -> Optional[int]:
     """Validates a layer or model ``seed`` (``None`` or an int >= 0); raises ``ValueError``."""
-    if seed is not None and not _is_int(seed, 0):
-        raise ValueError(f"{who}: seed must be None or an int >= 0. Received: seed={seed!r}")
-    return None if seed is None else int(seed)
+    if seed is None:
+        return None
+    return check_int(seed, "seed", who, low=0,
+                     message="{owner}: seed must be None or an int >= 0. Received: seed={value!r}")
 
 
 def check_units(units: Any, who: str, name: str = "units") -> int:
     """Validates a positive integer size; raises ``ValueError``."""
-    if not _is_int(units, 1):
-        raise ValueError(f"{who}: {name} must be an int >= 1. Received: {name}={units!r}")
-    return int(units)
+    return check_int(units, name, who, low=1,
+                     message="{owner}: {name} must be an int >= 1. Received: {name}={value!r}")
 
 
 def _last_dim(shape: Shape, who: str) -> int:

@@ -18,6 +18,7 @@ from typing import Any, Tuple
 
 import numpy as np
 
+from tfnas.checks import is_number
 from tfnas.proxies.base import Proxy, ProxyBatch
 from tfnas.proxies.zen import ZenProxy
 from tfnas.registry import register_proxy
@@ -33,16 +34,17 @@ class IncorporatedProxy(Proxy):
         entropy_weight: weight of the normalised entropy (CIFAR: 0.01).
         perturbation, bn_variance: passed to :class:`~tfnas.proxies.zen.ZenProxy`.
 
-    ``zen_weight`` and ``entropy_weight`` come from the ``[proxy]`` keys of the same names.
+    ``zen_weight`` and ``entropy_weight`` come from the ``[proxy]`` keys of the same names,
+    ``bn_variance`` from ``[proxy] zen_bn_variance``.
     """
 
     name = ""
-    options = {"zen_weight": "zen_weight", "entropy_weight": "entropy_weight"}
+    options = {"zen_weight": "zen_weight", "entropy_weight": "entropy_weight", "zen_bn_variance": "bn_variance"}
 
     def __init__(self, zen_weight: float = 0.5, entropy_weight: float = 0.01, perturbation: float = 0.01,
                  bn_variance: str = "batch"):
         for key, value in (("zen_weight", zen_weight), ("entropy_weight", entropy_weight)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not is_number(value) or not math.isfinite(value):
                 raise ValueError(f"{type(self).__name__}: `{key}` must be a finite number. Received: {key}={value!r}")
         self.zen_weight = float(zen_weight)
         self.entropy_weight = float(entropy_weight)

@@ -58,9 +58,21 @@ def build_datasets(cfg: Config) -> Tuple[Any, Any, Any]:
     stats = dict(num_classes=info.num_classes, mean=info.mean, std=info.std, seed=cfg.run.seed)
     train_ds = make_pipeline(train_raw, batch_size=d.batch_size, training=True, flip=t.flip, pad_crop=t.pad_crop,
                              cutout=t.cutout, mixup_alpha=t.mixup_alpha, random_erasing=t.random_erasing,
-                             drop_remainder=True, **stats)
+                             color_jitter=t.color_jitter, hue_jitter=t.hue_jitter, grayscale=t.grayscale,
+                             random_resized_crop=t.random_resized_crop, drop_remainder=True, **stats)
     eval_ds = make_pipeline(eval_raw, batch_size=d.eval_batch_size, training=False, drop_remainder=False, **stats)
     return train_ds, eval_ds, info
+
+
+def check_training_data(cfg: Config) -> None:
+    """Raises ``DatasetNotFoundError`` now, not after a search, when ``[dataset]`` cannot be read
+    (nothing is iterated: both splits are only opened)."""
+    from tfnas.data import load_dataset
+
+    d = cfg.dataset
+    for split in ("train", "eval"):
+        load_dataset(d.name, split=split, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
+                     subset=1, image_size=d.image_size)
 
 
 # -- spaces ---------------------------------------------------------------------------------
@@ -77,7 +89,10 @@ def build_space(cfg: Config) -> Any:
                   "search_layers": s.search_layers, "auxiliary": cfg.train.aux_weight > 0}
     elif name == "zen":
         num_classes, shape = dataset_head(cfg)
-        kwargs = {"start": s.start, "family": s.family, "resolution": shape[0], "num_classes": num_classes}
+        kwargs = {"start": s.start, "family": s.family, "resolution": shape[0], "num_classes": num_classes,
+                  "kernel_weights": s.kernel_weights}
+    elif name == "lite":
+        kwargs = {"channels": s.channels, "blocks": s.blocks, "auxiliary": cfg.train.aux_weight > 0}
     elif name == "tinynano":
         c = s.channels
         kwargs = {"widths": (c, 2 * c, 4 * c), "cells_per_block": s.cells_per_stage,
@@ -89,7 +104,8 @@ def build_space(cfg: Config) -> Any:
     except ValueError as exc:
         keys = {"zen": "[space] start / family", "tinynano": "[space] channels / cells_per_stage, [budget] max_flops",
                 "darts": "[space] channels / layers / search_channels / search_layers",
-                "nb201": "[space] channels / cells_per_stage"}.get(name, f"[space] ({name})")
+                "nb201": "[space] channels / cells_per_stage",
+                "lite": "[space] channels / blocks"}.get(name, f"[space] ({name})")
         raise ConfigError(f"{where(cfg)}: {keys}: {exc}") from None
 
 

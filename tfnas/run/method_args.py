@@ -14,6 +14,8 @@ from tfnas.methods.proxy_corr import NB201_DATASETS, ProxyCorrelation
 from tfnas.methods.random_search import RandomSearch
 from tfnas.methods.relativenas import RelativeNasSearch, load_halves
 from tfnas.methods.siamese import PredictorSearch
+from tfnas.methods.slnas.nb201 import ControllerSearch
+from tfnas.methods.slnas.search import SlnasSearch
 from tfnas.registry import BENCHMARKS
 from tfnas.run.factory import build_ec_factory, build_proxy, dataset_head, where
 
@@ -85,6 +87,68 @@ def relativenas(cls: type, cfg: Config, space: Any) -> RelativeNasSearch:
                lr_min=s.lr_min, momentum=s.momentum, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
                drop_path=s.drop_path, cutout=cfg.train.cutout, flip=cfg.train.flip, pad_crop=cfg.train.pad_crop,
                jit_compile=resolve_jit_compile(cfg.run.jit_compile))
+
+
+@builds(ControllerSearch)
+def slnas_controller(cls: type, cfg: Config, space: Any) -> ControllerSearch:
+    c = cfg.controller
+    return cls(space, kind=c.kind, hidden=c.hidden, lr=c.lr, optimizer=c.optimizer, entropy_weight=c.entropy_weight,
+               baseline_decay=c.baseline_decay, temperature=c.temperature, op_tanh_constant=c.op_tanh_constant,
+               ga_population=c.ga_population, ga_crossover=c.ga_crossover, ga_mutation=c.ga_mutation)
+
+
+def lite_supernet(num_classes: int, image_shape: Any, **args: Any) -> Any:
+    """A :class:`~tfnas.spaces.lite.supernet.LiteSupernet`, traced once per configuration and process."""
+    from tfnas.methods.weight_sharing import cached_supernet
+    from tfnas.spaces.lite.supernet import LiteSupernet
+
+    key = ("lite", int(num_classes), tuple(image_shape), tuple(sorted(args.items())))
+    return cached_supernet(key, lambda: LiteSupernet(num_classes, tuple(image_shape), **args))
+
+
+@builds(SlnasSearch)
+def slnas(cls: type, cfg: Config, space: Any) -> SlnasSearch:
+    from tfnas.methods.slnas import GeneticController, StageController, lite_gene_bounds
+    from tfnas.methods.weight_sharing import load_split
+    from tfnas.train.distribute import resolve_jit_compile
+
+    s, d, c, sp = cfg.search, cfg.dataset, cfg.controller, cfg.space
+    if s.lr_min > s.lr:
+        raise ConfigError(f"{where(cfg)}: [search] lr_min: must not exceed lr ({s.lr}); got {s.lr_min}")
+    if not 0.0 < s.reward_fraction < 1.0:
+        raise ConfigError(f"{where(cfg)}: [search] reward_fraction: SLNAS needs images for both the shared weights "
+                          f"and the rewards, so it must lie strictly between 0 and 1; got {s.reward_fraction}")
+    stem_stride, reductions = 4, len(sp.search_blocks)
+    if not sp.search_blocks:
+        raise ConfigError(f"{where(cfg)}: [space] search_blocks: needs at least one stage, e.g. 4, 4")
+    data = load_split(d.name, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
+                      subset=d.train_subset, where=where(cfg), first_fraction=1.0 - s.reward_fraction,
+                      divisor=stem_stride * 2 ** reductions,
+                      who=f"the SLNAS search network (stems /4, {reductions} reductions)")
+    info = data[4]
+    jit = resolve_jit_compile(cfg.run.jit_compile)
+
+    def supernet(seed: int) -> Any:
+        return lite_supernet(info.num_classes, info.image_shape, channels=sp.search_channels,
+                             blocks=tuple(sp.search_blocks), stem_stride=stem_stride, momentum=s.momentum,
+                             weight_decay=s.weight_decay, grad_clip=s.grad_clip, aux_weight=s.aux_weight,
+                             jit_compile=jit, seed=seed)
+
+    def controller(seed: int) -> Any:
+        if c.kind == "ga":
+            return GeneticController(lite_gene_bounds(), cell_types=2, population=c.ga_population,
+                                     crossover=c.ga_crossover, mutation=c.ga_mutation, seed=seed)
+        return StageController(hidden=c.hidden, temperature=c.temperature, tanh_constant=c.tanh_constant,
+                               op_tanh_constant=c.op_tanh_constant, lr=c.lr, optimizer=c.optimizer,
+                               entropy_weight=c.entropy_weight, baseline_decay=c.baseline_decay, seed=seed)
+
+    identity = {"channels": sp.search_channels, "blocks": list(sp.search_blocks), "aux_weight": s.aux_weight,
+                "momentum": s.momentum, "weight_decay": s.weight_decay, "grad_clip": s.grad_clip,
+                "controller": {k: getattr(c, k) for k in c.__dataclass_fields__}}
+    return cls(space, data, supernet, controller, epochs=s.epochs, batch_size=s.batch_size or d.batch_size,
+               steps_per_epoch=s.steps_per_epoch, controller_steps=s.controller_steps, lr=s.lr, lr_min=s.lr_min,
+               drop_path=s.drop_path, pick_epochs=s.pick_epochs, cutout=cfg.train.cutout, flip=cfg.train.flip,
+               pad_crop=cfg.train.pad_crop, identity=identity)
 
 
 @builds(ProxyCorrelation)

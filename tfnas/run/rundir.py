@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import configparser
 import errno
+import fcntl
 import hashlib
 import json
-import fcntl
-import io
 import os
-from typing import Any, Dict, FrozenSet, Iterable, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Tuple
 
 from tfnas.config import Config, ConfigError, config_to_ini, load_config
-from tfnas.io import atomic_write_bytes, atomic_write_text
+from tfnas.io import atomic_write_bytes, atomic_write_figure, atomic_write_text
 
 CONFIG_FILE = "config.cfg"
 LOCK_FILE = ".lock"
@@ -99,9 +98,9 @@ class ArtifactStore:
 
     def write_figure(self, name: str, fig: Any, **savefig: Any) -> str:
         """Saves a matplotlib ``Figure`` (object API, no pyplot) as ``name``."""
-        buf = io.BytesIO()
-        fig.savefig(buf, format=os.path.splitext(name)[1].lstrip(".") or "png", **savefig)
-        return self.write_bytes(name, buf.getvalue())
+        path = self._parent(name)
+        atomic_write_figure(fig, path, **savefig)
+        return path
 
     def append_lines(self, name: str, lines: Iterable[str]) -> str:
         """Adds lines to a text file (rewritten atomically, so a crash never leaves half a line)."""
@@ -173,17 +172,10 @@ class RunDir:
         except OSError as exc:
             raise RunDirError(f"{self.path}: cannot create the run directory ({exc.strerror})") from None
         self._lock()
-        ini = config_to_ini(self.cfg)
-        config_path = os.path.join(self.path, CONFIG_FILE)
-        current: Optional[str] = None
-        if os.path.exists(config_path):
-            with open(config_path, encoding="utf-8") as fh:
-                current = fh.read()
-        if current != ini:
-            try:
-                atomic_write_text(config_path, ini)
-            except OSError as exc:
-                raise RunDirError(f"{self.path}: cannot write {CONFIG_FILE} ({exc.strerror})") from None
+        try:  # an identical config.cfg is not rewritten (tfnas.io), so a read-only finished run reprints
+            atomic_write_text(os.path.join(self.path, CONFIG_FILE), config_to_ini(self.cfg))
+        except OSError as exc:
+            raise RunDirError(f"{self.path}: cannot write {CONFIG_FILE} ({exc.strerror})") from None
         return self
 
     def _lock(self) -> None:

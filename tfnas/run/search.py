@@ -17,13 +17,13 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from tfnas.config import Config
 from tfnas.methods.base import SearchContext, SearchOutcome
-from tfnas.run.factory import build_method, build_space, check_method_fits_space
+from tfnas.run.factory import build_method, build_space, check_method_fits_space, check_training_data
 from tfnas.run.rundir import ArtifactStore, RunDir
 
 #: Training and export run in their own ``train/`` directory; the arch is the search's output.
@@ -113,6 +113,8 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     space = build_space(cfg)
     store = run_dir.store
     resumed = store.exists(RESULT_FILE)
+    if cfg.train.enabled and not _training_finished(cfg):
+        check_training_data(cfg)  # fail fast: the found network will need the data after the search
     method = None if resumed else build_method(cfg, space)
     with run_dir:
         if resumed:
@@ -147,16 +149,28 @@ def _search(cfg: Config, method: Any, store: ArtifactStore, progress: bool) -> S
     return outcome
 
 
-def train_found(cfg: Config, arch: str):
-    """Trains the found architecture with ``[train]`` in ``<run dir>/train`` and exports it."""
-    from tfnas.run.train_one import export_path_of, train_architecture
+def _train_paths(cfg: Config) -> Tuple[str, str]:
+    """``(metrics.json, export path)`` of the training of the found architecture."""
+    from tfnas.run.train_one import export_path_of
 
     train_dir = os.path.join(cfg.out_dir, "train")
-    metrics_path = os.path.join(train_dir, "metrics.json")
+    train_cfg = cfg.replace(run=dataclasses.replace(cfg.run, out_dir=train_dir))
+    return os.path.join(train_dir, "metrics.json"), export_path_of(train_cfg)
+
+
+def _training_finished(cfg: Config) -> bool:
+    metrics_path, export_path = _train_paths(cfg)
+    return os.path.exists(metrics_path) and (not cfg.export.enabled or os.path.exists(export_path))
+
+
+def train_found(cfg: Config, arch: str):
+    """Trains the found architecture with ``[train]`` in ``<run dir>/train`` and exports it."""
+    from tfnas.run.train_one import train_architecture
+
+    metrics_path, export_path = _train_paths(cfg)
     train_cfg = cfg.replace(space=dataclasses.replace(cfg.space, arch=arch),
-                            run=dataclasses.replace(cfg.run, out_dir=train_dir))
-    export_path = export_path_of(train_cfg)
-    if os.path.exists(metrics_path) and (not cfg.export.enabled or os.path.exists(export_path)):
+                            run=dataclasses.replace(cfg.run, out_dir=os.path.dirname(metrics_path)))
+    if _training_finished(cfg):
         with open(metrics_path, encoding="utf-8") as fh:
             return json.load(fh), (export_path if cfg.export.enabled else None)
     outcome = train_architecture(train_cfg)

@@ -34,6 +34,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfnas.checks import check_image_shape, positive_int
+
 __all__ = [
     "ExportResult",
     "count_params",
@@ -179,10 +181,8 @@ def _signature_shape(model: keras.Model, input_shape: Optional[Sequence[Optional
                 "pass input_shape=(H, W, C)"
             )
         return (None,) + tuple(shape[1:])
-    shape = tuple(input_shape)
-    if len(shape) != 3 or any(d is not None and (not isinstance(d, (int, np.integer)) or d < 1) for d in shape):
-        raise ValueError(f"input_shape must be (H, W, C) with positive ints or None; got {input_shape!r}")
-    return (None,) + tuple(None if d is None else int(d) for d in shape)
+    return (None,) + check_image_shape(
+        input_shape, none_ok=True, message="input_shape must be (H, W, C) with positive ints or None; got {value!r}")
 
 
 def export_saved_model(
@@ -339,8 +339,7 @@ def export_arch(
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {FORMATS}")
-    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
-        raise ValueError(f"input size must be a positive integer; got {input_size!r}")
+    input_size = positive_int(input_size, "input_size", message="input size must be a positive integer; got {value!r}")
     if fmt == "keras" and not os.fspath(out).endswith(".keras"):
         raise ValueError(f"the keras format writes one file whose name must end in '.keras'; got {out!r}")
     _check_target(out, overwrite)  # fail before the (slow) build

@@ -297,7 +297,8 @@ class Trainer:
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
             if self._drop_layers:
-                set_drop_path_rate(self._drop_layers, drop_path_rate_for_epoch(self.cfg.drop_path, epoch, epochs))
+                rate = drop_path_rate_for_epoch(self.cfg.drop_path, epoch, epochs, self.cfg.drop_path_until)
+                set_drop_path_rate(self._drop_layers, rate)
             lr = float(self.schedule(int(self.optimizer.iterations.numpy())))
             loss, acc = self._train_epoch(step_fn, persistent if persistent is not None else iter(dist_ds), steps, epoch)
             ev_loss = ev_acc = None

@@ -4,19 +4,20 @@
 networks and their traced scoring functions: one trace scores every cell of a space setting.
 :func:`nb201_fast_path` gives a proxy's cache (kept in the proxy, made on first use); the traced
 bodies of ``grad_norm``, ``snip``, ``naswot``, ``jacob_cov``, ``te_nas``, ``synflow`` and ``zen``
-(``bn_variance="batch"`` only) follow, each registered for :class:`~tfnas.spaces.nb201.Nb201Space`.
+(both ``bn_variance`` forms) follow, each registered for :class:`~tfnas.spaces.nb201.Nb201Space`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Hashable, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from tfnas.grappler import GraphCall
+from tfnas.lru import LRUCache
 from tfnas.proxies.base import random_batch
 from tfnas.proxies.fastpaths import register_fast_path
 from tfnas.proxies.gradients import cross_entropy
@@ -67,7 +68,8 @@ class Nb201FastPath:
         self._body = body
         self.dtype = tf.as_dtype(dtype)
         self.fresh_weights = bool(fresh_weights)
-        self._entries: Dict[Hashable, Tuple[Nb201TensorNetwork, Any]] = {}
+        # One entry per space setting scored (usually one per run); bounded all the same.
+        self._entries: LRUCache[Tuple[Nb201TensorNetwork, Any]] = LRUCache("nb201 traced networks", maxsize=8)
         self.traces = 0
 
     def network(self, space: Nb201Space, num_classes: int, input_shape: Sequence[int],
@@ -81,7 +83,8 @@ class Nb201FastPath:
             raise TypeError(f"the NB201 fast path needs an Nb201Space; got {type(space).__name__}")
         shape = tuple(int(d) for d in input_shape)
         key = (space.channels, space.cells_per_stage, int(num_classes), shape)
-        if key not in self._entries:
+
+        def create() -> Tuple[Nb201TensorNetwork, Any]:
             network = Nb201TensorNetwork(
                 num_classes=int(num_classes),
                 input_shape=shape,
@@ -104,8 +107,9 @@ class Nb201FastPath:
 
             # Grappler off on CPU: its first-call pass over the switch_case graph costs about a
             # minute and the steady-state call is no faster with it (tfnas/grappler.py).
-            self._entries[key] = (network, GraphCall(tf.function(traced, reduce_retracing=True, autograph=False)))
-        return self._entries[key]
+            return network, GraphCall(tf.function(traced, reduce_retracing=True, autograph=False))
+
+        return self._entries.get_or_create(key, create)
 
     def __call__(self, space: Nb201Space, arch: Nb201Arch, *, num_classes: int, input_shape: Sequence[int],
                  rng: np.random.Generator, inputs: Sequence[Any] = ()) -> Any:
@@ -285,19 +289,33 @@ def _synflow_body(proxy: Any, network: Nb201TensorNetwork) -> Callable[..., tf.T
 
 @nb201_body("zen", kernel_init="normal")
 def zen_body(proxy: Any, network: Nb201TensorNetwork) -> Callable[..., Tuple[tf.Tensor, tf.Tensor]]:
-    """``fn(op_ids, images, noise) -> (Delta, sum of BN log-stds)`` of the Zen score (float64)."""
+    """``fn(op_ids, images, noise) -> (Delta, sum of BN log-stds)`` of the Zen score (float64).
+
+    ``proxy.bn_variance == "running"`` takes each BN's log-std of ``0.81 + 0.09 v + 0.1 v'``
+    (:func:`tfnas.proxies.zen.zen_from_passes`) from the clean and perturbed batch variances
+    ``v = exp(2 a)``, ``v' = exp(2 a')`` of the two passes' log-std terms; an edge without BN
+    gives ``a = a' = 0``, hence ``log(0.81 + 0.09 + 0.1) = 0``, no term, in both forms.
+    """
     gamma = proxy.perturbation
+    running = proxy.bn_variance == "running"
 
     def body(op_ids: Any, images: Any, noise: Any) -> Tuple[Any, Any]:
         clean_taps: List[Any] = []
         log_std: List[Any] = []
         network(images, op_ids, bn="batch", taps=clean_taps, bn_log_std=log_std)
         perturbed_taps: List[Any] = []
-        network(images + gamma * noise, op_ids, bn="batch", taps=perturbed_taps)
+        perturbed_log_std: List[Any] = []
+        network(images + gamma * noise, op_ids, bn="batch", taps=perturbed_taps,
+                bn_log_std=perturbed_log_std if running else None)
         # The last tap is the head BN output; its ReLU is the pre-pooling feature map.
         difference = tf.abs(tf.nn.relu(clean_taps[-1][0]) - tf.nn.relu(perturbed_taps[-1][0]))
         delta = tf.reduce_mean(tf.reduce_sum(tf.cast(difference, tf.float64), axis=(1, 2, 3)))
-        return delta, tf.cast(tf.add_n(log_std), tf.float64)
+        clean = tf.cast(tf.stack(log_std), tf.float64)
+        if not running:
+            return delta, tf.reduce_sum(clean)
+        perturbed = tf.cast(tf.stack(perturbed_log_std), tf.float64)
+        running_var = 0.81 + 0.09 * tf.exp(2.0 * clean) + 0.1 * tf.exp(2.0 * perturbed)
+        return delta, tf.reduce_sum(0.5 * tf.math.log(running_var))
 
     return body
 
@@ -318,7 +336,7 @@ def _synflow(proxy: Any, space: Nb201Space, arch: Nb201Arch, *, num_classes: int
     return log_synflow(nb201_fast_path(proxy)(space, arch, num_classes=num_classes, input_shape=input_shape, rng=rng))
 
 
-@register_fast_path("zen", Nb201Space, applies=lambda proxy: proxy.bn_variance == "batch")
+@register_fast_path("zen", Nb201Space)
 def _zen(proxy: Any, space: Nb201Space, arch: Nb201Arch, *, num_classes: int,
          input_shape: Tuple[int, int, int], batch_size: int, rng: np.random.Generator) -> float:
     """Images, then noise drawn from ``rng``; ``log(Delta) + sum log std``, ``-inf`` for ``Delta = 0``."""

@@ -19,6 +19,7 @@ from typing import Any, Sequence, Tuple
 
 import numpy as np
 
+from tfnas.checks import check_int
 from tfnas.proxies.base import random_batch
 from tfnas.proxies.fastpaths import register_fast_path
 from tfnas.proxies.gradients import check_batch
@@ -47,16 +48,18 @@ def zen_score_fast(arch: Sequence[ZenBlock], weights: Sequence[np.ndarray], imag
     noise = np.asarray(noise, dtype=np.float32)
     if images.shape != noise.shape:
         raise ValueError(f"images and noise must have the same shape; got {images.shape} and {noise.shape}")
-    both = np.concatenate([images, images + np.float32(perturbation) * noise], axis=0)
-    result = plain_forward(arch, weights, both, groups=2)  # two passes, BN statistics kept apart
-    batch = images.shape[0]
-    return zen_from_passes(result.features[:batch], result.features[batch:], result.variances[:, 0],
-                           result.variances[:, 1], bn_variance)
+    # Two separate passes rather than one grouped batch of both (plain_forward(groups=2)): the
+    # same arithmetic and speed, but each layer's buffers are half as large, and a long search's
+    # resident memory follows the largest buffers it has needed (docs/PERFORMANCE.md).
+    clean = plain_forward(arch, weights, images)
+    perturbed = plain_forward(arch, weights, images + np.float32(perturbation) * noise)
+    return zen_from_passes(clean.features, perturbed.features, clean.variances[:, 0], perturbed.variances[:, 0],
+                           bn_variance)
 
 
 def _check_batch_size(batch_size: Any, who: str) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
-        raise ValueError(f"{who}batch_size must be an integer >= 2 (BN needs a batch). Received: {batch_size!r}")
+    check_int(batch_size, "batch_size", who, low=2,
+              message="{owner}batch_size must be an integer >= 2 (BN needs a batch). Received: {value!r}")
 
 
 def zen_score_arch(arch: Sequence[ZenBlock], rng: np.random.Generator, batch_size: int = 64,

@@ -21,7 +21,7 @@ import dataclasses
 import itertools
 from typing import Any, Dict, Iterable, Sequence, Tuple
 
-import numpy as np
+from tfnas.checks import is_int
 
 __all__ = [
     "FULL_CONCAT",
@@ -129,7 +129,7 @@ def _check_pairs(pairs: Any, kind: str) -> Tuple[Pair, ...]:
         if op not in OP_ID:
             hint = " (RelativeNAS cells have no 'none' op)" if op == "none" else ""
             raise ValueError(f"genotype {kind} entry {k}: unknown op {op!r}{hint}; expected one of {OPS}")
-        if isinstance(src, (bool, np.bool_)) or not isinstance(src, (int, np.integer)) or not 0 <= src < 2 + node:
+        if not is_int(src) or not 0 <= src < 2 + node:
             raise ValueError(
                 f"genotype {kind} entry {k} (node {node}, state {2 + node}): input must be a state index in "
                 f"[0, {2 + node}); got {src!r}"
@@ -142,7 +142,7 @@ def _check_concat(concat: Any, kind: str) -> Tuple[int, ...]:
     if isinstance(concat, (str, bytes)) or not isinstance(concat, Iterable):
         raise TypeError(f"genotype {kind}_concat must be a list of state indices; got {_short(concat)}")
     values = _bounded_items(concat, len(FULL_CONCAT), f"{kind}_concat (states {list(FULL_CONCAT)})")
-    valid = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values)
+    valid = all(is_int(v) for v in values)
     if not values or not valid or list(values) != sorted(set(values)) or not set(values) <= set(FULL_CONCAT):
         raise ValueError(
             f"genotype {kind}_concat must list distinct increasing node states from {list(FULL_CONCAT)}; "
@@ -169,7 +169,7 @@ def _literal(node: ast.AST, key: str, text: str) -> Any:
                 value = ast.literal_eval(arg)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 value = None
-            if isinstance(value, bool) or not isinstance(value, int):
+            if not is_int(value):
                 raise ValueError(f"genotype text {_short(text)}: range(...) for {key} takes integer literals; "
                                  f"got {_short(ast.unparse(arg))}")
             bounds.append(value)

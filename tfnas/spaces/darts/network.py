@@ -17,6 +17,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import keras
 from keras import ops
 
+from tfnas.checks import check_num_classes
 from tfnas.spaces.darts.genotype import parse_genotype
 from tfnas.spaces.ops import (
     BN_EPSILON,
@@ -300,8 +301,7 @@ class DartsNetwork(keras.Model):
         super().__init__(**kwargs)
         arch = parse_genotype(genotype)
         self.genotype = str(arch)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"DartsNetwork: `num_classes` must be a positive integer. Received: num_classes={num_classes!r}")
+        num_classes = check_num_classes(num_classes, "DartsNetwork")
         shape = tuple(int(d) for d in image_shape)
         if len(shape) != 3 or shape[0] % 4 or shape[1] % 4:
             raise ValueError(f"DartsNetwork: `image_shape` must be (H, W, C) with H and W divisible by 4 (two "

@@ -13,6 +13,7 @@ from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 
+from tfnas.checks import positive_int
 from tfnas.registry import register_space
 from tfnas.spaces.base import GraphSpace
 from tfnas.spaces.darts.genotype import FULL_CONCAT, NUM_NODES, OP_ID, OPS, PRESETS, DartsGenotype, Pair, parse_genotype
@@ -95,8 +96,7 @@ class DartsSpace(GraphSpace[DartsGenotype]):
                  auxiliary: bool = True):
         for key, value in (("channels", channels), ("layers", layers), ("search_channels", search_channels),
                            ("search_layers", search_layers)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"DartsSpace: `{key}` must be a positive integer. Received: {key}={value!r}")
+            positive_int(value, key, "DartsSpace")
         if layers < 3 or search_layers < 3:
             raise ValueError(f"DartsSpace: networks need at least 3 cells (two are reductions). Received: "
                              f"layers={layers}, search_layers={search_layers}")

@@ -30,7 +30,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfnas.grappler import GraphCall
 from tfnas.spaces.darts.genotype import NUM_NODES, OPS, DartsGenotype
 from tfnas.spaces.darts.network import reduction_layers
 from tfnas.spaces.darts.space import DartsSpace
@@ -38,12 +37,14 @@ from tfnas.spaces.darts.supernet_slots import NodeSlots
 from tfnas.spaces.darts.supernet_storage import EDGE_OFFSET, NUM_EDGES, OpStack, edge_index, unpack_row, used_ops
 from tfnas.spaces.ops import BN_EPSILON, BN_MOMENTUM, AvgPool3x3, FactorizedReduce, MaxPool3x3, ReLUConvBN
 from tfnas.train.seeding import LayerSeedStream
+from tfnas.train.supernet import SupernetEngine, correct, masked_sgd
 
 __all__ = ["DartsSupernet"]
 
 
-class DartsSupernet:
-    """The RelativeNAS weight set ``W`` with one traced train step and one traced eval step.
+class DartsSupernet(SupernetEngine):
+    """The RelativeNAS weight set ``W`` with one traced train step and one traced eval step
+    (:class:`~tfnas.train.supernet.SupernetEngine`).
 
     Args:
         num_classes: logits.
@@ -62,6 +63,8 @@ class DartsSupernet:
             ``(cell, op id, edges)``: a stack whose row ``r`` belongs to edge ``edges[r]``.
     """
 
+    ids_shape = (2, NUM_NODES, 2, 2)
+
     def __init__(self, num_classes: int, input_shape: Sequence[int] = (32, 32, 3), channels: int = 16, layers: int = 8,
                  momentum: float = 0.9, weight_decay: float = 3e-4, grad_clip: float = 5.0,
                  jit_compile: bool = False, seed: int = 0, graph_optimizer: Optional[bool] = None):
@@ -74,24 +77,13 @@ class DartsSupernet:
         self.momentum, self.weight_decay, self.grad_clip = float(momentum), float(weight_decay), float(grad_clip)
         self.jit_compile = bool(jit_compile)
         self.reductions = reduction_layers(self.layers)
-        self.trace_counts = {"train": 0, "eval": 0}
         # Keras draws the seeds of unseeded layers from Python's `random`: a private seeded stream
         # makes them follow `seed` without reseeding anyone's global generators.
         with LayerSeedStream(seed).active():
             self._build(np.random.default_rng(seed))
-        self.drop_path_rate = tf.Variable(0.0, trainable=False, name="drop_path_rate")
-        self.noise_seed = tf.Variable(0, trainable=False, dtype=tf.int64, name="noise_seed")
-        self.noise_step = tf.Variable(0, trainable=False, dtype=tf.int64, name="noise_step")
-        images, labels = tf.TensorSpec((None,) + shape, tf.float32), tf.TensorSpec((None, self.num_classes), tf.float32)
-        ids, lr = tf.TensorSpec((2, NUM_NODES, 2, 2), tf.int32), tf.TensorSpec((), tf.float32)
+        self._init_steps(shape, self.num_classes, self.jit_compile, graph_optimizer)
         self._slots = NodeSlots(self.stacks, self.pools, self.reductions, self.noise_seed, self.noise_step,
                                 self.drop_path_rate)
-        # GraphCall: Grappler off by default on CPU (its first-call pass over these graphs costs
-        # minutes and leaves the step time as it is; tfnas/grappler.py).
-        self._train_fn = GraphCall(tf.function(self._train_step, input_signature=[images, labels, ids, lr],
-                                               jit_compile=self.jit_compile, autograph=False), graph_optimizer)
-        self._eval_fn = GraphCall(tf.function(self._eval_step, input_signature=[images, labels, ids],
-                                              jit_compile=self.jit_compile, autograph=False), graph_optimizer)
 
     # ---- construction ---------------------------------------------------------------------
 
@@ -147,21 +139,9 @@ class DartsSupernet:
             for t, stack in stacks.items():
                 self._state += [stack.params, stack.stats]
                 self.owners += [(stack.cell, t, tuple(stack.edges))] * 2
+        self._buffers = self._shared_buffers + [s.buffer for cell in self.stacks for s in cell.values()]
 
     # ---- weight set -----------------------------------------------------------------------
-
-    def get_weights(self) -> List[np.ndarray]:
-        """Every array of ``W`` (trainable parameters and BatchNorm statistics), in ``owners`` order."""
-        return [np.array(v.numpy()) for v in self._state]
-
-    def set_weights(self, values: Sequence[np.ndarray]) -> None:
-        """Loads arrays produced by :meth:`get_weights` of a supernet of the same configuration."""
-        if len(values) != len(self._state):
-            raise ValueError(f"expected {len(self._state)} arrays (a weight set of this supernet), got {len(values)}")
-        for v, value in zip(self._state, values):
-            if tuple(v.shape) != tuple(np.shape(value)):
-                raise ValueError(f"weight {v.name}: expected shape {tuple(v.shape)}, got {np.shape(value)}")
-            v.assign(value)
 
     def merge_weights(self, fast: Sequence[np.ndarray], slow: Sequence[np.ndarray], fast_arch: Any,
                       slow_arch: Any) -> List[np.ndarray]:
@@ -194,22 +174,6 @@ class DartsSupernet:
         rows = {(s.cell, s.op): s.numpy_rows for s in stacks}
         return shared + sum(per_row[(c, t)] for c, e, t in used if (c, t) in rows and rows[(c, t)][e] >= 0)
 
-    def reset_momentum(self) -> None:
-        """Zeroes every momentum buffer (a fresh optimizer for the next candidate)."""
-        for buf in self._shared_buffers + [s.buffer for cell in self.stacks for s in cell.values()]:
-            buf.assign(tf.zeros_like(buf))
-
-    def set_drop_path_rate(self, rate: float) -> None:
-        """Drop-path probability of every op but the stride-1 skip in train steps, in ``[0, 1)``."""
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"drop-path rate must be in [0, 1). Received: rate={rate!r}")
-        self.drop_path_rate.assign(float(rate))
-
-    def set_noise_seed(self, seed: int) -> None:
-        """Seeds the drop-path masks of the following train steps (stateless draws, so resumable)."""
-        self.noise_seed.assign(int(seed))
-        self.noise_step.assign(0)
-
     def _forward(self, images: tf.Tensor, ids: tf.Tensor, training: bool):
         """Logits ``[B, classes]`` and, per stack, ``(stack, rows [8], gathered rows [8, P], op ids [8])``."""
         x = self.stem_bn(self.stem_conv(images), training=training)
@@ -237,7 +201,6 @@ class DartsSupernet:
         return self.classifier(tf.reduce_mean(s1, axis=[1, 2])), records
 
     def _train_step(self, images: tf.Tensor, labels: tf.Tensor, ids: tf.Tensor, lr: tf.Tensor):
-        self.trace_counts["train"] += 1  # Python side effect: runs once per trace
         with tf.GradientTape() as tape:
             logits, records = self._forward(images, ids, training=True)
             per_example = tf.nn.softmax_cross_entropy_with_logits(labels, logits)
@@ -259,9 +222,8 @@ class DartsSupernet:
         scale = tf.constant(1.0)
         if self.grad_clip > 0:
             scale = tf.minimum(1.0, self.grad_clip / (tf.sqrt(sq_norm) + 1e-6))
-        for v, buf, g in zip(self.shared_trainable, self._shared_buffers, shared_grads):
-            buf.assign(self.momentum * buf + g * scale + self.weight_decay * v)
-            v.assign_sub(lr * buf)
+        masked_sgd(self.shared_trainable, self._shared_buffers, shared_grads, [True] * len(shared_grads), lr,
+                   self.momentum, self.weight_decay, 0.0, scale=scale)
         for stack, r, w_rows, row_grad, used in plans:
             b_rows = tf.gather(stack.buffer, r)
             used_rows = used[:, None] > 0
@@ -269,67 +231,21 @@ class DartsSupernet:
             w_new = tf.where(used_rows, w_rows - lr * b_new, w_rows)
             stack.buffer.scatter_update(tf.IndexedSlices(b_new, r))
             stack.params.scatter_update(tf.IndexedSlices(w_new, r))
-        self.noise_step.assign_add(1)
-        return tf.reduce_sum(per_example), _correct(labels, logits), tf.cast(tf.shape(labels)[0], tf.float32)
+        return tf.reduce_sum(per_example), correct(labels, logits), tf.cast(tf.shape(labels)[0], tf.float32)
 
     def _eval_step(self, images: tf.Tensor, labels: tf.Tensor, ids: tf.Tensor):
-        self.trace_counts["eval"] += 1
         logits, _ = self._forward(images, ids, training=False)
         per_example = tf.nn.softmax_cross_entropy_with_logits(labels, logits)
-        return tf.reduce_sum(per_example), _correct(labels, logits), tf.cast(tf.shape(labels)[0], tf.float32)
+        return tf.reduce_sum(per_example), correct(labels, logits), tf.cast(tf.shape(labels)[0], tf.float32)
 
     # ---- public steps ---------------------------------------------------------------------
 
-    @staticmethod
-    def _ids(arch: Any) -> tf.Tensor:
+    def to_ids(self, arch: Any) -> np.ndarray:
+        """``DartsSpace.to_ids`` of a genotype, or int ids ``[2, 4, 2, 2]`` passed through (checked)."""
         ids = DartsSpace.to_ids(arch) if isinstance(arch, DartsGenotype) else np.asarray(arch, np.int32)
         if ids.shape != (2, NUM_NODES, 2, 2):
             raise ValueError(f"a candidate is a DartsGenotype or int ids of shape (2, {NUM_NODES}, 2, 2); got {ids.shape}")
-        return tf.constant(ids, tf.int32)
-
-    def train_step(self, images: Any, labels: Any, arch: Any, lr: float) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """One SGD step of candidate ``arch`` on ``images (B, H, W, C)`` and one-hot ``labels (B, K)``.
-
-        Returns scalar tensors ``(loss_sum, correct, count)``: summed per-example cross-entropy
-        before the update, correct top-1 predictions, batch size.
-        """
-        return self._train_fn(tf.convert_to_tensor(images, tf.float32), tf.convert_to_tensor(labels, tf.float32),
-                              self._ids(arch), tf.constant(lr, tf.float32))
-
-    def eval_step(self, images: Any, labels: Any, arch: Any) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """``(loss_sum, correct, count)`` of ``arch`` in inference mode (moving BatchNorm statistics)."""
-        return self._eval_fn(tf.convert_to_tensor(images, tf.float32), tf.convert_to_tensor(labels, tf.float32),
-                             self._ids(arch))
-
-    def train_epoch(self, dataset: tf.data.Dataset, arch: Any, lr: float, steps: int = 0) -> float:
-        """Resets momentum and trains ``arch`` over ``dataset`` (at most ``steps`` batches when > 0).
-
-        Returns the mean training cross-entropy; raises ``FloatingPointError`` when it is not finite.
-        """
-        self.reset_momentum()
-        ids, lr_t = self._ids(arch), tf.constant(lr, tf.float32)
-        loss_sum, count = 0.0, 0.0
-        for k, (images, labels) in enumerate(dataset):
-            if steps and k >= steps:
-                break
-            out = self._train_fn(images, labels, ids, lr_t)
-            loss_sum, count = loss_sum + float(out[0]), count + float(out[2])
-        if count == 0:
-            raise ValueError("the training dataset yielded no batch")
-        if not np.isfinite(loss_sum):
-            raise FloatingPointError(f"search training loss is {loss_sum / count}; lower [search] lr or set grad_clip")
-        return loss_sum / count
-
-    def evaluate(self, dataset: tf.data.Dataset, arch: Any) -> float:
-        """Mean cross-entropy of ``arch`` over ``dataset`` in inference mode."""
-        ids = self._ids(arch)
-        loss_sum, count = 0.0, 0.0
-        for images, labels in dataset:
-            out = self._eval_fn(images, labels, ids)
-            loss_sum, count = loss_sum + float(out[0]), count + float(out[2])
-        if count == 0:
-            raise ValueError("the evaluation dataset yielded no batch")
-        return loss_sum / count
+        return ids.astype(np.int32)
 
     def transfer_to(self, model: Any, arch: DartsGenotype) -> None:
         """Copies ``arch``'s weights (stem, preprocessing, chosen ops with their BatchNorm statistics,
@@ -360,10 +276,3 @@ class DartsSupernet:
                 for name, _ in stack.layout:
                     if "." not in name:
                         getattr(layer, name).kernel.assign(values[name])
-
-
-
-def _correct(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    """Correct top-1 predictions of ``logits`` for one-hot ``labels``."""
-    return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(labels, -1)), tf.float32))
-

@@ -20,6 +20,7 @@ from tfnas.spaces.darts.genotype import NUM_NODES, OPS
 from tfnas.spaces.darts.supernet_storage import OpStack, op_layout, unpack_row
 from tfnas.spaces.ops import BN_EPSILON, BN_MOMENTUM
 from tfnas.spaces.ops.padding import spatial_conv_plan, symmetric_pad
+from tfnas.train.supernet import drop_path
 
 __all__ = ["NodeSlots", "run_op", "scatter", "select"]
 
@@ -74,9 +75,7 @@ class NodeSlots:
             h = run_op(OPS[t], x, values[j], stats[j], rows[j], strides, training, update_stats)
         if not training:
             return h
-        keep = 1.0 - rate
-        noise = tf.random.stateless_uniform(tf.stack([tf.shape(h)[0], 1, 1, 1]), seed=seed + tf.constant([0, t], tf.int64))
-        return h * (tf.floor(keep + noise) / keep)
+        return drop_path(h, rate, seed + tf.constant([0, t], tf.int64))
 
     def _slot_forward(self, reduction: bool, training: bool, states, src, op, values, stats, rows, seed, rate):
         inputs, plan, index = self._slot_plan(reduction, states, src, op)

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import keras
 import numpy as np
 
+from tfnas.checks import check_image_shape, check_int, check_num_classes, is_int, is_number, positive_int
 from tfnas.registry import register_space
 from tfnas.spaces.base import GraphSpace, TabularSpace
 from tfnas.spaces.nb201.arch import CONV_KERNEL, EDGES, NUM_CELLS, NUM_EDGES, OP_ID, OPS, Nb201Arch, stage_channels
@@ -52,11 +53,8 @@ class Nb201Space(GraphSpace[Nb201Arch], TabularSpace[Nb201Arch]):
     ops = OPS
 
     def __init__(self, channels: int = 16, cells_per_stage: int = 5):
-        for key, value in (("channels", channels), ("cells_per_stage", cells_per_stage)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Nb201Space: `{key}` must be a positive integer. Received: {key}={value!r}")
-        self.channels = channels
-        self.cells_per_stage = cells_per_stage
+        self.channels = positive_int(channels, "channels", "Nb201Space")
+        self.cells_per_stage = positive_int(cells_per_stage, "cells_per_stage", "Nb201Space")
 
     def __repr__(self) -> str:
         return f"Nb201Space(channels={self.channels}, cells_per_stage={self.cells_per_stage})"
@@ -153,7 +151,7 @@ class Nb201Space(GraphSpace[Nb201Arch], TabularSpace[Nb201Arch]):
 
     def from_index(self, i: int) -> Nb201Arch:
         """Arch at NB201 index ``i`` in ``[0, 15625)``."""
-        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+        if not is_int(i):
             raise TypeError(f"NAS-Bench-201 index must be an integer; got {i!r}")
         if not 0 <= i < NUM_CELLS:
             raise IndexError(f"NAS-Bench-201 index {i} out of range [0, {NUM_CELLS})")
@@ -223,7 +221,7 @@ class Nb201Space(GraphSpace[Nb201Arch], TabularSpace[Nb201Arch]):
         10 classes at ``channels=16, cells_per_stage=5``.
         """
         arch = self._check_arch(arch)
-        _check_num_classes(num_classes)
+        num_classes = _check_num_classes(num_classes)
         c1, c2, c3 = stage_channels(self.channels)
         total = 9 * 3 * c1 + 2 * c1  # stem conv + BN
         for c in (c1, c2, c3):
@@ -247,7 +245,7 @@ class Nb201Space(GraphSpace[Nb201Arch], TabularSpace[Nb201Arch]):
         (all ``nor_conv_3x3``).
         """
         arch = self._check_arch(arch)
-        _check_num_classes(num_classes)
+        num_classes = _check_num_classes(num_classes)
         h, w, c_img = self._check_input_shape(input_shape)
         c1, c2, c3 = stage_channels(self.channels)
         total = h * w * 9 * c_img * c1  # stem
@@ -292,7 +290,7 @@ class Nb201Space(GraphSpace[Nb201Arch], TabularSpace[Nb201Arch]):
             A model mapping float32 images ``(B, H, W, channels)`` to logits ``(B, num_classes)``.
         """
         arch = self._check_arch(arch)
-        _check_num_classes(num_classes)
+        num_classes = _check_num_classes(num_classes)
         h, w, c_img = self._check_input_shape(input_shape)
         drop_path_rate = kwargs.pop("drop_path_rate", None)
         seed = kwargs.pop("seed", None)
@@ -302,16 +300,13 @@ class Nb201Space(GraphSpace[Nb201Arch], TabularSpace[Nb201Arch]):
                 f"Nb201Space.build got unexpected keyword argument(s) {sorted(kwargs)}; "
                 "supported: drop_path_rate, seed, name"
             )
-        if drop_path_rate is not None and (
-            isinstance(drop_path_rate, bool)
-            or not isinstance(drop_path_rate, (int, float))
-            or not 0.0 <= drop_path_rate < 1.0
-        ):
+        if drop_path_rate is not None and (not is_number(drop_path_rate) or not 0.0 <= drop_path_rate < 1.0):
             raise ValueError(
                 f"Nb201Space.build: drop_path_rate must be None or a float in [0, 1). Received: {drop_path_rate!r}"
             )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"Nb201Space.build: seed must be an integer or None. Received: {seed!r}")
+        if seed is not None:
+            seed = check_int(seed, "seed", "Nb201Space.build",
+                             message="{owner}: seed must be an integer or None. Received: {value!r}")
         return build_nb201_model(
             arch, num_classes, (h, w, c_img), self.channels, self.cells_per_stage, drop_path_rate, seed, name
         )
@@ -328,17 +323,14 @@ class Nb201Space(GraphSpace[Nb201Arch], TabularSpace[Nb201Arch]):
 
     @staticmethod
     def _check_input_shape(input_shape: Sequence[int]) -> Tuple[int, int, int]:
-        shape = tuple(input_shape)
-        if len(shape) != 3 or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in shape):
-            raise ValueError(f"input_shape must be (H, W, channels) positive ints; got {input_shape!r}")
-        h, w, c = (int(d) for d in shape)
+        h, w, c = check_image_shape(input_shape,
+                                    message="input_shape must be (H, W, channels) positive ints; got {value!r}")
         if h % 4 or w % 4:
             raise ValueError(
-                f"NAS-Bench-201 networks halve the resolution twice, so H and W must be divisible by 4; got {shape}"
+                f"NAS-Bench-201 networks halve the resolution twice, so H and W must be divisible by 4; got {(h, w, c)}"
             )
         return h, w, c
 
 
-def _check_num_classes(num_classes: Any) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
+def _check_num_classes(num_classes: Any) -> int:
+    return check_num_classes(num_classes, message="num_classes must be a positive integer; got {value!r}")

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import numpy as np
 import tensorflow as tf
 
+from tfnas.checks import check_int, check_num_classes
 from tfnas.spaces.nb201.arch import EDGES, NUM_EDGES, OPS, Nb201Arch
 from tfnas.spaces.nb201.space import Nb201Space
 from tfnas.spaces.nb201.tensor_weights import (
@@ -93,13 +93,13 @@ class Nb201TensorNetwork(tf.Module):
         super().__init__(name=name)
         space = Nb201Space(channels=channels, cells_per_stage=cells_per_stage)
         h, w, c_img = space._check_input_shape(input_shape)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-            raise ValueError(f"Nb201TensorNetwork: num_classes must be a positive integer. Received: {num_classes!r}")
+        num_classes = check_num_classes(num_classes, "Nb201TensorNetwork",
+                                        message="{owner}: num_classes must be a positive integer. Received: {value!r}")
         dtype = tf.as_dtype(dtype)
         if dtype not in (tf.float32, tf.float64):
             raise ValueError(f"Nb201TensorNetwork: dtype must be float32 or float64. Received: dtype={dtype.name}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"Nb201TensorNetwork: seed must be an integer. Received: seed={seed!r}")
+        seed = check_int(seed, "seed", "Nb201TensorNetwork",
+                         message="{owner}: seed must be an integer. Received: seed={value!r}")
         if kernel_init not in KERNEL_INITS:
             raise ValueError(f"Nb201TensorNetwork: kernel_init must be one of {KERNEL_INITS}. "
                              f"Received: kernel_init={kernel_init!r}")

@@ -15,6 +15,7 @@ from typing import Any, Dict, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from tfnas.checks import is_int
 from tfnas.spaces.nb201.arch import EDGES, NUM_EDGES, OPS, Nb201Arch
 
 __all__ = [
@@ -123,7 +124,7 @@ def draw_weight(shape: Tuple[int, ...], kind: str, seed: tf.Tensor, seed_index: 
 
 def seed_tensor(seed: Any) -> tf.Tensor:
     """``int64 [2]`` stateless seed from an int or an integer ``[2]`` tensor."""
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+    if is_int(seed):
         return tf.constant([int(seed) & 0x7FFFFFFF, int(seed) >> 31], tf.int64)
     seed = tf.convert_to_tensor(seed)
     if seed.shape.rank != 1 or (seed.shape[0] is not None and seed.shape[0] != 2) or not seed.dtype.is_integer:

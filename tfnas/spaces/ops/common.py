@@ -27,6 +27,7 @@ from typing import Any, Optional, Tuple
 import keras
 from keras import ops
 
+from tfnas.checks import check_int, is_number, positive_int
 from tfnas.spaces.ops.padding import conv_output_size, symmetric_pad
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "ReLUConvBN",
     "Zero",
     "check_odd_kernel",
-    "positive_int",
 ]
 
 #: BatchNorm momentum matching PyTorch's default ``momentum=0.1`` (Keras keeps ``1 - 0.1``).
@@ -47,13 +47,6 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
 Shape = Tuple[Optional[int], ...]
-
-
-def positive_int(value: Any, name: str, owner: str) -> int:
-    """``value`` when it is a positive ``int`` (not a bool); else ``ValueError`` naming ``owner`` and ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: `{name}` must be a positive integer. Received: {name}={value!r}")
-    return value
 
 
 def check_odd_kernel(kernel_size: Any, owner: str) -> int:
@@ -291,8 +284,9 @@ class DropPath(keras.layers.Layer):
     def __init__(self, rate: float, seed: Optional[int] = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.rate = self._check_rate(rate)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"DropPath: `seed` must be an integer or None. Received: seed={seed!r}")
+        if seed is not None:
+            seed = check_int(seed, "seed", "DropPath",
+                             message="{owner}: `seed` must be an integer or None. Received: seed={value!r}")
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.rate_variable = self.add_weight(
@@ -304,7 +298,7 @@ class DropPath(keras.layers.Layer):
 
     @staticmethod
     def _check_rate(rate: Any) -> float:
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        if not is_number(rate) or not 0.0 <= rate < 1.0:
             raise ValueError(f"DropPath: `rate` must be a float in [0, 1). Received: rate={rate!r}")
         return float(rate)
 

@@ -14,7 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfnas.spaces.ops.common import BN_EPSILON, BN_MOMENTUM, check_odd_kernel, positive_int
+from tfnas.checks import positive_int
+from tfnas.spaces.ops.common import BN_EPSILON, BN_MOMENTUM, check_odd_kernel
 from tfnas.spaces.ops.padding import (
     SpatialConvPlan,
     apply_spatial_conv,

@@ -10,7 +10,8 @@ from typing import Any, Optional, Tuple
 
 import keras
 
-from tfnas.spaces.ops.common import BN_EPSILON, BN_MOMENTUM, ReLUConvBN, positive_int
+from tfnas.checks import positive_int
+from tfnas.spaces.ops.common import BN_EPSILON, BN_MOMENTUM, ReLUConvBN
 
 __all__ = ["ResidualReduction"]
 

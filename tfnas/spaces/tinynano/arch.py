@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Sequence, Tuple
 
-import numpy as np
+from tfnas.checks import is_int
 
 __all__ = [
     "GRAPH_OPS",
@@ -68,7 +68,7 @@ def check_structure(nodes: Sequence[Node]) -> None:
         if len(set(succ)) != len(succ):
             raise ValueError(f"node {i} (split) must send its two halves to two different nodes, got {list(succ)}")
         for j in succ:
-            if isinstance(j, bool) or not isinstance(j, (int, np.integer)) or not i < j < n:
+            if not is_int(j) or not i < j < n:
                 raise ValueError(f"node {i} ({op}) feeds {j!r}; successors must be node ids in ({i}, {n})")
             fed[j] += 1
     orphans = [j for j in range(1, n) if not fed[j]]

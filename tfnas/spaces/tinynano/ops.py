@@ -25,8 +25,8 @@ from typing import Any, Optional, Tuple
 import keras
 from keras import ops
 
+from tfnas.checks import positive_int
 from tfnas.spaces.ops import BN_EPSILON, BN_MOMENTUM
-from tfnas.spaces.ops.common import positive_int
 
 __all__ = [
     "ACTIVATIONS",

@@ -39,6 +39,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import keras
 import numpy as np
 
+from tfnas.checks import check_image_shape, check_int, check_num_classes, is_int, is_number
 from tfnas.registry import register_space
 from tfnas.spaces.base import GraphSpace
 from tfnas.spaces.tinynano.arch import (
@@ -105,22 +106,22 @@ class TinyNanoSpace(GraphSpace[TinyNanoArch]):
         max_nodes: int = 7,
         flops_limit: Optional[float] = 50e6,
     ):
-        for key, value, low in (("cells_per_block", cells_per_block, 1), ("max_nodes", max_nodes, 3)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"TinyNanoSpace: `{key}` must be an integer >= {low}. Received: {key}={value!r}")
+        cells_per_block = check_int(cells_per_block, "cells_per_block", "TinyNanoSpace", low=1)
+        max_nodes = check_int(max_nodes, "max_nodes", "TinyNanoSpace", low=3)
         widths = tuple(widths) if isinstance(widths, (list, tuple)) else widths
         step = 2 ** (max_nodes - 3)
         if not isinstance(widths, tuple) or not widths or any(
-            isinstance(w, bool) or not isinstance(w, int) or w < 1 or w % step for w in widths
+            not is_int(w) or w < 1 or w % step for w in widths
         ):
             raise ValueError(
                 f"TinyNanoSpace: `widths` must be a non-empty sequence of positive multiples of {step} "
                 f"(2 ** (max_nodes - 3), so up to {max_nodes - 3} splits halve even counts). "
                 f"Received: widths={widths!r}"
             )
-        self.widths, self.cells_per_block, self.max_nodes = widths, cells_per_block, max_nodes
+        self.widths = tuple(int(w) for w in widths)
+        self.cells_per_block, self.max_nodes = cells_per_block, max_nodes
         if flops_limit is not None:
-            if isinstance(flops_limit, bool) or not isinstance(flops_limit, (int, float)) or flops_limit <= 0:
+            if not is_number(flops_limit) or flops_limit <= 0:
                 raise ValueError(f"TinyNanoSpace: `flops_limit` must be a positive number or None. "
                                  f"Received: flops_limit={flops_limit!r}")
             if flops_limit < self.min_flops():
@@ -304,7 +305,7 @@ class TinyNanoSpace(GraphSpace[TinyNanoArch]):
     def _cost(self, nodes: Sequence[Node], input_shape: Tuple[int, int, int], num_classes: int) -> Tuple[int, int]:
         """``(params, multiply-adds)`` of the network of a valid cell (``nodes`` in any topological numbering)."""
         h, w, c_img = _check_input_shape(input_shape, len(self.widths))
-        _check_num_classes(num_classes)
+        num_classes = _check_num_classes(num_classes)
         w0, top = self.widths[0], self.widths[-1]
         params, flops = 9 * c_img * w0 + 2 * w0, h * w * 9 * c_img * w0  # stem conv + BN
         for (c_in, width, hw), count in collections.Counter(self._plan(input_shape)).items():
@@ -350,18 +351,19 @@ class TinyNanoSpace(GraphSpace[TinyNanoArch]):
             A model mapping float32 images ``(B, H, W, channels)`` to logits ``(B, num_classes)``.
         """
         arch = self._check_arch(arch)
-        _check_num_classes(num_classes)
+        num_classes = _check_num_classes(num_classes)
         h, w, c_img = _check_input_shape(input_shape, len(self.widths))
         rate, seed, name = kwargs.pop("drop_path_rate", None), kwargs.pop("seed", None), kwargs.pop("name", "tinynano")
         if kwargs:
             raise TypeError(f"TinyNanoSpace.build got unexpected keyword argument(s) {sorted(kwargs)}; "
                             "supported: drop_path_rate, seed, name")
-        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1):
+        if rate is not None and (not is_number(rate) or not 0 <= rate < 1):
             raise ValueError(
                 f"TinyNanoSpace.build: drop_path_rate must be None or a float in [0, 1). Received: {rate!r}"
             )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"TinyNanoSpace.build: seed must be an integer or None. Received: {seed!r}")
+        if seed is not None:
+            seed = check_int(seed, "seed", "TinyNanoSpace.build",
+                             message="{owner}: seed must be an integer or None. Received: {value!r}")
         return build_tinynano_model(arch, num_classes, (h, w, c_img), self.widths[0], self._plan((h, w, c_img)),
                                     self.cells_per_block, rate, seed, name)
 
@@ -379,17 +381,14 @@ class TinyNanoSpace(GraphSpace[TinyNanoArch]):
 
 
 def _check_input_shape(input_shape: Sequence[int], blocks: int) -> Tuple[int, int, int]:
-    shape = tuple(input_shape)
-    if len(shape) != 3 or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in shape):
-        raise ValueError(f"input_shape must be (H, W, channels) positive ints; got {input_shape!r}")
-    h, w, c = (int(d) for d in shape)
+    h, w, c = check_image_shape(input_shape,
+                                message="input_shape must be (H, W, channels) positive ints; got {value!r}")
     step = 2 ** (blocks - 1)
     if h % step or w % step:
         raise ValueError(f"the network halves the resolution {blocks - 1} times, so H and W must be divisible by "
-                         f"{step}; got {shape}")
+                         f"{step}; got {(h, w, c)}")
     return h, w, c
 
 
-def _check_num_classes(num_classes: Any) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
+def _check_num_classes(num_classes: Any) -> int:
+    return check_num_classes(num_classes, message="num_classes must be a positive integer; got {value!r}")

@@ -28,9 +28,11 @@ from tfnas.spaces.zen.space import (
     CHANNEL_FACTORS,
     DEFAULT_START,
     FAMILY_KINDS,
+    KERNEL_WEIGHTS,
     ZenSpace,
     channel_choices,
     layer_choices,
+    reference_kind_weights,
     split_long_blocks,
 )
 from tfnas.spaces.zen.units import ConvSpec, UnitSpec, arch_units, block_units, conv_layer_names
@@ -44,6 +46,7 @@ __all__ = [
     "DEFAULT_START",
     "FAMILY_KINDS",
     "IDW_KINDS",
+    "KERNEL_WEIGHTS",
     "RES_KINDS",
     "UnitSpec",
     "ZenArch",
@@ -66,5 +69,6 @@ __all__ = [
     "num_params",
     "parse_arch",
     "passes_effectiveness_filter",
+    "reference_kind_weights",
     "split_long_blocks",
 ]

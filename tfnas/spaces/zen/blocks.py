@@ -30,7 +30,7 @@ import dataclasses
 import re
 from typing import Any, List, Optional, Sequence, Tuple
 
-from tfnas.spaces.ops.common import positive_int
+from tfnas.checks import positive_int
 
 __all__ = [
     "ALL_KINDS",

@@ -15,13 +15,13 @@ from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 
+from tfnas.checks import is_number, positive_int
 from tfnas.spaces.zen.blocks import BOTTLENECK_KINDS, RES_KINDS, ZenArch, ZenBlock, check_arch
 from tfnas.spaces.zen.units import block_units
 
 __all__ = [
     "DEPTH_PENALTY",
     "check_choice",
-    "check_positive",
     "depth_penalty",
     "effectiveness",
     "entropy",
@@ -64,7 +64,7 @@ def num_params(arch: Sequence[ZenBlock], num_classes: int = 10, count: str = "re
     """
     arch = check_arch(arch)
     check_choice(count, _COUNTS, "count")
-    check_positive(num_classes, "num_classes")
+    positive_int(num_classes, "num_classes")
     per_bn = {"reference": 1, "trainable": 2, "all": 4}[count]
     total = 0
     for block in arch:
@@ -96,8 +96,8 @@ def flops(arch: Sequence[ZenBlock], resolution: int = 32, num_classes: int = 10,
     """
     arch = check_arch(arch)
     check_choice(count, _FLOP_COUNTS, "count")
-    check_positive(resolution, "resolution")
-    check_positive(num_classes, "num_classes")
+    positive_int(resolution, "resolution")
+    positive_int(num_classes, "num_classes")
     size = resolution
     total = 0.0
     for block in arch:
@@ -184,7 +184,7 @@ def entropy(arch: Sequence[ZenBlock], resolution: int = 32) -> float:
     Unitless; larger is better (more expressive).
     """
     arch = check_arch(arch)
-    check_positive(resolution, "resolution")
+    positive_int(resolution, "resolution")
     h, _, stages = _structure(arch, resolution)
     total = 0.0
     for stage in stages:
@@ -206,7 +206,7 @@ def effectiveness(arch: Sequence[ZenBlock]) -> float:
 
 def passes_effectiveness_filter(arch: Sequence[ZenBlock], max_rho: float = 0.5) -> bool:
     """The Incorporated-NAS filter: keep ``arch`` only if ``effectiveness(arch) <= max_rho``."""
-    if isinstance(max_rho, bool) or not isinstance(max_rho, (int, float)) or max_rho < 0:
+    if not is_number(max_rho) or max_rho < 0:
         raise ValueError(f"max_rho must be a non-negative number. Received: max_rho={max_rho!r}")
     return effectiveness(arch) <= max_rho
 
@@ -215,10 +215,4 @@ def check_choice(value: Any, choices: Tuple[str, ...], name: str) -> None:
     """``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {', '.join(choices)}. Received: {name}={value!r}")
-
-
-def check_positive(value: Any, name: str) -> None:
-    """``ValueError`` unless ``value`` is a positive integer (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
 

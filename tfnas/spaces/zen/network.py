@@ -11,8 +11,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import keras
 from keras import ops
 
+from tfnas.checks import check_image_shape, check_int, check_num_classes, is_number
 from tfnas.spaces.ops import DropPath
-from tfnas.spaces.ops.common import positive_int
 from tfnas.spaces.zen.blocks import ZenBlock, check_arch
 from tfnas.spaces.zen.units import ConvSpec, arch_units
 
@@ -45,7 +45,7 @@ class ZenSqueezeExcite(keras.layers.Layer):
     def __init__(self, ratio: float = 0.25, momentum: float = BN_MOMENTUM, epsilon: float = BN_EPSILON,
                  **kwargs: Any):
         super().__init__(**kwargs)
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < ratio <= 1.0:
+        if not is_number(ratio) or not 0.0 < ratio <= 1.0:
             raise ValueError(f"ZenSqueezeExcite: `ratio` must be in (0, 1]. Received: ratio={ratio!r}")
         self.ratio = float(ratio)
         self.momentum = float(momentum)
@@ -126,18 +126,16 @@ def build_zen_model(
         A model mapping float32 images ``(B, H, W, C)`` to logits ``(B, num_classes)``.
     """
     arch = check_arch(arch)
-    positive_int(num_classes, "num_classes", "build_zen_model")
-    shape = tuple(input_shape)
-    if len(shape) != 3 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
-        raise ValueError(f"build_zen_model: input_shape must be (H, W, C) positive ints. Received: {input_shape!r}")
+    num_classes = check_num_classes(num_classes, "build_zen_model")
+    shape = check_image_shape(input_shape, "build_zen_model")
     if shape[2] != arch[0].cin:
         raise ValueError(f"build_zen_model: the first block {arch[0]} takes {arch[0].cin} channels but "
                          f"input_shape has {shape[2]}: {shape}")
-    if drop_path_rate is not None and (isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float))
-                                       or not 0.0 <= drop_path_rate < 1.0):
+    if drop_path_rate is not None and (not is_number(drop_path_rate) or not 0.0 <= drop_path_rate < 1.0):
         raise ValueError(f"build_zen_model: drop_path_rate must be None or in [0, 1). Received: {drop_path_rate!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"build_zen_model: seed must be an integer or None. Received: {seed!r}")
+    if seed is not None:
+        seed = check_int(seed, "seed", "build_zen_model",
+                         message="{owner}: seed must be an integer or None. Received: {value!r}")
 
     counter = [0]
 

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfnas.checks import is_int
+from tfnas.lru import LRUCache
 from tfnas.spaces.zen.blocks import ZenBlock, check_arch
 from tfnas.spaces.zen.network import BN_EPSILON, build_zen_model
 from tfnas.spaces.zen.units import ConvSpec, arch_units, conv_layer_names
@@ -143,13 +145,14 @@ def _positive_conv_rescaled(x: tf.Tensor, kernel: tf.Tensor, stride: int, depthw
 #: Layer functions of each kind: name -> (body, dtype).
 _KINDS = {"zen": (_conv_bn_relu, tf.float32), "naswot": (_conv_bn_relu_codes, tf.float32),
           "synflow": (_positive_conv_rescaled, tf.float64)}
-#: Traced layer functions by (kind, stride, depthwise, groups); each is traced once.
-_LAYER_FUNCTIONS: Dict[Tuple[str, int, bool, int], Callable] = {}
+#: Traced layer functions by (kind, stride, depthwise, groups); each is traced once. The key
+#: space is small (3 kinds x 2 strides x 2 convolution types x the group counts used: 12 per
+#: group count), so the bound is never reached by the proxies of a search.
+_LAYER_FUNCTIONS: LRUCache[Callable] = LRUCache("zen layer functions", maxsize=32)
 
 
 def _layer_function(stride: int, depthwise: bool, groups: int, kind: str = "zen") -> Callable:
-    key = (kind, stride, depthwise, groups)
-    if key not in _LAYER_FUNCTIONS:
+    def create() -> Callable:
         body, dtype = _KINDS[kind]
 
         def layer(x, kernel):
@@ -157,12 +160,13 @@ def _layer_function(stride: int, depthwise: bool, groups: int, kind: str = "zen"
 
         layer.__name__ = f"{kind}_{'depthwise' if depthwise else 'dense'}_s{stride}_g{groups}"
         spec = tf.TensorSpec([None, None, None, None], dtype)
-        _LAYER_FUNCTIONS[key] = tf.function(layer, input_signature=[spec, spec])
-    return _LAYER_FUNCTIONS[key]
+        return tf.function(layer, input_signature=[spec, spec])
+
+    return _LAYER_FUNCTIONS.get_or_create((kind, stride, depthwise, groups), create)
 
 
 def trace_count() -> int:
-    """Traces made so far by the layer functions of this module.
+    """Traces made so far by the layer functions of this module (those still cached).
 
     One per (kind, stride, depthwise, groups) used: at most 4 per kind and number of groups
     for all scores of a process (kinds: the Zen pass, the NASWOT pass, the synflow pass).
@@ -207,8 +211,8 @@ def plain_forward(arch: Sequence[ZenBlock], weights: Sequence[np.ndarray], image
 
     BN uses batch statistics (training mode). With ``groups = G`` the batch holds ``G``
     consecutive equal parts whose statistics are kept apart, exactly as ``G`` separate forward
-    passes (the Zen score runs its clean and perturbed batches as one call of each
-    convolution this way).
+    passes, in one call of each convolution (as fast as ``G`` calls on this CPU, with ``G``
+    times larger buffers; the Zen score makes two calls).
 
     Args:
         arch: the blocks.
@@ -228,10 +232,10 @@ def plain_forward(arch: Sequence[ZenBlock], weights: Sequence[np.ndarray], image
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or images.shape[-1] != arch[0].cin:
         raise ValueError(f"images must be (B, H, W, {arch[0].cin}); got shape {images.shape}")
-    if (isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or images.shape[0] % groups
-            or images.shape[0] // groups < 2):
+    if not is_int(groups) or groups < 1 or images.shape[0] % groups or images.shape[0] // groups < 2:
         raise ValueError(f"groups must be a positive integer splitting the batch of {images.shape[0]} into "
                          f"equal parts of at least 2 images; got groups={groups!r}")
+    groups = int(groups)
     if codes and groups != 1:
         raise ValueError(f"codes=True needs groups=1 (one batch); got groups={groups!r}")
     x = tf.constant(images)

@@ -10,13 +10,23 @@ FLOPs, layers, entropy, effectiveness) are in :mod:`tfnas.spaces.zen.measures`.
 Facts read from the public code (``idstcv/ZenNAS``, ``SeoulTech-HCIRLab/IncorporatedNAS``)
 and where this module departs from it:
 
-- Mutation draws the new block uniformly from the reference candidate set (type x cout x L x
-  bottleneck) but never returns the block unchanged, so ``mutate`` always changes the arch.
-  Conv blocks change ``cout`` only and keep ``L`` (the reference resets it to 1; start
+- Mutation draws the new block from the reference candidate set (type x cout x L x
+  bottleneck), cout, L and bottleneck uniformly. Block types are uniform over the family by
+  default; the reference weighs them (kernels 3 : 5 : 7 as 3 : 3 : 2 within each group of
+  types, :func:`reference_kind_weights`), which ``kernel_weights="reference"`` reproduces
+  for like-for-like comparisons. Uniform types put more 7x7 blocks, so more FLOPs, through
+  the proxy than the reference does.
+- ``mutate`` never returns a block unchanged, so it always changes the arch; the reference's
+  ``random.choice`` may redraw the block itself (a child equal to its parent).
+- A child of the evolution (:mod:`tfnas.methods.evolution`) is two successive one-block
+  mutations, which may hit the same block twice; the reference draws two block indices with
+  replacement and skips a repeated one (never mutating a block twice in one child, and then
+  changing one block only). ``mutate(arch, rng, num_blocks=2)`` draws two distinct blocks.
+- Conv blocks change ``cout`` only and keep ``L`` (the reference resets it to 1; start
   strings have ``L = 1`` there anyway). In the ``mobile`` family the 1x1 conv blocks (the
   head) are fixed, as in the reference ``search_space_IDW_fixfc``.
-- ``split_long_blocks`` splits ``L >= 6`` into ``3 + (L - 3)`` (Incorporated-NAS code);
-  Zen-NAS' own code writes ``3 + 3``, dropping layers when ``L = 7``.
+- ``split_long_blocks`` splits ``L >= 6`` into ``3 + (L - 3)``, as both the Zen-NAS
+  (``PlainNet/SuperRes*.split``) and the Incorporated-NAS code do.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import keras
 import numpy as np
 
+from tfnas.checks import check_int, positive_int
 from tfnas.registry import register_space
 from tfnas.spaces.base import EvolvableSpace
 from tfnas.spaces.zen.blocks import (
@@ -40,7 +51,6 @@ from tfnas.spaces.zen.blocks import (
     round_channels,
 )
 from tfnas.spaces.zen.measures import (
-    check_positive,
     effectiveness,
     entropy,
     flops,
@@ -54,10 +64,13 @@ __all__ = [
     "CHANNEL_FACTORS",
     "DEFAULT_START",
     "FAMILY_KINDS",
+    "KERNEL_WEIGHTS",
+    "REFERENCE_TYPE_GROUPS",
     "SPLIT_THRESHOLD",
     "ZenSpace",
     "channel_choices",
     "layer_choices",
+    "reference_kind_weights",
     "split_long_blocks",
 ]
 
@@ -68,6 +81,10 @@ DEFAULT_START = (
 )
 #: Residual block types a mutation may draw, per family (``search_space_XXBL`` / ``_IDW_fixfc``).
 FAMILY_KINDS = {"resnet": BOTTLENECK_KINDS + RES_KINDS, "mobile": IDW_KINDS}
+#: ``kernel_weights`` of :class:`ZenSpace`: how a mutation weights the block types of the family.
+KERNEL_WEIGHTS = ("uniform", "reference")
+#: The reference's groups of block types per family (``seach_space_block_type_list_list``).
+REFERENCE_TYPE_GROUPS = {"resnet": (BOTTLENECK_KINDS, RES_KINDS), "mobile": (IDW_KINDS,)}
 #: Width multipliers of a mutation (cout and bottleneck), before rounding to a multiple of 8.
 CHANNEL_FACTORS = (2.5, 2.0, 1.5, 1.25, 1.0, 1 / 1.25, 1 / 1.5, 1 / 2.0, 1 / 2.5)
 MIN_CHANNELS = 8
@@ -88,6 +105,32 @@ def layer_choices(sub_layers: int) -> Tuple[int, ...]:
     return tuple(sorted({n for n in range(sub_layers - 2, sub_layers + 3) if n >= 1}, reverse=True))
 
 
+def reference_kind_weights(family: str) -> Tuple[int, ...]:
+    """Relative weights of the block types of ``family`` (in :data:`FAMILY_KINDS` order) in a
+    reference mutation.
+
+    The reference ``gen_search_space`` (``SearchSpace/search_space_XXBL.py``, ``_IDW_fixfc.py``)
+    walks each group of ``K`` block types (:data:`REFERENCE_TYPE_GROUPS`), appends type ``t``'s
+    candidates to the list it appended last and then appends a de-duplicated copy of that list.
+    The appended lists alias as they grow, so the flattened candidate list that
+    ``random.choice`` draws from holds each candidate of the first type ``K`` times and of type
+    ``t >= 2`` ``K - t + 2`` times: kernels 3 : 5 : 7 weigh 3 : 3 : 2 in each ResNet group, the
+    12 IDW types 12 : 12 : 11 : ... : 2. Every type has the same (cout, L, bottleneck)
+    candidates, so the draw is a type with these weights, the rest uniform.
+
+    Example:
+        >>> reference_kind_weights("resnet")
+        (3, 3, 2, 3, 3, 2)
+    """
+    if family not in REFERENCE_TYPE_GROUPS:
+        raise ValueError(f"`family` must be one of {', '.join(REFERENCE_TYPE_GROUPS)}. Received: family={family!r}")
+    weights: List[int] = []
+    for group in REFERENCE_TYPE_GROUPS[family]:
+        k = len(group)
+        weights.extend(k if t == 1 else k - t + 2 for t in range(1, k + 1))
+    return tuple(weights)
+
+
 def split_long_blocks(arch: Sequence[ZenBlock], threshold: int = SPLIT_THRESHOLD) -> ZenArch:
     """Splits each residual block with ``L >= threshold`` into ``L = t // 2`` and ``L - t // 2``.
 
@@ -95,8 +138,7 @@ def split_long_blocks(arch: Sequence[ZenBlock], threshold: int = SPLIT_THRESHOLD
     3)`` followed by ``(cout, cout, 1, b, L - 3)`` (one pass, as in the Incorporated-NAS code).
     Conv blocks are never split.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 2:
-        raise ValueError(f"split_long_blocks: `threshold` must be an integer >= 2. Received: threshold={threshold!r}")
+    threshold = check_int(threshold, "threshold", "split_long_blocks", low=2)
     out: List[ZenBlock] = []
     for block in check_arch(arch):
         if block.is_conv or block.sub_layers < threshold:
@@ -120,6 +162,9 @@ class ZenSpace(EvolvableSpace[ZenArch]):
         family: ``"resnet"`` (K1KxK1 and KxKx residual blocks) or ``"mobile"`` (IDW blocks).
         resolution: input side in pixels (the default of ``flops`` and ``entropy``).
         num_classes: classifier outputs (the default of ``build``, ``num_params``, ``flops``).
+        kernel_weights: how a mutation weights the block types of the family: ``"uniform"``
+            (default) or ``"reference"`` (the reference's 3 : 3 : 2 for kernels 3, 5, 7,
+            :func:`reference_kind_weights`), for like-for-like comparisons with Zen-NAS.
 
     Example:
         >>> space = ZenSpace()
@@ -135,24 +180,32 @@ class ZenSpace(EvolvableSpace[ZenArch]):
     #: scores every proxy on the residual-free network (``no_reslink=True`` in the reference).
     proxy_build_options = {"residual": False}
 
-    def __init__(self, start: str = "", family: str = "resnet", resolution: int = 32, num_classes: int = 10):
+    def __init__(self, start: str = "", family: str = "resnet", resolution: int = 32, num_classes: int = 10,
+                 kernel_weights: str = "uniform"):
         if not isinstance(start, str):
             raise TypeError(f"ZenSpace: `start` must be a block string. Received: start={start!r}")
         if family not in FAMILY_KINDS:
             raise ValueError(f"ZenSpace: `family` must be one of {', '.join(FAMILY_KINDS)}. "
                              f"Received: family={family!r}")
-        check_positive(resolution, "resolution")
-        check_positive(num_classes, "num_classes")
+        if kernel_weights not in KERNEL_WEIGHTS:
+            raise ValueError(f"ZenSpace: `kernel_weights` must be one of {', '.join(KERNEL_WEIGHTS)}. "
+                             f"Received: kernel_weights={kernel_weights!r}")
+        positive_int(resolution, "resolution")
+        positive_int(num_classes, "num_classes")
         self.start = start or DEFAULT_START
         self.start_arch: ZenArch = parse_arch(self.start)
         self.family = family
         self.resolution = int(resolution)
         self.num_classes = int(num_classes)
-
+        self.kernel_weights = kernel_weights
+        self._kind_p: Optional[np.ndarray] = None  # None: uniform
+        if kernel_weights == "reference":
+            weights = np.asarray(reference_kind_weights(family), dtype=np.float64)
+            self._kind_p = weights / weights.sum()
 
     def __repr__(self) -> str:
         return (f"ZenSpace(start={self.start!r}, family={self.family!r}, resolution={self.resolution}, "
-                f"num_classes={self.num_classes})")
+                f"num_classes={self.num_classes}, kernel_weights={self.kernel_weights!r})")
 
     # ---- strings ------------------------------------------------------------------------
 
@@ -176,15 +229,17 @@ class ZenSpace(EvolvableSpace[ZenArch]):
     def mutate(self, arch: ZenArch, rng: np.random.Generator, num_blocks: int = 1) -> ZenArch:
         """Replaces ``num_blocks`` distinct, uniformly chosen blocks by mutated ones.
 
-        A residual block gets a type from the family (:data:`FAMILY_KINDS`), ``cout`` and
-        bottleneck from :func:`channel_choices` and ``L`` from :func:`layer_choices`, drawn
-        uniformly from that product without the block itself; a conv block changes ``cout``
-        only. ``cin`` and stride are kept and the next block's ``cin`` follows the new
-        ``cout``. The result always differs from ``arch``. Long blocks are not split here
-        (see :func:`split_long_blocks`).
+        A residual block gets a type from the family (:data:`FAMILY_KINDS`; uniform, or with
+        ``kernel_weights="reference"`` weighted by :func:`reference_kind_weights`), ``cout``
+        and bottleneck from :func:`channel_choices` and ``L`` from :func:`layer_choices`
+        (uniform), redrawn while it equals the block itself; a conv block changes ``cout``
+        only (uniform over the other widths). ``cin`` and stride are kept and the next block's
+        ``cin`` follows the new ``cout``. The result always differs from ``arch``. Long blocks
+        are not split here (see :func:`split_long_blocks`). Where this departs from the
+        reference's mutation: the module docstring.
         """
         arch = check_arch(arch)
-        check_positive(num_blocks, "num_blocks")
+        positive_int(num_blocks, "num_blocks")
         mutable = [i for i, block in enumerate(arch) if self._mutable(block)]
         if not mutable:
             raise ValueError(f"ZenSpace.mutate: no block of {format_arch(arch)!r} can change in the "
@@ -213,9 +268,11 @@ class ZenSpace(EvolvableSpace[ZenArch]):
         couts = channel_choices(block.cout)
         layers = layer_choices(block.sub_layers)
         widths = channel_choices(block.bottleneck)
-        while True:  # uniform over the product without the block itself (the product has >= 6 entries)
+        while True:  # the product without the block itself (the product has >= 6 entries)
+            kind = (kinds[int(rng.integers(len(kinds)))] if self._kind_p is None
+                    else kinds[int(rng.choice(len(kinds), p=self._kind_p))])
             new = block.replace(
-                kind=kinds[int(rng.integers(len(kinds)))],
+                kind=kind,
                 cout=couts[int(rng.integers(len(couts)))],
                 sub_layers=layers[int(rng.integers(len(layers)))],
                 bottleneck=widths[int(rng.integers(len(widths)))],

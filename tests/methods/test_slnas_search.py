@@ -1,0 +1,170 @@
+"""SLNAS: the lite supernet's contracts and the weight-sharing search end to end (mock CIFAR-10).
+
+The supernet tests share one small configuration (2 reduction cells, C=8, 32x32, 10 classes), so
+its two steps are traced once per test process.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tfnas.config import ConfigError, load_config
+from tfnas.methods.slnas import pick_best
+from tfnas.methods.slnas.search import SlnasSearch
+from tfnas.run.method_args import lite_supernet
+from tfnas.run.search import run_search
+from tfnas.spaces.lite import LiteSpace
+from tfnas.spaces.lite.supernet import LiteSupernet
+
+CFG = "cfg/slnas_tiny.cfg"
+
+
+def supernet():
+    # the configuration of the tiny search below, so the search reuses these traces
+    net = lite_supernet(10, (32, 32, 3), channels=8, blocks=(0, 0), stem_stride=4, momentum=0.9, weight_decay=3e-4,
+                        grad_clip=5.0, aux_weight=0.4, jit_compile=False, seed=0)
+    net.set_drop_path_rate(0.0)
+    return net
+
+
+def batch(n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return (tf.constant(rng.standard_normal((n, 32, 32, 3)), tf.float32), tf.one_hot(rng.integers(0, 10, n), 10))
+
+
+def tiny(out_dir, *more):
+    return [f"run.out_dir={out_dir}", "run.progress=false", "run.jit_compile=false", "run.strategy=one_device",
+            f"dataset.data_dir={os.path.join(str(out_dir), 'no_data')}", "dataset.download=false",
+            "dataset.train_subset=40", "dataset.eval_subset=16", "dataset.batch_size=16",
+            "dataset.eval_batch_size=16", "search.batch_size=8", "search.steps_per_epoch=2",
+            "search.controller_steps=3", "controller.hidden=16", "space.channels=4", "space.blocks=0, 0",
+            "train.epochs=1", *more]
+
+
+# ---- supernet contracts ---------------------------------------------------------------------
+
+
+def test_one_trace_for_every_candidate_and_only_the_sampled_ops_move():
+    net = supernet()
+    space = LiteSpace()
+    images, labels = batch()
+    archs = [space.sample(np.random.default_rng(k)) for k in range(3)]
+    before = {v.path if hasattr(v, "path") else v.name: np.array(v.numpy()) for v in net._trainable}
+    net.train_step(images, labels, archs[0], 0.05)
+    ids = net.to_ids(archs[0])
+    for i, cell in enumerate(net.cells):
+        kind = 1 if cell["reduction"] else 0
+        for q in range(10):
+            chosen = int(ids[kind, q // 2, q % 2, 1])
+            for t, layer in enumerate(cell["ops"][q]):
+                moved = [not np.array_equal(np.array(v.numpy()), before[v.path if hasattr(v, "path") else v.name])
+                         for v in layer.trainable_variables]
+                stats_moved = [not np.allclose(np.array(v.numpy()), 0.0) and not np.allclose(np.array(v.numpy()), 1.0)
+                               for v in layer.non_trainable_variables]
+                if t == chosen:
+                    assert any(moved), f"cell {i} slot {q}: the chosen op {t} did not train"
+                else:
+                    assert not any(moved), f"cell {i} slot {q}: op {t} moved without being sampled"
+                    assert not any(stats_moved), f"cell {i} slot {q}: op {t} changed its BatchNorm statistics"
+    for arch in archs[1:]:
+        net.train_step(images, labels, arch, 0.05)
+        net.eval_step(images, labels, arch)
+    assert net.trace_counts == {"train": 1, "eval": 1}
+
+
+def test_eval_is_deterministic_and_the_train_step_lowers_the_loss_of_its_candidate():
+    net = supernet()
+    arch = LiteSpace().sample(np.random.default_rng(5))
+    images, labels = batch(16, seed=1)
+    first = float(net.eval_step(images, labels, arch)[0])
+    assert float(net.eval_step(images, labels, arch)[0]) == pytest.approx(first, rel=1e-6)
+    for _ in range(5):
+        net.train_step(images, labels, arch, 0.05)
+    assert float(net.eval_step(images, labels, arch)[0]) < first
+
+
+def test_supernet_checks_its_arguments():
+    with pytest.raises(ValueError, match="stem_stride"):
+        LiteSupernet(10, (32, 32, 3), channels=8, blocks=(0, 0), stem_stride=2)
+    with pytest.raises(ValueError, match="input_shape"):
+        LiteSupernet(10, (8, 8, 3), channels=8, blocks=(0, 0))
+    with pytest.raises(ValueError, match="shape"):
+        supernet().to_ids(np.zeros((3, 20), np.int32))
+
+
+def test_pick_best_averages_the_samples_of_each_architecture():
+    samples = [("a", 90.0), ("b", 80.0), ("a", 10.0), ("b", 70.0), ("c", 60.0)]
+    assert pick_best(samples) == ("b", 75.0, 2)
+    assert pick_best([("x", 1.0), ("y", 1.0)])[0] == "x"
+    with pytest.raises(ValueError):
+        pick_best([])
+
+
+# ---- the search ------------------------------------------------------------------------------
+
+
+def test_tiny_config_runs_search_training_and_export(tmp_path):
+    cfg = load_config(CFG, tiny(tmp_path))
+    with tfds.testing.mock_data(num_examples=40):
+        run = run_search(cfg)
+    best = LiteSpace().decode(run.outcome.best_arch)
+    assert (tmp_path / "best_arch.txt").read_text().startswith(str(best))
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["score_name"] == "mean_reward" and 0.0 <= result["score"] <= 100.0
+    assert result["extra"]["epochs"] == 2 and result["extra"]["supernet_traces"] == {"train": 1, "eval": 1}
+    records = [json.loads(line) for line in (tmp_path / "epochs.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all(len(r["samples"]) == 3 for r in records)
+    assert records[1]["drop_path"] == pytest.approx(0.35 / 2)
+    sampled = [(s["arch"], s["reward"]) for r in records for s in r["samples"]]
+    assert pick_best(sampled)[:2] == (run.outcome.best_arch, pytest.approx(run.outcome.score))
+    assert (tmp_path / "history.csv").read_text().count("\n") == 1 + 2
+    saved = tmp_path / "train" / "saved_model"
+    code = ("import sys, tensorflow as tf; m = tf.saved_model.load(sys.argv[1]); "
+            "out = list(m.signatures['serving_default'](tf.zeros([2, 32, 32, 3])).values()); print(len(out), out[0].shape)")
+    proc = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": ""}, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "1 (2, 10)" in proc.stdout  # one output: no auxiliary head in the served model
+
+
+@pytest.mark.parametrize("controller", ["ga", pytest.param("lstm", marks=pytest.mark.slow)])
+def test_killed_search_resumes_at_the_next_epoch_and_ends_the_same(tmp_path, monkeypatch, controller):
+    # The GA case runs by default (no controller to trace); the LSTM controller's own state
+    # round trip is tested in test_slnas_controller.py.
+    sets = ["train.enabled=false", "search.epochs=2", f"controller.kind={controller}", "controller.ga_population=4"]
+    with tfds.testing.mock_data(num_examples=40):
+        whole = run_search(load_config(CFG, tiny(tmp_path / "whole", *sets)))
+        original, calls = SlnasSearch._append_epoch, {"n": 0}
+
+        def dies_in_second_epoch(self, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt("killed")
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(SlnasSearch, "_append_epoch", dies_in_second_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            run_search(load_config(CFG, tiny(tmp_path / "killed", *sets)))
+        state = json.loads((tmp_path / "killed" / "search_state" / "slnas.json").read_text())
+        assert state["epoch"] == 1
+        monkeypatch.setattr(SlnasSearch, "_append_epoch", original)
+        resumed = run_search(load_config(CFG, tiny(tmp_path / "killed", *sets)))
+    assert resumed.outcome.best_arch == whole.outcome.best_arch
+    assert resumed.outcome.score == pytest.approx(whole.outcome.score, rel=1e-5)
+    samples = [[json.loads(line)["samples"] for line in (tmp_path / d / "epochs.jsonl").read_text().splitlines()]
+               for d in ("whole", "killed")]
+    assert samples[0] == samples[1]
+
+
+def test_config_errors(tmp_path):
+    with tfds.testing.mock_data(num_examples=40), pytest.raises(ConfigError, match=r"\[search\] reward_fraction"):
+        run_search(load_config(CFG, tiny(tmp_path, "search.reward_fraction=0")))
+    with pytest.raises(ConfigError, match=r"\[space\] name: method .slnas. needs a space with LiteSpace"):
+        run_search(load_config(CFG, tiny(tmp_path / "b", "space.name=nb201")))

@@ -1,0 +1,42 @@
+"""tfnas.lru: the size-limited caches behind the proxies' fast paths."""
+
+import logging
+
+import pytest
+
+from tfnas.lru import LRUCache, cache_stats, format_cache_stats
+
+
+def test_least_recently_used_entry_goes_first():
+    cache = LRUCache("test squares", maxsize=2)
+    made = []
+
+    def square(k):
+        made.append(k)
+        return k * k
+
+    assert [cache.get_or_create(k, lambda k=k: square(k)) for k in (1, 2, 1, 3, 2, 1)] == [1, 4, 1, 9, 4, 1]
+    assert made == [1, 2, 3, 2, 1]  # 2 was dropped for 3 (1 had been used since), then 1 for 2
+    assert len(cache) == 2 and 2 in cache and 1 in cache and 3 not in cache
+    assert cache.stats() == {"entries": 2, "maxsize": 2, "hits": 1, "misses": 5, "evictions": 3}
+    assert cache_stats()["test squares"]["misses"] == 5
+    assert "test squares 2/2 (hits 1, misses 5, evictions 3)" in format_cache_stats()
+    with pytest.raises(ValueError, match="maxsize"):
+        LRUCache("bad", maxsize=0)
+
+
+def test_misses_are_logged_at_debug(caplog):
+    cache = LRUCache("test logged", maxsize=1)
+    with caplog.at_level(logging.DEBUG, logger="tfnas.lru"):
+        cache.get_or_create("a", lambda: 1)
+        cache.get_or_create("a", lambda: 1)
+        cache.get_or_create("b", lambda: 2)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("miss for 'a'" in m for m in messages) and any("evicted 'a'" in m for m in messages)
+
+
+def test_zen_layer_functions_are_a_bounded_cache():
+    from tfnas.spaces.zen import residual_free
+
+    assert isinstance(residual_free._LAYER_FUNCTIONS, LRUCache)
+    assert residual_free._LAYER_FUNCTIONS.maxsize >= 12  # every (kind, stride, depthwise) of one group count

@@ -1,0 +1,251 @@
+"""SLNAS: a controller over the lite cell space with one shared weight set (ENAS-style REINFORCE).
+
+Chen, "Stage and Lite Search Technology in Convolutional Neural Network Architecture Search"
+(the SLNAS paper and its public PyTorch code, built on ENAS). The training split is cut
+40k / 10k (:func:`~tfnas.methods.weight_sharing.load_split`, ``first_fraction = 0.8``). Each
+epoch ``e`` of ``E`` (paper: 150):
+
+1. **shared weights**: for every batch of the 40k part (paper: 96) the controller samples one
+   architecture (the GA baseline: a random member of its population) and the supernet takes one
+   SGD step on it (lr cosine from ``lr`` to ``lr_min``
+   over epochs, momentum 0.9, weight decay 3e-4, clip 5, loss = CE + 0.4 * auxiliary CE,
+   drop-path ``drop_path * e / E``), only the sampled paths' parameters moving
+   (:class:`~tfnas.train.supernet.SupernetEngine`);
+2. **controller**: ``controller_steps`` (paper: 150) times the controller samples an
+   architecture, its reward is the top-1 accuracy (%) of the supernet on one batch of the 10k
+   part (inference mode), and the controller takes one update (REINFORCE with a moving
+   baseline and an entropy bonus, or the GA baseline: the controller object decides).
+
+Every sampled architecture of step 2 and its reward is recorded (``epochs.jsonl``); the answer
+is the architecture with the best reward averaged over its samples in the last
+``pick_epochs`` epochs (the supernet's rewards of early epochs measure an untrained weight
+set). State (epoch, supernet weights and momentum, controller state, generator state) is
+checkpointed after every epoch into ``search_state/``; the data order of epoch ``e`` depends
+only on ``(seed, e)``, so a killed search resumes at the next epoch and ends where an
+uninterrupted one ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
+from tfnas.methods.weight_sharing import ArrayPipelines, cosine_lr, load_arrays, npz_bytes
+from tfnas.registry import register_method
+from tfnas.spaces.lite import LiteSpace
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SlnasSearch", "pick_best"]
+
+STATE_FORMAT = 1
+STATE_FILE = "search_state/slnas.json"
+WEIGHTS_FILE = "search_state/supernet.npz"
+CONTROLLER_FILE = "search_state/controller.npz"
+EPOCHS_FILE = "epochs.jsonl"
+
+
+def pick_best(samples: List[Tuple[str, float]]) -> Tuple[str, float, int]:
+    """``(arch, mean reward, count)`` of the architecture with the best mean reward over ``samples``.
+
+    Ties go to the architecture sampled first, so the pick does not depend on dict order.
+    """
+    if not samples:
+        raise ValueError("no sampled architectures to pick from")
+    sums: Dict[str, List[float]] = {}
+    for arch, reward in samples:
+        sums.setdefault(arch, []).append(float(reward))
+    best = max(sums, key=lambda a: np.mean(sums[a]))
+    return best, float(np.mean(sums[best])), len(sums[best])
+
+
+def _training_arch(controller: Any, rng: np.random.Generator) -> np.ndarray:
+    """The architecture of one shared-weight step: a fresh controller sample, or for a population
+    controller (the GA, whose ``sample`` repeats its next unevaluated member) a uniformly drawn member."""
+    population = getattr(controller, "population", None)
+    if isinstance(population, np.ndarray):
+        return population[int(rng.integers(len(population)))]
+    return controller.sample()[0]
+
+
+@register_method("slnas")
+class SlnasSearch(OneShotSearch):
+    """The SLNAS search (module docstring) over the lite space.
+
+    Args:
+        space: the lite space (``decode`` / ``encode`` of ``[[20 ints], [20 ints]]`` text).
+        data: ``(train_images, train_labels, reward_images, reward_labels, info)`` of the two parts.
+        supernet_factory: ``seed -> supernet`` (a :class:`~tfnas.train.supernet.SupernetEngine`
+            over the lite space whose train step includes the auxiliary loss).
+        controller_factory: ``seed -> controller`` with ``sample() -> (arch int [2, 20], info)``,
+            ``update(arch, reward) -> dict`` and ``get_state() / set_state(state)`` (arrays).
+        epochs: ``E`` (paper: 150).
+        batch_size: shared-weight and reward batch (paper: 96).
+        steps_per_epoch: cap on the shared-weight steps of an epoch (0 = the whole 40k part).
+        controller_steps: controller updates per epoch (paper: 150).
+        lr, lr_min, drop_path: the shared-weight schedule (paper: 0.025, 0, 0.35).
+        pick_epochs: epochs whose samples the final pick averages (0 = all).
+        cutout, flip, pad_crop: augmentation of the shared-weight batches.
+    """
+
+    name = "slnas"
+    requires = (LiteSpace,)
+
+    def __init__(self, space: Any, data: Tuple[Any, ...], supernet_factory: Callable[[int], Any],
+                 controller_factory: Callable[[int], Any], epochs: int = 150, batch_size: int = 96,
+                 steps_per_epoch: int = 0, controller_steps: int = 150, lr: float = 0.025, lr_min: float = 0.0,
+                 drop_path: float = 0.35, pick_epochs: int = 10, cutout: int = 0, flip: bool = True,
+                 pad_crop: int = 4, identity: Optional[Dict[str, Any]] = None):
+        if epochs < 1 or batch_size < 1 or controller_steps < 1:
+            raise ValueError(f"SLNAS needs epochs, batch_size and controller_steps >= 1; got {epochs}, "
+                             f"{batch_size}, {controller_steps}")
+        self.space, self.data = space, data
+        self.supernet_factory, self.controller_factory = supernet_factory, controller_factory
+        self.epochs, self.batch_size, self.steps_per_epoch = int(epochs), int(batch_size), int(steps_per_epoch)
+        self.controller_steps, self.pick_epochs = int(controller_steps), int(pick_epochs)
+        self.lr, self.lr_min, self.drop_path = float(lr), float(lr_min), float(drop_path)
+        self.cutout, self.flip, self.pad_crop = int(cutout), bool(flip), int(pad_crop)
+        self.extra_identity = dict(identity or {})
+
+    # ---- state ----------------------------------------------------------------------------
+
+    def _identity(self) -> Dict[str, Any]:
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "steps_per_epoch": self.steps_per_epoch,
+                "controller_steps": self.controller_steps, "lr": self.lr, "lr_min": self.lr_min,
+                "drop_path": self.drop_path, "pick_epochs": self.pick_epochs, "cutout": self.cutout,
+                "flip": self.flip, "pad_crop": self.pad_crop, "train_images": int(len(self.data[1])),
+                "reward_images": int(len(self.data[3])), **self.extra_identity}
+
+    def _save(self, context: SearchContext, state: Dict[str, Any], net: Any, controller: Any) -> None:
+        # Arrays first, the json last: the json names the epoch the arrays belong to.
+        context.store.write_bytes(WEIGHTS_FILE, npz_bytes(net.get_weights() + net.get_buffers()))
+        ctrl = controller.get_state()
+        keys = sorted(ctrl)
+        context.store.write_bytes(CONTROLLER_FILE, npz_bytes([np.asarray(ctrl[k]) for k in keys]))
+        state["controller_keys"] = keys
+        context.store.write_text(STATE_FILE, json.dumps(state) + "\n")
+
+    def _load(self, context: SearchContext, net: Any, controller: Any) -> Optional[Dict[str, Any]]:
+        path = context.store.path(STATE_FILE)
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as fh:
+            state = json.load(fh)
+        if state.get("format") != STATE_FORMAT or state.get("identity") != self._identity():
+            raise ValueError(f"{path}: holds the state of another SLNAS search; delete the run directory to restart")
+        arrays = load_arrays(context.store.path(WEIGHTS_FILE))
+        n = len(net.get_weights())
+        net.set_weights(arrays[:n])
+        net.set_buffers(arrays[n:])
+        ctrl = load_arrays(context.store.path(CONTROLLER_FILE))
+        controller.set_state(dict(zip(state["controller_keys"], ctrl)))
+        return state
+
+    # ---- the search -----------------------------------------------------------------------
+
+    def search(self, context: SearchContext) -> SearchOutcome:
+        seed = int(context.seed)
+        net = self.supernet_factory(seed)
+        controller = self.controller_factory(seed)
+        pipes = ArrayPipelines(self.data, self.batch_size, seed, flip=self.flip, pad_crop=self.pad_crop,
+                               cutout=self.cutout)
+        state = self._load(context, net, controller)
+        if state is None:
+            state = {"format": STATE_FORMAT, "identity": self._identity(), "epoch": 0, "seconds": 0.0,
+                     "samples": []}
+        else:
+            logger.info("resuming SLNAS at epoch %d", state["epoch"])
+        t0 = time.perf_counter() - float(state["seconds"])
+        bar = None
+        if context.progress and state["epoch"] < self.epochs:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.epochs, initial=state["epoch"], desc="slnas", unit="epoch")
+        logged = context.logged_rows
+        try:
+            while state["epoch"] < self.epochs:
+                e = int(state["epoch"])
+                row, samples = self._epoch(e, seed, net, controller, pipes)
+                row["wall_s"] = round(time.perf_counter() - t0, 3)
+                state["samples"].append(samples)
+                self._append_epoch(context, e, row, samples)
+                if e + 1 > logged:
+                    context.log(row)
+                    logged += 1
+                state.update(epoch=e + 1, seconds=time.perf_counter() - t0)
+                self._save(context, state, net, controller)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{row['train_loss']:.3f}", reward=f"{row['mean_reward']:.1f}")
+        finally:
+            if bar is not None:
+                bar.close()
+        recent = state["samples"][-self.pick_epochs:] if self.pick_epochs else state["samples"]
+        best_text, best_reward, count = pick_best([(s["arch"], s["reward"]) for epoch in recent for s in epoch])
+        best = self.space.decode(best_text)
+        extra = {"params": int(self.space.num_params(best)), "epochs": int(state["epoch"]),
+                 "samples_of_best": count, "wall_s": round(time.perf_counter() - t0, 2),
+                 "supernet_traces": dict(net.trace_counts)}
+        return SearchOutcome(best_arch=self.space.encode(best), score=best_reward, score_name="mean_reward",
+                             extra=extra)
+
+    def _arch_text(self, arch: np.ndarray) -> str:
+        return self.space.encode(self.space.decode(json.dumps(np.asarray(arch).astype(int).tolist())))
+
+    def _epoch(self, e: int, seed: int, net: Any, controller: Any, pipes: ArrayPipelines):
+        """One epoch: shared-weight steps, then controller steps. Returns ``(row, samples)``."""
+        import tensorflow as tf
+
+        lr = cosine_lr(e, self.epochs, self.lr, self.lr_min)
+        rate = self.drop_path * e / self.epochs
+        net.set_drop_path_rate(rate)
+        epoch_seed = seed * 1_000_003 + e
+        net.set_noise_seed(epoch_seed)
+        lr_t = tf.constant(lr, tf.float32)
+        loss_sum = correct = count = 0.0
+        rng = np.random.default_rng([seed, e])
+        for k, (images, labels) in enumerate(pipes.train(epoch_seed)):
+            if self.steps_per_epoch and k >= self.steps_per_epoch:
+                break
+            arch = _training_arch(controller, rng)
+            out = net.train_step(images, labels, arch, lr_t)
+            loss_sum, correct, count = loss_sum + float(out[0]), correct + float(out[1]), count + float(out[2])
+        if count == 0:
+            raise ValueError("the shared-weight part yielded no batch (fewer images than [search] batch_size?)")
+        if not np.isfinite(loss_sum):
+            raise FloatingPointError(f"SLNAS shared-weight loss is {loss_sum / count} in epoch {e + 1}; lower "
+                                     f"[search] lr or set grad_clip")
+        samples, stats = [], []
+        stream = iter(pipes.score_stream(epoch_seed))
+        for _ in range(self.controller_steps):
+            images, labels = next(stream)
+            arch, _ = controller.sample()
+            _, hits, n = net.eval_step(images, labels, arch)
+            reward = 100.0 * float(hits) / float(n)
+            stats.append(controller.update(arch, reward))
+            samples.append({"arch": self._arch_text(arch), "reward": reward})
+        rewards = [s["reward"] for s in samples]
+        row = {"epoch": e + 1, "lr": lr, "drop_path": rate, "train_loss": loss_sum / count,
+               "train_acc": 100.0 * correct / count, "mean_reward": float(np.mean(rewards)),
+               "max_reward": float(np.max(rewards))}
+        for key in ("entropy", "baseline", "loss"):
+            values = [float(s[key]) for s in stats if isinstance(s, dict) and key in s]
+            if values:
+                row[f"controller_{key}"] = float(np.mean(values))
+        return row, samples
+
+    def _append_epoch(self, context: SearchContext, e: int, row: Dict[str, Any], samples: List[Dict[str, Any]]):
+        """Rewrites ``epochs.jsonl`` with epochs ``<= e`` and this one (a resumed run drops a torn tail)."""
+        path = context.store.path(EPOCHS_FILE)
+        lines = []
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as fh:
+                lines = [ln for ln in fh.read().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= e]
+        lines.append(json.dumps({**row, "samples": samples}))
+        context.store.write_text(EPOCHS_FILE, "\n".join(lines) + "\n")

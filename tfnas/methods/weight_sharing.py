@@ -1,0 +1,160 @@
+"""What the weight-sharing searches (RelativeNAS, SLNAS) share besides the supernet engine.
+
+- :func:`load_split`: a dataset's training split in memory, cut in two parts (weights / score);
+- :class:`ArrayPipelines`: seeded ``tf.data`` pipelines over those arrays, built so that a
+  batch sequence depends only on its seed (resume-safe);
+- :func:`cosine_lr`: the per-epoch cosine schedule both papers use;
+- :func:`npz_bytes` / :func:`load_arrays`: weight sets as ``.npz`` for checkpoints.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections import OrderedDict
+from typing import Any, Callable, Dict, List, Tuple
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ArrayPipelines", "cached_supernet", "cosine_lr", "load_arrays", "load_split", "npz_bytes"]
+
+#: Traced supernets kept per process, newest last; bounded (a supernet holds its traced graphs).
+_SUPERNETS: "OrderedDict[Any, Tuple[Any, List[np.ndarray]]]" = OrderedDict()
+MAX_CACHED_SUPERNETS = 2
+
+
+def cached_supernet(key: Any, build: Callable[[], Any]) -> Any:
+    """The supernet of configuration ``key`` (``build()`` on a miss) with its initial weights restored.
+
+    Tracing a supernet's steps takes minutes on a CPU; a second search of the same configuration
+    in the process (another seed of a sweep, a resumed run, a test) reuses the traced functions.
+    ``key`` must name everything the supernet is built from, its seed included.
+    """
+    if key not in _SUPERNETS:
+        net = build()
+        _SUPERNETS[key] = (net, net.get_weights())
+        while len(_SUPERNETS) > MAX_CACHED_SUPERNETS:
+            _SUPERNETS.popitem(last=False)
+    _SUPERNETS.move_to_end(key)
+    net, initial = _SUPERNETS[key]
+    net.set_weights(initial)
+    net.reset_momentum()
+    return net
+
+
+def cosine_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
+    """The lr of epoch ``epoch`` (0-based): cosine from ``lr`` down to ``lr_min`` (PyTorch
+    ``CosineAnnealingLR`` stepped once per epoch / generation)."""
+    return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+def npz_bytes(arrays: List[np.ndarray]) -> bytes:
+    """``arrays`` as the bytes of an ``.npz`` file (``arr_0``, ``arr_1``, ...)."""
+    buf = io.BytesIO()
+    np.savez(buf, *arrays)
+    return buf.getvalue()
+
+
+def load_arrays(path: str) -> List[np.ndarray]:
+    """The arrays of an ``.npz`` file written from :func:`npz_bytes`, in order."""
+    with np.load(path) as data:
+        return [data[f"arr_{k}"] for k in range(len(data.files))]
+
+
+def load_split(name: str, data_dir: str = "", manual_dir: str = "", download: str = "auto", subset: int = 0,
+               where: str = "", first_fraction: float = 0.5, divisor: int = 4,
+               who: str = "the supernet") -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
+    """The training split of ``name`` in memory, cut in two parts in the split's fixed order.
+
+    The first ``first_fraction`` of the images train the shared weights, the rest score the
+    candidates (RelativeNAS: 25k / 25k of CIFAR-10; SLNAS: 40k / 10k).
+    Returns ``(first_images, first_labels, second_images, second_labels, info)`` (uint8 images).
+
+    Raises:
+        tfnas.config.ConfigError: either part would be empty, or the image sides are not divisible
+            by ``divisor`` (the reductions of the supernet).
+    """
+    from tfnas.config import ConfigError
+    from tfnas.data import load_dataset
+
+    ds, info = load_dataset(name, split="train", data_dir=data_dir, manual_dir=manual_dir, download=download,
+                            subset=subset)
+    images, labels = [], []
+    for x, y in ds.batch(4096).as_numpy_iterator():
+        images.append(x)
+        labels.append(y)
+    total = sum(len(y) for y in labels)
+    first = int(round(total * first_fraction))
+    if not labels or first < 1 or first >= total:
+        raise ConfigError(f"{where}: [dataset] {name}: the training split has {total} images, too few to cut "
+                          f"{first_fraction:.0%} / {1 - first_fraction:.0%} with both parts non-empty")
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    h, w = images.shape[1:3]
+    if h % divisor or w % divisor:
+        raise ConfigError(f"{where}: [dataset] {name}: images are {h}x{w}; {who} needs sides divisible by {divisor}")
+    logger.info("%s: %d images train the shared weights, %d score the candidates", name, first, total - first)
+    return images[:first], labels[:first], images[first:], labels[first:], info
+
+
+class ArrayPipelines:
+    """Seeded ``tf.data`` pipelines over the two in-memory parts of :func:`load_split`.
+
+    Args:
+        data: ``(train_images, train_labels, score_images, score_labels, info)``.
+        batch_size: batch of both pipelines.
+        global_seed: TF's global seed while a pipeline is built (tf.data resolves shuffle seeds
+            against it): a batch sequence then depends on its own seed only, not on what ran
+            before in the process.
+        flip, pad_crop, cutout: augmentation of the training part.
+    """
+
+    def __init__(self, data: Tuple[Any, ...], batch_size: int, global_seed: int, flip: bool = True,
+                 pad_crop: int = 4, cutout: int = 0):
+        self.data, self.batch_size, self.global_seed = data, int(batch_size), int(global_seed)
+        self.flip, self.pad_crop, self.cutout = bool(flip), int(pad_crop), int(cutout)
+        self._tensors: Dict[str, Any] = {}
+        self._score = None
+
+    @property
+    def info(self) -> Any:
+        return self.data[4]
+
+    def train(self, seed: int):
+        """An augmented, shuffled pass over the training part (drops a last partial batch)."""
+        return self._build("train", seed)
+
+    def score(self):
+        """The scoring part in order, without augmentation (built once)."""
+        if self._score is None:
+            self._score = self._build("score", 0)
+        return self._score
+
+    def score_stream(self, seed: int):
+        """The scoring part, shuffled with ``seed`` and repeated forever (one batch per reward)."""
+        return self._build("score", seed, shuffle=True).repeat()
+
+    def _build(self, part: str, seed: int, shuffle: bool = False):
+        import tensorflow as tf
+
+        from tfnas.data import make_pipeline
+        from tfnas.train.seeding import tf_global_seed
+
+        if not self._tensors:  # copy the parts into tensors once, not per pipeline
+            train_x, train_y, score_x, score_y, _ = self.data
+            with tf.device("/CPU:0"):
+                self._tensors = {"train": (tf.constant(train_x), tf.constant(train_y)),
+                                 "score": (tf.constant(score_x), tf.constant(score_y))}
+        training = part == "train"
+        x, y = self._tensors[part]
+        with tf_global_seed(self.global_seed):
+            ds = tf.data.Dataset.from_tensor_slices((x, y))
+            if shuffle:
+                ds = ds.shuffle(int(y.shape[0]), seed=seed, reshuffle_each_iteration=True)
+            ds = make_pipeline(ds, batch_size=self.batch_size, training=training, num_classes=self.info.num_classes,
+                               mean=self.info.mean, std=self.info.std, seed=seed, flip=self.flip and training,
+                               pad_crop=self.pad_crop if training else 0, cutout=self.cutout if training else 0,
+                               drop_remainder=(training or shuffle) and int(y.shape[0]) >= self.batch_size)
+        return ds
