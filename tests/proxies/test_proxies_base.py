@@ -24,12 +24,13 @@ def test_all_registered_with_names():
 
 def test_each_proxy_declares_its_options():
     class Section:
-        zen_weight, entropy_weight, grad_norm = 0.7, 0.2, "layer_sum"
+        zen_weight, entropy_weight, grad_norm, zen_bn_variance = 0.7, 0.2, "layer_sum", "running"
 
     assert proxy_options("grad_norm", Section()) == {"reduction": "layer_sum"}
     for name in ("incorporated_l", "incorporated_s"):
-        assert proxy_options(name, Section()) == {"zen_weight": 0.7, "entropy_weight": 0.2}
-    for name in ("zen", "synflow", "snip", "naswot", "te_nas", "jacob_cov", "flops", "params", "random"):
+        assert proxy_options(name, Section()) == {"zen_weight": 0.7, "entropy_weight": 0.2, "bn_variance": "running"}
+    assert proxy_options("zen", Section()) == {"bn_variance": "running"}
+    for name in ("synflow", "snip", "naswot", "te_nas", "jacob_cov", "flops", "params", "random"):
         assert proxy_options(name, Section()) == {}
     proxy = get_proxy("grad_norm", **proxy_options("grad_norm", Section()))
     assert proxy.reduction == "layer_sum"
@@ -46,7 +47,7 @@ def test_declared_options_are_proxy_keys_and_constructor_arguments():
             assert key in keys, f"{name}: [proxy] has no key {key!r}"
             assert keyword in params, f"{name}: the constructor takes no {keyword!r}"
     defaults = proxy_options("incorporated_l", ProxyConfig())
-    assert set(defaults) == {"zen_weight", "entropy_weight"}
+    assert set(defaults) == {"zen_weight", "entropy_weight", "bn_variance"}
 
 
 def test_dtype_policy_scope_restores_the_policy():
