@@ -26,13 +26,12 @@ import json
 import logging
 import os
 import time
-from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
-from tfnas.methods.weight_sharing import ArrayPipelines, cosine_lr, load_arrays, load_split, npz_bytes
+from tfnas.methods.weight_sharing import ArrayPipelines, cached_supernet, cosine_lr, load_arrays, load_split, npz_bytes
 from tfnas.registry import register_method
 from tfnas.spaces.darts import DartsSpace
 
@@ -43,9 +42,6 @@ __all__ = ["RelativeNasSearch", "cosine_lr", "get_supernet", "load_halves", "slo
 STATE_FORMAT = 1
 STATE_FILE = "search_state/relativenas.json"
 WEIGHTS_FILE = "search_state/weights.npz"
-#: Traced supernets kept per process, newest last; bounded (a supernet holds its traced graphs).
-_SUPERNETS: "OrderedDict[Tuple[Any, ...], Tuple[Any, List[np.ndarray]]]" = OrderedDict()
-MAX_CACHED_SUPERNETS = 2
 
 
 def slow_learner_update(x_slow: np.ndarray, v_slow: np.ndarray, x_fast: np.ndarray, rng: np.random.Generator,
@@ -70,18 +66,11 @@ def get_supernet(num_classes: int, input_shape: Tuple[int, int, int], channels: 
     """
     from tfnas.spaces.darts import DartsSupernet
 
-    key = (num_classes, tuple(input_shape), channels, layers, momentum, weight_decay, grad_clip, jit_compile, seed)
-    if key not in _SUPERNETS:
-        net = DartsSupernet(num_classes, input_shape, channels=channels, layers=layers, momentum=momentum,
-                            weight_decay=weight_decay, grad_clip=grad_clip, jit_compile=jit_compile, seed=seed)
-        _SUPERNETS[key] = (net, net.get_weights())
-        while len(_SUPERNETS) > MAX_CACHED_SUPERNETS:
-            _SUPERNETS.popitem(last=False)
-    _SUPERNETS.move_to_end(key)
-    net, initial = _SUPERNETS[key]
-    net.set_weights(initial)
-    net.reset_momentum()
-    return net
+    key = ("darts", num_classes, tuple(input_shape), channels, layers, momentum, weight_decay, grad_clip,
+           jit_compile, seed)
+    return cached_supernet(key, lambda: DartsSupernet(num_classes, input_shape, channels=channels, layers=layers,
+                                                      momentum=momentum, weight_decay=weight_decay,
+                                                      grad_clip=grad_clip, jit_compile=jit_compile, seed=seed))
 
 
 @register_method("relativenas")

@@ -17,6 +17,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import keras
 from keras import ops
 
+from tfnas.spaces.ops.common import build_once, with_list_children
 from tfnas.checks import check_num_classes
 from tfnas.spaces.darts.genotype import parse_genotype
 from tfnas.spaces.ops import (
@@ -152,17 +153,17 @@ class DartsCell(keras.layers.Layer):
 
     def build(self, input_shape: Sequence[Tuple[Optional[int], ...]]) -> None:
         shape0, shape1 = (tuple(s) for s in input_shape)
-        _build_once(self.preprocess0, shape0)
-        _build_once(self.preprocess1, shape1)
+        build_once(self.preprocess0, shape0)
+        build_once(self.preprocess1, shape1)
         states = [self.preprocess0.compute_output_shape(shape0), self.preprocess1.compute_output_shape(shape1)]
         for node in range(len(self.pairs) // 2):
             out = None
             for k in (2 * node, 2 * node + 1):
                 op, src = self.pairs[k]
-                _build_once(self.cell_ops[k], states[src])
+                build_once(self.cell_ops[k], states[src])
                 out = self.cell_ops[k].compute_output_shape(states[src])
                 if self.drops[k] is not None:
-                    _build_once(self.drops[k], out)
+                    build_once(self.drops[k], out)
             states.append(out)
         self._out_shape = states[-1][:3] + (len(self.concat) * self.filters,)
 
@@ -184,7 +185,7 @@ class DartsCell(keras.layers.Layer):
         children = super()._trackable_children(save_type, **kwargs)
         if save_type != "checkpoint":
             return children
-        return _with_list_children(children, (("cell_ops", self.cell_ops), ("drops", self.drops)))
+        return with_list_children(children, (("cell_ops", self.cell_ops), ("drops", self.drops)))
 
     def compute_output_shape(self, input_shape: Sequence[Tuple[Optional[int], ...]]) -> Tuple[Optional[int], ...]:
         b, h, w, _ = tuple(input_shape[1])
@@ -198,24 +199,6 @@ class DartsCell(keras.layers.Layer):
                        "reduction": self.reduction, "reduction_prev": self.reduction_prev,
                        "drop_path_rate": self.drop_path_rate, "seed": self.seed})
         return config
-
-
-def _with_list_children(children: Any, lists: Sequence[Tuple[str, Sequence[Any]]]) -> dict:
-    """``children`` plus every layer of ``lists`` as ``NAME_INDEX``: TensorFlow checkpoints
-    (``tf.train.Checkpoint``, the Trainer's resume checkpoints, ``load_weights``) do not see
-    layers kept in Python lists, so without this the cells' weights were never saved."""
-    out = dict(children)
-    for name, layers in lists:
-        for i, layer in enumerate(layers):
-            if layer is not None:
-                out.setdefault(f"{name}_{i}", layer)
-    return out
-
-
-def _build_once(layer: keras.layers.Layer, shape: Sequence[Optional[int]]) -> None:
-    """Builds ``layer`` unless it is built already (a shared layer keeps its variables)."""
-    if not layer.built:
-        layer.build(tuple(shape))
 
 
 def _takes_training(layer: keras.layers.Layer) -> bool:
@@ -360,17 +343,17 @@ class DartsNetwork(keras.Model):
 
     def build(self, input_shape: Tuple[Optional[int], ...]) -> None:
         input_shape = tuple(input_shape)
-        _build_once(self.stem_conv, input_shape)
+        build_once(self.stem_conv, input_shape)
         stem = self.stem_conv.compute_output_shape(input_shape)
-        _build_once(self.stem_bn, stem)
+        build_once(self.stem_bn, stem)
         s0 = s1 = stem
         aux_at = reduction_layers(self.layers_count)[1]
         for i, cell in enumerate(self.cells):
             cell.build([s0, s1])
             s0, s1 = s1, cell.compute_output_shape([s0, s1])
             if i == aux_at and self.auxiliary_head is not None:
-                _build_once(self.auxiliary_head, s1)
-        _build_once(self.classifier, (s1[0], s1[-1]))
+                build_once(self.auxiliary_head, s1)
+        build_once(self.classifier, (s1[0], s1[-1]))
         self.built = True
 
     def inference_model(self) -> "DartsNetwork":
@@ -408,7 +391,7 @@ class DartsNetwork(keras.Model):
         children = super()._trackable_children(save_type, **kwargs)
         if save_type != "checkpoint":
             return children
-        return _with_list_children(children, (("cells", self.cells),))
+        return with_list_children(children, (("cells", self.cells),))
 
     def pre_pool_features(self, inputs, training=None):
         """The feature map ``(B, H', W', C')`` that global pooling averages, computed as in

@@ -25,7 +25,8 @@ from keras import ops
 
 from tfnas.checks import check_int
 from tfnas.spaces.lite.arch import CELL_LENGTH, NUM_NODES, check_cell
-from tfnas.spaces.lite.ops import SqueezeExcite, batch_norm, make_op, op_params, pointwise_conv, with_list_children
+from tfnas.spaces.lite.ops import SqueezeExcite, batch_norm, make_op, op_params, pointwise_conv
+from tfnas.spaces.ops.common import build_once, with_list_children
 from tfnas.spaces.ops import DropPath
 
 __all__ = ["SE_RATIO", "LiteCell", "build_once", "cell_params", "resize_bilinear"]
@@ -42,12 +43,6 @@ def cell_params(cell: Sequence[int], channels: int, reduction: bool) -> int:
     cat = NUM_NODES * channels
     total += 2 * cat + 2 * cat * (cat // SE_RATIO) + cat * out  # BN, SE, 1x1 conv
     return total + (out * channels if reduction else 0)  # calibrate
-
-
-def build_once(layer: keras.layers.Layer, shape: Shape) -> None:
-    """Builds ``layer`` unless it is built already (a shared layer keeps its variables)."""
-    if not layer.built:
-        layer.build(tuple(shape))
 
 
 def resize_bilinear(x, size: Tuple[int, int]):

@@ -21,8 +21,9 @@ import keras
 
 from tfnas.checks import check_int, check_num_classes
 from tfnas.spaces.lite.arch import LiteArch, parse_arch
-from tfnas.spaces.lite.cell import LiteCell, build_once, cell_params
-from tfnas.spaces.lite.ops import ReflectConvBN, pointwise_conv, with_list_children
+from tfnas.spaces.lite.cell import LiteCell, cell_params
+from tfnas.spaces.lite.ops import ReflectConvBN, pointwise_conv
+from tfnas.spaces.ops.common import build_once, with_list_children
 
 __all__ = ["LiteNetwork", "check_blocks", "count_network_params", "stage_layout"]
 

@@ -21,7 +21,7 @@ Layers: :class:`BlurPool`, :class:`ShuffleUnit`, :class:`Conv1x1PoolBN`, :class:
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Optional, Tuple
 
 import keras
 import numpy as np
@@ -29,6 +29,7 @@ from keras import ops
 
 from tfnas.checks import positive_int
 from tfnas.spaces.ops import BN_EPSILON, BN_MOMENTUM, MaxPool3x3
+from tfnas.spaces.ops.common import with_list_children
 
 __all__ = [
     "POOLS",
@@ -42,7 +43,6 @@ __all__ = [
     "make_op",
     "op_params",
     "pointwise_conv",
-    "with_list_children",
 ]
 
 Shape = Tuple[Optional[int], ...]
@@ -78,18 +78,6 @@ def channel_shuffle(x, groups: int = 2):
     y = ops.reshape(x, (-1, h, w, groups, c // groups))
     y = ops.transpose(y, (0, 1, 2, 4, 3))
     return ops.reshape(y, (-1, h, w, c))
-
-
-def with_list_children(children: Any, lists: Sequence[Tuple[str, Sequence[Any]]]) -> dict:
-    """``children`` plus every layer of ``lists`` as ``NAME_INDEX``: ``tf.train.Checkpoint`` (the
-    Trainer's resume checkpoints, ``load_weights``) does not see layers kept in Python lists, so
-    a layer holding sublayers in a list returns this from ``_trackable_children``."""
-    out = dict(children)
-    for name, layers in lists:
-        for i, layer in enumerate(layers):
-            if layer is not None:
-                out.setdefault(f"{name}_{i}", layer)
-    return out
 
 
 def _build_chain(layers, shape: Shape) -> Shape:

@@ -327,3 +327,20 @@ class DropPath(keras.layers.Layer):
         return config
 
 
+def with_list_children(children, lists):
+    """``children`` plus every layer of ``lists`` as ``NAME_INDEX``: TensorFlow checkpoints
+    (``tf.train.Checkpoint``, the Trainer's resume checkpoints, ``load_weights``) do not see
+    layers kept in Python lists, so a layer holding sublayers in a list returns this from
+    ``_trackable_children``."""
+    out = dict(children)
+    for name, layers in lists:
+        for i, layer in enumerate(layers):
+            if layer is not None:
+                out.setdefault(f"{name}_{i}", layer)
+    return out
+
+
+def build_once(layer, shape) -> None:
+    """Builds ``layer`` unless it is built already (a shared layer keeps its variables)."""
+    if not layer.built:
+        layer.build(tuple(shape))
