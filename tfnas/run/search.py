@@ -113,9 +113,9 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     space = build_space(cfg)
     store = run_dir.store
     resumed = store.exists(RESULT_FILE)
+    method = None if resumed else build_method(cfg, space)  # config errors first, then data errors
     if cfg.train.enabled and not _training_finished(cfg):
         check_training_data(cfg)  # fail fast: the found network will need the data after the search
-    method = None if resumed else build_method(cfg, space)
     with run_dir:
         if resumed:
             saved = json.loads(store.read_text(RESULT_FILE))
