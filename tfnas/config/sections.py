@@ -18,8 +18,8 @@ class ConfigError(ValueError):
     """A bad configuration: one line naming file, section, key and what was expected."""
 
 
-def _f(default: Any, **meta: Any) -> Any:
-    return field(default=default, metadata=meta)
+from tfnas.config.fields import _f
+from tfnas.config.method_sections import ControllerConfig, NagConfig
 
 
 @dataclass(frozen=True)
@@ -354,39 +354,6 @@ class ExportConfig:
     format: str = _f("saved_model", choices=("saved_model", "keras"))
 
 
-@dataclass(frozen=True)
-class ControllerConfig:
-    """[controller]: the SLNAS architecture controller (``slnas_controller``, the SLNAS search).
-
-    Attributes:
-      kind: ``lstm`` (the two-stage LSTM controller trained with REINFORCE) or ``ga`` (the GA baseline).
-      hidden: LSTM width (SLNAS: 256).
-      lr: controller learning rate (SLNAS: 3.5e-5, too small to learn in a few hundred samples).
-      optimizer: ``ranger`` (RAdam + Lookahead, the paper's) or ``adam``.
-      entropy_weight: weight of the policy entropy in the reward (SLNAS: 1e-4).
-      baseline_decay: ``d`` in the baseline move ``b <- b - d (b - R)`` (SLNAS: 0.05).
-      temperature: logits are divided by it before the tanh bound (SLNAS: 5).
-      tanh_constant: bound ``c`` of the connection logits, ``c * tanh(x / T)`` (SLNAS: 1.1).
-      op_tanh_constant: bound of the op logits (SLNAS: 1.1 / 2.5 = 0.44).
-      ga_population: GA members per generation (SLNAS: 200).
-      ga_crossover: GA chance that a gene comes from the roulette-selected parent (SLNAS: 0.7).
-      ga_mutation: GA chance that a gene position is redrawn per generation (SLNAS: 0.001).
-    """
-
-    kind: str = _f("lstm", choices=("lstm", "ga"))
-    hidden: int = _f(256, min=1)
-    lr: float = _f(3.5e-5, min=0.0)
-    optimizer: str = _f("ranger", choices=("ranger", "adam"))
-    entropy_weight: float = _f(1e-4, min=0.0)
-    baseline_decay: float = _f(0.05, min=0.0, max=1.0)
-    temperature: float = _f(5.0, min=1e-6)
-    tanh_constant: float = _f(1.1, min=1e-6)
-    op_tanh_constant: float = _f(0.44, min=1e-6)
-    ga_population: int = _f(200, min=2)
-    ga_crossover: float = _f(0.7, min=0.0, max=1.0)
-    ga_mutation: float = _f(0.001, min=0.0, max=1.0)
-
-
 SECTIONS: Dict[str, type] = {
     "run": RunConfig,
     "method": MethodConfig,
@@ -400,6 +367,7 @@ SECTIONS: Dict[str, type] = {
     "train": TrainConfig,
     "export": ExportConfig,
     "controller": ControllerConfig,
+    "nag": NagConfig,
 }
 
 
@@ -419,6 +387,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
+    nag: NagConfig = field(default_factory=NagConfig)
     source: str = ""
 
     @property

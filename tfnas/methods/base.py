@@ -106,6 +106,10 @@ class BudgetedSearch(Method):
         """Name of this method (variant) in results tables."""
         return self.name
 
+    def prepare(self, context: SearchContext) -> None:
+        """Work done once per run directory before its records (e.g. NAG trains its GAN here),
+        resumable through ``context.store``; nothing by default."""
+
     @abc.abstractmethod
     def run(self, session: Any, budget: int, rng: np.random.Generator) -> RunResult:
         """Searches with at most ``budget`` ground-truth queries of ``session``."""

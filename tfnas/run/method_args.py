@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict
 
+import numpy as np
+
 from tfnas.config import Config, ConfigError
 from tfnas.methods.evolution import EvolutionSearch, Limits
+from tfnas.methods.nag.search import NagSearch
 from tfnas.methods.proxy_corr import NB201_DATASETS, ProxyCorrelation
 from tfnas.methods.random_search import RandomSearch
 from tfnas.methods.relativenas import RelativeNasSearch, load_halves
@@ -17,7 +20,7 @@ from tfnas.methods.siamese import PredictorSearch
 from tfnas.methods.slnas.nb201 import ControllerSearch
 from tfnas.methods.slnas.search import SlnasSearch
 from tfnas.registry import BENCHMARKS
-from tfnas.run.factory import build_ec_factory, build_proxy, dataset_head, where
+from tfnas.run.factory import build_benchmark, build_ec_factory, build_proxy, dataset_head, where
 
 BUILDERS: Dict[type, Callable[[type, Config, Any], Any]] = {}
 
@@ -170,3 +173,29 @@ def proxy_correlation(cls: type, cfg: Config, space: Any) -> ProxyCorrelation:
     num_classes, shape = dataset_head(cfg)
     return cls(space, benchmark, proxies, dataset=cfg.dataset.name, num_classes=num_classes, input_shape=shape,
                batch_size=cfg.proxy.batch_size, subset=cfg.proxy.subset, seed=cfg.run.seed)
+
+
+@builds(NagSearch)
+def nag(cls: type, cfg: Config, space: Any) -> NagSearch:
+    from tfnas.spaces.nb201 import dag
+    from tfnas.train.distribute import resolve_jit_compile
+
+    n, d = cfg.nag, cfg.dataset
+    if cfg.space.name != "nb201":
+        raise ConfigError(f"{where(cfg)}: [space] name: method 'nag' runs on a tabular space of DAG cells (nb201); "
+                          f"got {cfg.space.name!r}. The paper's NASNet DAG space is not implemented yet")
+    benchmark = build_benchmark(cfg, space)
+    truth = benchmark.ground_truth(d.name)
+    if truth is None:
+        raise ConfigError(f"{where(cfg)}: [benchmark] name: 'nag' labels its cells from a table; "
+                          f"{cfg.benchmark.name!r} has none (use nb201)")
+    label_acc = truth if n.labels == "table" else benchmark.low_fidelity(d.name, "val")
+    num_classes, _ = dataset_head(cfg)
+    params = np.array([space.num_params(space.from_index(i), num_classes) for i in range(space.size)], np.float64)
+    model = dict(node_units=n.node_units, graph_units=n.graph_units, noise_dim=n.noise_dim, embed_dim=n.embed_dim,
+                 prop_layers=n.prop_layers, dropout=n.dropout, relax=n.relax)
+    return cls(dag.NB201_DAG, dag.all_dags(), dag.dag_lookup(), dag.dag_keys(), label_acc, params, truth=truth,
+               pool=n.pool, epochs=n.epochs, batch_size=n.batch_size, lr=n.lr, d_lr=n.d_lr, beta_1=n.beta_1,
+               beta_2=n.beta_2, model=model, target=(n.target_acc, n.target_params), samples=n.samples,
+               gen_batch=n.gen_batch,
+               labels=n.labels, seed=cfg.run.seed, jit_compile=resolve_jit_compile(cfg.run.jit_compile))

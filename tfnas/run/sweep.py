@@ -19,6 +19,7 @@ import numpy as np
 from tfnas import metrics
 from tfnas.config import Config, ConfigError
 from tfnas.results import RunLog, RunRecord, write_outputs
+from tfnas.methods.base import BudgetedSearch, SearchContext
 from tfnas.registry import METHODS
 from tfnas.run.factory import build_benchmark, build_method, build_space, check_method_fits_space, where
 from tfnas.run.rundir import RunDir, RunDirError
@@ -107,6 +108,7 @@ def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any
     tasks = [(b, r) for b in cfg.budget.budgets() for r in range(cfg.budget.repeats) if (b, r) not in done]
     if done:
         logger.info("resuming %s: %d records present, %d to run", run_dir.path, len(done), len(tasks))
+    _prepare(cfg, run_dir, method, progress)
     bar = None
     if progress and tasks:
         from tqdm.auto import tqdm
@@ -139,6 +141,22 @@ def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any
     summary = write_outputs(run_dir.path, log.records, {dataset: optimum} if truth is not None else None,
                             title=cfg.method.name)
     return SweepOutcome(run_dir.path, log.records, new, summary, optimum)
+
+
+def _prepare(cfg: Config, run_dir: RunDir, method: Any, progress: bool) -> None:
+    """The method's once-per-run work (:meth:`BudgetedSearch.prepare`), logging to ``history.csv``."""
+    if type(method).prepare is BudgetedSearch.prepare:
+        return
+    from tfnas.run.search import HistoryLog, history_figure
+
+    store = run_dir.store
+    history = HistoryLog(store)
+    context = SearchContext(store=store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),
+                            progress=progress, log=history.append, logged_rows=len(history.rows))
+    method.prepare(context)
+    fig = history_figure(history.rows, title=f"{cfg.method.name}: preparation")
+    if fig is not None:
+        store.write_figure("prepare_progress.png", fig, dpi=110)
 
 
 def evaluate_result(method: str, dataset: str, budget: int, repeat: int, seed: int, session: Any, result: Any,

@@ -1,0 +1,219 @@
+"""NAG: generator / discriminator contracts, deterministic and resumable GAN training, quality
+metrics, RS-NAG budgets and the ``nag`` sweep end to end on NAS-Bench-201."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfnas.config import ConfigError, load_config
+from tfnas.methods.base import SearchContext
+from tfnas.methods.nag import quality
+from tfnas.methods.nag.gan import CellData, GanTrainer
+from tfnas.methods.nag.models import DagDiscriminator, DagGenerator
+from tfnas.methods.nag.search import QUALITY_FILE, STATE_FILE
+from tfnas.run.factory import build_method, build_space
+from tfnas.run.rundir import ArtifactStore
+from tfnas.run.sweep import run_sweep
+from tfnas.spaces.nb201.dag import NB201_DAG, all_dags, dag_lookup
+
+CFG = "cfg/nag_nb201.cfg"
+SMALL = dict(node_units=8, graph_units=6, noise_dim=4, embed_dim=3, prop_layers=1)
+
+
+def tiny(out_dir, *more):
+    return [f"run.out_dir={out_dir}", "run.progress=false", "run.jit_compile=false", "nag.pool=96",
+            "nag.epochs=2", "nag.batch_size=32", "nag.node_units=8", "nag.graph_units=6", "nag.noise_dim=4",
+            "nag.embed_dim=3", "nag.prop_layers=1", "nag.samples=20", "nag.gen_batch=64", "budget.start=5",
+            "budget.stop=10", "budget.step=5", "budget.repeats=2", *more]
+
+
+def models(seed=0):
+    s = NB201_DAG
+    gen = DagGenerator(s.num_types, s.max_nodes, s.input_codes, s.output_code, dropout=0.5, seed=seed, **SMALL)
+    disc = DagDiscriminator(s.num_types, node_units=8, graph_units=6, embed_dim=3, hidden=(5, 4), seed=seed + 1)
+    return gen, disc
+
+
+def pool_data(n=64, seed=0):
+    adj, types = all_dags()
+    idx = np.array(sorted(dag_lookup().values()))[:n]
+    m, t = NB201_DAG.max_nodes, NB201_DAG.num_types
+    x = np.zeros((n, 1, m, t), np.float32)
+    rows, cols = np.nonzero(types[idx] >= 0)
+    x[rows, 0, cols, types[idx][rows, cols]] = 1
+    labels = np.random.default_rng(seed).integers(0, 3, (n, 2)).astype(np.int32)
+    return CellData(x, adj[idx][:, None].astype(np.float32), labels)
+
+
+# ---- models ---------------------------------------------------------------------------------
+
+def test_generated_cells_are_well_formed():
+    gen, _ = models()
+    z = tf.random.stateless_normal([40, SMALL["noise_dim"]], [1, 2])
+    labels = tf.constant(np.random.default_rng(0).integers(0, 3, (40, 2)), tf.int32)
+    x, a = gen(z, labels, hard=True, seed=tf.constant([3, 4]))
+    x, a = x.numpy(), a.numpy()
+    m = NB201_DAG.max_nodes
+    assert x.shape == (40, m, NB201_DAG.num_types) and a.shape == (40, m, m)
+    assert np.all(np.tril(a) == 0), "edges only go from earlier to later nodes"
+    assert np.all(x[:, 0, 1] == 1), "every cell opens with its input"
+    assert np.all(x[:, 1:, 1] == 0), "input codes are never generated"
+    for b in range(40):
+        present = np.flatnonzero(x[b].sum(-1) > 0)
+        assert present.tolist() == list(range(len(present))), "nodes are contiguous"
+        assert x[b, present[-1], NB201_DAG.output_code] == 1, "the last node is the output"
+        assert x[b, present[:-1], NB201_DAG.output_code].sum() == 0
+        assert a[b][:, len(present):].sum() == 0 and a[b][len(present):].sum() == 0
+    # soft mode: probabilities weighted by the chance the cell is still open
+    xs, as_ = gen(z, labels, training=True, seed=tf.constant([3, 4]))
+    assert np.all(xs.numpy().sum(-1) <= 1 + 1e-5) and np.all((as_.numpy() >= 0) & (as_.numpy() <= 1))
+
+
+def test_generator_sampling_is_seeded():
+    gen, _ = models()
+    z = tf.random.stateless_normal([16, SMALL["noise_dim"]], [1, 2])
+    labels = tf.zeros([16, 2], tf.int32)
+    x1, a1 = gen(z, labels, hard=True, seed=tf.constant([5, 6]))
+    x2, a2 = gen(z, labels, hard=True, seed=tf.constant([5, 6]))
+    x3, a3 = gen(z, labels, hard=True, seed=tf.constant([5, 7]))
+    assert np.array_equal(x1, x2) and np.array_equal(a1, a2)
+    assert not (np.array_equal(x1, x3) and np.array_equal(a1, a3))
+
+
+def test_models_config_round_trip():
+    gen, disc = models()
+    assert DagGenerator.from_config(gen.get_config()).get_config() == gen.get_config()
+    assert DagDiscriminator.from_config(disc.get_config()).get_config() == disc.get_config()
+
+
+def test_discriminator_ignores_missing_nodes_and_sees_labels():
+    _, disc = models()
+    data = pool_data(8)
+    x, a, labels = data.x[:, 0], data.a[:, 0], data.labels
+    score = disc([(x, a)], labels).numpy()
+    assert score.shape == (8,)
+    other = labels.copy()
+    other[:, 0] = (other[:, 0] + 1) % 3
+    assert not np.allclose(disc([(x, a)], other).numpy(), score)
+
+
+# ---- training -------------------------------------------------------------------------------
+
+def trainer(seed=0):
+    gen, disc = models()
+    return GanTrainer([gen], disc, batch_size=16, seed=seed)
+
+
+def test_training_is_deterministic_and_resumes_exactly():
+    data = pool_data(48)
+    a = trainer()
+    init = a.get_state()
+    a.train_epoch(data, 0)
+    a.train_epoch(data, 1)
+    b = trainer()
+    for x, y in zip(init, b.get_state()):  # seeded initialisation
+        np.testing.assert_array_equal(x, y)
+    b.train_epoch(data, 0)
+    saved = b.get_state()
+    c = trainer()
+    c.set_state(saved)  # a fresh process restoring the epoch-1 checkpoint
+    c.train_epoch(data, 1)
+    for x, y in zip(a.get_state(), c.get_state()):
+        np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(x, y) for x, y in zip(init, a.get_state()))
+    assert a.traces == 1
+    with pytest.raises(ValueError, match="checkpoint holds"):
+        c.set_state(saved[:-1])
+
+
+# ---- metrics --------------------------------------------------------------------------------
+
+def test_quality_metrics():
+    data = pool_data(10)
+    x, a = data.x[:, 0], data.a[:, 0]
+    x = np.concatenate([x, np.zeros_like(x[:1])])  # an empty (invalid) sample
+    a = np.concatenate([a, a[:1]])
+    lookup = dag_lookup()
+    decoded = quality.decode(np.concatenate([x, x[:2]]), np.concatenate([a, a[:2]]), NB201_DAG, lookup)
+    assert decoded[10] is None and all(d is not None for d in decoded[:10])
+    stats = quality.sample_stats(decoded, training=set(decoded[:5]))
+    assert stats["valid"] == pytest.approx(12 / 13) and stats["unique"] == pytest.approx(10 / 12)
+    assert stats["novel"] == pytest.approx(0.5)
+    cuts = quality.tertiles(np.arange(9.0))
+    assert quality.class_of(np.arange(9.0), cuts).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert quality.confusion([0, 0, 2], [0, 1, 2]).tolist() == [[1, 1, 0], [0, 0, 0], [0, 0, 1]]
+    truth, params = np.arange(20.0), np.arange(20.0) * 1e6
+    row = quality.class_report((2, 1), [18, 19], truth, params, real=[10, 11], top5_cut=19.0)
+    assert row["gen_acc_mean"] == 18.5 and row["real_acc_mean"] == 10.5 and row["gen_top5_frac"] == 0.5
+    assert row["gen_params_mean_M"] == 18.5
+
+
+# ---- the method and the sweep ---------------------------------------------------------------
+
+def build(tmp_path, *more):
+    cfg = load_config(CFG, tiny(tmp_path, *more))
+    return cfg, build_method(cfg, build_space(cfg))
+
+
+def context(path):
+    rows = []
+    return SearchContext(store=ArtifactStore(str(path)), seed=0, rng=np.random.default_rng(0), progress=False,
+                         log=rows.append), rows
+
+
+def test_killed_gan_training_resumes_to_the_same_weights(tmp_path):
+    _, full = build(tmp_path / "a")
+    ctx, _ = context(tmp_path / "a")
+    full.prepare(ctx)
+    _, first = build(tmp_path / "b", "nag.epochs=1")
+    ctx_b, rows = context(tmp_path / "b")
+    first.prepare(ctx_b)  # "killed" after epoch 1
+    assert json.loads(ctx_b.store.read_text(STATE_FILE)) == {"epoch": 1} and len(rows) == 1
+    _, resumed = build(tmp_path / "b")
+    ctx_b2, rows2 = context(tmp_path / "b")
+    ctx_b2.logged_rows = 1
+    resumed.prepare(ctx_b2)
+    assert len(rows2) == 1 and rows2[0]["epoch"] == 2
+    for x, y in zip(full.trainer.get_state(), resumed.trainer.get_state()):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_nag_sweep_end_to_end(tmp_path):
+    cfg = load_config(CFG, tiny(tmp_path / "run"))
+    out = run_sweep(cfg)
+    assert len(out.records) == 4
+    for rec in out.records:
+        assert rec.queries == rec.budget  # RS-NAG spends its budget exactly
+        assert rec.extra["label_cells"] == 96 and rec.extra["labels"] == "table"
+        assert 0 <= rec.extra["generated"] <= rec.budget
+    assert len({r.seed for r in out.records}) == 4
+    run = out.run_dir
+    for name in (QUALITY_FILE, "nag_quality.txt", "nag_confusion.txt", "history.csv", "prepare_progress.png"):
+        assert os.path.exists(os.path.join(run, name)), name
+    import pandas as pd
+
+    table = pd.read_csv(os.path.join(run, QUALITY_FILE))
+    assert len(table) == 10 and {"valid", "unique", "novel", "gen_acc_mean", "gen_top5_frac"} <= set(table)
+    history = pd.read_csv(os.path.join(run, "history.csv"))
+    assert history["epoch"].tolist() == [1, 2] and {"d_loss", "g_loss", "valid"} <= set(history)
+    again = run_sweep(cfg)  # finished: nothing reruns, the GAN reloads from its checkpoint
+    assert again.new_records == 0 and [r.top1_acc for r in again.records] == [r.top1_acc for r in out.records]
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[space\] name: method 'nag'"):
+        build(tmp_path, "space.name=darts")
+    with pytest.raises(ConfigError, match=r"nag.labels"):
+        load_config(CFG, tiny(tmp_path, "nag.labels=oracle"))
+    with pytest.raises(ConfigError, match=r"nag.target_acc"):
+        load_config(CFG, tiny(tmp_path, "nag.target_acc=3"))
+
+
+def test_short_labels_use_the_12_epoch_table(tmp_path):
+    _, table = build(tmp_path / "t")
+    _, short = build(tmp_path / "s", "nag.labels=short")
+    assert np.array_equal(table.pool_idx, short.pool_idx)
+    assert not np.array_equal(table.pool_labels, short.pool_labels)

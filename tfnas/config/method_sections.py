@@ -1,0 +1,82 @@
+"""The sections of single methods: ``[controller]`` (SLNAS) and ``[nag]`` (NAG)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tfnas.config.fields import _f
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """[controller]: the SLNAS architecture controller (``slnas_controller``, the SLNAS search).
+
+    Attributes:
+      kind: ``lstm`` (the two-stage LSTM controller trained with REINFORCE) or ``ga`` (the GA baseline).
+      hidden: LSTM width (SLNAS: 256).
+      lr: controller learning rate (SLNAS: 3.5e-5, too small to learn in a few hundred samples).
+      optimizer: ``ranger`` (RAdam + Lookahead, the paper's) or ``adam``.
+      entropy_weight: weight of the policy entropy in the reward (SLNAS: 1e-4).
+      baseline_decay: ``d`` in the baseline move ``b <- b - d (b - R)`` (SLNAS: 0.05).
+      temperature: logits are divided by it before the tanh bound (SLNAS: 5).
+      tanh_constant: bound ``c`` of the connection logits, ``c * tanh(x / T)`` (SLNAS: 1.1).
+      op_tanh_constant: bound of the op logits (SLNAS: 1.1 / 2.5 = 0.44).
+      ga_population: GA members per generation (SLNAS: 200).
+      ga_crossover: GA chance that a gene comes from the roulette-selected parent (SLNAS: 0.7).
+      ga_mutation: GA chance that a gene position is redrawn per generation (SLNAS: 0.001).
+    """
+
+    kind: str = _f("lstm", choices=("lstm", "ga"))
+    hidden: int = _f(256, min=1)
+    lr: float = _f(3.5e-5, min=0.0)
+    optimizer: str = _f("ranger", choices=("ranger", "adam"))
+    entropy_weight: float = _f(1e-4, min=0.0)
+    baseline_decay: float = _f(0.05, min=0.0, max=1.0)
+    temperature: float = _f(5.0, min=1e-6)
+    tanh_constant: float = _f(1.1, min=1e-6)
+    op_tanh_constant: float = _f(0.44, min=1e-6)
+    ga_population: int = _f(200, min=2)
+    ga_crossover: float = _f(0.7, min=0.0, max=1.0)
+    ga_mutation: float = _f(0.001, min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
+class NagConfig:
+    """[nag]: the NAG generator, its GAN training and RS-NAG (``nag``; NAG spec).
+
+    Attributes:
+      labels: where the labelled cells' accuracies come from: ``table`` (the benchmark's final
+        accuracies) or ``short`` (its 12-epoch validation accuracies, a cheap estimate).
+      pool: labelled cells drawn with the run seed (NAG: 4,000; 0 = every distinct cell).
+      epochs / batch_size / lr / beta_1 / beta_2: LSGAN training (NAG: 200, 64, 2e-4, 0.5, 0.999).
+      d_lr: the discriminator's lr (NAG: the same 2e-4).
+      node_units / graph_units / noise_dim / embed_dim / prop_layers / dropout: model widths
+        (NAG: 250, 56, 100, 10, 3, 0.5).
+      relax: what the discriminator sees of a generated cell in training: ``straight_through``
+        (sampled cells, gradients of their relaxations) or ``soft`` (the probabilities, as the paper).
+      target_acc: accuracy class RS-NAG asks for (0 low, 1 medium, 2 high).
+      target_params: parameter class it asks for (0 few, 1 medium, 2 many; -1 = as in the
+        labelled cells of ``target_acc``).
+      samples: cells generated per class for the quality report and per epoch.
+      gen_batch: cells per generation call in RS-NAG.
+    """
+
+    labels: str = _f("table", choices=("table", "short"))
+    pool: int = _f(4000, min=0)
+    epochs: int = _f(200, min=0)
+    batch_size: int = _f(64, min=1)
+    lr: float = _f(2e-4, min=0.0)
+    d_lr: float = _f(2e-4, min=0.0)
+    beta_1: float = _f(0.5, min=0.0, max=1.0)
+    beta_2: float = _f(0.999, min=0.0, max=1.0)
+    node_units: int = _f(250, min=1)
+    graph_units: int = _f(56, min=1)
+    noise_dim: int = _f(100, min=1)
+    embed_dim: int = _f(10, min=1)
+    prop_layers: int = _f(3, min=1)
+    dropout: float = _f(0.5, min=0.0, max=0.99)
+    relax: str = _f("straight_through", choices=("straight_through", "soft"))
+    target_acc: int = _f(2, min=0, max=2)
+    target_params: int = _f(-1, min=-1, max=2)
+    samples: int = _f(100, min=1)
+    gen_batch: int = _f(256, min=1)

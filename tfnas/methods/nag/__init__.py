@@ -1,0 +1,8 @@
+"""NAG (neural architecture generator): a conditional GAN over DAG cells and RS-NAG, its random
+search over generated cells (``nag``). Spec: ``specs/nag.md``."""
+
+from tfnas.methods.nag.gan import CellData, GanTrainer
+from tfnas.methods.nag.models import DagDiscriminator, DagGenerator
+from tfnas.methods.nag.search import NagSearch
+
+__all__ = ["CellData", "DagDiscriminator", "DagGenerator", "GanTrainer", "NagSearch"]
