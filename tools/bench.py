@@ -10,6 +10,7 @@
     python tools/bench.py supernet --space lite [--channels 16] [--blocks 1,1] [--stem-stride 4|1] [--archs 3]
     python tools/bench.py memory [--proxy zen] [--candidates 2000] [--warmup 200] [--every 100] [--release]
     python tools/bench.py zen-fidelity [--cells 40] [--out F]   # then: perf/torch_reference.py F --zen-values
+    python tools/bench.py nag [--node-units 250] [--batch 64] [--steps 20] [--cells 1000] [--jit true|false]
 
 Each prints one JSON object per measurement (plus a readable line), so results can be pasted
 or collected by scripts. The timing code lives in the top-level ``perf`` package.
@@ -160,7 +161,21 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--graph-optimizer", choices=("auto", "on", "off"), default="auto",
                    help="Grappler for the supernet steps (auto: on with a GPU, off on CPU)")
     s.set_defaults(run=supernet)
+    s = sub.add_parser("nag", help="NAG GAN training steps/s and the generation of 1,000 NB201 cells")
+    s.add_argument("--node-units", type=int, default=250, help="generator/discriminator node width (NAG: 250)")
+    s.add_argument("--batch", type=int, default=64)
+    s.add_argument("--steps", type=int, default=20)
+    s.add_argument("--cells", type=int, default=1000)
+    s.add_argument("--jit", choices=("true", "false"), default="false")
+    s.set_defaults(run=nag)
     return p
+
+
+def nag(args) -> None:
+    from perf import nag as bench
+
+    bench.run(node_units=args.node_units, batch=args.batch, steps=args.steps, cells=args.cells,
+              jit=args.jit == "true")
 
 
 def main(argv=None) -> int:

@@ -31,6 +31,7 @@ def load_bench():
     (["zen-fidelity", "--cells", "8"], {"cells": 8, "batch": 64, "out": "zen_fidelity.json"}),
     (["supernet", "--graph-optimizer", "off"], {"batch": "64,256", "steps": 20, "jit": "false",
                                                 "graph_optimizer": "off"}),
+    (["nag"], {"node_units": 250, "batch": 64, "steps": 20, "cells": 1000, "jit": "false"}),
 ])
 def test_subcommands_and_their_defaults(argv, expected):
     args = load_bench().parser().parse_args(argv)
@@ -95,3 +96,11 @@ def test_supernet_space_lite_wiring(monkeypatch, capsys):
     assert args.space == "darts"
     args.run(args)
     assert set(calls) == {"darts"} and calls["darts"]["batch_sizes"] == (64, 256)
+
+
+def test_nag_bench_measures_training_and_generation(capsys):
+    load_bench().main(["nag", "--node-units", "8", "--batch", "8", "--steps", "2", "--cells", "20"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    train, gen = [next(x for x in lines if x["bench"] == b) for b in ("nag_train", "nag_generate")]
+    assert train["steps"] == 2 and train["steps_per_s"] > 0 and train["node_units"] == 8
+    assert gen["cells"] == 20 and gen["generate_s"] > 0 and 0.0 <= gen["valid_untrained"] <= 1.0

@@ -17,6 +17,7 @@ every record says how many cells were labelled (``label_cells``).
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -29,6 +30,8 @@ from tfnas.registry import register_method
 from tfnas.spaces.base import TabularSpace
 
 __all__ = ["NagSearch"]
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "search_state/nag.json"
 WEIGHTS_FILE = "search_state/nag_gan.npz"
@@ -209,6 +212,9 @@ class NagSearch(BudgetedSearch):
                     chosen.append(int(index))
         generated = len(chosen)
         if generated < budget:  # the generator collapsed: spend the rest like random search
+            logger.warning("RS-NAG: %d draws gave %d of %d distinct valid cells; the other %d are drawn at random "
+                           "(the record's extra.generated says how many were generated)", drawn, generated, budget,
+                           budget - generated)
             rest = np.setdiff1d(np.array(sorted(set(self.lookup.values()))), chosen)
             chosen += [int(i) for i in rng.choice(rest, budget - generated, replace=False)]
         acc = session.query_many(chosen)
