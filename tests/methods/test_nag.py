@@ -67,9 +67,19 @@ def test_generated_cells_are_well_formed():
         assert x[b, present[-1], NB201_DAG.output_code] == 1, "the last node is the output"
         assert x[b, present[:-1], NB201_DAG.output_code].sum() == 0
         assert a[b][:, len(present):].sum() == 0 and a[b][len(present):].sum() == 0
-    # soft mode: probabilities weighted by the chance the cell is still open
-    xs, as_ = gen(z, labels, training=True, seed=tf.constant([3, 4]))
-    assert np.all(xs.numpy().sum(-1) <= 1 + 1e-5) and np.all((as_.numpy() >= 0) & (as_.numpy() <= 1))
+    # training, straight-through (default): the discriminator sees sampled one-hot cells
+    xt, at = gen(z, labels, training=True, seed=tf.constant([3, 4]))
+    for sampled in (xt.numpy(), at.numpy()):
+        assert set(np.unique(np.round(sampled, 5))) <= {0.0, 1.0}
+    # training, soft (the paper's wording): probabilities weighted by the chance the cell is still open
+    soft = DagGenerator(NB201_DAG.num_types, m, NB201_DAG.input_codes, NB201_DAG.output_code, relax="soft", seed=0,
+                        **SMALL)
+    xs, as_ = soft(z, labels, training=True, seed=tf.constant([3, 4]))
+    xs, as_ = xs.numpy(), as_.numpy()
+    assert np.all(xs.sum(-1) <= 1 + 1e-5) and np.all((as_ >= 0) & (as_ <= 1))
+    assert np.any((xs > 0.01) & (xs < 0.99)), "soft outputs are probabilities, not samples"
+    with pytest.raises(ValueError, match="relax"):
+        DagGenerator(6, 8, (1,), 0, relax="gumbel")
 
 
 def test_generator_sampling_is_seeded():
@@ -187,8 +197,8 @@ def test_nag_sweep_end_to_end(tmp_path):
     assert len(out.records) == 4
     for rec in out.records:
         assert rec.queries == rec.budget  # RS-NAG spends its budget exactly
-        assert rec.extra["label_cells"] == 96 and rec.extra["labels"] == "table"
-        assert 0 <= rec.extra["generated"] <= rec.budget
+        assert rec.extra["label_cells"] == 96 and rec.extra["labels"] == "short"
+        assert rec.extra["drawn"] >= 64 and rec.extra["drawn"] % 64 == 0  # whole generation batches
     assert len({r.seed for r in out.records}) == 4
     run = out.run_dir
     for name in (QUALITY_FILE, "nag_quality.txt", "nag_confusion.txt", "history.csv", "prepare_progress.png"):
@@ -210,10 +220,14 @@ def test_config_errors(tmp_path):
         load_config(CFG, tiny(tmp_path, "nag.labels=oracle"))
     with pytest.raises(ConfigError, match=r"nag.target_acc"):
         load_config(CFG, tiny(tmp_path, "nag.target_acc=3"))
+    with pytest.raises(ConfigError, match=r"nag.beta_2"):
+        load_config(CFG, tiny(tmp_path, "nag.beta_2=1.0"))
+    with pytest.raises(ConfigError, match=r"\[budget\] stop: RS-NAG queries distinct cells"):
+        build(tmp_path / "c", "budget.stop=9000")
 
 
 def test_short_labels_use_the_12_epoch_table(tmp_path):
-    _, table = build(tmp_path / "t")
-    _, short = build(tmp_path / "s", "nag.labels=short")
+    _, table = build(tmp_path / "t", "nag.labels=table")
+    _, short = build(tmp_path / "s")
     assert np.array_equal(table.pool_idx, short.pool_idx)
     assert not np.array_equal(table.pool_labels, short.pool_labels)

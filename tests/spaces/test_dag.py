@@ -41,9 +41,11 @@ def test_prune_refuses_what_is_not_a_cell(edges, types):
     assert prune(adj, t, SPEC) is None
 
 
-def test_prune_refuses_backward_edges():
+def test_prune_refuses_backward_edges_and_edges_into_inputs():
     adj, types = chain((0, 2), (2, 3), types=[1, 2, 3, 0])
     adj[3, 2] = 1
+    assert prune(adj, types, SPEC) is None
+    adj, types = chain((0, 1), (1, 2), (2, 3), types=[1, 2, 3, 0])  # input0 -> input1
     assert prune(adj, types, SPEC) is None
 
 

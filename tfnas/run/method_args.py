@@ -190,6 +190,10 @@ def nag(cls: type, cfg: Config, space: Any) -> NagSearch:
         raise ConfigError(f"{where(cfg)}: [benchmark] name: 'nag' labels its cells from a table; "
                           f"{cfg.benchmark.name!r} has none (use nb201)")
     label_acc = truth if n.labels == "table" else benchmark.low_fidelity(d.name, "val")
+    distinct = len(dag.dag_lookup())
+    if cfg.budget.stop > distinct:
+        raise ConfigError(f"{where(cfg)}: [budget] stop: RS-NAG queries distinct cells (as DAGs, NB201 has "
+                          f"{distinct:,}); expected a budget <= {distinct:,}, got {cfg.budget.stop:,}")
     num_classes, _ = dataset_head(cfg)
     params = np.array([space.num_params(space.from_index(i), num_classes) for i in range(space.size)], np.float64)
     model = dict(node_units=n.node_units, graph_units=n.graph_units, noise_dim=n.noise_dim, embed_dim=n.embed_dim,

@@ -6,9 +6,10 @@ convention): ``L_D = ((D(real) - 1)^2 + D(fake)^2) / 2``, ``L_G = (D(fake) - 1)^
 from one generator pass per step (the discriminator's update uses the fake cells as inputs only).
 
 One traced step per batch shape. Epoch ``e`` draws its data order, noise and dropout seeds from
-``SeedSequence([seed, e])``, and the trainer saves weights and optimiser slots after every epoch,
-so a killed training resumes at the next epoch and ends with the same weights as an
-uninterrupted one.
+``SeedSequence([seed, e])``, and :meth:`GanTrainer.get_state` / :meth:`~GanTrainer.set_state`
+cover the weights and both optimisers' slots, so a caller that checkpoints after every epoch (as
+:class:`~tfnas.methods.nag.search.NagSearch` does) resumes a killed training at the next epoch
+with the same final weights as an uninterrupted one.
 """
 
 from __future__ import annotations

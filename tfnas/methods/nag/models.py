@@ -181,6 +181,7 @@ class DagGenerator(keras.Model):
             a = self._adjacency(cols, t)
             mask = tf.stack(masks, 1)
             h = self._propagate(tf.stack(hs, 1), a, mask, training, step_seed)
+            hs = tf.unstack(h, axis=1)  # node states carry over to the next step (DeepGMG)
             h_g = self._readout(h, mask)
             sample = hard or (training and self.relax == "straight_through")
             if t == self.max_nodes - 1:

@@ -4,9 +4,11 @@ NAG spec, "NAS dataset", "Training and generation": the labelled set is ``pool``
 (the paper's 4,000) with accuracy and parameter tertile labels; the generators and the
 discriminator train as LSGAN (:mod:`tfnas.methods.nag.gan`) in :meth:`NagSearch.prepare`, once
 per run directory, checkpointed after every epoch (a killed run resumes there). Then, for every
-(budget ``K``, repeat), RS-NAG draws cells of the requested class with the record's own seed until
-``K`` distinct valid cells are found, spends its ``K`` counted queries on them in generation order
-and keeps the best.
+(budget ``K``, repeat), RS-NAG draws cells of the requested class with the record's own seed, in
+batches of ``gen_batch``, until ``K`` distinct valid cells are found or ``max(64, K)`` batches are
+spent, queries them in generation order (``K`` counted queries) and keeps the best. When the
+generator gives fewer than ``K`` valid cells, the rest of the budget goes to random cells, with a
+warning; the record's ``extra.generated`` says how many cells were generated.
 
 Where the labels come from is the ``labels`` argument: ``table`` (the benchmark's final
 accuracies, the issue's NB201 setting) or ``short`` (12-epoch accuracies, a cheap estimate like
@@ -125,9 +127,10 @@ class NagSearch(BudgetedSearch):
 
         self.trainer = trainer = self._build()
         store, start = context.store, 0
-        if store.exists(STATE_FILE) and store.exists(WEIGHTS_FILE):
-            start = int(json.loads(store.read_text(STATE_FILE))["epoch"])
-            trainer.set_state(load_arrays(store.path(WEIGHTS_FILE)))
+        if store.exists(WEIGHTS_FILE):  # one file holds the weights and their epoch: written atomically
+            *arrays, epoch = load_arrays(store.path(WEIGHTS_FILE))
+            trainer.set_state(arrays)
+            start = int(epoch)
         data = self.cell_data()
 
         def on_epoch(epoch: int, row: Dict[str, float]) -> None:
@@ -136,11 +139,11 @@ class NagSearch(BudgetedSearch):
                 stats = quality.sample_stats(decoded, self._pool_index_set())
                 context.log({"epoch": epoch + 1, **{k: round(v, 6) for k, v in row.items()},
                              **{k: round(v, 4) for k, v in stats.items() if k != "samples"}})
-            store.write_bytes(WEIGHTS_FILE, npz_bytes(trainer.get_state()))
-            store.write_text(STATE_FILE, json.dumps({"epoch": epoch + 1}) + "\n")
+            store.write_bytes(WEIGHTS_FILE, npz_bytes(trainer.get_state() + [np.array(epoch + 1)]))
+            store.write_text(STATE_FILE, json.dumps({"epoch": epoch + 1}) + "\n")  # for people; resume reads the .npz
 
         trainer.fit(data, self.epochs, start_epoch=start, on_epoch=on_epoch, progress=context.progress)
-        if self.truth is not None and not store.exists(QUALITY_FILE):
+        if self.truth is not None and not store.exists(QUALITY_FILE):  # written last: present = complete
             self._write_report(store)
 
     def _pool_index_set(self) -> set:
@@ -186,15 +189,16 @@ class NagSearch(BudgetedSearch):
                 obtained_par += list(quality.class_of(self.params[cells], self.params_cuts))
         everything = np.array(sorted(set(self.lookup.values())))
         rows.append({"acc_class": "uniform", "params_class": "uniform", "cells": float(len(everything)),
-                     "gen_acc_mean": float(truth[everything].mean()), "gen_top5_frac": 0.05})
+                     "gen_acc_mean": float(truth[everything].mean()),
+                     "gen_top5_frac": float((truth[everything] >= top5).mean())})
         table = pd.DataFrame(rows)
-        store.write_text(QUALITY_FILE, table.to_csv(index=False))
         store.write_text("nag_quality.txt", table.to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
         conf = [quality.confusion([r[0] for r in requested], obtained_acc),
                 quality.confusion([r[1] for r in requested], obtained_par)]
         text = "".join(f"{name}: requested class (rows) vs obtained class (columns)\n{pd.DataFrame(c).to_string()}\n\n"
                        for name, c in zip(("accuracy", "parameters"), conf))
         store.write_text("nag_confusion.txt", text)
+        store.write_text(QUALITY_FILE, table.to_csv(index=False))
 
     # ---- RS-NAG ---------------------------------------------------------------------------
 
@@ -203,7 +207,7 @@ class NagSearch(BudgetedSearch):
             raise RuntimeError("NagSearch.run before prepare(): the GAN is not trained")
         chosen: List[int] = []
         seen, drawn, rounds = set(), 0, 0
-        while len(chosen) < budget and rounds < 64:
+        while len(chosen) < budget and rounds < max(64, budget):
             decoded = self._sample(rng, self.gen_batch, self.target)
             drawn, rounds = drawn + len(decoded), rounds + 1
             for index in decoded:

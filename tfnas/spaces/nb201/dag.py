@@ -3,9 +3,10 @@
 Each edge of the cell becomes a node carrying the edge's op; ``none`` edges are dropped. Nodes:
 the input (cell node 0), one node per remaining edge in ``EDGES`` order (a topological order),
 the output (cell node 3); edge-node ``a -> b`` whenever edge ``a`` ends where edge ``b`` starts.
-Pruned (:func:`~tfnas.spaces.dag.prune`), two cells share a DAG exactly when they differ only in
-parts that never reach the output, so a DAG names one function of the space and
-:func:`dag_lookup` maps it back to the lowest NB201 index that has it.
+Pruned (:func:`~tfnas.spaces.dag.prune`) and keyed (:func:`~tfnas.spaces.dag.dag_key`), two
+cells share a DAG when they differ only in parts that never reach the output or when their live
+parts are the same graph up to renumbering (e.g. conv 0->1 then skip 1->3 and conv 0->2 then skip
+2->3); :func:`dag_lookup` maps a DAG back to the lowest NB201 index that has it.
 """
 
 from __future__ import annotations
