@@ -33,6 +33,9 @@ def _one_error_line(err):
 @pytest.mark.parametrize("cfg, sets, fragments", [
     ("cfg/siams_nsam.cfg", ["space.name=zen"], ["[space] name", "needs a space with GraphSpace"]),
     ("cfg/zen_cifar10_1M.cfg", ["space.name=nb201"], ["[space] name", "evolution"]),
+    ("cfg/rand.cfg", ["space.name=zen"], ["[space] name", "needs a space with GraphSpace"]),
+    ("cfg/nag_nb201.cfg", ["space.name=darts"], ["[benchmark] name", "the nb201 table answers only for"]),
+    ("cfg/nag_nb201.cfg", ["nag.beta_1=1"], ["nag.beta_1"]),
     ("cfg/predictor.cfg", ["budget.start=20000", "budget.stop=20000"], ["[budget] stop", "15,625"]),
     ("cfg/siams_nsam_nobts.cfg", ["budget.stop=16000"], ["[budget] stop", "expected a budget <= 15,625"]),
     ("cfg/zen_cifar10_1M.cfg", ["proxy.name=zenn"], ["proxy.name", "unknown proxy 'zenn'"]),

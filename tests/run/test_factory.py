@@ -61,6 +61,8 @@ def test_spaces_get_their_arguments_from_the_factory():
     (["method.name=siamese", "space.name=zen"], "needs a space with GraphSpace; 'zen' has not"),
     (["method.name=relativenas", "space.name=nb201"], "needs a space with DartsSpace"),
     (["method.name=proxy_corr", "space.name=zen"], "needs a space with TabularSpace"),
+    (["method.name=rand", "space.name=zen"], "needs a space with GraphSpace; 'zen' has not"),
+    (["method.name=nag", "space.name=zen"], "needs a space with GraphSpace; 'zen' has not"),
 ])
 def test_a_method_that_does_not_fit_the_space_is_refused_before_any_work(sets, fragment):
     with pytest.raises(ConfigError, match=r"\[space\] name: method") as info:

@@ -113,16 +113,19 @@ def check_method_fits_space(cfg: Config) -> None:
     """Refuses a method whose ``requires`` the configured space's type does not meet (no work done).
 
     Budgeted searches see open spaces through a candidate pool (tabular by construction), so for
-    them only the capabilities other than tabular access are checked against the space itself.
+    them tabular access is not checked against the space itself; the pool's own need (the graph
+    view, :class:`~tfnas.spaces.pool.CandidatePool`) is.
     """
     from tfnas.methods.base import BudgetedSearch
-    from tfnas.spaces.base import TabularSpace
+    from tfnas.spaces.base import GraphSpace, TabularSpace
 
     method_cls = METHODS.get(cfg.method.name)
     space_cls = SPACES.get(cfg.space.name)
     needs = tuple(getattr(method_cls, "requires", ()))
     if issubclass(method_cls, BudgetedSearch):
         needs = tuple(n for n in needs if n is not TabularSpace)
+        if not issubclass(space_cls, TabularSpace) and GraphSpace not in needs:
+            needs += (GraphSpace,)  # an open space is searched through a CandidatePool
     missing = [n.__name__ for n in needs if not issubclass(space_cls, n)]
     if missing:
         fitting = [s for s in SPACES.names() if all(issubclass(SPACES.get(s), n) for n in needs)]
