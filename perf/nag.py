@@ -21,16 +21,13 @@ def run(node_units: int = 250, batch: int = 64, steps: int = 20, cells: int = 10
     s = NB201_DAG
     adj, types = all_dags()
     idx = np.array(sorted(dag_lookup().values()))[: batch * steps]
-    x = np.zeros((len(idx), 1, s.max_nodes, s.num_types), np.float32)
-    rows, cols = np.nonzero(types[idx] >= 0)
-    x[rows, 0, cols, types[idx][rows, cols]] = 1.0
-    labels = np.random.default_rng(seed).integers(0, 3, (len(idx), 2)).astype(np.int32)
-    data = CellData(x, adj[idx][:, None].astype(np.float32), labels)
+    labels = np.random.default_rng(seed).integers(0, 3, (len(idx), 2))
+    data = CellData.from_dags(adj[idx], types[idx], labels, s.num_types)
     gen = DagGenerator(s.num_types, s.max_nodes, s.input_codes, s.output_code, node_units=node_units, seed=seed)
     disc = DagDiscriminator(s.num_types, node_units=node_units, seed=seed + 1)
     trainer = GanTrainer([gen], disc, batch_size=batch, seed=seed, jit_compile=jit)
     start = time.perf_counter()
-    trainer.train_epoch(CellData(x[:batch], data.a[:batch], labels[:batch]), 0)  # trace + first step
+    trainer.train_epoch(CellData(data.x[:batch], data.a[:batch], data.labels[:batch]), 0)  # trace + first step
     first_s = time.perf_counter() - start
     start = time.perf_counter()
     out = trainer.train_epoch(data, 1)

@@ -40,12 +40,12 @@ def models(seed=0):
 def pool_data(n=64, seed=0):
     adj, types = all_dags()
     idx = np.array(sorted(dag_lookup().values()))[:n]
-    m, t = NB201_DAG.max_nodes, NB201_DAG.num_types
-    x = np.zeros((n, 1, m, t), np.float32)
-    rows, cols = np.nonzero(types[idx] >= 0)
-    x[rows, 0, cols, types[idx][rows, cols]] = 1
-    labels = np.random.default_rng(seed).integers(0, 3, (n, 2)).astype(np.int32)
-    return CellData(x, adj[idx][:, None].astype(np.float32), labels)
+    labels = np.random.default_rng(seed).integers(0, 3, (n, 2))
+    data = CellData.from_dags(adj[idx], types[idx], labels, NB201_DAG.num_types)
+    for i in range(n):  # one-hot rows exactly where the cell has nodes
+        assert np.array_equal(data.x[i, 0].argmax(-1)[types[idx][i] >= 0], types[idx][i][types[idx][i] >= 0])
+        assert np.all(data.x[i, 0][types[idx][i] < 0] == 0)
+    return data
 
 
 # ---- models ---------------------------------------------------------------------------------

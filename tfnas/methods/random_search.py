@@ -30,6 +30,13 @@ class RandomSearch(BudgetedSearch):
     def run(self, session: Any, budget: int, rng: np.random.Generator) -> RunResult:
         chosen = rng.choice(self.space_size, size=min(budget, self.space_size), replace=False)
         acc = session.query_many(chosen)
-        scores = rng.random(self.space_size)  # in [0, 1): below every queried cell
-        scores[chosen] = 1.0 + acc
-        return RunResult(best_index=int(chosen[int(np.argmax(acc))]), scores=scores)
+        return RunResult(best_index=int(chosen[int(np.argmax(acc))]),
+                         scores=queried_first(self.space_size, chosen, acc, rng))
+
+
+def queried_first(size: int, chosen: Any, acc: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Scores of all ``size`` cells: the queried ``chosen`` first, in order of their accuracy ``acc``
+    (in [0, 1]), the rest in a random order below them (``rng.random``)."""
+    scores = rng.random(size)  # in [0, 1): below every queried cell
+    scores[np.asarray(chosen)] = 1.0 + np.asarray(acc)
+    return scores

@@ -198,7 +198,7 @@ def nag(cls: type, cfg: Config, space: Any) -> NagSearch:
     params = np.array([space.num_params(space.from_index(i), num_classes) for i in range(space.size)], np.float64)
     model = dict(node_units=n.node_units, graph_units=n.graph_units, noise_dim=n.noise_dim, embed_dim=n.embed_dim,
                  prop_layers=n.prop_layers, dropout=n.dropout, relax=n.relax)
-    return cls(dag.NB201_DAG, dag.all_dags(), dag.dag_lookup(), dag.dag_keys(), label_acc, params, truth=truth,
+    return cls(dag.NB201_DAG, dag.all_dags(), dag.dag_lookup(), label_acc, params, truth=truth,
                pool=n.pool, epochs=n.epochs, batch_size=n.batch_size, lr=n.lr, d_lr=n.d_lr, beta_1=n.beta_1,
                beta_2=n.beta_2, model=model, target=(n.target_acc, n.target_params), samples=n.samples,
                gen_batch=n.gen_batch,

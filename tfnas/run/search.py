@@ -51,6 +51,15 @@ class HistoryLog:
         self.store.write_text(self.name, pd.DataFrame(self.rows).to_csv(index=False))
 
 
+def search_context(cfg: Config, store: ArtifactStore, progress: bool) -> Tuple[SearchContext, HistoryLog]:
+    """The :class:`SearchContext` of a run directory, logging to its ``history.csv`` (kept rows counted)."""
+    history = HistoryLog(store)
+    store.state_dir()
+    context = SearchContext(store=store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),
+                            progress=progress, log=history.append, logged_rows=len(history.rows))
+    return context, history
+
+
 def history_figure(rows: List[Dict[str, Any]], title: str = "") -> Optional[Any]:
     """One panel per numeric column of ``rows`` against the first column; None when nothing to draw."""
     import pandas as pd
@@ -130,10 +139,7 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
 
 
 def _search(cfg: Config, method: Any, store: ArtifactStore, progress: bool) -> SearchOutcome:
-    history = HistoryLog(store)
-    store.state_dir()
-    context = SearchContext(store=store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),
-                            progress=progress, log=history.append, logged_rows=len(history.rows))
+    context, history = search_context(cfg, store, progress)
     start = time.perf_counter()
     outcome = method.search(context)
     wall = time.perf_counter() - start

@@ -19,7 +19,7 @@ import numpy as np
 from tfnas import metrics
 from tfnas.config import Config, ConfigError
 from tfnas.results import RunLog, RunRecord, write_outputs
-from tfnas.methods.base import BudgetedSearch, SearchContext
+from tfnas.methods.base import BudgetedSearch
 from tfnas.registry import METHODS
 from tfnas.run.factory import build_benchmark, build_method, build_space, check_method_fits_space, where
 from tfnas.run.rundir import RunDir, RunDirError
@@ -147,12 +147,10 @@ def _prepare(cfg: Config, run_dir: RunDir, method: Any, progress: bool) -> None:
     """The method's once-per-run work (:meth:`BudgetedSearch.prepare`), logging to ``history.csv``."""
     if type(method).prepare is BudgetedSearch.prepare:
         return
-    from tfnas.run.search import HistoryLog, history_figure
+    from tfnas.run.search import history_figure, search_context
 
     store = run_dir.store
-    history = HistoryLog(store)
-    context = SearchContext(store=store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),
-                            progress=progress, log=history.append, logged_rows=len(history.rows))
+    context, history = search_context(cfg, store, progress)
     method.prepare(context)
     fig = history_figure(history.rows, title=f"{cfg.method.name}: preparation")
     if fig is not None:

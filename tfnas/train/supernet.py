@@ -20,9 +20,9 @@ they share lives here:
   ``set_weights`` for checkpoints, ``reset_momentum`` (a fresh optimizer per candidate).
 
 A subclass builds its variables, lists them in ``_state`` (everything a checkpoint holds) and
-``_buffers`` (momentum buffers), implements ``_train_step(images, labels, ids, lr)`` and
-``_eval_step(images, labels, ids)`` (both return ``(loss_sum, correct, count)``) and
-``to_ids(arch)``, and calls :meth:`SupernetEngine._init_steps` at the end of its constructor.
+``_buffers`` (momentum buffers), implements ``_forward(images, ids, training)``
+(``(logits, aux_logits)``), ``_train_step(images, labels, ids, lr)`` (returns ``(loss_sum, correct,
+count)``; the inference step is shared) and ``to_ids(arch)``, and calls :meth:`SupernetEngine._init_steps` at the end of its constructor.
 """
 
 from __future__ import annotations
@@ -178,8 +178,14 @@ class SupernetEngine(abc.ABC):
         """Forward, loss, gradient and :func:`masked_sgd` update; returns ``(loss_sum, correct, count)``."""
 
     @abc.abstractmethod
+    def _forward(self, images: tf.Tensor, ids: tf.Tensor, training: bool):
+        """``(logits, aux_logits or None)`` of the candidate ``ids``."""
+
     def _eval_step(self, images: tf.Tensor, labels: tf.Tensor, ids: tf.Tensor):
         """Inference-mode ``(loss_sum, correct, count)``."""
+        logits, _ = self._forward(images, ids, training=False)
+        per_example = tf.nn.softmax_cross_entropy_with_logits(labels, logits)
+        return tf.reduce_sum(per_example), correct(labels, logits), tf.cast(tf.shape(labels)[0], tf.float32)
 
     @abc.abstractmethod
     def to_ids(self, arch: Any) -> np.ndarray:

@@ -38,6 +38,15 @@ class CellData:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    @classmethod
+    def from_dags(cls, adj: np.ndarray, types: np.ndarray, labels: np.ndarray, num_types: int) -> "CellData":
+        """From padded single-cell DAGs (``adj [N, M, M]``, ``types [N, M]``, ``-1`` = no node)."""
+        n, m = types.shape
+        x = np.zeros((n, 1, m, num_types), np.float32)
+        rows, cols = np.nonzero(types >= 0)
+        x[rows, 0, cols, types[rows, cols]] = 1.0
+        return cls(x, np.asarray(adj, np.float32)[:, None], np.asarray(labels, np.int32))
+
 
 class GanTrainer:
     """Trains ``generators`` (one per cell type) against ``discriminator`` on :class:`CellData`.

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from tfnas.methods.base import BudgetedSearch, RunResult, SearchContext
 from tfnas.methods.nag import quality
 from tfnas.methods.nag.gan import CellData, GanTrainer, noise
 from tfnas.methods.nag.models import DagDiscriminator, DagGenerator
+from tfnas.methods.random_search import queried_first
 from tfnas.registry import register_method
 from tfnas.spaces.base import TabularSpace
 
@@ -48,7 +49,6 @@ class NagSearch(BudgetedSearch):
       spec: the space's :class:`~tfnas.spaces.dag.DagSpec`.
       dags: padded DAGs of every cell ``(adj [S, M, M], types [S, M])``, ``-1`` = missing node.
       lookup: DAG key -> cell index.
-      keys: DAG key of every cell (``""`` for cells that compute zeros).
       label_acc: accuracy (%) the labels come from, every cell ``[S]``.
       params: parameter count of every cell ``[S]``.
       truth: accuracy (%) of every cell for the quality report only (never for the search); None = no report.
@@ -65,13 +65,13 @@ class NagSearch(BudgetedSearch):
     name = "nag"
     requires = (TabularSpace,)
 
-    def __init__(self, spec: Any, dags: Tuple[np.ndarray, np.ndarray], lookup: Dict[str, int], keys: Sequence[str],
+    def __init__(self, spec: Any, dags: Tuple[np.ndarray, np.ndarray], lookup: Dict[str, int],
                  label_acc: np.ndarray, params: np.ndarray, truth: Optional[np.ndarray] = None, pool: int = 4000,
                  epochs: int = 200, batch_size: int = 64, lr: float = 2e-4, beta_1: float = 0.5,
                  beta_2: float = 0.999, model: Optional[Dict[str, Any]] = None, target: Tuple[int, int] = (2, -1),
                  samples: int = 100, gen_batch: int = 256, labels: str = "table", seed: int = 0,
                  jit_compile: bool = False, d_lr: Optional[float] = None):
-        self.spec, self.lookup, self.keys = spec, lookup, list(keys)
+        self.spec, self.lookup = spec, lookup
         self.adj, self.types = dags
         self.label_acc, self.params = np.asarray(label_acc, np.float64), np.asarray(params, np.float64)
         self.truth = None if truth is None else np.asarray(truth, np.float64)
@@ -87,7 +87,7 @@ class NagSearch(BudgetedSearch):
 
     def _select_pool(self) -> None:
         """The labelled cells: ``pool`` distinct DAGs drawn with the run seed (first index per DAG)."""
-        firsts = np.array(sorted(set(self.lookup.values())), np.int64)
+        self.distinct = firsts = np.array(sorted(set(self.lookup.values())), np.int64)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, 4000]))
         if 0 < self.pool < len(firsts):
             firsts = np.sort(rng.choice(firsts, self.pool, replace=False))
@@ -96,15 +96,11 @@ class NagSearch(BudgetedSearch):
         self.params_cuts = quality.tertiles(self.params[firsts])
         self.pool_labels = np.stack([quality.class_of(self.label_acc[firsts], self.acc_cuts),
                                      quality.class_of(self.params[firsts], self.params_cuts)], 1)
-        self.pool_keys = {self.keys[i] for i in firsts}
+        self.pool_set = set(int(i) for i in firsts)
 
     def cell_data(self) -> CellData:
-        idx, m, t = self.pool_idx, self.spec.max_nodes, self.spec.num_types
-        types = self.types[idx]
-        x = np.zeros((len(idx), 1, m, t), np.float32)
-        rows, cols = np.nonzero(types >= 0)
-        x[rows, 0, cols, types[rows, cols]] = 1.0
-        return CellData(x, self.adj[idx][:, None].astype(np.float32), self.pool_labels.astype(np.int32))
+        idx = self.pool_idx
+        return CellData.from_dags(self.adj[idx], self.types[idx], self.pool_labels, self.spec.num_types)
 
     # ---- the GAN --------------------------------------------------------------------------
 
@@ -136,7 +132,7 @@ class NagSearch(BudgetedSearch):
         def on_epoch(epoch: int, row: Dict[str, float]) -> None:
             if epoch >= context.logged_rows:
                 decoded = self._sample(np.random.default_rng([self.seed, epoch, 7]), self.samples, self.target)
-                stats = quality.sample_stats(decoded, self._pool_index_set())
+                stats = quality.sample_stats(decoded, self.pool_set)
                 context.log({"epoch": epoch + 1, **{k: round(v, 6) for k, v in row.items()},
                              **{k: round(v, 4) for k, v in stats.items() if k != "samples"}})
             store.write_bytes(WEIGHTS_FILE, npz_bytes(trainer.get_state() + [np.array(epoch + 1)]))
@@ -145,9 +141,6 @@ class NagSearch(BudgetedSearch):
         trainer.fit(data, self.epochs, start_epoch=start, on_epoch=on_epoch, progress=context.progress)
         if self.truth is not None and not store.exists(QUALITY_FILE):  # written last: present = complete
             self._write_report(store)
-
-    def _pool_index_set(self) -> set:
-        return set(int(i) for i in self.pool_idx)
 
     def _labels_for(self, n: int, target: Tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         acc, par = target
@@ -171,13 +164,13 @@ class NagSearch(BudgetedSearch):
         import pandas as pd
 
         truth = self.truth
-        top5 = float(np.quantile(truth[sorted(set(self.lookup.values()))], 0.95))
+        top5 = float(np.quantile(truth[self.distinct], 0.95))
         acc_cuts = quality.tertiles(truth[self.pool_idx])
         rows, requested, obtained_acc, obtained_par = [], [], [], []
         for acc in range(3):
             for par in range(3):
                 decoded = self._sample(np.random.default_rng([self.seed, 99, acc, par]), self.samples, (acc, par))
-                stats = quality.sample_stats(decoded, self._pool_index_set())
+                stats = quality.sample_stats(decoded, self.pool_set)
                 cells = sorted(set(d for d in decoded if d is not None))
                 real = self.pool_idx[(self.pool_labels[:, 0] == acc) & (self.pool_labels[:, 1] == par)]
                 row = quality.class_report((acc, par), cells, truth, self.params, real, top5)
@@ -187,7 +180,7 @@ class NagSearch(BudgetedSearch):
                 requested += [(acc, par)] * len(cells)
                 obtained_acc += list(quality.class_of(truth[cells], acc_cuts))
                 obtained_par += list(quality.class_of(self.params[cells], self.params_cuts))
-        everything = np.array(sorted(set(self.lookup.values())))
+        everything = self.distinct
         rows.append({"acc_class": "uniform", "params_class": "uniform", "cells": float(len(everything)),
                      "gen_acc_mean": float(truth[everything].mean()),
                      "gen_top5_frac": float((truth[everything] >= top5).mean())})
@@ -219,11 +212,9 @@ class NagSearch(BudgetedSearch):
             logger.warning("RS-NAG: %d draws gave %d of %d distinct valid cells; the other %d are drawn at random "
                            "(the record's extra.generated says how many were generated)", drawn, generated, budget,
                            budget - generated)
-            rest = np.setdiff1d(np.array(sorted(set(self.lookup.values()))), chosen)
+            rest = np.setdiff1d(self.distinct, chosen)
             chosen += [int(i) for i in rng.choice(rest, budget - generated, replace=False)]
         acc = session.query_many(chosen)
-        scores = rng.random(session.size)
-        scores[chosen] = 1.0 + acc
-        return RunResult(best_index=chosen[int(np.argmax(acc))], scores=scores,
+        return RunResult(best_index=chosen[int(np.argmax(acc))], scores=queried_first(session.size, chosen, acc, rng),
                          extra={"generated": generated, "drawn": drawn, "label_cells": len(self.pool_idx),
                                 "labels": self.labels})

@@ -233,11 +233,6 @@ class DartsSupernet(SupernetEngine):
             stack.params.scatter_update(tf.IndexedSlices(w_new, r))
         return tf.reduce_sum(per_example), correct(labels, logits), tf.cast(tf.shape(labels)[0], tf.float32)
 
-    def _eval_step(self, images: tf.Tensor, labels: tf.Tensor, ids: tf.Tensor):
-        logits, _ = self._forward(images, ids, training=False)
-        per_example = tf.nn.softmax_cross_entropy_with_logits(labels, logits)
-        return tf.reduce_sum(per_example), correct(labels, logits), tf.cast(tf.shape(labels)[0], tf.float32)
-
     # ---- public steps ---------------------------------------------------------------------
 
     def to_ids(self, arch: Any) -> np.ndarray:
