@@ -11,7 +11,8 @@ from perf.report import emit
 
 def run(node_units: int = 250, batch: int = 64, steps: int = 20, cells: int = 1000, jit: bool = False,
         seed: int = 0) -> None:
-    """Emits ``nag_train`` (steps/s of one LSGAN step, first call apart) and ``nag_generate``
+    """Emits ``nag_train`` (steps/s of one LSGAN step, first call apart), ``nag_pretrain`` (steps/s
+    of one teacher-forced likelihood step) and ``nag_generate``
     (seconds for ``cells`` sampled cells in one traced call, and their validity)."""
     from tfnas.methods.nag import quality
     from tfnas.methods.nag.gan import CellData, GanTrainer
@@ -34,6 +35,12 @@ def run(node_units: int = 250, batch: int = 64, steps: int = 20, cells: int = 10
     wall = time.perf_counter() - start
     emit("nag_train", node_units=node_units, batch=batch, steps=int(out["steps"]), jit=jit,
          steps_per_s=round(out["steps"] / wall, 2), first_call_s=round(first_s, 2))
+    trainer.pretrain_epoch(CellData(data.x[:batch], data.a[:batch], data.labels[:batch]), 0)
+    start = time.perf_counter()
+    out = trainer.pretrain_epoch(data, 1)
+    wall = time.perf_counter() - start
+    emit("nag_pretrain", node_units=node_units, batch=batch, steps=int(out["steps"]), jit=jit,
+         steps_per_s=round(out["steps"] / wall, 2))
     z = np.random.default_rng(seed).standard_normal((cells, 1, gen.noise_dim)).astype(np.float32)
     want = np.tile(np.array([[2, 1]], np.int32), (cells, 1))
     start = time.perf_counter()

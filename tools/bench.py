@@ -161,7 +161,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--graph-optimizer", choices=("auto", "on", "off"), default="auto",
                    help="Grappler for the supernet steps (auto: on with a GPU, off on CPU)")
     s.set_defaults(run=supernet)
-    s = sub.add_parser("nag", help="NAG GAN training steps/s and the generation of 1,000 NB201 cells")
+    s = sub.add_parser("nag", help="NAG GAN and likelihood training steps/s, generation of 1,000 NB201 cells")
     s.add_argument("--node-units", type=int, default=250, help="generator/discriminator node width (NAG: 250)")
     s.add_argument("--batch", type=int, default=64)
     s.add_argument("--steps", type=int, default=20)

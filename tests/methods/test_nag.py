@@ -25,7 +25,7 @@ SMALL = dict(node_units=8, graph_units=6, noise_dim=4, embed_dim=3, prop_layers=
 
 def tiny(out_dir, *more):
     return [f"run.out_dir={out_dir}", "run.progress=false", "run.jit_compile=false", "nag.pool=96",
-            "nag.epochs=2", "nag.batch_size=32", "nag.node_units=8", "nag.graph_units=6", "nag.noise_dim=4",
+            "nag.pretrain_epochs=1", "nag.epochs=2", "nag.batch_size=32", "nag.node_units=8", "nag.graph_units=6", "nag.noise_dim=4",
             "nag.embed_dim=3", "nag.prop_layers=1", "nag.samples=20", "nag.gen_batch=64", "budget.start=5",
             "budget.stop=10", "budget.step=5", "budget.repeats=2", *more]
 
@@ -139,6 +139,25 @@ def test_training_is_deterministic_and_resumes_exactly():
         c.set_state(saved[:-1])
 
 
+def test_maximum_likelihood_warm_up_fits_the_real_cells():
+    data = pool_data(48)
+    gen, _ = models()
+    z = tf.zeros([48, SMALL["noise_dim"]])
+    x, a, labels = data.x[:, 0], data.a[:, 0], data.labels
+    before = gen.log_likelihood(z, labels, x, a).numpy()
+    assert before.shape == (48,) and np.all(np.isfinite(before)) and np.all(before > 0)
+    gen2, disc2 = models()
+    t = GanTrainer([gen2], disc2, batch_size=16, seed=0, pretrain_lr=1e-2)
+    for epoch in range(15):
+        row = t.pretrain_epoch(data, epoch)
+    assert set(row) == {"nll", "steps"}
+    after = t.generators[0].log_likelihood(z, labels, x, a).numpy()
+    assert after.mean() < 0.85 * before.mean()
+    fresh = trainer()  # the discriminator is untouched by the warm-up
+    for w0, w1 in zip(fresh.discriminator.get_weights(), t.discriminator.get_weights()):
+        np.testing.assert_array_equal(w0, w1)
+
+
 # ---- metrics --------------------------------------------------------------------------------
 
 def test_quality_metrics():
@@ -180,13 +199,13 @@ def test_killed_gan_training_resumes_to_the_same_weights(tmp_path):
     full.prepare(ctx)
     _, first = build(tmp_path / "b", "nag.epochs=1")
     ctx_b, rows = context(tmp_path / "b")
-    first.prepare(ctx_b)  # "killed" after epoch 1
-    assert json.loads(ctx_b.store.read_text(STATE_FILE)) == {"epoch": 1} and len(rows) == 1
+    first.prepare(ctx_b)  # "killed" after epoch 2 (the warm-up epoch and one GAN epoch)
+    assert json.loads(ctx_b.store.read_text(STATE_FILE)) == {"epoch": 2} and len(rows) == 2
     _, resumed = build(tmp_path / "b")
     ctx_b2, rows2 = context(tmp_path / "b")
-    ctx_b2.logged_rows = 1
+    ctx_b2.logged_rows = 2
     resumed.prepare(ctx_b2)
-    assert len(rows2) == 1 and rows2[0]["epoch"] == 2
+    assert len(rows2) == 1 and rows2[0]["epoch"] == 3
     for x, y in zip(full.trainer.get_state(), resumed.trainer.get_state()):
         np.testing.assert_array_equal(x, y)
 
@@ -208,9 +227,23 @@ def test_nag_sweep_end_to_end(tmp_path):
     table = pd.read_csv(os.path.join(run, QUALITY_FILE))
     assert len(table) == 10 and {"valid", "unique", "novel", "gen_acc_mean", "gen_top5_frac"} <= set(table)
     history = pd.read_csv(os.path.join(run, "history.csv"))
-    assert history["epoch"].tolist() == [1, 2] and {"d_loss", "g_loss", "valid"} <= set(history)
+    assert history["epoch"].tolist() == [1, 2, 3] and {"nll", "d_loss", "g_loss", "valid"} <= set(history)
     again = run_sweep(cfg)  # finished: nothing reruns, the GAN reloads from its checkpoint
     assert again.new_records == 0 and [r.top1_acc for r in again.records] == [r.top1_acc for r in out.records]
+
+
+def test_warm_up_then_gan_epochs_are_logged_and_resume(tmp_path):
+    _, method = build(tmp_path / "w", "nag.epochs=1")
+    ctx, rows = context(tmp_path / "w")
+    method.prepare(ctx)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert "nll" in rows[0] and "d_loss" not in rows[0] and "d_loss" in rows[1]
+    _, again = build(tmp_path / "w", "nag.epochs=1")
+    ctx2, rows2 = context(tmp_path / "w")
+    again.prepare(ctx2)  # finished: reloads, trains nothing
+    assert rows2 == []
+    for x, y in zip(method.trainer.get_state(), again.trainer.get_state()):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_config_errors(tmp_path):

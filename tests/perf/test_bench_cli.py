@@ -101,6 +101,7 @@ def test_supernet_space_lite_wiring(monkeypatch, capsys):
 def test_nag_bench_measures_training_and_generation(capsys):
     load_bench().main(["nag", "--node-units", "8", "--batch", "8", "--steps", "2", "--cells", "20"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    train, gen = [next(x for x in lines if x["bench"] == b) for b in ("nag_train", "nag_generate")]
+    train, pre, gen = [next(x for x in lines if x["bench"] == b) for b in ("nag_train", "nag_pretrain", "nag_generate")]
+    assert pre["steps"] == 2 and pre["steps_per_s"] > 0
     assert train["steps"] == 2 and train["steps_per_s"] > 0 and train["node_units"] == 8
     assert gen["cells"] == 20 and gen["generate_s"] > 0 and 0.0 <= gen["valid_untrained"] <= 1.0

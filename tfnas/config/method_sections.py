@@ -52,6 +52,8 @@ class NagConfig:
       pool: labelled cells drawn with the run seed (NAG: 4,000; 0 = every distinct cell).
       epochs / batch_size / lr / beta_1 / beta_2: LSGAN training (NAG: 200, 64, 2e-4, 0.5, 0.999).
       d_lr: the discriminator's lr (NAG: the same 2e-4).
+      pretrain_epochs: maximum-likelihood (teacher-forced) epochs of the generator before the GAN
+        epochs, Adam 1e-3 (not in NAG, which trains the GAN only: 0).
       node_units / graph_units / noise_dim / embed_dim / prop_layers / dropout: model widths
         (NAG: 250, 56, 100, 10, 3, 0.5).
       relax: what the discriminator sees of a generated cell in training: ``straight_through``
@@ -69,6 +71,7 @@ class NagConfig:
     batch_size: int = _f(64, min=1)
     lr: float = _f(2e-4, min=0.0)
     d_lr: float = _f(2e-4, min=0.0)
+    pretrain_epochs: int = _f(0, min=0)
     beta_1: float = _f(0.5, min=0.0, max=0.9999)
     beta_2: float = _f(0.999, min=0.0, max=0.9999)
     node_units: int = _f(250, min=1)

@@ -202,4 +202,5 @@ def nag(cls: type, cfg: Config, space: Any) -> NagSearch:
                pool=n.pool, epochs=n.epochs, batch_size=n.batch_size, lr=n.lr, d_lr=n.d_lr, beta_1=n.beta_1,
                beta_2=n.beta_2, model=model, target=(n.target_acc, n.target_params), samples=n.samples,
                gen_batch=n.gen_batch,
-               labels=n.labels, seed=cfg.run.seed, jit_compile=resolve_jit_compile(cfg.run.jit_compile))
+               labels=n.labels, pretrain_epochs=n.pretrain_epochs, seed=cfg.run.seed,
+               jit_compile=resolve_jit_compile(cfg.run.jit_compile))

@@ -57,16 +57,19 @@ class GanTrainer:
       batch_size: real cells per step; an epoch is ``len(data) // batch_size`` steps (at least 1).
       seed: root of every random draw of the training.
       jit_compile: XLA for the step.
+      pretrain_lr: Adam lr of the optional maximum-likelihood warm-up of the generators
+        (:meth:`pretrain_epoch`; not in the NAG paper, which trains the GAN from scratch).
     """
 
     def __init__(self, generators: Sequence[DagGenerator], discriminator: DagDiscriminator, lr: float = 2e-4,
                  beta_1: float = 0.5, beta_2: float = 0.999, batch_size: int = 64, seed: int = 0,
-                 jit_compile: bool = False, d_lr: Optional[float] = None):
+                 jit_compile: bool = False, d_lr: Optional[float] = None, pretrain_lr: float = 1e-3):
         self.generators, self.discriminator = list(generators), discriminator
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.noise_dim = self.generators[0].noise_dim
         self.g_opt = keras.optimizers.Adam(lr, beta_1=beta_1, beta_2=beta_2)
         self.d_opt = keras.optimizers.Adam(lr if d_lr is None else d_lr, beta_1=beta_1, beta_2=beta_2)
+        self.p_opt = keras.optimizers.Adam(pretrain_lr)
         gen = self.generators[0]
         x = np.zeros((1, len(self.generators), gen.max_nodes, gen.num_types), np.float32)
         a = np.zeros((1, len(self.generators), gen.max_nodes, gen.max_nodes), np.float32)
@@ -78,8 +81,11 @@ class GanTrainer:
         self.d_vars = list(self.discriminator.trainable_variables)
         self.g_opt.build(self.g_vars)
         self.d_opt.build(self.d_vars)
+        self.p_opt.build(self.g_vars)
+        self._optimizers = (self.g_opt, self.d_opt, self.p_opt)
         self.traces = 0
         self._step = tf.function(self._train_step, jit_compile=jit_compile, reduce_retracing=True)
+        self._mle_step = tf.function(self._pretrain_step, jit_compile=jit_compile, reduce_retracing=True)
         self._sample = tf.function(self._hard_sample, reduce_retracing=True)
 
     # ---- steps ----------------------------------------------------------------------------
@@ -104,6 +110,15 @@ class GanTrainer:
         del tape
         return d_loss, g_loss, tf.reduce_mean(d_real), tf.reduce_mean(d_fake)
 
+    def _pretrain_step(self, x, a, labels, z, seed):
+        with tf.GradientTape() as tape:
+            nll = tf.add_n([g.log_likelihood(z[:, c], labels, x[:, c], a[:, c], training=True,
+                                             seed=tf.random.experimental.stateless_fold_in(seed, c))
+                            for c, g in enumerate(self.generators)])
+            loss = tf.reduce_mean(nll)
+        self.p_opt.apply_gradients(zip(tape.gradient(loss, self.g_vars), self.g_vars))
+        return (loss,)
+
     def _hard_sample(self, z, labels, seed):
         return [tuple(cell) for cell in self._fakes(z, labels, False, True, seed)]
 
@@ -117,25 +132,34 @@ class GanTrainer:
     # ---- epochs ---------------------------------------------------------------------------
 
     def train_epoch(self, data: CellData, epoch: int) -> Dict[str, float]:
-        """One pass over ``data`` (order, noise and dropout from ``SeedSequence([seed, epoch])``)."""
+        """One GAN pass over ``data`` (order, noise and dropout from ``SeedSequence([seed, epoch])``)."""
+        return self._epoch(data, epoch, self._step, ("d_loss", "g_loss", "d_real", "d_fake"))
+
+    def pretrain_epoch(self, data: CellData, epoch: int) -> Dict[str, float]:
+        """One teacher-forced maximum-likelihood pass of the generators over ``data`` (DeepGMG's
+        training; a warm-up before the GAN). Returns the mean negative log-likelihood ``nll``."""
+        return self._epoch(data, epoch, self._mle_step, ("nll",))
+
+    def _epoch(self, data: CellData, epoch: int, step: Callable, names: Sequence[str]) -> Dict[str, float]:
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch]))
         n, bs = len(data), min(self.batch_size, len(data))
         steps = max(1, n // bs)
         order = rng.permutation(n)
         z = rng.standard_normal((steps, bs, len(self.generators), self.noise_dim)).astype(np.float32)
         seeds = rng.integers(0, 2**31 - 1, size=(steps, 2), dtype=np.int64).astype(np.int32)
-        sums = np.zeros(4)
+        sums = np.zeros(len(names))
         for s in range(steps):
             idx = order[s * bs:(s + 1) * bs]
-            out = self._step(tf.constant(data.x[idx], tf.float32), tf.constant(data.a[idx], tf.float32),
+            out = step(tf.constant(data.x[idx], tf.float32), tf.constant(data.a[idx], tf.float32),
                              tf.constant(data.labels[idx], tf.int32), tf.constant(z[s]), tf.constant(seeds[s]))
             sums += [float(v) for v in out]
-        d_loss, g_loss, d_real, d_fake = sums / steps
-        return {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake, "steps": steps}
+        return {**dict(zip(names, (float(v) for v in sums / steps))), "steps": steps}
 
     def fit(self, data: CellData, epochs: int, start_epoch: int = 0,
-            on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = None, progress: bool = False) -> None:
-        """Epochs ``start_epoch .. epochs-1``; ``on_epoch(epoch, row)`` after each (checkpoint, log)."""
+            on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = None, progress: bool = False,
+            pretrain_epochs: int = 0) -> None:
+        """Epochs ``start_epoch .. epochs-1`` (the first ``pretrain_epochs`` of them maximum-likelihood
+        warm-up, the rest GAN); ``on_epoch(epoch, row)`` after each (checkpoint, log)."""
         bar = None
         if progress and epochs > start_epoch:
             from tqdm.auto import tqdm
@@ -143,11 +167,14 @@ class GanTrainer:
             bar = tqdm(total=epochs, initial=start_epoch, desc="NAG GAN", unit="epoch")
         try:
             for epoch in range(start_epoch, epochs):
-                row = self.train_epoch(data, epoch)
+                if epoch < pretrain_epochs:
+                    row = self.pretrain_epoch(data, epoch)
+                else:
+                    row = self.train_epoch(data, epoch)
                 if on_epoch is not None:
                     on_epoch(epoch, row)
                 if bar is not None:
-                    bar.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}")
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k != "steps"})
                     bar.update(1)
         finally:
             if bar is not None:
@@ -156,9 +183,9 @@ class GanTrainer:
     # ---- state ----------------------------------------------------------------------------
 
     def get_state(self) -> List[np.ndarray]:
-        """Weights of every model and the slots of both optimisers, in a fixed order."""
+        """Weights of every model and the slots of every optimiser, in a fixed order."""
         arrays = [w for g in self.generators for w in g.get_weights()] + self.discriminator.get_weights()
-        return arrays + [np.asarray(v) for v in self.g_opt.variables + self.d_opt.variables]
+        return arrays + [np.asarray(v) for opt in self._optimizers for v in opt.variables]
 
     def set_state(self, arrays: Sequence[np.ndarray]) -> None:
         arrays = list(arrays)
@@ -170,7 +197,7 @@ class GanTrainer:
             k = len(model.get_weights())
             model.set_weights(arrays[:k])
             arrays = arrays[k:]
-        for var, value in zip(self.g_opt.variables + self.d_opt.variables, arrays):
+        for var, value in zip([v for opt in self._optimizers for v in opt.variables], arrays):
             var.assign(value)
 
 

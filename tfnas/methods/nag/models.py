@@ -162,6 +162,17 @@ class DagGenerator(keras.Model):
         """``(x [B, M, T], a [B, M, M])`` of cells generated for noise ``z [B, noise_dim]`` and
         ``labels [B, len(classes)]``; ``seed`` (int32 ``[2]``) drives dropout and, with ``hard``,
         the sampling of codes and edges."""
+        x, a, _ = self._unroll(z, labels, training, hard, seed, None)
+        return x, a
+
+    def log_likelihood(self, z, labels, x, a, training: bool = False, seed=None):
+        """Negative log-likelihood ``[B]`` of the real cells ``x [B, M, T]``, ``a [B, M, M]`` under the
+        generator, teacher-forced: each step sees the real cell so far and is scored on the real
+        next code (cross-entropy) and the real incoming edges (binary cross-entropy), as DeepGMG
+        trains by maximum likelihood."""
+        return self._unroll(z, labels, training, False, seed, (x, a))[2]
+
+    def _unroll(self, z, labels, training, hard, seed, teacher):
         cond = self.condition(z, labels)
         if seed is None and (hard or (training and self.relax == "straight_through")):
             seed = tf.zeros([2], tf.int32)
@@ -175,6 +186,7 @@ class DagGenerator(keras.Model):
             cols.append(tf.zeros([batch, len(cols)]))
         masks = [ones] * len(self.input_codes)
         alive = ones
+        nll = tf.zeros([batch], tf.float32)
         n_in = len(self.input_codes)
         for t in range(n_in, self.max_nodes):
             step_seed = _fold(seed, 1000 + t)  # dropout of this step's propagation
@@ -183,7 +195,7 @@ class DagGenerator(keras.Model):
             h = self._propagate(tf.stack(hs, 1), a, mask, training, step_seed)
             hs = tf.unstack(h, axis=1)  # node states carry over to the next step (DeepGMG)
             h_g = self._readout(h, mask)
-            sample = hard or (training and self.relax == "straight_through")
+            sample = teacher is None and (hard or (training and self.relax == "straight_through"))
             if t == self.max_nodes - 1:
                 probs = tf.one_hot(tf.fill([batch], self.output_code), self.num_types)
             else:
@@ -194,6 +206,11 @@ class DagGenerator(keras.Model):
                     soft = tf.nn.softmax(logits + gumbel)
                     one_hot = tf.one_hot(tf.argmax(soft, -1), self.num_types)
                     probs = one_hot if hard else one_hot + soft - tf.stop_gradient(soft)
+            if teacher is not None:  # the real node; rows past the real cell's end are zero
+                probs = tf.cast(teacher[0][:, t], tf.float32)
+                if t < self.max_nodes - 1:
+                    nll += tf.nn.softmax_cross_entropy_with_logits(probs, logits)
+                alive = tf.reduce_sum(probs, -1)
             h_t = l2_normalize(self.init_node(tf.concat([self.code_embed(probs), h_g, cond], -1)))
             pair = tf.concat([h, tf.repeat(h_t[:, None], t, 1),
                               tf.repeat(tf.concat([h_g, cond], -1)[:, None], t, 1)], -1)
@@ -204,12 +221,16 @@ class DagGenerator(keras.Model):
                 soft = tf.sigmoid(edge_logits + tf.math.log(u) - tf.math.log1p(-u))  # binary concrete
                 bits = tf.cast(soft > 0.5, tf.float32)
                 p_edge = bits if hard else bits + soft - tf.stop_gradient(soft)
+            if teacher is not None:
+                p_edge = tf.cast(teacher[1][:, :t, t], tf.float32)
+                bce = tf.nn.sigmoid_cross_entropy_with_logits(p_edge, edge_logits)
+                nll += tf.reduce_sum(bce * mask, -1) * alive
             xs.append(alive[:, None] * probs)
             cols.append(p_edge * mask * alive[:, None])
             hs.append(h_t)
             masks.append(alive)
             alive = alive * (1.0 - probs[:, self.output_code])
-        return tf.stack(xs, 1), self._adjacency(cols, self.max_nodes)
+        return tf.stack(xs, 1), self._adjacency(cols, self.max_nodes), nll
 
     @staticmethod
     def _adjacency(cols, n: int):

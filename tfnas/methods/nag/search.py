@@ -54,6 +54,8 @@ class NagSearch(BudgetedSearch):
       truth: accuracy (%) of every cell for the quality report only (never for the search); None = no report.
       pool: labelled cells (0 = every distinct cell). epochs, batch_size, lr, beta_1, beta_2, d_lr: GAN
         training (``d_lr`` = the discriminator's lr; None = ``lr``).
+      pretrain_epochs: teacher-forced maximum-likelihood epochs of the generator before the GAN
+        epochs (DeepGMG's own training; 0 = the paper's GAN-only training).
       model: widths of the models (``node_units``, ``graph_units``, ``noise_dim``, ``embed_dim``,
         ``prop_layers``, ``dropout``).
       target: requested ``(acc class, params class)``; params class -1 = drawn from the labelled
@@ -70,11 +72,12 @@ class NagSearch(BudgetedSearch):
                  epochs: int = 200, batch_size: int = 64, lr: float = 2e-4, beta_1: float = 0.5,
                  beta_2: float = 0.999, model: Optional[Dict[str, Any]] = None, target: Tuple[int, int] = (2, -1),
                  samples: int = 100, gen_batch: int = 256, labels: str = "table", seed: int = 0,
-                 jit_compile: bool = False, d_lr: Optional[float] = None):
+                 jit_compile: bool = False, d_lr: Optional[float] = None, pretrain_epochs: int = 0):
         self.spec, self.lookup = spec, lookup
         self.adj, self.types = dags
         self.label_acc, self.params = np.asarray(label_acc, np.float64), np.asarray(params, np.float64)
         self.truth = None if truth is None else np.asarray(truth, np.float64)
+        self.pretrain_epochs = int(pretrain_epochs)
         self.pool, self.epochs, self.samples, self.gen_batch = int(pool), int(epochs), int(samples), int(gen_batch)
         self.target, self.labels, self.seed = (int(target[0]), int(target[1])), labels, int(seed)
         self.model = dict(model or {})
@@ -138,7 +141,8 @@ class NagSearch(BudgetedSearch):
             store.write_bytes(WEIGHTS_FILE, npz_bytes(trainer.get_state() + [np.array(epoch + 1)]))
             store.write_text(STATE_FILE, json.dumps({"epoch": epoch + 1}) + "\n")  # for people; resume reads the .npz
 
-        trainer.fit(data, self.epochs, start_epoch=start, on_epoch=on_epoch, progress=context.progress)
+        trainer.fit(data, self.pretrain_epochs + self.epochs, start_epoch=start, on_epoch=on_epoch,
+                    progress=context.progress, pretrain_epochs=self.pretrain_epochs)
         if self.truth is not None and not store.exists(QUALITY_FILE):  # written last: present = complete
             self._write_report(store)
 
