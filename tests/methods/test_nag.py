@@ -25,8 +25,8 @@ SMALL = dict(node_units=8, graph_units=6, noise_dim=4, embed_dim=3, prop_layers=
 
 def tiny(out_dir, *more):
     return [f"run.out_dir={out_dir}", "run.progress=false", "run.jit_compile=false", "nag.pool=96",
-            "nag.pretrain_epochs=1", "nag.epochs=2", "nag.batch_size=32", "nag.node_units=8", "nag.graph_units=6", "nag.noise_dim=4",
-            "nag.embed_dim=3", "nag.prop_layers=1", "nag.samples=20", "nag.gen_batch=64", "budget.start=5",
+            "nag.pretrain_epochs=1", "nag.epochs=2", "nag.batch_size=32", "nag.node_units=8", "nag.graph_units=6",
+            "nag.noise_dim=4", "nag.embed_dim=3", "nag.prop_layers=1", "nag.samples=20", "nag.gen_batch=64", "budget.start=5",
             "budget.stop=10", "budget.step=5", "budget.repeats=2", *more]
 
 
