@@ -295,7 +295,8 @@ class BankSwitch:
     variable *values* as arguments and run a template bank with ``stateless_call``, so every slot
     of the same structure (``key``) calls the same two traced functions.
 
-    Layers run in training mode (BatchNorm on batch statistics); the chosen layer's new
+    Layers run in training mode (BatchNorm on batch statistics; layers without a ``training``
+    argument, e.g. pools, as they are); the chosen layer's new
     non-trainable values (BatchNorm moving statistics) are written back to its variables.
     """
 
@@ -348,9 +349,10 @@ class BankSwitch:
 
         def run(k, xs, ws, stats):
             layer_id, input_id, post = branches[k]
-            out, new = bank[layer_id].stateless_call(ws[w_off[layer_id] : w_off[layer_id + 1]],
-                                                     stats[s_off[layer_id] : s_off[layer_id + 1]], xs[input_id],
-                                                     training=True)
+            layer = bank[layer_id]
+            mode = {"training": True} if getattr(layer, "_call_has_training_arg", True) else {}
+            out, new = layer.stateless_call(ws[w_off[layer_id] : w_off[layer_id + 1]],
+                                            stats[s_off[layer_id] : s_off[layer_id + 1]], xs[input_id], **mode)
             return post(out), list(new)
 
         def forward(index, xs, ws, stats):
