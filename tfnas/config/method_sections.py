@@ -63,6 +63,12 @@ class NagConfig:
         labelled cells of ``target_acc``).
       samples: cells generated per class for the quality report and per epoch.
       gen_batch: cells per generation call in RS-NAG.
+      score_batches: held-out batches each pool pair is scored on by the supernet (``nag_supernet``).
+      holdout: fraction of the training split held out to score pool pairs and RS-NAG candidates
+        (``nag_supernet``; the test split is never used to choose).
+      rs_candidates: generated pairs RS-NAG trains and compares (``nag_supernet``; NAG: 50).
+      rs_epochs: epochs of each RS-NAG short training (``nag_supernet``; NAG: 50), with the
+        ``[train]`` recipe otherwise.
     """
 
     labels: str = _f("short", choices=("short", "table"))
@@ -85,3 +91,7 @@ class NagConfig:
     target_params: int = _f(-1, min=-1, max=2)
     samples: int = _f(100, min=1)
     gen_batch: int = _f(256, min=1)
+    score_batches: int = _f(4, min=1)
+    holdout: float = _f(0.2, min=0.0, max=1.0)
+    rs_candidates: int = _f(50, min=1)
+    rs_epochs: int = _f(50, min=1)

@@ -91,6 +91,9 @@ def build_space(cfg: Config) -> Any:
         num_classes, shape = dataset_head(cfg)
         kwargs = {"start": s.start, "family": s.family, "resolution": shape[0], "num_classes": num_classes,
                   "kernel_weights": s.kernel_weights}
+    elif name == "nasnet_dag":
+        kwargs = {"channels": s.channels, "layers": s.layers, "search_channels": s.search_channels,
+                  "search_layers": s.search_layers, "auxiliary": cfg.train.aux_weight > 0}
     elif name == "lite":
         kwargs = {"channels": s.channels, "blocks": s.blocks, "auxiliary": cfg.train.aux_weight > 0}
     elif name == "tinynano":
@@ -105,7 +108,9 @@ def build_space(cfg: Config) -> Any:
         keys = {"zen": "[space] start / family", "tinynano": "[space] channels / cells_per_stage, [budget] max_flops",
                 "darts": "[space] channels / layers / search_channels / search_layers",
                 "nb201": "[space] channels / cells_per_stage",
-                "lite": "[space] channels / blocks"}.get(name, f"[space] ({name})")
+                "lite": "[space] channels / blocks",
+                "nasnet_dag": "[space] channels / layers / search_channels / search_layers",
+                }.get(name, f"[space] ({name})")
         raise ConfigError(f"{where(cfg)}: {keys}: {exc}") from None
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from tfnas.config import Config, ConfigError
 from tfnas.methods.evolution import EvolutionSearch, Limits
+from tfnas.methods.nag.paper import NagSupernetSearch
 from tfnas.methods.nag.search import NagSearch
 from tfnas.methods.proxy_corr import NB201_DATASETS, ProxyCorrelation
 from tfnas.methods.random_search import RandomSearch
@@ -204,3 +205,63 @@ def nag(cls: type, cfg: Config, space: Any) -> NagSearch:
                gen_batch=n.gen_batch,
                labels=n.labels, pretrain_epochs=n.pretrain_epochs, seed=cfg.run.seed,
                jit_compile=resolve_jit_compile(cfg.run.jit_compile))
+
+
+@builds(NagSupernetSearch)
+def nag_supernet(cls: type, cfg: Config, space: Any) -> NagSupernetSearch:
+    import dataclasses
+
+    from tfnas.methods.weight_sharing import ArrayPipelines, cached_supernet, load_split
+    from tfnas.train.distribute import resolve_jit_compile
+
+    n, s, d, sp = cfg.nag, cfg.search, cfg.dataset, cfg.space
+    if sp.name != "nasnet_dag":
+        raise ConfigError(f"{where(cfg)}: [space] name: method 'nag_supernet' searches the NASNet DAG space "
+                          f"(nasnet_dag); got {sp.name!r} (NAG on NAS-Bench-201 is method 'nag')")
+    if s.lr_min > s.lr:
+        raise ConfigError(f"{where(cfg)}: [search] lr_min: must not exceed lr ({s.lr}); got {s.lr_min}")
+    if not 0.0 < n.holdout < 1.0:
+        raise ConfigError(f"{where(cfg)}: [nag] holdout: the supernet trains on part of the training split and "
+                          f"scores on the rest, so it must lie strictly between 0 and 1; got {n.holdout}")
+    if n.pool < 3:
+        raise ConfigError(f"{where(cfg)}: [nag] pool: 'nag_supernet' labels pool pairs by tertiles; expected >= 3, "
+                          f"got {n.pool}")
+    data = load_split(d.name, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
+                      subset=d.train_subset, where=where(cfg), first_fraction=1.0 - n.holdout, divisor=4,
+                      who="the NASNet DAG supernet (two reductions)")
+    info, jit = data[4], resolve_jit_compile(cfg.run.jit_compile)
+    batch = s.batch_size or d.batch_size
+    aux = s.aux_weight if min(info.image_shape[:2]) >= 32 else 0.0
+
+    def supernet(seed: int) -> Any:
+        from tfnas.spaces.nasnet_dag.supernet import NasnetDagSupernet
+
+        args = dict(channels=sp.search_channels, layers=sp.search_layers, momentum=s.momentum,
+                    weight_decay=s.weight_decay, grad_clip=s.grad_clip, aux_weight=aux, jit_compile=jit, seed=seed)
+        key = ("nasnet_dag", info.num_classes, tuple(info.image_shape), tuple(sorted(args.items())))
+        return cached_supernet(key, lambda: NasnetDagSupernet(info.num_classes, tuple(info.image_shape), **args))
+
+    rs_cfg = dataclasses.replace(cfg.train, epochs=n.rs_epochs, aux_weight=0.0)
+    rs_pipes = ArrayPipelines(data, batch, cfg.run.seed, flip=rs_cfg.flip, pad_crop=rs_cfg.pad_crop,
+                              cutout=rs_cfg.cutout)
+
+    def rs_train(arch: Any) -> float:
+        from tfnas.train.trainer import Trainer
+
+        kwargs = dict(channels=sp.search_channels, layers=sp.search_layers, auxiliary=False)
+        if rs_cfg.drop_path > 0:
+            kwargs["drop_path_rate"] = 0.0
+        trainer = Trainer(lambda: space.build(arch, info.num_classes, info.image_shape, **kwargs), rs_cfg,
+                          jit_compile=jit, checkpoint_dir=None, progress=False, seed=cfg.run.seed)
+        trainer.fit(rs_pipes.train(cfg.run.seed))
+        return 100.0 * float(trainer.evaluate(rs_pipes.score())["accuracy"])
+
+    model = dict(node_units=n.node_units, graph_units=n.graph_units, noise_dim=n.noise_dim, embed_dim=n.embed_dim,
+                 prop_layers=n.prop_layers, dropout=n.dropout, relax=n.relax)
+    gan = dict(lr=n.lr, d_lr=n.d_lr, beta_1=n.beta_1, beta_2=n.beta_2, batch_size=n.batch_size, jit_compile=jit)
+    return cls(space, data, supernet, rs_train, pool=n.pool, epochs=s.epochs, batch_size=batch,
+               steps_per_epoch=s.steps_per_epoch, lr=s.lr, lr_min=s.lr_min, drop_path=s.drop_path,
+               score_batches=n.score_batches, gan=gan, gan_epochs=n.epochs, pretrain_epochs=n.pretrain_epochs,
+               model=model, target=(n.target_acc, n.target_params), samples=n.samples, gen_batch=n.gen_batch,
+               rs_candidates=n.rs_candidates, flip=cfg.train.flip, pad_crop=cfg.train.pad_crop,
+               cutout=cfg.train.cutout)

@@ -1,8 +1,10 @@
 """NAG (neural architecture generator): a conditional GAN over DAG cells and RS-NAG, its random
-search over generated cells (``nag``). Spec: ``specs/nag.md``."""
+search over generated cells (``nag`` on NAS-Bench-201, ``nag_supernet`` in the paper's setting on the
+NASNet DAG space). Spec: ``specs/nag.md``."""
 
 from tfnas.methods.nag.gan import CellData, GanTrainer
 from tfnas.methods.nag.models import DagDiscriminator, DagGenerator
+from tfnas.methods.nag.paper import NagSupernetSearch
 from tfnas.methods.nag.search import NagSearch
 
-__all__ = ["CellData", "DagDiscriminator", "DagGenerator", "GanTrainer", "NagSearch"]
+__all__ = ["CellData", "DagDiscriminator", "DagGenerator", "GanTrainer", "NagSearch", "NagSupernetSearch"]

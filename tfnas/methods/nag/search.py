@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -32,13 +32,38 @@ from tfnas.methods.random_search import queried_first
 from tfnas.registry import register_method
 from tfnas.spaces.base import TabularSpace
 
-__all__ = ["NagSearch"]
+__all__ = ["NagSearch", "fit_checkpointed"]
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "search_state/nag.json"
 WEIGHTS_FILE = "search_state/nag_gan.npz"
 QUALITY_FILE = "nag_quality.csv"
+
+
+def fit_checkpointed(trainer: GanTrainer, data: CellData, context: SearchContext, pretrain_epochs: int, epochs: int,
+                     sample_stats: Callable[[int], Dict[str, float]]) -> None:
+    """Runs ``trainer.fit`` with a checkpoint after every epoch (``search_state/nag_gan.npz``: the
+    weights, optimiser slots and the epoch in one atomic file) and resumes from it; each epoch not yet
+    in ``history.csv`` logs its losses and ``sample_stats(epoch)`` (validity etc. of fresh samples)."""
+    from tfnas.methods.weight_sharing import load_arrays, npz_bytes
+
+    store, start = context.store, 0
+    if store.exists(WEIGHTS_FILE):
+        *arrays, epoch = load_arrays(store.path(WEIGHTS_FILE))
+        trainer.set_state(arrays)
+        start = int(epoch)
+
+    def on_epoch(epoch: int, row: Dict[str, float]) -> None:
+        if epoch >= context.logged_rows:
+            stats = sample_stats(epoch)
+            context.log({"epoch": epoch + 1, **{k: round(v, 6) for k, v in row.items()},
+                         **{k: round(v, 4) for k, v in stats.items() if k != "samples"}})
+        store.write_bytes(WEIGHTS_FILE, npz_bytes(trainer.get_state() + [np.array(epoch + 1)]))
+        store.write_text(STATE_FILE, json.dumps({"epoch": epoch + 1}) + "\n")  # for people; resume reads the .npz
+
+    trainer.fit(data, pretrain_epochs + epochs, start_epoch=start, on_epoch=on_epoch, progress=context.progress,
+                pretrain_epochs=pretrain_epochs)
 
 
 @register_method("nag")
@@ -122,29 +147,13 @@ class NagSearch(BudgetedSearch):
 
     def prepare(self, context: SearchContext) -> None:
         """Trains (or resumes, or reloads) the GAN and writes the quality report."""
-        from tfnas.methods.weight_sharing import load_arrays, npz_bytes
-
-        self.trainer = trainer = self._build()
-        store, start = context.store, 0
-        if store.exists(WEIGHTS_FILE):  # one file holds the weights and their epoch: written atomically
-            *arrays, epoch = load_arrays(store.path(WEIGHTS_FILE))
-            trainer.set_state(arrays)
-            start = int(epoch)
-        data = self.cell_data()
-
-        def on_epoch(epoch: int, row: Dict[str, float]) -> None:
-            if epoch >= context.logged_rows:
-                decoded = self._sample(np.random.default_rng([self.seed, epoch, 7]), self.samples, self.target)
-                stats = quality.sample_stats(decoded, self.pool_set)
-                context.log({"epoch": epoch + 1, **{k: round(v, 6) for k, v in row.items()},
-                             **{k: round(v, 4) for k, v in stats.items() if k != "samples"}})
-            store.write_bytes(WEIGHTS_FILE, npz_bytes(trainer.get_state() + [np.array(epoch + 1)]))
-            store.write_text(STATE_FILE, json.dumps({"epoch": epoch + 1}) + "\n")  # for people; resume reads the .npz
-
-        trainer.fit(data, self.pretrain_epochs + self.epochs, start_epoch=start, on_epoch=on_epoch,
-                    progress=context.progress, pretrain_epochs=self.pretrain_epochs)
-        if self.truth is not None and not store.exists(QUALITY_FILE):  # written last: present = complete
-            self._write_report(store)
+        self.trainer = self._build()
+        fit_checkpointed(self.trainer, self.cell_data(), context, self.pretrain_epochs, self.epochs,
+                         lambda epoch: quality.sample_stats(
+                             self._sample(np.random.default_rng([self.seed, epoch, 7]), self.samples, self.target),
+                             self.pool_set))
+        if self.truth is not None and not context.store.exists(QUALITY_FILE):  # written last: present = complete
+            self._write_report(context.store)
 
     def _labels_for(self, n: int, target: Tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         acc, par = target
