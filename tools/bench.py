@@ -11,6 +11,7 @@
     python tools/bench.py memory [--proxy zen] [--candidates 2000] [--warmup 200] [--every 100] [--release]
     python tools/bench.py zen-fidelity [--cells 40] [--out F]   # then: perf/torch_reference.py F --zen-values
     python tools/bench.py nag [--node-units 250] [--batch 64] [--steps 20] [--cells 1000] [--jit true|false]
+    python tools/bench.py nag-supernet [--batch 64] [--steps 5] [--archs 3] [--channels 20] [--layers 11]
 
 Each prints one JSON object per measurement (plus a readable line), so results can be pasted
 or collected by scripts. The timing code lives in the top-level ``perf`` package.
@@ -168,6 +169,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--cells", type=int, default=1000)
     s.add_argument("--jit", choices=("true", "false"), default="false")
     s.set_defaults(run=nag)
+    s = sub.add_parser("nag-supernet", help="NAG's single-path supernet train step vs the standalone network")
+    s.add_argument("--batch", type=int, default=64)
+    s.add_argument("--steps", type=int, default=5)
+    s.add_argument("--archs", type=int, default=3, help="sampled cell pairs")
+    s.add_argument("--channels", type=int, default=20, help="C (NAG's supernet: 20)")
+    s.add_argument("--layers", type=int, default=11, help="cells (NAG's supernet: 11)")
+    s.add_argument("--jit", choices=("true", "false"), default="false")
+    s.set_defaults(run=nag_supernet)
     return p
 
 
@@ -176,6 +185,13 @@ def nag(args) -> None:
 
     bench.run(node_units=args.node_units, batch=args.batch, steps=args.steps, cells=args.cells,
               jit=args.jit == "true")
+
+
+def nag_supernet(args) -> None:
+    from perf import nag as bench
+
+    bench.supernet(batch=args.batch, steps=args.steps, archs=args.archs, channels=args.channels, layers=args.layers,
+                   jit=args.jit == "true")
 
 
 def main(argv=None) -> int:
