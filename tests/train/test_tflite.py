@@ -253,3 +253,16 @@ def test_falls_back_to_tf_lite_interpreter_with_a_warning(monkeypatch):
     with pytest.warns(LiteRTFallbackWarning, match="ai_edge_litert is not installed"):
         got = run_tflite(flatbuffer, x[:2])
     np.testing.assert_allclose(got, want[:2], atol=1e-5 * np.abs(want).max())
+
+
+def test_calibration_from_a_tfds_dataset_uses_its_statistics():
+    import tensorflow_datasets as tfds
+
+    from tfnas.data.base import CIFAR10_MEAN, CIFAR10_STD
+
+    with tfds.testing.mock_data(num_examples=20):  # never downloads
+        calib = calibration_images("cifar10", SHAPE, num_images=8, download="false")
+    assert not calib.synthetic and calib.images.shape == (8,) + SHAPE and calib.source.startswith("cifar10 train")
+    pixels = calib.images * np.array(CIFAR10_STD, np.float32) + np.array(CIFAR10_MEAN, np.float32)
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5  # (x / 255 - mean) / std of uint8 images
+    np.testing.assert_allclose(pixels * 255, np.round(pixels * 255), atol=1e-3)
