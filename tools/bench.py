@@ -11,6 +11,7 @@
     python tools/bench.py memory [--proxy zen] [--candidates 2000] [--warmup 200] [--every 100] [--release]
     python tools/bench.py zen-fidelity [--cells 40] [--out F]   # then: perf/torch_reference.py F --zen-values
     python tools/bench.py nag [--node-units 250] [--batch 64] [--steps 20] [--cells 1000] [--jit true|false]
+    python tools/bench.py tflite --space nb201|darts [--arch A] [--quantize none,float16,int8] [--threads 1]
 
 Each prints one JSON object per measurement (plus a readable line), so results can be pasted
 or collected by scripts. The timing code lives in the top-level ``perf`` package.
@@ -168,6 +169,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--cells", type=int, default=1000)
     s.add_argument("--jit", choices=("true", "false"), default="false")
     s.set_defaults(run=nag)
+    s = sub.add_parser("tflite", help="TFLite conversion time, file size and LiteRT batch-1 latency per quantization")
+    s.add_argument("--space", default="nb201", help="registered space (default nb201)")
+    s.add_argument("--arch", default="", help="architecture (default: NB201 best CIFAR-10 cell / DARTS relativenas)")
+    s.add_argument("--quantize", default="none,float16,int8")
+    s.add_argument("--input-size", type=int, default=32)
+    s.add_argument("--runs", type=int, default=100)
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(run=tflite)
     return p
 
 
@@ -176,6 +185,13 @@ def nag(args) -> None:
 
     bench.run(node_units=args.node_units, batch=args.batch, steps=args.steps, cells=args.cells,
               jit=args.jit == "true")
+
+
+def tflite(args) -> None:
+    from perf import tflite as bench
+
+    bench.run(space=args.space, arch=args.arch, quantize=args.quantize.split(","), input_size=args.input_size,
+              runs=args.runs, threads=args.threads)
 
 
 def main(argv=None) -> int:
