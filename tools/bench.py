@@ -12,6 +12,7 @@
     python tools/bench.py zen-fidelity [--cells 40] [--out F]   # then: perf/torch_reference.py F --zen-values
     python tools/bench.py nag [--node-units 250] [--batch 64] [--steps 20] [--cells 1000] [--jit true|false]
     python tools/bench.py nag-supernet [--batch 64] [--steps 5] [--archs 3] [--channels 20] [--layers 11]
+    python tools/bench.py tflite --space nb201|darts [--arch A] [--quantize none,float16,int8] [--threads 1]
 
 Each prints one JSON object per measurement (plus a readable line), so results can be pasted
 or collected by scripts. The timing code lives in the top-level ``perf`` package.
@@ -177,6 +178,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--layers", type=int, default=11, help="cells (NAG's supernet: 11)")
     s.add_argument("--jit", choices=("true", "false"), default="false")
     s.set_defaults(run=nag_supernet)
+    s = sub.add_parser("tflite", help="TFLite conversion time, file size and LiteRT batch-1 latency per quantization")
+    s.add_argument("--space", default="nb201", help="registered space (default nb201)")
+    s.add_argument("--arch", default="", help="architecture (default: NB201 best CIFAR-10 cell / DARTS relativenas)")
+    s.add_argument("--quantize", default="none,float16,int8")
+    s.add_argument("--input-size", type=int, default=32)
+    s.add_argument("--runs", type=int, default=100)
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(run=tflite)
     return p
 
 
@@ -192,6 +201,13 @@ def nag_supernet(args) -> None:
 
     bench.supernet(batch=args.batch, steps=args.steps, archs=args.archs, channels=args.channels, layers=args.layers,
                    jit=args.jit == "true")
+
+
+def tflite(args) -> None:
+    from perf import tflite as bench
+
+    bench.run(space=args.space, arch=args.arch, quantize=args.quantize.split(","), input_size=args.input_size,
+              runs=args.runs, threads=args.threads)
 
 
 def main(argv=None) -> int:

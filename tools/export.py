@@ -2,14 +2,21 @@
 
     python tools/export.py --space nb201 \\
         --arch '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|' \\
-        --num-classes 10 --out exported/nb201_best [--format saved_model|keras] [--input-size 32] \\
-        [--weights trained.keras] [--overwrite]
+        --num-classes 10 --out exported/nb201_best [--format saved_model|keras|tflite] [--input-size 32] \\
+        [--weights trained.keras] [--overwrite] [--quantize none|float16|int8] [--calibration cifar10|FOLDER]
 
 The inference network is exported (no DARTS auxiliary head, no DropPath), so the printed
 parameter count is the space's ``num_params`` (3,928,222 for ``--space darts --arch relativenas
 --num-classes 10``). ``--weights`` may come from a training checkpoint or ``.keras`` file, or
 from an exported ``.keras`` file. A SavedModel serves with plain TensorFlow:
 ``tf.saved_model.load(DIR).serve(images)``.
+
+``--format tflite`` writes a ``.tflite`` file (input one normalised image, ``(1, H, W, 3)``) for the
+LiteRT interpreter (``ai-edge-litert``). ``--quantize float16`` stores float16 weights; ``--quantize
+int8`` is full-integer post-training quantization (int8 weights, activations, input and output)
+calibrated on ~100 training images of ``--calibration``: a registered dataset (``cifar10``, ...,
+preprocessed as for evaluation) or an image folder ``root/train/<class>/*``; without it a
+synthetic set of random images is used and a warning says that accuracy will suffer.
 Exit codes: 0 written, 2 bad arguments (space, arch, sizes), 1 the export failed.
 """
 
@@ -17,12 +24,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from tfnas.runtime import configure_runtime
 
 configure_runtime()  # before anything imports TensorFlow
 from tfnas.registry import SPACES, UnknownNameError
 from tfnas.train.export import FORMATS, export_arch
+from tfnas.train.calibration import SyntheticCalibrationWarning
+from tfnas.train.tflite import QUANTIZATIONS
+
+
+def _report_warnings(prog: str, caught: list) -> None:
+    """The synthetic-calibration warning as one ``prog: warning:`` line; any other warning as Python shows it."""
+    for w in caught:
+        if issubclass(w.category, SyntheticCalibrationWarning):
+            print(f"{prog}: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def main(argv=None) -> int:
@@ -30,40 +49,63 @@ def main(argv=None) -> int:
     parser.add_argument("--space", required=True, help="registered search space, e.g. nb201")
     parser.add_argument("--arch", required=True, help="architecture string as the space encodes it")
     parser.add_argument("--num-classes", type=int, required=True)
-    parser.add_argument("--out", required=True, help="SavedModel directory, or a .keras file with --format keras")
+    parser.add_argument("--out", required=True,
+                        help="SavedModel directory, or a .keras / .tflite file with --format keras / tflite")
     parser.add_argument("--format", choices=FORMATS, default="saved_model")
     parser.add_argument("--input-size", type=int, default=32, help="square input resolution (default 32)")
     parser.add_argument("--weights", help="trained weights: .keras / .weights.h5 file or a tf.train.Checkpoint prefix")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
+    parser.add_argument("--quantize", choices=QUANTIZATIONS,
+                        help="TFLite quantization (--format tflite only; default none)")
+    parser.add_argument("--calibration", metavar="DATASET_OR_FOLDER",
+                        help="int8 calibration images: a registered dataset (e.g. cifar10) or an image folder "
+                             "root/train/<class>/* (default: synthetic images, with a warning)")
     args = parser.parse_args(argv)
     prog = parser.prog
+    if args.quantize is not None and args.format != "tflite":
+        print(f"{prog}: error: --quantize applies to --format tflite only (got --format {args.format})",
+              file=sys.stderr)
+        return 2
+    if args.calibration is not None and args.quantize != "int8":
+        print(f"{prog}: error: --calibration is used by --quantize int8 only", file=sys.stderr)
+        return 2
 
     try:
         space = SPACES.get(args.space)()
     except UnknownNameError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    caught: list = []
     try:
-        result = export_arch(
-            space,
-            args.arch,
-            args.num_classes,
-            args.out,
-            fmt=args.format,
-            input_size=args.input_size,
-            weights=args.weights,
-            overwrite=args.overwrite,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SyntheticCalibrationWarning)
+            result = export_arch(
+                space,
+                args.arch,
+                args.num_classes,
+                args.out,
+                fmt=args.format,
+                input_size=args.input_size,
+                weights=args.weights,
+                overwrite=args.overwrite,
+                quantize=args.quantize,
+                calibration=args.calibration,
+            )
     except (ValueError, TypeError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError) as err:
         print(f"{prog}: export failed: {err}", file=sys.stderr)
         return 1
+    finally:
+        _report_warnings(prog, caught)
+    quantized = f" ({result.quantize})" if result.quantize else ""
     print(
-        f"wrote {result.format} {result.path}: {args.space} {result.arch}, "
+        f"wrote {result.format}{quantized} {result.path}: {args.space} {result.arch}, "
         f"{result.num_params:,} trainable params, input {result.input_shape}, {args.num_classes} classes"
     )
+    if result.calibration:
+        print(f"int8 calibration: {result.calibration}")
     return 0
 
 

@@ -32,6 +32,8 @@ def load_bench():
     (["supernet", "--graph-optimizer", "off"], {"batch": "64,256", "steps": 20, "jit": "false",
                                                 "graph_optimizer": "off"}),
     (["nag"], {"node_units": 250, "batch": 64, "steps": 20, "cells": 1000, "jit": "false"}),
+    (["tflite", "--space", "darts"], {"space": "darts", "arch": "", "quantize": "none,float16,int8", "input_size": 32,
+                                      "runs": 100, "threads": 1}),
 ])
 def test_subcommands_and_their_defaults(argv, expected):
     args = load_bench().parser().parse_args(argv)

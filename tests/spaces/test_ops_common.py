@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tests.testing import run_layer_test
-from tfnas.spaces.ops import AvgPool3x3, DropPath, Identity, ReLUConvBN, ResidualReduction, Zero
+from tfnas.spaces.ops import AvgPool3x3, DropPath, Identity, ReLUConvBN, ResidualReduction, Zero, mish
 
 
 @pytest.mark.parametrize(
@@ -167,3 +167,17 @@ def test_layers_reload_from_keras_file(tmp_path):
     reloaded = keras.saving.load_model(path)  # no custom_objects: the layers are registered
     data = np.random.default_rng(0).standard_normal((2, 8, 8, 4)).astype(np.float32)
     np.testing.assert_allclose(reloaded(data).numpy(), model(data).numpy(), atol=1e-6)
+
+
+def test_mish_is_kerass_mish_in_bounded_form():
+    """Same values and gradients as ``keras.activations.mish``; no intermediate beyond ``|x|``
+    (so int8 TFLite calibration keeps small activations)."""
+    x = tf.constant(np.linspace(-30.0, 30.0, 6001, dtype=np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours, ref = mish(x), keras.activations.mish(x)
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), atol=2e-6, rtol=1e-6)
+    np.testing.assert_allclose(tape.gradient(ours, x).numpy(), tape.gradient(ref, x).numpy(), atol=1e-5)
+    graph = tf.function(mish).get_concrete_function(tf.TensorSpec((None,), tf.float32)).graph
+    exps = [op for op in graph.get_operations() if op.type == "Exp"]
+    assert len(exps) == 1 and exps[0].inputs[0].op.type == "Neg"  # exp(-|x|) <= 1, never exp(x)

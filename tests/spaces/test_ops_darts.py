@@ -57,6 +57,19 @@ def test_max_pool_never_picks_its_padding():
     np.testing.assert_allclose(y2, [[-1.0, -2.0], [-5.0, -6.0]])
 
 
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (5, 6)])
+def test_max_pool_stride_2_equals_pytorch_windows(size):
+    """The mirrored padding never changes a max: each window's max over its inside pixels."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2,) + size + (3,)).astype(np.float32)
+    y = MaxPool3x3(2)(x).numpy()
+    h, w = size
+    xp = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)], constant_values=-np.inf)
+    ref = np.stack([np.stack([xp[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max(axis=(1, 2))
+                              for j in range((w - 1) // 2 + 1)], 1) for i in range((h - 1) // 2 + 1)], 1)
+    np.testing.assert_array_equal(y, ref)
+
+
 def test_factorized_reduce_needs_even_sizes():
     with pytest.raises(ValueError, match="even"):
         FactorizedReduce(4).build((None, 7, 7, 4))

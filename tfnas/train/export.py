@@ -1,4 +1,7 @@
-"""Model export: TensorFlow SavedModel (for serving, no tfnas needed) and ``.keras`` files.
+"""Model export: TensorFlow SavedModel (for serving, no tfnas needed), ``.keras`` and TFLite files.
+
+The TFLite writer (float32, float16, int8) is :func:`tfnas.train.tflite.export_tflite`;
+:func:`export_arch` dispatches to it for ``fmt="tflite"``.
 
 Both writers are atomic: they write a hidden temporary sibling of the target (``.NAME.tmp-*``),
 then rename it into place, so a crash leaves either the old target or the new one, never a
@@ -48,7 +51,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("saved_model", "keras")
+FORMATS = ("saved_model", "keras", "tflite")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,10 +60,12 @@ class ExportResult:
 
     Attributes:
         path: the file or directory written.
-        format: ``"saved_model"`` or ``"keras"``.
+        format: ``"saved_model"``, ``"keras"`` or ``"tflite"``.
         arch: the architecture string that was built.
         num_params: trainable parameters of the exported model.
         input_shape: ``(H, W, C)`` of the model input.
+        quantize: TFLite quantization (``"none"``, ``"float16"``, ``"int8"``); ``""`` for other formats.
+        calibration: where the int8 calibration images came from; ``""`` otherwise.
     """
 
     path: str
@@ -68,6 +73,8 @@ class ExportResult:
     arch: str
     num_params: int
     input_shape: Tuple[int, int, int]
+    quantize: str = ""
+    calibration: str = ""
 
 
 def _training_only_types() -> Tuple[type, ...]:
@@ -315,6 +322,8 @@ def export_arch(
     input_size: int = 32,
     weights: Optional[str] = None,
     overwrite: bool = False,
+    quantize: Optional[str] = None,
+    calibration: Optional[str] = None,
 ) -> ExportResult:
     """Builds ``space``'s network for ``arch_text`` and exports its inference network (the logic
     of ``tools/export.py``).
@@ -328,20 +337,36 @@ def export_arch(
         space: a search space instance (``build``, ``decode``, ``encode``).
         arch_text: architecture string as written by ``space.encode``.
         num_classes: logits per image.
-        out: target directory (``saved_model``) or ``.keras`` file (``keras``).
-        fmt: ``"saved_model"`` or ``"keras"``.
+        out: target directory (``saved_model``), ``.keras`` file (``keras``) or ``.tflite`` file (``tflite``).
+        fmt: ``"saved_model"``, ``"keras"`` or ``"tflite"``.
         input_size: square input resolution; images are ``(input_size, input_size, 3)``.
         weights: optional ``.keras`` / ``.weights.h5`` file or checkpoint prefix to load first.
         overwrite: replace an existing non-empty target.
+        quantize: ``tflite`` only: ``"none"`` (default), ``"float16"`` or ``"int8"``
+            (see :mod:`tfnas.train.tflite`).
+        calibration: ``tflite`` with ``"int8"`` only: a registered dataset name or an image-folder
+            root for the representative images; ``None`` calibrates on synthetic images, with a
+            warning (:mod:`tfnas.train.calibration`).
 
     Raises:
-        ValueError: bad arch string, format or sizes.
+        ValueError: bad arch string, format, sizes, quantization or calibration source.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {FORMATS}")
     input_size = positive_int(input_size, "input_size", message="input size must be a positive integer; got {value!r}")
-    if fmt == "keras" and not os.fspath(out).endswith(".keras"):
-        raise ValueError(f"the keras format writes one file whose name must end in '.keras'; got {out!r}")
+    if fmt in ("keras", "tflite") and not os.fspath(out).endswith("." + fmt):
+        raise ValueError(f"the {fmt} format writes one file whose name must end in '.{fmt}'; got {out!r}")
+    if fmt != "tflite" and quantize is not None:
+        raise ValueError(
+            f"quantization applies to the tflite format only; got format {fmt!r} with quantize={quantize!r}")
+    if fmt == "tflite":
+        from tfnas.train import calibration as calib
+        from tfnas.train import tflite
+
+        quantize = tflite.check_quantize("none" if quantize is None else quantize)
+        if calibration is not None and quantize != "int8":
+            raise ValueError(f"a calibration source is used by int8 quantization only; got quantize={quantize!r}")
+        calib.check_calibration_source(calibration)
     _check_target(out, overwrite)  # fail before the (slow) build
     arch = space.decode(arch_text)
     input_shape = (input_size, input_size, 3)
@@ -355,9 +380,16 @@ def export_arch(
             except ValueError:
                 raise first from None
     net = inference_model(model)
+    source = ""
     if fmt == "saved_model":
         path = export_saved_model(net, out, overwrite=overwrite)
-    else:
+    elif fmt == "keras":
         path = export_keras(net, out, overwrite=overwrite)
+    else:
+        images = None
+        if quantize == "int8":
+            found = calib.calibration_images(calibration, input_shape)
+            images, source = found.images, found.source
+        path = tflite.export_tflite(net, out, quantize, images, input_shape=input_shape, overwrite=overwrite)
     return ExportResult(path=path, format=fmt, arch=space.encode(arch), num_params=count_params(net),
-                        input_shape=input_shape)
+                        input_shape=input_shape, quantize=quantize or "", calibration=source)

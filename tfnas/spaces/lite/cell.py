@@ -27,7 +27,7 @@ from tfnas.checks import check_int
 from tfnas.spaces.lite.arch import CELL_LENGTH, NUM_NODES, check_cell
 from tfnas.spaces.lite.ops import SqueezeExcite, batch_norm, make_op, op_params, pointwise_conv
 from tfnas.spaces.ops.common import build_once, with_list_children
-from tfnas.spaces.ops import DropPath
+from tfnas.spaces.ops import DropPath, mish
 
 __all__ = ["SE_RATIO", "LiteCell", "build_once", "cell_params", "resize_bilinear"]
 
@@ -166,7 +166,7 @@ class LiteCell(keras.layers.Layer):
                 node = self.calibrate(node)
             states.append(node)
         h = self.out_bn(ops.concatenate(states[2:], axis=-1), training=training)
-        return self.out_conv(self.out_se(keras.activations.mish(h)))
+        return self.out_conv(self.out_se(mish(h)))
 
     def compute_output_shape(self, input_shape: Sequence[Shape]) -> Shape:
         b, h, w, _ = tuple(input_shape[1])

@@ -9,7 +9,7 @@ so trainable parameter counts agree with it:
   searches with ``track_running_stats=False`` in some BatchNorms and replaces every BatchNorm by
   a standard one before retraining (``utils.BatchNorm2d_replace``); these layers are standard;
 - the activation is Mish, ``x * tanh(softplus(x))`` (Misra, https://arxiv.org/abs/1908.08681),
-  Keras' ``keras.activations.mish``;
+  :func:`tfnas.spaces.ops.mish` (Keras' ``keras.activations.mish`` in a form int8 TFLite keeps);
 - the depthwise convolutions of the ShuffleNetV2 unit pad with zeros, ``k // 2`` per side;
   BlurPool pads by reflection; the stems pad by reflection (``conv2d_std``);
 - pools are 3x3 with padding 1 on each side, PyTorch style: the average counts the zero padding
@@ -28,7 +28,7 @@ import numpy as np
 from keras import ops
 
 from tfnas.checks import positive_int
-from tfnas.spaces.ops import BN_EPSILON, BN_MOMENTUM, MaxPool3x3
+from tfnas.spaces.ops import BN_EPSILON, BN_MOMENTUM, MaxPool3x3, mish
 from tfnas.spaces.ops.common import with_list_children
 
 __all__ = [
@@ -179,7 +179,7 @@ class ShuffleUnit(keras.layers.Layer):
         for i, layer in enumerate(layers):
             x = layer(x, training=training) if isinstance(layer, keras.layers.BatchNormalization) else layer(x)
             if i in mish_after:
-                x = keras.activations.mish(x)
+                x = mish(x)
         return x
 
     def call(self, inputs, training=None):

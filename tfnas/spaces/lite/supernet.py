@@ -45,6 +45,7 @@ from tfnas.spaces.lite.arch import NUM_NODES, OPS, LiteArch, parse_arch, to_ids
 from tfnas.spaces.lite.cell import SE_RATIO
 from tfnas.spaces.lite.network import check_blocks, check_channels, stage_layout
 from tfnas.spaces.lite.ops import ReflectConvBN, SqueezeExcite, batch_norm, make_op, pointwise_conv
+from tfnas.spaces.ops import mish
 from tfnas.train.seeding import LayerSeedStream
 from tfnas.train.supernet import SupernetEngine, BankSwitch, correct, drop_path, masked_sgd
 
@@ -79,7 +80,7 @@ class _SearchStem(keras.layers.Layer):
     def call(self, x, training=None):
         for conv, bn in zip(self.convs, self.bns):
             x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
-            x = keras.activations.mish(bn(conv(x), training=training))
+            x = mish(bn(conv(x), training=training))
         return x
 
 
@@ -236,7 +237,7 @@ class LiteSupernet(SupernetEngine):
                     node = cell["calibrate"](node)
                 states.append(node)
             h = cell["out_bn"](tf.concat(states[2:], axis=-1), training=True)
-            out = cell["out_conv"](cell["out_se"](keras.activations.mish(h)))
+            out = cell["out_conv"](cell["out_se"](mish(h)))
             if cell["reduction"] and skip < len(self.skip_convs):
                 s1 = self.skip_convs[skip](s1)
                 aux.append(self.aux_heads[skip](tf.reduce_mean(out, axis=[1, 2])))

@@ -12,6 +12,7 @@ from tfnas.spaces.ops.common import (
     Identity,
     ReLUConvBN,
     Zero,
+    mish,
 )
 from tfnas.spaces.ops.darts import DilConv, FactorizedReduce, MaxPool3x3, SepConv
 from tfnas.spaces.ops.nb201 import ResidualReduction
@@ -31,4 +32,5 @@ __all__ = [
     "SepConv",
     "Zero",
     "conv_output_shape",
+    "mish",
 ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple
 
 import keras
-import numpy as np
 from keras import ops
 
 from tfnas.checks import positive_int
@@ -296,9 +295,12 @@ class MaxPool3x3(keras.layers.Layer):
     """3x3 max pooling with padding 1 that never picks the padding (PyTorch ``MaxPool2d(3, s, 1)``).
 
     ``y[i, j] = max_{(u, v) in N(i, j)} x[u, v]`` over the part of the window inside the image.
-    Stride 1 uses TF ``"same"`` pooling (which ignores padding); stride 2 pads one row/column of
-    the dtype's lowest value on each side, as PyTorch does, and pools ``"valid"`` (TF ``"same"``
-    would pad only after and shift the windows).
+    Stride 1 uses TF ``"same"`` pooling (which ignores padding); stride 2 pads one row/column on
+    each side and pools ``"valid"``, as PyTorch does (TF ``"same"`` would pad only after and shift
+    the windows). The padding mirrors the border (``symmetric``): a pad pixel copies its
+    neighbour, which lies in every window the pad pixel is in, so the max is the max over the
+    part of the window inside the image. (Padding with the dtype's lowest value gives the same
+    outputs, but int8 TFLite quantization then calibrates a range of +-3e38 and breaks.)
 
     Args:
         strides: pooling stride.
@@ -317,8 +319,7 @@ class MaxPool3x3(keras.layers.Layer):
     def call(self, inputs):
         if self.strides == 1:
             return ops.max_pool(inputs, 3, strides=1, padding="same")
-        lowest = float(np.finfo(keras.backend.standardize_dtype(inputs.dtype)).min)
-        padded = ops.pad(inputs, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=lowest)
+        padded = ops.pad(inputs, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")
         return ops.max_pool(padded, 3, strides=self.strides, padding="valid")
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:

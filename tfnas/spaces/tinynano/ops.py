@@ -26,7 +26,7 @@ import keras
 from keras import ops
 
 from tfnas.checks import positive_int
-from tfnas.spaces.ops import BN_EPSILON, BN_MOMENTUM
+from tfnas.spaces.ops import BN_EPSILON, BN_MOMENTUM, mish
 
 __all__ = [
     "ACTIVATIONS",
@@ -43,7 +43,7 @@ __all__ = [
 Shape = Tuple[Optional[int], ...]
 
 #: Activations ``ConvBNAct`` accepts, by name.
-ACTIVATIONS = {"linear": lambda x: x, "relu": ops.relu, "mish": keras.activations.mish}
+ACTIVATIONS = {"linear": lambda x: x, "relu": ops.relu, "mish": mish}
 
 
 def attention_width(channels: int) -> int:
@@ -181,7 +181,7 @@ class DWConvBNMish(keras.layers.Layer):
         self.bn.build(tuple(input_shape))
 
     def call(self, inputs, training=None):
-        return keras.activations.mish(self.bn(self.conv(inputs), training=training))
+        return mish(self.bn(self.conv(inputs), training=training))
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape)
