@@ -115,7 +115,8 @@ def test_killed_run_ends_like_an_uninterrupted_one(tmp_path, monkeypatch):
 
 
 def test_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match=r"\[space\] name: method 'nag_supernet' searches the NASNet DAG space"):
+    with pytest.raises(ConfigError, match=r"\[space\] name: method 'nag_supernet' needs a space with NasnetDagSpace; "
+                                          r"'darts' has not \(spaces that fit: nasnet_dag\)"):
         run_search(load_config(CFG, tiny(tmp_path / "a", "space.name=darts")))
     with tfds.testing.mock_data(num_examples=64), pytest.raises(ConfigError, match=r"\[nag\] holdout"):
         run_search(load_config(CFG, tiny(tmp_path / "b", "nag.holdout=0")))

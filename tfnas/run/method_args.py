@@ -184,7 +184,7 @@ def nag(cls: type, cfg: Config, space: Any) -> NagSearch:
     n, d = cfg.nag, cfg.dataset
     if cfg.space.name != "nb201":
         raise ConfigError(f"{where(cfg)}: [space] name: method 'nag' runs on a tabular space of DAG cells (nb201); "
-                          f"got {cfg.space.name!r}. The paper's NASNet DAG space is not implemented yet")
+                          f"got {cfg.space.name!r} (NAG on the paper's NASNet DAG space is method 'nag_supernet')")
     benchmark = build_benchmark(cfg, space)
     truth = benchmark.ground_truth(d.name)
     if truth is None:

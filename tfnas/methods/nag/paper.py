@@ -42,6 +42,7 @@ from tfnas.methods.weight_sharing import ArrayPipelines, cosine_lr, load_arrays,
 from tfnas.registry import register_method
 from tfnas.spaces.dag import padded, unpad
 from tfnas.spaces.nasnet_dag.arch import NASNET_DAG, NasnetDagArch, make_cell
+from tfnas.spaces.nasnet_dag.space import NasnetDagSpace
 
 __all__ = ["NagSupernetSearch", "decode_pairs"]
 
@@ -87,6 +88,7 @@ class NagSupernetSearch(OneShotSearch):
     """
 
     name = "nag_supernet"
+    requires = (NasnetDagSpace,)
 
     def __init__(self, space: Any, data: Tuple[Any, ...], supernet_factory: Callable[[int], Any],
                  rs_train: Callable[[NasnetDagArch], float], pool: int = 4000, epochs: int = 150,
