@@ -55,6 +55,7 @@ def test_frozen(tmp_path):
         ("[search]\ninit_fraction = 1.5\n", [], ["[search] init_fraction", "in [0.0, 1.0]"]),
         ("[run]\njit_compile = maybe\n", [], ["[run] jit_compile", "auto, true, false"]),
         ("[run]\nprogress = perhaps\n", [], ["[run] progress", "boolean"]),
+        ("[run]\ntensorboard = perhaps\n", [], ["[run] tensorboard", "boolean"]),
         ("[method]\nname = nosuch\n", [], ["[method] name", "unknown method 'nosuch'", "rand"]),
         ("[space]\nname = nosuch\n", [], ["[space] name", "unknown space", "nb201"]),
         ("[dataset]\nname = mnist3d\n", [], ["[dataset] name", "unknown dataset", "cifar10"]),

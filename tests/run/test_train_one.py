@@ -127,3 +127,21 @@ def test_cli_missing_data_exits_3(tmp_path, capsys):
                        "--out-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 3 and err.startswith("error: cifar10") and "download = false" in err
+
+
+def test_tensorboard_holds_each_epoch_once_and_one_hparams_row(trained):
+    from tests.run.tb_reader import hparams_sessions, scalars
+
+    root = os.path.join(trained["out_dir"], "tensorboard")
+    points = scalars(os.path.join(root, "train"))
+    first, resumed = trained["first"].history, trained["resumed"].history
+    assert [s for s, _ in points["train/loss"]] == [1, 2, 3]  # the resumed run adds epoch 3 only
+    np.testing.assert_allclose([v for _, v in points["train/loss"]], first.loss + resumed.loss, rtol=1e-6)
+    np.testing.assert_allclose([v for _, v in points["train/accuracy"]], first.train_acc + resumed.train_acc,
+                               rtol=1e-6)
+    np.testing.assert_allclose([v for _, v in points["eval/accuracy"]], first.eval_acc + resumed.eval_acc, rtol=1e-6)
+    np.testing.assert_allclose([v for _, v in points["train/lr"]], first.lr + resumed.lr, rtol=1e-6)
+    (session,) = hparams_sessions(os.path.join(root, "hparams"))
+    assert session["space.arch"] == ARCH and session["train.epochs"] == 3 and session["dataset.name"] == "cifar10"
+    final = scalars(os.path.join(root, "hparams"))
+    assert final["final/accuracy"] == [(0, pytest.approx(trained["resumed"].metrics["accuracy"], rel=1e-6))]

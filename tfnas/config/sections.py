@@ -33,6 +33,8 @@ class RunConfig:
       strategy: ``tf.distribute`` strategy for training (``auto`` = mirrored over all GPUs when
         there are several, else one device).
       progress: show progress bars.
+      tensorboard: write TensorBoard event files (training curves, search history, sweep records,
+        one hparams row) under ``<run dir>/tensorboard/`` (``tfnas.run.events``).
     """
 
     seed: int = _f(0, min=0)
@@ -40,6 +42,7 @@ class RunConfig:
     jit_compile: str = _f("auto", choices=("auto", "true", "false"))
     strategy: str = _f("auto", choices=("auto", "one_device", "mirrored", "multi_worker"))
     progress: bool = _f(True)
+    tensorboard: bool = _f(True)
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ CONFIG_FILE = "config.cfg"
 LOCK_FILE = ".lock"
 STATE_DIR = "search_state"
 
-#: Keys that never change results: where the run goes and whether bars are shown.
-DISPLAY_KEYS: FrozenSet[Tuple[str, str]] = frozenset({("run", "progress"), ("run", "out_dir")})
+#: Keys that never change results: where the run goes, whether bars are shown and events written.
+DISPLAY_KEYS: FrozenSet[Tuple[str, str]] = frozenset({("run", "progress"), ("run", "out_dir"),
+                                                      ("run", "tensorboard")})
 
 
 class RunDirError(ConfigError):

@@ -4,10 +4,11 @@
 
 The run directory holds ``config.cfg`` (resolved), ``search_state/`` (the method's resumable
 state), ``history.csv`` and ``search_progress.png`` (one row per logged step), ``best_arch.txt``
-and ``result.json``; with ``[train] enabled`` also ``train/`` (the training run of the found
-architecture, see :mod:`tfnas.run.train_one`). Every file is written atomically. Running the
-same command again resumes: the method restores its state, a finished search is not repeated,
-and a finished training is not repeated either.
+and ``result.json``; with ``[run] tensorboard`` the same rows as TensorBoard scalars plus one
+hparams row in ``tensorboard/`` (:mod:`tfnas.run.events`); with ``[train] enabled`` also
+``train/`` (the training run of the found architecture, see :mod:`tfnas.run.train_one`). Every
+file is written atomically. Running the same command again resumes: the method restores its
+state, a finished search is not repeated, and a finished training is not repeated either.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from tfnas.config import Config
 from tfnas.methods.base import SearchContext, SearchOutcome
+from tfnas.run.events import EventStream, events_root, hparams_of, history_step, write_hparams
 from tfnas.run.factory import build_method, build_space, check_method_fits_space, check_training_data
 from tfnas.run.rundir import ArtifactStore, RunDir
 
@@ -33,12 +35,16 @@ RESULT_FILE = "result.json"
 
 
 class HistoryLog:
-    """``history.csv`` rows: kept in memory, the file rewritten atomically on each append."""
+    """``history.csv`` rows: kept in memory, the file rewritten atomically on each append.
 
-    def __init__(self, store: ArtifactStore, name: str = "history.csv"):
+    With ``events``, each appended row also becomes TensorBoard scalars ``history/<column>`` at
+    step = its first column; rows already in the file (a resumed run) are not written again.
+    """
+
+    def __init__(self, store: ArtifactStore, name: str = "history.csv", events: Optional[EventStream] = None):
         import pandas as pd
 
-        self.store, self.name = store, name
+        self.store, self.name, self.events = store, name, events
         self.rows: List[Dict[str, Any]] = []
         path = store.path(name)
         if os.path.exists(path) and os.path.getsize(path) > 0:
@@ -49,11 +55,20 @@ class HistoryLog:
 
         self.rows.append(dict(row))
         self.store.write_text(self.name, pd.DataFrame(self.rows).to_csv(index=False))
+        if self.events is not None:
+            values = dict(list(row.items())[1:])  # the first column is the step
+            self.events.scalars(values, history_step(row, len(self.rows) - 1), prefix="history/")
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.close()
 
 
-def search_context(cfg: Config, store: ArtifactStore, progress: bool) -> Tuple[SearchContext, HistoryLog]:
-    """The :class:`SearchContext` of a run directory, logging to its ``history.csv`` (kept rows counted)."""
-    history = HistoryLog(store)
+def search_context(cfg: Config, store: ArtifactStore, progress: bool,
+                   stream: str = "search") -> Tuple[SearchContext, HistoryLog]:
+    """The :class:`SearchContext` of a run directory, logging to its ``history.csv`` (kept rows counted)
+    and, with ``[run] tensorboard``, to the event stream ``tensorboard/<stream>``."""
+    history = HistoryLog(store, events=EventStream(events_root(cfg), stream))
     store.state_dir()
     context = SearchContext(store=store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),
                             progress=progress, log=history.append, logged_rows=len(history.rows))
@@ -133,15 +148,31 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
         else:
             outcome = _search(cfg, method, store, progress)
     run = SearchRun(run_dir.path, outcome, resumed)
+    trained_now = cfg.train.enabled and not _training_finished(cfg)
     if cfg.train.enabled:
         run.train_metrics, run.export_path = train_found(cfg, outcome.best_arch)
+    if not resumed or trained_now:  # one hparams row per run: written when something new finished
+        write_search_hparams(cfg, run, json.loads(store.read_text(RESULT_FILE)))
     return run
+
+
+def write_search_hparams(cfg: Config, run: SearchRun, result: Dict[str, Any]) -> None:
+    """The run's TensorBoard hparams row: config keys -> best score, trained accuracy, wall time."""
+    o = run.outcome
+    metrics = {"best_score": o.score, "search_wall_s": result.get("search_wall_s"),
+               **{k: o.extra.get(k) for k in ("params", "flops")}}
+    if run.train_metrics:
+        metrics.update(trained_accuracy=run.train_metrics.get("accuracy"), trained_loss=run.train_metrics.get("loss"))
+    write_hparams(events_root(cfg), {**hparams_of(cfg), "score_name": o.score_name}, metrics)
 
 
 def _search(cfg: Config, method: Any, store: ArtifactStore, progress: bool) -> SearchOutcome:
     context, history = search_context(cfg, store, progress)
     start = time.perf_counter()
-    outcome = method.search(context)
+    try:
+        outcome = method.search(context)
+    finally:
+        history.close()
     wall = time.perf_counter() - start
     fig = history_figure(history.rows, title=f"{cfg.method.name} on {cfg.space.name}")
     if fig is not None:
@@ -179,7 +210,7 @@ def train_found(cfg: Config, arch: str):
     if _training_finished(cfg):
         with open(metrics_path, encoding="utf-8") as fh:
             return json.load(fh), (export_path if cfg.export.enabled else None)
-    outcome = train_architecture(train_cfg)
+    outcome = train_architecture(train_cfg, hparams=False)  # the search's hparams row holds the result
     with open(metrics_path, encoding="utf-8") as fh:
         return json.load(fh), outcome.export_path
 

@@ -2,7 +2,9 @@
 
 ``space, benchmark, method -> one RunResult per (budget, repeat) -> RunRecord``. Each finished
 record is appended to ``runs.jsonl`` atomically; records already present are skipped (resume);
-the summary table and plots are written at the end. Methods never see ground truth except
+the summary table and plots are written at the end. With ``[run] tensorboard`` each record is
+also drawn in TensorBoard (``tensorboard/sweep/``) and the run gets one hparams row
+(:mod:`tfnas.run.events`). Methods never see ground truth except
 through their counting session; the scoring below reads the table outside the budget.
 """
 
@@ -21,6 +23,7 @@ from tfnas.config import Config, ConfigError
 from tfnas.results import RunLog, RunRecord, write_outputs
 from tfnas.methods.base import BudgetedSearch
 from tfnas.registry import METHODS
+from tfnas.run.events import SweepEvents, events_root, hparams_of, sweep_final_metrics, write_hparams
 from tfnas.run.factory import build_benchmark, build_method, build_space, check_method_fits_space, where
 from tfnas.run.rundir import RunDir, RunDirError
 from tfnas.spaces.base import TabularSpace
@@ -115,6 +118,7 @@ def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any
 
         bar = tqdm(total=len(tasks), desc=f"{cfg.method.name} {dataset}", unit="run")
     new = 0
+    events = SweepEvents(events_root(cfg), cfg.budget.repeats)
     try:
         for budget, repeat in tasks:
             seed = record_seed(cfg.run.seed, budget, repeat)
@@ -128,6 +132,7 @@ def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any
                                      truth_fn, wall)
             record.config_id = run_dir.config_id
             log.append(record)
+            events.record(record, log.records)
             new += 1
             if on_record:
                 on_record(record)
@@ -136,8 +141,11 @@ def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any
                 bar.update(1)
             gc.collect()
     finally:
+        events.close()
         if bar is not None:
             bar.close()
+    if new:  # one hparams row per run, rewritten only when records were added
+        write_hparams(events_root(cfg), hparams_of(cfg), sweep_final_metrics(log.records))
     summary = write_outputs(run_dir.path, log.records, {dataset: optimum} if truth is not None else None,
                             title=cfg.method.name)
     return SweepOutcome(run_dir.path, log.records, new, summary, optimum)
@@ -150,8 +158,11 @@ def _prepare(cfg: Config, run_dir: RunDir, method: Any, progress: bool) -> None:
     from tfnas.run.search import history_figure, search_context
 
     store = run_dir.store
-    context, history = search_context(cfg, store, progress)
-    method.prepare(context)
+    context, history = search_context(cfg, store, progress, stream="prepare")
+    try:
+        method.prepare(context)
+    finally:
+        history.close()
     fig = history_figure(history.rows, title=f"{cfg.method.name}: preparation")
     if fig is not None:
         store.write_figure("prepare_progress.png", fig, dpi=110)

@@ -2,8 +2,9 @@
 
 Used by ``tools/train.py`` and by the search flow for the found architecture. The run directory
 (``[run] out_dir``, default ``runs/<cfg stem>``) gets ``config.cfg``, ``checkpoints/`` (a killed
-run resumes from the newest), ``history.csv``, ``metrics.json`` and the exported model
-(``saved_model/`` or ``model.keras``).
+run resumes from the newest), ``history.csv``, ``metrics.json``, the exported model
+(``saved_model/`` or ``model.keras``) and, with ``[run] tensorboard``, ``tensorboard/train/``
+(per-epoch loss, accuracy, learning rate) and ``tensorboard/hparams/`` (:mod:`tfnas.run.events`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from tfnas.config import Config, ConfigError
+from tfnas.run.events import TRAIN_HPARAM_KEYS, EventStream, events_root, hparams_of, write_hparams
 from tfnas.run.factory import build_datasets, build_space, where
 from tfnas.run.rundir import RunDir
 
@@ -58,8 +60,18 @@ def export_path_of(cfg: Config) -> str:
     return os.path.join(cfg.out_dir, "model.keras" if cfg.export.format == "keras" else "saved_model")
 
 
-def train_architecture(cfg: Config) -> TrainOutcome:
-    """Trains ``[space] arch`` on ``[dataset]`` with ``[train]``, evaluates, exports per ``[export]``."""
+def epoch_scalars(row: Dict[str, Any]) -> Dict[str, Any]:
+    """TensorBoard tags of one :class:`~tfnas.train.history.History` row (None values are skipped)."""
+    return {"train/loss": row["loss"], "train/accuracy": row["train_acc"], "train/lr": row["lr"],
+            "train/epoch_s": row["seconds"], "eval/loss": row["eval_loss"], "eval/accuracy": row["eval_acc"]}
+
+
+def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
+    """Trains ``[space] arch`` on ``[dataset]`` with ``[train]``, evaluates, exports per ``[export]``.
+
+    ``hparams``: write this training's TensorBoard hparams row (off for the training after a
+    search, whose own row carries the trained accuracy).
+    """
     import pandas as pd
 
     from tfnas.train.export import export_keras, export_saved_model
@@ -82,11 +94,14 @@ def train_architecture(cfg: Config) -> TrainOutcome:
         kwargs = {"drop_path_rate": 0.0} if cfg.train.drop_path > 0 else {}
         return space.build(arch, info.num_classes, info.image_shape, **kwargs)
 
+    events = EventStream(events_root(cfg), "train")
     with run_dir:
         model, history, metrics = train_and_evaluate(
             model_fn, cfg.train, train_ds, eval_ds, jit_compile=cfg.run.jit_compile, strategy=cfg.run.strategy,
             checkpoint_dir=run_dir.file("checkpoints"), progress=cfg.run.progress, seed=cfg.run.seed,
+            on_epoch=lambda row: events.scalars(epoch_scalars(row), step=row["epoch"]),
         )
+        events.close()
         # A resumed run's History holds only the epochs it trained: keep the earlier rows.
         history_path = run_dir.file("history.csv")
         frame = pd.DataFrame(history.to_dict())
@@ -98,6 +113,9 @@ def train_architecture(cfg: Config) -> TrainOutcome:
         params = int(sum(int(w.numpy().size) for w in model.trainable_weights))
         summary = {"arch": space.encode(arch), "dataset": info.name, "params": params, **metrics}
         run_dir.store.write_text("metrics.json", json.dumps(summary, indent=2) + "\n")
+        if hparams and history.epoch:  # one row per run, rewritten only when epochs were added
+            write_hparams(events_root(cfg), hparams_of(cfg, TRAIN_HPARAM_KEYS),
+                          {**metrics, "params": params, "wall_s": float(frame["seconds"].sum())})
 
         export_path = None
         if cfg.export.enabled:

@@ -267,7 +267,8 @@ class Trainer:
         return fn
 
     # ------------------------------------------------------------------ loops
-    def fit(self, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset] = None, eval_every: int = 1) -> History:
+    def fit(self, train_ds: tf.data.Dataset, eval_ds: Optional[tf.data.Dataset] = None, eval_every: int = 1,
+            on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None) -> History:
         """Trains up to ``train_cfg.epochs``, resuming from the newest checkpoint in ``checkpoint_dir``.
 
         Args:
@@ -276,6 +277,8 @@ class Trainer:
             eval_ds: optional evaluation batches, evaluated every ``eval_every`` epochs and after
                 the last one.
             eval_every: evaluation period in epochs.
+            on_epoch: called after each epoch with its ``History`` row (``{"epoch", "loss", ...}``),
+                e.g. to write TensorBoard scalars.
 
         Returns:
             A ``History`` of the epochs run by this call (empty when the checkpoint is complete).
@@ -314,6 +317,8 @@ class Trainer:
                 (epoch + 1, loss, acc, ev_loss, ev_acc, lr, seconds),
             ):
                 getattr(history, name).append(value)
+            if on_epoch is not None:
+                on_epoch({name: values[-1] for name, values in history.to_dict().items()})
             evaluated = "" if ev_loss is None else f" eval_loss={ev_loss:.4f} eval_acc={ev_acc:.4f}"
             logger.info("epoch %d/%d loss=%.4f acc=%.4f%s lr=%.5g %.1fs", epoch + 1, epochs, loss, acc, evaluated, lr, seconds)
         return history
@@ -377,6 +382,7 @@ def train_and_evaluate(
     seed: int = 0,
     steps_per_epoch: Optional[int] = None,
     eval_every: int = 1,
+    on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None,
 ) -> Tuple[keras.Model, History, Dict[str, float]]:
     """Builds a Trainer, fits (resuming from ``checkpoint_dir``) and evaluates at the end.
 
@@ -388,7 +394,7 @@ def train_and_evaluate(
         model_fn, train_cfg, jit_compile=jit_compile, strategy=strategy, steps_per_epoch=steps_per_epoch,
         checkpoint_dir=checkpoint_dir, progress=progress, seed=seed,
     )
-    history = trainer.fit(train_ds, eval_ds, eval_every=eval_every)
+    history = trainer.fit(train_ds, eval_ds, eval_every=eval_every, on_epoch=on_epoch)
     metrics: Dict[str, float] = {}
     if eval_ds is not None:
         if history.epoch and history.epoch[-1] == train_cfg.epochs and history.eval_loss[-1] is not None:

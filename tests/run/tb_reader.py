@@ -1,0 +1,41 @@
+"""Reads TensorBoard event files back for tests (``tf.compat.v1.train.summary_iterator``)."""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any, Dict, List, Tuple
+
+import tensorflow as tf
+
+
+def events(folder: str) -> List[Any]:
+    """Every ``Event`` of the event files directly in ``folder``, files in name (= creation) order."""
+    files = sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*")))
+    return [e for path in files for e in tf.compat.v1.train.summary_iterator(path)]
+
+
+def scalars(folder: str) -> Dict[str, List[Tuple[int, float]]]:
+    """``{tag: [(step, value), ...]}`` of the ``tf.summary.scalar`` points in ``folder``, in write order."""
+    out: Dict[str, List[Tuple[int, float]]] = {}
+    for event in events(folder):
+        for value in event.summary.value:
+            if value.metadata.plugin_data.plugin_name == "scalars":
+                out.setdefault(value.tag, []).append((int(event.step), float(tf.make_ndarray(value.tensor))))
+    return out
+
+
+def hparams_sessions(folder: str) -> List[Dict[str, Any]]:
+    """The hparams-plugin sessions in ``folder``: one ``{name: value}`` dict each."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    sessions = []
+    for event in events(folder):
+        for value in event.summary.value:
+            if value.tag == "_hparams_/session_start_info":
+                data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                info = data.session_start_info
+                sessions.append({k: (v.string_value if v.HasField("string_value") else
+                                     v.bool_value if v.HasField("bool_value") else v.number_value)
+                                 for k, v in info.hparams.items()})
+    return sessions

@@ -1,0 +1,162 @@
+"""TensorBoard events of a run directory (``[run] tensorboard``), read back from the event files."""
+
+import logging
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.run.tb_reader import hparams_sessions, scalars
+from tfnas.config import load_config
+from tfnas.proxies.base import Proxy
+from tfnas.registry import register_proxy, register_space
+from tfnas.run.search import run_search
+from tfnas.run.sweep import run_sweep
+from tfnas.spaces.base import EvolvableSpace
+
+
+@register_space("tb_toy_widths")
+class ToySpace:
+    """Architectures are 3 widths in [1, 64]; params = sum w^2."""
+
+    name = "tb_toy_widths"
+    num_classes, resolution = 10, 8
+    start_arch = (4, 4, 4)
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls()
+
+    def mutate(self, arch, rng):
+        out = list(arch)
+        out[int(rng.integers(3))] = int(np.clip(out[int(rng.integers(3))] + rng.choice([-2, -1, 1, 2]), 1, 64))
+        return tuple(out)
+
+    def encode(self, arch):
+        return "-".join(str(w) for w in arch)
+
+    def decode(self, text):
+        return tuple(int(t) for t in text.split("-"))
+
+    def num_params(self, arch):
+        return sum(w * w for w in arch)
+
+    def flops(self, arch):
+        return 10 * sum(arch)
+
+    def num_layers(self, arch):
+        return len(arch)
+
+
+EvolvableSpace.register(ToySpace)
+
+
+@register_proxy("tb_toy_sum")
+class ToyProxy(Proxy):
+    """Score = sum of widths; raises KeyboardInterrupt (a killed search) at call ``fail_at``."""
+
+    fail_at = None
+
+    def __init__(self):
+        self.calls = 0
+
+    def score(self, model, batch, rng):
+        raise NotImplementedError
+
+    def score_arch(self, space, arch, *, num_classes, input_shape, batch_size, rng):
+        self.calls += 1
+        if ToyProxy.fail_at is not None and self.calls == ToyProxy.fail_at:
+            raise KeyboardInterrupt
+        return float(sum(arch)) + 0.01 * float(rng.standard_normal())
+
+
+def evolution(out_dir, *extra):
+    return load_config(None, ["method.name=evolution", "space.name=tb_toy_widths", "proxy.name=tb_toy_sum",
+                              "budget.max_params=300", "search.population=8", "search.iterations=50",
+                              "search.record_every=10", "search.effectiveness_filter=false",
+                              f"run.out_dir={out_dir}", "run.progress=false", *extra])
+
+
+def test_search_history_rows_become_scalars_once_across_a_resume(tmp_path):
+    ToyProxy.fail_at = 33  # killed after logging 3 of the 5 rows
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_search(evolution(tmp_path))
+    finally:
+        ToyProxy.fail_at = None
+    assert [s for s, _ in scalars(str(tmp_path / "tensorboard" / "search"))["history/best_score"]] == [10, 20, 30]
+    run = run_search(evolution(tmp_path))
+    history = pd.read_csv(tmp_path / "history.csv")
+    points = scalars(str(tmp_path / "tensorboard" / "search"))
+    assert list(history["iteration"]) == [10, 20, 30, 40, 50]
+    for column in ("best_score", "mean_score", "population", "best_params"):
+        assert [s for s, _ in points[f"history/{column}"]] == list(history["iteration"]), column  # no duplicates
+        np.testing.assert_allclose([v for _, v in points[f"history/{column}"]], history[column], rtol=1e-6)
+    (session,) = hparams_sessions(str(tmp_path / "tensorboard" / "hparams"))
+    assert session["method.name"] == "evolution" and session["proxy.name"] == "tb_toy_sum"
+    assert session["space.name"] == "tb_toy_widths" and session["run.seed"] == 0 and session["search.iterations"] == 50
+    final = scalars(str(tmp_path / "tensorboard" / "hparams"))
+    assert final["final/best_score"][0][1] == pytest.approx(run.outcome.score, rel=1e-6)
+    run_search(evolution(tmp_path))  # finished: nothing new, no second hparams row
+    assert len(hparams_sessions(str(tmp_path / "tensorboard" / "hparams"))) == 1
+    assert run_search(evolution(tmp_path, "run.tensorboard=false")).resumed  # same run directory identity
+
+
+def test_tensorboard_false_writes_no_folder(tmp_path):
+    run_search(evolution(tmp_path, "run.tensorboard=false"))
+    assert os.path.exists(tmp_path / "history.csv") and not os.path.exists(tmp_path / "tensorboard")
+    run_sweep(load_config("cfg/rand.cfg", [f"run.out_dir={tmp_path / 's'}", "budget.start=5", "budget.stop=5",
+                                           "budget.repeats=1", "run.tensorboard=false"]), progress=False)
+    assert os.path.exists(tmp_path / "s" / "runs.jsonl") and not os.path.exists(tmp_path / "s" / "tensorboard")
+
+
+def test_a_failing_writer_warns_once_and_the_search_finishes(tmp_path, caplog):
+    (tmp_path / "tensorboard").write_text("a file where the event folder should be")
+    with caplog.at_level(logging.WARNING, logger="tfnas.run.events"):
+        run = run_search(evolution(tmp_path))
+    assert run.outcome.best_arch and len(pd.read_csv(tmp_path / "history.csv")) == 5
+    warnings = [r for r in caplog.records if "TensorBoard events" in r.getMessage()]
+    assert len([r for r in warnings if "search" in r.getMessage()]) == 1  # once per stream, not per row
+
+
+def test_sweep_records_per_repeat_mean_and_hparams(tmp_path):
+    sets = [f"run.out_dir={tmp_path}", "budget.start=10", "budget.stop=20", "budget.step=10", "budget.repeats=2"]
+    first = run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    root = tmp_path / "tensorboard"
+    for repeat in (0, 1):
+        points = scalars(str(root / "sweep" / f"repeat_{repeat}"))
+        mine = sorted((r for r in first.records if r.repeat == repeat), key=lambda r: r.budget)
+        assert [s for s, _ in points["sweep/top1_acc"]] == [10, 20]
+        np.testing.assert_allclose([v for _, v in points["sweep/top1_acc"]], [r.top1_acc for r in mine], rtol=1e-6)
+        np.testing.assert_allclose([v for _, v in points["sweep/regret"]], [r.regret for r in mine], rtol=1e-5)
+        spearman = [r.spearman for r in mine]
+        if np.isnan(spearman).all():  # NaN (nothing ranked) is not drawn
+            assert "sweep/spearman" not in points
+        else:
+            np.testing.assert_allclose([v for _, v in points["sweep/spearman"]], spearman, rtol=1e-5)
+    mean = scalars(str(root / "sweep" / "mean"))["sweep/top1_acc"]
+    expected = [np.mean([r.top1_acc for r in first.records if r.budget == b]) for b in (10, 20)]
+    assert [s for s, _ in mean] == [10, 20] and np.allclose([v for _, v in mean], expected, rtol=1e-6)
+    (session,) = hparams_sessions(str(root / "hparams"))
+    assert session["method.name"] == "rand" and session["dataset.name"] == "cifar100"
+    final = scalars(str(root / "hparams"))
+    assert final["final/top1_acc"] == [(0, pytest.approx(expected[1], rel=1e-6))]
+    more = run_sweep(load_config("cfg/rand.cfg", sets[:-1] + ["budget.repeats=3"]), progress=False)
+    assert more.new_records == 2
+    (session,) = hparams_sessions(str(root / "hparams"))  # replaced, not a second row
+    expected = np.mean([r.top1_acc for r in more.records if r.budget == 20])
+    assert scalars(str(root / "hparams"))["final/records"] == [(0, 6.0)]
+    assert scalars(str(root / "hparams"))["final/top1_acc"] == [(0, pytest.approx(expected, rel=1e-6))]
+    assert [s for s, _ in scalars(str(root / "sweep" / "repeat_0"))["sweep/top1_acc"]] == [10, 20]  # not rewritten
+    assert [s for s, _ in scalars(str(root / "sweep" / "repeat_2"))["sweep/top1_acc"]] == [10, 20]
+
+
+def test_predictor_sweep_draws_spearman(tmp_path):
+    sets = [f"run.out_dir={tmp_path}", "budget.start=20", "budget.stop=20", "budget.repeats=1",
+            "predictor.epochs=2", "search.update_split=2"]
+    (record,) = run_sweep(load_config("cfg/siams_nsam.cfg", sets), progress=False).records
+    points = scalars(str(tmp_path / "tensorboard" / "sweep" / "repeat_0"))
+    assert points["sweep/spearman"] == [(20, pytest.approx(record.spearman, rel=1e-5))]
+    assert points["sweep_extra/train_s"][0][0] == 20
+    assert points["sweep/queries"] == [(20, record.queries)]

@@ -1,0 +1,216 @@
+"""TensorBoard event files of a run directory (``[run] tensorboard``), written with ``tf.summary``.
+
+``<run dir>/tensorboard/`` holds one folder per stream, each a TensorBoard run:
+
+- ``search/``, ``prepare/``: every row a method logs to ``history.csv`` as scalars
+  ``history/<column>`` at step = the row's first column (epoch, iteration, step);
+- ``sweep/repeat_<r>/``: per sweep record, ``sweep/<metric>`` (top-1, top-10/100, regret,
+  Spearman, Kendall, counted queries, wall time) at step = the budget, and numeric ``extra`` fields as
+  ``sweep_extra/<key>``; ``sweep/mean/``: the mean over repeats once a budget has all of them;
+- ``train/``: per epoch ``train/loss``, ``train/accuracy``, ``train/lr``, ``train/epoch_s``,
+  ``eval/loss``, ``eval/accuracy`` (evaluated epochs only);
+- ``hparams/``: one hparams-plugin session per run (:func:`hparams_of` keys) with its final
+  metrics as ``final/<name>`` scalars, so ``tensorboard --logdir runs/`` compares runs; a resumed
+  run that adds results replaces this folder's event file (:func:`write_hparams`).
+
+Writers are created on the first write and flushed per written row or record, never per
+step. A failure to write (full disk, a file where the folder should be) logs one warning per
+stream and turns that stream off: TensorBoard never stops a search.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any, Dict, Mapping, Optional
+
+from tfnas.config import Config
+
+logger = logging.getLogger(__name__)
+
+#: Folder of the event files inside a run directory.
+EVENTS_DIR = "tensorboard"
+
+#: ``(section, key)`` pairs of the config that every hparams session carries (flow extras are added).
+HPARAM_KEYS = (("method", "name"), ("space", "name"), ("dataset", "name"), ("benchmark", "name"), ("run", "seed"),
+               ("predictor", "nsam"), ("predictor", "ec_source"), ("predictor", "epochs"), ("proxy", "name"),
+               ("search", "bts"), ("search", "population"), ("search", "iterations"), ("search", "epochs"))
+TRAIN_HPARAM_KEYS = (("space", "name"), ("space", "arch"), ("dataset", "name"), ("run", "seed"), ("train", "epochs"),
+                     ("train", "optimizer"), ("train", "lr"), ("train", "schedule"), ("train", "weight_decay"))
+
+
+def events_root(cfg: Config) -> Optional[str]:
+    """``<run dir>/tensorboard``, or None when ``[run] tensorboard = false``."""
+    return os.path.join(cfg.out_dir, EVENTS_DIR) if cfg.run.tensorboard else None
+
+
+def hparams_of(cfg: Config, keys=HPARAM_KEYS) -> Dict[str, Any]:
+    """``{"section.key": value}`` of ``keys`` (bool, int, float or str, as the hparams plugin takes)."""
+    return {f"{section}.{key}": getattr(getattr(cfg, section), key) for section, key in keys}
+
+
+def _number(value: Any) -> Optional[float]:
+    """A finite float of a logged value; None for text, None, NaN and inf (not drawn)."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)) or type(value).__module__ == "numpy":
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+class EventStream:
+    """One TensorBoard run (folder of event files); a ``root`` of None writes nothing.
+
+    Args:
+        root: the run directory's ``tensorboard/`` folder (:func:`events_root`), or None.
+        stream: subfolder, e.g. ``search`` or ``sweep/repeat_0``.
+    """
+
+    def __init__(self, root: Optional[str], stream: str):
+        self.path = os.path.join(root, stream) if root else None
+        self._writer: Any = None
+        self._failed = self.path is None
+
+    @property
+    def enabled(self) -> bool:
+        return not self._failed
+
+    def _write(self, fn) -> None:
+        if self._failed:
+            return
+        import tensorflow as tf
+
+        try:
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(self.path)
+            with self._writer.as_default():
+                fn(tf)
+            self._writer.flush()
+        except (OSError, ValueError, TypeError, tf.errors.OpError) as exc:
+            # TensorBoard is a view of the run, never a reason to stop it: warn once, then stay off.
+            logger.warning("TensorBoard events in %s are off for this run: %s", self.path, exc)
+            self._failed, self._writer = True, None
+
+    def scalars(self, values: Mapping[str, Any], step: int, prefix: str = "") -> None:
+        """``prefix + name`` scalars at ``step``, one flush; text, None and non-finite values are skipped."""
+        numbers = {f"{prefix}{name}": _number(v) for name, v in values.items()}
+        numbers = {tag: v for tag, v in numbers.items() if v is not None}
+        if not numbers:
+            return
+
+        def write(tf):
+            for tag, value in numbers.items():
+                tf.summary.scalar(tag, value, step=int(step))
+
+        self._write(write)
+
+    def hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, Any], step: int = 0) -> None:
+        """One hparams-plugin session (``hparams``) and its ``final/<name>`` metric scalars at ``step``."""
+        numbers = {f"final/{k}": _number(v) for k, v in metrics.items()}
+
+        def write(tf):
+            from tensorboard.plugins.hparams import api as hp
+
+            hp.hparams(dict(hparams), trial_id=os.path.basename(os.path.dirname(os.path.dirname(self.path))))
+            for tag, value in numbers.items():
+                if value is not None:
+                    tf.summary.scalar(tag, value, step=int(step))
+
+        self._write(write)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            import tensorflow as tf
+
+            try:
+                self._writer.close()
+            except (OSError, tf.errors.OpError) as exc:
+                logger.warning("closing TensorBoard events in %s failed: %s", self.path, exc)
+            self._writer = None
+
+
+def write_hparams(root: Optional[str], hparams: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
+    """Writes the run's one hparams row to ``<root>/hparams``, replacing an earlier one.
+
+    TensorBoard keeps the first session of a folder, so a resumed run that adds results (records,
+    epochs) removes the old event file before writing the new row; nothing else lives there.
+    """
+    if root is None:
+        return
+    stream = EventStream(root, "hparams")
+    try:
+        for name in os.listdir(stream.path):
+            if name.startswith("events.out.tfevents."):
+                os.unlink(os.path.join(stream.path, name))
+    except OSError:  # no folder yet, or not a folder: the write below reports a real problem once
+        pass
+    stream.hparams(hparams, metrics)
+    stream.close()
+
+
+def history_step(row: Mapping[str, Any], index: int) -> int:
+    """The step of a ``history.csv`` row: its first column when integral, else its 1-based row number."""
+    first = next(iter(row.values()), None)
+    number = _number(first)
+    if number is not None and number == int(number):
+        return int(number)
+    return index + 1
+
+
+#: RunRecord fields drawn per sweep record (NaN ones, e.g. Spearman of the training oracle, are skipped).
+SWEEP_METRICS = ("top1_acc", "top10_acc", "top100_acc", "regret", "spearman", "kendall", "queries", "wall_s")
+
+
+class SweepEvents:
+    """Sweep records as scalars: ``sweep/repeat_<r>/`` per record, ``sweep/mean/`` per finished budget.
+
+    Both streams use the same tags (``sweep/top1_acc``, ``sweep/regret``, ...), so TensorBoard
+    draws every repeat and their mean in one chart per metric, against the budget (the allowed
+    ground-truth queries; ``sweep/queries`` shows how many were spent).
+    """
+
+    def __init__(self, root: Optional[str], repeats: int):
+        self.root, self.repeats = root, repeats
+        self.streams: Dict[str, EventStream] = {}
+
+    def stream(self, name: str) -> EventStream:
+        if name not in self.streams:
+            self.streams[name] = EventStream(self.root, name)
+        return self.streams[name]
+
+    def record(self, record: Any, records: Any) -> None:
+        """Writes ``record`` (a :class:`tfnas.results.RunRecord`); ``records`` are all records so far."""
+        if self.root is None:
+            return
+        values = {f"sweep/{m}": getattr(record, m) for m in SWEEP_METRICS}
+        values.update({f"sweep_extra/{k}": v for k, v in record.extra.items()})
+        self.stream(f"sweep/repeat_{record.repeat}").scalars(values, step=record.budget)
+        same = [r for r in records if r.budget == record.budget]
+        if len(same) == self.repeats:
+            mean = {f"sweep/{m}": _mean(getattr(r, m) for r in same) for m in SWEEP_METRICS}
+            self.stream("sweep/mean").scalars(mean, step=record.budget)
+
+    def close(self) -> None:
+        for stream in self.streams.values():
+            stream.close()
+
+
+def sweep_final_metrics(records: Any) -> Dict[str, Any]:
+    """Final metrics of a sweep for its hparams row: means at the largest budget, total wall time."""
+    if not records:
+        return {}
+    top = max(r.budget for r in records)
+    last = [r for r in records if r.budget == top]
+    metrics = {name: _mean(getattr(r, name) for r in last) for name in ("top1_acc", "regret", "spearman", "kendall")}
+    metrics.update(budget=top, records=len(records), wall_s=sum(r.wall_s for r in records))
+    return metrics
+
+
+def _mean(values: Any) -> Optional[float]:
+    numbers = [v for v in (_number(x) for x in values) if v is not None]
+    return sum(numbers) / len(numbers) if numbers else None
