@@ -20,6 +20,7 @@ import tensorflow as tf
 from tfnas.data.base import IMAGENET_MEAN, IMAGENET_STD
 from tfnas.spaces.darts import DartsSpace
 from tfnas.spaces.lite import LiteSpace
+from tfnas.spaces.nasnet_dag import NasnetDagSpace
 from tfnas.spaces.nb201 import Nb201Space
 from tfnas.spaces.tinynano import TinyNanoSpace
 from tfnas.spaces.zen import ZenSpace
@@ -40,6 +41,8 @@ SHAPE = (32, 32, 3)
 NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"
 ZEN_ARCH = "SuperConvK3BNRELU(3,8,2,1)SuperResIDWE1K3(8,16,2,8,1)SuperConvK1BNRELU(16,16,1,1)"
 TINYNANO_ARCH = "input>1;conv1x1>2;dwconv3x3>3;maxpool3x3>4;maxpool3x3>5;conv1x1-bn-relu>6;output"
+# NAG's space; the reduction cell has a stride-2 node, two mixed-stride nodes and an input wired to the output
+NASNET_ARCH = "12370:0>2,1>3,2>3,3>4 / 123570:0>2,0>3,1>4,2>3,2>4,3>5,4>5,1>5"
 _CACHE: dict = {}
 
 
@@ -53,6 +56,8 @@ def _space(name: str):
         space, text = ZenSpace(resolution=32, num_classes=NUM_CLASSES), ZEN_ARCH
     elif name == "lite":
         space, text = LiteSpace(channels=8, blocks=(0, 0)), "slnas_paper"  # with its auxiliary heads
+    elif name == "nasnet_dag":
+        space, text = NasnetDagSpace(channels=4, layers=3), NASNET_ARCH  # with its auxiliary head
     else:
         space, text = TinyNanoSpace(widths=(16, 32), cells_per_block=1, flops_limit=None), TINYNANO_ARCH
     arch = space.decode(text)
@@ -81,9 +86,9 @@ def _case(name: str):
     return _CACHE[name]
 
 
-CASES = [(s, "none") for s in ("nb201", "darts", "zen", "lite", "tinynano")]
+CASES = [(s, "none") for s in ("nb201", "darts", "zen", "lite", "tinynano", "nasnet_dag")]
 CASES += [(s, "float16") for s in ("nb201", "darts", "zen")]
-CASES += [(s, "int8") for s in ("nb201", "darts", "zen", "lite", "tinynano")]
+CASES += [(s, "int8") for s in ("nb201", "darts", "zen", "lite", "tinynano", "nasnet_dag")]
 
 
 @pytest.mark.parametrize("name, quantize", CASES)
