@@ -80,7 +80,8 @@ def write_pareto(run_dir: str, true: Any, found: Any, records: Sequence[Any], ti
     hv_true = hypervolume(true["accuracy"].to_numpy(), true["latency_ms"].to_numpy(), acc_range, lat_range)
     lines = [f"Pareto fronts, accuracy (%) vs latency (ms): {title}",
              f"hypervolume: normalised to the searched cells' ranges, accuracy "
-             f"{acc_range[0]:.2f}..{acc_range[1]:.2f} %, latency {lat_range[0]:.3f}..{lat_range[1]:.3f} ms; reference point (min accuracy, max latency) "
+             f"{acc_range[0]:.2f}..{acc_range[1]:.2f} %, latency {lat_range[0]:.3f}..{lat_range[1]:.3f} ms; "
+             f"reference point (min accuracy, max latency) "
              f"= ({acc_range[0]:.2f} %, {lat_range[1]:.3f} ms)",
              f"true front: {len(true)} cells, hypervolume {hv_true:.4f}", "",
              f"{'budget':>6}  {'n':>3}  {'found HV mean ± std':>20}  {'HV / true':>9}  {'front size':>10}"]
