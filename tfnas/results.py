@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 SUMMARY_COLUMNS = [
     "method", "dataset", "budget", "repeat", "queries", "ec_evals", "arch",
     "top1_acc", "top10_acc", "top100_acc", "regret", "spearman", "kendall", "wall_s",
+    "optimum", "constraint", "latency_ms", "params", "hypervolume",
 ]
 
 
@@ -34,7 +35,10 @@ class RunRecord:
     """One search run (one budget x repeat). Accuracies are percentages; NaN = not applicable.
 
     ``queries`` counts ground-truth reads (must equal ``budget``); ``ec_evals`` counts estimation-code
-    evaluations (prior knowledge, reported separately).
+    evaluations (prior knowledge, reported separately). ``optimum`` is the best accuracy of the cells
+    searched (under ``constraint``, when the sweep is hardware-aware: ``regret`` is measured to it);
+    ``latency_ms`` / ``params`` describe the found cell, ``hypervolume`` the front of the queried cells
+    (:mod:`tfnas.pareto`; ``pareto:<device>`` objectives only).
     """
 
     method: str
@@ -52,6 +56,11 @@ class RunRecord:
     spearman: float = math.nan
     kendall: float = math.nan
     wall_s: float = 0.0
+    optimum: float = math.nan
+    constraint: str = ""
+    latency_ms: float = math.nan
+    params: float = math.nan
+    hypervolume: float = math.nan
     extra: Dict[str, Any] = field(default_factory=dict)
     config_id: str = ""  # identity of the config that made the record (tfnas.run.rundir.config_id)
 
@@ -163,7 +172,8 @@ def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
     return df.sort_values(["method", "dataset", "budget", "repeat"], kind="stable").reset_index(drop=True)
 
 
-AGG_COLUMNS = ["top1_acc", "top10_acc", "top100_acc", "regret", "spearman", "kendall", "wall_s"]
+AGG_COLUMNS = ["top1_acc", "top10_acc", "top100_acc", "regret", "spearman", "kendall", "wall_s",
+               "latency_ms", "params", "hypervolume"]
 
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
@@ -176,9 +186,15 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_table(df: pd.DataFrame) -> str:
-    """A fixed-width text table: mean ± std per (method, budget)."""
+    """A fixed-width text table: mean ± std per (method, budget); latency (ms), parameters (M) and
+    hypervolume of the found cells are added when the records have them (hardware-aware sweeps)."""
     agg = aggregate(df)
     header = ["method", "dataset", "budget", "n", "top1 acc", "top10 acc", "regret", "spearman", "kendall", "wall s"]
+    optional = [(c, h, d) for c, h, d in (("latency_ms", "latency ms", 3), ("params", "params M", 3),
+                                          ("hypervolume", "hypervolume", 4)) if agg[f"{c}_mean"].notna().any()]
+    header += [h for _, h, _ in optional]
+    if "params" in df.columns and df["params"].notna().any():
+        agg = agg.assign(params_mean=agg["params_mean"] / 1e6, params_std=agg["params_std"] / 1e6)
     lines = []
     for _, r in agg.iterrows():
         def pm(col: str, digits: int = 2) -> str:
@@ -190,7 +206,7 @@ def format_table(df: pd.DataFrame) -> str:
         lines.append([
             r["method"], r["dataset"], str(int(r["budget"])), str(int(r["repeats"])),
             pm("top1_acc"), pm("top10_acc"), pm("regret"), pm("spearman", 3), pm("kendall", 3), pm("wall_s", 1),
-        ])
+        ] + [pm(c, d) for c, _, d in optional])
     widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(header)]
     fmt = lambda cells: "  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     rule = "  ".join("-" * w for w in widths)

@@ -9,7 +9,7 @@ which counts and enforces that budget; the run layer scores the method's result 
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 
@@ -60,9 +60,14 @@ class Nb201Benchmark(Benchmark):
             raise ValueError(f"split must be 'test' or 'val', got {split!r}")
         return self._arrays[f"acc12_{split}"][:, self._column(dataset)]
 
+    @property
+    def latency_devices(self) -> List[str]:
+        """Devices of the latency columns (HW-NAS-Bench names, e.g. ``pixel3``)."""
+        return [str(d) for d in self._arrays["latency_devices"]]
+
     def latency(self, device: str) -> np.ndarray:
         """Measured latency (ms) of every cell on ``device``, float32 [15625]."""
-        devices = [str(d) for d in self._arrays["latency_devices"]]
+        devices = self.latency_devices
         if device not in devices:
             raise ValueError(f"no latency for device {device!r}; devices: {', '.join(devices)}")
         return self._arrays["latency_ms"][:, devices.index(device)]

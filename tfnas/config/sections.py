@@ -249,6 +249,9 @@ class SearchConfig:
       aux_weight: auxiliary-loss weight of the SLNAS search network (paper: 0.4).
       pick_epochs: SLNAS picks the architecture with the best mean reward over the samples of
         this many last epochs (0 = all epochs).
+      objective: ``accuracy``; ``latency:<device>`` (best accuracy with the NB201 table's latency on
+        ``<device>`` <= ``max_latency_ms``); ``pareto:<device>`` (also writes the accuracy-latency front).
+      max_latency_ms: latency limit (ms) on the objective's device (0 = none; > 0 needs a device).
     """
 
     bts: bool = _f(True)
@@ -278,6 +281,8 @@ class SearchConfig:
     reward_fraction: float = _f(0.2, min=0.0, max=1.0)
     aux_weight: float = _f(0.4, min=0.0)
     pick_epochs: int = _f(10, min=0)
+    objective: str = _f("accuracy")
+    max_latency_ms: float = _f(0.0, min=0.0)
 
 
 @dataclass(frozen=True)

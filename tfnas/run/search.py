@@ -25,6 +25,7 @@ import numpy as np
 from tfnas.config import Config
 from tfnas.methods.base import SearchContext, SearchOutcome
 from tfnas.run.events import EventStream, events_root, hparams_of, history_step, write_hparams
+from tfnas.run.constraints import refuse_search_keys
 from tfnas.run.factory import build_method, build_space, check_method_fits_space, check_training_data
 from tfnas.run.rundir import ArtifactStore, RunDir
 
@@ -134,6 +135,7 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     run_dir = RunDir(cfg, ignore=SEARCH_FREE_KEYS, ignore_sections=SEARCH_FREE_SECTIONS)
     run_dir.check()
     check_method_fits_space(cfg)
+    refuse_search_keys(cfg, "a one-shot search")
     space = build_space(cfg)
     store = run_dir.store
     resumed = store.exists(RESULT_FILE)

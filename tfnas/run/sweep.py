@@ -6,6 +6,8 @@ the summary table and plots are written at the end. With ``[run] tensorboard`` e
 also drawn in TensorBoard (``tensorboard/sweep/``) and the run gets one hparams row
 (:mod:`tfnas.run.events`). Methods never see ground truth except
 through their counting session; the scoring below reads the table outside the budget.
+A hardware-aware sweep (``[search] objective`` / ``max_latency_ms``, ``[budget] max_params``)
+searches the feasible cells only (:mod:`tfnas.run.constraints`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tfnas.config import Config, ConfigError
 from tfnas.results import RunLog, RunRecord, write_outputs
 from tfnas.methods.base import BudgetedSearch
 from tfnas.registry import METHODS
+from tfnas.run.constraints import Constrained, constrain, pareto_tables
 from tfnas.run.events import SweepEvents, events_root, hparams_of, sweep_final_metrics, write_hparams
 from tfnas.run.factory import build_benchmark, build_method, build_space, check_method_fits_space, where
 from tfnas.run.rundir import RunDir, RunDirError
@@ -91,6 +94,9 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
     check_budget_fits(cfg, space)
     benchmark = build_benchmark(cfg, space)
     check_benchmark_fits(cfg, METHODS.get(cfg.method.name), benchmark)
+    constrained = constrain(cfg, METHODS.get(cfg.method.name), space, benchmark)
+    if constrained is not None:  # the method and the scoring see the feasible cells only
+        space, benchmark = constrained.space, constrained.benchmark
     method = build_method(cfg, space)
     try:  # records of another config are refused before config.cfg is (re)written
         log = RunLog(run_dir.file("runs.jsonl"), config_id=run_dir.config_id)
@@ -99,11 +105,12 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
     with run_dir:
         if isinstance(space, CandidatePool):
             run_dir.store.write_text("pool.txt", "\n".join(space.keys) + "\n")
-        return _sweep(cfg, run_dir, log, space, benchmark, method, progress, on_record)
+        return _sweep(cfg, run_dir, log, space, benchmark, method, progress, on_record, constrained)
 
 
 def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any, method: Any, progress: bool,
-           on_record: Optional[Callable[[RunRecord], None]]) -> SweepOutcome:
+           on_record: Optional[Callable[[RunRecord], None]], constrained: Optional[Constrained] = None
+           ) -> SweepOutcome:
     dataset = cfg.dataset.name
     truth = benchmark.ground_truth(dataset)
     optimum = float(truth.max()) if truth is not None else float("nan")
@@ -131,6 +138,10 @@ def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any
             record = evaluate_result(method.label, dataset, budget, repeat, seed, session, result, space,
                                      truth_fn, wall)
             record.config_id = run_dir.config_id
+            if truth is not None:
+                record.optimum = optimum
+            if constrained is not None:
+                constrained.annotate(record, session, result.best_index)
             log.append(record)
             events.record(record, log.records)
             new += 1
@@ -148,6 +159,12 @@ def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any
         write_hparams(events_root(cfg), hparams_of(cfg), sweep_final_metrics(log.records))
     summary = write_outputs(run_dir.path, log.records, {dataset: optimum} if truth is not None else None,
                             title=cfg.method.name)
+    if constrained is not None and constrained.objective.kind == "pareto" and log.records:
+        from tfnas.pareto import write_pareto
+
+        true, found = pareto_tables(constrained, log.records, dataset)
+        write_pareto(run_dir.path, true, found, log.records, f"{cfg.method.name} {dataset}, {constrained.label}",
+                     *constrained.ranges(dataset))
     return SweepOutcome(run_dir.path, log.records, new, summary, optimum)
 
 

@@ -1,0 +1,126 @@
+"""Accuracy-vs-latency Pareto fronts and their 2-D hypervolume.
+
+Conventions (stated once, used everywhere):
+
+- accuracy is maximised, latency minimised; a cell *dominates* another when it is at least as
+  accurate and at least as fast, and strictly better in one of the two;
+- of several cells with equal (accuracy, latency) the front keeps one (the lowest index);
+- the hypervolume is computed on normalised objectives: accuracy and latency are rescaled to
+  [0, 1] by the ranges ``acc_range = (acc_min, acc_max)`` and ``lat_range = (lat_min, lat_max)``
+  of the *space searched* (all feasible cells), and the reference point is that space's worst
+  corner (``acc_min``, ``lat_max``), i.e. (0, 1) after normalisation. The hypervolume is then
+  the area, within the unit square, of the region dominated by the front: 1.0 would need one
+  cell as accurate as the best and as fast as the fastest; the true front of the space scores
+  below 1 and a found front at most the true front's value.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence, Tuple
+
+import numpy as np
+
+
+def pareto_front(acc: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Positions of the non-dominated points, ordered by latency ascending (accuracy ascending).
+
+    Args:
+      acc: accuracies ``[n]`` (higher is better).
+      lat: latencies ``[n]`` (lower is better).
+    """
+    acc, lat = np.asarray(acc, np.float64), np.asarray(lat, np.float64)
+    if acc.shape != lat.shape or acc.ndim != 1:
+        raise ValueError(f"acc and lat must be 1-D of one length; got {acc.shape} and {lat.shape}")
+    order = np.lexsort((np.arange(acc.size), -acc, lat))  # latency asc, then accuracy desc, then index
+    front, best = [], -np.inf
+    for i in order:
+        if acc[i] > best:  # strictly more accurate than every faster-or-equal point
+            front.append(int(i))
+            best = acc[i]
+    return np.asarray(front, np.int64)
+
+
+def hypervolume(acc: np.ndarray, lat: np.ndarray, acc_range: Tuple[float, float],
+                lat_range: Tuple[float, float]) -> float:
+    """Normalised 2-D hypervolume of the points ``(acc, lat)`` (of their front), in [0, 1].
+
+    Each point maps to ``a = (acc - acc_min) / (acc_max - acc_min)`` and
+    ``l = (lat - lat_min) / (lat_max - lat_min)``, clipped to [0, 1]; the reference point is
+    ``(a, l) = (0, 1)``. With the front sorted by ``l`` ascending (``a`` ascending),
+    ``HV = sum_i (l_{i+1} - l_i) * a_i`` with ``l_{n} = 1`` (the staircase area).
+    """
+    (a0, a1), (l0, l1) = acc_range, lat_range
+    if not (a1 > a0 and l1 > l0):
+        raise ValueError(f"ranges must be increasing; got acc {acc_range}, lat {lat_range}")
+    acc, lat = np.asarray(acc, np.float64), np.asarray(lat, np.float64)
+    if acc.size == 0:
+        return 0.0
+    a = np.clip((acc - a0) / (a1 - a0), 0.0, 1.0)
+    lt = np.clip((lat - l0) / (l1 - l0), 0.0, 1.0)
+    front = pareto_front(a, lt)
+    a, lt = a[front], lt[front]
+    right = np.append(lt[1:], 1.0)
+    return float(np.sum((right - lt) * a))
+
+
+def write_pareto(run_dir: str, true: Any, found: Any, records: Sequence[Any], title: str,
+                 acc_range: Tuple[float, float], lat_range: Tuple[float, float]) -> str:
+    """Writes ``pareto.csv`` (true and found fronts), ``pareto.txt`` (the table below) and ``pareto.png``.
+
+    ``true``/``found``: DataFrames with ``kind, budget, repeat, arch, index, accuracy, latency_ms,
+    params``; ``records``: the sweep's records (their ``hypervolume``). The plot draws the true
+    front (black) and the found fronts of the largest budget (one line per repeat). Returns the text.
+    """
+    import os
+
+    import pandas as pd
+
+    from tfnas.io import atomic_write_figure, atomic_write_text
+
+    hv_true = hypervolume(true["accuracy"].to_numpy(), true["latency_ms"].to_numpy(), acc_range, lat_range)
+    lines = [f"Pareto fronts, accuracy (%) vs latency (ms): {title}",
+             f"hypervolume: normalised to the searched cells' ranges, accuracy "
+             f"{acc_range[0]:.2f}..{acc_range[1]:.2f} %, latency {lat_range[0]:.3f}..{lat_range[1]:.3f} ms; "
+             f"reference point (min accuracy, max latency) "
+             f"= ({acc_range[0]:.2f} %, {lat_range[1]:.3f} ms)",
+             f"true front: {len(true)} cells, hypervolume {hv_true:.4f}", "",
+             f"{'budget':>6}  {'n':>3}  {'found HV mean ± std':>20}  {'HV / true':>9}  {'front size':>10}"]
+    hv = pd.DataFrame([{"budget": r.budget, "hv": r.hypervolume, "size": len(r.extra.get("pareto_front", []))}
+                       for r in records])
+    if len(hv):
+        for budget, g in hv.groupby("budget", sort=True):
+            std = 0.0 if len(g) < 2 else float(g["hv"].std())
+            lines.append(f"{int(budget):>6}  {len(g):>3}  {g['hv'].mean():>11.4f} ± {std:<6.4f}  "
+                         f"{g['hv'].mean() / hv_true:>9.3f}  {g['size'].mean():>10.1f}")
+    lines += ["", "true front (latency ascending):", f"{'latency ms':>10}  {'accuracy':>8}  {'params':>9}  arch"]
+    lines += [f"{r.latency_ms:>10.3f}  {r.accuracy:>8.2f}  {int(r.params):>9,}  {r.arch}" for r in true.itertuples()]
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(os.path.join(run_dir, "pareto.csv"), pd.concat([true, found], ignore_index=True).to_csv(
+        index=False))
+    atomic_write_text(os.path.join(run_dir, "pareto.txt"), text)
+    atomic_write_figure(_pareto_figure(true, found, title), os.path.join(run_dir, "pareto.png"), dpi=120)
+    return text
+
+
+def _pareto_figure(true: Any, found: Any, title: str) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.step(true["latency_ms"], true["accuracy"], where="post", color="k", marker="o", markersize=3,
+            label=f"true front ({len(true)} cells)")
+    if len(found):
+        last = found[found["budget"] == found["budget"].max()]
+        for n, (_, g) in enumerate(last.groupby("repeat", sort=True)):
+            g = g.sort_values("latency_ms")
+            ax.step(g["latency_ms"], g["accuracy"], where="post", color="C1", alpha=0.5, marker=".",
+                    label=f"found, budget {int(g['budget'].iloc[0])} (one line per repeat)" if n == 0 else None)
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("true accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
