@@ -64,6 +64,15 @@ def test_session_returns_fractions_of_the_table(benchmark):
     assert codes.shape == (2, 2) and session.ec_evals == 2 and session.queries == 1
 
 
+@pytest.mark.parametrize("epochs", [1, 2, 3])
+def test_trainings_shorter_than_the_bts_schedule_still_spend_the_whole_budget(benchmark, epochs):
+    # 2 epochs used to place a BTS point at epoch 2 (never reached) and 3 checks in 2 epochs: 15 of 20 queries
+    method = make_method("siamese", f"predictor.epochs={epochs}", "search.bts=true", "search.reserve=3")
+    session = benchmark.session("cifar100", 20)
+    method.run(session, 20, np.random.default_rng(0))
+    assert session.queries == 20
+
+
 def test_tiny_samples_still_spend_the_whole_budget(benchmark):
     # A 1-cell sample per BTS point / check cannot hold enough new cells: the rest are drawn at random.
     method = make_method("siamese", "search.bts=true", "search.sample_fraction=0.00001", "search.update_split=2")

@@ -41,9 +41,10 @@ def split_evenly(total: int, parts: int) -> List[int]:
 
 
 def bts_epochs(total_epochs: int, points: int) -> List[int]:
-    """``points`` evenly spaced epochs in the middle half of training (distinct, ascending)."""
+    """``points`` evenly spaced epochs in the middle half of training (distinct, ascending, each one
+    of the ``total_epochs`` epochs: a short training has fewer points)."""
     lo, hi = total_epochs * 0.25, total_epochs * 0.75
-    epochs = np.unique(np.round(np.linspace(lo, hi, points)).astype(int))
+    epochs = np.unique(np.clip(np.round(np.linspace(lo, hi, points)).astype(int), 0, max(total_epochs - 1, 0)))
     return [int(e) for e in epochs]
 
 
@@ -151,7 +152,8 @@ class PredictorSearch(BudgetedSearch):
     # -- the search ----------------------------------------------------------------------------
     def run(self, session: Any, budget: int, rng: np.random.Generator) -> RunResult:
         t0 = time.perf_counter()
-        reserve = self.reserve if budget > self.reserve + 1 else 0
+        # one reserved query per check epoch: a training shorter than the reserve has fewer checks
+        reserve = min(self.reserve if budget > self.reserve + 1 else 0, self.epochs)
         train_budget = budget - reserve
         ec = self._make_ec(session)
         trainer = self._make_trainer(budget, int(rng.integers(2**31 - 1)), ec.dim if ec else 0)
