@@ -9,9 +9,19 @@ from typing import Any, Dict, List, Tuple
 import tensorflow as tf
 
 
+def _creation_order(path: str) -> Tuple[int, int, str]:
+    """``events.out.tfevents.<seconds>.<host>.<pid>.<counter>.v2`` -> (seconds, counter): plain name
+    order puts counter 10 before 9 when two files are created in the same second."""
+    parts = os.path.basename(path).split(".")
+    try:
+        return int(parts[3]), int(parts[-2]), path
+    except (IndexError, ValueError):
+        return 0, 0, path
+
+
 def events(folder: str) -> List[Any]:
-    """Every ``Event`` of the event files directly in ``folder``, files in name (= creation) order."""
-    files = sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*")))
+    """Every ``Event`` of the event files directly in ``folder``, files in creation order."""
+    files = sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*")), key=_creation_order)
     return [e for path in files for e in tf.compat.v1.train.summary_iterator(path)]
 
 
