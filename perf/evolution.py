@@ -16,7 +16,8 @@ from typing import Any, List, Optional, Sequence, Tuple
 from perf.report import emit, machine, peak_rss_mb
 
 
-def run(proxy: str = "zen", population: int = 512, iterations: int = 300, dump_candidates: str = "") -> None:
+def run(proxy: str = "zen", population: int = 512, iterations: int = 300, dump_candidates: str = "",
+        executor: str = "local", workers: int = 0, batch: int = 1, threads: int = 0) -> None:
     """Emits one ``evolution`` line.
 
     Args:
@@ -24,10 +25,14 @@ def run(proxy: str = "zen", population: int = 512, iterations: int = 300, dump_c
         population: population size ``N``.
         iterations: mutation iterations.
         dump_candidates: a JSON file for the scored candidates (arch strings, seconds, conv plans),
-            or ``""`` for none.
+            or ``""`` for none (``batch = 1`` only).
+        executor, workers, threads: the executor scoring batches (``[run] executor / workers /
+            worker_threads``; the pool's start-up is included in the wall time).
+        batch: children scored together (``[search] batch``).
     """
     import numpy as np
 
+    from tfnas.evaluation.executors import make_executor
     from tfnas.evaluation.proxy import ProxyEvaluator
     from tfnas.methods.base import SearchContext
     from tfnas.methods.evolution import EvolutionSearch, Limits
@@ -47,17 +52,20 @@ def run(proxy: str = "zen", population: int = 512, iterations: int = 300, dump_c
     limits = Limits(max_params=1e6, max_layers=18, effectiveness_filter=proxy.startswith("incorporated"))
     method = EvolutionSearch(space, get_proxy(proxy), proxy_name=proxy, population=population,
                              iterations=iterations, limits=limits, record_every=max(iterations // 5, 1),
-                             batch_size=64)
+                             batch_size=64, batch=batch)
     method.evaluator_cls = TimedEvaluator
     with tempfile.TemporaryDirectory() as tmp:
-        context = SearchContext(store=ArtifactStore(tmp), seed=0, rng=np.random.default_rng(0), progress=False)
         start = time.perf_counter()
-        outcome = method.search(context)
+        with make_executor(executor, workers, threads=threads) as pool:
+            context = SearchContext(store=ArtifactStore(tmp), seed=0, rng=np.random.default_rng(0), progress=False,
+                                    executor=pool)
+            outcome = method.search(context)
         wall = time.perf_counter() - start
     if dump_candidates:
         write_candidates(dump_candidates, space, proxy, scored)
     times = [t for _, t in scored]
-    emit("evolution", proxy=proxy, population=population, iterations=iterations,
+    emit("evolution", proxy=proxy, population=population, iterations=iterations, executor=executor,
+         workers=getattr(pool, "workers", 1), batch=batch, threads=threads, best_score=round(outcome.score, 6),
          wall_s=round(wall, 2), iterations_per_s=round(iterations / wall, 2),
          scored=outcome.extra["scored"], scored_per_s=round(outcome.extra["scored"] / wall, 2),
          median_score_s=round(float(np.median(times)), 4) if times else None,

@@ -51,19 +51,22 @@ class _Expected:
         from tfnas.benchmarks.nats import BenchmarkFormatError
         from tfnas.data import DatasetNotFoundError
         from tfnas.data.base import DatasetFormatError
+        from tfnas.evaluation.executors import ExecutorError
         from tfnas.evaluation.training import TrainCacheError
         from tfnas.registry import UnknownNameError
         from tfnas.train.checkpoint import CheckpointMismatchError
 
         return {ConfigError: 2, UnknownNameError: 2, CheckpointMismatchError: 2, TrainCacheError: 2,
-                DatasetFormatError: 2, BenchmarkFormatError: 2, DatasetNotFoundError: 3, OSError: 4}
+                DatasetFormatError: 2, BenchmarkFormatError: 2, DatasetNotFoundError: 3, OSError: 4,
+                ExecutorError: 5}
 
 
 def run_guarded(fn, verbose: bool) -> int:
     """Runs ``fn()`` inside the command line's one error boundary (see :class:`_Expected`).
 
     Expected failures print ``error: <message>`` and return their exit code (2 bad input, 3 data
-    unavailable, 4 a file or folder that cannot be read or written); ``-v`` adds the traceback.
+    unavailable, 4 a file or folder that cannot be read or written, 5 the executor's workers could
+    not finish); ``-v`` adds the traceback.
     """
     try:
         return fn()

@@ -6,6 +6,7 @@
     python tools/bench.py train-step [--batch 64] [--steps 30]
     python tools/bench.py proxies --space nb201|zen [--proxies synflow,zen,...] [--cells 100]
     python tools/bench.py evolution [--proxy zen] [--population 512] [--iterations 300] [--dump-candidates F]
+        [--executor local|process|ray] [--workers N] [--batch K] [--threads T]
     python tools/bench.py supernet [--batch 64,256] [--steps 20] [--graph-optimizer auto|on|off]
     python tools/bench.py supernet --space lite [--channels 16] [--blocks 1,1] [--stem-stride 4|1] [--archs 3]
     python tools/bench.py memory [--proxy zen] [--candidates 2000] [--warmup 200] [--every 100] [--release]
@@ -60,7 +61,8 @@ def evolution(args) -> None:
     from perf import evolution as bench
 
     bench.run(proxy=args.proxy, population=args.population, iterations=args.iterations,
-              dump_candidates=args.dump_candidates)
+              dump_candidates=args.dump_candidates, executor=args.executor, workers=args.workers,
+              batch=args.batch, threads=args.threads)
 
 
 def memory(args) -> None:
@@ -129,6 +131,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--iterations", type=int, default=300)
     s.add_argument("--dump-candidates", default="", metavar="FILE",
                    help="write the scored candidates (arch strings, seconds, conv plans) to this JSON file")
+    s.add_argument("--executor", choices=("local", "process", "ray"), default="local")
+    s.add_argument("--workers", type=int, default=0, help="0 = one per core")
+    s.add_argument("--batch", type=int, default=1, help="children scored together ([search] batch)")
+    s.add_argument("--threads", type=int, default=0,
+                   help="TensorFlow threads per worker (0 = as in this process: results identical to local)")
     s.set_defaults(run=evolution)
     s = sub.add_parser("memory", help="resident memory of a zero-shot evolution as it scores candidates")
     s.add_argument("--proxy", default="zen")

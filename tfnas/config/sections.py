@@ -35,6 +35,12 @@ class RunConfig:
       progress: show progress bars.
       tensorboard: write TensorBoard event files (training curves, search history, sweep records,
         one hparams row) under ``<run dir>/tensorboard/`` (``tfnas.run.events``).
+      executor: where candidate evaluations run (``tfnas.evaluation.executors``): ``local`` (this
+        process), ``process`` (a pool of worker processes) or ``ray`` (Ray actors). The results do
+        not depend on it, so a run may resume under another executor.
+      workers: worker processes / actors (0 = one per GPU when GPUs are visible, else one per core).
+      ray_address: ``local`` (a private Ray instance), ``auto`` (the cluster this machine joined
+        with ``ray start``) or ``HOST:PORT`` of a Ray head node.
     """
 
     seed: int = _f(0, min=0)
@@ -43,6 +49,9 @@ class RunConfig:
     strategy: str = _f("auto", choices=("auto", "one_device", "mirrored", "multi_worker"))
     progress: bool = _f(True)
     tensorboard: bool = _f(True)
+    executor: str = _f("local", choices=("local", "process", "ray"))
+    workers: int = _f(0, min=0)
+    ray_address: str = _f("local")
 
 
 @dataclass(frozen=True)
@@ -252,6 +261,9 @@ class SearchConfig:
       objective: ``accuracy``; ``latency:<device>`` (best accuracy with the NB201 table's latency on
         ``<device>`` <= ``max_latency_ms``); ``pareto:<device>`` (also writes the accuracy-latency front).
       max_latency_ms: latency limit (ms) on the objective's device (0 = none; > 0 needs a device).
+      batch: evolution children generated from one population and scored together (in parallel
+        with ``[run] executor``); 1 = the paper's one-at-a-time loop. Results depend on ``batch``,
+        never on the executor or its workers.
     """
 
     bts: bool = _f(True)
@@ -283,6 +295,7 @@ class SearchConfig:
     pick_epochs: int = _f(10, min=0)
     objective: str = _f("accuracy")
     max_latency_ms: float = _f(0.0, min=0.0)
+    batch: int = _f(1, min=1)
 
 
 @dataclass(frozen=True)

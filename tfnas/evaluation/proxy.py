@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from tfnas.evaluation.base import Evaluator
+from tfnas.evaluation.executors import Executor, Failed, Job, prepare_job
 
 
 class ProxyEvaluator(Evaluator):
@@ -47,4 +48,71 @@ class ProxyEvaluator(Evaluator):
             self.seconds.append(time.perf_counter() - start)
             scores.append(float(score))
             self.evaluated += 1
+        return scores
+
+
+class ProxyJob(Job):
+    """The picklable recipe of proxy scoring in a worker: items are ``(arch string, generator)``,
+    results ``(score, seconds)``.
+
+    ``prime`` (an arch string and a generator) is scored once when the job is built, before any
+    item, so that state a proxy draws lazily on its first call is drawn the same way in every
+    worker (and in the local executor).
+    """
+
+    def __init__(self, space: Any, proxy: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
+                 batch_size: int, prime: Optional[Tuple[str, np.random.Generator]] = None):
+        self.space, self.proxy, self.prime = space, proxy, prime
+        self.num_classes, self.input_shape, self.batch_size = int(num_classes), tuple(input_shape), int(batch_size)
+
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        evaluator = ProxyEvaluator(self.space, self.proxy, num_classes=self.num_classes,
+                                   input_shape=self.input_shape, batch_size=self.batch_size)
+        decode = self.space.decode
+        if self.prime is not None:
+            evaluator.evaluate([decode(self.prime[0])], rngs=[self.prime[1]])
+
+        def run(items: Sequence[Any]) -> List[Any]:
+            scores = evaluator.evaluate([decode(a) for a, _ in items], rngs=[r for _, r in items])
+            return list(zip(scores, evaluator.seconds))
+
+        return run
+
+
+class ParallelProxyEvaluator(Evaluator):
+    """Proxy scoring through an executor: the same scores as :class:`ProxyEvaluator` given the
+    same per-architecture generators, whatever the executor and its number of workers.
+
+    Build it before the space or proxy is used in this process (the job is pickled here).
+
+    Attributes:
+        evaluated: architectures scored so far; failed: those whose scoring raised (score NaN).
+        seconds: wall seconds of each architecture of the last ``evaluate`` call (in its worker).
+    """
+
+    def __init__(self, executor: Executor, space: Any, proxy: Any, *, num_classes: int,
+                 input_shape: Tuple[int, int, int], batch_size: int,
+                 prime: Optional[Tuple[str, np.random.Generator]] = None):
+        self.executor, self.space = executor, space
+        self.job = prepare_job(ProxyJob(space, proxy, num_classes=num_classes, input_shape=input_shape,
+                                        batch_size=batch_size, prime=prime))
+        self.evaluated = self.failed = 0
+        self.seconds: List[float] = []
+
+    def evaluate(self, archs: Sequence[Any], rngs: Optional[Sequence[np.random.Generator]] = None) -> List[float]:
+        """Scores of ``archs``; ``rngs`` (one generator per architecture) is required."""
+        if rngs is None or len(rngs) != len(archs):
+            raise ValueError("parallel scoring needs one generator per architecture "
+                             f"(got {None if rngs is None else len(rngs)} for {len(archs)})")
+        results = self.executor.map(self.job, [(self.space.encode(a), r) for a, r in zip(archs, rngs)])
+        scores, self.seconds = [], []
+        for res in results:
+            if isinstance(res, Failed):
+                self.failed += 1
+                scores.append(float("nan"))
+                self.seconds.append(0.0)
+            else:
+                scores.append(float(res[0]))
+                self.seconds.append(float(res[1]))
+        self.evaluated += len(archs)
         return scores

@@ -72,6 +72,8 @@ class SearchContext:
         ``iteration``, ``best_score``) to ``history.csv``.
       logged_rows: rows ``history.csv`` already held when the search started; a resumed search
         must not log those again.
+      executor: the :class:`~tfnas.evaluation.executors.Executor` that batches of candidates may be
+        handed to (``[run] executor``; the run layer starts and stops it), or None (in-process).
     """
 
     store: Any
@@ -80,6 +82,7 @@ class SearchContext:
     progress: bool
     log: Callable[[Dict[str, Any]], None] = lambda row: None
     logged_rows: int = 0
+    executor: Any = None
 
     @property
     def state_dir(self) -> str:

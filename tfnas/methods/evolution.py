@@ -12,6 +12,13 @@ Memory: the search keeps at most ``N + 1`` arch strings and scores, and the cach
 proxies are size-limited (:mod:`tfnas.lru`; their hit/miss counts are logged at INFO, ``-v``,
 at every record); ``tools/bench.py memory`` measures the resident memory of a long search.
 
+Batches (``[search] batch = k > 1``): each step generates ``k`` children from the same population
+(truncated first), scores the accepted ones together through the run's executor
+(:mod:`tfnas.evaluation.executors`: in-process, a process pool or Ray) and inserts them in order.
+Child ``j`` of the search scores with its own generator, seeded by ``(seed, j)``, so the records
+depend on ``k`` and never on the executor or its number of workers. ``k = 1`` is the paper's
+loop (one shared scoring generator), bit for bit as before batches existed.
+
 Determinism: mutation draws from one ``numpy`` generator and proxy weights from another, both
 seeded from ``[run] seed``; there is no dependence on Python's string hashing or set order, so
 the same seed gives the same search. Every ``record_every`` iterations the population, counters
@@ -31,7 +38,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from tfnas.evaluation.proxy import ProxyEvaluator
+from tfnas.evaluation.executors import LocalExecutor
+from tfnas.evaluation.proxy import ParallelProxyEvaluator, ProxyEvaluator
 from tfnas.lru import format_cache_stats
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.registry import register_method
@@ -41,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "tfnas.evolution/1"
 SMALL_POPULATION = 10  # at or below this size, children come from the start architecture
+_CHILD_STREAM = 0xC41D  # seed-sequence word of per-child scoring generators (batched evolution)
 
 
 @dataclass
@@ -67,7 +76,7 @@ class EvolutionSearch(OneShotSearch):
 
     def __init__(self, space: Any, proxy: Any, *, proxy_name: str, population: int, iterations: int,
                  limits: Limits, record_every: int = 100, batch_size: int = 64,
-                 start: Optional[Any] = None):
+                 start: Optional[Any] = None, batch: int = 1):
         for attr in ("mutate", "num_params", "flops"):
             if not hasattr(space, attr):
                 raise TypeError(f"method 'evolution' needs a space with `{attr}`; "
@@ -79,6 +88,9 @@ class EvolutionSearch(OneShotSearch):
         self.population, self.iterations, self.limits = population, iterations, limits
         self.record_every, self.batch_size = record_every, batch_size
         self.start = start if start is not None else space.start_arch
+        if int(batch) < 1:
+            raise ValueError(f"evolution batch must be >= 1, got {batch}")
+        self.batch = int(batch)
 
 
     # -- checks ----------------------------------------------------------------------------------
@@ -115,7 +127,7 @@ class EvolutionSearch(OneShotSearch):
         lim = self.limits
         return {"proxy": self.proxy_name, "population": self.population, "start": self.space.encode(self.start),
                 "limits": [lim.max_params, lim.max_flops, lim.max_layers, lim.effectiveness_filter, lim.max_rho],
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, **({"batch": self.batch} if self.batch > 1 else {})}
 
     def _save(self, context: SearchContext, state: Dict[str, Any]) -> None:
         context.store.write_text(self.STATE_FILE, json.dumps(state) + "\n")
@@ -145,9 +157,7 @@ class EvolutionSearch(OneShotSearch):
             mut_rng.bit_generator.state = state["mutation_rng"]
             score_rng.bit_generator.state = state["score_rng"]
             logger.info("resuming evolution at iteration %d / %d", done, self.iterations)
-        evaluator = self.evaluator_cls(self.space, self.proxy, num_classes=self.space.num_classes,
-                                   input_shape=(self.space.resolution, self.space.resolution, 3),
-                                   batch_size=self.batch_size, rng=score_rng)
+        evaluator = self._evaluator(context, score_rng)
         bar = None
         if context.progress and done < self.iterations:
             from tqdm.auto import tqdm
@@ -160,21 +170,32 @@ class EvolutionSearch(OneShotSearch):
                 if len(members) > self.population:
                     members.sort(key=lambda m: -m[1])
                     del members[self.population:]
-                child = self._child(members, mut_rng)
-                reason = self.reject_reason(child)
-                if reason:
-                    counts[reason] += 1
-                else:
-                    (score,) = evaluator.evaluate([child])
-                    counts["scored"] += 1
-                    if math.isfinite(score):
-                        members.append((self.space.encode(child), score))
-                done += 1
+                n = min(self.batch, self.iterations - done)
+                children = [self._child(members, mut_rng) for _ in range(n)]
+                accepted = []
+                for j, child in enumerate(children):
+                    reason = self.reject_reason(child)
+                    if reason:
+                        counts[reason] += 1
+                    else:
+                        accepted.append((done + j, child))
+                if accepted:
+                    archs = [child for _, child in accepted]
+                    if self.batch == 1:  # the paper's loop: one shared scoring generator
+                        scores = evaluator.evaluate(archs)
+                    else:
+                        scores = evaluator.evaluate(archs, rngs=[self._child_rng(context.seed, number)
+                                                                 for number, _ in accepted])
+                    for child, score in zip(archs, scores):
+                        counts["scored"] += 1
+                        if math.isfinite(score):
+                            members.append((self.space.encode(child), score))
+                previous, done = done, done + n
                 if bar is not None:
-                    bar.update(1)
-                    if members and done % 10 == 0:
+                    bar.update(n)
+                    if members and done // 10 > previous // 10:
                         bar.set_postfix(best=f"{max(s for _, s in members):.4g}", pop=len(members))
-                if done % self.record_every == 0 or done == self.iterations:
+                if done // self.record_every > previous // self.record_every or done == self.iterations:
                     elapsed = time.perf_counter() - t0
                     row = self._row(done, members, counts, elapsed)
                     if done // self.record_every > logged or done == self.iterations:
@@ -202,7 +223,29 @@ class EvolutionSearch(OneShotSearch):
                  "iterations_per_s": round(done / max(elapsed, 1e-9), 2)}
         if hasattr(self.space, "num_layers"):
             extra["layers"] = int(self.space.num_layers(best))
+        if self.batch > 1:
+            extra["failed"] = int(getattr(evaluator, "failed", 0))
         return SearchOutcome(best_arch=best_arch, score=float(best_score), score_name=self.proxy_name, extra=extra)
+
+    def _evaluator(self, context: SearchContext, score_rng: np.random.Generator) -> Any:
+        """The scorer of children: ``evaluator_cls`` in this process for ``batch = 1``; for batches,
+        a :class:`ParallelProxyEvaluator` on the run's executor (in-process when it has none)."""
+        shape = (self.space.resolution, self.space.resolution, 3)
+        if self.batch == 1:
+            if context.executor is not None and context.executor.name != "local":
+                logger.warning("evolution with [search] batch = 1 scores one child at a time in this process; "
+                               "set batch to a multiple of the %d workers to use them", context.executor.workers)
+            return self.evaluator_cls(self.space, self.proxy, num_classes=self.space.num_classes,
+                                      input_shape=shape, batch_size=self.batch_size, rng=score_rng)
+        executor = context.executor if context.executor is not None else LocalExecutor()
+        prime = (self.space.encode(self.start), self._child_rng(context.seed, -1))
+        return ParallelProxyEvaluator(executor, self.space, self.proxy, num_classes=self.space.num_classes,
+                                      input_shape=shape, batch_size=self.batch_size, prime=prime)
+
+    @staticmethod
+    def _child_rng(seed: int, number: int) -> np.random.Generator:
+        """The scoring generator of the search's child ``number`` (``-1``: the priming call)."""
+        return np.random.default_rng(np.random.SeedSequence([seed, _CHILD_STREAM, number + 1]))
 
     def _row(self, done: int, members: List[Tuple[str, float]], counts: Dict[str, int],
              elapsed: float) -> Dict[str, Any]:

@@ -9,7 +9,7 @@ import numpy as np
 from tfnas.config import Config
 from tfnas.methods.base import SearchContext
 from tfnas.run.constraints import refuse_search_keys
-from tfnas.run.factory import build_method, build_space, check_method_fits_space
+from tfnas.run.factory import build_executor, build_method, build_space, check_method_fits_space
 from tfnas.run.rundir import RunDir
 from tfnas.run.search import SEARCH_FREE_KEYS, SEARCH_FREE_SECTIONS
 
@@ -22,7 +22,7 @@ def run_analysis(cfg: Config, progress: Optional[bool] = None) -> Any:
     check_method_fits_space(cfg)
     refuse_search_keys(cfg, "an analysis")
     method = build_method(cfg, build_space(cfg))
-    with run_dir:
+    with run_dir, build_executor(cfg) as executor:
         context = SearchContext(store=run_dir.store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),
-                                progress=progress)
+                                progress=progress, executor=executor)
         return method.analyse(context)

@@ -249,3 +249,37 @@ def build_method(cfg: Config, space: Any) -> Any:
                 raise ConfigError(f"{where(cfg)}: [method] name = {cfg.method.name}: {exc}") from None
     raise ConfigError(f"{where(cfg)}: [method] name: no builder for method {cfg.method.name!r} "
                       f"({cls.__name__}); add one to tfnas/run/method_args.py")
+
+
+# -- executors ------------------------------------------------------------------------------
+
+def _visible_gpus() -> int:
+    import tensorflow as tf
+
+    return len(tf.config.list_physical_devices("GPU"))
+
+
+def build_executor(cfg: Config) -> Any:
+    """The :mod:`~tfnas.evaluation.executors` executor of ``[run] executor / workers / ray_address``.
+
+    A ``process`` pool gets ``workers`` processes (0 = one per GPU when GPUs are visible, else one
+    per core), each with ``cores // workers`` TensorFlow threads; a private ``local`` Ray instance
+    reserves a 512 MiB object store (tfnas sends architecture strings, not tensors).
+    """
+    from tfnas.evaluation.executors import ExecutorError, cpu_count, make_executor, resolve_workers
+
+    r = cfg.run
+    if r.executor == "ray" and r.ray_address not in ("local", "auto"):
+        host, _, port = r.ray_address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{where(cfg)}: [run] ray_address: expected local, auto or HOST:PORT, "
+                              f"got {r.ray_address!r}")
+    workers = r.workers
+    if r.executor == "process":
+        workers = resolve_workers(r.workers, 0 if r.workers else _visible_gpus())
+    threads = max(1, cpu_count() // max(1, workers)) if r.executor != "ray" else 1
+    try:
+        return make_executor(r.executor, workers, threads=threads, address=r.ray_address,
+                             ray_init={"object_store_memory": 512 * 1024 ** 2})
+    except ExecutorError as exc:
+        raise ConfigError(f"{where(cfg)}: [run] executor = {r.executor}: {exc}") from None

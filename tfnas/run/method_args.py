@@ -66,7 +66,8 @@ def evolution(cls: type, cfg: Config, space: Any) -> EvolutionSearch:
     s, b = cfg.search, cfg.budget
     limits = Limits(b.max_params, b.max_flops, b.max_layers, s.effectiveness_filter, s.max_rho)
     method = cls(space, proxy, proxy_name=cfg.proxy.name, population=s.population, iterations=s.iterations,
-                 limits=limits, record_every=s.record_every, batch_size=cfg.proxy.batch_size, start=start)
+                 limits=limits, record_every=s.record_every, batch_size=cfg.proxy.batch_size, start=start,
+                 batch=s.batch)
     reason = method.reject_reason(method.start)
     if reason:
         raise ConfigError(f"{where(cfg)}: the start architecture already breaks the limits ({reason}); "

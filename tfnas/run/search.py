@@ -26,7 +26,8 @@ from tfnas.config import Config
 from tfnas.methods.base import SearchContext, SearchOutcome
 from tfnas.run.events import EventStream, events_root, hparams_of, history_step, write_hparams
 from tfnas.run.constraints import refuse_search_keys
-from tfnas.run.factory import build_method, build_space, check_method_fits_space, check_training_data
+from tfnas.run.factory import (build_executor, build_method, build_space, check_method_fits_space,
+                               check_training_data)
 from tfnas.run.rundir import ArtifactStore, RunDir
 
 #: Training and export run in their own ``train/`` directory; the arch is the search's output.
@@ -172,7 +173,8 @@ def _search(cfg: Config, method: Any, store: ArtifactStore, progress: bool) -> S
     context, history = search_context(cfg, store, progress)
     start = time.perf_counter()
     try:
-        outcome = method.search(context)
+        with build_executor(cfg) as context.executor:
+            outcome = method.search(context)
     finally:
         history.close()
     wall = time.perf_counter() - start

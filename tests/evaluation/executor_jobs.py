@@ -1,0 +1,77 @@
+"""Jobs for the executor tests (importable by spawned worker processes and Ray actors)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, List, Sequence
+
+import numpy as np
+
+from tfnas.evaluation.executors import Job
+
+
+class NoisySquare(Job):
+    """``x -> x * x + rng.normal()`` from the item's own generator; a negative ``x`` raises.
+    Each item takes at least ``delay`` seconds (so that every worker gets some)."""
+
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay
+
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        def run(items: Sequence[Any]) -> List[Any]:
+            out = []
+            for x, rng in items:
+                if x < 0:
+                    raise ValueError(f"negative item {x}")
+                time.sleep(self.delay)
+                out.append((x * x + float(rng.normal()), os.getpid()))
+            return out
+        return run
+
+
+class DieOnce(Job):
+    """The worker evaluating item ``victim`` exits abruptly the first time (a marker file remembers)."""
+
+    def __init__(self, marker: str, victim: int):
+        self.marker, self.victim = marker, victim
+
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        def run(items: Sequence[Any]) -> List[Any]:
+            out = []
+            for x in items:
+                if x == self.victim and not os.path.exists(self.marker):
+                    with open(self.marker, "w") as fh:
+                        fh.write(str(os.getpid()))
+                    os._exit(3)
+                out.append(x + 1)
+            return out
+        return run
+
+
+class Sleepy(Job):
+    """Each item sleeps ``seconds``; writes its pid to ``folder`` so a test can find the workers."""
+
+    def __init__(self, seconds: float, folder: str):
+        self.seconds, self.folder = seconds, folder
+
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        open(os.path.join(self.folder, f"worker-{os.getpid()}"), "w").close()
+
+        def run(items: Sequence[Any]) -> List[Any]:
+            time.sleep(self.seconds)
+            return list(items)
+        return run
+
+
+def noisy_items(n: int, seed: int = 0) -> list:
+    return [(x, np.random.default_rng([seed, x])) for x in range(n)]
+
+
+class AlwaysDie(Job):
+    """Every evaluation kills its worker (a candidate that always runs out of memory)."""
+
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        def run(items: Sequence[Any]) -> List[Any]:
+            os._exit(9)
+        return run

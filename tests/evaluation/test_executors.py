@@ -1,0 +1,106 @@
+"""Executors: same results in the same order whatever runs them; failures, dead workers, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from tests.evaluation.executor_jobs import AlwaysDie, DieOnce, NoisySquare, noisy_items
+from tfnas.evaluation.executors import (ExecutorError, Failed, LocalExecutor, ProcessExecutor, chunk_ranges,
+                                        make_executor, prepare_job, resolve_workers)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def values(results):
+    return [r if isinstance(r, Failed) else r[0] for r in results]
+
+
+def test_chunk_ranges_cover_every_item_once():
+    for n, workers, chunk in [(0, 2, 0), (1, 4, 0), (10, 2, 0), (10, 3, 4), (7, 1, 1)]:
+        ranges = chunk_ranges(n, workers, chunk)
+        assert [i for a, b in ranges for i in range(a, b)] == list(range(n))
+        if chunk:
+            assert all(b - a <= chunk for a, b in ranges)
+
+
+def test_local_results_in_order_and_failures_recorded():
+    items = noisy_items(6) + [(-1, np.random.default_rng(0))] + noisy_items(2, seed=5)
+    out = LocalExecutor().map(NoisySquare(), items)
+    assert len(out) == len(items)
+    assert isinstance(out[6], Failed) and "ValueError: negative item -1" == out[6].error
+    assert np.isnan(float(out[6]))
+    for (x, _), res in zip(noisy_items(6), out[:6]):
+        assert res[0] == pytest.approx(x * x + np.random.default_rng([0, x]).normal())
+
+
+def test_process_pool_equals_local_and_uses_several_workers():
+    def items():  # generators are consumed by scoring: each run gets fresh ones
+        return noisy_items(16) + [(-2, np.random.default_rng(1))]
+
+    local = LocalExecutor().map(NoisySquare(), items())
+    with ProcessExecutor(2) as pool:
+        first = pool.map(NoisySquare(delay=0.5), items())
+        second = pool.map(prepare_job(NoisySquare()), noisy_items(16))  # the same workers again
+    assert values(first) == values(local)
+    assert values(second) == values(local)[:16]
+    assert len({pid for _, pid in first[:16]}) == 2  # both workers took chunks
+    assert {pid for _, pid in second} <= {pid for _, pid in first[:16]}  # no new processes
+
+
+def test_dead_worker_is_replaced_and_its_chunk_resubmitted(tmp_path):
+    marker = str(tmp_path / "died")
+    with ProcessExecutor(2, chunk=1) as pool:
+        out = pool.map(DieOnce(marker, victim=3), list(range(8)))
+        assert pool.restarts == 1
+    assert os.path.exists(marker)
+    assert out == [x + 1 for x in range(8)]
+
+
+def test_workers_that_keep_dying_give_a_clear_error():
+    with ProcessExecutor(1, chunk=1, max_restarts=1) as pool:
+        with pytest.raises(ExecutorError, match="died 2 times"):
+            pool.map(AlwaysDie(), [0])
+
+
+def test_ctrl_c_stops_the_pool_and_its_workers(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {ROOT!r})
+        from tests.evaluation.executor_jobs import Sleepy
+        from tfnas.evaluation.executors import ProcessExecutor
+        with ProcessExecutor(2, chunk=1) as pool:
+            pool.map(Sleepy(60.0, {str(tmp_path)!r}), list(range(4)))
+        """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while len(list(tmp_path.glob("worker-*"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    workers = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
+    assert len(workers) == 2, "workers did not start"
+    time.sleep(0.5)
+    start = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.time() - start < 20
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    time.sleep(0.5)
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_make_executor_and_worker_counts():
+    assert isinstance(make_executor("local"), LocalExecutor)
+    assert resolve_workers(3) == 3 and resolve_workers(0, gpus=2) == 2 and resolve_workers(0) >= 1
+    with pytest.raises(ValueError, match="unknown executor 'threads'"):
+        make_executor("threads")
+    with pytest.raises(ExecutorError, match="cannot be sent to worker processes"):
+        prepare_job(NoisySquare.__new__(type("Local", (NoisySquare,), {})))

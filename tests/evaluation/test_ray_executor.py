@@ -1,0 +1,46 @@
+"""The Ray executor on a private local instance: same results as local, dead actors, failures."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.evaluation.executor_jobs import DieOnce, NoisySquare, noisy_items
+from tfnas.evaluation.executors import Failed, LocalExecutor
+
+ray = pytest.importorskip("ray")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def ray_init_kwargs(folder: str) -> dict:
+    """A small local Ray: capped object store, its files under ``folder``, the tests importable."""
+    return {"num_cpus": 2, "object_store_memory": 80 * 1024 ** 2, "_temp_dir": folder,
+            "runtime_env": {"env_vars": {"PYTHONPATH": ROOT}}}
+
+
+@pytest.fixture(scope="module")
+def ray_executor(tmp_path_factory):
+    from tfnas.evaluation.ray_executor import RayExecutor
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private instance: no token under the home folder
+    executor = RayExecutor(2, init_kwargs=ray_init_kwargs(str(tmp_path_factory.mktemp("ray"))))
+    yield executor
+    executor.close()
+    assert not ray.is_initialized()  # the executor started Ray, so it stops it
+
+
+def test_ray_equals_local_in_order(ray_executor):
+    local = LocalExecutor().map(NoisySquare(), noisy_items(12) + [(-1, np.random.default_rng(0))])
+    out = ray_executor.map(NoisySquare(delay=0.2), noisy_items(12) + [(-1, np.random.default_rng(0))])
+    assert [r[0] for r in out[:12]] == [r[0] for r in local[:12]]
+    assert isinstance(out[12], Failed) and out[12].error == local[12].error
+    assert len({pid for _, pid in out[:12]}) == 2
+
+
+def test_ray_restarts_a_dead_actor_and_retries_its_task(ray_executor, tmp_path):
+    marker = str(tmp_path / "died")
+    out = ray_executor.map(DieOnce(marker, victim=2), list(range(6)))
+    assert os.path.exists(marker)
+    assert out == [x + 1 for x in range(6)]

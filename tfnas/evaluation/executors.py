@@ -1,0 +1,296 @@
+"""Executors: where the batches an evaluator is handed actually run.
+
+A method hands a batch of items (architectures with their own random generators) to an
+executor together with a :class:`Job`, a picklable recipe that builds the function evaluating
+them. The executor returns one result per item, **in submission order**, so the executor and its
+number of workers change how fast a batch is evaluated and never what comes back:
+
+- :class:`LocalExecutor` (``[run] executor = local``): in this process, one item after another.
+- :class:`ProcessExecutor` (``process``): a pool of ``spawn``-started worker processes. Each
+  worker builds a job's evaluation function once (the TensorFlow state, traced functions and
+  caches live in the worker) and then takes items in chunks, so there is no process start and no
+  retrace per candidate. A worker that dies (killed, out of memory) breaks the pool; the pool is
+  started again and the unfinished chunks are resubmitted (up to ``max_restarts`` times).
+- :class:`~tfnas.evaluation.ray_executor.RayExecutor` (``ray``): the same on Ray actors, locally
+  or on a cluster.
+
+An item whose evaluation raises becomes a :class:`Failed` result (logged with its error); it is
+never lost and never stops the batch. Ctrl-C stops the workers and re-raises in the caller.
+Each worker runs TensorFlow with ``threads`` intra-op threads (default 1): ``workers x threads``
+should not exceed the cores.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import logging
+import math
+import os
+import pickle
+import signal
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from tfnas.checks import check_int
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EXECUTORS", "Executor", "ExecutorError", "Failed", "Job", "LocalExecutor", "PreparedJob",
+           "ProcessExecutor", "cpu_count", "make_executor", "prepare_job"]
+
+EXECUTORS = ("local", "process", "ray")
+
+
+class ExecutorError(RuntimeError):
+    """The workers could not finish a batch (they kept dying, or the cluster is unreachable)."""
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The result of an item whose evaluation raised: ``error`` is ``"<ExceptionType>: <message>"``."""
+
+    error: str
+
+    def __float__(self) -> float:
+        return float("nan")
+
+
+class Job(abc.ABC):
+    """A picklable recipe: :meth:`build` returns ``run(items) -> results`` (same length, in order).
+
+    ``build`` runs once per worker (and once in the local executor); what it returns may hold
+    TensorFlow state and is never pickled. A job must be picklable *before* it is built.
+    """
+
+    @abc.abstractmethod
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        """The evaluation function of this job."""
+
+
+def cpu_count() -> int:
+    """CPU cores this process may use (the affinity mask where the platform has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _evaluate_each(run: Callable[[Sequence[Any]], List[Any]], items: Sequence[Any]) -> List[Any]:
+    """``run`` on one item at a time; an item that raises becomes :class:`Failed`."""
+    out: List[Any] = []
+    for item in items:
+        try:
+            (result,) = run([item])
+        except Exception as exc:  # a failed candidate is a result, not a lost one
+            logger.warning("evaluation failed (%s: %s); recorded as failed", type(exc).__name__, exc)
+            result = Failed(f"{type(exc).__name__}: {exc}")
+        out.append(result)
+    return out
+
+
+def chunk_ranges(n: int, workers: int, chunk: int) -> List[Tuple[int, int]]:
+    """``(start, stop)`` ranges over ``n`` items: ``chunk`` items each, or (``chunk = 0``) about
+    four chunks per worker so that a slow chunk does not leave the other workers idle."""
+    size = chunk if chunk > 0 else max(1, math.ceil(n / (4 * max(1, workers))))
+    return [(s, min(n, s + size)) for s in range(0, n, size)]
+
+
+class Executor(abc.ABC):
+    """``map(job, items) -> results``: one result per item, in order (module docstring)."""
+
+    name = ""
+
+    def __init__(self, workers: int = 1):
+        self.workers = check_int(workers, "workers", type(self).__name__, low=1)
+
+    @abc.abstractmethod
+    def map(self, job: "Job | PreparedJob", items: Sequence[Any]) -> List[Any]:
+        """Results of ``job`` on ``items``, in order; failed items are :class:`Failed`."""
+
+    def close(self) -> None:
+        """Stops the workers (idempotent)."""
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class LocalExecutor(Executor):
+    """Runs every item in this process (the reference for what the other executors return)."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self._built: Dict[str, Callable] = {}
+
+    def map(self, job: "Job | PreparedJob", items: Sequence[Any]) -> List[Any]:
+        prepared = prepare_job(job)  # built from the same pickle as in a worker: the same state
+        run = self._built.get(prepared.key)
+        if run is None:
+            run = self._built[prepared.key] = pickle.loads(prepared.payload).build()
+        return _evaluate_each(run, items)
+
+
+# -- worker side (process pool and Ray actors) ---------------------------------------------------
+_WORKER_JOBS: Dict[str, Callable] = {}
+
+
+def init_worker(threads: int) -> None:
+    """Prepares a fresh worker process: TensorFlow with ``threads`` intra-op threads (0 = TensorFlow's
+    default, one per core, as in the parent), Ctrl-C left to the parent (which stops the workers)."""
+    from tfnas.runtime import import_tensorflow_quietly, set_runtime_defaults
+
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_runtime_defaults()
+    import_tensorflow_quietly()
+    import tensorflow as tf
+
+    if int(threads) <= 0:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow was already initialised in this process
+        pass
+
+
+def run_chunk(key: str, payload: bytes, items: Sequence[Any]) -> List[Any]:
+    """Worker side: the job ``payload`` (built once per worker, remembered by ``key``) on ``items``."""
+    run = _WORKER_JOBS.get(key)
+    if run is None:
+        job = pickle.loads(payload)
+        run = _WORKER_JOBS[key] = job.build()
+    return _evaluate_each(run, items)
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A job pickled once: ``key`` names it in the workers' caches, ``payload`` is the pickle.
+
+    Prepare a job before its objects are used in this process: some (e.g. a space whose fast
+    paths cache traced functions) no longer pickle once they have run.
+    """
+
+    key: str
+    payload: bytes
+
+
+def prepare_job(job: "Job | PreparedJob") -> PreparedJob:
+    """``job`` pickled (a :class:`PreparedJob` is returned as it is)."""
+    if isinstance(job, PreparedJob):
+        return job
+    try:
+        payload = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise ExecutorError(f"{type(job).__name__} cannot be sent to worker processes: {exc}") from exc
+    return PreparedJob(hashlib.sha256(payload).hexdigest()[:24], payload)
+
+
+class ProcessExecutor(Executor):
+    """A pool of ``workers`` spawn-started processes (module docstring).
+
+    Args:
+        workers: worker processes (>= 1).
+        threads: TensorFlow intra-op threads per worker (0 = TensorFlow's default, as in this process).
+        chunk: items per task (0 = about four tasks per worker and batch).
+        max_restarts: how often a broken pool (a dead worker) is started again within one ``map``.
+    """
+
+    name = "process"
+
+    def __init__(self, workers: int, threads: int = 1, chunk: int = 0, max_restarts: int = 3):
+        super().__init__(workers)
+        self.threads = check_int(threads, "threads", "ProcessExecutor", low=0)
+        self.chunk = check_int(chunk, "chunk", "ProcessExecutor", low=0)
+        self.max_restarts = check_int(max_restarts, "max_restarts", "ProcessExecutor", low=0)
+        self.restarts = 0
+        self._pool: Any = None
+
+    def _start(self) -> Any:
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=init_worker, initargs=(self.threads,))
+        return self._pool
+
+    def map(self, job: "Job | PreparedJob", items: Sequence[Any]) -> List[Any]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        items = list(items)
+        prepared = prepare_job(job)
+        key, payload = prepared.key, prepared.payload
+        ranges = chunk_ranges(len(items), self.workers, self.chunk)
+        results: List[Optional[List[Any]]] = [None] * len(ranges)
+        restarts = 0
+        try:
+            while any(r is None for r in results):
+                pool = self._start()
+                pending = {pool.submit(run_chunk, key, payload, items[a:b]): k
+                           for k, (a, b) in enumerate(ranges) if results[k] is None}
+                broken = False
+                while pending and not broken:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        k = pending.pop(fut)
+                        try:
+                            results[k] = fut.result()
+                        except BrokenProcessPool:
+                            broken = True
+                if broken:
+                    restarts += 1
+                    self.restarts += 1
+                    self._kill()
+                    left = sum(r is None for r in results)
+                    if restarts > self.max_restarts:
+                        raise ExecutorError(f"worker processes died {restarts} times while evaluating a batch "
+                                            f"({left} of {len(ranges)} chunks unfinished); giving up")
+                    logger.warning("a worker process died; restarting the pool and resubmitting %d chunk(s)", left)
+        except KeyboardInterrupt:
+            self._kill()
+            raise
+        return [r for chunk in results for r in chunk]  # type: ignore[union-attr]
+
+    def _kill(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            if proc.is_alive():
+                proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def resolve_workers(workers: int, gpus: int = 0) -> int:
+    """``[run] workers``: ``0`` means one per GPU when GPUs are visible, else one per CPU core."""
+    if workers > 0:
+        return workers
+    return gpus if gpus > 0 else cpu_count()
+
+
+def make_executor(name: str, workers: int = 0, *, threads: int = 0, address: str = "local",
+                  ray_init: Optional[Dict[str, Any]] = None) -> Executor:
+    """The executor ``name`` (``local``, ``process``, ``ray``) with ``workers`` workers (0 = auto)."""
+    if name == "local":
+        return LocalExecutor()
+    if name == "process":
+        return ProcessExecutor(resolve_workers(workers), threads=threads)
+    if name == "ray":
+        from tfnas.evaluation.ray_executor import RayExecutor
+
+        return RayExecutor(workers, threads=threads, address=address, init_kwargs=ray_init)
+    raise ValueError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")

@@ -1,0 +1,131 @@
+"""The Ray executor: the process executor's contract on Ray actors, on this machine or a cluster.
+
+``[run] executor = ray`` with ``[run] ray_address``:
+
+- ``local`` starts a private Ray instance in this process (no network; ~3-5 s) and stops it on
+  :meth:`RayExecutor.close`. Extra ``ray.init`` arguments (``object_store_memory``,
+  ``_temp_dir``, ...) come from ``init_kwargs``; the tests cap the object store and keep Ray's
+  files in a temporary folder.
+- ``auto`` joins the cluster this machine is part of (``ray start --head`` on the head node,
+  ``ray start --address=HEAD:6379`` on the others); ``HOST:PORT`` joins that head node.
+
+One actor per worker holds the jobs it has built (traced functions stay warm between batches);
+each asks Ray for ``num_cpus = max(1, threads)`` and, when GPUs are visible to Ray, one GPU, so Ray places
+at most one worker per GPU. Chunks go to whichever actor is free; results are put back in
+submission order. An actor that dies is restarted by Ray and its task retried
+(``max_restarts`` / ``max_task_retries``); an item that raises comes back as
+:class:`~tfnas.evaluation.executors.Failed`. Ctrl-C cancels the tasks, kills the actors and re-raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional, Sequence
+
+from tfnas.evaluation.executors import (Executor, ExecutorError, Job, PreparedJob, chunk_ranges, init_worker,
+                                        prepare_job, run_chunk)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RayExecutor"]
+
+
+class _Worker:
+    """The body of one Ray actor (wrapped by ``ray.remote`` in :class:`RayExecutor`)."""
+
+    def __init__(self, threads: int):
+        init_worker(threads)
+
+    def run(self, key: str, payload: bytes, items: Sequence[Any]) -> List[Any]:
+        return run_chunk(key, payload, items)
+
+
+class RayExecutor(Executor):
+    """Ray actors as workers (module docstring).
+
+    Args:
+        workers: actors (0 = one per GPU Ray sees, else one per ``threads`` CPUs of the cluster).
+        threads: TensorFlow intra-op threads per actor (0 = TensorFlow's default, as in this process);
+            each actor reserves ``max(1, threads)`` Ray CPUs.
+        address: ``local``, ``auto`` or ``HOST:PORT`` (module docstring).
+        init_kwargs: extra ``ray.init`` arguments for a ``local`` instance.
+        chunk: items per task (0 = about four tasks per actor and batch).
+        max_restarts: restarts of a dead actor (and retries of its task) before the batch fails.
+    """
+
+    name = "ray"
+
+    def __init__(self, workers: int = 0, *, threads: int = 0, address: str = "local",
+                 init_kwargs: Optional[Dict[str, Any]] = None, chunk: int = 0, max_restarts: int = 3):
+        try:
+            import ray
+        except ImportError as exc:  # pragma: no cover - ray is in requirements.txt
+            raise ExecutorError("[run] executor = ray needs the `ray` package (pip install -r requirements.txt)"
+                                ) from exc
+        self._ray = ray
+        self._owns = False
+        if not ray.is_initialized():
+            kwargs: Dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if address == "local":
+                kwargs.update(init_kwargs or {})
+                self._owns = True
+            else:
+                kwargs["address"] = address
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise ExecutorError(f"[run] ray_address = {address}: cannot start or reach Ray: {exc}") from exc
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        self.threads = max(0, int(threads))
+        cpus = max(1, self.threads)
+        if workers <= 0:
+            workers = gpus if gpus > 0 else max(1, int(resources.get("CPU", 1)) // cpus)
+        super().__init__(workers)
+        self.chunk, self.max_restarts = int(chunk), int(max_restarts)
+        remote = ray.remote(num_cpus=cpus, num_gpus=1 if gpus > 0 else 0, max_restarts=self.max_restarts,
+                            max_task_retries=self.max_restarts)(_Worker)
+        self._actors = [remote.remote(self.threads) for _ in range(self.workers)]
+
+    def map(self, job: "Job | PreparedJob", items: Sequence[Any]) -> List[Any]:
+        ray = self._ray
+        items = list(items)
+        prepared = prepare_job(job)
+        key, payload_ref = prepared.key, ray.put(prepared.payload)
+        ranges = chunk_ranges(len(items), self.workers, self.chunk)
+        results: List[Optional[List[Any]]] = [None] * len(ranges)
+        queue = list(range(len(ranges)))[::-1]
+        idle = list(self._actors)
+        running: Dict[Any, Any] = {}
+        try:
+            while queue or running:
+                while queue and idle:
+                    k, actor = queue.pop(), idle.pop()
+                    a, b = ranges[k]
+                    running[actor.run.remote(key, payload_ref, items[a:b])] = (k, actor)
+                (ref,), _ = ray.wait(list(running), num_returns=1)
+                k, actor = running.pop(ref)
+                try:
+                    results[k] = ray.get(ref)
+                except ray.exceptions.RayActorError as exc:
+                    raise ExecutorError(f"a Ray worker died {self.max_restarts + 1} times while evaluating a "
+                                        f"batch: {exc}") from exc
+                idle.append(actor)
+        except KeyboardInterrupt:
+            for ref in running:
+                ray.cancel(ref, force=True)
+            self.close()
+            raise
+        return [r for chunk in results for r in chunk]  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        ray = self._ray
+        actors, self._actors = getattr(self, "_actors", []), []
+        for actor in actors:
+            try:
+                ray.kill(actor)
+            except Exception:  # an actor that is already gone
+                pass
+        if self._owns and ray.is_initialized():
+            ray.shutdown()
+            self._owns = False
