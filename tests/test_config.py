@@ -70,6 +70,18 @@ def test_frozen(tmp_path):
         ("[proxy]\nname = zenn\n", [], ["[proxy] name", "unknown proxy 'zenn'", "registered proxies", "zen"]),
         ("[proxy]\nnames = zen, snipp\n", [], ["[proxy] names", "unknown proxy 'snipp'"]),
         ("not an ini file\n", [], ["not a valid INI file"]),
+        ("[export]\nformat = tflite, onnx\n", [], ["[export] format", "saved_model, keras, tflite", "unknown 'onnx'"]),
+        ("[export]\nformat = tflite,saved_model,tflite\n", [], ["[export] format", "each at most once",
+                                                                "repeated 'tflite'"]),
+        ("[export]\nformat =\n", [], ["[export] format", "one or more of", "nothing given"]),
+        ("[export]\nformat = keras\nquantize = int8\n", [], ["[export] quantize", "tflite format only",
+                                                              "format = keras"]),
+        ("[export]\nquantize = int4\n", [], ["[export] quantize", "none, float16, int8", "'int4'"]),
+        ("[export]\nformat = tflite\nquantize = float16\ncalibration = cifar10\n", [],
+         ["[export] calibration", "int8 quantization only"]),
+        ("[export]\nformat = tflite\nquantize = int8\ncalibration = no/such/folder\n", [],
+         ["[export] calibration", "'no/such/folder' is neither a registered dataset", "cifar10"]),
+        ("", ["export.format=saved_model,saved_model"], ["--set export.format", "repeated 'saved_model'"]),
     ],
 )
 def test_errors_name_file_section_key(tmp_path, text, overrides, fragments):
@@ -95,6 +107,20 @@ def test_resolved_ini_round_trips(tmp_path):
     assert isinstance(again, Config)
     for section in ("run", "budget", "train", "predictor", "search", "dataset"):
         assert getattr(again, section) == getattr(cfg, section)
+
+
+def test_export_formats_are_a_list(tmp_path):
+    cfg = load_config(write(tmp_path, "[export]\nformat = saved_model, tflite\nquantize = int8\n"))
+    assert cfg.export.format == ("saved_model", "tflite") and cfg.export.quantize == "int8"
+    assert cfg.export.calibration == ""
+    assert load_config(write(tmp_path, "")).export.format == ("saved_model",)  # the default, as before
+    again = load_config(write(tmp_path, config_to_ini(cfg), "resolved.cfg"))
+    assert again.export == cfg.export
+    folder = tmp_path / "images"
+    folder.mkdir()
+    sets = ["export.format=tflite", "export.quantize=int8"]
+    assert load_config(None, sets + [f"export.calibration={folder}"]).export.calibration == str(folder)
+    assert load_config(None, sets + ["export.calibration=cifar100"]).export.calibration == "cifar100"
 
 
 def test_shipped_configs_load():

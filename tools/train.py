@@ -2,7 +2,8 @@
 """Train one architecture from a config: python tools/train.py CFG [--set section.key=value ...]
 
 The config names the space and architecture string ([space] name, arch), the tfds dataset
-([dataset]), the recipe ([train]) and the export format ([export]). Checkpoints go to
+([dataset]), the recipe ([train]) and the export formats ([export] format = saved_model, keras,
+tflite, one or several; quantize and calibration for tflite). Checkpoints go to
 <run dir>/checkpoints, so a killed run resumes where it stopped.
 """
 

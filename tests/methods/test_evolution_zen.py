@@ -55,3 +55,35 @@ def test_every_evolution_cfg_searches(tmp_path, cfg):
     c = load_config(f"cfg/{cfg}.cfg", sets)
     assert run.outcome.score_name == c.proxy.name
     assert run.outcome.extra["params"] <= c.budget.max_params
+
+
+def test_search_exports_tflite_and_a_format_added_later_without_training_again(tmp_path, monkeypatch):
+    """``[export] format = tflite`` after a search; a rerun listing saved_model too converts only that one,
+    from the trained checkpoint; a third run finds everything finished and trains nothing."""
+    import tfnas.run.train_one as train_one
+    from tfnas.train.litert import load_interpreter
+
+    sets = tiny(tmp_path, "search.iterations=4", "search.record_every=2", "export.format=tflite")
+    with tfds.testing.mock_data(num_examples=48):
+        first = run_search(load_config("cfg/random_cifar10_1M.cfg", sets))
+    flat = tmp_path / "train" / "model.tflite"
+    assert first.exports == {"tflite": str(flat)} and f"exported (tflite): {flat}" in first.summary()
+    assert not (tmp_path / "train" / "saved_model").exists()
+    (inp,), (out,) = load_interpreter(str(flat)).get_input_details(), load_interpreter(str(flat)).get_output_details()
+    assert tuple(inp["shape"]) == (1, 32, 32, 3) and tuple(out["shape"]) == (1, 10) and inp["dtype"] == np.float32
+    stamp, history = os.stat(flat).st_mtime_ns, (tmp_path / "train" / "history.csv").read_text()
+
+    with tfds.testing.mock_data(num_examples=48):
+        second = run_search(load_config("cfg/random_cifar10_1M.cfg", sets + ["export.format=saved_model, tflite"]))
+    saved = tmp_path / "train" / "saved_model"
+    assert second.resumed and second.exports == {"saved_model": str(saved), "tflite": str(flat)}
+    assert saved.is_dir() and os.stat(flat).st_mtime_ns == stamp
+    assert (tmp_path / "train" / "history.csv").read_text() == history  # no epoch trained again
+    assert second.train_metrics == first.train_metrics
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished training with every export was started again")
+
+    monkeypatch.setattr(train_one, "train_architecture", fail)
+    third = run_search(load_config("cfg/random_cifar10_1M.cfg", sets + ["export.format=saved_model,tflite"]))
+    assert third.exports == second.exports and f"exported (saved_model): {saved}" in third.summary()

@@ -145,3 +145,44 @@ def test_tensorboard_holds_each_epoch_once_and_one_hparams_row(trained):
     assert session["space.arch"] == ARCH and session["train.epochs"] == 3 and session["dataset.name"] == "cifar10"
     final = scalars(os.path.join(root, "hparams"))
     assert final["final/accuracy"] == [(0, pytest.approx(trained["resumed"].metrics["accuracy"], rel=1e-6))]
+
+
+def test_cli_exports_saved_model_and_float_tflite_equal_to_the_keras_model(tmp_path, capsys):
+    """``tools/train.py`` with ``[export] format = saved_model, tflite``; a rerun adding keras and int8
+    writes only the two missing files, the int8 one calibrated on the run's own training split."""
+    from tfnas.run.factory import build_space
+    from tfnas.train.export import load_weights
+    from tfnas.train.litert import load_interpreter, run_tflite
+
+    out_dir = tmp_path / "run"
+    path = _cfg_file(tmp_path, ARCH)
+    sets = [s for o in overrides(out_dir, "train.epochs=1", "export.format=saved_model, tflite") for s in ("--set", o)]
+    with tfds.testing.mock_data(num_examples=64):
+        assert train_main([path, *sets]) == 0
+    printed = capsys.readouterr().out
+    saved, flat = out_dir / "saved_model", out_dir / "model.tflite"
+    assert f"exported (saved_model): {saved}" in printed and f"exported (tflite): {flat}" in printed
+    assert "int8 calibration" not in printed
+    cfg = load_config(str(out_dir / "config.cfg"))
+    assert cfg.export.format == ("saved_model", "tflite")
+    model = build_space(cfg).build(build_space(cfg).decode(ARCH), 10, (32, 32, 3))
+    load_weights(model, str(out_dir / "checkpoints"))  # the trained Keras model
+    x = np.random.default_rng(0).standard_normal((4, 32, 32, 3)).astype(np.float32)
+    want = model(x, training=False).numpy()
+    got = run_tflite(str(flat), x)
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()  # float32 bound of tests/train/test_tflite.py
+    loaded = tf.saved_model.load(str(saved))  # held: the endpoint needs its variables alive
+    np.testing.assert_allclose(loaded.serve(x).numpy(), want, rtol=1e-5, atol=1e-5)
+
+    stamps = {p: os.stat(p).st_mtime_ns for p in (saved, flat)}
+    more = ["--set", "export.format=saved_model,tflite,keras", "--set", "export.quantize=int8"]
+    with tfds.testing.mock_data(num_examples=64):
+        assert train_main([path, *sets, *more]) == 0
+    printed = capsys.readouterr().out
+    assert {p: os.stat(p).st_mtime_ns for p in (saved, flat)} == stamps  # kept: no epoch was trained
+    int8 = out_dir / "model_int8.tflite"
+    assert f"exported (tflite): {int8}" in printed and f"exported (keras): {out_dir / 'model.keras'}" in printed
+    assert "int8 calibration: cifar10 train split, 64 images" in printed
+    assert load_interpreter(str(int8)).get_input_details()[0]["dtype"] == np.int8
+    assert not [n for n in os.listdir(out_dir) if ".tmp-" in n or ".old-" in n]  # no temporary leftovers
+

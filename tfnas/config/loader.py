@@ -10,6 +10,8 @@ file, the section, the key and what was expected, e.g.::
 Each section is one dataclass; a field's ``metadata`` may carry ``choices`` (allowed
 strings), ``min``/``max`` (inclusive range) or ``registry`` (a registry whose names the
 value must be one of, e.g. ``method``). Empty strings mean "not set" for optional paths.
+A comma-separated list with ``choices`` (e.g. ``[export] format = saved_model, tflite``)
+takes one or more of them, each at most once.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ _FALSE = {"0", "false", "no", "off"}
 def _describe(f: dataclasses.Field, tp: Any) -> str:
     meta = f.metadata
     if "choices" in meta:
+        if typing.get_origin(tp) is tuple:
+            return "a comma-separated list of one or more of " + ", ".join(meta["choices"]) + " (each at most once)"
         return "one of " + ", ".join(meta["choices"])
     base = {int: "an integer", float: "a number", bool: "a boolean (true/false)", str: "a string"}.get(tp)
     if base is None and typing.get_origin(tp) is tuple:
@@ -69,7 +73,9 @@ def _parse_value(raw: str, f: dataclasses.Field, tp: Any, where: str) -> Any:
     except ValueError:
         raise ConfigError(f"{where}: expected {expected}, got {raw!r}") from None
     meta = f.metadata
-    if "choices" in meta and value not in meta["choices"]:
+    if "choices" in meta and isinstance(value, tuple):
+        _check_choice_list(value, meta["choices"], where, expected, raw)
+    elif "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"{where}: expected {expected}, got {raw!r}")
     items = value if isinstance(value, tuple) else (value,)
     for v in items:
@@ -77,6 +83,21 @@ def _parse_value(raw: str, f: dataclasses.Field, tp: Any, where: str) -> Any:
             if ("min" in meta and v < meta["min"]) or ("max" in meta and v > meta["max"]):
                 raise ConfigError(f"{where}: expected {expected}, got {raw!r}")
     return value
+
+
+def _check_choice_list(value: Tuple[str, ...], choices: Sequence[str], where: str, expected: str, raw: str) -> None:
+    """A list of ``choices``: not empty, every item known, none repeated."""
+    unknown = [v for v in value if v not in choices]
+    repeated = sorted({v for v in value if value.count(v) > 1})
+    if not value:
+        why = "nothing given"
+    elif unknown:
+        why = "unknown " + ", ".join(repr(v) for v in unknown)
+    elif repeated:
+        why = "repeated " + ", ".join(repr(v) for v in repeated)
+    else:
+        return
+    raise ConfigError(f"{where}: expected {expected}, got {raw!r} ({why})")
 
 
 def _section_types(cls: type) -> Dict[str, Any]:
@@ -179,6 +200,7 @@ def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: st
     b = cfg.budget
     if b.stop < b.start:
         raise ConfigError(f"{_where(raw, label, 'budget', 'stop')}: expected stop >= start ({b.start}), got {b.stop}")
+    _validate_export(cfg, raw, label, check_names)
     ec = cfg.predictor.ec_source
     if check_names and ec not in ("table", "train") and ec not in registry.PROXIES:
         known = ", ".join(["table", "train"] + registry.PROXIES.names())
@@ -186,6 +208,26 @@ def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: st
             f"{_where(raw, label, 'predictor', 'ec_source')}: expected table, train or a registered proxy, "
             f"got {ec!r}; available: {known}"
         )
+
+
+def _validate_export(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: str, check_names: bool) -> None:
+    """``[export]``: quantization needs tflite, calibration needs int8 and a dataset or folder."""
+    from tfnas import registry
+
+    e = cfg.export
+    if e.quantize != "none" and "tflite" not in e.format:
+        raise ConfigError(f"{_where(raw, label, 'export', 'quantize')}: quantization applies to the tflite format "
+                          f"only; got quantize = {e.quantize} with format = {', '.join(e.format)} (add tflite to "
+                          f"[export] format, or set quantize = none)")
+    if e.calibration and e.quantize != "int8":
+        raise ConfigError(f"{_where(raw, label, 'export', 'calibration')}: a calibration source is used by int8 "
+                          f"quantization only; got quantize = {e.quantize}")
+    source = e.calibration
+    known_dataset = source != "image_folder" and source in registry.DATASETS
+    if check_names and source and not (known_dataset or os.path.isdir(source)):
+        known = ", ".join(n for n in registry.DATASETS.names() if n != "image_folder")
+        raise ConfigError(f"{_where(raw, label, 'export', 'calibration')}: {source!r} is neither a registered dataset "
+                          f"({known}) nor an existing image folder (root/train/<class>/*)")
 
 
 def config_to_ini(cfg: Config) -> str:

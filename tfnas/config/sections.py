@@ -369,10 +369,21 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """[export]: export the trained network."""
+    """[export]: export the trained network (``tools/train.py``, searches that train their result).
+
+    Attributes:
+      enabled: export at the end of the training.
+      format: one or several of ``saved_model`` (``saved_model/``), ``keras`` (``model.keras``) and
+        ``tflite`` (``model.tflite``, or ``model_<quantize>.tflite`` when quantized), comma-separated.
+      quantize: TFLite quantization: ``none``, ``float16`` or ``int8`` (needs ``tflite`` in ``format``).
+      calibration: int8 calibration images: a registered dataset or an image-folder root (empty =
+        the run's own ``[dataset]`` training split); see :mod:`tfnas.run.exports`.
+    """
 
     enabled: bool = _f(True)
-    format: str = _f("saved_model", choices=("saved_model", "keras"))
+    format: Tuple[str, ...] = _f(("saved_model",), choices=("saved_model", "keras", "tflite"))
+    quantize: str = _f("none", choices=("none", "float16", "int8"))
+    calibration: str = _f("")
 
 
 SECTIONS: Dict[str, type] = {

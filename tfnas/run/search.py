@@ -6,9 +6,12 @@ The run directory holds ``config.cfg`` (resolved), ``search_state/`` (the method
 state), ``history.csv`` and ``search_progress.png`` (one row per logged step), ``best_arch.txt``
 and ``result.json``; with ``[run] tensorboard`` the same rows as TensorBoard scalars plus one
 hparams row in ``tensorboard/`` (:mod:`tfnas.run.events`); with ``[train] enabled`` also
-``train/`` (the training run of the found architecture, see :mod:`tfnas.run.train_one`). Every
-file is written atomically. Running the same command again resumes: the method restores its
-state, a finished search is not repeated, and a finished training is not repeated either.
+``train/`` (the training run of the found architecture and its exports, see
+:mod:`tfnas.run.train_one` and :mod:`tfnas.run.exports`). Every file is written atomically.
+Running the same command again resumes: the method restores its state, a finished search is not
+repeated, and a finished training is not repeated either; a training is finished when its
+``metrics.json`` and every export of ``[export] format`` exist, so a format added later is
+written on the next run from the trained checkpoint, without training again.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 from tfnas.config import Config
 from tfnas.methods.base import SearchContext, SearchOutcome
 from tfnas.run.events import EventStream, events_root, hparams_of, history_step, write_hparams
+from tfnas.run.exports import export_lines, export_paths_of, missing_exports
 from tfnas.run.constraints import refuse_search_keys
 from tfnas.run.factory import (build_executor, build_method, build_space, check_method_fits_space,
                                check_training_data)
@@ -111,7 +115,13 @@ class SearchRun:
     outcome: SearchOutcome
     resumed: bool
     train_metrics: Optional[Dict[str, Any]] = None
-    export_path: Optional[str] = None
+    exports: Dict[str, str] = dataclasses.field(default_factory=dict)
+    calibration: str = ""
+
+    @property
+    def export_path(self) -> Optional[str]:
+        """The first export (``[export] format`` order), or None."""
+        return next(iter(self.exports.values()), None)
 
     def summary(self) -> str:
         o = self.outcome
@@ -125,8 +135,7 @@ class SearchRun:
             for key, value in self.train_metrics.items():
                 if isinstance(value, float):
                     lines.append(f"trained {key}: {value:.4f}")
-        if self.export_path:
-            lines.append(f"exported: {self.export_path}")
+        lines.extend(export_lines(self.exports, self.calibration))
         return "\n".join(lines)
 
 
@@ -153,7 +162,7 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     run = SearchRun(run_dir.path, outcome, resumed)
     trained_now = cfg.train.enabled and not _training_finished(cfg)
     if cfg.train.enabled:
-        run.train_metrics, run.export_path = train_found(cfg, outcome.best_arch)
+        run.train_metrics, run.exports, run.calibration = train_found(cfg, outcome.best_arch)
     if not resumed or trained_now:  # one hparams row per run: written when something new finished
         write_search_hparams(cfg, run, json.loads(store.read_text(RESULT_FILE)))
     return run
@@ -190,33 +199,35 @@ def _search(cfg: Config, method: Any, store: ArtifactStore, progress: bool) -> S
     return outcome
 
 
-def _train_paths(cfg: Config) -> Tuple[str, str]:
-    """``(metrics.json, export path)`` of the training of the found architecture."""
-    from tfnas.run.train_one import export_path_of
-
-    train_dir = os.path.join(cfg.out_dir, "train")
-    train_cfg = cfg.replace(run=dataclasses.replace(cfg.run, out_dir=train_dir))
-    return os.path.join(train_dir, "metrics.json"), export_path_of(train_cfg)
+def _train_cfg(cfg: Config) -> Config:
+    """The config of the training of the found architecture: the same, in ``<run dir>/train``."""
+    return cfg.replace(run=dataclasses.replace(cfg.run, out_dir=os.path.join(cfg.out_dir, "train")))
 
 
 def _training_finished(cfg: Config) -> bool:
-    metrics_path, export_path = _train_paths(cfg)
-    return os.path.exists(metrics_path) and (not cfg.export.enabled or os.path.exists(export_path))
+    """``train/metrics.json`` and every requested export exist."""
+    train_cfg = _train_cfg(cfg)
+    return os.path.exists(os.path.join(train_cfg.out_dir, "metrics.json")) and not missing_exports(train_cfg)
 
 
-def train_found(cfg: Config, arch: str):
-    """Trains the found architecture with ``[train]`` in ``<run dir>/train`` and exports it."""
+def train_found(cfg: Config, arch: str) -> Tuple[Dict[str, Any], Dict[str, str], str]:
+    """Trains the found architecture with ``[train]`` in ``<run dir>/train`` and exports it.
+
+    Returns:
+        ``(metrics.json of the training, {format: export path}, int8 calibration source or "")``;
+        a finished training (:func:`_training_finished`) is read back, not repeated.
+    """
     from tfnas.run.train_one import train_architecture
 
-    metrics_path, export_path = _train_paths(cfg)
-    train_cfg = cfg.replace(space=dataclasses.replace(cfg.space, arch=arch),
-                            run=dataclasses.replace(cfg.run, out_dir=os.path.dirname(metrics_path)))
+    train_cfg = _train_cfg(cfg)
+    metrics_path = os.path.join(train_cfg.out_dir, "metrics.json")
     if _training_finished(cfg):
         with open(metrics_path, encoding="utf-8") as fh:
-            return json.load(fh), (export_path if cfg.export.enabled else None)
+            return json.load(fh), (export_paths_of(train_cfg) if cfg.export.enabled else {}), ""
+    train_cfg = train_cfg.replace(space=dataclasses.replace(cfg.space, arch=arch))
     outcome = train_architecture(train_cfg, hparams=False)  # the search's hparams row holds the result
     with open(metrics_path, encoding="utf-8") as fh:
-        return json.load(fh), outcome.export_path
+        return json.load(fh), outcome.exports, outcome.calibration
 
 
 def _jsonable(value: Any) -> Any:

@@ -2,9 +2,10 @@
 
 Used by ``tools/train.py`` and by the search flow for the found architecture. The run directory
 (``[run] out_dir``, default ``runs/<cfg stem>``) gets ``config.cfg``, ``checkpoints/`` (a killed
-run resumes from the newest), ``history.csv``, ``metrics.json``, the exported model
-(``saved_model/`` or ``model.keras``) and, with ``[run] tensorboard``, ``tensorboard/train/``
-(per-epoch loss, accuracy, learning rate) and ``tensorboard/hparams/`` (:mod:`tfnas.run.events`).
+run resumes from the newest), ``history.csv``, ``metrics.json``, one export per ``[export] format``
+(``saved_model/``, ``model.keras``, ``model.tflite``; names and the rule for a resumed run in
+:mod:`tfnas.run.exports`) and, with ``[run] tensorboard``, ``tensorboard/train/`` (per-epoch loss,
+accuracy, learning rate) and ``tensorboard/hparams/`` (:mod:`tfnas.run.events`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from typing import Any, Dict, Optional
 
 from tfnas.config import Config, ConfigError
 from tfnas.run.events import TRAIN_HPARAM_KEYS, EventStream, events_root, hparams_of, write_hparams
+from tfnas.run.exports import export_lines, export_trained
 from tfnas.run.factory import build_datasets, build_space, where
 from tfnas.run.rundir import RunDir
 
 logger = logging.getLogger(__name__)
 
-#: A training resumes with more epochs, and exports (or not) in any format.
-TRAIN_FREE_KEYS = (("train", "epochs"), ("train", "enabled"), ("export", "enabled"), ("export", "format"))
+#: A training resumes with more epochs, and exports (or not) in any formats.
+TRAIN_FREE_KEYS = (("train", "epochs"), ("train", "enabled"), ("export", "enabled"), ("export", "format"),
+                   ("export", "quantize"), ("export", "calibration"))
 
 
 @dataclass
@@ -33,7 +36,13 @@ class TrainOutcome:
     params: int
     history: Any
     metrics: Dict[str, float] = field(default_factory=dict)
-    export_path: Optional[str] = None
+    exports: Dict[str, str] = field(default_factory=dict)
+    calibration: str = ""
+
+    @property
+    def export_path(self) -> Optional[str]:
+        """The first export (``[export] format`` order), or None."""
+        return next(iter(self.exports.values()), None)
 
     def table(self) -> str:
         h = self.history
@@ -49,15 +58,10 @@ class TrainOutcome:
         lines.append(f"arch: {self.arch}")
         lines.append(f"trainable parameters: {self.params:,}")
         if self.metrics:
-            lines.append(f"final evaluation: loss {self.metrics['loss']:.4f}, accuracy {100 * self.metrics['accuracy']:.2f}%")
-        if self.export_path:
-            lines.append(f"exported: {self.export_path}")
+            m = self.metrics
+            lines.append(f"final evaluation: loss {m['loss']:.4f}, accuracy {100 * m['accuracy']:.2f}%")
+        lines.extend(export_lines(self.exports, self.calibration))
         return "\n".join(lines)
-
-
-def export_path_of(cfg: Config) -> str:
-    """Where ``[export]`` puts the trained model of this run."""
-    return os.path.join(cfg.out_dir, "model.keras" if cfg.export.format == "keras" else "saved_model")
 
 
 def epoch_scalars(row: Dict[str, Any]) -> Dict[str, Any]:
@@ -74,7 +78,6 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
     """
     import pandas as pd
 
-    from tfnas.train.export import export_keras, export_saved_model
     from tfnas.train.trainer import train_and_evaluate
 
     if not cfg.space.arch:
@@ -102,14 +105,15 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
             on_epoch=lambda row: events.scalars(epoch_scalars(row), step=row["epoch"]),
         )
         events.close()
-        # A resumed run's History holds only the epochs it trained: keep the earlier rows.
+        # A resumed run's History holds only the epochs it trained: keep the earlier rows (and the
+        # file as it is when none were trained: concatenating no rows would turn epochs into floats).
         history_path = run_dir.file("history.csv")
         frame = pd.DataFrame(history.to_dict())
-        if os.path.exists(history_path):
-            first_new = history.epoch[0] if history.epoch else float("inf")
+        if os.path.exists(history_path) and history.epoch:
             old = pd.read_csv(history_path)
-            frame = pd.concat([old[old["epoch"] < first_new], frame], ignore_index=True)
-        run_dir.store.write_text("history.csv", frame.to_csv(index=False))
+            frame = pd.concat([old[old["epoch"] < history.epoch[0]], frame], ignore_index=True)
+        if history.epoch or not os.path.exists(history_path):
+            run_dir.store.write_text("history.csv", frame.to_csv(index=False))
         params = int(sum(int(w.numpy().size) for w in model.trainable_weights))
         summary = {"arch": space.encode(arch), "dataset": info.name, "params": params, **metrics}
         run_dir.store.write_text("metrics.json", json.dumps(summary, indent=2) + "\n")
@@ -117,10 +121,7 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
             write_hparams(events_root(cfg), hparams_of(cfg, TRAIN_HPARAM_KEYS),
                           {**metrics, "params": params, "wall_s": float(frame["seconds"].sum())})
 
-        export_path = None
-        if cfg.export.enabled:
-            if cfg.export.format == "keras":
-                export_path = export_keras(model, export_path_of(cfg), overwrite=True)
-            else:
-                export_path = export_saved_model(model, export_path_of(cfg), overwrite=True)
-    return TrainOutcome(run_dir.path, space.encode(arch), params, history, metrics, export_path)
+        exports, calibration = {}, ""
+        if cfg.export.enabled:  # everything after new epochs; only what is missing after none
+            exports, calibration = export_trained(model, cfg, info.image_shape, rewrite=bool(history.epoch))
+    return TrainOutcome(run_dir.path, space.encode(arch), params, history, metrics, exports, calibration)

@@ -85,6 +85,8 @@ def calibration_images(
     num_images: int = DEFAULT_CALIBRATION_IMAGES,
     seed: int = 0,
     download: str = "auto",
+    data_dir: str = "",
+    manual_dir: str = "",
 ) -> Calibration:
     """Representative images for int8 calibration (see the module docstring).
 
@@ -94,6 +96,8 @@ def calibration_images(
         num_images: how many images (a smaller dataset gives all it has).
         seed: seed of the shuffle or of the synthetic images.
         download: tfds download mode for a dataset source (see :func:`tfnas.data.load_dataset`).
+        data_dir, manual_dir: tfds data and manual dirs of a dataset source (empty = tfds defaults),
+            e.g. those of the run whose training split calibrates.
 
     Raises:
         ValueError: a bad ``source`` or shape.
@@ -116,8 +120,12 @@ def calibration_images(
         raise ValueError(f"calibration from a dataset needs square RGB inputs (S, S, 3); got {shape}")
     from tfnas.data import load_dataset, make_pipeline
 
-    name, data_dir = (source, "") if kind == "dataset" else ("image_folder", source)
-    ds, info = load_dataset(name, split="train", data_dir=data_dir, download=download, image_size=shape[0])
+    if kind == "folder":
+        name, data_dir, manual_dir = "image_folder", source, ""
+    else:
+        name = source
+    ds, info = load_dataset(name, split="train", data_dir=data_dir, manual_dir=manual_dir, download=download,
+                            image_size=shape[0])
     ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=False).take(num_images)
     ds = make_pipeline(ds, batch_size=num_images, training=False, num_classes=max(info.num_classes, 1),
                        mean=info.mean, std=info.std)

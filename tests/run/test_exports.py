@@ -1,0 +1,72 @@
+"""tfnas/run/exports.py: export file names, what is missing, and where int8 calibration images come from."""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tfnas.config import load_config
+from tfnas.registry import DATASETS
+from tfnas.run.exports import calibration_of, export_lines, export_paths_of, missing_exports
+from tfnas.train.calibration import SyntheticCalibrationWarning
+
+SHAPE = (32, 32, 3)
+
+
+def cfg_of(out_dir, *sets):
+    return load_config(None, [f"run.out_dir={out_dir}", "dataset.download=false", *sets])
+
+
+def test_paths_follow_the_listed_formats_and_the_quantization(tmp_path):
+    cfg = cfg_of(tmp_path, "export.format=tflite, keras, saved_model", "export.quantize=float16")
+    paths = export_paths_of(cfg)
+    assert list(paths) == ["tflite", "keras", "saved_model"]
+    assert paths == {"tflite": str(tmp_path / "model_float16.tflite"), "keras": str(tmp_path / "model.keras"),
+                     "saved_model": str(tmp_path / "saved_model")}
+    assert export_paths_of(cfg_of(tmp_path, "export.format=tflite"))["tflite"] == str(tmp_path / "model.tflite")
+    assert missing_exports(cfg) == ["tflite", "keras", "saved_model"]
+    (tmp_path / "saved_model").mkdir()
+    (tmp_path / "model.keras").write_bytes(b"k")
+    assert missing_exports(cfg) == ["tflite"]
+    assert missing_exports(cfg_of(tmp_path, "export.enabled=false", "export.format=tflite")) == []
+    assert export_lines({"tflite": "/r/model_int8.tflite"}, "cifar10 train split, 9 images") == [
+        "exported (tflite): /r/model_int8.tflite", "int8 calibration: cifar10 train split, 9 images"]
+
+
+def test_calibration_defaults_to_the_runs_own_tfds_training_split(tmp_path):
+    data_dir = tmp_path / "tfds"
+    sets = ["export.format=tflite", "export.quantize=int8", f"dataset.data_dir={data_dir}"]
+    with tfds.testing.mock_data(num_examples=12):
+        own = calibration_of(cfg_of(tmp_path, *sets), SHAPE)
+        named = calibration_of(cfg_of(tmp_path, *sets, "export.calibration=cifar100"), SHAPE)
+    assert not own.synthetic and own.source == "cifar10 train split, 12 images" and own.images.shape == (12,) + SHAPE
+    assert not named.synthetic and named.source.startswith("cifar100 train split")
+
+
+def test_calibration_from_the_runs_image_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            folder = tmp_path / "images" / split / cls
+            folder.mkdir(parents=True)
+            png = tf.io.encode_png(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).numpy()
+            (folder / "0.png").write_bytes(png)
+    cfg = cfg_of(tmp_path, "dataset.name=image_folder", f"dataset.data_dir={tmp_path / 'images'}",
+                 "export.format=tflite", "export.quantize=int8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SyntheticCalibrationWarning)
+        found = calibration_of(cfg, SHAPE)
+    assert not found.synthetic and found.images.shape == (2,) + SHAPE
+    assert found.source == f"image folder {tmp_path / 'images'} (train/), 2 images"
+
+
+def test_calibration_is_synthetic_with_a_warning_only_without_a_tfds_or_folder_dataset(tmp_path, monkeypatch):
+    cfg = cfg_of(tmp_path, "export.format=tflite", "export.quantize=int8")
+    monkeypatch.setattr(DATASETS, "get", lambda name: object())  # a source that is neither
+    with pytest.warns(SyntheticCalibrationWarning, match="accuracy will suffer"):
+        found = calibration_of(cfg, SHAPE)
+    assert found.synthetic and found.source.startswith("SYNTHETIC") and found.images.shape[1:] == SHAPE
+    assert not os.listdir(tmp_path)
