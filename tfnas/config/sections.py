@@ -39,6 +39,10 @@ class RunConfig:
         process), ``process`` (a pool of worker processes) or ``ray`` (Ray actors). The results do
         not depend on it, so a run may resume under another executor.
       workers: worker processes / actors (0 = one per GPU when GPUs are visible, else one per core).
+      worker_threads: TensorFlow intra-op threads per worker. 0 = TensorFlow's default, as in this
+        process, so every executor computes bit-identical results; N > 0 avoids oversubscribing
+        the cores, but scores may then differ from ``local`` in the last digits (float sums are
+        split over another number of threads).
       ray_address: ``local`` (a private Ray instance), ``auto`` (the cluster this machine joined
         with ``ray start``) or ``HOST:PORT`` of a Ray head node.
     """
@@ -51,6 +55,7 @@ class RunConfig:
     tensorboard: bool = _f(True)
     executor: str = _f("local", choices=("local", "process", "ray"))
     workers: int = _f(0, min=0)
+    worker_threads: int = _f(0, min=0)
     ray_address: str = _f("local")
 
 

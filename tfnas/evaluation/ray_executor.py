@@ -73,7 +73,7 @@ class RayExecutor(Executor):
                 kwargs["address"] = address
             try:
                 ray.init(**kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
+            except (OSError, RuntimeError, ValueError) as exc:
                 raise ExecutorError(f"[run] ray_address = {address}: cannot start or reach Ray: {exc}") from exc
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import zlib
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,8 @@ import pandas as pd
 from tfnas.checks import check_int
 from tfnas.metrics import kendall, spearman
 from tfnas.registry import register_method
-from tfnas.evaluation.proxy import ProxyEvaluator
+from tfnas.evaluation.executors import Executor, LocalExecutor
+from tfnas.evaluation.proxy import ParallelProxyEvaluator
 from tfnas.methods.base import Analysis, SearchContext
 from tfnas.spaces.base import TabularSpace, require
 
@@ -59,26 +60,26 @@ class CellScorer:
     """``evaluate(indices) -> (scores, seconds)``: one proxy applied to cells of a tabular space.
 
     Cell ``i`` gets its own generator seeded by ``(seed, crc32(proxy name), i)``, so its score does
-    not depend on which cells were scored before it; the scoring itself is a
-    :class:`~tfnas.evaluation.proxy.ProxyEvaluator` batch.
+    not depend on which cells were scored before it, nor on which worker scored it: the scoring is a
+    :class:`~tfnas.evaluation.proxy.ParallelProxyEvaluator` on ``executor`` (in this process when
+    None). Before its first cell, every worker scores ``prime_index`` once with the proxy's own
+    stream (traces, fixes state a proxy draws lazily), so all workers hold the same state.
     """
 
     def __init__(self, space: Any, proxy: Any, proxy_name: str, *, num_classes: int,
-                 input_shape: Tuple[int, int, int], batch_size: int, seed: int):
+                 input_shape: Tuple[int, int, int], batch_size: int, seed: int, prime_index: int = 0,
+                 executor: Optional[Executor] = None):
         self.space = space
-        self.evaluator = ProxyEvaluator(space, proxy, num_classes=num_classes, input_shape=input_shape,
-                                        batch_size=batch_size)
         self.seed = int(seed)
         self.word = _name_word(proxy_name)
-
-    def prime(self, index: int) -> float:
-        """Scores ``index`` once with the proxy's own stream (traces, fixes lazily drawn state); returns seconds."""
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.word]))
-        self.evaluator.evaluate([self.space.from_index(int(index))], rngs=[rng])
-        return self.evaluator.seconds[0]
+        prime = (space.encode(space.from_index(int(prime_index))),
+                 np.random.default_rng(np.random.SeedSequence([self.seed, self.word])))
+        self.evaluator = ParallelProxyEvaluator(executor if executor is not None else LocalExecutor(), space, proxy,
+                                                num_classes=num_classes, input_shape=input_shape,
+                                                batch_size=batch_size, prime=prime)
 
     def evaluate(self, indices: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
-        """Scores of ``indices`` (float64 ``[n]``) and the wall seconds each took."""
+        """Scores of ``indices`` (float64 ``[n]``; NaN where scoring raised) and the seconds each took."""
         archs = [self.space.from_index(int(i)) for i in indices]
         rngs = [np.random.default_rng(np.random.SeedSequence([self.seed, self.word, 0, int(i)])) for i in indices]
         scores = self.evaluator.evaluate(archs, rngs=rngs)
@@ -140,14 +141,15 @@ class ProxyCorrelation(Analysis):
         truth = np.asarray(self.benchmark.ground_truth(self.dataset), np.float64)
         rows = []
         for name, proxy in self.proxies.items():
-            frame = self._scores(store, name, proxy, cells, context.progress)
+            frame = self._scores(store, name, proxy, cells, context.progress, context.executor)
             rows.append(self._correlate(name, frame, truth))
             store.write_figure(f"scatter_{name}.png", self._scatter(name, frame, truth, rows[-1]), dpi=110)
         table = pd.DataFrame(rows, columns=list(CORRELATION_COLUMNS))
         store.write_text("correlation.csv", table.to_csv(index=False))
         return table
 
-    def _scores(self, store: Any, name: str, proxy: Any, cells: np.ndarray, progress: bool) -> pd.DataFrame:
+    def _scores(self, store: Any, name: str, proxy: Any, cells: np.ndarray, progress: bool,
+                executor: Optional[Executor] = None) -> pd.DataFrame:
         final_name, partial_name = f"scores_{name}.csv", f"scores_{name}.partial.csv"
         final, partial = store.path(final_name), store.path(partial_name)
         if os.path.exists(final):
@@ -158,7 +160,8 @@ class ProxyCorrelation(Analysis):
         frame = _read_scores(partial) if os.path.exists(partial) else _empty_scores()
         _check_cells(partial, frame, cells, complete=False)
         scorer = CellScorer(self.space, proxy, name, num_classes=self.num_classes, input_shape=self.input_shape,
-                            batch_size=self.batch_size, seed=self.seed)
+                            batch_size=self.batch_size, seed=self.seed, prime_index=int(cells[0]),
+                            executor=executor)
         done = len(frame)
         bar = None
         if progress:
@@ -166,9 +169,6 @@ class ProxyCorrelation(Analysis):
 
             bar = tqdm(total=len(cells), initial=done, desc=f"proxy_corr {name}", unit="cell")
         try:
-            if done < len(cells):
-                seconds = scorer.prime(int(cells[0]))
-                logger.info("proxy_corr: %s first call (tracing) took %.1f s", name, seconds)
             while done < len(cells):
                 todo = cells[done:done + self.chunk]
                 scores, seconds = scorer.evaluate(todo)

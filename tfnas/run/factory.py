@@ -263,10 +263,10 @@ def build_executor(cfg: Config) -> Any:
     """The :mod:`~tfnas.evaluation.executors` executor of ``[run] executor / workers / ray_address``.
 
     A ``process`` pool gets ``workers`` processes (0 = one per GPU when GPUs are visible, else one
-    per core), each with ``cores // workers`` TensorFlow threads; a private ``local`` Ray instance
-    reserves a 512 MiB object store (tfnas sends architecture strings, not tensors).
+    per core), each with ``[run] worker_threads`` TensorFlow threads; a private ``local`` Ray
+    instance reserves a 512 MiB object store (tfnas sends architecture strings, not tensors).
     """
-    from tfnas.evaluation.executors import ExecutorError, cpu_count, make_executor, resolve_workers
+    from tfnas.evaluation.executors import ExecutorError, make_executor, resolve_workers
 
     r = cfg.run
     if r.executor == "ray" and r.ray_address not in ("local", "auto"):
@@ -277,9 +277,8 @@ def build_executor(cfg: Config) -> Any:
     workers = r.workers
     if r.executor == "process":
         workers = resolve_workers(r.workers, 0 if r.workers else _visible_gpus())
-    threads = max(1, cpu_count() // max(1, workers)) if r.executor != "ray" else 1
     try:
-        return make_executor(r.executor, workers, threads=threads, address=r.ray_address,
+        return make_executor(r.executor, workers, threads=r.worker_threads, address=r.ray_address,
                              ray_init={"object_store_memory": 512 * 1024 ** 2})
     except ExecutorError as exc:
         raise ConfigError(f"{where(cfg)}: [run] executor = {r.executor}: {exc}") from None

@@ -31,7 +31,8 @@ STATE_DIR = "search_state"
 #: Keys that never change results: where the run goes, whether bars are shown and events written.
 DISPLAY_KEYS: FrozenSet[Tuple[str, str]] = frozenset({("run", "progress"), ("run", "out_dir"),
                                                       ("run", "tensorboard"), ("run", "executor"),
-                                                      ("run", "workers"), ("run", "ray_address")})
+                                                      ("run", "workers"), ("run", "ray_address"),
+                                                      ("run", "worker_threads")})
 
 
 class RunDirError(ConfigError):
