@@ -8,6 +8,11 @@ also drawn in TensorBoard (``tensorboard/sweep/``) and the run gets one hparams 
 through their counting session; the scoring below reads the table outside the budget.
 A hardware-aware sweep (``[search] objective`` / ``max_latency_ms``, ``[budget] max_params``)
 searches the feasible cells only (:mod:`tfnas.run.constraints`).
+
+With ``[run] executor = process | ray`` the records are computed by the workers (each builds the
+space, benchmark and method from the config once, :class:`SweepJob`), in rounds of two per
+worker; a record depends only on the config and its ``(budget, repeat)`` seed, so the records are
+the same as in this process, in the same order.
 """
 
 from __future__ import annotations
@@ -16,18 +21,20 @@ import gc
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from tfnas import metrics
 from tfnas.config import Config, ConfigError
+from tfnas.evaluation.executors import Failed, Job, LocalExecutor, prepare_job
 from tfnas.results import RunLog, RunRecord, write_outputs
 from tfnas.methods.base import BudgetedSearch
 from tfnas.registry import METHODS
 from tfnas.run.constraints import Constrained, constrain, pareto_tables
 from tfnas.run.events import SweepEvents, events_root, hparams_of, sweep_final_metrics, write_hparams
-from tfnas.run.factory import build_benchmark, build_method, build_space, check_method_fits_space, where
+from tfnas.run.factory import (build_benchmark, build_executor, build_method, build_space, check_method_fits_space,
+                               where)
 from tfnas.run.rundir import RunDir, RunDirError
 from tfnas.spaces.base import TabularSpace
 from tfnas.spaces.pool import CandidatePool
@@ -126,31 +133,19 @@ def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any
         bar = tqdm(total=len(tasks), desc=f"{cfg.method.name} {dataset}", unit="run")
     new = 0
     events = SweepEvents(events_root(cfg), cfg.budget.repeats)
+    context = RecordContext(space, benchmark, method, dataset, truth, optimum, constrained, run_dir.config_id)
     try:
-        for budget, repeat in tasks:
-            seed = record_seed(cfg.run.seed, budget, repeat)
-            session = benchmark.session(dataset, budget)
-            start = time.perf_counter()
-            result = method.run(session, budget, np.random.default_rng(seed))
-            wall = time.perf_counter() - start
-            # training oracle: the found cell is trained for its accuracy (outside the budget)
-            truth_fn = benchmark.evaluate if truth is None else truth
-            record = evaluate_result(method.label, dataset, budget, repeat, seed, session, result, space,
-                                     truth_fn, wall)
-            record.config_id = run_dir.config_id
-            if truth is not None:
-                record.optimum = optimum
-            if constrained is not None:
-                constrained.annotate(record, session, result.best_index)
-            log.append(record)
-            events.record(record, log.records)
-            new += 1
-            if on_record:
-                on_record(record)
-            if bar is not None:
-                bar.set_postfix(budget=budget, acc=f"{record.top1_acc:.2f}")
-                bar.update(1)
-            gc.collect()
+        with _sweep_executor(cfg, method) as executor:
+            for record in _records(cfg, context, tasks, executor):
+                log.append(record)
+                events.record(record, log.records)
+                new += 1
+                if on_record:
+                    on_record(record)
+                if bar is not None:
+                    bar.set_postfix(budget=record.budget, acc=f"{record.top1_acc:.2f}")
+                    bar.update(1)
+                gc.collect()
     finally:
         events.close()
         if bar is not None:
@@ -166,6 +161,91 @@ def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any
         write_pareto(run_dir.path, true, found, log.records, f"{cfg.method.name} {dataset}, {constrained.label}",
                      *constrained.ranges(dataset))
     return SweepOutcome(run_dir.path, log.records, new, summary, optimum)
+
+
+@dataclass
+class RecordContext:
+    """What computing one (budget, repeat) record needs: the (feasible) space and benchmark, the
+    method, the ground truth (``None`` for the training oracle), and the run's config id."""
+
+    space: Any
+    benchmark: Any
+    method: Any
+    dataset: str
+    truth: Any
+    optimum: float
+    constrained: Optional[Constrained]
+    config_id: str
+
+    def record(self, seed_root: int, budget: int, repeat: int) -> RunRecord:
+        """Runs the method once for ``(budget, repeat)`` and scores its answer."""
+        seed = record_seed(seed_root, budget, repeat)
+        session = self.benchmark.session(self.dataset, budget)
+        start = time.perf_counter()
+        result = self.method.run(session, budget, np.random.default_rng(seed))
+        wall = time.perf_counter() - start
+        # training oracle: the found cell is trained for its accuracy (outside the budget)
+        truth_fn = self.benchmark.evaluate if self.truth is None else self.truth
+        record = evaluate_result(self.method.label, self.dataset, budget, repeat, seed, session, result, self.space,
+                                 truth_fn, wall)
+        record.config_id = self.config_id
+        if self.truth is not None:
+            record.optimum = self.optimum
+        if self.constrained is not None:
+            self.constrained.annotate(record, session, result.best_index)
+        return record
+
+
+class SweepJob(Job):
+    """A worker's share of a sweep: the worker builds the space, benchmark and method from the
+    config once, then computes the records of the ``(budget, repeat)`` items it is handed."""
+
+    def __init__(self, cfg: Config, config_id: str):
+        self.cfg, self.config_id = cfg, config_id
+
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        context = record_context(self.cfg, self.config_id)
+        return lambda items: [context.record(self.cfg.run.seed, b, r) for b, r in items]
+
+
+def record_context(cfg: Config, config_id: str) -> RecordContext:
+    """The :class:`RecordContext` of ``cfg`` (what :func:`run_sweep` builds, without the run directory)."""
+    space = tabular_view(cfg, build_space(cfg))
+    benchmark = build_benchmark(cfg, space)
+    constrained = constrain(cfg, METHODS.get(cfg.method.name), space, benchmark)
+    if constrained is not None:
+        space, benchmark = constrained.space, constrained.benchmark
+    truth = benchmark.ground_truth(cfg.dataset.name)
+    optimum = float(truth.max()) if truth is not None else float("nan")
+    return RecordContext(space, benchmark, build_method(cfg, space), cfg.dataset.name, truth, optimum, constrained,
+                         config_id)
+
+
+def _sweep_executor(cfg: Config, method: Any) -> Any:
+    """The run's executor for the records; in-process for methods with once-per-run preparation
+    (their prepared state lives in this process)."""
+    if cfg.run.executor != "local" and type(method).prepare is not BudgetedSearch.prepare:
+        logger.warning("[run] executor = %s: method %r prepares state once per run; its records run in this "
+                       "process", cfg.run.executor, cfg.method.name)
+        return LocalExecutor()
+    return build_executor(cfg)
+
+
+def _records(cfg: Config, context: RecordContext, tasks: List[Tuple[int, int]], executor: Any) -> Iterator[RunRecord]:
+    """The records of ``tasks`` in order: one at a time in this process, or in rounds of two per
+    worker through the executor (each round is appended before the next starts, so a killed sweep
+    loses at most one round)."""
+    if executor.name == "local":
+        for budget, repeat in tasks:
+            yield context.record(cfg.run.seed, budget, repeat)
+        return
+    job = prepare_job(SweepJob(cfg, context.config_id))
+    step = 2 * executor.workers
+    for k in range(0, len(tasks), step):
+        for result in executor.map(job, tasks[k:k + step]):
+            if isinstance(result, Failed):
+                raise RuntimeError(f"a sweep record failed in a worker: {result.error}")
+            yield result
 
 
 def _prepare(cfg: Config, run_dir: RunDir, method: Any, progress: bool) -> None:
