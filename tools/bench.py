@@ -13,6 +13,7 @@
     python tools/bench.py zen-fidelity [--cells 40] [--out F]   # then: perf/torch_reference.py F --zen-values
     python tools/bench.py nag [--node-units 250] [--batch 64] [--steps 20] [--cells 1000] [--jit true|false]
     python tools/bench.py nag-supernet [--batch 64] [--steps 5] [--archs 3] [--channels 20] [--layers 11]
+    python tools/bench.py executor-overhead [--executor process|ray|local] [--workers 2] [--items 200]
     python tools/bench.py tflite --space nb201|darts [--arch A] [--quantize none,float16,int8] [--threads 1]
 
 Each prints one JSON object per measurement (plus a readable line), so results can be pasted
@@ -63,6 +64,12 @@ def evolution(args) -> None:
     bench.run(proxy=args.proxy, population=args.population, iterations=args.iterations,
               dump_candidates=args.dump_candidates, executor=args.executor, workers=args.workers,
               batch=args.batch, threads=args.threads)
+
+
+def executor_overhead(args) -> None:
+    from perf import scaling as bench
+
+    bench.run(executor=args.executor, workers=args.workers, items=args.items)
 
 
 def memory(args) -> None:
@@ -137,6 +144,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=0,
                    help="TensorFlow threads per worker (0 = as in this process: results identical to local)")
     s.set_defaults(run=evolution)
+    s = sub.add_parser("executor-overhead", help="start-up and per-task overhead of an executor")
+    s.add_argument("--executor", choices=("local", "process", "ray"), default="process")
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--items", type=int, default=200)
+    s.set_defaults(run=executor_overhead)
     s = sub.add_parser("memory", help="resident memory of a zero-shot evolution as it scores candidates")
     s.add_argument("--proxy", default="zen")
     s.add_argument("--population", type=int, default=512)

@@ -25,7 +25,9 @@ def load_bench():
     (["train-step", "--batch", "8"], {"batch": 8, "steps": 30}),
     (["proxies", "--space", "zen", "--proxies", "zen,naswot"], {"space": "zen", "proxies": "zen,naswot", "cells": 50}),
     (["evolution", "--dump-candidates", "f.json"], {"proxy": "zen", "population": 512, "iterations": 300,
-                                                    "dump_candidates": "f.json"}),
+                                                    "dump_candidates": "f.json", "executor": "local", "batch": 1,
+                                                    "workers": 0, "threads": 0}),
+    (["executor-overhead"], {"executor": "process", "workers": 2, "items": 200}),
     (["memory"], {"proxy": "zen", "population": 512, "candidates": 2000, "warmup": 200, "every": 100,
                   "release": False}),
     (["zen-fidelity", "--cells", "8"], {"cells": 8, "batch": 64, "out": "zen_fidelity.json"}),
@@ -107,3 +109,10 @@ def test_nag_bench_measures_training_and_generation(capsys):
     assert pre["steps"] == 2 and pre["steps_per_s"] > 0
     assert train["steps"] == 2 and train["steps_per_s"] > 0 and train["node_units"] == 8
     assert gen["cells"] == 20 and gen["generate_s"] > 0 and 0.0 <= gen["valid_untrained"] <= 1.0
+
+
+def test_executor_overhead_bench_runs_on_a_process_pool(capsys):
+    load_bench().main(["executor-overhead", "--executor", "process", "--workers", "2", "--items", "6"])
+    line = next(json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{"))
+    assert line["bench"] == "executor-overhead" and line["workers"] == 2 and line["items"] == 6
+    assert line["startup_s"] > 0 and line["ms_per_task"] > 0
