@@ -37,6 +37,7 @@ from tfnas.checks import is_number
 from tfnas.config import TrainConfig
 from tfnas.data import load_dataset, make_pipeline
 from tfnas.evaluation.base import Evaluator
+from tfnas.evaluation.executors import Executor, ExecutorError, Failed, Job, prepare_job
 from tfnas.io import atomic_write_text
 from tfnas.train.distribute import make_strategy
 from tfnas.train.trainer import Trainer
@@ -47,6 +48,10 @@ CACHE_FORMAT = "tfnas.train_cache/1"
 MAX_IN_MEMORY_BYTES = 4 << 30
 # [train] keys that do not change what a cell trains to (kept out of the recipe).
 _NOT_RECIPE = ("enabled", "checkpoint_every")
+
+
+class CellTrainingError(RuntimeError):
+    """A cell's short training failed in a worker (e.g. its loss became NaN); names the cell."""
 
 
 class TrainCacheError(ValueError):
@@ -188,6 +193,14 @@ class ShortTraining:
         self._splits: Dict[str, Tuple[tf.Tensor, tf.Tensor]] = {}
         self._info: Any = None
 
+    def __getstate__(self) -> Dict[str, Any]:
+        """What a worker process gets: the recipe, without the loaded splits (it reads its own)."""
+        state = dict(self.__dict__)
+        state.update(_splits={}, _info=None, trained=0)
+        if not isinstance(self._strategy, str):
+            state["_strategy"] = "auto"
+        return state
+
     def recipe(self, evaluate: bool) -> Dict[str, Any]:
         """Everything that changes a result, JSON-ready (the cache key); ``evaluate`` adds the eval subset."""
         space = repr(self.space)
@@ -275,8 +288,33 @@ def check_accuracy(value: Any) -> None:
         raise ValueError(f"expected an accuracy in [0, 1], got {value!r}")
 
 
+class TrainCellsJob(Job):
+    """Worker side of :class:`TrainingEvaluator`: items are arch strings, results what the cache
+    stores (per-epoch losses for ``"ec"``, accuracy in [0, 1] for ``"oracle"``)."""
+
+    def __init__(self, training: "ShortTraining", kind: str):
+        self.training, self.kind = training, kind
+
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        training, evaluate = self.training, self.kind == "oracle"
+
+        def run(items: Sequence[str]) -> List[Any]:
+            out = []
+            for key in items:
+                result = training.train(training.space.decode(key), evaluate=evaluate)
+                out.append(list(result.losses) if not evaluate else result.accuracy)
+            return out
+
+        return run
+
+
 class TrainingEvaluator(Evaluator):
     """``evaluate(archs)``: the cached short-training result of each architecture, in order.
+
+    With an ``executor`` (set by the run layer; ``[run] executor = process | ray``), the cells of
+    one call that are not cached yet are trained in parallel, one per worker (each worker reads
+    the data subset once); results are cached here, in submission order, so the cache and the
+    returned values are those of an in-process evaluation.
 
     Args:
         space: encodes architectures to their cache keys.
@@ -287,21 +325,35 @@ class TrainingEvaluator(Evaluator):
 
     Attributes:
         computed: cells this evaluator actually trained (the rest came from the cache).
+        executor: the executor of uncached cells, or None (in this process).
     """
 
-    def __init__(self, space: Any, training: "ShortTraining", cache: TrainCache, kind: str):
+    def __init__(self, space: Any, training: "ShortTraining", cache: TrainCache, kind: str,
+                 executor: Optional[Executor] = None):
         if kind not in ("ec", "oracle"):
             raise ValueError(f"kind must be 'ec' or 'oracle'; received kind={kind!r}")
         self.space, self.training, self.cache, self.kind = space, training, cache, kind
         self.computed = 0
+        self.executor = executor
+        try:  # pickled now, before this process trains anything (a worker reads its own data)
+            self._job: Any = prepare_job(TrainCellsJob(training, kind))
+        except ExecutorError as exc:
+            self._job = exc  # raised only if a parallel evaluation is asked for
 
     def evaluate(self, archs: Sequence[Any]) -> List[Any]:
-        out = []
-        for arch in archs:
-            key = self.space.encode(arch)
+        keys = [self.space.encode(arch) for arch in archs]
+        todo = list(dict.fromkeys(k for k in keys if k not in self.cache))
+        if todo and self.executor is not None and self.executor.name != "local" and len(todo) > 1:
+            if isinstance(self._job, ExecutorError):
+                raise self._job
+            for key, result in zip(todo, self.executor.map(self._job, todo)):
+                if isinstance(result, Failed):
+                    raise CellTrainingError(f"training cell {key} failed in a worker: {result.error}")
+                self.cache.put(key, result)
+                self.computed += 1
+        for arch, key in zip(archs, keys):
             if key not in self.cache:
                 result = self.training.train(arch, evaluate=self.kind == "oracle")
                 self.cache.put(key, list(result.losses) if self.kind == "ec" else result.accuracy)
                 self.computed += 1
-            out.append(self.cache.get(key))
-        return out
+        return [self.cache.get(key) for key in keys]

@@ -12,7 +12,8 @@ searches the feasible cells only (:mod:`tfnas.run.constraints`).
 With ``[run] executor = process | ray`` the records are computed by the workers (each builds the
 space, benchmark and method from the config once, :class:`SweepJob`), in rounds of two per
 worker; a record depends only on the config and its ``(budget, repeat)`` seed, so the records are
-the same as in this process, in the same order.
+the same as in this process, in the same order. A training-oracle sweep (``[benchmark] name =
+train``) instead trains each batch of new queries on the workers (:class:`TrainingEvaluator`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 from tfnas import metrics
 from tfnas.config import Config, ConfigError
 from tfnas.evaluation.executors import Failed, Job, LocalExecutor, prepare_job
+from tfnas.evaluation.training import TrainingEvaluator
 from tfnas.results import RunLog, RunRecord, write_outputs
 from tfnas.methods.base import BudgetedSearch
 from tfnas.registry import METHODS
@@ -135,8 +137,8 @@ def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any
     events = SweepEvents(events_root(cfg), cfg.budget.repeats)
     context = RecordContext(space, benchmark, method, dataset, truth, optimum, constrained, run_dir.config_id)
     try:
-        with _sweep_executor(cfg, method) as executor:
-            for record in _records(cfg, context, tasks, executor):
+        with build_executor(cfg) as executor:
+            for record in _records(cfg, context, tasks, _records_executor(cfg, method, benchmark, executor)):
                 log.append(record)
                 events.record(record, log.records)
                 new += 1
@@ -221,14 +223,21 @@ def record_context(cfg: Config, config_id: str) -> RecordContext:
                          config_id)
 
 
-def _sweep_executor(cfg: Config, method: Any) -> Any:
-    """The run's executor for the records; in-process for methods with once-per-run preparation
-    (their prepared state lives in this process)."""
-    if cfg.run.executor != "local" and type(method).prepare is not BudgetedSearch.prepare:
+def _records_executor(cfg: Config, method: Any, benchmark: Any, executor: Any) -> Any:
+    """Where the records run: on ``executor``, except (in this process) for a training-oracle sweep,
+    whose queries are trained on ``executor`` instead (one cache, written here), and for methods
+    with once-per-run preparation (their prepared state lives in this process)."""
+    if executor.name == "local":
+        return executor
+    oracle = getattr(benchmark, "evaluator", None)
+    if isinstance(oracle, TrainingEvaluator):
+        oracle.executor = executor
+        return LocalExecutor()
+    if type(method).prepare is not BudgetedSearch.prepare:
         logger.warning("[run] executor = %s: method %r prepares state once per run; its records run in this "
                        "process", cfg.run.executor, cfg.method.name)
         return LocalExecutor()
-    return build_executor(cfg)
+    return executor
 
 
 def _records(cfg: Config, context: RecordContext, tasks: List[Tuple[int, int]], executor: Any) -> Iterator[RunRecord]:

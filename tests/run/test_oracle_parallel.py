@@ -1,0 +1,60 @@
+"""A training-oracle sweep trains each batch of new queries on worker processes: same records."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tfnas.config import load_config
+from tfnas.evaluation.executors import ProcessExecutor
+from tfnas.run.sweep import run_sweep
+
+
+def image_folder(root, per_class=16, side=16):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                image = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+                (folder / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+    return root
+
+
+def sets(out_dir, data, *more):
+    # a folder dataset (not tfds mock data, which only patches this process): workers read it too
+    return [f"run.out_dir={out_dir}", "run.progress=false", "run.jit_compile=false", "run.strategy=one_device",
+            "dataset.name=image_folder", f"dataset.data_dir={data}", "dataset.image_size=16",
+            "space.channels=16", "space.cells_per_stage=1", "budget.max_flops=0", "budget.start=4", "budget.stop=4",
+            "budget.repeats=1", "dataset.train_subset=16", "dataset.eval_subset=16", "dataset.batch_size=16",
+            "dataset.eval_batch_size=16", "predictor.epochs=4", "predictor.ec_source=synflow",
+            "search.pool_size=30", "search.rank_k=2", "search.final_rank_k=2", "search.update_split=2",
+            "train.epochs=1", *more]
+
+
+def test_oracle_queries_trained_on_a_pool_give_the_same_records_and_cache(tmp_path, monkeypatch):
+    batches = []
+    pool_map = ProcessExecutor.map
+
+    def counting_map(self, job, items):
+        batches.append(len(items))
+        return pool_map(self, job, items)
+
+    monkeypatch.setattr(ProcessExecutor, "map", counting_map)
+    data = image_folder(tmp_path / "images")
+    local = run_sweep(load_config("cfg/tinynano_siams.cfg", sets(tmp_path / "local", data)))
+    pooled = run_sweep(load_config("cfg/tinynano_siams.cfg", sets(tmp_path / "pool", data, "run.executor=process",
+                                                                    "run.workers=2")))
+    (a,), (b,) = local.records, pooled.records
+    assert (a.arch, a.top1_acc, a.queries) == (b.arch, b.top1_acc, b.queries) and a.queries == 4
+
+    def cache(run):
+        (name,) = os.listdir(tmp_path / run / "oracle_cache")
+        return json.loads((tmp_path / run / "oracle_cache" / name).read_text())["entries"]
+
+    assert cache("pool") == cache("local") and len(cache("pool")) >= 4
+    assert batches and max(batches) >= 2  # queries were trained side by side
