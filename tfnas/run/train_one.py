@@ -83,6 +83,11 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
     if not cfg.space.arch:
         raise ConfigError(f"{where(cfg)}: [space] arch: expected an architecture string of "
                           f"space {cfg.space.name!r}, got nothing")
+    strategy: Any = cfg.run.strategy
+    if strategy == "multi_worker":  # collective ops must be configured before TensorFlow runs any op
+        from tfnas.train.distribute import make_strategy
+
+        strategy = make_strategy(strategy)
     run_dir = RunDir(cfg, ignore=TRAIN_FREE_KEYS)
     run_dir.check()
     space = build_space(cfg)
@@ -100,7 +105,7 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
     events = EventStream(events_root(cfg), "train")
     with run_dir:
         model, history, metrics = train_and_evaluate(
-            model_fn, cfg.train, train_ds, eval_ds, jit_compile=cfg.run.jit_compile, strategy=cfg.run.strategy,
+            model_fn, cfg.train, train_ds, eval_ds, jit_compile=cfg.run.jit_compile, strategy=strategy,
             checkpoint_dir=run_dir.file("checkpoints"), progress=cfg.run.progress, seed=cfg.run.seed,
             on_epoch=lambda row: events.scalars(epoch_scalars(row), step=row["epoch"]),
         )

@@ -48,6 +48,8 @@ def make_strategy(name: StrategyLike = "auto") -> tf.distribute.Strategy:
         return name
     if name not in STRATEGY_NAMES:
         raise StrategyError(f"Unknown strategy {name!r}; expected one of {', '.join(STRATEGY_NAMES)} or a tf.distribute.Strategy.")
+    if name == "multi_worker":  # before anything initialises TensorFlow's context (device listing does)
+        return _multi_worker()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         if len(gpus) > 1:
@@ -60,7 +62,7 @@ def make_strategy(name: StrategyLike = "auto") -> tf.distribute.Strategy:
             return tf.distribute.MirroredStrategy()
         cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
-    return _multi_worker()
+    raise AssertionError(name)  # every name is handled above
 
 
 def _multi_worker() -> tf.distribute.Strategy:
