@@ -1,4 +1,8 @@
-"""The Ray executor on a private local instance: same results as local, dead actors, failures."""
+"""The Ray executor on a private local instance: same results as local, dead actors, failures.
+
+Every test that starts Ray lives in this file (one instance per test process: pytest-xdist runs
+each file in one worker), so two Ray instances never start side by side.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def ray_init_kwargs(folder: str) -> dict:
     """A small local Ray: capped object store, its files under ``folder``, the tests importable."""
-    return {"num_cpus": 2, "object_store_memory": 80 * 1024 ** 2, "_temp_dir": folder,
+    # 4 logical CPUs: the fixture's two actors and the two of a search started beside them
+    return {"num_cpus": 4, "object_store_memory": 80 * 1024 ** 2, "_temp_dir": folder,
             "runtime_env": {"env_vars": {"PYTHONPATH": ROOT}}}
 
 
@@ -44,3 +49,19 @@ def test_ray_restarts_a_dead_actor_and_retries_its_task(ray_executor, tmp_path):
     out = ray_executor.map(DieOnce(marker, victim=2), list(range(6)))
     assert os.path.exists(marker)
     assert out == [x + 1 for x in range(6)]
+
+
+def test_batched_evolution_on_ray_equals_the_local_search(ray_executor, tmp_path):
+    """``[run] executor = ray`` joins the running instance (the fixture's) and leaves it running."""
+    from tests.methods.test_evolution_parallel import outcome, sets
+    from tfnas.config import load_config
+    from tfnas.run.search import run_search
+
+    runs = {}
+    for executor in ("local", "ray"):
+        run_search(load_config("cfg/zen_cifar10_1M.cfg", sets(tmp_path / executor, f"run.executor={executor}",
+                                                               "run.workers=2")))
+        runs[executor] = outcome(tmp_path / executor)
+    assert ray.is_initialized()
+    assert runs["ray"][:3] == runs["local"][:3] and runs["local"][2] > 0
+    assert runs["ray"][3].equals(runs["local"][3])

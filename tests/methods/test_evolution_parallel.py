@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 
 import numpy as np
 import pandas as pd
@@ -28,24 +26,16 @@ def outcome(out_dir):
     return result["best_arch"], result["score"], result["extra"]["scored"], history
 
 
-def test_local_process_and_ray_give_the_same_search(tmp_path, monkeypatch):
-    # Ray's files go to a short private folder (its socket paths must stay under 108 bytes)
-    ray_tmp = tempfile.mkdtemp(prefix="tfnas-ray-")
-    monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    request_cleanup = lambda: shutil.rmtree(ray_tmp, ignore_errors=True)  # noqa: E731
+def test_local_and_process_pool_give_the_same_search(tmp_path):
+    """(Ray gives the same search too: tests/evaluation/test_ray_executor.py, where Ray runs.)"""
     runs = {}
-    for executor in ("local", "process", "ray"):
+    for executor in ("local", "process"):
         out = tmp_path / executor
         run_search(load_config("cfg/zen_cifar10_1M.cfg", sets(out, f"run.executor={executor}", "run.workers=2")))
         runs[executor] = outcome(out)
-    request_cleanup()
-    ref = runs["local"]
-    assert ref[2] > 0
-    for name in ("process", "ray"):
-        arch, score, scored, history = runs[name]
-        assert (arch, score, scored) == ref[:3], name
-        pd.testing.assert_frame_equal(history, ref[3])
+    arch, score, scored, history = runs["process"]
+    assert scored > 0 and (arch, score, scored) == runs["local"][:3]
+    pd.testing.assert_frame_equal(history, runs["local"][3])
 
 
 def test_batched_search_resumes_to_the_same_records(tmp_path):

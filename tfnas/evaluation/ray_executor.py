@@ -82,6 +82,10 @@ class RayExecutor(Executor):
         if workers <= 0:
             workers = gpus if gpus > 0 else max(1, int(resources.get("CPU", 1)) // cpus)
         super().__init__(workers)
+        free = float(ray.available_resources().get("CPU", 0.0))
+        if workers * cpus > free:
+            logger.warning("Ray has %.0f free CPUs for %d workers x %d CPUs; the workers beyond that wait for "
+                           "CPUs to free up", free, workers, cpus)
         self.chunk, self.max_restarts = int(chunk), int(max_restarts)
         remote = ray.remote(num_cpus=cpus, num_gpus=1 if gpus > 0 else 0, max_restarts=self.max_restarts,
                             max_task_retries=self.max_restarts)(_Worker)
