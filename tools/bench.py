@@ -13,6 +13,7 @@
     python tools/bench.py nag [--node-units 250] [--batch 64] [--steps 20] [--cells 1000] [--jit true|false]
     python tools/bench.py nag-supernet [--batch 64] [--steps 5] [--archs 3] [--channels 20] [--layers 11]
     python tools/bench.py tflite --space nb201|darts [--arch A] [--quantize none,float16,int8] [--threads 1]
+                                 [--via saved_model,frozen]
     python tools/bench.py latency-corr [--cells 300] [--seed 0] [--threads 1] [--runs 50] [--cache-dir D]
 
 Each prints one JSON object per measurement (plus a readable line), so results can be pasted
@@ -186,6 +187,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--input-size", type=int, default=32)
     s.add_argument("--runs", type=int, default=100)
     s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--via", default="saved_model", help="conversion routes, comma-separated: saved_model, frozen")
     s.set_defaults(run=tflite)
     s = sub.add_parser("latency-corr", help="measured LiteRT latency of NB201 cells vs the table's device latencies "
                                             "(Spearman)")
@@ -218,7 +220,7 @@ def tflite(args) -> None:
     from perf import tflite as bench
 
     bench.run(space=args.space, arch=args.arch, quantize=args.quantize.split(","), input_size=args.input_size,
-              runs=args.runs, threads=args.threads)
+              runs=args.runs, threads=args.threads, via=args.via.split(","))
 
 
 def latency_corr(args) -> None:
