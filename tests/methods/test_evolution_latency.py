@@ -146,3 +146,10 @@ def test_table_searches_refuse_the_measured_device(tmp_path):
     sets = [f"run.out_dir={tmp_path}", "search.objective=latency:litert", "search.max_latency_ms=5"]
     with pytest.raises(ConfigError, match="litert, measured on this machine, is for method evolution"):
         run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+
+
+def test_other_one_shot_searches_refuse_the_measured_device(tmp_path):
+    sets = [f"run.out_dir={tmp_path}", "search.objective=latency:litert", "search.max_latency_ms=5"]
+    with pytest.raises(ConfigError, match=r"method 'relativenas' \(a one-shot search\) cannot honour.*evolution "
+                                          r"\(latency:litert, measured\)"):
+        run_search(load_config("cfg/relativenas_tiny.cfg", sets), progress=False)
