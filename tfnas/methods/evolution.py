@@ -14,7 +14,8 @@ Measured-latency budget (``Limits.max_latency_ms`` with a ``latency`` evaluator,
 converted to TFLite and timed on this machine (median batch-1 LiteRT latency, cached by arch
 string), and rejected as ``"latency"`` when the median exceeds the limit; the result's ``extra``
 carries the found network's ``latency_ms`` / ``latency_p90_ms``. Every member was measured on its
-way in, so each satisfies the limit.
+way in, so each satisfies the limit (as measured then: timing on a busy machine is noisy).
+
 Memory: the search keeps at most ``N + 1`` arch strings and scores, and the caches behind the
 proxies are size-limited (:mod:`tfnas.lru`; their hit/miss counts are logged at INFO, ``-v``,
 at every record); ``tools/bench.py memory`` measures the resident memory of a long search.
