@@ -16,9 +16,10 @@ ARCHS = {
 
 
 def run(space: str = "nb201", arch: str = "", quantize: Sequence[str] = ("none", "float16", "int8"),
-        input_size: int = 32, num_classes: int = 10, runs: int = 100, warmup: int = 10, threads: int = 1) -> None:
-    """Emits ``tflite`` per quantization: ``convert_s`` (SavedModel + converter, int8 with 100
-    synthetic calibration images), ``size_kb``, ``median_ms``/``p90_ms`` (batch 1, ``threads``
+        input_size: int = 32, num_classes: int = 10, runs: int = 100, warmup: int = 10, threads: int = 1,
+        via: Sequence[str] = ("saved_model",)) -> None:
+    """Emits ``tflite`` per quantization and conversion route (``via``: ``saved_model``, ``frozen``):
+    ``convert_s`` (route + converter, int8 with 100 synthetic calibration images), ``size_kb``, ``median_ms``/``p90_ms`` (batch 1, ``threads``
     LiteRT threads) and the Keras inference network's ``params``. Weights are untrained (an
     untrained network converts and runs at the same speed)."""
     import keras
@@ -37,13 +38,14 @@ def run(space: str = "nb201", arch: str = "", quantize: Sequence[str] = ("none",
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SyntheticCalibrationWarning)
         calibration = calibration_images(None, shape).images
-    for q in quantize:
+    for q, route in [(q, r) for q in quantize for r in via]:
         start = time.perf_counter()
-        flatbuffer = convert_tflite(model, q, calibration if q == "int8" else None)
+        flatbuffer = convert_tflite(model, q, calibration if q == "int8" else None, via=route)
         convert_s = time.perf_counter() - start
         stats = measure_latency(flatbuffer, num_runs=runs, warmup=warmup, num_threads=threads)
         emit("tflite", **rounded({"space": space, "arch": space_obj.encode(space_obj.decode(text)), "quantize": q,
-                                  "input": input_size, "params": count_params(model), "convert_s": convert_s,
+                                  "via": route, "input": input_size, "params": count_params(model),
+                                  "convert_s": convert_s,
                                   "size_kb": len(flatbuffer) / 1024.0, "median_ms": stats.median_ms,
                                   "p90_ms": stats.p90_ms, "threads": threads, "runs": runs}, 3),
              machine=machine())

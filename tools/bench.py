@@ -15,6 +15,8 @@
     python tools/bench.py nag-supernet [--batch 64] [--steps 5] [--archs 3] [--channels 20] [--layers 11]
     python tools/bench.py executor-overhead [--executor process|ray|local] [--workers 2] [--items 200]
     python tools/bench.py tflite --space nb201|darts [--arch A] [--quantize none,float16,int8] [--threads 1]
+                                 [--via saved_model,frozen]
+    python tools/bench.py latency-corr [--cells 300] [--seed 0] [--threads 1] [--runs 50] [--cache-dir D]
 
 Each prints one JSON object per measurement (plus a readable line), so results can be pasted
 or collected by scripts. The timing code lives in the top-level ``perf`` package.
@@ -204,7 +206,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--input-size", type=int, default=32)
     s.add_argument("--runs", type=int, default=100)
     s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--via", default="saved_model", help="conversion routes, comma-separated: saved_model, frozen")
     s.set_defaults(run=tflite)
+    s = sub.add_parser("latency-corr", help="measured LiteRT latency of NB201 cells vs the table's device latencies "
+                                            "(Spearman)")
+    s.add_argument("--cells", type=int, default=300, help="seeded sample of NB201 cells")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=1, help="LiteRT interpreter threads")
+    s.add_argument("--runs", type=int, default=50, help="timed runs per cell (median)")
+    s.add_argument("--warmup", type=int, default=5)
+    s.add_argument("--cache-dir", default="latency_cache", help="measured cells are kept here ('' = no cache)")
+    s.add_argument("--every", type=int, default=10, help="progress line every this many cells")
+    s.set_defaults(run=latency_corr)
     return p
 
 
@@ -226,7 +239,14 @@ def tflite(args) -> None:
     from perf import tflite as bench
 
     bench.run(space=args.space, arch=args.arch, quantize=args.quantize.split(","), input_size=args.input_size,
-              runs=args.runs, threads=args.threads)
+              runs=args.runs, threads=args.threads, via=args.via.split(","))
+
+
+def latency_corr(args) -> None:
+    from perf import latency_corr as bench
+
+    bench.run(cells=args.cells, seed=args.seed, threads=args.threads, runs=args.runs, warmup=args.warmup,
+              cache_dir=args.cache_dir, every=args.every)
 
 
 def main(argv=None) -> int:

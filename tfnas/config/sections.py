@@ -265,10 +265,16 @@ class SearchConfig:
         this many last epochs (0 = all epochs).
       objective: ``accuracy``; ``latency:<device>`` (best accuracy with the NB201 table's latency on
         ``<device>`` <= ``max_latency_ms``); ``pareto:<device>`` (also writes the accuracy-latency front).
+        ``evolution`` takes ``latency:litert`` only: the latency *measured on this machine*, the median
+        batch-1 LiteRT (TFLite CPU interpreter) time of each child's converted network, cached in
+        ``<out_dir>/latency_cache/``; children over ``max_latency_ms`` are rejected.
       max_latency_ms: latency limit (ms) on the objective's device (0 = none; > 0 needs a device).
       batch: evolution children generated from one population and scored together (in parallel
         with ``[run] executor``); 1 = the paper's one-at-a-time loop. Results depend on ``batch``,
         never on the executor or its workers.
+      latency_threads, latency_runs, latency_warmup: LiteRT threads, timed and untimed runs of a
+        ``latency:litert`` measurement.
+      latency_quantize: the measured TFLite model: ``none`` (float32), ``float16`` or ``int8``.
     """
 
     bts: bool = _f(True)
@@ -301,6 +307,10 @@ class SearchConfig:
     objective: str = _f("accuracy")
     max_latency_ms: float = _f(0.0, min=0.0)
     batch: int = _f(1, min=1)
+    latency_threads: int = _f(1, min=1)
+    latency_runs: int = _f(50, min=1)
+    latency_warmup: int = _f(5, min=0)
+    latency_quantize: str = _f("none", choices=("none", "float16", "int8"))
 
 
 @dataclass(frozen=True)

@@ -1,2 +1,3 @@
 """The evaluator seam: ``evaluate(archs) -> results`` on batches (``base``), proxy scoring
-(``proxy``) and cached short training (``training``). Executors plug in here."""
+(``proxy``), cached short training (``training``) and cached measured LiteRT latency
+(``latency``). Executors plug in here."""

@@ -74,7 +74,13 @@ class TrainCache:
 
     Raises:
         TrainCacheError: the file exists but is not a cache of this kind and recipe.
+
+    Subclasses caching other results set ``FORMAT`` (the header's format tag) and ``WHAT`` (the
+    cache in words, for error messages).
     """
+
+    FORMAT = CACHE_FORMAT
+    WHAT = "tfnas training cache"
 
     def __init__(self, directory: str, kind: str, recipe: Dict[str, Any],
                  check: Optional[Callable[[Any], None]] = None):
@@ -91,9 +97,9 @@ class TrainCache:
             with open(self.path, encoding="utf-8") as fh:
                 data = json.load(fh)
         except (OSError, ValueError) as exc:
-            raise TrainCacheError(f"{self.path}: not a readable tfnas training cache ({exc}); {advice}") from None
-        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or data.get("kind") != self.kind:
-            raise TrainCacheError(f"{self.path}: not a {CACHE_FORMAT} file of kind {self.kind!r}; {advice}")
+            raise TrainCacheError(f"{self.path}: not a readable {self.WHAT} ({exc}); {advice}") from None
+        if not isinstance(data, dict) or data.get("format") != self.FORMAT or data.get("kind") != self.kind:
+            raise TrainCacheError(f"{self.path}: not a {self.FORMAT} file of kind {self.kind!r}; {advice}")
         if data.get("recipe") != self.recipe:
             raise TrainCacheError(f"{self.path}: written for another recipe ({data.get('recipe')}), expected "
                                   f"{self.recipe}; {advice}")
@@ -121,7 +127,7 @@ class TrainCache:
     def put(self, key: str, value: Any) -> None:
         """Stores a JSON-ready ``value`` for ``key`` and rewrites the file atomically."""
         self._entries[key] = _normalise(value)
-        payload = {"format": CACHE_FORMAT, "kind": self.kind, "recipe": self.recipe, "entries": self._entries}
+        payload = {"format": self.FORMAT, "kind": self.kind, "recipe": self.recipe, "entries": self._entries}
         atomic_write_text(self.path, json.dumps(payload, indent=1) + "\n")
 
 

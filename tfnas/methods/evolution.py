@@ -8,6 +8,14 @@ proxy and insert it. The answer is the highest-scoring member.
 
 All budget and filter checks are analytic (no model is built), so a rejected child costs
 microseconds; only accepted children reach the proxy, through a :class:`ProxyEvaluator`.
+
+Measured-latency budget (``Limits.max_latency_ms`` with a ``latency`` evaluator, e.g. a
+:class:`~tfnas.evaluation.latency.LatencyEvaluator`): a child that passes the analytic checks is
+converted to TFLite and timed on this machine (median batch-1 LiteRT latency, cached by arch
+string), and rejected as ``"latency"`` when the median exceeds the limit; the result's ``extra``
+carries the found network's ``latency_ms`` / ``latency_p90_ms``. Every member was measured on its
+way in, so each satisfies the limit (as measured then: timing on a busy machine is noisy).
+
 Memory: the search keeps at most ``N + 1`` arch strings and scores, and the caches behind the
 proxies are size-limited (:mod:`tfnas.lru`; their hit/miss counts are logged at INFO, ``-v``,
 at every record); ``tools/bench.py memory`` measures the resident memory of a long search.
@@ -61,6 +69,7 @@ class Limits:
     max_layers: int = 0
     effectiveness_filter: bool = False
     max_rho: float = 0.5
+    max_latency_ms: float = 0.0  # measured (needs the search's latency evaluator)
 
 
 @register_method("evolution")
@@ -69,14 +78,18 @@ class EvolutionSearch(OneShotSearch):
 
     ``evaluator_cls`` builds the evaluator that scores the children (:class:`ProxyEvaluator`
     by default); a subclass with the same constructor can time, cache or distribute scoring.
+    ``latency``: an evaluator returning one :class:`~tfnas.train.litert.LatencyStats` per
+    architecture, required by ``limits.max_latency_ms > 0`` (its ``measurer.recipe()``, when it
+    has one, is part of the checkpoint identity).
     """
 
     evaluator_cls = ProxyEvaluator
     requires = (EvolvableSpace,)
+    measures_latency = True  # honours a measured-latency limit (the run layer checks the config)
 
     def __init__(self, space: Any, proxy: Any, *, proxy_name: str, population: int, iterations: int,
                  limits: Limits, record_every: int = 100, batch_size: int = 64,
-                 start: Optional[Any] = None, batch: int = 1):
+                 start: Optional[Any] = None, latency: Optional[Any] = None, batch: int = 1):
         for attr in ("mutate", "num_params", "flops"):
             if not hasattr(space, attr):
                 raise TypeError(f"method 'evolution' needs a space with `{attr}`; "
@@ -88,10 +101,12 @@ class EvolutionSearch(OneShotSearch):
         self.population, self.iterations, self.limits = population, iterations, limits
         self.record_every, self.batch_size = record_every, batch_size
         self.start = start if start is not None else space.start_arch
+        if limits.max_latency_ms > 0 and latency is None:
+            raise ValueError("a measured-latency limit (limits.max_latency_ms > 0) needs a latency evaluator")
+        self.latency = latency if limits.max_latency_ms > 0 else None
         if int(batch) < 1:
             raise ValueError(f"evolution batch must be >= 1, got {batch}")
         self.batch = int(batch)
-
 
     # -- checks ----------------------------------------------------------------------------------
     def reject_reason(self, arch: Any) -> str:
@@ -106,6 +121,14 @@ class EvolutionSearch(OneShotSearch):
         if lim.effectiveness_filter and self.space.effectiveness(arch) > lim.max_rho:
             return "filter"
         return ""
+
+    def measured_reason(self, arch: Any) -> str:
+        """``"latency"`` when the measured median latency of ``arch`` exceeds the limit, else ``""``
+        (measures, or reads the cache; call after :meth:`reject_reason` passed)."""
+        if self.latency is None:
+            return ""
+        (stats,) = self.latency.evaluate([arch])
+        return "latency" if stats.median_ms > self.limits.max_latency_ms else ""
 
     def _child(self, members: List[Tuple[str, float]], rng: np.random.Generator) -> Any:
         if len(members) <= SMALL_POPULATION:
@@ -125,9 +148,16 @@ class EvolutionSearch(OneShotSearch):
 
     def _identity(self) -> Dict[str, Any]:
         lim = self.limits
-        return {"proxy": self.proxy_name, "population": self.population, "start": self.space.encode(self.start),
-                "limits": [lim.max_params, lim.max_flops, lim.max_layers, lim.effectiveness_filter, lim.max_rho],
-                "batch_size": self.batch_size, **({"batch": self.batch} if self.batch > 1 else {})}
+        identity = {"proxy": self.proxy_name, "population": self.population, "start": self.space.encode(self.start),
+                    "limits": [lim.max_params, lim.max_flops, lim.max_layers, lim.effectiveness_filter, lim.max_rho],
+                    "batch_size": self.batch_size}
+        if self.batch > 1:  # absent for batch 1: checkpoints written before batches existed stay valid
+            identity["batch"] = self.batch
+        if self.latency is not None:  # absent otherwise: checkpoints of unconstrained searches stay valid
+            measurer = getattr(self.latency, "measurer", None)
+            identity["latency"] = {"max_ms": lim.max_latency_ms,
+                                   "setup": measurer.recipe() if measurer is not None else None}
+        return identity
 
     def _save(self, context: SearchContext, state: Dict[str, Any]) -> None:
         context.store.write_text(self.STATE_FILE, json.dumps(state) + "\n")
@@ -148,6 +178,8 @@ class EvolutionSearch(OneShotSearch):
         mut_rng, score_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
         members: List[Tuple[str, float]] = []  # (arch string, score)
         counts = {"scored": 0, "params": 0, "flops": 0, "layers": 0, "filter": 0}
+        if self.latency is not None:
+            counts["latency"] = 0
         done, seconds = 0, 0.0
         state = self._load(context)
         if state is not None:
@@ -174,7 +206,7 @@ class EvolutionSearch(OneShotSearch):
                 children = [self._child(members, mut_rng) for _ in range(n)]
                 accepted = []
                 for j, child in enumerate(children):
-                    reason = self.reject_reason(child)
+                    reason = self.reject_reason(child) or self.measured_reason(child)
                     if reason:
                         counts[reason] += 1
                     else:
@@ -225,6 +257,10 @@ class EvolutionSearch(OneShotSearch):
             extra["layers"] = int(self.space.num_layers(best))
         if self.batch > 1:
             extra["failed"] = int(getattr(evaluator, "failed", 0))
+        if self.latency is not None:
+            (stats,) = self.latency.evaluate([best])  # measured when it joined: a cache hit
+            extra.update(latency_ms=round(stats.median_ms, 4), latency_p90_ms=round(stats.p90_ms, 4),
+                         max_latency_ms=self.limits.max_latency_ms)
         return SearchOutcome(best_arch=best_arch, score=float(best_score), score_name=self.proxy_name, extra=extra)
 
     def _evaluator(self, context: SearchContext, score_rng: np.random.Generator) -> Any:
@@ -259,6 +295,8 @@ class EvolutionSearch(OneShotSearch):
             best = self.space.decode(max(members, key=lambda m: m[1])[0])
             row["best_params"] = int(self.space.num_params(best))
             row["best_flops"] = int(self.space.flops(best))
+            if self.latency is not None:
+                row["best_latency_ms"] = self.latency.evaluate([best])[0].median_ms
         return row
 
 

@@ -13,6 +13,12 @@ optimum, regret, Spearman and Kendall are those of the feasible set (the constra
 required); it does not minimise latency. ``pareto:<device>`` additionally records, per run, the
 accuracy-latency front of the cells the search queried and its hypervolume (:mod:`tfnas.pareto`),
 and the sweep writes ``pareto.csv``, ``pareto.txt`` and ``pareto.png`` beside the true front.
+
+Measured latency: ``objective = latency:litert`` with ``max_latency_ms`` is the one latency
+objective of ``evolution`` (methods with ``measures_latency``), which times each child's TFLite
+model on this machine (:mod:`tfnas.evaluation.latency`) and rejects those over the limit;
+:func:`measured_latency_limit` checks that config. Table devices and ``pareto:`` belong to the
+table searches above, ``litert`` to evolution; any other pairing is refused in one line.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from tfnas.spaces.subset import SubsetSpace
 #: Budgeted methods that search whatever tabular view they are given (the constrained view).
 CONSTRAINABLE = (RandomSearch, PredictorSearch)
 OBJECTIVES = ("accuracy", "latency", "pareto")
+#: The device of a latency measured on this machine (LiteRT CPU interpreter), for ``evolution``.
+MEASURED_DEVICE = "litert"
 
 
 @dataclass(frozen=True)
@@ -60,13 +68,42 @@ def constraint_requested(cfg: Config) -> bool:
             or cfg.budget.max_params > 0)
 
 
-def refuse_search_keys(cfg: Config, flow: str) -> None:
-    """Flows other than the budget sweep cannot honour ``[search] objective`` / ``max_latency_ms``."""
+def measured_latency_limit(cfg: Config) -> float:
+    """The measured-latency limit (ms) of a method that measures latency itself (0 = none).
+
+    Accepts ``objective = accuracy`` without a limit, or ``latency:litert`` with ``max_latency_ms > 0``;
+    anything else is a one-line ConfigError naming the key.
+    """
+    objective, limit, method = parse_objective(cfg), cfg.search.max_latency_ms, cfg.method.name
+    hint = f"set [search] objective = latency:{MEASURED_DEVICE} and [search] max_latency_ms > 0"
+    if objective.kind == "accuracy":
+        if limit > 0:
+            raise ConfigError(f"{where(cfg)}: [search] max_latency_ms: method {method!r} measures latency on this "
+                              f"machine; {hint}")
+        return 0.0
+    if objective.kind != "latency" or objective.device != MEASURED_DEVICE:
+        raise ConfigError(f"{where(cfg)}: [search] objective: method {method!r} takes only latency:{MEASURED_DEVICE} "
+                          f"(latency measured on this machine), got {cfg.search.objective.strip()!r}; table devices "
+                          f"and pareto fronts are for rand, predictor, siamese on nb201")
+    if limit <= 0:
+        raise ConfigError(f"{where(cfg)}: [search] max_latency_ms: objective latency:{MEASURED_DEVICE} needs a limit "
+                          f"> 0 (ms)")
+    return float(limit)
+
+
+def refuse_search_keys(cfg: Config, flow: str, method_cls: Optional[type] = None) -> None:
+    """Flows other than the budget sweep cannot honour ``[search] objective`` / ``max_latency_ms``,
+    except a method that measures latency itself (``method_cls.measures_latency``), whose keys
+    :func:`measured_latency_limit` checks."""
+    if getattr(method_cls, "measures_latency", False):
+        measured_latency_limit(cfg)
+        return
     for key, active in (("objective", cfg.search.objective.strip() != "accuracy"),
                         ("max_latency_ms", cfg.search.max_latency_ms > 0)):
         if active:
             raise ConfigError(f"{where(cfg)}: [search] {key}: method {cfg.method.name!r} ({flow}) cannot honour a "
-                              f"latency objective; constrained searches: rand, predictor, siamese on nb201")
+                              f"latency objective; constrained searches: rand, predictor, siamese on nb201 (table "
+                              f"latencies), evolution (latency:{MEASURED_DEVICE}, measured)")
 
 
 @functools.lru_cache(maxsize=4)
@@ -145,8 +182,10 @@ def constrain(cfg: Config, method_cls: type, space: Any, benchmark: Any) -> Opti
     if objective.device:
         devices = benchmark.latency_devices
         if objective.device not in devices:
+            measured = (f" ({MEASURED_DEVICE}, measured on this machine, is for method evolution)"
+                        if objective.device == MEASURED_DEVICE else "")
             raise ConfigError(f"{where(cfg)}: [search] objective: unknown device {objective.device!r}; the "
-                              f"{cfg.benchmark.name} table has {', '.join(devices)}")
+                              f"{cfg.benchmark.name} table has {', '.join(devices)}{measured}")
         latency = np.asarray(benchmark.latency(objective.device), np.float64)
     params = _all_params(space, dataset_head(cfg)[0])
     feasible = np.ones(space.size, bool)

@@ -6,11 +6,13 @@ a method's configuration is read. ``BUILDERS`` maps a method class (or a base cl
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Dict
 
 import numpy as np
 
 from tfnas.config import Config, ConfigError
+from tfnas.evaluation.latency import LatencyEvaluator, LatencyMeasurer, LatencySetup
 from tfnas.methods.evolution import EvolutionSearch, Limits
 from tfnas.methods.nag.paper import NagSupernetSearch
 from tfnas.methods.nag.search import NagSearch
@@ -21,6 +23,7 @@ from tfnas.methods.siamese import PredictorSearch
 from tfnas.methods.slnas.nb201 import ControllerSearch
 from tfnas.methods.slnas.search import SlnasSearch
 from tfnas.registry import BENCHMARKS
+from tfnas.run.constraints import measured_latency_limit
 from tfnas.run.factory import build_benchmark, build_ec_factory, build_proxy, dataset_head, where
 
 BUILDERS: Dict[type, Callable[[type, Config, Any], Any]] = {}
@@ -64,10 +67,16 @@ def evolution(cls: type, cfg: Config, space: Any) -> EvolutionSearch:
         except ValueError as exc:
             raise ConfigError(f"{where(cfg)}: [space] start: {exc}") from None
     s, b = cfg.search, cfg.budget
-    limits = Limits(b.max_params, b.max_flops, b.max_layers, s.effectiveness_filter, s.max_rho)
+    max_latency_ms = measured_latency_limit(cfg)
+    limits = Limits(b.max_params, b.max_flops, b.max_layers, s.effectiveness_filter, s.max_rho, max_latency_ms)
+    latency = None
+    if max_latency_ms > 0:  # measured on this machine, cached beside the run (shared by its seeds)
+        setup = LatencySetup((space.resolution, space.resolution, 3), space.num_classes, s.latency_threads,
+                             s.latency_quantize, s.latency_runs, s.latency_warmup)
+        latency = LatencyEvaluator(LatencyMeasurer(space, setup, os.path.join(cfg.out_dir, "latency_cache")))
     method = cls(space, proxy, proxy_name=cfg.proxy.name, population=s.population, iterations=s.iterations,
                  limits=limits, record_every=s.record_every, batch_size=cfg.proxy.batch_size, start=start,
-                 batch=s.batch)
+                 batch=s.batch, latency=latency)
     reason = method.reject_reason(method.start)
     if reason:
         raise ConfigError(f"{where(cfg)}: the start architecture already breaks the limits ({reason}); "

@@ -27,6 +27,7 @@ import numpy as np
 
 from tfnas.config import Config
 from tfnas.methods.base import SearchContext, SearchOutcome
+from tfnas.registry import METHODS
 from tfnas.run.events import EventStream, events_root, hparams_of, history_step, write_hparams
 from tfnas.run.exports import export_lines, export_paths_of, missing_exports
 from tfnas.run.constraints import refuse_search_keys
@@ -145,7 +146,7 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     run_dir = RunDir(cfg, ignore=SEARCH_FREE_KEYS, ignore_sections=SEARCH_FREE_SECTIONS)
     run_dir.check()
     check_method_fits_space(cfg)
-    refuse_search_keys(cfg, "a one-shot search")
+    refuse_search_keys(cfg, "a one-shot search", METHODS.get(cfg.method.name))
     space = build_space(cfg)
     store = run_dir.store
     resumed = store.exists(RESULT_FILE)
@@ -173,6 +174,8 @@ def write_search_hparams(cfg: Config, run: SearchRun, result: Dict[str, Any]) ->
     o = run.outcome
     metrics = {"best_score": o.score, "search_wall_s": result.get("search_wall_s"),
                **{k: o.extra.get(k) for k in ("params", "flops")}}
+    if "latency_ms" in o.extra:  # measured-latency evolution: the found network's median LiteRT latency
+        metrics["latency_ms"] = o.extra["latency_ms"]
     if run.train_metrics:
         metrics.update(trained_accuracy=run.train_metrics.get("accuracy"), trained_loss=run.train_metrics.get("loss"))
     write_hparams(events_root(cfg), {**hparams_of(cfg), "score_name": o.score_name}, metrics)

@@ -4,9 +4,13 @@
 (:func:`tfnas.train.export.inference_model`: no auxiliary head, no DropPath) into a ``.tflite``
 flatbuffer with ``tf.lite.TFLiteConverter``; :func:`export_tflite` writes it atomically, like the
 other exports (hidden temporary sibling, then rename; ``overwrite`` semantics kept). The model is
-converted from a SavedModel written with a **batch-1** signature ``(1, H, W, 3)`` named ``images``:
-on-device inference runs one image per call, and a static shape lets the converter fold the
-shape-dependent constants of the cells (e.g. the window counts of ``avg_pool_3x3``).
+converted with a **batch-1** signature ``(1, H, W, 3)`` named ``images``: on-device inference runs
+one image per call, and a static shape lets the converter fold the shape-dependent constants of
+the cells (e.g. the window counts of ``avg_pool_3x3``). Two routes give the same model
+(``via``): ``"saved_model"`` (the default of the exports) writes a temporary SavedModel and
+converts it; ``"frozen"`` traces the same batch-1 function, folds its variables into constants in
+memory and converts the frozen graph, 3-5 times faster (no disk round trip; docs/PERFORMANCE.md).
+Measured-latency searches convert thousands of networks and take the frozen route.
 :func:`tfnas.train.litert.run_tflite` feeds a batch one image at a time.
 
 Quantization (``quantize``):
@@ -44,11 +48,12 @@ try:  # the converter's own error type is not exported under tf.lite
 except ImportError:  # pragma: no cover - other TensorFlow layouts
     ConverterError = RuntimeError
 
-__all__ = ["QUANTIZATIONS", "check_quantize", "convert_tflite", "export_tflite"]
+__all__ = ["QUANTIZATIONS", "ROUTES", "check_quantize", "convert_tflite", "export_tflite"]
 
 logger = logging.getLogger(__name__)
 
 QUANTIZATIONS = ("none", "float16", "int8")
+ROUTES = ("saved_model", "frozen")
 
 
 def check_quantize(quantize: str) -> str:
@@ -76,11 +81,23 @@ def _write_batch1_saved_model(model: keras.Model, shape: tuple, folder: str) -> 
     archive.write_out(folder, verbose=False)
 
 
+def _frozen_converter(model: keras.Model, shape: tuple) -> "tf.lite.TFLiteConverter":
+    """A converter of the batch-1 inference function with its variables folded into constants."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = tf.TensorSpec((1,) + shape, tf.float32, name="images")
+    function = tf.function(lambda images: model(images, training=False)).get_concrete_function(spec)
+    # The frozen graph holds no variables: an empty trackable keeps the converter on its current path.
+    return tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(function)],
+                                                           tf.Module())
+
+
 def convert_tflite(
     model: keras.Model,
     quantize: str = "none",
     calibration: Optional[np.ndarray] = None,
     input_shape: Optional[Sequence[int]] = None,
+    via: str = "saved_model",
 ) -> bytes:
     """The ``.tflite`` flatbuffer of ``model``'s inference network.
 
@@ -92,16 +109,19 @@ def convert_tflite(
             expects them (required for ``"int8"``, ignored otherwise); see
             :func:`tfnas.train.calibration.calibration_images`.
         input_shape: ``(H, W, C)``; default: the model's own (static) input shape.
+        via: ``"saved_model"`` or ``"frozen"`` (the conversion route; see the module docstring).
 
     Returns:
         The model bytes; input ``(1, H, W, C)`` float32 (int8 for ``"int8"``), output
         ``(1, classes)`` likewise.
 
     Raises:
-        ValueError: unknown ``quantize``, missing or misshapen ``calibration``, no static input shape.
+        ValueError: unknown ``quantize`` or ``via``, missing or misshapen ``calibration``, no static input shape.
         RuntimeError: the converter failed (e.g. an op without an int8 kernel).
     """
     check_quantize(quantize)
+    if via not in ROUTES:
+        raise ValueError(f"unknown TFLite conversion route via={via!r}; expected one of {', '.join(ROUTES)}")
     net = inference_model(model)
     shape = _image_shape(net, input_shape)
     if quantize == "int8":
@@ -111,9 +131,12 @@ def convert_tflite(
         if calibration.shape[1:] != shape:
             raise ValueError(f"calibration images must have shape (N,) + {shape}; got {calibration.shape}")
     with tempfile.TemporaryDirectory(prefix="tfnas-tflite-") as folder:
-        saved = os.path.join(folder, "saved_model")
-        _write_batch1_saved_model(net, shape, saved)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serve"])
+        if via == "frozen":
+            converter = _frozen_converter(net, shape)
+        else:
+            saved = os.path.join(folder, "saved_model")
+            _write_batch1_saved_model(net, shape, saved)
+            converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serve"])
         if quantize == "float16":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]
@@ -134,7 +157,7 @@ def convert_tflite(
         except (ConverterError, ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise RuntimeError(f"TFLite conversion ({quantize}) failed: {first}") from err
-    logger.info("converted to TFLite (%s): %d bytes, input %s", quantize, len(flatbuffer), (1,) + shape)
+    logger.info("converted to TFLite (%s, via %s): %d bytes, input %s", quantize, via, len(flatbuffer), (1,) + shape)
     return flatbuffer
 
 
