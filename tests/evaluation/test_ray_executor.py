@@ -7,6 +7,8 @@ each file in one worker), so two Ray instances never start side by side.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -26,13 +28,17 @@ def ray_init_kwargs(folder: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def ray_executor(tmp_path_factory):
+def ray_executor():
     from tfnas.evaluation.ray_executor import RayExecutor
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private instance: no token under the home folder
-    executor = RayExecutor(2, init_kwargs=ray_init_kwargs(str(tmp_path_factory.mktemp("ray"))))
+    # a short private folder: Ray's socket paths inside it must stay under 108 bytes, which pytest's
+    # nested temporary folders (with xdist's popen-gwN level) can exceed
+    folder = tempfile.mkdtemp(prefix="tfnas-ray-")
+    executor = RayExecutor(2, init_kwargs=ray_init_kwargs(folder))
     yield executor
     executor.close()
+    shutil.rmtree(folder, ignore_errors=True)
     assert not ray.is_initialized()  # the executor started Ray, so it stops it
 
 
