@@ -41,8 +41,8 @@ class RunConfig:
       workers: worker processes / actors (0 = one per GPU when GPUs are visible, else one per core).
       worker_threads: TensorFlow intra-op threads per worker. 0 = TensorFlow's default, as in this
         process, so every executor computes bit-identical results; N > 0 avoids oversubscribing
-        the cores, but scores may then differ from ``local`` in the last digits (float sums are
-        split over another number of threads).
+        the cores, but scores then differ from ``local`` in the last digits (float sums split over
+        another number of threads), enough for a long evolution to take another path.
       ray_address: ``local`` (a private Ray instance), ``auto`` (the cluster this machine joined
         with ``ray start``) or ``HOST:PORT`` of a Ray head node.
     """
