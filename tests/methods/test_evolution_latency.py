@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tfnas.config import ConfigError, load_config
+from tests.methods.test_evolution import ToySpace
 from tfnas.evaluation.base import Evaluator
 from tfnas.methods.base import SearchContext
 from tfnas.methods.evolution import EvolutionSearch, Limits
@@ -22,29 +23,7 @@ from tfnas.run.sweep import run_sweep
 from tfnas.train.litert import LatencyStats
 
 
-class Widths:
-    """Architectures are tuples of 3 widths in [1, 64]; params = sum w^2, flops = 10 * sum w."""
-
-    num_classes, resolution = 10, 8
-    start_arch = (4, 4, 4)
-
-    def mutate(self, arch, rng):
-        out = list(arch)
-        i = int(rng.integers(len(out)))
-        out[i] = int(np.clip(out[i] + rng.choice([-3, -2, -1, 1, 2, 3]), 1, 64))
-        return tuple(out)
-
-    def encode(self, arch):
-        return "-".join(str(w) for w in arch)
-
-    def decode(self, text):
-        return tuple(int(t) for t in text.split("-"))
-
-    def num_params(self, arch):
-        return sum(w * w for w in arch)
-
-    def flops(self, arch):
-        return 10 * sum(arch)
+Widths = ToySpace  # tuples of 3 widths in [1, 64]; params = sum w^2, flops = 10 * sum w
 
 
 class SumProxy(Proxy):

@@ -5,24 +5,10 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
-import tensorflow as tf
-
+from tests.images import write_image_folder
 from tfnas.config import load_config
 from tfnas.evaluation.executors import ProcessExecutor
 from tfnas.run.sweep import run_sweep
-
-
-def image_folder(root, per_class=16, side=16):
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for cls in ("a", "b"):
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                image = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
-                (folder / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
-    return root
 
 
 def sets(out_dir, data, *more):
@@ -45,7 +31,7 @@ def test_oracle_queries_trained_on_a_pool_give_the_same_records_and_cache(tmp_pa
         return pool_map(self, job, items)
 
     monkeypatch.setattr(ProcessExecutor, "map", counting_map)
-    data = image_folder(tmp_path / "images")
+    data = write_image_folder(tmp_path / "images", per_class=16)
     local = run_sweep(load_config("cfg/tinynano_siams.cfg", sets(tmp_path / "local", data)))
     pooled = run_sweep(load_config("cfg/tinynano_siams.cfg", sets(tmp_path / "pool", data, "run.executor=process",
                                                                     "run.workers=2")))

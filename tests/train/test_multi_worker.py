@@ -17,7 +17,8 @@ import sys
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
+
+from tests.images import write_image_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"
@@ -27,18 +28,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("localhost", 0))
         return sock.getsockname()[1]
-
-
-def image_folder(root, per_class=32, side=16):
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for cls in ("a", "b"):
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                image = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
-                (folder / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
-    return root
 
 
 def train(out_dir, data, strategy, tf_config=None):
@@ -58,7 +47,7 @@ def train(out_dir, data, strategy, tf_config=None):
 
 
 def test_two_local_workers_train_in_step_like_one_worker(tmp_path):
-    data = image_folder(tmp_path / "images")
+    data = write_image_folder(tmp_path / "images", per_class=32)
     cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
     procs = [train(tmp_path / f"w{i}", data, "multi_worker",
                    {"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(2)]

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.images import write_image_folder
 from tfnas.data.base import IMAGENET_MEAN, IMAGENET_STD
 from tfnas.spaces.darts import DartsSpace
 from tfnas.spaces.lite import LiteSpace
@@ -183,15 +184,7 @@ def test_export_is_atomic_and_refuses_to_overwrite(tmp_path, monkeypatch):
 
 
 def _image_folder(root, size=(40, 36), per_class=3):
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for cls in ("cat", "dog"):
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                image = rng.integers(0, 256, size + (3,), dtype=np.uint8)
-                (folder / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
-    return root
+    return write_image_folder(root, per_class=per_class, size=size, classes=("cat", "dog"))
 
 
 def test_calibration_from_an_image_folder_is_the_evaluation_preprocessing(tmp_path):

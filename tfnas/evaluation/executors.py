@@ -119,20 +119,25 @@ class Executor(abc.ABC):
 
 
 class LocalExecutor(Executor):
-    """Runs every item in this process (the reference for what the other executors return)."""
+    """Runs every item in this process (the reference for what the other executors return).
+
+    A :class:`Job` is built from the object itself, so its state stays visible to the caller (and
+    nothing needs to pickle); a :class:`PreparedJob` is built from its pickle, as in a worker.
+    """
 
     name = "local"
 
     def __init__(self) -> None:
         super().__init__(1)
-        self._built: Dict[str, Callable] = {}
+        self._built: Dict[Any, Tuple[Any, Callable]] = {}
 
     def map(self, job: "Job | PreparedJob", items: Sequence[Any]) -> List[Any]:
-        prepared = prepare_job(job)  # built from the same pickle as in a worker: the same state
-        run = self._built.get(prepared.key)
-        if run is None:
-            run = self._built[prepared.key] = pickle.loads(prepared.payload).build()
-        return _evaluate_each(run, items)
+        key = job.key if isinstance(job, PreparedJob) else id(job)
+        entry = self._built.get(key)
+        if entry is None or (not isinstance(job, PreparedJob) and entry[0] is not job):
+            built = pickle.loads(job.payload).build() if isinstance(job, PreparedJob) else job.build()
+            entry = self._built[key] = (job, built)  # the job is kept so that its id is not reused
+        return _evaluate_each(entry[1], items)
 
 
 # -- worker side (process pool and Ray actors) ---------------------------------------------------

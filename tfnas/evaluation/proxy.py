@@ -83,7 +83,8 @@ class ParallelProxyEvaluator(Evaluator):
     """Proxy scoring through an executor: the same scores as :class:`ProxyEvaluator` given the
     same per-architecture generators, whatever the executor and its number of workers.
 
-    Build it before the space or proxy is used in this process (the job is pickled here).
+    For an executor other than ``local``, build it before the space or proxy is used in this
+    process (the job is pickled here); the local executor scores with the objects themselves.
 
     Attributes:
         evaluated: architectures scored so far; failed: those whose scoring raised (score NaN).
@@ -94,8 +95,9 @@ class ParallelProxyEvaluator(Evaluator):
                  input_shape: Tuple[int, int, int], batch_size: int,
                  prime: Optional[Tuple[str, np.random.Generator]] = None):
         self.executor, self.space = executor, space
-        self.job = prepare_job(ProxyJob(space, proxy, num_classes=num_classes, input_shape=input_shape,
-                                        batch_size=batch_size, prime=prime))
+        job = ProxyJob(space, proxy, num_classes=num_classes, input_shape=input_shape, batch_size=batch_size,
+                       prime=prime)
+        self.job: Any = job if executor.name == "local" else prepare_job(job)
         self.evaluated = self.failed = 0
         self.seconds: List[float] = []
 
