@@ -19,8 +19,8 @@ def run(space: str = "nb201", arch: str = "", quantize: Sequence[str] = ("none",
         input_size: int = 32, num_classes: int = 10, runs: int = 100, warmup: int = 10, threads: int = 1,
         via: Sequence[str] = ("saved_model",)) -> None:
     """Emits ``tflite`` per quantization and conversion route (``via``: ``saved_model``, ``frozen``):
-    ``convert_s`` (route + converter, int8 with 100 synthetic calibration images), ``size_kb``, ``median_ms``/``p90_ms`` (batch 1, ``threads``
-    LiteRT threads) and the Keras inference network's ``params``. Weights are untrained (an
+    ``convert_s`` (route + converter, int8 with 100 synthetic calibration images), ``size_kb``,
+    ``median_ms``/``p90_ms`` (batch 1, ``threads`` LiteRT threads) and the Keras inference network's ``params``. Weights are untrained (an
     untrained network converts and runs at the same speed)."""
     import keras
 

@@ -47,7 +47,8 @@ def make_strategy(name: StrategyLike = "auto") -> tf.distribute.Strategy:
     if isinstance(name, tf.distribute.Strategy):
         return name
     if name not in STRATEGY_NAMES:
-        raise StrategyError(f"Unknown strategy {name!r}; expected one of {', '.join(STRATEGY_NAMES)} or a tf.distribute.Strategy.")
+        raise StrategyError(f"Unknown strategy {name!r}; expected one of {', '.join(STRATEGY_NAMES)} "
+                            "or a tf.distribute.Strategy.")
     if name == "multi_worker":  # before anything initialises TensorFlow's context (device listing does)
         return _multi_worker()
     gpus = tf.config.list_logical_devices("GPU")
@@ -86,7 +87,8 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     task_type, task_id = resolver.task_type, resolver.task_id
     if task_type is None:
         return True
-    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict())
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
 
 
 def resolve_jit_compile(value: Union[str, bool] = "auto") -> bool:
