@@ -1,24 +1,13 @@
 """tools/bench.py latency-corr: measured LiteRT latency of NB201 cells vs the table's device columns."""
 
-import importlib.util
 import json
 import os
 
 import numpy as np
 
+from tests.perf.test_bench_cli import load_bench
 from tfnas.benchmarks.nb201 import Nb201Benchmark
 from tfnas.metrics import spearman
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BENCH = os.path.join(ROOT, "tools", "bench.py")
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("tools_bench_latency", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_flags_and_defaults():
     args = load_bench().parser().parse_args(["latency-corr"])

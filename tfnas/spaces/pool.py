@@ -13,10 +13,11 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from tfnas.spaces.base import GraphSpace, TabularSpace, require
+from tfnas.spaces.base import GraphSpace, require
+from tfnas.spaces.view import RowView
 
 
-class CandidatePool(TabularSpace, GraphSpace):
+class CandidatePool(RowView):
     """``size`` distinct architectures of ``space`` drawn with ``seed``; rows in draw order.
 
     Args:
@@ -27,6 +28,8 @@ class CandidatePool(TabularSpace, GraphSpace):
         seed: seed of the draw; the same seed gives the same pool.
         archs: explicit architectures instead of sampling (e.g. a pool read back from disk).
     """
+
+    OWN = ("archs", "keys", "_graphs", "_rows")
 
     def __init__(self, space: Any, size: int = 1000, seed: int = 0, archs: Sequence[Any] = ()):
         require(space, GraphSpace, "a candidate pool")
@@ -79,28 +82,3 @@ class CandidatePool(TabularSpace, GraphSpace):
                 adj, ops = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
             self._graphs = (np.asarray(adj, np.float32), np.asarray(ops, np.float32))
         return self._graphs
-
-    # -- delegated ------------------------------------------------------------------------------
-    def to_graph(self, arch: Any) -> Tuple[np.ndarray, np.ndarray]:
-        return self.base.to_graph(arch)
-
-    def sample(self, rng: np.random.Generator) -> Any:
-        return self.archs[int(rng.integers(self.size))]
-
-    def mutate(self, arch: Any, rng: np.random.Generator) -> Any:
-        return self.base.mutate(arch, rng)
-
-    def encode(self, arch: Any) -> str:
-        return self.base.encode(arch)
-
-    def decode(self, text: str) -> Any:
-        return self.base.decode(text)
-
-    def build(self, arch: Any, num_classes: int, input_shape: Tuple[int, int, int], **kwargs: Any):
-        return self.base.build(arch, num_classes, input_shape, **kwargs)
-
-    def __getattr__(self, item: str) -> Any:
-        # flops, num_params, ... of the underlying space
-        if item in ("base", "archs", "_graphs", "_rows"):
-            raise AttributeError(item)
-        return getattr(self.base, item)

@@ -13,15 +13,18 @@ from typing import Any, Tuple
 import numpy as np
 
 from tfnas.spaces.base import GraphSpace, TabularSpace, require
+from tfnas.spaces.view import RowView
 
 
-class SubsetSpace(TabularSpace, GraphSpace):
+class SubsetSpace(RowView):
     """Rows ``rows`` (ascending, distinct) of the tabular graph space ``space``.
 
     Args:
         space: a :class:`~tfnas.spaces.base.TabularSpace` and :class:`~tfnas.spaces.base.GraphSpace`.
         rows: full-space rows kept, int ``[n]``; sorted and deduplicated here (``n >= 1``).
     """
+
+    OWN = ("rows", "_local")
 
     def __init__(self, space: Any, rows: Any):
         require(space, TabularSpace, "a subset view")
@@ -57,28 +60,3 @@ class SubsetSpace(TabularSpace, GraphSpace):
         """``(adj[n, N, N], ops[n, N, K])`` of the kept rows, in subset order."""
         adj, ops = self.base.all_graphs()
         return adj[self.rows], ops[self.rows]
-
-    # -- delegated ------------------------------------------------------------------------------
-    def to_graph(self, arch: Any) -> Tuple[np.ndarray, np.ndarray]:
-        return self.base.to_graph(arch)
-
-    def sample(self, rng: np.random.Generator) -> Any:
-        return self.from_index(int(rng.integers(self.size)))
-
-    def mutate(self, arch: Any, rng: np.random.Generator) -> Any:
-        return self.base.mutate(arch, rng)  # may leave the subset: mutation-based methods are not offered it
-
-    def encode(self, arch: Any) -> str:
-        return self.base.encode(arch)
-
-    def decode(self, text: str) -> Any:
-        return self.base.decode(text)
-
-    def build(self, arch: Any, num_classes: int, input_shape: Tuple[int, int, int], **kwargs: Any):
-        return self.base.build(arch, num_classes, input_shape, **kwargs)
-
-    def __getattr__(self, item: str) -> Any:
-        # num_params, flops, ... of the full space
-        if item in ("base", "rows", "_local"):
-            raise AttributeError(item)
-        return getattr(self.base, item)
