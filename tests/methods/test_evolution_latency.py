@@ -11,8 +11,8 @@ import os
 import numpy as np
 import pytest
 
+from tests.toy_space import ToySpace
 from tfnas.config import ConfigError, load_config
-from tests.methods.test_evolution import ToySpace
 from tfnas.evaluation.base import Evaluator
 from tfnas.methods.base import SearchContext
 from tfnas.methods.evolution import EvolutionSearch, Limits
