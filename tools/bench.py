@@ -2,7 +2,7 @@
 """Speed and memory benchmarks; figures go to docs/PERFORMANCE.md with the machine they came from.
 
     python tools/bench.py table                       # load time of the shipped NAS-Bench-201 table
-    python tools/bench.py siamese [--budget 100] [--repeats 3] [--method siamese|predictor]
+    python tools/bench.py siamese [--budget 100] [--repeats 3] [--method siamese|predictor|brp_nas] [--units U]
     python tools/bench.py train-step [--batch 64] [--steps 30]
     python tools/bench.py proxies --space nb201|zen [--proxies synflow,zen,...] [--cells 100]
     python tools/bench.py evolution [--proxy zen] [--population 512] [--iterations 300] [--dump-candidates F]
@@ -44,7 +44,7 @@ def table(args) -> None:
 def siamese(args) -> None:
     from perf import siamese as bench
 
-    bench.run(method=args.method, budget=args.budget, repeats=args.repeats, jit=args.jit)
+    bench.run(method=args.method, budget=args.budget, repeats=args.repeats, jit=args.jit, units=args.units)
 
 
 def train_step(args) -> None:
@@ -120,7 +120,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("siamese")
     s.add_argument("--budget", type=int, default=100)
     s.add_argument("--repeats", type=int, default=3)
-    s.add_argument("--method", choices=("siamese", "predictor"), default="siamese")
+    s.add_argument("--method", choices=("siamese", "predictor", "brp_nas"), default="siamese")
+    s.add_argument("--units", type=int, default=0, help="predictor width (0 = the cfg file's)")
     s.add_argument("--jit", choices=("auto", "true", "false"), default="auto")
     s.set_defaults(run=siamese)
     s = sub.add_parser("train-step")

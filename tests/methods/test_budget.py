@@ -30,6 +30,8 @@ def make_method(name, *overrides):
         ("siamese", ("search.bts=false", "predictor.nsam=false")),
         ("siamese", ("search.bts=true", "predictor.nsam=true")),
         ("siamese", ("search.bts=true", "search.update_split=3", "search.reserve=0")),
+        ("brp_nas", ("brp.units=16", "brp.epochs=5")),
+        ("brp_nas", ("brp.units=16", "brp.epochs=5", "brp.iterations=1", "brp.top_fraction=0")),
     ],
 )
 @pytest.mark.parametrize("budget", [6, 23])

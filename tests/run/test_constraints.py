@@ -43,11 +43,15 @@ def constrained_views(cfg_name, sets):
     return cfg, con
 
 
-@pytest.mark.parametrize("cfg_name", ["cfg/rand_pixel3.cfg", "cfg/predictor_pixel3.cfg",
-                                      "cfg/siams_nsam_pixel3.cfg"])
-def test_every_queried_and_returned_cell_is_feasible(tmp_path, cfg_name):
+BRP_PIXEL3 = ["search.objective=latency:pixel3", f"search.max_latency_ms={LIMIT}", "brp.units=8", "brp.epochs=4"]
+
+
+@pytest.mark.parametrize("cfg_name, extra", [("cfg/rand_pixel3.cfg", []), ("cfg/predictor_pixel3.cfg", []),
+                                             ("cfg/siams_nsam_pixel3.cfg", []), ("cfg/brp_nas.cfg", BRP_PIXEL3)])
+def test_every_queried_and_returned_cell_is_feasible(tmp_path, cfg_name, extra):
     budget = 20
-    cfg, con = constrained_views(cfg_name, [f"run.out_dir={tmp_path}", "budget.start=20", "budget.stop=20"] + TINY)
+    cfg, con = constrained_views(cfg_name, [f"run.out_dir={tmp_path}", "budget.start=20", "budget.stop=20"] + TINY
+                                 + extra)
     feasible, _ = brute_force()
     assert con.rows.tolist() == np.flatnonzero(feasible).tolist()
     method = build_method(cfg, con.space)

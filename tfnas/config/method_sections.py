@@ -1,10 +1,72 @@
-"""The sections of single methods: ``[controller]`` (SLNAS) and ``[nag]`` (NAG)."""
+"""The sections of single method families: ``[predictor]`` (Siamese-NAS), ``[brp]`` (BRP-NAS),
+``[controller]`` (SLNAS) and ``[nag]`` (NAG)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from tfnas.config.fields import _f
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """[predictor]: graph accuracy predictors (Siamese-NAS).
+
+    Attributes:
+      units: GCN feature width.
+      epochs: total training epochs.
+      batch_size: predictor batch size.
+      lr: learning rate for the first 70 % of epochs.
+      lr_final: learning rate for the last 30 %.
+      huber_delta: Huber loss delta on accuracies in [0, 1].
+      nsam: use the node self-attention module.
+      ec_source: estimation code source: ``table`` (12-epoch figures), ``train`` or a proxy name.
+      ec_epochs: epochs of short training for ``ec_source = train`` (one loss per epoch).
+      jit_compile: XLA for the predictor train step (``auto`` = on: measured faster on CPU and GPU).
+    """
+
+    units: int = _f(64, min=1)
+    epochs: int = _f(200, min=1)
+    batch_size: int = _f(8, min=1)
+    lr: float = _f(1e-3, min=0.0)
+    lr_final: float = _f(1e-4, min=0.0)
+    huber_delta: float = _f(0.5, min=0.0)
+    nsam: bool = _f(True)
+    ec_source: str = _f("table")
+    ec_epochs: int = _f(3, min=1)
+    jit_compile: str = _f("auto", choices=("auto", "true", "false"))
+
+
+@dataclass(frozen=True)
+class BrpConfig:
+    """[brp]: BRP-NAS, the binary relation predictor and its iterative data selection (``brp_nas``).
+
+    Defaults are the authors' (paper Sec. 4.2 and their code's NB201 configs); see :mod:`tfnas.methods.brp`.
+
+    Attributes:
+      units: GCN features per node (BRP-NAS: 600).
+      layers: GCN layers (BRP-NAS: 4).
+      dropout: after every GCN layer (BRP-NAS: 0.2).
+      lr / weight_decay: AdamW (BRP-NAS: 3.5e-4, 5e-4), cosine-decayed to 0 over each round's training.
+      epochs: training epochs after the last round; round ``t`` of ``T`` trains ``epochs * (t + 1) / T``
+        (BRP-NAS: 250, i.e. 50, 100, ..., 250).
+      batch_size: cells per training step, trained on all their ordered pairs.
+      iterations: rounds ``T`` the budget is spent in (BRP-NAS: 5).
+      top_fraction: share of a round's queries taken from the top of the predicted ranking; the rest
+        are random cells from its top ``1 / 2^t`` (BRP-NAS: 0.5).
+      jit_compile: XLA for the training epoch (``auto`` = on: measured faster on CPU).
+    """
+
+    units: int = _f(600, min=1)
+    layers: int = _f(4, min=1)
+    dropout: float = _f(0.2, min=0.0, max=0.99)
+    lr: float = _f(3.5e-4, min=0.0)
+    weight_decay: float = _f(5e-4, min=0.0)
+    epochs: int = _f(250, min=1)
+    batch_size: int = _f(16, min=2)
+    iterations: int = _f(5, min=1)
+    top_fraction: float = _f(0.5, min=0.0, max=1.0)
+    jit_compile: str = _f("auto", choices=("auto", "true", "false"))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ class ConfigError(ValueError):
 
 
 from tfnas.config.fields import _f
-from tfnas.config.method_sections import ControllerConfig, NagConfig
+from tfnas.config.method_sections import BrpConfig, ControllerConfig, NagConfig, PredictorConfig
 
 
 @dataclass(frozen=True)
@@ -170,35 +170,6 @@ class BudgetConfig:
 
     def budgets(self) -> List[int]:
         return list(range(self.start, self.stop + 1, self.step))
-
-
-@dataclass(frozen=True)
-class PredictorConfig:
-    """[predictor]: graph accuracy predictors (Siamese-NAS).
-
-    Attributes:
-      units: GCN feature width.
-      epochs: total training epochs.
-      batch_size: predictor batch size.
-      lr: learning rate for the first 70 % of epochs.
-      lr_final: learning rate for the last 30 %.
-      huber_delta: Huber loss delta on accuracies in [0, 1].
-      nsam: use the node self-attention module.
-      ec_source: estimation code source: ``table`` (12-epoch figures), ``train`` or a proxy name.
-      ec_epochs: epochs of short training for ``ec_source = train`` (one loss per epoch).
-      jit_compile: XLA for the predictor train step (``auto`` = on: measured faster on CPU and GPU).
-    """
-
-    units: int = _f(64, min=1)
-    epochs: int = _f(200, min=1)
-    batch_size: int = _f(8, min=1)
-    lr: float = _f(1e-3, min=0.0)
-    lr_final: float = _f(1e-4, min=0.0)
-    huber_delta: float = _f(0.5, min=0.0)
-    nsam: bool = _f(True)
-    ec_source: str = _f("table")
-    ec_epochs: int = _f(3, min=1)
-    jit_compile: str = _f("auto", choices=("auto", "true", "false"))
 
 
 @dataclass(frozen=True)
@@ -415,6 +386,7 @@ SECTIONS: Dict[str, type] = {
     "export": ExportConfig,
     "controller": ControllerConfig,
     "nag": NagConfig,
+    "brp": BrpConfig,
 }
 
 
@@ -435,6 +407,7 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     nag: NagConfig = field(default_factory=NagConfig)
+    brp: BrpConfig = field(default_factory=BrpConfig)
     source: str = ""
 
     @property

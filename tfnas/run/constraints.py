@@ -2,7 +2,7 @@
 
 ``[search] objective = accuracy | latency:<device> | pareto:<device>``, ``[search] max_latency_ms``
 (0 = none) and ``[budget] max_params`` (0 = none) restrict a budgeted table search (``rand``,
-``predictor``, ``siamese``) to the *feasible* cells. Latencies are the NB201 table's published
+``predictor``, ``siamese``, ``brp_nas``) to the *feasible* cells. Latencies are the NB201 table's published
 per-device figures and parameter counts are analytic (``[space]`` width, the dataset's classes),
 both known before any query, so filtering on them spends no budget. The run layer hands the method
 a :class:`~tfnas.spaces.subset.SubsetSpace` and a :class:`~tfnas.benchmarks.subset.SubsetBenchmark`
@@ -31,6 +31,7 @@ import numpy as np
 
 from tfnas.benchmarks.subset import SubsetBenchmark
 from tfnas.config import Config, ConfigError
+from tfnas.methods.brp import BrpSearch
 from tfnas.methods.random_search import RandomSearch
 from tfnas.methods.siamese import PredictorSearch
 from tfnas.pareto import hypervolume, pareto_front
@@ -38,7 +39,7 @@ from tfnas.run.factory import dataset_head, where
 from tfnas.spaces.subset import SubsetSpace
 
 #: Budgeted methods that search whatever tabular view they are given (the constrained view).
-CONSTRAINABLE = (RandomSearch, PredictorSearch)
+CONSTRAINABLE = (RandomSearch, PredictorSearch, BrpSearch)
 OBJECTIVES = ("accuracy", "latency", "pareto")
 #: The device of a latency measured on this machine (LiteRT CPU interpreter), for ``evolution``.
 MEASURED_DEVICE = "litert"
@@ -84,7 +85,7 @@ def measured_latency_limit(cfg: Config) -> float:
     if objective.kind != "latency" or objective.device != MEASURED_DEVICE:
         raise ConfigError(f"{where(cfg)}: [search] objective: method {method!r} takes only latency:{MEASURED_DEVICE} "
                           f"(latency measured on this machine), got {cfg.search.objective.strip()!r}; table devices "
-                          f"and pareto fronts are for rand, predictor, siamese on nb201")
+                          f"and pareto fronts are for rand, predictor, siamese, brp_nas on nb201")
     if limit <= 0:
         raise ConfigError(f"{where(cfg)}: [search] max_latency_ms: objective latency:{MEASURED_DEVICE} needs a limit "
                           f"> 0 (ms)")
@@ -102,7 +103,7 @@ def refuse_search_keys(cfg: Config, flow: str, method_cls: Optional[type] = None
                         ("max_latency_ms", cfg.search.max_latency_ms > 0)):
         if active:
             raise ConfigError(f"{where(cfg)}: [search] {key}: method {cfg.method.name!r} ({flow}) cannot honour a "
-                              f"latency objective; constrained searches: rand, predictor, siamese on nb201 (table "
+                              f"latency objective; constrained searches: rand, predictor, siamese, brp_nas on nb201 (table "
                               f"latencies), evolution (latency:{MEASURED_DEVICE}, measured)")
 
 
@@ -174,7 +175,7 @@ def constrain(cfg: Config, method_cls: type, space: Any, benchmark: Any) -> Opti
                           f"(for the unconstrained front use pareto:{objective.device})")
     if not issubclass(method_cls, CONSTRAINABLE):
         raise ConfigError(f"{where(cfg)}: {key}: method {cfg.method.name!r} cannot search a restricted table; "
-                          f"constrained searches: rand, predictor, siamese (on [benchmark] name = nb201)")
+                          f"constrained searches: rand, predictor, siamese, brp_nas (on [benchmark] name = nb201)")
     if not hasattr(benchmark, "latency_devices") or benchmark.ground_truth(cfg.dataset.name) is None:
         raise ConfigError(f"{where(cfg)}: {key}: needs a table with published latencies and parameter counts "
                           f"([benchmark] name = nb201); got {cfg.benchmark.name!r}")

@@ -13,6 +13,7 @@ import numpy as np
 
 from tfnas.config import Config, ConfigError
 from tfnas.evaluation.latency import LatencyEvaluator, LatencyMeasurer, LatencySetup
+from tfnas.methods.brp import BrpSearch
 from tfnas.methods.evolution import EvolutionSearch, Limits
 from tfnas.methods.nag.paper import NagSupernetSearch
 from tfnas.methods.nag.search import NagSearch
@@ -55,6 +56,15 @@ def predictor_search(cls: type, cfg: Config, space: Any) -> PredictorSearch:
                init_fraction=s.init_fraction, update_split=s.update_split, sample_fraction=s.sample_fraction,
                rank_k=s.rank_k, final_rank_k=s.final_rank_k, reserve=s.reserve, ec_source=p.ec_source,
                ec_factory=ec_factory, jit_compile=jit, name=cfg.method.name)
+
+
+@builds(BrpSearch)
+def brp_nas(cls: type, cfg: Config, space: Any) -> BrpSearch:
+    b = cfg.brp
+    jit = {"true": True, "false": False}.get(b.jit_compile, True)  # auto = on: faster on CPU too (PERFORMANCE.md)
+    return cls(space, units=b.units, layers=b.layers, dropout=b.dropout, lr=b.lr, weight_decay=b.weight_decay,
+               epochs=b.epochs, batch_size=b.batch_size, iterations=b.iterations, top_fraction=b.top_fraction,
+               jit_compile=jit)
 
 
 @builds(EvolutionSearch)
