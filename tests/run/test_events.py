@@ -90,7 +90,7 @@ def test_search_history_rows_become_scalars_once_across_a_resume(tmp_path):
     history = pd.read_csv(tmp_path / "history.csv")
     points = scalars(str(tmp_path / "tensorboard" / "search"))
     assert list(history["iteration"]) == [10, 20, 30, 40, 50]
-    for column in ("best_score", "mean_score", "population", "best_params"):
+    for column in ("best_score", "mean_score", "median_score", "population", "best_params"):
         assert [s for s, _ in points[f"history/{column}"]] == list(history["iteration"]), column  # no duplicates
         np.testing.assert_allclose([v for _, v in points[f"history/{column}"]], history[column], rtol=1e-6)
     (session,) = hparams_sessions(str(tmp_path / "tensorboard" / "hparams"))

@@ -288,6 +288,7 @@ class EvolutionSearch(OneShotSearch):
         scores = [s for _, s in members]
         row: Dict[str, Any] = {"iteration": done, "best_score": max(scores) if scores else float("nan"),
                                "mean_score": float(np.mean(scores)) if scores else float("nan"),
+                               "median_score": float(np.median(scores)) if scores else float("nan"),
                                "population": len(members), "scored": counts["scored"],
                                "rejected": sum(v for k, v in counts.items() if k != "scored"),
                                "iterations_per_s": done / max(elapsed, 1e-9)}
