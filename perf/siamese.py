@@ -41,10 +41,8 @@ def run(method: str = "siamese", budget: int = 100, repeats: int = 3, jit: str =
     searcher = build_method(cfg, space)
     steps = cfg.predictor.epochs * max(budget // cfg.predictor.batch_size, 1)
     if method == "brp_nas":  # steps of the rounds' trainings (each round's set in batches of batch_size)
-        b = cfg.brp
-        rounds = max(1, min(b.iterations, budget // 2))
-        sizes = np.cumsum([budget // rounds + (1 if i < budget % rounds else 0) for i in range(rounds)])
-        steps = sum(e * -(-int(n) // b.batch_size) for e, n in zip(searcher.round_epochs(rounds), sizes))
+        quotas, epochs = searcher.schedule(budget)
+        steps = sum(e * -(-int(n) // cfg.brp.batch_size) for e, n in zip(epochs, np.cumsum(quotas)))
     truth = benchmark.ground_truth(DATASET)
     rss = []
     for repeat in range(repeats):

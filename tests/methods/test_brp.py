@@ -75,8 +75,9 @@ def test_a_round_takes_the_top_new_cells_then_random_ones_from_the_top_part():
     assert all(c in order[:32] for c in method.select(order, 8, 1, known, np.random.default_rng(1)))
 
 
-def test_same_seed_same_search_and_the_trainer_is_traced_once():
-    method = tiny_method()
+@pytest.mark.parametrize("jit", ["false", "true"])
+def test_same_seed_same_search_and_the_trainer_is_traced_once(jit):
+    method = tiny_method(f"brp.jit_compile={jit}")
     benchmark = Nb201Benchmark()
     runs = []
     for _ in range(2):
@@ -86,6 +87,23 @@ def test_same_seed_same_search_and_the_trainer_is_traced_once():
     assert qa == qb and a.best_index == b.best_index
     np.testing.assert_allclose(a.scores, b.scores)
     assert a.extra["train_traces"] == b.extra["train_traces"] == 1  # growing training sets never retrace
+
+
+@pytest.mark.parametrize("budget", [1, 2, 3])
+def test_budgets_too_small_for_rounds_still_spend_exactly_the_budget(budget):
+    method = tiny_method()
+    session = Nb201Benchmark().session("cifar100", budget)
+    result = method.run(session, budget, np.random.default_rng(0))
+    assert session.queries == budget and result.best_index in session.queried()
+    assert result.extra["rounds"] == (0 if budget == 1 else 1)
+    assert np.argmax(result.scores) == result.best_index
+
+
+def test_construction_checks_its_arguments():
+    space = Nb201Space()
+    for key, value in (("batch_size", 1), ("iterations", 0), ("epochs", 0), ("top_fraction", 2.0)):
+        with pytest.raises(ValueError, match=f"brp_nas: {key}"):
+            BrpSearch(space, **{key: value})
 
 
 def test_sweep_records_count_every_query_and_resume(tmp_path):

@@ -42,6 +42,22 @@ def test_pairwise_loss_gradient_pushes_the_better_cell_up():
     assert float(loss) == pytest.approx(np.log(2.0), rel=1e-6)
 
 
+def test_pairs_of_a_cell_with_its_own_copy_are_left_out():
+    """A small training set repeats cells within a batch: those pairs (target 1/2) carry no loss."""
+    y = tf.constant([0.9, 0.2, 0.9])
+    logits = tf.Variable(tf.random.stateless_normal((3, 3), seed=(1, 2)))
+    with tf.GradientTape() as tape:
+        loss = pairwise_loss(logits, y, tf.constant([7, 4, 7]))
+    grad = tape.gradient(loss, logits).numpy()
+    assert grad[0, 2] == 0 and grad[2, 0] == 0 and np.all(np.diag(grad) == 0)
+    assert grad[0, 1] != 0 and grad[1, 2] != 0
+    kept = [(0, 1), (1, 0), (1, 2), (2, 1)]
+    labels = np.array([1.0, 0.0, 0.0, 1.0])
+    lg = logits.numpy()[tuple(np.array(kept).T)]
+    expected = np.mean(np.maximum(lg, 0) - lg * labels + np.log1p(np.exp(-np.abs(lg))))
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
 def test_global_node_reads_every_node_and_nothing_reads_it(graphs):
     adj, ops = graphs
     a, o = with_global_node(tf.constant(adj[:2]), tf.constant(ops[:2]))

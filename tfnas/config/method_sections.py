@@ -51,10 +51,12 @@ class BrpConfig:
       epochs: training epochs after the last round; round ``t`` of ``T`` trains ``epochs * (t + 1) / T``
         (BRP-NAS: 250, i.e. 50, 100, ..., 250).
       batch_size: cells per training step, trained on all their ordered pairs.
-      iterations: rounds ``T`` the budget is spent in (BRP-NAS: 5).
+      iterations: rounds ``T`` the budget is spent in (BRP-NAS: 5; at most ``budget // 2``, so that every
+        round queries at least 2 cells).
       top_fraction: share of a round's queries taken from the top of the predicted ranking; the rest
         are random cells from its top ``1 / 2^t`` (BRP-NAS: 0.5).
-      jit_compile: XLA for the training epoch (``auto`` = on: measured faster on CPU).
+      jit_compile: XLA for the training epoch (``auto`` = on: about twice as fast on a 2-core CPU at
+        128 units, docs/PERFORMANCE.md).
     """
 
     units: int = _f(600, min=1)

@@ -31,14 +31,20 @@ here, see :mod:`tfnas.predictors.binary`).
 from __future__ import annotations
 
 import time
-from typing import Any, List
+from typing import Any, List, Tuple
 
 import numpy as np
 
 from tfnas.methods.base import BudgetedSearch, RunResult
+from tfnas.methods.random_search import queried_first
 from tfnas.methods.siamese import split_evenly
 from tfnas.registry import register_method
 from tfnas.spaces.base import GraphSpace, TabularSpace, require
+
+
+def half_up(x: float) -> int:
+    """``x >= 0`` rounded to the nearest integer, halves up (2.5 -> 3; Python's ``round`` gives 2)."""
+    return int(np.floor(x + 0.5))
 
 
 @register_method("brp_nas")
@@ -54,7 +60,11 @@ class BrpSearch(BudgetedSearch):
         require(space, TabularSpace, "method 'brp_nas'")
         require(space, GraphSpace, "method 'brp_nas'")
         if not 0.0 <= top_fraction <= 1.0:
-            raise ValueError(f"top_fraction must lie in [0, 1]; got {top_fraction}")
+            raise ValueError(f"brp_nas: top_fraction must lie in [0, 1]; got {top_fraction}")
+        for key, value, low in (("units", units, 1), ("layers", layers, 1), ("epochs", epochs, 1),
+                                ("batch_size", batch_size, 2), ("iterations", iterations, 1)):
+            if int(value) < low:
+                raise ValueError(f"brp_nas: {key} must be >= {low}; got {value}")
         self.space = space
         self.units, self.layers, self.dropout = int(units), int(layers), float(dropout)
         self.lr, self.weight_decay = float(lr), float(weight_decay)
@@ -77,16 +87,19 @@ class BrpSearch(BudgetedSearch):
         self._trainer.reset(seed)
         return self._trainer
 
-    def round_epochs(self, rounds: int) -> List[int]:
-        """Training epochs after each of ``rounds`` rounds: ``epochs * (t + 1) / rounds``, at least 1."""
-        return [max(1, int(round(self.epochs * (t + 1) / rounds))) for t in range(rounds)]
+    def schedule(self, budget: int) -> Tuple[List[int], List[int]]:
+        """``(quotas, epochs)`` of a search with ``budget`` queries: the queries of each round (as even as
+        integers allow, each >= 2: at most ``budget // 2`` rounds) and the epochs trained after it,
+        ``epochs * (t + 1) / T`` rounded half up, at least 1."""
+        rounds = max(1, min(self.iterations, int(budget) // 2))
+        return split_evenly(budget, rounds), [max(1, half_up(self.epochs * (t + 1) / rounds)) for t in range(rounds)]
 
     def select(self, order: np.ndarray, quota: int, round_index: int, known: Any,
                rng: np.random.Generator) -> List[int]:
         """The round's new cells: the best ``top_fraction`` of ``quota`` from ``order`` (best first),
         the rest at random from the unqueried cells of its top ``size / 2^round_index``."""
         new = order[~np.isin(order, np.fromiter(known, np.int64, len(known)))]
-        n_top = min(int(round(self.top_fraction * quota)), len(new))
+        n_top = min(half_up(self.top_fraction * quota), len(new))
         picked = [int(c) for c in new[:n_top]]
         region = order[: max(1, self.size >> round_index)]
         pool = np.setdiff1d(region, np.concatenate([np.fromiter(known, np.int64, len(known)),
@@ -99,9 +112,13 @@ class BrpSearch(BudgetedSearch):
 
     def run(self, session: Any, budget: int, rng: np.random.Generator) -> RunResult:
         t0 = time.perf_counter()
-        rounds = max(1, min(self.iterations, budget // 2))  # every round trains on >= 2 cells
-        quotas = split_evenly(budget, rounds)
-        epochs = self.round_epochs(rounds)
+        if budget < 2:  # no pair to learn from: the queried cell, then the rest at random (as ``rand``)
+            chosen = rng.choice(self.size, size=budget, replace=False)
+            acc = session.query_many(chosen)
+            return RunResult(best_index=int(chosen[int(np.argmax(acc))]),
+                             scores=queried_first(self.size, chosen, acc, rng), extra={"rounds": 0})
+        quotas, epochs = self.schedule(budget)
+        rounds = len(quotas)
         trainer = self.trainer(int(rng.integers(2**31 - 1)))
         session.query_many(rng.choice(self.size, size=quotas[0], replace=False))
         losses, rank_s = [], 0.0

@@ -18,8 +18,8 @@ O(n log n) head calls whose result depends on the sort's order of comparisons wh
 relation is not transitive; training on both orders of every pair drives ``w2`` towards ``-w1``,
 where the two agree.
 
-**Pairs.** A training step encodes a batch of ``batch_size`` cells once and uses all
-``b (b - 1)`` ordered pairs among them (both orders of every pair), with the hard target 1 when
+**Pairs.** A training step encodes a batch of ``batch_size`` cells once and uses all ordered
+pairs of two different cells among them (both orders of every pair), with the hard target 1 when
 the first cell is more accurate, 0 when less, 1/2 on ties: binary cross-entropy on logits. The
 reference draws batches of 64 pairs from all ``n (n - 1)`` ordered pairs, which costs two
 encodings per pair; in-batch pairs cover the same pairs over the epochs (batches are reshuffled
@@ -64,12 +64,16 @@ def relation_targets(y):
     return 0.5 * (1.0 + tf.sign(diff))
 
 
-def pairwise_loss(logits, y):
-    """Mean binary cross-entropy of the off-diagonal pair ``logits (B, B)`` against :func:`relation_targets`."""
+def pairwise_loss(logits, y, cells=None):
+    """Mean binary cross-entropy of the pair ``logits (B, B)`` against :func:`relation_targets`, over
+    the pairs of two different cells: off the diagonal and, given the batch's cell ids ``cells (B,)``,
+    off the pairs of a cell with another copy of itself (a batch of a small set repeats cells)."""
     size = tf.shape(y)[0]
-    off = 1.0 - tf.eye(size, dtype=logits.dtype)
+    pairs = 1.0 - tf.eye(size, dtype=logits.dtype)
+    if cells is not None:
+        pairs = tf.cast(tf.not_equal(cells[:, None], cells[None, :]), logits.dtype)
     bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=relation_targets(y), logits=logits)
-    return tf.reduce_sum(bce * off) / tf.reduce_sum(off)
+    return tf.reduce_sum(bce * pairs) / tf.maximum(tf.reduce_sum(pairs), 1.0)
 
 
 @keras.saving.register_keras_serializable(package="tfnas")
@@ -184,10 +188,10 @@ class RelationTrainer:
         model: the predictor.
         batch_size: cells per step; each step trains on their ``b (b - 1)`` ordered pairs.
         lr, weight_decay: AdamW.
-        jit_compile: XLA-compile the epoch (compiles once per distinct number of batches).
+        jit_compile: XLA-compile the epoch (one trace; XLA compiles once per distinct number of batches).
 
     Attributes:
-        train_traces: traces of the epoch function (1 without XLA).
+        train_traces: traces of the epoch function (stays 1).
     """
 
     def __init__(self, model: BinaryRelationPredictor, batch_size: int = 16, lr: float = 3.5e-4,
@@ -205,7 +209,7 @@ class RelationTrainer:
         n, k, b = model.num_nodes, model.num_ops, self.batch_size
         self._epoch = tf.function(self._epoch_body, jit_compile=bool(jit_compile), autograph=False, input_signature=[
             tf.TensorSpec((None, b, n, n), tf.float32), tf.TensorSpec((None, b, n, k), tf.float32),
-            tf.TensorSpec((None, b), tf.float32)])
+            tf.TensorSpec((None, b), tf.float32), tf.TensorSpec((None, b), tf.int32)])
         self._score = tf.function(lambda adj, ops: model.scores(model.encode(adj, ops)), input_signature=[
             tf.TensorSpec((None, n, n), tf.float32), tf.TensorSpec((None, n, k), tf.float32)])
 
@@ -223,20 +227,20 @@ class RelationTrainer:
             var.assign(tf.zeros_like(var))
         self.optimizer.learning_rate.assign(self.lr)
 
-    def _step(self, adj, ops, y):
+    def _step(self, adj, ops, y, cells):
         with tf.GradientTape() as tape:
             enc = self.model.encode(adj, ops, training=True)
-            loss = pairwise_loss(self.model.all_pair_logits(enc), y)
+            loss = pairwise_loss(self.model.all_pair_logits(enc), y, cells)
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    def _epoch_body(self, adj, ops, y):
+    def _epoch_body(self, adj, ops, y, cells):
         self.train_traces += 1  # Python side effect: once per trace
         steps = tf.shape(adj)[0]
 
         def body(i, total):
-            return i + 1, total + self._step(adj[i], ops[i], y[i])
+            return i + 1, total + self._step(adj[i], ops[i], y[i], cells[i])
 
         _, total = tf.while_loop(lambda i, total: i < steps, body, (tf.constant(0), tf.constant(0.0)),
                                  parallel_iterations=1)
@@ -257,7 +261,7 @@ class RelationTrainer:
         for epoch in range(int(epochs)):
             self.optimizer.learning_rate.assign(cosine_lr(self.lr, epoch, epochs))
             idx = epoch_indices(m, steps * self.batch_size, rng).reshape(steps, self.batch_size)
-            losses.append(self._epoch(adj[idx], ops[idx], y[idx]))
+            losses.append(self._epoch(adj[idx], ops[idx], y[idx], idx.astype(np.int32)))
         return np.array([float(v) for v in losses], np.float32)
 
     def scores(self, adj: np.ndarray, ops: np.ndarray, batch_size: int = 4096) -> np.ndarray:
