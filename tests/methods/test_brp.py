@@ -114,6 +114,8 @@ def test_sweep_records_count_every_query_and_resume(tmp_path):
     for rec in outcome.records:
         assert rec.method == "brp_nas" and rec.queries == rec.budget
         assert 0.0 <= rec.regret and -1.0 <= rec.spearman <= 1.0 and rec.top10_acc >= rec.top1_acc
+        # the predictor's ranking of the whole space before rounds 1..4, scored after the search
+        assert rec.extra["ranking_steps"] == [1, 2, 3, 4] and len(rec.extra["ranking_spearman"]) == 4
     again = run_sweep(load_config("cfg/brp_nas.cfg", [*sets, "budget.repeats=3"]))
     assert again.new_records == 2
     rows = [json.loads(line) for line in open(tmp_path / "runs.jsonl")]

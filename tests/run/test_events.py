@@ -160,3 +160,30 @@ def test_predictor_sweep_draws_spearman(tmp_path):
     assert points["sweep/spearman"] == [(20, pytest.approx(record.spearman, rel=1e-5))]
     assert points["sweep_extra/train_s"][0][0] == 20
     assert points["sweep/queries"] == [(20, record.queries)]
+
+
+def test_rankings_during_the_search_are_scored_after_it(tmp_path):
+    """Siamese-NAS hands its ranking at each batch-top-sampling point to the session; the run layer
+    scores it against the table after the search (record extra + ``ranking_spearman/budget_<b>``)."""
+    from tfnas.benchmarks.nb201 import Nb201Benchmark
+    from tfnas.metrics import spearman
+    from tfnas.methods.siamese import bts_epochs
+
+    sets = [f"run.out_dir={tmp_path}", "budget.start=20", "budget.stop=20", "budget.repeats=1",
+            "predictor.epochs=8", "predictor.units=8", "search.update_split=3", "search.sample_fraction=0.05"]
+    (record,) = run_sweep(load_config("cfg/siams_nsam.cfg", sets), progress=False).records
+    assert record.extra["ranking_steps"] == bts_epochs(8, 3)
+    rho = record.extra["ranking_spearman"]
+    assert len(rho) == 3 and all(-1.0 <= r <= 1.0 for r in rho) and len(set(rho)) > 1
+    points = scalars(str(tmp_path / "tensorboard" / "search" / "repeat_0"))["ranking_spearman/budget_20"]
+    assert [s for s, _ in points] == bts_epochs(8, 3)
+    np.testing.assert_allclose([v for _, v in points], rho, rtol=1e-4)
+    # an observation is scored against the whole table's accuracies of exactly the cells it ranked
+    session = Nb201Benchmark().session("cifar100", 0)
+    session.observe(4, [3, 1, 2], [0.3, 0.1, 0.2])
+    truth = Nb201Benchmark().ground_truth("cifar100")
+    (step, cells, scores), = session.observations
+    assert step == 4 and session.queries == 0
+    assert spearman(scores, truth[cells]) == pytest.approx(spearman([0.3, 0.1, 0.2], truth[[3, 1, 2]]))
+    with pytest.raises(ValueError, match="observe"):
+        session.observe(0, [1, 2], [0.5])

@@ -10,7 +10,7 @@ construction.
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -68,6 +68,8 @@ class CountingSession:
         self.size, self.dataset, self.budget = int(size), dataset, budget
         self._seen: Dict[int, float] = {}
         self._ec_seen: set = set()
+        #: ``(step, cells, scores)`` rankings handed to :meth:`observe`, in call order.
+        self.observations: List[Tuple[int, np.ndarray, np.ndarray]] = []
 
     @property
     def queries(self) -> int:
@@ -105,6 +107,15 @@ class CountingSession:
             for i, v in zip(new, values):
                 self._seen[i] = float(v)
         return np.array([self._seen[i] for i in idx], dtype=np.float32)
+
+    def observe(self, step: int, cells: Any, scores: Any) -> None:
+        """Keeps a method's ranking of ``cells`` (higher score = better) at search ``step`` (a batch-top-
+        sampling point, a round). The run layer scores it against the ground truth *after* the search
+        (its Spearman goes to the record and TensorBoard); it costs no query and tells the method nothing."""
+        cells, scores = np.array(cells, np.int64), np.array(scores, np.float64)
+        if cells.shape != scores.shape or cells.ndim != 1:
+            raise ValueError(f"observe: cells and scores must be 1-D of one length; got {cells.shape}, {scores.shape}")
+        self.observations.append((int(step), cells, scores))
 
     def low_fidelity(self, indices: Iterable[Any]) -> np.ndarray:
         """Cheap figures of ``indices`` (the ``table`` estimation code), counted in ``ec_evals``."""

@@ -125,7 +125,9 @@ class BrpSearch(BudgetedSearch):
         for t in range(rounds):
             if t > 0:
                 tr = time.perf_counter()
-                order = np.argsort(-trainer.scores(self.adj, self.ops), kind="stable")
+                ranked = trainer.scores(self.adj, self.ops)
+                session.observe(t, np.arange(self.size), ranked)  # scored by the run layer after the search
+                order = np.argsort(-ranked, kind="stable")
                 rank_s += time.perf_counter() - tr
                 session.query_many(self.select(order, quotas[t], t, session.queried(), rng))
             known = session.queried()

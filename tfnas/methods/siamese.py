@@ -173,7 +173,9 @@ class PredictorSearch(BudgetedSearch):
         for epoch in range(self.epochs):
             if epoch in quotas and quotas[epoch] > 0:
                 sample = rng.choice(self.size, size=sample_size, replace=False)
-                order = sample[np.argsort(-self.rank(trainer, sample, self.rank_k, ec, normaliser), kind="stable")]
+                ranked = self.rank(trainer, sample, self.rank_k, ec, normaliser)
+                session.observe(epoch, sample, ranked)  # scored by the run layer after the search
+                order = sample[np.argsort(-ranked, kind="stable")]
                 session.query_many(self._new_cells(order, quotas[epoch], session, rng))
                 data = None
             if data is None:

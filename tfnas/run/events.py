@@ -190,6 +190,10 @@ class SweepEvents:
         values = {f"sweep/{m}": getattr(record, m) for m in SWEEP_METRICS}
         values.update({f"sweep_extra/{k}": v for k, v in record.extra.items()})
         self.stream(f"sweep/repeat_{record.repeat}").scalars(values, step=record.budget)
+        # the method's rankings during the search (Siamese-NAS BTS points, BRP-NAS rounds), one chart per budget
+        for step, rho in zip(record.extra.get("ranking_steps", ()), record.extra.get("ranking_spearman", ())):
+            self.stream(f"search/repeat_{record.repeat}").scalars({f"ranking_spearman/budget_{record.budget}": rho},
+                                                                  step=step)
         same = [r for r in records if r.budget == record.budget]
         if len(same) == self.repeats:
             mean = {f"sweep/{m}": _mean(getattr(r, m) for r in same) for m in SWEEP_METRICS}

@@ -193,6 +193,10 @@ class RecordContext:
         record.config_id = self.config_id
         if self.truth is not None:
             record.optimum = self.optimum
+            if session.observations:  # the method's rankings during the search (BTS points, rounds)
+                record.extra["ranking_steps"] = [step for step, _, _ in session.observations]
+                record.extra["ranking_spearman"] = [round(metrics.spearman(scores, self.truth[cells]), 4)
+                                                    for _, cells, scores in session.observations]
         if self.constrained is not None:
             self.constrained.annotate(record, session, result.best_index)
         return record
