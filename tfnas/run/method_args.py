@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict
 import numpy as np
 
 from tfnas.config import Config, ConfigError
+from tfnas.evaluation.executors import Job
 from tfnas.evaluation.latency import LatencyEvaluator, LatencyMeasurer, LatencySetup
 from tfnas.methods.brp import BrpSearch
 from tfnas.methods.evolution import EvolutionSearch, Limits
@@ -284,4 +285,20 @@ def nag_supernet(cls: type, cfg: Config, space: Any) -> NagSupernetSearch:
                score_batches=n.score_batches, gan=gan, gan_epochs=n.epochs, pretrain_epochs=n.pretrain_epochs,
                model=model, target=(n.target_acc, n.target_params), samples=n.samples, gen_batch=n.gen_batch,
                rs_candidates=n.rs_candidates, flip=cfg.train.flip, pad_crop=cfg.train.pad_crop,
-               cutout=cfg.train.cutout)
+               cutout=cfg.train.cutout, rs_job=RsNagJob(cfg))
+
+
+class RsNagJob(Job):
+    """RS-NAG's short trainings on the workers (``[run] executor = process | ray``): a worker builds the
+    method from the config once (its data split and training recipe, as in this process) and trains
+    the arch strings it is handed, returning their held-out accuracies (%)."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    def build(self) -> Callable[[Any], Any]:
+        from tfnas.run.factory import build_space
+
+        space = build_space(self.cfg)
+        method = nag_supernet(NagSupernetSearch, self.cfg, space)
+        return lambda items: [float(method.rs_train(space.decode(text))) for text in items]

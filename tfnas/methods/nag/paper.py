@@ -18,6 +18,8 @@ NAG spec, "NAS dataset" -> "Training and generation", on the NASNet-DAG space
 6. **RS-NAG.** The first ``rs_candidates`` distinct valid pairs generated for the target class are
    trained with ``rs_train`` (a short training scored on held-out training images, never the
    test split) and the best is returned; each result is kept in ``search_state/rs_nag.json``.
+   With ``[run] executor = process | ray`` the trainings run side by side, one per worker (``rs_job``);
+   a training that raises is recorded as failed (NaN) and the best of the others is returned.
 
 Every stage resumes where a killed run stopped; the run layer then trains and exports the found
 architecture (``[train]``, ``[export]``).
@@ -33,6 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from tfnas.evaluation.executors import Failed
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.methods.nag import quality
 from tfnas.methods.nag.gan import CellData, GanTrainer, noise
@@ -96,7 +99,8 @@ class NagSupernetSearch(OneShotSearch):
                  drop_path: float = 0.0, score_batches: int = 4, gan: Optional[Dict[str, Any]] = None,
                  gan_epochs: int = 200, pretrain_epochs: int = 0, model: Optional[Dict[str, Any]] = None,
                  target: Tuple[int, int] = (2, -1), samples: int = 100, gen_batch: int = 256,
-                 rs_candidates: int = 50, flip: bool = True, pad_crop: int = 4, cutout: int = 0):
+                 rs_candidates: int = 50, flip: bool = True, pad_crop: int = 4, cutout: int = 0,
+                 rs_job: Optional[Any] = None):
         self.space, self.data, self.supernet_factory, self.rs_train = space, data, supernet_factory, rs_train
         self.pool, self.epochs, self.batch_size = int(pool), int(epochs), int(batch_size)
         self.steps_per_epoch, self.lr, self.lr_min, self.drop_path = int(steps_per_epoch), lr, lr_min, drop_path
@@ -104,6 +108,7 @@ class NagSupernetSearch(OneShotSearch):
         self.gan_epochs, self.pretrain_epochs = int(gan_epochs), int(pretrain_epochs)
         self.target, self.samples, self.gen_batch = (int(target[0]), int(target[1])), int(samples), int(gen_batch)
         self.rs_candidates, self.augment = int(rs_candidates), dict(flip=flip, pad_crop=pad_crop, cutout=cutout)
+        self.rs_job = rs_job  # a Job training arch strings like rs_train, for [run] executor = process | ray
 
     # ---- stages ---------------------------------------------------------------------------
 
@@ -291,16 +296,42 @@ class NagSupernetSearch(OneShotSearch):
                     chosen.append(arch)
         store = context.store
         done: Dict[str, float] = json.loads(store.read_text(RS_FILE)) if store.exists(RS_FILE) else {}
-        items = chosen
-        if context.progress:
+        texts = [self.space.encode(a) for a in chosen]
+        pending = [t for t in texts if t not in done]
+        executor = context.executor
+        parallel = executor is not None and executor.name != "local" and self.rs_job is not None
+        step = executor.workers if parallel else 1  # one short training per worker, saved after each batch
+        bar = None
+        if context.progress and pending:
             from tqdm.auto import tqdm
 
-            items = tqdm(chosen, desc="RS-NAG", unit="cell", initial=0)
-        for arch in items:
-            text = self.space.encode(arch)
-            if text not in done:
-                done[text] = float(self.rs_train(arch))
-                store.write_text(RS_FILE, json.dumps(done, indent=1) + "\n")
-        accs = [done[self.space.encode(a)] for a in chosen]
-        best = int(np.argmax(accs))
-        return chosen[best], accs[best], len(chosen), generated
+            bar = tqdm(total=len(texts), desc="RS-NAG", unit="cell", initial=len(texts) - len(pending))
+        for start in range(0, len(pending), step):
+            batch = pending[start:start + step]
+            if parallel:
+                results = executor.map(self.rs_job, batch)
+            else:
+                results = [_train_or_fail(self.rs_train, self.space.decode(t)) for t in batch]
+            for text, acc in zip(batch, results):
+                if isinstance(acc, Failed):
+                    logger.warning("RS-NAG: training %s failed (%s); recorded as failed (NaN)", text, acc.error)
+                done[text] = float(acc)
+            store.write_text(RS_FILE, json.dumps(done, indent=1) + "\n")
+            if bar is not None:
+                bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+        accs = np.array([done[t] for t in texts], np.float64)
+        if not np.isfinite(accs).any():
+            raise RuntimeError(f"RS-NAG: every one of the {len(texts)} short trainings failed (see the warnings; "
+                               f"their results are in {RS_FILE})")
+        best = int(np.nanargmax(accs))
+        return chosen[best], float(accs[best]), len(chosen), generated
+
+
+def _train_or_fail(train: Callable[[Any], float], arch: Any) -> Any:
+    """``train(arch)``, or :class:`Failed` when it raises an ``Exception`` (a NaN loss, a bad cell)."""
+    try:
+        return float(train(arch))
+    except Exception as exc:  # noqa: BLE001 - recorded as a failed candidate, as on the executors
+        return Failed(f"{type(exc).__name__}: {exc}")
