@@ -75,3 +75,18 @@ class AlwaysDie(Job):
         def run(items: Sequence[Any]) -> List[Any]:
             os._exit(9)
         return run
+
+
+def count_pool_batches(monkeypatch) -> List[int]:
+    """Patches :meth:`ProcessExecutor.map` to record the size of every batch it is handed; returns that list."""
+    from tfnas.evaluation.executors import ProcessExecutor
+
+    batches: List[int] = []
+    pool_map = ProcessExecutor.map
+
+    def counting_map(self, job, items):
+        batches.append(len(items))
+        return pool_map(self, job, items)
+
+    monkeypatch.setattr(ProcessExecutor, "map", counting_map)
+    return batches

@@ -13,9 +13,9 @@ import shutil
 
 import pytest
 
+from tests.evaluation.executor_jobs import count_pool_batches
 from tests.images import write_image_folder
 from tfnas.config import load_config
-from tfnas.evaluation.executors import ProcessExecutor
 from tfnas.run.search import run_search
 
 CFG = "cfg/nag_tiny.cfg"
@@ -53,14 +53,7 @@ def before_rs_nag(root, name):
 
 def test_rs_nag_on_a_process_pool_gives_the_same_trainings(local, monkeypatch):
     root, data, run = local
-    batches = []
-    pool_map = ProcessExecutor.map
-
-    def counting_map(self, job, items):
-        batches.append(len(items))
-        return pool_map(self, job, items)
-
-    monkeypatch.setattr(ProcessExecutor, "map", counting_map)
+    batches = count_pool_batches(monkeypatch)
     out = before_rs_nag(root, "pool")
     pooled = run_search(load_config(CFG, sets(out, data, "run.executor=process", "run.workers=2")))
     assert batches == [2, 1]  # three trainings, two side by side, saved after each batch

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 
+from tests.evaluation.executor_jobs import count_pool_batches
 from tests.images import write_image_folder
 from tfnas.config import load_config
-from tfnas.evaluation.executors import ProcessExecutor
 from tfnas.run.sweep import run_sweep
 
 
@@ -23,14 +23,7 @@ def sets(out_dir, data, *more):
 
 
 def test_oracle_queries_trained_on_a_pool_give_the_same_records_and_cache(tmp_path, monkeypatch):
-    batches = []
-    pool_map = ProcessExecutor.map
-
-    def counting_map(self, job, items):
-        batches.append(len(items))
-        return pool_map(self, job, items)
-
-    monkeypatch.setattr(ProcessExecutor, "map", counting_map)
+    batches = count_pool_batches(monkeypatch)
     data = write_image_folder(tmp_path / "images", per_class=16)
     local = run_sweep(load_config("cfg/tinynano_siams.cfg", sets(tmp_path / "local", data)))
     pooled = run_sweep(load_config("cfg/tinynano_siams.cfg", sets(tmp_path / "pool", data, "run.executor=process",
