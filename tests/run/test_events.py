@@ -8,48 +8,12 @@ import pandas as pd
 import pytest
 
 from tests.run.tb_reader import hparams_sessions, scalars
+import tests.toy_space  # noqa: F401  (registers the toy_widths space)
 from tfnas.config import load_config
 from tfnas.proxies.base import Proxy
-from tfnas.registry import register_proxy, register_space
+from tfnas.registry import register_proxy
 from tfnas.run.search import run_search
 from tfnas.run.sweep import run_sweep
-from tfnas.spaces.base import EvolvableSpace
-
-
-@register_space("tb_toy_widths")
-class ToySpace:
-    """Architectures are 3 widths in [1, 64]; params = sum w^2."""
-
-    name = "tb_toy_widths"
-    num_classes, resolution = 10, 8
-    start_arch = (4, 4, 4)
-
-    @classmethod
-    def from_config(cls, cfg):
-        return cls()
-
-    def mutate(self, arch, rng):
-        out = list(arch)
-        out[int(rng.integers(3))] = int(np.clip(out[int(rng.integers(3))] + rng.choice([-2, -1, 1, 2]), 1, 64))
-        return tuple(out)
-
-    def encode(self, arch):
-        return "-".join(str(w) for w in arch)
-
-    def decode(self, text):
-        return tuple(int(t) for t in text.split("-"))
-
-    def num_params(self, arch):
-        return sum(w * w for w in arch)
-
-    def flops(self, arch):
-        return 10 * sum(arch)
-
-    def num_layers(self, arch):
-        return len(arch)
-
-
-EvolvableSpace.register(ToySpace)
 
 
 @register_proxy("tb_toy_sum")
@@ -72,7 +36,7 @@ class ToyProxy(Proxy):
 
 
 def evolution(out_dir, *extra):
-    return load_config(None, ["method.name=evolution", "space.name=tb_toy_widths", "proxy.name=tb_toy_sum",
+    return load_config(None, ["method.name=evolution", "space.name=toy_widths", "proxy.name=tb_toy_sum",
                               "budget.max_params=300", "search.population=8", "search.iterations=50",
                               "search.record_every=10", "search.effectiveness_filter=false",
                               f"run.out_dir={out_dir}", "run.progress=false", *extra])
@@ -95,7 +59,7 @@ def test_search_history_rows_become_scalars_once_across_a_resume(tmp_path):
         np.testing.assert_allclose([v for _, v in points[f"history/{column}"]], history[column], rtol=1e-6)
     (session,) = hparams_sessions(str(tmp_path / "tensorboard" / "hparams"))
     assert session["method.name"] == "evolution" and session["proxy.name"] == "tb_toy_sum"
-    assert session["space.name"] == "tb_toy_widths" and session["run.seed"] == 0 and session["search.iterations"] == 50
+    assert session["space.name"] == "toy_widths" and session["run.seed"] == 0 and session["search.iterations"] == 50
     final = scalars(str(tmp_path / "tensorboard" / "hparams"))
     assert final["final/best_score"][0][1] == pytest.approx(run.outcome.score, rel=1e-6)
     run_search(evolution(tmp_path))  # finished: nothing new, no second hparams row
