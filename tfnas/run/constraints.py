@@ -103,8 +103,8 @@ def refuse_search_keys(cfg: Config, flow: str, method_cls: Optional[type] = None
                         ("max_latency_ms", cfg.search.max_latency_ms > 0)):
         if active:
             raise ConfigError(f"{where(cfg)}: [search] {key}: method {cfg.method.name!r} ({flow}) cannot honour a "
-                              f"latency objective; constrained searches: rand, predictor, siamese, brp_nas on nb201 (table "
-                              f"latencies), evolution (latency:{MEASURED_DEVICE}, measured)")
+                              f"latency objective; constrained searches: rand, predictor, siamese, brp_nas on nb201 "
+                              f"(table latencies), evolution (latency:{MEASURED_DEVICE}, measured)")
 
 
 @functools.lru_cache(maxsize=4)
