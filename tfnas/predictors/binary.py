@@ -266,7 +266,7 @@ class RelationTrainer:
 
     def scores(self, adj: np.ndarray, ops: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """:meth:`BinaryRelationPredictor.scores` of cells ``adj (M, N, N), ops (M, N, K)`` (inference), ``(M,)``."""
-        chunks = [self._score(np.asarray(adj[i:i + batch_size], np.float32), np.asarray(ops[i:i + batch_size],
-                                                                                          np.float32))
-                  for i in range(0, len(adj), int(batch_size))]
+        adj, ops = np.asarray(adj, np.float32), np.asarray(ops, np.float32)
+        step = int(batch_size)
+        chunks = [self._score(adj[i:i + step], ops[i:i + step]) for i in range(0, len(adj), step)]
         return tf.concat(chunks, axis=0).numpy() if chunks else np.zeros((0,), np.float32)
