@@ -100,6 +100,51 @@ def test_compare_refuses_the_same_directory_twice_and_keeps_equal_labels_apart(t
     assert "rand (a)" in summary and "rand (b)" in summary
 
 
+def test_compare_refuses_an_out_folder_it_cannot_create_or_write(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    rc, err = _run(compare_main, [str(tmp_path), "--out", str(tmp_path / "file" / "cmp")], capsys)
+    assert rc == 2 and f"cannot be created ({tmp_path / 'file'} is a file)" in _one_error_line(err)
+    # Permission bits do not stop root, so the unwritable case is simulated.
+    monkeypatch.setattr("tfnas.cli.os.access", lambda path, mode: False)
+    rc, err = _run(compare_main, [str(tmp_path), "--out", str(tmp_path / "ro")], capsys)
+    line = _one_error_line(err)
+    assert rc == 2 and f"--out {tmp_path / 'ro'}: cannot be created ({tmp_path} is not writable)" in line
+    (tmp_path / "ro").mkdir()
+    rc, err = _run(compare_main, [str(tmp_path), "--out", str(tmp_path / "ro")], capsys)
+    assert rc == 2 and "the folder is not writable" in _one_error_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "ro"]  # nothing created
+
+
+def test_an_unwritable_results_file_is_named_not_its_temporary_file(tmp_path, capsys, monkeypatch):
+    from tfnas.cli import run_guarded
+    from tfnas.io import atomic_write_text
+
+    def refuse(path, *args):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr("tfnas.io.os.open", refuse)
+    target = tmp_path / "summary.csv"
+    rc = run_guarded(lambda: atomic_write_text(str(target), "x"), verbose=False)
+    line = _one_error_line(capsys.readouterr().err)
+    assert rc == 4 and line == f"error: cannot write {target} (Permission denied)", line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_config_error_is_reported_before_tensorflow_loads():
+    """The command line checks the config without TensorFlow first; a user's own TensorFlow log
+    level is not silenced."""
+    code = ("import sys; from tfnas.cli import train_eval_main; "
+            "rc = train_eval_main(['cfg/rand.cfg', '--set', 'budget.repeats=two']); "
+            "from tfnas.runtime import quiet_import_wanted; "
+            "print(rc, 'tensorflow' in sys.modules, quiet_import_wanted([]), quiet_import_wanted(['-v']))")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    for level, quiet in ((None, "True"), ("0", "False")):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                              env=env if level is None else {**env, "TF_CPP_MIN_LOG_LEVEL": level})
+        assert proc.stdout.split() == ["2", "False", quiet, "False"], proc.stderr
+        assert "budget.repeats" in _one_error_line(proc.stderr)
+
+
 def test_compare_of_a_folder_without_records(tmp_path, capsys):
     rc, err = _run(compare_main, [str(tmp_path), "--out", str(tmp_path / "cmp")], capsys)
     assert rc == 2 and "no runs.jsonl" in _one_error_line(err)

@@ -1,7 +1,8 @@
 """The command line behind ``tools/``: argument parsing, config loading, printing.
 
 Only this module and ``tools/`` print; library code logs. The tools call
-:func:`tfnas.runtime.set_runtime_defaults` before importing this module.
+:func:`tfnas.runtime.configure_runtime` before importing this module; ``train_eval`` and
+``train`` defer TensorFlow's import to :func:`_load`, after the config's TensorFlow-free checks.
 """
 
 from __future__ import annotations
@@ -28,12 +29,25 @@ def _config_parser(description: str) -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace):
+    """The config, checked in two passes: everything but registered names first, without
+    TensorFlow (a typo costs no TensorFlow start-up), then the names, which load it."""
     overrides = list(args.overrides)
     if args.out_dir:
         overrides.append(f"run.out_dir={args.out_dir}")
     if args.no_progress:
         overrides.append("run.progress=false")
+    load_config(args.config, overrides, check_names=False)
+    _import_tensorflow(args.verbose)
     return load_config(args.config, overrides)
+
+
+def _import_tensorflow(verbose: bool) -> None:
+    """Loads TensorFlow, its start-up lines kept off the console unless ``-v`` or the user's own
+    ``TF_CPP_MIN_LOG_LEVEL`` (:func:`tfnas.runtime.quiet_import_wanted`)."""
+    from tfnas.runtime import import_tensorflow_quietly, quiet_import_wanted
+
+    if quiet_import_wanted(["-v"] if verbose else []):
+        import_tensorflow_quietly()
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -85,6 +99,8 @@ def _report(exc: BaseException, code: int, verbose: bool) -> int:
 
         traceback.print_exception(exc, file=sys.stderr)
     message = str(exc).strip("'\"") if isinstance(exc, KeyError) else str(exc)
+    if isinstance(exc, OSError) and exc.strerror:  # no "[Errno 13] ...: 'path'" decoration
+        message = exc.strerror
     if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
         message = f"{exc.filename}: {message}"
     print(f"error: {message}", file=sys.stderr)
@@ -147,18 +163,37 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
     return run_guarded(lambda: _compare(args), args.verbose)
 
 
-def _compare(args: argparse.Namespace) -> int:
-    from tfnas.registry import BENCHMARKS
-    from tfnas.results import format_table, load_run_dir, write_outputs
+def _writable_folder(option: str, folder: str) -> None:
+    """Refuses, in one line naming ``option``, a folder that is a file, cannot be written, or
+    cannot be created (its nearest existing parent is a file or not writable). Creates nothing,
+    so a refused or failed command leaves nothing behind."""
+    if os.path.exists(folder):
+        if not os.path.isdir(folder):
+            raise ConfigError(f"{option} {folder}: is a file, not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"{option} {folder}: the folder is not writable")
+        return
+    parent = os.path.dirname(os.path.abspath(folder))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"{option} {folder}: cannot be created ({parent} is a file)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {folder}: cannot be created ({parent} is not writable)")
 
+
+def _compare(args: argparse.Namespace) -> int:
     seen: dict = {}
     for run_dir in args.run_dirs:
         real = os.path.realpath(run_dir)
         if real in seen:
             raise ConfigError(f"{run_dir}: given twice (also as {seen[real]}); each run directory counts once")
         seen[real] = run_dir
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ConfigError(f"--out {args.out}: is a file, not a folder")
+    _writable_folder("--out", args.out)
+    _import_tensorflow(args.verbose)
+    from tfnas.registry import BENCHMARKS
+    from tfnas.results import format_table, load_run_dir, write_outputs
+
     per_dir = []
     for run_dir in args.run_dirs:
         try:

@@ -40,6 +40,9 @@ def _create_temp(folder: str, name: str) -> Tuple[int, str]:
             return os.open(tmp, flags, _NEW_FILE_MODE), tmp
         except FileExistsError:
             continue
+        except OSError as exc:  # name the file being written, not the temporary one
+            target = os.path.join(folder, name)
+            raise type(exc)(exc.errno, f"cannot write {target} ({exc.strerror})", target) from None
     raise FileExistsError(f"could not create a temporary file for {name!r} in {folder}")
 
 

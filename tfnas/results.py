@@ -120,16 +120,17 @@ class RunLog:
         path: the ``runs.jsonl`` file.
         config_id: the identity of the config now running; records made by another config
             raise ``ValueError`` (records written before ids existed carry none and are kept).
+        warn: log the dropped lines (a caller that only checks the file reads it quietly).
     """
 
-    def __init__(self, path: str, config_id: str = ""):
+    def __init__(self, path: str, config_id: str = "", warn: bool = True):
         self.path = path
         self.records: List[RunRecord] = []
         self.dropped: List[str] = []
         if os.path.exists(path):
-            self._load(config_id)
+            self._load(config_id, warn)
 
-    def _load(self, config_id: str) -> None:
+    def _load(self, config_id: str, warn: bool) -> None:
         seen = set()
         with open(self.path, encoding="utf-8") as fh:
             lines = fh.read().splitlines()
@@ -151,7 +152,7 @@ class RunLog:
                                  f"or delete the directory")
             seen.add(record.key)
             self.records.append(record)
-        for message in self.dropped:
+        for message in self.dropped if warn else ():
             logger.warning(message)
 
     def keys(self) -> set:

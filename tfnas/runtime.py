@@ -11,6 +11,9 @@ import sys
 import tempfile
 from typing import Optional, Sequence
 
+#: Whether the user set TensorFlow's C++ log level: read on import, before set_runtime_defaults adds ours.
+_USER_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL" in os.environ
+
 
 def set_runtime_defaults() -> None:
     """Environment defaults for TensorFlow, applied before it is imported (the user's values win).
@@ -47,10 +50,21 @@ def import_tensorflow_quietly() -> None:
             os.close(saved)
 
 
-def configure_runtime(argv: Optional[Sequence[str]] = None) -> None:
+def quiet_import_wanted(argv: Sequence[str]) -> bool:
+    """Whether TensorFlow's start-up lines should be kept off the console: not with
+    ``-v``/``--verbose``, and not when the user set ``TF_CPP_MIN_LOG_LEVEL`` themselves (their
+    setting wins; :func:`set_runtime_defaults` records whether it was theirs)."""
+    return not any(a in ("-v", "--verbose") for a in argv) and not _USER_LOG_LEVEL
+
+
+def configure_runtime(argv: Optional[Sequence[str]] = None, defer_import: bool = False) -> None:
     """What every tool does first: the environment defaults, then a quiet TensorFlow import
-    unless ``-v``/``--verbose`` is on the command line (which brings TensorFlow's lines back)."""
+    (:func:`quiet_import_wanted`).
+
+    ``defer_import=True`` leaves the import to the command line (:mod:`tfnas.cli`), which first
+    checks the config without TensorFlow, so a typo is reported before TensorFlow loads.
+    """
     argv = sys.argv[1:] if argv is None else argv
     set_runtime_defaults()
-    if not any(a in ("-v", "--verbose") for a in argv):
+    if not defer_import and quiet_import_wanted(argv):
         import_tensorflow_quietly()

@@ -11,7 +11,7 @@ import sys
 
 from tfnas.runtime import configure_runtime
 
-configure_runtime()  # before anything imports TensorFlow
+configure_runtime(defer_import=True)  # TensorFlow loads quietly in tfnas.cli, after the arguments are checked
 
 from tfnas.cli import compare_main
 

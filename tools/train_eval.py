@@ -5,7 +5,7 @@ import sys
 
 from tfnas.runtime import configure_runtime
 
-configure_runtime()  # before anything imports TensorFlow
+configure_runtime(defer_import=True)  # TensorFlow loads after the config is checked (tfnas.cli)
 
 from tfnas.cli import train_eval_main
 

@@ -142,6 +142,28 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
         pass
 
 
+def test_records_a_writer_added_just_before_the_lock_was_taken_are_kept(tmp_path, monkeypatch):
+    """The records are read again under the lock: a run that finished between this run's first read
+    and its lock has its records kept, not recomputed over a stale copy."""
+    from tfnas.run.rundir import RunDir
+
+    cfg = load_config("cfg/rand.cfg", [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5",
+                                       "budget.repeats=2"])
+    run_sweep(cfg, progress=False)
+    path = tmp_path / "runs.jsonl"
+    full = path.read_text()
+    path.write_text(full.splitlines(keepends=True)[0])  # what the first read sees: one record
+    opened = RunDir.open
+
+    def other_writer_finishes_first(self):
+        path.write_text(full)  # the other writer appends its record and releases the lock
+        return opened(self)
+
+    monkeypatch.setattr(RunDir, "open", other_writer_finishes_first)
+    again = run_sweep(cfg, progress=False)
+    assert again.new_records == 0 and path.read_text() == full
+
+
 def test_a_file_as_run_directory_is_refused_before_any_work(tmp_path):
     target = tmp_path / "a_file"
     target.write_text("x")

@@ -223,8 +223,10 @@ def _validate_export(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], la
         raise ConfigError(f"{_where(raw, label, 'export', 'calibration')}: a calibration source is used by int8 "
                           f"quantization only; got quantize = {e.quantize}")
     source = e.calibration
+    if not (check_names and source):  # the registry loads TensorFlow: only when names are checked
+        return
     known_dataset = source != "image_folder" and source in registry.DATASETS
-    if check_names and source and not (known_dataset or os.path.isdir(source)):
+    if not (known_dataset or os.path.isdir(source)):
         known = ", ".join(n for n in registry.DATASETS.names() if n != "image_folder")
         raise ConfigError(f"{_where(raw, label, 'export', 'calibration')}: {source!r} is neither a registered dataset "
                           f"({known}) nor an existing image folder (root/train/<class>/*)")

@@ -107,14 +107,19 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
     if constrained is not None:  # the method and the scoring see the feasible cells only
         space, benchmark = constrained.space, constrained.benchmark
     method = build_method(cfg, space)
-    try:  # records of another config are refused before config.cfg is (re)written
-        log = RunLog(run_dir.file("runs.jsonl"), config_id=run_dir.config_id)
-    except ValueError as exc:
-        raise RunDirError(str(exc)) from None
+    _read_log(run_dir, warn=False)  # records of another config are refused before config.cfg is (re)written
     with run_dir:
+        log = _read_log(run_dir)  # again under the lock: a writer that just finished may have added records
         if isinstance(space, CandidatePool):
             run_dir.store.write_text("pool.txt", "\n".join(space.keys) + "\n")
         return _sweep(cfg, run_dir, log, space, benchmark, method, progress, on_record, constrained)
+
+
+def _read_log(run_dir: RunDir, warn: bool = True) -> RunLog:
+    try:
+        return RunLog(run_dir.file("runs.jsonl"), config_id=run_dir.config_id, warn=warn)
+    except ValueError as exc:
+        raise RunDirError(str(exc)) from None
 
 
 def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any, method: Any, progress: bool,
