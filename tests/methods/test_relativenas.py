@@ -170,8 +170,13 @@ def test_killed_search_resumes_at_the_next_pair_and_follows_the_same_path(tmp_pa
     from tfnas.spaces.darts import DartsSupernet
 
     sets = ["train.enabled=false", "search.generations=2"]
+    reseeds, set_seed = [], tf.random.set_seed
+    monkeypatch.setattr(tf.random, "set_seed", lambda seed: (reseeds.append(seed), set_seed(seed)))
     with tfds.testing.mock_data(num_examples=32):
         whole = run_search(load_config(CFG, tiny(tmp_path / "whole", *sets)))
+        # The flow holds the run seed: no pipeline built during the search reseeds (which would clear
+        # TensorFlow's function caches and re-instantiate the supernet's steps on every member epoch).
+        assert len(reseeds) <= 2, reseeds
         original, calls = DartsSupernet.merge_weights, {"n": 0}
 
         def dies_on_third_pair(self, *args, **kwargs):

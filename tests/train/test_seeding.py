@@ -45,3 +45,20 @@ def test_tf_global_seed_is_set_for_the_block_and_restored():
     with tf_global_seed(5):
         pass
     assert context.global_seed() is None
+
+
+def test_an_unchanged_global_seed_is_not_set_again(monkeypatch):
+    """tf.random.set_seed clears TensorFlow's function caches (every traced step would instantiate its
+    graph again), so a block whose seed is already the global one sets nothing; nested blocks inside an
+    outer one with the same seed cost no reseeding."""
+    from tensorflow.python.eager import context
+
+    tf.random.set_seed(None)
+    calls = []
+    real = tf.random.set_seed
+    monkeypatch.setattr(tf.random, "set_seed", lambda seed: (calls.append(seed), real(seed)))
+    with tf_global_seed(7):
+        for _ in range(3):
+            with tf_global_seed(7):
+                assert context.global_seed() == 7
+    assert calls == [7, None] and context.global_seed() is None

@@ -34,6 +34,7 @@ from tfnas.run.constraints import refuse_search_keys
 from tfnas.run.factory import (build_executor, build_method, build_space, check_method_fits_space,
                                check_training_data)
 from tfnas.run.rundir import ArtifactStore, RunDir
+from tfnas.train.seeding import tf_global_seed
 
 #: Training and export run in their own ``train/`` directory; the arch is the search's output.
 SEARCH_FREE_SECTIONS = ("train", "export")
@@ -184,8 +185,8 @@ def write_search_hparams(cfg: Config, run: SearchRun, result: Dict[str, Any]) ->
 def _search(cfg: Config, method: Any, store: ArtifactStore, progress: bool) -> SearchOutcome:
     context, history = search_context(cfg, store, progress)
     start = time.perf_counter()
-    try:
-        with build_executor(cfg) as context.executor:
+    try:  # TF's global seed is the run seed throughout: pipelines built inside reseed nothing (train/seeding.py)
+        with build_executor(cfg) as context.executor, tf_global_seed(int(context.seed)):
             outcome = method.search(context)
     finally:
         history.close()

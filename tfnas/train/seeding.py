@@ -68,8 +68,17 @@ def tf_global_seed(seed: Optional[int]) -> Iterator[None]:
     the process. Restoring a seed restarts TensorFlow's counter of implicit op seeds (as any
     ``tf.random.set_seed`` call does); ops with explicit seeds are unaffected by that.
     Must be used eagerly (not inside a ``tf.function``).
+
+    When the global seed already is ``seed`` nothing is set or restored. That matters for speed:
+    ``tf.random.set_seed`` clears TensorFlow's kernel and function caches, so every traced
+    function called after it instantiates its graph again (seconds per call for a supernet step
+    on a CPU). A loop that builds pipelines between steps should run inside one
+    ``tf_global_seed(seed)`` block (the one-shot search flow holds the run seed, tfnas.run.search).
     """
     previous = _current_tf_global_seed()
+    if previous == seed:
+        yield
+        return
     tf.random.set_seed(seed)
     try:
         yield
