@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from tests.run.tb_reader import scalars
 from tfnas.config import ConfigError, load_config
 from tfnas.methods.nag.paper import NagSupernetSearch, decode_pairs
+from tfnas.methods.weight_sharing import load_arrays
 from tfnas.run.search import run_search
 from tfnas.spaces.dag import padded
 from tfnas.spaces.nasnet_dag import NASNET_DAG, NasnetDagSpace
@@ -86,6 +88,10 @@ def test_tiny_config_killed_and_resumed_runs_the_whole_pipeline_and_exports(tmp_
     history = (tmp_path / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 2 + 3  # 2 supernet epochs, 2 likelihood + 1 GAN epochs, each once
     assert [row.split(",")[1] for row in history[1:]] == ["supernet"] * 2 + ["gan"] * 3
+    points = scalars(str(tmp_path / "tensorboard" / "search"))  # per candidate, written before the kill
+    pool_scores = load_arrays(str(state / "nag_pool.npz"))[0]
+    assert points["candidate/pool_score"] == [(i, pytest.approx(s)) for i, s in enumerate(pool_scores)]
+    assert [s for s, _ in points["candidate/supernet_loss"]] == [0, 1, 2, 3]  # 2 epochs x 2 steps
     quality = (tmp_path / "nag_quality.csv").read_text().splitlines()
     assert quality[0].startswith("score_class,params_class,samples,valid,unique,novel") and len(quality) == 10
     saved = tmp_path / "train" / "saved_model"

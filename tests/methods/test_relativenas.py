@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests.run.tb_reader import scalars
 from tfnas.config import ConfigError, load_config
 from tfnas.methods.relativenas import cosine_lr, get_supernet, slow_learner_update
 from tfnas.run.search import run_search
@@ -177,6 +178,12 @@ def test_killed_search_resumes_at_the_next_pair_and_follows_the_same_path(tmp_pa
         # The flow holds the run seed: no pipeline built during the search reseeds (which would clear
         # TensorFlow's function caches and re-instantiate the supernet's steps on every member epoch).
         assert len(reseeds) <= 2, reseeds
+        pairs = [p for line in (tmp_path / "whole" / "generations.jsonl").read_text().splitlines()
+                 for p in json.loads(line)["pairs"]]
+        points = scalars(str(tmp_path / "whole" / "tensorboard" / "search"))["candidate/valid_loss"]
+        assert [s for s, _ in points] == list(range(2 * len(pairs)))  # one point per member epoch
+        assert sorted(v for _, v in points) == pytest.approx(sorted(p[f"{w}_loss"] for p in pairs
+                                                                    for w in ("fast", "slow")))
         original, calls = DartsSupernet.merge_weights, {"n": 0}
 
         def dies_on_third_pair(self, *args, **kwargs):

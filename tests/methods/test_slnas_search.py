@@ -124,6 +124,13 @@ def test_tiny_config_runs_search_training_and_export(tmp_path):
     assert records[1]["drop_path"] == pytest.approx(0.35 / 2)
     sampled = [(s["arch"], s["reward"]) for r in records for s in r["samples"]]
     assert pick_best(sampled)[:2] == (run.outcome.best_arch, pytest.approx(run.outcome.score))
+    from tests.run.tb_reader import scalars
+
+    points = scalars(str(tmp_path / "tensorboard" / "search"))  # per candidate: every sample, every step
+    assert points["candidate/reward"] == [(i, pytest.approx(r)) for i, (_, r) in enumerate(sampled)]
+    losses = points["candidate/supernet_loss"]
+    assert [s for s, _ in losses] == list(range(len(losses))) and len(losses) >= 2
+    assert np.mean([v for _, v in losses]) == pytest.approx(np.mean([r["train_loss"] for r in records]), rel=1e-4)
     assert (tmp_path / "history.csv").read_text().count("\n") == 1 + 2
     saved = tmp_path / "train" / "saved_model"
     code = ("import sys, tensorflow as tf; m = tf.saved_model.load(sys.argv[1]); "

@@ -74,6 +74,10 @@ class SearchContext:
         must not log those again.
       executor: the :class:`~tfnas.evaluation.executors.Executor` that batches of candidates may be
         handed to (``[run] executor``; the run layer starts and stops it), or None (in-process).
+      candidate: ``candidate(step, values)`` reports numbers of one evaluated candidate (e.g. a
+        supernet's loss on the architecture it sampled for one step) at ``step``, a running count
+        over the whole search that a resumed search continues; the run layer writes them as
+        TensorBoard scalars ``candidate/<name>``. A view only: the search never reads them back.
     """
 
     store: Any
@@ -83,6 +87,7 @@ class SearchContext:
     log: Callable[[Dict[str, Any]], None] = lambda row: None
     logged_rows: int = 0
     executor: Any = None
+    candidate: Callable[[int, Dict[str, Any]], None] = lambda step, values: None
 
     @property
     def state_dir(self) -> str:

@@ -212,8 +212,10 @@ class RelativeNasSearch(OneShotSearch):
                                              "fast_loss": losses[fast], "slow_loss": losses[slow],
                                              "fast_train_loss": train_losses[fast],
                                              "slow_train_loss": train_losses[slow]})
-                    for m, loss in zip(members, losses):
+                    for slot, (m, loss) in enumerate(zip(members, losses)):
                         state["last_losses"][space.encode(space.from_vector(x[m]))] = loss
+                        context.candidate(g * self.population + k * 2 + slot,  # the member epoch's index
+                                          {"valid_loss": loss, "train_loss": train_losses[slot]})
                     state["pair"] = k + 1
                     state["epochs"] += 2
                     if state["pair"] == len(state["pairs"]):  # generation done: move the slow learners

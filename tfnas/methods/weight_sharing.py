@@ -122,6 +122,12 @@ class ArrayPipelines:
     def info(self) -> Any:
         return self.data[4]
 
+    def train_steps(self, cap: int = 0) -> int:
+        """Batches of one :meth:`train` pass, at most ``cap`` (0 = no cap)."""
+        n = int(self.data[1].shape[0])
+        steps = n // self.batch_size if n >= self.batch_size else 1
+        return min(steps, cap) if cap else steps
+
     def train(self, seed: int):
         """An augmented, shuffled pass over the training part (drops a last partial batch)."""
         return self._build("train", seed)

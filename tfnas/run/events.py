@@ -80,7 +80,7 @@ class EventStream:
     def enabled(self) -> bool:
         return not self._failed
 
-    def _write(self, fn) -> None:
+    def _write(self, fn, flush: bool = True) -> None:
         if self._failed:
             return
         import tensorflow as tf
@@ -90,14 +90,17 @@ class EventStream:
                 self._writer = tf.summary.create_file_writer(self.path)
             with self._writer.as_default():
                 fn(tf)
-            self._writer.flush()
+            if flush:
+                self._writer.flush()
         except (OSError, ValueError, TypeError, tf.errors.OpError) as exc:
             # TensorBoard is a view of the run, never a reason to stop it: warn once, then stay off.
             logger.warning("TensorBoard events in %s are off for this run: %s", self.path, exc)
             self._failed, self._writer = True, None
 
-    def scalars(self, values: Mapping[str, Any], step: int, prefix: str = "") -> None:
-        """``prefix + name`` scalars at ``step``, one flush; text, None and non-finite values are skipped."""
+    def scalars(self, values: Mapping[str, Any], step: int, prefix: str = "", flush: bool = True) -> None:
+        """``prefix + name`` scalars at ``step``, one flush (``flush=False``: buffered until the next
+        flush or close, for values written inside a hot loop); text, None and non-finite values are
+        skipped."""
         numbers = {f"{prefix}{name}": _number(v) for name, v in values.items()}
         numbers = {tag: v for tag, v in numbers.items() if v is not None}
         if not numbers:
@@ -107,7 +110,7 @@ class EventStream:
             for tag, value in numbers.items():
                 tf.summary.scalar(tag, value, step=int(step))
 
-        self._write(write)
+        self._write(write, flush)
 
     def hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, Any], step: int = 0) -> None:
         """One hparams-plugin session (``hparams``) and its ``final/<name>`` metric scalars at ``step``."""

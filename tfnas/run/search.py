@@ -75,11 +75,14 @@ class HistoryLog:
 def search_context(cfg: Config, store: ArtifactStore, progress: bool,
                    stream: str = "search") -> Tuple[SearchContext, HistoryLog]:
     """The :class:`SearchContext` of a run directory, logging to its ``history.csv`` (kept rows counted)
-    and, with ``[run] tensorboard``, to the event stream ``tensorboard/<stream>``."""
-    history = HistoryLog(store, events=EventStream(events_root(cfg), stream))
+    and, with ``[run] tensorboard``, to the event stream ``tensorboard/<stream>`` (history rows as
+    ``history/<column>``, per-candidate values as ``candidate/<name>``)."""
+    events = EventStream(events_root(cfg), stream)
+    history = HistoryLog(store, events=events)
     store.state_dir()
     context = SearchContext(store=store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),
-                            progress=progress, log=history.append, logged_rows=len(history.rows))
+                            progress=progress, log=history.append, logged_rows=len(history.rows),
+                            candidate=lambda step, values: events.scalars(values, step, "candidate/", flush=False))
     return context, history
 
 

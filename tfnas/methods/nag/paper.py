@@ -144,11 +144,13 @@ class NagSupernetSearch(OneShotSearch):
                 net.set_noise_seed(seed * 1_000_003 + e)
                 rng = np.random.default_rng([seed, e, 11])
                 lr_t, loss, hits, count = tf.constant(lr, tf.float32), 0.0, 0.0, 0.0
+                first_step = e * pipes.train_steps(self.steps_per_epoch)
                 for k, (images, labels) in enumerate(pipes.train(seed * 1_000_003 + e)):
                     if self.steps_per_epoch and k >= self.steps_per_epoch:
                         break
                     out = net.train_step(images, labels, pool[int(rng.integers(len(pool)))], lr_t)
                     loss, hits, count = loss + float(out[0]), hits + float(out[1]), count + float(out[2])
+                    context.candidate(first_step + k, {"supernet_loss": float(out[0]) / max(float(out[2]), 1.0)})
                 if count == 0:
                     raise ValueError("the supernet's training part yielded no batch (fewer images than the batch?)")
                 if not np.isfinite(loss):
@@ -183,6 +185,7 @@ class NagSupernetSearch(OneShotSearch):
                 _, c, n = net.eval_step(images, labels, pool[i])
                 hits, count = hits + float(c), count + float(n)
             scores[i] = 100.0 * hits / count
+            context.candidate(i, {"pool_score": scores[i]})
         params = np.array([self.space.num_params(a, pipes.info.num_classes) for a in pool], np.float64)
         context.store.write_bytes(POOL_FILE, npz_bytes([scores, params]))
         return scores, params

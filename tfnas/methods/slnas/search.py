@@ -171,7 +171,7 @@ class SlnasSearch(OneShotSearch):
         try:
             while state["epoch"] < self.epochs:
                 e = int(state["epoch"])
-                row, samples = self._epoch(e, seed, net, controller, pipes)
+                row, samples = self._epoch(e, seed, net, controller, pipes, context.candidate)
                 row["wall_s"] = round(time.perf_counter() - t0, 3)
                 state["samples"].append(samples)
                 self._append_epoch(context, e, row, samples)
@@ -198,8 +198,13 @@ class SlnasSearch(OneShotSearch):
     def _arch_text(self, arch: np.ndarray) -> str:
         return self.space.encode(self.space.decode(json.dumps(np.asarray(arch).astype(int).tolist())))
 
-    def _epoch(self, e: int, seed: int, net: Any, controller: Any, pipes: ArrayPipelines):
-        """One epoch: shared-weight steps, then controller steps. Returns ``(row, samples)``."""
+    def _epoch(self, e: int, seed: int, net: Any, controller: Any, pipes: ArrayPipelines,
+               candidate: Callable[[int, Dict[str, Any]], None] = lambda step, values: None):
+        """One epoch: shared-weight steps, then controller steps. Returns ``(row, samples)``.
+
+        ``candidate`` gets each step's loss on its sampled architecture (``supernet_loss``, step =
+        shared-weight steps so far) and each controller sample's reward (``reward``, step = samples
+        so far)."""
         import tensorflow as tf
 
         lr = cosine_lr(e, self.epochs, self.lr, self.lr_min)
@@ -210,12 +215,14 @@ class SlnasSearch(OneShotSearch):
         lr_t = tf.constant(lr, tf.float32)
         loss_sum = correct = count = 0.0
         rng = np.random.default_rng([seed, e])
+        first_step = e * pipes.train_steps(self.steps_per_epoch)
         for k, (images, labels) in enumerate(pipes.train(epoch_seed)):
             if self.steps_per_epoch and k >= self.steps_per_epoch:
                 break
             arch = _training_arch(controller, rng)
             out = net.train_step(images, labels, arch, lr_t)
             loss_sum, correct, count = loss_sum + float(out[0]), correct + float(out[1]), count + float(out[2])
+            candidate(first_step + k, {"supernet_loss": float(out[0]) / max(float(out[2]), 1.0)})
         if count == 0:
             raise ValueError("the shared-weight part yielded no batch (fewer images than [search] batch_size?)")
         if not np.isfinite(loss_sum):
@@ -230,6 +237,7 @@ class SlnasSearch(OneShotSearch):
             reward = 100.0 * float(hits) / float(n)
             stats.append(controller.update(arch, reward))
             samples.append({"arch": self._arch_text(arch), "reward": reward})
+            candidate(e * self.controller_steps + len(samples) - 1, {"reward": reward})
         rewards = [s["reward"] for s in samples]
         row = {"epoch": e + 1, "lr": lr, "drop_path": rate, "train_loss": loss_sum / count,
                "train_acc": 100.0 * correct / count, "mean_reward": float(np.mean(rewards)),
