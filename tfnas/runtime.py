@@ -11,8 +11,8 @@ import sys
 import tempfile
 from typing import Optional, Sequence
 
-#: Whether the user set TensorFlow's C++ log level: read on import, before set_runtime_defaults adds ours.
-_USER_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL" in os.environ
+#: The user's own TensorFlow C++ log level, if any: read on import, before set_runtime_defaults adds ours.
+_USER_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip()
 
 
 def set_runtime_defaults() -> None:
@@ -52,9 +52,9 @@ def import_tensorflow_quietly() -> None:
 
 def quiet_import_wanted(argv: Sequence[str]) -> bool:
     """Whether TensorFlow's start-up lines should be kept off the console: not with
-    ``-v``/``--verbose``, and not when the user set ``TF_CPP_MIN_LOG_LEVEL`` themselves (their
-    setting wins; :func:`set_runtime_defaults` records whether it was theirs)."""
-    return not any(a in ("-v", "--verbose") for a in argv) and not _USER_LOG_LEVEL
+    ``-v``/``--verbose``, and not when the user asked for TensorFlow's info or warning lines with
+    their own ``TF_CPP_MIN_LOG_LEVEL`` of 0 or 1 (their setting wins over ours, 2)."""
+    return not any(a in ("-v", "--verbose") for a in argv) and _USER_LOG_LEVEL not in ("0", "1")
 
 
 def configure_runtime(argv: Optional[Sequence[str]] = None, defer_import: bool = False) -> None:
