@@ -27,7 +27,10 @@ def sets(out_dir, data, *more):
     return [f"run.out_dir={out_dir}", "run.progress=false", "run.jit_compile=false", "dataset.name=image_folder",
             f"dataset.data_dir={data}", "dataset.image_size=16", "dataset.train_subset=64", "dataset.eval_subset=16",
             "dataset.batch_size=16", "dataset.eval_batch_size=16", "search.batch_size=16", "train.enabled=false",
-            "export.enabled=false", "nag.rs_candidates=3", *more]
+            "export.enabled=false", "nag.rs_candidates=3",
+            # the smallest pipeline before RS-NAG (what these tests compare is RS-NAG's trainings)
+            "space.search_channels=4", "space.search_layers=3", "search.epochs=1", "nag.pretrain_epochs=1",
+            "nag.epochs=0", *more]
 
 
 def rs_results(out_dir):
