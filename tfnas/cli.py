@@ -66,13 +66,13 @@ class _Expected:
         from tfnas.data import DatasetNotFoundError
         from tfnas.data.base import DatasetFormatError
         from tfnas.evaluation.executors import ExecutorError
-        from tfnas.evaluation.training import TrainCacheError
+        from tfnas.evaluation.training import CellTrainingError, TrainCacheError
         from tfnas.registry import UnknownNameError
         from tfnas.train.checkpoint import CheckpointMismatchError
 
         return {ConfigError: 2, UnknownNameError: 2, CheckpointMismatchError: 2, TrainCacheError: 2,
-                DatasetFormatError: 2, BenchmarkFormatError: 2, DatasetNotFoundError: 3, OSError: 4,
-                ExecutorError: 5}
+                DatasetFormatError: 2, BenchmarkFormatError: 2, CellTrainingError: 2, DatasetNotFoundError: 3,
+                OSError: 4, ExecutorError: 5}
 
 
 def run_guarded(fn, verbose: bool) -> int:

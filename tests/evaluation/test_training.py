@@ -169,6 +169,48 @@ def test_oracle_counts_queries_enforces_budget_and_caches(tmp_path, monkeypatch)
     assert fresh.evaluate(0) == pytest.approx(100 * acc)  # the found cell, outside any budget
 
 
+def test_a_failed_oracle_training_is_recorded_as_failed_not_lost(tmp_path, monkeypatch, caplog):
+    """A cell whose loss became NaN: the query still counts, answers 0 (it ranks last), the cache
+    stores null so a rerun does not train it again, and a warning names it; on an executor too."""
+    from tfnas.evaluation.executors import Failed
+    from tfnas.train.trainer import Trainer
+
+    def nan_loss(self, *args, **kwargs):
+        raise FloatingPointError("training loss is nan")
+
+    cfg = make_cfg(tmp_path, "benchmark.name=train")
+    space = build_space(cfg)
+    benchmark = build_benchmark(cfg, space)
+    key = space.encode(space.from_index(1))
+    session = benchmark.session("cifar10", budget=2)
+    with tfds.testing.mock_data(num_examples=48):
+        good = session.query(0)
+        monkeypatch.setattr(Trainer, "fit", nan_loss)
+        with caplog.at_level("WARNING"):
+            failed = session.query(1)
+    assert 0.0 <= good <= 1.0 and failed == 0.0 and session.queries == 2
+    assert f"training cell {key} failed" in caplog.text and "training loss is nan" in caplog.text
+    assert benchmark.evaluator.failed == 1
+    (name,) = os.listdir(os.path.join(str(tmp_path), "oracle_cache"))
+    entries = json.loads(open(os.path.join(str(tmp_path), "oracle_cache", name)).read())["entries"]
+    assert entries[key] is None and entries[space.encode(space.from_index(0))] == pytest.approx(good)
+    fresh = build_benchmark(cfg, space)  # a rerun reads the failure back without training again
+    assert fresh.session("cifar10").query(1) == 0.0 and fresh.evaluator.computed == 0
+
+    class FailingPool:  # the executor path: the worker's item came back Failed
+        name = "process"
+
+        def map(self, job, items):
+            return [Failed("FloatingPointError: training loss is nan") for _ in items]
+
+    pooled = build_benchmark(make_cfg(tmp_path / "pool", "benchmark.name=train"), space)
+    pooled.evaluator.executor = FailingPool()
+    assert list(pooled.session("cifar10").query_many([2, 3])) == [0.0, 0.0] and pooled.evaluator.failed == 2
+    with pytest.raises(train_mod.CellTrainingError, match=r"failed \(in a worker: FloatingPointError"):
+        pooled.evaluator.kind = "ec"
+        pooled.evaluator.evaluate([space.from_index(4), space.from_index(5)])
+
+
 def test_ec_needs_a_tabular_space_and_a_full_batch(tmp_path):
     cfg = make_cfg(tmp_path)
     with pytest.raises(TypeError, match="TabularSpace"):

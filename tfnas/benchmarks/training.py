@@ -47,8 +47,10 @@ class TrainingBenchmark(Benchmark):
         return None
 
     def _lookup(self, indices: np.ndarray) -> np.ndarray:
+        """Accuracies in [0, 1]; a cell whose training failed (None from the evaluator) answers 0:
+        it ranks last, so no method needs a special case for it."""
         archs = [self.space.from_index(int(i)) for i in indices]
-        return np.asarray(self.evaluator.evaluate(archs), np.float64)
+        return np.asarray([0.0 if a is None else a for a in self.evaluator.evaluate(archs)], np.float64)
 
     def evaluate(self, index: int) -> float:
         """Accuracy (%) of row ``index`` by training it, outside any budget (cached on disk)."""

@@ -289,9 +289,9 @@ def check_losses(dim: int) -> Callable[[Any], None]:
 
 
 def check_accuracy(value: Any) -> None:
-    """Validator of an ``oracle`` cache entry: an accuracy in [0, 1]."""
-    if not is_number(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"expected an accuracy in [0, 1], got {value!r}")
+    """Validator of an ``oracle`` cache entry: an accuracy in [0, 1], or None (its training failed)."""
+    if value is not None and (not is_number(value) or not 0.0 <= value <= 1.0):
+        raise ValueError(f"expected an accuracy in [0, 1] or null (training failed), got {value!r}")
 
 
 class TrainCellsJob(Job):
@@ -329,8 +329,15 @@ class TrainingEvaluator(Evaluator):
         kind: ``"ec"`` (per-epoch training losses, a list) or ``"oracle"`` (top-1 evaluation
             accuracy in [0, 1] after training with evaluation).
 
+    A cell whose training fails (its loss became NaN: ``FloatingPointError`` in this process, a
+    failed item on the executor) is recorded as failed for ``"oracle"``: the cache stores None
+    for it (so a rerun does not train it again), a warning names it and ``evaluate`` returns None
+    in its place. An ``"ec"`` failure raises :class:`CellTrainingError`, because an estimation
+    code has no stand-in.
+
     Attributes:
         computed: cells this evaluator actually trained (the rest came from the cache).
+        failed: cells whose training failed in this evaluator (``"oracle"``).
         executor: the executor of uncached cells, or None (in this process).
     """
 
@@ -339,7 +346,7 @@ class TrainingEvaluator(Evaluator):
         if kind not in ("ec", "oracle"):
             raise ValueError(f"kind must be 'ec' or 'oracle'; received kind={kind!r}")
         self.space, self.training, self.cache, self.kind = space, training, cache, kind
-        self.computed = 0
+        self.computed = self.failed = 0
         self.executor = executor
         try:  # pickled now, before this process trains anything (a worker reads its own data)
             self._job: Any = prepare_job(TrainCellsJob(training, kind))
@@ -354,12 +361,24 @@ class TrainingEvaluator(Evaluator):
                 raise self._job
             for key, result in zip(todo, self.executor.map(self._job, todo)):
                 if isinstance(result, Failed):
-                    raise CellTrainingError(f"training cell {key} failed in a worker: {result.error}")
+                    result = self._failed(key, f"in a worker: {result.error}")
                 self.cache.put(key, result)
                 self.computed += 1
         for arch, key in zip(archs, keys):
             if key not in self.cache:
-                result = self.training.train(arch, evaluate=self.kind == "oracle")
-                self.cache.put(key, list(result.losses) if self.kind == "ec" else result.accuracy)
+                try:
+                    result = self.training.train(arch, evaluate=self.kind == "oracle")
+                    value = list(result.losses) if self.kind == "ec" else result.accuracy
+                except FloatingPointError as exc:
+                    value = self._failed(key, str(exc))
+                self.cache.put(key, value)
                 self.computed += 1
         return [self.cache.get(key) for key in keys]
+
+    def _failed(self, key: str, why: str) -> None:
+        """Records the failed training of ``key`` (``"oracle"``: None, with a warning) or raises (``"ec"``)."""
+        if self.kind != "oracle":
+            raise CellTrainingError(f"training cell {key} failed ({why}); its estimation code has no stand-in: "
+                                    f"lower [train] lr or set [train] grad_clip")
+        logger.warning("training cell %s failed (%s): recorded as failed (accuracy 0 for the search)", key, why)
+        self.failed += 1
