@@ -63,6 +63,26 @@ def test_more_stages_give_one_output_per_aux_head():
     assert len(outputs) == 3 and all(o.shape == (1, 3) for o in outputs)
 
 
+def test_the_trainer_trains_a_network_with_several_aux_heads():
+    """Three stages: two auxiliary heads, both in the training loss (CE + aux_weight * their sum)."""
+    import dataclasses
+
+    from tfnas.config import TrainConfig
+    from tfnas.train import Trainer
+
+    cfg = dataclasses.replace(TrainConfig(), epochs=1, lr=0.0, aux_weight=0.4, weight_decay=0.0, drop_path=0.0,
+                              label_smoothing=0.0)
+    t = Trainer(lambda: LiteNetwork("slnas_paper", 3, (16, 16, 3), channels=4, blocks=(0, 0, 1)), cfg,
+                jit_compile=False, progress=False)
+    x = tf.random.stateless_normal((8, 16, 16, 3), seed=(1, 2))
+    y = tf.one_hot([0, 1, 2, 0, 1, 2, 0, 1], 3)
+    main, *aux = t.model(x, training=True)
+    ce = keras.losses.CategoricalCrossentropy(from_logits=True)
+    expected = float(ce(y, main)) + 0.4 * sum(float(ce(y, a)) for a in aux)
+    assert len(aux) == 2
+    assert t.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8)).loss[0] == pytest.approx(expected, rel=1e-4)
+
+
 def test_inference_model_shares_weights_without_aux_heads_and_drop_path(small):
     space, model = small
     arch = space.decode("slnas_paper")

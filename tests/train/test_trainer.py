@@ -136,10 +136,13 @@ def test_label_smoothing_matches_closed_form():
     assert float(smoothed_cross_entropy(labels, logits, 0.3)[0]) == pytest.approx(log_z - 1.6, rel=1e-6)
 
 
-def _aux_model():
-    inp = keras.Input((8, 8, 3))
-    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, padding="same")(inp))
-    return keras.Model(inp, [keras.layers.Dense(2)(h), keras.layers.Dense(2)(h)])
+def _aux_model(heads=1):
+    def build():
+        inp = keras.Input((8, 8, 3))
+        h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, padding="same")(inp))
+        return keras.Model(inp, [keras.layers.Dense(2)(h) for _ in range(1 + heads)])
+
+    return build
 
 
 def _ce(y, z, ls=0.0):
@@ -148,14 +151,17 @@ def _ce(y, z, ls=0.0):
     return -(t * (z - np.log(np.exp(z).sum(axis=1, keepdims=True)))).sum(axis=1)
 
 
-def test_aux_weight_and_smoothing_combine_in_the_training_loss():
+@pytest.mark.parametrize("heads", [1, 2])
+def test_aux_weight_and_smoothing_combine_in_the_training_loss(heads):
+    """CE + aux_weight * (sum of the auxiliary heads' CE): one head (DARTS) or several (a lite network
+    with more than two stages)."""
     w, ls = 0.4, 0.1
-    t = Trainer(_aux_model, cfg(lr=0.0, aux_weight=w, label_smoothing=ls), jit_compile=False, progress=False)
+    t = Trainer(_aux_model(heads), cfg(lr=0.0, aux_weight=w, label_smoothing=ls), jit_compile=False, progress=False)
     x, y = arrays(32)
-    main, aux = (o.numpy() for o in t.model(x, training=True))
+    main, *aux = (o.numpy() for o in t.model(x, training=True))
     h = t.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(32))
-    expected = _ce(y, main, ls).mean() + w * _ce(y, aux, ls).mean()
-    assert h.loss[0] == pytest.approx(expected, rel=1e-5)
+    expected = _ce(y, main, ls).mean() + w * sum(_ce(y, a, ls).mean() for a in aux)
+    assert len(aux) == heads and h.loss[0] == pytest.approx(expected, rel=1e-5)
     assert t.evaluate(tf.data.Dataset.from_tensor_slices((x, y)).batch(32))["loss"] == pytest.approx(
         _ce(y, main).mean(), rel=1e-5)  # evaluation: main head, no smoothing
 

@@ -77,17 +77,15 @@ def add_coupled_decay(
     return out
 
 
-def split_outputs(outputs: Outputs) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
-    """``(logits, aux_logits)`` from a model output: a tensor, or a pair with an auxiliary head."""
+def split_outputs(outputs: Outputs) -> Tuple[tf.Tensor, Tuple[tf.Tensor, ...]]:
+    """``(logits, aux)`` from a model output: a tensor (no auxiliary head), or ``(logits, aux_1, ...,
+    aux_k)`` with one entry per auxiliary head (DARTS: one; the lite space: one per reduction cell
+    but the last). ``aux`` is a tuple, empty without heads."""
     if isinstance(outputs, (tuple, list)):
-        if len(outputs) == 1:
-            return outputs[0], None
-        if len(outputs) == 2:
-            return outputs[0], outputs[1]
-        raise ValueError(
-            f"A model must return logits or (logits, aux_logits). Received {len(outputs)} outputs."
-        )
-    return outputs, None
+        if not outputs:
+            raise ValueError("A model must return logits or (logits, aux_1, ..., aux_k). Received no output.")
+        return outputs[0], tuple(outputs[1:])
+    return outputs, ()
 
 
 def smoothed_cross_entropy(labels: tf.Tensor, logits: tf.Tensor, label_smoothing: float = 0.0) -> tf.Tensor:
@@ -108,14 +106,16 @@ def smoothed_cross_entropy(labels: tf.Tensor, logits: tf.Tensor, label_smoothing
 def per_example_loss(
     labels: tf.Tensor, outputs: Outputs, label_smoothing: float = 0.0, aux_weight: float = 0.0
 ) -> tf.Tensor:
-    """``CE(logits) + aux_weight * CE(aux_logits)`` per example [B] (DARTS auxiliary towers).
+    """``CE(logits) + aux_weight * sum_k CE(aux_k)`` per example [B] (DARTS' auxiliary tower, SLNAS'
+    heads after each reduction cell but the last).
 
-    The auxiliary term is added only when the model returns two outputs and ``aux_weight > 0``.
+    The auxiliary terms are added only when the model returns auxiliary outputs and ``aux_weight > 0``.
     """
     logits, aux = split_outputs(outputs)
     loss = smoothed_cross_entropy(labels, logits, label_smoothing)
-    if aux is not None and aux_weight > 0.0:
-        loss = loss + aux_weight * smoothed_cross_entropy(labels, aux, label_smoothing)
+    if aux_weight > 0.0:
+        for head in aux:
+            loss = loss + aux_weight * smoothed_cross_entropy(labels, head, label_smoothing)
     return loss
 
 

@@ -3,12 +3,12 @@
 Data contract: datasets yield ``(images, labels)`` with float32 images ``[B, H, W, 3]`` and
 float32 one-hot (or mixup-soft) labels ``[B, C]``; ``B`` is the *global* batch, which the
 strategy splits across replicas. The model maps images to logits ``[B, C]``, or to
-``(logits, aux_logits)`` when it has an auxiliary head (the auxiliary output is used only for
-the training loss).
+``(logits, aux_1, ..., aux_k)`` when it has auxiliary heads (the auxiliary outputs are used only
+for the training loss).
 
 One training step (per replica, inside ``strategy.run``):
 
-1. ``loss = sum_i CE_ls(y_i, z_i) + aux_weight * CE_ls(y_i, a_i)`` divided by the global
+1. ``loss = sum_i CE_ls(y_i, z_i) + aux_weight * sum_k CE_ls(y_i, a_ki)`` divided by the global
    number of examples in the step (all-reduced, so an uneven last batch is averaged
    exactly, as ``tf.nn.compute_average_loss`` does for even ones), plus ``model.losses``
    divided by the replica count (regularisation added once);
