@@ -283,6 +283,31 @@ def test_random_grayscale():
         augment.random_grayscale(image, 1.5, SEED)
 
 
+def test_random_low_resolution_keeps_only_the_coarse_content():
+    image = _photo(32, 24)
+    kept = augment.random_low_resolution(image, 0.0, SEED).numpy()
+    np.testing.assert_allclose(kept, image.numpy() / 255.0, atol=1e-6)  # off: the image, as float
+    flat = tf.fill((32, 24, 3), tf.constant(77, tf.uint8))
+    np.testing.assert_allclose(augment.random_low_resolution(flat, 1.0, SEED).numpy(), 77 / 255.0, atol=1e-4)
+    detail = []
+    for i in range(24):
+        out = augment.random_low_resolution(image, 1.0, tf.constant([i, 5], tf.int64))
+        assert out.shape == (32, 24, 3) and out.dtype == tf.float32
+        out = out.numpy()
+        assert 0.0 <= out.min() and out.max() <= 1.0
+        np.testing.assert_allclose(out.mean(), image.numpy().mean() / 255.0, atol=0.03)  # the mean colour stays
+        detail.append(round(float(np.abs(np.diff(out, axis=1)).mean()), 3))  # fine detail is gone
+    noise = float(np.abs(np.diff(image.numpy() / 255.0, axis=1)).mean())
+    assert max(detail) < 0.5 * noise and len(set(detail)) == 3  # the three factors, all drawn
+    again = augment.random_low_resolution(image, 1.0, tf.constant([3, 5], tf.int64)).numpy()
+    np.testing.assert_array_equal(again, augment.random_low_resolution(image, 1.0, tf.constant([3, 5], tf.int64)))
+    applied = [not np.allclose(augment.random_low_resolution(image, 0.45, tf.constant([i, 9], tf.int64)).numpy(),
+                               image.numpy() / 255.0, atol=1e-6) for i in range(40)]
+    assert 5 < sum(applied) < 35
+    with pytest.raises(ValueError, match="probability"):
+        augment.random_low_resolution(image, 1.5, SEED)
+
+
 def test_image_folder_augmentations_run_inside_tf_function():
     @tf.function
     def run(image, seed):

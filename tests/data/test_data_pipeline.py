@@ -111,7 +111,8 @@ def test_derive_seeds_are_distinct_and_stable():
     assert all(0 <= s < 2**31 for s in derive_seeds(7, 3))
 
 
-SLNAS_FOLDER_AUGMENT = dict(color_jitter=0.4, hue_jitter=0.1, grayscale=0.2, flip=True, random_resized_crop=True)
+SLNAS_FOLDER_AUGMENT = dict(color_jitter=0.4, hue_jitter=0.1, grayscale=0.2, low_resolution=0.45, flip=True,
+                            random_resized_crop=True)
 
 
 @pytest.fixture
@@ -162,6 +163,9 @@ def test_new_augmentations_leave_the_other_draws_unchanged():
     # brightness factor 1 and no hue: the jitter's float round trip only; flip, crop and cutout as before
     same = _batches(make_pipeline(ds, color_jitter=1e-9, **kw))[0][0]
     np.testing.assert_allclose(same, base, atol=1e-5)
+    # a low-resolution pass that never fires: flip, crop and cutout draw as before
+    same = _batches(make_pipeline(ds, low_resolution=1e-9, **kw))[0][0]
+    np.testing.assert_allclose(same, base, atol=1e-5)
 
 
 def test_random_resized_crop_needs_a_static_image_size():
@@ -177,6 +181,7 @@ def test_random_resized_crop_needs_a_static_image_size():
     ("train.color_jitter=1.5", "train.color_jitter: expected a number in [0.0, 1.0]"),
     ("train.hue_jitter=0.6", "train.hue_jitter: expected a number in [0.0, 0.5]"),
     ("train.grayscale=-0.1", "train.grayscale: expected a number in [0.0, 1.0]"),
+    ("train.low_resolution=2", "train.low_resolution: expected a number in [0.0, 1.0]"),
     ("train.random_resized_crop=maybe", "train.random_resized_crop: expected a boolean"),
     ("train.colour_jitter=0.4", "train.colour_jitter: unknown key"),
 ])

@@ -313,6 +313,8 @@ class TrainConfig:
       hue_jitter: hue shift drawn from ``U[-h, h]`` turns of the colour wheel (0 = off; SLNAS
         on image folders: 0.1).
       grayscale: probability of turning an image grey (0 = off; SLNAS on image folders: 0.2).
+      low_resolution: probability of training on a low-resolution copy (side / 2, 4 or 8 and
+        back, antialiased; 0 = off; SLNAS on image folders: 0.45).
       flip: random horizontal flip.
       random_resized_crop: Inception-style crop (area 8-100 %, aspect 3/4-4/3) resized back to
         the training size, as torchvision's ``RandomResizedCrop`` (SLNAS on image folders;
@@ -344,6 +346,7 @@ class TrainConfig:
     color_jitter: float = _f(0.0, min=0.0, max=1.0)
     hue_jitter: float = _f(0.0, min=0.0, max=0.5)
     grayscale: float = _f(0.0, min=0.0, max=1.0)
+    low_resolution: float = _f(0.0, min=0.0, max=1.0)
     flip: bool = _f(True)
     random_resized_crop: bool = _f(False)
     pad_crop: int = _f(4, min=0)

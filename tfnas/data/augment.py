@@ -401,3 +401,46 @@ def random_grayscale(image: tf.Tensor, probability: float, seed: Seed) -> tf.Ten
     image = to_unit_float(image)
     apply = tf.random.stateless_uniform([], seed) < probability
     return tf.where(apply, grayscale(image), image)
+
+
+#: Side divisors of :func:`random_low_resolution`: the SLNAS image-folder recipe's 128, 64 and 32
+#: pixels of its 256-pixel images.
+LOW_RESOLUTION_FACTORS = (2, 4, 8)
+
+
+def random_low_resolution(image: tf.Tensor, probability: float, seed: Seed,
+                          factors: Tuple[int, ...] = LOW_RESOLUTION_FACTORS, method: str = "lanczos3") -> tf.Tensor:
+    """With probability ``probability``, ``image`` downscaled by a factor drawn uniformly from
+    ``factors`` and scaled back to its size, both antialiased (``method="lanczos3"`` is PIL's
+    ``ANTIALIAS``): the SLNAS recipe's random multi-resolution training images (a ``RandomChoice``
+    of resizes to 256/128/64/32 pixels with weights 0.55/0.15/0.15/0.15 before the resize back to
+    256, i.e. probability 0.45).
+
+    Args:
+      image: ``[H, W, C]`` of static ``H, W``, uint8 or float in ``[0, 1]``.
+      probability: chance of the low-resolution pass, in ``[0, 1]``.
+      seed: stateless key ``[2]``.
+      factors: side divisors to draw from (a low side is at least 1 pixel).
+      method: a ``tf.image.resize`` method.
+
+    Returns:
+      float32 ``[H, W, C]`` in ``[0, 1]``.
+    """
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"random_low_resolution probability must be in [0, 1]; received probability={probability}")
+    if not factors or min(factors) < 1:
+        raise ValueError(f"random_low_resolution factors must be integers >= 1; received factors={factors}")
+    image = to_unit_float(image)
+    height, width = image.shape[0], image.shape[1]
+    if height is None or width is None:
+        raise ValueError(f"random_low_resolution needs a static image size; received shape {image.shape}")
+    draws = tf.random.stateless_uniform([2], seed)
+    pick = tf.minimum(tf.cast(draws[1] * len(factors), tf.int32), len(factors) - 1)
+    factor = tf.gather(tf.constant(factors, tf.float32), pick)
+
+    def low() -> tf.Tensor:
+        small = tf.maximum(tf.cast(tf.round(tf.constant([height, width], tf.float32) / factor), tf.int32), 1)
+        down = tf.image.resize(image, small, method=method, antialias=True)
+        return tf.clip_by_value(tf.image.resize(down, (height, width), method=method, antialias=True), 0.0, 1.0)
+
+    return tf.ensure_shape(tf.cond(draws[0] < probability, low, lambda: image), image.shape)

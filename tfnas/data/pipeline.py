@@ -118,6 +118,7 @@ def make_pipeline(
     color_jitter: float = 0.0,
     hue_jitter: float = 0.0,
     grayscale: float = 0.0,
+    low_resolution: float = 0.0,
     flip: bool = False,
     random_resized_crop: bool = False,
     pad_crop: int = 0,
@@ -130,13 +131,14 @@ def make_pipeline(
 ) -> tf.data.Dataset:
     """Shuffles (training), augments, normalises, one-hot encodes, batches and prefetches.
 
-    Augmentations apply only when ``training`` is true, in this order: colour jitter, random
-    greyscale, flip, random-resized crop, pad-crop (on pixels), normalisation, cutout, random
-    erasing (in normalised space), batching, mixup. The first four follow the order of the
-    SLNAS image-folder recipe (torchvision ``ColorJitter``, ``RandomGrayscale``,
-    ``RandomHorizontalFlip``, ``RandomResizedCrop``; its crop resamples with Lanczos,
-    :data:`CROP_RESIZE_METHOD`). Colour jitter, greyscale and the random-resized crop draw from
-    a per-example key of their own, so turning them on leaves the draws of the others unchanged.
+    Augmentations apply only when ``training`` is true, in this order: low resolution, colour
+    jitter, random greyscale, flip, random-resized crop, pad-crop (on pixels), normalisation,
+    cutout, random erasing (in normalised space), batching, mixup. The first five follow the
+    order of the SLNAS image-folder recipe (its random multi-resolution resize, torchvision
+    ``ColorJitter``, ``RandomGrayscale``, ``RandomHorizontalFlip``, ``RandomResizedCrop``; it
+    resamples with Lanczos, :data:`CROP_RESIZE_METHOD`). Low resolution, colour jitter, greyscale
+    and the random-resized crop draw from a per-example key of their own, so turning them on
+    leaves the draws of the others unchanged.
 
     Args:
       ds: unbatched ``(image uint8 or float in [0, 1] [H, W, 3], label int [])``, e.g. from
@@ -150,6 +152,8 @@ def make_pipeline(
         :func:`tfnas.data.augment.color_jitter` (0 = off).
       hue_jitter: hue strength of the colour jitter, in ``[0, 0.5]`` (0 = off).
       grayscale: probability of a greyscale image (0 = off).
+      low_resolution: probability of :func:`tfnas.data.augment.random_low_resolution` (the image
+        down to 1/2, 1/4 or 1/8 of its side and back; 0 = off; needs a static image size).
       flip: random left-right flip.
       random_resized_crop: :func:`tfnas.data.augment.random_resized_crop` (area 8-100 %, aspect
         3/4-4/3) back to the images' size, which must be static (fixed-size datasets, or
@@ -177,9 +181,13 @@ def make_pipeline(
     if pad_mode not in augment.PAD_MODES:
         raise ValueError(f"pad_mode must be one of {', '.join(augment.PAD_MODES)}; received pad_mode={pad_mode!r}")
     crop_size = _static_size(ds) if training and random_resized_crop else None
-    if not (0.0 <= color_jitter and 0.0 <= hue_jitter <= 0.5 and 0.0 <= grayscale <= 1.0):
-        raise ValueError(f"need color_jitter >= 0, hue_jitter in [0, 0.5] and grayscale in [0, 1]; received "
-                         f"color_jitter={color_jitter}, hue_jitter={hue_jitter}, grayscale={grayscale}")
+    if training and low_resolution:
+        _static_size(ds)
+    if not (0.0 <= color_jitter and 0.0 <= hue_jitter <= 0.5 and 0.0 <= grayscale <= 1.0
+            and 0.0 <= low_resolution <= 1.0):
+        raise ValueError(f"need color_jitter >= 0, hue_jitter in [0, 0.5], grayscale and low_resolution in [0, 1]; "
+                         f"received color_jitter={color_jitter}, hue_jitter={hue_jitter}, grayscale={grayscale}, "
+                         f"low_resolution={low_resolution}")
     mean = tuple(float(m) for m in mean)
     std = tuple(float(s) for s in std)
     shuffle_seed, example_seed, batch_seed = derive_seeds(seed, 3)
@@ -195,6 +203,9 @@ def make_pipeline(
         image, label = example
         seeds = augment.split_seed(tf.stack([key, tf.constant(0, tf.int64)]), 4)
         more = augment.split_seed(tf.stack([key, tf.constant(2, tf.int64)]), 3)
+        if low_resolution:
+            image = augment.random_low_resolution(image, low_resolution, tf.stack([key, tf.constant(3, tf.int64)]),
+                                                  method=CROP_RESIZE_METHOD)
         if color_jitter or hue_jitter:
             image = augment.color_jitter(image, more[0], color_jitter, color_jitter, color_jitter, hue_jitter)
         if grayscale:

@@ -59,7 +59,8 @@ def build_datasets(cfg: Config) -> Tuple[Any, Any, Any]:
     train_ds = make_pipeline(train_raw, batch_size=d.batch_size, training=True, flip=t.flip, pad_crop=t.pad_crop,
                              cutout=t.cutout, mixup_alpha=t.mixup_alpha, random_erasing=t.random_erasing,
                              color_jitter=t.color_jitter, hue_jitter=t.hue_jitter, grayscale=t.grayscale,
-                             random_resized_crop=t.random_resized_crop, drop_remainder=True, **stats)
+                             low_resolution=t.low_resolution, random_resized_crop=t.random_resized_crop,
+                             drop_remainder=True, **stats)
     eval_ds = make_pipeline(eval_raw, batch_size=d.eval_batch_size, training=False, drop_remainder=False, **stats)
     return train_ds, eval_ds, info
 
