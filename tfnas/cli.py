@@ -2,7 +2,8 @@
 
 Only this module and ``tools/`` print; library code logs. The tools call
 :func:`tfnas.runtime.configure_runtime` before importing this module; ``train_eval`` and
-``train`` defer TensorFlow's import to :func:`_load`, after the config's TensorFlow-free checks.
+``train`` defer TensorFlow's import to :func:`_load`, after the config's TensorFlow-free checks,
+and ``compare`` until its arguments are checked.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def _report(exc: BaseException, code: int, verbose: bool) -> int:
         traceback.print_exception(exc, file=sys.stderr)
     message = str(exc).strip("'\"") if isinstance(exc, KeyError) else str(exc)
     if isinstance(exc, OSError) and exc.strerror:  # no "[Errno 13] ...: 'path'" decoration
-        message = exc.strerror
+        message = exc.strerror + (f" ({exc.filename} -> {exc.filename2})" if exc.filename2 else "")
     if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
         message = f"{exc.filename}: {message}"
     print(f"error: {message}", file=sys.stderr)

@@ -206,7 +206,17 @@ def test_a_failed_oracle_training_is_recorded_as_failed_not_lost(tmp_path, monke
     pooled = build_benchmark(make_cfg(tmp_path / "pool", "benchmark.name=train"), space)
     pooled.evaluator.executor = FailingPool()
     assert list(pooled.session("cifar10").query_many([2, 3])) == [0.0, 0.0] and pooled.evaluator.failed == 2
-    with pytest.raises(train_mod.CellTrainingError, match=r"failed \(in a worker: FloatingPointError"):
+
+    class BrokenPool(FailingPool):  # any other worker error is not a diverged training: raised, not cached
+        def map(self, job, items):
+            return [Failed("OSError: no data in the worker") for _ in items]
+
+    pooled.evaluator.executor = BrokenPool()
+    with pytest.raises(train_mod.CellTrainingError, match="failed in a worker: OSError: no data"):
+        pooled.session("cifar10").query_many([6, 7])
+    assert space.encode(space.from_index(6)) not in pooled.evaluator.cache
+    pooled.evaluator.executor = FailingPool()
+    with pytest.raises(train_mod.CellTrainingError, match=r"diverged \(in a worker: FloatingPointError"):
         pooled.evaluator.kind = "ec"
         pooled.evaluator.evaluate([space.from_index(4), space.from_index(5)])
 

@@ -101,8 +101,8 @@ def _static_size(ds: tf.data.Dataset) -> Tuple[int, int]:
     """The static ``(height, width)`` of the images of ``ds``; ValueError when not static."""
     shape = ds.element_spec[0].shape
     if shape.rank != 3 or shape[0] is None or shape[1] is None:
-        raise ValueError(f"random_resized_crop needs images of one static size [H, W, C]; received shape "
-                         f"{shape} (set image_size when loading the dataset)")
+        raise ValueError(f"random_resized_crop and low_resolution need images of one static size [H, W, C]; "
+                         f"received shape {shape} (set image_size when loading the dataset)")
     return int(shape[0]), int(shape[1])
 
 

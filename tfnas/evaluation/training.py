@@ -46,12 +46,15 @@ logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = "tfnas.train_cache/1"
 MAX_IN_MEMORY_BYTES = 4 << 30
-# [train] keys that do not change what a cell trains to (kept out of the recipe).
-_NOT_RECIPE = ("enabled", "checkpoint_every")
+# [train] keys that do not change what a cell trains to (kept out of the recipe): the short
+# training's pipeline applies no low-resolution copies, and a key added later at its default must
+# not orphan existing caches.
+_NOT_RECIPE = ("enabled", "checkpoint_every", "low_resolution")
 
 
 class CellTrainingError(RuntimeError):
-    """A cell's short training failed in a worker (e.g. its loss became NaN); names the cell."""
+    """A cell's short training failed (in a worker, or an estimation code's training diverged);
+    names the cell."""
 
 
 class TrainCacheError(ValueError):
@@ -329,11 +332,12 @@ class TrainingEvaluator(Evaluator):
         kind: ``"ec"`` (per-epoch training losses, a list) or ``"oracle"`` (top-1 evaluation
             accuracy in [0, 1] after training with evaluation).
 
-    A cell whose training fails (its loss became NaN: ``FloatingPointError`` in this process, a
-    failed item on the executor) is recorded as failed for ``"oracle"``: the cache stores None
+    A cell whose training diverges (its loss became NaN: ``FloatingPointError``, in this process
+    or on a worker) is recorded as failed for ``"oracle"``: the cache stores None
     for it (so a rerun does not train it again), a warning names it and ``evaluate`` returns None
     in its place. An ``"ec"`` failure raises :class:`CellTrainingError`, because an estimation
-    code has no stand-in.
+    code has no stand-in. Any other error of a worker raises :class:`CellTrainingError` and is not
+    cached, as in this process, where it propagates.
 
     Attributes:
         computed: cells this evaluator actually trained (the rest came from the cache).
@@ -361,6 +365,8 @@ class TrainingEvaluator(Evaluator):
                 raise self._job
             for key, result in zip(todo, self.executor.map(self._job, todo)):
                 if isinstance(result, Failed):
+                    if not result.error.startswith(f"{FloatingPointError.__name__}:"):  # not a diverged training
+                        raise CellTrainingError(f"training cell {key} failed in a worker: {result.error}")
                     result = self._failed(key, f"in a worker: {result.error}")
                 self.cache.put(key, result)
                 self.computed += 1
@@ -376,9 +382,9 @@ class TrainingEvaluator(Evaluator):
         return [self.cache.get(key) for key in keys]
 
     def _failed(self, key: str, why: str) -> None:
-        """Records the failed training of ``key`` (``"oracle"``: None, with a warning) or raises (``"ec"``)."""
+        """Records the diverged training of ``key`` (``"oracle"``: None, with a warning) or raises (``"ec"``)."""
         if self.kind != "oracle":
-            raise CellTrainingError(f"training cell {key} failed ({why}); its estimation code has no stand-in: "
-                                    f"lower [train] lr or set [train] grad_clip")
+            raise CellTrainingError(f"training cell {key} for its estimation code diverged ({why}); an estimation "
+                                    f"code has no stand-in (the recipe is fixed: Adam, [predictor] ec_epochs)")
         logger.warning("training cell %s failed (%s): recorded as failed (accuracy 0 for the search)", key, why)
         self.failed += 1

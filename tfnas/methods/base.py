@@ -77,7 +77,8 @@ class SearchContext:
       candidate: ``candidate(step, values)`` reports numbers of one evaluated candidate (e.g. a
         supernet's loss on the architecture it sampled for one step) at ``step``, a running count
         over the whole search that a resumed search continues; the run layer writes them as
-        TensorBoard scalars ``candidate/<name>``. A view only: the search never reads them back.
+        TensorBoard scalars ``candidate/<name>`` (flushed at once, so a killed search loses none of
+        the candidates its saved state counts as done). A view only: the search never reads them back.
     """
 
     store: Any

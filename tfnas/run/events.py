@@ -3,7 +3,9 @@
 ``<run dir>/tensorboard/`` holds one folder per stream, each a TensorBoard run:
 
 - ``search/``, ``prepare/``: every row a method logs to ``history.csv`` as scalars
-  ``history/<column>`` at step = the row's first column (epoch, iteration, step);
+  ``history/<column>`` at step = the row's first column (epoch, iteration, step), and the values
+  of each candidate a weight-sharing search evaluates (``SearchContext.candidate``) as
+  ``candidate/<name>`` at step = its running candidate (or step) index;
 - ``sweep/repeat_<r>/``: per sweep record, ``sweep/<metric>`` (top-1, top-10/100, regret,
   Spearman, Kendall, counted queries, wall time) at step = the budget, and numeric ``extra`` fields as
   ``sweep_extra/<key>``; ``sweep/mean/``: the mean over repeats once a budget has all of them;
@@ -80,7 +82,7 @@ class EventStream:
     def enabled(self) -> bool:
         return not self._failed
 
-    def _write(self, fn, flush: bool = True) -> None:
+    def _write(self, fn) -> None:
         if self._failed:
             return
         import tensorflow as tf
@@ -90,17 +92,14 @@ class EventStream:
                 self._writer = tf.summary.create_file_writer(self.path)
             with self._writer.as_default():
                 fn(tf)
-            if flush:
-                self._writer.flush()
+            self._writer.flush()
         except (OSError, ValueError, TypeError, tf.errors.OpError) as exc:
             # TensorBoard is a view of the run, never a reason to stop it: warn once, then stay off.
             logger.warning("TensorBoard events in %s are off for this run: %s", self.path, exc)
             self._failed, self._writer = True, None
 
-    def scalars(self, values: Mapping[str, Any], step: int, prefix: str = "", flush: bool = True) -> None:
-        """``prefix + name`` scalars at ``step``, one flush (``flush=False``: buffered until the next
-        flush or close, for values written inside a hot loop); text, None and non-finite values are
-        skipped."""
+    def scalars(self, values: Mapping[str, Any], step: int, prefix: str = "") -> None:
+        """``prefix + name`` scalars at ``step``, one flush; text, None and non-finite values are skipped."""
         numbers = {f"{prefix}{name}": _number(v) for name, v in values.items()}
         numbers = {tag: v for tag, v in numbers.items() if v is not None}
         if not numbers:
@@ -110,7 +109,7 @@ class EventStream:
             for tag, value in numbers.items():
                 tf.summary.scalar(tag, value, step=int(step))
 
-        self._write(write, flush)
+        self._write(write)
 
     def hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, Any], step: int = 0) -> None:
         """One hparams-plugin session (``hparams``) and its ``final/<name>`` metric scalars at ``step``."""

@@ -82,7 +82,7 @@ def search_context(cfg: Config, store: ArtifactStore, progress: bool,
     store.state_dir()
     context = SearchContext(store=store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),
                             progress=progress, log=history.append, logged_rows=len(history.rows),
-                            candidate=lambda step, values: events.scalars(values, step, "candidate/", flush=False))
+                            candidate=lambda step, values: events.scalars(values, step, "candidate/"))
     return context, history
 
 

@@ -65,8 +65,9 @@ def tf_global_seed(seed: Optional[int]) -> Iterator[None]:
     """Sets TensorFlow's global seed for the block (``tf.random.set_seed``) and restores it after.
 
     Meant for building tf.data pipelines whose shuffles must not depend on what ran before in
-    the process. Restoring a seed restarts TensorFlow's counter of implicit op seeds (as any
-    ``tf.random.set_seed`` call does); ops with explicit seeds are unaffected by that.
+    the process. Setting or restoring a seed restarts TensorFlow's counter of implicit op seeds
+    (as any ``tf.random.set_seed`` call does; not when the seed is unchanged, below); ops with
+    explicit seeds, all of tfnas', are unaffected by that.
     Must be used eagerly (not inside a ``tf.function``).
 
     When the global seed already is ``seed`` nothing is set or restored. That matters for speed:

@@ -184,7 +184,7 @@ class LiteNetwork(keras.Model):
         return net
 
     def _cells(self, inputs, training):
-        """``(features, aux_logits)``: the last cell's output and the auxiliary logits (training only)."""
+        """``(features, aux)``: the last cell's output and the list of auxiliary logits (training only)."""
         s0, s1 = (stem(inputs, training=training) for stem in self.stems)
         aux = []
         stage = 0

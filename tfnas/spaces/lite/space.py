@@ -161,7 +161,8 @@ class LiteSpace(GraphSpace[LiteArch]):
             drop_path_rate: ``None`` (no DropPath layers) or the initial rate in ``[0, 1)`` of
                 the DropPath on every node branch (the Trainer ramps it each epoch).
             auxiliary: add the auxiliary heads (default: the space's ``auxiliary``); the model then
-                returns ``(logits, aux_logits)`` when called with ``training=True``.
+                returns ``(logits, aux_1, ..., aux_k)`` (one per reduction cell but the last) when
+                called with ``training=True``.
             channels, blocks: override the space's ``channels`` / ``blocks``.
             seed: optional int seeding the DropPath layers.
             name: model name (default ``"lite"``).
