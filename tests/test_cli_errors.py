@@ -136,7 +136,7 @@ def test_a_config_error_is_reported_before_tensorflow_loads():
     code = ("import sys; from tfnas.cli import train_eval_main; "
             "rc = train_eval_main(['cfg/rand.cfg', '--set', 'budget.repeats=two']); "
             "from tfnas.runtime import quiet_import_wanted; "
-            "print(rc, 'tensorflow' in sys.modules, quiet_import_wanted([]), quiet_import_wanted(['-v']))")
+            "print(rc, 'tensorflow' in sys.modules, quiet_import_wanted(False), quiet_import_wanted(True))")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     for level, quiet in ((None, "True"), ("2", "True"), ("0", "False")):
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,

@@ -47,7 +47,7 @@ def _import_tensorflow(verbose: bool) -> None:
     ``TF_CPP_MIN_LOG_LEVEL`` (:func:`tfnas.runtime.quiet_import_wanted`)."""
     from tfnas.runtime import import_tensorflow_quietly, quiet_import_wanted
 
-    if quiet_import_wanted(["-v"] if verbose else []):
+    if quiet_import_wanted(verbose):
         import_tensorflow_quietly()
 
 

@@ -50,11 +50,11 @@ def import_tensorflow_quietly() -> None:
             os.close(saved)
 
 
-def quiet_import_wanted(argv: Sequence[str]) -> bool:
-    """Whether TensorFlow's start-up lines should be kept off the console: not with
-    ``-v``/``--verbose``, and not when the user asked for TensorFlow's info or warning lines with
-    their own ``TF_CPP_MIN_LOG_LEVEL`` of 0 or 1 (their setting wins over ours, 2)."""
-    return not any(a in ("-v", "--verbose") for a in argv) and _USER_LOG_LEVEL not in ("0", "1")
+def quiet_import_wanted(verbose: bool) -> bool:
+    """Whether TensorFlow's start-up lines should be kept off the console: not with ``verbose``
+    (``-v``), and not when the user asked for TensorFlow's info or warning lines with their own
+    ``TF_CPP_MIN_LOG_LEVEL`` of 0 or 1 (their setting wins over ours, 2)."""
+    return not verbose and _USER_LOG_LEVEL not in ("0", "1")
 
 
 def configure_runtime(argv: Optional[Sequence[str]] = None, defer_import: bool = False) -> None:
@@ -66,5 +66,5 @@ def configure_runtime(argv: Optional[Sequence[str]] = None, defer_import: bool =
     """
     argv = sys.argv[1:] if argv is None else argv
     set_runtime_defaults()
-    if not defer_import and quiet_import_wanted(argv):
+    if not defer_import and quiet_import_wanted(any(a in ("-v", "--verbose") for a in argv)):
         import_tensorflow_quietly()

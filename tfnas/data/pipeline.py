@@ -180,9 +180,8 @@ def make_pipeline(
         raise ValueError(f"shuffle_buffer must be >= 1; received shuffle_buffer={shuffle_buffer}")
     if pad_mode not in augment.PAD_MODES:
         raise ValueError(f"pad_mode must be one of {', '.join(augment.PAD_MODES)}; received pad_mode={pad_mode!r}")
-    crop_size = _static_size(ds) if training and random_resized_crop else None
-    if training and low_resolution:
-        _static_size(ds)
+    static = _static_size(ds) if training and (random_resized_crop or low_resolution) else None
+    crop_size = static if random_resized_crop else None
     if not (0.0 <= color_jitter and 0.0 <= hue_jitter <= 0.5 and 0.0 <= grayscale <= 1.0
             and 0.0 <= low_resolution <= 1.0):
         raise ValueError(f"need color_jitter >= 0, hue_jitter in [0, 0.5], grayscale and low_resolution in [0, 1]; "
