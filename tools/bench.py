@@ -12,6 +12,7 @@
     python tools/bench.py memory [--proxy zen] [--candidates 2000] [--warmup 200] [--every 100] [--release]
     python tools/bench.py zen-fidelity [--cells 40] [--out F]   # then: perf/torch_reference.py F --zen-values
     python tools/bench.py nag [--node-units 250] [--batch 64] [--steps 20] [--cells 1000] [--jit true|false]
+                          [--edges independent|sequential]
     python tools/bench.py nag-supernet [--batch 64] [--steps 5] [--archs 3] [--channels 20] [--layers 11]
     python tools/bench.py executor-overhead [--executor process|ray|local] [--workers 2] [--items 200]
     python tools/bench.py tflite --space nb201|darts [--arch A] [--quantize none,float16,int8] [--threads 1]
@@ -191,6 +192,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=20)
     s.add_argument("--cells", type=int, default=1000)
     s.add_argument("--jit", choices=("true", "false"), default="false")
+    s.add_argument("--edges", choices=("independent", "sequential"), default="independent",
+                   help="how a new node decides its edges (NAG: independent; cfg/nag_nb201.cfg: sequential)")
     s.set_defaults(run=nag)
     s = sub.add_parser("nag-supernet", help="NAG's single-path supernet train step vs the standalone network")
     s.add_argument("--batch", type=int, default=64)
@@ -226,7 +229,7 @@ def nag(args) -> None:
     from perf import nag as bench
 
     bench.run(node_units=args.node_units, batch=args.batch, steps=args.steps, cells=args.cells,
-              jit=args.jit == "true")
+              jit=args.jit == "true", edges=args.edges)
 
 
 def nag_supernet(args) -> None:

@@ -17,6 +17,7 @@ from tfnas.methods.nag.search import QUALITY_FILE, STATE_FILE
 from tfnas.run.factory import build_method, build_space
 from tfnas.run.rundir import ArtifactStore
 from tfnas.run.sweep import run_sweep
+from tfnas.spaces.dag import DagSpec
 from tfnas.spaces.nb201.dag import NB201_DAG, all_dags, dag_lookup
 
 CFG = "cfg/nag_nb201.cfg"
@@ -96,6 +97,10 @@ def test_generator_sampling_is_seeded():
 def test_models_config_round_trip():
     gen, disc = models()
     assert DagGenerator.from_config(gen.get_config()).get_config() == gen.get_config()
+    seq = DagGenerator(6, 8, (1,), 0, edges="sequential", **SMALL)
+    assert DagGenerator.from_config(seq.get_config()).get_config()["edges"] == "sequential"
+    with pytest.raises(ValueError, match="edges"):
+        DagGenerator(6, 8, (1,), 0, edges="parallel")
     assert DagDiscriminator.from_config(disc.get_config()).get_config() == disc.get_config()
 
 
@@ -156,6 +161,33 @@ def test_maximum_likelihood_warm_up_fits_the_real_cells():
     fresh = trainer()  # the discriminator is untouched by the warm-up
     for w0, w1 in zip(fresh.discriminator.get_weights(), t.discriminator.get_weights()):
         np.testing.assert_array_equal(w0, w1)
+
+
+def test_sequential_edges_learn_edges_that_must_agree():
+    """Real cells feed the output from the first op or from the second, never both or neither (the two
+    are alike, so nothing but the other decision tells them apart). One decision per earlier node
+    from the same state cannot learn that; deciding one edge at a time can."""
+    spec = DagSpec(type_names=("output", "input", "op"), input_codes=(1,), output_code=0, max_nodes=4)
+    adj = np.zeros((64, 4, 4), np.uint8)
+    adj[:, 0, 1] = adj[:, 0, 2] = 1
+    adj[0::2, 1, 3] = 1
+    adj[1::2, 2, 3] = 1
+    data = CellData.from_dags(adj, np.tile([1, 2, 2, 0], (64, 1)), np.zeros((64, 2), np.int32), spec.num_types)
+    exactly_one, nll = {}, {}
+    for edges in ("independent", "sequential"):
+        gen = DagGenerator(spec.num_types, spec.max_nodes, spec.input_codes, spec.output_code, dropout=0.0,
+                           edges=edges, seed=0, **SMALL)
+        _, disc = models()
+        t = GanTrainer([gen], DagDiscriminator(spec.num_types, node_units=8, graph_units=6, embed_dim=3,
+                                               hidden=(5, 4), seed=1), batch_size=16, seed=0, pretrain_lr=1e-2)
+        for epoch in range(40):
+            nll[edges] = t.pretrain_epoch(data, epoch)["nll"]
+        z = np.random.default_rng(0).standard_normal((400, 1, SMALL["noise_dim"])).astype(np.float32)
+        (x, a), = t.generate(z, np.zeros((400, 2), np.int32), seed=np.array([1, 2]))
+        assert np.all(x[:, 3, spec.output_code] == 1)
+        exactly_one[edges] = float(np.mean(a[:, 1, 3] + a[:, 2, 3] == 1))
+    assert exactly_one["sequential"] >= 0.9 and exactly_one["independent"] <= 0.75, exactly_one
+    assert nll["sequential"] < nll["independent"] - 0.4, nll  # ln 2 apart at the optimum
 
 
 # ---- metrics --------------------------------------------------------------------------------

@@ -122,6 +122,9 @@ class NagConfig:
         (NAG: 250, 56, 100, 10, 3, 0.5).
       relax: what the discriminator sees of a generated cell in training: ``straight_through``
         (sampled cells, gradients of their relaxations) or ``soft`` (the probabilities, as the paper).
+      edges: how a new node's incoming edges are decided: ``independent`` (one Bernoulli per earlier
+        node from the same state, as the paper) or ``sequential`` (one at a time, each seeing the
+        decisions before it, as DeepGMG).
       target_acc: accuracy class RS-NAG asks for (0 low, 1 medium, 2 high).
       target_params: parameter class it asks for (0 few, 1 medium, 2 many; -1 = as in the
         labelled cells of ``target_acc``).
@@ -151,6 +154,7 @@ class NagConfig:
     prop_layers: int = _f(3, min=1)
     dropout: float = _f(0.5, min=0.0, max=0.99)
     relax: str = _f("straight_through", choices=("straight_through", "soft"))
+    edges: str = _f("independent", choices=("independent", "sequential"))
     target_acc: int = _f(2, min=0, max=2)
     target_params: int = _f(-1, min=-1, max=2)
     samples: int = _f(100, min=1)

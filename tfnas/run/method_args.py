@@ -197,6 +197,12 @@ def proxy_correlation(cls: type, cfg: Config, space: Any) -> ProxyCorrelation:
                batch_size=cfg.proxy.batch_size, subset=cfg.proxy.subset, seed=cfg.run.seed)
 
 
+def _nag_model(n: Any) -> Dict[str, Any]:
+    """The generator / discriminator settings of ``[nag]`` (both NAG methods)."""
+    return dict(node_units=n.node_units, graph_units=n.graph_units, noise_dim=n.noise_dim, embed_dim=n.embed_dim,
+                prop_layers=n.prop_layers, dropout=n.dropout, relax=n.relax, edges=n.edges)
+
+
 @builds(NagSearch)
 def nag(cls: type, cfg: Config, space: Any) -> NagSearch:
     from tfnas.spaces.nb201 import dag
@@ -218,8 +224,7 @@ def nag(cls: type, cfg: Config, space: Any) -> NagSearch:
                           f"{distinct:,}); expected a budget <= {distinct:,}, got {cfg.budget.stop:,}")
     num_classes, _ = dataset_head(cfg)
     params = np.array([space.num_params(space.from_index(i), num_classes) for i in range(space.size)], np.float64)
-    model = dict(node_units=n.node_units, graph_units=n.graph_units, noise_dim=n.noise_dim, embed_dim=n.embed_dim,
-                 prop_layers=n.prop_layers, dropout=n.dropout, relax=n.relax)
+    model = _nag_model(n)
     return cls(dag.NB201_DAG, dag.all_dags(), dag.dag_lookup(), label_acc, params, truth=truth,
                pool=n.pool, epochs=n.epochs, batch_size=n.batch_size, lr=n.lr, d_lr=n.d_lr, beta_1=n.beta_1,
                beta_2=n.beta_2, model=model, target=(n.target_acc, n.target_params), samples=n.samples,
@@ -277,8 +282,7 @@ def nag_supernet(cls: type, cfg: Config, space: Any) -> NagSupernetSearch:
         trainer.fit(rs_pipes.train(cfg.run.seed))
         return 100.0 * float(trainer.evaluate(rs_pipes.score())["accuracy"])
 
-    model = dict(node_units=n.node_units, graph_units=n.graph_units, noise_dim=n.noise_dim, embed_dim=n.embed_dim,
-                 prop_layers=n.prop_layers, dropout=n.dropout, relax=n.relax)
+    model = _nag_model(n)
     gan = dict(lr=n.lr, d_lr=n.d_lr, beta_1=n.beta_1, beta_2=n.beta_2, batch_size=n.batch_size, jit_compile=jit)
     return cls(space, data, supernet, rs_train, pool=n.pool, epochs=s.epochs, batch_size=batch,
                steps_per_epoch=s.steps_per_epoch, lr=s.lr, lr_min=s.lr_min, drop_path=s.drop_path,

@@ -26,12 +26,12 @@ Dropout is stateless (seeded per call), so a resumed training repeats the same m
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
 
-__all__ = ["DagDiscriminator", "DagGenerator", "l2_normalize"]
+__all__ = ["DagDiscriminator", "DagGenerator", "build_models", "l2_normalize"]
 
 _NEG = -1e9
 
@@ -95,11 +95,14 @@ class DagGenerator(keras.Model):
     def __init__(self, num_types: int, max_nodes: int, input_codes: Sequence[int], output_code: int,
                  classes: Sequence[int] = (3, 3), node_units: int = 250, graph_units: int = 56,
                  noise_dim: int = 100, embed_dim: int = 10, prop_layers: int = 3, dropout: float = 0.5,
-                 relax: str = "straight_through", seed: Optional[int] = None, **kwargs: Any):
+                 relax: str = "straight_through", edges: str = "independent", seed: Optional[int] = None,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         if relax not in ("soft", "straight_through"):
             raise ValueError(f"DagGenerator: relax must be 'soft' or 'straight_through'; got {relax!r}")
-        self.seed, self.relax = seed, relax
+        if edges not in ("independent", "sequential"):
+            raise ValueError(f"DagGenerator: edges must be 'independent' or 'sequential'; got {edges!r}")
+        self.seed, self.relax, self.edges = seed, relax, edges
         self.num_types, self.max_nodes = int(num_types), int(max_nodes)
         self.input_codes, self.output_code = tuple(int(c) for c in input_codes), int(output_code)
         self.classes, self.node_units, self.graph_units = tuple(int(c) for c in classes), node_units, graph_units
@@ -122,6 +125,8 @@ class DagGenerator(keras.Model):
         self.node_logits = dense(num_types, name="add_node_logits")
         self.edge_hidden = dense(d, activation="relu", name="add_edge_hidden")
         self.edge_logit = dense(1, name="add_edge_logit")
+        if edges == "sequential":  # the new node's state after each edge decision
+            self.edge_gru = inits.gru(d, name="edge_gru")
         mask = [0.0] * num_types
         for c in self.input_codes:
             mask[c] = _NEG
@@ -132,7 +137,8 @@ class DagGenerator(keras.Model):
         config.update(num_types=self.num_types, max_nodes=self.max_nodes, input_codes=list(self.input_codes),
                       output_code=self.output_code, classes=list(self.classes), node_units=self.node_units,
                       graph_units=self.graph_units, noise_dim=self.noise_dim, embed_dim=self.embed_dim,
-                      prop_layers=self.prop_layers, dropout=self.dropout, relax=self.relax, seed=self.seed)
+                      prop_layers=self.prop_layers, dropout=self.dropout, relax=self.relax, edges=self.edges,
+                      seed=self.seed)
         return config
 
     def condition(self, z, labels):
@@ -212,17 +218,16 @@ class DagGenerator(keras.Model):
                     nll += tf.nn.softmax_cross_entropy_with_logits(probs, logits)
                 alive = tf.reduce_sum(probs, -1)
             h_t = l2_normalize(self.init_node(tf.concat([self.code_embed(probs), h_g, cond], -1)))
-            pair = tf.concat([h, tf.repeat(h_t[:, None], t, 1),
-                              tf.repeat(tf.concat([h_g, cond], -1)[:, None], t, 1)], -1)
-            edge_logits = self.edge_logit(self.edge_hidden(pair))[..., 0]  # [B, t]
-            p_edge = tf.sigmoid(edge_logits)
-            if sample:
-                u = _uniform(tf.shape(edge_logits), _fold(seed, 3000 + t))
-                soft = tf.sigmoid(edge_logits + tf.math.log(u) - tf.math.log1p(-u))  # binary concrete
-                bits = tf.cast(soft > 0.5, tf.float32)
-                p_edge = bits if hard else bits + soft - tf.stop_gradient(soft)
+            context = tf.concat([h_g, cond], -1)
+            real_edges = None if teacher is None else tf.cast(teacher[1][:, :t, t], tf.float32)
+            if self.edges == "sequential":
+                p_edge, edge_logits = self._sequential_edges(h, h_t, context, mask, real_edges, sample, hard, seed, t)
+            else:
+                pair = tf.concat([h, tf.repeat(h_t[:, None], t, 1), tf.repeat(context[:, None], t, 1)], -1)
+                edge_logits = self.edge_logit(self.edge_hidden(pair))[..., 0]  # [B, t]
+                p_edge = self._edge_draw(edge_logits, sample, hard, _fold(seed, 3000 + t))
             if teacher is not None:
-                p_edge = tf.cast(teacher[1][:, :t, t], tf.float32)
+                p_edge = real_edges
                 bce = tf.nn.sigmoid_cross_entropy_with_logits(p_edge, edge_logits)
                 nll += tf.reduce_sum(bce * mask, -1) * alive
             xs.append(alive[:, None] * probs)
@@ -231,6 +236,35 @@ class DagGenerator(keras.Model):
             masks.append(alive)
             alive = alive * (1.0 - probs[:, self.output_code])
         return tf.stack(xs, 1), self._adjacency(cols, self.max_nodes), nll
+
+    @staticmethod
+    def _edge_draw(logits, sample: bool, hard: bool, seed):
+        """Edge probabilities ``sigmoid(logits)``, or (``sample``) Bernoulli draws by logistic noise:
+        hard bits, or bits with the binary-concrete relaxation's straight-through gradient."""
+        if not sample:
+            return tf.sigmoid(logits)
+        u = _uniform(tf.shape(logits), seed)
+        soft = tf.sigmoid(logits + tf.math.log(u) - tf.math.log1p(-u))  # binary concrete
+        bits = tf.cast(soft > 0.5, tf.float32)
+        return bits if hard else bits + soft - tf.stop_gradient(soft)
+
+    def _sequential_edges(self, h, h_t, context, mask, real_edges, sample: bool, hard: bool, seed, t: int):
+        """``edges = "sequential"``: the new node decides its incoming edges one earlier node at a
+        time, ``u = t-1 .. 0``, its state ``s`` (from ``h_t``) updated by a GRU after each decision
+        with ``[e_u h_u; e_u]``, so a decision sees the ones before it (DeepGMG adds edges one at a
+        time; the spec's independent head cannot make them agree, e.g. "from node a, or from both b
+        and c"). Teacher-forced, the decisions fed back are the real edges. Returns ``(p [B, t],
+        logits [B, t])``."""
+        s = h_t
+        probs, logits = [None] * t, [None] * t
+        for u in range(t - 1, -1, -1):
+            logit = self.edge_logit(self.edge_hidden(tf.concat([h[:, u], s, context], -1)))[:, 0]
+            p = self._edge_draw(logit, sample, hard, _fold(seed, 3000 + 100 * t + u))
+            taken = (p if real_edges is None else real_edges[:, u]) * mask[:, u]
+            s, _ = self.edge_gru(tf.concat([taken[:, None] * h[:, u], taken[:, None]], -1), [s])
+            s = l2_normalize(s)
+            probs[u], logits[u] = p, logit
+        return tf.stack(probs, 1), tf.stack(logits, 1)
 
     @staticmethod
     def _adjacency(cols, n: int):
@@ -295,3 +329,19 @@ class DagDiscriminator(keras.Model):
             if training:
                 h = _dropout(h, self.dropout, _fold(seed, k))
         return self.score(h)[:, 0]
+
+
+_GENERATOR_KEYS = ("node_units", "graph_units", "noise_dim", "embed_dim", "prop_layers", "dropout", "relax", "edges")
+_DISCRIMINATOR_KEYS = ("node_units", "graph_units", "embed_dim", "dropout")
+
+
+def build_models(spec: Any, model: Mapping[str, Any], cells: int, seeds: Sequence[int],
+                 d_seed: int) -> Tuple[List[DagGenerator], DagDiscriminator]:
+    """One generator per cell type (``seeds[c]``) for the DAG spec ``spec`` and a discriminator over
+    all of them, with the settings in ``model`` (``[nag]``'s widths etc.; missing keys = NAG's)."""
+    gens = [DagGenerator(spec.num_types, spec.max_nodes, spec.input_codes, spec.output_code, classes=(3, 3),
+                         seed=seeds[c], **{k: model[k] for k in _GENERATOR_KEYS if k in model})
+            for c in range(cells)]
+    disc = DagDiscriminator(spec.num_types, cells=cells, classes=(3, 3), seed=d_seed,
+                            **{k: model[k] for k in _DISCRIMINATOR_KEYS if k in model})
+    return gens, disc

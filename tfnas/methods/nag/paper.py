@@ -39,7 +39,7 @@ from tfnas.evaluation.executors import Failed
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.methods.nag import quality
 from tfnas.methods.nag.gan import CellData, GanTrainer, noise
-from tfnas.methods.nag.models import DagDiscriminator, DagGenerator
+from tfnas.methods.nag.models import build_models
 from tfnas.methods.nag.search import fit_checkpointed
 from tfnas.methods.weight_sharing import ArrayPipelines, cosine_lr, load_arrays, npz_bytes
 from tfnas.registry import register_method
@@ -191,15 +191,7 @@ class NagSupernetSearch(OneShotSearch):
         return scores, params
 
     def _gan(self, seed: int) -> GanTrainer:
-        s, m = NASNET_DAG, self.model
-        widths = dict(node_units=m.get("node_units", 250), graph_units=m.get("graph_units", 56))
-        gens = [DagGenerator(s.num_types, s.max_nodes, s.input_codes, s.output_code, classes=(3, 3),
-                             noise_dim=m.get("noise_dim", 100), embed_dim=m.get("embed_dim", 10),
-                             prop_layers=m.get("prop_layers", 3), dropout=m.get("dropout", 0.5),
-                             relax=m.get("relax", "straight_through"), seed=seed + 10 * c, **widths)
-                for c in range(2)]
-        disc = DagDiscriminator(s.num_types, cells=2, classes=(3, 3), embed_dim=m.get("embed_dim", 10),
-                                dropout=m.get("dropout", 0.5), seed=seed + 1, **widths)
+        gens, disc = build_models(NASNET_DAG, self.model, 2, [seed, seed + 10], seed + 1)
         return GanTrainer(gens, disc, seed=seed, **self.gan)
 
     def _generate(self, trainer: GanTrainer, rng: np.random.Generator, n: int, target: Tuple[int, int],

@@ -27,7 +27,7 @@ import numpy as np
 from tfnas.methods.base import BudgetedSearch, RunResult, SearchContext
 from tfnas.methods.nag import quality
 from tfnas.methods.nag.gan import CellData, GanTrainer, noise
-from tfnas.methods.nag.models import DagDiscriminator, DagGenerator
+from tfnas.methods.nag.models import build_models
 from tfnas.methods.random_search import queried_first
 from tfnas.registry import register_method
 from tfnas.spaces.base import TabularSpace
@@ -133,17 +133,8 @@ class NagSearch(BudgetedSearch):
     # ---- the GAN --------------------------------------------------------------------------
 
     def _build(self) -> GanTrainer:
-        s, m = self.spec, self.model
-        classes = (3, 3)
-        gen = DagGenerator(s.num_types, s.max_nodes, s.input_codes, s.output_code, classes=classes,
-                           node_units=m.get("node_units", 250), graph_units=m.get("graph_units", 56),
-                           noise_dim=m.get("noise_dim", 100), embed_dim=m.get("embed_dim", 10),
-                           prop_layers=m.get("prop_layers", 3), dropout=m.get("dropout", 0.5),
-                           relax=m.get("relax", "straight_through"), seed=self.seed)
-        disc = DagDiscriminator(s.num_types, cells=1, classes=classes, node_units=m.get("node_units", 250),
-                                graph_units=m.get("graph_units", 56), embed_dim=m.get("embed_dim", 10),
-                                dropout=m.get("dropout", 0.5), seed=self.seed + 1)
-        return GanTrainer([gen], disc, seed=self.seed, **self._opts)
+        gens, disc = build_models(self.spec, self.model, 1, [self.seed], self.seed + 1)
+        return GanTrainer(gens, disc, seed=self.seed, **self._opts)
 
     def prepare(self, context: SearchContext) -> None:
         """Trains (or resumes, or reloads) the GAN and writes the quality report."""
