@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfnas.pareto import hypervolume, pareto_front
+from tfnas.pareto import crowding_distance, hypervolume, nondominated_ranks, nsga_keep, pareto_front
 
 # (accuracy, latency): B dominates C; A dominates E; F duplicates B (the lower index is kept).
 ACC = np.array([90.0, 80.0, 70.0, 60.0, 90.0, 80.0])
@@ -53,3 +53,20 @@ def test_front_is_exactly_the_non_dominated_points():
                         for j in range(len(acc)))
         duplicate_of_earlier = any(acc[j] == acc[i] and lat[j] == lat[i] for j in range(i))
         assert (i in front) == (not dominated and not duplicate_of_earlier), i
+
+
+def test_nondominated_sorting_and_crowding_of_a_hand_made_set():
+    # front 0: A, B, D and F (F equals B: neither dominates the other); front 1: C (by B), E (by A)
+    assert nondominated_ranks(ACC, LAT).tolist() == [0, 0, 1, 0, 1, 0]
+    # front 0 as (acc, lat): A (90, 10), B (80, 5), D (60, 1), F (80, 5); ranges 30 and 9
+    dist = crowding_distance(np.array([90.0, 80.0, 60.0, 80.0]), np.array([10.0, 5.0, 1.0, 5.0]))
+    assert np.isinf(dist[0]) and np.isinf(dist[2])
+    assert dist[1] == pytest.approx(20 / 30 + 4 / 9) and dist[3] == pytest.approx(10 / 30 + 5 / 9)
+    assert np.all(np.isinf(crowding_distance(np.array([1.0, 2.0]), np.array([2.0, 1.0]))))
+
+
+def test_nsga_keeps_whole_fronts_then_the_least_crowded():
+    assert nsga_keep(ACC, LAT, 3).tolist() == [0, 1, 3]  # the two extremes, then B over its twin F
+    assert nsga_keep(ACC, LAT, 5).tolist() == [0, 1, 2, 3, 5]  # front 0, then C (tie: the earlier one)
+    assert nsga_keep(ACC, LAT, 6).tolist() == list(range(6))
+    assert nsga_keep(ACC, LAT, 10).tolist() == list(range(6))

@@ -63,6 +63,111 @@ def hypervolume(acc: np.ndarray, lat: np.ndarray, acc_range: Tuple[float, float]
     return float(np.sum((right - lt) * a))
 
 
+def nondominated_ranks(acc: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Front number of every point (0 = the Pareto front, 1 = the front once front 0 is removed,
+    ...), NSGA-II's non-dominated sorting under this module's conventions (equal points share a
+    front)."""
+    acc, lat = np.asarray(acc, np.float64), np.asarray(lat, np.float64)
+    ranks = np.full(acc.size, -1, np.int64)
+    rank = 0
+    while np.any(ranks < 0):
+        left = np.flatnonzero(ranks < 0)
+        a, lt = acc[left], lat[left]
+        dominated = np.array([np.any((a >= a[i]) & (lt <= lt[i]) & ((a > a[i]) | (lt < lt[i])))
+                              for i in range(left.size)])
+        ranks[left[~dominated]] = rank
+        rank += 1
+    return ranks
+
+
+def crowding_distance(acc: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of points of one front: for each objective, the gap between a
+    point's two neighbours divided by the objective's range, summed; the extremes get ``inf``."""
+    acc, lat = np.asarray(acc, np.float64), np.asarray(lat, np.float64)
+    dist = np.zeros(acc.size)
+    if acc.size <= 2:
+        return np.full(acc.size, np.inf)
+    for values in (acc, lat):
+        order = np.argsort(values, kind="stable")
+        span = values[order[-1]] - values[order[0]]
+        dist[order[0]] = dist[order[-1]] = np.inf
+        if span > 0:
+            dist[order[1:-1]] += (values[order[2:]] - values[order[:-2]]) / span
+    return dist
+
+
+def nsga_keep(acc: np.ndarray, lat: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the ``n`` points NSGA-II keeps, in ascending order: whole fronts in rank order,
+    then the least crowded points of the front that does not fit (ties: the earlier position)."""
+    acc, lat = np.asarray(acc, np.float64), np.asarray(lat, np.float64)
+    if n >= acc.size:
+        return np.arange(acc.size)
+    ranks = nondominated_ranks(acc, lat)
+    keep: list = []
+    for rank in range(int(ranks.max()) + 1):
+        front = np.flatnonzero(ranks == rank)
+        if len(keep) + front.size <= n:
+            keep.extend(front.tolist())
+            continue
+        dist = crowding_distance(acc[front], lat[front])
+        order = np.lexsort((front, -dist))  # most isolated first, then position
+        keep.extend(front[order[:n - len(keep)]].tolist())
+        break
+    return np.sort(np.asarray(keep, np.int64))
+
+
+def front_insert(points: Sequence[Tuple[Any, float, float]], point: Tuple[Any, float, float]) -> list:
+    """The front ``points`` (``(key, score, latency)``, latency ascending) with ``point`` added: unchanged
+    when a point at least as good in both objectives is there, else without the points it dominates."""
+    _, score, lat = point
+    if any(s >= score and t <= lat for _, s, t in points):
+        return list(points)
+    kept = [p for p in points if not (score >= p[1] and lat <= p[2])]
+    return sorted(kept + [point], key=lambda p: (p[2], -p[1]))
+
+
+def write_found_front(store: Any, rows: Sequence[dict], score_name: str, ranges: Sequence[Sequence[float]],
+                      title: str) -> str:
+    """Writes a search's own front (no true front to compare with) through ``store``: ``pareto.csv``
+    (``rows``: ``arch, score, latency_ms, params``), ``pareto.txt`` and ``pareto.png``. ``ranges``:
+    ``[[score min, max], [latency min, max]]`` of everything the search scored, the hypervolume's
+    normalisation. Returns the text."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=["arch", "score", "latency_ms", "params"])
+    (s0, s1), (l0, l1) = ranges
+    hv = hypervolume(frame["score"], frame["latency_ms"], (s0, s1), (l0, l1)) if s1 > s0 and l1 > l0 else float("nan")
+    lines = [f"Pareto front, {score_name} score vs measured latency (ms): {title}",
+             f"hypervolume {hv:.4f}, normalised to the ranges of every scored child: {score_name} "
+             f"{s0:.4g}..{s1:.4g}, latency {l0:.3f}..{l1:.3f} ms; reference point (min score, max latency)",
+             f"{len(frame)} cells on the front", "",
+             f"{'latency ms':>10}  {score_name:>10}  {'params':>9}  arch"]
+    lines += [f"{r.latency_ms:>10.3f}  {r.score:>10.4g}  {int(r.params):>9,}  {r.arch}" for r in frame.itertuples()]
+    text = "\n".join(lines) + "\n"
+    store.write_text("pareto.csv", frame.to_csv(index=False))
+    store.write_text("pareto.txt", text)
+    store.write_figure("pareto.png", _front_figure(frame, score_name, title), dpi=120)
+    return text
+
+
+def _front_figure(frame: Any, score_name: str, title: str) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.step(frame["latency_ms"], frame["score"], where="post", color="C1", marker="o", markersize=3,
+            label=f"found front ({len(frame)} cells)")
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel(f"{score_name} score")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def write_pareto(run_dir: str, true: Any, found: Any, records: Sequence[Any], title: str,
                  acc_range: Tuple[float, float], lat_range: Tuple[float, float]) -> str:
     """Writes ``pareto.csv`` (true and found fronts), ``pareto.txt`` (the table below) and ``pareto.png``.

@@ -16,6 +16,8 @@ from tfnas.config import ConfigError, load_config
 from tfnas.evaluation.base import Evaluator
 from tfnas.methods.base import SearchContext
 from tfnas.methods.evolution import EvolutionSearch, Limits
+from tfnas.pareto import hypervolume, nsga_keep, pareto_front
+from tfnas.run.factory import build_method, build_space
 from tfnas.proxies.base import Proxy
 from tfnas.run.rundir import ArtifactStore
 from tfnas.run.search import run_search
@@ -79,6 +81,79 @@ def test_a_limit_needs_an_evaluator_and_the_checkpoint_knows_the_limit(tmp_path)
         search(tmp_path, WidthLatency(), iterations=40, max_latency_ms=1.5)
 
 
+class FirstWidthLatency(WidthLatency):
+    """Latency from the first and last widths only, so speed and the width sum (the score) conflict
+    only in part and the front is a real trade-off."""
+
+    def evaluate(self, archs):
+        self.seen.extend(archs)
+        return [LatencyStats(*(0.1 * a[0] + 0.05 * a[2],) * 3, 1, 0, 1) for a in archs]
+
+
+def pareto_search(tmp_path, iterations, pareto=True, max_latency_ms=0.0):
+    method = EvolutionSearch(Widths(), SumProxy(), proxy_name="sum", population=12, iterations=iterations,
+                             limits=Limits(max_params=400.0, max_latency_ms=max_latency_ms), record_every=20,
+                             latency=FirstWidthLatency(), pareto=pareto)
+    rows = []
+    ctx = SearchContext(store=ArtifactStore(str(tmp_path)), seed=5, rng=np.random.default_rng(5), progress=False,
+                        log=rows.append, logged_rows=0)
+    return method, method.search(ctx), rows
+
+
+def latency_of(a):
+    return 0.1 * a[0] + 0.05 * a[2]
+
+
+def test_pareto_evolution_keeps_the_front_of_everything_it_scored(tmp_path):
+    method, outcome, rows = pareto_search(tmp_path / "p", 120)
+    scored = sorted(set(method.latency.seen))
+    score, lat = np.array([sum(a) for a in scored], float), np.array([latency_of(a) for a in scored])
+    truth = {(score[i], lat[i]) for i in pareto_front(score, lat)}
+    front = outcome.extra["pareto_front"]
+    assert {(r["score"], r["latency_ms"]) for r in front} == truth and len(front) >= 3
+    assert [r["latency_ms"] for r in front] == sorted(r["latency_ms"] for r in front)
+    assert all(r["params"] == Widths().num_params(Widths().decode(r["arch"])) for r in front)
+    ranges = outcome.extra["hypervolume_ranges"]
+    assert ranges == [[score.min(), score.max()], [lat.min(), lat.max()]]
+    assert outcome.extra["hypervolume"] == pytest.approx(hypervolume(score, lat, *ranges)) and \
+        0 < outcome.extra["hypervolume"] < 1
+    assert outcome.score == score.max()  # the answer is still the best score
+    assert [r["front_size"] for r in rows][-1] == len(front) and 0 < rows[-1]["hypervolume"] < 1
+    for name in ("pareto.csv", "pareto.txt", "pareto.png"):
+        assert (tmp_path / "p" / name).stat().st_size > 0
+    assert "hypervolume" in (tmp_path / "p" / "pareto.txt").read_text()
+    # the population is cut back by NSGA-II, not by score: it keeps faster members than a score cut
+    members = json.loads((tmp_path / "p" / "search_state" / "evolution.json").read_text())["members"]
+    _, plain, _ = pareto_search(tmp_path / "s", 120, pareto=False, max_latency_ms=1e9)
+    plain_members = json.loads((tmp_path / "s" / "search_state" / "evolution.json").read_text())["members"]
+    fastest = min(latency_of(Widths().decode(a)) for a, _ in members)
+    assert fastest < min(latency_of(Widths().decode(a)) for a, _ in plain_members)
+    m_score = np.array([sc for _, sc in members])
+    m_lat = np.array([latency_of(Widths().decode(a)) for a, _ in members])
+    assert len(members) <= 13 and nsga_keep(m_score, m_lat, len(members)).size == len(members)
+
+
+def test_pareto_evolution_resumes_to_the_same_front(tmp_path):
+    _, straight, _ = pareto_search(tmp_path / "a", 100)
+    pareto_search(tmp_path / "b", 40)  # "killed" after its iteration-40 checkpoint
+    _, resumed, _ = pareto_search(tmp_path / "b", 100)
+    assert resumed.extra["pareto_front"] == straight.extra["pareto_front"]
+    assert resumed.extra["hypervolume"] == straight.extra["hypervolume"]
+    with pytest.raises(ValueError, match="state of another evolution"):  # a score-only search refuses it
+        pareto_search(tmp_path / "b", 120, pareto=False, max_latency_ms=50.0)
+
+
+def test_pareto_objective_builds_a_measuring_nsga_search(tmp_path):
+    cfg = load_config(CFG, [f"run.out_dir={tmp_path}", "search.objective=pareto:litert", "search.max_latency_ms=0"])
+    method = build_method(cfg, build_space(cfg))
+    assert method.pareto and method.latency is not None and method.limits.max_latency_ms == 0
+    cfg = load_config(CFG, [f"run.out_dir={tmp_path}", "search.objective=pareto:litert"])
+    assert build_method(cfg, build_space(cfg)).limits.max_latency_ms == cfg.search.max_latency_ms > 0
+    with pytest.raises(ValueError, match="Pareto search needs a latency evaluator"):
+        EvolutionSearch(Widths(), SumProxy(), proxy_name="sum", population=4, iterations=1, limits=Limits(),
+                        pareto=True)
+
+
 CFG = "cfg/zen_cifar10_tflite_latency.cfg"
 
 
@@ -110,7 +185,9 @@ def test_shipped_cfg_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("sets, words", [
     (["search.objective=latency:pixel3"], "[search] objective: method 'evolution' takes only latency:litert"),
-    (["search.objective=pareto:litert"], "[search] objective: method 'evolution' takes only latency:litert"),
+    (["search.objective=pareto"], "[search] objective: expected accuracy"),
+    (["search.objective=pareto:pixel3"], "[search] objective: method 'evolution' takes only latency:litert or "
+                                         "pareto:litert"),
     (["search.max_latency_ms=0"], "[search] max_latency_ms: objective latency:litert needs a limit"),
     (["search.objective=accuracy"], "[search] max_latency_ms: method 'evolution' measures latency"),
 ])

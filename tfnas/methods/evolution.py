@@ -20,6 +20,15 @@ Memory: the search keeps at most ``N + 1`` arch strings and scores, and the cach
 proxies are size-limited (:mod:`tfnas.lru`; their hit/miss counts are logged at INFO, ``-v``,
 at every record); ``tools/bench.py memory`` measures the resident memory of a long search.
 
+Pareto search (``pareto=True``, ``[search] objective = pareto:litert``): every child that passes
+the checks is timed as above (the limit applies when one is set), and the population is cut back
+by NSGA-II's rule (:func:`tfnas.pareto.nsga_keep`: whole non-dominated fronts of (score, measured
+latency), then the least crowded) instead of by score, so it spreads along the trade-off. The
+search keeps the non-dominated set of every scored child (the *found front*, bounded by its own
+size) and the ranges of scores and latencies seen; the outcome carries the front and its
+hypervolume normalised to those ranges, and ``pareto.csv`` / ``pareto.txt`` / ``pareto.png`` are
+written. The answer is still the highest-scoring member.
+
 Batches (``[search] batch = k > 1``): each step generates ``k`` children from the same population
 (truncated first), scores the accepted ones together through the run's executor
 (:mod:`tfnas.evaluation.executors`: in-process, a process pool or Ray) and inserts them in order.
@@ -50,6 +59,7 @@ from tfnas.evaluation.executors import LocalExecutor
 from tfnas.evaluation.proxy import ParallelProxyEvaluator, ProxyEvaluator
 from tfnas.lru import format_cache_stats
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
+from tfnas.pareto import front_insert, hypervolume, nsga_keep, write_found_front
 from tfnas.registry import register_method
 from tfnas.spaces.base import EvolvableSpace
 
@@ -89,7 +99,7 @@ class EvolutionSearch(OneShotSearch):
 
     def __init__(self, space: Any, proxy: Any, *, proxy_name: str, population: int, iterations: int,
                  limits: Limits, record_every: int = 100, batch_size: int = 64,
-                 start: Optional[Any] = None, latency: Optional[Any] = None, batch: int = 1):
+                 start: Optional[Any] = None, latency: Optional[Any] = None, batch: int = 1, pareto: bool = False):
         for attr in ("mutate", "num_params", "flops"):
             if not hasattr(space, attr):
                 raise TypeError(f"method 'evolution' needs a space with `{attr}`; "
@@ -101,9 +111,12 @@ class EvolutionSearch(OneShotSearch):
         self.population, self.iterations, self.limits = population, iterations, limits
         self.record_every, self.batch_size = record_every, batch_size
         self.start = start if start is not None else space.start_arch
-        if limits.max_latency_ms > 0 and latency is None:
-            raise ValueError("a measured-latency limit (limits.max_latency_ms > 0) needs a latency evaluator")
-        self.latency = latency if limits.max_latency_ms > 0 else None
+        self.pareto = bool(pareto)
+        measures = limits.max_latency_ms > 0 or self.pareto
+        if measures and latency is None:
+            raise ValueError("a measured-latency limit (limits.max_latency_ms > 0) or a Pareto search needs a "
+                             "latency evaluator")
+        self.latency = latency if measures else None
         if int(batch) < 1:
             raise ValueError(f"evolution batch must be >= 1, got {batch}")
         self.batch = int(batch)
@@ -127,8 +140,12 @@ class EvolutionSearch(OneShotSearch):
         (measures, or reads the cache; call after :meth:`reject_reason` passed)."""
         if self.latency is None:
             return ""
+        limit = self.limits.max_latency_ms
+        return "latency" if limit > 0 and self._latency_ms(arch) > limit else ""
+
+    def _latency_ms(self, arch: Any) -> float:
         (stats,) = self.latency.evaluate([arch])
-        return "latency" if stats.median_ms > self.limits.max_latency_ms else ""
+        return float(stats.median_ms)
 
     def _child(self, members: List[Tuple[str, float]], rng: np.random.Generator) -> Any:
         if len(members) <= SMALL_POPULATION:
@@ -153,6 +170,8 @@ class EvolutionSearch(OneShotSearch):
                     "batch_size": self.batch_size}
         if self.batch > 1:  # absent for batch 1: checkpoints written before batches existed stay valid
             identity["batch"] = self.batch
+        if self.pareto:  # absent otherwise: checkpoints of single-objective searches stay valid
+            identity["pareto"] = True
         if self.latency is not None:  # absent otherwise: checkpoints of unconstrained searches stay valid
             measurer = getattr(self.latency, "measurer", None)
             identity["latency"] = {"max_ms": lim.max_latency_ms,
@@ -181,9 +200,11 @@ class EvolutionSearch(OneShotSearch):
         if self.latency is not None:
             counts["latency"] = 0
         done, seconds = 0, 0.0
+        front = _Front()  # pareto: latency of each member, the found front, the ranges seen
         state = self._load(context)
         if state is not None:
             members = [(a, float(s)) for a, s in state["members"]]
+            front = _Front.from_state(state.get("pareto"))
             counts.update(state["counts"])
             done, seconds = int(state["iteration"]), float(state["seconds"])
             mut_rng.bit_generator.state = state["mutation_rng"]
@@ -200,8 +221,11 @@ class EvolutionSearch(OneShotSearch):
         try:
             while done < self.iterations:
                 if len(members) > self.population:
-                    members.sort(key=lambda m: -m[1])
-                    del members[self.population:]
+                    if self.pareto:
+                        members = front.keep(members, self.population)
+                    else:
+                        members.sort(key=lambda m: -m[1])
+                        del members[self.population:]
                 n = min(self.batch, self.iterations - done)
                 children = [self._child(members, mut_rng) for _ in range(n)]
                 accepted = []
@@ -222,6 +246,8 @@ class EvolutionSearch(OneShotSearch):
                         counts["scored"] += 1
                         if math.isfinite(score):
                             members.append((self.space.encode(child), score))
+                            if self.pareto:
+                                front.add(members[-1][0], score, self._latency_ms(child))
                 previous, done = done, done + n
                 if bar is not None:
                     bar.update(n)
@@ -230,6 +256,8 @@ class EvolutionSearch(OneShotSearch):
                 if done // self.record_every > previous // self.record_every or done == self.iterations:
                     elapsed = time.perf_counter() - t0
                     row = self._row(done, members, counts, elapsed)
+                    if self.pareto:
+                        row.update(front_size=len(front.points), hypervolume=front.hypervolume())
                     if done // self.record_every > logged or done == self.iterations:
                         context.log(row)
                         logged += 1
@@ -239,6 +267,7 @@ class EvolutionSearch(OneShotSearch):
                         "format": STATE_FORMAT, "identity": _jsonify(self._identity()), "iteration": done,
                         "seconds": elapsed, "members": members, "counts": counts,
                         "mutation_rng": mut_rng.bit_generator.state, "score_rng": score_rng.bit_generator.state,
+                        **({"pareto": front.state()} if self.pareto else {}),
                     })
         finally:
             if bar is not None:
@@ -261,7 +290,17 @@ class EvolutionSearch(OneShotSearch):
             (stats,) = self.latency.evaluate([best])  # measured when it joined: a cache hit
             extra.update(latency_ms=round(stats.median_ms, 4), latency_p90_ms=round(stats.p90_ms, 4),
                          max_latency_ms=self.limits.max_latency_ms)
+        if self.pareto:
+            extra.update(self._write_front(context, front))
         return SearchOutcome(best_arch=best_arch, score=float(best_score), score_name=self.proxy_name, extra=extra)
+
+    def _write_front(self, context: SearchContext, front: "_Front") -> Dict[str, Any]:
+        """Writes ``pareto.csv`` / ``.txt`` / ``.png`` and returns the outcome's Pareto entries."""
+        rows = [{"arch": a, "score": sc, "latency_ms": ms, "params": int(self.space.num_params(self.space.decode(a)))}
+                for a, sc, ms in front.points]
+        write_found_front(context.store, rows, self.proxy_name, front.ranges(),
+                          title=f"evolution ({self.proxy_name}) vs measured LiteRT latency")
+        return {"pareto_front": rows, "hypervolume": front.hypervolume(), "hypervolume_ranges": front.ranges()}
 
     def _evaluator(self, context: SearchContext, score_rng: np.random.Generator) -> Any:
         """The scorer of children: ``evaluator_cls`` in this process for ``batch = 1``; for batches,
@@ -299,6 +338,51 @@ class EvolutionSearch(OneShotSearch):
             if self.latency is not None:
                 row["best_latency_ms"] = self.latency.evaluate([best])[0].median_ms
         return row
+
+
+class _Front:
+    """Pareto bookkeeping of a search: latency of each member, the non-dominated set of every scored
+    child as ``(arch, score, latency_ms)`` (latency ascending) and the score / latency ranges seen."""
+
+    def __init__(self) -> None:
+        self.latency: Dict[str, float] = {}
+        self.points: List[Tuple[str, float, float]] = []
+        self.bounds = [math.inf, -math.inf, math.inf, -math.inf]  # score min, max, latency min, max
+
+    def add(self, arch: str, score: float, latency_ms: float) -> None:
+        self.latency[arch] = latency_ms
+        self.points = front_insert(self.points, (arch, score, latency_ms))
+        b = self.bounds
+        self.bounds = [min(b[0], score), max(b[1], score), min(b[2], latency_ms), max(b[3], latency_ms)]
+
+    def keep(self, members: List[Tuple[str, float]], n: int) -> List[Tuple[str, float]]:
+        keep = nsga_keep(np.array([s for _, s in members]), np.array([self.latency[a] for a, _ in members]), n)
+        kept = [members[i] for i in keep]
+        self.latency = {a: self.latency[a] for a, _ in kept}
+        return kept
+
+    def ranges(self) -> List[List[float]]:
+        return [self.bounds[:2], self.bounds[2:]]
+
+    def hypervolume(self) -> float:
+        """Of the found front, normalised to the ranges seen (NaN while a range is a single value)."""
+        (s0, s1), (l0, l1) = self.ranges()
+        if not (s1 > s0 and l1 > l0):
+            return float("nan")
+        return hypervolume(np.array([p[1] for p in self.points]), np.array([p[2] for p in self.points]),
+                           (s0, s1), (l0, l1))
+
+    def state(self) -> Dict[str, Any]:
+        return {"latency": self.latency, "front": self.points, "bounds": self.bounds}
+
+    @classmethod
+    def from_state(cls, state: Optional[Dict[str, Any]]) -> "_Front":
+        front = cls()
+        if state:
+            front.latency = {a: float(v) for a, v in state["latency"].items()}
+            front.points = [(a, float(sc), float(ms)) for a, sc, ms in state["front"]]
+            front.bounds = [float(v) for v in state["bounds"]]
+        return front
 
 
 def _jsonify(value: Any) -> Any:

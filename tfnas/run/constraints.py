@@ -14,9 +14,10 @@ required); it does not minimise latency. ``pareto:<device>`` additionally record
 accuracy-latency front of the cells the search queried and its hypervolume (:mod:`tfnas.pareto`),
 and the sweep writes ``pareto.csv``, ``pareto.txt`` and ``pareto.png`` beside the true front.
 
-Measured latency: ``objective = latency:litert`` with ``max_latency_ms`` is the one latency
-objective of ``evolution`` (methods with ``measures_latency``), which times each child's TFLite
-model on this machine (:mod:`tfnas.evaluation.latency`) and rejects those over the limit;
+Measured latency: ``objective = latency:litert`` with ``max_latency_ms`` and ``pareto:litert``
+(limit optional) are the latency objectives of ``evolution`` (methods with ``measures_latency``),
+which times each child's TFLite model on this machine (:mod:`tfnas.evaluation.latency`), rejects
+those over the limit and, for ``pareto:``, selects by NSGA-II and reports its found front;
 :func:`measured_latency_limit` checks that config. Table devices and ``pareto:`` belong to the
 table searches above, ``litert`` to evolution; any other pairing is refused in one line.
 """
@@ -72,20 +73,24 @@ def constraint_requested(cfg: Config) -> bool:
 def measured_latency_limit(cfg: Config) -> float:
     """The measured-latency limit (ms) of a method that measures latency itself (0 = none).
 
-    Accepts ``objective = accuracy`` without a limit, or ``latency:litert`` with ``max_latency_ms > 0``;
-    anything else is a one-line ConfigError naming the key.
+    Accepts ``objective = accuracy`` without a limit, ``latency:litert`` with ``max_latency_ms > 0``, or
+    ``pareto:litert`` with or without one; anything else is a one-line ConfigError naming the key.
     """
     objective, limit, method = parse_objective(cfg), cfg.search.max_latency_ms, cfg.method.name
-    hint = f"set [search] objective = latency:{MEASURED_DEVICE} and [search] max_latency_ms > 0"
+    hint = (f"set [search] objective = latency:{MEASURED_DEVICE} (or pareto:{MEASURED_DEVICE}) and "
+            f"[search] max_latency_ms > 0")
     if objective.kind == "accuracy":
         if limit > 0:
             raise ConfigError(f"{where(cfg)}: [search] max_latency_ms: method {method!r} measures latency on this "
                               f"machine; {hint}")
         return 0.0
-    if objective.kind != "latency" or objective.device != MEASURED_DEVICE:
+    if objective.device != MEASURED_DEVICE:
         raise ConfigError(f"{where(cfg)}: [search] objective: method {method!r} takes only latency:{MEASURED_DEVICE} "
-                          f"(latency measured on this machine), got {cfg.search.objective.strip()!r}; table devices "
-                          f"and pareto fronts are for rand, predictor, siamese, brp_nas on nb201")
+                          f"or pareto:{MEASURED_DEVICE} (latency measured on this machine), got "
+                          f"{cfg.search.objective.strip()!r}; table devices are for rand, predictor, siamese, "
+                          f"brp_nas on nb201")
+    if objective.kind == "pareto":
+        return float(max(limit, 0.0))
     if limit <= 0:
         raise ConfigError(f"{where(cfg)}: [search] max_latency_ms: objective latency:{MEASURED_DEVICE} needs a limit "
                           f"> 0 (ms)")

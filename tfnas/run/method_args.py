@@ -25,7 +25,7 @@ from tfnas.methods.siamese import PredictorSearch
 from tfnas.methods.slnas.nb201 import ControllerSearch
 from tfnas.methods.slnas.search import SlnasSearch
 from tfnas.registry import BENCHMARKS
-from tfnas.run.constraints import measured_latency_limit
+from tfnas.run.constraints import measured_latency_limit, parse_objective
 from tfnas.run.factory import build_benchmark, build_ec_factory, build_proxy, dataset_head, where
 
 BUILDERS: Dict[type, Callable[[type, Config, Any], Any]] = {}
@@ -79,15 +79,16 @@ def evolution(cls: type, cfg: Config, space: Any) -> EvolutionSearch:
             raise ConfigError(f"{where(cfg)}: [space] start: {exc}") from None
     s, b = cfg.search, cfg.budget
     max_latency_ms = measured_latency_limit(cfg)
+    pareto = parse_objective(cfg).kind == "pareto"
     limits = Limits(b.max_params, b.max_flops, b.max_layers, s.effectiveness_filter, s.max_rho, max_latency_ms)
     latency = None
-    if max_latency_ms > 0:  # measured on this machine, cached beside the run (shared by its seeds)
+    if max_latency_ms > 0 or pareto:  # measured on this machine, cached beside the run (shared by its seeds)
         setup = LatencySetup((space.resolution, space.resolution, 3), space.num_classes, s.latency_threads,
                              s.latency_quantize, s.latency_runs, s.latency_warmup)
         latency = LatencyEvaluator(LatencyMeasurer(space, setup, os.path.join(cfg.out_dir, "latency_cache")))
     method = cls(space, proxy, proxy_name=cfg.proxy.name, population=s.population, iterations=s.iterations,
                  limits=limits, record_every=s.record_every, batch_size=cfg.proxy.batch_size, start=start,
-                 batch=s.batch, latency=latency)
+                 batch=s.batch, latency=latency, pareto=pareto)
     reason = method.reject_reason(method.start)
     if reason:
         raise ConfigError(f"{where(cfg)}: the start architecture already breaks the limits ({reason}); "
