@@ -16,7 +16,8 @@ the hit/miss counts of tfnas' bounded caches (:mod:`tfnas.lru`).
 allocator, which keeps the largest buffers a search has needed: every buffer comes from
 ``malloc`` (``TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1``, set before TensorFlow loads, so it must not be
 imported yet), one malloc arena, and ``malloc_trim(0)`` after every scored candidate hands the
-freed memory back to the system (docs/PERFORMANCE.md has its cost).
+freed memory back to the system (docs/PERFORMANCE.md has its cost); ``release_every = n`` trims
+after every ``n``-th candidate only. Samples are taken before a trim, at the high point.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _system_allocator() -> Any:
 
 
 def run(proxy: str = "zen", population: int = 512, candidates: int = 2000, warmup: int = 200,
-        every: int = 100, release: bool = False) -> Dict[str, Any]:
+        every: int = 100, release: bool = False, release_every: int = 1) -> Dict[str, Any]:
     """Emits one ``memory`` line and returns its figures (see the module docstring)."""
     libc = _system_allocator() if release else None
     import numpy as np
@@ -69,18 +70,19 @@ def run(proxy: str = "zen", population: int = 512, candidates: int = 2000, warmu
     from tfnas.registry import SPACES
     from tfnas.run.rundir import ArtifactStore
 
-    if not 0 < warmup < candidates or every < 1:
-        raise ValueError(f"need 0 < warmup < candidates and every >= 1; got {warmup}, {candidates}, {every}")
+    if not 0 < warmup < candidates or every < 1 or release_every < 1:
+        raise ValueError(f"need 0 < warmup < candidates, every >= 1 and release_every >= 1; got {warmup}, "
+                         f"{candidates}, {every}, {release_every}")
     samples: List[List[float]] = []  # [scored candidates, RSS MiB]
     start = time.perf_counter()
 
     class SamplingEvaluator(ProxyEvaluator):
         def evaluate(self, archs: Sequence[Any], rngs: Optional[Sequence[Any]] = None) -> List[float]:
             scores = super().evaluate(archs, rngs)
-            if libc is not None:
-                libc.malloc_trim(0)
             if self.evaluated in (warmup, candidates) or self.evaluated % every == 0:
-                samples.append([self.evaluated, round(rss_mb(), 1)])
+                samples.append([self.evaluated, round(rss_mb(), 1)])  # before a trim: the high point
+            if libc is not None and self.evaluated % release_every == 0:
+                libc.malloc_trim(0)
             if self.evaluated >= candidates:
                 raise _Enough
             return scores
@@ -101,7 +103,8 @@ def run(proxy: str = "zen", population: int = 512, candidates: int = 2000, warmu
     at = dict((int(n), r) for n, r in samples)
     after = [r for n, r in samples if n >= warmup]
     figures = {"proxy": proxy, "population": population, "candidates": candidates, "warmup": warmup, "release": release,
-               "rss_start_mb": at[0], "rss_warmup_mb": at[warmup], "rss_end_mb": at[candidates],
+               "release_every": release_every if release else 0, "rss_start_mb": at[0],
+               "rss_warmup_mb": at[warmup], "rss_end_mb": at[candidates],
                "growth_pct": round(100.0 * (at[candidates] - at[warmup]) / at[warmup], 2),
                "max_after_warmup_mb": max(after),
                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),

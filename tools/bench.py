@@ -9,7 +9,8 @@
         [--executor local|process|ray] [--workers N] [--batch K] [--threads T]
     python tools/bench.py supernet [--batch 64,256] [--steps 20] [--graph-optimizer auto|on|off]
     python tools/bench.py supernet --space lite [--channels 16] [--blocks 1,1] [--stem-stride 4|1] [--archs 3]
-    python tools/bench.py memory [--proxy zen] [--candidates 2000] [--warmup 200] [--every 100] [--release]
+    python tools/bench.py memory [--proxy zen] [--candidates 2000] [--warmup 200] [--every 100]
+                                [--release [--release-every N]]
     python tools/bench.py zen-fidelity [--cells 40] [--out F]   # then: perf/torch_reference.py F --zen-values
     python tools/bench.py nag [--node-units 250] [--batch 64] [--steps 20] [--cells 1000] [--jit true|false]
                           [--edges independent|sequential]
@@ -79,7 +80,7 @@ def memory(args) -> None:
     from perf import memory as bench
 
     bench.run(proxy=args.proxy, population=args.population, candidates=args.candidates, warmup=args.warmup,
-              every=args.every, release=args.release)
+              every=args.every, release=args.release, release_every=args.release_every)
 
 
 def zen_fidelity(args) -> None:
@@ -161,6 +162,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--every", type=int, default=100, help="sample the resident memory every this many candidates")
     s.add_argument("--release", action="store_true",
                    help="system malloc and malloc_trim after every candidate instead of TensorFlow's oneDNN allocator")
+    s.add_argument("--release-every", type=int, default=1,
+                   help="with --release: malloc_trim after every this many candidates (default 1)")
     s.set_defaults(run=memory)
     s = sub.add_parser("zen-fidelity", help="Zen in both BN-variance forms on Zen candidates, for torch_reference")
     s.add_argument("--cells", type=int, default=40)
