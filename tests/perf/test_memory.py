@@ -17,6 +17,8 @@ def test_memory_samples_a_short_search(capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["bench"] == "memory"
     with pytest.raises(ValueError, match="warmup"):
         memory.run(candidates=4, warmup=4)
+    with pytest.raises(ValueError, match="release_every"):
+        memory.run(candidates=4, warmup=2, release_every=0)
     with pytest.raises(RuntimeError, match="before TensorFlow"):  # TensorFlow is loaded by now
         memory.run(candidates=4, warmup=2, release=True)
 
