@@ -124,8 +124,17 @@ def test_pareto_evolution_keeps_the_front_of_everything_it_scored(tmp_path):
     assert "hypervolume" in (tmp_path / "p" / "pareto.txt").read_text()
     # the population is cut back by NSGA-II, not by score: it keeps faster members than a score cut
     members = json.loads((tmp_path / "p" / "search_state" / "evolution.json").read_text())["members"]
-    _, plain, _ = pareto_search(tmp_path / "s", 120, pareto=False, max_latency_ms=1e9)
-    plain_members = json.loads((tmp_path / "s" / "search_state" / "evolution.json").read_text())["members"]
+    plain_method, plain, _ = pareto_search(tmp_path / "s", 120, pareto=False, max_latency_ms=1e9)
+    plain_state = json.loads((tmp_path / "s" / "search_state" / "evolution.json").read_text())
+    plain_members = plain_state["members"]
+    # a score-only search that measures latency reports the front it saw too, and remembers only
+    # its members' latencies
+    seen = sorted(set(plain_method.latency.seen))
+    p_score, p_lat = np.array([sum(a) for a in seen], float), np.array([latency_of(a) for a in seen])
+    assert {(r["score"], r["latency_ms"]) for r in plain.extra["pareto_front"]} == \
+        {(p_score[i], p_lat[i]) for i in pareto_front(p_score, p_lat)}
+    assert set(plain_state["pareto"]["latency"]) == {a for a, _ in plain_members}
+    assert (tmp_path / "s" / "pareto.txt").exists()
     fastest = min(latency_of(Widths().decode(a)) for a, _ in members)
     assert fastest < min(latency_of(Widths().decode(a)) for a, _ in plain_members)
     m_score = np.array([sc for _, sc in members])

@@ -23,11 +23,12 @@ at every record); ``tools/bench.py memory`` measures the resident memory of a lo
 Pareto search (``pareto=True``, ``[search] objective = pareto:litert``): every child that passes
 the checks is timed as above (the limit applies when one is set), and the population is cut back
 by NSGA-II's rule (:func:`tfnas.pareto.nsga_keep`: whole non-dominated fronts of (score, measured
-latency), then the least crowded) instead of by score, so it spreads along the trade-off. The
-search keeps the non-dominated set of every scored child (the *found front*, bounded by its own
-size) and the ranges of scores and latencies seen; the outcome carries the front and its
-hypervolume normalised to those ranges, and ``pareto.csv`` / ``pareto.txt`` / ``pareto.png`` are
-written. The answer is still the highest-scoring member.
+latency), then the least crowded) instead of by score, so it spreads along the trade-off. Any
+search that measures latency (a limit or ``pareto``) keeps the non-dominated set of every scored
+child (the *found front*, bounded by its own size) and the ranges of scores and latencies seen;
+the outcome carries the front and its hypervolume normalised to those ranges, and
+``pareto.csv`` / ``pareto.txt`` / ``pareto.png`` are written. The answer is still the
+highest-scoring member.
 
 Batches (``[search] batch = k > 1``): each step generates ``k`` children from the same population
 (truncated first), scores the accepted ones together through the run's executor
@@ -226,6 +227,7 @@ class EvolutionSearch(OneShotSearch):
                     else:
                         members.sort(key=lambda m: -m[1])
                         del members[self.population:]
+                        front.forget_all_but(members)
                 n = min(self.batch, self.iterations - done)
                 children = [self._child(members, mut_rng) for _ in range(n)]
                 accepted = []
@@ -246,7 +248,7 @@ class EvolutionSearch(OneShotSearch):
                         counts["scored"] += 1
                         if math.isfinite(score):
                             members.append((self.space.encode(child), score))
-                            if self.pareto:
+                            if self.latency is not None:
                                 front.add(members[-1][0], score, self._latency_ms(child))
                 previous, done = done, done + n
                 if bar is not None:
@@ -256,7 +258,7 @@ class EvolutionSearch(OneShotSearch):
                 if done // self.record_every > previous // self.record_every or done == self.iterations:
                     elapsed = time.perf_counter() - t0
                     row = self._row(done, members, counts, elapsed)
-                    if self.pareto:
+                    if self.latency is not None:
                         row.update(front_size=len(front.points), hypervolume=front.hypervolume())
                     if done // self.record_every > logged or done == self.iterations:
                         context.log(row)
@@ -267,7 +269,7 @@ class EvolutionSearch(OneShotSearch):
                         "format": STATE_FORMAT, "identity": _jsonify(self._identity()), "iteration": done,
                         "seconds": elapsed, "members": members, "counts": counts,
                         "mutation_rng": mut_rng.bit_generator.state, "score_rng": score_rng.bit_generator.state,
-                        **({"pareto": front.state()} if self.pareto else {}),
+                        **({"pareto": front.state()} if self.latency is not None else {}),
                     })
         finally:
             if bar is not None:
@@ -290,7 +292,7 @@ class EvolutionSearch(OneShotSearch):
             (stats,) = self.latency.evaluate([best])  # measured when it joined: a cache hit
             extra.update(latency_ms=round(stats.median_ms, 4), latency_p90_ms=round(stats.p90_ms, 4),
                          max_latency_ms=self.limits.max_latency_ms)
-        if self.pareto:
+        if self.latency is not None:
             extra.update(self._write_front(context, front))
         return SearchOutcome(best_arch=best_arch, score=float(best_score), score_name=self.proxy_name, extra=extra)
 
@@ -358,8 +360,12 @@ class _Front:
     def keep(self, members: List[Tuple[str, float]], n: int) -> List[Tuple[str, float]]:
         keep = nsga_keep(np.array([s for _, s in members]), np.array([self.latency[a] for a, _ in members]), n)
         kept = [members[i] for i in keep]
-        self.latency = {a: self.latency[a] for a, _ in kept}
+        self.forget_all_but(kept)
         return kept
+
+    def forget_all_but(self, members: List[Tuple[str, float]]) -> None:
+        """Drops the latencies of architectures no longer in ``members`` (the dict stays population-sized)."""
+        self.latency = {a: self.latency[a] for a, _ in members}
 
     def ranges(self) -> List[List[float]]:
         return [self.bounds[:2], self.bounds[2:]]
