@@ -269,9 +269,13 @@ class ProcessExecutor(Executor):
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        for proc in list(getattr(pool, "_processes", {}).values()):
+        procs = [p for p in list(getattr(pool, "_processes", {}).values()) if p.is_alive()]
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:  # a worker that has not died a few seconds after SIGTERM gets SIGKILL
+            proc.join(timeout=5.0)
             if proc.is_alive():
-                proc.terminate()
+                proc.kill()
         pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
