@@ -257,7 +257,9 @@ def test_nag_sweep_end_to_end(tmp_path):
     import pandas as pd
 
     table = pd.read_csv(os.path.join(run, QUALITY_FILE))
-    assert len(table) == 10 and {"valid", "unique", "novel", "gen_acc_mean", "gen_top5_frac"} <= set(table)
+    assert len(table) == 13 and {"valid", "unique", "novel", "gen_acc_mean", "gen_top5_frac"} <= set(table)
+    drawn = table[table["params_class"] == "drawn"]  # each accuracy class as RS-NAG asks for it
+    assert drawn["acc_class"].astype(int).tolist() == [0, 1, 2] and (drawn["samples"] == 60).all()
     history = pd.read_csv(os.path.join(run, "history.csv"))
     assert history["epoch"].tolist() == [1, 2, 3] and {"nll", "d_loss", "g_loss", "valid"} <= set(history)
     again = run_sweep(cfg)  # finished: nothing reruns, the GAN reloads from its checkpoint
