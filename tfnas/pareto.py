@@ -151,16 +151,25 @@ def write_found_front(store: Any, rows: Sequence[dict], score_name: str, ranges:
 
 
 def _front_figure(frame: Any, score_name: str, title: str) -> Any:
+    fig, ax = _axes()
+    ax.step(frame["latency_ms"], frame["score"], where="post", color="C1", marker="o", markersize=3,
+            label=f"found front ({len(frame)} cells)")
+    return _finish(fig, ax, "measured latency (ms)", f"{score_name} score", title)
+
+
+def _axes() -> Tuple[Any, Any]:
+    """A 6 x 4.5 in. matplotlib ``Figure`` (object API, Agg canvas) and its one ``Axes``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 4.5))
     FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    ax.step(frame["latency_ms"], frame["score"], where="post", color="C1", marker="o", markersize=3,
-            label=f"found front ({len(frame)} cells)")
-    ax.set_xlabel("measured latency (ms)")
-    ax.set_ylabel(f"{score_name} score")
+    return fig, fig.subplots()
+
+
+def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> Any:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -208,12 +217,7 @@ def write_pareto(run_dir: str, true: Any, found: Any, records: Sequence[Any], ti
 
 
 def _pareto_figure(true: Any, found: Any, title: str) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4.5))
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
+    fig, ax = _axes()
     ax.step(true["latency_ms"], true["accuracy"], where="post", color="k", marker="o", markersize=3,
             label=f"true front ({len(true)} cells)")
     if len(found):
@@ -222,10 +226,4 @@ def _pareto_figure(true: Any, found: Any, title: str) -> Any:
             g = g.sort_values("latency_ms")
             ax.step(g["latency_ms"], g["accuracy"], where="post", color="C1", alpha=0.5, marker=".",
                     label=f"found, budget {int(g['budget'].iloc[0])} (one line per repeat)" if n == 0 else None)
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("true accuracy (%)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "latency (ms)", "true accuracy (%)", title)
