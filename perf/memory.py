@@ -59,6 +59,14 @@ def _system_allocator() -> Any:
 def run(proxy: str = "zen", population: int = 512, candidates: int = 2000, warmup: int = 200,
         every: int = 100, release: bool = False, release_every: int = 1) -> Dict[str, Any]:
     """Emits one ``memory`` line and returns its figures (see the module docstring)."""
+    if not 0 < warmup < candidates or every < 1 or release_every < 1:
+        raise ValueError(f"need 0 < warmup < candidates, every >= 1 and release_every >= 1; got {warmup}, "
+                         f"{candidates}, {every}, {release_every}")
+    if release_every != 1 and not release:
+        raise ValueError("release_every applies to release=True only")
+    if release and every % release_every:
+        raise ValueError(f"every ({every}) must be a multiple of release_every ({release_every}), so that "
+                         f"every sample is taken just before a trim")
     libc = _system_allocator() if release else None
     import numpy as np
 
@@ -70,9 +78,6 @@ def run(proxy: str = "zen", population: int = 512, candidates: int = 2000, warmu
     from tfnas.registry import SPACES
     from tfnas.run.rundir import ArtifactStore
 
-    if not 0 < warmup < candidates or every < 1 or release_every < 1:
-        raise ValueError(f"need 0 < warmup < candidates, every >= 1 and release_every >= 1; got {warmup}, "
-                         f"{candidates}, {every}, {release_every}")
     samples: List[List[float]] = []  # [scored candidates, RSS MiB]
     start = time.perf_counter()
 

@@ -64,6 +64,16 @@ class Sleepy(Job):
         return run
 
 
+class StubbornSleepy(Sleepy):
+    """A :class:`Sleepy` whose workers ignore SIGTERM (only SIGKILL stops them)."""
+
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return super().build()
+
+
 def noisy_items(n: int, seed: int = 0) -> list:
     return [(x, np.random.default_rng([seed, x])) for x in range(n)]
 

@@ -70,14 +70,15 @@ def test_workers_that_keep_dying_give_a_clear_error():
             pool.map(AlwaysDie(), [0])
 
 
-def test_ctrl_c_stops_the_pool_and_its_workers(tmp_path):
+@pytest.mark.parametrize("job", ["Sleepy", "StubbornSleepy"])  # the second's workers need SIGKILL
+def test_ctrl_c_stops_the_pool_and_its_workers(tmp_path, job):
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {ROOT!r})
-        from tests.evaluation.executor_jobs import Sleepy
+        from tests.evaluation.executor_jobs import {job}
         from tfnas.evaluation.executors import ProcessExecutor
         with ProcessExecutor(2, chunk=1) as pool:
-            pool.map(Sleepy(60.0, {str(tmp_path)!r}), list(range(4)))
+            pool.map({job}(60.0, {str(tmp_path)!r}), list(range(4)))
         """)
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 90

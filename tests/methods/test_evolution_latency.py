@@ -16,7 +16,7 @@ from tfnas.config import ConfigError, load_config
 from tfnas.evaluation.base import Evaluator
 from tfnas.methods.base import SearchContext
 from tfnas.methods.evolution import EvolutionSearch, Limits
-from tfnas.pareto import hypervolume, nsga_keep, pareto_front
+from tfnas.pareto import hypervolume, pareto_front
 from tfnas.run.factory import build_method, build_space
 from tfnas.proxies.base import Proxy
 from tfnas.run.rundir import ArtifactStore
@@ -137,9 +137,12 @@ def test_pareto_evolution_keeps_the_front_of_everything_it_scored(tmp_path):
     assert (tmp_path / "s" / "pareto.txt").exists()
     fastest = min(latency_of(Widths().decode(a)) for a, _ in members)
     assert fastest < min(latency_of(Widths().decode(a)) for a, _ in plain_members)
-    m_score = np.array([sc for _, sc in members])
-    m_lat = np.array([latency_of(Widths().decode(a)) for a, _ in members])
-    assert len(members) <= 13 and nsga_keep(m_score, m_lat, len(members)).size == len(members)
+    # the two ends of the front of everything scored are never dropped (rank 0, infinite crowding)
+    codes = {a for a, _ in members}
+    fastest = min(scored, key=lambda a: (latency_of(a), -sum(a)))
+    best = max(scored, key=lambda a: (sum(a), -latency_of(a)))
+    assert len(members) <= 13 and {Widths().encode(fastest), Widths().encode(best)} <= codes
+    assert Widths().encode(fastest) not in {a for a, _ in plain_members}
 
 
 def test_pareto_evolution_resumes_to_the_same_front(tmp_path):
@@ -148,8 +151,25 @@ def test_pareto_evolution_resumes_to_the_same_front(tmp_path):
     _, resumed, _ = pareto_search(tmp_path / "b", 100)
     assert resumed.extra["pareto_front"] == straight.extra["pareto_front"]
     assert resumed.extra["hypervolume"] == straight.extra["hypervolume"]
-    with pytest.raises(ValueError, match="state of another evolution"):  # a score-only search refuses it
-        pareto_search(tmp_path / "b", 120, pareto=False, max_latency_ms=50.0)
+    pareto_search(tmp_path / "c", 20, max_latency_ms=50.0)
+    with pytest.raises(ValueError, match="state of another evolution"):  # the same limit, score only
+        pareto_search(tmp_path / "c", 40, pareto=False, max_latency_ms=50.0)
+
+
+def test_a_latency_limited_checkpoint_from_before_fronts_were_kept_resumes(tmp_path):
+    _, straight, _ = pareto_search(tmp_path / "a", 150, pareto=False, max_latency_ms=1.5)
+    pareto_search(tmp_path / "b", 40, pareto=False, max_latency_ms=1.5)
+    path = tmp_path / "b" / "search_state" / "evolution.json"
+    state = json.loads(path.read_text())
+    del state["pareto"]  # as written before this version
+    path.write_text(json.dumps(state))
+    _, resumed, _ = pareto_search(tmp_path / "b", 150, pareto=False, max_latency_ms=1.5)
+    assert resumed.best_arch == straight.best_arch
+    # its front starts from the members it resumed with, so it holds no point the full one dominates
+    full = {(r["score"], r["latency_ms"]) for r in straight.extra["pareto_front"]}
+    assert resumed.extra["pareto_front"] and all(
+        not any(s >= r["score"] and t <= r["latency_ms"] and (s, t) != (r["score"], r["latency_ms"]) for s, t in full)
+        for r in resumed.extra["pareto_front"])
 
 
 def test_pareto_objective_builds_a_measuring_nsga_search(tmp_path):
@@ -216,5 +236,5 @@ def test_table_searches_refuse_the_measured_device(tmp_path):
 def test_other_one_shot_searches_refuse_the_measured_device(tmp_path):
     sets = [f"run.out_dir={tmp_path}", "search.objective=latency:litert", "search.max_latency_ms=5"]
     with pytest.raises(ConfigError, match=r"method 'relativenas' \(a one-shot search\) cannot honour.*evolution "
-                                          r"\(latency:litert, measured\)"):
+                                          r"\(latency:litert or pareto:litert, measured\)"):
         run_search(load_config("cfg/relativenas_tiny.cfg", sets), progress=False)

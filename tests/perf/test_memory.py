@@ -19,6 +19,10 @@ def test_memory_samples_a_short_search(capsys):
         memory.run(candidates=4, warmup=4)
     with pytest.raises(ValueError, match="release_every"):
         memory.run(candidates=4, warmup=2, release_every=0)
+    with pytest.raises(ValueError, match="release=True only"):
+        memory.run(candidates=4, warmup=2, release_every=2)
+    with pytest.raises(ValueError, match="multiple of release_every"):
+        memory.run(candidates=4, warmup=2, every=3, release=True, release_every=2)
     with pytest.raises(RuntimeError, match="before TensorFlow"):  # TensorFlow is loaded by now
         memory.run(candidates=4, warmup=2, release=True)
 

@@ -29,6 +29,7 @@ import math
 import os
 import pickle
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -272,8 +273,9 @@ class ProcessExecutor(Executor):
         procs = [p for p in list(getattr(pool, "_processes", {}).values()) if p.is_alive()]
         for proc in procs:
             proc.terminate()
-        for proc in procs:  # a worker that has not died a few seconds after SIGTERM gets SIGKILL
-            proc.join(timeout=5.0)
+        deadline = time.monotonic() + 5.0  # a worker still alive 5 s after SIGTERM gets SIGKILL
+        for proc in procs:
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
                 proc.kill()
         pool.shutdown(wait=True, cancel_futures=True)

@@ -206,6 +206,9 @@ class EvolutionSearch(OneShotSearch):
         if state is not None:
             members = [(a, float(s)) for a, s in state["members"]]
             front = _Front.from_state(state.get("pareto"))
+            if self.latency is not None and "pareto" not in state:  # written before fronts were kept
+                for arch, score in members:  # their latencies come from the cache
+                    front.add(arch, score, self._latency_ms(self.space.decode(arch)))
             counts.update(state["counts"])
             done, seconds = int(state["iteration"]), float(state["seconds"])
             mut_rng.bit_generator.state = state["mutation_rng"]

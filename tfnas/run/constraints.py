@@ -18,8 +18,9 @@ Measured latency: ``objective = latency:litert`` with ``max_latency_ms`` and ``p
 (limit optional) are the latency objectives of ``evolution`` (methods with ``measures_latency``),
 which times each child's TFLite model on this machine (:mod:`tfnas.evaluation.latency`), rejects
 those over the limit and, for ``pareto:``, selects by NSGA-II and reports its found front;
-:func:`measured_latency_limit` checks that config. Table devices and ``pareto:`` belong to the
-table searches above, ``litert`` to evolution; any other pairing is refused in one line.
+:func:`measured_latency_limit` checks that config. Table devices (``latency:`` and ``pareto:``)
+belong to the table searches above, the ``litert`` device to evolution; any other pairing is
+refused in one line.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ def measured_latency_limit(cfg: Config) -> float:
     ``pareto:litert`` with or without one; anything else is a one-line ConfigError naming the key.
     """
     objective, limit, method = parse_objective(cfg), cfg.search.max_latency_ms, cfg.method.name
-    hint = (f"set [search] objective = latency:{MEASURED_DEVICE} (or pareto:{MEASURED_DEVICE}) and "
-            f"[search] max_latency_ms > 0")
+    hint = (f"set [search] objective = latency:{MEASURED_DEVICE} with [search] max_latency_ms > 0 (or "
+            f"pareto:{MEASURED_DEVICE}, where the limit is optional)")
     if objective.kind == "accuracy":
         if limit > 0:
             raise ConfigError(f"{where(cfg)}: [search] max_latency_ms: method {method!r} measures latency on this "
@@ -109,7 +110,8 @@ def refuse_search_keys(cfg: Config, flow: str, method_cls: Optional[type] = None
         if active:
             raise ConfigError(f"{where(cfg)}: [search] {key}: method {cfg.method.name!r} ({flow}) cannot honour a "
                               f"latency objective; constrained searches: rand, predictor, siamese, brp_nas on nb201 "
-                              f"(table latencies), evolution (latency:{MEASURED_DEVICE}, measured)")
+                              f"(table latencies), evolution (latency:{MEASURED_DEVICE} or pareto:{MEASURED_DEVICE}, "
+                              f"measured)")
 
 
 @functools.lru_cache(maxsize=4)
