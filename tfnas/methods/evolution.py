@@ -230,7 +230,8 @@ class EvolutionSearch(OneShotSearch):
                     else:
                         members.sort(key=lambda m: -m[1])
                         del members[self.population:]
-                        front.forget_all_but(members)
+                        if self.latency is not None:
+                            front.forget_all_but(members)
                 n = min(self.batch, self.iterations - done)
                 children = [self._child(members, mut_rng) for _ in range(n)]
                 accepted = []
