@@ -10,6 +10,32 @@ os.environ.setdefault("TFNAS_OFFLINE", "1")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# The test files that keep one worker busy for half a minute or more (measured with
+# `--durations`, docs/PERFORMANCE.md "Test suite"), longest first. `--dist loadfile` hands whole
+# files to the workers in collection order, so these go first and the many short files fill in
+# behind them; left in place, one of them could start last and keep a single worker running while
+# the other has finished (pyproject.toml turns off xdist's own reordering, which sorts by test count).
+HEAVY_FIRST = (
+    "tests/methods/test_nag_paper.py",
+    "tests/methods/test_nag.py",
+    "tests/methods/test_slnas_search.py",
+    "tests/methods/test_relativenas.py",
+    "tests/run/test_oracle_parallel.py",
+    "tests/methods/test_tinynano_search.py",
+    "tests/evaluation/test_executors.py",
+    "tests/train/test_tflite.py",
+    "tests/train/test_export_inference.py",
+    "tests/run/test_sweep_parallel.py",
+    "tests/spaces/test_nasnet_dag.py",
+    "tests/methods/test_evolution_zen.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Heavy files first (:data:`HEAVY_FIRST`), every other test in collection order (a stable sort)."""
+    rank = {name: k for k, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
 
 @pytest.fixture(autouse=True)
 def _repo_root(monkeypatch):

@@ -1,15 +1,26 @@
-"""NAG in the paper's setting (``nag_supernet``) end to end on mock CIFAR-10: pool, supernet,
-scores, GAN, report, RS-NAG, training and export; resume; config errors."""
+"""NAG in the paper's setting (``nag_supernet``) end to end: pool, supernet, scores, GAN, report,
+RS-NAG, training and export; resume; RS-NAG's trainings on worker processes (``[run] executor =
+process``: the same results as in this process; a training that fails is recorded as failed and the
+best of the others is returned); config errors.
+
+One tiny run, killed after the GAN and resumed, goes through the whole pipeline (the module
+fixture); the RS-NAG tests start from a copy of its directory without RS-NAG's results, so they
+resume at the RS-NAG stage (the executor keys are not part of a run's identity). The data is a
+generated image folder rather than tfds' mock data, which patches only this process: the workers
+read it too."""
 
 import json
+import math
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
+from tests.evaluation.executor_jobs import count_pool_batches
+from tests.images import write_image_folder
 from tests.run.tb_reader import scalars
 from tfnas.config import ConfigError, load_config
 from tfnas.methods.nag.paper import NagSupernetSearch, decode_pairs
@@ -19,15 +30,16 @@ from tfnas.spaces.dag import padded
 from tfnas.spaces.nasnet_dag import NASNET_DAG, NasnetDagSpace
 
 CFG = "cfg/nag_tiny.cfg"
+RS_FILE = ("search_state", "rs_nag.json")
 
 
-def tiny(out_dir, *more):
+def tiny(out_dir, data, *more):
     return [f"run.out_dir={out_dir}", "run.progress=false", "run.jit_compile=false", "run.strategy=one_device",
-            f"dataset.data_dir={os.path.join(str(out_dir), 'no_data')}", "dataset.download=false",
-            "dataset.train_subset=64", "dataset.eval_subset=32", "dataset.batch_size=16",
+            "dataset.name=image_folder", f"dataset.data_dir={data}", "dataset.image_size=32",
+            "dataset.train_subset=64", "dataset.eval_subset=16", "dataset.batch_size=16",
             "dataset.eval_batch_size=16", "search.batch_size=16", "search.steps_per_epoch=2",
             "space.search_channels=4", "space.search_layers=3", "space.channels=4", "space.layers=3",
-            "nag.pool=12", "train.epochs=1", *more]
+            "nag.pool=12", "nag.rs_candidates=3", "train.epochs=1", *more]
 
 
 def one_hot_cells(archs):
@@ -64,56 +76,117 @@ def kill_after_the_gan(monkeypatch):
     return lambda: monkeypatch.setattr(NagSupernetSearch, "_report", original)
 
 
-def test_tiny_config_killed_and_resumed_runs_the_whole_pipeline_and_exports(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """``(root, data, run)``: the tiny run under ``root / "run"``, killed after the GAN and resumed."""
+    root = tmp_path_factory.mktemp("nag_paper")
+    data = write_image_folder(root / "images", per_class=48, size=(32, 32))
+    out = root / "run"
     calls = {"supernet": 0}
-    with tfds.testing.mock_data(num_examples=64):
+    with pytest.MonkeyPatch.context() as monkeypatch:
         undo = kill_after_the_gan(monkeypatch)
         with pytest.raises(KeyboardInterrupt):
-            run_search(load_config(CFG, tiny(tmp_path)))
-        state = tmp_path / "search_state"
+            run_search(load_config(CFG, tiny(out, data)))
+        state = out / "search_state"
         assert (state / "nag_pool.npz").exists() and json.loads((state / "nag.json").read_text())["epoch"] == 3
-        assert not (tmp_path / "result.json").exists() and not (tmp_path / "nag_quality.csv").exists()
+        assert not (out / "result.json").exists() and not (out / "nag_quality.csv").exists()
         undo()
         monkeypatch.setattr(NagSupernetSearch, "_train_supernet", lambda *a: calls.update(supernet=1))
-        run = run_search(load_config(CFG, tiny(tmp_path)))
+        run = run_search(load_config(CFG, tiny(out, data)))
     assert calls["supernet"] == 0  # the saved scores were reused
+    return root, data, run
+
+
+def test_tiny_config_killed_and_resumed_runs_the_whole_pipeline_and_exports(pipeline):
+    root, _, run = pipeline
+    out, state = root / "run", root / "run" / "search_state"
     space = NasnetDagSpace(channels=4, layers=3)
     best = space.decode(run.outcome.best_arch)
-    result = json.loads((tmp_path / "result.json").read_text())
+    result = json.loads((out / "result.json").read_text())
     assert result["score_name"] == "rs_val_acc" and 0.0 <= result["score"] <= 100.0
-    assert result["extra"]["pool"] == 12 and result["extra"]["rs_trained"] == 2
-    assert result["extra"]["params"] == space.num_params(best, 10)
+    assert result["extra"]["pool"] == 12 and result["extra"]["rs_trained"] == 3
+    assert result["extra"]["params"] == space.num_params(best, 2)
     rs = json.loads((state / "rs_nag.json").read_text())
-    assert len(rs) == 2 and space.encode(best) in rs and rs[space.encode(best)] == max(rs.values())
-    history = (tmp_path / "history.csv").read_text().splitlines()
+    assert len(rs) == 3 and space.encode(best) in rs and rs[space.encode(best)] == max(rs.values())
+    history = (out / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 2 + 3  # 2 supernet epochs, 2 likelihood + 1 GAN epochs, each once
     assert [row.split(",")[1] for row in history[1:]] == ["supernet"] * 2 + ["gan"] * 3
-    points = scalars(str(tmp_path / "tensorboard" / "search"))  # per candidate, written before the kill
+    points = scalars(str(out / "tensorboard" / "search"))  # per candidate, written before the kill
     pool_scores = load_arrays(str(state / "nag_pool.npz"))[0]
     assert points["candidate/pool_score"] == [(i, pytest.approx(s)) for i, s in enumerate(pool_scores)]
     assert [s for s, _ in points["candidate/supernet_loss"]] == [0, 1, 2, 3]  # 2 epochs x 2 steps
-    quality = (tmp_path / "nag_quality.csv").read_text().splitlines()
+    quality = (out / "nag_quality.csv").read_text().splitlines()
     assert quality[0].startswith("score_class,params_class,samples,valid,unique,novel") and len(quality) == 10
-    saved = tmp_path / "train" / "saved_model"
+    saved = out / "train" / "saved_model"
     code = ("import sys, tensorflow as tf; m = tf.saved_model.load(sys.argv[1]); "
             "out = list(m.signatures['serving_default'](tf.zeros([2, 32, 32, 3])).values()); "
             "print(len(out), out[0].shape)")
     proc = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": ""}, cwd=str(tmp_path))
+                          env={**os.environ, "PYTHONPATH": ""}, cwd=str(root))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "1 (2, 10)" in proc.stdout  # logits only: no auxiliary head in the served model
+    assert "1 (2, 2)" in proc.stdout  # logits only: no auxiliary head in the served model
+
+
+# ---- RS-NAG's trainings on worker processes ------------------------------------------------------
+
+def rs_results(out_dir):
+    return json.loads(out_dir.joinpath(*RS_FILE).read_text())
+
+
+def before_rs_nag(root, name):
+    """A copy of the pipeline's run directory without RS-NAG's results and what came after them."""
+    out = root / name
+    shutil.copytree(root / "run", out)
+    out.joinpath(*RS_FILE).unlink()
+    (out / "result.json").unlink()
+    shutil.rmtree(out / "train")
+    return out
+
+
+def test_rs_nag_on_a_process_pool_gives_the_same_trainings(pipeline, monkeypatch):
+    root, data, run = pipeline
+    batches = count_pool_batches(monkeypatch)
+    out = before_rs_nag(root, "pool")
+    pooled = run_search(load_config(CFG, tiny(out, data, "run.executor=process", "run.workers=2")))
+    assert batches == [2, 1]  # three trainings, two side by side, saved after each batch
+    assert rs_results(out) == rs_results(root / "run") and len(rs_results(out)) == 3
+    assert pooled.outcome.best_arch == run.outcome.best_arch
+
+
+def test_a_failed_training_is_recorded_and_the_others_still_count(pipeline, monkeypatch):
+    from tfnas.train.trainer import Trainer
+
+    root, data, run = pipeline
+    calls = []
+    fit = Trainer.fit
+
+    def second_fails(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise FloatingPointError("loss is NaN")
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", second_fails)
+    out = before_rs_nag(root, "failing")
+    outcome = run_search(load_config(CFG, tiny(out, data))).outcome
+    results = rs_results(out)
+    failed = [k for k, v in results.items() if math.isnan(v)]
+    assert len(calls) == 3 + 1 and len(results) == 3 and len(failed) == 1  # three RS-NAG trainings, then the best
+    assert outcome.best_arch != failed[0]
+    good = {k: v for k, v in rs_results(root / "run").items() if k != failed[0]}
+    assert {k: v for k, v in results.items() if k != failed[0]} == good  # the others are the local trainings
 
 
 @pytest.mark.slow
 def test_killed_run_ends_like_an_uninterrupted_one(tmp_path, monkeypatch):
+    data = write_image_folder(tmp_path / "images", per_class=48)
     sets = ["train.enabled=false"]
-    with tfds.testing.mock_data(num_examples=64):
-        whole = run_search(load_config(CFG, tiny(tmp_path / "whole", *sets)))
-        undo = kill_after_the_gan(monkeypatch)
-        with pytest.raises(KeyboardInterrupt):
-            run_search(load_config(CFG, tiny(tmp_path / "killed", *sets)))
-        undo()
-        resumed = run_search(load_config(CFG, tiny(tmp_path / "killed", *sets)))
+    whole = run_search(load_config(CFG, tiny(tmp_path / "whole", data, *sets)))
+    undo = kill_after_the_gan(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(load_config(CFG, tiny(tmp_path / "killed", data, *sets)))
+    undo()
+    resumed = run_search(load_config(CFG, tiny(tmp_path / "killed", data, *sets)))
     assert resumed.outcome.best_arch == whole.outcome.best_arch
     assert resumed.outcome.score == pytest.approx(whole.outcome.score)
     for name in ("nag_quality.csv", "search_state/rs_nag.json", "history.csv"):
@@ -121,8 +194,9 @@ def test_killed_run_ends_like_an_uninterrupted_one(tmp_path, monkeypatch):
 
 
 def test_config_errors(tmp_path):
+    data = write_image_folder(tmp_path / "images", per_class=2)
     with pytest.raises(ConfigError, match=r"\[space\] name: method 'nag_supernet' needs a space with NasnetDagSpace; "
                                           r"'darts' has not \(spaces that fit: nasnet_dag\)"):
-        run_search(load_config(CFG, tiny(tmp_path / "a", "space.name=darts")))
-    with tfds.testing.mock_data(num_examples=64), pytest.raises(ConfigError, match=r"\[nag\] holdout"):
-        run_search(load_config(CFG, tiny(tmp_path / "b", "nag.holdout=0")))
+        run_search(load_config(CFG, tiny(tmp_path / "a", data, "space.name=darts")))
+    with pytest.raises(ConfigError, match=r"\[nag\] holdout"):
+        run_search(load_config(CFG, tiny(tmp_path / "b", data, "nag.holdout=0")))
