@@ -8,6 +8,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Tests never download: data must come from mocks or generated folders.
 os.environ.setdefault("TFNAS_OFFLINE", "1")
 
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# Under pytest-xdist every worker is a TensorFlow process that would size its intra-op thread pool
+# to all the cores: two workers on two cores run four spinning pool threads. Each worker gets its
+# share of the cores instead (set before TensorFlow loads; a value set by the user wins).
+# Subprocesses the tests start inherit it, and the executors' workers set their own.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = _cores() // max(1, int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, _share)))
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The test files that keep one worker busy for half a minute or more (measured with

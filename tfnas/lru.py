@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Generic, Hashable, Iterator, TypeVar
+from typing import Any, Callable, Dict, Generic, Hashable, Iterator, Tuple, TypeVar
 
 __all__ = ["LRUCache", "cache_stats", "format_cache_stats"]
 
@@ -63,6 +63,9 @@ class LRUCache(Generic[V]):
 
     def values(self) -> Iterator[V]:
         return iter(list(self._entries.values()))
+
+    def items(self) -> Iterator[Tuple[Hashable, V]]:
+        return iter(list(self._entries.items()))
 
     def clear(self) -> None:
         self._entries.clear()

@@ -165,13 +165,17 @@ def _layer_function(stride: int, depthwise: bool, groups: int, kind: str = "zen"
     return _LAYER_FUNCTIONS.get_or_create((kind, stride, depthwise, groups), create)
 
 
-def trace_count() -> int:
-    """Traces made so far by the layer functions of this module (those still cached).
+def trace_count(kind: Optional[str] = None) -> int:
+    """Traces made so far by the layer functions of this module (those still cached), of one
+    ``kind`` (``"zen"``, ``"naswot"``, ``"synflow"``) or (``None``) of all.
 
     One per (kind, stride, depthwise, groups) used: at most 4 per kind and number of groups
     for all scores of a process (kinds: the Zen pass, the NASWOT pass, the synflow pass).
     """
-    return int(sum(f.experimental_get_tracing_count() for f in _LAYER_FUNCTIONS.values()))
+    if kind is not None and kind not in _KINDS:
+        raise ValueError(f"trace_count: kind must be one of {sorted(_KINDS)} or None. Received: {kind!r}")
+    return int(sum(f.experimental_get_tracing_count() for key, f in _LAYER_FUNCTIONS.items()
+                   if kind is None or key[0] == kind))
 
 
 @dataclass
