@@ -51,12 +51,14 @@ def pytest_xdist_auto_num_workers(config):
     """``-n auto``: one worker more than the cores (then capped by ``--maxprocesses``).
 
     Many tests leave their worker idle part of the time (waiting on a subprocess, a process pool
-    or Ray), which a third worker fills on two cores: 12:26 for the suite against 13:28-14:13 with
-    two workers (docs/PERFORMANCE.md "Test suite"). ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still wins.
+    or Ray), which a third worker fills on two cores: 11:48-12:26 for the suite against 13:28-14:13
+    with two workers (docs/PERFORMANCE.md "Test suite"). ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still wins.
     """
-    env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
-    if env:
+    env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "")
+    if env.strip().isdigit() and int(env) > 0:
         return int(env)
+    if env:
+        warnings.warn(f"PYTEST_XDIST_AUTO_NUM_WORKERS is not a positive integer: {env!r}; ignored")
     return _cores() + 1
 
 
