@@ -8,12 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Tests never download: data must come from mocks or generated folders.
 os.environ.setdefault("TFNAS_OFFLINE", "1")
 
-
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+from tfnas.evaluation.executors import cpu_count  # noqa: E402  (imports no TensorFlow)
 
 
 # Under pytest-xdist every worker is a TensorFlow process that would size its intra-op thread pool
@@ -21,7 +16,7 @@ def _cores() -> int:
 # share of the cores instead (set before TensorFlow loads; a value set by the user wins).
 # Subprocesses the tests start inherit it, and the executors' workers set their own.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    _share = _cores() // max(1, int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    _share = cpu_count() // max(1, int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, _share)))
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # `--durations`, docs/PERFORMANCE.md "Test suite"), longest first. `--dist loadfile` hands whole
 # files to the workers in collection order, so these go first and the many short files fill in
 # behind them; left in place, one of them could start last and keep a single worker running while
-# the other has finished (pyproject.toml turns off xdist's own reordering, which sorts by test count).
+# the others have finished (pyproject.toml turns off xdist's own reordering, which sorts by test count).
 HEAVY_FIRST = (
     "tests/methods/test_nag_paper.py",
     "tests/methods/test_nag.py",
@@ -59,7 +54,7 @@ def pytest_xdist_auto_num_workers(config):
         return int(env)
     if env:
         warnings.warn(f"PYTEST_XDIST_AUTO_NUM_WORKERS is not a positive integer: {env!r}; ignored")
-    return _cores() + 1
+    return cpu_count() + 1
 
 
 def pytest_collection_modifyitems(config, items):
