@@ -30,6 +30,13 @@ class NoisySquare(Job):
         return run
 
 
+class Niceness(Job):
+    """``item -> the niceness of the process that evaluated it``."""
+
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        return lambda items: [os.nice(0) for _ in items]
+
+
 class DieOnce(Job):
     """The worker evaluating item ``victim`` exits abruptly the first time (a marker file remembers)."""
 

@@ -231,7 +231,6 @@ def test_ec_needs_a_tabular_space_and_a_full_batch(tmp_path):
 
 
 def test_default_ec_subset_and_siamese_wiring(tmp_path):
-    from tfnas.registry import METHODS
 
     cfg = make_cfg(tmp_path, "dataset.train_subset=0", "method.name=siamese")
     space = build_space(cfg)
@@ -246,7 +245,6 @@ def test_default_ec_subset_and_siamese_wiring(tmp_path):
 def test_siamese_search_with_trained_estimation_code(tmp_path):
     """The whole siamese search with ``ec_source = train`` (slow: every code is a short training)."""
     from tfnas.benchmarks.nb201 import Nb201Benchmark
-    from tfnas.registry import METHODS
 
     cfg = make_cfg(tmp_path, "method.name=siamese", "predictor.epochs=6", "predictor.units=8",
                    "search.rank_k=2", "search.final_rank_k=2", "search.reserve=1", "search.bts=false")

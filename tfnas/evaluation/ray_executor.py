@@ -3,7 +3,9 @@
 ``[run] executor = ray`` with ``[run] ray_address``:
 
 - ``local`` starts a private Ray instance in this process (no network; ~3-5 s) and stops it on
-  :meth:`RayExecutor.close`. Extra ``ray.init`` arguments (``object_store_memory``,
+  :meth:`RayExecutor.close`. Its workers run at the driver's priority, like the process pool's
+  (Ray's own default is nice 15, which on a busy machine starves them; an explicit
+  ``RAY_worker_niceness`` wins). Extra ``ray.init`` arguments (``object_store_memory``,
   ``_temp_dir``, ...) come from ``init_kwargs``; the tests cap the object store and keep Ray's
   files in a temporary folder.
 - ``auto`` joins the cluster this machine is part of (``ray start --head`` on the head node,
@@ -20,6 +22,7 @@ submission order. An actor that dies is restarted by Ray and its task retried
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from tfnas.evaluation.executors import (Executor, ExecutorError, Job, PreparedJob, chunk_ranges, init_worker,
@@ -67,6 +70,8 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             kwargs: Dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address == "local":
+                if "RAY_worker_niceness" not in os.environ:  # Ray runs its workers at nice 15 by default
+                    kwargs["_system_config"] = {"worker_niceness": 0}
                 kwargs.update(init_kwargs or {})
                 self._owns = True
             else:
