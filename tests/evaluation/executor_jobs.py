@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any, Callable, List, Sequence
 
@@ -14,6 +15,8 @@ from tfnas.evaluation.executors import Job
 class NoisySquare(Job):
     """``x -> x * x + rng.normal()`` from the item's own generator; a negative ``x`` raises.
     Each item takes at least ``delay`` seconds (so that every worker gets some)."""
+
+    needs_tensorflow = False
 
     def __init__(self, delay: float = 0.0):
         self.delay = delay
@@ -33,12 +36,31 @@ class NoisySquare(Job):
 class Niceness(Job):
     """``item -> the niceness of the process that evaluated it``."""
 
+    needs_tensorflow = False
+
     def build(self) -> Callable[[Sequence[Any]], List[Any]]:
         return lambda items: [os.nice(0) for _ in items]
 
 
+class TensorflowState(Job):
+    """``item -> (whether TensorFlow is loaded in the worker, its intra-op threads or None)``;
+    ``needs`` sets the job's :attr:`~tfnas.evaluation.executors.Job.needs_tensorflow`."""
+
+    def __init__(self, needs: bool):
+        self.needs_tensorflow = needs
+
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        def run(items: Sequence[Any]) -> List[Any]:
+            tf = sys.modules.get("tensorflow")
+            threads = tf.config.threading.get_intra_op_parallelism_threads() if tf is not None else None
+            return [(tf is not None, threads) for _ in items]
+        return run
+
+
 class DieOnce(Job):
     """The worker evaluating item ``victim`` exits abruptly the first time (a marker file remembers)."""
+
+    needs_tensorflow = False
 
     def __init__(self, marker: str, victim: int):
         self.marker, self.victim = marker, victim
@@ -58,6 +80,8 @@ class DieOnce(Job):
 
 class Sleepy(Job):
     """Each item sleeps ``seconds``; writes its pid to ``folder`` so a test can find the workers."""
+
+    needs_tensorflow = False
 
     def __init__(self, seconds: float, folder: str):
         self.seconds, self.folder = seconds, folder
@@ -87,6 +111,8 @@ def noisy_items(n: int, seed: int = 0) -> list:
 
 class AlwaysDie(Job):
     """Every evaluation kills its worker (a candidate that always runs out of memory)."""
+
+    needs_tensorflow = False
 
     def build(self) -> Callable[[Sequence[Any]], List[Any]]:
         def run(items: Sequence[Any]) -> List[Any]:

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tests.evaluation.executor_jobs import AlwaysDie, DieOnce, NoisySquare, noisy_items
+from tests.evaluation.executor_jobs import AlwaysDie, DieOnce, NoisySquare, TensorflowState, noisy_items
 from tfnas.evaluation.executors import (ExecutorError, Failed, LocalExecutor, ProcessExecutor, chunk_ranges,
                                         make_executor, prepare_job, resolve_workers)
 
@@ -54,6 +54,14 @@ def test_process_pool_equals_local_and_uses_several_workers():
     assert values(second) == values(local)[:16]
     assert len({pid for _, pid in first[:16]}) == 2  # both workers took chunks
     assert {pid for _, pid in second} <= {pid for _, pid in first[:16]}  # no new processes
+
+
+def test_workers_load_tensorflow_only_for_a_job_that_needs_it_with_their_threads():
+    with ProcessExecutor(1, threads=1) as pool:
+        assert pool.map(TensorflowState(needs=False), [0, 1]) == [(False, None)] * 2
+        assert pool.map(TensorflowState(needs=True), [0, 1]) == [(True, 1)] * 2  # the same worker, now with it
+    assert prepare_job(TensorflowState(needs=False)).tensorflow is False
+    assert prepare_job(NoisySquare()).tensorflow is False and prepare_job(TensorflowState(True)).tensorflow
 
 
 def test_dead_worker_is_replaced_and_its_chunk_resubmitted(tmp_path):

@@ -39,8 +39,8 @@ class _Worker:
     def __init__(self, threads: int):
         init_worker(threads)
 
-    def run(self, key: str, payload: bytes, items: Sequence[Any]) -> List[Any]:
-        return run_chunk(key, payload, items)
+    def run(self, key: str, payload: bytes, items: Sequence[Any], tensorflow: bool = True) -> List[Any]:
+        return run_chunk(key, payload, items, tensorflow)
 
 
 class RayExecutor(Executor):
@@ -111,7 +111,7 @@ class RayExecutor(Executor):
                 while queue and idle:
                     k, actor = queue.pop(), idle.pop()
                     a, b = ranges[k]
-                    running[actor.run.remote(key, payload_ref, items[a:b])] = (k, actor)
+                    running[actor.run.remote(key, payload_ref, items[a:b], prepared.tensorflow)] = (k, actor)
                 (ref,), _ = ray.wait(list(running), num_returns=1)
                 k, actor = running.pop(ref)
                 try:
