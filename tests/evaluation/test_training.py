@@ -231,7 +231,6 @@ def test_ec_needs_a_tabular_space_and_a_full_batch(tmp_path):
 
 
 def test_default_ec_subset_and_siamese_wiring(tmp_path):
-
     cfg = make_cfg(tmp_path, "dataset.train_subset=0", "method.name=siamese")
     space = build_space(cfg)
     method = build_method(cfg, space)

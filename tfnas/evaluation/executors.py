@@ -29,7 +29,6 @@ import math
 import os
 import pickle
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -153,6 +152,7 @@ _WORKER_JOBS: Dict[str, Callable] = {}
 
 
 _WORKER_THREADS = 0  # this worker's TensorFlow intra-op threads (init_worker)
+_WORKER_TF_READY = False  # load_tensorflow has run in this worker
 
 
 def init_worker(threads: int) -> None:
@@ -171,11 +171,14 @@ def init_worker(threads: int) -> None:
 
 
 def load_tensorflow() -> None:
-    """Worker side: imports TensorFlow quietly and gives it the worker's threads (once)."""
+    """Worker side: imports TensorFlow quietly (if a job has not already) and gives it the worker's
+    threads, once per worker."""
     from tfnas.runtime import import_tensorflow_quietly
 
-    if "tensorflow" in sys.modules:
+    global _WORKER_TF_READY
+    if _WORKER_TF_READY:
         return
+    _WORKER_TF_READY = True
     import_tensorflow_quietly()
     import tensorflow as tf
 
