@@ -15,15 +15,18 @@ resolution 32, 100 classes, population 512, its start structure), changing only 
   the CPU (its proxies build their tensors on ``torch.device('cpu')``).
 
 ``torch.set_num_threads(--threads)`` sets PyTorch's intra-op threads (2 = the whole of a 2-core
-machine). The reference seeds nothing; ``--seed`` seeds Python's ``random``, NumPy and PyTorch so
-a run can be repeated::
+machine). The reference seeds nothing; ``--seed`` seeds Python's ``random``, NumPy and PyTorch, and
+the script runs itself again with ``PYTHONHASHSEED = --seed`` (the reference's search space
+deduplicates candidate blocks through a ``set`` of strings, whose order follows string hashing),
+so a run can be repeated::
 
     git clone https://github.com/idstcv/ZenNAS
     python perf/torch_reference_loop.py ZenNAS --iterations 200 --threads 2
 
 It needs PyTorch (``pip install torch``), which tfnas does not use; nothing in the package or the
 tests imports this file. It prints one JSON line: wall seconds, iterations per second, the number
-of candidates the loop scored (those within the budgets) and the best score.
+of candidates the loop scored (those within the budgets), how many of them failed (the reference
+catches any error while scoring and records -9999) and the best score.
 """
 
 import argparse
@@ -54,6 +57,9 @@ def main() -> None:
     script = os.path.join(os.path.abspath(args.reference), "evolution_search.py")
     if not os.path.isfile(script):
         parser.error(f"{args.reference}: no evolution_search.py (expected a checkout of idstcv/ZenNAS)")
+    if os.environ.get("PYTHONHASHSEED") != str(args.seed):  # string hashing orders the reference's sets
+        os.environ["PYTHONHASHSEED"] = str(args.seed)
+        os.execv(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]])
     import numpy as np
     import torch
 
@@ -67,12 +73,12 @@ def main() -> None:
     sys.path.insert(0, os.path.dirname(script))
     import evolution_search  # the reference's module, from the checkout
 
-    scored = []
+    scored = []  # every score the loop computed (-9999: the reference caught an error)
     score_one = evolution_search.compute_nas_score
 
     def counted(*a, **k):
-        scored.append(1)
-        return score_one(*a, **k)
+        scored.append(score_one(*a, **k))
+        return scored[-1]
 
     evolution_search.compute_nas_score = counted
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,12 +93,16 @@ def main() -> None:
                 "--save_dir", tmp]
         options = evolution_search.parse_cmd_options(argv)
         begin = time.perf_counter()
-        _, scores, _ = evolution_search.main(options, argv)
+        evolution_search.main(options, argv)
         wall = time.perf_counter() - begin
+    failed = sum(1 for v in scored if v == -9999)
+    if failed:
+        print(f"warning: {failed} of {len(scored)} candidates failed to score in the reference", file=sys.stderr)
+    good = [float(v) for v in scored if v != -9999]
     print(json.dumps({"bench": "torch_reference_loop", "score": args.score, "population": args.population,
                       "iterations": args.iterations, "threads": args.threads, "wall_s": round(wall, 2),
                       "iterations_per_s": round(args.iterations / wall, 2), "scored": len(scored),
-                      "best_score": round(float(max(scores)), 4), "torch": torch.__version__,
+                      "failed": failed, "best_score": round(max(good), 4) if good else None, "torch": torch.__version__,
                       "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}))
 
 

@@ -44,12 +44,16 @@ class Niceness(Job):
 
 class TensorflowState(Job):
     """``item -> (whether TensorFlow is loaded in the worker, its intra-op threads or None)``;
-    ``needs`` sets the job's :attr:`~tfnas.evaluation.executors.Job.needs_tensorflow`."""
+    ``needs`` sets the job's :attr:`~tfnas.evaluation.executors.Job.needs_tensorflow`; with
+    ``imports`` the job imports TensorFlow itself when it is built."""
 
-    def __init__(self, needs: bool):
-        self.needs_tensorflow = needs
+    def __init__(self, needs: bool, imports: bool = False):
+        self.needs_tensorflow, self.imports = needs, imports
 
     def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        if self.imports:
+            import tensorflow  # noqa: F401
+
         def run(items: Sequence[Any]) -> List[Any]:
             tf = sys.modules.get("tensorflow")
             threads = tf.config.threading.get_intra_op_parallelism_threads() if tf is not None else None

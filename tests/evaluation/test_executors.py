@@ -60,6 +60,9 @@ def test_workers_load_tensorflow_only_for_a_job_that_needs_it_with_their_threads
     with ProcessExecutor(1, threads=1) as pool:
         assert pool.map(TensorflowState(needs=False), [0, 1]) == [(False, None)] * 2
         assert pool.map(TensorflowState(needs=True), [0, 1]) == [(True, 1)] * 2  # the same worker, now with it
+    with ProcessExecutor(1, threads=1) as pool:  # a job that needs none imports TensorFlow first
+        assert pool.map(TensorflowState(needs=False, imports=True), [0]) == [(True, 0)]
+        assert pool.map(TensorflowState(needs=True), [0]) == [(True, 1)]  # the worker's threads still apply
     assert prepare_job(TensorflowState(needs=False)).tensorflow is False
     assert prepare_job(NoisySquare()).tensorflow is False and prepare_job(TensorflowState(True)).tensorflow
 

@@ -13,7 +13,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from tests.evaluation.executor_jobs import DieOnce, Niceness, NoisySquare, noisy_items
+from tests.evaluation.executor_jobs import DieOnce, Niceness, NoisySquare, TensorflowState, noisy_items
 from tfnas.evaluation.executors import Failed, LocalExecutor
 
 ray = pytest.importorskip("ray")
@@ -51,6 +51,9 @@ def test_ray_equals_local_in_order(ray_executor):
     # the workers of a private instance run at this process' priority (Ray's default is nice 15,
     # which let the other test workers starve them: this file took ~9x longer in the full suite)
     assert ray_executor.map(Niceness(), list(range(4))) == [os.nice(0)] * 4
+    # the actors ran toy jobs only: no TensorFlow yet, until a job needs it
+    assert ray_executor.map(TensorflowState(needs=False), [0, 1]) == [(False, None)] * 2
+    assert [loaded for loaded, _ in ray_executor.map(TensorflowState(needs=True), [0, 1])] == [True, True]
 
 
 def test_ray_restarts_a_dead_actor_and_retries_its_task(ray_executor, tmp_path):

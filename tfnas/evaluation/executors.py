@@ -178,17 +178,18 @@ def load_tensorflow() -> None:
     global _WORKER_TF_READY
     if _WORKER_TF_READY:
         return
-    _WORKER_TF_READY = True
     import_tensorflow_quietly()
     import tensorflow as tf
 
+    _WORKER_TF_READY = True
     if _WORKER_THREADS <= 0:
         return
     try:
         tf.config.threading.set_intra_op_parallelism_threads(_WORKER_THREADS)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TensorFlow was already initialised in this process
-        pass
+    except RuntimeError:  # an earlier job (one that said it needs no TensorFlow) already ran TensorFlow ops
+        logger.warning("this worker's TensorFlow was started by an earlier job; it keeps its threads instead of %d",
+                       _WORKER_THREADS)
 
 
 def run_chunk(key: str, payload: bytes, items: Sequence[Any], tensorflow: bool = True) -> List[Any]:

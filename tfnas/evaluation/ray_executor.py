@@ -70,9 +70,9 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             kwargs: Dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address == "local":
-                if "RAY_worker_niceness" not in os.environ:  # Ray runs its workers at nice 15 by default
-                    kwargs["_system_config"] = {"worker_niceness": 0}
                 kwargs.update(init_kwargs or {})
+                if "RAY_worker_niceness" not in os.environ:  # Ray runs its workers at nice 15 by default
+                    kwargs["_system_config"] = {"worker_niceness": 0, **kwargs.get("_system_config", {})}
                 self._owns = True
             else:
                 kwargs["address"] = address
