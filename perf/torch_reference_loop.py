@@ -14,6 +14,9 @@ resolution 32, 100 classes, population 512, its start structure), changing only 
   is made the identity; with ``--gpu`` unset every other line of the reference already runs on
   the CPU (its proxies build their tensors on ``torch.device('cpu')``).
 
+Its modules also import ``torch._six`` (removed in PyTorch 2.0) in code the search never calls;
+a stand-in module lets them load.
+
 ``torch.set_num_threads(--threads)`` sets PyTorch's intra-op threads (2 = the whole of a 2-core
 machine). The reference seeds nothing; ``--seed`` seeds Python's ``random``, NumPy and PyTorch, and
 the script runs itself again with ``PYTHONHASHSEED = --seed`` (the reference's search space
@@ -65,7 +68,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.nn.Module.cuda = lambda self, *a, **k: self  # the reference's only unconditional GPU call
-    # the reference imports torch._six (removed in PyTorch 2.0) in modules the search never calls
+    # the torch._six stand-in (module docstring)
     sys.modules.setdefault("torch._six", types.SimpleNamespace(container_abcs=collections.abc, string_classes=(str,)))
     random.seed(args.seed)
     np.random.seed(args.seed)
