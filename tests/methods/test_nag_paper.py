@@ -39,7 +39,7 @@ def tiny(out_dir, data, *more):
             "dataset.train_subset=64", "dataset.eval_subset=16", "dataset.batch_size=16",
             "dataset.eval_batch_size=16", "search.batch_size=16", "search.steps_per_epoch=2",
             "space.search_channels=4", "space.search_layers=3", "space.channels=4", "space.layers=3",
-            "nag.pool=12", "nag.rs_candidates=3", "train.epochs=1", *more]
+            "nag.pool=12", "nag.prop_layers=1", "nag.rs_candidates=3", "train.epochs=1", *more]
 
 
 def one_hot_cells(archs):
