@@ -144,7 +144,8 @@ def test_tiny_config_runs_search_training_and_export(tmp_path):
 @pytest.mark.parametrize("controller", ["ga", pytest.param("lstm", marks=pytest.mark.slow)])
 def test_killed_search_resumes_at_the_next_epoch_and_ends_the_same(tmp_path, monkeypatch, controller):
     # The GA case runs by default (no controller to trace); the LSTM controller's own state
-    # round trip is tested in test_slnas_controller.py.
+    # round trip is tested in test_slnas_controller.py. The GA's uninterrupted search is also the
+    # reference for the same search with its rewards on worker processes.
     sets = ["train.enabled=false", "search.epochs=2", f"controller.kind={controller}", "controller.ga_population=4"]
     with tfds.testing.mock_data(num_examples=40):
         whole = run_search(load_config(CFG, tiny(tmp_path / "whole", *sets)))
@@ -168,6 +169,43 @@ def test_killed_search_resumes_at_the_next_epoch_and_ends_the_same(tmp_path, mon
     samples = [[json.loads(line)["samples"] for line in (tmp_path / d / "epochs.jsonl").read_text().splitlines()]
                for d in ("whole", "killed")]
     assert samples[0] == samples[1]
+    if controller == "ga":
+        ga_rewards_on_a_process_pool_give_the_same_search(tmp_path, whole, sets, monkeypatch)
+
+
+def ga_rewards_on_a_process_pool_give_the_same_search(tmp_path, local, sets, monkeypatch):
+    """The GA's rewards on a worker process (``[run] executor = process``): the same search as
+    ``local``'s, which ran in this process. Population 4, 3 rewards per epoch: epoch 1 hands out
+    members 0-2 at once; epoch 2 member 3 (the end of the generation), then members 0-1 of the next."""
+    from tests.evaluation.executor_jobs import count_pool_batches
+
+    batches = count_pool_batches(monkeypatch)
+    with tfds.testing.mock_data(num_examples=40):
+        pooled = run_search(load_config(CFG, tiny(tmp_path / "pool", *sets, "run.executor=process", "run.workers=1")))
+    assert batches == [3, 1, 2]
+    epochs = [[json.loads(line) for line in (tmp_path / d / "epochs.jsonl").read_text().splitlines()]
+              for d in ("whole", "pool")]
+    assert [r["samples"] for r in epochs[0]] == [r["samples"] for r in epochs[1]]  # same members, same rewards
+    assert (pooled.outcome.best_arch, pooled.outcome.score) == (local.outcome.best_arch, local.outcome.score)
+    state = [np.load(tmp_path / d / "search_state" / "controller.npz") for d in ("whole", "pool")]
+    for key in state[0].files:
+        np.testing.assert_array_equal(state[0][key], state[1][key])  # population, fitness, generator
+
+
+def test_ga_next_batch_stops_at_the_end_of_the_generation():
+    from tfnas.methods.slnas import GeneticController, lite_gene_bounds
+
+    ga = GeneticController(lite_gene_bounds(), cell_types=2, population=4, seed=0)
+    first = ga.next_batch(3)
+    assert len(first) == 3 and all(np.array_equal(a, ga.population[k]) for k, a in enumerate(first))
+    for arch in first:
+        assert np.array_equal(ga.sample()[0], arch)
+        ga.update(arch, 50.0)
+    (last,) = ga.next_batch(3)  # only member 3 is left in this generation
+    ga.update(last, 10.0)
+    assert ga.generation == 1 and len(ga.next_batch(5)) == 4
+    with pytest.raises(ValueError, match="n >= 1"):
+        ga.next_batch(0)
 
 
 def test_config_errors(tmp_path):

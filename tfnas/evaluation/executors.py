@@ -8,9 +8,10 @@ number of workers change how fast a batch is evaluated and never what comes back
 - :class:`LocalExecutor` (``[run] executor = local``): in this process, one item after another.
 - :class:`ProcessExecutor` (``process``): a pool of ``spawn``-started worker processes. Each
   worker builds a job's evaluation function once (the TensorFlow state, traced functions and
-  caches live in the worker) and then takes items in chunks, so there is no process start and no
-  retrace per candidate. A worker that dies (killed, out of memory) breaks the pool; the pool is
-  started again and the unfinished chunks are resubmitted (up to ``max_restarts`` times).
+  caches live in the worker; the four jobs used last are kept) and then takes items in chunks,
+  so there is no process start and no retrace per candidate. A worker that dies (killed, out of
+  memory) breaks the pool; the pool is started again and the unfinished chunks are resubmitted
+  (up to ``max_restarts`` times).
 - :class:`~tfnas.evaluation.ray_executor.RayExecutor` (``ray``): the same on Ray actors, locally
   or on a cluster.
 
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tfnas.checks import check_int
+from tfnas.lru import LRUCache
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +150,10 @@ class LocalExecutor(Executor):
 
 
 # -- worker side (process pool and Ray actors) ---------------------------------------------------
-_WORKER_JOBS: Dict[str, Callable] = {}
+#: The jobs this worker has built, by key; bounded, because a method may hand out a new job per
+#: round (SLNAS: one per epoch, with that epoch's weights). Each chunk carries its job's payload, so
+#: an evicted job is built again if it comes back.
+_WORKER_JOBS: "LRUCache[Callable]" = LRUCache("worker jobs", 4)
 
 
 _WORKER_THREADS = 0  # this worker's TensorFlow intra-op threads (init_worker)
@@ -195,12 +200,12 @@ def load_tensorflow() -> None:
 def run_chunk(key: str, payload: bytes, items: Sequence[Any], tensorflow: bool = True) -> List[Any]:
     """Worker side: the job ``payload`` (built once per worker, remembered by ``key``) on ``items``;
     TensorFlow is loaded before the job is unpickled when it needs it (``tensorflow``)."""
-    run = _WORKER_JOBS.get(key)
-    if run is None:
+    def build() -> Callable:
         if tensorflow:
             load_tensorflow()
-        job = pickle.loads(payload)
-        run = _WORKER_JOBS[key] = job.build()
+        return pickle.loads(payload).build()
+
+    run = _WORKER_JOBS.get_or_create(key, build)
     return _evaluate_each(run, items)
 
 

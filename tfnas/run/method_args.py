@@ -23,6 +23,7 @@ from tfnas.methods.random_search import RandomSearch
 from tfnas.methods.relativenas import RelativeNasSearch, load_halves
 from tfnas.methods.siamese import PredictorSearch
 from tfnas.methods.slnas.nb201 import ControllerSearch
+from tfnas.methods.slnas.rewards import LiteSupernetRecipe
 from tfnas.methods.slnas.search import SlnasSearch
 from tfnas.registry import BENCHMARKS
 from tfnas.run.constraints import measured_latency_limit, parse_objective
@@ -123,13 +124,9 @@ def slnas_controller(cls: type, cfg: Config, space: Any) -> ControllerSearch:
                ga_population=c.ga_population, ga_crossover=c.ga_crossover, ga_mutation=c.ga_mutation)
 
 
-def lite_supernet(num_classes: int, image_shape: Any, **args: Any) -> Any:
+def lite_supernet(num_classes: int, image_shape: Any, seed: int = 0, **args: Any) -> Any:
     """A :class:`~tfnas.spaces.lite.supernet.LiteSupernet`, traced once per configuration and process."""
-    from tfnas.methods.weight_sharing import cached_supernet
-    from tfnas.spaces.lite.supernet import LiteSupernet
-
-    key = ("lite", int(num_classes), tuple(image_shape), tuple(sorted(args.items())))
-    return cached_supernet(key, lambda: LiteSupernet(num_classes, tuple(image_shape), **args))
+    return LiteSupernetRecipe.of(num_classes, image_shape, **args)(seed)
 
 
 @builds(SlnasSearch)
@@ -154,11 +151,10 @@ def slnas(cls: type, cfg: Config, space: Any) -> SlnasSearch:
     info = data[4]
     jit = resolve_jit_compile(cfg.run.jit_compile)
 
-    def supernet(seed: int) -> Any:
-        return lite_supernet(info.num_classes, info.image_shape, channels=sp.search_channels,
-                             blocks=tuple(sp.search_blocks), stem_stride=stem_stride, momentum=s.momentum,
-                             weight_decay=s.weight_decay, grad_clip=s.grad_clip, aux_weight=s.aux_weight,
-                             jit_compile=jit, seed=seed)
+    supernet = LiteSupernetRecipe.of(info.num_classes, info.image_shape, channels=sp.search_channels,
+                                     blocks=tuple(sp.search_blocks), stem_stride=stem_stride, momentum=s.momentum,
+                                     weight_decay=s.weight_decay, grad_clip=s.grad_clip, aux_weight=s.aux_weight,
+                                     jit_compile=jit)  # picklable: worker processes build their own
 
     def controller(seed: int) -> Any:
         if c.kind == "ga":

@@ -16,14 +16,16 @@ SLNAS code's ``nas_ga`` runs it:
    included, mutation runs twice.
 
 ``sample()`` returns the next unevaluated member; ``update(arch, accuracy)`` records its fitness,
-and the generation advances when the last member is evaluated. Randomness comes from one numpy
+and the generation advances when the last member is evaluated. ``next_batch(n)`` hands out the
+next members up to the end of the generation at once, for evaluation side by side (SLNAS' rewards
+on worker processes). Randomness comes from one numpy
 ``Generator`` whose state is part of :meth:`GeneticController.get_state`.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -84,6 +86,16 @@ class GeneticController:
     def sample(self) -> Tuple[np.ndarray, Dict[str, int]]:
         """The next member to evaluate (the same one until it is updated), with its place."""
         return self.population[self.cursor].copy(), {"generation": self.generation, "member": self.cursor}
+
+    def next_batch(self, n: int) -> List[np.ndarray]:
+        """The next ``min(n, population - cursor)`` unevaluated members, in the order :meth:`sample`
+        returns them: their evaluations do not depend on each other (the population evolves only
+        once the last member of the generation has its fitness), so a caller may evaluate them side
+        by side and then :meth:`update` each in this order."""
+        if int(n) < 1:
+            raise ValueError(f"next_batch needs n >= 1; got {n}")
+        stop = min(self.population_size, self.cursor + int(n))
+        return [self.population[k].copy() for k in range(self.cursor, stop)]
 
     def update(self, arch: Any, accuracy: float) -> Dict[str, float]:
         """Records ``accuracy`` (%) as the fitness of the member :meth:`sample` returned; evolves

@@ -14,7 +14,13 @@ epoch ``e`` of ``E`` (paper: 150):
 2. **controller**: ``controller_steps`` (paper: 150) times the controller samples an
    architecture, its reward is the top-1 accuracy (%) of the supernet on one batch of the 10k
    part (inference mode), and the controller takes one update (REINFORCE with a moving
-   baseline and an entropy bonus, or the GA baseline: the controller object decides).
+   baseline and an entropy bonus, or the GA baseline: the controller object decides). The weight
+   set does not change during these steps, so with a ``process`` or ``ray`` executor the GA's
+   members up to the end of its generation (``next_batch``) are rewarded side by side on the
+   workers, which receive the epoch's weights once
+   (:class:`~tfnas.methods.slnas.rewards.SupernetRewardJob`); the scoring batches are drawn in the
+   same order, so the search is the same as in one process. The LSTM controllers update after
+   every reward and keep their rewards in this process.
 
 Every sampled architecture of step 2 and its reward is recorded (``epochs.jsonl``); the answer
 is the architecture with the best reward averaged over its samples in the last
@@ -35,7 +41,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from tfnas.evaluation.executors import Failed, prepare_job
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
+from tfnas.methods.slnas.rewards import SupernetRewardJob, supernet_reward
 from tfnas.methods.weight_sharing import ArrayPipelines, cosine_lr, load_arrays, npz_bytes
 from tfnas.registry import register_method
 from tfnas.spaces.lite import LiteSpace
@@ -168,10 +176,11 @@ class SlnasSearch(OneShotSearch):
 
             bar = tqdm(total=self.epochs, initial=state["epoch"], desc="slnas", unit="epoch")
         logged = context.logged_rows
+        executor = self._parallel_executor(context, controller)
         try:
             while state["epoch"] < self.epochs:
                 e = int(state["epoch"])
-                row, samples = self._epoch(e, seed, net, controller, pipes, context.candidate)
+                row, samples = self._epoch(e, seed, net, controller, pipes, context.candidate, executor)
                 row["wall_s"] = round(time.perf_counter() - t0, 3)
                 state["samples"].append(samples)
                 self._append_epoch(context, e, row, samples)
@@ -199,12 +208,13 @@ class SlnasSearch(OneShotSearch):
         return self.space.encode(self.space.decode(json.dumps(np.asarray(arch).astype(int).tolist())))
 
     def _epoch(self, e: int, seed: int, net: Any, controller: Any, pipes: ArrayPipelines,
-               candidate: Callable[[int, Dict[str, Any]], None] = lambda step, values: None):
+               candidate: Callable[[int, Dict[str, Any]], None] = lambda step, values: None,
+               executor: Any = None):
         """One epoch: shared-weight steps, then controller steps. Returns ``(row, samples)``.
 
         ``candidate`` gets each step's loss on its sampled architecture (``supernet_loss``, step =
         shared-weight steps so far) and each controller sample's reward (``reward``, step = samples
-        so far)."""
+        so far). ``executor``: where batches of rewards run (:meth:`_parallel_executor`), or None."""
         import tensorflow as tf
 
         lr = cosine_lr(e, self.epochs, self.lr, self.lr_min)
@@ -230,14 +240,15 @@ class SlnasSearch(OneShotSearch):
                                      f"[search] lr or set grad_clip")
         samples, stats = [], []
         stream = iter(pipes.score_stream(epoch_seed))
-        for _ in range(self.controller_steps):
-            images, labels = next(stream)
-            arch, _ = controller.sample()
-            _, hits, n = net.eval_step(images, labels, arch)
-            reward = 100.0 * float(hits) / float(n)
-            stats.append(controller.update(arch, reward))
-            samples.append({"arch": self._arch_text(arch), "reward": reward})
-            candidate(e * self.controller_steps + len(samples) - 1, {"reward": reward})
+        rewards_of = self._rewarder(net, seed, executor)
+        while len(samples) < self.controller_steps:
+            left = self.controller_steps - len(samples)
+            archs = controller.next_batch(left) if executor is not None else [controller.sample()[0]]
+            batches = [next(stream) for _ in archs]  # one scoring batch per reward, in the same order
+            for arch, reward in zip(archs, rewards_of(archs, batches)):
+                stats.append(controller.update(arch, reward))
+                samples.append({"arch": self._arch_text(arch), "reward": reward})
+                candidate(e * self.controller_steps + len(samples) - 1, {"reward": reward})
         rewards = [s["reward"] for s in samples]
         row = {"epoch": e + 1, "lr": lr, "drop_path": rate, "train_loss": loss_sum / count,
                "train_acc": 100.0 * correct / count, "mean_reward": float(np.mean(rewards)),
@@ -247,6 +258,32 @@ class SlnasSearch(OneShotSearch):
             if values:
                 row[f"controller_{key}"] = float(np.mean(values))
         return row, samples
+
+    def _parallel_executor(self, context: SearchContext, controller: Any) -> Any:
+        """``context.executor`` when the rewards of an epoch can run side by side on it: a ``process``
+        or ``ray`` executor and a controller that hands out independent members (the GA's
+        ``next_batch``). The LSTM controllers update after every reward, so theirs run here."""
+        executor = context.executor
+        if executor is None or executor.name == "local" or not hasattr(controller, "next_batch"):
+            return None
+        return executor
+
+    def _rewarder(self, net: Any, seed: int, executor: Any) -> Callable[[List[Any], List[Any]], List[float]]:
+        """``rewards(archs, batches)``: in this process, or (``executor``) on its workers with this
+        epoch's weights (:class:`~tfnas.methods.slnas.rewards.SupernetRewardJob`, sent once per epoch)."""
+        if executor is None:
+            return lambda archs, batches: [supernet_reward(net, a, x, y) for a, (x, y) in zip(archs, batches)]
+        job = prepare_job(SupernetRewardJob(self.supernet_factory, seed, net.get_weights()))
+
+        def on_workers(archs: List[Any], batches: List[Any]) -> List[float]:
+            items = [(np.asarray(a), np.asarray(x), np.asarray(y)) for a, (x, y) in zip(archs, batches)]
+            out = executor.map(job, items)
+            for arch, reward in zip(archs, out):
+                if isinstance(reward, Failed):  # as in this process, where the error would propagate
+                    raise RuntimeError(f"SLNAS reward of {self._arch_text(arch)} failed on a worker: {reward.error}")
+            return [float(r) for r in out]
+
+        return on_workers
 
     def _append_epoch(self, context: SearchContext, e: int, row: Dict[str, Any], samples: List[Dict[str, Any]]):
         """Rewrites ``epochs.jsonl`` with epochs ``<= e`` and this one (a resumed run drops a torn tail)."""
