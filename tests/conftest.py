@@ -1,5 +1,6 @@
 import os
 import signal
+import sys
 import warnings
 
 import pytest
@@ -61,6 +62,22 @@ def pytest_collection_modifyitems(config, items):
     """Heavy files first (:data:`HEAVY_FIRST`), every other test in collection order (a stable sort)."""
     rank = {name: k for k, name in enumerate(HEAVY_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
+@pytest.fixture(autouse=True)
+def _tf_global_seed_zero():
+    """Every test starts with TensorFlow's global seed at 0, the seed of almost every run in the tests.
+
+    A search holds TensorFlow's global seed at its run seed and restores the previous one at the
+    end, and setting it clears TensorFlow's function caches (tfnas.train.seeding). A user's process
+    runs one search; a test process runs dozens, and with the global seed unset each of them would
+    instantiate the traced steps of a cached supernet again (5-25 s per step function on this CPU).
+    Starting at 0 makes a seed-0 search set nothing. Only set when it differs (a test may change it)."""
+    if "tensorflow" in sys.modules:
+        from tfnas.train.seeding import set_tf_global_seed
+
+        set_tf_global_seed(0)
+    yield
 
 
 @pytest.fixture(autouse=True)

@@ -192,6 +192,29 @@ def ga_rewards_on_a_process_pool_give_the_same_search(tmp_path, local, sets, mon
         np.testing.assert_array_equal(state[0][key], state[1][key])  # population, fitness, generator
 
 
+def test_a_reward_that_fails_on_a_worker_stops_the_search_with_its_arch():
+    # in this process the error would propagate; from a worker it comes back as Failed
+    from tfnas.evaluation.executors import Failed
+    from tfnas.methods.slnas.rewards import LiteSupernetRecipe
+
+    class Net:
+        def get_weights(self):
+            return [np.zeros(3, np.float32)]
+
+    class Pool:
+        name = "process"
+
+        def map(self, job, items):
+            return [50.0, Failed("FloatingPointError: NaN logits")]
+
+    search = SlnasSearch(LiteSpace(), (None,) * 5, LiteSupernetRecipe.of(10, (32, 32, 3)), lambda seed: None)
+    rewards = search._rewarder(Net(), 0, Pool())
+    archs = [np.array(json.loads(LiteSpace().encode(LiteSpace().sample(np.random.default_rng(k))))) for k in range(2)]
+    batch = (np.zeros((2, 32, 32, 3), np.float32), np.zeros((2, 10), np.float32))
+    with pytest.raises(RuntimeError, match=r"SLNAS reward of \[\[.*failed on a worker: FloatingPointError: NaN logits"):
+        rewards(archs, [batch, batch])
+
+
 def test_ga_next_batch_stops_at_the_end_of_the_generation():
     from tfnas.methods.slnas import GeneticController, lite_gene_bounds
 

@@ -62,3 +62,21 @@ def test_an_unchanged_global_seed_is_not_set_again(monkeypatch):
             with tf_global_seed(7):
                 assert context.global_seed() == 7
     assert calls == [7, None] and context.global_seed() is None
+
+
+def test_set_tf_global_seed_sets_only_a_new_value(monkeypatch):
+    """The Trainer seeds TensorFlow this way: a Trainer built inside a search that already holds its
+    seed (RS-NAG's short trainings) no longer clears the function caches of the search's traced steps."""
+    from tensorflow.python.eager import context
+
+    from tfnas.train.seeding import set_tf_global_seed
+
+    tf.random.set_seed(None)
+    calls = []
+    real = tf.random.set_seed
+    monkeypatch.setattr(tf.random, "set_seed", lambda seed: (calls.append(seed), real(seed)))
+    set_tf_global_seed(3)
+    set_tf_global_seed(3)
+    assert context.global_seed() == 3
+    set_tf_global_seed(None)
+    assert calls == [3, None] and context.global_seed() is None

@@ -23,7 +23,7 @@ from typing import Iterator, Optional
 
 import tensorflow as tf
 
-__all__ = ["LayerSeedStream", "tf_global_seed"]
+__all__ = ["LayerSeedStream", "set_tf_global_seed", "tf_global_seed"]
 
 
 class LayerSeedStream:
@@ -58,6 +58,18 @@ def _current_tf_global_seed() -> Optional[int]:
     from tensorflow.python.eager import context
 
     return context.global_seed()
+
+
+def set_tf_global_seed(seed: Optional[int]) -> None:
+    """``tf.random.set_seed(seed)`` unless the global seed already is ``seed``.
+
+    Setting the seed clears TensorFlow's kernel and function caches, so every traced function
+    called after it instantiates its graph again (seconds per call for a supernet step on a CPU);
+    setting the value it already has would pay that for nothing. What is skipped besides is the
+    restart of TensorFlow's counter of implicit op seeds, which no tfnas op uses (they all take
+    explicit seeds)."""
+    if _current_tf_global_seed() != seed:
+        tf.random.set_seed(seed)
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ from tfnas.train.inputs import check_element_spec, resolve_steps
 from tfnas.train.optim import add_coupled_decay, correct_count, make_optimizer, per_example_loss
 from tfnas.train.optim import smoothed_cross_entropy, split_outputs
 from tfnas.train.schedules import WarmupSchedule, schedule_from_config
-from tfnas.train.seeding import LayerSeedStream
+from tfnas.train.seeding import LayerSeedStream, set_tf_global_seed
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class Trainer:
         self.progress = progress
         self.seed = seed
         self._layer_seeds = LayerSeedStream(seed)
-        tf.random.set_seed(seed)
+        set_tf_global_seed(seed)  # unless it already is: setting it re-instantiates every traced function
         with self._layer_seeds.active(), self.strategy.scope():
             model = model_fn()
         if not isinstance(model, keras.Model):
