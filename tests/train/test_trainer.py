@@ -344,3 +344,19 @@ def test_layers_built_lazily_get_seeded_weights_too():
 
     a, b = initial(0), initial(1)
     assert len(a) == 4 and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_a_trainer_built_under_its_own_seed_does_not_reseed(monkeypatch):
+    """Reseeding clears TensorFlow's function caches (``seeding.set_tf_global_seed``): a Trainer built
+    inside a search that holds the same seed (RS-NAG's short trainings) must not set it again."""
+    from tfnas.train.seeding import tf_global_seed
+
+    calls = []
+    real = tf.random.set_seed
+    with tf_global_seed(11):
+        monkeypatch.setattr(tf.random, "set_seed", lambda seed: (calls.append(seed), real(seed)))
+        Trainer(tiny_model(), cfg(), jit_compile=False, progress=False, seed=11)
+        assert calls == []
+        Trainer(tiny_model(), cfg(), jit_compile=False, progress=False, seed=12)  # another seed is set
+        assert calls == [12]
+        monkeypatch.setattr(tf.random, "set_seed", real)

@@ -76,7 +76,10 @@ class Trainer:
     layer seeds from a private ``random`` stream swapped in while the model is created and
     built). TensorFlow's global seed is set to ``seed`` and left set: tf.data pipelines built
     after the Trainer (the short trainings of ``ShortTraining``) resolve their shuffle seeds
-    against it. Build pipelines under ``seeding.tf_global_seed`` to be independent of it.
+    against it. Build pipelines under ``seeding.tf_global_seed`` to be independent of it. When
+    the global seed already is ``seed`` it is not set again (``seeding.set_tf_global_seed``:
+    setting it clears TensorFlow's function caches), so TensorFlow's counter of *implicit* op
+    seeds is not restarted either: give random ops and ``shuffle`` explicit seeds, as tfnas does.
 
     Attributes:
         rng: a ``tf.random.Generator`` for training-time randomness outside the model; it is

@@ -5,11 +5,13 @@ scoring part (:func:`supernet_reward`). The controller steps of an epoch see one
 (the shared weights train only in the first half of the epoch), so the rewards of members of the
 GA baseline's population that :meth:`~tfnas.methods.slnas.ga.GeneticController.next_batch` hands
 out together do not depend on each other. :class:`SupernetRewardJob` carries that epoch's weights
-to the workers of a ``process`` or ``ray`` executor: each worker builds the supernet from its
-:class:`LiteSupernetRecipe` once (its eval step is traced once per worker), loads the weights of
-the epoch and evaluates its items. The worker computes exactly what this process would: the same
-recipe, seed, weights, images and eval step, so the rewards, and with them the search, are the
-same on every executor (tested).
+to the workers of a ``process`` or ``ray`` executor (with every chunk of a batch on the process
+pool, once per batch on Ray; each item carries its scoring batch): each worker builds the
+supernet from its :class:`LiteSupernetRecipe` once (its eval step is traced once per worker),
+loads the weights of the epoch and evaluates its items. The worker runs the same recipe, seed,
+weights, images and eval step as this process; the searches were identical in the test (one
+worker) and in the benchmark of docs/SCALING.md (two workers, 450 rewards). A worker with another
+number of threads than this process could round differently and break a tie another way.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ def supernet_reward(net: Any, arch: Any, images: Any, labels: Any) -> float:
     return 100.0 * float(hits) / float(n)
 
 
+#: id(supernet) -> the weights it holds (the last job's), in this worker
+_LOADED: Dict[int, List[np.ndarray]] = {}
+
+
 class SupernetRewardJob(Job):
     """Rewards of items ``(arch, images, labels)`` on one weight set, on an executor's workers.
 
@@ -72,6 +78,9 @@ class SupernetRewardJob(Job):
         self.weights: List[np.ndarray] = [np.asarray(w) for w in weights]
 
     def build(self) -> Callable[[Sequence[Any]], List[float]]:
+        # Worker side only: in the search's own process the factory would hand back the search's
+        # live supernet (reset to its initial weights and momentum), so the search never builds
+        # this job with a local executor (SlnasSearch._parallel_executor).
         net = self.factory(self.seed)  # the worker's own supernet (traced once per worker), initial weights
         _LOADED.pop(id(net), None)
         weights = self.weights
@@ -86,6 +95,3 @@ class SupernetRewardJob(Job):
 
         return run
 
-
-#: id(supernet) -> the weights it holds (the last job's), in this worker
-_LOADED: Dict[int, List[np.ndarray]] = {}

@@ -17,10 +17,10 @@ epoch ``e`` of ``E`` (paper: 150):
    baseline and an entropy bonus, or the GA baseline: the controller object decides). The weight
    set does not change during these steps, so with a ``process`` or ``ray`` executor the GA's
    members up to the end of its generation (``next_batch``) are rewarded side by side on the
-   workers, which receive the epoch's weights once
+   workers, which receive the epoch's weights with the batch
    (:class:`~tfnas.methods.slnas.rewards.SupernetRewardJob`); the scoring batches are drawn in the
-   same order, so the search is the same as in one process. The LSTM controllers update after
-   every reward and keep their rewards in this process.
+   same order, so the search is the same as in one process (tested). The LSTM controllers update
+   after every reward and keep their rewards in this process.
 
 Every sampled architecture of step 2 and its reward is recorded (``epochs.jsonl``); the answer
 is the architecture with the best reward averaged over its samples in the last
@@ -264,13 +264,17 @@ class SlnasSearch(OneShotSearch):
         or ``ray`` executor and a controller that hands out independent members (the GA's
         ``next_batch``). The LSTM controllers update after every reward, so theirs run here."""
         executor = context.executor
-        if executor is None or executor.name == "local" or not hasattr(controller, "next_batch"):
+        if executor is None or executor.name == "local":
+            return None
+        if not hasattr(controller, "next_batch"):
+            logger.info("SLNAS: the %s controller updates after every reward, so its rewards run in this "
+                        "process, not on the %s executor", type(controller).__name__, executor.name)
             return None
         return executor
 
     def _rewarder(self, net: Any, seed: int, executor: Any) -> Callable[[List[Any], List[Any]], List[float]]:
         """``rewards(archs, batches)``: in this process, or (``executor``) on its workers with this
-        epoch's weights (:class:`~tfnas.methods.slnas.rewards.SupernetRewardJob`, sent once per epoch)."""
+        epoch's weights (:class:`~tfnas.methods.slnas.rewards.SupernetRewardJob`, pickled once per epoch)."""
         if executor is None:
             return lambda archs, batches: [supernet_reward(net, a, x, y) for a, (x, y) in zip(archs, batches)]
         job = prepare_job(SupernetRewardJob(self.supernet_factory, seed, net.get_weights()))
