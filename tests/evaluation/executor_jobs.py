@@ -124,16 +124,18 @@ class AlwaysDie(Job):
         return run
 
 
-def count_pool_batches(monkeypatch) -> List[int]:
-    """Patches :meth:`ProcessExecutor.map` to record the size of every batch it is handed; returns that list."""
+def count_pool_batches(monkeypatch, executor_cls: Any = None) -> List[int]:
+    """Patches ``executor_cls.map`` (default :class:`ProcessExecutor`) to record the size of every
+    batch it is handed; returns that list."""
     from tfnas.evaluation.executors import ProcessExecutor
 
+    executor_cls = ProcessExecutor if executor_cls is None else executor_cls
     batches: List[int] = []
-    pool_map = ProcessExecutor.map
+    pool_map = executor_cls.map
 
     def counting_map(self, job, items):
         batches.append(len(items))
         return pool_map(self, job, items)
 
-    monkeypatch.setattr(ProcessExecutor, "map", counting_map)
+    monkeypatch.setattr(executor_cls, "map", counting_map)
     return batches

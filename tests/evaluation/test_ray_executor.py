@@ -72,8 +72,43 @@ def test_batched_evolution_on_ray_equals_the_local_search(ray_executor, tmp_path
     runs = {}
     for executor in ("local", "ray"):
         run_search(load_config("cfg/zen_cifar10_1M.cfg", sets(tmp_path / executor, f"run.executor={executor}",
-                                                               "run.workers=2")))
+                                                               "run.workers=1")))
         runs[executor] = outcome(tmp_path / executor)
     assert ray.is_initialized()
     assert runs["ray"][:3] == runs["local"][:3] and runs["local"][2] > 0
     assert runs["ray"][3].equals(runs["local"][3])
+
+
+@pytest.mark.slow  # ~70 s on 2 cores, most of it tracing the supernet's steps here and on the actor
+def test_slnas_ga_rewards_on_ray_equal_the_local_search(ray_executor, tmp_path, monkeypatch):
+    """The SLNAS GA's rewards on Ray actors (each builds the search supernet from its recipe and
+    loads the epoch's weights from the object store): the same members, rewards and GA state as in
+    this process. Population 4, 3 rewards per epoch, 2 epochs: a generation boundary in epoch 2. One
+    actor: each actor traces the supernet's eval step once, and the order of the results does not depend
+    on how many actors share a batch (tests of the executor above)."""
+    import json
+
+    import tensorflow_datasets as tfds
+
+    from tests.evaluation.executor_jobs import count_pool_batches
+    from tests.methods.test_slnas_search import CFG, tiny
+    from tfnas.config import load_config
+    from tfnas.evaluation.ray_executor import RayExecutor
+    from tfnas.run.search import run_search
+
+    batches = count_pool_batches(monkeypatch, RayExecutor)
+    sets = ["train.enabled=false", "search.epochs=2", "controller.kind=ga", "controller.ga_population=4"]
+    runs = {}
+    with tfds.testing.mock_data(num_examples=40):
+        for executor in ("local", "ray"):
+            runs[executor] = run_search(load_config(CFG, tiny(tmp_path / executor, *sets, f"run.executor={executor}",
+                                                               "run.workers=1")))
+    epochs = [[json.loads(line)["samples"] for line in (tmp_path / d / "epochs.jsonl").read_text().splitlines()]
+              for d in ("local", "ray")]
+    assert batches == [3, 1, 2]  # the rewards ran on the actors, a generation's members at a time
+    assert len(epochs[0]) == 2 and epochs[0] == epochs[1]  # the same members with the same rewards
+    assert (runs["ray"].outcome.best_arch, runs["ray"].outcome.score) == (runs["local"].outcome.best_arch,
+                                                                         runs["local"].outcome.score)
+    state = [np.load(tmp_path / d / "search_state" / "controller.npz") for d in ("local", "ray")]
+    for key in state[0].files:
+        np.testing.assert_array_equal(state[0][key], state[1][key])  # population, fitness, generator

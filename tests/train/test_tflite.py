@@ -4,6 +4,10 @@ Bounds, measured on small networks of every space at input 32 (16 standard-norma
 calibrated on 100 synthetic images of the same distribution), as ``max|tflite - keras| / max|keras|``:
 float32 <= 5e-7 (tested: 1e-5), float16 <= 8e-4 (tested: 5e-3), int8 <= 4.4 % (lite; NB201 1.6 %,
 DARTS 1.8 %, Zen 1.4 %, TinyNano 1.5 %; tested: 10 %) with top-1 agreement 15/16 or better (tested: 12/16).
+
+The float32 model of every space is converted on both routes (``via``): the SavedModel route of the
+exports and the frozen route of the measured-latency searches must give the same model. The quantized
+cases take the frozen route (3-5 times faster; the quantization settings are the same on both).
 """
 
 from __future__ import annotations
@@ -87,6 +91,20 @@ def _case(name: str):
     return _CACHE[name]
 
 
+def _converted(name: str, quantize: str) -> bytes:
+    """Cached flatbuffer of a case: float32 on the SavedModel route (the exports'), quantized on the frozen one."""
+    key = (name, quantize)
+    if key not in _CACHE:
+        model, _, _, _, calib = _case(name)
+        via = "saved_model" if quantize == "none" else "frozen"
+        _CACHE[key] = convert_tflite(model, quantize, calib if quantize == "int8" else None, via=via)
+    return _CACHE[key]
+
+
+def _ops(flatbuffer: bytes) -> list:
+    return sorted(op["op_name"] for op in load_interpreter(flatbuffer)._get_ops_details())
+
+
 CASES = [(s, "none") for s in ("nb201", "darts", "zen", "lite", "tinynano", "nasnet_dag")]
 CASES += [(s, "float16") for s in ("nb201", "darts", "zen")]
 CASES += [(s, "int8") for s in ("nb201", "darts", "zen", "lite", "tinynano", "nasnet_dag")]
@@ -95,7 +113,7 @@ CASES += [(s, "int8") for s in ("nb201", "darts", "zen", "lite", "tinynano", "na
 @pytest.mark.parametrize("name, quantize", CASES)
 def test_tflite_outputs_match_the_keras_inference_network(name, quantize):
     model, want, x, analytic, calib = _case(name)
-    flatbuffer = convert_tflite(model, quantize, calib if quantize == "int8" else None)
+    flatbuffer = _converted(name, quantize)
     interpreter = load_interpreter(flatbuffer)
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     assert tuple(inp["shape"]) == (1,) + SHAPE and tuple(out["shape"]) == (1, NUM_CLASSES)  # one output: no aux head
@@ -116,13 +134,15 @@ def test_tflite_outputs_match_the_keras_inference_network(name, quantize):
     if quantize == "none":
         stored = count_tflite_params(flatbuffer)
         assert abs(stored - analytic) <= 0.12 * analytic, (stored, analytic)
+        frozen = convert_tflite(model, via="frozen")  # the route of the measured-latency searches
+        assert np.abs(run_tflite(frozen, x) - want).max() <= bound * np.abs(want).max()
+        assert _ops(frozen) == _ops(flatbuffer) and count_tflite_params(frozen) == stored
         if name == "darts":
             assert count_params(model) > 20 * analytic
 
 
 def test_quantized_files_are_smaller_and_int8_takes_int8():
-    model, _, _, _, calib = _case("nb201")
-    sizes = {q: len(convert_tflite(model, q, calib)) for q in ("none", "float16", "int8")}
+    sizes = {q: len(_converted("nb201", q)) for q in ("none", "float16", "int8")}
     assert sizes["int8"] < sizes["float16"] < sizes["none"], sizes
 
 
@@ -134,6 +154,8 @@ def test_bad_arguments():
         convert_tflite(model, "int8")
     with pytest.raises(ValueError, match=r"shape \(N,\)"):
         convert_tflite(model, "int8", calib[:, :16, :16])
+    with pytest.raises(ValueError, match="via='disk'.*saved_model, frozen"):
+        convert_tflite(model, via="disk")
     with pytest.raises(ValueError, match="calibration source 'nowhere/at/all'"):
         calibration_images("nowhere/at/all", SHAPE)
 
@@ -227,8 +249,8 @@ def test_export_arch_int8_with_a_calibration_folder(tmp_path):
 
 
 def test_run_tflite_batches_and_latency(tmp_path):
-    model, want, x, _, calib = _case("zen")
-    flatbuffer = convert_tflite(model, "int8", calib)
+    _, want, x, _, _ = _case("zen")
+    flatbuffer = _converted("zen", "int8")
     path = tmp_path / "zen.tflite"
     path.write_bytes(flatbuffer)
     batch = run_tflite(str(path), x[:5], num_threads=1)
@@ -245,8 +267,8 @@ def test_run_tflite_batches_and_latency(tmp_path):
 
 
 def test_falls_back_to_tf_lite_interpreter_with_a_warning(monkeypatch):
-    model, want, x, _, _ = _case("zen")
-    flatbuffer = convert_tflite(model, "none")
+    _, want, x, _, _ = _case("zen")
+    flatbuffer = _converted("zen", "none")
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # import fails
     with pytest.warns(LiteRTFallbackWarning, match="ai_edge_litert is not installed"):
         got = run_tflite(flatbuffer, x[:2])
