@@ -5,7 +5,6 @@ The table runs in-process through the same entry points ``tools/*.py`` call (Ten
 once); one subprocess case checks what a user sees on a terminal, TensorFlow's start-up included.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -169,3 +168,42 @@ def test_missing_training_data_is_reported_before_the_search(tmp_path, capsys):
     line = _one_error_line(err)
     assert rc == 3 and "cifar10" in line, err
     assert not (out / "result.json").exists() and not (out / "history.csv").exists()
+
+
+def _damage(path, how):
+    if how == "truncate":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        path.write_bytes(how)
+
+
+@pytest.mark.parametrize("name, remove, how, fragments", [
+    ("result.json", None, "truncate", ["result.json: cannot be read back", "delete it to redo the search"]),
+    ("result.json", None, b"{}", ["result.json", "KeyError"]),
+    ("result.json", None, b'{"best_arch": "SuperConvK9(3,8,2,1)"}', ["result.json: cannot be read back"]),
+    ("search_state/evolution.json", "result.json", b"garbage", ["evolution.json: cannot be read back"]),
+    ("search_state/evolution.json", "result.json", b'{"format": 1}', ["holds the state of another evolution"]),
+    ("history.csv", "result.json", b"\xff\xfe\x00junk", ["history.csv: cannot be read back"]),
+])
+def test_a_damaged_run_directory_is_named_in_one_line(tmp_path, capsys, name, remove, how, fragments):
+    import shutil
+
+    pristine = tmp_path.parent / "pristine_zen_run"  # one tiny search per test process, damaged in copies
+    argv = ["cfg/zen_cifar10_1M.cfg", "--no-progress", "--set", "train.enabled=false", "--set", "search.iterations=12",
+            "--set", "search.population=6", "--set", "search.record_every=6"]
+    if not (pristine / "result.json").exists():
+        assert _run(train_eval_main, argv + ["--out-dir", str(pristine)], capsys)[0] == 0
+    out = tmp_path / "run"
+    shutil.copytree(pristine, out)
+    if remove:
+        (out / remove).unlink()
+    _damage(out / name, how)
+    damaged = (out / name).read_bytes()
+    rc, err = _run(train_eval_main, argv + ["--out-dir", str(out)], capsys)
+    line = _one_error_line(err)
+    assert rc == 2, err
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    assert str(out) in line  # the file is named with its folder
+    assert (out / name).read_bytes() == damaged  # left for the user to look at

@@ -131,3 +131,46 @@ def test_a_file_that_already_holds_the_data_is_not_rewritten(tmp_path, monkeypat
     assert path.stat().st_mtime_ns == before
     with pytest.raises(PermissionError):
         atomic_write_text(str(path), "a,b\n1,3\n")
+
+
+def test_a_file_that_cannot_be_read_back_is_named_with_the_remedy(tmp_path):
+    import numpy as np
+
+    from tfnas.io import DamagedFileError, read_json, reading
+    from tfnas.methods.weight_sharing import load_arrays, npz_bytes
+    from tfnas.run.rundir import ArtifactStore
+
+    bad = tmp_path / "state.json"
+    bad.write_text('{"epoch": 3', encoding="utf-8")
+    with pytest.raises(DamagedFileError, match=r"state\.json: cannot be read back \(JSONDecodeError: .*\); delete it"):
+        read_json(str(bad))
+    with pytest.raises(DamagedFileError, match=r"KeyError: 'rows'.*; start over"):
+        with reading(str(bad), "start over"):
+            {}["rows"]
+    with pytest.raises(ZeroDivisionError):  # not a reading error: a bug keeps its own traceback
+        with reading(str(bad)):
+            1 / 0
+    weights = tmp_path / "w.npz"
+    weights.write_bytes(npz_bytes([np.arange(3.0), np.ones((2, 2))]))
+    assert [a.shape for a in load_arrays(str(weights))] == [(3,), (2, 2)]
+    weights.write_bytes(weights.read_bytes()[:40])
+    with pytest.raises(DamagedFileError, match=r"w\.npz: cannot be read back .*delete the run directory"):
+        load_arrays(str(weights))
+    (tmp_path / "log.txt").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(DamagedFileError, match=r"log\.txt: cannot be read back \(UnicodeDecodeError"):
+        ArtifactStore(str(tmp_path)).read_text("log.txt")
+
+
+def test_a_resumed_round_file_drops_later_and_unreadable_lines(tmp_path, caplog):
+    from tfnas.methods.weight_sharing import append_round
+    from tfnas.run.rundir import ArtifactStore
+
+    store = ArtifactStore(str(tmp_path))
+    for e in range(3):
+        append_round(store, "epochs.jsonl", "epoch", e, {"epoch": e + 1})
+    assert [json.loads(l)["epoch"] for l in store.read_text("epochs.jsonl").splitlines()] == [1, 2, 3]
+    store.write_text("epochs.jsonl", store.read_text("epochs.jsonl") + '{"epoch": 4, "sam')  # torn tail
+    append_round(store, "epochs.jsonl", "epoch", 1, {"epoch": 2, "again": True})  # epoch 2 redone
+    rows = [json.loads(l) for l in store.read_text("epochs.jsonl").splitlines()]
+    assert rows == [{"epoch": 1}, {"epoch": 2, "again": True}]
+    assert "dropped 1 unreadable line" in caplog.text

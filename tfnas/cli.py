@@ -69,9 +69,12 @@ class _Expected:
         from tfnas.evaluation.executors import ExecutorError
         from tfnas.evaluation.training import CellTrainingError, TrainCacheError
         from tfnas.registry import UnknownNameError
+        from tfnas.io import DamagedFileError
         from tfnas.train.checkpoint import CheckpointMismatchError
+        from tfnas.train.distribute import StrategyError
 
         return {ConfigError: 2, UnknownNameError: 2, CheckpointMismatchError: 2, TrainCacheError: 2,
+                DamagedFileError: 2, StrategyError: 2,
                 DatasetFormatError: 2, BenchmarkFormatError: 2, CellTrainingError: 2, DatasetNotFoundError: 3,
                 OSError: 4, ExecutorError: 5}
 

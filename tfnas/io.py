@@ -15,19 +15,55 @@ import io
 import json
 import os
 import secrets
+import zipfile
 from typing import IO, Any, Iterable, Iterator, List, Tuple
 
 __all__ = [
+    "DamagedFileError",
+    "reading",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_figure",
     "iter_jsonl",
+    "read_json",
     "read_jsonl",
     "write_jsonl",
     "append_jsonl",
 ]
 
 _NEW_FILE_MODE = 0o666  # filtered by the umask, as for open(path, "w")
+
+# what parsing a damaged file raises: JSON/CSV/npz/pickle errors (ValueError, UnicodeDecodeError),
+# fields that are missing or of the wrong type, truncated archives
+_DAMAGE = (ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile)
+
+
+class DamagedFileError(ValueError):
+    """A file that a run wrote earlier cannot be read back: truncated, edited, or written by another
+    run. The message names the file and what to delete; the command line prints it as one line."""
+
+
+@contextlib.contextmanager
+def reading(path: str, remedy: str = "delete it (or the whole run directory) to redo what it holds") -> Iterator[None]:
+    """Turns the errors of reading ``path`` back (parsing it, checking its fields, loading its
+    arrays) into one :class:`DamagedFileError` that names the file and the ``remedy``.
+
+    Keep the block to the reading itself, so that a bug elsewhere keeps its own traceback.
+    """
+    try:
+        yield
+    except DamagedFileError:
+        raise
+    except _DAMAGE as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        what = type(exc).__name__ + (f": {detail[:200]}" if detail else "")
+        raise DamagedFileError(f"{path}: cannot be read back ({what}); {remedy}") from exc
+
+
+def read_json(path: str, remedy: str = "delete it (or the whole run directory) to redo what it holds") -> Any:
+    """The JSON value in ``path``; a file that does not parse raises :class:`DamagedFileError`."""
+    with reading(path, remedy), open(path, encoding="utf-8") as fh:
+        return json.load(fh)
 _TEMP_PREFIX = ".tmp-"
 
 

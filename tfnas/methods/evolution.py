@@ -58,6 +58,7 @@ import numpy as np
 
 from tfnas.evaluation.executors import LocalExecutor
 from tfnas.evaluation.proxy import ParallelProxyEvaluator, ProxyEvaluator
+from tfnas.io import DamagedFileError, read_json
 from tfnas.lru import format_cache_stats
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.pareto import front_insert, hypervolume, nsga_keep, write_found_front
@@ -186,10 +187,11 @@ class EvolutionSearch(OneShotSearch):
         path = self._state_path(context)
         if not os.path.exists(path):
             return None
-        with open(path, encoding="utf-8") as fh:
-            state = json.load(fh)
-        if state.get("format") != STATE_FORMAT or state.get("identity") != _jsonify(self._identity()):
-            raise ValueError(f"{path}: holds the state of another evolution; delete the run directory to restart")
+        state = read_json(path)
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or (
+                state.get("identity") != _jsonify(self._identity())):
+            raise DamagedFileError(f"{path}: holds the state of another evolution; delete the run directory to "
+                                   f"restart")
         return state
 
     # -- the search ------------------------------------------------------------------------------

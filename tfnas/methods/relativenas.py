@@ -30,8 +30,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from tfnas.io import DamagedFileError, read_json
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
-from tfnas.methods.weight_sharing import ArrayPipelines, cached_supernet, cosine_lr, load_arrays, load_split, npz_bytes
+from tfnas.methods.weight_sharing import (ArrayPipelines, append_round, cached_supernet, cosine_lr, load_arrays,
+                                          load_split, npz_bytes)
 from tfnas.registry import register_method
 from tfnas.spaces.darts import DartsSpace
 
@@ -140,11 +142,10 @@ class RelativeNasSearch(OneShotSearch):
         state_path, weights_path = self._paths(context)
         if not os.path.exists(state_path):
             return None
-        with open(state_path, encoding="utf-8") as fh:
-            state = json.load(fh)
-        if state.get("format") != STATE_FORMAT or state.get("identity") != self._identity():
-            raise ValueError(f"{state_path}: holds the state of another RelativeNAS search; delete the run "
-                             f"directory to restart")
+        state = read_json(state_path)
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("identity") != self._identity():
+            raise DamagedFileError(f"{state_path}: holds the state of another RelativeNAS search; delete the run "
+                                   f"directory to restart")
         return state, load_arrays(weights_path)
 
     # ---- the search -----------------------------------------------------------------------
@@ -264,18 +265,12 @@ class RelativeNasSearch(OneShotSearch):
         """Appends generation ``g`` to ``generations.jsonl`` (pairs, losses, best genotype and its drawing)."""
         from tfnas.spaces.darts import describe_genotype
 
-        path = context.store.path("generations.jsonl")
-        lines = []
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as fh:
-                lines = [ln for ln in fh.read().splitlines() if ln.strip() and json.loads(ln)["generation"] <= g]
         best = min(results, key=lambda r: r["fast_loss"])
         best_arch = self.space.decode(best["fast_arch"])
         record = {"generation": g + 1, "lr": lr, "drop_path": rate, "pairs": results,
                   "best_genotype": best["fast_arch"], "best_loss": best["fast_loss"],
                   "best_cell": describe_genotype(best_arch)}
-        lines.append(json.dumps(record))
-        context.store.write_text("generations.jsonl", "\n".join(lines) + "\n")
+        append_round(context.store, "generations.jsonl", "generation", g, record)
         logger.info("generation %d: best loss %.4f %s", g + 1, best["fast_loss"], record["best_genotype"])
 
 

@@ -4,12 +4,14 @@
 - :class:`ArrayPipelines`: seeded ``tf.data`` pipelines over those arrays, built so that a
   batch sequence depends only on its seed (resume-safe);
 - :func:`cosine_lr`: the per-epoch cosine schedule both papers use;
-- :func:`npz_bytes` / :func:`load_arrays`: weight sets as ``.npz`` for checkpoints.
+- :func:`npz_bytes` / :func:`load_arrays`: weight sets as ``.npz`` for checkpoints;
+- :func:`append_round`: the per-epoch / per-generation record file of a resumable search.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
 from collections import OrderedDict
@@ -19,7 +21,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ArrayPipelines", "cached_supernet", "cosine_lr", "load_arrays", "load_split", "npz_bytes"]
+__all__ = ["ArrayPipelines", "append_round", "cached_supernet", "cosine_lr", "load_arrays", "load_split", "npz_bytes"]
 
 #: Traced supernets kept per process, newest last; bounded (a supernet holds its traced graphs).
 _SUPERNETS: "OrderedDict[Any, Tuple[Any, List[np.ndarray]]]" = OrderedDict()
@@ -59,9 +61,39 @@ def npz_bytes(arrays: List[np.ndarray]) -> bytes:
 
 
 def load_arrays(path: str) -> List[np.ndarray]:
-    """The arrays of an ``.npz`` file written from :func:`npz_bytes`, in order."""
-    with np.load(path) as data:
+    """The arrays of an ``.npz`` file written from :func:`npz_bytes`, in order.
+
+    Raises:
+        tfnas.io.DamagedFileError: the file is not such an archive (truncated, edited, pickled data).
+    """
+    from tfnas.io import reading
+
+    with reading(path, "delete the run directory to restart"), np.load(path, allow_pickle=False) as data:
         return [data[f"arr_{k}"] for k in range(len(data.files))]
+
+
+def append_round(store: Any, name: str, key: str, upto: int, record: Dict[str, Any]) -> None:
+    """Rewrites the JSON-lines file ``name`` of ``store`` with its records whose ``key`` is ``<= upto``,
+    then ``record``: a resumed search replaces the rounds it redoes. Lines that do not parse or lack
+    ``key`` (a file damaged outside tfnas) are dropped with a warning."""
+    lines = []
+    if store.exists(name):
+        dropped = 0
+        for line in store.read_text(name).splitlines():
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)[key]
+                keep = int(value) <= upto
+            except (ValueError, KeyError, TypeError, IndexError):
+                dropped += 1
+                continue
+            if keep:
+                lines.append(line)
+        if dropped:
+            logger.warning("%s: dropped %d unreadable line(s)", store.path(name), dropped)
+    lines.append(json.dumps(record))
+    store.write_text(name, "\n".join(lines) + "\n")
 
 
 def load_split(name: str, data_dir: str = "", manual_dir: str = "", download: str = "auto", subset: int = 0,

@@ -81,7 +81,11 @@ class ArtifactStore:
         return os.path.exists(self.path(name))
 
     def read_text(self, name: str) -> str:
-        with open(self.path(name), encoding="utf-8") as fh:
+        """The text of ``name``; a file that is not UTF-8 raises :class:`tfnas.io.DamagedFileError`."""
+        from tfnas.io import reading
+
+        path = self.path(name)
+        with open(path, encoding="utf-8") as fh, reading(path):
             return fh.read()
 
     def _parent(self, name: str) -> str:

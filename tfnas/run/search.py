@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from tfnas.config import Config
+from tfnas.io import DamagedFileError, read_json, reading
 from tfnas.methods.base import SearchContext, SearchOutcome
 from tfnas.registry import METHODS
 from tfnas.run.events import EventStream, events_root, hparams_of, history_step, write_hparams
@@ -56,7 +57,8 @@ class HistoryLog:
         self.rows: List[Dict[str, Any]] = []
         path = store.path(name)
         if os.path.exists(path) and os.path.getsize(path) > 0:
-            self.rows = pd.read_csv(path).to_dict("records")
+            with reading(path, "delete it (the log restarts with the next round)"):
+                self.rows = pd.read_csv(path).to_dict("records")
 
     def append(self, row: Dict[str, Any]) -> None:
         import pandas as pd
@@ -156,12 +158,17 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     resumed = store.exists(RESULT_FILE)
     method = None if resumed else build_method(cfg, space)  # config errors first, then data errors
     if cfg.train.enabled and not _training_finished(cfg):
-        check_training_data(cfg)  # fail fast: the found network will need the data after the search
+        from tfnas.train.distribute import check_cluster_spec
+
+        check_cluster_spec(cfg.run.strategy)  # fail fast: the training after the search needs these
+        check_training_data(cfg)
     with run_dir:
         if resumed:
-            saved = json.loads(store.read_text(RESULT_FILE))
-            outcome = SearchOutcome(saved["best_arch"], saved.get("score"), saved.get("score_name", ""),
-                                    saved.get("extra", {}))
+            with reading(store.path(RESULT_FILE), "delete it to redo the search"):
+                saved = json.loads(store.read_text(RESULT_FILE))
+                space.decode(saved["best_arch"])  # a found network the space can build
+                outcome = SearchOutcome(saved["best_arch"], saved.get("score"), saved.get("score_name", ""),
+                                        dict(saved.get("extra", {})))
         else:
             outcome = _search(cfg, method, store, progress)
     run = SearchRun(run_dir.path, outcome, resumed)
@@ -229,8 +236,11 @@ def train_found(cfg: Config, arch: str) -> Tuple[Dict[str, Any], Dict[str, str],
     train_cfg = _train_cfg(cfg)
     metrics_path = os.path.join(train_cfg.out_dir, "metrics.json")
     if _training_finished(cfg):
-        with open(metrics_path, encoding="utf-8") as fh:
-            return json.load(fh), (export_paths_of(train_cfg) if cfg.export.enabled else {}), ""
+        metrics = read_json(metrics_path, "delete it to train the found network again")
+        if not isinstance(metrics, dict):
+            raise DamagedFileError(f"{metrics_path}: expected a JSON object of metrics; delete it to train the "
+                                   f"found network again")
+        return metrics, (export_paths_of(train_cfg) if cfg.export.enabled else {}), ""
     train_cfg = train_cfg.replace(space=dataclasses.replace(cfg.space, arch=arch))
     outcome = train_architecture(train_cfg, hparams=False)  # the search's hparams row holds the result
     with open(metrics_path, encoding="utf-8") as fh:

@@ -23,6 +23,11 @@ class CheckpointMismatchError(RuntimeError):
     """The checkpoint in the directory does not fit the model/optimizer being restored."""
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", "") or exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
 class TrainCheckpoint:
     """Saves and restores ``model``, ``optimizer``, ``epoch`` and ``rng`` in ``directory``.
 
@@ -67,9 +72,14 @@ class TrainCheckpoint:
 
         Raises:
             CheckpointMismatchError: when saved and current variables do not match (another
-                architecture or optimizer was trained in this directory).
+                architecture or optimizer was trained in this directory), or the checkpoint cannot
+                be read (truncated or damaged files, a file where the folder should be).
         """
-        path = self.latest
+        try:
+            path = self.latest
+        except tf.errors.OpError as exc:
+            raise CheckpointMismatchError(f"checkpoint folder {self.directory} cannot be read ({_first_line(exc)}); "
+                                          f"delete it to train from scratch") from None
         if path is None:
             return None
         try:
@@ -78,8 +88,11 @@ class TrainCheckpoint:
         except (AssertionError, ValueError) as exc:
             raise CheckpointMismatchError(
                 f"checkpoint {path} does not match the model/optimizer being trained "
-                f"(another architecture or optimizer?); use a fresh checkpoint_dir. Detail: {exc}"
+                f"(another architecture or optimizer?); use a fresh checkpoint_dir. Detail: {_first_line(exc)}"
             ) from None
+        except (tf.errors.OpError, IndexError) as exc:  # truncated index or data files
+            raise CheckpointMismatchError(f"checkpoint {path} cannot be read ({_first_line(exc)}); delete "
+                                          f"{self.directory} to train from scratch") from None
         done = int(self.epoch.numpy())
         logger.info("restored checkpoint %s (%d completed epochs)", path, done)
         return done

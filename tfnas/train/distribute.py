@@ -66,7 +66,14 @@ def make_strategy(name: StrategyLike = "auto") -> tf.distribute.Strategy:
     raise AssertionError(name)  # every name is handled above
 
 
-def _multi_worker() -> tf.distribute.Strategy:
+def check_cluster_spec(name: str) -> None:
+    """Raises the :class:`StrategyError` now that ``make_strategy(name)`` would raise later for a
+    missing or malformed ``TF_CONFIG`` (``multi_worker``), so that a search fails before its work."""
+    if name == "multi_worker":
+        _cluster_spec()
+
+
+def _cluster_spec() -> dict:
     raw = os.environ.get("TF_CONFIG", "").strip()
     if not raw:
         raise StrategyError(f"strategy 'multi_worker' needs a cluster description: {_TF_CONFIG_HELP}.")
@@ -76,6 +83,11 @@ def _multi_worker() -> tf.distribute.Strategy:
         raise StrategyError(f"TF_CONFIG is not valid JSON ({exc}); {_TF_CONFIG_HELP}.") from None
     if not isinstance(spec, dict) or "cluster" not in spec or "task" not in spec:
         raise StrategyError(f"TF_CONFIG must have 'cluster' and 'task' keys; {_TF_CONFIG_HELP}.")
+    return spec
+
+
+def _multi_worker() -> tf.distribute.Strategy:
+    _cluster_spec()
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 

@@ -36,6 +36,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from tfnas.evaluation.executors import Failed
+from tfnas.io import reading
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.methods.nag import quality
 from tfnas.methods.nag.gan import CellData, GanTrainer, noise
@@ -127,11 +128,13 @@ class NagSupernetSearch(OneShotSearch):
 
         store, start, seed = context.store, 0, int(context.seed)
         if store.exists(SUPERNET_FILE):
-            arrays = load_arrays(store.path(SUPERNET_FILE))
-            n = len(net.get_weights())
-            net.set_weights(arrays[:n])
-            net.set_buffers(arrays[n:-1])
-            start = int(arrays[-1])
+            path = store.path(SUPERNET_FILE)
+            with reading(path, "delete the run directory to restart"):
+                arrays = load_arrays(path)
+                n = len(net.get_weights())
+                net.set_weights(arrays[:n])
+                net.set_buffers(arrays[n:-1])
+                start = int(arrays[-1])
         bar = None
         if context.progress and start < self.epochs:
             from tqdm.auto import tqdm
@@ -168,7 +171,11 @@ class NagSupernetSearch(OneShotSearch):
 
     def _score(self, context: SearchContext, net: Any, pipes: ArrayPipelines, pool: List[Any]):
         if context.store.exists(POOL_FILE):
-            scores, params = load_arrays(context.store.path(POOL_FILE))
+            path = context.store.path(POOL_FILE)
+            with reading(path, "delete it to score the pool again"):
+                scores, params = load_arrays(path)
+                if scores.shape != (len(pool),) or params.shape != (len(pool),):
+                    raise ValueError(f"expected two arrays of {len(pool)} values, got {scores.shape} and {params.shape}")
             return scores, params
         batches = list(pipes.score().take(self.score_batches))
         if not batches:
@@ -290,7 +297,10 @@ class NagSupernetSearch(OneShotSearch):
                     seen.add(arch.key)
                     chosen.append(arch)
         store = context.store
-        done: Dict[str, float] = json.loads(store.read_text(RS_FILE)) if store.exists(RS_FILE) else {}
+        done: Dict[str, float] = {}
+        if store.exists(RS_FILE):
+            with reading(store.path(RS_FILE), "delete it to train RS-NAG's candidates again"):
+                done = {str(k): float(v) for k, v in dict(json.loads(store.read_text(RS_FILE))).items()}
         texts = [self.space.encode(a) for a in chosen]
         pending = [t for t in texts if t not in done]
         executor = context.executor

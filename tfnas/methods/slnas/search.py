@@ -42,9 +42,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from tfnas.evaluation.executors import Failed, prepare_job
+from tfnas.io import DamagedFileError, read_json, reading
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.methods.slnas.rewards import SupernetRewardJob, supernet_reward
-from tfnas.methods.weight_sharing import ArrayPipelines, cosine_lr, load_arrays, npz_bytes
+from tfnas.methods.weight_sharing import ArrayPipelines, append_round, cosine_lr, load_arrays, npz_bytes
 from tfnas.registry import register_method
 from tfnas.spaces.lite import LiteSpace
 
@@ -143,16 +144,20 @@ class SlnasSearch(OneShotSearch):
         path = context.store.path(STATE_FILE)
         if not os.path.exists(path):
             return None
-        with open(path, encoding="utf-8") as fh:
-            state = json.load(fh)
-        if state.get("format") != STATE_FORMAT or state.get("identity") != self._identity():
-            raise ValueError(f"{path}: holds the state of another SLNAS search; delete the run directory to restart")
-        arrays = load_arrays(context.store.path(WEIGHTS_FILE))
-        n = len(net.get_weights())
-        net.set_weights(arrays[:n])
-        net.set_buffers(arrays[n:])
-        ctrl = load_arrays(context.store.path(CONTROLLER_FILE))
-        controller.set_state(dict(zip(state["controller_keys"], ctrl)))
+        state = read_json(path)
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("identity") != self._identity():
+            raise DamagedFileError(f"{path}: holds the state of another SLNAS search; delete the run directory "
+                                   f"to restart")
+        weights = context.store.path(WEIGHTS_FILE)
+        with reading(weights, "delete the run directory to restart"):
+            arrays = load_arrays(weights)
+            n = len(net.get_weights())
+            net.set_weights(arrays[:n])
+            net.set_buffers(arrays[n:])
+        ctrl_path = context.store.path(CONTROLLER_FILE)
+        with reading(ctrl_path, "delete the run directory to restart"):
+            ctrl = load_arrays(ctrl_path)
+            controller.set_state(dict(zip(state["controller_keys"], ctrl)))
         return state
 
     # ---- the search -----------------------------------------------------------------------
@@ -291,10 +296,4 @@ class SlnasSearch(OneShotSearch):
 
     def _append_epoch(self, context: SearchContext, e: int, row: Dict[str, Any], samples: List[Dict[str, Any]]):
         """Rewrites ``epochs.jsonl`` with epochs ``<= e`` and this one (a resumed run drops a torn tail)."""
-        path = context.store.path(EPOCHS_FILE)
-        lines = []
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as fh:
-                lines = [ln for ln in fh.read().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= e]
-        lines.append(json.dumps({**row, "samples": samples}))
-        context.store.write_text(EPOCHS_FILE, "\n".join(lines) + "\n")
+        append_round(context.store, EPOCHS_FILE, "epoch", e, {**row, "samples": samples})
