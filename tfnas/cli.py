@@ -12,6 +12,7 @@ import argparse
 import logging
 import math
 import os
+import re
 import sys
 from typing import List, Optional
 
@@ -94,7 +95,26 @@ def run_guarded(fn, verbose: bool) -> int:
         for kind, code in _Expected.types().items():
             if isinstance(exc, kind):
                 return _report(exc, code, verbose)
+        unreadable = _unreadable_image(exc)
+        if unreadable:
+            return _report(unreadable, 2, verbose)
         raise
+
+
+def _unreadable_image(exc: BaseException) -> Optional[Exception]:
+    """The one-line error of an image-folder file that is not an image, raised inside a TensorFlow
+    pipeline (:data:`tfnas.data.folder.NOT_AN_IMAGE`); None for anything else."""
+    if "tensorflow" not in sys.modules:
+        return None
+    from tfnas.data.base import DatasetFormatError
+    from tfnas.data.folder import NOT_AN_IMAGE
+
+    message = str(getattr(exc, "message", "") or exc)
+    at = message.find(NOT_AN_IMAGE)
+    if at < 0:
+        return None
+    found = re.match(r"\]?\s*\[(?:b')?([^\]']+)", message[at + len(NOT_AN_IMAGE):])  # "...:] [<path>]"
+    return DatasetFormatError(f"{NOT_AN_IMAGE} {found.group(1) if found else '(the path was not given)'}")
 
 
 def _report(exc: BaseException, code: int, verbose: bool) -> int:

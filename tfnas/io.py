@@ -20,6 +20,7 @@ from typing import IO, Any, Iterable, Iterator, List, Tuple
 
 __all__ = [
     "DamagedFileError",
+    "first_line",
     "reading",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -36,6 +37,13 @@ _NEW_FILE_MODE = 0o666  # filtered by the umask, as for open(path, "w")
 # what parsing a damaged file raises: JSON/CSV/npz/pickle errors (ValueError, UnicodeDecodeError),
 # fields that are missing or of the wrong type, truncated archives
 _DAMAGE = (ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile)
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (TensorFlow's ``message`` when it has one), cut to
+    ``limit`` characters; the type's name when there is no message. For one-line error reports."""
+    text = str(getattr(exc, "message", "") or exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 class DamagedFileError(ValueError):
@@ -55,8 +63,8 @@ def reading(path: str, remedy: str = "delete it (or the whole run directory) to 
     except DamagedFileError:
         raise
     except _DAMAGE as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        what = type(exc).__name__ + (f": {detail[:200]}" if detail else "")
+        detail = first_line(exc, 200)
+        what = type(exc).__name__ + (f": {detail}" if detail != type(exc).__name__ else "")
         raise DamagedFileError(f"{path}: cannot be read back ({what}); {remedy}") from exc
 
 

@@ -132,14 +132,14 @@ class RunLog:
 
     def _load(self, config_id: str, warn: bool) -> None:
         seen = set()
-        with open(self.path, encoding="utf-8") as fh:
+        with open(self.path, "rb") as fh:
             lines = fh.read().splitlines()
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
+        for n, raw in enumerate(lines, 1):
+            if not raw.strip():
                 continue
             try:
-                record = RunRecord.from_dict(json.loads(line))
-            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                record = RunRecord.from_dict(json.loads(raw.decode("utf-8")))
+            except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
                 self.dropped.append(f"{self.path}:{n}: dropped, not a run record ({exc}); it will be recomputed")
                 continue
             if record.key in seen:

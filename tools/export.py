@@ -17,7 +17,7 @@ int8`` is full-integer post-training quantization (int8 weights, activations, in
 calibrated on ~100 training images of ``--calibration``: a registered dataset (``cifar10``, ...,
 preprocessed as for evaluation) or an image folder ``root/train/<class>/*``; without it a
 synthetic set of random images is used and a warning says that accuracy will suffer.
-Exit codes: 0 written, 2 bad arguments (space, arch, sizes), 1 the export failed.
+Errors are one ``error:`` line. Exit codes: 0 written, 2 bad arguments (space, arch, sizes), 1 the export failed.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from tfnas.train.tflite import QUANTIZATIONS
 
 
 def _report_warnings(prog: str, caught: list) -> None:
-    """The synthetic-calibration warning as one ``prog: warning:`` line; any other warning as Python shows it."""
+    """The synthetic-calibration warning as one ``warning:`` line; any other warning as Python shows it."""
     for w in caught:
         if issubclass(w.category, SyntheticCalibrationWarning):
-            print(f"{prog}: warning: {w.message}", file=sys.stderr)
+            print(f"warning: {w.message}", file=sys.stderr)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
@@ -63,17 +63,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     prog = parser.prog
     if args.quantize is not None and args.format != "tflite":
-        print(f"{prog}: error: --quantize applies to --format tflite only (got --format {args.format})",
+        print(f"error: --quantize applies to --format tflite only (got --format {args.format})",
               file=sys.stderr)
         return 2
     if args.calibration is not None and args.quantize != "int8":
-        print(f"{prog}: error: --calibration is used by --quantize int8 only", file=sys.stderr)
+        print(f"error: --calibration is used by --quantize int8 only", file=sys.stderr)
         return 2
 
     try:
         space = SPACES.get(args.space)()
     except UnknownNameError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         return 2
     caught: list = []
     try:
@@ -92,10 +92,10 @@ def main(argv=None) -> int:
                 calibration=args.calibration,
             )
     except (ValueError, TypeError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         return 2
     except (OSError, RuntimeError) as err:
-        print(f"{prog}: export failed: {err}", file=sys.stderr)
+        print(f"error: export failed: {err}", file=sys.stderr)
         return 1
     finally:
         _report_warnings(prog, caught)

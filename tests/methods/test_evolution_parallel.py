@@ -57,9 +57,20 @@ def test_batched_search_resumes_to_the_same_records(tmp_path):
 def test_executor_keys_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="executor"):
         load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=threads"])
-    cfg = load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=ray", "run.ray_address=nowhere"])
-    with pytest.raises(ConfigError, match="ray_address: expected local, auto or HOST:PORT"):
-        build_executor(cfg)
+    for address in ("nowhere", "host:", "host:99999"):  # refused with the config, before a run directory exists
+        with pytest.raises(ConfigError, match="ray_address: expected local, auto or HOST:PORT"):
+            load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=ray", f"run.ray_address={address}"])
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=ray", f"run.ray_address=127.0.0.1:{port}"])
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=f"127.0.0.1:{port}: no Ray head answers there"):
+        build_executor(cfg)  # at once, not after minutes of Ray client retries
+    assert time.perf_counter() - start < 30
     cfg = load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=process", "run.workers=3"])
     with build_executor(cfg) as pool:
         assert pool.name == "process" and pool.workers == 3

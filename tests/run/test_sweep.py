@@ -55,9 +55,12 @@ def test_resume_accepts_a_run_dir_written_before_new_keys_existed(tmp_path):
     assert "pool_size = 1000" in text
     path.write_text(text.replace("pool_size = 1000\n", ""))  # as an older tfnas wrote it
     assert run_sweep(load_config("cfg/rand.cfg", sets), progress=False).new_records == 0
-    path.write_text(text.replace("pool_size = 1000\n", "no_such_key = 1\n"))  # unreadable: refused
-    with pytest.raises(ConfigError, match="different configuration"):
+    path.write_text(text.replace("pool_size = 1000\n", "no_such_key = 1\n"))  # unreadable: refused, named
+    with pytest.raises(ConfigError, match=r"config\.cfg: the configuration of the results in this directory cannot "
+                                          r"be read \(.*no_such_key.*unknown key"):
         run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())  # with a byte-order mark: the same configuration
+    assert run_sweep(load_config("cfg/rand.cfg", sets), progress=False).new_records == 0
 
 
 def run_cli(*args):

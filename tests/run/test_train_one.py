@@ -186,3 +186,18 @@ def test_cli_exports_saved_model_and_float_tflite_equal_to_the_keras_model(tmp_p
     assert load_interpreter(str(int8)).get_input_details()[0]["dtype"] == np.int8
     assert not [n for n in os.listdir(out_dir) if ".tmp-" in n or ".old-" in n]  # no temporary leftovers
 
+
+
+def test_cli_names_a_file_of_the_image_folder_that_is_not_an_image(tmp_path, capsys):
+    from tests.images import write_image_folder
+
+    root = write_image_folder(tmp_path / "images", per_class=4, size=(8, 8), classes=("a", "b"))
+    junk = sorted((root / "train" / "b").iterdir())[2]
+    junk.write_bytes(b"not an image")  # read in the first epoch, after the first image fixed the size
+    path = _cfg_file(tmp_path, ARCH)
+    sets = ["dataset.name=image_folder", f"dataset.data_dir={root}", "dataset.image_size=8", "dataset.batch_size=4",
+            "dataset.eval_batch_size=4", "train.epochs=1", "export.enabled=false"]
+    code = train_main([path, "--out-dir", str(tmp_path / "run"), "--no-progress"] + [a for s in sets for a in ("--set", s)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1, err
+    assert err[0] == f"error: image_folder: not a JPEG or PNG file (delete or replace it): {junk}"

@@ -31,6 +31,7 @@ def test_text_round_trip_and_registration():
     ("1230:0>3 / 1250:0>2,2>3", "not a valid cell"),  # no op node on a path
     ("21340:0>2,2>4 / 1250:0>2,2>3", "not a valid cell"),  # inputs out of order
     ("12390:0>2,2>4 / 1250:0>2,2>3", "not a valid cell"),  # unknown code 9
+    ("12340:0>2 1>3,2>3,3>4 / 1250:0>2,1>2,2>3", "edge '0>2 1>3' must read i>j"),  # a space for a comma
 ])
 def test_bad_text_is_refused_with_the_reason(text, match):
     with pytest.raises(ValueError, match=match):

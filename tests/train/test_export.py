@@ -231,3 +231,45 @@ def test_tool_bad_space_and_success(tmp_path, capsys):
     assert keras.saving.load_model(out).input_shape == (None, 16, 16, 3)
     assert tool.main(argv) == 1  # exists, no --overwrite
     assert "already exists" in capsys.readouterr().err
+
+
+def test_an_unwritable_target_is_refused_before_the_build(tmp_path, monkeypatch):
+    def no_build(*args, **kwargs):
+        raise AssertionError("the network was built before the target was checked")
+
+    space = Nb201Space(channels=4, cells_per_stage=1)
+    monkeypatch.setattr(space, "build", no_build)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(NotADirectoryError, match="afile is a file, not a folder"):
+        export_arch(space, ARCH, 10, str(afile / "sub" / "m.tflite"), fmt="tflite")
+    with pytest.raises(FileNotFoundError, match="does not exist; create"):
+        export_arch(space, ARCH, 10, str(tmp_path / "missing" / "m.keras"), fmt="keras")
+    real_open = open
+
+    def refuse_probe(path, mode="r", *args, **kwargs):
+        if "x" in mode:
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", refuse_probe)
+    with pytest.raises(PermissionError, match=r"cannot write into .* \(Permission denied\)"):
+        export_arch(space, ARCH, 10, str(tmp_path / "m.keras"), fmt="keras")
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["afile"]  # no probe file left behind
+
+
+def test_weights_that_cannot_be_read_are_named(tmp_path):
+    space = Nb201Space(channels=4, cells_per_stage=1)
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match=r"junk\.keras: not a readable \.keras model file"):
+        export_arch(space, ARCH, 10, str(tmp_path / "m.keras"), fmt="keras", weights=str(junk))
+    h5 = tmp_path / "junk.weights.h5"
+    h5.write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match=r"junk\.weights\.h5: cannot load these weights"):
+        export_arch(space, ARCH, 10, str(tmp_path / "m2.keras"), fmt="keras", weights=str(h5))
+    prefix = tmp_path / "ckpt-1"
+    (tmp_path / "ckpt-1.index").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"ckpt-1 cannot be read"):
+        export_arch(space, ARCH, 10, str(tmp_path / "m3.keras"), fmt="keras", weights=str(prefix))

@@ -86,7 +86,7 @@ def test_bad_inputs_exit_2_with_one_error_line(tool, tmp_path, capsys, extra, me
     extra = [e for e in extra if e != "--out-suffix"]
     assert tool.main(BASE + ["--out", str(out)] + extra) == 2
     errors = _error_lines(capsys.readouterr().err)
-    assert len(errors) == 1 and message in errors[0], errors
+    assert len(errors) == 1 and message in errors[0] and errors[0].startswith("error: "), errors
     assert os.listdir(tmp_path) == []
 
 

@@ -130,7 +130,7 @@ def load_config(path: Optional[str], overrides: Sequence[str] = (), check_names:
         parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
         parser.optionxform = str  # keys are case sensitive
         try:
-            with open(path, encoding="utf-8") as fh:
+            with open(path, encoding="utf-8-sig") as fh:  # a byte-order mark (Windows editors) is not text
                 parser.read_file(fh, source=path)
         except configparser.Error as exc:
             raise ConfigError(f"{path}: not a valid INI file: {exc}".replace("\n", " ")) from None
@@ -197,6 +197,12 @@ def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: st
                         raise ConfigError(f"{where}: unknown {reg.kind} {item!r}; registered {plural}: {known}")
             if f.metadata.get("path") and value and not os.path.exists(value):
                 raise ConfigError(f"{where}: file not found: {value!r}")
+    address = cfg.run.ray_address
+    if address not in ("local", "auto"):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{_where(raw, label, 'run', 'ray_address')}: expected local, auto or HOST:PORT "
+                              f"(a port 1-65535), got {address!r}")
     b = cfg.budget
     if b.stop < b.start:
         raise ConfigError(f"{_where(raw, label, 'budget', 'stop')}: expected stop >= start ({b.start}), got {b.stop}")
@@ -226,6 +232,9 @@ def _validate_export(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], la
     if not (check_names and source):  # the registry loads TensorFlow: only when names are checked
         return
     known_dataset = source != "image_folder" and source in registry.DATASETS
+    if not known_dataset and os.path.isdir(source) and not os.path.isdir(os.path.join(source, "train")):
+        raise ConfigError(f"{_where(raw, label, 'export', 'calibration')}: the image folder {source!r} has no "
+                          f"train/ folder; expected root/train/<class>/* (calibration uses the training images)")
     if not (known_dataset or os.path.isdir(source)):
         known = ", ".join(n for n in registry.DATASETS.names() if n != "image_folder")
         raise ConfigError(f"{_where(raw, label, 'export', 'calibration')}: {source!r} is neither a registered dataset "

@@ -27,7 +27,7 @@ class RunConfig:
     """[run]: what every run shares.
 
     Attributes:
-      seed: root seed; every random draw of the run derives from it.
+      seed: root seed (0 to 2**32 - 1); every random draw of the run derives from it.
       out_dir: run directory; empty means ``runs/<config file stem>``.
       jit_compile: XLA for training steps: ``auto`` = only when a GPU is visible.
       strategy: ``tf.distribute`` strategy for training (``auto`` = mirrored over all GPUs when
@@ -47,7 +47,7 @@ class RunConfig:
         with ``ray start``) or ``HOST:PORT`` of a Ray head node.
     """
 
-    seed: int = _f(0, min=0)
+    seed: int = _f(0, min=0, max=2 ** 32 - 1)
     out_dir: str = _f("")
     jit_compile: str = _f("auto", choices=("auto", "true", "false"))
     strategy: str = _f("auto", choices=("auto", "one_device", "mirrored", "multi_worker"))

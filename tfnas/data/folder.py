@@ -92,9 +92,22 @@ def list_image_folder(root: str, split: str) -> Tuple[List[str], List[int], Tupl
     return paths, labels, class_names
 
 
+#: Start of the error a file that is not a JPEG/PNG image raises when the pipeline reaches it
+#: (``tf.errors.InvalidArgumentError``; the command line reports it as one line with the file).
+NOT_AN_IMAGE = "image_folder: not a JPEG or PNG file (delete or replace it):"
+
+
 def decode_image_file(path: tf.Tensor) -> tf.Tensor:
-    """Reads and decodes one JPEG/PNG file to uint8 ``[H, W, 3]`` (shape known at run time)."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    """Reads and decodes one JPEG/PNG file to uint8 ``[H, W, 3]`` (shape known at run time).
+
+    A file whose first bytes are neither a PNG nor a JPEG signature fails with
+    :data:`NOT_AN_IMAGE` and its path (the decoder's own error names no file)."""
+    contents = tf.io.read_file(path)
+    png = tf.equal(tf.strings.substr(contents, 0, 8), b"\x89PNG\r\n\x1a\n")
+    jpeg = tf.equal(tf.strings.substr(contents, 0, 3), b"\xff\xd8\xff")
+    check = tf.debugging.Assert(tf.logical_or(png, jpeg), [NOT_AN_IMAGE, path])
+    with tf.control_dependencies([check]):
+        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     return tf.ensure_shape(image, (None, None, 3))
 
 

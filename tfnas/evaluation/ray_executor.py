@@ -43,6 +43,21 @@ class _Worker:
         return run_chunk(key, payload, items, tensorflow)
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """``ExecutorError`` at once when nothing answers at ``HOST:PORT`` (``ray.init`` would retry for
+    minutes and print its client's retries)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ExecutorError(f"[run] ray_address = {address}: no Ray head answers there ({reason}); start one with "
+                            f"`ray start --head --port={port}` on {host}, or use ray_address = local") from None
+
+
 class RayExecutor(Executor):
     """Ray actors as workers (module docstring).
 
@@ -76,6 +91,8 @@ class RayExecutor(Executor):
                 self._owns = True
             else:
                 kwargs["address"] = address
+                if address != "auto":
+                    _check_reachable(address)
             try:
                 ray.init(**kwargs)
             except (OSError, RuntimeError, ValueError) as exc:

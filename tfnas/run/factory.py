@@ -48,12 +48,10 @@ def build_datasets(cfg: Config) -> Tuple[Any, Any, Any]:
     from tfnas.data import load_dataset, make_pipeline
 
     d, t = cfg.dataset, cfg.train
-    if 0 < d.train_subset < d.batch_size:
-        raise ConfigError(f"{where(cfg)}: [dataset] train_subset = {d.train_subset} is smaller than [dataset] "
-                          f"batch_size = {d.batch_size}, so training would see no full batch; lower batch_size "
-                          f"or raise train_subset")
+    check_full_batch(cfg)
     common = dict(data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download, image_size=d.image_size)
     train_raw, info = load_dataset(d.name, split="train", subset=d.train_subset, **common)
+    check_full_batch(cfg, int(train_raw.cardinality()))
     eval_raw, _ = load_dataset(d.name, split="eval", subset=d.eval_subset, **common)
     stats = dict(num_classes=info.num_classes, mean=info.mean, std=info.std, seed=cfg.run.seed)
     train_ds = make_pipeline(train_raw, batch_size=d.batch_size, training=True, flip=t.flip, pad_crop=t.pad_crop,
@@ -65,15 +63,33 @@ def build_datasets(cfg: Config) -> Tuple[Any, Any, Any]:
     return train_ds, eval_ds, info
 
 
+def check_full_batch(cfg: Config, examples: int = -1) -> None:
+    """``ConfigError`` when training would see no full batch of ``[dataset] batch_size`` (the
+    training pipeline drops the last partial batch): ``train_subset`` or the split's ``examples``
+    (negative: not known) below it."""
+    d = cfg.dataset
+    if 0 < d.train_subset < d.batch_size:
+        raise ConfigError(f"{where(cfg)}: [dataset] train_subset = {d.train_subset} is smaller than [dataset] "
+                          f"batch_size = {d.batch_size}, so training would see no full batch; lower batch_size "
+                          f"or raise train_subset")
+    if 0 <= examples < d.batch_size:
+        raise ConfigError(f"{where(cfg)}: [dataset] batch_size = {d.batch_size} is larger than the {examples} "
+                          f"training examples of {d.name}, so training would see no full batch; lower batch_size")
+
+
 def check_training_data(cfg: Config) -> None:
-    """Raises ``DatasetNotFoundError`` now, not after a search, when ``[dataset]`` cannot be read
-    (nothing is iterated: both splits are only opened)."""
+    """Raises now, not after a search, when ``[dataset]`` cannot be read (``DatasetNotFoundError``)
+    or holds no full training batch (``ConfigError``). Nothing is iterated: both splits are only
+    opened and the training split's size is read from its metadata."""
     from tfnas.data import load_dataset
 
     d = cfg.dataset
-    for split in ("train", "eval"):
-        load_dataset(d.name, split=split, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
-                     subset=1, image_size=d.image_size)
+    check_full_batch(cfg)
+    for split, subset in (("train", d.train_subset), ("eval", 1)):
+        ds, _ = load_dataset(d.name, split=split, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
+                             subset=subset, image_size=d.image_size)
+        if split == "train":
+            check_full_batch(cfg, int(ds.cardinality()))
 
 
 # -- spaces ---------------------------------------------------------------------------------
@@ -270,11 +286,6 @@ def build_executor(cfg: Config) -> Any:
     from tfnas.evaluation.executors import ExecutorError, make_executor, resolve_workers
 
     r = cfg.run
-    if r.executor == "ray" and r.ray_address not in ("local", "auto"):
-        host, _, port = r.ray_address.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"{where(cfg)}: [run] ray_address: expected local, auto or HOST:PORT, "
-                              f"got {r.ray_address!r}")
     workers = r.workers
     if r.executor == "process":
         workers = resolve_workers(r.workers, 0 if r.workers else _visible_gpus())

@@ -166,8 +166,9 @@ class RunDir:
             return
         try:  # through the current schema: keys added since then take their defaults
             previous = config_to_ini(load_config(config_path, check_names=False))
-        except ConfigError:
-            previous = ""
+        except ConfigError as exc:
+            raise RunDirError(f"{config_path}: the configuration of the results in this directory cannot be read "
+                              f"({exc}); restore the file, or choose another [run] out_dir") from None
         if self._identity(previous) != self._identity(config_to_ini(self.cfg)):
             raise RunDirError(f"{self.path}: holds results of a different configuration (see its config.cfg); "
                               f"choose another [run] out_dir or delete the directory")

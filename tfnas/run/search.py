@@ -33,7 +33,7 @@ from tfnas.run.events import EventStream, events_root, hparams_of, history_step,
 from tfnas.run.exports import export_lines, export_paths_of, missing_exports
 from tfnas.run.constraints import refuse_search_keys
 from tfnas.run.factory import (build_executor, build_method, build_space, check_method_fits_space,
-                               check_training_data)
+                               check_full_batch, check_training_data)
 from tfnas.run.rundir import ArtifactStore, RunDir
 from tfnas.train.seeding import tf_global_seed
 
@@ -156,6 +156,8 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     space = build_space(cfg)
     store = run_dir.store
     resumed = store.exists(RESULT_FILE)
+    if cfg.train.enabled:
+        check_full_batch(cfg)  # a config error of the training after the search, before the search's data
     method = None if resumed else build_method(cfg, space)  # config errors first, then data errors
     if cfg.train.enabled and not _training_finished(cfg):
         from tfnas.train.distribute import check_cluster_spec

@@ -16,16 +16,13 @@ from typing import Any, Optional
 
 import tensorflow as tf
 
+from tfnas.io import first_line
+
 logger = logging.getLogger(__name__)
 
 
 class CheckpointMismatchError(RuntimeError):
     """The checkpoint in the directory does not fit the model/optimizer being restored."""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", "") or exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 class TrainCheckpoint:
@@ -78,7 +75,7 @@ class TrainCheckpoint:
         try:
             path = self.latest
         except tf.errors.OpError as exc:
-            raise CheckpointMismatchError(f"checkpoint folder {self.directory} cannot be read ({_first_line(exc)}); "
+            raise CheckpointMismatchError(f"checkpoint folder {self.directory} cannot be read ({first_line(exc)}); "
                                           f"delete it to train from scratch") from None
         if path is None:
             return None
@@ -88,10 +85,10 @@ class TrainCheckpoint:
         except (AssertionError, ValueError) as exc:
             raise CheckpointMismatchError(
                 f"checkpoint {path} does not match the model/optimizer being trained "
-                f"(another architecture or optimizer?); use a fresh checkpoint_dir. Detail: {_first_line(exc)}"
+                f"(another architecture or optimizer?); use a fresh checkpoint_dir. Detail: {first_line(exc)}"
             ) from None
         except (tf.errors.OpError, IndexError) as exc:  # truncated index or data files
-            raise CheckpointMismatchError(f"checkpoint {path} cannot be read ({_first_line(exc)}); delete "
+            raise CheckpointMismatchError(f"checkpoint {path} cannot be read ({first_line(exc)}); delete "
                                           f"{self.directory} to train from scratch") from None
         done = int(self.epoch.numpy())
         logger.info("restored checkpoint %s (%d completed epochs)", path, done)

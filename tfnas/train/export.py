@@ -31,6 +31,7 @@ import logging
 import os
 import shutil
 import uuid
+import zipfile
 from typing import Any, Optional, Sequence, Tuple
 
 import keras
@@ -38,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfnas.checks import check_image_shape, positive_int
+from tfnas.io import first_line
 
 __all__ = [
     "ExportResult",
@@ -141,7 +143,18 @@ def _check_target(path: str, overwrite: bool) -> str:
         )
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
+        blocker = parent
+        while blocker and not os.path.lexists(blocker):
+            blocker = os.path.dirname(blocker)
+        if blocker and not os.path.isdir(blocker):
+            raise NotADirectoryError(f"cannot write {path}: {blocker} is a file, not a folder")
         raise FileNotFoundError(f"the parent folder of {path} does not exist; create {parent} first")
+    probe = _temp_sibling(path)
+    try:  # fail before the (slow) build and conversion when nothing can be written there
+        open(probe, "xb").close()
+    except OSError as exc:
+        raise PermissionError(f"cannot write into {parent} ({exc.strerror or exc}) for {path}") from None
+    os.remove(probe)
     return path
 
 
@@ -278,9 +291,16 @@ def load_weights(model: keras.Model, path: str) -> None:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"weights file {path} does not exist")
         if path.endswith(".weights.h5"):
-            model.load_weights(path)
+            try:
+                model.load_weights(path)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{path}: cannot load these weights into the requested architecture "
+                                 f"({first_line(exc)})") from None
             return
-        source = keras.saving.load_model(path, compile=False)
+        try:
+            source = keras.saving.load_model(path, compile=False)
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:  # Keras says "File not found" for a non-zip file
+            raise ValueError(f"{path}: not a readable .keras model file ({first_line(exc)})") from None
         src, dst = source.get_weights(), model.get_weights()
         shapes_src, shapes_dst = [w.shape for w in src], [w.shape for w in dst]
         if shapes_src != shapes_dst:  # a training network's file (auxiliary head, DropPath) into a served one
@@ -305,11 +325,16 @@ def load_weights(model: keras.Model, path: str) -> None:
         raise FileNotFoundError(
             f"{path} is neither a .keras / .weights.h5 file nor a TensorFlow checkpoint prefix (no {path}.index)"
         )
-    status = tf.train.Checkpoint(model=model).read(path)
+    try:
+        status = tf.train.Checkpoint(model=model).read(path)
+    except (tf.errors.OpError, ValueError, IndexError) as exc:  # a damaged or truncated checkpoint
+        raise ValueError(f"the checkpoint {path} cannot be read ({first_line(exc)})") from None
     try:
         status.assert_existing_objects_matched()
     except AssertionError as err:
-        raise ValueError(f"the checkpoint {path} does not fit the requested architecture: {err}") from err
+        status.expect_partial()  # no warning per unmatched value when the status is collected
+        raise ValueError(f"the checkpoint {path} does not fit the requested architecture "
+                         f"({first_line(err)})") from None
     status.expect_partial()  # the optimizer, epoch, auxiliary head, DropPath state: not needed here
 
 

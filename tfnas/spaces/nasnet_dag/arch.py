@@ -106,7 +106,11 @@ def parse_cell(text: str, what: str = "a") -> DagCell:
                          f"(2 inputs, at least one op node, the output)")
     adj = np.zeros((n, n), np.uint8)
     for part in filter(None, (p.strip() for p in m.group(2).split(","))):
-        i, j = (int(v) for v in part.split(">"))
+        ends = part.split(">")
+        if len(ends) != 2 or not all(e.strip().isdigit() for e in ends):
+            raise ValueError(f"{what} cell {text.strip()!r}: edge {part!r} must read i>j with node numbers, the edges "
+                             f"separated by commas, such as '0>2,1>3'")
+        i, j = (int(v) for v in ends)
         if not 0 <= i < j < n:
             raise ValueError(f"{what} cell {text.strip()!r}: edge {i}>{j} must go forward between nodes 0..{n - 1}")
         adj[i, j] = 1
