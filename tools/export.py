@@ -67,7 +67,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     if args.calibration is not None and args.quantize != "int8":
-        print(f"error: --calibration is used by --quantize int8 only", file=sys.stderr)
+        print("error: --calibration is used by --quantize int8 only", file=sys.stderr)
         return 2
 
     try:
