@@ -99,6 +99,10 @@ def test_compare_refuses_the_same_directory_twice_and_keeps_equal_labels_apart(t
     (tmp_path / "file").write_text("x")
     rc, err = _run(compare_main, runs + ["--out", str(tmp_path / "file")], capsys)
     assert rc == 2 and "is a file" in _one_error_line(err)
+    before = (tmp_path / "a" / "summary.csv").read_text()
+    rc, err = _run(compare_main, runs + ["--out", runs[0]], capsys)
+    assert rc == 2 and "is one of the run directories compared" in _one_error_line(err)
+    assert (tmp_path / "a" / "summary.csv").read_text() == before
     rc, err = _run(compare_main, runs + ["--out", str(tmp_path / "cmp")], capsys)
     assert rc == 0, err
     summary = (tmp_path / "cmp" / "summary.csv").read_text()
@@ -213,3 +217,16 @@ def test_a_damaged_run_directory_is_named_in_one_line(tmp_path, capsys, name, re
         assert fragment in line, (fragment, line)
     assert str(out) in line  # the file is named with its folder
     assert (out / name).read_bytes() == damaged  # left for the user to look at
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys):
+    from tfnas.cli import run_guarded
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert run_guarded(interrupted, verbose=False) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted: ") and "rerun the same command to resume" in err and "Traceback" not in err
+    with pytest.raises(KeyboardInterrupt):  # -v keeps the traceback
+        run_guarded(interrupted, verbose=True)

@@ -89,6 +89,11 @@ def run_guarded(fn, verbose: bool) -> int:
     """
     try:
         return fn()
+    except KeyboardInterrupt:
+        if verbose:
+            raise
+        print("interrupted: what finished is saved; rerun the same command to resume", file=sys.stderr)
+        return 130
     except ConfigError as exc:  # needs no lazy import: most common, and before TensorFlow loads
         return _report(exc, 2, verbose)
     except Exception as exc:
@@ -213,6 +218,9 @@ def _compare(args: argparse.Namespace) -> int:
         if real in seen:
             raise ConfigError(f"{run_dir}: given twice (also as {seen[real]}); each run directory counts once")
         seen[real] = run_dir
+    if os.path.realpath(args.out) in seen:  # its own summary.csv and plot would be replaced by the merged ones
+        raise ConfigError(f"--out {args.out}: is one of the run directories compared ({seen[os.path.realpath(args.out)]}); "
+                          f"write the merged table to another folder")
     _writable_folder("--out", args.out)
     _import_tensorflow(args.verbose)
     from tfnas.registry import BENCHMARKS

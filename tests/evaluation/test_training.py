@@ -134,6 +134,9 @@ def test_a_cache_of_another_recipe_under_this_name_is_refused(tmp_path):
         fh.write("{not json")
     with pytest.raises(TrainCacheError, match="not a readable"):
         TrainCache(str(tmp_path), "ec", recipe)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(TrainCacheError, match=r"afile: the tfnas training cache folder is a file"):
+        TrainCache(str(tmp_path / "afile"), "ec", recipe)  # at once, not at the first result
 
 
 def test_bad_cached_entries_are_refused(tmp_path):

@@ -78,6 +78,8 @@ def test_float_and_int8_exports(tool, tmp_path, capsys):
         (["--format", "tflite", "--calibration", "cifar10"], "--calibration is used by --quantize int8 only"),
         (["--format", "tflite", "--quantize", "int8", "--calibration", "no/such/folder"],
          "calibration source 'no/such/folder' is neither a registered dataset"),
+        (["--format", "tflite", "--quantize", "int8", "--calibration", "cfg"],  # a folder without train/
+         "calibration folder cfg has no train/ folder"),
         (["--format", "tflite", "--out-suffix"], "must end in '.tflite'"),
     ],
 )

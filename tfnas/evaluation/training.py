@@ -91,6 +91,8 @@ class TrainCache:
         digest = hashlib.sha256(json.dumps(self.recipe, sort_keys=True).encode("utf-8")).hexdigest()[:16]
         self.path = os.path.join(directory, f"{digest}.json")
         self._entries: Dict[str, Any] = {}
+        if os.path.lexists(directory) and not os.path.isdir(directory):  # refused now, not at the first write
+            raise TrainCacheError(f"{directory}: the {self.WHAT} folder is a file; delete or move it")
         if os.path.exists(self.path):
             self._load(check)
 

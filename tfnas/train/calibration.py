@@ -122,6 +122,11 @@ def calibration_images(
 
     if kind == "folder":
         name, data_dir, manual_dir = "image_folder", source, ""
+        if not os.path.isdir(os.path.join(source, "train")):
+            from tfnas.data import DatasetFormatError
+
+            raise DatasetFormatError(f"calibration folder {source} has no train/ folder; expected "
+                                     f"{os.path.join(source, 'train', '<class>', '*.jpg|png')}")
     else:
         name = source
     ds, info = load_dataset(name, split="train", data_dir=data_dir, manual_dir=manual_dir, download=download,
