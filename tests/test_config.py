@@ -117,7 +117,7 @@ def test_export_formats_are_a_list(tmp_path):
     again = load_config(write(tmp_path, config_to_ini(cfg), "resolved.cfg"))
     assert again.export == cfg.export
     folder = tmp_path / "images"
-    folder.mkdir()
+    (folder / "train").mkdir(parents=True)
     sets = ["export.format=tflite", "export.quantize=int8"]
     assert load_config(None, sets + [f"export.calibration={folder}"]).export.calibration == str(folder)
     assert load_config(None, sets + ["export.calibration=cifar100"]).export.calibration == "cifar100"

@@ -199,7 +199,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--blocks", default="1,1", help="lite: normal cells per stage (paper's search: 4,4)")
     s.add_argument("--stem-stride", type=int, choices=(1, 4), default=4,
                    help="lite: 4 = search stems, standalone fed H/4 images; 1 = stride-1 stems on both")
-    s.add_argument("--controller-steps", type=_count, default=20,
+    s.add_argument("--controller-steps", type=_nonneg, default=20,
                    help="lite: timed StageController samples and updates (0: skip)")
     s.add_argument("--seed", type=_nonneg, default=0)
     s.add_argument("--jit", choices=("auto", "true", "false"), default="false")

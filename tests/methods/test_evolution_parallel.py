@@ -54,7 +54,7 @@ def test_batched_search_resumes_to_the_same_records(tmp_path):
         search(tmp_path / "parts", "search.batch=2")
 
 
-def test_executor_keys_are_checked(tmp_path):
+def test_executor_keys_are_checked(tmp_path, caplog):
     with pytest.raises(ConfigError, match="executor"):
         load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=threads"])
     for address in ("nowhere", "host:", "host:99999"):  # refused with the config, before a run directory exists
@@ -71,6 +71,10 @@ def test_executor_keys_are_checked(tmp_path):
     with pytest.raises(ConfigError, match=f"127.0.0.1:{port}: no Ray head answers there"):
         build_executor(cfg)  # at once, not after minutes of Ray client retries
     assert time.perf_counter() - start < 30
+    cfg = load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.workers=3", "run.ray_address=auto"])
+    with caplog.at_level("WARNING"), build_executor(cfg) as local:  # said, not silently ignored
+        assert local.name == "local"
+    assert "[run] workers = 3, ray_address = auto: not used with executor = local" in caplog.text
     cfg = load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=process", "run.workers=3"])
     with build_executor(cfg) as pool:
         assert pool.name == "process" and pool.workers == 3

@@ -7,12 +7,15 @@ file and section, so bad values fail before any work starts.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from tfnas.config import Config, ConfigError, TrainConfig
 from tfnas.registry import BENCHMARKS, DATASETS, METHODS, PROXIES, SPACES
 from tfnas.spaces.base import TabularSpace, require
+
+logger = logging.getLogger(__name__)
 
 
 def where(cfg: Config) -> str:
@@ -286,6 +289,12 @@ def build_executor(cfg: Config) -> Any:
     from tfnas.evaluation.executors import ExecutorError, make_executor, resolve_workers
 
     r = cfg.run
+    unused = [f"{k} = {getattr(r, k)}" for k, default, used in (("workers", 0, r.executor != "local"),
+                                                                 ("worker_threads", 0, r.executor != "local"),
+                                                                 ("ray_address", "local", r.executor == "ray"))
+              if getattr(r, k) != default and not used]
+    if unused:
+        logger.warning("%s: [run] %s: not used with executor = %s", where(cfg), ", ".join(unused), r.executor)
     workers = r.workers
     if r.executor == "process":
         workers = resolve_workers(r.workers, 0 if r.workers else _visible_gpus())
