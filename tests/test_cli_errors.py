@@ -230,3 +230,17 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys):
     assert err.startswith("interrupted: ") and "rerun the same command to resume" in err and "Traceback" not in err
     with pytest.raises(KeyboardInterrupt):  # -v keeps the traceback
         run_guarded(interrupted, verbose=True)
+
+
+def test_multi_worker_without_a_cluster_is_refused_before_the_search(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    out = tmp_path / "run"
+    rc, err = _run(train_eval_main, ["cfg/zen_cifar10_1M.cfg", "--out-dir", str(out), "--no-progress", "--set",
+                                     "run.strategy=multi_worker"], capsys)
+    assert rc == 2 and "strategy 'multi_worker' needs a cluster description" in _one_error_line(err)
+    assert not out.exists()
+    monkeypatch.setenv("TF_CONFIG", "{bad json")
+    rc, err = _run(train_eval_main, ["cfg/zen_cifar10_1M.cfg", "--out-dir", str(out), "--no-progress", "--set",
+                                     "run.strategy=multi_worker"], capsys)
+    assert rc == 2 and "TF_CONFIG is not valid JSON" in _one_error_line(err)
+    assert not out.exists()

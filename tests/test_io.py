@@ -170,7 +170,9 @@ def test_a_resumed_round_file_drops_later_and_unreadable_lines(tmp_path, caplog)
         append_round(store, "epochs.jsonl", "epoch", e, {"epoch": e + 1})
     assert [json.loads(l)["epoch"] for l in store.read_text("epochs.jsonl").splitlines()] == [1, 2, 3]
     store.write_text("epochs.jsonl", store.read_text("epochs.jsonl") + '{"epoch": 4, "sam')  # torn tail
+    with open(store.path("epochs.jsonl"), "ab") as fh:
+        fh.write(b"\n\xff\xfe\n")  # and bytes that are not text
     append_round(store, "epochs.jsonl", "epoch", 1, {"epoch": 2, "again": True})  # epoch 2 redone
     rows = [json.loads(l) for l in store.read_text("epochs.jsonl").splitlines()]
     assert rows == [{"epoch": 1}, {"epoch": 2, "again": True}]
-    assert "dropped 1 unreadable line" in caplog.text
+    assert "dropped 2 unreadable line" in caplog.text

@@ -12,7 +12,7 @@ import argparse
 import logging
 import math
 import os
-import re
+import signal
 import sys
 from typing import List, Optional
 
@@ -80,6 +80,9 @@ class _Expected:
                 OSError: 4, ExecutorError: 5}
 
 
+INTERRUPTED = 130  # the shell's exit status of a program stopped by SIGINT
+
+
 def run_guarded(fn, verbose: bool) -> int:
     """Runs ``fn()`` inside the command line's one error boundary (see :class:`_Expected`).
 
@@ -93,7 +96,7 @@ def run_guarded(fn, verbose: bool) -> int:
         if verbose:
             raise
         print("interrupted: what finished is saved; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except ConfigError as exc:  # needs no lazy import: most common, and before TensorFlow loads
         return _report(exc, 2, verbose)
     except Exception as exc:
@@ -106,20 +109,27 @@ def run_guarded(fn, verbose: bool) -> int:
         raise
 
 
+def exit_with(code: int) -> None:
+    """Ends a tool with ``code``; after Ctrl-C (130) by SIGINT itself, so that a calling shell
+    loop or script stops too, as it would for a program without its own handler."""
+    if code == INTERRUPTED and hasattr(signal, "SIGINT") and os.name == "posix":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    sys.exit(code)
+
+
 def _unreadable_image(exc: BaseException) -> Optional[Exception]:
     """The one-line error of an image-folder file that is not an image, raised inside a TensorFlow
     pipeline (:data:`tfnas.data.folder.NOT_AN_IMAGE`); None for anything else."""
     if "tensorflow" not in sys.modules:
         return None
     from tfnas.data.base import DatasetFormatError
-    from tfnas.data.folder import NOT_AN_IMAGE
+    from tfnas.data.folder import not_an_image
 
-    message = str(getattr(exc, "message", "") or exc)
-    at = message.find(NOT_AN_IMAGE)
-    if at < 0:
-        return None
-    found = re.match(r"\]?\s*\[(?:b')?([^\]']+)", message[at + len(NOT_AN_IMAGE):])  # "...:] [<path>]"
-    return DatasetFormatError(f"{NOT_AN_IMAGE} {found.group(1) if found else '(the path was not given)'}")
+    message = not_an_image(exc)
+    return None if message is None else DatasetFormatError(message)
 
 
 def _report(exc: BaseException, code: int, verbose: bool) -> int:

@@ -46,32 +46,45 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
+REDO = "delete it (or the whole run directory) to redo what it holds"
+
+
 class DamagedFileError(ValueError):
     """A file that a run wrote earlier cannot be read back: truncated, edited, or written by another
-    run. The message names the file and what to delete; the command line prints it as one line."""
+    run. The message is ``"<path>: <problem>; <remedy>"`` (what to delete); the command line prints
+    it as one line."""
+
+    def __init__(self, path: str, problem: str, remedy: str = REDO):
+        self.path, self.problem, self.remedy = os.fspath(path), problem, remedy
+        super().__init__(f"{self.path}: {problem}; {remedy}")
 
 
 @contextlib.contextmanager
-def reading(path: str, remedy: str = "delete it (or the whole run directory) to redo what it holds") -> Iterator[None]:
+def reading(path: str, remedy: str = REDO) -> Iterator[None]:
     """Turns the errors of reading ``path`` back (parsing it, checking its fields, loading its
-    arrays) into one :class:`DamagedFileError` that names the file and the ``remedy``.
+    arrays) into one :class:`DamagedFileError` that names the file and the ``remedy``; a
+    :class:`DamagedFileError` of the same file raised inside gets this block's ``remedy``.
 
     Keep the block to the reading itself, so that a bug elsewhere keeps its own traceback.
     """
     try:
         yield
-    except DamagedFileError:
-        raise
+    except DamagedFileError as exc:
+        if exc.path != os.fspath(path) or exc.remedy == remedy:
+            raise
+        raise DamagedFileError(exc.path, exc.problem, remedy) from exc.__cause__
     except _DAMAGE as exc:
         detail = first_line(exc, 200)
         what = type(exc).__name__ + (f": {detail}" if detail != type(exc).__name__ else "")
-        raise DamagedFileError(f"{path}: cannot be read back ({what}); {remedy}") from exc
+        raise DamagedFileError(path, f"cannot be read back ({what})", remedy) from exc
 
 
-def read_json(path: str, remedy: str = "delete it (or the whole run directory) to redo what it holds") -> Any:
+def read_json(path: str, remedy: str = REDO) -> Any:
     """The JSON value in ``path``; a file that does not parse raises :class:`DamagedFileError`."""
     with reading(path, remedy), open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
 _TEMP_PREFIX = ".tmp-"
 
 

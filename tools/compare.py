@@ -7,13 +7,11 @@ Prints mean ± std per (method, budget) and writes summary.csv and accuracy_vs_b
 (mean true accuracy of the found cell ± std vs. budget per method, benchmark optimum dashed).
 """
 
-import sys
-
 from tfnas.runtime import configure_runtime
 
 configure_runtime(defer_import=True)  # TensorFlow loads quietly in tfnas.cli, after the arguments are checked
 
-from tfnas.cli import compare_main
+from tfnas.cli import exit_with, compare_main
 
 if __name__ == "__main__":
-    sys.exit(compare_main())
+    exit_with(compare_main())

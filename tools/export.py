@@ -29,13 +29,15 @@ import warnings
 from tfnas.runtime import configure_runtime
 
 configure_runtime()  # before anything imports TensorFlow
+from tfnas.cli import INTERRUPTED, exit_with
+from tfnas.data.folder import not_an_image
 from tfnas.registry import SPACES, UnknownNameError
 from tfnas.train.export import FORMATS, export_arch
 from tfnas.train.calibration import SyntheticCalibrationWarning
 from tfnas.train.tflite import QUANTIZATIONS
 
 
-def _report_warnings(prog: str, caught: list) -> None:
+def _report_warnings(caught: list) -> None:
     """The synthetic-calibration warning as one ``warning:`` line; any other warning as Python shows it."""
     for w in caught:
         if issubclass(w.category, SyntheticCalibrationWarning):
@@ -61,7 +63,6 @@ def main(argv=None) -> int:
                         help="int8 calibration images: a registered dataset (e.g. cifar10) or an image folder "
                              "root/train/<class>/* (default: synthetic images, with a warning)")
     args = parser.parse_args(argv)
-    prog = parser.prog
     if args.quantize is not None and args.format != "tflite":
         print(f"error: --quantize applies to --format tflite only (got --format {args.format})",
               file=sys.stderr)
@@ -97,8 +98,17 @@ def main(argv=None) -> int:
     except (OSError, RuntimeError) as err:
         print(f"error: export failed: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as err:  # a file of the --calibration folder that is not an image
+        message = not_an_image(err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
     finally:
-        _report_warnings(prog, caught)
+        _report_warnings(caught)
     quantized = f" ({result.quantize})" if result.quantize else ""
     print(
         f"wrote {result.format}{quantized} {result.path}: {args.space} {result.arch}, "
@@ -110,4 +120,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -7,13 +7,11 @@ tflite, one or several; quantize and calibration for tflite). Checkpoints go to
 <run dir>/checkpoints, so a killed run resumes where it stopped.
 """
 
-import sys
-
 from tfnas.runtime import configure_runtime
 
 configure_runtime(defer_import=True)  # TensorFlow loads after the config is checked (tfnas.cli)
 
-from tfnas.cli import train_main
+from tfnas.cli import exit_with, train_main
 
 if __name__ == "__main__":
-    sys.exit(train_main())
+    exit_with(train_main())

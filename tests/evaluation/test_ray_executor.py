@@ -72,7 +72,7 @@ def test_batched_evolution_on_ray_equals_the_local_search(ray_executor, tmp_path
     runs = {}
     for executor in ("local", "ray"):
         run_search(load_config("cfg/zen_cifar10_1M.cfg", sets(tmp_path / executor, f"run.executor={executor}",
-                                                               "run.workers=1")))
+                                                               "run.workers=2")))
         runs[executor] = outcome(tmp_path / executor)
     assert ray.is_initialized()
     assert runs["ray"][:3] == runs["local"][:3] and runs["local"][2] > 0
@@ -83,9 +83,8 @@ def test_batched_evolution_on_ray_equals_the_local_search(ray_executor, tmp_path
 def test_slnas_ga_rewards_on_ray_equal_the_local_search(ray_executor, tmp_path, monkeypatch):
     """The SLNAS GA's rewards on Ray actors (each builds the search supernet from its recipe and
     loads the epoch's weights from the object store): the same members, rewards and GA state as in
-    this process. Population 4, 3 rewards per epoch, 2 epochs: a generation boundary in epoch 2. One
-    actor: each actor traces the supernet's eval step once, and the order of the results does not depend
-    on how many actors share a batch (tests of the executor above)."""
+    this process. Population 4, 3 rewards per epoch, 2 epochs: a generation boundary in epoch 2; two
+    actors share each batch."""
     import json
 
     import tensorflow_datasets as tfds
@@ -102,7 +101,7 @@ def test_slnas_ga_rewards_on_ray_equal_the_local_search(ray_executor, tmp_path, 
     with tfds.testing.mock_data(num_examples=40):
         for executor in ("local", "ray"):
             runs[executor] = run_search(load_config(CFG, tiny(tmp_path / executor, *sets, f"run.executor={executor}",
-                                                               "run.workers=1")))
+                                                               "run.workers=2")))
     epochs = [[json.loads(line)["samples"] for line in (tmp_path / d / "epochs.jsonl").read_text().splitlines()]
               for d in ("local", "ray")]
     assert batches == [3, 1, 2]  # the rewards ran on the actors, a generation's members at a time

@@ -57,8 +57,8 @@ def test_batched_search_resumes_to_the_same_records(tmp_path):
 def test_executor_keys_are_checked(tmp_path, caplog):
     with pytest.raises(ConfigError, match="executor"):
         load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=threads"])
-    for address in ("nowhere", "host:", "host:99999"):  # refused with the config, before a run directory exists
-        with pytest.raises(ConfigError, match="ray_address: expected local, auto or HOST:PORT"):
+    for address in ("nowhere", "host:", "host:99999", "ray://:10001"):  # refused with the config, before a run dir
+        with pytest.raises(ConfigError, match="ray_address: expected local, auto, HOST:PORT or ray://HOST:PORT"):
             load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=ray", f"run.ray_address={address}"])
     import socket
     import time

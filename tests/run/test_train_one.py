@@ -200,4 +200,24 @@ def test_cli_names_a_file_of_the_image_folder_that_is_not_an_image(tmp_path, cap
     code = train_main([path, "--out-dir", str(tmp_path / "run"), "--no-progress"] + [a for s in sets for a in ("--set", s)])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(err) == 1, err
-    assert err[0] == f"error: image_folder: not a JPEG or PNG file (delete or replace it): {junk}"
+    assert err[0] == f"error: image_folder: not an image file (delete or replace it): {junk}"
+    first = sorted((root / "train" / "a").iterdir())[0]  # the image that sets the size (dataset.image_size = 0)
+    first.write_bytes(b"junk")
+    sets = [s for s in sets if not s.startswith("dataset.image_size")]
+    code = train_main([path, "--out-dir", str(tmp_path / "run2"), "--no-progress"] + [a for s in sets for a in ("--set", s)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and err == [f"error: image_folder: not an image file (delete or replace it): {first}"], err
+
+
+def test_cli_refuses_a_batch_larger_than_the_training_images_before_a_run_directory(tmp_path, capsys):
+    from tests.images import write_image_folder
+
+    root = write_image_folder(tmp_path / "images", per_class=4, size=(8, 8), classes=("a", "b"))  # 8 training images
+    path = _cfg_file(tmp_path, ARCH)
+    sets = ["dataset.name=image_folder", f"dataset.data_dir={root}", "dataset.image_size=8", "dataset.batch_size=16"]
+    out = tmp_path / "run"
+    code = train_main([path, "--out-dir", str(out), "--no-progress"] + [a for s in sets for a in ("--set", s)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1, err
+    assert "[dataset] batch_size = 16 is larger than the 8 training examples of image_folder" in err[0]
+    assert not out.exists()

@@ -1,6 +1,7 @@
 """Tests of tfnas.train.trainer (and optim/drop_path/checkpoint) on tiny models and generated data."""
 
 import dataclasses
+import os
 import math
 import random
 
@@ -207,8 +208,25 @@ def test_checkpoint_resume_runs_only_remaining_epochs(tmp_path):
     done = Trainer(tiny_model(), longer, jit_compile=False, progress=False, checkpoint_dir=ckpt)
     assert done.fit(dataset()).epoch == []
     other = Trainer(tiny_model(filters=6), longer, jit_compile=False, progress=False, checkpoint_dir=ckpt)
-    with pytest.raises(CheckpointMismatchError, match="fresh checkpoint_dir"):
+    with pytest.raises(CheckpointMismatchError, match="fresh checkpoint_dir") as err:
         other.fit(dataset())
+    assert "\n" not in str(err.value)  # one line, not the variable dumps of the restore status
+
+    # damaged files: the newest checkpoint's index truncated, then the folder replaced by a file
+    import glob
+    import shutil
+
+    (index,) = [p for p in glob.glob(os.path.join(ckpt, "ckpt-*.index")) if p.endswith("ckpt-4.index")]
+    with open(index, "r+b") as fh:
+        fh.truncate(20)
+    damaged = Trainer(tiny_model(), longer, jit_compile=False, progress=False, checkpoint_dir=ckpt)
+    with pytest.raises(CheckpointMismatchError, match=r"ckpt-4 cannot be read \(.*\); delete .*ckpt to train"):
+        damaged.fit(dataset())
+    shutil.rmtree(ckpt)
+    with open(ckpt, "w") as fh:
+        fh.write("not a folder")
+    with pytest.raises(CheckpointMismatchError, match=r"checkpoint folder .*ckpt cannot be read"):
+        Trainer(tiny_model(), longer, jit_compile=False, progress=False, checkpoint_dir=ckpt).fit(dataset())
 
 
 class RateVariable(keras.layers.Layer):

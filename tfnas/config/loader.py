@@ -198,11 +198,11 @@ def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: st
             if f.metadata.get("path") and value and not os.path.exists(value):
                 raise ConfigError(f"{where}: file not found: {value!r}")
     address = cfg.run.ray_address
-    if address not in ("local", "auto"):
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"{_where(raw, label, 'run', 'ray_address')}: expected local, auto or HOST:PORT "
-                              f"(a port 1-65535), got {address!r}")
+    if cfg.run.executor == "ray" and address not in ("local", "auto"):
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{_where(raw, label, 'run', 'ray_address')}: expected local, auto, HOST:PORT or "
+                              f"ray://HOST:PORT (a port 1-65535), got {address!r}")
     b = cfg.budget
     if b.stop < b.start:
         raise ConfigError(f"{_where(raw, label, 'budget', 'stop')}: expected stop >= start ({b.start}), got {b.stop}")
@@ -218,8 +218,6 @@ def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: st
 
 def _validate_export(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: str, check_names: bool) -> None:
     """``[export]``: quantization needs tflite, calibration needs int8 and a dataset or folder."""
-    from tfnas import registry
-
     e = cfg.export
     if e.quantize != "none" and "tflite" not in e.format:
         raise ConfigError(f"{_where(raw, label, 'export', 'quantize')}: quantization applies to the tflite format "
@@ -228,17 +226,14 @@ def _validate_export(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], la
     if e.calibration and e.quantize != "int8":
         raise ConfigError(f"{_where(raw, label, 'export', 'calibration')}: a calibration source is used by int8 "
                           f"quantization only; got quantize = {e.quantize}")
-    source = e.calibration
-    if not (check_names and source):  # the registry loads TensorFlow: only when names are checked
+    if not (check_names and e.calibration):  # the registry loads TensorFlow: only when names are checked
         return
-    known_dataset = source != "image_folder" and source in registry.DATASETS
-    if not known_dataset and os.path.isdir(source) and not os.path.isdir(os.path.join(source, "train")):
-        raise ConfigError(f"{_where(raw, label, 'export', 'calibration')}: the image folder {source!r} has no "
-                          f"train/ folder; expected root/train/<class>/* (calibration uses the training images)")
-    if not (known_dataset or os.path.isdir(source)):
-        known = ", ".join(n for n in registry.DATASETS.names() if n != "image_folder")
-        raise ConfigError(f"{_where(raw, label, 'export', 'calibration')}: {source!r} is neither a registered dataset "
-                          f"({known}) nor an existing image folder (root/train/<class>/*)")
+    from tfnas.train.calibration import check_calibration_source
+
+    try:
+        check_calibration_source(e.calibration)
+    except ValueError as exc:
+        raise ConfigError(f"{_where(raw, label, 'export', 'calibration')}: {exc}") from None
 
 
 def config_to_ini(cfg: Config) -> str:

@@ -27,7 +27,8 @@ class RunConfig:
     """[run]: what every run shares.
 
     Attributes:
-      seed: root seed (0 to 2**32 - 1); every random draw of the run derives from it.
+      seed: root seed, 0 to 2**32 - 1 (the range of NumPy's and Keras' global seeds); every random
+        draw of the run derives from it.
       out_dir: run directory; empty means ``runs/<config file stem>``.
       jit_compile: XLA for training steps: ``auto`` = only when a GPU is visible.
       strategy: ``tf.distribute`` strategy for training (``auto`` = mirrored over all GPUs when
@@ -44,7 +45,8 @@ class RunConfig:
         the cores, but scores then differ from ``local`` in the last digits (float sums split over
         another number of threads), enough for a long evolution to take another path.
       ray_address: ``local`` (a private Ray instance), ``auto`` (the cluster this machine joined
-        with ``ray start``) or ``HOST:PORT`` of a Ray head node.
+        with ``ray start``), ``HOST:PORT`` of a Ray head node, or ``ray://HOST:PORT`` (Ray Client); read
+        only when ``executor = ray``, and a head that does not answer is refused within seconds.
     """
 
     seed: int = _f(0, min=0, max=2 ** 32 - 1)

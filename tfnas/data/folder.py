@@ -12,7 +12,8 @@ already have that size pass unchanged.
 from __future__ import annotations
 
 import os
-from typing import List, Tuple
+import re
+from typing import List, Optional, Tuple
 
 import tensorflow as tf
 
@@ -94,21 +95,42 @@ def list_image_folder(root: str, split: str) -> Tuple[List[str], List[int], Tupl
 
 #: Start of the error a file that is not a JPEG/PNG image raises when the pipeline reaches it
 #: (``tf.errors.InvalidArgumentError``; the command line reports it as one line with the file).
-NOT_AN_IMAGE = "image_folder: not a JPEG or PNG file (delete or replace it):"
+NOT_AN_IMAGE = "image_folder: not an image file (delete or replace it):"
+
+# the signatures tf.io.decode_image knows: PNG, JPEG, GIF, BMP
+_SIGNATURES = ((8, b"\x89PNG\r\n\x1a\n"), (3, b"\xff\xd8\xff"), (4, b"GIF8"), (2, b"BM"))
 
 
 def decode_image_file(path: tf.Tensor) -> tf.Tensor:
     """Reads and decodes one JPEG/PNG file to uint8 ``[H, W, 3]`` (shape known at run time).
 
-    A file whose first bytes are neither a PNG nor a JPEG signature fails with
-    :data:`NOT_AN_IMAGE` and its path (the decoder's own error names no file)."""
+    A file that starts with no image signature fails with :data:`NOT_AN_IMAGE` and its path (the
+    decoder's own error names no file); :func:`not_an_image` reads the path back from the error."""
     contents = tf.io.read_file(path)
-    png = tf.equal(tf.strings.substr(contents, 0, 8), b"\x89PNG\r\n\x1a\n")
-    jpeg = tf.equal(tf.strings.substr(contents, 0, 3), b"\xff\xd8\xff")
-    check = tf.debugging.Assert(tf.logical_or(png, jpeg), [NOT_AN_IMAGE, path])
+    known = tf.reduce_any(tf.stack([tf.equal(tf.strings.substr(contents, 0, n), sig) for n, sig in _SIGNATURES]))
+    check = tf.debugging.Assert(known, [NOT_AN_IMAGE, path])
     with tf.control_dependencies([check]):
         image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     return tf.ensure_shape(image, (None, None, 3))
+
+
+def not_an_image(exc: BaseException) -> Optional[str]:
+    """The path in the error :func:`decode_image_file` raised for a file that is not an image, as
+    ``"<NOT_AN_IMAGE> <path>"``; None for any other error."""
+    message = str(getattr(exc, "message", "") or exc)
+    at = message.find(NOT_AN_IMAGE)
+    if at < 0:
+        return None
+    rest = message[at + len(NOT_AN_IMAGE):]
+    # graph mode: "...:] [<path>]\n\t [[{{node ...", eager mode: "...:'\nb'<path>'"
+    found = re.match(r"\]?\s*\[(.*)\]\s*$", rest.splitlines()[0]) if rest.splitlines() else None
+    if found is None:
+        found = re.match(r"'?\s*b'(.*)'\s*$", rest.strip().splitlines()[-1] if rest.strip() else "")
+    if found:
+        path = found.group(1).replace("\\'", "'")
+    else:  # already in this function's own form
+        path = rest.strip().splitlines()[0] if rest.strip() else "(the path was not given)"
+    return f"{NOT_AN_IMAGE} {path}"
 
 
 class ImageFolderSource(DatasetSource):
@@ -139,7 +161,11 @@ class ImageFolderSource(DatasetSource):
             size = (image_size, image_size)
         else:
             train_paths = paths if split == "train" else list_image_folder(data_dir, "train")[0]
-            first = decode_image_file(tf.constant(train_paths[0]))
+            try:
+                first = decode_image_file(tf.constant(train_paths[0]))
+            except tf.errors.InvalidArgumentError as exc:
+                raise DatasetFormatError(not_an_image(exc) or f"image_folder: {train_paths[0]} cannot be decoded "
+                                         f"({str(getattr(exc, 'message', exc)).splitlines()[0]})") from None
             size = (int(first.shape[0]), int(first.shape[1]))
         target = tf.constant(size, tf.int32)
 

@@ -49,6 +49,7 @@ from tfnas.data.base import (
     check_split,
     resize_and_crop,
 )
+from tfnas.io import first_line
 from tfnas.registry import register_dataset
 
 logger = logging.getLogger(__name__)
@@ -350,10 +351,10 @@ class TfdsSource(DatasetSource):
             if not isinstance(exc, Exception):
                 raise
             source = "from [dataset] manual_dir" if config is not None else "downloading"
-            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            detail = first_line(exc)
             raise DatasetNotFoundError(
                 f"{self.name}: preparing tfds dataset {self.tfds_name!r} into {looked_in} ({source}) failed: "
-                f"{type(exc).__name__}{': ' + detail if detail else ''}. Partial files were removed. "
+                f"{type(exc).__name__}{': ' + detail if detail != type(exc).__name__ else ''}. Partial files were removed. "
                 f"{self._how_to_get(files or self.download_files(builder))}"
             ) from exc
 

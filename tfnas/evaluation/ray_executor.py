@@ -48,7 +48,8 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     minutes and print its client's retries)."""
     import socket
 
-    host, _, port = address.rpartition(":")
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
     try:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass

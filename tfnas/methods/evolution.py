@@ -187,11 +187,11 @@ class EvolutionSearch(OneShotSearch):
         path = self._state_path(context)
         if not os.path.exists(path):
             return None
-        state = read_json(path)
+        restart = "delete the run directory to restart"
+        state = read_json(path, restart)
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or (
                 state.get("identity") != _jsonify(self._identity())):
-            raise DamagedFileError(f"{path}: holds the state of another evolution; delete the run directory to "
-                                   f"restart")
+            raise DamagedFileError(path, "holds the state of another evolution", restart)
         return state
 
     # -- the search ------------------------------------------------------------------------------

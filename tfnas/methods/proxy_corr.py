@@ -230,10 +230,13 @@ def _empty_scores() -> pd.DataFrame:
 
 
 def _read_scores(path: str) -> pd.DataFrame:
-    frame = pd.read_csv(path)
+    from tfnas.io import DamagedFileError, reading
+
+    with reading(path, "delete it to rescore"):
+        frame = pd.read_csv(path)
     missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: not a proxy_corr score file (missing columns {missing}); delete it to rescore")
+        raise DamagedFileError(path, f"not a proxy_corr score file (missing columns {missing})", "delete it to rescore")
     return frame
 
 

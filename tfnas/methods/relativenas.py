@@ -32,8 +32,8 @@ import numpy as np
 
 from tfnas.io import DamagedFileError, read_json
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
-from tfnas.methods.weight_sharing import (ArrayPipelines, append_round, cached_supernet, cosine_lr, load_arrays,
-                                          load_split, npz_bytes)
+from tfnas.methods.weight_sharing import (RESTART, ArrayPipelines, append_round, cached_supernet, cosine_lr,
+                                          load_arrays, load_split, npz_bytes)
 from tfnas.registry import register_method
 from tfnas.spaces.darts import DartsSpace
 
@@ -138,15 +138,14 @@ class RelativeNasSearch(OneShotSearch):
         context.store.write_bytes(WEIGHTS_FILE, npz_bytes(weights))
         context.store.write_text(STATE_FILE, json.dumps(state) + "\n")
 
-    def _load(self, context: SearchContext) -> Optional[Tuple[Dict[str, Any], List[np.ndarray]]]:
+    def _load(self, context: SearchContext, like: List[np.ndarray]) -> Optional[Tuple[Dict[str, Any], List[np.ndarray]]]:
         state_path, weights_path = self._paths(context)
         if not os.path.exists(state_path):
             return None
-        state = read_json(state_path)
+        state = read_json(state_path, RESTART)
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("identity") != self._identity():
-            raise DamagedFileError(f"{state_path}: holds the state of another RelativeNAS search; delete the run "
-                                   f"directory to restart")
-        return state, load_arrays(weights_path)
+            raise DamagedFileError(state_path, "holds the state of another RelativeNAS search", RESTART)
+        return state, load_arrays(weights_path, like=like)
 
     # ---- the search -----------------------------------------------------------------------
 
@@ -160,7 +159,7 @@ class RelativeNasSearch(OneShotSearch):
                            self.momentum, self.weight_decay, self.grad_clip, self.jit_compile, context.seed)
         rng = np.random.default_rng(np.random.SeedSequence(context.seed).spawn(1)[0])
         self._global_seed = int(context.seed)
-        resumed = self._load(context)
+        resumed = self._load(context, net.get_weights())
         if resumed is None:
             x = np.stack([space.sample_vector(rng) for _ in range(self.population)])
             v = np.zeros_like(x)

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -60,16 +60,29 @@ def npz_bytes(arrays: List[np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def load_arrays(path: str) -> List[np.ndarray]:
-    """The arrays of an ``.npz`` file written from :func:`npz_bytes`, in order.
+RESTART = "delete the run directory to restart"
+
+
+def load_arrays(path: str, like: Optional[Sequence[Any]] = None, remedy: str = RESTART) -> List[np.ndarray]:
+    """The arrays of an ``.npz`` file written from :func:`npz_bytes`, in order; with ``like``, they
+    must have the shapes of those arrays (the weights they will be loaded into).
 
     Raises:
-        tfnas.io.DamagedFileError: the file is not such an archive (truncated, edited, pickled data).
+        tfnas.io.DamagedFileError: the file is not such an archive (truncated, edited, pickled data),
+            or its arrays do not fit ``like``; the message ends with ``remedy``.
     """
-    from tfnas.io import reading
+    from tfnas.io import DamagedFileError, reading
 
-    with reading(path, "delete the run directory to restart"), np.load(path, allow_pickle=False) as data:
-        return [data[f"arr_{k}"] for k in range(len(data.files))]
+    with reading(path, remedy), np.load(path, allow_pickle=False) as data:
+        arrays = [data[f"arr_{k}"] for k in range(len(data.files))]
+    if like is not None:
+        want = [tuple(np.shape(a)) for a in like]
+        got = [tuple(a.shape) for a in arrays]
+        if got != want:
+            at = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
+            raise DamagedFileError(path, f"holds {len(got)} arrays that do not fit the {len(want)} expected "
+                                         f"(first difference at array {at})", remedy)
+    return arrays
 
 
 def append_round(store: Any, name: str, key: str, upto: int, record: Dict[str, Any]) -> None:
@@ -79,13 +92,15 @@ def append_round(store: Any, name: str, key: str, upto: int, record: Dict[str, A
     lines = []
     if store.exists(name):
         dropped = 0
-        for line in store.read_text(name).splitlines():
-            if not line.strip():
+        with open(store.path(name), "rb") as fh:
+            raw_lines = fh.read().splitlines()
+        for raw in raw_lines:
+            if not raw.strip():
                 continue
             try:
-                value = json.loads(line)[key]
-                keep = int(value) <= upto
-            except (ValueError, KeyError, TypeError, IndexError):
+                line = raw.decode("utf-8")
+                keep = int(json.loads(line)[key]) <= upto
+            except (ValueError, KeyError, TypeError, IndexError):  # UnicodeDecodeError is a ValueError
                 dropped += 1
                 continue
             if keep:

@@ -238,10 +238,10 @@ def train_found(cfg: Config, arch: str) -> Tuple[Dict[str, Any], Dict[str, str],
     train_cfg = _train_cfg(cfg)
     metrics_path = os.path.join(train_cfg.out_dir, "metrics.json")
     if _training_finished(cfg):
-        metrics = read_json(metrics_path, "delete it to train the found network again")
+        again = "delete it to train the found network again"
+        metrics = read_json(metrics_path, again)
         if not isinstance(metrics, dict):
-            raise DamagedFileError(f"{metrics_path}: expected a JSON object of metrics; delete it to train the "
-                                   f"found network again")
+            raise DamagedFileError(metrics_path, "expected a JSON object of metrics", again)
         return metrics, (export_paths_of(train_cfg) if cfg.export.enabled else {}), ""
     train_cfg = train_cfg.replace(space=dataclasses.replace(cfg.space, arch=arch))
     outcome = train_architecture(train_cfg, hparams=False)  # the search's hparams row holds the result

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from tfnas.config import Config, ConfigError
+from tfnas.io import first_line
 from tfnas.run.events import TRAIN_HPARAM_KEYS, EventStream, events_root, hparams_of, write_hparams
 from tfnas.run.exports import export_lines, export_trained
 from tfnas.run.factory import build_datasets, build_space, where
@@ -115,8 +116,12 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
         history_path = run_dir.file("history.csv")
         frame = pd.DataFrame(history.to_dict())
         if os.path.exists(history_path) and history.epoch:
-            old = pd.read_csv(history_path)
-            frame = pd.concat([old[old["epoch"] < history.epoch[0]], frame], ignore_index=True)
+            try:
+                old = pd.read_csv(history_path)
+                frame = pd.concat([old[old["epoch"] < history.epoch[0]], frame], ignore_index=True)
+            except (ValueError, KeyError, TypeError) as exc:  # damaged outside tfnas: keep what was trained now
+                logger.warning("%s: unreadable (%s); it now holds the epochs trained in this run only", history_path,
+                               first_line(exc))
         if history.epoch or not os.path.exists(history_path):
             run_dir.store.write_text("history.csv", frame.to_csv(index=False))
         params = int(sum(int(w.numpy().size) for w in model.trainable_weights))

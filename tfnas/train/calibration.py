@@ -61,10 +61,11 @@ class Calibration:
 
 def check_calibration_source(source: Optional[str]) -> str:
     """Which kind of source ``source`` is: ``"synthetic"`` (empty), ``"dataset"`` (a registered
-    dataset name) or ``"folder"`` (an existing directory).
+    dataset name) or ``"folder"`` (an existing directory with a ``train/`` folder).
 
     Raises:
-        ValueError: ``source`` is neither a registered dataset nor an existing folder.
+        ValueError: ``source`` is neither a registered dataset nor an existing folder, or the
+            folder has no ``train/``.
     """
     from tfnas.registry import DATASETS
 
@@ -73,6 +74,10 @@ def check_calibration_source(source: Optional[str]) -> str:
     if source != "image_folder" and source in DATASETS:
         return "dataset"
     if os.path.isdir(source):
+        if not os.path.isdir(os.path.join(source, "train")):
+            raise ValueError(f"calibration folder {source} has no train/ folder; expected "
+                             f"{os.path.join(source, 'train', '<class>', '*.jpg|png')} (calibration uses the "
+                             f"training images)")
         return "folder"
     datasets = ", ".join(n for n in DATASETS.names() if n != "image_folder")
     raise ValueError(f"calibration source {source!r} is neither a registered dataset ({datasets}) nor an "
@@ -122,11 +127,6 @@ def calibration_images(
 
     if kind == "folder":
         name, data_dir, manual_dir = "image_folder", source, ""
-        if not os.path.isdir(os.path.join(source, "train")):
-            from tfnas.data import DatasetFormatError
-
-            raise DatasetFormatError(f"calibration folder {source} has no train/ folder; expected "
-                                     f"{os.path.join(source, 'train', '<class>', '*.jpg|png')}")
     else:
         name = source
     ds, info = load_dataset(name, split="train", data_dir=data_dir, manual_dir=manual_dir, download=download,

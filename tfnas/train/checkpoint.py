@@ -72,6 +72,9 @@ class TrainCheckpoint:
                 architecture or optimizer was trained in this directory), or the checkpoint cannot
                 be read (truncated or damaged files, a file where the folder should be).
         """
+        if tf.io.gfile.exists(self.directory) and not tf.io.gfile.isdir(self.directory):
+            raise CheckpointMismatchError(f"checkpoint folder {self.directory} cannot be read (it is a file); delete "
+                                          f"or move it to train from scratch")
         try:
             path = self.latest
         except tf.errors.OpError as exc:

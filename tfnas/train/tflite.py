@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfnas.checks import check_image_shape
+from tfnas.io import first_line
 from tfnas.train.export import _check_target, _install, _remove, _temp_sibling, inference_model
 
 try:  # the converter's own error type is not exported under tf.lite
@@ -155,8 +156,7 @@ def convert_tflite(
         try:
             flatbuffer = converter.convert()
         except (ConverterError, ValueError, RuntimeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise RuntimeError(f"TFLite conversion ({quantize}) failed: {first}") from err
+            raise RuntimeError(f"TFLite conversion ({quantize}) failed: {first_line(err, 10 ** 6)}") from err
     logger.info("converted to TFLite (%s, via %s): %d bytes, input %s", quantize, via, len(flatbuffer), (1,) + shape)
     return flatbuffer
 

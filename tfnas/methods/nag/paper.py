@@ -128,13 +128,11 @@ class NagSupernetSearch(OneShotSearch):
 
         store, start, seed = context.store, 0, int(context.seed)
         if store.exists(SUPERNET_FILE):
-            path = store.path(SUPERNET_FILE)
-            with reading(path, "delete the run directory to restart"):
-                arrays = load_arrays(path)
-                n = len(net.get_weights())
-                net.set_weights(arrays[:n])
-                net.set_buffers(arrays[n:-1])
-                start = int(arrays[-1])
+            weights = net.get_weights()
+            arrays = load_arrays(store.path(SUPERNET_FILE), like=weights + net.get_buffers() + [np.zeros(())])
+            net.set_weights(arrays[:len(weights)])
+            net.set_buffers(arrays[len(weights):-1])
+            start = int(arrays[-1])
         bar = None
         if context.progress and start < self.epochs:
             from tqdm.auto import tqdm
@@ -171,11 +169,8 @@ class NagSupernetSearch(OneShotSearch):
 
     def _score(self, context: SearchContext, net: Any, pipes: ArrayPipelines, pool: List[Any]):
         if context.store.exists(POOL_FILE):
-            path = context.store.path(POOL_FILE)
-            with reading(path, "delete it to score the pool again"):
-                scores, params = load_arrays(path)
-                if scores.shape != (len(pool),) or params.shape != (len(pool),):
-                    raise ValueError(f"expected two arrays of {len(pool)} values, got {scores.shape} and {params.shape}")
+            scores, params = load_arrays(context.store.path(POOL_FILE), like=[np.zeros(len(pool))] * 2,
+                                         remedy="delete it to score the pool again")
             return scores, params
         batches = list(pipes.score().take(self.score_batches))
         if not batches:

@@ -42,10 +42,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from tfnas.evaluation.executors import Failed, prepare_job
-from tfnas.io import DamagedFileError, read_json, reading
+from tfnas.io import DamagedFileError, read_json
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.methods.slnas.rewards import SupernetRewardJob, supernet_reward
-from tfnas.methods.weight_sharing import ArrayPipelines, append_round, cosine_lr, load_arrays, npz_bytes
+from tfnas.methods.weight_sharing import RESTART, ArrayPipelines, append_round, cosine_lr, load_arrays, npz_bytes
 from tfnas.registry import register_method
 from tfnas.spaces.lite import LiteSpace
 
@@ -144,20 +144,20 @@ class SlnasSearch(OneShotSearch):
         path = context.store.path(STATE_FILE)
         if not os.path.exists(path):
             return None
-        state = read_json(path)
+        state = read_json(path, RESTART)
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("identity") != self._identity():
-            raise DamagedFileError(f"{path}: holds the state of another SLNAS search; delete the run directory "
-                                   f"to restart")
-        weights = context.store.path(WEIGHTS_FILE)
-        with reading(weights, "delete the run directory to restart"):
-            arrays = load_arrays(weights)
-            n = len(net.get_weights())
-            net.set_weights(arrays[:n])
-            net.set_buffers(arrays[n:])
-        ctrl_path = context.store.path(CONTROLLER_FILE)
-        with reading(ctrl_path, "delete the run directory to restart"):
-            ctrl = load_arrays(ctrl_path)
-            controller.set_state(dict(zip(state["controller_keys"], ctrl)))
+            raise DamagedFileError(path, "holds the state of another SLNAS search", RESTART)
+        weights = net.get_weights()
+        arrays = load_arrays(context.store.path(WEIGHTS_FILE), like=weights + net.get_buffers())
+        net.set_weights(arrays[:len(weights)])
+        net.set_buffers(arrays[len(weights):])
+        expected = controller.get_state()
+        keys = state.get("controller_keys")
+        if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(expected):
+            raise DamagedFileError(path, f"its controller_keys do not name this controller's state "
+                                         f"({', '.join(sorted(expected))})", RESTART)
+        ctrl = load_arrays(context.store.path(CONTROLLER_FILE), like=[expected[k] for k in keys])
+        controller.set_state(dict(zip(keys, ctrl)))
         return state
 
     # ---- the search -----------------------------------------------------------------------
