@@ -203,6 +203,10 @@ def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: st
         if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"{_where(raw, label, 'run', 'ray_address')}: expected local, auto, HOST:PORT or "
                               f"ray://HOST:PORT (a port 1-65535), got {address!r}")
+    t = cfg.train
+    if t.warmup_epochs > t.epochs:
+        raise ConfigError(f"{_where(raw, label, 'train', 'warmup_epochs')}: expected at most [train] epochs = "
+                          f"{t.epochs}, got {t.warmup_epochs}")
     b = cfg.budget
     if b.stop < b.start:
         raise ConfigError(f"{_where(raw, label, 'budget', 'stop')}: expected stop >= start ({b.start}), got {b.stop}")
