@@ -228,8 +228,9 @@ def _compare(args: argparse.Namespace) -> int:
         if real in seen:
             raise ConfigError(f"{run_dir}: given twice (also as {seen[real]}); each run directory counts once")
         seen[real] = run_dir
-    if os.path.realpath(args.out) in seen:  # its own summary.csv and plot would be replaced by the merged ones
-        raise ConfigError(f"--out {args.out}: is one of the run directories compared ({seen[os.path.realpath(args.out)]}); "
+    compared = seen.get(os.path.realpath(args.out))
+    if compared is not None:  # its own summary.csv and plot would be replaced by the merged ones
+        raise ConfigError(f"--out {args.out}: is one of the run directories compared ({compared}); "
                           f"write the merged table to another folder")
     _writable_folder("--out", args.out)
     _import_tensorflow(args.verbose)

@@ -6,6 +6,10 @@ crash never sees half a file. The temporary file is created with mode ``0o666`` 
 the process umask, exactly as ``open(path, "w")`` would create it, so results files get the
 same permissions as any other file the user writes (``tempfile.mkstemp`` would leave them
 ``0o600``).
+
+Reading back: :func:`reading` / :func:`read_json` turn a file a run wrote earlier that no longer
+parses (truncated, edited, from another run) into one :class:`DamagedFileError` naming the file
+and what to delete.
 """
 
 from __future__ import annotations

@@ -352,9 +352,10 @@ class TfdsSource(DatasetSource):
                 raise
             source = "from [dataset] manual_dir" if config is not None else "downloading"
             detail = first_line(exc)
+            what = type(exc).__name__ + (f": {detail}" if detail != type(exc).__name__ else "")
             raise DatasetNotFoundError(
                 f"{self.name}: preparing tfds dataset {self.tfds_name!r} into {looked_in} ({source}) failed: "
-                f"{type(exc).__name__}{': ' + detail if detail != type(exc).__name__ else ''}. Partial files were removed. "
+                f"{what}. Partial files were removed. "
                 f"{self._how_to_get(files or self.download_files(builder))}"
             ) from exc
 

@@ -138,12 +138,14 @@ class RelativeNasSearch(OneShotSearch):
         context.store.write_bytes(WEIGHTS_FILE, npz_bytes(weights))
         context.store.write_text(STATE_FILE, json.dumps(state) + "\n")
 
-    def _load(self, context: SearchContext, like: List[np.ndarray]) -> Optional[Tuple[Dict[str, Any], List[np.ndarray]]]:
+    def _load(self, context: SearchContext,
+              like: List[np.ndarray]) -> Optional[Tuple[Dict[str, Any], List[np.ndarray]]]:
         state_path, weights_path = self._paths(context)
         if not os.path.exists(state_path):
             return None
         state = read_json(state_path, RESTART)
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("identity") != self._identity():
+        if not isinstance(state, dict) or (state.get("format"), state.get("identity")) != (STATE_FORMAT,
+                                                                                         self._identity()):
             raise DamagedFileError(state_path, "holds the state of another RelativeNAS search", RESTART)
         return state, load_arrays(weights_path, like=like)
 

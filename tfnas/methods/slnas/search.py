@@ -145,7 +145,8 @@ class SlnasSearch(OneShotSearch):
         if not os.path.exists(path):
             return None
         state = read_json(path, RESTART)
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("identity") != self._identity():
+        if not isinstance(state, dict) or (state.get("format"), state.get("identity")) != (STATE_FORMAT,
+                                                                                         self._identity()):
             raise DamagedFileError(path, "holds the state of another SLNAS search", RESTART)
         weights = net.get_weights()
         arrays = load_arrays(context.store.path(WEIGHTS_FILE), like=weights + net.get_buffers())
