@@ -98,7 +98,7 @@ def run_guarded(fn, verbose: bool) -> int:
         print("interrupted: what finished is saved; rerun the same command to resume", file=sys.stderr)
         return INTERRUPTED
     except ConfigError as exc:  # needs no lazy import: most common, and before TensorFlow loads
-        return _report(exc, 2, verbose)
+        return _report(exc, getattr(exc, "exit_code", 2), verbose)
     except Exception as exc:
         for kind, code in _Expected.types().items():
             if isinstance(exc, kind):
@@ -121,14 +121,15 @@ def exit_with(code: int) -> None:
 
 
 def _unreadable_image(exc: BaseException) -> Optional[Exception]:
-    """The one-line error of an image-folder file that is not an image, raised inside a TensorFlow
-    pipeline (:data:`tfnas.data.folder.NOT_AN_IMAGE`); None for anything else."""
+    """The one-line error of an image-folder file that is not an image, or whose body the decoder
+    rejects (truncated, garbled), raised inside a TensorFlow pipeline (:data:`tfnas.data.folder.NOT_AN_IMAGE`,
+    :data:`tfnas.data.folder.DAMAGED_IMAGE`); None for anything else, which keeps its traceback."""
     if "tensorflow" not in sys.modules:
         return None
     from tfnas.data.base import DatasetFormatError
-    from tfnas.data.folder import not_an_image
+    from tfnas.data.folder import damaged_image, not_an_image
 
-    message = not_an_image(exc)
+    message = not_an_image(exc) or damaged_image(exc)
     return None if message is None else DatasetFormatError(message)
 
 

@@ -30,7 +30,7 @@ from tfnas.runtime import configure_runtime
 
 configure_runtime()  # before anything imports TensorFlow
 from tfnas.cli import INTERRUPTED, exit_with
-from tfnas.data.folder import not_an_image
+from tfnas.data.folder import damaged_image, not_an_image
 from tfnas.registry import SPACES, UnknownNameError
 from tfnas.train.export import FORMATS, export_arch
 from tfnas.train.calibration import SyntheticCalibrationWarning
@@ -101,8 +101,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return INTERRUPTED
-    except Exception as err:  # a file of the --calibration folder that is not an image
-        message = not_an_image(err)
+    except Exception as err:  # a file of the --calibration folder that is not an image, or a damaged one
+        message = not_an_image(err) or damaged_image(err)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)

@@ -1,9 +1,13 @@
 """Tests for tfnas/data/folder.py on small generated image folders."""
 
+from collections import OrderedDict
+
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from tfnas.data import folder as folder_module
 from tfnas.data.base import resize_and_crop
 from tfnas.data import DatasetFormatError, DatasetNotFoundError, load_dataset
 
@@ -85,6 +89,60 @@ def test_image_folder_empty_class_is_an_error(folder):
     (folder / "train" / "eel").mkdir()
     with pytest.raises(DatasetFormatError, match="eel"):
         load_dataset("image_folder", split="train", data_dir=str(folder))
+
+
+def _damage(path, how):
+    """A file that keeps its image signature but not a decodable body."""
+    data = path.read_bytes()
+    if how == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    else:  # "garble": zeros over the start of the PNG's compressed pixels (its IDAT chunk)
+        at = data.index(b"IDAT") + 4
+        path.write_bytes(data[:at] + bytes(16) + data[at + 16:])
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """Forgets the folders earlier tests opened (damaged_image looks through them)."""
+    monkeypatch.setattr(folder_module, "_OPENED", OrderedDict(), raising=False)
+
+
+def test_image_folder_names_a_damaged_image_met_inside_the_pipeline(folder, fresh_registry, capfd):
+    jpeg = folder / "train" / "ant" / "z.jpg"
+    _write(jpeg, _image(90, 64, 64))  # large enough for libjpeg to complain about the cut on stderr
+    for path, how in ((jpeg, "truncate"), (folder / "train" / "cat" / "1.png", "garble"),
+                      (folder / "train" / "dog" / "2.png", "truncate")):
+        _damage(path, how)
+    ds, _ = load_dataset("image_folder", split="train", data_dir=str(folder), image_size=12)
+    with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+        _collect(ds)
+    assert folder_module.is_decode_error(caught.value)
+    capfd.readouterr()
+    message = folder_module.damaged_image(caught.value)
+    assert message == f"image_folder: damaged image file (delete or replace it): {jpeg} (and 2 more)"
+    assert capfd.readouterr() == ("", "")  # the scan decodes every file without a word
+    assert folder_module.find_damaged_images([str(folder / "train" / "cat" / "0.png"), str(jpeg)]) == [str(jpeg)]
+
+
+def test_image_folder_names_a_damaged_first_image(folder, fresh_registry):
+    first = folder / "train" / "ant" / "0.png"  # decoded up front: it sets the image size
+    _damage(first, "truncate")
+    _damage(folder / "val" / "dog" / "a.png", "garble")  # another split: not counted
+    with pytest.raises(DatasetFormatError) as caught:
+        load_dataset("image_folder", split="eval", data_dir=str(folder))
+    assert str(caught.value) == f"image_folder: damaged image file (delete or replace it): {first}"
+
+
+def test_an_unrelated_invalid_argument_error_is_not_blamed_on_an_image(folder, fresh_registry):
+    load_dataset("image_folder", split="train", data_dir=str(folder))  # a folder whose images are all fine
+    with pytest.raises(tf.errors.InvalidArgumentError) as decode:
+        tf.io.decode_image(b"\x89PNG\r\n\x1a\n" + bytes(40))  # not from a file of an image folder
+    with pytest.raises(tf.errors.InvalidArgumentError) as other:
+        tf.reshape(tf.zeros(3), (2, 2))
+    assert folder_module.is_decode_error(decode.value) and not folder_module.is_decode_error(other.value)
+    assert folder_module.damaged_image(decode.value) is None
+    assert folder_module.damaged_image(other.value) is None
+    assert folder_module.damaged_image(ValueError("Invalid PNG data [Op:DecodeImage]")) is None
 
 
 def test_resize_and_crop_keeps_aspect_and_takes_the_centre():

@@ -43,8 +43,22 @@ def test_rand_sweep_writes_run_dir_and_resumes(tmp_path):
 def test_resume_refuses_a_different_config(tmp_path):
     sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]
     run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
-    with pytest.raises(ConfigError, match="different configuration"):
+    with pytest.raises(ConfigError, match=r"different configuration \(\[dataset\] name = 'cifar100' there, "
+                                          r"'cifar10' now; see its config\.cfg\)"):
         run_sweep(load_config("cfg/rand.cfg", sets + ["dataset.name=cifar10"]), progress=False)
+
+
+def test_a_folder_of_other_files_is_written_into_with_a_warning(tmp_path, caplog):
+    (tmp_path / "notes.txt").write_text("mine\n")
+    sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]
+    with caplog.at_level("WARNING", logger="tfnas.run.rundir"):
+        run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    assert any("holds files but no config.cfg" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tfnas.run.rundir"):  # now it is a run directory: no word
+        run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    assert not any("config.cfg" in r.getMessage() for r in caplog.records)
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
 
 
 def test_resume_accepts_a_run_dir_written_before_new_keys_existed(tmp_path):

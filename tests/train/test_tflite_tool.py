@@ -103,3 +103,15 @@ def test_unknown_quantization_exits_2_in_a_fresh_process(tmp_path):
     errors = _error_lines(proc.stderr)
     assert len(errors) == 1 and "invalid choice: 'int4'" in errors[0] and "float16" in errors[0]
     assert os.listdir(tmp_path) == []
+
+
+def test_a_damaged_calibration_image_is_named_in_one_line(tool, tmp_path, capsys):
+    images = _folder(tmp_path / "images")
+    damaged = images / "train" / "b" / "1.png"
+    damaged.write_bytes(damaged.read_bytes()[:40])  # a valid PNG signature, the body cut off
+    out = tmp_path / "m.tflite"
+    argv = BASE + ["--out", str(out), "--format", "tflite", "--quantize", "int8", "--calibration", str(images)]
+    assert tool.main(argv) == 2
+    errors = _error_lines(capsys.readouterr().err)
+    assert errors == [f"error: image_folder: damaged image file (delete or replace it): {damaged}"], errors
+    assert not out.exists()

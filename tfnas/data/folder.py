@@ -7,13 +7,21 @@ class, and decoded with ``tf.io.decode_image`` to 3-channel uint8 (grey images a
 alpha dropped). With ``image_size=0`` every image is brought to the size of the first
 training image (aspect-preserving resize to cover it, then a centre crop); images that
 already have that size pass unchanged.
+
+A file that is not an image, or an image whose body is damaged (truncated, garbled), is named in
+the error (:func:`not_an_image`, :func:`damaged_image`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from typing import List, Optional, Tuple
+import sys
+import tempfile
+import threading
+from collections import OrderedDict
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -133,6 +141,113 @@ def not_an_image(exc: BaseException) -> Optional[str]:
     return f"{NOT_AN_IMAGE} {path}"
 
 
+#: Start of the message that names an image file whose body the decoder rejects (a truncated or
+#: garbled PNG/JPEG/GIF/BMP); the decoder's own error names no file (:func:`damaged_image`).
+DAMAGED_IMAGE = "image_folder: damaged image file (delete or replace it):"
+
+# The decode op's errors in TF 2.21: eagerly "{{function_node __wrapped__DecodeImage_...}} Invalid PNG data, size 134
+# [Op:DecodeImage]", inside tf.data "Error in user-defined function passed to ...: Invalid PNG data, size 134\n\t
+# [[{{node decode_image/DecodeImage}}]] [Op:IteratorGetNext]".
+_DECODERS = "Decode(Image|Png|Jpeg|Gif|Bmp)"
+_DECODE_OP = re.compile(rf"\[Op:{_DECODERS}\]|\{{\{{node ([^{{}}\s]*/)?{_DECODERS}\}}\}}")
+# ... and the decoders' messages, for an error that reaches us without the op's name
+_DECODE_MESSAGES = ("Invalid PNG", "jpeg::Uncompress failed", "Invalid JPEG data", "Invalid GIF data",
+                    "Input size should match (header_size", "Number of channels inherent in the image")
+
+# (root, split) of the image folders load() opened in this process, oldest first; bounded, as the
+# folders are only listed and decoded again once a pipeline fails to decode an image
+_OPENED: "OrderedDict[Tuple[str, str], None]" = OrderedDict()
+_MAX_OPENED = 8
+_OPENED_LOCK = threading.Lock()
+
+
+def _remember(root: str, split: str) -> None:
+    with _OPENED_LOCK:
+        _OPENED.pop((root, split), None)
+        _OPENED[(root, split)] = None
+        while len(_OPENED) > _MAX_OPENED:
+            _OPENED.popitem(last=False)
+
+
+def is_decode_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the error TensorFlow's image decoder raises for data it cannot decode."""
+    if not isinstance(exc, tf.errors.InvalidArgumentError):
+        return False
+    message = str(getattr(exc, "message", "") or exc)
+    return bool(_DECODE_OP.search(message)) or any(m in message for m in _DECODE_MESSAGES)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Keeps what C++ code writes to stderr (libjpeg's "Premature end of JPEG file", TensorFlow's
+    log lines about each file) off the console."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr file descriptor: nothing to keep quiet
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def find_damaged_images(paths: Sequence[str]) -> List[str]:
+    """The files of ``paths`` that :func:`decode_image_file` cannot read or decode, in the order given.
+
+    Decodes every file (in parallel, with tf.data), so it is meant for after a decode error, not
+    for every run; the decoders' messages about each bad file are kept off the console."""
+    if not paths:
+        return []
+
+    def decoded(index: tf.Tensor, path: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        return index, tf.shape(decode_image_file(path))  # the shape needs the decode to run
+
+    ds = tf.data.Dataset.zip((tf.data.Dataset.range(len(paths)), tf.data.Dataset.from_tensor_slices(list(paths))))
+    ds = ds.map(decoded, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).ignore_errors()
+    with _quiet_stderr():
+        readable = {int(index) for index, _ in ds.as_numpy_iterator()}
+    return [path for i, path in enumerate(paths) if i not in readable]
+
+
+def _damaged_message(damaged: Sequence[str]) -> str:
+    more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+    return f"{DAMAGED_IMAGE} {damaged[0]}{more}"
+
+
+def damaged_image(exc: BaseException) -> Optional[str]:
+    """The files behind a decode error (:func:`is_decode_error`) that a pipeline of :meth:`ImageFolderSource.load`
+    raised, as ``"<DAMAGED_IMAGE> <first path> (and N more)"``; None for any other error, or when
+    no folder opened in this process (newest first, up to 8) holds a file that fails to decode.
+
+    The decoder's error names no file, so every file of the folder is decoded again
+    (:func:`find_damaged_images`), while anything else written to stderr meanwhile is dropped too."""
+    if not is_decode_error(exc):
+        return None
+    with _OPENED_LOCK:
+        opened = list(_OPENED)
+    roots = list(OrderedDict.fromkeys(root for root, _ in reversed(opened)))
+    for root in roots:
+        damaged: List[str] = []
+        for split in SPLIT_DIRS:
+            if (root, split) not in opened:
+                continue
+            try:
+                paths = list_image_folder(root, split)[0]
+            except (DatasetNotFoundError, DatasetFormatError, tf.errors.OpError):  # changed or gone since
+                continue
+            damaged.extend(find_damaged_images(paths))
+        if damaged:
+            return _damaged_message(damaged)
+    return None
+
+
 class ImageFolderSource(DatasetSource):
     """The ``image_folder`` dataset; ``num_classes`` and ``image_shape`` come from the folder."""
 
@@ -164,7 +279,11 @@ class ImageFolderSource(DatasetSource):
             try:
                 first = decode_image_file(tf.constant(train_paths[0]))
             except tf.errors.InvalidArgumentError as exc:
-                raise DatasetFormatError(not_an_image(exc) or f"image_folder: {train_paths[0]} cannot be decoded "
+                message = not_an_image(exc)
+                if message is None and is_decode_error(exc):
+                    damaged = find_damaged_images(train_paths)
+                    message = _damaged_message(damaged) if damaged else None
+                raise DatasetFormatError(message or f"image_folder: {train_paths[0]} cannot be decoded "
                                          f"({str(getattr(exc, 'message', exc)).splitlines()[0]})") from None
             size = (int(first.shape[0]), int(first.shape[1]))
         target = tf.constant(size, tf.int32)
@@ -174,6 +293,7 @@ class ImageFolderSource(DatasetSource):
             fitted = tf.cond(same, lambda: image, lambda: resize_and_crop(image, *size))
             return tf.ensure_shape(fitted, (*size, 3))
 
+        _remember(data_dir, split)  # for damaged_image, should the pipeline meet a file it cannot decode
         ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths), tf.constant(labels, tf.int64)))
         ds = ds.map(
             lambda path, label: (fit(decode_image_file(path)), label),

@@ -18,6 +18,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 from typing import Any, Dict, FrozenSet, Iterable, Tuple
 
@@ -26,6 +27,8 @@ from tfnas.io import atomic_write_bytes, atomic_write_figure, atomic_write_text
 
 CONFIG_FILE = "config.cfg"
 LOCK_FILE = ".lock"
+
+logger = logging.getLogger(__name__)
 STATE_DIR = "search_state"
 
 #: Keys that never change results: where the run goes, whether bars are shown and events written.
@@ -37,6 +40,15 @@ DISPLAY_KEYS: FrozenSet[Tuple[str, str]] = frozenset({("run", "progress"), ("run
 
 class RunDirError(ConfigError):
     """A run directory that cannot be used for this run (other config, locked, not a folder)."""
+
+    exit_code = 2  # the command line's exit status: bad input
+
+
+class RunDirAccessError(RunDirError):
+    """A run directory that cannot be created or written (permissions, a full disk): the command
+    line exits 4, as for any other file or folder it cannot read or write."""
+
+    exit_code = 4
 
 
 def config_identity(ini: str, ignore: Iterable[Tuple[str, str]] = (),
@@ -125,6 +137,29 @@ class ArtifactStore:
         return path
 
 
+def _differences(there: Dict[str, Dict[str, str]], here: Dict[str, Dict[str, str]], show: int = 3) -> str:
+    """The keys two config identities differ in, as ``[section] key = <there> there, <here> now``
+    (the first ``show`` of them, then how many more); empty when they are equal."""
+    lines = []
+    for section in sorted(set(there) | set(here)):
+        old, new = there.get(section, {}), here.get(section, {})
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                lines.append(f"[{section}] {key} = {old.get(key, '(unset)')!r} there, "
+                             f"{new.get(key, '(unset)')!r} now")
+    more = f" and {len(lines) - show} more" if len(lines) > show else ""
+    return "; ".join(lines[:show]) + more
+
+
+def _foreign_files(folder: str) -> bool:
+    """Whether ``folder`` holds anything but a lock file and temporary files (False when missing)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return False
+    return any(name != LOCK_FILE and not name.startswith(".tmp-") for name in names)
+
+
 class RunDir:
     """One run directory for one configuration.
 
@@ -169,21 +204,25 @@ class RunDir:
         except ConfigError as exc:
             raise RunDirError(f"{config_path}: the configuration of the results in this directory cannot be read "
                               f"({exc}); restore the file, or choose another [run] out_dir") from None
-        if self._identity(previous) != self._identity(config_to_ini(self.cfg)):
-            raise RunDirError(f"{self.path}: holds results of a different configuration (see its config.cfg); "
-                              f"choose another [run] out_dir or delete the directory")
+        differences = _differences(self._identity(previous), self._identity(config_to_ini(self.cfg)))
+        if differences:
+            raise RunDirError(f"{self.path}: holds results of a different configuration ({differences}; see its "
+                              f"config.cfg); choose another [run] out_dir or delete the directory")
 
     def open(self) -> "RunDir":
         self.check()
+        if not os.path.exists(os.path.join(self.path, CONFIG_FILE)) and _foreign_files(self.path):
+            logger.warning("%s holds files but no %s (no tfnas run wrote it, or its config.cfg was deleted); "
+                           "writing this run into it", self.path, CONFIG_FILE)
         try:
             os.makedirs(self.path, exist_ok=True)
         except OSError as exc:
-            raise RunDirError(f"{self.path}: cannot create the run directory ({exc.strerror})") from None
+            raise RunDirAccessError(f"{self.path}: cannot create the run directory ({exc.strerror})") from None
         self._lock()
         try:  # an identical config.cfg is not rewritten (tfnas.io), so a read-only finished run reprints
             atomic_write_text(os.path.join(self.path, CONFIG_FILE), config_to_ini(self.cfg))
         except OSError as exc:
-            raise RunDirError(f"{self.path}: cannot write {CONFIG_FILE} ({exc.strerror})") from None
+            raise RunDirAccessError(f"{self.path}: cannot write {CONFIG_FILE} ({exc.strerror})") from None
         return self
 
     def _lock(self) -> None:
@@ -193,7 +232,7 @@ class RunDir:
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
                 return  # a read-only directory: nothing here can be written, so nothing to protect
-            raise RunDirError(f"{self.path}: cannot open its lock file ({exc.strerror})") from None
+            raise RunDirAccessError(f"{self.path}: cannot open its lock file ({exc.strerror})") from None
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
