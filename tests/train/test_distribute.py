@@ -36,6 +36,36 @@ def test_multi_worker_needs_tf_config(monkeypatch):
         make_strategy("multi_worker")
 
 
+_TWO = {"worker": ["localhost:2222", "localhost:2223"]}
+
+
+@pytest.mark.parametrize("cluster, task, fragment", [
+    (_TWO, {"type": "worker", "index": 2}, "task index 2 is out of range: the cluster has 2 'worker' task(s)"),
+    (_TWO, {"type": "chief", "index": 0}, "task type 'chief' is not in the cluster ('worker')"),
+    (_TWO, {"type": "worker", "index": "0"}, "task index must be a non-negative integer; got '0'"),
+    (_TWO, ["worker", 0], "'task' must be"),
+    ({"worker": "localhost:2222"}, {"type": "worker", "index": 0}, "must be a non-empty list"),
+    ({"worker": []}, {"type": "worker", "index": 0}, "must be a non-empty list"),
+    ({"worker": ["localhost"]}, {"type": "worker", "index": 0}, "holds 'localhost', not a \"host:port\""),
+    ([], {"type": "worker", "index": 0}, "'cluster' must map task types"),
+])
+def test_a_tf_config_that_parses_but_is_wrong_is_refused(monkeypatch, cluster, task, fragment):
+    from tfnas.train.distribute import check_cluster_spec
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    with pytest.raises(StrategyError, match="TF_CONFIG: ") as info:
+        check_cluster_spec("multi_worker")
+    assert fragment in str(info.value)
+
+
+def test_a_valid_tf_config_is_accepted(monkeypatch):
+    from tfnas.train.distribute import check_cluster_spec
+
+    for cluster in (_TWO, {"chief": ["[::1]:2221"], "worker": {"0": "h:2222"}}):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+        check_cluster_spec("multi_worker")
+
+
 def test_resolve_jit_compile():
     assert resolve_jit_compile("auto") is bool(tf.config.list_physical_devices("GPU"))
     assert resolve_jit_compile("true") is True and resolve_jit_compile(False) is False

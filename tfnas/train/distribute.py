@@ -83,7 +83,38 @@ def _cluster_spec() -> dict:
         raise StrategyError(f"TF_CONFIG is not valid JSON ({exc}); {_TF_CONFIG_HELP}.") from None
     if not isinstance(spec, dict) or "cluster" not in spec or "task" not in spec:
         raise StrategyError(f"TF_CONFIG must have 'cluster' and 'task' keys; {_TF_CONFIG_HELP}.")
+    problem = _cluster_spec_problem(spec["cluster"], spec["task"])
+    if problem:
+        raise StrategyError(f"TF_CONFIG: {problem}; {_TF_CONFIG_HELP}.")
     return spec
+
+
+def _cluster_spec_problem(cluster: object, task: object) -> str:
+    """What is wrong with a parsed ``TF_CONFIG``'s ``cluster`` and ``task`` (empty when nothing):
+    ``cluster`` maps task types to lists (or ``{index: address}`` dicts) of ``"host:port"``
+    strings, ``task`` names one of them by type and index."""
+    if not isinstance(cluster, dict) or not cluster:
+        return f"'cluster' must map task types to lists of \"host:port\" addresses; got {cluster!r}"
+    sizes = {}
+    for kind, tasks in cluster.items():
+        if isinstance(tasks, dict):
+            tasks = list(tasks.values())
+        if not isinstance(tasks, list) or not tasks:
+            return f"cluster[{kind!r}] must be a non-empty list of \"host:port\" addresses; got {tasks!r}"
+        for address in tasks:
+            if not isinstance(address, str) or ":" not in address or not address.rsplit(":", 1)[1].isdigit():
+                return f"cluster[{kind!r}] holds {address!r}, not a \"host:port\" address"
+        sizes[kind] = len(tasks)
+    if not isinstance(task, dict):
+        return f"'task' must be {{\"type\": ..., \"index\": ...}}; got {task!r}"
+    kind, index = task.get("type"), task.get("index", 0)
+    if kind not in sizes and kind != "evaluator":
+        return f"task type {kind!r} is not in the cluster ({', '.join(map(repr, sizes))})"
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        return f"task index must be a non-negative integer; got {index!r}"
+    if kind in sizes and index >= sizes[kind]:
+        return f"task index {index} is out of range: the cluster has {sizes[kind]} {kind!r} task(s)"
+    return ""
 
 
 def _multi_worker() -> tf.distribute.Strategy:
