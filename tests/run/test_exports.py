@@ -70,3 +70,21 @@ def test_calibration_is_synthetic_with_a_warning_only_without_a_tfds_or_folder_d
         found = calibration_of(cfg, SHAPE)
     assert found.synthetic and found.source.startswith("SYNTHETIC") and found.images.shape[1:] == SHAPE
     assert not os.listdir(tmp_path)
+
+
+def test_a_calibration_dataset_that_cannot_be_read_is_refused_before_the_work(tmp_path, monkeypatch):
+    from tensorflow_datasets.core import constants
+
+    from tfnas.data import DatasetNotFoundError
+    from tfnas.run.exports import check_calibration_data
+
+    monkeypatch.setattr(constants, "DATA_DIR", str(tmp_path / "no_tfds"))  # tfds' default data dir: empty
+    sets = ["export.format=tflite", "export.quantize=int8", "export.calibration=cifar100"]
+    with pytest.raises(DatasetNotFoundError, match=r"^\[export\] calibration = cifar100 \(the int8 calibration "
+                                                   r"images.*cifar100.*is not prepared"):
+        check_calibration_data(cfg_of(tmp_path / "run", *sets))
+    check_calibration_data(cfg_of(tmp_path / "run", *sets[:2]))  # the run's own data: checked with the training
+    check_calibration_data(cfg_of(tmp_path / "run", "export.format=tflite", "export.quantize=float16"))
+    with tfds.testing.mock_data(num_examples=4):
+        check_calibration_data(cfg_of(tmp_path / "run", *sets))
+    assert not (tmp_path / "run").exists()

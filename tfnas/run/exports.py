@@ -78,6 +78,25 @@ def calibration_of(cfg: Config, input_shape: Sequence[int]) -> Any:
     return calibration_images(source or None, input_shape, seed=cfg.run.seed, download=d.download, **dirs)
 
 
+def check_calibration_data(cfg: Config) -> None:
+    """Raises now, not after a search and a training, when ``[export] calibration`` names another
+    registered dataset than ``[dataset] name`` that cannot be read (the training data is checked with
+    the training); nothing is iterated. The error names ``[export] calibration``."""
+    from tfnas.data import DatasetNotFoundError, load_dataset
+    from tfnas.train.calibration import check_calibration_source
+
+    source, d = cfg.export.calibration, cfg.dataset
+    if cfg.export.quantize != "int8" or "tflite" not in missing_exports(cfg) or source == d.name:
+        return
+    if check_calibration_source(source) != "dataset":
+        return
+    try:
+        load_dataset(source, split="train", download=d.download)
+    except DatasetNotFoundError as exc:
+        raise DatasetNotFoundError(f"[export] calibration = {source} (the int8 calibration images, read from "
+                                   f"tfds' default data dir): {exc}") from None
+
+
 def export_trained(model: Any, cfg: Config, input_shape: Sequence[int], rewrite: bool) -> Tuple[Dict[str, str], str]:
     """Writes ``model``'s inference network in every ``[export] format`` (see the module docstring).
 

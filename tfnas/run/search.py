@@ -30,7 +30,7 @@ from tfnas.io import DamagedFileError, read_json, reading
 from tfnas.methods.base import SearchContext, SearchOutcome
 from tfnas.registry import METHODS
 from tfnas.run.events import EventStream, events_root, hparams_of, history_step, write_hparams
-from tfnas.run.exports import export_lines, export_paths_of, missing_exports
+from tfnas.run.exports import check_calibration_data, export_lines, export_paths_of, missing_exports
 from tfnas.run.constraints import refuse_search_keys
 from tfnas.run.factory import (build_executor, build_method, build_space, check_method_fits_space,
                                check_full_batch, check_training_data)
@@ -164,6 +164,7 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
 
         check_cluster_spec(cfg.run.strategy)  # fail fast: the training after the search needs these
         check_training_data(cfg)
+        check_calibration_data(cfg)
     with run_dir:
         if resumed:
             with reading(store.path(RESULT_FILE), "delete it to redo the search"):

@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional
 from tfnas.config import Config, ConfigError
 from tfnas.io import first_line
 from tfnas.run.events import TRAIN_HPARAM_KEYS, EventStream, events_root, hparams_of, write_hparams
-from tfnas.run.exports import export_lines, export_trained
+from tfnas.run.exports import check_calibration_data, export_lines, export_trained
 from tfnas.run.factory import build_datasets, build_space, where
 from tfnas.run.rundir import RunDir
 
@@ -97,6 +97,7 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
     except ValueError as exc:
         raise ConfigError(f"{where(cfg)}: [space] arch: {exc}") from None
     train_ds, eval_ds, info = build_datasets(cfg)
+    check_calibration_data(cfg)
 
     def model_fn():
         # DropPath layers exist only when a drop-path schedule is asked for; the Trainer ramps their rate.
