@@ -229,6 +229,35 @@ def test_checkpoint_resume_runs_only_remaining_epochs(tmp_path):
         Trainer(tiny_model(), longer, jit_compile=False, progress=False, checkpoint_dir=ckpt).fit(dataset())
 
 
+def test_a_checkpoint_that_cannot_be_written_is_one_error_and_leaves_no_partial_files(tmp_path, monkeypatch):
+    from tfnas.train.checkpoint import CheckpointWriteError, TrainCheckpoint
+
+    ckpt = tmp_path / "ckpt"
+    model = tiny_model()()
+    optimizer = keras.optimizers.SGD(0.1)
+    optimizer.build(model.trainable_variables)
+    epoch = tf.Variable(1, dtype=tf.int64)
+    saver = TrainCheckpoint(str(ckpt), model=model, optimizer=optimizer, epoch=epoch,
+                            rng=tf.random.Generator.from_seed(0))
+    saver.save()
+    kept = sorted(os.listdir(ckpt))
+
+    def disk_full(checkpoint_number):  # TensorFlow's save fails half-way through its data files
+        (ckpt / f"ckpt-{checkpoint_number}.index").write_bytes(b"")
+        (ckpt / f"ckpt-{checkpoint_number}_temp").mkdir()
+        (ckpt / f"ckpt-{checkpoint_number}_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"x")
+        raise tf.errors.ResourceExhaustedError(None, None, "ckpt: No space left on device")
+
+    monkeypatch.setattr(saver.manager, "save", disk_full)
+    epoch.assign(2)
+    with pytest.raises(OSError, match=r"cannot write the checkpoint of epoch 2 into .*ckpt \(ckpt: No space left "
+                                      r"on device\); free space") as info:
+        saver.save()
+    assert isinstance(info.value, CheckpointWriteError)
+    assert sorted(os.listdir(ckpt)) == kept  # what the failed save began is gone, epoch 1's checkpoint stays
+    assert saver.restore_latest() == 1
+
+
 class RateVariable(keras.layers.Layer):
     """Drop-path protocol via a variable attribute; scales its input by (1 - rate)."""
 

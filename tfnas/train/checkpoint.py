@@ -9,6 +9,8 @@ directory that is deleted right after, as in the TF multi-worker guide.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import logging
 import os
 import shutil
@@ -23,6 +25,11 @@ logger = logging.getLogger(__name__)
 
 class CheckpointMismatchError(RuntimeError):
     """The checkpoint in the directory does not fit the model/optimizer being restored."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a folder that became read-only); what the
+    failed save had begun is removed, and the checkpoints before it stay."""
 
 
 class TrainCheckpoint:
@@ -98,8 +105,27 @@ class TrainCheckpoint:
         return done
 
     def save(self) -> str:
-        """Writes a checkpoint numbered by the epoch counter; returns its path prefix."""
-        path = self.manager.save(checkpoint_number=int(self.epoch.numpy()))
+        """Writes a checkpoint numbered by the epoch counter; returns its path prefix.
+
+        Raises:
+            CheckpointWriteError: the checkpoint could not be written; the partial files of this
+                save (TensorFlow's ``<prefix>_temp`` folder, its index and data files) are removed.
+        """
+        number = int(self.epoch.numpy())
+        pattern = glob.escape(os.path.join(self._write_dir, f"ckpt-{number}")) + "[._]*"
+        before = set(glob.glob(pattern))
+        try:
+            path = self.manager.save(checkpoint_number=number)
+        except (tf.errors.OpError, OSError) as exc:
+            for leftover in set(glob.glob(pattern)) - before:
+                if os.path.isdir(leftover):
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(leftover)
+            raise CheckpointWriteError(f"cannot write the checkpoint of epoch {number} into {self._write_dir} "
+                                       f"({first_line(exc)}); free space or fix the folder, then rerun the same "
+                                       f"command to resume from the last checkpoint") from None
         if not self.chief:
             shutil.rmtree(self._write_dir, ignore_errors=True)
         else:
