@@ -132,6 +132,62 @@ def _int_at_least(low: int):
 _count, _nonneg = _int_at_least(1), _int_at_least(0)
 
 
+def _int_list(item):
+    def parse(text: str) -> str:
+        """A comma-separated list of ``item`` integers (kept as text: handlers split it)."""
+        for value in text.split(","):
+            item(value.strip())
+        return text
+
+    parse.__name__ = "list"
+    return parse
+
+
+_counts, _nonnegs = _int_list(_count), _int_list(_nonneg)
+
+
+def _one_of(*allowed: str):
+    def parse(text: str) -> str:
+        for item in text.split(","):
+            if item.strip() not in allowed:
+                raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(allowed)}; "
+                                                 f"got {item.strip()!r}")
+        return text
+
+    parse.__name__ = "list"
+    return parse
+
+
+def _check_names(args) -> None:
+    """The registered names and architectures the flags give: an unknown name or an architecture
+    the space cannot decode is one ``error:`` line naming the flag, before any measurement."""
+    from tfnas.config import ConfigError
+    from tfnas.registry import PROXIES, SPACES, UnknownNameError
+
+    proxies = [args.proxy] if hasattr(args, "proxy") else [n for n in getattr(args, "proxies", "").split(",") if n]
+    flag = "--proxy" if hasattr(args, "proxy") else "--proxies"
+    for name in proxies:
+        try:
+            PROXIES.get(name.strip())
+        except UnknownNameError as exc:
+            raise ConfigError(f"{flag}: {exc}") from None
+    if args.what in ("tflite", "train-step"):
+        from perf.tflite import ARCHS
+
+        space_name = getattr(args, "space", "nb201")
+        try:
+            space = SPACES.get(space_name)()
+        except UnknownNameError as exc:
+            raise ConfigError(f"--space: {exc}") from None
+        text = args.arch or ARCHS.get(space_name, "")
+        if not text:
+            raise ConfigError(f"--arch: space {space_name!r} has no default architecture; give one")
+        try:
+            space.decode(text)
+        except ValueError as exc:
+            raise ConfigError(f"--arch: not an architecture of space {space_name!r}: {exc}") from None
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
@@ -190,13 +246,15 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("supernet", help="supernet train step vs the standalone network of the same architecture")
     s.add_argument("--space", choices=("darts", "lite"), default="darts",
                    help="darts: RelativeNAS's supernet; lite: SLNAS's supernet and its StageController")
-    s.add_argument("--batch", default=_Default("64,256"), help="comma-separated batch sizes (default: 64,256 "
+    s.add_argument("--batch", type=_counts, default=_Default("64,256"),
+                   help="comma-separated batch sizes (default: 64,256 "
                                                                 "for darts, 64 for lite)")
     s.add_argument("--steps", type=_count, default=20)
     s.add_argument("--archs", type=_count, default=3, help="lite: sampled architectures")
     s.add_argument("--rounds", type=_count, default=2, help="lite: alternating timed blocks of --steps per side")
     s.add_argument("--channels", type=_count, default=16, help="lite: stem channels C (paper's search: 16)")
-    s.add_argument("--blocks", default="1,1", help="lite: normal cells per stage (paper's search: 4,4)")
+    s.add_argument("--blocks", type=_nonnegs, default="1,1",
+                   help="lite: normal cells per stage (paper's search: 4,4)")
     s.add_argument("--stem-stride", type=int, choices=(1, 4), default=4,
                    help="lite: 4 = search stems, standalone fed H/4 images; 1 = stride-1 stems on both")
     s.add_argument("--controller-steps", type=_nonneg, default=20,
@@ -226,11 +284,12 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("tflite", help="TFLite conversion time, file size and LiteRT batch-1 latency per quantization")
     s.add_argument("--space", default="nb201", help="registered space (default nb201)")
     s.add_argument("--arch", default="", help="architecture (default: NB201 best CIFAR-10 cell / DARTS relativenas)")
-    s.add_argument("--quantize", default="none,float16,int8")
+    s.add_argument("--quantize", type=_one_of("none", "float16", "int8"), default="none,float16,int8")
     s.add_argument("--input-size", type=_count, default=32)
     s.add_argument("--runs", type=_count, default=100)
     s.add_argument("--threads", type=_count, default=1)
-    s.add_argument("--via", default="saved_model", help="conversion routes, comma-separated: saved_model, frozen")
+    s.add_argument("--via", type=_one_of("saved_model", "frozen"), default="saved_model",
+                   help="conversion routes, comma-separated: saved_model, frozen")
     s.set_defaults(run=tflite)
     s = sub.add_parser("latency-corr", help="measured LiteRT latency of NB201 cells vs the table's device latencies "
                                             "(Spearman)")
@@ -274,14 +333,24 @@ def latency_corr(args) -> None:
 
 
 def main(argv=None) -> int:
+    """Runs one benchmark; bad flags are one ``error:`` line (the command line's error boundary,
+    :func:`tfnas.cli.run_guarded`), as are unwritable output files."""
     args = parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tfnas.runtime import set_runtime_defaults
+    from tfnas.runtime import configure_runtime
 
-    set_runtime_defaults()  # measure what tools/train_eval.py runs with
-    args.run(args)
-    return 0
+    configure_runtime([])  # measure what tools/train_eval.py runs with; TensorFlow's start-up lines kept quiet
+    from tfnas.cli import run_guarded
+
+    def measure() -> int:
+        _check_names(args)
+        args.run(args)
+        return 0
+
+    return run_guarded(measure, verbose=False)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tfnas.cli import exit_with
+
+    exit_with(main())

@@ -118,3 +118,28 @@ def test_executor_overhead_bench_runs_on_a_process_pool(capsys):
     line = next(json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{"))
     assert line["bench"] == "executor-overhead" and line["workers"] == 2 and line["items"] == 6
     assert line["startup_s"] > 0 and line["ms_per_task"] > 0
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["supernet", "--batch", "64,x"], "argument --batch: expected an integer, got 'x'"),
+    (["supernet", "--space", "lite", "--blocks", "1,-1"], "argument --blocks: expected an integer >= 0, got -1"),
+    (["tflite", "--quantize", "int4"], "argument --quantize: expected a comma-separated list of none, float16, int8"),
+    (["tflite", "--via", "saved_model,onnx"], "argument --via: expected a comma-separated list of saved_model, frozen"),
+])
+def test_list_flags_are_checked_by_the_parser(argv, fragment, capsys):
+    with pytest.raises(SystemExit) as info:
+        load_bench().parser().parse_args(argv)
+    assert info.value.code == 2 and fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["evolution", "--proxy", "zenn"], "error: --proxy: unknown proxy 'zenn'; registered proxies: "),
+    (["proxies", "--proxies", "synflow,bogus"], "error: --proxies: unknown proxy 'bogus'"),
+    (["tflite", "--space", "nope"], "error: --space: unknown space 'nope'; registered spaces: "),
+    (["tflite", "--space", "darts", "--arch", "junk"], "error: --arch: not an architecture of space 'darts': "),
+    (["train-step", "--arch", "junk"], "error: --arch: not an architecture of space 'nb201': "),
+])
+def test_names_and_architectures_are_one_error_line_before_any_measurement(argv, fragment, capsys):
+    assert load_bench().main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(fragment) and err.count("\n") == 1 and "Traceback" not in err, err
