@@ -259,6 +259,17 @@ def test_an_unwritable_target_is_refused_before_the_build(tmp_path, monkeypatch)
     assert sorted(os.listdir(tmp_path)) == ["afile"]  # no probe file left behind
 
 
+@pytest.mark.parametrize("fmt", ["tflite", "keras"])
+def test_a_one_file_export_never_replaces_a_folder(tmp_path, fmt):
+    space = Nb201Space(channels=4, cells_per_stage=1)
+    folder = tmp_path / f"m.{fmt}"
+    (folder / "deep").mkdir(parents=True)
+    (folder / "deep" / "keep.txt").write_text("mine")
+    with pytest.raises(IsADirectoryError, match=rf"m\.{fmt} is a folder; a \.{fmt} export is one file"):
+        export_arch(space, ARCH, 10, str(folder), fmt=fmt, overwrite=True)
+    assert (folder / "deep" / "keep.txt").read_text() == "mine"
+
+
 def test_weights_that_cannot_be_read_are_named(tmp_path):
     space = Nb201Space(channels=4, cells_per_stage=1)
     junk = tmp_path / "junk.keras"

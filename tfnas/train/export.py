@@ -135,8 +135,14 @@ def _is_nonempty(path: str) -> bool:
     return os.path.lexists(path) and (os.path.islink(path) or os.path.getsize(path) > 0)
 
 
+_ONE_FILE = (".keras", ".tflite")  # formats written as one file; a SavedModel is a folder
+
+
 def _check_target(path: str, overwrite: bool) -> str:
     path = os.path.abspath(os.fspath(path))
+    if path.endswith(_ONE_FILE) and os.path.isdir(path):  # --overwrite must not delete a folder's tree
+        raise IsADirectoryError(f"{path} is a folder; a {os.path.splitext(path)[1]} export is one file, so it "
+                                f"is not replaced even with overwrite=True (--overwrite): choose another name")
     if _is_nonempty(path) and not overwrite:
         raise FileExistsError(
             f"{path} already exists and is not empty; pass overwrite=True (--overwrite) to replace it"
