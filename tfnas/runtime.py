@@ -31,7 +31,8 @@ def set_runtime_defaults() -> None:
 def import_tensorflow_quietly() -> None:
     """Imports TensorFlow with the C++ lines it prints while loading (absl's pre-initialisation
     notice, oneDNN and CPU-feature notes, which no log level silences in TF 2.21) kept off the
-    console. If the import fails, what it printed is shown before the error."""
+    console. If the import fails, what it printed is shown before the error (not after Ctrl-C:
+    then only the command line's one ``interrupted:`` line is wanted)."""
     if "tensorflow" in sys.modules:
         return
     sys.stderr.flush()
@@ -40,7 +41,7 @@ def import_tensorflow_quietly() -> None:
         os.dup2(captured.fileno(), 2)
         try:
             import tensorflow  # noqa: F401
-        except BaseException:
+        except Exception:
             os.dup2(saved, 2)
             captured.seek(0)
             sys.stderr.write(captured.read().decode("utf-8", errors="replace"))
