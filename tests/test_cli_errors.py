@@ -76,6 +76,16 @@ def test_out_dir_that_is_a_file(tmp_path, capsys):
     assert target.read_text() == "x"
 
 
+def test_a_run_directory_that_cannot_be_created_exits_4(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("x")
+    out = target / "run"  # a folder under a file
+    rc, err = _run(train_eval_main, ["cfg/rand.cfg", "--out-dir", str(out), "--no-progress"], capsys)
+    line = _one_error_line(err)
+    assert rc == 4, err
+    assert line == f"error: {out}: cannot create the run directory (Not a directory)", line
+
+
 def test_a_corrected_run_after_a_config_error_is_accepted(tmp_path, capsys):
     out = tmp_path / "run"
     base = ["cfg/rand.cfg", "--out-dir", str(out), "--no-progress", "--set", "budget.start=5", "--set",
@@ -183,7 +193,13 @@ def test_missing_training_data_is_reported_before_the_search(tmp_path, capsys):
 
 
 def _damage(path, how):
-    if how == "truncate":
+    if callable(how):  # edits the parsed JSON: a file of the right format whose fields are damaged
+        import json
+
+        value = json.loads(path.read_text())
+        how(value)
+        path.write_text(json.dumps(value))
+    elif how == "truncate":
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
     else:
@@ -196,6 +212,8 @@ def _damage(path, how):
     ("result.json", None, b'{"best_arch": "SuperConvK9(3,8,2,1)"}', ["result.json: cannot be read back"]),
     ("search_state/evolution.json", "result.json", b"garbage", ["evolution.json: cannot be read back"]),
     ("search_state/evolution.json", "result.json", b'{"format": 1}', ["holds the state of another evolution"]),
+    ("search_state/evolution.json", "result.json", lambda state: state.pop("members"),
+     ["evolution.json: its 'members' field is missing", "delete the run directory to restart"]),
     ("history.csv", "result.json", b"\xff\xfe\x00junk", ["history.csv: cannot be read back"]),
 ])
 def test_a_damaged_run_directory_is_named_in_one_line(tmp_path, capsys, name, remove, how, fragments):
@@ -219,6 +237,27 @@ def test_a_damaged_run_directory_is_named_in_one_line(tmp_path, capsys, name, re
         assert fragment in line, (fragment, line)
     assert str(out) in line  # the file is named with its folder
     assert (out / name).read_bytes() == damaged  # left for the user to look at
+
+
+def test_a_damaged_image_of_an_image_folder_is_named_in_one_line(tmp_path, capsys):
+    from tests.images import write_image_folder
+    from tfnas.cli import train_main
+
+    root = write_image_folder(tmp_path / "images", per_class=4, size=(8, 8), classes=("a", "b"))
+    later, first = sorted((root / "train" / "b").iterdir())[2], sorted((root / "train" / "a").iterdir())[0]
+    _damage(later, "truncate")  # the PNG signature is kept: only the decoder inside tf.data fails
+    cfg = tmp_path / "train.cfg"
+    cfg.write_text("[space]\narch = |nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|none~1|"
+                   "nor_conv_3x3~2|\nchannels = 4\ncells_per_stage = 1\n", encoding="utf-8")
+    sets = ["dataset.name=image_folder", f"dataset.data_dir={root}", "dataset.batch_size=4",
+            "dataset.eval_batch_size=4", "train.epochs=1", "export.enabled=false"]
+    argv = [str(cfg), "--no-progress"] + [a for s in sets for a in ("--set", s)]
+    want = "error: image_folder: damaged image file (delete or replace it):"
+    rc, err = _run(train_main, argv + ["--out-dir", str(tmp_path / "run"), "--set", "dataset.image_size=8"], capsys)
+    assert rc == 2 and _one_error_line(err) == f"{want} {later}"  # read in the first epoch
+    _damage(first, "truncate")  # with dataset.image_size = 0 it is decoded up front: it sets the size
+    rc, err = _run(train_main, argv + ["--out-dir", str(tmp_path / "run2")], capsys)
+    assert rc == 2 and _one_error_line(err) == f"{want} {first} (and 1 more)"
 
 
 def test_ctrl_c_is_one_line_and_exit_130(capsys):
@@ -246,3 +285,31 @@ def test_multi_worker_without_a_cluster_is_refused_before_the_search(tmp_path, c
                                      "run.strategy=multi_worker"], capsys)
     assert rc == 2 and "TF_CONFIG is not valid JSON" in _one_error_line(err)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("failure, replayed", [(KeyboardInterrupt, False), (ImportError, True)])
+def test_tensorflows_start_up_lines_are_shown_when_its_import_fails_not_after_ctrl_c(
+        monkeypatch, capfd, failure, replayed):
+    import importlib.abc
+    import importlib.util
+    import sys
+
+    from tfnas.runtime import import_tensorflow_quietly
+
+    class Loader(importlib.abc.Loader):
+        def create_module(self, spec):
+            return None
+
+        def exec_module(self, module):  # what TensorFlow's C++ start-up writes to fd 2, then the failure
+            os.write(2, b"I0000 oneDNN custom operations are on\n")
+            raise failure("stopped")
+
+    class Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            return importlib.util.spec_from_loader(name, Loader()) if name == "tensorflow" else None
+
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Finder()] + sys.meta_path)
+    with pytest.raises(failure):
+        import_tensorflow_quietly()
+    assert ("oneDNN custom operations" in capfd.readouterr().err) is replayed

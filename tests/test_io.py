@@ -80,6 +80,21 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert os.listdir(str(tmp_path)) == ["fig.png"]
 
 
+def test_a_full_disk_names_the_file_being_written(tmp_path, monkeypatch):
+    import errno
+
+    path = str(tmp_path / "fig.png")
+
+    def disk_full(fd):  # the data is buffered; syncing it to the disk fails
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match=r"^\[Errno 28\] cannot write .*fig\.png \(No space left on device\)") as info:
+        atomic_write_figure(small_figure(), path)
+    assert info.value.filename == path and info.value.errno == errno.ENOSPC
+    assert os.listdir(str(tmp_path)) == []
+
+
 def test_figure_format_follows_the_extension_unless_given(tmp_path):
     png, svg, forced = (str(tmp_path / n) for n in ("f.png", "f.svg", "f.dat"))
     fig = small_figure()

@@ -9,7 +9,10 @@ same permissions as any other file the user writes (``tempfile.mkstemp`` would l
 
 Reading back: :func:`reading` / :func:`read_json` turn a file a run wrote earlier that no longer
 parses (truncated, edited, from another run) into one :class:`DamagedFileError` naming the file
-and what to delete.
+and what to delete; :func:`check_fields` does the same for a JSON state that parses but whose
+fields are missing, of the wrong type or out of range (the checks: :func:`integer`,
+:func:`number`, :func:`text`, :func:`list_of`, :func:`items`, :func:`dict_of`, :func:`record`,
+:func:`nullable`, :data:`PCG64_STATE`), so a resumed search stops before any work.
 """
 
 from __future__ import annotations
@@ -17,13 +20,25 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import secrets
 import zipfile
-from typing import IO, Any, Iterable, Iterator, List, Tuple
+from typing import IO, Any, Callable, Collection, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 __all__ = [
     "DamagedFileError",
+    "FieldError",
+    "PCG64_STATE",
+    "check_fields",
+    "dict_of",
+    "integer",
+    "items",
+    "list_of",
+    "nullable",
+    "number",
+    "record",
+    "text",
     "first_line",
     "reading",
     "atomic_write_bytes",
@@ -89,6 +104,187 @@ def read_json(path: str, remedy: str = REDO) -> Any:
         return json.load(fh)
 
 
+# ---- the fields of a JSON state read back ------------------------------------------------------
+
+#: A check of one JSON value: returns nothing, raises :class:`FieldError` when the value does not fit.
+Check = Callable[[Any], None]
+
+
+class FieldError(ValueError):
+    """What a check raises: the value ``got`` is not ``expected`` (``"a non-negative integer"``), or
+    (``missing``) a required key is absent. ``where`` is the path to the value inside the checked
+    one (``"['members'][3][1]"``), built up as the error leaves nested checks."""
+
+    def __init__(self, expected: str, got: Any = None, where: str = "", missing: bool = False):
+        super().__init__(expected)
+        self.expected, self.got, self.where, self.missing = expected, got, where, missing
+
+    def inside(self, step: str) -> "FieldError":
+        self.where = step + self.where
+        return self
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A short description of a JSON value for an error message (containers by their size)."""
+    if isinstance(value, (list, dict)):
+        what, unit = ("a list", "item") if isinstance(value, list) else ("an object", "key")
+        return f"{what} of {len(value)} {unit}" + ("" if len(value) == 1 else "s")
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
+
+
+def check_fields(path: str, value: Any, check: Check, remedy: str = REDO) -> None:
+    """Runs ``check`` on ``value`` (read back from ``path``); a value that does not fit raises
+    :class:`DamagedFileError` naming the field (``"its 'members' field is missing"``,
+    ``"'epoch' must be a non-negative integer; got 'x'"``) and ``remedy``."""
+    try:
+        check(value)
+    except FieldError as exc:
+        where = exc.where
+        if where.startswith("['") and "']" in where:  # the top-level key without its brackets
+            key, rest = where[1:].split("]", 1)
+            where = key + rest
+        if exc.missing:
+            problem = f"its {where} field is missing"
+        else:
+            problem = f"{where or 'its content'} must be {exc.expected}; got {_shown(exc.got)}"
+        raise DamagedFileError(path, problem, remedy) from None
+
+
+def integer(low: int = 0, high: Optional[int] = None, expected: str = "") -> Check:
+    """An ``int`` (not a bool) in ``[low, high]`` (``high`` None: no upper bound); ``expected``: what
+    the message calls it (default: from the bounds)."""
+    if not expected and high is not None:
+        expected = f"an integer in [{low}, {high}]"
+    elif not expected:
+        expected = "a non-negative integer" if low == 0 else f"an integer >= {low}"
+
+    def check(value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            raise FieldError(expected, value)
+
+    return check
+
+
+def number(low: Optional[float] = None, finite: bool = False) -> Check:
+    """An ``int`` or ``float`` (not a bool); ``finite``: not NaN or infinite; ``low``: at least ``low``."""
+    expected = "a " + ("finite " if finite else "") + "number" + (f" >= {low}" if low is not None else "")
+
+    def check(value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FieldError(expected, value)
+        if (finite and not math.isfinite(value)) or (low is not None and not value >= low):
+            raise FieldError(expected, value)
+
+    return check
+
+
+def text(value: Any) -> None:
+    """A string."""
+    if not isinstance(value, str):
+        raise FieldError("a string", value)
+
+
+def _equal(wanted: Any) -> Check:
+    def check(value: Any) -> None:
+        if value != wanted or type(value) is not type(wanted):
+            raise FieldError(repr(wanted), value)
+
+    return check
+
+
+def nullable(check: Check) -> Check:
+    """``null`` or a value that ``check`` accepts."""
+
+    def nullable_check(value: Any) -> None:
+        if value is not None:
+            check(value)
+
+    return nullable_check
+
+
+def list_of(item: Optional[Check] = None, length: Optional[int] = None, max_length: Optional[int] = None) -> Check:
+    """A list of ``length`` items (any length when None, at most ``max_length``), each accepted by ``item``."""
+    if length is not None:
+        expected = f"a list of {length} items"
+    else:
+        expected = f"a list of at most {max_length} items" if max_length is not None else "a list"
+
+    def check(value: Any) -> None:
+        if not isinstance(value, list) or (length is not None and len(value) != length) or (
+                max_length is not None and len(value) > max_length):
+            raise FieldError(expected, value)
+        if item is not None:
+            for i, entry in enumerate(value):
+                try:
+                    item(entry)
+                except FieldError as exc:
+                    raise exc.inside(f"[{i}]") from None
+
+    return check
+
+
+def items(*checks: Check) -> Check:
+    """A list of exactly ``len(checks)`` items, item ``i`` accepted by ``checks[i]`` (a JSON tuple)."""
+    expected = f"a list of {len(checks)} items"
+
+    def check(value: Any) -> None:
+        if not isinstance(value, list) or len(value) != len(checks):
+            raise FieldError(expected, value)
+        for i, (entry, item) in enumerate(zip(value, checks)):
+            try:
+                item(entry)
+            except FieldError as exc:
+                raise exc.inside(f"[{i}]") from None
+
+    return check
+
+
+def dict_of(item: Check) -> Check:
+    """A JSON object (string keys) whose every value ``item`` accepts."""
+
+    def check(value: Any) -> None:
+        if not isinstance(value, dict):
+            raise FieldError("an object", value)
+        for key, entry in value.items():
+            try:
+                item(entry)
+            except FieldError as exc:
+                raise exc.inside(f"[{key!r}]") from None
+
+    return check
+
+
+def record(fields: Mapping[str, Check], optional: Collection[str] = (), only: bool = False) -> Check:
+    """A JSON object with every key of ``fields`` but those in ``optional`` (checked when present),
+    each value accepted by its check; ``only``: no other keys."""
+
+    def check(value: Any) -> None:
+        if not isinstance(value, dict):
+            raise FieldError("an object", value)
+        for key, field in fields.items():
+            if key not in value:
+                if key in optional:
+                    continue
+                raise FieldError("present", where=f"[{key!r}]", missing=True)
+            try:
+                field(value[key])
+            except FieldError as exc:
+                raise exc.inside(f"[{key!r}]") from None
+        if only and set(value) - set(fields):
+            extra = ", ".join(repr(k) for k in sorted(set(value) - set(fields)))
+            raise FieldError(f"an object with only the keys {', '.join(map(repr, fields))} (has {extra})", value)
+
+    return check
+
+
+#: The state of numpy's ``PCG64`` bit generator (``np.random.default_rng(...).bit_generator.state``).
+PCG64_STATE = record({"bit_generator": _equal("PCG64"),
+                      "state": record({"state": integer(0, 2**128 - 1, "an unsigned 128-bit integer"),
+                                       "inc": integer(0, 2**128 - 1, "an unsigned 128-bit integer")}),
+                      "has_uint32": integer(0, 1), "uinteger": integer(0, 2**32 - 1, "an unsigned 32-bit integer")})
+
+
 _TEMP_PREFIX = ".tmp-"
 
 
@@ -123,9 +319,11 @@ def _atomic_file(path: str) -> Iterator[IO[bytes]]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:  # e.g. a full disk
+            raise type(exc)(exc.errno, f"cannot write {target} ({exc.strerror})", target) from None
         raise
 
 

@@ -76,3 +76,40 @@ def test_search_flow_writes_outputs_and_resumes(tmp_path):
     assert run2.resumed and run2.outcome.best_arch == run1.outcome.best_arch
     with pytest.raises(Exception, match="different configuration"):
         run_search(load_config(None, sets[:-2] + ["budget.max_params=200", f"run.out_dir={tmp_path}"]))
+
+
+def _rng_without_inc(state):
+    del state["mutation_rng"]["state"]["inc"]
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda s: s.pop("members"), "its 'members' field is missing"),
+    (lambda s: s.update(members="4-4-4"), "'members' must be a list"),
+    (lambda s: s.update(members=s["members"] * 2), "'members' must be a list of at most 17 items; got a list of"),
+    (lambda s: s["members"].__setitem__(0, s["members"][0][:1]), "'members'[0] must be a list of 2 items"),
+    (lambda s: s["members"][1].__setitem__(1, "high"), "'members'[1][1] must be a finite number; got 'high'"),
+    (lambda s: s["members"][2].__setitem__(0, "4-x-4"), "cannot be read back (ValueError"),
+    (lambda s: s.update(iteration=-1), "'iteration' must be a non-negative integer; got -1"),
+    (lambda s: s.update(iteration="20"), "'iteration' must be a non-negative integer; got '20'"),
+    (lambda s: s.update(seconds=None), "'seconds' must be a finite number >= 0; got None"),
+    (lambda s: s["counts"].pop("flops"), "its 'counts'['flops'] field is missing"),
+    (_rng_without_inc, "its 'mutation_rng'['state']['inc'] field is missing"),
+    (lambda s: s.update(score_rng=[1, 2]), "'score_rng' must be an object; got a list of 2 items"),
+], ids=["members-missing", "members-a-string", "members-too-many", "member-too-short", "score-a-string",
+        "arch-undecodable", "iteration-negative", "iteration-a-string", "seconds-null", "count-missing",
+        "rng-incomplete", "rng-a-list"])
+def test_a_damaged_field_of_the_state_is_named_before_any_work(tmp_path, damage, fragment):
+    from tfnas.io import DamagedFileError
+
+    run(tmp_path, ToyProxy(), iterations=20)
+    path = tmp_path / "search_state" / "evolution.json"
+    state = json.loads(path.read_text())
+    damage(state)
+    path.write_text(json.dumps(state))
+    damaged = path.read_bytes()
+    proxy = ToyProxy()
+    with pytest.raises(DamagedFileError) as caught:
+        run(tmp_path, proxy, iterations=40)
+    assert str(caught.value).startswith(f"{path}: ") and fragment in str(caught.value), str(caught.value)
+    assert str(caught.value).endswith("; delete the run directory to restart")
+    assert proxy.calls == 0 and path.read_bytes() == damaged  # stopped before any work, the file left in place

@@ -296,3 +296,39 @@ def test_short_labels_use_the_12_epoch_table(tmp_path):
     _, short = build(tmp_path / "s")
     assert np.array_equal(table.pool_idx, short.pool_idx)
     assert not np.array_equal(table.pool_labels, short.pool_labels)
+
+
+@pytest.fixture(scope="module")
+def trained_gan(tmp_path_factory):
+    """A run directory whose GAN trained its 2 epochs (one warm-up, one GAN epoch; one-shot edge head)."""
+    out = tmp_path_factory.mktemp("nag_state") / "run"
+    _, method = build(out, "nag.edges=independent", "nag.epochs=1")
+    method.prepare(context(out)[0])
+    return out
+
+
+@pytest.mark.parametrize("epoch, shown", [(-1, "-1"), (1.5, "1.5"), (float("nan"), "nan")],
+                         ids=["negative", "fractional", "nan"])
+def test_a_damaged_epoch_of_the_gan_checkpoint_is_named_before_any_work(trained_gan, tmp_path, monkeypatch, epoch,
+                                                                         shown):
+    import shutil
+
+    from tfnas.io import DamagedFileError
+    from tfnas.methods.nag.search import WEIGHTS_FILE
+    from tfnas.methods.weight_sharing import load_arrays, npz_bytes
+
+    out = tmp_path / "run"
+    shutil.copytree(trained_gan, out)
+    path = out / WEIGHTS_FILE
+    arrays = load_arrays(str(path))
+    assert arrays[-1].tolist() == 2
+    path.write_bytes(npz_bytes(arrays[:-1] + [np.array(epoch)]))
+    damaged = path.read_bytes()
+    for step in ("pretrain_epoch", "train_epoch"):
+        monkeypatch.setattr(GanTrainer, step, lambda *args, **kwargs: pytest.fail("a GAN epoch ran"))
+    _, method = build(out, "nag.edges=independent", "nag.epochs=1")
+    with pytest.raises(DamagedFileError) as caught:
+        method.prepare(context(out)[0])
+    assert str(caught.value) == (f"{path}: its last array (the epoch) must be a non-negative integer; got {shown}; "
+                                 f"delete it to train the GAN again (or the run directory to restart)")
+    assert path.read_bytes() == damaged  # left in place for the user to look at

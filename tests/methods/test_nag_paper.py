@@ -177,6 +177,69 @@ def test_a_failed_training_is_recorded_and_the_others_still_count(pipeline, monk
     assert {k: v for k, v in results.items() if k != failed[0]} == good  # the others are the local trainings
 
 
+# ---- a damaged state ------------------------------------------------------------------------------
+
+def _stops_before_any_work(monkeypatch):
+    """Makes the search fail the test if it trains the supernet, scores the pool or trains the GAN."""
+    import tfnas.methods.nag.paper as paper
+
+    def ran(*args, **kwargs):
+        pytest.fail("the search started working")
+
+    for name in ("_train_supernet", "_score"):
+        monkeypatch.setattr(NagSupernetSearch, name, ran)
+    monkeypatch.setattr(paper, "fit_checkpointed", ran)
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda done: {k: str(v) for k, v in done.items()}, "must be a number; got '"),
+    (lambda done: [[k, v] for k, v in done.items()], "its content must be an object; got a list of 3 items"),
+    (lambda done: {**done, "Cell(...)": None}, "'Cell(...)' must be a number; got None"),
+], ids=["accuracy-a-string", "a-list-of-pairs", "accuracy-null"])
+def test_a_damaged_rs_nag_file_is_named_before_any_work(pipeline, tmp_path, monkeypatch, damage, fragment):
+    from tfnas.io import DamagedFileError
+
+    root, data, _ = pipeline
+    out = tmp_path / "run"
+    shutil.copytree(root / "run", out)
+    (out / "result.json").unlink()
+    shutil.rmtree(out / "train")
+    path = out.joinpath(*RS_FILE)
+    path.write_text(json.dumps(damage(rs_results(out))))
+    damaged = path.read_bytes()
+    _stops_before_any_work(monkeypatch)
+    with pytest.raises(DamagedFileError) as caught:
+        run_search(load_config(CFG, tiny(out, data)))
+    assert str(caught.value).startswith(f"{path}: ") and fragment in str(caught.value), str(caught.value)
+    assert str(caught.value).endswith("; delete it to train RS-NAG's candidates again")
+    assert path.read_bytes() == damaged  # left in place for the user to look at
+
+
+def test_a_damaged_epoch_of_the_supernet_checkpoint_is_named_before_any_work(pipeline, tmp_path, monkeypatch):
+    from tfnas.io import DamagedFileError
+    from tfnas.methods.weight_sharing import npz_bytes
+    from tfnas.spaces.nasnet_dag.supernet import NasnetDagSupernet
+
+    root, data, _ = pipeline
+    out = tmp_path / "run"
+    shutil.copytree(root / "run", out)
+    for name in ("result.json", "search_state/nag_pool.npz"):  # the supernet stage runs again
+        (out / name).unlink()
+    shutil.rmtree(out / "train")
+    path = out / "search_state" / "nag_supernet.npz"
+    arrays = load_arrays(str(path))
+    assert arrays[-1].tolist() == 2
+    path.write_bytes(npz_bytes(arrays[:-1] + [np.array(-2)]))
+    damaged = path.read_bytes()
+    monkeypatch.setattr(NasnetDagSupernet, "train_step", lambda *args, **kwargs: pytest.fail("a step ran"))
+    monkeypatch.setattr(NagSupernetSearch, "_score", lambda *args, **kwargs: pytest.fail("the pool was scored"))
+    with pytest.raises(DamagedFileError) as caught:
+        run_search(load_config(CFG, tiny(out, data)))
+    assert str(caught.value) == (f"{path}: its last array (the epoch) must be a non-negative integer; got -2; "
+                                 f"delete the run directory to restart")
+    assert path.read_bytes() == damaged  # left in place for the user to look at
+
+
 @pytest.mark.slow
 def test_killed_run_ends_like_an_uninterrupted_one(tmp_path, monkeypatch):
     data = write_image_folder(tmp_path / "images", per_class=48)

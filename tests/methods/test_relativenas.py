@@ -211,3 +211,65 @@ def test_config_errors(tmp_path):
         run_search(load_config(CFG, tiny(tmp_path, "search.population=5")))
     with pytest.raises(ConfigError, match=r"\[space\] name: method .relativenas. needs a space with DartsSpace"):
         run_search(load_config(CFG, tiny(tmp_path / "b", "space.name=nb201")))
+
+
+# ---- a damaged state --------------------------------------------------------------------------
+
+DAMAGE_SETS = ["train.enabled=false", "search.generations=2"]
+
+
+@pytest.fixture(scope="module")
+def finished_search(tmp_path_factory):
+    """The run directory of a finished tiny search (population 4, 2 generations)."""
+    out = tmp_path_factory.mktemp("relativenas_state") / "run"
+    with tfds.testing.mock_data(num_examples=32):
+        run_search(load_config(CFG, tiny(out, *DAMAGE_SETS)))
+    return out
+
+
+def _mid_generation(state, pairs):
+    """Back into generation 2 after its first pair (as a killed search leaves it), with ``pairs``."""
+    state.update(generation=1, pair=1, pairs=pairs, results=state["results"][:1])
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda s: s.pop("x"), "its 'x' field is missing"),
+    (lambda s: s["x"].pop(), "'x' must be a list of 4 items; got a list of 3 items"),
+    (lambda s: s["x"][0].pop(), "'x'[0] must be a list of 32 items; got a list of 31 items"),
+    (lambda s: s["v"][1].__setitem__(5, "fast"), "'v'[1][5] must be a finite number; got 'fast'"),
+    (lambda s: s["x"][2].__setitem__(0, 99.0), "'x' must lie within the bounds of the encoding"),
+    (lambda s: s.update(generation=-1), "'generation' must be an integer in [0, 2]; got -1"),
+    (lambda s: s.update(generation="2"), "'generation' must be an integer in [0, 2]; got '2'"),
+    (lambda s: s.update(pair=1), "'pair' must be 0 while 'pairs' is null (between generations); got 1"),
+    (lambda s: _mid_generation(s, [[0, 0], [2, 3]]), "'pairs' must pair each of the 4 members once"),
+    (lambda s: _mid_generation(s, [[0, 1]]), "'pairs' must be a list of 2 items; got a list of 1 item"),
+    (lambda s: s["results"][0].pop("fast_loss"), "its 'results'[0]['fast_loss'] field is missing"),
+    (lambda s: s.update(final_losses={k: "low" for k in s["final_losses"]}), "must be a number; got 'low'"),
+    (lambda s: s.update(final_losses={}, last_losses={}), "'last_losses' must hold the loss of at least one"),
+    (lambda s: s.update(final_losses={"Genotype(normal=": 0.5}), "cannot be read back (ValueError: genotype text"),
+    (lambda s: s.update(rng=None), "'rng' must be an object; got None"),
+], ids=["x-missing", "x-too-few-members", "x-member-too-short", "v-a-string", "x-out-of-bounds",
+        "generation-negative", "generation-a-string", "pair-without-pairs", "pairs-not-a-pairing", "pairs-too-few",
+        "result-loss-missing", "loss-a-string", "losses-empty", "genotype-undecodable", "rng-null"])
+def test_a_damaged_field_of_the_state_is_named_before_any_work(finished_search, tmp_path, monkeypatch, damage,
+                                                               fragment):
+    import shutil
+
+    from tfnas.io import DamagedFileError
+    from tfnas.spaces.darts import DartsSupernet
+
+    out = tmp_path / "run"
+    shutil.copytree(finished_search, out)
+    (out / "result.json").unlink()  # the search runs again and reads its state
+    path = out / "search_state" / "relativenas.json"
+    state = json.loads(path.read_text())
+    damage(state)
+    path.write_text(json.dumps(state))
+    damaged = path.read_bytes()
+    monkeypatch.setattr(DartsSupernet, "train_epoch", lambda *args, **kwargs: pytest.fail("a member epoch ran"))
+    sets = [*DAMAGE_SETS, f"dataset.data_dir={os.path.join(str(finished_search), 'no_data')}"]  # its config
+    with tfds.testing.mock_data(num_examples=32), pytest.raises(DamagedFileError) as caught:
+        run_search(load_config(CFG, tiny(out, *sets)))
+    assert str(caught.value).startswith(f"{path}: ") and fragment in str(caught.value), str(caught.value)
+    assert str(caught.value).endswith("; delete the run directory to restart")
+    assert path.read_bytes() == damaged  # left in place for the user to look at

@@ -237,3 +237,61 @@ def test_config_errors(tmp_path):
         run_search(load_config(CFG, tiny(tmp_path, "search.reward_fraction=0")))
     with pytest.raises(ConfigError, match=r"\[space\] name: method .slnas. needs a space with LiteSpace"):
         run_search(load_config(CFG, tiny(tmp_path / "b", "space.name=nb201")))
+
+
+# ---- a damaged state --------------------------------------------------------------------------
+
+DAMAGE_SETS = ["train.enabled=false", "search.epochs=2", "controller.kind=ga", "controller.ga_population=4"]
+
+
+@pytest.fixture(scope="module")
+def finished_ga_search(tmp_path_factory):
+    """The run directory of a finished tiny search (GA controller: no controller to trace)."""
+    out = tmp_path_factory.mktemp("slnas_state") / "run"
+    with tfds.testing.mock_data(num_examples=40):
+        run_search(load_config(CFG, tiny(out, *DAMAGE_SETS)))
+    return out
+
+
+def _copy_sets(finished):
+    """The sets of the tiny search in a copy of ``finished``: the same configuration (its data_dir)."""
+    return [*DAMAGE_SETS, f"dataset.data_dir={os.path.join(str(finished), 'no_data')}"]
+
+
+def _every_arch(state, arch):
+    for epoch in state["samples"]:
+        for sample in epoch:
+            sample["arch"] = arch
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda s: s.pop("samples"), "its 'samples' field is missing"),
+    (lambda s: s["samples"].pop(), "'samples' must hold one list per epoch done (2); got 1"),
+    (lambda s: s["samples"][1].pop(), "'samples'[1] must be a list of 3 items; got a list of 2 items"),
+    (lambda s: s["samples"][0][1].update(reward="high"), "'samples'[0][1]['reward'] must be a finite number"),
+    (lambda s: _every_arch(s, "[[1, 2]]"), "cannot be read back (ValueError: lite arch text"),
+    (lambda s: s.update(epoch=-1), "'epoch' must be an integer in [0, 2]; got -1"),
+    (lambda s: s.update(epoch="2"), "'epoch' must be an integer in [0, 2]; got '2'"),
+    (lambda s: s.update(seconds="x"), "'seconds' must be a finite number >= 0; got 'x'"),
+], ids=["samples-missing", "samples-too-few", "epoch-samples-too-few", "reward-a-string", "arch-undecodable",
+        "epoch-negative", "epoch-a-string", "seconds-a-string"])
+def test_a_damaged_field_of_the_state_is_named_before_any_work(finished_ga_search, tmp_path, monkeypatch, damage,
+                                                               fragment):
+    import shutil
+
+    from tfnas.io import DamagedFileError
+
+    out = tmp_path / "run"
+    shutil.copytree(finished_ga_search, out)
+    (out / "result.json").unlink()  # the search runs again and reads its state
+    path = out / "search_state" / "slnas.json"
+    state = json.loads(path.read_text())
+    damage(state)
+    path.write_text(json.dumps(state))
+    damaged = path.read_bytes()
+    monkeypatch.setattr(SlnasSearch, "_epoch", lambda *args, **kwargs: pytest.fail("an epoch ran"))
+    with tfds.testing.mock_data(num_examples=40), pytest.raises(DamagedFileError) as caught:
+        run_search(load_config(CFG, tiny(out, *_copy_sets(finished_ga_search))))
+    assert str(caught.value).startswith(f"{path}: ") and fragment in str(caught.value), str(caught.value)
+    assert str(caught.value).endswith("; delete the run directory to restart")
+    assert path.read_bytes() == damaged  # left in place for the user to look at

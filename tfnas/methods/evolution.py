@@ -58,7 +58,8 @@ import numpy as np
 
 from tfnas.evaluation.executors import LocalExecutor
 from tfnas.evaluation.proxy import ParallelProxyEvaluator, ProxyEvaluator
-from tfnas.io import DamagedFileError, read_json
+from tfnas.io import (PCG64_STATE, DamagedFileError, check_fields, dict_of, integer, items, list_of, number, read_json,
+                      reading, record, text)
 from tfnas.lru import format_cache_stats
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.pareto import front_insert, hypervolume, nsga_keep, write_found_front
@@ -183,7 +184,16 @@ class EvolutionSearch(OneShotSearch):
     def _save(self, context: SearchContext, state: Dict[str, Any]) -> None:
         context.store.write_text(self.STATE_FILE, json.dumps(state) + "\n")
 
+    def _counts(self) -> Dict[str, int]:
+        """The counters of a fresh search: scored children and rejections by reason."""
+        counts = {"scored": 0, "params": 0, "flops": 0, "layers": 0, "filter": 0}
+        if self.latency is not None:
+            counts["latency"] = 0
+        return counts
+
     def _load(self, context: SearchContext) -> Optional[Dict[str, Any]]:
+        """The checkpoint of this search, or None; every field the search reads is checked here, before
+        any work (:class:`DamagedFileError` names the file and the field)."""
         path = self._state_path(context)
         if not os.path.exists(path):
             return None
@@ -192,6 +202,23 @@ class EvolutionSearch(OneShotSearch):
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or (
                 state.get("identity") != _jsonify(self._identity())):
             raise DamagedFileError(path, "holds the state of another evolution", restart)
+        member = items(text, number(finite=True))
+        fields = {"iteration": integer(), "seconds": number(low=0, finite=True),
+                  "members": list_of(member, max_length=self.population + self.batch),
+                  "counts": record({k: integer() for k in self._counts()}, only=True),
+                  "mutation_rng": PCG64_STATE, "score_rng": PCG64_STATE,
+                  "pareto": record({"latency": dict_of(number(low=0)),
+                                    "front": list_of(items(text, number(), number())),
+                                    "bounds": list_of(number(), length=4)})}
+        check_fields(path, state, record(fields, optional=("pareto",)), restart)
+        pareto = state.get("pareto")
+        if self.latency is not None and pareto is not None:
+            missing = [a for a, _ in state["members"] if a not in pareto["latency"]]
+            if missing:
+                raise DamagedFileError(path, f"'pareto'['latency'] lacks the latency of member {missing[0]!r}", restart)
+        with reading(path, restart):  # an architecture the space cannot decode is named with the file
+            for arch in [a for a, _ in state["members"]] + [p[0] for p in (pareto or {}).get("front", [])]:
+                self.space.decode(arch)
         return state
 
     # -- the search ------------------------------------------------------------------------------
@@ -199,9 +226,7 @@ class EvolutionSearch(OneShotSearch):
         seeds = np.random.SeedSequence(context.seed).spawn(2)
         mut_rng, score_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
         members: List[Tuple[str, float]] = []  # (arch string, score)
-        counts = {"scored": 0, "params": 0, "flops": 0, "layers": 0, "filter": 0}
-        if self.latency is not None:
-            counts["latency"] = 0
+        counts = self._counts()
         done, seconds = 0, 0.0
         front = _Front()  # pareto: latency of each member, the found front, the ranges seen
         state = self._load(context)

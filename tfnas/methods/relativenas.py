@@ -30,7 +30,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from tfnas.io import DamagedFileError, read_json
+from tfnas.io import (PCG64_STATE, DamagedFileError, check_fields, dict_of, integer, items, list_of, nullable, number,
+                      read_json, reading, record, text)
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.methods.weight_sharing import (RESTART, ArrayPipelines, append_round, cached_supernet, cosine_lr,
                                           load_arrays, load_split, npz_bytes)
@@ -147,7 +148,52 @@ class RelativeNasSearch(OneShotSearch):
         if not isinstance(state, dict) or (state.get("format"), state.get("identity")) != (STATE_FORMAT,
                                                                                          self._identity()):
             raise DamagedFileError(state_path, "holds the state of another RelativeNAS search", RESTART)
+        self._check_state(state_path, state)
         return state, load_arrays(weights_path, like=like)
+
+    def _check_state(self, path: str, state: Dict[str, Any]) -> None:
+        """Every field of a checkpoint that the search reads (types, lengths, ranges, how they agree, the
+        genotypes decoded); a damaged one raises :class:`DamagedFileError` before any work."""
+        size, half = self.population, self.population // 2
+        lower, upper = self.space.bounds()
+        member = integer(0, size - 1)
+        vectors = list_of(list_of(number(finite=True), length=len(lower)), length=size)
+        result = record({"fast": member, "slow": member, "fast_arch": text, "slow_arch": text, "fast_loss": number(),
+                         "slow_loss": number(), "fast_train_loss": number(), "slow_train_loss": number()})
+        fields = {"generation": integer(0, self.generations), "pair": integer(0, half),
+                  "pairs": nullable(list_of(items(member, member), length=half)),
+                  "results": list_of(result, max_length=half), "last_losses": dict_of(number()),
+                  "final_losses": dict_of(number()), "x": vectors, "v": vectors, "rng": PCG64_STATE,
+                  "seconds": number(low=0, finite=True), "epochs": integer()}
+        check_fields(path, state, record(fields, optional=("final_losses",)), RESTART)
+
+        def damaged(problem: str) -> DamagedFileError:
+            return DamagedFileError(path, problem, RESTART)
+
+        pairs, pair, results = state["pairs"], state["pair"], state["results"]
+        if pairs is None and pair != 0:
+            raise damaged(f"'pair' must be 0 while 'pairs' is null (between generations); got {pair}")
+        if pairs is not None:
+            if sorted(m for p in pairs for m in p) != list(range(size)):
+                raise damaged(f"'pairs' must pair each of the {size} members once; got {pairs}")
+            if pair >= half:
+                raise damaged(f"'pair' must be below {half} while 'pairs' is a list (within a generation); got {pair}")
+            if len(results) != pair:
+                raise damaged(f"'results' must hold one entry per pair done ({pair}); got {len(results)}")
+            for k, res in enumerate(results):
+                if sorted((res["fast"], res["slow"])) != sorted(pairs[k]):
+                    raise damaged(f"'results'[{k}] must be of the members of 'pairs'[{k}] {pairs[k]}; got "
+                                  f"{[res['fast'], res['slow']]}")
+        if not (state.get("final_losses") or state["last_losses"]):
+            raise damaged("'last_losses' must hold the loss of at least one genotype; got an empty object")
+        x = np.asarray(state["x"], np.float64)
+        if not np.all((x >= lower) & (x <= upper)):
+            raise damaged("'x' must lie within the bounds of the encoding (space.bounds())")
+        genotypes = {r[f"{who}_arch"] for r in results for who in ("fast", "slow")}
+        genotypes |= set(state["last_losses"]) | set(state.get("final_losses") or {})
+        with reading(path, RESTART):  # a genotype the space cannot decode is named with the file
+            for genotype in sorted(genotypes):
+                self.space.decode(genotype)
 
     # ---- the search -----------------------------------------------------------------------
 

@@ -4,7 +4,7 @@
 - :class:`ArrayPipelines`: seeded ``tf.data`` pipelines over those arrays, built so that a
   batch sequence depends only on its seed (resume-safe);
 - :func:`cosine_lr`: the per-epoch cosine schedule both papers use;
-- :func:`npz_bytes` / :func:`load_arrays`: weight sets as ``.npz`` for checkpoints;
+- :func:`npz_bytes` / :func:`load_arrays` / :func:`saved_epoch`: weight sets as ``.npz`` for checkpoints;
 - :func:`append_round`: the per-epoch / per-generation record file of a resumable search.
 """
 
@@ -21,7 +21,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ArrayPipelines", "append_round", "cached_supernet", "cosine_lr", "load_arrays", "load_split", "npz_bytes"]
+__all__ = ["ArrayPipelines", "append_round", "cached_supernet", "cosine_lr", "load_arrays", "load_split", "npz_bytes",
+           "saved_epoch"]
 
 #: Traced supernets kept per process, newest last; bounded (a supernet holds its traced graphs).
 _SUPERNETS: "OrderedDict[Any, Tuple[Any, List[np.ndarray]]]" = OrderedDict()
@@ -83,6 +84,22 @@ def load_arrays(path: str, like: Optional[Sequence[Any]] = None, remedy: str = R
             raise DamagedFileError(path, f"holds {len(got)} arrays that do not fit the {len(want)} expected "
                                          f"(first difference at array {at})", remedy)
     return arrays
+
+
+def saved_epoch(path: str, value: Any, remedy: str = RESTART) -> int:
+    """The epoch a checkpoint stores as its last array (written as ``np.array(epoch)``), as an ``int``.
+
+    Raises:
+        tfnas.io.DamagedFileError: it is not a non-negative integer (a float, NaN, negative); the
+            message names ``path`` and ends with ``remedy``.
+    """
+    from tfnas.io import DamagedFileError
+
+    value = np.asarray(value)
+    if value.shape != () or value.dtype.kind not in "iu" or int(value) < 0:
+        raise DamagedFileError(path, f"its last array (the epoch) must be a non-negative integer; got "
+                                     f"{value.tolist()!r}", remedy)
+    return int(value)
 
 
 def append_round(store: Any, name: str, key: str, upto: int, record: Dict[str, Any]) -> None:

@@ -36,13 +36,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from tfnas.evaluation.executors import Failed
-from tfnas.io import reading
+from tfnas.io import check_fields, dict_of, number, reading
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.methods.nag import quality
 from tfnas.methods.nag.gan import CellData, GanTrainer, noise
 from tfnas.methods.nag.models import build_models
 from tfnas.methods.nag.search import fit_checkpointed
-from tfnas.methods.weight_sharing import ArrayPipelines, cosine_lr, load_arrays, npz_bytes
+from tfnas.methods.weight_sharing import ArrayPipelines, cosine_lr, load_arrays, npz_bytes, saved_epoch
 from tfnas.registry import register_method
 from tfnas.spaces.dag import padded, unpad
 from tfnas.spaces.nasnet_dag.arch import NASNET_DAG, NasnetDagArch, make_cell
@@ -130,9 +130,9 @@ class NagSupernetSearch(OneShotSearch):
         if store.exists(SUPERNET_FILE):
             weights = net.get_weights()
             arrays = load_arrays(store.path(SUPERNET_FILE), like=weights + net.get_buffers() + [np.zeros(())])
+            start = saved_epoch(store.path(SUPERNET_FILE), arrays[-1])
             net.set_weights(arrays[:len(weights)])
             net.set_buffers(arrays[len(weights):-1])
-            start = int(arrays[-1])
         bar = None
         if context.progress and start < self.epochs:
             from tqdm.auto import tqdm
@@ -212,6 +212,7 @@ class NagSupernetSearch(OneShotSearch):
 
     def search(self, context: SearchContext) -> SearchOutcome:
         t0, seed = time.perf_counter(), int(context.seed)
+        rs_done = self._rs_results(context)
         pool = self._pool(seed)
         pipes = ArrayPipelines(self.data, self.batch_size, seed, **self.augment)
         done = context.store.exists(POOL_FILE)
@@ -241,7 +242,7 @@ class NagSupernetSearch(OneShotSearch):
         fit_checkpointed(trainer, CellData(x, a, labels), gan_context, self.pretrain_epochs, self.gan_epochs, stats)
         if not context.store.exists(QUALITY_FILE):
             self._report(context, trainer, labels, keys, scores, params, score_cuts, params_cuts, pipes.info)
-        best, best_acc, evaluated, generated = self._rs_nag(context, trainer, labels, seed)
+        best, best_acc, evaluated, generated = self._rs_nag(context, trainer, labels, seed, rs_done)
         extra = {"pool": len(pool), "generated": generated, "rs_trained": evaluated,
                  "params": int(self.space.num_params(best, pipes.info.num_classes)),
                  "wall_s": round(time.perf_counter() - t0, 2)}
@@ -272,7 +273,20 @@ class NagSupernetSearch(OneShotSearch):
                                               f"{pd.DataFrame(conf).to_string()}\n")
         store.write_text(QUALITY_FILE, table.to_csv(index=False))
 
-    def _rs_nag(self, context: SearchContext, trainer: GanTrainer, labels: np.ndarray, seed: int):
+    @staticmethod
+    def _rs_results(context: SearchContext) -> Dict[str, float]:
+        """RS-NAG's trainings done so far (``rs_nag.json``: arch string -> accuracy, NaN = failed); read and
+        checked when the search starts, so a damaged file stops it before any work."""
+        store, again = context.store, "delete it to train RS-NAG's candidates again"
+        if not store.exists(RS_FILE):
+            return {}
+        with reading(store.path(RS_FILE), again):
+            done = json.loads(store.read_text(RS_FILE))
+        check_fields(store.path(RS_FILE), done, dict_of(number()), again)
+        return {k: float(v) for k, v in done.items()}
+
+    def _rs_nag(self, context: SearchContext, trainer: GanTrainer, labels: np.ndarray, seed: int,
+                done: Dict[str, float]):
         rng = np.random.default_rng([seed, 31])
         chosen: List[NasnetDagArch] = []
         seen, rounds = set(), 0
@@ -292,10 +306,6 @@ class NagSupernetSearch(OneShotSearch):
                     seen.add(arch.key)
                     chosen.append(arch)
         store = context.store
-        done: Dict[str, float] = {}
-        if store.exists(RS_FILE):
-            with reading(store.path(RS_FILE), "delete it to train RS-NAG's candidates again"):
-                done = {str(k): float(v) for k, v in dict(json.loads(store.read_text(RS_FILE))).items()}
         texts = [self.space.encode(a) for a in chosen]
         pending = [t for t in texts if t not in done]
         executor = context.executor

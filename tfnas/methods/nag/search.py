@@ -46,15 +46,15 @@ def fit_checkpointed(trainer: GanTrainer, data: CellData, context: SearchContext
     """Runs ``trainer.fit`` with a checkpoint after every epoch (``search_state/nag_gan.npz``: the
     weights, optimiser slots and the epoch in one atomic file) and resumes from it; each epoch not yet
     in ``history.csv`` logs its losses and ``sample_stats(epoch)`` (validity etc. of fresh samples)."""
-    from tfnas.methods.weight_sharing import load_arrays, npz_bytes
+    from tfnas.methods.weight_sharing import load_arrays, npz_bytes, saved_epoch
 
     store, start = context.store, 0
     if store.exists(WEIGHTS_FILE):
         like = trainer.get_state() + [np.zeros(())]  # the arrays, then the epoch
-        *arrays, epoch = load_arrays(store.path(WEIGHTS_FILE), like=like,
-                                     remedy="delete it to train the GAN again (or the run directory to restart)")
+        again = "delete it to train the GAN again (or the run directory to restart)"
+        *arrays, epoch = load_arrays(store.path(WEIGHTS_FILE), like=like, remedy=again)
+        start = saved_epoch(store.path(WEIGHTS_FILE), epoch, again)
         trainer.set_state(arrays)
-        start = int(epoch)
 
     def on_epoch(epoch: int, row: Dict[str, float]) -> None:
         if epoch >= context.logged_rows:

@@ -42,7 +42,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from tfnas.evaluation.executors import Failed, prepare_job
-from tfnas.io import DamagedFileError, read_json
+from tfnas.io import DamagedFileError, check_fields, integer, list_of, number, read_json, reading, record, text
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.methods.slnas.rewards import SupernetRewardJob, supernet_reward
 from tfnas.methods.weight_sharing import RESTART, ArrayPipelines, append_round, cosine_lr, load_arrays, npz_bytes
@@ -141,6 +141,8 @@ class SlnasSearch(OneShotSearch):
         context.store.write_text(STATE_FILE, json.dumps(state) + "\n")
 
     def _load(self, context: SearchContext, net: Any, controller: Any) -> Optional[Dict[str, Any]]:
+        """The checkpoint of this search (net and controller restored), or None; every field of the
+        JSON state is checked before the arrays load (:class:`DamagedFileError` names the file and field)."""
         path = context.store.path(STATE_FILE)
         if not os.path.exists(path):
             return None
@@ -148,15 +150,26 @@ class SlnasSearch(OneShotSearch):
         if not isinstance(state, dict) or (state.get("format"), state.get("identity")) != (STATE_FORMAT,
                                                                                          self._identity()):
             raise DamagedFileError(path, "holds the state of another SLNAS search", RESTART)
+        sample = record({"arch": text, "reward": number(finite=True)})
+        check_fields(path, state, record({
+            "epoch": integer(0, self.epochs), "seconds": number(low=0, finite=True),
+            "samples": list_of(list_of(sample, length=self.controller_steps)),
+            "controller_keys": list_of(text)}), RESTART)
+        if len(state["samples"]) != state["epoch"]:  # one list of samples per epoch done
+            raise DamagedFileError(path, f"'samples' must hold one list per epoch done ({state['epoch']}); got "
+                                         f"{len(state['samples'])}", RESTART)
+        expected = controller.get_state()
+        keys = state["controller_keys"]
+        if sorted(keys) != sorted(expected):
+            raise DamagedFileError(path, f"its controller_keys do not name this controller's state "
+                                         f"({', '.join(sorted(expected))})", RESTART)
+        with reading(path, RESTART):  # an architecture the space cannot decode is named with the file
+            for arch in sorted({s["arch"] for epoch in state["samples"] for s in epoch}):
+                self.space.decode(arch)
         weights = net.get_weights()
         arrays = load_arrays(context.store.path(WEIGHTS_FILE), like=weights + net.get_buffers())
         net.set_weights(arrays[:len(weights)])
         net.set_buffers(arrays[len(weights):])
-        expected = controller.get_state()
-        keys = state.get("controller_keys")
-        if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(expected):
-            raise DamagedFileError(path, f"its controller_keys do not name this controller's state "
-                                         f"({', '.join(sorted(expected))})", RESTART)
         ctrl = load_arrays(context.store.path(CONTROLLER_FILE), like=[expected[k] for k in keys])
         controller.set_state(dict(zip(keys, ctrl)))
         return state
