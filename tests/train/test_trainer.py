@@ -229,6 +229,28 @@ def test_checkpoint_resume_runs_only_remaining_epochs(tmp_path):
         Trainer(tiny_model(), longer, jit_compile=False, progress=False, checkpoint_dir=ckpt).fit(dataset())
 
 
+@pytest.mark.parametrize("damage, message", [
+    (b'model_checkpoint_path: "ckpt-99"\n', r"index .*checkpoint names ckpt-99, which is not in the folder "
+                                             r"\(checkpoints there: ckpt-1, ckpt-2\)"),
+    (b"model_checkpoint_path: {{{\n", r"index .*checkpoint cannot be read \(checkpoints there: ckpt-1, ckpt-2\)"),
+    (b'all_model_checkpoint_paths: "ckpt-1"\n', r"index .*checkpoint cannot be read \(Invalid checkpoint state.*\)"),
+    (None, r"has no index file 'checkpoint' \(checkpoints there: ckpt-1, ckpt-2\)"),
+])
+def test_a_damaged_checkpoint_index_is_refused_not_trained_over(tmp_path, damage, message):
+    ckpt = tmp_path / "ckpt"
+    recipe = cfg(epochs=2)
+    Trainer(tiny_model(), recipe, jit_compile=False, progress=False, checkpoint_dir=str(ckpt), seed=0).fit(dataset())
+    if damage is None:
+        (ckpt / "checkpoint").unlink()
+    else:
+        (ckpt / "checkpoint").write_bytes(damage)
+    again = Trainer(tiny_model(), dataclasses.replace(recipe, epochs=4), jit_compile=False, progress=False,
+                    checkpoint_dir=str(ckpt), seed=0)
+    with pytest.raises(CheckpointMismatchError, match=message + r"; delete .*ckpt to train from scratch"):
+        again.fit(dataset())
+    assert sorted(p.name for p in ckpt.glob("ckpt-*.index")) == ["ckpt-1.index", "ckpt-2.index"]
+
+
 def test_a_checkpoint_that_cannot_be_written_is_one_error_and_leaves_no_partial_files(tmp_path, monkeypatch):
     from tfnas.train.checkpoint import CheckpointWriteError, TrainCheckpoint
 

@@ -14,7 +14,7 @@ import glob
 import logging
 import os
 import shutil
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import tensorflow as tf
 
@@ -25,6 +25,18 @@ logger = logging.getLogger(__name__)
 
 class CheckpointMismatchError(RuntimeError):
     """The checkpoint in the directory does not fit the model/optimizer being restored."""
+
+
+@contextlib.contextmanager
+def tf_warnings_off() -> Iterator[None]:
+    """TensorFlow's Python logger silenced for the block."""
+    log = tf.get_logger()
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 class CheckpointWriteError(OSError):
@@ -64,7 +76,13 @@ class TrainCheckpoint:
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, rng=rng)
         write_dir = directory if chief else os.path.join(directory, f".worker_{worker_id}_tmp")
         self._write_dir = write_dir
-        self.manager = tf.train.CheckpointManager(self.checkpoint, write_dir, max_to_keep=max_to_keep)
+        with tf_warnings_off():  # a damaged index: reported by restore_latest, not as TensorFlow's warnings
+            try:
+                self.manager = tf.train.CheckpointManager(self.checkpoint, write_dir, max_to_keep=max_to_keep)
+            except ValueError as exc:  # an index without a checkpoint path
+                raise CheckpointMismatchError(f"checkpoint index {os.path.join(write_dir, 'checkpoint')} cannot be "
+                                              f"read ({first_line(exc)}); delete {write_dir} to train from "
+                                              f"scratch") from None
 
     @property
     def latest(self) -> Optional[str]:
@@ -82,11 +100,7 @@ class TrainCheckpoint:
         if tf.io.gfile.exists(self.directory) and not tf.io.gfile.isdir(self.directory):
             raise CheckpointMismatchError(f"checkpoint folder {self.directory} cannot be read (it is a file); delete "
                                           f"or move it to train from scratch")
-        try:
-            path = self.latest
-        except tf.errors.OpError as exc:
-            raise CheckpointMismatchError(f"checkpoint folder {self.directory} cannot be read ({first_line(exc)}); "
-                                          f"delete it to train from scratch") from None
+        path = self._indexed_checkpoint()
         if path is None:
             return None
         try:
@@ -103,6 +117,34 @@ class TrainCheckpoint:
         done = int(self.epoch.numpy())
         logger.info("restored checkpoint %s (%d completed epochs)", path, done)
         return done
+
+    def _indexed_checkpoint(self) -> Optional[str]:
+        """The newest checkpoint that the folder's index file (``checkpoint``) names, or None for a
+        folder without checkpoints. An index that is missing, unreadable or names a checkpoint that
+        is not there raises :class:`CheckpointMismatchError` (TensorFlow would ignore it with a
+        warning, and the training would silently start again from scratch)."""
+        index = os.path.join(self.directory, "checkpoint")
+        present = sorted(os.path.basename(p)[:-len(".index")]
+                         for p in glob.glob(os.path.join(glob.escape(self.directory), "ckpt-*.index")))
+        there = f"checkpoints there: {', '.join(present) if present else 'none'}"
+        remedy = f"delete {self.directory} to train from scratch"
+        if not tf.io.gfile.exists(index):
+            if present:
+                raise CheckpointMismatchError(f"checkpoint folder {self.directory} has no index file 'checkpoint' "
+                                              f"({there}); {remedy}")
+            return None
+        with tf_warnings_off():  # TensorFlow's warnings about an index it ignores: said below instead
+            try:
+                state = tf.train.get_checkpoint_state(self.directory)
+            except (ValueError, tf.errors.OpError):
+                state = None
+        path = state.model_checkpoint_path if state is not None else ""
+        if not path:
+            raise CheckpointMismatchError(f"checkpoint index {index} cannot be read ({there}); {remedy}")
+        if not tf.io.gfile.exists(path + ".index"):
+            raise CheckpointMismatchError(f"checkpoint index {index} names {os.path.basename(path)}, which is not "
+                                          f"in the folder ({there}); {remedy}")
+        return path
 
     def save(self) -> str:
         """Writes a checkpoint numbered by the epoch counter; returns its path prefix.
