@@ -17,7 +17,10 @@ int8`` is full-integer post-training quantization (int8 weights, activations, in
 calibrated on ~100 training images of ``--calibration``: a registered dataset (``cifar10``, ...,
 preprocessed as for evaluation) or an image folder ``root/train/<class>/*``; without it a
 synthetic set of random images is used and a warning says that accuracy will suffer.
-Errors are one ``error:`` line. Exit codes: 0 written, 2 bad arguments (space, arch, sizes), 1 the export failed.
+Errors are one ``error:`` line. Exit codes: 0 written; 2 bad arguments (space, arch, sizes, weights of
+another network, an ``--out`` that exists without ``--overwrite`` or is a folder for a one-file
+format); 4 a file or folder that cannot be read or written (``--weights``, the folder of ``--out``,
+a full disk); 1 the conversion itself failed; 130 Ctrl-C (nothing is written).
 """
 
 from __future__ import annotations
@@ -95,7 +98,14 @@ def main(argv=None) -> int:
     except (ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (OSError, RuntimeError) as err:
+    except (FileExistsError, IsADirectoryError) as err:  # the --out chosen: another name, or --overwrite
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        shown = f"{err.filename}: {err.strerror}" if err.filename and err.strerror else str(err)
+        print(f"error: {shown}", file=sys.stderr)
+        return 4
+    except RuntimeError as err:
         print(f"error: export failed: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

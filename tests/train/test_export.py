@@ -132,15 +132,22 @@ def test_missing_parent_fails(space, tmp_path):
         export_keras(_model(space), str(tmp_path / "missing" / "m.keras"))
 
 
+def _archive_class() -> type:
+    """The class of what ``keras.export.ExportArchive()`` builds (a backend subclass): patching its
+    ``write_out`` reaches the export whatever TensorFlow's lazy API modules resolve to (patching
+    ``tf.saved_model.save`` took effect only when an earlier test had loaded it another way)."""
+    return type(keras.export.ExportArchive())
+
+
 def test_crash_leaves_nothing_half_written(space, tmp_path, monkeypatch):
     model = _model(space)
 
-    def broken_tf_save(obj, export_dir, *args, **kwargs):
+    def broken_write_out(self, export_dir, *args, **kwargs):
         with open(os.path.join(export_dir, "saved_model.pb"), "wb") as f:
             f.write(b"half")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(tf.saved_model, "save", broken_tf_save)
+    monkeypatch.setattr(_archive_class(), "write_out", broken_write_out)
     with pytest.raises(RuntimeError, match="disk full"):
         export_saved_model(model, str(tmp_path / "sm"))
     assert os.listdir(tmp_path) == []
@@ -229,8 +236,41 @@ def test_tool_bad_space_and_success(tmp_path, capsys):
     params = Nb201Space().num_params(Nb201Space().decode(ARCH))
     assert f"{params:,} trainable params" in printed and out in printed
     assert keras.saving.load_model(out).input_shape == (None, 16, 16, 3)
-    assert tool.main(argv) == 1  # exists, no --overwrite
+    assert tool.main(argv) == 2  # exists, no --overwrite: choose another --out or --overwrite
     assert "already exists" in capsys.readouterr().err
+    missing = str(tmp_path / "no_such.weights.h5")
+    assert tool.main(argv[:-4] + ["--out", str(tmp_path / "w.keras"), "--format", "keras", "--weights", missing]) == 4
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and missing in err, err
+
+
+def test_a_full_disk_during_an_export_names_the_target_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from tfnas.train.export import ExportWriteError
+    from tfnas.train.tflite import export_tflite
+
+    space = Nb201Space(channels=4, cells_per_stage=1)
+    model = space.build(space.decode(ARCH), 10, input_shape=(8, 8, 3))
+
+    def full(self, export_dir, *args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "variables_temp/part-0: No space left on device")
+
+    monkeypatch.setattr(_archive_class(), "write_out", full)
+    target = tmp_path / "saved_model"
+    with pytest.raises(ExportWriteError, match=rf"^cannot write {target} \(variables_temp/part-0: No space left"):
+        export_saved_model(model, str(target))
+    monkeypatch.undo()
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    target = tmp_path / "m.tflite"
+    with pytest.raises(OSError, match=rf"^cannot write {target} \(No space left on device\)$"):
+        export_tflite(model, str(target), input_shape=(8, 8, 3))
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
 
 
 def test_an_unwritable_target_is_refused_before_the_build(tmp_path, monkeypatch):
@@ -284,3 +324,21 @@ def test_weights_that_cannot_be_read_are_named(tmp_path):
     (tmp_path / "ckpt-1.index").write_bytes(b"garbage")
     with pytest.raises(ValueError, match=r"ckpt-1 cannot be read"):
         export_arch(space, ARCH, 10, str(tmp_path / "m3.keras"), fmt="keras", weights=str(prefix))
+
+
+def test_a_checkpoint_of_a_narrower_network_is_one_line_without_tensorflows_warnings(tmp_path, caplog):
+    narrow = Nb201Space(channels=4, cells_per_stage=1)
+    model = narrow.build(narrow.decode(ARCH), 10, input_shape=SHAPE)
+    optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+    optimizer.build(model.trainable_variables)  # a Trainer's checkpoint: model, optimizer, epoch
+    prefix = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=tf.Variable(1)).write(
+        str(tmp_path / "narrow" / "ckpt-1"))
+    wide = Nb201Space(channels=8, cells_per_stage=1)
+    import gc
+
+    with caplog.at_level("WARNING"):
+        with pytest.raises(ValueError, match=r"the checkpoint .*ckpt-1 cannot be read \(.*incompatible") as info:
+            export_arch(wide, ARCH, 10, str(tmp_path / "m.keras"), fmt="keras", weights=prefix, input_size=8)
+        del info  # the error and what it refers to are gone, as after the command line printed it
+        gc.collect()
+    assert not [r for r in caplog.records if r.name == "tensorflow"], caplog.records[:3]

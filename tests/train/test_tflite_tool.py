@@ -51,7 +51,7 @@ def test_float_and_int8_exports(tool, tmp_path, capsys):
     assert "warning" not in printed.err
     assert load_interpreter(str(out)).get_input_details()[0]["dtype"] == np.float32
 
-    assert tool.main(BASE + ["--out", str(out), "--format", "tflite", "--quantize", "int8"]) == 1  # exists
+    assert tool.main(BASE + ["--out", str(out), "--format", "tflite", "--quantize", "int8"]) == 2  # exists
     assert "already exists" in capsys.readouterr().err
 
     root = _folder(tmp_path / "images")

@@ -26,13 +26,15 @@ computed in inference mode. It loads with plain TensorFlow::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import shutil
 import uuid
 import zipfile
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Iterator, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -133,6 +135,22 @@ def _is_nonempty(path: str) -> bool:
     if os.path.isdir(path) and not os.path.islink(path):
         return bool(os.listdir(path))
     return os.path.lexists(path) and (os.path.islink(path) or os.path.getsize(path) > 0)
+
+
+class ExportWriteError(OSError):
+    """An export could not be written (a full disk, a folder that became read-only); the message
+    names the target, and what the export had begun is removed."""
+
+
+@contextlib.contextmanager
+def writing(target: str) -> Iterator[None]:
+    """Turns a write failure inside the block (``OSError``, or TensorFlow's error from writing a
+    SavedModel's variables) into one :class:`ExportWriteError` naming ``target``."""
+    try:
+        yield
+    except (OSError, tf.errors.OpError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc, 200)
+        raise ExportWriteError(f"cannot write {target} ({reason})") from None
 
 
 _ONE_FILE = (".keras", ".tflite")  # formats written as one file; a SavedModel is a folder
@@ -240,11 +258,12 @@ def export_saved_model(
     spec = tf.TensorSpec(_signature_shape(model, input_shape), tf.float32, name="images")
     tmp = _temp_sibling(target)
     try:
-        os.mkdir(tmp)
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("serve", lambda images: model(images, training=False), input_signature=[spec])
-        archive.write_out(tmp, verbose=False)
+        with writing(target):
+            os.mkdir(tmp)
+            archive = keras.export.ExportArchive()
+            archive.track(model)
+            archive.add_endpoint("serve", lambda images: model(images, training=False), input_signature=[spec])
+            archive.write_out(tmp, verbose=False)
         _install(tmp, target, overwrite)
     except BaseException:
         _remove(tmp)
@@ -270,7 +289,8 @@ def export_keras(model: keras.Model, path: str, overwrite: bool = False) -> str:
     model = inference_model(model)
     tmp = _temp_sibling(target, suffix=".keras")
     try:
-        model.save(tmp, overwrite=True)
+        with writing(target):
+            model.save(tmp, overwrite=True)
         _install(tmp, target, overwrite)
     except BaseException:
         _remove(tmp)
@@ -331,10 +351,19 @@ def load_weights(model: keras.Model, path: str) -> None:
         raise FileNotFoundError(
             f"{path} is neither a .keras / .weights.h5 file nor a TensorFlow checkpoint prefix (no {path}.index)"
         )
-    try:
-        status = tf.train.Checkpoint(model=model).read(path)
-    except (tf.errors.OpError, ValueError, IndexError) as exc:  # a damaged or truncated checkpoint
-        raise ValueError(f"the checkpoint {path} cannot be read ({first_line(exc)})") from None
+    from tfnas.train.checkpoint import tf_warnings_off
+
+    checkpoint, failure = tf.train.Checkpoint(model=model), ""
+    with tf_warnings_off():  # a failed read warns once per value it did not restore (hundreds of lines)
+        try:
+            status = checkpoint.read(path)
+        except (tf.errors.OpError, ValueError, IndexError) as exc:  # damaged, truncated, of another network
+            failure = first_line(exc)
+        if failure:
+            del checkpoint  # its pending restore warns when collected: while the warnings are off
+            gc.collect()
+    if failure:
+        raise ValueError(f"the checkpoint {path} cannot be read ({failure})")
     try:
         status.assert_existing_objects_matched()
     except AssertionError as err:

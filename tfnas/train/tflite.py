@@ -42,7 +42,7 @@ import tensorflow as tf
 
 from tfnas.checks import check_image_shape
 from tfnas.io import first_line
-from tfnas.train.export import _check_target, _install, _remove, _temp_sibling, inference_model
+from tfnas.train.export import _check_target, _install, _remove, _temp_sibling, inference_model, writing
 
 try:  # the converter's own error type is not exported under tf.lite
     from tensorflow.lite.python.convert_phase import ConverterError
@@ -188,7 +188,7 @@ def export_tflite(
     flatbuffer = convert_tflite(model, quantize, calibration, input_shape)
     tmp = _temp_sibling(target, suffix=".tflite")
     try:
-        with open(tmp, "wb") as f:
+        with writing(target), open(tmp, "wb") as f:
             f.write(flatbuffer)
             f.flush()
             os.fsync(f.fileno())
