@@ -68,6 +68,13 @@ def test_a_cfg_that_is_not_utf8(tmp_path, capsys):
     assert rc == 2 and "not UTF-8 text" in _one_error_line(err)
 
 
+def test_an_empty_out_dir_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, err = _run(train_eval_main, [os.path.join(ROOT, "cfg/rand.cfg"), "--out-dir", ""], capsys)
+    assert rc == 2 and "--out-dir is empty" in _one_error_line(err)
+    assert os.listdir(tmp_path) == []
+
+
 def test_out_dir_that_is_a_file(tmp_path, capsys):
     target = tmp_path / "file"
     target.write_text("x")
@@ -208,8 +215,9 @@ def _damage(path, how):
 
 @pytest.mark.parametrize("name, remove, how, fragments", [
     ("result.json", None, "truncate", ["result.json: cannot be read back", "delete it to redo the search"]),
-    ("result.json", None, b"{}", ["result.json", "KeyError"]),
+    ("result.json", None, b"{}", ["result.json: its 'best_arch' field is missing"]),
     ("result.json", None, b'{"best_arch": "SuperConvK9(3,8,2,1)"}', ["result.json: cannot be read back"]),
+    ("result.json", None, lambda r: r.update(score="x"), ["result.json: 'score' must be a number; got 'x'"]),
     ("search_state/evolution.json", "result.json", b"garbage", ["evolution.json: cannot be read back"]),
     ("search_state/evolution.json", "result.json", b'{"format": 1}', ["holds the state of another evolution"]),
     ("search_state/evolution.json", "result.json", lambda state: state.pop("members"),
@@ -258,6 +266,38 @@ def test_a_damaged_image_of_an_image_folder_is_named_in_one_line(tmp_path, capsy
     _damage(first, "truncate")  # with dataset.image_size = 0 it is decoded up front: it sets the size
     rc, err = _run(train_main, argv + ["--out-dir", str(tmp_path / "run2")], capsys)
     assert rc == 2 and _one_error_line(err) == f"{want} {first} (and 1 more)"
+
+
+def test_a_search_that_ends_without_an_answer_is_one_line(capsys):
+    from tfnas.cli import run_guarded
+    from tfnas.methods.base import SearchFailedError
+
+    def search():
+        raise SearchFailedError("evolution found no architecture within the limits in 4 iterations; loosen [budget]")
+
+    assert run_guarded(search, verbose=False) == 2
+    assert _one_error_line(capsys.readouterr().err) == ("error: evolution found no architecture within the limits "
+                                                        "in 4 iterations; loosen [budget]")
+
+
+def test_a_search_result_without_its_config_is_refused(tmp_path, capsys):
+    pristine = tmp_path.parent / "pristine_zen_run"
+    zen = ["cfg/zen_cifar10_1M.cfg", "--no-progress", "--set", "train.enabled=false", "--set", "search.iterations=12",
+           "--set", "search.population=6", "--set", "search.record_every=6"]
+    if not (pristine / "result.json").exists():
+        assert _run(train_eval_main, zen + ["--out-dir", str(pristine)], capsys)[0] == 0
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(pristine, out)
+    (out / "config.cfg").unlink()
+    longer = [a if a != "search.iterations=12" else "search.iterations=30" for a in zen]
+    rc, err = _run(train_eval_main, longer + ["--out-dir", str(out)], capsys)
+    line = _one_error_line(err)
+    assert rc == 2 and line == (f"error: {out / 'result.json'}: a search result without the config.cfg of the "
+                                f"search that found it; restore config.cfg, or delete result.json (or the "
+                                f"directory) to search again"), line
+    assert not (out / "config.cfg").exists()
 
 
 def test_ctrl_c_is_one_line_and_exit_130(capsys):

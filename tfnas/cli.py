@@ -34,6 +34,8 @@ def _load(args: argparse.Namespace):
     """The config, checked in two passes: everything but registered names first, without
     TensorFlow (a typo costs no TensorFlow start-up), then the names, which load it."""
     overrides = list(args.overrides)
+    if args.out_dir is not None and not args.out_dir.strip():
+        raise ConfigError("--out-dir is empty; give a folder, or leave the flag out for the config's [run] out_dir")
     if args.out_dir:
         overrides.append(f"run.out_dir={args.out_dir}")
     if args.no_progress:
@@ -71,11 +73,12 @@ class _Expected:
         from tfnas.evaluation.training import CellTrainingError, TrainCacheError
         from tfnas.registry import UnknownNameError
         from tfnas.io import DamagedFileError
+        from tfnas.methods.base import SearchFailedError
         from tfnas.train.checkpoint import CheckpointMismatchError
         from tfnas.train.distribute import StrategyError
 
         return {ConfigError: 2, UnknownNameError: 2, CheckpointMismatchError: 2, TrainCacheError: 2,
-                DamagedFileError: 2, StrategyError: 2,
+                DamagedFileError: 2, StrategyError: 2, SearchFailedError: 2,
                 DatasetFormatError: 2, BenchmarkFormatError: 2, CellTrainingError: 2, DatasetNotFoundError: 3,
                 OSError: 4, ExecutorError: 5}
 

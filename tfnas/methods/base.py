@@ -21,6 +21,12 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import numpy as np
 
 
+class SearchFailedError(RuntimeError):
+    """A search ended without an answer for a reason the user can act on (every candidate was
+    rejected by the budgets, every training failed); the message says what to change. The command
+    line prints it as one ``error:`` line."""
+
+
 @dataclass
 class RunResult:
     """What a budgeted search returns.

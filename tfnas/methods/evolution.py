@@ -61,7 +61,7 @@ from tfnas.evaluation.proxy import ParallelProxyEvaluator, ProxyEvaluator
 from tfnas.io import (PCG64_STATE, DamagedFileError, check_fields, dict_of, integer, items, list_of, number, read_json,
                       reading, record, text)
 from tfnas.lru import format_cache_stats
-from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
+from tfnas.methods.base import OneShotSearch, SearchContext, SearchFailedError, SearchOutcome
 from tfnas.pareto import front_insert, hypervolume, nsga_keep, write_found_front
 from tfnas.registry import register_method
 from tfnas.spaces.base import EvolvableSpace
@@ -306,8 +306,8 @@ class EvolutionSearch(OneShotSearch):
             if bar is not None:
                 bar.close()
         if not members:
-            raise RuntimeError(f"evolution found no architecture within the limits in {self.iterations} iterations "
-                               f"(rejected: {counts}); loosen [budget] or run more iterations")
+            raise SearchFailedError(f"evolution found no architecture within the limits in {self.iterations} "
+                                    f"iterations (rejected: {counts}); loosen [budget] or run more iterations")
         best_arch, best_score = max(members, key=lambda m: m[1])
         best = self.space.decode(best_arch)
         elapsed = time.perf_counter() - t0

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from tfnas.config import Config
-from tfnas.io import DamagedFileError, read_json, reading
+from tfnas.io import DamagedFileError, check_fields, dict_of, nullable, number, read_json, reading, record, text
 from tfnas.methods.base import SearchContext, SearchOutcome
 from tfnas.registry import METHODS
 from tfnas.run.events import EventStream, events_root, hparams_of, history_step, write_hparams
@@ -34,7 +34,7 @@ from tfnas.run.exports import check_calibration_data, export_lines, export_paths
 from tfnas.run.constraints import refuse_search_keys
 from tfnas.run.factory import (build_executor, build_method, build_space, check_method_fits_space,
                                check_full_batch, check_training_data)
-from tfnas.run.rundir import ArtifactStore, RunDir
+from tfnas.run.rundir import CONFIG_FILE, ArtifactStore, RunDir, RunDirError
 from tfnas.train.seeding import tf_global_seed
 
 #: Training and export run in their own ``train/`` directory; the arch is the search's output.
@@ -146,6 +146,11 @@ class SearchRun:
         return "\n".join(lines)
 
 
+# what a resumed run reads back from result.json (the other keys are for people and tools)
+_RESULT_FIELDS = record({"best_arch": text, "score": nullable(number()), "score_name": text,
+                         "extra": dict_of(lambda value: None)}, optional=("score", "score_name", "extra"))
+
+
 def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     """Runs (or resumes) the configured one-shot search, then trains/exports the result if asked."""
     progress = cfg.run.progress if progress is None else progress
@@ -156,6 +161,9 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     space = build_space(cfg)
     store = run_dir.store
     resumed = store.exists(RESULT_FILE)
+    if resumed and not store.exists(CONFIG_FILE):  # which configuration found it is unknown
+        raise RunDirError(f"{store.path(RESULT_FILE)}: a search result without the config.cfg of the search that "
+                          f"found it; restore config.cfg, or delete result.json (or the directory) to search again")
     if cfg.train.enabled:
         check_full_batch(cfg)  # a config error of the training after the search, before the search's data
     method = None if resumed else build_method(cfg, space)  # config errors first, then data errors
@@ -169,6 +177,7 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
         if resumed:
             with reading(store.path(RESULT_FILE), "delete it to redo the search"):
                 saved = json.loads(store.read_text(RESULT_FILE))
+                check_fields(store.path(RESULT_FILE), saved, _RESULT_FIELDS, "delete it to redo the search")
                 space.decode(saved["best_arch"])  # a found network the space can build
                 outcome = SearchOutcome(saved["best_arch"], saved.get("score"), saved.get("score_name", ""),
                                         dict(saved.get("extra", {})))

@@ -37,7 +37,7 @@ import numpy as np
 
 from tfnas.evaluation.executors import Failed
 from tfnas.io import check_fields, dict_of, number, reading
-from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
+from tfnas.methods.base import OneShotSearch, SearchContext, SearchFailedError, SearchOutcome
 from tfnas.methods.nag import quality
 from tfnas.methods.nag.gan import CellData, GanTrainer, noise
 from tfnas.methods.nag.models import build_models
@@ -333,8 +333,8 @@ class NagSupernetSearch(OneShotSearch):
             bar.close()
         accs = np.array([done[t] for t in texts], np.float64)
         if not np.isfinite(accs).any():
-            raise RuntimeError(f"RS-NAG: every one of the {len(texts)} short trainings failed (see the warnings; "
-                               f"their results are in {RS_FILE})")
+            raise SearchFailedError(f"RS-NAG: every one of the {len(texts)} short trainings failed (see the "
+                                    f"warnings; their results are in {RS_FILE})")
         best = int(np.nanargmax(accs))
         return chosen[best], float(accs[best]), len(chosen), generated
 
