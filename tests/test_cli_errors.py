@@ -199,6 +199,22 @@ def test_missing_training_data_is_reported_before_the_search(tmp_path, capsys):
     assert not (out / "result.json").exists() and not (out / "history.csv").exists()
 
 
+ZEN_RUN = ["cfg/zen_cifar10_1M.cfg", "--no-progress", "--set", "train.enabled=false", "--set", "search.iterations=12",
+           "--set", "search.population=6", "--set", "search.record_every=6"]
+
+
+def _copy_of_a_finished_zen_run(tmp_path, capsys):
+    """``tmp_path / "run"``: a copy of a tiny finished Zen search (one search per test process)."""
+    import shutil
+
+    pristine = tmp_path.parent / "pristine_zen_run"
+    if not (pristine / "result.json").exists():
+        assert _run(train_eval_main, ZEN_RUN + ["--out-dir", str(pristine)], capsys)[0] == 0
+    out = tmp_path / "run"
+    shutil.copytree(pristine, out)
+    return out
+
+
 def _damage(path, how):
     if callable(how):  # edits the parsed JSON: a file of the right format whose fields are damaged
         import json
@@ -225,15 +241,8 @@ def _damage(path, how):
     ("history.csv", "result.json", b"\xff\xfe\x00junk", ["history.csv: cannot be read back"]),
 ])
 def test_a_damaged_run_directory_is_named_in_one_line(tmp_path, capsys, name, remove, how, fragments):
-    import shutil
-
-    pristine = tmp_path.parent / "pristine_zen_run"  # one tiny search per test process, damaged in copies
-    argv = ["cfg/zen_cifar10_1M.cfg", "--no-progress", "--set", "train.enabled=false", "--set", "search.iterations=12",
-            "--set", "search.population=6", "--set", "search.record_every=6"]
-    if not (pristine / "result.json").exists():
-        assert _run(train_eval_main, argv + ["--out-dir", str(pristine)], capsys)[0] == 0
-    out = tmp_path / "run"
-    shutil.copytree(pristine, out)
+    out = _copy_of_a_finished_zen_run(tmp_path, capsys)
+    argv = ZEN_RUN
     if remove:
         (out / remove).unlink()
     _damage(out / name, how)
@@ -281,17 +290,9 @@ def test_a_search_that_ends_without_an_answer_is_one_line(capsys):
 
 
 def test_a_search_result_without_its_config_is_refused(tmp_path, capsys):
-    pristine = tmp_path.parent / "pristine_zen_run"
-    zen = ["cfg/zen_cifar10_1M.cfg", "--no-progress", "--set", "train.enabled=false", "--set", "search.iterations=12",
-           "--set", "search.population=6", "--set", "search.record_every=6"]
-    if not (pristine / "result.json").exists():
-        assert _run(train_eval_main, zen + ["--out-dir", str(pristine)], capsys)[0] == 0
-    import shutil
-
-    out = tmp_path / "run"
-    shutil.copytree(pristine, out)
+    out = _copy_of_a_finished_zen_run(tmp_path, capsys)
     (out / "config.cfg").unlink()
-    longer = [a if a != "search.iterations=12" else "search.iterations=30" for a in zen]
+    longer = [a if a != "search.iterations=12" else "search.iterations=30" for a in ZEN_RUN]
     rc, err = _run(train_eval_main, longer + ["--out-dir", str(out)], capsys)
     line = _one_error_line(err)
     assert rc == 2 and line == (f"error: {out / 'result.json'}: a search result without the config.cfg of the "

@@ -86,7 +86,10 @@ class _Expected:
 INTERRUPTED = 130  # the shell's exit status of a program stopped by SIGINT
 
 
-def run_guarded(fn, verbose: bool) -> int:
+INTERRUPTED_LINE = "interrupted: what finished is saved; rerun the same command to resume"
+
+
+def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
     """Runs ``fn()`` inside the command line's one error boundary (see :class:`_Expected`).
 
     Expected failures print ``error: <message>`` and return their exit code (2 bad input, 3 data
@@ -98,7 +101,7 @@ def run_guarded(fn, verbose: bool) -> int:
     except KeyboardInterrupt:
         if verbose:
             raise
-        print("interrupted: what finished is saved; rerun the same command to resume", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return INTERRUPTED
     except ConfigError as exc:  # needs no lazy import: most common, and before TensorFlow loads
         return _report(exc, getattr(exc, "exit_code", 2), verbose)
@@ -106,7 +109,13 @@ def run_guarded(fn, verbose: bool) -> int:
         for kind, code in _Expected.types().items():
             if isinstance(exc, kind):
                 return _report(exc, code, verbose)
-        unreadable = _unreadable_image(exc)
+        try:  # may decode a whole image folder again to find the damaged file: Ctrl-C is likely
+            unreadable = _unreadable_image(exc)
+        except KeyboardInterrupt:
+            if verbose:
+                raise
+            print(interrupted, file=sys.stderr)
+            return INTERRUPTED
         if unreadable:
             return _report(unreadable, 2, verbose)
         raise

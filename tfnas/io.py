@@ -142,8 +142,8 @@ def check_fields(path: str, value: Any, check: Check, remedy: str = REDO) -> Non
     except FieldError as exc:
         where = exc.where
         if where.startswith("['") and "']" in where:  # the top-level key without its brackets
-            key, rest = where[1:].split("]", 1)
-            where = key + rest
+            end = where.index("']") + 1
+            where = where[1:end] + where[end + 1:]
         if exc.missing:
             problem = f"its {where} field is missing"
         else:

@@ -347,7 +347,7 @@ def main(argv=None) -> int:
         args.run(args)
         return 0
 
-    return run_guarded(measure, verbose=False)
+    return run_guarded(measure, verbose=False, interrupted="interrupted: the figures printed so far are complete")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ preprocessed as for evaluation) or an image folder ``root/train/<class>/*``; wit
 synthetic set of random images is used and a warning says that accuracy will suffer.
 Errors are one ``error:`` line. Exit codes: 0 written; 2 bad arguments (space, arch, sizes, weights of
 another network, an ``--out`` that exists without ``--overwrite`` or is a folder for a one-file
-format); 4 a file or folder that cannot be read or written (``--weights``, the folder of ``--out``,
-a full disk); 1 the conversion itself failed; 130 Ctrl-C (nothing is written).
+format); 3 the ``--calibration`` dataset is not on disk; 4 a file or folder that cannot be read or written
+(``--weights``, the folder of ``--out``, a full disk); 1 the conversion itself failed; 130 Ctrl-C
+(nothing is written).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tfnas.runtime import configure_runtime
 
 configure_runtime()  # before anything imports TensorFlow
 from tfnas.cli import INTERRUPTED, exit_with
+from tfnas.data import DatasetNotFoundError
 from tfnas.data.folder import damaged_image, not_an_image
 from tfnas.registry import SPACES, UnknownNameError
 from tfnas.train.export import FORMATS, export_arch
@@ -98,9 +100,12 @@ def main(argv=None) -> int:
     except (ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (FileExistsError, IsADirectoryError) as err:  # the --out chosen: another name, or --overwrite
+    except (FileExistsError, IsADirectoryError) as err:  # a path given: another --out or --overwrite, a file
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except DatasetNotFoundError as err:  # the --calibration dataset is not on disk
+        print(f"error: {err}", file=sys.stderr)
+        return 3
     except OSError as err:
         shown = f"{err.filename}: {err.strerror}" if err.filename and err.strerror else str(err)
         print(f"error: {shown}", file=sys.stderr)
@@ -112,7 +117,11 @@ def main(argv=None) -> int:
         print("interrupted: nothing was written", file=sys.stderr)
         return INTERRUPTED
     except Exception as err:  # a file of the --calibration folder that is not an image, or a damaged one
-        message = not_an_image(err) or damaged_image(err)
+        try:  # may decode the whole folder again to find the damaged file
+            message = not_an_image(err) or damaged_image(err)
+        except KeyboardInterrupt:
+            print("interrupted: nothing was written", file=sys.stderr)
+            return INTERRUPTED
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)

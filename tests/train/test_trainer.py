@@ -234,21 +234,52 @@ def test_checkpoint_resume_runs_only_remaining_epochs(tmp_path):
                                              r"\(checkpoints there: ckpt-1, ckpt-2\)"),
     (b"model_checkpoint_path: {{{\n", r"index .*checkpoint cannot be read \(checkpoints there: ckpt-1, ckpt-2\)"),
     (b'all_model_checkpoint_paths: "ckpt-1"\n', r"index .*checkpoint cannot be read \(Invalid checkpoint state.*\)"),
-    (None, r"has no index file 'checkpoint' \(checkpoints there: ckpt-1, ckpt-2\)"),
 ])
 def test_a_damaged_checkpoint_index_is_refused_not_trained_over(tmp_path, damage, message):
     ckpt = tmp_path / "ckpt"
     recipe = cfg(epochs=2)
     Trainer(tiny_model(), recipe, jit_compile=False, progress=False, checkpoint_dir=str(ckpt), seed=0).fit(dataset())
-    if damage is None:
-        (ckpt / "checkpoint").unlink()
-    else:
-        (ckpt / "checkpoint").write_bytes(damage)
+    (ckpt / "checkpoint").write_bytes(damage)
     again = Trainer(tiny_model(), dataclasses.replace(recipe, epochs=4), jit_compile=False, progress=False,
                     checkpoint_dir=str(ckpt), seed=0)
     with pytest.raises(CheckpointMismatchError, match=message + r"; delete .*ckpt to train from scratch"):
         again.fit(dataset())
     assert sorted(p.name for p in ckpt.glob("ckpt-*.index")) == ["ckpt-1.index", "ckpt-2.index"]
+
+
+def test_checkpoint_files_without_an_index_are_replaced_with_a_warning(tmp_path, caplog):
+    ckpt = tmp_path / "ckpt"  # what a run killed inside its first save leaves: files, no index yet
+    Trainer(tiny_model(), cfg(epochs=1), jit_compile=False, progress=False, checkpoint_dir=str(ckpt),
+            seed=0).fit(dataset())
+    (ckpt / "checkpoint").unlink()
+    with caplog.at_level("WARNING", logger="tfnas.train.checkpoint"):
+        history = Trainer(tiny_model(), cfg(epochs=2), jit_compile=False, progress=False, checkpoint_dir=str(ckpt),
+                          seed=0).fit(dataset())
+    assert history.epoch == [1, 2]
+    assert any("has no index file 'checkpoint' (checkpoints there: ckpt-1): training from scratch" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_save_that_fails_after_the_index_names_it_keeps_the_checkpoint(tmp_path, monkeypatch):
+    from tfnas.train.checkpoint import CheckpointWriteError, TrainCheckpoint
+
+    ckpt = tmp_path / "ckpt"
+    model = tiny_model()()
+    optimizer = keras.optimizers.SGD(0.1)
+    optimizer.build(model.trainable_variables)
+    epoch = tf.Variable(1, dtype=tf.int64)
+    saver = TrainCheckpoint(str(ckpt), model=model, optimizer=optimizer, epoch=epoch,
+                            rng=tf.random.Generator.from_seed(0))
+    real_save = saver.manager.save
+
+    def fails_late(checkpoint_number):  # written and indexed; removing an older checkpoint then fails
+        real_save(checkpoint_number=checkpoint_number)
+        raise tf.errors.PermissionDeniedError(None, None, "ckpt-0.index: Permission denied")
+
+    monkeypatch.setattr(saver.manager, "save", fails_late)
+    with pytest.raises(CheckpointWriteError, match="Permission denied"):
+        saver.save()
+    assert saver.restore_latest() == 1  # the indexed checkpoint is whole and kept
 
 
 def test_a_checkpoint_that_cannot_be_written_is_one_error_and_leaves_no_partial_files(tmp_path, monkeypatch):

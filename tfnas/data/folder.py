@@ -15,6 +15,7 @@ the error (:func:`not_an_image`, :func:`damaged_image`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -39,6 +40,8 @@ from tfnas.data.base import (
 from tfnas.registry import register_dataset
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+logger = logging.getLogger(__name__)
+
 SPLIT_DIRS = {"train": "train", "eval": "val"}
 
 
@@ -242,6 +245,8 @@ def damaged_image(exc: BaseException) -> Optional[str]:
                 paths = list_image_folder(root, split)[0]
             except (DatasetNotFoundError, DatasetFormatError, tf.errors.OpError):  # changed or gone since
                 continue
+            logger.info("an image could not be decoded: decoding the %d images of %s again to find it (Ctrl-C "
+                        "stops)", len(paths), os.path.join(root, SPLIT_DIRS[split]))
             damaged.extend(find_damaged_images(paths))
         if damaged:
             return _damaged_message(damaged)

@@ -306,8 +306,13 @@ class EvolutionSearch(OneShotSearch):
             if bar is not None:
                 bar.close()
         if not members:
+            rejected = {k: v for k, v in counts.items() if k != "scored"}
+            if counts["scored"]:
+                raise SearchFailedError(f"evolution kept no architecture in {self.iterations} iterations: all "
+                                        f"{counts['scored']} scored children had a non-finite {self.proxy_name} score "
+                                        f"(rejected before scoring: {rejected}); check the proxy and its inputs")
             raise SearchFailedError(f"evolution found no architecture within the limits in {self.iterations} "
-                                    f"iterations (rejected: {counts}); loosen [budget] or run more iterations")
+                                    f"iterations (rejected: {rejected}); loosen [budget] or run more iterations")
         best_arch, best_score = max(members, key=lambda m: m[1])
         best = self.space.decode(best_arch)
         elapsed = time.perf_counter() - t0

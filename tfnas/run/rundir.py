@@ -145,8 +145,8 @@ def _differences(there: Dict[str, Dict[str, str]], here: Dict[str, Dict[str, str
         old, new = there.get(section, {}), here.get(section, {})
         for key in sorted(set(old) | set(new)):
             if old.get(key) != new.get(key):
-                lines.append(f"[{section}] {key} = {old.get(key, '(unset)')!r} there, "
-                             f"{new.get(key, '(unset)')!r} now")
+                shown = [repr(side[key]) if key in side else "(unset)" for side in (old, new)]
+                lines.append(f"[{section}] {key} = {shown[0]} there, {shown[1]} now")
     more = f" and {len(lines) - show} more" if len(lines) > show else ""
     return "; ".join(lines[:show]) + more
 
@@ -222,7 +222,8 @@ class RunDir:
         try:  # an identical config.cfg is not rewritten (tfnas.io), so a read-only finished run reprints
             atomic_write_text(os.path.join(self.path, CONFIG_FILE), config_to_ini(self.cfg))
         except OSError as exc:
-            raise RunDirAccessError(f"{self.path}: cannot write {CONFIG_FILE} ({exc.strerror})") from None
+            reason = os.strerror(exc.errno) if exc.errno else exc.strerror  # tfnas.io's strerror names the file
+            raise RunDirAccessError(f"{self.path}: cannot write {CONFIG_FILE} ({reason})") from None
         return self
 
     def _lock(self) -> None:

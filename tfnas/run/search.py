@@ -172,7 +172,7 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
 
         check_cluster_spec(cfg.run.strategy)  # fail fast: the training after the search needs these
         check_training_data(cfg)
-        check_calibration_data(cfg)
+        check_calibration_data(_train_cfg(cfg))  # the exports of the training go to <run>/train
     with run_dir:
         if resumed:
             with reading(store.path(RESULT_FILE), "delete it to redo the search"):

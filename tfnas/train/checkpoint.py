@@ -27,6 +27,11 @@ class CheckpointMismatchError(RuntimeError):
     """The checkpoint in the directory does not fit the model/optimizer being restored."""
 
 
+#: What writing files raises: the operating system's errors and TensorFlow's for them.
+WRITE_ERRORS = (OSError, tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError, tf.errors.UnknownError,
+                tf.errors.NotFoundError, tf.errors.FailedPreconditionError, tf.errors.DataLossError)
+
+
 @contextlib.contextmanager
 def tf_warnings_off() -> Iterator[None]:
     """TensorFlow's Python logger silenced for the block."""
@@ -84,11 +89,6 @@ class TrainCheckpoint:
                                               f"read ({first_line(exc)}); delete {write_dir} to train from "
                                               f"scratch") from None
 
-    @property
-    def latest(self) -> Optional[str]:
-        """Path prefix of the newest checkpoint in ``directory``, or None."""
-        return tf.train.latest_checkpoint(self.directory)
-
     def restore_latest(self) -> Optional[int]:
         """Restores the newest checkpoint; returns the completed epochs it holds, or None if none.
 
@@ -129,9 +129,9 @@ class TrainCheckpoint:
         there = f"checkpoints there: {', '.join(present) if present else 'none'}"
         remedy = f"delete {self.directory} to train from scratch"
         if not tf.io.gfile.exists(index):
-            if present:
-                raise CheckpointMismatchError(f"checkpoint folder {self.directory} has no index file 'checkpoint' "
-                                              f"({there}); {remedy}")
+            if present:  # a run killed inside its first save leaves files the index never named
+                logger.warning("checkpoint folder %s has no index file 'checkpoint' (%s): training from scratch; "
+                               "the files are replaced as the new checkpoints are written", self.directory, there)
             return None
         with tf_warnings_off():  # TensorFlow's warnings about an index it ignores: said below instead
             try:
@@ -146,6 +146,15 @@ class TrainCheckpoint:
                                           f"in the folder ({there}); {remedy}")
         return path
 
+    def _indexed(self, number: int) -> bool:
+        """Whether the index file of the write folder already names checkpoint ``number``."""
+        with tf_warnings_off():
+            try:
+                state = tf.train.get_checkpoint_state(self._write_dir)
+            except (ValueError, tf.errors.OpError):
+                return False
+        return state is not None and os.path.basename(state.model_checkpoint_path) == f"ckpt-{number}"
+
     def save(self) -> str:
         """Writes a checkpoint numbered by the epoch counter; returns its path prefix.
 
@@ -158,13 +167,16 @@ class TrainCheckpoint:
         before = set(glob.glob(pattern))
         try:
             path = self.manager.save(checkpoint_number=number)
-        except (tf.errors.OpError, OSError) as exc:
-            for leftover in set(glob.glob(pattern)) - before:
-                if os.path.isdir(leftover):
-                    shutil.rmtree(leftover, ignore_errors=True)
-                else:
-                    with contextlib.suppress(OSError):
-                        os.unlink(leftover)
+        except BaseException as exc:  # a full disk, a read-only folder, Ctrl-C part-way through
+            if not self._indexed(number):  # the index names the new checkpoint only once it is whole
+                for leftover in set(glob.glob(pattern)) - before:
+                    if os.path.isdir(leftover):
+                        shutil.rmtree(leftover, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(OSError):
+                            os.unlink(leftover)
+            if not isinstance(exc, WRITE_ERRORS):
+                raise
             raise CheckpointWriteError(f"cannot write the checkpoint of epoch {number} into {self._write_dir} "
                                        f"({first_line(exc)}); free space or fix the folder, then rerun the same "
                                        f"command to resume from the last checkpoint") from None

@@ -95,25 +95,26 @@ def _cluster_spec_problem(cluster: object, task: object) -> str:
     strings, ``task`` names one of them by type and index."""
     if not isinstance(cluster, dict) or not cluster:
         return f"'cluster' must map task types to lists of \"host:port\" addresses; got {cluster!r}"
-    sizes = {}
+    indices = {}  # task type -> the task indices it has (a list: 0..n-1; a dict: its keys, sparse clusters)
     for kind, tasks in cluster.items():
-        if isinstance(tasks, dict):
-            tasks = list(tasks.values())
-        if not isinstance(tasks, list) or not tasks:
+        addresses = list(tasks.values()) if isinstance(tasks, dict) else tasks
+        if not isinstance(addresses, list) or not addresses:
             return f"cluster[{kind!r}] must be a non-empty list of \"host:port\" addresses; got {tasks!r}"
-        for address in tasks:
+        for address in addresses:
             if not isinstance(address, str) or ":" not in address or not address.rsplit(":", 1)[1].isdigit():
                 return f"cluster[{kind!r}] holds {address!r}, not a \"host:port\" address"
-        sizes[kind] = len(tasks)
+        indices[kind] = {int(k) for k in tasks if str(k).isdigit()} if isinstance(tasks, dict) else set(
+            range(len(tasks)))
     if not isinstance(task, dict):
         return f"'task' must be {{\"type\": ..., \"index\": ...}}; got {task!r}"
     kind, index = task.get("type"), task.get("index", 0)
-    if kind not in sizes and kind != "evaluator":
-        return f"task type {kind!r} is not in the cluster ({', '.join(map(repr, sizes))})"
+    if kind not in indices and kind != "evaluator":
+        return f"task type {kind!r} is not in the cluster ({', '.join(map(repr, indices))})"
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
         return f"task index must be a non-negative integer; got {index!r}"
-    if kind in sizes and index >= sizes[kind]:
-        return f"task index {index} is out of range: the cluster has {sizes[kind]} {kind!r} task(s)"
+    if kind in indices and index not in indices[kind]:
+        return (f"task index {index} is out of range: the cluster has {len(indices[kind])} {kind!r} task(s) "
+                f"(indices {', '.join(map(str, sorted(indices[kind])))})")
     return ""
 
 

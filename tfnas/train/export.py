@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from tfnas.checks import check_image_shape, positive_int
 from tfnas.io import first_line
+from tfnas.train.checkpoint import WRITE_ERRORS, tf_warnings_off
 
 __all__ = [
     "ExportResult",
@@ -148,7 +149,7 @@ def writing(target: str) -> Iterator[None]:
     SavedModel's variables) into one :class:`ExportWriteError` naming ``target``."""
     try:
         yield
-    except (OSError, tf.errors.OpError) as exc:
+    except WRITE_ERRORS as exc:  # not, say, a tracing error of the model: a bug keeps its traceback
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc, 200)
         raise ExportWriteError(f"cannot write {target} ({reason})") from None
 
@@ -258,11 +259,11 @@ def export_saved_model(
     spec = tf.TensorSpec(_signature_shape(model, input_shape), tf.float32, name="images")
     tmp = _temp_sibling(target)
     try:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serve", lambda images: model(images, training=False), input_signature=[spec])
         with writing(target):
             os.mkdir(tmp)
-            archive = keras.export.ExportArchive()
-            archive.track(model)
-            archive.add_endpoint("serve", lambda images: model(images, training=False), input_signature=[spec])
             archive.write_out(tmp, verbose=False)
         _install(tmp, target, overwrite)
     except BaseException:
@@ -351,8 +352,6 @@ def load_weights(model: keras.Model, path: str) -> None:
         raise FileNotFoundError(
             f"{path} is neither a .keras / .weights.h5 file nor a TensorFlow checkpoint prefix (no {path}.index)"
         )
-    from tfnas.train.checkpoint import tf_warnings_off
-
     checkpoint, failure = tf.train.Checkpoint(model=model), ""
     with tf_warnings_off():  # a failed read warns once per value it did not restore (hundreds of lines)
         try:
