@@ -247,7 +247,7 @@ def test_tool_bad_space_and_success(tmp_path, capsys):
 def test_a_full_disk_during_an_export_names_the_target_and_leaves_nothing(tmp_path, monkeypatch):
     import errno
 
-    from tfnas.train.export import ExportWriteError
+    from tfnas.train.targets import ExportWriteError
     from tfnas.train.tflite import export_tflite
 
     space = Nb201Space(channels=4, cells_per_stage=1)

@@ -26,15 +26,12 @@ computed in inference mode. It loads with plain TensorFlow::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gc
 import logging
 import os
-import shutil
-import uuid
 import zipfile
-from typing import Any, Iterator, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -42,7 +39,8 @@ import tensorflow as tf
 
 from tfnas.checks import check_image_shape, positive_int
 from tfnas.io import first_line
-from tfnas.train.checkpoint import WRITE_ERRORS, tf_warnings_off
+from tfnas.train.checkpoint import tf_warnings_off
+from tfnas.train.targets import check_target, install, remove_path, temp_sibling, writing
 
 __all__ = [
     "ExportResult",
@@ -132,91 +130,6 @@ def count_params(model: keras.Model) -> int:
     return int(sum(int(np.prod(w.shape)) for w in seen.values()))
 
 
-def _is_nonempty(path: str) -> bool:
-    if os.path.isdir(path) and not os.path.islink(path):
-        return bool(os.listdir(path))
-    return os.path.lexists(path) and (os.path.islink(path) or os.path.getsize(path) > 0)
-
-
-class ExportWriteError(OSError):
-    """An export could not be written (a full disk, a folder that became read-only); the message
-    names the target, and what the export had begun is removed."""
-
-
-@contextlib.contextmanager
-def writing(target: str) -> Iterator[None]:
-    """Turns a write failure inside the block (``OSError``, or TensorFlow's error from writing a
-    SavedModel's variables) into one :class:`ExportWriteError` naming ``target``."""
-    try:
-        yield
-    except WRITE_ERRORS as exc:  # not, say, a tracing error of the model: a bug keeps its traceback
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc, 200)
-        raise ExportWriteError(f"cannot write {target} ({reason})") from None
-
-
-_ONE_FILE = (".keras", ".tflite")  # formats written as one file; a SavedModel is a folder
-
-
-def _check_target(path: str, overwrite: bool) -> str:
-    path = os.path.abspath(os.fspath(path))
-    if path.endswith(_ONE_FILE) and os.path.isdir(path):  # --overwrite must not delete a folder's tree
-        raise IsADirectoryError(f"{path} is a folder; a {os.path.splitext(path)[1]} export is one file, so it "
-                                f"is not replaced even with overwrite=True (--overwrite): choose another name")
-    if _is_nonempty(path) and not overwrite:
-        raise FileExistsError(
-            f"{path} already exists and is not empty; pass overwrite=True (--overwrite) to replace it"
-        )
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        blocker = parent
-        while blocker and not os.path.lexists(blocker):
-            blocker = os.path.dirname(blocker)
-        if blocker and not os.path.isdir(blocker):
-            raise NotADirectoryError(f"cannot write {path}: {blocker} is a file, not a folder")
-        raise FileNotFoundError(f"the parent folder of {path} does not exist; create {parent} first")
-    probe = _temp_sibling(path)
-    try:  # fail before the (slow) build and conversion when nothing can be written there
-        open(probe, "xb").close()
-    except OSError as exc:
-        raise PermissionError(f"cannot write into {parent} ({exc.strerror or exc}) for {path}") from None
-    os.remove(probe)
-    return path
-
-
-def _temp_sibling(target: str, suffix: str = "") -> str:
-    """A fresh hidden name beside ``target`` (created by the caller, so the umask applies)."""
-    parent, base = os.path.split(target)
-    return os.path.join(parent, f".{base}.tmp-{uuid.uuid4().hex}{suffix}")
-
-
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.remove(path)
-
-
-def _install(tmp: str, target: str, overwrite: bool) -> None:
-    """Renames ``tmp`` onto ``target``; an existing target is moved aside first and removed last."""
-    if not os.path.lexists(target):
-        os.replace(tmp, target)
-        return
-    if _is_nonempty(target) and not overwrite:
-        raise FileExistsError(f"{target} appeared while exporting; not replacing it without overwrite=True")
-    if os.path.isfile(tmp) and os.path.isfile(target) and not os.path.islink(target):
-        os.replace(tmp, target)  # file over file: one atomic rename
-        return
-    parent, base = os.path.split(target)
-    backup = os.path.join(parent, f".{base}.old-{uuid.uuid4().hex}")
-    os.replace(target, backup)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        os.replace(backup, target)
-        raise
-    _remove(backup)
-
-
 def _signature_shape(model: keras.Model, input_shape: Optional[Sequence[Optional[int]]]) -> Tuple[Optional[int], ...]:
     if input_shape is None:
         shape = getattr(model, "input_shape", None)
@@ -254,10 +167,10 @@ def export_saved_model(
         FileExistsError: ``path`` exists, is not empty and ``overwrite`` is false.
         FileNotFoundError: the parent folder of ``path`` does not exist.
     """
-    target = _check_target(path, overwrite)
+    target = check_target(path, overwrite)
     model = inference_model(model)
     spec = tf.TensorSpec(_signature_shape(model, input_shape), tf.float32, name="images")
-    tmp = _temp_sibling(target)
+    tmp = temp_sibling(target)
     try:
         archive = keras.export.ExportArchive()
         archive.track(model)
@@ -265,9 +178,9 @@ def export_saved_model(
         with writing(target):
             os.mkdir(tmp)
             archive.write_out(tmp, verbose=False)
-        _install(tmp, target, overwrite)
+        install(tmp, target, overwrite)
     except BaseException:
-        _remove(tmp)
+        remove_path(tmp)
         raise
     logger.info("wrote SavedModel %s (input %s)", target, spec.shape)
     return target
@@ -286,15 +199,15 @@ def export_keras(model: keras.Model, path: str, overwrite: bool = False) -> str:
     """
     if not os.fspath(path).endswith(".keras"):
         raise ValueError(f"a Keras model file must end in '.keras'; got {path!r}")
-    target = _check_target(path, overwrite)
+    target = check_target(path, overwrite)
     model = inference_model(model)
-    tmp = _temp_sibling(target, suffix=".keras")
+    tmp = temp_sibling(target, suffix=".keras")
     try:
         with writing(target):
             model.save(tmp, overwrite=True)
-        _install(tmp, target, overwrite)
+        install(tmp, target, overwrite)
     except BaseException:
-        _remove(tmp)
+        remove_path(tmp)
         raise
     logger.info("wrote Keras model %s", target)
     return target
@@ -426,7 +339,7 @@ def export_arch(
         if calibration is not None and quantize != "int8":
             raise ValueError(f"a calibration source is used by int8 quantization only; got quantize={quantize!r}")
         calib.check_calibration_source(calibration)
-    _check_target(out, overwrite)  # fail before the (slow) build
+    check_target(out, overwrite)  # fail before the (slow) build
     arch = space.decode(arch_text)
     input_shape = (input_size, input_size, 3)
     model = space.build(arch, num_classes, input_shape=input_shape)

@@ -42,7 +42,8 @@ import tensorflow as tf
 
 from tfnas.checks import check_image_shape
 from tfnas.io import first_line
-from tfnas.train.export import _check_target, _install, _remove, _temp_sibling, inference_model, writing
+from tfnas.train.export import inference_model
+from tfnas.train.targets import check_target, install, remove_path, temp_sibling, writing
 
 try:  # the converter's own error type is not exported under tf.lite
     from tensorflow.lite.python.convert_phase import ConverterError
@@ -184,17 +185,17 @@ def export_tflite(
     if not os.fspath(path).endswith(".tflite"):
         raise ValueError(f"a TFLite model file must end in '.tflite'; got {path!r}")
     check_quantize(quantize)
-    target = _check_target(path, overwrite)
+    target = check_target(path, overwrite)
     flatbuffer = convert_tflite(model, quantize, calibration, input_shape)
-    tmp = _temp_sibling(target, suffix=".tflite")
+    tmp = temp_sibling(target, suffix=".tflite")
     try:
         with writing(target), open(tmp, "wb") as f:
             f.write(flatbuffer)
             f.flush()
             os.fsync(f.fileno())
-        _install(tmp, target, overwrite)
+        install(tmp, target, overwrite)
     except BaseException:
-        _remove(tmp)
+        remove_path(tmp)
         raise
     logger.info("wrote TFLite model %s (%s, %d bytes)", target, quantize, len(flatbuffer))
     return target

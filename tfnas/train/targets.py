@@ -1,0 +1,107 @@
+"""Export targets: checked before the (slow) build, written under a hidden temporary name and then
+renamed into place, so a failed or interrupted export leaves nothing half-written.
+
+:func:`check_target` refuses what cannot or may not be written before any work (an existing
+non-empty target without ``overwrite``, a folder where a one-file format goes, a parent that is
+missing, a file or unwritable); :func:`writing` turns a write failure (a full disk) into one
+:class:`ExportWriteError` naming the target; :func:`install` renames the finished temporary
+file or folder onto the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from typing import Iterator
+
+from tfnas.io import first_line
+from tfnas.train.checkpoint import WRITE_ERRORS
+
+__all__ = ["ExportWriteError", "check_target", "install", "is_nonempty", "remove_path", "temp_sibling", "writing"]
+
+
+def is_nonempty(path: str) -> bool:
+    if os.path.isdir(path) and not os.path.islink(path):
+        return bool(os.listdir(path))
+    return os.path.lexists(path) and (os.path.islink(path) or os.path.getsize(path) > 0)
+
+
+class ExportWriteError(OSError):
+    """An export could not be written (a full disk, a folder that became read-only); the message
+    names the target, and what the export had begun is removed."""
+
+
+@contextlib.contextmanager
+def writing(target: str) -> Iterator[None]:
+    """Turns a write failure inside the block (``OSError``, or TensorFlow's error from writing a
+    SavedModel's variables) into one :class:`ExportWriteError` naming ``target``."""
+    try:
+        yield
+    except WRITE_ERRORS as exc:  # not, say, a tracing error of the model: a bug keeps its traceback
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc, 200)
+        raise ExportWriteError(f"cannot write {target} ({reason})") from None
+
+
+_ONE_FILE = (".keras", ".tflite")  # formats written as one file; a SavedModel is a folder
+
+
+def check_target(path: str, overwrite: bool) -> str:
+    path = os.path.abspath(os.fspath(path))
+    if path.endswith(_ONE_FILE) and os.path.isdir(path):  # --overwrite must not delete a folder's tree
+        raise IsADirectoryError(f"{path} is a folder; a {os.path.splitext(path)[1]} export is one file, so it "
+                                f"is not replaced even with overwrite=True (--overwrite): choose another name")
+    if is_nonempty(path) and not overwrite:
+        raise FileExistsError(
+            f"{path} already exists and is not empty; pass overwrite=True (--overwrite) to replace it"
+        )
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        blocker = parent
+        while blocker and not os.path.lexists(blocker):
+            blocker = os.path.dirname(blocker)
+        if blocker and not os.path.isdir(blocker):
+            raise NotADirectoryError(f"cannot write {path}: {blocker} is a file, not a folder")
+        raise FileNotFoundError(f"the parent folder of {path} does not exist; create {parent} first")
+    probe = temp_sibling(path)
+    try:  # fail before the (slow) build and conversion when nothing can be written there
+        open(probe, "xb").close()
+    except OSError as exc:
+        raise PermissionError(f"cannot write into {parent} ({exc.strerror or exc}) for {path}") from None
+    os.remove(probe)
+    return path
+
+
+def temp_sibling(target: str, suffix: str = "") -> str:
+    """A fresh hidden name beside ``target`` (created by the caller, so the umask applies)."""
+    parent, base = os.path.split(target)
+    return os.path.join(parent, f".{base}.tmp-{uuid.uuid4().hex}{suffix}")
+
+
+def remove_path(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def install(tmp: str, target: str, overwrite: bool) -> None:
+    """Renames ``tmp`` onto ``target``; an existing target is moved aside first and removed last."""
+    if not os.path.lexists(target):
+        os.replace(tmp, target)
+        return
+    if is_nonempty(target) and not overwrite:
+        raise FileExistsError(f"{target} appeared while exporting; not replacing it without overwrite=True")
+    if os.path.isfile(tmp) and os.path.isfile(target) and not os.path.islink(target):
+        os.replace(tmp, target)  # file over file: one atomic rename
+        return
+    parent, base = os.path.split(target)
+    backup = os.path.join(parent, f".{base}.old-{uuid.uuid4().hex}")
+    os.replace(target, backup)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        os.replace(backup, target)
+        raise
+    remove_path(backup)
