@@ -260,16 +260,23 @@ def test_checkpoint_files_without_an_index_are_replaced_with_a_warning(tmp_path,
                for r in caplog.records)
 
 
-def test_a_save_that_fails_after_the_index_names_it_keeps_the_checkpoint(tmp_path, monkeypatch):
-    from tfnas.train.checkpoint import CheckpointWriteError, TrainCheckpoint
+def _saver(ckpt):
+    """A TrainCheckpoint of a tiny built model and optimizer in ``ckpt``, its epoch counter at 1."""
+    from tfnas.train.checkpoint import TrainCheckpoint
 
-    ckpt = tmp_path / "ckpt"
     model = tiny_model()()
     optimizer = keras.optimizers.SGD(0.1)
     optimizer.build(model.trainable_variables)
     epoch = tf.Variable(1, dtype=tf.int64)
-    saver = TrainCheckpoint(str(ckpt), model=model, optimizer=optimizer, epoch=epoch,
-                            rng=tf.random.Generator.from_seed(0))
+    return TrainCheckpoint(str(ckpt), model=model, optimizer=optimizer, epoch=epoch,
+                           rng=tf.random.Generator.from_seed(0)), epoch
+
+
+def test_a_save_that_fails_after_the_index_names_it_keeps_the_checkpoint(tmp_path, monkeypatch):
+    from tfnas.train.checkpoint import CheckpointWriteError
+
+    ckpt = tmp_path / "ckpt"
+    saver, epoch = _saver(ckpt)
     real_save = saver.manager.save
 
     def fails_late(checkpoint_number):  # written and indexed; removing an older checkpoint then fails
@@ -283,15 +290,10 @@ def test_a_save_that_fails_after_the_index_names_it_keeps_the_checkpoint(tmp_pat
 
 
 def test_a_checkpoint_that_cannot_be_written_is_one_error_and_leaves_no_partial_files(tmp_path, monkeypatch):
-    from tfnas.train.checkpoint import CheckpointWriteError, TrainCheckpoint
+    from tfnas.train.checkpoint import CheckpointWriteError
 
     ckpt = tmp_path / "ckpt"
-    model = tiny_model()()
-    optimizer = keras.optimizers.SGD(0.1)
-    optimizer.build(model.trainable_variables)
-    epoch = tf.Variable(1, dtype=tf.int64)
-    saver = TrainCheckpoint(str(ckpt), model=model, optimizer=optimizer, epoch=epoch,
-                            rng=tf.random.Generator.from_seed(0))
+    saver, epoch = _saver(ckpt)
     saver.save()
     kept = sorted(os.listdir(ckpt))
 
