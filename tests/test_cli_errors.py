@@ -131,15 +131,15 @@ def test_compare_refuses_the_same_directory_twice_and_keeps_equal_labels_apart(t
 def test_compare_refuses_an_out_folder_it_cannot_create_or_write(tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("x")
     rc, err = _run(compare_main, [str(tmp_path), "--out", str(tmp_path / "file" / "cmp")], capsys)
-    assert rc == 2 and f"cannot be created ({tmp_path / 'file'} is a file)" in _one_error_line(err)
+    assert rc == 4 and f"cannot be created ({tmp_path / 'file'} is a file)" in _one_error_line(err)
     # Permission bits do not stop root, so the unwritable case is simulated.
     monkeypatch.setattr("tfnas.cli.os.access", lambda path, mode: False)
     rc, err = _run(compare_main, [str(tmp_path), "--out", str(tmp_path / "ro")], capsys)
     line = _one_error_line(err)
-    assert rc == 2 and f"--out {tmp_path / 'ro'}: cannot be created ({tmp_path} is not writable)" in line
+    assert rc == 4 and f"--out {tmp_path / 'ro'}: cannot be created ({tmp_path} is not writable)" in line
     (tmp_path / "ro").mkdir()
     rc, err = _run(compare_main, [str(tmp_path), "--out", str(tmp_path / "ro")], capsys)
-    assert rc == 2 and "the folder is not writable" in _one_error_line(err)
+    assert rc == 4 and "the folder is not writable" in _one_error_line(err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "ro"]  # nothing created
 
 

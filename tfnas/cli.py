@@ -215,6 +215,12 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
     return run_guarded(lambda: _compare(args), args.verbose)
 
 
+class _UnwritableFolder(ConfigError):
+    """A folder the command cannot create or write: exit 4, as for any unwritable path."""
+
+    exit_code = 4
+
+
 def _writable_folder(option: str, folder: str) -> None:
     """Refuses, in one line naming ``option``, a folder that is a file, cannot be written, or
     cannot be created (its nearest existing parent is a file or not writable). Creates nothing,
@@ -223,15 +229,15 @@ def _writable_folder(option: str, folder: str) -> None:
         if not os.path.isdir(folder):
             raise ConfigError(f"{option} {folder}: is a file, not a folder")
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise ConfigError(f"{option} {folder}: the folder is not writable")
+            raise _UnwritableFolder(f"{option} {folder}: the folder is not writable")
         return
     parent = os.path.dirname(os.path.abspath(folder))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise ConfigError(f"{option} {folder}: cannot be created ({parent} is a file)")
+        raise _UnwritableFolder(f"{option} {folder}: cannot be created ({parent} is a file)")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {folder}: cannot be created ({parent} is not writable)")
+        raise _UnwritableFolder(f"{option} {folder}: cannot be created ({parent} is not writable)")
 
 
 def _compare(args: argparse.Namespace) -> int:
