@@ -75,6 +75,11 @@ def test_an_empty_out_dir_is_refused(tmp_path, capsys, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_folder_given_as_the_config_is_named_as_one(tmp_path, capsys):
+    rc, err = _run(train_eval_main, [str(tmp_path), "--out-dir", str(tmp_path / "run")], capsys)
+    assert rc == 2 and _one_error_line(err) == f"error: {tmp_path}: is a folder; expected a .cfg file (see cfg/)"
+
+
 def test_out_dir_that_is_a_file(tmp_path, capsys):
     target = tmp_path / "file"
     target.write_text("x")

@@ -125,6 +125,8 @@ def load_config(path: Optional[str], overrides: Sequence[str] = (), check_names:
     label = path or "<defaults>"
     raw: Dict[str, Dict[str, Tuple[str, str]]] = {}
     if path is not None:
+        if os.path.isdir(path):
+            raise ConfigError(f"{path}: is a folder; expected a .cfg file (see cfg/)")
         if not os.path.isfile(path):
             raise ConfigError(f"{path}: config file not found")
         parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
