@@ -43,7 +43,7 @@ _TWO = {"worker": ["localhost:2222", "localhost:2223"]}
     (_TWO, {"type": "worker", "index": 2},
      "task index 2 is out of range: the cluster has 2 'worker' task(s) (indices 0, 1)"),
     (_TWO, {"type": "chief", "index": 0}, "task type 'chief' is not in the cluster ('worker')"),
-    ({"worker": {"1": "h:2222"}}, {"type": "worker", "index": 0}, "the cluster has 1 'worker' task(s) (indices 1)"),
+    ({"worker": {"1": "h:2222"}}, {"type": "worker", "index": 1}, "must number its tasks 0..0 (MultiWorkerMirrored"),
     (_TWO, {"type": "worker", "index": "0"}, "task index must be a non-negative integer; got '0'"),
     (_TWO, ["worker", 0], "'task' must be"),
     ({"worker": "localhost:2222"}, {"type": "worker", "index": 0}, "must be a non-empty list"),
@@ -63,7 +63,7 @@ def test_a_tf_config_that_parses_but_is_wrong_is_refused(monkeypatch, cluster, t
 def test_a_valid_tf_config_is_accepted(monkeypatch):
     from tfnas.train.distribute import check_cluster_spec
 
-    for cluster in (_TWO, {"chief": ["[::1]:2221"], "worker": {"0": "h:2222"}}, {"worker": {"1": "h:2222"}}):
+    for cluster in (_TWO, {"chief": ["[::1]:2221"], "worker": {"0": "h:2222"}}, {"worker": {"1": "h:2", "0": "h:3"}}):
         index = int(next(iter(cluster["worker"]))) if isinstance(cluster["worker"], dict) else 0
         monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         check_cluster_spec("multi_worker")

@@ -208,7 +208,7 @@ def test_checkpoint_resume_runs_only_remaining_epochs(tmp_path):
     done = Trainer(tiny_model(), longer, jit_compile=False, progress=False, checkpoint_dir=ckpt)
     assert done.fit(dataset()).epoch == []
     other = Trainer(tiny_model(filters=6), longer, jit_compile=False, progress=False, checkpoint_dir=ckpt)
-    with pytest.raises(CheckpointMismatchError, match="fresh checkpoint_dir") as err:
+    with pytest.raises(CheckpointMismatchError, match="does not match the model/optimizer being trained") as err:
         other.fit(dataset())
     assert "\n" not in str(err.value)  # one line, not the variable dumps of the restore status
 
@@ -258,6 +258,29 @@ def test_checkpoint_files_without_an_index_are_replaced_with_a_warning(tmp_path,
     assert history.epoch == [1, 2]
     assert any("has no index file 'checkpoint' (checkpoints there: ckpt-1): training from scratch" in r.getMessage()
                for r in caplog.records)
+
+
+def test_a_checkpoint_with_more_epochs_than_the_training_is_refused(tmp_path):
+    ckpt = str(tmp_path / "ckpt")
+    Trainer(tiny_model(), cfg(epochs=3), jit_compile=False, progress=False, checkpoint_dir=ckpt, seed=0).fit(dataset())
+    shorter = Trainer(tiny_model(), cfg(epochs=2), jit_compile=False, progress=False, checkpoint_dir=ckpt, seed=0)
+    with pytest.raises(CheckpointMismatchError, match=r"holds 3 completed epochs, more than the 2 of this training "
+                                                      r"\(\[train\] epochs\); raise \[train\] epochs to at least 3"):
+        shorter.fit(dataset())
+
+
+def test_a_checkpoint_of_another_network_leaves_no_warnings_behind(tmp_path, caplog):
+    import gc
+
+    ckpt = str(tmp_path / "ckpt")
+    Trainer(tiny_model(), cfg(epochs=1), jit_compile=False, progress=False, checkpoint_dir=ckpt, seed=0).fit(dataset())
+    with caplog.at_level("WARNING"):
+        with pytest.raises(CheckpointMismatchError, match="does not match") as info:
+            Trainer(tiny_model(filters=6), cfg(epochs=2), jit_compile=False, progress=False,
+                    checkpoint_dir=ckpt).fit(dataset())
+        del info  # the error is gone, as after the command line printed it
+        gc.collect()
+    assert not [r for r in caplog.records if r.name == "tensorflow"], caplog.records[:3]
 
 
 def _saver(ckpt):

@@ -10,6 +10,7 @@ directory that is deleted right after, as in the TF multi-worker guide.
 from __future__ import annotations
 
 import contextlib
+import gc
 import glob
 import logging
 import os
@@ -78,7 +79,8 @@ class TrainCheckpoint:
         self.directory = directory
         self.chief = chief
         self.epoch = epoch
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, rng=rng)
+        self._objects = dict(model=model, optimizer=optimizer, epoch=epoch, rng=rng)
+        self.checkpoint = tf.train.Checkpoint(**self._objects)
         write_dir = directory if chief else os.path.join(directory, f".worker_{worker_id}_tmp")
         self._write_dir = write_dir
         with tf_warnings_off():  # a damaged index: reported by restore_latest, not as TensorFlow's warnings
@@ -103,17 +105,27 @@ class TrainCheckpoint:
         path = self._indexed_checkpoint()
         if path is None:
             return None
-        try:
-            status = self.checkpoint.restore(path)
-            status.assert_existing_objects_matched()
-        except (AssertionError, ValueError) as exc:
-            raise CheckpointMismatchError(
-                f"checkpoint {path} does not match the model/optimizer being trained "
-                f"(another architecture or optimizer?); use a fresh checkpoint_dir. Detail: {first_line(exc)}"
-            ) from None
-        except (tf.errors.OpError, IndexError) as exc:  # truncated index or data files
-            raise CheckpointMismatchError(f"checkpoint {path} cannot be read ({first_line(exc)}); delete "
-                                          f"{self.directory} to train from scratch") from None
+        # A restore that fails leaves TensorFlow's pending restoration on the checkpoint object, which
+        # warns once per value it did not restore when collected (hundreds of lines after the error): the
+        # restore goes through a probe of the same objects, dropped while the warnings are off.
+        probe, failure = tf.train.Checkpoint(**self._objects), None
+        with tf_warnings_off():
+            try:
+                status = probe.restore(path)
+                status.assert_existing_objects_matched()
+                status.expect_partial()  # the probe's own save counter: not this run's
+            except (AssertionError, ValueError) as exc:
+                failure = (f"checkpoint {path} does not match the model/optimizer being trained (another "
+                           f"architecture or optimizer?); delete {self.directory} or choose another run directory. "
+                           f"Detail: {first_line(exc)}")
+            except (tf.errors.OpError, IndexError) as exc:  # truncated index or data files
+                failure = f"checkpoint {path} cannot be read ({first_line(exc)}); delete {self.directory} to train " \
+                          f"from scratch"
+            if failure:
+                del probe
+                gc.collect()
+        if failure:
+            raise CheckpointMismatchError(failure)
         done = int(self.epoch.numpy())
         logger.info("restored checkpoint %s (%d completed epochs)", path, done)
         return done

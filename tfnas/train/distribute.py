@@ -103,8 +103,10 @@ def _cluster_spec_problem(cluster: object, task: object) -> str:
         for address in addresses:
             if not isinstance(address, str) or ":" not in address or not address.rsplit(":", 1)[1].isdigit():
                 return f"cluster[{kind!r}] holds {address!r}, not a \"host:port\" address"
-        indices[kind] = {int(k) for k in tasks if str(k).isdigit()} if isinstance(tasks, dict) else set(
-            range(len(tasks)))
+        if isinstance(tasks, dict) and sorted(str(k) for k in tasks) != sorted(str(i) for i in range(len(tasks))):
+            return (f"cluster[{kind!r}] as an {{index: address}} object must number its tasks 0..{len(tasks) - 1} "
+                    f"(MultiWorkerMirroredStrategy needs every index); got {', '.join(map(str, tasks))}")
+        indices[kind] = set(range(len(tasks)))
     if not isinstance(task, dict):
         return f"'task' must be {{\"type\": ..., \"index\": ...}}; got {task!r}"
     kind, index = task.get("type"), task.get("index", 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import uuid
 from typing import Iterator
@@ -33,6 +34,16 @@ class ExportWriteError(OSError):
     names the target, and what the export had begun is removed."""
 
 
+def _reason(exc: BaseException) -> str:
+    """Why TensorFlow could not write: the operating system's reason when its message holds one
+    (a SavedModel's variables on a full disk), else its first line without the op's ``{{...}}`` name."""
+    text = str(getattr(exc, "message", "") or exc)
+    for known in ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded"):
+        if known in text:
+            return known
+    return re.sub(r"\{\{function_node [^}]*\}\}\s*", "", first_line(exc, 300))[:200]
+
+
 @contextlib.contextmanager
 def writing(target: str) -> Iterator[None]:
     """Turns a write failure inside the block (``OSError``, or TensorFlow's error from writing a
@@ -40,7 +51,7 @@ def writing(target: str) -> Iterator[None]:
     try:
         yield
     except WRITE_ERRORS as exc:  # not, say, a tracing error of the model: a bug keeps its traceback
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc, 200)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _reason(exc)
         raise ExportWriteError(f"cannot write {target} ({reason})") from None
 
 

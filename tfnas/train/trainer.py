@@ -34,7 +34,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from tfnas.config import TrainConfig
-from tfnas.train.checkpoint import TrainCheckpoint
+from tfnas.train.checkpoint import CheckpointMismatchError, TrainCheckpoint
 from tfnas.train.distribute import StrategyLike, is_chief, make_strategy, resolve_jit_compile
 from tfnas.train.drop_path import drop_path_layers, drop_path_rate_for_epoch, set_drop_path_rate
 from tfnas.train.history import History
@@ -294,7 +294,12 @@ class Trainer:
         if self._checkpoint is not None:
             start = self._checkpoint.restore_latest() or 0
         epochs, history = self.cfg.epochs, History()
-        if start >= epochs:
+        if start > epochs:  # its model was trained on a longer schedule: not this training's result
+            raise CheckpointMismatchError(
+                f"the checkpoint in {self._checkpoint.directory} holds {start} completed epochs, more than the "
+                f"{epochs} of this training ([train] epochs); raise [train] epochs to at least {start}, or delete "
+                f"{self._checkpoint.directory} to train {epochs} epochs from scratch")
+        if start == epochs:
             logger.info("checkpoint already holds %d/%d epochs; nothing to train", start, epochs)
             return history
         dist_ds = self.strategy.experimental_distribute_dataset(train_ds)
