@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests.damage import damaged_state_copy
 from tests.run.tb_reader import scalars
 from tfnas.config import ConfigError, load_config
 from tfnas.methods.relativenas import cosine_lr, get_supernet, slow_learner_update
@@ -253,19 +254,11 @@ def _mid_generation(state, pairs):
         "result-loss-missing", "loss-a-string", "losses-empty", "genotype-undecodable", "rng-null"])
 def test_a_damaged_field_of_the_state_is_named_before_any_work(finished_search, tmp_path, monkeypatch, damage,
                                                                fragment):
-    import shutil
-
     from tfnas.io import DamagedFileError
     from tfnas.spaces.darts import DartsSupernet
 
     out = tmp_path / "run"
-    shutil.copytree(finished_search, out)
-    (out / "result.json").unlink()  # the search runs again and reads its state
-    path = out / "search_state" / "relativenas.json"
-    state = json.loads(path.read_text())
-    damage(state)
-    path.write_text(json.dumps(state))
-    damaged = path.read_bytes()
+    path, damaged = damaged_state_copy(finished_search, out, "relativenas.json", damage)
     monkeypatch.setattr(DartsSupernet, "train_epoch", lambda *args, **kwargs: pytest.fail("a member epoch ran"))
     sets = [*DAMAGE_SETS, f"dataset.data_dir={os.path.join(str(finished_search), 'no_data')}"]  # its config
     with tfds.testing.mock_data(num_examples=32), pytest.raises(DamagedFileError) as caught:

@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests.damage import damaged_state_copy
 from tfnas.config import ConfigError, load_config
 from tfnas.methods.slnas import pick_best
 from tfnas.methods.slnas.search import SlnasSearch
@@ -277,18 +278,10 @@ def _every_arch(state, arch):
         "epoch-negative", "epoch-a-string", "seconds-a-string"])
 def test_a_damaged_field_of_the_state_is_named_before_any_work(finished_ga_search, tmp_path, monkeypatch, damage,
                                                                fragment):
-    import shutil
-
     from tfnas.io import DamagedFileError
 
     out = tmp_path / "run"
-    shutil.copytree(finished_ga_search, out)
-    (out / "result.json").unlink()  # the search runs again and reads its state
-    path = out / "search_state" / "slnas.json"
-    state = json.loads(path.read_text())
-    damage(state)
-    path.write_text(json.dumps(state))
-    damaged = path.read_bytes()
+    path, damaged = damaged_state_copy(finished_ga_search, out, "slnas.json", damage)
     monkeypatch.setattr(SlnasSearch, "_epoch", lambda *args, **kwargs: pytest.fail("an epoch ran"))
     with tfds.testing.mock_data(num_examples=40), pytest.raises(DamagedFileError) as caught:
         run_search(load_config(CFG, tiny(out, *_copy_sets(finished_ga_search))))
