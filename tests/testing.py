@@ -48,9 +48,11 @@ def run_layer_test(
         expected_output_shape: full output shape; checked for eager and symbolic calls.
         expected_num_trainable_weights / expected_num_non_trainable_weights: weight counts after build.
         run_training_check: run the training-step check (needs trainable weights or a pure op).
-        seed: seed of the random input.
+        seed: seed of the random input and of the layers' initial weights (so a check cannot pass or fail by
+            the draw of the weights, e.g. every ReLU of a small layer dead on a two-example batch).
     """
     input_shape = tuple(input_shape)
+    keras.utils.set_random_seed(seed)
     x = np.random.default_rng(seed).standard_normal(input_shape).astype(np.float32)
 
     # 1. config round trip and registration

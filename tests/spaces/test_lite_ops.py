@@ -32,7 +32,7 @@ def _count(layer, shape):
         (Conv1x1PoolBN, {"filters": 6, "pool": "avg", "strides": 2}, (2, 8, 8, 4), (2, 4, 4, 6), 3, 2),
         (Conv1x1PoolBN, {"filters": 6, "pool": "max"}, (2, 8, 8, 4), (2, 8, 8, 6), 3, 2),
         (Conv1x1PoolBN, {"filters": 6, "pool": "none"}, (2, 8, 8, 4), (2, 8, 8, 6), 3, 2),
-        (SqueezeExcite, {"ratio": 4}, (2, 4, 4, 8), (2, 4, 4, 8), 2, 0),
+        (SqueezeExcite, {"ratio": 4}, (2, 4, 4, 16), (2, 4, 4, 16), 2, 0),
         (ReflectConvBN, {"filters": 6, "kernel_size": 5}, (2, 8, 8, 3), (2, 8, 8, 6), 3, 2),
     ],
 )
