@@ -74,6 +74,33 @@ def test_history_csv_keeps_earlier_epochs_after_resume(trained):
     assert list(pd.read_csv(os.path.join(trained["out_dir"], "history.csv"))["epoch"]) == [1, 2, 3]
 
 
+def test_history_csv_of_an_interrupted_training_holds_its_finished_epochs(tmp_path, monkeypatch):
+    """Ctrl-C in epoch 3 of 3: the rows of epochs 1-2 are on disk, and the resume continues them."""
+    import tfnas.run.train_one as train_one
+
+    scalars = train_one.epoch_scalars
+
+    def interrupt_after_epoch_2(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+        return scalars(row)
+
+    out_dir = str(tmp_path / "run")
+    cfg = overrides(out_dir, "train.epochs=3", "export.enabled=false", "run.tensorboard=false")
+    with tfds.testing.mock_data(num_examples=64):
+        monkeypatch.setattr(train_one, "epoch_scalars", interrupt_after_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            train_architecture(load_config(None, cfg))
+        interrupted = pd.read_csv(os.path.join(out_dir, "history.csv"))
+        assert list(interrupted["epoch"]) == [1, 2]
+        monkeypatch.setattr(train_one, "epoch_scalars", scalars)
+        resumed = train_architecture(load_config(None, cfg))
+    assert resumed.history.epoch == [3]
+    history = pd.read_csv(os.path.join(out_dir, "history.csv"))
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert history.iloc[:2].equals(interrupted)
+
+
 def test_saved_model_serves_in_inference(trained):
     loaded = tf.saved_model.load(os.path.join(trained["out_dir"], "saved_model"))
     logits = loaded.serve(tf.zeros([2, 32, 32, 3]))
@@ -221,3 +248,20 @@ def test_cli_refuses_a_batch_larger_than_the_training_images_before_a_run_direct
     assert code == 2 and len(err) == 1, err
     assert "[dataset] batch_size = 16 is larger than the 8 training examples of image_folder" in err[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("damage", ["epoch,loss\nx,1\n", "\x00\x01garbage", "loss,lr\n1,2\n"])
+def test_a_damaged_history_csv_is_warned_about_and_replaced_by_the_new_epochs(tmp_path, caplog, damage):
+    from types import SimpleNamespace
+
+    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.train_one import EpochLog
+
+    (tmp_path / "history.csv").write_text(damage)
+    run_dir = SimpleNamespace(store=ArtifactStore(str(tmp_path)), file=lambda name: str(tmp_path / name))
+    log = EpochLog(run_dir)
+    assert "unreadable" in caplog.text and "history.csv" in caplog.text
+    row = {"epoch": 4, "loss": 1.5, "train_acc": 0.5, "eval_loss": None, "eval_acc": None, "lr": 0.1, "seconds": 2.0}
+    log.append(row)
+    assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [4]
+    assert list(log.close()["epoch"]) == [4]

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from tfnas.config import Config, ConfigError
 from tfnas.io import first_line
@@ -22,6 +22,7 @@ from tfnas.run.events import TRAIN_HPARAM_KEYS, EventStream, events_root, hparam
 from tfnas.run.exports import check_calibration_data, export_lines, export_trained
 from tfnas.run.factory import build_datasets, build_space, where
 from tfnas.run.rundir import RunDir
+from tfnas.train.history import History
 
 logger = logging.getLogger(__name__)
 
@@ -71,14 +72,63 @@ def epoch_scalars(row: Dict[str, Any]) -> Dict[str, Any]:
             "train/epoch_s": row["seconds"], "eval/loss": row["eval_loss"], "eval/accuracy": row["eval_acc"]}
 
 
+class EpochLog:
+    """``history.csv`` of a training, rewritten (atomically) after every epoch.
+
+    A resumed training's rows replace those of the epochs it trains again and the rows of the
+    epochs before them are kept, so a training stopped by Ctrl-C or a kill keeps the row of every
+    epoch it finished and its resume continues them. A file damaged outside tfnas is warned about
+    and then holds the epochs trained from now on.
+    """
+
+    NAME = "history.csv"
+
+    def __init__(self, run_dir: RunDir):
+        import pandas as pd
+
+        self._pd, self._store = pd, run_dir.store
+        path = run_dir.file(self.NAME)
+        self._rows: List[Dict[str, Any]] = []
+        self._old = pd.DataFrame(History().to_dict())
+        self._written = os.path.exists(path)
+        if self._written:
+            try:
+                old = pd.read_csv(path)
+                old["epoch"].astype(int)
+                self._old = old
+            except (ValueError, KeyError, TypeError) as exc:  # pandas' ParserError is a ValueError
+                logger.warning("%s: unreadable (%s); it now holds the epochs trained in this run only", path,
+                               first_line(exc))
+
+    def append(self, row: Dict[str, Any]) -> None:
+        self._rows.append(dict(row))
+        self._write()
+
+    def close(self) -> Any:
+        """Writes the table when no epoch was (a training of none still leaves one); returns its rows."""
+        if not self._written:
+            self._write()
+        return self.frame()
+
+    def frame(self) -> Any:
+        """The rows of the earlier epochs kept and of this run's epochs (the file's content)."""
+        if not self._rows:
+            return self._old
+        kept = self._old[self._old["epoch"] < self._rows[0]["epoch"]]
+        new = self._pd.DataFrame(self._rows)
+        return new if kept.empty else self._pd.concat([kept, new], ignore_index=True)
+
+    def _write(self) -> None:
+        self._store.write_text(self.NAME, self.frame().to_csv(index=False))
+        self._written = True
+
+
 def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
     """Trains ``[space] arch`` on ``[dataset]`` with ``[train]``, evaluates, exports per ``[export]``.
 
     ``hparams``: write this training's TensorBoard hparams row (off for the training after a
     search, whose own row carries the trained accuracy).
     """
-    import pandas as pd
-
     from tfnas.train.trainer import train_and_evaluate
 
     if not cfg.space.arch:
@@ -106,25 +156,19 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
 
     events = EventStream(events_root(cfg), "train")
     with run_dir:
+        epochs_log = EpochLog(run_dir)
+
+        def on_epoch(row: Dict[str, Any]) -> None:
+            epochs_log.append(row)
+            events.scalars(epoch_scalars(row), step=row["epoch"])
+
         model, history, metrics = train_and_evaluate(
             model_fn, cfg.train, train_ds, eval_ds, jit_compile=cfg.run.jit_compile, strategy=strategy,
             checkpoint_dir=run_dir.file("checkpoints"), progress=cfg.run.progress, seed=cfg.run.seed,
-            on_epoch=lambda row: events.scalars(epoch_scalars(row), step=row["epoch"]),
+            on_epoch=on_epoch,
         )
         events.close()
-        # A resumed run's History holds only the epochs it trained: keep the earlier rows (and the
-        # file as it is when none were trained: concatenating no rows would turn epochs into floats).
-        history_path = run_dir.file("history.csv")
-        frame = pd.DataFrame(history.to_dict())
-        if os.path.exists(history_path) and history.epoch:
-            try:
-                old = pd.read_csv(history_path)
-                frame = pd.concat([old[old["epoch"] < history.epoch[0]], frame], ignore_index=True)
-            except (ValueError, KeyError, TypeError) as exc:  # damaged outside tfnas: keep what was trained now
-                logger.warning("%s: unreadable (%s); it now holds the epochs trained in this run only", history_path,
-                               first_line(exc))
-        if history.epoch or not os.path.exists(history_path):
-            run_dir.store.write_text("history.csv", frame.to_csv(index=False))
+        frame = epochs_log.close()
         params = int(sum(int(w.numpy().size) for w in model.trainable_weights))
         summary = {"arch": space.encode(arch), "dataset": info.name, "params": params, **metrics}
         run_dir.store.write_text("metrics.json", json.dumps(summary, indent=2) + "\n")
