@@ -343,3 +343,35 @@ def test_a_checkpoint_of_a_narrower_network_is_one_line_without_tensorflows_warn
         del info  # the error and what it refers to are gone, as after the command line printed it
         gc.collect()
     assert not [r for r in caplog.records if r.name == "tensorflow"], caplog.records[:3]
+
+
+def test_a_checkpoint_of_another_cell_of_the_same_width_is_refused(tmp_path):
+    """Its common part restores into every variable of the requested network; what is left over
+    (the checkpoint's extra convolution) says it is of another architecture."""
+    space = Nb201Space(channels=4, cells_per_stage=1)
+    trained = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+    requested = trained.replace("nor_conv_3x3~2", "none~2")
+    model = space.build(space.decode(trained), 10, input_shape=SHAPE)
+    prefix = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt" / "ckpt-1"))
+    with pytest.raises(ValueError, match=r"ckpt-1 does not fit the requested architecture: it holds \d+ weight arr"):
+        export_arch(space, requested, 10, str(tmp_path / "m.keras"), fmt="keras", weights=prefix, input_size=8)
+    assert not (tmp_path / "m.keras").exists()
+    result = export_arch(space, trained, 10, str(tmp_path / "m.keras"), fmt="keras", weights=prefix, input_size=8)
+    assert result.num_params == space.num_params(space.decode(trained), 10)
+
+
+def test_a_trainers_checkpoint_with_drop_path_and_optimizer_loads_into_the_served_network(tmp_path):
+    """DropPath rates, optimizer slots and the epoch are in the checkpoint but not weights of the network."""
+    from tfnas.spaces.darts import DartsSpace
+
+    space = DartsSpace(channels=8, layers=5)
+    arch = space.decode("relativenas")
+    model = space.build(arch, 10, (32, 32, 3), drop_path_rate=0.0)
+    optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+    optimizer.build(model.trainable_variables)
+    prefix = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=tf.Variable(1)).write(
+        str(tmp_path / "ckpt" / "ckpt-1"))
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    result = export_arch(space, "relativenas", 10, str(tmp_path / "m.keras"), fmt="keras", weights=prefix)
+    np.testing.assert_allclose(keras.saving.load_model(result.path)(x, training=False),
+                               model(x, training=False), atol=1e-5)

@@ -15,7 +15,8 @@ import glob
 import logging
 import os
 import shutil
-from typing import Any, Iterator, Optional
+import tempfile
+from typing import Any, Iterator, Optional, Set
 
 import tensorflow as tf
 
@@ -43,6 +44,42 @@ def tf_warnings_off() -> Iterator[None]:
         yield
     finally:
         log.setLevel(level)
+
+
+def weight_paths(prefix: str, root: str = "model") -> Set[str]:
+    """Object paths (``model/cells_4/ops_3/kernel``) of the weight arrays under ``root`` in the
+    TensorFlow checkpoint ``prefix``: every variable of rank >= 1 reachable from the root's
+    child ``root`` (not the optimizer's slots, counters or scalar rates such as DropPath's).
+
+    Two checkpoints of one architecture hold the same paths whatever else was trained with them.
+    """
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = reader.get_variable_to_shape_map()
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    start = [(child.node_id, child.local_name) for child in graph.nodes[0].children if child.local_name == root]
+    seen, paths = set(), set()
+    while start:
+        node_id, path = start.pop()
+        if node_id in seen:
+            continue
+        seen.add(node_id)
+        node = graph.nodes[node_id]
+        for attribute in node.attributes:
+            if attribute.name == "VARIABLE_VALUE" and len(shapes.get(attribute.checkpoint_key, ())) >= 1:
+                paths.add(path)
+        start.extend((child.node_id, f"{path}/{child.local_name}") for child in node.children)
+    return paths
+
+
+def unused_weights(model: Any, prefix: str) -> Set[str]:
+    """The weight arrays of the checkpoint ``prefix`` (its ``model``) that ``model`` has no place
+    for: those of another architecture whose common part restored into ``model``."""
+    with tempfile.TemporaryDirectory(prefix="tfnas-probe-") as folder:
+        own = weight_paths(tf.train.Checkpoint(model=model).write(os.path.join(folder, "probe")))
+    return weight_paths(prefix) - own
 
 
 class CheckpointWriteError(OSError):

@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from tfnas.checks import check_image_shape, positive_int
 from tfnas.io import first_line
-from tfnas.train.checkpoint import tf_warnings_off
+from tfnas.train.checkpoint import tf_warnings_off, unused_weights
 from tfnas.train.targets import check_target, install, remove_path, temp_sibling, writing
 
 __all__ = [
@@ -222,6 +222,11 @@ def load_weights(model: keras.Model, path: str) -> None:
     ``TrainCheckpoint`` writes it): a checkpoint prefix, or a checkpoint folder whose latest
     checkpoint is used. Other objects in the checkpoint (optimizer, epoch, ...) are ignored.
 
+    A checkpoint must fit both ways: every variable of ``model`` restored and every weight array of
+    its ``model`` used (so one of another cell whose common part fits is refused). Architectures
+    that differ only in weight-free operations (pooling, skip, none) hold the same arrays and
+    cannot be told apart by their weights.
+
     Raises:
         FileNotFoundError: nothing at ``path``.
         ValueError: the stored weights do not fit ``model``.
@@ -282,7 +287,11 @@ def load_weights(model: keras.Model, path: str) -> None:
         status.expect_partial()  # no warning per unmatched value when the status is collected
         raise ValueError(f"the checkpoint {path} does not fit the requested architecture "
                          f"({first_line(err)})") from None
-    status.expect_partial()  # the optimizer, epoch, auxiliary head, DropPath state: not needed here
+    status.expect_partial()  # the optimizer, epoch, DropPath rates: not needed here
+    unused = sorted(unused_weights(model, path))
+    if unused:  # every variable of the model restored, but from another architecture's common part
+        raise ValueError(f"the checkpoint {path} does not fit the requested architecture: it holds "
+                         f"{len(unused)} weight arrays this architecture has no place for (first: {unused[0]})")
 
 
 def export_arch(
