@@ -293,3 +293,42 @@ def test_calibration_from_a_tfds_dataset_uses_its_statistics():
     pixels = calib.images * np.array(CIFAR10_STD, np.float32) + np.array(CIFAR10_MEAN, np.float32)
     assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5  # (x / 255 - mean) / std of uint8 images
     np.testing.assert_allclose(pixels * 255, np.round(pixels * 255), atol=1e-3)
+
+
+@pytest.fixture
+def interrupts_raise():
+    """SIGINT raises KeyboardInterrupt in this process (an xdist worker may ignore it)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_swallowed_during_the_conversion_still_stops_it(interrupts_raise, monkeypatch):
+    """TensorFlow can drop a KeyboardInterrupt raised in a callback ('Exception ignored in ...');
+    the conversion must not then finish as if nothing happened."""
+    import signal
+    import time
+
+    class SwallowingConverter:
+        def __init__(self):
+            self.target_spec, self.optimizations = type("Spec", (), {})(), []
+
+        def convert(self):
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # the handler runs before this ends
+            except KeyboardInterrupt:
+                pass  # what TensorFlow's destructor does with it
+            return b"flatbuffer"
+
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_saved_model", lambda *a, **k: SwallowingConverter())
+    space = Nb201Space(channels=4, cells_per_stage=1)
+    model = space.build(space.decode(NB201_ARCH), 10, input_shape=(8, 8, 3))
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        tflite_module.convert_tflite(model, "none")
+    assert signal.getsignal(signal.SIGINT) is handler
+    monkeypatch.setattr(SwallowingConverter, "convert", lambda self: b"flatbuffer")
+    assert tflite_module.convert_tflite(model, "none") == b"flatbuffer"

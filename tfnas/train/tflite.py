@@ -31,10 +31,13 @@ Quantization (``quantize``):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import tempfile
-from typing import Optional, Sequence
+import threading
+from typing import Iterator, Optional, Sequence
 
 import keras
 import numpy as np
@@ -56,6 +59,38 @@ logger = logging.getLogger(__name__)
 
 QUANTIZATIONS = ("none", "float16", "int8")
 ROUTES = ("saved_model", "frozen")
+
+
+@contextlib.contextmanager
+def interrupts_kept() -> Iterator[None]:
+    """Ctrl-C inside the block is not lost when TensorFlow swallows it.
+
+    The converter runs Python callbacks (the representative dataset, function destructors) where a
+    ``KeyboardInterrupt`` can be raised and then dropped (``Exception ignored in ...``), so the
+    conversion would finish and be written. A Ctrl-C seen by this block's handler is raised again
+    when the block ends without an exception of its own. Only the main thread handles signals;
+    elsewhere the block does nothing.
+    """
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if previous is None or previous == signal.SIG_IGN:  # not ours to handle, or interrupts ignored (a pool worker)
+        yield
+        return
+    seen = []
+
+    def handler(signum, frame):
+        seen.append(signum)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if seen:  # the block ended as if nothing happened: the interrupt was swallowed on the way
+        raise KeyboardInterrupt
 
 
 def check_quantize(quantize: str) -> str:
@@ -155,7 +190,8 @@ def convert_tflite(
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
         try:
-            flatbuffer = converter.convert()
+            with interrupts_kept():
+                flatbuffer = converter.convert()
         except (ConverterError, ValueError, RuntimeError) as err:
             raise RuntimeError(f"TFLite conversion ({quantize}) failed: {first_line(err, 10 ** 6)}") from err
     logger.info("converted to TFLite (%s, via %s): %d bytes, input %s", quantize, via, len(flatbuffer), (1,) + shape)
