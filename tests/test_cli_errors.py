@@ -30,20 +30,20 @@ def _one_error_line(err):
 
 
 @pytest.mark.parametrize("cfg, sets, fragments", [
-    ("cfg/siams_nsam.cfg", ["space.name=zen"], ["[space] name", "needs a space with GraphSpace"]),
-    ("cfg/zen_cifar10_1M.cfg", ["space.name=nb201"], ["[space] name", "evolution"]),
-    ("cfg/rand.cfg", ["space.name=zen"], ["[space] name", "needs a space with GraphSpace"]),
+    ("cfg/siams_nsam.cfg", ["space.name=zen"], ["--set space.name", "needs a space with GraphSpace"]),
+    ("cfg/zen_cifar10_1M.cfg", ["space.name=nb201"], ["--set space.name", "evolution"]),
+    ("cfg/rand.cfg", ["space.name=zen"], ["--set space.name", "needs a space with GraphSpace"]),
     ("cfg/nag_nb201.cfg", ["space.name=darts"], ["[benchmark] name", "the nb201 table answers only for"]),
     ("cfg/nag_nb201.cfg", ["nag.beta_1=1"], ["nag.beta_1"]),
-    ("cfg/predictor.cfg", ["budget.start=20000", "budget.stop=20000"], ["[budget] stop", "15,625"]),
-    ("cfg/siams_nsam_nobts.cfg", ["budget.stop=16000"], ["[budget] stop", "expected a budget <= 15,625"]),
+    ("cfg/predictor.cfg", ["budget.start=20000", "budget.stop=20000"], ["--set budget.stop", "15,625"]),
+    ("cfg/siams_nsam_nobts.cfg", ["budget.stop=16000"], ["--set budget.stop", "expected a budget <= 15,625"]),
     ("cfg/zen_cifar10_1M.cfg", ["proxy.name=zenn"], ["proxy.name", "unknown proxy 'zenn'"]),
     ("cfg/siams_nsam.cfg", ["nosection.seed=1"], ["unknown section [nosection]", "nosection.seed"]),
     ("cfg/siams_nsam.cfg", ["predictor.lr=inf"], ["predictor.lr", "'inf'"]),
     ("cfg/rand.cfg", ["benchmark.source=cfg/rand.cfg"], ["cfg/rand.cfg"]),
     ("cfg/zen_cifar10_1M.cfg", ["run.seed=99999999999999"], ["run.seed", "[0, 4294967295]"]),
     ("cfg/zen_cifar10_1M.cfg", ["train.epochs=1"], ["[train] warmup_epochs", "at most [train] epochs = 1, got 5"]),
-    ("cfg/siams_nsam.cfg", ["dataset.name=imagenet2012"], ["[dataset] name = imagenet2012", "cifar100"]),
+    ("cfg/siams_nsam.cfg", ["dataset.name=imagenet2012"], ["--set dataset.name = imagenet2012", "cifar100"]),
     ("cfg/zen_cifar10_1M.cfg", ["run.executor=ray", "run.ray_address=foo"], ["run.ray_address", "HOST:PORT"]),
     ("cfg/slnas_tiny.cfg", ["export.format=tflite", "export.quantize=int8", "export.calibration=cfg"],
      ["export.calibration", "no train/ folder"]),
@@ -190,7 +190,7 @@ def test_what_a_terminal_shows_for_a_bad_config_is_one_line():
                           capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
-    assert proc.stderr.startswith("error: cfg/siams_nsam.cfg: [space] name:"), proc.stderr
+    assert proc.stderr.startswith("error: --set space.name: method 'siamese' needs"), proc.stderr
     assert proc.stdout == ""
 
 

@@ -279,7 +279,7 @@ def test_nag_sweep_end_to_end(tmp_path):
 
 
 def test_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match=r"\[space\] name: method 'nag'"):
+    with pytest.raises(ConfigError, match=r"--set space\.name: method 'nag'"):
         build(tmp_path, "space.name=darts")
     with pytest.raises(ConfigError, match=r"nag.labels"):
         load_config(CFG, tiny(tmp_path, "nag.labels=oracle"))
@@ -287,7 +287,7 @@ def test_config_errors(tmp_path):
         load_config(CFG, tiny(tmp_path, "nag.target_acc=3"))
     with pytest.raises(ConfigError, match=r"nag.beta_2"):
         load_config(CFG, tiny(tmp_path, "nag.beta_2=1.0"))
-    with pytest.raises(ConfigError, match=r"\[budget\] stop: RS-NAG queries distinct cells"):
+    with pytest.raises(ConfigError, match=r"--set budget\.stop: RS-NAG queries distinct cells"):
         build(tmp_path / "c", "budget.stop=9000")
 
 

@@ -258,8 +258,8 @@ def test_killed_run_ends_like_an_uninterrupted_one(tmp_path, monkeypatch):
 
 def test_config_errors(tmp_path):
     data = write_image_folder(tmp_path / "images", per_class=2)
-    with pytest.raises(ConfigError, match=r"\[space\] name: method 'nag_supernet' needs a space with NasnetDagSpace; "
+    with pytest.raises(ConfigError, match=r"--set space\.name: method 'nag_supernet' needs a space with NasnetDagSpace; "
                                           r"'darts' has not \(spaces that fit: nasnet_dag\)"):
         run_search(load_config(CFG, tiny(tmp_path / "a", data, "space.name=darts")))
-    with pytest.raises(ConfigError, match=r"\[nag\] holdout"):
+    with pytest.raises(ConfigError, match=r"--set nag\.holdout"):
         run_search(load_config(CFG, tiny(tmp_path / "b", data, "nag.holdout=0")))

@@ -208,9 +208,9 @@ def test_killed_search_resumes_at_the_next_pair_and_follows_the_same_path(tmp_pa
 
 
 def test_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match=r"\[search\] population: .*even"):
+    with pytest.raises(ConfigError, match=r"--set search\.population: .*even"):
         run_search(load_config(CFG, tiny(tmp_path, "search.population=5")))
-    with pytest.raises(ConfigError, match=r"\[space\] name: method .relativenas. needs a space with DartsSpace"):
+    with pytest.raises(ConfigError, match=r"--set space\.name: method .relativenas. needs a space with DartsSpace"):
         run_search(load_config(CFG, tiny(tmp_path / "b", "space.name=nb201")))
 
 

@@ -234,9 +234,9 @@ def test_ga_next_batch_stops_at_the_end_of_the_generation():
 
 
 def test_config_errors(tmp_path):
-    with tfds.testing.mock_data(num_examples=40), pytest.raises(ConfigError, match=r"\[search\] reward_fraction"):
+    with tfds.testing.mock_data(num_examples=40), pytest.raises(ConfigError, match=r"--set search\.reward_fraction"):
         run_search(load_config(CFG, tiny(tmp_path, "search.reward_fraction=0")))
-    with pytest.raises(ConfigError, match=r"\[space\] name: method .slnas. needs a space with LiteSpace"):
+    with pytest.raises(ConfigError, match=r"--set space\.name: method .slnas. needs a space with LiteSpace"):
         run_search(load_config(CFG, tiny(tmp_path / "b", "space.name=nb201")))
 
 

@@ -91,13 +91,13 @@ def test_sweep_regret_is_to_the_constrained_optimum(tmp_path):
 
 
 @pytest.mark.parametrize("sets, key, words", [
-    (["search.objective=latency:pixel9", "search.max_latency_ms=5"], "[search] objective", "pixel3, raspi4"),
+    (["search.objective=latency:pixel9", "search.max_latency_ms=5"], "--set search.objective", "pixel3, raspi4"),
     (["search.objective=latency:pixel3", "search.max_latency_ms=0.5", "budget.stop=300"],  # 273 cells
      "[search] max_latency_ms", "leaves 273 feasible cells"),
     (["budget.max_params=80000", "budget.stop=1000"], "[budget] max_params", "leaves 729 feasible cells"),
-    (["search.objective=pixel3"], "[search] objective", "latency:<device>"),
-    (["search.objective=latency:pixel3"], "[search] max_latency_ms", "needs a limit"),
-    (["search.max_latency_ms=5"], "[search] max_latency_ms", "needs a device"),
+    (["search.objective=pixel3"], "--set search.objective", "latency:<device>"),
+    (["search.objective=latency:pixel3"], "cfg/rand.cfg: [search] max_latency_ms", "needs a limit"),
+    (["search.max_latency_ms=5"], "--set search.max_latency_ms", "needs a device"),
 ])
 def test_config_errors_name_the_key(tmp_path, sets, key, words):
     with pytest.raises(ConfigError, match="^.*$") as err:
@@ -109,9 +109,9 @@ def test_config_errors_name_the_key(tmp_path, sets, key, words):
 
 def test_methods_that_cannot_honour_a_constraint_are_refused(tmp_path):
     sets = [f"run.out_dir={tmp_path / 'n'}", "search.objective=pareto:pixel3"]
-    with pytest.raises(ConfigError, match=r"\[search\] objective: method 'nag' cannot search a restricted table"):
+    with pytest.raises(ConfigError, match=r"--set search\.objective: method 'nag' cannot search a restricted table"):
         run_sweep(load_config("cfg/nag_nb201.cfg", sets), progress=False)
-    with pytest.raises(ConfigError, match=r"\[search\] max_latency_ms: method 'evolution'"):
+    with pytest.raises(ConfigError, match=r"--set search\.max_latency_ms: method 'evolution'"):
         run_search(load_config("cfg/zen_cifar10_1M.cfg", [f"run.out_dir={tmp_path / 'z'}",
                                                           "search.max_latency_ms=3"]), progress=False)
 

@@ -32,7 +32,7 @@ def test_build_datasets_from_config_sections():
 
 def test_build_datasets_rejects_subset_smaller_than_batch():
     cfg = load_config(None, ["dataset.batch_size=64", "dataset.train_subset=10"])
-    with pytest.raises(ConfigError, match=r"\[dataset\] train_subset = 10 is smaller"):
+    with pytest.raises(ConfigError, match=r"--set dataset\.train_subset = 10 is smaller"):
         build_datasets(cfg)
 
 
@@ -65,7 +65,7 @@ def test_spaces_get_their_arguments_from_the_factory():
     (["method.name=nag", "space.name=zen"], "needs a space with GraphSpace; 'zen' has not"),
 ])
 def test_a_method_that_does_not_fit_the_space_is_refused_before_any_work(sets, fragment):
-    with pytest.raises(ConfigError, match=r"\[space\] name: method") as info:
+    with pytest.raises(ConfigError, match=r"^--set space\.name: method") as info:
         check_method_fits_space(load_config(None, sets))
     assert fragment in str(info.value)
 

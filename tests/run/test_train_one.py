@@ -117,7 +117,7 @@ def test_keras_export_format(tmp_path):
 @pytest.mark.parametrize("arch", ["|nor_conv_3x3~0|+|bogus~0|none~1|", ""])
 def test_bad_or_missing_arch_is_a_config_error(tmp_path, arch):
     cfg = load_config(None, overrides(tmp_path) + [f"space.arch={arch}"])
-    with pytest.raises(ConfigError, match=r"\[space\] arch"):
+    with pytest.raises(ConfigError, match=r"--set space\.arch"):
         train_architecture(cfg)
     assert not os.listdir(str(tmp_path))  # nothing written before the config is known to be good
 
@@ -246,7 +246,7 @@ def test_cli_refuses_a_batch_larger_than_the_training_images_before_a_run_direct
     code = train_main([path, "--out-dir", str(out), "--no-progress"] + [a for s in sets for a in ("--set", s)])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(err) == 1, err
-    assert "[dataset] batch_size = 16 is larger than the 8 training examples of image_folder" in err[0]
+    assert "--set dataset.batch_size = 16 is larger than the 8 training examples of image_folder" in err[0]
     assert not out.exists()
 
 

@@ -47,5 +47,5 @@ def test_train_preset_genotype_with_aux_head_and_drop_path_then_export(tmp_path)
 
 
 def test_bad_genotype_text_is_a_config_error(tmp_path):
-    with pytest.raises((ConfigError, ValueError), match=r"\[space\] arch: genotype text .*missing normal_concat"):
+    with pytest.raises((ConfigError, ValueError), match=r"--set space\.arch: genotype text .*missing normal_concat"):
         train_architecture(load_config(CFG, small(str(tmp_path), "space.arch=Genotype(normal=[('conv', 0)])")))

@@ -163,7 +163,9 @@ def load_config(path: Optional[str], overrides: Sequence[str] = (), check_names:
                 raise ConfigError(f"{where}: unknown key; valid keys in [{section}]: {', '.join(fields)}")
             kwargs[key] = _parse_value(value, fields[key], types[key], where)
         sections[section] = cls(**kwargs)
-    cfg = Config(source=path or "", **sections)
+    given = tuple(f"{section}.{key}" for section, items in raw.items() for key, (_, origin) in items.items()
+                  if origin.startswith("--set"))
+    cfg = Config(source=path or "", overrides=given, **sections)
     _validate(cfg, raw, label, check_names)
     return cfg
 

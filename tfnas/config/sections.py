@@ -397,7 +397,8 @@ SECTIONS: Dict[str, type] = {
 
 @dataclass(frozen=True)
 class Config:
-    """The whole resolved configuration; ``source`` is the file it came from."""
+    """The whole resolved configuration; ``source`` is the file it came from, ``overrides`` the
+    keys that ``--set`` gave."""
 
     run: RunConfig = field(default_factory=RunConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
@@ -414,6 +415,8 @@ class Config:
     nag: NagConfig = field(default_factory=NagConfig)
     brp: BrpConfig = field(default_factory=BrpConfig)
     source: str = ""
+    #: ``section.key`` of every value given by ``--set`` (messages name ``--set`` as its origin).
+    overrides: Tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

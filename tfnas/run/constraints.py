@@ -60,7 +60,7 @@ def parse_objective(cfg: Config) -> Objective:
     text = cfg.search.objective.strip()
     kind, _, device = text.partition(":")
     if kind not in OBJECTIVES or (kind == "accuracy") != (device == ""):
-        raise ConfigError(f"{where(cfg)}: [search] objective: expected accuracy, latency:<device> or "
+        raise ConfigError(f"{where(cfg, 'search', 'objective')}: expected accuracy, latency:<device> or "
                           f"pareto:<device>; got {text!r}")
     return Objective(kind, device)
 
@@ -82,18 +82,18 @@ def measured_latency_limit(cfg: Config) -> float:
             f"pareto:{MEASURED_DEVICE}, where the limit is optional)")
     if objective.kind == "accuracy":
         if limit > 0:
-            raise ConfigError(f"{where(cfg)}: [search] max_latency_ms: method {method!r} measures latency on this "
+            raise ConfigError(f"{where(cfg, 'search', 'max_latency_ms')}: method {method!r} measures latency on this "
                               f"machine; {hint}")
         return 0.0
     if objective.device != MEASURED_DEVICE:
-        raise ConfigError(f"{where(cfg)}: [search] objective: method {method!r} takes only latency:{MEASURED_DEVICE} "
+        raise ConfigError(f"{where(cfg, 'search', 'objective')}: method {method!r} takes only latency:{MEASURED_DEVICE} "
                           f"or pareto:{MEASURED_DEVICE} (latency measured on this machine), got "
                           f"{cfg.search.objective.strip()!r}; table devices are for rand, predictor, siamese, "
                           f"brp_nas on nb201")
     if objective.kind == "pareto":
         return float(max(limit, 0.0))
     if limit <= 0:
-        raise ConfigError(f"{where(cfg)}: [search] max_latency_ms: objective latency:{MEASURED_DEVICE} needs a limit "
+        raise ConfigError(f"{where(cfg, 'search', 'max_latency_ms')}: objective latency:{MEASURED_DEVICE} needs a limit "
                           f"> 0 (ms)")
     return float(limit)
 
@@ -108,7 +108,7 @@ def refuse_search_keys(cfg: Config, flow: str, method_cls: Optional[type] = None
     for key, active in (("objective", cfg.search.objective.strip() != "accuracy"),
                         ("max_latency_ms", cfg.search.max_latency_ms > 0)):
         if active:
-            raise ConfigError(f"{where(cfg)}: [search] {key}: method {cfg.method.name!r} ({flow}) cannot honour a "
+            raise ConfigError(f"{where(cfg, 'search', key)}: method {cfg.method.name!r} ({flow}) cannot honour a "
                               f"latency objective; constrained searches: rand, predictor, siamese, brp_nas on nb201 "
                               f"(table latencies), evolution (latency:{MEASURED_DEVICE} or pareto:{MEASURED_DEVICE}, "
                               f"measured)")
@@ -172,19 +172,19 @@ def constrain(cfg: Config, method_cls: type, space: Any, benchmark: Any) -> Opti
         return None
     objective = parse_objective(cfg)
     s, limit, max_params = cfg.search, cfg.search.max_latency_ms, cfg.budget.max_params
-    key = "[search] objective" if objective.kind != "accuracy" else (
-        "[search] max_latency_ms" if limit > 0 else "[budget] max_params")
+    key = ("search", "objective") if objective.kind != "accuracy" else (
+        ("search", "max_latency_ms") if limit > 0 else ("budget", "max_params"))
     if limit > 0 and objective.kind == "accuracy":
-        raise ConfigError(f"{where(cfg)}: [search] max_latency_ms: a latency limit needs a device; set "
+        raise ConfigError(f"{where(cfg, 'search', 'max_latency_ms')}: a latency limit needs a device; set "
                           f"[search] objective = latency:<device> (or pareto:<device>)")
     if objective.kind == "latency" and limit <= 0:
-        raise ConfigError(f"{where(cfg)}: [search] max_latency_ms: objective {s.objective!r} needs a limit > 0 "
+        raise ConfigError(f"{where(cfg, 'search', 'max_latency_ms')}: objective {s.objective!r} needs a limit > 0 "
                           f"(for the unconstrained front use pareto:{objective.device})")
     if not issubclass(method_cls, CONSTRAINABLE):
-        raise ConfigError(f"{where(cfg)}: {key}: method {cfg.method.name!r} cannot search a restricted table; "
+        raise ConfigError(f"{where(cfg, *key)}: method {cfg.method.name!r} cannot search a restricted table; "
                           f"constrained searches: rand, predictor, siamese, brp_nas (on [benchmark] name = nb201)")
     if not hasattr(benchmark, "latency_devices") or benchmark.ground_truth(cfg.dataset.name) is None:
-        raise ConfigError(f"{where(cfg)}: {key}: needs a table with published latencies and parameter counts "
+        raise ConfigError(f"{where(cfg, *key)}: needs a table with published latencies and parameter counts "
                           f"([benchmark] name = nb201); got {cfg.benchmark.name!r}")
     latency = None
     if objective.device:
@@ -192,7 +192,7 @@ def constrain(cfg: Config, method_cls: type, space: Any, benchmark: Any) -> Opti
         if objective.device not in devices:
             measured = (f" ({MEASURED_DEVICE}, measured on this machine, is for method evolution)"
                         if objective.device == MEASURED_DEVICE else "")
-            raise ConfigError(f"{where(cfg)}: [search] objective: unknown device {objective.device!r}; the "
+            raise ConfigError(f"{where(cfg, 'search', 'objective')}: unknown device {objective.device!r}; the "
                               f"{cfg.benchmark.name} table has {', '.join(devices)}{measured}")
         latency = np.asarray(benchmark.latency(objective.device), np.float64)
     params = _all_params(space, dataset_head(cfg)[0])

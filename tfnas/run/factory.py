@@ -18,9 +18,15 @@ from tfnas.spaces.base import TabularSpace, require
 logger = logging.getLogger(__name__)
 
 
-def where(cfg: Config) -> str:
-    """How messages name the config: its file, or ``<defaults>``."""
-    return cfg.source or "<defaults>"
+def where(cfg: Config, section: str = "", key: str = "") -> str:
+    """How messages name the config: its file (or ``<defaults>``); with ``section`` (and ``key``),
+    where that value came from: ``--set section.key``, or ``file: [section] key``."""
+    if section and key and f"{section}.{key}" in cfg.overrides:
+        return f"--set {section}.{key}"
+    label = cfg.source or "<defaults>"
+    if not section:
+        return label
+    return f"{label}: [{section}]" + (f" {key}" if key else "")
 
 
 # -- datasets -------------------------------------------------------------------------------
@@ -72,11 +78,11 @@ def check_full_batch(cfg: Config, examples: int = -1) -> None:
     (negative: not known) below it."""
     d = cfg.dataset
     if 0 < d.train_subset < d.batch_size:
-        raise ConfigError(f"{where(cfg)}: [dataset] train_subset = {d.train_subset} is smaller than [dataset] "
+        raise ConfigError(f"{where(cfg, 'dataset', 'train_subset')} = {d.train_subset} is smaller than [dataset] "
                           f"batch_size = {d.batch_size}, so training would see no full batch; lower batch_size "
                           f"or raise train_subset")
     if 0 <= examples < d.batch_size:
-        raise ConfigError(f"{where(cfg)}: [dataset] batch_size = {d.batch_size} is larger than the {examples} "
+        raise ConfigError(f"{where(cfg, 'dataset', 'batch_size')} = {d.batch_size} is larger than the {examples} "
                           f"training examples of {d.name}, so training would see no full batch; lower batch_size")
 
 
@@ -154,7 +160,7 @@ def check_method_fits_space(cfg: Config) -> None:
     missing = [n.__name__ for n in needs if not issubclass(space_cls, n)]
     if missing:
         fitting = [s for s in SPACES.names() if all(issubclass(SPACES.get(s), n) for n in needs)]
-        raise ConfigError(f"{where(cfg)}: [space] name: method {cfg.method.name!r} needs a space with "
+        raise ConfigError(f"{where(cfg, 'space', 'name')}: method {cfg.method.name!r} needs a space with "
                           f"{', '.join(missing)}; {cfg.space.name!r} has not (spaces that fit: "
                           f"{', '.join(fitting) or 'none'})")
 
@@ -165,7 +171,7 @@ def build_benchmark(cfg: Config, space: Any) -> Any:
     """The configured ground truth: a table (``nb201``) or the training oracle (``train``)."""
     name = cfg.benchmark.name
     if name == "none":
-        raise ConfigError(f"{where(cfg)}: [benchmark] name: method {cfg.method.name!r} needs a benchmark "
+        raise ConfigError(f"{where(cfg, 'benchmark', 'name')}: method {cfg.method.name!r} needs a benchmark "
                           f"(e.g. nb201)")
     cls = BENCHMARKS.get(name)
     if name == "train":
@@ -214,7 +220,7 @@ def build_proxy(name: str, cfg: Config, key: str = "name") -> Any:
     from tfnas.proxies.base import get_proxy
 
     if name not in PROXIES:
-        raise ConfigError(f"{where(cfg)}: [proxy] {key}: unknown proxy {name!r}; registered proxies: "
+        raise ConfigError(f"{where(cfg, 'proxy', key)}: unknown proxy {name!r}; registered proxies: "
                           f"{', '.join(PROXIES.names())}")
     return get_proxy(name, **proxy_options(name, cfg))
 
@@ -266,8 +272,8 @@ def build_method(cfg: Config, space: Any) -> Any:
             except ConfigError:
                 raise
             except (ValueError, TypeError) as exc:
-                raise ConfigError(f"{where(cfg)}: [method] name = {cfg.method.name}: {exc}") from None
-    raise ConfigError(f"{where(cfg)}: [method] name: no builder for method {cfg.method.name!r} "
+                raise ConfigError(f"{where(cfg, 'method', 'name')} = {cfg.method.name}: {exc}") from None
+    raise ConfigError(f"{where(cfg, 'method', 'name')}: no builder for method {cfg.method.name!r} "
                       f"({cls.__name__}); add one to tfnas/run/method_args.py")
 
 
@@ -302,4 +308,4 @@ def build_executor(cfg: Config) -> Any:
         return make_executor(r.executor, workers, threads=r.worker_threads, address=r.ray_address,
                              ray_init={"object_store_memory": 512 * 1024 ** 2})
     except ExecutorError as exc:
-        raise ConfigError(f"{where(cfg)}: [run] executor = {r.executor}: {exc}") from None
+        raise ConfigError(f"{where(cfg, 'run', 'executor')} = {r.executor}: {exc}") from None

@@ -77,7 +77,7 @@ def evolution(cls: type, cfg: Config, space: Any) -> EvolutionSearch:
         try:
             start = space.decode(cfg.space.start)
         except ValueError as exc:
-            raise ConfigError(f"{where(cfg)}: [space] start: {exc}") from None
+            raise ConfigError(f"{where(cfg, 'space', 'start')}: {exc}") from None
     s, b = cfg.search, cfg.budget
     max_latency_ms = measured_latency_limit(cfg)
     pareto = parse_objective(cfg).kind == "pareto"
@@ -103,10 +103,10 @@ def relativenas(cls: type, cfg: Config, space: Any) -> RelativeNasSearch:
 
     s, d = cfg.search, cfg.dataset
     if s.population % 2:
-        raise ConfigError(f"{where(cfg)}: [search] population: RelativeNAS pairs its members, so it must be even; "
+        raise ConfigError(f"{where(cfg, 'search', 'population')}: RelativeNAS pairs its members, so it must be even; "
                           f"got {s.population}")
     if s.lr_min > s.lr:
-        raise ConfigError(f"{where(cfg)}: [search] lr_min: must not exceed lr ({s.lr}); got {s.lr_min}")
+        raise ConfigError(f"{where(cfg, 'search', 'lr_min')}: must not exceed lr ({s.lr}); got {s.lr_min}")
     data = load_halves(d.name, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
                        subset=d.train_subset, where=where(cfg))
     return cls(space, data, population=s.population, generations=s.generations,
@@ -137,13 +137,13 @@ def slnas(cls: type, cfg: Config, space: Any) -> SlnasSearch:
 
     s, d, c, sp = cfg.search, cfg.dataset, cfg.controller, cfg.space
     if s.lr_min > s.lr:
-        raise ConfigError(f"{where(cfg)}: [search] lr_min: must not exceed lr ({s.lr}); got {s.lr_min}")
+        raise ConfigError(f"{where(cfg, 'search', 'lr_min')}: must not exceed lr ({s.lr}); got {s.lr_min}")
     if not 0.0 < s.reward_fraction < 1.0:
-        raise ConfigError(f"{where(cfg)}: [search] reward_fraction: SLNAS needs images for both the shared weights "
+        raise ConfigError(f"{where(cfg, 'search', 'reward_fraction')}: SLNAS needs images for both the shared weights "
                           f"and the rewards, so it must lie strictly between 0 and 1; got {s.reward_fraction}")
     stem_stride, reductions = 4, len(sp.search_blocks)
     if not sp.search_blocks:
-        raise ConfigError(f"{where(cfg)}: [space] search_blocks: needs at least one stage, e.g. 4, 4")
+        raise ConfigError(f"{where(cfg, 'space', 'search_blocks')}: needs at least one stage, e.g. 4, 4")
     data = load_split(d.name, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
                       subset=d.train_subset, where=where(cfg), first_fraction=1.0 - s.reward_fraction,
                       divisor=stem_stride * 2 ** reductions,
@@ -176,17 +176,17 @@ def slnas(cls: type, cfg: Config, space: Any) -> SlnasSearch:
 @builds(ProxyCorrelation)
 def proxy_correlation(cls: type, cfg: Config, space: Any) -> ProxyCorrelation:
     if cfg.dataset.name not in NB201_DATASETS:
-        raise ConfigError(f"{where(cfg)}: [dataset] name: proxy_corr compares with the NAS-Bench-201 table, which "
+        raise ConfigError(f"{where(cfg, 'dataset', 'name')}: proxy_corr compares with the NAS-Bench-201 table, which "
                           f"has {', '.join(NB201_DATASETS)}; got {cfg.dataset.name!r}")
     if cfg.benchmark.name == "none":
-        raise ConfigError(f"{where(cfg)}: [benchmark] name: proxy_corr needs the NAS-Bench-201 table (nb201)")
+        raise ConfigError(f"{where(cfg, 'benchmark', 'name')}: proxy_corr needs the NAS-Bench-201 table (nb201)")
     if getattr(space, "name", "") != getattr(BENCHMARKS.get(cfg.benchmark.name), "space", None):
-        raise ConfigError(f"{where(cfg)}: [space] name: proxy_corr scores the cells of the {cfg.benchmark.name} "
+        raise ConfigError(f"{where(cfg, 'space', 'name')}: proxy_corr scores the cells of the {cfg.benchmark.name} "
                           f"table; got space {getattr(space, 'name', type(space).__name__)!r}")
     names = tuple(cfg.proxy.names) or (cfg.proxy.name,)
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ConfigError(f"{where(cfg)}: [proxy] names: {', '.join(duplicates)} listed more than once")
+        raise ConfigError(f"{where(cfg, 'proxy', 'names')}: {', '.join(duplicates)} listed more than once")
     proxies = {name: build_proxy(name, cfg, key="names") for name in names}
     benchmark = BENCHMARKS.get(cfg.benchmark.name)(source=cfg.benchmark.source)
     num_classes, shape = dataset_head(cfg)
@@ -207,17 +207,17 @@ def nag(cls: type, cfg: Config, space: Any) -> NagSearch:
 
     n, d = cfg.nag, cfg.dataset
     if cfg.space.name != "nb201":
-        raise ConfigError(f"{where(cfg)}: [space] name: method 'nag' runs on a tabular space of DAG cells (nb201); "
+        raise ConfigError(f"{where(cfg, 'space', 'name')}: method 'nag' runs on a tabular space of DAG cells (nb201); "
                           f"got {cfg.space.name!r} (NAG on the paper's NASNet DAG space is method 'nag_supernet')")
     benchmark = build_benchmark(cfg, space)
     truth = benchmark.ground_truth(d.name)
     if truth is None:
-        raise ConfigError(f"{where(cfg)}: [benchmark] name: 'nag' labels its cells from a table; "
+        raise ConfigError(f"{where(cfg, 'benchmark', 'name')}: 'nag' labels its cells from a table; "
                           f"{cfg.benchmark.name!r} has none (use nb201)")
     label_acc = truth if n.labels == "table" else benchmark.low_fidelity(d.name, "val")
     distinct = len(dag.dag_lookup())
     if cfg.budget.stop > distinct:
-        raise ConfigError(f"{where(cfg)}: [budget] stop: RS-NAG queries distinct cells (as DAGs, NB201 has "
+        raise ConfigError(f"{where(cfg, 'budget', 'stop')}: RS-NAG queries distinct cells (as DAGs, NB201 has "
                           f"{distinct:,}); expected a budget <= {distinct:,}, got {cfg.budget.stop:,}")
     num_classes, _ = dataset_head(cfg)
     params = np.array([space.num_params(space.from_index(i), num_classes) for i in range(space.size)], np.float64)
@@ -239,15 +239,15 @@ def nag_supernet(cls: type, cfg: Config, space: Any) -> NagSupernetSearch:
 
     n, s, d, sp = cfg.nag, cfg.search, cfg.dataset, cfg.space
     if sp.name != "nasnet_dag":
-        raise ConfigError(f"{where(cfg)}: [space] name: method 'nag_supernet' searches the NASNet DAG space "
+        raise ConfigError(f"{where(cfg, 'space', 'name')}: method 'nag_supernet' searches the NASNet DAG space "
                           f"(nasnet_dag); got {sp.name!r} (NAG on NAS-Bench-201 is method 'nag')")
     if s.lr_min > s.lr:
-        raise ConfigError(f"{where(cfg)}: [search] lr_min: must not exceed lr ({s.lr}); got {s.lr_min}")
+        raise ConfigError(f"{where(cfg, 'search', 'lr_min')}: must not exceed lr ({s.lr}); got {s.lr_min}")
     if not 0.0 < n.holdout < 1.0:
-        raise ConfigError(f"{where(cfg)}: [nag] holdout: the supernet trains on part of the training split and "
+        raise ConfigError(f"{where(cfg, 'nag', 'holdout')}: the supernet trains on part of the training split and "
                           f"scores on the rest, so it must lie strictly between 0 and 1; got {n.holdout}")
     if n.pool < 3:
-        raise ConfigError(f"{where(cfg)}: [nag] pool: 'nag_supernet' labels pool pairs by tertiles; expected >= 3, "
+        raise ConfigError(f"{where(cfg, 'nag', 'pool')}: 'nag_supernet' labels pool pairs by tertiles; expected >= 3, "
                           f"got {n.pool}")
     data = load_split(d.name, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
                       subset=d.train_subset, where=where(cfg), first_fraction=1.0 - n.holdout, divisor=4,

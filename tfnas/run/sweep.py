@@ -76,20 +76,20 @@ def check_budget_fits(cfg: Config, space: Any) -> None:
     if cfg.budget.stop > size:
         what = f"the {size:,} cells of {cfg.space.name}" if isinstance(space, TabularSpace) and not isinstance(
             space, CandidatePool) else f"the pool of {size:,} cells ([search] pool_size)"
-        raise ConfigError(f"{where(cfg)}: [budget] stop: {cfg.budget.stop:,} queries exceed {what}; "
+        raise ConfigError(f"{where(cfg, 'budget', 'stop')}: {cfg.budget.stop:,} queries exceed {what}; "
                           f"expected a budget <= {size:,}")
 
 
 def check_benchmark_fits(cfg: Config, method_cls: type, benchmark: Any) -> None:
     if getattr(benchmark, "name", "") == "nb201" and cfg.space.name != "nb201":
-        raise ConfigError(f"{where(cfg)}: [benchmark] name: the nb201 table answers only for [space] name = nb201, "
+        raise ConfigError(f"{where(cfg, 'benchmark', 'name')}: the nb201 table answers only for [space] name = nb201, "
                           f"got space {cfg.space.name!r}; use [benchmark] name = train (the training oracle)")
     try:
         has_table = benchmark.ground_truth(cfg.dataset.name) is not None
     except ValueError as exc:  # a table without this dataset
-        raise ConfigError(f"{where(cfg)}: [dataset] name = {cfg.dataset.name}: {exc}") from None
+        raise ConfigError(f"{where(cfg, 'dataset', 'name')} = {cfg.dataset.name}: {exc}") from None
     if not has_table and getattr(method_cls, "uses_code", False) and cfg.predictor.ec_source == "table":
-        raise ConfigError(f"{where(cfg)}: [predictor] ec_source: 'table' needs the NB201 12-epoch table; with "
+        raise ConfigError(f"{where(cfg, 'predictor', 'ec_source')}: 'table' needs the NB201 12-epoch table; with "
                           f"[benchmark] name = {cfg.benchmark.name} use ec_source = train or a proxy name")
 
 

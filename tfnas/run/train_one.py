@@ -132,7 +132,7 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
     from tfnas.train.trainer import train_and_evaluate
 
     if not cfg.space.arch:
-        raise ConfigError(f"{where(cfg)}: [space] arch: expected an architecture string of "
+        raise ConfigError(f"{where(cfg, 'space', 'arch')}: expected an architecture string of "
                           f"space {cfg.space.name!r}, got nothing")
     strategy: Any = cfg.run.strategy
     if strategy == "multi_worker":  # collective ops must be configured before TensorFlow runs any op
@@ -145,7 +145,7 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
     try:
         arch = space.decode(cfg.space.arch)
     except ValueError as exc:
-        raise ConfigError(f"{where(cfg)}: [space] arch: {exc}") from None
+        raise ConfigError(f"{where(cfg, 'space', 'arch')}: {exc}") from None
     train_ds, eval_ds, info = build_datasets(cfg)
     check_calibration_data(cfg)
 
