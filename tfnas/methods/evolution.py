@@ -218,7 +218,9 @@ class EvolutionSearch(OneShotSearch):
                 raise DamagedFileError(path, f"'pareto'['latency'] lacks the latency of member {missing[0]!r}", restart)
         with reading(path, restart):  # an architecture the space cannot decode is named with the file
             for arch in [a for a, _ in state["members"]] + [p[0] for p in (pareto or {}).get("front", [])]:
-                self.space.decode(arch)
+                reason = self.reject_reason(self.space.decode(arch))
+                if reason:  # every child is checked before it joins: this one was written by hand
+                    raise DamagedFileError(path, f"member {arch!r} breaks the search's {reason} limit", restart)
         return state
 
     # -- the search ------------------------------------------------------------------------------
