@@ -213,11 +213,11 @@ def test_shipped_cfg_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize("sets, words", [
-    (["search.objective=latency:pixel3"], "[search] objective: method 'evolution' takes only latency:litert"),
-    (["search.objective=pareto"], "[search] objective: expected accuracy"),
-    (["search.objective=pareto:pixel3"], "[search] objective: method 'evolution' takes only latency:litert or "
+    (["search.objective=latency:pixel3"], "--set search.objective: method 'evolution' takes only latency:litert"),
+    (["search.objective=pareto"], "--set search.objective: expected accuracy"),
+    (["search.objective=pareto:pixel3"], "--set search.objective: method 'evolution' takes only latency:litert or "
                                          "pareto:litert"),
-    (["search.max_latency_ms=0"], "[search] max_latency_ms: objective latency:litert needs a limit"),
+    (["search.max_latency_ms=0"], "--set search.max_latency_ms: objective latency:litert needs a limit"),
     (["search.objective=accuracy"], "[search] max_latency_ms: method 'evolution' measures latency"),
 ])
 def test_nonsensical_combinations_are_refused_in_one_line(tmp_path, sets, words):
