@@ -81,3 +81,19 @@ def test_tiny_samples_still_spend_the_whole_budget(benchmark):
     session = benchmark.session("cifar100", 20)
     method.run(session, 20, np.random.default_rng(0))
     assert session.queries == 20
+
+
+def test_a_sweep_of_budgets_shares_one_trainer_and_finds_what_one_trainer_per_budget_finds(benchmark):
+    """With room for [budget] stop's steps, budgets 16 and 40 run on one compiled trainer (one
+    trace) and give the same answers as a method that builds a trainer per step count."""
+    shared = make_method("siamese", "budget.start=16", "budget.stop=40", "budget.step=24")
+    assert shared.max_budget == 40
+    apart = make_method("siamese")
+    apart.max_budget = 0  # the trainer per step count of before
+    for budget in (16, 40):
+        a = shared.run(benchmark.session("cifar100", budget), budget, np.random.default_rng(budget))
+        b = apart.run(benchmark.session("cifar100", budget), budget, np.random.default_rng(budget))
+        assert a.best_index == b.best_index
+        np.testing.assert_array_equal(a.scores, b.scores)
+    assert len(shared._trainers) == 1 and next(iter(shared._trainers.values())).train_traces == 1
+    assert [t.step_capacity for t in apart._trainers.values()] == [5]  # rebuilt for budget 40's 5 steps

@@ -220,3 +220,22 @@ def test_reset_redraws_weights_like_a_fresh_model_and_keeps_the_trace():
     np.testing.assert_allclose(trainer.predict(adj, ops), fresh.accuracy(adj, ops).numpy(), rtol=1e-5, atol=1e-6)
     trainer.train_epochs(data, 2)
     assert trainer.train_traces == 1
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_a_trainer_with_room_for_more_steps_trains_exactly_like_one_built_for_the_steps(jit):
+    """The steps past ``steps_per_epoch`` are never run: same losses and weights as a trainer
+    compiled for the step count, and one trace serves every step count up to the capacity."""
+    data = _cells(np.random.default_rng(3), 30)
+    exact = _siamese_trainer(seed=5, steps_per_epoch=3, jit_compile=jit)
+    roomy = _siamese_trainer(seed=5, steps_per_epoch=3, step_capacity=7, jit_compile=jit)
+    np.testing.assert_array_equal(exact.train_epochs(data, 3), roomy.train_epochs(data, 3))
+    for a, b in zip(exact.model.weights, roomy.model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    longer = _siamese_trainer(seed=9, steps_per_epoch=7, jit_compile=jit)
+    roomy.reset(seed=9)
+    roomy.set_steps_per_epoch(7)
+    np.testing.assert_array_equal(longer.train_epochs(data, 2), roomy.train_epochs(data, 2))
+    assert roomy.train_traces == 1 and int(roomy.optimizer.iterations.numpy()) == 14
+    with pytest.raises(ValueError, match="exceeds this trainer's step_capacity=7"):
+        roomy.set_steps_per_epoch(8)

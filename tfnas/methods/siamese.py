@@ -74,7 +74,8 @@ class PredictorSearch(BudgetedSearch):
                  lr_final: float = 1e-4, huber_delta: float = 0.5, init_fraction: float = 0.3,
                  update_split: int = 10, sample_fraction: float = 0.1, rank_k: int = 30,
                  final_rank_k: int = 60, reserve: int = 3, ec_source: str = "table",
-                 ec_factory: Optional[Any] = None, jit_compile: bool = False, name: str = "siamese"):
+                 ec_factory: Optional[Any] = None, jit_compile: bool = False, name: str = "siamese",
+                 max_budget: int = 0):
         require(space, TabularSpace, f"method {name!r}")
         require(space, GraphSpace, f"method {name!r}")
         if siamese:
@@ -87,6 +88,7 @@ class PredictorSearch(BudgetedSearch):
         self.init_fraction, self.update_split, self.sample_fraction = init_fraction, update_split, sample_fraction
         self.rank_k, self.final_rank_k, self.reserve = rank_k, final_rank_k, reserve
         self.ec_source, self.ec_factory, self.jit_compile = ec_source, ec_factory, jit_compile
+        self.max_budget = int(max_budget)
         self.adj, self.ops = space.all_graphs()
         self.size = len(self.adj)
         self._trainers = {}
@@ -114,16 +116,18 @@ class PredictorSearch(BudgetedSearch):
     def _make_trainer(self, budget: int, seed: int, ec_dim: int):
         """A trainer for this budget, reset to fresh weights drawn from ``seed``.
 
-        Trainers are cached by (steps per epoch, EC length): repeats and budgets with the same
-        step count reuse one set of compiled functions (no retracing, no growth over a sweep).
+        Trainers are cached by EC length and built with room for the steps of ``max_budget``
+        (the sweep's largest): every repeat and budget reuses one set of compiled functions (no
+        retracing, no growth over a sweep, one XLA compile per process instead of one per budget).
         """
         from tfnas.predictors.fit import PredictorTrainer, steps_for_budget
         from tfnas.predictors.models import NeuralPredictor, SiamesePredictor
 
         steps = steps_for_budget(budget, self.batch_size)
-        key = (steps, ec_dim)
+        capacity = max(steps, steps_for_budget(self.max_budget, self.batch_size) if self.max_budget > 0 else 0)
+        key = ec_dim
         trainer = self._trainers.get(key)
-        if trainer is None:
+        if trainer is None or trainer.step_capacity < steps:
             n, k = self.adj.shape[1], self.ops.shape[2]
             if self.siamese:
                 model = SiamesePredictor(n, k, ec_dim=ec_dim, units=self.units, nsam=self.nsam, seed=seed)
@@ -131,10 +135,12 @@ class PredictorSearch(BudgetedSearch):
                 model = NeuralPredictor(n, k, units=self.units, seed=seed)
             trainer = PredictorTrainer(model, total_epochs=self.epochs, steps_per_epoch=steps,
                                        batch_size=self.batch_size, lr_high=self.lr, lr_low=self.lr_final,
-                                       huber_delta=self.huber_delta, seed=seed, jit_compile=self.jit_compile)
+                                       huber_delta=self.huber_delta, seed=seed, jit_compile=self.jit_compile,
+                                       step_capacity=capacity)
             self._trainers[key] = trainer
         else:
             trainer.reset(seed)
+            trainer.set_steps_per_epoch(steps)
         return trainer
 
     def rank(self, trainer, cells: np.ndarray, k: int, ec, normaliser) -> np.ndarray:

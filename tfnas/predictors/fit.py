@@ -6,10 +6,11 @@
 (delta 0.5) on accuracies in ``[0, 1]`` — on both outputs of the siamese predictor.
 
 Training runs one traced function per epoch: the epoch's ``steps_per_epoch`` batches
-(fixed shapes ``(steps, batch_size, N, ...)``) go in at once and a graph loop runs the train
-step on each, so there is no Python overhead per step and no retrace ever, also when the
-training set grows between calls (batch top sampling); :attr:`PredictorTrainer.train_traces`
-counts the traces of the step. :meth:`predict` ranks any number of graphs through one more
+(fixed shapes ``(step_capacity, batch_size, N, ...)``, the steps past ``steps_per_epoch``
+unused) go in at once and a graph loop runs the train step on each, so there is no Python
+overhead per step and no retrace ever, also when the training set grows between calls (batch
+top sampling) or the step count changes up to the capacity (the budgets of a sweep share one
+compiled loop); :attr:`PredictorTrainer.train_traces` counts the traces of the step. :meth:`predict` ranks any number of graphs through one more
 trace per branch (open batch dimension).
 
 Speed (2-core CPU, batch 8, N=10, K=9, 64 units): the step is bound by per-op overhead, so
@@ -173,7 +174,9 @@ class PredictorTrainer:
             call returning one accuracy ``(B,)`` or a tuple of them).
         total_epochs: epochs of the whole schedule.
         steps_per_epoch: train steps per epoch (the paper: ``max(budget // 8, 1)``, see
-            :func:`steps_for_budget`).
+            :func:`steps_for_budget`); change it with :meth:`set_steps_per_epoch`.
+        step_capacity: the most steps per epoch the compiled loop takes (default and at least
+            ``steps_per_epoch``); a trainer built for the largest budget serves the smaller ones.
         batch_size: graphs per step (fixed; part of the traced signature).
         lr_high, lr_low, high_fraction: the schedule (:func:`learning_rate_at`).
         huber_delta: Huber delta on accuracies in ``[0, 1]``.
@@ -200,9 +203,12 @@ class PredictorTrainer:
         seed: int = 0,
         high_fraction: float = 0.7,
         jit_compile: bool = True,
+        step_capacity: Optional[int] = None,
     ):
         self.total_epochs = check_units(total_epochs, "PredictorTrainer", "total_epochs")
         self.steps_per_epoch = check_units(steps_per_epoch, "PredictorTrainer", "steps_per_epoch")
+        self.step_capacity = max(self.steps_per_epoch, check_units(step_capacity or 1, "PredictorTrainer",
+                                                                   "step_capacity"))
         self.batch_size = check_units(batch_size, "PredictorTrainer", "batch_size")
         if not 0.0 <= high_fraction <= 1.0:
             raise ValueError(f"high_fraction must lie in [0, 1]. Received: high_fraction={high_fraction}")
@@ -224,8 +230,8 @@ class PredictorTrainer:
         signature = self._signature(self.batch_size, with_y=True, with_code=self.ec_dim > 0)
         self._train_epoch = tf.function(
             self._train_epoch_body,
-            input_signature=[tf.TensorSpec((self.steps_per_epoch, *spec.shape), spec.dtype)
-                             for spec in signature],
+            input_signature=[tf.TensorSpec((), tf.int32)] + [
+                tf.TensorSpec((self.step_capacity, *spec.shape), spec.dtype) for spec in signature],
             jit_compile=self.jit_compile,
             autograph=False,
         )
@@ -249,6 +255,13 @@ class PredictorTrainer:
         self.optimizer.set_learning_rate(self.learning_rate_at(0))
         self._epoch = 0
         self.rng = np.random.default_rng(seed)
+
+    def set_steps_per_epoch(self, steps: int) -> None:
+        """Trains ``steps`` steps per epoch from now on (at most :attr:`step_capacity`; no retrace)."""
+        steps = check_units(steps, "PredictorTrainer", "steps_per_epoch")
+        if steps > self.step_capacity:
+            raise ValueError(f"steps_per_epoch={steps} exceeds this trainer's step_capacity={self.step_capacity}")
+        self.steps_per_epoch = steps
 
     # -- schedule -------------------------------------------------------------------------
     @property
@@ -287,21 +300,21 @@ class PredictorTrainer:
         self.optimizer.apply_gradients(tape.gradient(loss, self.optimizer.variables))
         return loss
 
-    def _train_epoch_body(self, adj, ops, y, ec=None):
-        """``steps_per_epoch`` train steps in one graph loop (one call per epoch, no Python
-        overhead per step); inputs stack the epoch's batches on a leading ``steps`` axis."""
+    def _train_epoch_body(self, steps, adj, ops, y, ec=None):
+        """``steps`` train steps in one graph loop (one call per epoch, no Python overhead per
+        step); inputs stack the epoch's batches on a leading axis of ``step_capacity``."""
 
         def step(i, total):
             batch = [adj[i], ops[i], y[i]] + ([] if ec is None else [ec[i]])
             return i + 1, total + self._train_step_body(*batch)
 
         _, total = tf.while_loop(
-            lambda i, total: i < self.steps_per_epoch,
+            lambda i, total: i < steps,
             step,
             (tf.constant(0), tf.constant(0.0)),
             parallel_iterations=1,
         )
-        return total / self.steps_per_epoch
+        return total / tf.cast(steps, tf.float32)
 
     def _predict_fn(self, with_code: bool):
         if with_code not in self._predict_fns:
@@ -350,10 +363,12 @@ class PredictorTrainer:
         for _ in range(int(n_epochs)):
             self.optimizer.set_learning_rate(self.learning_rate_at(self._epoch))
             idx = epoch_indices(len(data), steps * batch, rng).reshape(steps, batch)
+            if steps < self.step_capacity:  # rows the loop does not reach: any valid index
+                idx = np.concatenate([idx, np.zeros((self.step_capacity - steps, batch), idx.dtype)])
             args = [data.adj[idx], data.ops[idx], data.y[idx]]
             if self.ec_dim:
                 args.append(data.ec[idx])
-            epoch_losses.append(self._train_epoch(*args))
+            epoch_losses.append(self._train_epoch(tf.constant(steps, tf.int32), *args))
             self._epoch += 1
         if not epoch_losses:
             return np.zeros((0,), np.float32)

@@ -57,7 +57,7 @@ def predictor_search(cls: type, cfg: Config, space: Any) -> PredictorSearch:
                batch_size=p.batch_size, lr=p.lr, lr_final=p.lr_final, huber_delta=p.huber_delta,
                init_fraction=s.init_fraction, update_split=s.update_split, sample_fraction=s.sample_fraction,
                rank_k=s.rank_k, final_rank_k=s.final_rank_k, reserve=s.reserve, ec_source=p.ec_source,
-               ec_factory=ec_factory, jit_compile=jit, name=cfg.method.name)
+               ec_factory=ec_factory, jit_compile=jit, name=cfg.method.name, max_budget=cfg.budget.stop)
 
 
 @builds(BrpSearch)
