@@ -34,7 +34,9 @@ def run(method: str = "siamese", budget: int = 100, repeats: int = 3, jit: str =
     from tfnas.run.factory import build_method, build_space
 
     section = "brp" if method == "brp_nas" else "predictor"
-    sets = [f"{section}.jit_compile={jit}"] + ([f"{section}.units={units}"] if units else [])
+    # [budget] stop sizes the predictor trainer's step capacity: the measured budget's own steps
+    sets = [f"{section}.jit_compile={jit}", f"budget.start={budget}", f"budget.stop={budget}"] + (
+        [f"{section}.units={units}"] if units else [])
     cfg = load_config(os.path.join("cfg", CFG_FILES[method]), sets)
     space = build_space(cfg)
     benchmark = BENCHMARKS.get("nb201")()

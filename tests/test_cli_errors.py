@@ -43,12 +43,12 @@ def _one_error_line(err):
     ("cfg/rand.cfg", ["benchmark.source=cfg/rand.cfg"], ["cfg/rand.cfg"]),
     ("cfg/zen_cifar10_1M.cfg", ["run.seed=99999999999999"], ["run.seed", "[0, 4294967295]"]),
     ("cfg/zen_cifar10_1M.cfg", ["train.epochs=1"], ["[train] warmup_epochs", "at most [train] epochs = 1, got 5"]),
-    ("cfg/siams_nsam.cfg", ["dataset.name=imagenet2012"], ["--set dataset.name = imagenet2012", "cifar100"]),
+    ("cfg/siams_nsam.cfg", ["dataset.name=imagenet2012"], ["--set dataset.name=imagenet2012", "cifar100"]),
     ("cfg/zen_cifar10_1M.cfg", ["run.executor=ray", "run.ray_address=foo"], ["run.ray_address", "HOST:PORT"]),
     ("cfg/slnas_tiny.cfg", ["export.format=tflite", "export.quantize=int8", "export.calibration=cfg"],
      ["export.calibration", "no train/ folder"]),
     ("cfg/slnas_tiny.cfg", ["dataset.train_subset=8", "dataset.batch_size=16"],
-     ["train_subset = 8 is smaller than [dataset] batch_size = 16"]),
+     ["--set dataset.train_subset=8 is smaller than [dataset] batch_size = 16"]),
 ])
 def test_bad_configs_are_one_line_and_write_nothing(tmp_path, capsys, cfg, sets, fragments):
     out = tmp_path / "run"

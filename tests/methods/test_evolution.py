@@ -95,7 +95,7 @@ def _rng_without_inc(state):
     (lambda s: s["counts"].pop("flops"), "its 'counts'['flops'] field is missing"),
     (_rng_without_inc, "its 'mutation_rng'['state']['inc'] field is missing"),
     (lambda s: s.update(score_rng=[1, 2]), "'score_rng' must be an object; got a list of 2 items"),
-    (lambda s: s["members"][0].__setitem__(0, "64-64-64"), "member '64-64-64' breaks the search's params limit"),
+    (lambda s: s["members"][0].__setitem__(0, "64-64-64"), "the saved architecture '64-64-64' breaks the search's params limit"),
 ], ids=["members-missing", "members-a-string", "members-too-many", "member-too-short", "score-a-string",
         "arch-undecodable", "iteration-negative", "iteration-a-string", "seconds-null", "count-missing",
         "rng-incomplete", "rng-a-list", "member-over-budget"])

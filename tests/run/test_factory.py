@@ -32,7 +32,7 @@ def test_build_datasets_from_config_sections():
 
 def test_build_datasets_rejects_subset_smaller_than_batch():
     cfg = load_config(None, ["dataset.batch_size=64", "dataset.train_subset=10"])
-    with pytest.raises(ConfigError, match=r"--set dataset\.train_subset = 10 is smaller"):
+    with pytest.raises(ConfigError, match=r"--set dataset\.train_subset=10 is smaller"):
         build_datasets(cfg)
 
 

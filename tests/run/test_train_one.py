@@ -246,7 +246,7 @@ def test_cli_refuses_a_batch_larger_than_the_training_images_before_a_run_direct
     code = train_main([path, "--out-dir", str(out), "--no-progress"] + [a for s in sets for a in ("--set", s)])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(err) == 1, err
-    assert "--set dataset.batch_size = 16 is larger than the 8 training examples of image_folder" in err[0]
+    assert "--set dataset.batch_size=16 is larger than the 8 training examples of image_folder" in err[0]
     assert not out.exists()
 
 

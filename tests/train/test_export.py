@@ -375,3 +375,7 @@ def test_a_trainers_checkpoint_with_drop_path_and_optimizer_loads_into_the_serve
     result = export_arch(space, "relativenas", 10, str(tmp_path / "m.keras"), fmt="keras", weights=prefix)
     np.testing.assert_allclose(keras.saving.load_model(result.path)(x, training=False),
                                model(x, training=False), atol=1e-5)
+    served = space.build(arch, 10, (32, 32, 3), auxiliary=False)  # the auxiliary head's weights stay unused
+    load_weights(served, prefix)
+    np.testing.assert_allclose(served(x, training=False), model(x, training=False), atol=1e-5)
+    assert not tf.io.gfile.glob("ram://tfnas-probe-*")  # the in-memory probe is gone

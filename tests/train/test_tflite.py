@@ -330,5 +330,14 @@ def test_a_ctrl_c_swallowed_during_the_conversion_still_stops_it(interrupts_rais
     with pytest.raises(KeyboardInterrupt):
         tflite_module.convert_tflite(model, "none")
     assert signal.getsignal(signal.SIGINT) is handler
+    swallow = SwallowingConverter.convert
+
+    def interrupted_then_failed(self):
+        swallow(self)
+        raise RuntimeError("the representative dataset ended early")  # what the stopped callback leads to
+
+    monkeypatch.setattr(SwallowingConverter, "convert", interrupted_then_failed)
+    with pytest.raises(KeyboardInterrupt):  # not 'TFLite conversion failed'
+        tflite_module.convert_tflite(model, "none")
     monkeypatch.setattr(SwallowingConverter, "convert", lambda self: b"flatbuffer")
     assert tflite_module.convert_tflite(model, "none") == b"flatbuffer"

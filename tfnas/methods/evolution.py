@@ -216,11 +216,14 @@ class EvolutionSearch(OneShotSearch):
             missing = [a for a, _ in state["members"] if a not in pareto["latency"]]
             if missing:
                 raise DamagedFileError(path, f"'pareto'['latency'] lacks the latency of member {missing[0]!r}", restart)
+        saved = [a for a, _ in state["members"]] + [p[0] for p in (pareto or {}).get("front", [])]
         with reading(path, restart):  # an architecture the space cannot decode is named with the file
-            for arch in [a for a, _ in state["members"]] + [p[0] for p in (pareto or {}).get("front", [])]:
-                reason = self.reject_reason(self.space.decode(arch))
-                if reason:  # every child is checked before it joins: this one was written by hand
-                    raise DamagedFileError(path, f"member {arch!r} breaks the search's {reason} limit", restart)
+            decoded = [self.space.decode(arch) for arch in saved]
+        for arch, written in zip(decoded, saved):  # outside reading(): a bug here is not a damaged file
+            reason = self.reject_reason(arch)
+            if reason:  # every child is checked before it joins: this one was written by hand
+                raise DamagedFileError(path, f"the saved architecture {written!r} breaks the search's {reason} limit",
+                                       restart)
         return state
 
     # -- the search ------------------------------------------------------------------------------

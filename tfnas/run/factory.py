@@ -18,15 +18,17 @@ from tfnas.spaces.base import TabularSpace, require
 logger = logging.getLogger(__name__)
 
 
-def where(cfg: Config, section: str = "", key: str = "") -> str:
-    """How messages name the config: its file (or ``<defaults>``); with ``section`` (and ``key``),
-    where that value came from: ``--set section.key``, or ``file: [section] key``."""
-    if section and key and f"{section}.{key}" in cfg.overrides:
-        return f"--set {section}.{key}"
+def where(cfg: Config, section: str = "", key: str = "", value: Any = None) -> str:
+    """How messages name the config: its file (or ``<defaults>``); with ``section`` and ``key``,
+    where that value came from: ``--set section.key``, or ``file: [section] key``; with ``value``
+    too, the setting as it was written (``--set section.key=value``, ``file: [section] key = value``)."""
+    given = section and key and f"{section}.{key}" in cfg.overrides
+    if given:
+        return f"--set {section}.{key}" + ("" if value is None else f"={value}")
     label = cfg.source or "<defaults>"
     if not section:
         return label
-    return f"{label}: [{section}]" + (f" {key}" if key else "")
+    return f"{label}: [{section}]" + (f" {key}" if key else "") + ("" if value is None else f" = {value}")
 
 
 # -- datasets -------------------------------------------------------------------------------
@@ -78,11 +80,11 @@ def check_full_batch(cfg: Config, examples: int = -1) -> None:
     (negative: not known) below it."""
     d = cfg.dataset
     if 0 < d.train_subset < d.batch_size:
-        raise ConfigError(f"{where(cfg, 'dataset', 'train_subset')} = {d.train_subset} is smaller than [dataset] "
+        raise ConfigError(f"{where(cfg, 'dataset', 'train_subset', d.train_subset)} is smaller than [dataset] "
                           f"batch_size = {d.batch_size}, so training would see no full batch; lower batch_size "
                           f"or raise train_subset")
     if 0 <= examples < d.batch_size:
-        raise ConfigError(f"{where(cfg, 'dataset', 'batch_size')} = {d.batch_size} is larger than the {examples} "
+        raise ConfigError(f"{where(cfg, 'dataset', 'batch_size', d.batch_size)} is larger than the {examples} "
                           f"training examples of {d.name}, so training would see no full batch; lower batch_size")
 
 
@@ -272,7 +274,7 @@ def build_method(cfg: Config, space: Any) -> Any:
             except ConfigError:
                 raise
             except (ValueError, TypeError) as exc:
-                raise ConfigError(f"{where(cfg, 'method', 'name')} = {cfg.method.name}: {exc}") from None
+                raise ConfigError(f"{where(cfg)}: method {cfg.method.name!r}: {exc}") from None
     raise ConfigError(f"{where(cfg, 'method', 'name')}: no builder for method {cfg.method.name!r} "
                       f"({cls.__name__}); add one to tfnas/run/method_args.py")
 
@@ -308,4 +310,4 @@ def build_executor(cfg: Config) -> Any:
         return make_executor(r.executor, workers, threads=r.worker_threads, address=r.ray_address,
                              ray_init={"object_store_memory": 512 * 1024 ** 2})
     except ExecutorError as exc:
-        raise ConfigError(f"{where(cfg, 'run', 'executor')} = {r.executor}: {exc}") from None
+        raise ConfigError(f"{where(cfg, 'run', 'executor', r.executor)}: {exc}") from None

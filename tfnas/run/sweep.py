@@ -87,7 +87,7 @@ def check_benchmark_fits(cfg: Config, method_cls: type, benchmark: Any) -> None:
     try:
         has_table = benchmark.ground_truth(cfg.dataset.name) is not None
     except ValueError as exc:  # a table without this dataset
-        raise ConfigError(f"{where(cfg, 'dataset', 'name')} = {cfg.dataset.name}: {exc}") from None
+        raise ConfigError(f"{where(cfg, 'dataset', 'name', cfg.dataset.name)}: {exc}") from None
     if not has_table and getattr(method_cls, "uses_code", False) and cfg.predictor.ec_source == "table":
         raise ConfigError(f"{where(cfg, 'predictor', 'ec_source')}: 'table' needs the NB201 12-epoch table; with "
                           f"[benchmark] name = {cfg.benchmark.name} use ec_source = train or a proxy name")

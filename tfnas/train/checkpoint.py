@@ -15,7 +15,7 @@ import glob
 import logging
 import os
 import shutil
-import tempfile
+import uuid
 from typing import Any, Iterator, Optional, Set
 
 import tensorflow as tf
@@ -46,16 +46,24 @@ def tf_warnings_off() -> Iterator[None]:
         log.setLevel(level)
 
 
+#: Object names of training-only parts whose weights an inference network leaves unused.
+TRAINING_ONLY = ("auxiliary_head", "aux_heads")
+
+
 def weight_paths(prefix: str, root: str = "model") -> Set[str]:
     """Object paths (``model/cells_4/ops_3/kernel``) of the weight arrays under ``root`` in the
     TensorFlow checkpoint ``prefix``: every variable of rank >= 1 reachable from the root's
-    child ``root`` (not the optimizer's slots, counters or scalar rates such as DropPath's).
+    child ``root`` (not the optimizer's slots, counters or scalar rates such as DropPath's, nor
+    the training-only parts named in :data:`TRAINING_ONLY`). Empty for a checkpoint without an
+    object graph (a name-based TF1 checkpoint).
 
     Two checkpoints of one architecture hold the same paths whatever else was trained with them.
     """
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-    reader = tf.train.load_checkpoint(prefix)
+    reader = tf.compat.v1.train.NewCheckpointReader(prefix)
+    if not reader.has_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"):
+        return set()
     shapes = reader.get_variable_to_shape_map()
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
     graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
@@ -67,6 +75,8 @@ def weight_paths(prefix: str, root: str = "model") -> Set[str]:
             continue
         seen.add(node_id)
         node = graph.nodes[node_id]
+        if path.rsplit("/", 1)[-1] in TRAINING_ONLY:
+            continue
         for attribute in node.attributes:
             if attribute.name == "VARIABLE_VALUE" and len(shapes.get(attribute.checkpoint_key, ())) >= 1:
                 paths.add(path)
@@ -76,10 +86,20 @@ def weight_paths(prefix: str, root: str = "model") -> Set[str]:
 
 def unused_weights(model: Any, prefix: str) -> Set[str]:
     """The weight arrays of the checkpoint ``prefix`` (its ``model``) that ``model`` has no place
-    for: those of another architecture whose common part restored into ``model``."""
-    with tempfile.TemporaryDirectory(prefix="tfnas-probe-") as folder:
-        own = weight_paths(tf.train.Checkpoint(model=model).write(os.path.join(folder, "probe")))
-    return weight_paths(prefix) - own
+    for: those of another architecture whose common part restored into ``model``.
+
+    ``model``'s own paths come from a probe checkpoint written to TensorFlow's in-memory file
+    system (nothing on disk; removed after reading)."""
+    theirs = weight_paths(prefix)
+    if not theirs:
+        return set()
+    folder = f"ram://tfnas-probe-{uuid.uuid4().hex}"
+    try:
+        own = weight_paths(tf.train.Checkpoint(model=model).write(f"{folder}/probe"))
+    finally:
+        if tf.io.gfile.exists(folder):
+            tf.io.gfile.rmtree(folder)
+    return theirs - own
 
 
 class CheckpointWriteError(OSError):

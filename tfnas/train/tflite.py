@@ -67,8 +67,8 @@ def interrupts_kept() -> Iterator[None]:
 
     The converter runs Python callbacks (the representative dataset, function destructors) where a
     ``KeyboardInterrupt`` can be raised and then dropped (``Exception ignored in ...``), so the
-    conversion would finish and be written. A Ctrl-C seen by this block's handler is raised again
-    when the block ends without an exception of its own. Only the main thread handles signals;
+    conversion would finish and be written, or turned into a conversion error. A Ctrl-C seen by
+    this block's handler is raised again when the block ends, in place of any other exception. Only the main thread handles signals;
     elsewhere the block does nothing.
     """
     previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
@@ -87,6 +87,12 @@ def interrupts_kept() -> Iterator[None]:
     signal.signal(signal.SIGINT, handler)
     try:
         yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # e.g. the converter's error for the callback the interrupt stopped
+        if seen:
+            raise KeyboardInterrupt from exc
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
     if seen:  # the block ended as if nothing happened: the interrupt was swallowed on the way
