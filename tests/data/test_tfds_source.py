@@ -81,7 +81,7 @@ def test_download_false_on_empty_dir_fails_fast(tmp_path):
     start = time.monotonic()
     with pytest.raises(DatasetNotFoundError) as err:
         load_dataset("cifar10", split="train", data_dir=str(tmp_path), download="false")
-    assert time.monotonic() - start < 5.0
+    assert time.monotonic() - start < 30.0  # not tfds' minutes of retries
     message = str(err.value)
     assert str(tmp_path) in message
     assert "tfds.load('cifar10')" in message
@@ -108,7 +108,7 @@ def test_auto_with_unreachable_host_fails_fast(tmp_path, monkeypatch):
 def test_host_reachable_is_bounded_by_its_timeout():
     start = time.monotonic()
     assert tfds_source.host_reachable("tfnas-no-such-host.invalid", timeout=1.0) is False
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 4.0  # the 1 s probe, not tfds' minutes of retries
 
 
 def test_imagenet2012_without_manual_dir_says_to_set_it(tmp_path):
@@ -160,7 +160,7 @@ def test_download_true_offline_fails_fast_naming_the_network(tmp_path, monkeypat
     start = time.monotonic()
     with pytest.raises(DatasetNotFoundError) as err:
         load_dataset("cifar10", split="train", data_dir=str(tmp_path), download="true")
-    assert time.monotonic() - start < 5.0
+    assert time.monotonic() - start < 30.0  # not tfds' minutes of retries
     message = str(err.value)
     assert "network is unreachable" in message and "www.cs.toronto.edu" in message
     assert "manual_dir" in message and "cifar-10-binary.tar.gz" in message and "data_dir" in message

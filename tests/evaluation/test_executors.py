@@ -112,7 +112,7 @@ def test_ctrl_c_stops_the_pool_and_its_workers(tmp_path, job):
     inherited = (tmp_path / "signals.txt").read_text()
     if "default_int_handler" not in inherited or "SIGINT" in inherited:
         warnings.warn(f"this pytest worker passes an unusual SIGINT state to its children: {inherited}")
-    assert time.time() - start < 20
+    assert time.time() - start < 45  # the pool stopped, not the items run to their end
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     time.sleep(0.5)
     for pid in workers:

@@ -129,7 +129,7 @@ def test_missing_data_offline_fails_fast(tmp_path):
     start = time.monotonic()
     with pytest.raises(DatasetNotFoundError, match="download = false"):
         train_architecture(cfg)
-    assert time.monotonic() - start < 10.0
+    assert time.monotonic() - start < 60.0  # before any training or download retries (minutes)
 
 
 def _cfg_file(tmp_path, arch):

@@ -170,7 +170,7 @@ def test_all_graphs_fast_and_consistent(space):
     start = time.perf_counter()
     adj, ops = space.all_graphs()
     elapsed = time.perf_counter() - start
-    assert elapsed < 0.5, f"all_graphs took {elapsed:.3f}s"
+    assert elapsed < 5.0, f"all_graphs took {elapsed:.3f}s"  # ~20 ms; a loop over cells in Python takes minutes
     assert adj.shape == (15625, 10, 10) and ops.shape == (15625, 10, 9)
     assert adj.dtype == np.float32 and ops.dtype == np.float32
     assert space.all_graphs()[0] is adj  # cached
