@@ -94,10 +94,15 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
 
     Expected failures print ``error: <message>`` and return their exit code (2 bad input, 3 data
     unavailable, 4 a file or folder that cannot be read or written, 5 the executor's workers could
-    not finish); ``-v`` adds the traceback.
+    not finish); ``-v`` adds the traceback. A Ctrl-C is never lost
+    (:func:`tfnas.interrupts.interrupts_kept`): one that a destructor swallowed is delivered again,
+    and an error it caused is reported as the interruption.
     """
+    from tfnas.interrupts import interrupts_kept
+
     try:
-        return fn()
+        with interrupts_kept():
+            return fn()
     except KeyboardInterrupt:
         if verbose:
             raise

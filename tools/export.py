@@ -36,6 +36,7 @@ configure_runtime()  # before anything imports TensorFlow
 from tfnas.cli import INTERRUPTED, exit_with
 from tfnas.data import DatasetNotFoundError
 from tfnas.data.folder import damaged_image, not_an_image
+from tfnas.interrupts import interrupts_kept
 from tfnas.registry import SPACES, UnknownNameError
 from tfnas.train.export import FORMATS, export_arch
 from tfnas.train.calibration import SyntheticCalibrationWarning
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
         return 2
     caught: list = []
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with interrupts_kept(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SyntheticCalibrationWarning)
             result = export_arch(
                 space,

@@ -31,19 +31,17 @@ Quantization (``quantize``):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import tempfile
-import threading
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfnas.checks import check_image_shape
+from tfnas.interrupts import interrupts_kept
 from tfnas.io import first_line
 from tfnas.train.export import inference_model
 from tfnas.train.targets import check_target, install, remove_path, temp_sibling, writing
@@ -59,44 +57,6 @@ logger = logging.getLogger(__name__)
 
 QUANTIZATIONS = ("none", "float16", "int8")
 ROUTES = ("saved_model", "frozen")
-
-
-@contextlib.contextmanager
-def interrupts_kept() -> Iterator[None]:
-    """Ctrl-C inside the block is not lost when TensorFlow swallows it.
-
-    The converter runs Python callbacks (the representative dataset, function destructors) where a
-    ``KeyboardInterrupt`` can be raised and then dropped (``Exception ignored in ...``), so the
-    conversion would finish and be written, or turned into a conversion error. A Ctrl-C seen by
-    this block's handler is raised again when the block ends, in place of any other exception. Only the main thread handles signals;
-    elsewhere the block does nothing.
-    """
-    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
-    if previous is None or previous == signal.SIG_IGN:  # not ours to handle, or interrupts ignored (a pool worker)
-        yield
-        return
-    seen = []
-
-    def handler(signum, frame):
-        seen.append(signum)
-        if callable(previous):
-            previous(signum, frame)
-        else:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # e.g. the converter's error for the callback the interrupt stopped
-        if seen:
-            raise KeyboardInterrupt from exc
-        raise
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if seen:  # the block ended as if nothing happened: the interrupt was swallowed on the way
-        raise KeyboardInterrupt
 
 
 def check_quantize(quantize: str) -> str:
@@ -173,33 +133,33 @@ def convert_tflite(
         calibration = np.asarray(calibration, np.float32)
         if calibration.shape[1:] != shape:
             raise ValueError(f"calibration images must have shape (N,) + {shape}; got {calibration.shape}")
-    with tempfile.TemporaryDirectory(prefix="tfnas-tflite-") as folder:
-        if via == "frozen":
-            converter = _frozen_converter(net, shape)
-        else:
-            saved = os.path.join(folder, "saved_model")
-            _write_batch1_saved_model(net, shape, saved)
-            converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serve"])
-        if quantize == "float16":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        elif quantize == "int8":
-            images = calibration
+    with interrupts_kept():  # a Ctrl-C that TensorFlow swallows or replaces still stops the conversion
+        with tempfile.TemporaryDirectory(prefix="tfnas-tflite-") as folder:
+            if via == "frozen":
+                converter = _frozen_converter(net, shape)
+            else:
+                saved = os.path.join(folder, "saved_model")
+                _write_batch1_saved_model(net, shape, saved)
+                converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serve"])
+            if quantize == "float16":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.target_spec.supported_types = [tf.float16]
+            elif quantize == "int8":
+                images = calibration
 
-            def representative():
-                for image in images:
-                    yield [image[None]]
+                def representative():
+                    for image in images:
+                        yield [image[None]]
 
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = representative
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-        try:
-            with interrupts_kept():
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.representative_dataset = representative
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+            try:
                 flatbuffer = converter.convert()
-        except (ConverterError, ValueError, RuntimeError) as err:
-            raise RuntimeError(f"TFLite conversion ({quantize}) failed: {first_line(err, 10 ** 6)}") from err
+            except (ConverterError, ValueError, RuntimeError) as err:
+                raise RuntimeError(f"TFLite conversion ({quantize}) failed: {first_line(err, 10 ** 6)}") from err
     logger.info("converted to TFLite (%s, via %s): %d bytes, input %s", quantize, via, len(flatbuffer), (1,) + shape)
     return flatbuffer
 
