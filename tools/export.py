@@ -27,6 +27,7 @@ format); 3 the ``--calibration`` dataset is not on disk; 4 a file or folder that
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import warnings
 
@@ -139,5 +140,14 @@ def main(argv=None) -> int:
     return 0
 
 
+def _quiet_after_failure(code: int) -> int:
+    """After a failed export, TensorFlow's warnings about values a failed restore left pending
+    (printed when the half-loaded network is collected at exit, hundreds of lines) add nothing to
+    the one error line."""
+    if code != 0:
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    return code
+
+
 if __name__ == "__main__":
-    exit_with(main())
+    exit_with(_quiet_after_failure(main()))

@@ -379,3 +379,26 @@ def test_a_trainers_checkpoint_with_drop_path_and_optimizer_loads_into_the_serve
     load_weights(served, prefix)
     np.testing.assert_allclose(served(x, training=False), model(x, training=False), atol=1e-5)
     assert not tf.io.gfile.glob("ram://tfnas-probe-*")  # the in-memory probe is gone
+
+
+def test_tool_a_checkpoint_that_does_not_fit_is_one_line_without_tensorflows_warnings_at_exit(tmp_path):
+    """A restore that failed halfway leaves values pending on the network; when it is collected at
+    exit TensorFlow used to print hundreds of warnings about them after the error line."""
+    space = Nb201Space()  # the tool's default width
+    trained = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+    model = space.build(space.decode(trained), 4, input_shape=(16, 16, 3))
+    optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+    optimizer.build(model.trainable_variables)
+    tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=tf.Variable(1)).write(str(tmp_path / "ck" / "ckpt-1"))
+    other = trained.replace("skip_connect~0", "avg_pool_3x3~0")
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "export.py"), "--space", "nb201", "--arch", other,
+         "--num-classes", "4", "--input-size", "16", "--weights", str(tmp_path / "ck" / "ckpt-1"),
+         "--out", str(tmp_path / "out")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith(("I0000", "W0000"))]
+    assert len(lines) == 1 and lines[0].startswith("error: the checkpoint "), lines[:5]
+    assert not (tmp_path / "out").exists()
