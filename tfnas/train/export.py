@@ -236,15 +236,21 @@ def load_weights(model: keras.Model, path: str) -> None:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"weights file {path} does not exist")
         if path.endswith(".weights.h5"):
+            with open(path, "rb") as f:
+                if f.read(8) != b"\x89HDF\r\n\x1a\n":
+                    raise ValueError(f"{path}: not an HDF5 file (a .weights.h5 file is written by "
+                                     f"model.save_weights)")
             try:
                 model.load_weights(path)
             except (OSError, ValueError) as exc:
                 raise ValueError(f"{path}: cannot load these weights into the requested architecture "
                                  f"({first_line(exc)})") from None
             return
+        if not zipfile.is_zipfile(path):  # Keras would say "File not found" of a file that is there
+            raise ValueError(f"{path}: not a readable .keras model file (not a zip archive)")
         try:
             source = keras.saving.load_model(path, compile=False)
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:  # Keras says "File not found" for a non-zip file
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a readable .keras model file ({first_line(exc)})") from None
         src, dst = source.get_weights(), model.get_weights()
         shapes_src, shapes_dst = [w.shape for w in src], [w.shape for w in dst]
