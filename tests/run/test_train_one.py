@@ -265,3 +265,19 @@ def test_a_damaged_history_csv_is_warned_about_and_replaced_by_the_new_epochs(tm
     log.append(row)
     assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [4]
     assert list(log.close()["epoch"]) == [4]
+
+
+def test_a_resume_after_rows_of_history_csv_went_missing_says_which(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.train_one import EpochLog
+
+    row = {"epoch": 1, "loss": 1.5, "train_acc": 0.5, "eval_loss": None, "eval_acc": None, "lr": 0.1, "seconds": 2.0}
+    (tmp_path / "history.csv").write_text(pd.DataFrame([row, {**row, "epoch": 2}]).to_csv(index=False))
+    run_dir = SimpleNamespace(store=ArtifactStore(str(tmp_path)), file=lambda name: str(tmp_path / name))
+    EpochLog(run_dir).append({**row, "epoch": 3})  # continuous: nothing to say
+    assert "no row" not in caplog.text
+    EpochLog(run_dir).append({**row, "epoch": 6})  # the checkpoint held 5 epochs, the file 3
+    assert "history.csv has no row for epoch(s) 4-5" in caplog.text
+    assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [1, 2, 3, 6]

@@ -101,6 +101,13 @@ class EpochLog:
                                first_line(exc))
 
     def append(self, row: Dict[str, Any]) -> None:
+        if not self._rows and not self._old.empty:  # the first epoch of a resumed training
+            kept = self._old["epoch"][self._old["epoch"] < row["epoch"]]
+            last = int(kept.max()) if len(kept) else 0
+            if last < row["epoch"] - 1:  # e.g. a kill between a checkpoint and its epoch's row
+                missing = f"{last + 1}" if last + 1 == row["epoch"] - 1 else f"{last + 1}-{row['epoch'] - 1}"
+                logger.warning("%s has no row for epoch(s) %s of the checkpoint this training resumes from; "
+                               "they stay missing", self.NAME, missing)
         self._rows.append(dict(row))
         self._write()
 
