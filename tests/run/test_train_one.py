@@ -75,7 +75,8 @@ def test_history_csv_keeps_earlier_epochs_after_resume(trained):
 
 
 def test_history_csv_of_an_interrupted_training_holds_its_finished_epochs(tmp_path, monkeypatch):
-    """Ctrl-C in epoch 3 of 3: the rows of epochs 1-2 are on disk, and the resume continues them."""
+    """Ctrl-C at the end of epoch 2 of 3, after its row and before its checkpoint: the rows of
+    epochs 1-2 are on disk, and the resume trains epoch 2 again (replacing its row) and 3."""
     import tfnas.run.train_one as train_one
 
     scalars = train_one.epoch_scalars
@@ -95,10 +96,11 @@ def test_history_csv_of_an_interrupted_training_holds_its_finished_epochs(tmp_pa
         assert list(interrupted["epoch"]) == [1, 2]
         monkeypatch.setattr(train_one, "epoch_scalars", scalars)
         resumed = train_architecture(load_config(None, cfg))
-    assert resumed.history.epoch == [3]
+    assert resumed.history.epoch == [2, 3]
     history = pd.read_csv(os.path.join(out_dir, "history.csv"))
     assert list(history["epoch"]) == [1, 2, 3]
-    assert history.iloc[:2].equals(interrupted)
+    assert history.iloc[:1].equals(interrupted.iloc[:1])
+    assert history["seconds"][1] != interrupted["seconds"][1]  # the row of the epoch trained again
 
 
 def test_saved_model_serves_in_inference(trained):
@@ -281,3 +283,34 @@ def test_a_resume_after_rows_of_history_csv_went_missing_says_which(tmp_path, ca
     EpochLog(run_dir).append({**row, "epoch": 6})  # the checkpoint held 5 epochs, the file 3
     assert "history.csv has no row for epoch(s) 4-5" in caplog.text
     assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [1, 2, 3, 6]
+
+
+def test_a_history_csv_edited_by_hand_is_put_back_in_order_and_its_gaps_named(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.train_one import EpochLog
+
+    row = {"epoch": 1, "loss": 1.5, "train_acc": 0.5, "eval_loss": None, "eval_acc": None, "lr": 0.1, "seconds": 2.0}
+    rows = [{**row, "epoch": 3}, row, {**row, "epoch": 3, "loss": 0.5}, {**row, "epoch": 5}]  # 2 and 4 deleted
+    (tmp_path / "history.csv").write_text(pd.DataFrame(rows).to_csv(index=False))
+    run_dir = SimpleNamespace(store=ArtifactStore(str(tmp_path)), file=lambda name: str(tmp_path / name))
+    log = EpochLog(run_dir)
+    assert "more than one row for epoch(s) 3; the last row of each is kept" in caplog.text
+    log.append({**row, "epoch": 7})
+    assert "history.csv has no row for epoch(s) 2, 4, 6 of the checkpoint" in caplog.text
+    written = pd.read_csv(tmp_path / "history.csv")
+    assert list(written["epoch"]) == [1, 3, 5, 7] and list(written["loss"]) == [1.5, 0.5, 1.5, 1.5]
+
+
+@pytest.mark.parametrize("epochs", ["0", "1.5", ""])
+def test_a_history_csv_whose_epochs_are_not_epoch_numbers_is_unreadable(tmp_path, caplog, epochs):
+    from types import SimpleNamespace
+
+    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.train_one import EpochLog
+
+    (tmp_path / "history.csv").write_text(f"epoch,loss\n1,1.0\n{epochs},2.0\n")
+    run_dir = SimpleNamespace(store=ArtifactStore(str(tmp_path)), file=lambda name: str(tmp_path / name))
+    assert EpochLog(run_dir).frame().empty
+    assert "unreadable (column 'epoch' holds values that are not epoch numbers" in caplog.text

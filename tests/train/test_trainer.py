@@ -229,6 +229,21 @@ def test_checkpoint_resume_runs_only_remaining_epochs(tmp_path):
         Trainer(tiny_model(), longer, jit_compile=False, progress=False, checkpoint_dir=ckpt).fit(dataset())
 
 
+def test_each_epoch_is_reported_before_its_checkpoint_is_written(tmp_path):
+    # A kill between the two then leaves a row of an epoch the resume trains again, not a
+    # checkpoint whose epoch has no row.
+    ckpt = tmp_path / "ckpt"
+    seen = []
+
+    def on_epoch(row):
+        seen.append((row["epoch"], sorted(p.name for p in ckpt.glob("ckpt-*.index")) if ckpt.exists() else []))
+
+    Trainer(tiny_model(), cfg(epochs=2), jit_compile=False, progress=False, checkpoint_dir=str(ckpt),
+            seed=0).fit(dataset(), on_epoch=on_epoch)
+    assert seen == [(1, []), (2, ["ckpt-1.index"])]
+    assert sorted(p.name for p in ckpt.glob("ckpt-*.index")) == ["ckpt-1.index", "ckpt-2.index"]
+
+
 @pytest.mark.parametrize("damage, message", [
     (b'model_checkpoint_path: "ckpt-99"\n', r"index .*checkpoint names ckpt-99, which is not in the folder "
                                              r"\(checkpoints there: ckpt-1, ckpt-2\)"),

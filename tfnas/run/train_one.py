@@ -78,7 +78,9 @@ class EpochLog:
     A resumed training's rows replace those of the epochs it trains again and the rows of the
     epochs before them are kept, so a training stopped by Ctrl-C or a kill keeps the row of every
     epoch it finished and its resume continues them. A file damaged outside tfnas is warned about
-    and then holds the epochs trained from now on.
+    and then holds the epochs trained from now on; one edited by hand is put back in order (rows
+    sorted by epoch, the last row of a repeated epoch kept) with a warning, and epochs without a
+    row are named when the training resumes.
     """
 
     NAME = "history.csv"
@@ -93,21 +95,33 @@ class EpochLog:
         self._written = os.path.exists(path)
         if self._written:
             try:
-                old = pd.read_csv(path)
-                old["epoch"].astype(int)
-                self._old = old
+                self._old = self._ordered(pd.read_csv(path), path)
             except (ValueError, KeyError, TypeError) as exc:  # pandas' ParserError is a ValueError
                 logger.warning("%s: unreadable (%s); it now holds the epochs trained in this run only", path,
                                first_line(exc))
 
+    def _ordered(self, old: Any, path: str) -> Any:
+        """``old``'s rows by epoch, one per epoch (the last written); ValueError for epochs that are
+        not whole numbers from 1."""
+        epochs = old["epoch"]
+        if epochs.isna().any() or (epochs < 1).any() or (epochs != epochs.round()).any():
+            raise ValueError("column 'epoch' holds values that are not epoch numbers 1, 2, ...")
+        old = old.assign(epoch=epochs.astype(int))
+        repeated = sorted(set(old["epoch"][old["epoch"].duplicated()]))
+        if repeated:
+            logger.warning("%s holds more than one row for epoch(s) %s; the last row of each is kept", path,
+                           _spans(repeated))
+        elif old["epoch"].is_monotonic_increasing:
+            return old
+        return old.drop_duplicates("epoch", keep="last").sort_values("epoch", kind="stable").reset_index(drop=True)
+
     def append(self, row: Dict[str, Any]) -> None:
         if not self._rows and not self._old.empty:  # the first epoch of a resumed training
-            kept = self._old["epoch"][self._old["epoch"] < row["epoch"]]
-            last = int(kept.max()) if len(kept) else 0
-            if last < row["epoch"] - 1:  # e.g. a kill between a checkpoint and its epoch's row
-                missing = f"{last + 1}" if last + 1 == row["epoch"] - 1 else f"{last + 1}-{row['epoch'] - 1}"
+            kept = set(self._old["epoch"][self._old["epoch"] < row["epoch"]])
+            missing = [e for e in range(1, row["epoch"]) if e not in kept]
+            if missing:  # rows deleted by hand, or the file of a training before rows preceded checkpoints
                 logger.warning("%s has no row for epoch(s) %s of the checkpoint this training resumes from; "
-                               "they stay missing", self.NAME, missing)
+                               "they stay missing", self.NAME, _spans(missing))
         self._rows.append(dict(row))
         self._write()
 
@@ -128,6 +142,17 @@ class EpochLog:
     def _write(self) -> None:
         self._store.write_text(self.NAME, self.frame().to_csv(index=False))
         self._written = True
+
+
+def _spans(numbers: List[int]) -> str:
+    """``[2, 4, 5, 6]`` as ``"2, 4-6"``."""
+    spans: List[List[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:

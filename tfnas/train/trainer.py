@@ -281,7 +281,7 @@ class Trainer:
                 the last one.
             eval_every: evaluation period in epochs.
             on_epoch: called after each epoch with its ``History`` row (``{"epoch", "loss", ...}``),
-                e.g. to write TensorBoard scalars.
+                before the epoch's checkpoint is written, e.g. to write TensorBoard scalars.
 
         Returns:
             A ``History`` of the epochs run by this call (empty when the checkpoint is complete).
@@ -317,16 +317,18 @@ class Trainer:
                 metrics = self.evaluate(eval_ds)
                 ev_loss, ev_acc = metrics["loss"], metrics["accuracy"]
             self.epoch.assign(epoch + 1)
-            if self._checkpoint is not None and ((epoch + 1) % self.cfg.checkpoint_every == 0 or epoch + 1 == epochs):
-                self._checkpoint.save()
             seconds = time.perf_counter() - t0
             for name, value in zip(
                 ("epoch", "loss", "train_acc", "eval_loss", "eval_acc", "lr", "seconds"),
                 (epoch + 1, loss, acc, ev_loss, ev_acc, lr, seconds),
             ):
                 getattr(history, name).append(value)
+            # The epoch's row goes out before its checkpoint: a kill between them leaves a row whose
+            # epoch the resume trains again (and whose row it replaces), never a checkpoint without a row.
             if on_epoch is not None:
                 on_epoch({name: values[-1] for name, values in history.to_dict().items()})
+            if self._checkpoint is not None and ((epoch + 1) % self.cfg.checkpoint_every == 0 or epoch + 1 == epochs):
+                self._checkpoint.save()
             evaluated = "" if ev_loss is None else f" eval_loss={ev_loss:.4f} eval_acc={ev_acc:.4f}"
             logger.info("epoch %d/%d loss=%.4f acc=%.4f%s lr=%.5g %.1fs", epoch + 1, epochs, loss, acc, evaluated, lr, seconds)
         return history
