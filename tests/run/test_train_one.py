@@ -50,6 +50,25 @@ def test_run_directory_holds_every_output(trained):
     assert cfg.space.arch == ARCH and cfg.dataset.train_subset == 64
 
 
+def test_an_export_of_the_runs_weights_must_build_the_architecture_its_config_names(trained, tmp_path):
+    """Swapping a weight-free op (none <-> pooling) keeps every weight array, so the weights alone
+    would fit; the run directory's config.cfg says which architecture they were trained for."""
+    from tfnas.spaces.nb201 import Nb201Space
+    from tfnas.train.export import export_arch
+
+    space, out_dir = Nb201Space(channels=4, cells_per_stage=1), trained["out_dir"]
+    swapped = ARCH.replace("none~1", "avg_pool_3x3~1")
+    checkpoints = os.path.join(out_dir, "checkpoints")
+    prefix = tf.train.latest_checkpoint(checkpoints)
+    for weights in (checkpoints, prefix):
+        with pytest.raises(ValueError, match=r"were trained for another architecture \(.*config\.cfg: \[space\] arch = "
+                                             + __import__("re").escape(ARCH)):
+            export_arch(space, swapped, 10, str(tmp_path / "m.keras"), fmt="keras", weights=weights)
+    assert not (tmp_path / "m.keras").exists()
+    result = export_arch(space, ARCH, 10, str(tmp_path / "m.keras"), fmt="keras", weights=prefix)
+    assert result.num_params == trained["first"].params
+
+
 def test_history_and_metrics_of_the_first_run(trained):
     history, first = trained["history"], trained["first"]
     assert list(history["epoch"]) == [1, 2]

@@ -360,6 +360,49 @@ def test_a_checkpoint_of_another_cell_of_the_same_width_is_refused(tmp_path):
     assert result.num_params == space.num_params(space.decode(trained), 10)
 
 
+def _run_dir(tmp_path, space, arch, space_name="nb201"):
+    """A run directory as tools/train.py leaves it: config.cfg, checkpoints/ckpt-1, model.keras."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.cfg").write_text(f"[space]\nname = {space_name}\narch = {arch}\nchannels = 4\n")
+    model = space.build(space.decode(arch), 10, input_shape=SHAPE)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(run / "checkpoints"), max_to_keep=1)
+    prefix = manager.save(checkpoint_number=1)
+    model.save(str(run / "model.keras"))
+    return run, prefix
+
+
+def test_weights_of_a_run_directory_must_be_exported_as_the_architecture_it_trained(tmp_path):
+    space = Nb201Space(channels=4, cells_per_stage=1)
+    pooled = ARCH.replace("none~1", "avg_pool_3x3~1")  # no weight changes: the weights alone fit both
+    run, prefix = _run_dir(tmp_path, space, ARCH)
+    for weights in (prefix, str(run / "checkpoints"), str(run / "model.keras")):
+        with pytest.raises(ValueError, match=r"were trained for another architecture \(.*config\.cfg: \[space\] arch"):
+            export_arch(space, pooled, 10, str(tmp_path / "m.keras"), fmt="keras", weights=weights, input_size=8,
+                        overwrite=True)
+        result = export_arch(space, ARCH, 10, str(tmp_path / "m.keras"), fmt="keras", weights=weights, input_size=8,
+                             overwrite=True)
+        assert result.arch == ARCH
+    load_weights(space.build(space.decode(pooled), 10, input_shape=SHAPE), prefix)  # as documented: weights fit
+
+
+@pytest.mark.parametrize("config", ["[space]\nname = nb201\n", "[space]\nname = nb201\narch = not-an-arch\n",
+                                    "\x00\xff binary", "[space\n"])
+def test_a_run_config_without_a_readable_architecture_leaves_the_weights_to_decide(tmp_path, config):
+    space = Nb201Space(channels=4, cells_per_stage=1)
+    run, prefix = _run_dir(tmp_path, space, ARCH)
+    (run / "config.cfg").write_bytes(config.encode("latin-1"))
+    result = export_arch(space, ARCH, 10, str(tmp_path / "m.keras"), fmt="keras", weights=prefix, input_size=8)
+    assert result.arch == ARCH
+
+
+def test_weights_trained_in_another_space_are_named_as_such(tmp_path):
+    space = Nb201Space(channels=4, cells_per_stage=1)
+    run, prefix = _run_dir(tmp_path, space, ARCH, space_name="tinynano")
+    with pytest.raises(ValueError, match=r"were trained in space 'tinynano' \(.*config\.cfg\), not in 'nb201'"):
+        export_arch(space, ARCH, 10, str(tmp_path / "m.keras"), fmt="keras", weights=prefix, input_size=8)
+
+
 def test_a_trainers_checkpoint_with_drop_path_and_optimizer_loads_into_the_served_network(tmp_path):
     """DropPath rates, optimizer slots and the epoch are in the checkpoint but not weights of the network."""
     from tfnas.spaces.darts import DartsSpace

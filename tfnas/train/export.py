@@ -40,6 +40,7 @@ import tensorflow as tf
 from tfnas.checks import check_image_shape, positive_int
 from tfnas.io import first_line
 from tfnas.train.checkpoint import tf_warnings_off, unused_weights
+from tfnas.train.provenance import check_trained_arch
 from tfnas.train.targets import check_target, install, remove_path, temp_sibling, writing
 
 __all__ = [
@@ -225,7 +226,8 @@ def load_weights(model: keras.Model, path: str) -> None:
     A checkpoint must fit both ways: every variable of ``model`` restored and every weight array of
     its ``model`` used (so one of another cell whose common part fits is refused). Architectures
     that differ only in weight-free operations (pooling, skip, none) hold the same arrays and
-    cannot be told apart by their weights.
+    cannot be told apart by their weights (:func:`export_arch` also checks the architecture that
+    the run directory of a training's weights names, :mod:`tfnas.train.provenance`).
 
     Raises:
         FileNotFoundError: nothing at ``path``.
@@ -356,6 +358,8 @@ def export_arch(
         calib.check_calibration_source(calibration)
     check_target(out, overwrite)  # fail before the (slow) build
     arch = space.decode(arch_text)
+    if weights is not None:  # weights of a tfnas run: its config.cfg names the architecture they fit
+        check_trained_arch(space, arch, weights)
     input_shape = (input_size, input_size, 3)
     model = space.build(arch, num_classes, input_shape=input_shape)
     if weights is not None:
