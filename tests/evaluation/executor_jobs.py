@@ -99,6 +99,21 @@ class Sleepy(Job):
         return run
 
 
+class SleepFor(Job):
+    """``seconds -> (seconds, the time.time() its evaluation finished)``: each item sleeps its own value."""
+
+    needs_tensorflow = False
+
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        def run(items: Sequence[Any]) -> List[Any]:
+            out = []
+            for seconds in items:
+                time.sleep(seconds)
+                out.append((seconds, time.time()))
+            return out
+        return run
+
+
 class StubbornSleepy(Sleepy):
     """A :class:`Sleepy` whose workers ignore SIGTERM (only SIGKILL stops them)."""
 

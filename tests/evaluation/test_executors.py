@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tests.evaluation.executor_jobs import AlwaysDie, DieOnce, NoisySquare, TensorflowState, noisy_items
+from tests.evaluation.executor_jobs import AlwaysDie, DieOnce, NoisySquare, SleepFor, TensorflowState, noisy_items
 from tfnas.evaluation.executors import (ExecutorError, Failed, LocalExecutor, ProcessExecutor, chunk_ranges,
                                         make_executor, prepare_job, resolve_workers)
 
@@ -54,6 +54,48 @@ def test_process_pool_equals_local_and_uses_several_workers():
     assert values(second) == values(local)[:16]
     assert len({pid for _, pid in first[:16]}) == 2  # both workers took chunks
     assert {pid for _, pid in second} <= {pid for _, pid in first[:16]}  # no new processes
+
+
+def test_imap_yields_each_result_in_order_while_later_items_still_run():
+    with ProcessExecutor(2) as pool:
+        received = []
+        for seconds, finished in pool.imap(SleepFor(), [0.0, 0.0, 4.0, 0.0], chunk=1):
+            received.append((seconds, finished, time.time()))
+    assert [seconds for seconds, _, _ in received] == [0.0, 0.0, 4.0, 0.0]  # submission order
+    slow_finished = received[2][1]
+    assert received[0][2] < slow_finished and received[1][2] < slow_finished  # not held back by the slow item
+    assert received[3][1] < slow_finished  # the other worker went on meanwhile, and it waited for its turn
+
+
+def test_closing_imap_early_stops_the_workers_unfinished_items():
+    """A caller that stops reading (an error, Ctrl-C while it handles a result) does not wait for
+    the items still running: the workers are stopped, and the next call starts new ones."""
+    with ProcessExecutor(2) as pool:
+        results = pool.imap(SleepFor(), [0.0, 60.0, 60.0, 60.0], chunk=1)
+        assert next(results)[0] == 0.0  # meanwhile both workers sleep through 60 s items
+        workers = list(pool._pool._processes)
+        start = time.time()
+        results.close()
+        assert time.time() - start < 20
+        for pid in workers:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        assert [seconds for seconds, _ in pool.imap(SleepFor(), [0.0, 0.0])] == [0.0, 0.0]
+
+
+def test_an_error_leaving_the_pools_block_does_not_wait_for_running_items():
+    start = time.time()
+    with pytest.raises(RuntimeError, match="the caller failed"):
+        with ProcessExecutor(2) as pool:
+            results = pool.imap(SleepFor(), [0.0, 60.0, 60.0], chunk=1)  # kept open: not closed before the exit
+            next(results)
+            workers = list(pool._pool._processes)
+            raise RuntimeError("the caller failed")
+    assert time.time() - start < 30
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    del results
 
 
 def test_workers_load_tensorflow_only_for_a_job_that_needs_it_with_their_threads():

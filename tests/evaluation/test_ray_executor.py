@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 
 import numpy as np
 import pytest
 
-from tests.evaluation.executor_jobs import DieOnce, Niceness, NoisySquare, TensorflowState, noisy_items
+from tests.evaluation.executor_jobs import DieOnce, Niceness, NoisySquare, SleepFor, TensorflowState, noisy_items
 from tfnas.evaluation.executors import Failed, LocalExecutor
 
 ray = pytest.importorskip("ray")
@@ -54,6 +55,13 @@ def test_ray_equals_local_in_order(ray_executor):
     # the actors ran toy jobs only: no TensorFlow yet, until a job needs it
     assert ray_executor.map(TensorflowState(needs=False), [0, 1]) == [(False, None)] * 2
     assert [loaded for loaded, _ in ray_executor.map(TensorflowState(needs=True), [0, 1])] == [True, True]
+
+
+def test_ray_imap_yields_each_result_in_order_while_later_items_still_run(ray_executor):
+    received = [(seconds, finished, time.time())
+                for seconds, finished in ray_executor.imap(SleepFor(), [0.0, 3.0, 0.0], chunk=1)]
+    assert [seconds for seconds, _, _ in received] == [0.0, 3.0, 0.0]
+    assert received[0][2] < received[1][1]  # the first result came while the slow item still ran
 
 
 def test_ray_restarts_a_dead_actor_and_retries_its_task(ray_executor, tmp_path):

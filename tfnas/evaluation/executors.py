@@ -32,7 +32,7 @@ import pickle
 import signal
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 from tfnas.checks import check_int
 from tfnas.lru import LRUCache
@@ -98,6 +98,22 @@ def _evaluate_each(run: Callable[[Sequence[Any]], List[Any]], items: Sequence[An
     return out
 
 
+def in_order(chunks: Generator[Tuple[int, List[Any]], None, None]) -> Iterator[Any]:
+    """The items of ``(chunk index, results)`` pairs that arrive in any order, in chunk order:
+    each chunk's results as soon as every chunk before it has arrived. Closing this closes
+    ``chunks`` (whose executor then stops its unfinished work)."""
+    arrived: Dict[int, List[Any]] = {}
+    following = 0
+    try:
+        for k, results in chunks:
+            arrived[k] = results
+            while following in arrived:
+                yield from arrived.pop(following)
+                following += 1
+    finally:
+        chunks.close()
+
+
 def chunk_ranges(n: int, workers: int, chunk: int) -> List[Tuple[int, int]]:
     """``(start, stop)`` ranges over ``n`` items: ``chunk`` items each, or (``chunk = 0``) about
     four chunks per worker so that a slow chunk does not leave the other workers idle."""
@@ -116,6 +132,13 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def map(self, job: "Job | PreparedJob", items: Sequence[Any]) -> List[Any]:
         """Results of ``job`` on ``items``, in order; failed items are :class:`Failed`."""
+
+    def imap(self, job: "Job | PreparedJob", items: Sequence[Any], chunk: int = 0) -> Iterator[Any]:
+        """The results of :meth:`map`, each yielded as soon as it and every result before it are
+        done, while the workers go on with the items after it (a caller keeps what finished).
+        ``chunk``: items per task (0 = the executor's own choice). Closing the iterator early stops
+        the workers' unfinished items."""
+        yield from self.map(job, items)
 
     def close(self) -> None:
         """Stops the workers (idempotent)."""
@@ -263,42 +286,53 @@ class ProcessExecutor(Executor):
         return self._pool
 
     def map(self, job: "Job | PreparedJob", items: Sequence[Any]) -> List[Any]:
+        return list(self.imap(job, items))
+
+    def imap(self, job: "Job | PreparedJob", items: Sequence[Any], chunk: int = 0) -> Iterator[Any]:
+        items = list(items)
+        ranges = chunk_ranges(len(items), self.workers, chunk or self.chunk)
+        yield from in_order(self._chunks(prepare_job(job), items, ranges))
+
+    def _chunks(self, prepared: "PreparedJob", items: List[Any], ranges: List[Tuple[int, int]]
+                ) -> Generator[Tuple[int, List[Any]], None, None]:
+        """``(chunk index, its results)`` as chunks finish; a broken pool (a dead worker) is started
+        again and its unfinished chunks resubmitted. Ctrl-C, an error or an iterator closed before
+        the end stops the workers."""
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
-        items = list(items)
-        prepared = prepare_job(job)
         key, payload, tensorflow = prepared.key, prepared.payload, prepared.tensorflow
-        ranges = chunk_ranges(len(items), self.workers, self.chunk)
-        results: List[Optional[List[Any]]] = [None] * len(ranges)
+        finished: set = set()
         restarts = 0
         try:
-            while any(r is None for r in results):
+            while len(finished) < len(ranges):
                 pool = self._start()
                 pending = {pool.submit(run_chunk, key, payload, items[a:b], tensorflow): k
-                           for k, (a, b) in enumerate(ranges) if results[k] is None}
+                           for k, (a, b) in enumerate(ranges) if k not in finished}
                 broken = False
                 while pending and not broken:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
                         k = pending.pop(fut)
                         try:
-                            results[k] = fut.result()
+                            result = fut.result()
                         except BrokenProcessPool:
                             broken = True
+                            continue
+                        finished.add(k)
+                        yield k, result
                 if broken:
                     restarts += 1
                     self.restarts += 1
                     self._kill()
-                    left = sum(r is None for r in results)
+                    left = len(ranges) - len(finished)
                     if restarts > self.max_restarts:
                         raise ExecutorError(f"worker processes died {restarts} times while evaluating a batch "
                                             f"({left} of {len(ranges)} chunks unfinished); giving up")
                     logger.warning("a worker process died; restarting the pool and resubmitting %d chunk(s)", left)
-        except KeyboardInterrupt:
-            self._kill()
-            raise
-        return [r for chunk in results for r in chunk]  # type: ignore[union-attr]
+        finally:
+            if len(finished) < len(ranges):  # Ctrl-C, an error, or a caller that stopped reading
+                self._kill()
 
     def _kill(self) -> None:
         pool, self._pool = self._pool, None
@@ -318,6 +352,11 @@ class ProcessExecutor(Executor):
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is not None:  # Ctrl-C or an error in the caller: items still running are not waited for
+            self._kill()
+        self.close()
 
 
 def resolve_workers(workers: int, gpus: int = 0) -> int:

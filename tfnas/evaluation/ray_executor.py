@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
-from tfnas.evaluation.executors import (Executor, ExecutorError, Job, PreparedJob, chunk_ranges, init_worker,
-                                        prepare_job, run_chunk)
+from tfnas.evaluation.executors import (Executor, ExecutorError, Job, PreparedJob, chunk_ranges, in_order,
+                                        init_worker, prepare_job, run_chunk)
 
 logger = logging.getLogger(__name__)
 
@@ -115,12 +115,19 @@ class RayExecutor(Executor):
         self._actors = [remote.remote(self.threads) for _ in range(self.workers)]
 
     def map(self, job: "Job | PreparedJob", items: Sequence[Any]) -> List[Any]:
-        ray = self._ray
+        return list(self.imap(job, items))
+
+    def imap(self, job: "Job | PreparedJob", items: Sequence[Any], chunk: int = 0) -> Iterator[Any]:
         items = list(items)
-        prepared = prepare_job(job)
+        ranges = chunk_ranges(len(items), self.workers, chunk or self.chunk)
+        yield from in_order(self._chunks(prepare_job(job), items, ranges))
+
+    def _chunks(self, prepared: PreparedJob, items: List[Any], ranges: List[Tuple[int, int]]
+                ) -> Generator[Tuple[int, List[Any]], None, None]:
+        """``(chunk index, its results)`` as chunks finish, each chunk on the next free actor.
+        Ctrl-C or an iterator closed before the end cancels the running tasks and stops the actors."""
+        ray = self._ray
         key, payload_ref = prepared.key, ray.put(prepared.payload)
-        ranges = chunk_ranges(len(items), self.workers, self.chunk)
-        results: List[Optional[List[Any]]] = [None] * len(ranges)
         queue = list(range(len(ranges)))[::-1]
         idle = list(self._actors)
         running: Dict[Any, Any] = {}
@@ -133,17 +140,17 @@ class RayExecutor(Executor):
                 (ref,), _ = ray.wait(list(running), num_returns=1)
                 k, actor = running.pop(ref)
                 try:
-                    results[k] = ray.get(ref)
+                    result = ray.get(ref)
                 except ray.exceptions.RayActorError as exc:
                     raise ExecutorError(f"a Ray worker died {self.max_restarts + 1} times while evaluating a "
                                         f"batch: {exc}") from exc
                 idle.append(actor)
-        except KeyboardInterrupt:
+                yield k, result
+        except (KeyboardInterrupt, GeneratorExit):
             for ref in running:
                 ray.cancel(ref, force=True)
             self.close()
             raise
-        return [r for chunk in results for r in chunk]  # type: ignore[union-attr]
 
     def close(self) -> None:
         ray = self._ray

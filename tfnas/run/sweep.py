@@ -10,14 +10,15 @@ A hardware-aware sweep (``[search] objective`` / ``max_latency_ms``, ``[budget] 
 searches the feasible cells only (:mod:`tfnas.run.constraints`).
 
 With ``[run] executor = process | ray`` the records are computed by the workers (each builds the
-space, benchmark and method from the config once, :class:`SweepJob`), in rounds of two per
-worker; a record depends only on the config and its ``(budget, repeat)`` seed, so the records are
+space, benchmark and method from the config once, :class:`SweepJob`), one task per record, and
+each is appended once every record before it is; a record depends only on the config and its ``(budget, repeat)`` seed, so the records are
 the same as in this process, in the same order. A training-oracle sweep (``[benchmark] name =
 train``) instead trains each batch of new queries on the workers (:class:`TrainingEvaluator`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
@@ -146,16 +147,18 @@ def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any
     context = RecordContext(space, benchmark, method, dataset, truth, optimum, constrained, run_dir.config_id)
     try:
         with build_executor(cfg) as executor:
-            for record in _records(cfg, context, tasks, _records_executor(cfg, method, benchmark, executor)):
-                log.append(record)
-                events.record(record, log.records)
-                new += 1
-                if on_record:
-                    on_record(record)
-                if bar is not None:
-                    bar.set_postfix(budget=record.budget, acc=f"{record.top1_acc:.2f}")
-                    bar.update(1)
-                gc.collect()
+            records = _records(cfg, context, tasks, _records_executor(cfg, method, benchmark, executor))
+            with contextlib.closing(records):  # an error or Ctrl-C here stops the workers' unfinished tasks
+                for record in records:
+                    log.append(record)
+                    events.record(record, log.records)
+                    new += 1
+                    if on_record:
+                        on_record(record)
+                    if bar is not None:
+                        bar.set_postfix(budget=record.budget, acc=f"{record.top1_acc:.2f}")
+                        bar.update(1)
+                    gc.collect()
     finally:
         events.close()
         if bar is not None:
@@ -253,17 +256,17 @@ def _records_executor(cfg: Config, method: Any, benchmark: Any, executor: Any) -
 
 
 def _records(cfg: Config, context: RecordContext, tasks: List[Tuple[int, int]], executor: Any) -> Iterator[RunRecord]:
-    """The records of ``tasks`` in order: one at a time in this process, or in rounds of two per
-    worker through the executor (each round is appended before the next starts, so a killed sweep
-    loses at most one round)."""
+    """The records of ``tasks`` in order: one at a time in this process, or through the executor,
+    one task per record: each record is yielded (and appended) as soon as it and every record
+    before it are done, while the workers go on with the next tasks, so no worker waits for
+    another and a killed sweep loses only the records not yet appended."""
     if executor.name == "local":
         for budget, repeat in tasks:
             yield context.record(cfg.run.seed, budget, repeat)
         return
     job = prepare_job(SweepJob(cfg, context.config_id))
-    step = 2 * executor.workers
-    for k in range(0, len(tasks), step):
-        for result in executor.map(job, tasks[k:k + step]):
+    with contextlib.closing(executor.imap(job, tasks, chunk=1)) as results:  # closed: unfinished tasks stop
+        for result in results:
             if isinstance(result, Failed):
                 raise RuntimeError(f"a sweep record failed in a worker: {result.error}")
             yield result
