@@ -16,7 +16,8 @@ Conventions (stated once, used everywhere):
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -124,6 +125,55 @@ def front_insert(points: Sequence[Tuple[Any, float, float]], point: Tuple[Any, f
         return list(points)
     kept = [p for p in points if not (score >= p[1] and lat <= p[2])]
     return sorted(kept + [point], key=lambda p: (p[2], -p[1]))
+
+
+class SearchFront:
+    """Pareto bookkeeping of an evolution search: latency of each member, the non-dominated set of every scored
+    child as ``(arch, score, latency_ms)`` (latency ascending) and the score / latency ranges seen."""
+
+    def __init__(self) -> None:
+        self.latency: Dict[str, float] = {}
+        self.points: List[Tuple[str, float, float]] = []
+        self.bounds = [math.inf, -math.inf, math.inf, -math.inf]  # score min, max, latency min, max
+
+    def add(self, arch: str, score: float, latency_ms: float) -> None:
+        self.latency[arch] = latency_ms
+        self.points = front_insert(self.points, (arch, score, latency_ms))
+        b = self.bounds
+        self.bounds = [min(b[0], score), max(b[1], score), min(b[2], latency_ms), max(b[3], latency_ms)]
+
+    def keep(self, members: List[Tuple[str, float]], n: int) -> List[Tuple[str, float]]:
+        keep = nsga_keep(np.array([s for _, s in members]), np.array([self.latency[a] for a, _ in members]), n)
+        kept = [members[i] for i in keep]
+        self.forget_all_but(kept)
+        return kept
+
+    def forget_all_but(self, members: List[Tuple[str, float]]) -> None:
+        """Drops the latencies of architectures no longer in ``members`` (the dict stays population-sized)."""
+        self.latency = {a: self.latency[a] for a, _ in members}
+
+    def ranges(self) -> List[List[float]]:
+        return [self.bounds[:2], self.bounds[2:]]
+
+    def hypervolume(self) -> float:
+        """Of the found front, normalised to the ranges seen (NaN while a range is a single value)."""
+        (s0, s1), (l0, l1) = self.ranges()
+        if not (s1 > s0 and l1 > l0):
+            return float("nan")
+        return hypervolume(np.array([p[1] for p in self.points]), np.array([p[2] for p in self.points]),
+                           (s0, s1), (l0, l1))
+
+    def state(self) -> Dict[str, Any]:
+        return {"latency": self.latency, "front": self.points, "bounds": self.bounds}
+
+    @classmethod
+    def from_state(cls, state: Optional[Dict[str, Any]]) -> "SearchFront":
+        front = cls()
+        if state:
+            front.latency = {a: float(v) for a, v in state["latency"].items()}
+            front.points = [(a, float(sc), float(ms)) for a, sc, ms in state["front"]]
+            front.bounds = [float(v) for v in state["bounds"]]
+        return front
 
 
 def write_found_front(store: Any, rows: Sequence[dict], score_name: str, ranges: Sequence[Sequence[float]],

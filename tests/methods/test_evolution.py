@@ -96,9 +96,14 @@ def _rng_without_inc(state):
     (_rng_without_inc, "its 'mutation_rng'['state']['inc'] field is missing"),
     (lambda s: s.update(score_rng=[1, 2]), "'score_rng' must be an object; got a list of 2 items"),
     (lambda s: s["members"][0].__setitem__(0, "64-64-64"), "the saved architecture '64-64-64' breaks the search's params limit"),
+    (lambda s: s.update(members=[]), "'members' holds 0 architectures where its "),
+    (lambda s: s.update(members=s["members"][:3]), "'members' holds 3 architectures where its "),
+    (lambda s: s["counts"].update(nonfinite=s["counts"]["scored"] + 1), "has more non-finite scores"),
+    (lambda s: s["counts"].update(nonfinite=-1), "'counts'['nonfinite'] must be"),
 ], ids=["members-missing", "members-a-string", "members-too-many", "member-too-short", "score-a-string",
         "arch-undecodable", "iteration-negative", "iteration-a-string", "seconds-null", "count-missing",
-        "rng-incomplete", "rng-a-list", "member-over-budget"])
+        "rng-incomplete", "rng-a-list", "member-over-budget", "members-emptied", "members-cut", "nonfinite-too-many",
+        "nonfinite-negative"])
 def test_a_damaged_field_of_the_state_is_named_before_any_work(tmp_path, damage, fragment):
     from tfnas.io import DamagedFileError
 
@@ -114,3 +119,41 @@ def test_a_damaged_field_of_the_state_is_named_before_any_work(tmp_path, damage,
     assert str(caught.value).startswith(f"{path}: ") and fragment in str(caught.value), str(caught.value)
     assert str(caught.value).endswith("; delete the run directory to restart")
     assert proxy.calls == 0 and path.read_bytes() == damaged  # stopped before any work, the file left in place
+
+
+def test_a_state_written_before_non_finite_scores_were_counted_still_resumes(tmp_path):
+    full, _ = run(tmp_path / "full", ToyProxy(), iterations=40)
+    run(tmp_path / "old", ToyProxy(), iterations=20)
+    path = tmp_path / "old" / "search_state" / "evolution.json"
+    state = json.loads(path.read_text())
+    del state["counts"]["nonfinite"]
+    path.write_text(json.dumps(state))
+    resumed, _ = run(tmp_path / "old", ToyProxy(), iterations=40)
+    assert (resumed.best_arch, resumed.score) == (full.best_arch, full.score)
+
+
+class _SometimesNaN(ToyProxy):
+    """NaN for every child whose first width is odd (or for every child with ``always``)."""
+
+    def __init__(self, always=False):
+        super().__init__()
+        self.always = always
+
+    def score_arch(self, space, arch, **kwargs):
+        score = super().score_arch(space, arch, **kwargs)
+        return float("nan") if self.always or arch[0] % 2 else score
+
+
+def test_non_finite_scores_are_counted_and_a_resumed_state_holds_together(tmp_path):
+    from tfnas.methods.base import SearchFailedError
+
+    full, _ = run(tmp_path / "full", _SometimesNaN(), iterations=40)
+    run(tmp_path / "half", _SometimesNaN(), iterations=20)
+    state = json.loads((tmp_path / "half" / "search_state" / "evolution.json").read_text())
+    assert state["counts"]["nonfinite"] > 0 and all(int(a.split("-")[0]) % 2 == 0 for a, _ in state["members"])
+    resumed, _ = run(tmp_path / "half", _SometimesNaN(), iterations=40)  # the counts fit its members
+    assert (resumed.best_arch, resumed.score) == (full.best_arch, full.score)
+    with pytest.raises(SearchFailedError, match=r"all \d+ scored children had a non-finite"):
+        run(tmp_path / "nan", _SometimesNaN(always=True), iterations=20)
+    with pytest.raises(SearchFailedError, match=r"all \d+ scored children had a non-finite"):  # its state loads
+        run(tmp_path / "nan", _SometimesNaN(always=True), iterations=20)

@@ -62,13 +62,15 @@ from tfnas.io import (PCG64_STATE, DamagedFileError, check_fields, dict_of, inte
                       reading, record, text)
 from tfnas.lru import format_cache_stats
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchFailedError, SearchOutcome
-from tfnas.pareto import front_insert, hypervolume, nsga_keep, write_found_front
+from tfnas.pareto import SearchFront, write_found_front
 from tfnas.registry import register_method
 from tfnas.spaces.base import EvolvableSpace
 
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "tfnas.evolution/1"
+#: Counters of scored children, not rejections.
+NOT_REJECTIONS = ("scored", "nonfinite")
 SMALL_POPULATION = 10  # at or below this size, children come from the start architecture
 _CHILD_STREAM = 0xC41D  # seed-sequence word of per-child scoring generators (batched evolution)
 
@@ -186,10 +188,15 @@ class EvolutionSearch(OneShotSearch):
 
     def _counts(self) -> Dict[str, int]:
         """The counters of a fresh search: scored children and rejections by reason."""
-        counts = {"scored": 0, "params": 0, "flops": 0, "layers": 0, "filter": 0}
+        counts = {"scored": 0, "nonfinite": 0, "params": 0, "flops": 0, "layers": 0, "filter": 0}
         if self.latency is not None:
             counts["latency"] = 0
         return counts
+
+    @staticmethod
+    def _rejected(counts: Dict[str, int]) -> Dict[str, int]:
+        """The rejections by reason (children not scored)."""
+        return {k: v for k, v in counts.items() if k not in NOT_REJECTIONS}
 
     def _load(self, context: SearchContext) -> Optional[Dict[str, Any]]:
         """The checkpoint of this search, or None; every field the search reads is checked here, before
@@ -205,12 +212,14 @@ class EvolutionSearch(OneShotSearch):
         member = items(text, number(finite=True))
         fields = {"iteration": integer(), "seconds": number(low=0, finite=True),
                   "members": list_of(member, max_length=self.population + self.batch),
-                  "counts": record({k: integer() for k in self._counts()}, only=True),
+                  "counts": record({k: integer(low=0) for k in self._counts()}, only=True,
+                                   optional=("nonfinite",)),  # a state written before it was counted
                   "mutation_rng": PCG64_STATE, "score_rng": PCG64_STATE,
                   "pareto": record({"latency": dict_of(number(low=0)),
                                     "front": list_of(items(text, number(), number())),
                                     "bounds": list_of(number(), length=4)})}
         check_fields(path, state, record(fields, optional=("pareto",)), restart)
+        self._check_population(path, state, restart)
         pareto = state.get("pareto")
         if self.latency is not None and pareto is not None:
             missing = [a for a, _ in state["members"] if a not in pareto["latency"]]
@@ -226,6 +235,25 @@ class EvolutionSearch(OneShotSearch):
                                        restart)
         return state
 
+    def _check_population(self, path: str, state: Dict[str, Any], restart: str) -> None:
+        """The saved members must be what the saved counts leave: every child with a finite score
+        joined, and the population was cut back to ``population`` before each batch joined."""
+        counts, size = state["counts"], len(state["members"])
+        if "nonfinite" not in counts:
+            return
+        finite = counts["scored"] - counts["nonfinite"]
+        if finite < 0:
+            raise DamagedFileError(path, f"'counts' has more non-finite scores ({counts['nonfinite']}) than scored "
+                                         f"children ({counts['scored']})", restart)
+        if finite <= self.population:
+            expected, ok = f"{finite}", size == finite
+        else:
+            expected = f"{self.population} to {min(finite, self.population + self.batch)}"
+            ok = self.population <= size <= min(finite, self.population + self.batch)
+        if not ok:
+            raise DamagedFileError(path, f"'members' holds {size} architectures where its {counts['scored']} scored "
+                                         f"children ({counts['nonfinite']} non-finite) leave {expected}", restart)
+
     # -- the search ------------------------------------------------------------------------------
     def search(self, context: SearchContext) -> SearchOutcome:
         seeds = np.random.SeedSequence(context.seed).spawn(2)
@@ -233,11 +261,11 @@ class EvolutionSearch(OneShotSearch):
         members: List[Tuple[str, float]] = []  # (arch string, score)
         counts = self._counts()
         done, seconds = 0, 0.0
-        front = _Front()  # pareto: latency of each member, the found front, the ranges seen
+        front = SearchFront()  # pareto: latency of each member, the found front, the ranges seen
         state = self._load(context)
         if state is not None:
             members = [(a, float(s)) for a, s in state["members"]]
-            front = _Front.from_state(state.get("pareto"))
+            front = SearchFront.from_state(state.get("pareto"))
             if self.latency is not None and "pareto" not in state:  # written before fronts were kept
                 for arch, score in members:  # their latencies come from the cache
                     front.add(arch, score, self._latency_ms(self.space.decode(arch)))
@@ -286,6 +314,8 @@ class EvolutionSearch(OneShotSearch):
                             members.append((self.space.encode(child), score))
                             if self.latency is not None:
                                 front.add(members[-1][0], score, self._latency_ms(child))
+                        else:
+                            counts["nonfinite"] += 1
                 previous, done = done, done + n
                 if bar is not None:
                     bar.update(n)
@@ -311,7 +341,7 @@ class EvolutionSearch(OneShotSearch):
             if bar is not None:
                 bar.close()
         if not members:
-            rejected = {k: v for k, v in counts.items() if k != "scored"}
+            rejected = self._rejected(counts)
             if counts["scored"]:
                 raise SearchFailedError(f"evolution kept no architecture in {self.iterations} iterations: all "
                                         f"{counts['scored']} scored children had a non-finite {self.proxy_name} score "
@@ -323,7 +353,7 @@ class EvolutionSearch(OneShotSearch):
         elapsed = time.perf_counter() - t0
         extra = {"params": int(self.space.num_params(best)), "flops": int(self.space.flops(best)),
                  "iterations": done, "scored": counts["scored"],
-                 "rejected": {k: v for k, v in counts.items() if k != "scored"},
+                 "rejected": self._rejected(counts),
                  "iterations_per_s": round(done / max(elapsed, 1e-9), 2)}
         if hasattr(self.space, "num_layers"):
             extra["layers"] = int(self.space.num_layers(best))
@@ -337,7 +367,7 @@ class EvolutionSearch(OneShotSearch):
             extra.update(self._write_front(context, front))
         return SearchOutcome(best_arch=best_arch, score=float(best_score), score_name=self.proxy_name, extra=extra)
 
-    def _write_front(self, context: SearchContext, front: "_Front") -> Dict[str, Any]:
+    def _write_front(self, context: SearchContext, front: "SearchFront") -> Dict[str, Any]:
         """Writes ``pareto.csv`` / ``.txt`` / ``.png`` and returns the outcome's Pareto entries."""
         rows = [{"arch": a, "score": sc, "latency_ms": ms, "params": int(self.space.num_params(self.space.decode(a)))}
                 for a, sc, ms in front.points]
@@ -372,7 +402,7 @@ class EvolutionSearch(OneShotSearch):
                                "mean_score": float(np.mean(scores)) if scores else float("nan"),
                                "median_score": float(np.median(scores)) if scores else float("nan"),
                                "population": len(members), "scored": counts["scored"],
-                               "rejected": sum(v for k, v in counts.items() if k != "scored"),
+                               "rejected": sum(self._rejected(counts).values()),
                                "iterations_per_s": done / max(elapsed, 1e-9)}
         if members:
             best = self.space.decode(max(members, key=lambda m: m[1])[0])
@@ -381,55 +411,6 @@ class EvolutionSearch(OneShotSearch):
             if self.latency is not None:
                 row["best_latency_ms"] = self.latency.evaluate([best])[0].median_ms
         return row
-
-
-class _Front:
-    """Pareto bookkeeping of a search: latency of each member, the non-dominated set of every scored
-    child as ``(arch, score, latency_ms)`` (latency ascending) and the score / latency ranges seen."""
-
-    def __init__(self) -> None:
-        self.latency: Dict[str, float] = {}
-        self.points: List[Tuple[str, float, float]] = []
-        self.bounds = [math.inf, -math.inf, math.inf, -math.inf]  # score min, max, latency min, max
-
-    def add(self, arch: str, score: float, latency_ms: float) -> None:
-        self.latency[arch] = latency_ms
-        self.points = front_insert(self.points, (arch, score, latency_ms))
-        b = self.bounds
-        self.bounds = [min(b[0], score), max(b[1], score), min(b[2], latency_ms), max(b[3], latency_ms)]
-
-    def keep(self, members: List[Tuple[str, float]], n: int) -> List[Tuple[str, float]]:
-        keep = nsga_keep(np.array([s for _, s in members]), np.array([self.latency[a] for a, _ in members]), n)
-        kept = [members[i] for i in keep]
-        self.forget_all_but(kept)
-        return kept
-
-    def forget_all_but(self, members: List[Tuple[str, float]]) -> None:
-        """Drops the latencies of architectures no longer in ``members`` (the dict stays population-sized)."""
-        self.latency = {a: self.latency[a] for a, _ in members}
-
-    def ranges(self) -> List[List[float]]:
-        return [self.bounds[:2], self.bounds[2:]]
-
-    def hypervolume(self) -> float:
-        """Of the found front, normalised to the ranges seen (NaN while a range is a single value)."""
-        (s0, s1), (l0, l1) = self.ranges()
-        if not (s1 > s0 and l1 > l0):
-            return float("nan")
-        return hypervolume(np.array([p[1] for p in self.points]), np.array([p[2] for p in self.points]),
-                           (s0, s1), (l0, l1))
-
-    def state(self) -> Dict[str, Any]:
-        return {"latency": self.latency, "front": self.points, "bounds": self.bounds}
-
-    @classmethod
-    def from_state(cls, state: Optional[Dict[str, Any]]) -> "_Front":
-        front = cls()
-        if state:
-            front.latency = {a: float(v) for a, v in state["latency"].items()}
-            front.points = [(a, float(sc), float(ms)) for a, sc, ms in state["front"]]
-            front.bounds = [float(v) for v in state["bounds"]]
-        return front
 
 
 def _jsonify(value: Any) -> Any:
