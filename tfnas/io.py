@@ -66,6 +66,9 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
 
 
 REDO = "delete it (or the whole run directory) to redo what it holds"
+#: The resolved config every run directory keeps (written by ``tfnas.run.rundir.RunDir``; read back by
+#: ``tfnas.train.provenance`` to tell which architecture trained weights belong to).
+RUN_CONFIG_FILE = "config.cfg"
 
 
 class DamagedFileError(ValueError):

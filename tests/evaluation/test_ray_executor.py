@@ -64,6 +64,16 @@ def test_ray_imap_yields_each_result_in_order_while_later_items_still_run(ray_ex
     assert received[0][2] < received[1][1]  # the first result came while the slow item still ran
 
 
+def test_ray_imap_closed_early_stops_its_actors_and_the_next_batch_gets_new_ones(ray_executor):
+    results = ray_executor.imap(SleepFor(), [0.0, 60.0, 60.0], chunk=1)
+    assert next(results)[0] == 0.0
+    start = time.time()
+    results.close()  # the 60 s items are not waited for
+    assert time.time() - start < 20 and not ray_executor._actors
+    assert [seconds for seconds, _ in ray_executor.imap(SleepFor(), [0.0, 0.0])] == [0.0, 0.0]
+    assert len(ray_executor._actors) == 2
+
+
 def test_ray_restarts_a_dead_actor_and_retries_its_task(ray_executor, tmp_path):
     marker = str(tmp_path / "died")
     out = ray_executor.map(DieOnce(marker, victim=2), list(range(6)))

@@ -121,17 +121,6 @@ def test_a_damaged_field_of_the_state_is_named_before_any_work(tmp_path, damage,
     assert proxy.calls == 0 and path.read_bytes() == damaged  # stopped before any work, the file left in place
 
 
-def test_a_state_written_before_non_finite_scores_were_counted_still_resumes(tmp_path):
-    full, _ = run(tmp_path / "full", ToyProxy(), iterations=40)
-    run(tmp_path / "old", ToyProxy(), iterations=20)
-    path = tmp_path / "old" / "search_state" / "evolution.json"
-    state = json.loads(path.read_text())
-    del state["counts"]["nonfinite"]
-    path.write_text(json.dumps(state))
-    resumed, _ = run(tmp_path / "old", ToyProxy(), iterations=40)
-    assert (resumed.best_arch, resumed.score) == (full.best_arch, full.score)
-
-
 class _SometimesNaN(ToyProxy):
     """NaN for every child whose first width is odd (or for every child with ``always``)."""
 
@@ -157,3 +146,24 @@ def test_non_finite_scores_are_counted_and_a_resumed_state_holds_together(tmp_pa
         run(tmp_path / "nan", _SometimesNaN(always=True), iterations=20)
     with pytest.raises(SearchFailedError, match=r"all \d+ scored children had a non-finite"):  # its state loads
         run(tmp_path / "nan", _SometimesNaN(always=True), iterations=20)
+
+
+@pytest.mark.parametrize("population", [64, 8])  # the population not yet full at the save, and full
+def test_a_state_written_before_non_finite_scores_were_counted_resumes_again_and_again(tmp_path, population):
+    """Such a state's count is worked out while every finite score joined the population, and
+    otherwise left out of the saved state (not checked), so it resumes any number of times."""
+    full, _ = run(tmp_path / "full", _SometimesNaN(), iterations=40, population=population)
+    run(tmp_path / "old", _SometimesNaN(), iterations=20, population=population)
+    path = tmp_path / "old" / "search_state" / "evolution.json"
+    state = json.loads(path.read_text())
+    assert state["counts"]["nonfinite"] > 0
+    del state["counts"]["nonfinite"]  # as the version before wrote it
+    path.write_text(json.dumps(state))
+    run(tmp_path / "old", _SometimesNaN(), iterations=30, population=population)
+    saved = json.loads(path.read_text())["counts"]
+    resumed, _ = run(tmp_path / "old", _SometimesNaN(), iterations=40, population=population)
+    assert (resumed.best_arch, resumed.score) == (full.best_arch, full.score)
+    if population == 64:
+        assert saved["nonfinite"] > 0 and resumed.extra["nonfinite"] == full.extra["nonfinite"]
+    else:
+        assert "nonfinite" not in saved and "nonfinite" not in resumed.extra

@@ -322,14 +322,51 @@ def test_a_history_csv_edited_by_hand_is_put_back_in_order_and_its_gaps_named(tm
     assert list(written["epoch"]) == [1, 3, 5, 7] and list(written["loss"]) == [1.5, 0.5, 1.5, 1.5]
 
 
-@pytest.mark.parametrize("epochs", ["0", "1.5", ""])
+@pytest.mark.parametrize("epochs", ["0", "1.5", "", "1e30", "abc", "True"])
 def test_a_history_csv_whose_epochs_are_not_epoch_numbers_is_unreadable(tmp_path, caplog, epochs):
     from types import SimpleNamespace
 
     from tfnas.run.rundir import ArtifactStore
     from tfnas.run.train_one import EpochLog
 
-    (tmp_path / "history.csv").write_text(f"epoch,loss\n1,1.0\n{epochs},2.0\n")
+    first = "True" if epochs == "True" else "1"  # a column of booleans
+    (tmp_path / "history.csv").write_text(f"epoch,loss\n{first},1.0\n{epochs},2.0\n")
     run_dir = SimpleNamespace(store=ArtifactStore(str(tmp_path)), file=lambda name: str(tmp_path / name))
     assert EpochLog(run_dir).frame().empty
     assert "unreadable (column 'epoch' holds values that are not epoch numbers" in caplog.text
+
+
+def test_unsorted_rows_are_warned_about_and_a_lost_file_names_every_missing_epoch(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.train_one import EpochLog
+
+    row = {"epoch": 1, "loss": 1.5, "train_acc": 0.5, "eval_loss": None, "eval_acc": None, "lr": 0.1, "seconds": 2.0}
+    (tmp_path / "history.csv").write_text(pd.DataFrame([{**row, "epoch": 2}, row]).to_csv(index=False))
+    run_dir = SimpleNamespace(store=ArtifactStore(str(tmp_path)), file=lambda name: str(tmp_path / name))
+    assert list(EpochLog(run_dir).frame()["epoch"]) == [1, 2]
+    assert "rows not in epoch order; they are put back in order" in caplog.text
+    (tmp_path / "history.csv").unlink()  # lost: the checkpoint held 2 epochs
+    EpochLog(run_dir).append({**row, "epoch": 3})
+    assert "history.csv has no row for epoch(s) 1-2 of the checkpoint" in caplog.text
+    (tmp_path / "history.csv").write_text("epoch,loss\n")  # only the header
+    caplog.clear()
+    EpochLog(run_dir).append({**row, "epoch": 2})
+    assert "no row for epoch(s) 1 of the checkpoint" in caplog.text
+
+
+def test_an_epoch_whose_row_cannot_be_written_keeps_its_checkpoint(tmp_path):
+    """The row goes out first; when writing it fails (a full disk), the trained epoch is still saved."""
+    from tfnas.train import Trainer
+    from tests.train.test_trainer import cfg as recipe, dataset, tiny_model
+
+    ckpt = tmp_path / "ckpt"
+
+    def full_disk(row):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        Trainer(tiny_model(), recipe(epochs=2), jit_compile=False, progress=False, checkpoint_dir=str(ckpt),
+                seed=0).fit(dataset(), on_epoch=full_disk)
+    assert sorted(p.name for p in ckpt.glob("ckpt-*.index")) == ["ckpt-1.index"]

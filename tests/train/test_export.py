@@ -376,7 +376,9 @@ def test_weights_of_a_run_directory_must_be_exported_as_the_architecture_it_trai
     space = Nb201Space(channels=4, cells_per_stage=1)
     pooled = ARCH.replace("none~1", "avg_pool_3x3~1")  # no weight changes: the weights alone fit both
     run, prefix = _run_dir(tmp_path, space, ARCH)
-    for weights in (prefix, str(run / "checkpoints"), str(run / "model.keras")):
+    (tmp_path / "linked").symlink_to(run / "checkpoints")  # links are followed to the run directory
+    linked = [str(tmp_path / "linked"), str(tmp_path / "linked" / "ckpt-1")]
+    for weights in (prefix, str(run / "checkpoints"), str(run / "model.keras"), *linked):
         with pytest.raises(ValueError, match=r"were trained for another architecture \(.*config\.cfg: \[space\] arch"):
             export_arch(space, pooled, 10, str(tmp_path / "m.keras"), fmt="keras", weights=weights, input_size=8,
                         overwrite=True)
@@ -394,6 +396,22 @@ def test_a_run_config_without_a_readable_architecture_leaves_the_weights_to_deci
     (run / "config.cfg").write_bytes(config.encode("latin-1"))
     result = export_arch(space, ARCH, 10, str(tmp_path / "m.keras"), fmt="keras", weights=prefix, input_size=8)
     assert result.arch == ARCH
+
+
+def test_a_space_registered_as_a_subclass_of_another_fits_its_own_run(tmp_path):
+    from tfnas.registry import SPACES
+
+    class WideNb201(Nb201Space):  # inherits name = "nb201"
+        pass
+
+    SPACES.register("nb201_test_subclass")(WideNb201)
+    try:
+        space = WideNb201(channels=4, cells_per_stage=1)
+        run, prefix = _run_dir(tmp_path, space, ARCH, space_name="nb201_test_subclass")
+        result = export_arch(space, ARCH, 10, str(tmp_path / "m.keras"), fmt="keras", weights=prefix, input_size=8)
+        assert result.arch == ARCH
+    finally:
+        SPACES._entries.pop("nb201_test_subclass")
 
 
 def test_weights_trained_in_another_space_are_named_as_such(tmp_path):

@@ -134,10 +134,11 @@ class Executor(abc.ABC):
         """Results of ``job`` on ``items``, in order; failed items are :class:`Failed`."""
 
     def imap(self, job: "Job | PreparedJob", items: Sequence[Any], chunk: int = 0) -> Iterator[Any]:
-        """The results of :meth:`map`, each yielded as soon as it and every result before it are
-        done, while the workers go on with the items after it (a caller keeps what finished).
-        ``chunk``: items per task (0 = the executor's own choice). Closing the iterator early stops
-        the workers' unfinished items."""
+        """The results of :meth:`map`, in order. Executors with workers (process, Ray) yield each
+        as soon as it and every result before it are done, while the workers go on with the items
+        after it (a caller keeps what finished); ``chunk`` is then their items per task (0 = their
+        own choice), and closing the iterator early stops their unfinished items. This default (the
+        local executor, where nothing runs beside the caller) evaluates every item first."""
         yield from self.map(job, items)
 
     def close(self) -> None:

@@ -16,11 +16,14 @@ each asks Ray for ``num_cpus = max(1, threads)`` and, when GPUs are visible to R
 at most one worker per GPU. Chunks go to whichever actor is free; results are put back in
 submission order. An actor that dies is restarted by Ray and its task retried
 (``max_restarts`` / ``max_task_retries``); an item that raises comes back as
-:class:`~tfnas.evaluation.executors.Failed`. Ctrl-C cancels the tasks, kills the actors and re-raises.
+:class:`~tfnas.evaluation.executors.Failed`. Ctrl-C (or a caller that stops reading :meth:`RayExecutor.imap`)
+cancels the tasks and kills the actors (the next batch starts new ones); the caller gets the
+KeyboardInterrupt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
@@ -112,7 +115,24 @@ class RayExecutor(Executor):
         self.chunk, self.max_restarts = int(chunk), int(max_restarts)
         remote = ray.remote(num_cpus=cpus, num_gpus=1 if gpus > 0 else 0, max_restarts=self.max_restarts,
                             max_task_retries=self.max_restarts)(_Worker)
-        self._actors = [remote.remote(self.threads) for _ in range(self.workers)]
+        self._remote = remote
+        self._actors: List[Any] = []
+        self._ensure_actors()
+
+    def _ensure_actors(self) -> None:
+        """Starts the actors (again, after :meth:`_stop_actors`)."""
+        if not self._actors:
+            self._actors = [self._remote.remote(self.threads) for _ in range(self.workers)]
+
+    def _stop_actors(self) -> None:
+        """Kills the actors (what they run stops with them); the next batch starts new ones."""
+        ray = self._ray
+        actors, self._actors = getattr(self, "_actors", []), []
+        for actor in actors:
+            try:
+                ray.kill(actor)
+            except Exception:  # an actor that is already gone
+                pass
 
     def map(self, job: "Job | PreparedJob", items: Sequence[Any]) -> List[Any]:
         return list(self.imap(job, items))
@@ -125,12 +145,15 @@ class RayExecutor(Executor):
     def _chunks(self, prepared: PreparedJob, items: List[Any], ranges: List[Tuple[int, int]]
                 ) -> Generator[Tuple[int, List[Any]], None, None]:
         """``(chunk index, its results)`` as chunks finish, each chunk on the next free actor.
-        Ctrl-C or an iterator closed before the end cancels the running tasks and stops the actors."""
+        Ctrl-C, an error or an iterator closed before the end cancels the running tasks and stops
+        the actors (the next batch starts new ones)."""
         ray = self._ray
+        self._ensure_actors()
         key, payload_ref = prepared.key, ray.put(prepared.payload)
         queue = list(range(len(ranges)))[::-1]
         idle = list(self._actors)
         running: Dict[Any, Any] = {}
+        complete = False
         try:
             while queue or running:
                 while queue and idle:
@@ -146,20 +169,17 @@ class RayExecutor(Executor):
                                         f"batch: {exc}") from exc
                 idle.append(actor)
                 yield k, result
-        except (KeyboardInterrupt, GeneratorExit):
-            for ref in running:
-                ray.cancel(ref, force=True)
-            self.close()
-            raise
+            complete = True
+        finally:
+            if not complete:
+                for ref in running:
+                    with contextlib.suppress(Exception):  # a task that ended meanwhile
+                        ray.cancel(ref, force=True)
+                self._stop_actors()
 
     def close(self) -> None:
         ray = self._ray
-        actors, self._actors = getattr(self, "_actors", []), []
-        for actor in actors:
-            try:
-                ray.kill(actor)
-            except Exception:  # an actor that is already gone
-                pass
+        self._stop_actors()
         if self._owns and ray.is_initialized():
             ray.shutdown()
             self._owns = False

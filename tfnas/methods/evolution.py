@@ -239,7 +239,10 @@ class EvolutionSearch(OneShotSearch):
         """The saved members must be what the saved counts leave: every child with a finite score
         joined, and the population was cut back to ``population`` before each batch joined."""
         counts, size = state["counts"], len(state["members"])
-        if "nonfinite" not in counts:
+        if "nonfinite" not in counts:  # written before they were counted: every finite score joined until it was full
+            if size < self.population and size > counts["scored"]:
+                raise DamagedFileError(path, f"'members' holds {size} architectures, more than its "
+                                             f"{counts['scored']} scored children", restart)
             return
         finite = counts["scored"] - counts["nonfinite"]
         if finite < 0:
@@ -261,6 +264,7 @@ class EvolutionSearch(OneShotSearch):
         members: List[Tuple[str, float]] = []  # (arch string, score)
         counts = self._counts()
         done, seconds = 0, 0.0
+        nonfinite_known = True  # False for a state saved before they were counted, once its population was full
         front = SearchFront()  # pareto: latency of each member, the found front, the ranges seen
         state = self._load(context)
         if state is not None:
@@ -270,6 +274,9 @@ class EvolutionSearch(OneShotSearch):
                 for arch, score in members:  # their latencies come from the cache
                     front.add(arch, score, self._latency_ms(self.space.decode(arch)))
             counts.update(state["counts"])
+            if "nonfinite" not in state["counts"]:  # a state written before non-finite scores were counted
+                nonfinite_known = len(members) < self.population  # never cut back: every finite score joined
+                counts["nonfinite"] = counts["scored"] - len(members) if nonfinite_known else 0
             done, seconds = int(state["iteration"]), float(state["seconds"])
             mut_rng.bit_generator.state = state["mutation_rng"]
             score_rng.bit_generator.state = state["score_rng"]
@@ -333,7 +340,8 @@ class EvolutionSearch(OneShotSearch):
                                 counts["scored"], format_cache_stats())
                     self._save(context, {
                         "format": STATE_FORMAT, "identity": _jsonify(self._identity()), "iteration": done,
-                        "seconds": elapsed, "members": members, "counts": counts,
+                        "seconds": elapsed, "members": members,
+                        "counts": counts if nonfinite_known else {k: v for k, v in counts.items() if k != "nonfinite"},
                         "mutation_rng": mut_rng.bit_generator.state, "score_rng": score_rng.bit_generator.state,
                         **({"pareto": front.state()} if self.latency is not None else {}),
                     })
@@ -353,6 +361,7 @@ class EvolutionSearch(OneShotSearch):
         elapsed = time.perf_counter() - t0
         extra = {"params": int(self.space.num_params(best)), "flops": int(self.space.flops(best)),
                  "iterations": done, "scored": counts["scored"],
+                 **({"nonfinite": counts["nonfinite"]} if nonfinite_known else {}),
                  "rejected": self._rejected(counts),
                  "iterations_per_s": round(done / max(elapsed, 1e-9), 2)}
         if hasattr(self.space, "num_layers"):

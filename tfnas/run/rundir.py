@@ -23,9 +23,9 @@ import os
 from typing import Any, Dict, FrozenSet, Iterable, Tuple
 
 from tfnas.config import Config, ConfigError, config_to_ini, load_config
-from tfnas.io import atomic_write_bytes, atomic_write_figure, atomic_write_text
+from tfnas.io import RUN_CONFIG_FILE, atomic_write_bytes, atomic_write_figure, atomic_write_text
 
-CONFIG_FILE = "config.cfg"
+CONFIG_FILE = RUN_CONFIG_FILE
 LOCK_FILE = ".lock"
 
 logger = logging.getLogger(__name__)

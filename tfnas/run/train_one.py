@@ -72,6 +72,10 @@ def epoch_scalars(row: Dict[str, Any]) -> Dict[str, Any]:
             "train/epoch_s": row["seconds"], "eval/loss": row["eval_loss"], "eval/accuracy": row["eval_acc"]}
 
 
+#: The largest epoch number a ``history.csv`` row may carry (``[train] epochs`` is far below it).
+MAX_EPOCH = 2**31 - 1
+
+
 class EpochLog:
     """``history.csv`` of a training, rewritten (atomically) after every epoch.
 
@@ -80,7 +84,7 @@ class EpochLog:
     epoch it finished and its resume continues them. A file damaged outside tfnas is warned about
     and then holds the epochs trained from now on; one edited by hand is put back in order (rows
     sorted by epoch, the last row of a repeated epoch kept) with a warning, and epochs without a
-    row are named when the training resumes.
+    row (deleted, or the whole file lost) are named when the training resumes.
     """
 
     NAME = "history.csv"
@@ -102,10 +106,12 @@ class EpochLog:
 
     def _ordered(self, old: Any, path: str) -> Any:
         """``old``'s rows by epoch, one per epoch (the last written); ValueError for epochs that are
-        not whole numbers from 1."""
+        not whole numbers from 1 to :data:`MAX_EPOCH`."""
         epochs = old["epoch"]
-        if epochs.isna().any() or (epochs < 1).any() or (epochs != epochs.round()).any():
-            raise ValueError("column 'epoch' holds values that are not epoch numbers 1, 2, ...")
+        api = self._pd.api.types
+        if not api.is_numeric_dtype(epochs) or api.is_bool_dtype(epochs) or epochs.isna().any() or (
+                (epochs < 1) | (epochs > MAX_EPOCH) | (epochs != epochs.round())).any():
+            raise ValueError(f"column 'epoch' holds values that are not epoch numbers 1, 2, ... {MAX_EPOCH}")
         old = old.assign(epoch=epochs.astype(int))
         repeated = sorted(set(old["epoch"][old["epoch"].duplicated()]))
         if repeated:
@@ -113,13 +119,15 @@ class EpochLog:
                            _spans(repeated))
         elif old["epoch"].is_monotonic_increasing:
             return old
+        else:
+            logger.warning("%s: rows not in epoch order; they are put back in order", path)
         return old.drop_duplicates("epoch", keep="last").sort_values("epoch", kind="stable").reset_index(drop=True)
 
     def append(self, row: Dict[str, Any]) -> None:
-        if not self._rows and not self._old.empty:  # the first epoch of a resumed training
+        if not self._rows and row["epoch"] > 1:  # the first epoch of a resumed training
             kept = set(self._old["epoch"][self._old["epoch"] < row["epoch"]])
             missing = [e for e in range(1, row["epoch"]) if e not in kept]
-            if missing:  # rows deleted by hand, or the file of a training before rows preceded checkpoints
+            if missing:  # rows deleted or the file lost, or the file of a training before rows preceded checkpoints
                 logger.warning("%s has no row for epoch(s) %s of the checkpoint this training resumes from; "
                                "they stay missing", self.NAME, _spans(missing))
         self._rows.append(dict(row))

@@ -13,10 +13,9 @@ import logging
 import os
 from typing import Any, NamedTuple, Optional
 
-logger = logging.getLogger(__name__)
+from tfnas.io import RUN_CONFIG_FILE
 
-#: The resolved config a run directory keeps (:class:`tfnas.run.rundir.RunDir`).
-RUN_CONFIG = "config.cfg"
+logger = logging.getLogger(__name__)
 
 
 class TrainedFor(NamedTuple):
@@ -28,15 +27,16 @@ class TrainedFor(NamedTuple):
 def trained_for(weights: str) -> Optional[TrainedFor]:
     """The space and architecture of the training run that wrote ``weights``: a checkpoint folder
     ``RUN/checkpoints`` or a checkpoint prefix in it, or a file beside the run's ``config.cfg``
-    (``RUN/model.keras``). None for weights outside a run directory, or a ``config.cfg`` that
-    cannot be read or names no architecture (checked by the weights alone, as before)."""
-    path = os.path.abspath(os.fspath(weights))
+    (``RUN/model.keras``), symbolic links followed. None for weights outside a run directory
+    (copied elsewhere, or a folder renamed from ``checkpoints``), or a ``config.cfg`` that cannot
+    be read or names no architecture: those are checked by the weights alone."""
+    path = os.path.realpath(os.fspath(weights))
     folder = path if os.path.isdir(path) else os.path.dirname(path)
     runs = [] if os.path.isdir(path) else [folder]
     if os.path.basename(folder) == "checkpoints":
         runs.append(os.path.dirname(folder))
     for run in runs:
-        config = os.path.join(run, RUN_CONFIG)
+        config = os.path.join(run, RUN_CONFIG_FILE)
         if not os.path.isfile(config):
             continue
         parser = configparser.ConfigParser(interpolation=None)
@@ -56,9 +56,9 @@ def check_trained_arch(space: Any, arch: Any, weights: str) -> None:
     found = trained_for(weights)
     if found is None:
         return
-    if space.name and found.space != space.name:
+    if not _same_space(space, found.space):
         raise ValueError(f"the weights {weights} were trained in space {found.space!r} ({found.config}), "
-                         f"not in {space.name!r}")
+                         f"not in {getattr(space, 'name', '') or type(space).__name__!r}")
     try:
         trained = space.encode(space.decode(found.arch))
     except ValueError as exc:
@@ -69,3 +69,15 @@ def check_trained_arch(space: Any, arch: Any, weights: str) -> None:
         raise ValueError(f"the weights {weights} were trained for another architecture ({found.config}: "
                          f"[space] arch = {trained}), not {wanted}; export that architecture, or load weights "
                          f"trained for this one")
+
+
+def _same_space(space: Any, name: str) -> bool:
+    """Whether ``space`` is an instance of the space registered as ``name`` (or of a subclass of it);
+    by its ``name`` attribute when ``name`` is not registered here."""
+    from tfnas.registry import SPACES, UnknownNameError
+
+    try:
+        registered = SPACES.get(name)
+    except UnknownNameError:
+        return name == getattr(space, "name", "")
+    return isinstance(space, registered)

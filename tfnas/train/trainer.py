@@ -325,9 +325,16 @@ class Trainer:
                 getattr(history, name).append(value)
             # The epoch's row goes out before its checkpoint: a kill between them leaves a row whose
             # epoch the resume trains again (and whose row it replaces), never a checkpoint without a row.
+            save = self._checkpoint is not None and (
+                (epoch + 1) % self.cfg.checkpoint_every == 0 or epoch + 1 == epochs)
             if on_epoch is not None:
-                on_epoch({name: values[-1] for name, values in history.to_dict().items()})
-            if self._checkpoint is not None and ((epoch + 1) % self.cfg.checkpoint_every == 0 or epoch + 1 == epochs):
+                try:
+                    on_epoch({name: values[-1] for name, values in history.to_dict().items()})
+                except Exception:  # e.g. its row could not be written: the trained epoch is still kept
+                    if save:
+                        self._checkpoint.save()
+                    raise
+            if save:
                 self._checkpoint.save()
             evaluated = "" if ev_loss is None else f" eval_loss={ev_loss:.4f} eval_acc={ev_acc:.4f}"
             logger.info("epoch %d/%d loss=%.4f acc=%.4f%s lr=%.5g %.1fs", epoch + 1, epochs, loss, acc, evaluated, lr, seconds)
