@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -145,14 +145,18 @@ def _positive_conv_rescaled(x: tf.Tensor, kernel: tf.Tensor, stride: int, depthw
 #: Layer functions of each kind: name -> (body, dtype).
 _KINDS = {"zen": (_conv_bn_relu, tf.float32), "naswot": (_conv_bn_relu_codes, tf.float32),
           "synflow": (_positive_conv_rescaled, tf.float64)}
-#: Traced layer functions by (kind, stride, depthwise, groups); each is traced once. The key
-#: space is small (3 kinds x 2 strides x 2 convolution types x the group counts used: 12 per
-#: group count), so the bound is never reached by the proxies of a search.
-_LAYER_FUNCTIONS: LRUCache[Callable] = LRUCache("zen layer functions", maxsize=32)
+#: Traced layer functions by (kind, stride, depthwise, groups), each as ``(function, its one
+#: concrete function)``; each is traced once. The key space is small (3 kinds x 2 strides x 2
+#: convolution types x the group counts used: 12 per group count), so the bound is never reached
+#: by the proxies of a search.
+_LAYER_FUNCTIONS: LRUCache[Tuple[Any, Callable]] = LRUCache("zen layer functions", maxsize=32)
 
 
 def _layer_function(stride: int, depthwise: bool, groups: int, kind: str = "zen") -> Callable:
-    def create() -> Callable:
+    """The traced layer function of this kind, as its concrete function: called directly, it skips
+    the dispatch of a ``tf.function`` call (about 0.1 ms of each layer, 7-8 % of a Zen score on
+    this CPU; docs/PERFORMANCE.md), with the same graph and results."""
+    def create() -> Tuple[Any, Callable]:
         body, dtype = _KINDS[kind]
 
         def layer(x, kernel):
@@ -160,9 +164,10 @@ def _layer_function(stride: int, depthwise: bool, groups: int, kind: str = "zen"
 
         layer.__name__ = f"{kind}_{'depthwise' if depthwise else 'dense'}_s{stride}_g{groups}"
         spec = tf.TensorSpec([None, None, None, None], dtype)
-        return tf.function(layer, input_signature=[spec, spec])
+        function = tf.function(layer, input_signature=[spec, spec])
+        return function, function.get_concrete_function()
 
-    return _LAYER_FUNCTIONS.get_or_create((kind, stride, depthwise, groups), create)
+    return _LAYER_FUNCTIONS.get_or_create((kind, stride, depthwise, groups), create)[1]
 
 
 def trace_count(kind: Optional[str] = None) -> int:
@@ -174,7 +179,7 @@ def trace_count(kind: Optional[str] = None) -> int:
     """
     if kind is not None and kind not in _KINDS:
         raise ValueError(f"trace_count: kind must be one of {sorted(_KINDS)} or None. Received: {kind!r}")
-    return int(sum(f.experimental_get_tracing_count() for key, f in _LAYER_FUNCTIONS.items()
+    return int(sum(f.experimental_get_tracing_count() for key, (f, _) in _LAYER_FUNCTIONS.items()
                    if kind is None or key[0] == kind))
 
 
