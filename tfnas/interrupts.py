@@ -8,8 +8,8 @@ it may be replaced by another error (``Exiting device scope without proper scope
 
 :func:`interrupts_kept` guards a block against both: an interrupt swallowed by a destructor is
 sent again (``sys.unraisablehook``, then SIGINT after :data:`RESEND_DELAY_S`), so it lands in the
-block's own code, and a block that ends
-(normally or with another exception) after a Ctrl-C raises ``KeyboardInterrupt``.
+block's own code, and a block that ends (normally or with another exception) after a Ctrl-C
+raises ``KeyboardInterrupt``.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ Training runs one traced function per epoch: the epoch's ``steps_per_epoch`` bat
 unused) go in at once and a graph loop runs the train step on each, so there is no Python
 overhead per step and no retrace ever, also when the training set grows between calls (batch
 top sampling) or the step count changes up to the capacity (the budgets of a sweep share one
-compiled loop); :attr:`PredictorTrainer.train_traces` counts the traces of the step. :meth:`predict` ranks any number of graphs through one more
-trace per branch (open batch dimension).
+compiled loop); :attr:`PredictorTrainer.train_traces` counts the traces of the step.
+:meth:`predict` ranks any number of graphs through one more trace per branch (open batch dimension).
 
 Speed (2-core CPU, batch 8, N=10, K=9, 64 units): the step is bound by per-op overhead, so
 the loop is XLA-compiled by default (``jit_compile=True``): it runs about as fast as the

@@ -11,8 +11,8 @@ searches the feasible cells only (:mod:`tfnas.run.constraints`).
 
 With ``[run] executor = process | ray`` the records are computed by the workers (each builds the
 space, benchmark and method from the config once, :class:`SweepJob`), one task per record, and
-each is appended once every record before it is; a record depends only on the config and its ``(budget, repeat)`` seed, so the records are
-the same as in this process, in the same order. A training-oracle sweep (``[benchmark] name =
+each is appended once every record before it is; a record depends only on the config and its
+``(budget, repeat)`` seed, so the records are the same as in this process, in the same order. A training-oracle sweep (``[benchmark] name =
 train``) instead trains each batch of new queries on the workers (:class:`TrainingEvaluator`).
 """
 
