@@ -463,3 +463,32 @@ def test_tool_a_checkpoint_that_does_not_fit_is_one_line_without_tensorflows_war
     lines = [line for line in proc.stderr.splitlines() if not line.startswith(("I0000", "W0000"))]
     assert len(lines) == 1 and lines[0].startswith("error: the checkpoint "), lines[:5]
     assert not (tmp_path / "out").exists()
+
+
+def test_overwrite_replaces_only_an_earlier_export_of_the_same_kind(tmp_path, monkeypatch):
+    from tfnas.train.targets import check_target
+
+    mine = tmp_path / "project"
+    (mine / "src").mkdir(parents=True)
+    (mine / "src" / "main.py").write_text("code")
+    (mine / "README").write_text("notes")
+    space = Nb201Space(channels=4, cells_per_stage=1)
+    with pytest.raises(FileExistsError, match="holds files but no SavedModel"):
+        export_arch(space, ARCH, 10, str(mine), fmt="saved_model", overwrite=True)
+    monkeypatch.chdir(mine / "src")  # the current folder, and a folder above it
+    for target in (".", "..", str(mine)):
+        with pytest.raises(IsADirectoryError, match="holds the current folder"):
+            check_target(target, overwrite=True)
+    assert (mine / "src" / "main.py").read_text() == "code" and (mine / "README").read_text() == "notes"
+
+    afile = tmp_path / "empty"
+    afile.write_bytes(b"")  # a file where a SavedModel folder goes, even an empty one
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match="is a file; a SavedModel is a folder"):
+            check_target(str(afile), overwrite=overwrite)
+    earlier = tmp_path / "sm"
+    earlier.mkdir()
+    (earlier / "saved_model.pb").write_bytes(b"x")
+    assert check_target(str(earlier), overwrite=True) == str(earlier)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        check_target(str(earlier), overwrite=False)

@@ -2,8 +2,10 @@
 renamed into place, so a failed or interrupted export leaves nothing half-written.
 
 :func:`check_target` refuses what cannot or may not be written before any work (an existing
-non-empty target without ``overwrite``, a folder where a one-file format goes, a parent that is
-missing, a file or unwritable); :func:`writing` turns a write failure (a full disk) into one
+non-empty target without ``overwrite``; even with it, anything but an earlier export of the same
+kind: a folder where a one-file format goes, a file or a folder without a SavedModel where a
+SavedModel goes, a folder holding the current one; a parent that is missing, a file or
+unwritable); :func:`writing` turns a write failure (a full disk) into one
 :class:`ExportWriteError` naming the target; :func:`install` renames the finished temporary
 file or folder onto the target.
 """
@@ -58,15 +60,42 @@ def writing(target: str) -> Iterator[None]:
 _ONE_FILE = (".keras", ".tflite")  # formats written as one file; a SavedModel is a folder
 
 
+#: The files that make a folder a SavedModel (``tf.saved_model.save`` writes one of them).
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
+def _is_saved_model(path: str) -> bool:
+    return any(os.path.isfile(os.path.join(path, name)) for name in SAVED_MODEL_FILES)
+
+
+def _refuse_unrelated(path: str) -> None:
+    """Overwriting replaces only an earlier export of the same kind: never a folder that holds the
+    current folder, nor a file or folder of something else (``--overwrite`` removes what it replaces)."""
+    here = os.path.realpath(os.getcwd())
+    real = os.path.realpath(path)
+    if os.path.isdir(path) and (here == real or here.startswith(real.rstrip(os.sep) + os.sep)):
+        raise IsADirectoryError(f"{path} holds the current folder; an export never replaces it, even with "
+                                f"--overwrite: choose a new name")
+    if path.endswith(_ONE_FILE):
+        if os.path.isdir(path):  # --overwrite must not delete a folder's tree
+            raise IsADirectoryError(f"{path} is a folder; a {os.path.splitext(path)[1]} export is one file, so "
+                                    f"it is not replaced even with --overwrite: choose another name")
+        return
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise FileExistsError(f"{path} is a file; a SavedModel is a folder, so the file is not replaced "
+                              f"even with --overwrite: choose another name")
+    if is_nonempty(path) and not _is_saved_model(path):
+        raise FileExistsError(f"{path} is a folder that holds files but no SavedModel "
+                              f"({' or '.join(SAVED_MODEL_FILES)}); --overwrite replaces only an earlier "
+                              f"SavedModel: choose another name")
+
+
 def check_target(path: str, overwrite: bool) -> str:
     path = os.path.abspath(os.fspath(path))
-    if path.endswith(_ONE_FILE) and os.path.isdir(path):  # --overwrite must not delete a folder's tree
-        raise IsADirectoryError(f"{path} is a folder; a {os.path.splitext(path)[1]} export is one file, so it "
-                                f"is not replaced even with overwrite=True (--overwrite): choose another name")
+    _refuse_unrelated(path)
     if is_nonempty(path) and not overwrite:
-        raise FileExistsError(
-            f"{path} already exists and is not empty; pass overwrite=True (--overwrite) to replace it"
-        )
+        raise FileExistsError(f"{path} already exists and is not empty; pass --overwrite "
+                              f"(overwrite=True) to replace it")
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         blocker = parent
