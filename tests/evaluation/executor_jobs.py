@@ -154,3 +154,13 @@ def count_pool_batches(monkeypatch, executor_cls: Any = None) -> List[int]:
 
     monkeypatch.setattr(executor_cls, "map", counting_map)
     return batches
+
+
+class OnednnState(Job):
+    """``item -> whether TensorFlow runs with oneDNN's kernels in the worker``."""
+
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        from tensorflow.python.util import _pywrap_util_port
+
+        enabled = bool(_pywrap_util_port.IsMklEnabled())
+        return lambda items: [enabled for _ in items]

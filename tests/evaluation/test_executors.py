@@ -13,7 +13,8 @@ import warnings
 import numpy as np
 import pytest
 
-from tests.evaluation.executor_jobs import AlwaysDie, DieOnce, NoisySquare, SleepFor, TensorflowState, noisy_items
+from tests.evaluation.executor_jobs import (AlwaysDie, DieOnce, NoisySquare, OnednnState, SleepFor, TensorflowState,
+                                            noisy_items)
 from tfnas.evaluation.executors import (ExecutorError, Failed, LocalExecutor, ProcessExecutor, chunk_ranges,
                                         make_executor, prepare_job, resolve_workers)
 
@@ -96,6 +97,17 @@ def test_an_error_leaving_the_pools_block_does_not_wait_for_running_items():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     del results
+
+
+def test_workers_run_tensorflow_with_the_parents_onednn_setting(monkeypatch):
+    """oneDNN's kernels round differently from TensorFlow's own, and TensorFlow's default depends on
+    the CPU: workers that chose their own setting scored in other last digits than ``local``."""
+    from tensorflow.python.util import _pywrap_util_port  # TensorFlow loads here, as in a search: its setting is fixed
+
+    here = bool(_pywrap_util_port.IsMklEnabled())
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0" if here else "1")  # what this process no longer follows
+    with ProcessExecutor(1, threads=1) as pool:
+        assert pool.map(OnednnState(), [0]) == [here]
 
 
 def test_workers_load_tensorflow_only_for_a_job_that_needs_it_with_their_threads():

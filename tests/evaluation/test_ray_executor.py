@@ -129,3 +129,43 @@ def test_slnas_ga_rewards_on_ray_equal_the_local_search(ray_executor, tmp_path, 
     state = [np.load(tmp_path / d / "search_state" / "controller.npz") for d in ("local", "ray")]
     for key in state[0].files:
         np.testing.assert_array_equal(state[0][key], state[1][key])  # population, fitness, generator
+
+
+@pytest.mark.parametrize("reply, accepted", [
+    (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", False),  # a web server on that port
+    (b"", False),  # closes the connection
+    (b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64", True),  # a SETTINGS frame: gRPC
+])
+def test_an_address_is_a_ray_head_only_if_it_answers_http2(reply, accepted, monkeypatch):
+    import socket
+    import threading
+
+    from tfnas.evaluation.executors import ExecutorError
+    from tfnas.evaluation.ray_executor import _check_reachable
+
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    received = []
+
+    def answer():
+        conn, _ = server.accept()
+        with conn:
+            received.append(conn.recv(64))
+            conn.sendall(reply)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    start = time.perf_counter()
+    try:
+        if accepted:
+            _check_reachable(address)
+        else:
+            with pytest.raises(ExecutorError, match="something answers there, but not a Ray head"):
+                _check_reachable(address)
+    finally:
+        thread.join(10)
+        server.close()
+    assert received and received[0].startswith(b"PRI * HTTP/2.0") and time.perf_counter() - start < 5

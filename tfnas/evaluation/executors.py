@@ -30,6 +30,7 @@ import math
 import os
 import pickle
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
@@ -184,18 +185,38 @@ _WORKER_THREADS = 0  # this worker's TensorFlow intra-op threads (init_worker)
 _WORKER_TF_READY = False  # load_tensorflow has run in this worker
 
 
-def init_worker(threads: int) -> None:
-    """Prepares a fresh worker process: the runtime defaults, Ctrl-C left to the parent (which stops
-    the workers), and ``threads`` TensorFlow intra-op threads (0 = TensorFlow's default, one per
-    core, as in the parent) for when a job needs TensorFlow (:func:`load_tensorflow`)."""
-    from tfnas.runtime import set_runtime_defaults
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 
+
+def parent_onednn() -> str:
+    """The oneDNN setting workers must share with this process to compute what it computes (its
+    kernels round differently from TensorFlow's own): ``"1"``/``"0"`` as TensorFlow runs here once it
+    is loaded, else this process's ``TF_ENABLE_ONEDNN_OPTS`` (``""`` when unset: TensorFlow's default,
+    which depends on the CPU, in both)."""
+    if "tensorflow" in sys.modules:
+        try:
+            from tensorflow.python.util import _pywrap_util_port  # the flag TensorFlow read when it loaded
+
+            return "1" if _pywrap_util_port.IsMklEnabled() else "0"
+        except (ImportError, AttributeError):  # pragma: no cover - another TensorFlow layout
+            pass
+    return os.environ.get(ONEDNN_ENV, "")
+
+
+def init_worker(threads: int, onednn: str = "") -> None:
+    """Prepares a fresh worker process: Ctrl-C left to the parent (which stops the workers), the
+    parent's oneDNN setting ``onednn`` (:func:`parent_onednn`; ``""`` = this process's environment),
+    TensorFlow's C++ log lines off unless the user set them, and ``threads`` TensorFlow intra-op
+    threads (0 = TensorFlow's default, one per core, as in the parent) for when a job needs
+    TensorFlow (:func:`load_tensorflow`)."""
     import threading
 
     global _WORKER_THREADS
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    set_runtime_defaults()
+    if onednn:
+        os.environ[ONEDNN_ENV] = onednn
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _WORKER_THREADS = int(threads)
 
 
@@ -283,7 +304,7 @@ class ProcessExecutor(Executor):
             from concurrent.futures import ProcessPoolExecutor
 
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=init_worker, initargs=(self.threads,))
+                                             initializer=init_worker, initargs=(self.threads, parent_onednn()))
         return self._pool
 
     def map(self, job: "Job | PreparedJob", items: Sequence[Any]) -> List[Any]:

@@ -29,7 +29,7 @@ import os
 from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 from tfnas.evaluation.executors import (Executor, ExecutorError, Job, PreparedJob, chunk_ranges, in_order,
-                                        init_worker, prepare_job, run_chunk)
+                                        init_worker, parent_onednn, prepare_job, run_chunk)
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ __all__ = ["RayExecutor"]
 class _Worker:
     """The body of one Ray actor (wrapped by ``ray.remote`` in :class:`RayExecutor`)."""
 
-    def __init__(self, threads: int):
-        init_worker(threads)
+    def __init__(self, threads: int, onednn: str = ""):
+        init_worker(threads, onednn)
 
     def run(self, key: str, payload: bytes, items: Sequence[Any], tensorflow: bool = True) -> List[Any]:
         return run_chunk(key, payload, items, tensorflow)
@@ -54,12 +54,36 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     host, _, port = address.removeprefix("ray://").rpartition(":")
     host = host.strip("[]")  # [::1]:6379
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            speaks_grpc = _answers_http2(sock)
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise ExecutorError(f"[run] ray_address = {address}: no Ray head answers there ({reason}); start one with "
                             f"`ray start --head --port={port}` on {host}, or use ray_address = local") from None
+    if not speaks_grpc:
+        raise ExecutorError(f"[run] ray_address = {address}: something answers there, but not a Ray head (no gRPC "
+                            f"reply); check the host and port (`ray start --head` prints them), or use ray_address "
+                            f"= local")
+
+
+#: The HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's head) answers with
+#: a SETTINGS frame (RFC 9113, 3.4), anything else (a web server, a closed stream) does not.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _answers_http2(sock: Any) -> bool:
+    """Whether the server on ``sock`` speaks HTTP/2 (a gRPC server does); True when Ray uses TLS
+    (``RAY_USE_TLS``), where a plain-text preface cannot tell."""
+    if os.environ.get("RAY_USE_TLS", "0").strip().lower() not in ("", "0", "false"):
+        return True
+    sock.sendall(_HTTP2_PREFACE)
+    header = b""
+    while len(header) < 9:  # the first frame's header: 3 bytes length, 1 byte type (4 = SETTINGS), ...
+        chunk = sock.recv(9 - len(header))
+        if not chunk:
+            return False
+        header += chunk
+    return header[3] == 0x04
 
 
 class RayExecutor(Executor):
@@ -122,7 +146,8 @@ class RayExecutor(Executor):
     def _ensure_actors(self) -> None:
         """Starts the actors (again, after :meth:`_stop_actors`)."""
         if not self._actors:
-            self._actors = [self._remote.remote(self.threads) for _ in range(self.workers)]
+            onednn = parent_onednn()  # actors compute what this process computes
+            self._actors = [self._remote.remote(self.threads, onednn) for _ in range(self.workers)]
 
     def _stop_actors(self) -> None:
         """Kills the actors (what they run stops with them); the next batch starts new ones."""
