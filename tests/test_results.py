@@ -88,3 +88,22 @@ def test_plotting_uses_neither_pyplot_nor_a_global_backend(tmp_path):
                          env={**os.environ, "MPLBACKEND": "svg"}).stdout.split()
     assert out == ["False", "svg"]
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_run_log_drops_non_finite_numbers_and_a_missing_accuracy(tmp_path, caplog):
+    path = tmp_path / "runs.jsonl"
+    rows = [dict(record(10, 0, 90.0).to_dict(), top1_acc=None),  # null only where "not applicable" is allowed
+            dict(record(10, 1, 90.0).to_dict(), regret=float("inf")),
+            dict(record(10, 2, 90.0).to_dict(), top1_acc=float("nan")),
+            dict(record(10, 3, 90.0).to_dict(), regret=None)]  # null regret: not applicable, kept
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))  # json writes NaN and Infinity literally
+    with caplog.at_level("WARNING"):
+        log = RunLog(str(path))
+    assert log.keys() == {(10, 3)} and math.isnan(log.records[0].regret)
+    assert "'top1_acc' must be a finite number, got None); it will be recomputed" in caplog.text
+    assert "'regret' must be a finite number or null, got inf" in caplog.text
+    assert "'top1_acc' must be a finite number, got nan" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert [r.key for r in load_run_dir(str(tmp_path))] == [(10, 3)]  # tools/compare.py reads, never recomputes
+    assert "got None); left out" in caplog.text and "recomputed" not in caplog.text

@@ -90,10 +90,12 @@ class RunRecord:
         for key, value in d.items():
             kind = names[key].type
             if kind in ("float", float):
-                if value is None:
+                required = names[key].default is dataclasses.MISSING
+                if value is None and not required:  # JSON has no NaN: "not applicable" is stored as null
                     value = math.nan
-                elif not is_number(value):
-                    raise ValueError(f"field {key!r} must be a number, got {value!r}")
+                elif not is_number(value) or not math.isfinite(value):  # NaN, Infinity: not written by tfnas
+                    expected = "a finite number" if required else "a finite number or null"
+                    raise ValueError(f"field {key!r} must be {expected}, got {value!r}")
                 value = float(value)
             elif kind in ("int", int):
                 if not is_int(value):
@@ -121,10 +123,13 @@ class RunLog:
         config_id: the identity of the config now running; records made by another config
             raise ``ValueError`` (records written before ids existed carry none and are kept).
         warn: log the dropped lines (a caller that only checks the file reads it quietly).
+        resuming: the records are read to resume the sweep, which recomputes the dropped ones
+            (said in the warning); ``False`` when they are only read (``tools/compare.py``).
     """
 
-    def __init__(self, path: str, config_id: str = "", warn: bool = True):
+    def __init__(self, path: str, config_id: str = "", warn: bool = True, resuming: bool = True):
         self.path = path
+        self._after_drop = "; it will be recomputed" if resuming else "; left out"
         self.records: List[RunRecord] = []
         self.dropped: List[str] = []
         if os.path.exists(path):
@@ -140,7 +145,7 @@ class RunLog:
             try:
                 record = RunRecord.from_dict(json.loads(raw.decode("utf-8")))
             except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
-                self.dropped.append(f"{self.path}:{n}: dropped, not a run record ({exc}); it will be recomputed")
+                self.dropped.append(f"{self.path}:{n}: dropped, not a run record ({exc}){self._after_drop}")
                 continue
             if record.key in seen:
                 self.dropped.append(f"{self.path}:{n}: dropped, a second record of budget {record.budget} "
@@ -263,5 +268,5 @@ def load_run_dir(run_dir: str) -> List[RunRecord]:
     path = os.path.join(run_dir, "runs.jsonl")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{run_dir}: no runs.jsonl (is this a tfnas run directory?)")
-    return RunLog(path).records
+    return RunLog(path, resuming=False).records
 

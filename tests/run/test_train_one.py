@@ -271,6 +271,40 @@ def test_cli_refuses_a_batch_larger_than_the_training_images_before_a_run_direct
     assert not out.exists()
 
 
+def test_cli_refuses_images_the_network_cannot_take_before_a_run_directory(tmp_path, capsys):
+    from tests.images import write_image_folder
+
+    root = write_image_folder(tmp_path / "images", per_class=4, size=(8, 8), classes=("a", "b"))
+    path = _cfg_file(tmp_path, ARCH)
+    sets = ["dataset.name=image_folder", f"dataset.data_dir={root}", "dataset.image_size=10", "dataset.batch_size=4"]
+    out = tmp_path / "run"
+    code = train_main([path, "--out-dir", str(out), "--no-progress"] + [a for s in sets for a in ("--set", s)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1, err
+    assert "[space] arch: the network cannot be built for the images of [dataset] (image_folder, 10x10x3" in err[0]
+    assert "divisible by 4" in err[0] and not out.exists()  # the corrected run is not refused by a config.cfg
+
+
+def test_a_run_directory_a_failed_run_created_is_removed_if_it_holds_nothing_else(tmp_path):
+    from tfnas.run.rundir import RunDir
+
+    def fail_inside(out, write=None):
+        with pytest.raises(RuntimeError):
+            with RunDir(load_config(None, overrides(out))) as run_dir:
+                if write:
+                    run_dir.store.write_text(write, "x")
+                raise RuntimeError("the run failed")
+
+    fail_inside(tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    fail_inside(tmp_path / "kept", write="history.csv")  # something of the run's own: kept for the resume
+    assert sorted(os.listdir(tmp_path / "kept")) == [".lock", "config.cfg", "history.csv"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")  # a folder that was not empty is never removed
+    fail_inside(tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+
+
 @pytest.mark.parametrize("damage", ["epoch,loss\nx,1\n", "\x00\x01garbage", "loss,lr\n1,2\n"])
 def test_a_damaged_history_csv_is_warned_about_and_replaced_by_the_new_epochs(tmp_path, caplog, damage):
     from types import SimpleNamespace

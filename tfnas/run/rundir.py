@@ -182,6 +182,7 @@ class RunDir:
         self.ignore_sections = tuple(ignore_sections)
         self.store = ArtifactStore(self.path)
         self._lock_fh = None
+        self._created = False  # open() made the directory (or found it empty)
 
     def _identity(self, ini: str) -> Dict[str, Dict[str, str]]:
         return config_identity(ini, self.ignore, self.ignore_sections)
@@ -211,6 +212,7 @@ class RunDir:
 
     def open(self) -> "RunDir":
         self.check()
+        self._created = not os.path.isdir(self.path) or not os.listdir(self.path)
         if not os.path.exists(os.path.join(self.path, CONFIG_FILE)) and _foreign_files(self.path):
             logger.warning("%s holds files but no %s (no tfnas run wrote it, or its config.cfg was deleted); "
                            "writing this run into it", self.path, CONFIG_FILE)
@@ -258,7 +260,26 @@ class RunDir:
         return self.open()
 
     def __exit__(self, *exc: Any) -> None:
+        if exc[0] is not None and self._created:
+            self._remove_if_unused()
         self.close()
+
+    def _remove_if_unused(self) -> None:
+        """After a run that failed (or was stopped) before it wrote anything but ``config.cfg``, the
+        directory it created is removed: nothing half-made is left, and a corrected config may use it."""
+        try:
+            names = os.listdir(self.path)
+            if any(name not in (CONFIG_FILE, LOCK_FILE) and not name.startswith(".tmp-") for name in names):
+                return
+            for name in names:
+                if name != LOCK_FILE:
+                    os.remove(os.path.join(self.path, name))
+            if self._lock_fh is not None:
+                os.remove(os.path.join(self.path, LOCK_FILE))
+            self.close()
+            os.rmdir(self.path)
+        except OSError as exc:  # the error that ended the run is the one to report
+            logger.debug("could not remove the unused run directory %s: %s", self.path, exc)
 
     def file(self, name: str) -> str:
         return self.store.path(name)

@@ -37,7 +37,8 @@ from tfnas.registry import METHODS
 from tfnas.run.constraints import Constrained, constrain, pareto_tables
 from tfnas.run.events import SweepEvents, events_root, hparams_of, sweep_final_metrics, write_hparams
 from tfnas.run.factory import (build_benchmark, build_executor, build_method, build_space, check_method_fits_space,
-                               where)
+                               check_training_data, where)
+from tfnas.io import RUN_CONFIG_FILE
 from tfnas.run.rundir import RunDir, RunDirError
 from tfnas.spaces.base import TabularSpace
 from tfnas.spaces.pool import CandidatePool
@@ -111,7 +112,15 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
     if constrained is not None:  # the method and the scoring see the feasible cells only
         space, benchmark = constrained.space, constrained.benchmark
     method = build_method(cfg, space)
-    _read_log(run_dir, warn=False)  # records of another config are refused before config.cfg is (re)written
+    first = _read_log(run_dir, warn=False)  # records of another config are refused before config.cfg is
+    if first.dropped and not run_dir.store.exists(RUN_CONFIG_FILE):  # a file of the user's, not a damaged record
+        raise RunDirError(f"{first.path}: {len(first.dropped)} line(s) are not tfnas run records and the folder has "
+                          f"no {RUN_CONFIG_FILE}, so no tfnas run wrote it; choose another [run] out_dir")
+    present = first.keys()
+    trains = cfg.benchmark.name == "train" or (  # (re)written, and data that records to compute need is checked
+        getattr(METHODS.get(cfg.method.name), "uses_code", False) and cfg.predictor.ec_source == "train")
+    if trains and any((b, r) not in present for b in cfg.budget.budgets() for r in range(cfg.budget.repeats)):
+        check_training_data(cfg)
     with run_dir:
         log = _read_log(run_dir)  # again under the lock: a writer that just finished may have added records
         if isinstance(space, CandidatePool):

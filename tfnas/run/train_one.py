@@ -194,6 +194,13 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
         kwargs = {"drop_path_rate": 0.0} if cfg.train.drop_path > 0 else {}
         return space.build(arch, info.num_classes, info.image_shape, **kwargs)
 
+    try:  # a network the images do not fit (sizes, stages) is a config error, found before the directory is written
+        model_fn()
+    except ValueError as exc:
+        raise ConfigError(f"{where(cfg, 'space', 'arch')}: the network cannot be built for the images of [dataset] "
+                          f"({info.name}, {'x'.join(map(str, info.image_shape))}; [dataset] image_size and the "
+                          f"[space] keys set them): {exc}") from None
+
     events = EventStream(events_root(cfg), "train")
     with run_dir:
         epochs_log = EpochLog(run_dir)
