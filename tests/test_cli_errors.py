@@ -68,6 +68,33 @@ def test_a_cfg_that_is_not_utf8(tmp_path, capsys):
     assert rc == 2 and "not UTF-8 text" in _one_error_line(err)
 
 
+def test_a_default_section_is_named(tmp_path, capsys):
+    bad = tmp_path / "default.cfg"
+    bad.write_text("[DEFAULT]\nseed = 3\n[run]\nprogress = false\n", encoding="utf-8")
+    rc, err = _run(train_eval_main, [str(bad), "--out-dir", str(tmp_path / "run")], capsys)
+    assert rc == 2 and "[DEFAULT] sets seed; tfnas configs have no [DEFAULT] section" in _one_error_line(err)
+
+
+def test_a_training_config_is_not_run_as_a_search(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc, err = _run(train_eval_main, ["cfg/train_nb201_cifar10.cfg", "--out-dir", str(out)], capsys)
+    line = _one_error_line(err)
+    assert rc == 2 and "cfg/train_nb201_cifar10.cfg: [space] arch: names one architecture to train" in line
+    assert "python tools/train.py cfg/train_nb201_cifar10.cfg" in line and not out.exists()
+
+
+def test_a_folder_of_the_users_with_a_runs_jsonl_of_its_own_is_refused(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("mine")
+    (out / "runs.jsonl").write_text('{"x": 1}\n')
+    argv = ["cfg/rand.cfg", "--out-dir", str(out), "--set", "budget.start=10", "--set", "budget.stop=10",
+            "--set", "budget.repeats=1"]
+    rc, err = _run(train_eval_main, argv, capsys)
+    assert rc == 2 and "1 line(s) are not tfnas run records and the folder has no config.cfg" in _one_error_line(err)
+    assert (out / "runs.jsonl").read_text() == '{"x": 1}\n' and sorted(os.listdir(out)) == ["runs.jsonl", "thesis.tex"]
+
+
 def test_an_empty_out_dir_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rc, err = _run(train_eval_main, [os.path.join(ROOT, "cfg/rand.cfg"), "--out-dir", ""], capsys)
@@ -202,6 +229,15 @@ def test_missing_training_data_is_reported_before_the_search(tmp_path, capsys):
     line = _one_error_line(err)
     assert rc == 3 and "cifar10" in line, err
     assert not (out / "result.json").exists() and not (out / "history.csv").exists()
+
+
+def test_a_training_oracle_sweep_without_data_writes_nothing_and_accepts_the_fix(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["cfg/tinynano_siams.cfg", "--out-dir", str(out), "--no-progress", "--set", "dataset.download=false",
+            "--set", f"dataset.data_dir={tmp_path / 'empty'}"]
+    rc, err = _run(train_eval_main, argv, capsys)
+    assert rc == 3 and "is not prepared" in _one_error_line(err), err
+    assert not out.exists()  # no config.cfg, lock or pool.txt that would refuse the corrected run
 
 
 ZEN_RUN = ["cfg/zen_cifar10_1M.cfg", "--no-progress", "--set", "train.enabled=false", "--set", "search.iterations=12",
@@ -359,3 +395,24 @@ def test_tensorflows_start_up_lines_are_shown_when_its_import_fails_not_after_ct
     with pytest.raises(failure):
         import_tensorflow_quietly()
     assert ("oneDNN custom operations" in capfd.readouterr().err) is replayed
+
+
+def test_out_of_memory_is_one_line_naming_what_ran_out(capsys):
+    import tensorflow as tf
+
+    from tfnas.cli import run_guarded
+
+    def oom():
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[64,100000000] and "
+                                               "type float on /job:localhost/replica:0/task:0/device:CPU:0 by "
+                                               "allocator cpu [Op:MatMul] name: dense")
+
+    def python_oom():
+        raise MemoryError()
+
+    assert run_guarded(oom, verbose=False) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("error: out of memory (OOM when allocating tensor with shape[64,100000000] and type "
+                           "float): a setting asks for more memory"), line
+    assert run_guarded(python_oom, verbose=False) == 2
+    assert _one_error_line(capsys.readouterr().err).startswith("error: out of memory (MemoryError)")

@@ -21,6 +21,7 @@ def test_defaults_and_types(tmp_path):
         step = 10
         repeats = 2
         [train]
+        epochs = 90
         step_epochs = 30, 60
         nesterov = false
     """)
@@ -82,6 +83,12 @@ def test_frozen(tmp_path):
         ("[export]\nformat = tflite\nquantize = int8\ncalibration = no/such/folder\n", [],
          ["[export] calibration", "'no/such/folder' is neither a registered dataset", "cifar10"]),
         ("", ["export.format=saved_model,saved_model"], ["--set export.format", "repeated 'saved_model'"]),
+        ("", ["budget.start=１０"], ["--set budget.start", "expected an integer"]),  # full-width digits
+        ("", ["budget.start=1_0"], ["--set budget.start", "expected an integer"]),
+        ("", ["predictor.lr=1_0.5"], ["--set predictor.lr", "expected a number"]),
+        ("[train]\nepochs = 10\nstep_epochs = -5, 4\n", [], ["[train] step_epochs", "'-5, 4'"]),
+        ("[train]\nepochs = 10\nstep_epochs = 4, 1000\n", [], ["[train] step_epochs",
+                                                                 "up to [train] epochs = 10, got 1000"]),
     ],
 )
 def test_errors_name_file_section_key(tmp_path, text, overrides, fragments):

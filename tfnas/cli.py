@@ -123,7 +123,31 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
             return INTERRUPTED
         if unreadable:
             return _report(unreadable, 2, verbose)
+        short = _out_of_memory(exc)
+        if short:
+            if verbose:
+                import traceback
+
+                traceback.print_exception(exc, file=sys.stderr)
+            print(f"error: out of memory ({short}): a setting asks for more memory than this machine has "
+                  f"(batch size, image size, number of classes, network size); make it smaller", file=sys.stderr)
+            return 2
         raise
+
+
+def _out_of_memory(exc: BaseException) -> str:
+    """What ran out, for Python's ``MemoryError`` or TensorFlow's ``ResourceExhaustedError``; ``""`` else."""
+    if isinstance(exc, MemoryError):
+        return str(exc) or "MemoryError"
+    if "tensorflow" not in sys.modules:
+        return ""
+    import tensorflow as tf
+
+    if not isinstance(exc, tf.errors.ResourceExhaustedError):
+        return ""
+    from tfnas.io import first_line
+
+    return first_line(exc, 300).split(" on /job:")[0].split(" [Op:")[0]
 
 
 def exit_with(code: int) -> None:
@@ -177,6 +201,12 @@ def _train_eval(args: argparse.Namespace) -> int:
     from tfnas.run.factory import check_method_fits_space
 
     kind = flow_of(cfg)
+    if cfg.space.arch:  # a training config run by the wrong tool would search (rand, by default) and ignore it
+        from tfnas.run.factory import where
+
+        raise ConfigError(f"{where(cfg, 'space', 'arch')}: names one architecture to train; tools/train_eval.py "
+                          f"runs a search ([method] name = {cfg.method.name}) and does not use it: train it with "
+                          f"python tools/train.py {cfg.source or 'CFG'}, or remove the key to search")
     check_method_fits_space(cfg)
     if kind == "search":
         from tfnas.run.search import run_search

@@ -129,7 +129,7 @@ def _int_at_least(low: int):
     return parse
 
 
-_count, _nonneg = _int_at_least(1), _int_at_least(0)
+_count, _nonneg, _pairs = _int_at_least(1), _int_at_least(0), _int_at_least(2)  # rank correlations need 2 values
 
 
 def _int_list(item):
@@ -188,6 +188,31 @@ def _check_names(args) -> None:
             raise ConfigError(f"--arch: not an architecture of space {space_name!r}: {exc}") from None
 
 
+def _check_ranges(args) -> None:
+    """Flags whose bounds depend on each other or on the space: one ``error:`` line naming the flag,
+    before any measurement."""
+    from tfnas.config import ConfigError
+
+    nb201_cells = 15625
+    if args.what == "proxies" and args.space == "nb201" and args.cells > nb201_cells:
+        raise ConfigError(f"--cells {args.cells}: NAS-Bench-201 has {nb201_cells:,} cells")
+    if args.what in ("siamese", "latency-corr"):
+        count, flag = (args.budget, "--budget") if args.what == "siamese" else (args.cells, "--cells")
+        if count > nb201_cells:
+            raise ConfigError(f"{flag} {count}: NAS-Bench-201 has {nb201_cells:,} cells")
+    if args.what == "memory":
+        if args.warmup >= args.candidates:
+            raise ConfigError(f"--warmup {args.warmup}: expected fewer than --candidates {args.candidates}")
+        if args.release_every != 1 and not args.release:
+            raise ConfigError(f"--release-every {args.release_every}: applies with --release only")
+    if args.what == "zen-fidelity":
+        if not args.out:
+            raise ConfigError("--out: expected a file name for the JSON results, got nothing")
+        folder = os.path.dirname(os.path.abspath(args.out))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise ConfigError(f"--out {args.out}: cannot write into {folder} (missing, or not writable)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
@@ -207,7 +232,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("proxies")
     s.add_argument("--space", choices=("nb201", "zen"), default="nb201")
     s.add_argument("--proxies", default="", help="comma-separated proxy names (default: all for the space)")
-    s.add_argument("--cells", type=_count, default=50)
+    s.add_argument("--cells", type=_pairs, default=50)
     s.add_argument("--batch", type=_count, default=64)
     s.set_defaults(run=proxies)
     s = sub.add_parser("evolution")
@@ -239,7 +264,7 @@ def parser() -> argparse.ArgumentParser:
                    help="with --release: malloc_trim after every this many candidates (default 1)")
     s.set_defaults(run=memory)
     s = sub.add_parser("zen-fidelity", help="Zen in both BN-variance forms on Zen candidates, for torch_reference")
-    s.add_argument("--cells", type=_count, default=40)
+    s.add_argument("--cells", type=_pairs, default=40)
     s.add_argument("--batch", type=_count, default=64)
     s.add_argument("--out", default="zen_fidelity.json")
     s.set_defaults(run=zen_fidelity)
@@ -293,7 +318,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(run=tflite)
     s = sub.add_parser("latency-corr", help="measured LiteRT latency of NB201 cells vs the table's device latencies "
                                             "(Spearman)")
-    s.add_argument("--cells", type=_count, default=300, help="seeded sample of NB201 cells")
+    s.add_argument("--cells", type=_pairs, default=300, help="seeded sample of NB201 cells")
     s.add_argument("--seed", type=_nonneg, default=0)
     s.add_argument("--threads", type=_count, default=1, help="LiteRT interpreter threads")
     s.add_argument("--runs", type=_count, default=50, help="timed runs per cell (median)")
@@ -343,6 +368,7 @@ def main(argv=None) -> int:
     from tfnas.cli import run_guarded
 
     def measure() -> int:
+        _check_ranges(args)
         _check_names(args)
         args.run(args)
         return 0

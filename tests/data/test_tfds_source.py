@@ -164,6 +164,7 @@ def test_download_true_offline_fails_fast_naming_the_network(tmp_path, monkeypat
     message = str(err.value)
     assert "network is unreachable" in message and "www.cs.toronto.edu" in message
     assert "manual_dir" in message and "cifar-10-binary.tar.gz" in message and "data_dir" in message
+    assert "Rerun once the network is back" in message and "Set [dataset] download = true" not in message
     assert probed and probed[0][0] == "www.cs.toronto.edu"
     assert os.listdir(tmp_path) == []
 

@@ -125,6 +125,8 @@ def test_executor_overhead_bench_runs_on_a_process_pool(capsys):
     (["supernet", "--space", "lite", "--blocks", "1,-1"], "argument --blocks: expected an integer >= 0, got -1"),
     (["tflite", "--quantize", "int4"], "argument --quantize: expected a comma-separated list of none, float16, int8"),
     (["tflite", "--via", "saved_model,onnx"], "argument --via: expected a comma-separated list of saved_model, frozen"),
+    (["proxies", "--cells", "1"], "argument --cells: expected an integer >= 2, got 1"),
+    (["zen-fidelity", "--cells", "1"], "argument --cells: expected an integer >= 2, got 1"),
 ])
 def test_list_flags_are_checked_by_the_parser(argv, fragment, capsys):
     with pytest.raises(SystemExit) as info:
@@ -138,6 +140,13 @@ def test_list_flags_are_checked_by_the_parser(argv, fragment, capsys):
     (["tflite", "--space", "nope"], "error: --space: unknown space 'nope'; registered spaces: "),
     (["tflite", "--space", "darts", "--arch", "junk"], "error: --arch: not an architecture of space 'darts': "),
     (["train-step", "--arch", "junk"], "error: --arch: not an architecture of space 'nb201': "),
+    (["proxies", "--cells", "20000"], "error: --cells 20000: NAS-Bench-201 has 15,625 cells"),
+    (["siamese", "--budget", "20000", "--repeats", "1"], "error: --budget 20000: NAS-Bench-201 has 15,625 cells"),
+    (["memory", "--candidates", "10", "--warmup", "5000"], "error: --warmup 5000: expected fewer than --candidates 10"),
+    (["memory", "--candidates", "10", "--warmup", "5", "--release-every", "3"],
+     "error: --release-every 3: applies with --release only"),
+    (["zen-fidelity", "--out", ""], "error: --out: expected a file name"),
+    (["zen-fidelity", "--out", "/nonexistent-folder/z.json"], "error: --out /nonexistent-folder/z.json: cannot write"),
 ])
 def test_names_and_architectures_are_one_error_line_before_any_measurement(argv, fragment, capsys):
     assert load_bench().main(argv) == 2

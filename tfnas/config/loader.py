@@ -21,6 +21,7 @@ import dataclasses
 import io
 import math
 import os
+import re
 import typing
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -50,6 +51,13 @@ def _describe(f: dataclasses.Field, tp: Any) -> str:
     return base or str(tp)
 
 
+def _int(text: str) -> int:
+    """An integer written in ASCII digits (``int()`` also takes "1_000" and full-width digits)."""
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise ValueError(text)
+    return int(text)
+
+
 def _parse_value(raw: str, f: dataclasses.Field, tp: Any, where: str) -> Any:
     text = raw.strip()
     expected = _describe(f, tp)
@@ -60,13 +68,16 @@ def _parse_value(raw: str, f: dataclasses.Field, tp: Any, where: str) -> Any:
                 raise ValueError
             value: Any = low in _TRUE
         elif tp is int:
-            value = int(text)
+            value = _int(text)
         elif tp is float:
+            if not text.isascii() or "_" in text:  # float() takes "1_0" and full-width digits
+                raise ValueError
             value = float(text)
             if not math.isfinite(value):  # NaN, inf: no key means "unbounded" by infinity
                 raise ValueError
         elif typing.get_origin(tp) is tuple:
             inner = typing.get_args(tp)[0]
+            inner = _int if inner is int else inner
             value = tuple(inner(t.strip()) for t in text.split(",") if t.strip())
         else:
             value = text
@@ -141,6 +152,9 @@ def load_config(path: Optional[str], overrides: Sequence[str] = (), check_names:
                               f"{exc.start}); save the file as UTF-8") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+        if parser.defaults():  # configparser would copy them into every section: "unknown key" everywhere
+            raise ConfigError(f"{path}: [DEFAULT] sets {', '.join(sorted(parser.defaults()))}; tfnas configs have "
+                              f"no [DEFAULT] section: put each key under its own section")
         for section in parser.sections():
             for key, value in parser.items(section):
                 raw.setdefault(section, {})[key] = (value, f"{path}: [{section}] {key}")
@@ -204,10 +218,14 @@ def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: st
     address = cfg.run.ray_address
     if cfg.run.executor == "ray" and address not in ("local", "auto"):
         host, _, port = address.removeprefix("ray://").rpartition(":")
-        if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host.strip("[]") or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ConfigError(f"{_where(raw, label, 'run', 'ray_address')}: expected local, auto, HOST:PORT or "
                               f"ray://HOST:PORT (a port 1-65535), got {address!r}")
     t = cfg.train
+    beyond = [e for e in t.step_epochs if e > t.epochs]
+    if beyond:  # a step after the last epoch never happens: most likely a typo
+        raise ConfigError(f"{_where(raw, label, 'train', 'step_epochs')}: expected epochs up to [train] epochs = "
+                          f"{t.epochs}, got {', '.join(map(str, beyond))}")
     if t.warmup_epochs > t.epochs:
         raise ConfigError(f"{_where(raw, label, 'train', 'warmup_epochs')}: expected at most [train] epochs = "
                           f"{t.epochs}, got {t.warmup_epochs}")

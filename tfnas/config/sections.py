@@ -337,7 +337,7 @@ class TrainConfig:
     weight_decay: float = _f(5e-4, min=0.0)
     schedule: str = _f("cosine", choices=("cosine", "step", "constant"))
     warmup_epochs: int = _f(0, min=0)
-    step_epochs: Tuple[int, ...] = _f(())
+    step_epochs: Tuple[int, ...] = _f((), min=1)
     step_gamma: float = _f(0.1, min=0.0)
     lr_min: float = _f(0.0, min=0.0)
     grad_clip: float = _f(5.0, min=0.0)

@@ -302,8 +302,9 @@ class TfdsSource(DatasetSource):
                       f"answer within {HOST_TIMEOUT_S:g} s")
         else:
             reason = ""
-        if reason:
-            raise DatasetNotFoundError(f"{self._missing(looked_in, where)} and {reason}. {self._how_to_get(files)}")
+        if reason:  # with the network down, downloading is already allowed: the advice is to wait for it
+            advice = self._how_to_get(files, downloading=reason.startswith("the network is unreachable"))
+            raise DatasetNotFoundError(f"{self._missing(looked_in, where)} and {reason}. {advice}")
         logger.info("Downloading and preparing %s into %s", self.tfds_name, looked_in)
         self._run_tfds(builder, None, looked_in, files)
 
@@ -320,7 +321,7 @@ class TfdsSource(DatasetSource):
     def _missing(self, looked_in: str, where: str) -> str:
         return f"{self.name}: tfds dataset {self.tfds_name!r} is not prepared in {looked_in} ({where})"
 
-    def _how_to_get(self, files: Tuple[str, ...]) -> str:
+    def _how_to_get(self, files: Tuple[str, ...], downloading: bool = False) -> str:
         by_hand = ""
         if files:
             by_hand = (f"Or download {' and '.join(files)} by hand, put them into a folder and set "
@@ -330,7 +331,8 @@ class TfdsSource(DatasetSource):
             f"python -c \"import tensorflow_datasets as tfds; tfds.load('{self.tfds_name}')\" "
             f"and copy its ~/tensorflow_datasets/{self.tfds_name.split('/')[0]} folder into the "
             f"data_dir here, or set [dataset] data_dir to a folder that already holds it. {by_hand}"
-            f"Set [dataset] download = true to let tfds try once the network is back."
+            + ("Rerun once the network is back: [dataset] download lets tfds try again." if downloading else
+               "Set [dataset] download = true to let tfds try once the network is back.")
         )
 
     def _run_tfds(self, builder: tfds.core.DatasetBuilder, config: Optional[tfds.download.DownloadConfig],
@@ -356,7 +358,7 @@ class TfdsSource(DatasetSource):
             raise DatasetNotFoundError(
                 f"{self.name}: preparing tfds dataset {self.tfds_name!r} into {looked_in} ({source}) failed: "
                 f"{what}. Partial files were removed. "
-                f"{self._how_to_get(files or self.download_files(builder))}"
+                f"{self._how_to_get(files or self.download_files(builder), downloading=config is None)}"
             ) from exc
 
     def _prepare_manual(
