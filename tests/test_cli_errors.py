@@ -208,6 +208,12 @@ def test_a_config_error_is_reported_before_tensorflow_loads():
 def test_compare_of_a_folder_without_records(tmp_path, capsys):
     rc, err = _run(compare_main, [str(tmp_path), "--out", str(tmp_path / "cmp")], capsys)
     assert rc == 2 and "no runs.jsonl" in _one_error_line(err)
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "result.json").write_text("{}")
+    rc, err = _run(compare_main, [str(tmp_path / "search"), "--out", str(tmp_path / "cmp")], capsys)
+    assert rc == 2 and "search: the run directory of a search, which has no sweep records" in _one_error_line(err)
+    rc, err = _run(compare_main, [str(tmp_path / "nowhere"), "--out", str(tmp_path / "cmp")], capsys)
+    assert rc == 4 and _one_error_line(err) == f"error: {tmp_path / 'nowhere'}: no such folder"
 
 
 def test_what_a_terminal_shows_for_a_bad_config_is_one_line():

@@ -85,6 +85,7 @@ def test_frozen(tmp_path):
         ("", ["export.format=saved_model,saved_model"], ["--set export.format", "repeated 'saved_model'"]),
         ("", ["budget.start=１０"], ["--set budget.start", "expected an integer"]),  # full-width digits
         ("", ["budget.start=1_0"], ["--set budget.start", "expected an integer"]),
+        ("", ["proxy.subset=1"], ["--set proxy.subset", "at least 2 cells to correlate, got 1"]),
         ("", ["predictor.lr=1_0.5"], ["--set predictor.lr", "expected a number"]),
         ("[train]\nepochs = 10\nstep_epochs = -5, 4\n", [], ["[train] step_epochs", "'-5, 4'"]),
         ("[train]\nepochs = 10\nstep_epochs = 4, 1000\n", [], ["[train] step_epochs",

@@ -295,7 +295,7 @@ def _compare(args: argparse.Namespace) -> int:
     for run_dir in args.run_dirs:
         try:
             per_dir.append((run_dir, load_run_dir(run_dir)))
-        except (FileNotFoundError, ValueError) as exc:
+        except ValueError as exc:  # not a sweep's run directory, or a damaged one (a missing one: exit 4)
             raise ConfigError(str(exc)) from None
     # The same method label from different directories stays apart: label those rows by directory.
     owners: dict = {}

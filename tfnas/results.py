@@ -9,6 +9,7 @@ rerun resumes by skipping the (budget, repeat) keys already in ``runs.jsonl``.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import math
@@ -263,10 +264,27 @@ def write_outputs(run_dir: str, records: Sequence[RunRecord], optimum: Optional[
     return df
 
 
+#: Files of run directories without sweep records: a search (``result.json``), an analysis
+#: (``proxy_corr``: ``correlation.csv``), a training (``metrics.json``).
+_OTHER_RUNS = {"result.json": "a search", "correlation.csv": "a proxy_corr analysis", "metrics.json": "a training"}
+
+
 def load_run_dir(run_dir: str) -> List[RunRecord]:
-    """Records of a run directory (for tools/compare.py)."""
+    """Records of a run directory (for tools/compare.py).
+
+    Raises:
+        FileNotFoundError: ``run_dir`` does not exist (``errno`` set: a path problem).
+        ValueError: it is not a sweep's run directory (no ``runs.jsonl``), said with what it holds.
+    """
+    if not os.path.isdir(run_dir):
+        raise FileNotFoundError(errno.ENOENT, "no such folder" if not os.path.lexists(run_dir) else "not a folder",
+                                run_dir)
     path = os.path.join(run_dir, "runs.jsonl")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{run_dir}: no runs.jsonl (is this a tfnas run directory?)")
+        kind = next((what for name, what in _OTHER_RUNS.items() if os.path.exists(os.path.join(run_dir, name))), "")
+        if kind:
+            raise ValueError(f"{run_dir}: the run directory of {kind}, which has no sweep records (runs.jsonl); "
+                             f"tools/compare.py merges the budget sweeps of rand, predictor, siamese and brp_nas")
+        raise ValueError(f"{run_dir}: no runs.jsonl (is this a tfnas run directory?)")
     return RunLog(path, resuming=False).records
 

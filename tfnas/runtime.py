@@ -6,10 +6,11 @@ Library code never sets environment variables on import; ``tools/*.py`` call
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 #: The user's own TensorFlow C++ log level, if any: read on import, before set_runtime_defaults adds ours.
 _USER_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip()
@@ -28,27 +29,43 @@ def set_runtime_defaults() -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@contextlib.contextmanager
+def quiet_stderr(show_on_error: bool = False) -> Iterator[None]:
+    """Keeps what C++ code writes to the stderr file descriptor inside the block off the console
+    (TensorFlow's start-up notes, libjpeg's "Premature end of JPEG file", the TFLite converter's
+    quantizer settings). With ``show_on_error`` it is written out when the block raises an
+    ``Exception`` (not after Ctrl-C: then only the command line's ``interrupted:`` line is wanted)."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr file descriptor: nothing to keep quiet
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as captured:
+            os.dup2(captured.fileno(), 2)
+            try:
+                yield
+            except Exception:
+                if show_on_error:
+                    os.dup2(saved, 2)
+                    captured.seek(0)
+                    sys.stderr.write(captured.read().decode("utf-8", errors="replace"))
+                raise
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
 def import_tensorflow_quietly() -> None:
     """Imports TensorFlow with the C++ lines it prints while loading (absl's pre-initialisation
     notice, oneDNN and CPU-feature notes, which no log level silences in TF 2.21) kept off the
-    console. If the import fails, what it printed is shown before the error (not after Ctrl-C:
-    then only the command line's one ``interrupted:`` line is wanted)."""
+    console; if the import fails, what it printed is shown before the error."""
     if "tensorflow" in sys.modules:
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        except Exception:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode("utf-8", errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    with quiet_stderr(show_on_error=True):
+        import tensorflow  # noqa: F401
 
 
 def quiet_import_wanted(verbose: bool) -> bool:

@@ -221,6 +221,9 @@ def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: st
         if not host.strip("[]") or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ConfigError(f"{_where(raw, label, 'run', 'ray_address')}: expected local, auto, HOST:PORT or "
                               f"ray://HOST:PORT (a port 1-65535), got {address!r}")
+    if cfg.proxy.subset == 1:  # one cell has no rank correlation (NaN)
+        raise ConfigError(f"{_where(raw, label, 'proxy', 'subset')}: expected 0 (all cells) or at least 2 cells to "
+                          f"correlate, got 1")
     t = cfg.train
     beyond = [e for e in t.step_epochs if e > t.epochs]
     if beyond:  # a step after the last epoch never happens: most likely a typo

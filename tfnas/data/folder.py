@@ -14,15 +14,12 @@ the error (:func:`not_an_image`, :func:`damaged_image`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
-import sys
-import tempfile
 import threading
 from collections import OrderedDict
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -38,6 +35,7 @@ from tfnas.data.base import (
     resize_and_crop,
 )
 from tfnas.registry import register_dataset
+from tfnas.runtime import quiet_stderr
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 logger = logging.getLogger(__name__)
@@ -180,27 +178,6 @@ def is_decode_error(exc: BaseException) -> bool:
     return bool(_DECODE_OP.search(message)) or any(m in message for m in _DECODE_MESSAGES)
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Keeps what C++ code writes to stderr (libjpeg's "Premature end of JPEG file", TensorFlow's
-    log lines about each file) off the console."""
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr file descriptor: nothing to keep quiet
-        yield
-        return
-    try:
-        with tempfile.TemporaryFile() as sink:
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield
-            finally:
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
-
-
 def find_damaged_images(paths: Sequence[str]) -> List[str]:
     """The files of ``paths`` that :func:`decode_image_file` cannot read or decode, in the order given.
 
@@ -214,7 +191,7 @@ def find_damaged_images(paths: Sequence[str]) -> List[str]:
 
     ds = tf.data.Dataset.zip((tf.data.Dataset.range(len(paths)), tf.data.Dataset.from_tensor_slices(list(paths))))
     ds = ds.map(decoded, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).ignore_errors()
-    with _quiet_stderr():
+    with quiet_stderr():
         readable = {int(index) for index, _ in ds.as_numpy_iterator()}
     return [path for i, path in enumerate(paths) if i not in readable]
 

@@ -43,6 +43,7 @@ import tensorflow as tf
 from tfnas.checks import check_image_shape
 from tfnas.interrupts import interrupts_kept
 from tfnas.io import first_line
+from tfnas.runtime import quiet_stderr
 from tfnas.train.export import inference_model
 from tfnas.train.targets import check_target, install, remove_path, temp_sibling, writing
 
@@ -157,7 +158,8 @@ def convert_tflite(
                 converter.inference_input_type = tf.int8
                 converter.inference_output_type = tf.int8
             try:
-                flatbuffer = converter.convert()
+                with quiet_stderr(show_on_error=True):  # the quantizer prints its settings to stderr
+                    flatbuffer = converter.convert()
             except (ConverterError, ValueError, RuntimeError) as err:
                 raise RuntimeError(f"TFLite conversion ({quantize}) failed: {first_line(err, 10 ** 6)}") from err
     logger.info("converted to TFLite (%s, via %s): %d bytes, input %s", quantize, via, len(flatbuffer), (1,) + shape)
