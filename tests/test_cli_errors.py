@@ -91,7 +91,8 @@ def test_a_folder_of_the_users_with_a_runs_jsonl_of_its_own_is_refused(tmp_path,
     argv = ["cfg/rand.cfg", "--out-dir", str(out), "--set", "budget.start=10", "--set", "budget.stop=10",
             "--set", "budget.repeats=1"]
     rc, err = _run(train_eval_main, argv, capsys)
-    assert rc == 2 and "1 line(s) are not tfnas run records and the folder has no config.cfg" in _one_error_line(err)
+    assert rc == 2 and "holds no tfnas run record (1 line(s) that are not) and the folder has no config.cfg" in (
+        _one_error_line(err))
     assert (out / "runs.jsonl").read_text() == '{"x": 1}\n' and sorted(os.listdir(out)) == ["runs.jsonl", "thesis.tex"]
 
 

@@ -85,11 +85,11 @@ def test_frozen(tmp_path):
         ("", ["export.format=saved_model,saved_model"], ["--set export.format", "repeated 'saved_model'"]),
         ("", ["budget.start=１０"], ["--set budget.start", "expected an integer"]),  # full-width digits
         ("", ["budget.start=1_0"], ["--set budget.start", "expected an integer"]),
-        ("", ["proxy.subset=1"], ["--set proxy.subset", "at least 2 cells to correlate, got 1"]),
+        ("", ["proxy.subset=1", "method.name=proxy_corr"], ["--set proxy.subset", "at least 2 cells to correlate"]),
         ("", ["predictor.lr=1_0.5"], ["--set predictor.lr", "expected a number"]),
         ("[train]\nepochs = 10\nstep_epochs = -5, 4\n", [], ["[train] step_epochs", "'-5, 4'"]),
-        ("[train]\nepochs = 10\nstep_epochs = 4, 1000\n", [], ["[train] step_epochs",
-                                                                 "up to [train] epochs = 10, got 1000"]),
+        ("[train]\nepochs = 10\nschedule = step\nstep_epochs = 4, 10, 1000\n", [],
+         ["[train] step_epochs", "below [train] epochs = 10 (a step there never happens), got 10, 1000"]),
     ],
 )
 def test_errors_name_file_section_key(tmp_path, text, overrides, fragments):

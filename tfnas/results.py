@@ -273,12 +273,13 @@ def load_run_dir(run_dir: str) -> List[RunRecord]:
     """Records of a run directory (for tools/compare.py).
 
     Raises:
-        FileNotFoundError: ``run_dir`` does not exist (``errno`` set: a path problem).
+        FileNotFoundError, NotADirectoryError: ``run_dir`` does not exist, or is a file (path problems).
         ValueError: it is not a sweep's run directory (no ``runs.jsonl``), said with what it holds.
     """
+    if not os.path.lexists(run_dir):
+        raise FileNotFoundError(errno.ENOENT, "no such folder", run_dir)
     if not os.path.isdir(run_dir):
-        raise FileNotFoundError(errno.ENOENT, "no such folder" if not os.path.lexists(run_dir) else "not a folder",
-                                run_dir)
+        raise NotADirectoryError(errno.ENOTDIR, "a file, not a run directory", run_dir)
     path = os.path.join(run_dir, "runs.jsonl")
     if not os.path.exists(path):
         kind = next((what for name, what in _OTHER_RUNS.items() if os.path.exists(os.path.join(run_dir, name))), "")

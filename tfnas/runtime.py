@@ -48,11 +48,13 @@ def quiet_stderr(show_on_error: bool = False) -> Iterator[None]:
                 yield
             except Exception:
                 if show_on_error:
+                    sys.stderr.flush()
                     os.dup2(saved, 2)
                     captured.seek(0)
                     sys.stderr.write(captured.read().decode("utf-8", errors="replace"))
                 raise
             finally:
+                sys.stderr.flush()  # what Python wrote inside the block stays inside it
                 os.dup2(saved, 2)
     finally:
         os.close(saved)

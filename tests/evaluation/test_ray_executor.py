@@ -169,3 +169,17 @@ def test_an_address_is_a_ray_head_only_if_it_answers_http2(reply, accepted, monk
         thread.join(10)
         server.close()
     assert received and received[0].startswith(b"PRI * HTTP/2.0") and time.perf_counter() - start < 5
+
+
+def test_an_address_that_accepts_but_never_answers_is_named_as_such():
+    import socket
+
+    from tfnas.evaluation.executors import ExecutorError
+    from tfnas.evaluation.ray_executor import _check_reachable
+
+    with socket.socket() as server:  # listens (the kernel accepts the connection) but never replies
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        with pytest.raises(ExecutorError, match="accepted the connection but did not answer within 1 s"):
+            _check_reachable(address, timeout=1.0)

@@ -126,7 +126,7 @@ def test_compare_merges_run_dirs(tmp_path):
     assert len(df) == 8 and (merged / "accuracy_vs_budget.png").exists()
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "compare.py"), str(tmp_path / "nope")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "runs.jsonl" in proc.stderr
+    assert proc.returncode == 4 and "nope: no such folder" in proc.stderr  # a path problem, not bad input
 
 
 def test_method_variants_get_their_own_labels(tmp_path):

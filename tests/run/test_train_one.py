@@ -303,6 +303,9 @@ def test_a_run_directory_a_failed_run_created_is_removed_if_it_holds_nothing_els
     (tmp_path / "mine" / "notes.txt").write_text("mine")  # a folder that was not empty is never removed
     fail_inside(tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+    (tmp_path / "made_by_you").mkdir()  # an empty folder the user made (or the current one) stays, emptied again
+    fail_inside(tmp_path / "made_by_you")
+    assert (tmp_path / "made_by_you").is_dir() and not os.listdir(tmp_path / "made_by_you")
 
 
 @pytest.mark.parametrize("damage", ["epoch,loss\nx,1\n", "\x00\x01garbage", "loss,lr\n1,2\n"])

@@ -473,7 +473,7 @@ def test_overwrite_replaces_only_an_earlier_export_of_the_same_kind(tmp_path, mo
     (mine / "src" / "main.py").write_text("code")
     (mine / "README").write_text("notes")
     space = Nb201Space(channels=4, cells_per_stage=1)
-    with pytest.raises(FileExistsError, match="holds files but no SavedModel"):
+    with pytest.raises(FileExistsError, match="is a folder but not an earlier SavedModel .it holds .README."):
         export_arch(space, ARCH, 10, str(mine), fmt="saved_model", overwrite=True)
     monkeypatch.chdir(mine / "src")  # the current folder, and a folder above it
     for target in (".", "..", str(mine)):
@@ -487,8 +487,20 @@ def test_overwrite_replaces_only_an_earlier_export_of_the_same_kind(tmp_path, mo
         with pytest.raises(FileExistsError, match="is a file; a SavedModel is a folder"):
             check_target(str(afile), overwrite=overwrite)
     earlier = tmp_path / "sm"
-    earlier.mkdir()
+    (earlier / "variables").mkdir(parents=True)
     (earlier / "saved_model.pb").write_bytes(b"x")
     assert check_target(str(earlier), overwrite=True) == str(earlier)
     with pytest.raises(FileExistsError, match="--overwrite"):
         check_target(str(earlier), overwrite=False)
+    (earlier / "best.weights.h5").write_bytes(b"mine")  # a SavedModel folder the user put a file into
+    with pytest.raises(FileExistsError, match="it holds 'best.weights.h5', which is not part of a SavedModel"):
+        check_target(str(earlier), overwrite=True)
+    (earlier / "best.weights.h5").unlink()
+    (earlier / "variables" / "best.weights.h5").write_bytes(b"mine")
+    with pytest.raises(ValueError, match="lie inside the export target"):  # they would be deleted with it
+        export_arch(space, ARCH, 10, str(earlier), fmt="saved_model", overwrite=True,
+                    weights=str(earlier / "variables" / "best.weights.h5"))
+    keras_file = tmp_path / "m.keras"
+    keras_file.write_bytes(b"zip")  # a SavedModel never replaces a one-file export that happens to be there
+    with pytest.raises(FileExistsError, match="is a file; a SavedModel is a folder"):
+        check_target(str(keras_file), overwrite=True, one_file=False)

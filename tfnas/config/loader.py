@@ -221,14 +221,15 @@ def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: st
         if not host.strip("[]") or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ConfigError(f"{_where(raw, label, 'run', 'ray_address')}: expected local, auto, HOST:PORT or "
                               f"ray://HOST:PORT (a port 1-65535), got {address!r}")
-    if cfg.proxy.subset == 1:  # one cell has no rank correlation (NaN)
-        raise ConfigError(f"{_where(raw, label, 'proxy', 'subset')}: expected 0 (all cells) or at least 2 cells to "
-                          f"correlate, got 1")
     t = cfg.train
-    beyond = [e for e in t.step_epochs if e > t.epochs]
-    if beyond:  # a step after the last epoch never happens: most likely a typo
-        raise ConfigError(f"{_where(raw, label, 'train', 'step_epochs')}: expected epochs up to [train] epochs = "
-                          f"{t.epochs}, got {', '.join(map(str, beyond))}")
+    if check_names:  # not for a run directory's own config.cfg, written before these checks existed
+        if cfg.proxy.subset == 1 and cfg.method.name == "proxy_corr":  # one cell has no rank correlation (NaN)
+            raise ConfigError(f"{_where(raw, label, 'proxy', 'subset')}: expected 0 (all cells) or at least 2 cells "
+                              f"to correlate, got 1")
+        never = [e for e in t.step_epochs if e >= t.epochs]
+        if never and t.schedule == "step":  # a step at or after the last epoch never happens: most likely a typo
+            raise ConfigError(f"{_where(raw, label, 'train', 'step_epochs')}: expected epochs below [train] epochs "
+                              f"= {t.epochs} (a step there never happens), got {', '.join(map(str, never))}")
     if t.warmup_epochs > t.epochs:
         raise ConfigError(f"{_where(raw, label, 'train', 'warmup_epochs')}: expected at most [train] epochs = "
                           f"{t.epochs}, got {t.warmup_epochs}")

@@ -47,15 +47,20 @@ class _Worker:
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """``ExecutorError`` at once when nothing answers at ``HOST:PORT`` (``ray.init`` would retry for
-    minutes and print its client's retries)."""
+    """``ExecutorError`` at once when nothing answers at ``HOST:PORT``, or something that is not a Ray
+    head (no gRPC reply to an HTTP/2 preface): ``ray.init`` would retry for minutes and print its
+    client's retries."""
     import socket
 
     host, _, port = address.removeprefix("ray://").rpartition(":")
     host = host.strip("[]")  # [::1]:6379
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-            speaks_grpc = _answers_http2(sock)
+            try:
+                speaks_grpc = _answers_http2(sock)
+            except socket.timeout:
+                raise ExecutorError(f"[run] ray_address = {address}: accepted the connection but did not answer "
+                                    f"within {timeout:g} s, as a Ray head would; check the host and port") from None
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise ExecutorError(f"[run] ray_address = {address}: no Ray head answers there ({reason}); start one with "

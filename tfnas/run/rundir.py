@@ -172,7 +172,8 @@ class RunDir:
     ``open()`` creates the folder, refuses one holding another configuration, takes the
     directory's lock (another process writing the same directory is refused, naming it) and
     writes ``config.cfg`` (not rewritten when identical, so a finished read-only run can still
-    be reprinted).
+    be reprinted). A run that fails before it writes anything else into a new or empty directory
+    leaves it as it found it (a new one is removed).
     """
 
     def __init__(self, cfg: Config, ignore: Iterable[Tuple[str, str]] = (), ignore_sections: Iterable[str] = ()):
@@ -182,7 +183,8 @@ class RunDir:
         self.ignore_sections = tuple(ignore_sections)
         self.store = ArtifactStore(self.path)
         self._lock_fh = None
-        self._created = False  # open() made the directory (or found it empty)
+        self._made = False  # open() made the directory
+        self._created = False  # ... or found it empty
 
     def _identity(self, ini: str) -> Dict[str, Dict[str, str]]:
         return config_identity(ini, self.ignore, self.ignore_sections)
@@ -212,7 +214,11 @@ class RunDir:
 
     def open(self) -> "RunDir":
         self.check()
-        self._created = not os.path.isdir(self.path) or not os.listdir(self.path)
+        self._made = not os.path.exists(self.path)
+        try:
+            self._created = self._made or not os.listdir(self.path)
+        except OSError as exc:
+            raise RunDirAccessError(f"{self.path}: cannot read the run directory ({exc.strerror})") from None
         if not os.path.exists(os.path.join(self.path, CONFIG_FILE)) and _foreign_files(self.path):
             logger.warning("%s holds files but no %s (no tfnas run wrote it, or its config.cfg was deleted); "
                            "writing this run into it", self.path, CONFIG_FILE)
@@ -260,13 +266,16 @@ class RunDir:
         return self.open()
 
     def __exit__(self, *exc: Any) -> None:
-        if exc[0] is not None and self._created:
-            self._remove_if_unused()
-        self.close()
+        try:
+            if exc[0] is not None and self._created:
+                self._remove_if_unused()
+        finally:
+            self.close()
 
     def _remove_if_unused(self) -> None:
-        """After a run that failed (or was stopped) before it wrote anything but ``config.cfg``, the
-        directory it created is removed: nothing half-made is left, and a corrected config may use it."""
+        """After a run that failed (or was stopped) before it wrote anything but ``config.cfg``, what it
+        wrote into the empty or new directory is removed, and the directory too if the run made it:
+        nothing half-made is left, and a corrected config may use it."""
         try:
             names = os.listdir(self.path)
             if any(name not in (CONFIG_FILE, LOCK_FILE) and not name.startswith(".tmp-") for name in names):
@@ -274,10 +283,11 @@ class RunDir:
             for name in names:
                 if name != LOCK_FILE:
                     os.remove(os.path.join(self.path, name))
-            if self._lock_fh is not None:
+            if self._lock_fh is not None:  # removed while held: a run waiting for it finds a fresh directory
                 os.remove(os.path.join(self.path, LOCK_FILE))
             self.close()
-            os.rmdir(self.path)
+            if self._made:
+                os.rmdir(self.path)
         except OSError as exc:  # the error that ended the run is the one to report
             logger.debug("could not remove the unused run directory %s: %s", self.path, exc)
 

@@ -38,8 +38,7 @@ from tfnas.run.constraints import Constrained, constrain, pareto_tables
 from tfnas.run.events import SweepEvents, events_root, hparams_of, sweep_final_metrics, write_hparams
 from tfnas.run.factory import (build_benchmark, build_executor, build_method, build_space, check_method_fits_space,
                                check_training_data, where)
-from tfnas.io import RUN_CONFIG_FILE
-from tfnas.run.rundir import RunDir, RunDirError
+from tfnas.run.rundir import CONFIG_FILE, RunDir, RunDirError
 from tfnas.spaces.base import TabularSpace
 from tfnas.spaces.pool import CandidatePool
 
@@ -113,9 +112,10 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
         space, benchmark = constrained.space, constrained.benchmark
     method = build_method(cfg, space)
     first = _read_log(run_dir, warn=False)  # records of another config are refused before config.cfg is
-    if first.dropped and not run_dir.store.exists(RUN_CONFIG_FILE):  # a file of the user's, not a damaged record
-        raise RunDirError(f"{first.path}: {len(first.dropped)} line(s) are not tfnas run records and the folder has "
-                          f"no {RUN_CONFIG_FILE}, so no tfnas run wrote it; choose another [run] out_dir")
+    if first.dropped and not first.records and not run_dir.store.exists(CONFIG_FILE):  # maybe a file of the user's
+        raise RunDirError(f"{first.path}: holds no tfnas run record ({len(first.dropped)} line(s) that are not) and "
+                          f"the folder has no {CONFIG_FILE}: it may be a file of your own, which this run would "
+                          f"replace; choose another [run] out_dir, or delete the file")
     present = first.keys()
     trains = cfg.benchmark.name == "train" or (  # (re)written, and data that records to compute need is checked
         getattr(METHODS.get(cfg.method.name), "uses_code", False) and cfg.predictor.ec_source == "train")

@@ -199,7 +199,7 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
     except ValueError as exc:
         raise ConfigError(f"{where(cfg, 'space', 'arch')}: the network cannot be built for the images of [dataset] "
                           f"({info.name}, {'x'.join(map(str, info.image_shape))}; [dataset] image_size and the "
-                          f"[space] keys set them): {exc}") from None
+                          f"[space] keys set them): {exc}") from exc
 
     events = EventStream(events_root(cfg), "train")
     with run_dir:

@@ -168,7 +168,7 @@ def export_saved_model(
         FileExistsError: ``path`` exists, is not empty and ``overwrite`` is false.
         FileNotFoundError: the parent folder of ``path`` does not exist.
     """
-    target = check_target(path, overwrite)
+    target = check_target(path, overwrite, one_file=False)
     model = inference_model(model)
     spec = tf.TensorSpec(_signature_shape(model, input_shape), tf.float32, name="images")
     tmp = temp_sibling(target)
@@ -200,7 +200,7 @@ def export_keras(model: keras.Model, path: str, overwrite: bool = False) -> str:
     """
     if not os.fspath(path).endswith(".keras"):
         raise ValueError(f"a Keras model file must end in '.keras'; got {path!r}")
-    target = check_target(path, overwrite)
+    target = check_target(path, overwrite, one_file=True)
     model = inference_model(model)
     tmp = temp_sibling(target, suffix=".keras")
     try:
@@ -356,7 +356,11 @@ def export_arch(
         if calibration is not None and quantize != "int8":
             raise ValueError(f"a calibration source is used by int8 quantization only; got quantize={quantize!r}")
         calib.check_calibration_source(calibration)
-    check_target(out, overwrite)  # fail before the (slow) build
+    target = check_target(out, overwrite, one_file=fmt != "saved_model")  # fail before the (slow) build
+    for name, given in (("weights", weights), ("calibration", calibration)):  # replacing the target removes them
+        if isinstance(given, str) and os.path.realpath(given).startswith(os.path.realpath(target) + os.sep):
+            raise ValueError(f"the {name} {given} lie inside the export target {target}, which the export "
+                             f"replaces: move them out first")
     arch = space.decode(arch_text)
     if weights is not None:  # weights of a tfnas run: its config.cfg names the architecture they fit
         check_trained_arch(space, arch, weights)

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import uuid
-from typing import Iterator
+from typing import Iterator, Optional
 
 from tfnas.io import first_line
 from tfnas.train.checkpoint import WRITE_ERRORS
@@ -60,15 +60,24 @@ def writing(target: str) -> Iterator[None]:
 _ONE_FILE = (".keras", ".tflite")  # formats written as one file; a SavedModel is a folder
 
 
-#: The files that make a folder a SavedModel (``tf.saved_model.save`` writes one of them).
+#: What a SavedModel folder holds (``tf.saved_model.save`` and Keras' ``ExportArchive``): a folder
+#: with anything else in it is not replaced, so files of the user's are never deleted.
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+SAVED_MODEL_PARTS = SAVED_MODEL_FILES + ("variables", "assets", "assets.extra", "fingerprint.pb", "keras_metadata.pb")
 
 
-def _is_saved_model(path: str) -> bool:
-    return any(os.path.isfile(os.path.join(path, name)) for name in SAVED_MODEL_FILES)
+def _not_saved_model(path: str) -> str:
+    """Why the non-empty folder ``path`` is not an earlier SavedModel ("" when it is one)."""
+    names = sorted(os.listdir(path))
+    other = [name for name in names if name not in SAVED_MODEL_PARTS]
+    if other:
+        return f"it holds {other[0]!r}, which is not part of a SavedModel"
+    if not any(os.path.isfile(os.path.join(path, name)) for name in SAVED_MODEL_FILES):
+        return f"it holds no {' or '.join(SAVED_MODEL_FILES)}"
+    return ""
 
 
-def _refuse_unrelated(path: str) -> None:
+def _refuse_unrelated(path: str, one_file: bool) -> None:
     """Overwriting replaces only an earlier export of the same kind: never a folder that holds the
     current folder, nor a file or folder of something else (``--overwrite`` removes what it replaces)."""
     here = os.path.realpath(os.getcwd())
@@ -76,23 +85,28 @@ def _refuse_unrelated(path: str) -> None:
     if os.path.isdir(path) and (here == real or here.startswith(real.rstrip(os.sep) + os.sep)):
         raise IsADirectoryError(f"{path} holds the current folder; an export never replaces it, even with "
                                 f"--overwrite: choose a new name")
-    if path.endswith(_ONE_FILE):
+    if one_file:
         if os.path.isdir(path):  # --overwrite must not delete a folder's tree
-            raise IsADirectoryError(f"{path} is a folder; a {os.path.splitext(path)[1]} export is one file, so "
-                                    f"it is not replaced even with --overwrite: choose another name")
+            raise IsADirectoryError(f"{path} is a folder; a {os.path.splitext(path)[1] or 'one-file'} export is one "
+                                    f"file, so it is not replaced even with --overwrite: choose another name")
         return
     if os.path.lexists(path) and not os.path.isdir(path):
         raise FileExistsError(f"{path} is a file; a SavedModel is a folder, so the file is not replaced "
                               f"even with --overwrite: choose another name")
-    if is_nonempty(path) and not _is_saved_model(path):
-        raise FileExistsError(f"{path} is a folder that holds files but no SavedModel "
-                              f"({' or '.join(SAVED_MODEL_FILES)}); --overwrite replaces only an earlier "
-                              f"SavedModel: choose another name")
+    why = _not_saved_model(path) if is_nonempty(path) else ""
+    if why:
+        raise FileExistsError(f"{path} is a folder but not an earlier SavedModel ({why}); --overwrite replaces "
+                              f"only a SavedModel export: choose another name")
 
 
-def check_target(path: str, overwrite: bool) -> str:
+def check_target(path: str, overwrite: bool, one_file: Optional[bool] = None) -> str:
+    """``path`` made absolute, once it is known that it may be written (module docstring).
+
+    ``one_file``: the export is one file (``.keras``, ``.tflite``) rather than a SavedModel folder;
+    by default, what the name ends in says.
+    """
     path = os.path.abspath(os.fspath(path))
-    _refuse_unrelated(path)
+    _refuse_unrelated(path, path.endswith(_ONE_FILE) if one_file is None else one_file)
     if is_nonempty(path) and not overwrite:
         raise FileExistsError(f"{path} already exists and is not empty; pass --overwrite "
                               f"(overwrite=True) to replace it")

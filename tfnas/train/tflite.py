@@ -31,6 +31,7 @@ Quantization (``quantize``):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -43,7 +44,7 @@ import tensorflow as tf
 from tfnas.checks import check_image_shape
 from tfnas.interrupts import interrupts_kept
 from tfnas.io import first_line
-from tfnas.runtime import quiet_stderr
+from tfnas.runtime import quiet_import_wanted, quiet_stderr
 from tfnas.train.export import inference_model
 from tfnas.train.targets import check_target, install, remove_path, temp_sibling, writing
 
@@ -158,7 +159,9 @@ def convert_tflite(
                 converter.inference_input_type = tf.int8
                 converter.inference_output_type = tf.int8
             try:
-                with quiet_stderr(show_on_error=True):  # the quantizer prints its settings to stderr
+                verbose = logger.isEnabledFor(logging.INFO)  # -v, or a library user's own logging
+                quiet = quiet_stderr(show_on_error=True) if quiet_import_wanted(verbose) else contextlib.nullcontext()
+                with quiet:  # the int8 quantizer prints its settings ("fully_quantize: 0, ...") to stderr
                     flatbuffer = converter.convert()
             except (ConverterError, ValueError, RuntimeError) as err:
                 raise RuntimeError(f"TFLite conversion ({quantize}) failed: {first_line(err, 10 ** 6)}") from err
@@ -189,7 +192,7 @@ def export_tflite(
     if not os.fspath(path).endswith(".tflite"):
         raise ValueError(f"a TFLite model file must end in '.tflite'; got {path!r}")
     check_quantize(quantize)
-    target = check_target(path, overwrite)
+    target = check_target(path, overwrite, one_file=True)
     flatbuffer = convert_tflite(model, quantize, calibration, input_shape)
     tmp = temp_sibling(target, suffix=".tflite")
     try:
