@@ -257,32 +257,32 @@ def test_cli_names_a_file_of_the_image_folder_that_is_not_an_image(tmp_path, cap
     assert code == 2 and err == [f"error: image_folder: not an image file (delete or replace it): {first}"], err
 
 
-def test_cli_refuses_a_batch_larger_than_the_training_images_before_a_run_directory(tmp_path, capsys):
-    from tests.images import write_image_folder
-
-    root = write_image_folder(tmp_path / "images", per_class=4, size=(8, 8), classes=("a", "b"))  # 8 training images
-    path = _cfg_file(tmp_path, ARCH)
-    sets = ["dataset.name=image_folder", f"dataset.data_dir={root}", "dataset.image_size=8", "dataset.batch_size=16"]
-    out = tmp_path / "run"
-    code = train_main([path, "--out-dir", str(out), "--no-progress"] + [a for s in sets for a in ("--set", s)])
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert code == 2 and len(err) == 1, err
-    assert "--set dataset.batch_size=16 is larger than the 8 training examples of image_folder" in err[0]
-    assert not out.exists()
-
-
-def test_cli_refuses_images_the_network_cannot_take_before_a_run_directory(tmp_path, capsys):
+def _train_on_8_images(tmp_path, capsys, image_size, batch_size):
+    """``tools/train.py`` on an image folder of 8 training images (8x8 px): its exit code, its
+    stderr lines and whether it left a run directory."""
     from tests.images import write_image_folder
 
     root = write_image_folder(tmp_path / "images", per_class=4, size=(8, 8), classes=("a", "b"))
-    path = _cfg_file(tmp_path, ARCH)
-    sets = ["dataset.name=image_folder", f"dataset.data_dir={root}", "dataset.image_size=10", "dataset.batch_size=4"]
+    sets = ["dataset.name=image_folder", f"dataset.data_dir={root}", f"dataset.image_size={image_size}",
+            f"dataset.batch_size={batch_size}"]
     out = tmp_path / "run"
-    code = train_main([path, "--out-dir", str(out), "--no-progress"] + [a for s in sets for a in ("--set", s)])
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    argv = [_cfg_file(tmp_path, ARCH), "--out-dir", str(out), "--no-progress"]
+    code = train_main(argv + [a for s in sets for a in ("--set", s)])
+    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()], out.exists()
+
+
+def test_cli_refuses_a_batch_larger_than_the_training_images_before_a_run_directory(tmp_path, capsys):
+    code, err, left = _train_on_8_images(tmp_path, capsys, image_size=8, batch_size=16)
+    assert code == 2 and len(err) == 1, err
+    assert "--set dataset.batch_size=16 is larger than the 8 training examples of image_folder" in err[0]
+    assert not left
+
+
+def test_cli_refuses_images_the_network_cannot_take_before_a_run_directory(tmp_path, capsys):
+    code, err, left = _train_on_8_images(tmp_path, capsys, image_size=10, batch_size=4)
     assert code == 2 and len(err) == 1, err
     assert "[space] arch: the network cannot be built for the images of [dataset] (image_folder, 10x10x3" in err[0]
-    assert "divisible by 4" in err[0] and not out.exists()  # the corrected run is not refused by a config.cfg
+    assert "divisible by 4" in err[0] and not left  # the corrected run is not refused by a config.cfg
 
 
 def test_a_run_directory_a_failed_run_created_is_removed_if_it_holds_nothing_else(tmp_path):
