@@ -205,8 +205,8 @@ def _train_eval(args: argparse.Namespace) -> int:
         from tfnas.run.factory import where
 
         raise ConfigError(f"{where(cfg, 'space', 'arch')}: names one architecture to train; tools/train_eval.py "
-                          f"runs searches and analyses ([method] name = {cfg.method.name}) and does not use it: train it with "
-                          f"python tools/train.py {cfg.source or 'CFG'}, or remove the key to search")
+                          f"runs searches and analyses ([method] name = {cfg.method.name}) and does not use it: "
+                          f"train it with python tools/train.py {cfg.source or 'CFG'}, or remove the key to search")
     check_method_fits_space(cfg)
     if kind == "search":
         from tfnas.run.search import run_search

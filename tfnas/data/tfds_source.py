@@ -331,8 +331,8 @@ class TfdsSource(DatasetSource):
             f"python -c \"import tensorflow_datasets as tfds; tfds.load('{self.tfds_name}')\" "
             f"and copy its ~/tensorflow_datasets/{self.tfds_name.split('/')[0]} folder into the "
             f"data_dir here, or set [dataset] data_dir to a folder that already holds it. {by_hand}"
-            + ("Rerun once the network is back ([dataset] download = true or auto lets tfds download it)." if downloading else
-               "Set [dataset] download = true to let tfds try once the network is back.")
+            + ("Rerun once the network is back ([dataset] download = true or auto lets tfds download it)."
+               if downloading else "Set [dataset] download = true to let tfds try once the network is back.")
         )
 
     def _run_tfds(self, builder: tfds.core.DatasetBuilder, config: Optional[tfds.download.DownloadConfig],

@@ -111,13 +111,16 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
     if constrained is not None:  # the method and the scoring see the feasible cells only
         space, benchmark = constrained.space, constrained.benchmark
     method = build_method(cfg, space)
-    first = _read_log(run_dir, warn=False)  # records of another config are refused before config.cfg is
-    if first.dropped and not first.records and not run_dir.store.exists(CONFIG_FILE):  # maybe a file of the user's
+    # Before config.cfg is (re)written: records of another config are refused, a runs.jsonl that holds no
+    # record and has no config.cfg beside it (maybe a file of the user's) too, and the data is checked when
+    # records still to compute train networks.
+    first = _read_log(run_dir, warn=False)
+    if first.dropped and not first.records and not run_dir.store.exists(CONFIG_FILE):
         raise RunDirError(f"{first.path}: holds no tfnas run record ({len(first.dropped)} line(s) that are not) and "
                           f"the folder has no {CONFIG_FILE}: it may be a file of your own, which this run would "
                           f"replace; choose another [run] out_dir, or delete the file")
     present = first.keys()
-    trains = cfg.benchmark.name == "train" or (  # (re)written, and data that records to compute need is checked
+    trains = cfg.benchmark.name == "train" or (
         getattr(METHODS.get(cfg.method.name), "uses_code", False) and cfg.predictor.ec_source == "train")
     if trains and any((b, r) not in present for b in cfg.budget.budgets() for r in range(cfg.budget.repeats)):
         check_training_data(cfg)
