@@ -8,7 +8,8 @@ from typing import Sequence
 
 from perf.report import emit, machine, rounded
 
-#: The NB201 cell with the best CIFAR-10 test accuracy; DARTS: the RelativeNAS cell.
+#: The NB201 cell with the best CIFAR-100 test accuracy (94.36 % on CIFAR-10, 0.01 below the best there);
+#: DARTS: the RelativeNAS cell.
 ARCHS = {
     "nb201": "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
     "darts": "relativenas",

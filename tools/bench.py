@@ -308,7 +308,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(run=nag_supernet)
     s = sub.add_parser("tflite", help="TFLite conversion time, file size and LiteRT batch-1 latency per quantization")
     s.add_argument("--space", default="nb201", help="registered space (default nb201)")
-    s.add_argument("--arch", default="", help="architecture (default: NB201 best CIFAR-10 cell / DARTS relativenas)")
+    s.add_argument("--arch", default="", help="architecture (default: NB201 best CIFAR-100 cell / DARTS relativenas)")
     s.add_argument("--quantize", type=_one_of("none", "float16", "int8"), default="none,float16,int8")
     s.add_argument("--input-size", type=_count, default=32)
     s.add_argument("--runs", type=_count, default=100)

@@ -38,26 +38,39 @@ def parse_arch(text: str) -> list:
     return ops
 
 
+class TableError(ValueError):
+    """Input files that cannot make the table: printed as one ``error:`` line, exit 2."""
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--src", required=True, help="folder holding the three NAS-Bench-201 CSV files")
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args(argv)
+    try:
+        return build(args.src, args.out)
+    except (OSError, TableError, KeyError, ValueError, pd.errors.ParserError) as exc:
+        what = f"missing column {exc}" if isinstance(exc, KeyError) else str(exc)
+        print(f"error: {what}", file=sys.stderr)
+        return 4 if isinstance(exc, OSError) else 2
 
-    acc = pd.read_csv(os.path.join(args.src, "nats_bench_200epoch_test.csv"))
-    low = pd.read_csv(os.path.join(args.src, "nb201_12epoch.csv"))
-    lat = pd.read_csv(os.path.join(args.src, "nb201_latency_ms.csv"))
+
+def build(src: str, out: str) -> int:
+    """Reads the CSV files of ``src`` and writes the table to ``out`` (atomically)."""
+    acc = pd.read_csv(os.path.join(src, "nats_bench_200epoch_test.csv"))
+    low = pd.read_csv(os.path.join(src, "nb201_12epoch.csv"))
+    lat = pd.read_csv(os.path.join(src, "nb201_latency_ms.csv"))
     n = len(acc)
     if not (len(low) == len(lat) == n == 15625):
-        raise SystemExit(f"expected 15625 rows in each file, got {len(acc)}, {len(low)}, {len(lat)}")
+        raise TableError(f"expected 15625 rows in each file, got {len(acc)}, {len(low)}, {len(lat)}")
     if not (acc["ArchitectureString"].values == low["cellstr"].values).all():
-        raise SystemExit("200-epoch and 12-epoch files are not index-aligned")
+        raise TableError("200-epoch and 12-epoch files are not index-aligned")
     if not (lat["arch"].values == np.arange(n)).all() or not (low["arch"].values == np.arange(n)).all():
-        raise SystemExit("latency / 12-epoch files are not in index order")
+        raise TableError("latency / 12-epoch files are not in index order")
 
     ops = np.array([[OPS.index(o) for o in parse_arch(s)] for s in acc["ArchitectureString"]], dtype=np.uint8)
     if len({tuple(r) for r in ops}) != n:
-        raise SystemExit("arch strings are not unique")
+        raise TableError("arch strings are not unique")
     acc200 = acc[["CIFAR10TestAccuracy200Epochs", "CIFAR100TestAccuracy200Epochs", "ImageNetTestAccuracy200Epochs"]]
     low_cols = ["cifar10", "cifar100", "imagenet"]
     acc12_test = low[[f"{c}-test" for c in low_cols]]
@@ -76,11 +89,11 @@ def main(argv=None) -> int:
         latency_ms=lat[lat_cols].to_numpy(np.float32),
         latency_devices=np.array([c[: -len("_ms")] for c in lat_cols]),
     )
-    tmp = args.out + ".tmp"
+    tmp = out + ".tmp"
     with open(tmp, "wb") as f:
         f.write(buf.getvalue())
-    os.replace(tmp, args.out)
-    print(f"wrote {args.out} ({len(buf.getvalue()) / 1e6:.2f} MB, {n} cells)")
+    os.replace(tmp, out)
+    print(f"wrote {out} ({len(buf.getvalue()) / 1e6:.2f} MB, {n} cells)")
     return 0
 
 

@@ -1,9 +1,12 @@
 """Builds a search-space network for one architecture and exports it.
 
     python tools/export.py --space nb201 \\
-        --arch '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|' \\
+        --arch '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|' \\
         --num-classes 10 --out exported/nb201_best [--format saved_model|keras|tflite] [--input-size 32] \\
         [--weights trained.keras] [--overwrite] [--quantize none|float16|int8] [--calibration cifar10|FOLDER]
+
+``--out`` is a folder for a SavedModel, a ``.keras`` file for ``--format keras`` and a ``.tflite`` file for
+``--format tflite`` (the only format ``--quantize`` and ``--calibration`` apply to).
 
 The inference network is exported (no DARTS auxiliary head, no DropPath), so the printed
 parameter count is the space's ``num_params`` (3,928,222 for ``--space darts --arch relativenas

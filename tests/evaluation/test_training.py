@@ -241,6 +241,11 @@ def test_default_ec_subset_and_siamese_wiring(tmp_path):
     assert isinstance(ec, estimation.TrainingEstimationCode)
     assert ec.evaluator.training.train_subset == estimation.DEFAULT_EC_SUBSET
     assert ec.evaluator.training.batch_size == estimation.EC_BATCH_SIZE and ec.dim == 2
+    # [predictor] ec_subset wins over [dataset] train_subset (the training oracle's)
+    for sets, subset in (([], 32), (["predictor.ec_subset=24"], 24)):
+        cfg = make_cfg(tmp_path, "method.name=siamese", *sets)
+        ec = build_method(cfg, build_space(cfg))._make_ec(session=None)
+        assert ec.evaluator.training.train_subset == subset
 
 
 @pytest.mark.slow

@@ -53,7 +53,8 @@ def tiny_sets(out_dir):
         "space.channels=16", "space.cells_per_stage=1", "budget.max_flops=0", "budget.start=4",
         "budget.stop=4", "budget.repeats=1", f"dataset.data_dir={os.path.join(str(out_dir), 'no_data')}",
         "dataset.download=false", "dataset.train_subset=32", "dataset.eval_subset=16", "dataset.batch_size=16",
-        "dataset.eval_batch_size=16", "predictor.epochs=4", "predictor.ec_epochs=1", "search.pool_size=30",
+        "dataset.eval_batch_size=16", "predictor.epochs=4", "predictor.ec_epochs=1", "predictor.ec_subset=32",
+        "search.pool_size=30",
         "search.rank_k=2", "search.final_rank_k=2", "search.update_split=2", "train.epochs=1",
     ]
 

@@ -22,6 +22,8 @@ class PredictorConfig:
       nsam: use the node self-attention module.
       ec_source: estimation code source: ``table`` (12-epoch figures), ``train`` or a proxy name.
       ec_epochs: epochs of short training for ``ec_source = train`` (one loss per epoch).
+      ec_subset: training images of that short training (0: ``[dataset] train_subset``, or 512 when
+        that is 0 too; the reference trains its codes on 512).
       jit_compile: XLA for the predictor train step (``auto`` = on: measured faster on CPU and GPU).
     """
 
@@ -34,6 +36,7 @@ class PredictorConfig:
     nsam: bool = _f(True)
     ec_source: str = _f("table")
     ec_epochs: int = _f(3, min=1)
+    ec_subset: int = _f(0, min=0)
     jit_compile: str = _f("auto", choices=("auto", "true", "false"))
 
 

@@ -238,9 +238,10 @@ class SearchConfig:
         this many last epochs (0 = all epochs).
       objective: ``accuracy``; ``latency:<device>`` (best accuracy with the NB201 table's latency on
         ``<device>`` <= ``max_latency_ms``); ``pareto:<device>`` (also writes the accuracy-latency front).
-        ``evolution`` takes ``latency:litert`` only: the latency *measured on this machine*, the median
-        batch-1 LiteRT (TFLite CPU interpreter) time of each child's converted network, cached in
-        ``<out_dir>/latency_cache/``; children over ``max_latency_ms`` are rejected.
+        ``evolution`` takes ``latency:litert`` and ``pareto:litert`` only: the latency *measured on this
+        machine*, the median batch-1 LiteRT (TFLite CPU interpreter) time of each child's converted
+        network, cached in ``<out_dir>/latency_cache/``; children over ``max_latency_ms`` are rejected
+        (``pareto:litert``: a two-objective NSGA-II evolution of accuracy proxy and latency).
       max_latency_ms: latency limit (ms) on the objective's device (0 = none; > 0 needs a device).
       batch: evolution children generated from one population and scored together (in parallel
         with ``[run] executor``); 1 = the paper's one-at-a-time loop. Results depend on ``batch``,

@@ -240,7 +240,7 @@ def build_ec_factory(cfg: Config, space: Any) -> Optional[Callable[[], Any]]:
         require(space, TabularSpace, "[predictor] ec_source = train")
         train_cfg = ec_train_config(cfg)
         training = short_training(cfg, space, train_cfg, batch_size=EC_BATCH_SIZE,
-                                  train_subset=cfg.dataset.train_subset or DEFAULT_EC_SUBSET)
+                                  train_subset=cfg.predictor.ec_subset or cfg.dataset.train_subset or DEFAULT_EC_SUBSET)
         evaluator = training_evaluator(cfg, space, training, "ec")
         return lambda: TrainingEstimationCode(space, evaluator, dim=train_cfg.epochs)
     from tfnas.predictors.estimation import proxy_ec_factory
@@ -253,7 +253,8 @@ def build_ec_factory(cfg: Config, space: Any) -> Optional[Callable[[], Any]]:
 def ec_train_config(cfg: Config) -> TrainConfig:
     """The ``train`` estimation code's recipe (Siamese-NAS reference): ``[predictor] ec_epochs``
     of constant Adam 1e-3, no decay or clipping, flip and pad-crop per ``[train]``, batch 16, on
-    the first ``[dataset] train_subset`` training images (512 when 0)."""
+    the first ``[predictor] ec_subset`` training images (``[dataset] train_subset`` when 0, and 512 when
+    that is 0 too)."""
     from tfnas.predictors.estimation import EC_LR
 
     return TrainConfig(epochs=cfg.predictor.ec_epochs, optimizer="adam", lr=EC_LR, schedule="constant",
