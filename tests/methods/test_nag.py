@@ -94,6 +94,29 @@ def test_generator_sampling_is_seeded():
     assert not (np.array_equal(x1, x3) and np.array_equal(a1, a3))
 
 
+@pytest.mark.parametrize("edges", ["independent", "sequential"])
+def test_one_step_build_makes_the_weights_of_a_whole_call(edges):
+    """GanTrainer builds its generators with build_weights (one generation step, not max_nodes - 2)."""
+    def generator():
+        return DagGenerator(NB201_DAG.num_types, NB201_DAG.max_nodes, NB201_DAG.input_codes, NB201_DAG.output_code,
+                            edges=edges, seed=3, **SMALL)
+
+    z, labels = tf.zeros([1, SMALL["noise_dim"]]), tf.zeros([1, 2], tf.int32)
+    called, stepped = generator(), generator()
+    called(z, labels, hard=True, seed=tf.constant([0, 0]))
+    stepped.build_weights(z, labels)
+    assert stepped.built and len(stepped.weights) == len(called.weights) > 0
+    for w0, w1 in zip(called.weights, stepped.weights):
+        assert w0.path.split("/", 1)[1] == w1.path.split("/", 1)[1]  # the same layer (model names differ)
+        assert w1.path.startswith(stepped.name + "/")
+        np.testing.assert_array_equal(w0.numpy(), w1.numpy())
+    z = tf.random.stateless_normal([6, SMALL["noise_dim"]], [1, 2])
+    labels = tf.constant(np.random.default_rng(0).integers(0, 3, (6, 2)), tf.int32)
+    for x0, x1 in zip(called(z, labels, hard=True, seed=tf.constant([5, 6])),
+                      stepped(z, labels, hard=True, seed=tf.constant([5, 6]))):
+        np.testing.assert_array_equal(x0.numpy(), x1.numpy())
+
+
 def test_models_config_round_trip():
     gen, disc = models()
     assert DagGenerator.from_config(gen.get_config()).get_config() == gen.get_config()

@@ -74,8 +74,8 @@ class GanTrainer:
         x = np.zeros((1, len(self.generators), gen.max_nodes, gen.num_types), np.float32)
         a = np.zeros((1, len(self.generators), gen.max_nodes, gen.max_nodes), np.float32)
         labels = np.zeros((1, len(gen.classes)), np.int32)
-        self._fakes(tf.zeros((1, len(self.generators), self.noise_dim)), tf.constant(labels), False, True,
-                    tf.zeros(2, tf.int32))  # builds the generators eagerly
+        for g in self.generators:
+            g.build_weights(tf.zeros((1, self.noise_dim)), tf.constant(labels))
         self.discriminator([(x[:, c], a[:, c]) for c in range(len(self.generators))], labels)
         self.g_vars = [v for g in self.generators for v in g.trainable_variables]
         self.d_vars = list(self.discriminator.trainable_variables)

@@ -178,7 +178,16 @@ class DagGenerator(keras.Model):
         trains by maximum likelihood."""
         return self._unroll(z, labels, training, False, seed, (x, a))[2]
 
-    def _unroll(self, z, labels, training, hard, seed, teacher):
+    def build_weights(self, z, labels) -> None:
+        """Creates every weight by running the first generation step only: each step uses every layer,
+        so the weights are those a whole call would create (their initialisers are seeded when the
+        layers are made), at a fraction of an eager call's cost (one step of ``max_nodes - 2``)."""
+        with keras.name_scope(self.name, caller=self):  # the weights' paths of a call: "<model>/<layer>/..."
+            self._unroll(z, labels, False, False, None, None, last=len(self.input_codes) + 1)
+        self.built = True
+
+    def _unroll(self, z, labels, training, hard, seed, teacher, last: Optional[int] = None):
+        """The generation steps ``len(input_codes) .. last - 1`` (``last``: ``max_nodes``, every step)."""
         cond = self.condition(z, labels)
         if seed is None and (hard or (training and self.relax == "straight_through")):
             seed = tf.zeros([2], tf.int32)
@@ -194,7 +203,7 @@ class DagGenerator(keras.Model):
         alive = ones
         nll = tf.zeros([batch], tf.float32)
         n_in = len(self.input_codes)
-        for t in range(n_in, self.max_nodes):
+        for t in range(n_in, self.max_nodes if last is None else last):
             step_seed = _fold(seed, 1000 + t)  # dropout of this step's propagation
             a = self._adjacency(cols, t)
             mask = tf.stack(masks, 1)
