@@ -362,17 +362,34 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys):
         run_guarded(interrupted, verbose=True)
 
 
-def test_multi_worker_without_a_cluster_is_refused_before_the_search(tmp_path, capsys, monkeypatch):
+def test_multi_worker_without_a_cluster_is_refused_before_the_training(tmp_path, capsys, monkeypatch):
+    from tfnas.cli import train_main
+
     monkeypatch.delenv("TF_CONFIG", raising=False)
     out = tmp_path / "run"
-    rc, err = _run(train_eval_main, ["cfg/zen_cifar10_1M.cfg", "--out-dir", str(out), "--no-progress", "--set",
-                                     "run.strategy=multi_worker"], capsys)
+    rc, err = _run(train_main, ["cfg/train_nb201_cifar10.cfg", "--out-dir", str(out), "--no-progress", "--set",
+                                "run.strategy=multi_worker"], capsys)
     assert rc == 2 and "strategy 'multi_worker' needs a cluster description" in _one_error_line(err)
     assert not out.exists()
     monkeypatch.setenv("TF_CONFIG", "{bad json")
-    rc, err = _run(train_eval_main, ["cfg/zen_cifar10_1M.cfg", "--out-dir", str(out), "--no-progress", "--set",
-                                     "run.strategy=multi_worker"], capsys)
+    rc, err = _run(train_main, ["cfg/train_nb201_cifar10.cfg", "--out-dir", str(out), "--no-progress", "--set",
+                                "run.strategy=multi_worker"], capsys)
     assert rc == 2 and "TF_CONFIG is not valid JSON" in _one_error_line(err)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("cfg, flow", [("cfg/zen_cifar10_1M.cfg", "a one-shot search"), ("cfg/rand.cfg", "a sweep")])
+def test_multi_worker_is_refused_for_searches_and_sweeps_before_any_work(tmp_path, capsys, monkeypatch, cfg, flow):
+    # Its collective ops must be set up before TensorFlow runs an op: the training after a search
+    # crashed with "Collective ops must be configured at program startup", after the whole search.
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:23456"]}, "task": {"type": "worker", '
+                                    '"index": 0}}')
+    out = tmp_path / "run"
+    rc, err = _run(train_eval_main, [cfg, "--out-dir", str(out), "--no-progress", "--set",
+                                     "run.strategy=multi_worker"], capsys)
+    line = _one_error_line(err)
+    assert rc == 2 and "--set run.strategy: multi_worker training is for tools/train.py only" in line
+    assert f"{flow} runs TensorFlow before it trains" in line
     assert not out.exists()
 
 

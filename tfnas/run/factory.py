@@ -142,6 +142,17 @@ def build_space(cfg: Config) -> Any:
         raise ConfigError(f"{where(cfg)}: {keys}: {exc}") from None
 
 
+def refuse_multi_worker(cfg: Config, flow: str) -> None:
+    """Refuses ``[run] strategy = multi_worker`` for a search or sweep (no work done): its collective
+    ops must be configured before TensorFlow runs any op, and a search or sweep has run many by the
+    time it trains a network, so only ``tools/train.py`` can train that way."""
+    if cfg.run.strategy == "multi_worker":
+        raise ConfigError(f"{where(cfg, 'run', 'strategy')}: multi_worker training is for tools/train.py only; "
+                          f"{flow} runs TensorFlow before it trains, so it cannot set up the workers. Use "
+                          f"mirrored or one_device here, and train a found architecture on several workers with "
+                          f"tools/train.py (--set space.arch=...)")
+
+
 def check_method_fits_space(cfg: Config) -> None:
     """Refuses a method whose ``requires`` the configured space's type does not meet (no work done).
 

@@ -33,7 +33,7 @@ from tfnas.run.events import EventStream, events_root, hparams_of, history_step,
 from tfnas.run.exports import check_calibration_data, export_lines, export_paths_of, missing_exports
 from tfnas.run.constraints import refuse_search_keys
 from tfnas.run.factory import (build_executor, build_method, build_space, check_method_fits_space,
-                               check_full_batch, check_training_data)
+                               check_full_batch, check_training_data, refuse_multi_worker)
 from tfnas.run.rundir import CONFIG_FILE, ArtifactStore, RunDir, RunDirError
 from tfnas.train.seeding import tf_global_seed
 
@@ -157,6 +157,7 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     run_dir = RunDir(cfg, ignore=SEARCH_FREE_KEYS, ignore_sections=SEARCH_FREE_SECTIONS)
     run_dir.check()
     check_method_fits_space(cfg)
+    refuse_multi_worker(cfg, "a one-shot search")
     refuse_search_keys(cfg, "a one-shot search", METHODS.get(cfg.method.name))
     space = build_space(cfg)
     store = run_dir.store

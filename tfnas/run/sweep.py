@@ -37,7 +37,7 @@ from tfnas.registry import METHODS
 from tfnas.run.constraints import Constrained, constrain, pareto_tables
 from tfnas.run.events import SweepEvents, events_root, hparams_of, sweep_final_metrics, write_hparams
 from tfnas.run.factory import (build_benchmark, build_executor, build_method, build_space, check_method_fits_space,
-                               check_training_data, where)
+                               check_training_data, refuse_multi_worker, where)
 from tfnas.run.rundir import CONFIG_FILE, RunDir, RunDirError
 from tfnas.spaces.base import TabularSpace
 from tfnas.spaces.pool import CandidatePool
@@ -103,6 +103,7 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
     run_dir = RunDir(cfg, ignore=SWEEP_FREE_KEYS)
     run_dir.check()  # everything is validated and built before the directory is written
     check_method_fits_space(cfg)
+    refuse_multi_worker(cfg, "a sweep")
     space = tabular_view(cfg, build_space(cfg))
     check_budget_fits(cfg, space)
     benchmark = build_benchmark(cfg, space)
