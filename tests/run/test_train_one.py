@@ -291,6 +291,7 @@ def test_a_run_directory_a_failed_run_created_is_removed_if_it_holds_nothing_els
     def fail_inside(out, write=None):
         with pytest.raises(RuntimeError):
             with RunDir(load_config(None, overrides(out))) as run_dir:
+                run_dir.store.state_dir()  # a one-shot search makes it before its first checkpoint
                 if write:
                     run_dir.store.write_text(write, "x")
                 raise RuntimeError("the run failed")
@@ -298,7 +299,7 @@ def test_a_run_directory_a_failed_run_created_is_removed_if_it_holds_nothing_els
     fail_inside(tmp_path / "new")
     assert not (tmp_path / "new").exists()
     fail_inside(tmp_path / "kept", write="history.csv")  # something of the run's own: kept for the resume
-    assert sorted(os.listdir(tmp_path / "kept")) == [".lock", "config.cfg", "history.csv"]
+    assert sorted(os.listdir(tmp_path / "kept")) == [".lock", "config.cfg", "history.csv", "search_state"]
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")  # a folder that was not empty is never removed
     fail_inside(tmp_path / "mine")

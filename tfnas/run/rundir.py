@@ -275,13 +275,22 @@ class RunDir:
     def _remove_if_unused(self) -> None:
         """After a run that failed (or was stopped) before it wrote anything but ``config.cfg``, what it
         wrote into the empty or new directory is removed, and the directory too if the run made it:
-        nothing half-made is left, and a corrected config may use it."""
+        nothing half-made is left, and a corrected config may use it. An empty ``search_state/`` (made
+        before a search's first checkpoint) counts as nothing written."""
+        def unused(name: str) -> bool:
+            if name in (CONFIG_FILE, LOCK_FILE) or name.startswith(".tmp-"):
+                return True
+            full = os.path.join(self.path, name)
+            return name == STATE_DIR and os.path.isdir(full) and not os.listdir(full)
+
         try:
             names = os.listdir(self.path)
-            if any(name not in (CONFIG_FILE, LOCK_FILE) and not name.startswith(".tmp-") for name in names):
+            if not all(unused(name) for name in names):
                 return
             for name in names:
-                if name != LOCK_FILE:
+                if name == STATE_DIR:
+                    os.rmdir(os.path.join(self.path, name))
+                elif name != LOCK_FILE:
                     os.remove(os.path.join(self.path, name))
             if self._lock_fh is not None:  # removed while held: a run waiting for it finds a fresh directory
                 os.remove(os.path.join(self.path, LOCK_FILE))
