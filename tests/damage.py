@@ -1,10 +1,13 @@
-"""Damaged copies of finished runs, for the tests that a resumed search names a damaged state."""
+"""Damaged copies of finished runs, for the tests that a resumed search names a damaged state, and the
+step tag of a checkpoint's array file."""
 
 from __future__ import annotations
 
 import json
 import shutil
 from typing import Any, Callable, Tuple
+
+import numpy as np
 
 
 def damaged_state_copy(finished: Any, out: Any, state: str, damage: Callable[[dict], Any]) -> Tuple[Any, bytes]:
@@ -19,3 +22,9 @@ def damaged_state_copy(finished: Any, out: Any, state: str, damage: Callable[[di
     damage(value)
     path.write_text(json.dumps(value))
     return path, path.read_bytes()
+
+
+def saved_step(path: Any) -> int:
+    """The step an array checkpoint was tagged with (its last array; ``save_tagged``)."""
+    with np.load(path) as data:
+        return int(data[f"arr_{len(data.files) - 1}"])

@@ -117,6 +117,30 @@ def test_resolved_ini_round_trips(tmp_path):
         assert getattr(again, section) == getattr(cfg, section)
 
 
+@pytest.mark.parametrize("value", ["/data/my set #1", "a ;b", "#start", ' "quoted" ', "tab\there"])
+def test_values_with_comment_marks_or_quotes_round_trip(tmp_path, value):
+    cfg = load_config(None, [f"dataset.data_dir={value}"])
+    assert cfg.dataset.data_dir == value.strip()
+    again = load_config(write(tmp_path, config_to_ini(cfg), "resolved.cfg"))
+    assert again.dataset.data_dir == cfg.dataset.data_dir
+
+
+def test_inline_comments_and_quoted_values(tmp_path):
+    cfg = load_config(write(tmp_path, """\
+        [run]
+        seed = 3   # the paper's
+        out_dir = "runs/set #1" ; quoted: the # is kept
+        [dataset]
+        data_dir = #nothing
+        """))
+    assert (cfg.run.seed, cfg.run.out_dir, cfg.dataset.data_dir) == (3, "runs/set #1", "")
+    with pytest.raises(ConfigError, match=r"\[run\] out_dir: expected nothing but a # comment after the quoted "
+                                          r"value; got 'x'"):
+        load_config(write(tmp_path, '[run]\nout_dir = "a #b" x\n'))
+    with pytest.raises(ConfigError, match=r"\[run\] out_dir: a value in double quotes must be a JSON string"):
+        load_config(write(tmp_path, '[run]\nout_dir = "a #b\n'))
+
+
 def test_export_formats_are_a_list(tmp_path):
     cfg = load_config(write(tmp_path, "[export]\nformat = saved_model, tflite\nquantize = int8\n"))
     assert cfg.export.format == ("saved_model", "tflite") and cfg.export.quantize == "int8"

@@ -14,10 +14,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tests.damage import damaged_state_copy
+from tests.damage import damaged_state_copy, saved_step
 from tests.run.tb_reader import scalars
 from tfnas.config import ConfigError, load_config
-from tfnas.methods.relativenas import cosine_lr, get_supernet, slow_learner_update
+from tfnas.methods.relativenas import STATE_FILE, cosine_lr, get_supernet, slow_learner_update
+from tfnas.run.rundir import ArtifactStore
 from tfnas.run.search import run_search
 from tfnas.spaces.darts import PRESETS, DartsSpace, parse_genotype, vector_bounds
 from tfnas.spaces.darts import used_ops
@@ -169,8 +170,6 @@ def test_tiny_cfg_search_trains_and_exports(tmp_path):
 
 
 def test_killed_search_resumes_at_the_next_pair_and_follows_the_same_path(tmp_path, monkeypatch):
-    from tfnas.spaces.darts import DartsSupernet
-
     sets = ["train.enabled=false", "search.generations=2"]
     reseeds, set_seed = [], tf.random.set_seed
     set_seed(None)  # as in a user's process (the tests otherwise start at 0, conftest.py)
@@ -188,20 +187,24 @@ def test_killed_search_resumes_at_the_next_pair_and_follows_the_same_path(tmp_pa
         assert [s for s, _ in points] == list(range(2 * len(pairs)))  # one point per member epoch
         assert sorted(v for _, v in points) == pytest.approx(sorted(p[f"{w}_loss"] for p in pairs
                                                                     for w in ("fast", "slow")))
-        original, calls = DartsSupernet.merge_weights, {"n": 0}
+        # Killed at the worst moment: the third pair's weights are written, its json is not.
+        original, calls = ArtifactStore.write_text, {"n": 0}
 
-        def dies_on_third_pair(self, *args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == 3:
-                raise KeyboardInterrupt("killed")
-            return original(self, *args, **kwargs)
+        def dies_before_third_state(self, name, text):
+            if name == STATE_FILE:
+                calls["n"] += 1
+                if calls["n"] == 3:
+                    raise KeyboardInterrupt("killed")
+            return original(self, name, text)
 
-        monkeypatch.setattr(DartsSupernet, "merge_weights", dies_on_third_pair)
+        monkeypatch.setattr(ArtifactStore, "write_text", dies_before_third_state)
         with pytest.raises(KeyboardInterrupt):
             run_search(load_config(CFG, tiny(tmp_path / "killed", *sets)))
         state = json.loads((tmp_path / "killed" / "search_state" / "relativenas.json").read_text())
         assert (state["generation"], state["pair"]) == (1, 0)
-        monkeypatch.setattr(DartsSupernet, "merge_weights", original)
+        assert [saved_step(tmp_path / "killed" / "search_state" / name)
+                for name in ("weights.npz", "weights.prev.npz")] == [3, 2]  # the resume takes the older
+        monkeypatch.setattr(ArtifactStore, "write_text", original)
         resumed = run_search(load_config(CFG, tiny(tmp_path / "killed", *sets)))
     assert resumed.outcome.best_arch == whole.outcome.best_arch
     assert resumed.outcome.score == pytest.approx(whole.outcome.score, rel=1e-5)

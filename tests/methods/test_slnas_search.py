@@ -14,11 +14,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tests.damage import damaged_state_copy
+from tests.damage import damaged_state_copy, saved_step
 from tfnas.config import ConfigError, load_config
 from tfnas.methods.slnas import pick_best
-from tfnas.methods.slnas.search import SlnasSearch
+from tfnas.methods.slnas.search import STATE_FILE, SlnasSearch
 from tfnas.run.method_args import lite_supernet
+from tfnas.run.rundir import ArtifactStore
 from tfnas.run.search import run_search
 from tfnas.spaces.lite import LiteSpace
 from tfnas.spaces.lite.supernet import LiteSupernet
@@ -150,20 +151,22 @@ def test_killed_search_resumes_at_the_next_epoch_and_ends_the_same(tmp_path, mon
     sets = ["train.enabled=false", "search.epochs=2", f"controller.kind={controller}", "controller.ga_population=4"]
     with tfds.testing.mock_data(num_examples=40):
         whole = run_search(load_config(CFG, tiny(tmp_path / "whole", *sets)))
-        original, calls = SlnasSearch._append_epoch, {"n": 0}
+        # Killed at the worst moment: epoch 2's weights and controller are written, its json is not.
+        original = ArtifactStore.write_text
 
-        def dies_in_second_epoch(self, *args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == 2:
+        def dies_before_second_state(self, name, text):
+            if name == STATE_FILE and json.loads(text)["epoch"] == 2:
                 raise KeyboardInterrupt("killed")
-            return original(self, *args, **kwargs)
+            return original(self, name, text)
 
-        monkeypatch.setattr(SlnasSearch, "_append_epoch", dies_in_second_epoch)
+        monkeypatch.setattr(ArtifactStore, "write_text", dies_before_second_state)
         with pytest.raises(KeyboardInterrupt):
             run_search(load_config(CFG, tiny(tmp_path / "killed", *sets)))
         state = json.loads((tmp_path / "killed" / "search_state" / "slnas.json").read_text())
         assert state["epoch"] == 1
-        monkeypatch.setattr(SlnasSearch, "_append_epoch", original)
+        assert [saved_step(tmp_path / "killed" / "search_state" / name)
+                for name in ("controller.npz", "controller.prev.npz")] == [2, 1]  # the resume takes the older
+        monkeypatch.setattr(ArtifactStore, "write_text", original)
         resumed = run_search(load_config(CFG, tiny(tmp_path / "killed", *sets)))
     assert resumed.outcome.best_arch == whole.outcome.best_arch
     assert resumed.outcome.score == pytest.approx(whole.outcome.score, rel=1e-5)

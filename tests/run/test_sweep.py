@@ -48,6 +48,15 @@ def test_resume_refuses_a_different_config(tmp_path):
         run_sweep(load_config("cfg/rand.cfg", sets + ["dataset.name=cifar10"]), progress=False)
 
 
+def test_a_value_with_a_comment_mark_resumes(tmp_path):
+    # config.cfg quotes it; read back unquoted, the run directory holds the same config
+    sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1",
+            "dataset.data_dir=/data/my set #1"]
+    run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    assert 'data_dir = "/data/my set #1"' in (tmp_path / "config.cfg").read_text()
+    assert run_sweep(load_config("cfg/rand.cfg", sets), progress=False).new_records == 0
+
+
 def test_a_folder_of_other_files_is_written_into_with_a_warning(tmp_path, caplog):
     (tmp_path / "notes.txt").write_text("mine\n")
     sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]

@@ -50,6 +50,8 @@ _TWO = {"worker": ["localhost:2222", "localhost:2223"]}
     ({"worker": []}, {"type": "worker", "index": 0}, "must be a non-empty list"),
     ({"worker": ["localhost"]}, {"type": "worker", "index": 0}, "holds 'localhost', not a \"host:port\""),
     ([], {"type": "worker", "index": 0}, "'cluster' must map task types"),
+    ({**_TWO, "ps": ["h:2"]}, {"type": "worker", "index": 0}, "task type(s) 'ps'; MultiWorkerMirroredStrategy takes"),
+    (_TWO, {"type": "evaluator", "index": 0}, "task type 'evaluator' is not in the cluster ('worker')"),
 ])
 def test_a_tf_config_that_parses_but_is_wrong_is_refused(monkeypatch, cluster, task, fragment):
     from tfnas.train.distribute import check_cluster_spec
@@ -67,6 +69,37 @@ def test_a_valid_tf_config_is_accepted(monkeypatch):
         index = int(next(iter(cluster["worker"]))) if isinstance(cluster["worker"], dict) else 0
         monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         check_cluster_spec("multi_worker")
+
+
+def test_ctrl_c_ends_the_wait_for_a_worker_that_never_starts(tmp_path):
+    # TensorFlow waits for the cluster in C++, where Python's SIGINT handler never runs.
+    import signal
+    import socket
+    import time
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("localhost", 0))
+            ports.append(sock.getsockname()[1])
+    env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                                                  "task": {"type": "worker", "index": 0}})}
+    code = "from tfnas.train.distribute import make_strategy; make_strategy('multi_worker'); print('formed')"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=os.getcwd())
+    try:
+        lines = []
+        for line in proc.stderr:  # the warning comes before the wait
+            lines.append(line)
+            if "waiting for the other 1 task(s)" in line:
+                break
+        assert lines and "Ctrl-C stops" in lines[-1], "".join(lines)[-2000:]
+        time.sleep(3)  # inside the strategy's wait by now
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGINT and "formed" not in proc.stdout.read()
 
 
 def test_resolve_jit_compile():

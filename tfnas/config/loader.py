@@ -12,6 +12,10 @@ strings), ``min``/``max`` (inclusive range) or ``registry`` (a registry whose na
 value must be one of, e.g. ``method``). Empty strings mean "not set" for optional paths.
 A comma-separated list with ``choices`` (e.g. ``[export] format = saved_model, tflite``)
 takes one or more of them, each at most once.
+
+A ``#`` or ``;`` after a space starts a comment, in a value too (``lr = 0.01  # paper``). A value
+that holds one of them (a path such as ``/data/set #1``) is written as a JSON string in double
+quotes: ``data_dir = "/data/set #1"``; ``config.cfg`` of a run directory quotes such values itself.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import io
+import json
 import math
 import os
 import re
@@ -115,6 +120,40 @@ def _section_types(cls: type) -> Dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+_COMMENT = re.compile(r"(^|\s)[#;]")
+
+
+def _needs_quotes(text: str) -> bool:
+    return bool(_COMMENT.search(text) or text.startswith('"') or text != text.strip() or "\n" in text)
+
+
+def ini_value(text: str, where: str = "") -> str:
+    """The value of an INI line's text: a JSON string in double quotes as its content (a comment may
+    follow it), otherwise the text before a ``#`` or ``;`` that follows a space (a comment), stripped.
+    Each line of a multi-line value is read so.
+
+    Raises:
+        ConfigError: a quoted value that is not a JSON string, or with more than a comment after it.
+    """
+    lines = []
+    for line in text.split("\n"):
+        line = line.strip()
+        if line.startswith('"'):
+            try:
+                value, end = json.JSONDecoder().raw_decode(line)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: a value in double quotes must be a JSON string "
+                                  f"(\\\" for a quote, \\\\ for a backslash): {exc.msg}") from None
+            rest = line[end:].strip()
+            if rest and rest[0] not in "#;":
+                raise ConfigError(f"{where}: expected nothing but a # comment after the quoted value; got {rest!r}")
+            lines.append(value)
+        else:
+            match = _COMMENT.search(line)
+            lines.append((line[:match.start()] if match else line).strip())
+    return "\n".join(lines).strip("\n") if len(lines) > 1 else lines[0]
+
+
 def _parse_overrides(overrides: Iterable[str]) -> List[Tuple[str, str, str]]:
     out = []
     for item in overrides:
@@ -140,7 +179,7 @@ def load_config(path: Optional[str], overrides: Sequence[str] = (), check_names:
             raise ConfigError(f"{path}: is a folder; expected a .cfg file (see cfg/)")
         if not os.path.isfile(path):
             raise ConfigError(f"{path}: config file not found")
-        parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
+        parser = configparser.ConfigParser(interpolation=None)  # inline comments: ini_value
         parser.optionxform = str  # keys are case sensitive
         try:
             with open(path, encoding="utf-8-sig") as fh:  # a byte-order mark (Windows editors) is not text
@@ -157,7 +196,8 @@ def load_config(path: Optional[str], overrides: Sequence[str] = (), check_names:
                               f"no [DEFAULT] section: put each key under its own section")
         for section in parser.sections():
             for key, value in parser.items(section):
-                raw.setdefault(section, {})[key] = (value, f"{path}: [{section}] {key}")
+                where = f"{path}: [{section}] {key}"
+                raw.setdefault(section, {})[key] = (ini_value(value, where), where)
     for section, key, value in _parse_overrides(overrides):
         raw.setdefault(section, {})[key] = (value, f"--set {section}.{key}")
 
@@ -281,7 +321,7 @@ def config_to_ini(cfg: Config) -> str:
                 text = ", ".join(str(x) for x in v)
             else:
                 text = str(v)
-            parser[section][f.name] = text
+            parser[section][f.name] = json.dumps(text, ensure_ascii=False) if _needs_quotes(text) else text
     buf = io.StringIO()
     buf.write(f"# resolved from {cfg.source or '<defaults>'}\n")
     parser.write(buf)

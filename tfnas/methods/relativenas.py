@@ -34,7 +34,7 @@ from tfnas.io import (PCG64_STATE, DamagedFileError, check_fields, dict_of, inte
                       read_json, reading, record, text)
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.methods.weight_sharing import (RESTART, ArrayPipelines, append_round, cached_supernet, cosine_lr,
-                                          load_arrays, load_split, npz_bytes)
+                                          load_split, load_tagged, save_tagged)
 from tfnas.registry import register_method
 from tfnas.spaces.darts import DartsSpace
 
@@ -129,19 +129,19 @@ class RelativeNasSearch(OneShotSearch):
                 "drop_path": self.drop_path, "channels": self.space.search_channels,
                 "layers": self.space.search_layers, "train_images": int(len(self.data[1]))}
 
-    @staticmethod
-    def _paths(context: SearchContext) -> Tuple[str, str]:
-        return context.store.path(STATE_FILE), context.store.path(WEIGHTS_FILE)
+    def _step(self, state: Dict[str, Any]) -> int:
+        """The pairs done before ``state``: what its weight file is tagged with."""
+        return int(state["generation"]) * (self.population // 2) + int(state["pair"])
 
     def _save(self, context: SearchContext, state: Dict[str, Any], weights: List[np.ndarray]) -> None:
-        # weights first: a crash between the two writes leaves the previous json pointing at a
-        # newer weight file; the json records the pair it belongs to, checked on load.
-        context.store.write_bytes(WEIGHTS_FILE, npz_bytes(weights))
+        # weights first, tagged with the step of the json written after them: a stop between the two
+        # writes leaves the json's weights as the previous file, which the load takes (save_tagged).
+        save_tagged(context.store, WEIGHTS_FILE, weights, self._step(state))
         context.store.write_text(STATE_FILE, json.dumps(state) + "\n")
 
     def _load(self, context: SearchContext,
               like: List[np.ndarray]) -> Optional[Tuple[Dict[str, Any], List[np.ndarray]]]:
-        state_path, weights_path = self._paths(context)
+        state_path = context.store.path(STATE_FILE)
         if not os.path.exists(state_path):
             return None
         state = read_json(state_path, RESTART)
@@ -149,7 +149,8 @@ class RelativeNasSearch(OneShotSearch):
                                                                                          self._identity()):
             raise DamagedFileError(state_path, "holds the state of another RelativeNAS search", RESTART)
         self._check_state(state_path, state)
-        return state, load_arrays(weights_path, like=like)
+        return state, load_tagged(context.store, WEIGHTS_FILE, like, self._step(state),
+                                  os.path.basename(state_path))
 
     def _check_state(self, path: str, state: Dict[str, Any]) -> None:
         """Every field of a checkpoint that the search reads (types, lengths, ranges, how they agree, the

@@ -5,6 +5,8 @@
   batch sequence depends only on its seed (resume-safe);
 - :func:`cosine_lr`: the per-epoch cosine schedule both papers use;
 - :func:`npz_bytes` / :func:`load_arrays` / :func:`saved_epoch`: weight sets as ``.npz`` for checkpoints;
+- :func:`save_tagged` / :func:`load_tagged`: arrays that belong to the step a JSON state names, kept
+  exact across a stop between the two writes;
 - :func:`append_round`: the per-epoch / per-generation record file of a resumable search.
 """
 
@@ -14,6 +16,7 @@ import io
 import json
 import logging
 import math
+import os
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -21,8 +24,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ArrayPipelines", "append_round", "cached_supernet", "cosine_lr", "load_arrays", "load_split", "npz_bytes",
-           "saved_epoch"]
+__all__ = ["ArrayPipelines", "append_round", "cached_supernet", "cosine_lr", "load_arrays", "load_split", "load_tagged",
+           "npz_bytes", "save_tagged", "saved_epoch"]
 
 #: Traced supernets kept per process, newest last; bounded (a supernet holds its traced graphs).
 _SUPERNETS: "OrderedDict[Any, Tuple[Any, List[np.ndarray]]]" = OrderedDict()
@@ -100,6 +103,53 @@ def saved_epoch(path: str, value: Any, remedy: str = RESTART) -> int:
         raise DamagedFileError(path, f"its last array (the epoch) must be a non-negative integer; got "
                                      f"{value.tolist()!r}", remedy)
     return int(value)
+
+
+def _previous(path: str) -> str:
+    return path[:-len(".npz")] + ".prev.npz" if path.endswith(".npz") else path + ".prev"
+
+
+def save_tagged(store: Any, name: str, arrays: Sequence[Any], tag: int) -> None:
+    """Writes ``arrays`` and ``tag`` (the step of the JSON state written next) as ``name`` of
+    ``store``, keeping the file it replaces as ``<name>.prev.npz``.
+
+    A search writes its arrays first and its JSON state last. A stop between the two leaves a JSON
+    of step ``t`` beside arrays of step ``t + 1``; the previous file still holds step ``t``, and
+    :func:`load_tagged` takes whichever file carries the step the JSON names.
+    """
+    path = store.path(name)
+    if os.path.exists(path):
+        os.replace(path, _previous(path))
+    store.write_bytes(name, npz_bytes(list(arrays) + [np.array(int(tag))]))
+
+
+def load_tagged(store: Any, name: str, like: Sequence[Any], tag: int, state_name: str,
+                remedy: str = RESTART) -> List[np.ndarray]:
+    """The arrays :func:`save_tagged` wrote for step ``tag`` (``name``, else ``<name>.prev.npz``),
+    shaped like ``like``.
+
+    A file without a tag (written before tags existed) is taken as it is when it is ``name`` itself.
+
+    Raises:
+        tfnas.io.DamagedFileError: neither file holds step ``tag``, or a file is damaged.
+    """
+    from tfnas.io import DamagedFileError
+
+    path = store.path(name)
+    found = []
+    for candidate in (path, _previous(path)):
+        if not os.path.exists(candidate):
+            continue
+        arrays = load_arrays(candidate, remedy=remedy)
+        if candidate == path and len(arrays) == len(like):  # untagged: from a version before the tags
+            return load_arrays(candidate, like=like, remedy=remedy)
+        *arrays, saved = load_arrays(candidate, like=list(like) + [np.zeros(())], remedy=remedy)
+        step = saved_epoch(candidate, saved, remedy)
+        if step == int(tag):
+            return arrays
+        found.append(str(step))
+    raise DamagedFileError(path, f"holds no arrays of step {int(tag)}, the step {state_name} names (found "
+                                 f"{', '.join(found) or 'no file'})", remedy)
 
 
 def append_round(store: Any, name: str, key: str, upto: int, record: Dict[str, Any]) -> None:

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 STRATEGY_NAMES: Tuple[str, ...] = ("auto", "one_device", "mirrored", "multi_worker")
 JIT_NAMES: Tuple[str, ...] = ("auto", "true", "false")
+#: The task types of a ``multi_worker`` cluster: all of them train.
+TASK_TYPES: Tuple[str, ...] = ("chief", "worker")
 
 StrategyLike = Union[str, tf.distribute.Strategy]
 
@@ -95,6 +97,10 @@ def _cluster_spec_problem(cluster: object, task: object) -> str:
     strings, ``task`` names one of them by type and index."""
     if not isinstance(cluster, dict) or not cluster:
         return f"'cluster' must map task types to lists of \"host:port\" addresses; got {cluster!r}"
+    other = sorted(str(kind) for kind in cluster if kind not in TASK_TYPES)
+    if other:  # 'ps' (ParameterServerStrategy) or 'evaluator' (a side-car): tasks that never join the collectives
+        return (f"the cluster holds task type(s) {', '.join(map(repr, other))}; MultiWorkerMirroredStrategy takes "
+                f"'chief' and 'worker' tasks only (every one trains)")
     indices = {}  # task type -> the task indices it has (a list: 0..n-1; a dict: its keys, sparse clusters)
     for kind, tasks in cluster.items():
         addresses = list(tasks.values()) if isinstance(tasks, dict) else tasks
@@ -110,7 +116,7 @@ def _cluster_spec_problem(cluster: object, task: object) -> str:
     if not isinstance(task, dict):
         return f"'task' must be {{\"type\": ..., \"index\": ...}}; got {task!r}"
     kind, index = task.get("type"), task.get("index", 0)
-    if kind not in indices and kind != "evaluator":
+    if kind not in indices:
         return f"task type {kind!r} is not in the cluster ({', '.join(map(repr, indices))})"
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
         return f"task index must be a non-negative integer; got {index!r}"
@@ -121,8 +127,29 @@ def _cluster_spec_problem(cluster: object, task: object) -> str:
 
 
 def _multi_worker() -> tf.distribute.Strategy:
-    _cluster_spec()
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    """The strategy, once every task of ``TF_CONFIG`` has joined.
+
+    TensorFlow waits for the other tasks inside C++ for as long as they take, holding the
+    interpreter, so a Python SIGINT handler (Ctrl-C) would never run: for the wait, Ctrl-C gets its
+    default action and ends the process at once. Nothing of a run is written before the strategy.
+    """
+    spec = _cluster_spec()
+    tasks = {kind: list(t.values()) if isinstance(t, dict) else t for kind, t in spec["cluster"].items()}
+    me = tasks[spec["task"]["type"]][spec["task"].get("index", 0)]
+    others = [a for addresses in tasks.values() for a in addresses if a != me]
+    if others:
+        logger.warning("multi_worker: waiting for the other %d task(s) of TF_CONFIG (%s) to start; nothing "
+                       "happens until all have joined (Ctrl-C stops)", len(others), ", ".join(others))
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_DFL) if main else None
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

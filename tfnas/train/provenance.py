@@ -13,6 +13,7 @@ import logging
 import os
 from typing import Any, NamedTuple, Optional
 
+from tfnas.config import ConfigError, ini_value
 from tfnas.io import RUN_CONFIG_FILE
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,8 @@ def trained_for(weights: str) -> Optional[TrainedFor]:
         parser = configparser.ConfigParser(interpolation=None)
         try:
             parser.read(config, encoding="utf-8")
-            space, arch = parser.get("space", "name").strip(), parser.get("space", "arch").strip()
-        except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+            space, arch = (ini_value(parser.get("space", key)) for key in ("name", "arch"))
+        except (OSError, UnicodeDecodeError, configparser.Error, ConfigError) as exc:
             logger.debug("%s: not read for the trained architecture (%s)", config, exc)
             return None
         return TrainedFor(config, space, arch) if space and arch else None

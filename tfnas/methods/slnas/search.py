@@ -45,7 +45,7 @@ from tfnas.evaluation.executors import Failed, prepare_job
 from tfnas.io import DamagedFileError, check_fields, integer, list_of, number, read_json, reading, record, text
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.methods.slnas.rewards import SupernetRewardJob, supernet_reward
-from tfnas.methods.weight_sharing import RESTART, ArrayPipelines, append_round, cosine_lr, load_arrays, npz_bytes
+from tfnas.methods.weight_sharing import RESTART, ArrayPipelines, append_round, cosine_lr, load_tagged, save_tagged
 from tfnas.registry import register_method
 from tfnas.spaces.lite import LiteSpace
 
@@ -132,11 +132,12 @@ class SlnasSearch(OneShotSearch):
                 "reward_images": int(len(self.data[3])), **self.extra_identity}
 
     def _save(self, context: SearchContext, state: Dict[str, Any], net: Any, controller: Any) -> None:
-        # Arrays first, the json last: the json names the epoch the arrays belong to.
-        context.store.write_bytes(WEIGHTS_FILE, npz_bytes(net.get_weights() + net.get_buffers()))
+        # Arrays first, the json last: each array file carries the epoch of the json written after it.
+        epoch = int(state["epoch"])
+        save_tagged(context.store, WEIGHTS_FILE, net.get_weights() + net.get_buffers(), epoch)
         ctrl = controller.get_state()
         keys = sorted(ctrl)
-        context.store.write_bytes(CONTROLLER_FILE, npz_bytes([np.asarray(ctrl[k]) for k in keys]))
+        save_tagged(context.store, CONTROLLER_FILE, [np.asarray(ctrl[k]) for k in keys], epoch)
         state["controller_keys"] = keys
         context.store.write_text(STATE_FILE, json.dumps(state) + "\n")
 
@@ -166,11 +167,11 @@ class SlnasSearch(OneShotSearch):
         with reading(path, RESTART):  # an architecture the space cannot decode is named with the file
             for arch in sorted({s["arch"] for epoch in state["samples"] for s in epoch}):
                 self.space.decode(arch)
-        weights = net.get_weights()
-        arrays = load_arrays(context.store.path(WEIGHTS_FILE), like=weights + net.get_buffers())
+        weights, epoch, named = net.get_weights(), state["epoch"], os.path.basename(path)
+        arrays = load_tagged(context.store, WEIGHTS_FILE, weights + net.get_buffers(), epoch, named)
         net.set_weights(arrays[:len(weights)])
         net.set_buffers(arrays[len(weights):])
-        ctrl = load_arrays(context.store.path(CONTROLLER_FILE), like=[expected[k] for k in keys])
+        ctrl = load_tagged(context.store, CONTROLLER_FILE, [expected[k] for k in keys], epoch, named)
         controller.set_state(dict(zip(keys, ctrl)))
         return state
 
