@@ -117,7 +117,7 @@ def test_resolved_ini_round_trips(tmp_path):
         assert getattr(again, section) == getattr(cfg, section)
 
 
-@pytest.mark.parametrize("value", ["/data/my set #1", "a ;b", "#start", ' "quoted" ', "tab\there"])
+@pytest.mark.parametrize("value", ["/data/my set #1", "a ;b", "#start", ' "quoted" ', 'a"b', "C:\\data #1", "café"])
 def test_values_with_comment_marks_or_quotes_round_trip(tmp_path, value):
     cfg = load_config(None, [f"dataset.data_dir={value}"])
     assert cfg.dataset.data_dir == value.strip()
@@ -127,18 +127,25 @@ def test_values_with_comment_marks_or_quotes_round_trip(tmp_path, value):
 
 def test_inline_comments_and_quoted_values(tmp_path):
     cfg = load_config(write(tmp_path, """\
-        [run]
+        [run]  # a comment after a section
         seed = 3   # the paper's
         out_dir = "runs/set #1" ; quoted: the # is kept
         [dataset]
         data_dir = #nothing
         """))
     assert (cfg.run.seed, cfg.run.out_dir, cfg.dataset.data_dir) == (3, "runs/set #1", "")
-    with pytest.raises(ConfigError, match=r"\[run\] out_dir: expected nothing but a # comment after the quoted "
-                                          r"value; got 'x'"):
+    with pytest.raises(ConfigError, match=r"\[run\] out_dir: expected nothing but a # comment \(after a space\) "
+                                          r"after the quoted value; got 'x'"):
         load_config(write(tmp_path, '[run]\nout_dir = "a #b" x\n'))
     with pytest.raises(ConfigError, match=r"\[run\] out_dir: a value in double quotes must be a JSON string"):
         load_config(write(tmp_path, '[run]\nout_dir = "a #b\n'))
+    with pytest.raises(ConfigError, match=r"comment \(after a space\) after the quoted value; got '#c'"):
+        load_config(write(tmp_path, '[run]\nout_dir = "a"#c\n'))
+    with pytest.raises(ConfigError, match=r"\[dataset\] data_dir: holds the control character '\\t'; in a value "
+                                          r"in double quotes a backslash starts an escape"):
+        load_config(write(tmp_path, '[dataset]\ndata_dir = "C:\\temp #1"\n'))
+    with pytest.raises(ConfigError, match=r"--set dataset\.data_dir: holds the control character '\\r'"):
+        load_config(None, ["dataset.data_dir=a\rb"])
 
 
 def test_export_formats_are_a_list(tmp_path):

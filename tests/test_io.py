@@ -191,3 +191,33 @@ def test_a_resumed_round_file_drops_later_and_unreadable_lines(tmp_path, caplog)
     rows = [json.loads(l) for l in store.read_text("epochs.jsonl").splitlines()]
     assert rows == [{"epoch": 1}, {"epoch": 2, "again": True}]
     assert "dropped 2 unreadable line" in caplog.text
+
+
+def test_tagged_arrays_survive_stops_between_the_array_and_the_state_write(tmp_path):
+    import numpy as np
+
+    from tfnas.io import DamagedFileError
+    from tfnas.methods.weight_sharing import load_tagged, npz_bytes, save_tagged
+    from tfnas.run.rundir import ArtifactStore
+
+    store, like = ArtifactStore(str(tmp_path)), [np.zeros(2)]
+
+    def load(tag):
+        return load_tagged(store, "s/w.npz", like, tag, "s.json")[0].tolist()
+
+    for step in (1, 2):
+        save_tagged(store, "s/w.npz", [np.full(2, float(step))], step)
+    assert load(2) == [2.0, 2.0]
+    for _ in range(3):  # the state names step 1 (the run stopped before its json); stopped there again and again
+        assert load(1) == [1.0, 1.0]
+        save_tagged(store, "s/w.npz", [np.full(2, 2.5)], 2)
+    with pytest.raises(DamagedFileError, match=r"w\.npz: holds no arrays of step 7, the step s\.json names "
+                                               r"\(found 2, 1\); delete the run directory"):
+        load(7)
+    # A file written before the tags: taken as it is, also once a save has moved it to the previous file.
+    store.write_bytes("s/w.npz", npz_bytes([np.full(2, 9.0)]))
+    assert load(4) == [9.0, 9.0]
+    save_tagged(store, "s/w.npz", [np.full(2, 5.0)], 5)
+    assert load(4) == [9.0, 9.0] and load(4) == [9.0, 9.0]
+    with pytest.raises(DamagedFileError, match=r"holds 1 arrays that do not fit the 3 expected"):
+        load_tagged(store, "s/w.npz", [np.zeros(2), np.zeros(3)], 4, "s.json")

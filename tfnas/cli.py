@@ -17,6 +17,7 @@ import sys
 from typing import List, Optional
 
 from tfnas.config import ConfigError, load_config
+from tfnas.io import RUN_CONFIG_FILE
 
 
 def _config_parser(description: str) -> argparse.ArgumentParser:
@@ -286,6 +287,9 @@ def _compare(args: argparse.Namespace) -> int:
     if compared is not None:  # its own summary.csv and plot would be replaced by the merged ones
         raise ConfigError(f"--out {args.out}: is one of the run directories compared ({compared}); "
                           f"write the merged table to another folder")
+    if os.path.isfile(os.path.join(args.out, RUN_CONFIG_FILE)):  # another run's summary.csv and plot
+        raise ConfigError(f"--out {args.out}: is a run directory (it holds {RUN_CONFIG_FILE}); write the merged "
+                          f"table to another folder")
     _writable_folder("--out", args.out)
     _import_tensorflow(args.verbose)
     from tfnas.registry import BENCHMARKS

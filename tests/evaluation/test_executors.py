@@ -174,8 +174,14 @@ def test_ctrl_c_stops_the_pool_and_its_workers(tmp_path, job):
             os.kill(pid, 0)
 
 
-def test_make_executor_and_worker_counts():
+def test_make_executor_and_worker_counts(caplog):
+    from tfnas.evaluation.executors import cpu_count
+
     assert isinstance(make_executor("local"), LocalExecutor)
+    make_executor("process", workers=2 * cpu_count()).close()
+    assert "workers" not in caplog.text
+    make_executor("process", workers=2 * cpu_count() + 1).close()  # no process starts before a batch
+    assert f"[run] workers = {2 * cpu_count() + 1} on {cpu_count()} CPU core(s)" in caplog.text
     assert resolve_workers(3) == 3 and resolve_workers(0, gpus=2) == 2 and resolve_workers(0) >= 1
     with pytest.raises(ValueError, match="unknown executor 'threads'"):
         make_executor("threads")

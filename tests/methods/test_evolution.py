@@ -89,8 +89,9 @@ def _rng_without_inc(state):
     (lambda s: s["members"].__setitem__(0, s["members"][0][:1]), "'members'[0] must be a list of 2 items"),
     (lambda s: s["members"][1].__setitem__(1, "high"), "'members'[1][1] must be a finite number; got 'high'"),
     (lambda s: s["members"][2].__setitem__(0, "4-x-4"), "cannot be read back (ValueError"),
-    (lambda s: s.update(iteration=-1), "'iteration' must be a non-negative integer; got -1"),
-    (lambda s: s.update(iteration="20"), "'iteration' must be a non-negative integer; got '20'"),
+    (lambda s: s.update(iteration=-1), "'iteration' must be an integer in [0, 40] ([search] iterations); got -1"),
+    (lambda s: s.update(iteration="20"), "'iteration' must be an integer in [0, 40] ([search] iterations); got '20'"),
+    (lambda s: s.update(iteration=41), "'iteration' must be an integer in [0, 40] ([search] iterations); got 41"),
     (lambda s: s.update(seconds=None), "'seconds' must be a finite number >= 0; got None"),
     (lambda s: s["counts"].pop("flops"), "its 'counts'['flops'] field is missing"),
     (_rng_without_inc, "its 'mutation_rng'['state']['inc'] field is missing"),
@@ -101,8 +102,8 @@ def _rng_without_inc(state):
     (lambda s: s["counts"].update(nonfinite=s["counts"]["scored"] + 1), "has more non-finite scores"),
     (lambda s: s["counts"].update(nonfinite=-1), "'counts'['nonfinite'] must be"),
 ], ids=["members-missing", "members-a-string", "members-too-many", "member-too-short", "score-a-string",
-        "arch-undecodable", "iteration-negative", "iteration-a-string", "seconds-null", "count-missing",
-        "rng-incomplete", "rng-a-list", "member-over-budget", "members-emptied", "members-cut", "nonfinite-too-many",
+        "arch-undecodable", "iteration-negative", "iteration-a-string", "iteration-too-high", "seconds-null",
+        "count-missing", "rng-incomplete", "rng-a-list", "member-over-budget", "members-emptied", "members-cut", "nonfinite-too-many",
         "nonfinite-negative"])
 def test_a_damaged_field_of_the_state_is_named_before_any_work(tmp_path, damage, fragment):
     from tfnas.io import DamagedFileError

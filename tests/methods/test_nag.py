@@ -330,10 +330,13 @@ def trained_gan(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("epoch, shown", [(-1, "-1"), (1.5, "1.5"), (float("nan"), "nan")],
-                         ids=["negative", "fractional", "nan"])
+@pytest.mark.parametrize("epoch, problem", [(-1, "must be a non-negative integer; got -1"),
+                                            (1.5, "must be a non-negative integer; got 1.5"),
+                                            (float("nan"), "must be a non-negative integer; got nan"),
+                                            (3, "must be at most 2, the epochs of this run; got 3")],
+                         ids=["negative", "fractional", "nan", "beyond-the-run"])
 def test_a_damaged_epoch_of_the_gan_checkpoint_is_named_before_any_work(trained_gan, tmp_path, monkeypatch, epoch,
-                                                                         shown):
+                                                                         problem):
     import shutil
 
     from tfnas.io import DamagedFileError
@@ -352,6 +355,6 @@ def test_a_damaged_epoch_of_the_gan_checkpoint_is_named_before_any_work(trained_
     _, method = build(out, "nag.edges=independent", "nag.epochs=1")
     with pytest.raises(DamagedFileError) as caught:
         method.prepare(context(out)[0])
-    assert str(caught.value) == (f"{path}: its last array (the epoch) must be a non-negative integer; got {shown}; "
+    assert str(caught.value) == (f"{path}: its last array (the epoch) {problem}; "
                                  f"delete it to train the GAN again (or the run directory to restart)")
     assert path.read_bytes() == damaged  # left in place for the user to look at

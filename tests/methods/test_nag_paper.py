@@ -243,6 +243,28 @@ def test_a_damaged_epoch_of_the_supernet_checkpoint_is_named_before_any_work(pip
     assert path.read_bytes() == damaged  # left in place for the user to look at
 
 
+def test_a_pool_score_that_is_not_an_accuracy_is_named_before_any_work(pipeline, tmp_path, monkeypatch):
+    from tfnas.io import DamagedFileError
+    from tfnas.methods.weight_sharing import npz_bytes
+    from tfnas.spaces.nasnet_dag.supernet import NasnetDagSupernet
+
+    root, data, _ = pipeline
+    out = tmp_path / "run"
+    shutil.copytree(root / "run", out)
+    (out / "result.json").unlink()
+    shutil.rmtree(out / "train")
+    path = out / "search_state" / "nag_pool.npz"
+    scores, params = load_arrays(str(path))
+    scores[1] = np.nan
+    path.write_bytes(npz_bytes([scores, params]))
+    for step in ("train_step", "eval_step"):
+        monkeypatch.setattr(NasnetDagSupernet, step, lambda *args, **kwargs: pytest.fail("a step ran"))
+    with pytest.raises(DamagedFileError) as caught:
+        run_search(load_config(CFG, tiny(out, data)))
+    assert str(caught.value) == (f"{path}: must hold accuracies in [0, 100] and positive finite parameter counts; "
+                                 f"delete it to score the pool again")
+
+
 @pytest.mark.slow
 def test_killed_run_ends_like_an_uninterrupted_one(tmp_path, monkeypatch):
     data = write_image_folder(tmp_path / "images", per_class=48)

@@ -291,7 +291,7 @@ def test_a_run_directory_a_failed_run_created_is_removed_if_it_holds_nothing_els
     def fail_inside(out, write=None):
         with pytest.raises(RuntimeError):
             with RunDir(load_config(None, overrides(out))) as run_dir:
-                run_dir.store.state_dir()  # a one-shot search makes it before its first checkpoint
+                run_dir.store.state_dir()  # a method may make it before its first checkpoint
                 if write:
                     run_dir.store.write_text(write, "x")
                 raise RuntimeError("the run failed")
@@ -307,6 +307,20 @@ def test_a_run_directory_a_failed_run_created_is_removed_if_it_holds_nothing_els
     (tmp_path / "made_by_you").mkdir()  # an empty folder the user made (or the current one) stays, emptied again
     fail_inside(tmp_path / "made_by_you")
     assert (tmp_path / "made_by_you").is_dir() and not os.listdir(tmp_path / "made_by_you")
+
+
+def test_a_search_state_that_is_a_file_and_a_history_row_with_an_extra_field_are_named(tmp_path):
+    from tfnas.io import DamagedFileError
+    from tfnas.run.rundir import ArtifactStore, RunDir, RunDirError
+    from tfnas.run.search import HistoryLog
+
+    (tmp_path / "search_state").write_text("x")
+    with pytest.raises(RunDirError, match=r"search_state: is a file, not a folder; delete it"):
+        RunDir(load_config(None, overrides(tmp_path))).check()
+    # pandas would take the first column as an index and shift every other one
+    (tmp_path / "history.csv").write_text("iteration,best_score\n10,1.5,7\n20,2.5\n")
+    with pytest.raises(DamagedFileError, match=r"history\.csv: line 2 has 3 fields; its header has 2; delete it"):
+        HistoryLog(ArtifactStore(str(tmp_path)))
 
 
 @pytest.mark.parametrize("damage", ["epoch,loss\nx,1\n", "\x00\x01garbage", "loss,lr\n1,2\n"])

@@ -51,7 +51,7 @@ _TWO = {"worker": ["localhost:2222", "localhost:2223"]}
     ({"worker": ["localhost"]}, {"type": "worker", "index": 0}, "holds 'localhost', not a \"host:port\""),
     ([], {"type": "worker", "index": 0}, "'cluster' must map task types"),
     ({**_TWO, "ps": ["h:2"]}, {"type": "worker", "index": 0}, "task type(s) 'ps'; MultiWorkerMirroredStrategy takes"),
-    (_TWO, {"type": "evaluator", "index": 0}, "task type 'evaluator' is not in the cluster ('worker')"),
+    (_TWO, {"type": "evaluator", "index": 0}, "task type 'evaluator' cannot run here: MultiWorkerMirroredStrategy"),
 ])
 def test_a_tf_config_that_parses_but_is_wrong_is_refused(monkeypatch, cluster, task, fragment):
     from tfnas.train.distribute import check_cluster_spec

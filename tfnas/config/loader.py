@@ -88,6 +88,10 @@ def _parse_value(raw: str, f: dataclasses.Field, tp: Any, where: str) -> Any:
             value = text
     except ValueError:
         raise ConfigError(f"{where}: expected {expected}, got {raw!r}") from None
+    control = next((c for c in value if c != "\n" and not c.isprintable()), None) if isinstance(value, str) else None
+    if control is not None:  # "C:\temp" in double quotes is a tab: JSON escapes
+        raise ConfigError(f"{where}: holds the control character {control!r}; in a value in double quotes "
+                          f"a backslash starts an escape (\\t, \\n): write \\\\ or /")
     meta = f.metadata
     if "choices" in meta and isinstance(value, tuple):
         _check_choice_list(value, meta["choices"], where, expected, raw)
@@ -123,8 +127,12 @@ def _section_types(cls: type) -> Dict[str, Any]:
 _COMMENT = re.compile(r"(^|\s)[#;]")
 
 
+#: A section line with a comment after it (``[run]  # the seed``); configparser's own takes the comment in.
+_SECTION = re.compile(r"\[(?P<header>[^]]+)\]\s*(?:[#;].*)?$")
+
+
 def _needs_quotes(text: str) -> bool:
-    return bool(_COMMENT.search(text) or text.startswith('"') or text != text.strip() or "\n" in text)
+    return bool(_COMMENT.search(text) or text.startswith('"') or text != text.strip() or not text.isprintable())
 
 
 def ini_value(text: str, where: str = "") -> str:
@@ -144,9 +152,10 @@ def ini_value(text: str, where: str = "") -> str:
             except ValueError as exc:
                 raise ConfigError(f"{where}: a value in double quotes must be a JSON string "
                                   f"(\\\" for a quote, \\\\ for a backslash): {exc.msg}") from None
-            rest = line[end:].strip()
-            if rest and rest[0] not in "#;":
-                raise ConfigError(f"{where}: expected nothing but a # comment after the quoted value; got {rest!r}")
+            rest = line[end:]
+            if rest.strip() and not re.match(r"\s+[#;]", rest):
+                raise ConfigError(f"{where}: expected nothing but a # comment (after a space) after the quoted "
+                                  f"value; got {rest.strip()!r}")
             lines.append(value)
         else:
             match = _COMMENT.search(line)
@@ -180,6 +189,7 @@ def load_config(path: Optional[str], overrides: Sequence[str] = (), check_names:
         if not os.path.isfile(path):
             raise ConfigError(f"{path}: config file not found")
         parser = configparser.ConfigParser(interpolation=None)  # inline comments: ini_value
+        parser.SECTCRE = _SECTION
         parser.optionxform = str  # keys are case sensitive
         try:
             with open(path, encoding="utf-8-sig") as fh:  # a byte-order mark (Windows editors) is not text

@@ -388,11 +388,23 @@ def resolve_workers(workers: int, gpus: int = 0) -> int:
     return gpus if gpus > 0 else cpu_count()
 
 
+def _warn_oversubscribed(workers: int) -> None:
+    """A warning for far more worker processes on this machine than it has cores: each starts its own
+    TensorFlow (about 0.5 GB) and they take turns on the cores (64 workers on 2 cores measured 10x
+    slower than one process, docs/SCALING.md)."""
+    cores = cpu_count()
+    if workers > 2 * cores:
+        logger.warning("[run] workers = %d on %d CPU core(s): each worker process holds its own TensorFlow (about "
+                       "0.5 GB) and they share the cores, so this is slower than workers = %d", workers, cores, cores)
+
+
 def make_executor(name: str, workers: int = 0, *, threads: int = 0, address: str = "local",
                   ray_init: Optional[Dict[str, Any]] = None) -> Executor:
     """The executor ``name`` (``local``, ``process``, ``ray``) with ``workers`` workers (0 = auto)."""
     if name == "local":
         return LocalExecutor()
+    if name in ("process", "ray") and (name == "process" or address == "local"):
+        _warn_oversubscribed(resolve_workers(workers))
     if name == "process":
         return ProcessExecutor(resolve_workers(workers), threads=threads)
     if name == "ray":

@@ -210,7 +210,8 @@ class EvolutionSearch(OneShotSearch):
                 state.get("identity") != _jsonify(self._identity())):
             raise DamagedFileError(path, "holds the state of another evolution", restart)
         member = items(text, number(finite=True))
-        fields = {"iteration": integer(), "seconds": number(low=0, finite=True),
+        done = integer(0, self.iterations, f"an integer in [0, {self.iterations}] ([search] iterations)")
+        fields = {"iteration": done, "seconds": number(low=0, finite=True),
                   "members": list_of(member, max_length=self.population + self.batch),
                   "counts": record({k: integer(low=0) for k in self._counts()}, only=True,
                                    optional=("nonfinite",)),  # a state written before it was counted

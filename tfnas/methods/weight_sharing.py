@@ -75,26 +75,32 @@ def load_arrays(path: str, like: Optional[Sequence[Any]] = None, remedy: str = R
         tfnas.io.DamagedFileError: the file is not such an archive (truncated, edited, pickled data),
             or its arrays do not fit ``like``; the message ends with ``remedy``.
     """
-    from tfnas.io import DamagedFileError, reading
+    from tfnas.io import reading
 
     with reading(path, remedy), np.load(path, allow_pickle=False) as data:
         arrays = [data[f"arr_{k}"] for k in range(len(data.files))]
     if like is not None:
-        want = [tuple(np.shape(a)) for a in like]
-        got = [tuple(a.shape) for a in arrays]
-        if got != want:
-            at = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
-            raise DamagedFileError(path, f"holds {len(got)} arrays that do not fit the {len(want)} expected "
-                                         f"(first difference at array {at})", remedy)
+        _check_shapes(path, arrays, like, remedy)
     return arrays
 
 
-def saved_epoch(path: str, value: Any, remedy: str = RESTART) -> int:
+def _check_shapes(path: str, arrays: Sequence[np.ndarray], like: Sequence[Any], remedy: str) -> None:
+    from tfnas.io import DamagedFileError
+
+    want = [tuple(np.shape(a)) for a in like]
+    got = [tuple(a.shape) for a in arrays]
+    if got != want:
+        at = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
+        raise DamagedFileError(path, f"holds {len(got)} arrays that do not fit the {len(want)} expected "
+                                     f"(first difference at array {at})", remedy)
+
+
+def saved_epoch(path: str, value: Any, remedy: str = RESTART, most: Optional[int] = None) -> int:
     """The epoch a checkpoint stores as its last array (written as ``np.array(epoch)``), as an ``int``.
 
     Raises:
-        tfnas.io.DamagedFileError: it is not a non-negative integer (a float, NaN, negative); the
-            message names ``path`` and ends with ``remedy``.
+        tfnas.io.DamagedFileError: it is not a non-negative integer (a float, NaN, negative) or is
+            above ``most`` (the epochs of the run); the message names ``path`` and ends with ``remedy``.
     """
     from tfnas.io import DamagedFileError
 
@@ -102,6 +108,9 @@ def saved_epoch(path: str, value: Any, remedy: str = RESTART) -> int:
     if value.shape != () or value.dtype.kind not in "iu" or int(value) < 0:
         raise DamagedFileError(path, f"its last array (the epoch) must be a non-negative integer; got "
                                      f"{value.tolist()!r}", remedy)
+    if most is not None and int(value) > most:
+        raise DamagedFileError(path, f"its last array (the epoch) must be at most {most}, the epochs of this run; "
+                                     f"got {int(value)}", remedy)
     return int(value)
 
 
@@ -126,9 +135,11 @@ def save_tagged(store: Any, name: str, arrays: Sequence[Any], tag: int) -> None:
 def load_tagged(store: Any, name: str, like: Sequence[Any], tag: int, state_name: str,
                 remedy: str = RESTART) -> List[np.ndarray]:
     """The arrays :func:`save_tagged` wrote for step ``tag`` (``name``, else ``<name>.prev.npz``),
-    shaped like ``like``.
+    shaped like ``like``. Taken from the previous file, they are moved back to ``name``: the next
+    save keeps them as the previous file again, however often a run stops at the same step.
 
-    A file without a tag (written before tags existed) is taken as it is when it is ``name`` itself.
+    A file without a tag (written before tags existed, and possibly moved to the previous file by a
+    save since) is taken when no file carries ``tag``.
 
     Raises:
         tfnas.io.DamagedFileError: neither file holds step ``tag``, or a file is damaged.
@@ -136,18 +147,26 @@ def load_tagged(store: Any, name: str, like: Sequence[Any], tag: int, state_name
     from tfnas.io import DamagedFileError
 
     path = store.path(name)
-    found = []
+    found, untagged = [], None
     for candidate in (path, _previous(path)):
         if not os.path.exists(candidate):
             continue
         arrays = load_arrays(candidate, remedy=remedy)
-        if candidate == path and len(arrays) == len(like):  # untagged: from a version before the tags
-            return load_arrays(candidate, like=like, remedy=remedy)
-        *arrays, saved = load_arrays(candidate, like=list(like) + [np.zeros(())], remedy=remedy)
-        step = saved_epoch(candidate, saved, remedy)
+        if len(arrays) == len(like):  # untagged: from a version before the tags
+            _check_shapes(candidate, arrays, like, remedy)
+            untagged = untagged or (candidate, arrays)
+            continue
+        _check_shapes(candidate, arrays, list(like) + [np.zeros(())], remedy)
+        step = saved_epoch(candidate, arrays[-1], remedy)
         if step == int(tag):
-            return arrays
+            if candidate != path:
+                os.replace(candidate, path)
+            return arrays[:-1]
         found.append(str(step))
+    if untagged is not None:
+        if untagged[0] != path:
+            os.replace(untagged[0], path)
+        return untagged[1]
     raise DamagedFileError(path, f"holds no arrays of step {int(tag)}, the step {state_name} names (found "
                                  f"{', '.join(found) or 'no file'})", remedy)
 

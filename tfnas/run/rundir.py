@@ -22,7 +22,7 @@ import logging
 import os
 from typing import Any, Dict, FrozenSet, Iterable, Tuple
 
-from tfnas.config import Config, ConfigError, config_to_ini, load_config
+from tfnas.config import Config, ConfigError, config_to_ini, ini_value, load_config
 from tfnas.io import RUN_CONFIG_FILE, atomic_write_bytes, atomic_write_figure, atomic_write_text
 
 CONFIG_FILE = RUN_CONFIG_FILE
@@ -145,7 +145,7 @@ def _differences(there: Dict[str, Dict[str, str]], here: Dict[str, Dict[str, str
         old, new = there.get(section, {}), here.get(section, {})
         for key in sorted(set(old) | set(new)):
             if old.get(key) != new.get(key):
-                shown = [repr(side[key]) if key in side else "(unset)" for side in (old, new)]
+                shown = [repr(ini_value(side[key])) if key in side else "(unset)" for side in (old, new)]
                 lines.append(f"[{section}] {key} = {shown[0]} there, {shown[1]} now")
     more = f" and {len(lines) - show} more" if len(lines) > show else ""
     return "; ".join(lines[:show]) + more
@@ -199,6 +199,9 @@ class RunDir:
         """Refuses a directory holding another configuration (reads only)."""
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise RunDirError(f"{self.path}: the run directory is a file, not a folder; choose another [run] out_dir")
+        state = os.path.join(self.path, STATE_DIR)
+        if os.path.lexists(state) and not os.path.isdir(state):  # where searches keep their checkpoints
+            raise RunDirError(f"{state}: is a file, not a folder; delete it (or the run directory to restart)")
         config_path = os.path.join(self.path, CONFIG_FILE)
         if not os.path.exists(config_path):
             return

@@ -43,6 +43,23 @@ SEARCH_FREE_KEYS = (("space", "arch"),)
 RESULT_FILE = "result.json"
 
 
+def _check_fields_per_row(path: str, remedy: str) -> None:
+    """Raises :class:`tfnas.io.DamagedFileError` for a CSV row whose field count is not the header's:
+    pandas would take a first row with one field more as an index and shift every column."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = csv.reader(fh)
+        try:
+            header = next(rows, [])
+            for row in rows:
+                if row and len(row) != len(header):
+                    raise DamagedFileError(path, f"line {rows.line_num} has {len(row)} fields; its header has "
+                                                 f"{len(header)}", remedy)
+        except csv.Error as exc:  # e.g. a field longer than the csv module takes
+            raise DamagedFileError(path, f"cannot be read back (line {rows.line_num}: {exc})", remedy) from None
+
+
 class HistoryLog:
     """``history.csv`` rows: kept in memory, the file rewritten atomically on each append.
 
@@ -57,7 +74,9 @@ class HistoryLog:
         self.rows: List[Dict[str, Any]] = []
         path = store.path(name)
         if os.path.exists(path) and os.path.getsize(path) > 0:
-            with reading(path, "delete it (the log restarts with the next round)"):
+            remedy = "delete it (the log restarts with the next round)"
+            with reading(path, remedy):
+                _check_fields_per_row(path, remedy)
                 self.rows = pd.read_csv(path).to_dict("records")
 
     def append(self, row: Dict[str, Any]) -> None:
@@ -81,7 +100,6 @@ def search_context(cfg: Config, store: ArtifactStore, progress: bool,
     ``history/<column>``, per-candidate values as ``candidate/<name>``)."""
     events = EventStream(events_root(cfg), stream)
     history = HistoryLog(store, events=events)
-    store.state_dir()
     context = SearchContext(store=store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),
                             progress=progress, log=history.append, logged_rows=len(history.rows),
                             candidate=lambda step, values: events.scalars(values, step, "candidate/"))

@@ -116,6 +116,9 @@ def _cluster_spec_problem(cluster: object, task: object) -> str:
     if not isinstance(task, dict):
         return f"'task' must be {{\"type\": ..., \"index\": ...}}; got {task!r}"
     kind, index = task.get("type"), task.get("index", 0)
+    if kind not in TASK_TYPES:
+        return (f"task type {kind!r} cannot run here: MultiWorkerMirroredStrategy takes 'chief' and 'worker' tasks "
+                f"only (every one trains)")
     if kind not in indices:
         return f"task type {kind!r} is not in the cluster ({', '.join(map(repr, indices))})"
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
@@ -134,9 +137,9 @@ def _multi_worker() -> tf.distribute.Strategy:
     default action and ends the process at once. Nothing of a run is written before the strategy.
     """
     spec = _cluster_spec()
-    tasks = {kind: list(t.values()) if isinstance(t, dict) else t for kind, t in spec["cluster"].items()}
-    me = tasks[spec["task"]["type"]][spec["task"].get("index", 0)]
-    others = [a for addresses in tasks.values() for a in addresses if a != me]
+    tasks = {kind: t if isinstance(t, dict) else dict(enumerate(t)) for kind, t in spec["cluster"].items()}
+    kind, index = spec["task"]["type"], spec["task"].get("index", 0)
+    others = [a for k, addresses in tasks.items() for i, a in addresses.items() if (k, str(i)) != (kind, str(index))]
     if others:
         logger.warning("multi_worker: waiting for the other %d task(s) of TF_CONFIG (%s) to start; nothing "
                        "happens until all have joined (Ctrl-C stops)", len(others), ", ".join(others))
@@ -148,8 +151,8 @@ def _multi_worker() -> tf.distribute.Strategy:
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     finally:
-        if main:
-            signal.signal(signal.SIGINT, previous)
+        if main:  # None: a handler not set from Python, which Python cannot put back; the default stays
+            signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from tfnas.evaluation.executors import Failed
-from tfnas.io import check_fields, dict_of, number, reading
+from tfnas.io import DamagedFileError, check_fields, dict_of, number, reading
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchFailedError, SearchOutcome
 from tfnas.methods.nag import quality
 from tfnas.methods.nag.gan import CellData, GanTrainer, noise
@@ -130,7 +130,7 @@ class NagSupernetSearch(OneShotSearch):
         if store.exists(SUPERNET_FILE):
             weights = net.get_weights()
             arrays = load_arrays(store.path(SUPERNET_FILE), like=weights + net.get_buffers() + [np.zeros(())])
-            start = saved_epoch(store.path(SUPERNET_FILE), arrays[-1])
+            start = saved_epoch(store.path(SUPERNET_FILE), arrays[-1], most=self.epochs)
             net.set_weights(arrays[:len(weights)])
             net.set_buffers(arrays[len(weights):-1])
         bar = None
@@ -169,8 +169,11 @@ class NagSupernetSearch(OneShotSearch):
 
     def _score(self, context: SearchContext, net: Any, pipes: ArrayPipelines, pool: List[Any]):
         if context.store.exists(POOL_FILE):
-            scores, params = load_arrays(context.store.path(POOL_FILE), like=[np.zeros(len(pool))] * 2,
-                                         remedy="delete it to score the pool again")
+            path, again = context.store.path(POOL_FILE), "delete it to score the pool again"
+            scores, params = load_arrays(path, like=[np.zeros(len(pool))] * 2, remedy=again)
+            if not (np.all((scores >= 0) & (scores <= 100)) and np.all(np.isfinite(params) & (params > 0))):
+                raise DamagedFileError(path, "must hold accuracies in [0, 100] and positive finite parameter "
+                                             "counts", again)
             return scores, params
         batches = list(pipes.score().take(self.score_batches))
         if not batches:

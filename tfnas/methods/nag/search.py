@@ -53,7 +53,7 @@ def fit_checkpointed(trainer: GanTrainer, data: CellData, context: SearchContext
         like = trainer.get_state() + [np.zeros(())]  # the arrays, then the epoch
         again = "delete it to train the GAN again (or the run directory to restart)"
         *arrays, epoch = load_arrays(store.path(WEIGHTS_FILE), like=like, remedy=again)
-        start = saved_epoch(store.path(WEIGHTS_FILE), epoch, again)
+        start = saved_epoch(store.path(WEIGHTS_FILE), epoch, again, most=pretrain_epochs + epochs)
         trainer.set_state(arrays)
 
     def on_epoch(epoch: int, row: Dict[str, float]) -> None:
