@@ -25,6 +25,6 @@ def damaged_state_copy(finished: Any, out: Any, state: str, damage: Callable[[di
 
 
 def saved_step(path: Any) -> int:
-    """The step an array checkpoint was tagged with (its last array; ``save_tagged``)."""
+    """The step an array checkpoint was tagged with (its last array but one; ``save_tagged``)."""
     with np.load(path) as data:
-        return int(data[f"arr_{len(data.files) - 1}"])
+        return int(data[f"arr_{len(data.files) - 2}"])

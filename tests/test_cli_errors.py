@@ -158,6 +158,9 @@ def test_compare_refuses_the_same_directory_twice_and_keeps_equal_labels_apart(t
     rc, err = _run(compare_main, runs[1:] + ["--out", runs[0]], capsys)  # a run not compared is still a run
     assert rc == 2 and "is a run directory (it holds config.cfg)" in _one_error_line(err)
     assert (tmp_path / "a" / "summary.csv").read_text() == before
+    rc, err = _run(compare_main, runs[1:] + ["--out", os.path.join(runs[0], "new", "folder")], capsys)
+    assert rc == 2 and f"is inside the run directory {os.path.realpath(runs[0])}" in _one_error_line(err)
+    assert not (tmp_path / "a" / "new").exists()
     rc, err = _run(compare_main, runs + ["--out", str(tmp_path / "cmp")], capsys)
     assert rc == 0, err
     summary = (tmp_path / "cmp" / "summary.csv").read_text()

@@ -202,22 +202,35 @@ def test_tagged_arrays_survive_stops_between_the_array_and_the_state_write(tmp_p
 
     store, like = ArtifactStore(str(tmp_path)), [np.zeros(2)]
 
+    def save(value, step, run="me"):
+        save_tagged(store, "s/w.npz", [np.full(2, float(value))], step, run)
+
     def load(tag):
-        return load_tagged(store, "s/w.npz", like, tag, "s.json")[0].tolist()
+        return load_tagged(store, "s/w.npz", like, tag, "me", "s.json")[0].tolist()
 
     for step in (1, 2):
-        save_tagged(store, "s/w.npz", [np.full(2, float(step))], step)
+        save(step, step)
     assert load(2) == [2.0, 2.0]
     for _ in range(3):  # the state names step 1 (the run stopped before its json); stopped there again and again
         assert load(1) == [1.0, 1.0]
-        save_tagged(store, "s/w.npz", [np.full(2, 2.5)], 2)
-    with pytest.raises(DamagedFileError, match=r"w\.npz: holds no arrays of step 7, the step s\.json names "
-                                               r"\(found 2, 1\); delete the run directory"):
+        save(2.5, 2)
+    with pytest.raises(DamagedFileError, match=r"w\.npz: holds no arrays of step 7 of this run, the step s\.json "
+                                               r"names \(found 2, 1\); delete the run directory"):
         load(7)
+    # A damaged newer file does not block the step the previous file holds.
+    store.write_bytes("s/w.npz", b"PK\x03\x04 not a zip")
+    assert load(1) == [1.0, 1.0]
+    # Arrays of another run (same step) are not taken for this run's.
+    save(8, 1, run="other")
+    assert load(1) == [1.0, 1.0]  # from the previous file, which is this run's
+    save(8, 1, run="other")
+    save(8, 1, run="other")
+    with pytest.raises(DamagedFileError, match=r"\(found 1 of another run, 1 of another run\)"):
+        load(1)
     # A file written before the tags: taken as it is, also once a save has moved it to the previous file.
     store.write_bytes("s/w.npz", npz_bytes([np.full(2, 9.0)]))
     assert load(4) == [9.0, 9.0]
-    save_tagged(store, "s/w.npz", [np.full(2, 5.0)], 5)
+    save(5, 5)
     assert load(4) == [9.0, 9.0] and load(4) == [9.0, 9.0]
-    with pytest.raises(DamagedFileError, match=r"holds 1 arrays that do not fit the 3 expected"):
-        load_tagged(store, "s/w.npz", [np.zeros(2), np.zeros(3)], 4, "s.json")
+    with pytest.raises(DamagedFileError, match=r"holds 1 arrays that do not fit the 4 expected"):
+        load_tagged(store, "s/w.npz", [np.zeros(2), np.zeros(3)], 4, "me", "s.json")

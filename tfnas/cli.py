@@ -287,9 +287,15 @@ def _compare(args: argparse.Namespace) -> int:
     if compared is not None:  # its own summary.csv and plot would be replaced by the merged ones
         raise ConfigError(f"--out {args.out}: is one of the run directories compared ({compared}); "
                           f"write the merged table to another folder")
-    if os.path.isfile(os.path.join(args.out, RUN_CONFIG_FILE)):  # another run's summary.csv and plot
-        raise ConfigError(f"--out {args.out}: is a run directory (it holds {RUN_CONFIG_FILE}); write the merged "
-                          f"table to another folder")
+    out = folder = os.path.realpath(args.out)
+    while True:  # a run directory, or a folder of one (its tensorboard/, search_state/): not for the merged files
+        if os.path.isfile(os.path.join(folder, RUN_CONFIG_FILE)):
+            where = "is a run directory" if folder == out else f"is inside the run directory {folder}"
+            raise ConfigError(f"--out {args.out}: {where} (it holds {RUN_CONFIG_FILE}); write the merged table to "
+                              f"another folder")
+        if os.path.dirname(folder) == folder:
+            break
+        folder = os.path.dirname(folder)
     _writable_folder("--out", args.out)
     _import_tensorflow(args.verbose)
     from tfnas.registry import BENCHMARKS

@@ -34,7 +34,7 @@ from tfnas.io import (PCG64_STATE, DamagedFileError, check_fields, dict_of, inte
                       read_json, reading, record, text)
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.methods.weight_sharing import (RESTART, ArrayPipelines, append_round, cached_supernet, cosine_lr,
-                                          load_split, load_tagged, save_tagged)
+                                          load_split, load_tagged, run_key, save_tagged)
 from tfnas.registry import register_method
 from tfnas.spaces.darts import DartsSpace
 
@@ -136,7 +136,7 @@ class RelativeNasSearch(OneShotSearch):
     def _save(self, context: SearchContext, state: Dict[str, Any], weights: List[np.ndarray]) -> None:
         # weights first, tagged with the step of the json written after them: a stop between the two
         # writes leaves the json's weights as the previous file, which the load takes (save_tagged).
-        save_tagged(context.store, WEIGHTS_FILE, weights, self._step(state))
+        save_tagged(context.store, WEIGHTS_FILE, weights, self._step(state), run_key(self._identity(), context.seed))
         context.store.write_text(STATE_FILE, json.dumps(state) + "\n")
 
     def _load(self, context: SearchContext,
@@ -150,7 +150,7 @@ class RelativeNasSearch(OneShotSearch):
             raise DamagedFileError(state_path, "holds the state of another RelativeNAS search", RESTART)
         self._check_state(state_path, state)
         return state, load_tagged(context.store, WEIGHTS_FILE, like, self._step(state),
-                                  os.path.basename(state_path))
+                                  run_key(self._identity(), context.seed), os.path.basename(state_path))
 
     def _check_state(self, path: str, state: Dict[str, Any]) -> None:
         """Every field of a checkpoint that the search reads (types, lengths, ranges, how they agree, the

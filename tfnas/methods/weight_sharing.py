@@ -25,7 +25,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 __all__ = ["ArrayPipelines", "append_round", "cached_supernet", "cosine_lr", "load_arrays", "load_split", "load_tagged",
-           "npz_bytes", "save_tagged", "saved_epoch"]
+           "npz_bytes", "run_key", "save_tagged", "saved_epoch"]
 
 #: Traced supernets kept per process, newest last; bounded (a supernet holds its traced graphs).
 _SUPERNETS: "OrderedDict[Any, Tuple[Any, List[np.ndarray]]]" = OrderedDict()
@@ -118,9 +118,19 @@ def _previous(path: str) -> str:
     return path[:-len(".npz")] + ".prev.npz" if path.endswith(".npz") else path + ".prev"
 
 
-def save_tagged(store: Any, name: str, arrays: Sequence[Any], tag: int) -> None:
-    """Writes ``arrays`` and ``tag`` (the step of the JSON state written next) as ``name`` of
-    ``store``, keeping the file it replaces as ``<name>.prev.npz``.
+def run_key(identity: Any, seed: int) -> str:
+    """A short digest of a search's identity (JSON-able) and seed: what :func:`save_tagged` stamps
+    on its files, so that arrays copied in from another run are not taken for this run's."""
+    import hashlib
+
+    text = json.dumps([identity, int(seed)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def save_tagged(store: Any, name: str, arrays: Sequence[Any], tag: int, run: str) -> None:
+    """Writes ``arrays``, ``tag`` (the step of the JSON state written next) and ``run`` (the
+    :func:`run_key` of the search) as ``name`` of ``store``, keeping the file it replaces as
+    ``<name>.prev.npz``.
 
     A search writes its arrays first and its JSON state last. A stop between the two leaves a JSON
     of step ``t`` beside arrays of step ``t + 1``; the previous file still holds step ``t``, and
@@ -129,46 +139,59 @@ def save_tagged(store: Any, name: str, arrays: Sequence[Any], tag: int) -> None:
     path = store.path(name)
     if os.path.exists(path):
         os.replace(path, _previous(path))
-    store.write_bytes(name, npz_bytes(list(arrays) + [np.array(int(tag))]))
+    store.write_bytes(name, npz_bytes(list(arrays) + [np.array(int(tag)), np.array(str(run))]))
 
 
-def load_tagged(store: Any, name: str, like: Sequence[Any], tag: int, state_name: str,
+def load_tagged(store: Any, name: str, like: Sequence[Any], tag: int, run: str, state_name: str,
                 remedy: str = RESTART) -> List[np.ndarray]:
-    """The arrays :func:`save_tagged` wrote for step ``tag`` (``name``, else ``<name>.prev.npz``),
-    shaped like ``like``. Taken from the previous file, they are moved back to ``name``: the next
-    save keeps them as the previous file again, however often a run stops at the same step.
+    """The arrays :func:`save_tagged` wrote for step ``tag`` of run ``run`` (``name``, else
+    ``<name>.prev.npz``), shaped like ``like``. Taken from the previous file, they are moved back to
+    ``name``: the next save keeps them as the previous file again, however often a run stops at the
+    same step. A damaged file is passed over when the other one holds the step.
 
     A file without a tag (written before tags existed, and possibly moved to the previous file by a
     save since) is taken when no file carries ``tag``.
 
     Raises:
-        tfnas.io.DamagedFileError: neither file holds step ``tag``, or a file is damaged.
+        tfnas.io.DamagedFileError: neither file holds step ``tag`` of this run, or the file that
+            would is damaged.
     """
     from tfnas.io import DamagedFileError
 
     path = store.path(name)
-    found, untagged = [], None
+    found, untagged, damaged = [], None, None
     for candidate in (path, _previous(path)):
         if not os.path.exists(candidate):
             continue
-        arrays = load_arrays(candidate, remedy=remedy)
-        if len(arrays) == len(like):  # untagged: from a version before the tags
-            _check_shapes(candidate, arrays, like, remedy)
-            untagged = untagged or (candidate, arrays)
+        try:
+            arrays = load_arrays(candidate, remedy=remedy)
+            if len(arrays) == len(like):  # untagged: from a version before the tags
+                _check_shapes(candidate, arrays, like, remedy)
+                untagged = untagged or (candidate, arrays)
+                continue
+            _check_shapes(candidate, arrays, list(like) + [np.zeros(()), np.zeros(())], remedy)
+            step = saved_epoch(candidate, arrays[-2], remedy)
+            if arrays[-1].dtype.kind != "U":
+                raise DamagedFileError(candidate, "its last array (the run it belongs to) must be text", remedy)
+        except DamagedFileError as exc:
+            damaged = damaged or exc
             continue
-        _check_shapes(candidate, arrays, list(like) + [np.zeros(())], remedy)
-        step = saved_epoch(candidate, arrays[-1], remedy)
-        if step == int(tag):
+        if str(arrays[-1]) != run:
+            found.append(f"{step} of another run")
+        elif step == int(tag):
             if candidate != path:
                 os.replace(candidate, path)
-            return arrays[:-1]
-        found.append(str(step))
+            return arrays[:-2]
+        else:
+            found.append(str(step))
     if untagged is not None:
         if untagged[0] != path:
             os.replace(untagged[0], path)
         return untagged[1]
-    raise DamagedFileError(path, f"holds no arrays of step {int(tag)}, the step {state_name} names (found "
-                                 f"{', '.join(found) or 'no file'})", remedy)
+    if damaged is not None:
+        raise damaged
+    raise DamagedFileError(path, f"holds no arrays of step {int(tag)} of this run, the step {state_name} names "
+                                 f"(found {', '.join(found) or 'no file'})", remedy)
 
 
 def append_round(store: Any, name: str, key: str, upto: int, record: Dict[str, Any]) -> None:

@@ -45,7 +45,8 @@ from tfnas.evaluation.executors import Failed, prepare_job
 from tfnas.io import DamagedFileError, check_fields, integer, list_of, number, read_json, reading, record, text
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.methods.slnas.rewards import SupernetRewardJob, supernet_reward
-from tfnas.methods.weight_sharing import RESTART, ArrayPipelines, append_round, cosine_lr, load_tagged, save_tagged
+from tfnas.methods.weight_sharing import (RESTART, ArrayPipelines, append_round, cosine_lr, load_tagged, run_key,
+                                          save_tagged)
 from tfnas.registry import register_method
 from tfnas.spaces.lite import LiteSpace
 
@@ -133,11 +134,11 @@ class SlnasSearch(OneShotSearch):
 
     def _save(self, context: SearchContext, state: Dict[str, Any], net: Any, controller: Any) -> None:
         # Arrays first, the json last: each array file carries the epoch of the json written after it.
-        epoch = int(state["epoch"])
-        save_tagged(context.store, WEIGHTS_FILE, net.get_weights() + net.get_buffers(), epoch)
+        epoch, run = int(state["epoch"]), run_key(self._identity(), context.seed)
+        save_tagged(context.store, WEIGHTS_FILE, net.get_weights() + net.get_buffers(), epoch, run)
         ctrl = controller.get_state()
         keys = sorted(ctrl)
-        save_tagged(context.store, CONTROLLER_FILE, [np.asarray(ctrl[k]) for k in keys], epoch)
+        save_tagged(context.store, CONTROLLER_FILE, [np.asarray(ctrl[k]) for k in keys], epoch, run)
         state["controller_keys"] = keys
         context.store.write_text(STATE_FILE, json.dumps(state) + "\n")
 
@@ -168,10 +169,11 @@ class SlnasSearch(OneShotSearch):
             for arch in sorted({s["arch"] for epoch in state["samples"] for s in epoch}):
                 self.space.decode(arch)
         weights, epoch, named = net.get_weights(), state["epoch"], os.path.basename(path)
-        arrays = load_tagged(context.store, WEIGHTS_FILE, weights + net.get_buffers(), epoch, named)
+        run = run_key(self._identity(), context.seed)
+        arrays = load_tagged(context.store, WEIGHTS_FILE, weights + net.get_buffers(), epoch, run, named)
         net.set_weights(arrays[:len(weights)])
         net.set_buffers(arrays[len(weights):])
-        ctrl = load_tagged(context.store, CONTROLLER_FILE, [expected[k] for k in keys], epoch, named)
+        ctrl = load_tagged(context.store, CONTROLLER_FILE, [expected[k] for k in keys], epoch, run, named)
         controller.set_state(dict(zip(keys, ctrl)))
         return state
 
