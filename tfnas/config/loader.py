@@ -151,7 +151,8 @@ def ini_value(text: str, where: str = "") -> str:
                 value, end = json.JSONDecoder().raw_decode(line)
             except ValueError as exc:
                 raise ConfigError(f"{where}: a value in double quotes must be a JSON string "
-                                  f"(\\\" for a quote, \\\\ for a backslash): {exc.msg}") from None
+                                  f"(\\\" for a quote, \\\\ for a backslash): {exc.msg} (column "
+                                  f"{getattr(exc, 'colno', 0)} of {line!r})") from None
             rest = line[end:]
             if rest.strip() and not re.match(r"\s+[#;]", rest):
                 raise ConfigError(f"{where}: expected nothing but a # comment (after a space) after the quoted "
