@@ -124,6 +124,26 @@ def test_image_folder_names_a_damaged_image_met_inside_the_pipeline(folder, fres
     assert folder_module.find_damaged_images([str(folder / "train" / "cat" / "0.png"), str(jpeg)]) == [str(jpeg)]
 
 
+def test_a_truncated_jpeg_is_named_without_libjpeg_printing_to_the_console(folder, fresh_registry, capfd):
+    cut = folder / "train" / "ant" / "z.jpg"
+    _write(cut, _image(90, 64, 64))
+    whole = cut.read_bytes()
+    cut.write_bytes(whole[:-2])  # only the end-of-image marker gone: TensorFlow's decoder rejects it too
+    ds, _ = load_dataset("image_folder", split="train", data_dir=str(folder), image_size=12)
+    with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+        _collect(ds)
+    assert capfd.readouterr().err == ""  # before the check, libjpeg's "Premature end of JPEG data" stood here
+    assert folder_module.is_decode_error(caught.value)
+    assert folder_module.damaged_image(caught.value) == f"image_folder: damaged image file (delete or replace it): {cut}"
+    folder_module._OPENED.clear()  # outside the folders opened here, the error still names the file
+    assert folder_module.damaged_image(caught.value) == f"image_folder: damaged image file (delete or replace it): {cut}"
+    # a JPEG with bytes after its end marker (padding, appended data) is complete and decodes
+    cut.write_bytes(whole + bytes(100) + b"\xff")
+    images, _ = _collect(load_dataset("image_folder", split="train", data_dir=str(folder), image_size=12)[0])
+    assert images.shape == (10, 12, 12, 3)
+    assert capfd.readouterr().err == ""
+
+
 def test_image_folder_names_a_damaged_first_image(folder, fresh_registry):
     first = folder / "train" / "ant" / "0.png"  # decoded up front: it sets the image size
     _damage(first, "truncate")

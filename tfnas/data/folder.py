@@ -106,18 +106,41 @@ def list_image_folder(root: str, split: str) -> Tuple[List[str], List[int], Tupl
 #: (``tf.errors.InvalidArgumentError``; the command line reports it as one line with the file).
 NOT_AN_IMAGE = "image_folder: not an image file (delete or replace it):"
 
+#: Start of the message that names an image file whose body the decoder rejects (a truncated or
+#: garbled PNG/JPEG/GIF/BMP); the decoder's own error names no file (:func:`damaged_image`).
+DAMAGED_IMAGE = "image_folder: damaged image file (delete or replace it):"
+
 # the signatures tf.io.decode_image knows: PNG, JPEG, GIF, BMP
 _SIGNATURES = ((8, b"\x89PNG\r\n\x1a\n"), (3, b"\xff\xd8\xff"), (4, b"GIF8"), (2, b"BM"))
+
+
+def _jpeg_is_complete(contents: tf.Tensor) -> tf.Tensor:
+    """False for a JPEG with no end-of-image marker (FF D9) anywhere: a truncated file. TensorFlow's
+    decoder rejects it too, but only after libjpeg has printed "Premature end of JPEG data" (or
+    "Improper call to JPEG library") on stderr. Entropy-coded data escapes every FF byte (FF 00), so
+    FF D9 is a marker wherever it stands; most files end with it, and only the others are searched."""
+    def ends_elsewhere() -> tf.Tensor:
+        data = tf.io.decode_raw(contents, tf.uint8)
+        return tf.reduce_any(tf.logical_and(tf.equal(data[:-1], 0xFF), tf.equal(data[1:], 0xD9)))
+
+    return tf.cond(tf.equal(tf.strings.substr(contents, -2, 2), b"\xff\xd9"), lambda: tf.constant(True),
+                   ends_elsewhere)
 
 
 def decode_image_file(path: tf.Tensor) -> tf.Tensor:
     """Reads and decodes one JPEG/PNG file to uint8 ``[H, W, 3]`` (shape known at run time).
 
     A file that starts with no image signature fails with :data:`NOT_AN_IMAGE` and its path (the
-    decoder's own error names no file); :func:`not_an_image` reads the path back from the error."""
+    decoder's own error names no file); :func:`not_an_image` reads the path back from the error.
+    A truncated JPEG fails with :data:`DAMAGED_IMAGE` and its path before it reaches the decoder
+    (:func:`_jpeg_is_complete`), which would print libjpeg's complaint on the console first."""
     contents = tf.io.read_file(path)
     known = tf.reduce_any(tf.stack([tf.equal(tf.strings.substr(contents, 0, n), sig) for n, sig in _SIGNATURES]))
     check = tf.debugging.Assert(known, [NOT_AN_IMAGE, path])
+    with tf.control_dependencies([check]):
+        is_jpeg = tf.equal(tf.strings.substr(contents, 0, 3), _SIGNATURES[1][1])
+        complete = tf.cond(is_jpeg, lambda: _jpeg_is_complete(contents), lambda: tf.constant(True))
+        check = tf.debugging.Assert(complete, [DAMAGED_IMAGE, path])
     with tf.control_dependencies([check]):
         image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     return tf.ensure_shape(image, (None, None, 3))
@@ -126,11 +149,17 @@ def decode_image_file(path: tf.Tensor) -> tf.Tensor:
 def not_an_image(exc: BaseException) -> Optional[str]:
     """The path in the error :func:`decode_image_file` raised for a file that is not an image, as
     ``"<NOT_AN_IMAGE> <path>"``; None for any other error."""
+    return _named_in(exc, NOT_AN_IMAGE)
+
+
+def _named_in(exc: BaseException, start: str) -> Optional[str]:
+    """``"<start> <path>"`` from the error of a failed ``tf.debugging.Assert(..., [start, path])``
+    of :func:`decode_image_file`; None when the error holds no such message."""
     message = str(getattr(exc, "message", "") or exc)
-    at = message.find(NOT_AN_IMAGE)
+    at = message.find(start)
     if at < 0:
         return None
-    rest = message[at + len(NOT_AN_IMAGE):]
+    rest = message[at + len(start):]
     # graph mode: "...:] [<path>]\n\t [[{{node ...", eager mode: "...:'\nb'<path>'"
     found = re.match(r"\]?\s*\[(.*)\]\s*$", rest.splitlines()[0]) if rest.splitlines() else None
     if found is None:
@@ -139,12 +168,9 @@ def not_an_image(exc: BaseException) -> Optional[str]:
         path = found.group(1).replace("\\'", "'")
     else:  # already in this function's own form
         path = rest.strip().splitlines()[0] if rest.strip() else "(the path was not given)"
-    return f"{NOT_AN_IMAGE} {path}"
+    return f"{start} {path}"
 
 
-#: Start of the message that names an image file whose body the decoder rejects (a truncated or
-#: garbled PNG/JPEG/GIF/BMP); the decoder's own error names no file (:func:`damaged_image`).
-DAMAGED_IMAGE = "image_folder: damaged image file (delete or replace it):"
 
 # The decode op's errors in TF 2.21: eagerly "{{function_node __wrapped__DecodeImage_...}} Invalid PNG data, size 134
 # [Op:DecodeImage]", inside tf.data "Error in user-defined function passed to ...: Invalid PNG data, size 134\n\t
@@ -152,7 +178,7 @@ DAMAGED_IMAGE = "image_folder: damaged image file (delete or replace it):"
 _DECODERS = "Decode(Image|Png|Jpeg|Gif|Bmp)"
 _DECODE_OP = re.compile(rf"\[Op:{_DECODERS}\]|\{{\{{node ([^{{}}\s]*/)?{_DECODERS}\}}\}}")
 # ... and the decoders' messages, for an error that reaches us without the op's name
-_DECODE_MESSAGES = ("Invalid PNG", "jpeg::Uncompress failed", "Invalid JPEG data", "Invalid GIF data",
+_DECODE_MESSAGES = (DAMAGED_IMAGE, "Invalid PNG", "jpeg::Uncompress failed", "Invalid JPEG data", "Invalid GIF data",
                     "Input size should match (header_size", "Number of channels inherent in the image")
 
 # (root, split) of the image folders load() opened in this process, oldest first; bounded, as the
@@ -227,7 +253,7 @@ def damaged_image(exc: BaseException) -> Optional[str]:
             damaged.extend(find_damaged_images(paths))
         if damaged:
             return _damaged_message(damaged)
-    return None
+    return _named_in(exc, DAMAGED_IMAGE)  # a truncated JPEG names itself (outside the folders opened here)
 
 
 class ImageFolderSource(DatasetSource):
