@@ -134,9 +134,10 @@ def test_a_truncated_jpeg_is_named_without_libjpeg_printing_to_the_console(folde
         _collect(ds)
     assert capfd.readouterr().err == ""  # before the check, libjpeg's "Premature end of JPEG data" stood here
     assert folder_module.is_decode_error(caught.value)
-    assert folder_module.damaged_image(caught.value) == f"image_folder: damaged image file (delete or replace it): {cut}"
+    want = f"image_folder: damaged image file (delete or replace it): {cut}"
+    assert folder_module.damaged_image(caught.value) == want
     folder_module._OPENED.clear()  # outside the folders opened here, the error still names the file
-    assert folder_module.damaged_image(caught.value) == f"image_folder: damaged image file (delete or replace it): {cut}"
+    assert folder_module.damaged_image(caught.value) == want
     # a JPEG with bytes after its end marker (padding, appended data) is complete and decodes
     cut.write_bytes(whole + bytes(100) + b"\xff")
     images, _ = _collect(load_dataset("image_folder", split="train", data_dir=str(folder), image_size=12)[0])
