@@ -41,7 +41,9 @@ def _load(args: argparse.Namespace):
         overrides.append(f"run.out_dir={args.out_dir}")
     if args.no_progress:
         overrides.append("run.progress=false")
-    load_config(args.config, overrides, check_names=False)
+    from tfnas.evaluation.gpus import share_gpus_with_workers
+
+    share_gpus_with_workers(load_config(args.config, overrides, check_names=False).run.executor)
     _import_tensorflow(args.verbose)
     return load_config(args.config, overrides)
 

@@ -362,7 +362,10 @@ def main(argv=None) -> int:
     :func:`tfnas.cli.run_guarded`), as are unwritable output files."""
     args = parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfnas.evaluation.gpus import share_gpus_with_workers
     from tfnas.runtime import configure_runtime
+
+    share_gpus_with_workers(getattr(args, "executor", "local"))  # as the command line does
 
     configure_runtime([])  # measure what tools/train_eval.py runs with; TensorFlow's start-up lines kept quiet
     from tfnas.cli import run_guarded

@@ -114,6 +114,30 @@ class SleepFor(Job):
         return run
 
 
+class DeviceEnv(Job):
+    """``folder -> (worker pid, its CUDA_VISIBLE_DEVICES, its TF_FORCE_GPU_ALLOW_GROWTH)``, once
+    ``meet`` workers have each left their pid in ``folder`` (up to 60 s): a worker holding an item
+    waits for the others, so ``meet`` items one at a time reach ``meet`` different workers."""
+
+    needs_tensorflow = False
+
+    def __init__(self, meet: int = 1):
+        self.meet = meet
+
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        def run(items: Sequence[Any]) -> List[Any]:
+            out = []
+            for folder in items:
+                open(os.path.join(folder, str(os.getpid())), "w").close()
+                deadline = time.monotonic() + 60
+                while len(os.listdir(folder)) < self.meet and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                env = (os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH"))
+                out.append((os.getpid(),) + env)
+            return out
+        return run
+
+
 class StubbornSleepy(Sleepy):
     """A :class:`Sleepy` whose workers ignore SIGTERM (only SIGKILL stops them)."""
 

@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 import pytest
 
-from tests.evaluation.executor_jobs import (AlwaysDie, DieOnce, NoisySquare, OnednnState, SleepFor, TensorflowState,
-                                            noisy_items)
+from tests.evaluation.executor_jobs import (AlwaysDie, DeviceEnv, DieOnce, NoisySquare, OnednnState, SleepFor,
+                                            TensorflowState, noisy_items)
 from tfnas.evaluation.executors import (ExecutorError, Failed, LocalExecutor, ProcessExecutor, chunk_ranges,
                                         make_executor, prepare_job, resolve_workers)
 
@@ -119,6 +119,47 @@ def test_workers_load_tensorflow_only_for_a_job_that_needs_it_with_their_threads
         assert pool.map(TensorflowState(needs=True), [0]) == [(True, 1)]  # the worker's threads still apply
     assert prepare_job(TensorflowState(needs=False)).tensorflow is False
     assert prepare_job(NoisySquare()).tensorflow is False and prepare_job(TensorflowState(True)).tensorflow
+
+
+def test_process_workers_see_one_gpu_each_in_turn_and_take_gpu_memory_as_needed(tmp_path, monkeypatch):
+    """Without this every worker saw every GPU: TensorFlow would place all of them on the first one
+    and take all of its memory in the first worker to start, leaving none to the others."""
+    monkeypatch.delenv("TF_FORCE_GPU_ALLOW_GROWTH", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")  # what the parent sees; a worker gets one entry
+    with ProcessExecutor(3, threads=1, gpus=("4", "GPU-6f1c"), chunk=1) as pool:
+        out = pool.map(DeviceEnv(meet=3), [str(tmp_path)] * 3)  # one item on each worker
+        again = pool.map(DeviceEnv(), [str(tmp_path)] * 6)  # the same workers keep their GPUs
+    seen = {pid: gpu for pid, gpu, _ in out}
+    assert len(seen) == 3
+    assert sorted(seen.values()) == ["4", "4", "GPU-6f1c"]  # workers 1 and 3 share the first GPU
+    assert {growth for _, _, growth in out} == {"true"}
+    assert all(seen[pid] == gpu for pid, gpu, _ in again)
+    monkeypatch.setenv("TF_FORCE_GPU_ALLOW_GROWTH", "false")  # the user's own setting wins; no GPUs: as the parent
+    with ProcessExecutor(1, threads=1) as pool:
+        assert [row[1:] for row in pool.map(DeviceEnv(), [str(tmp_path)])] == [("4,6", "false")]
+
+
+def test_gpu_helpers(monkeypatch):
+    import tensorflow as tf
+
+    from tfnas.evaluation import gpus
+
+    assert gpus.visible_gpu_ids() == tuple(str(i) for i in range(len(tf.config.list_physical_devices("GPU"))))
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu a", "gpu b"])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert gpus.visible_gpu_ids() == ("0", "1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5, 7,9")  # CUDA uses the first entries it can
+    assert gpus.visible_gpu_ids() == ("5", "7")
+    pool = make_executor("process", 0)  # one worker per visible GPU, spread over them
+    assert (pool.workers, pool.gpus) == (2, ("5", "7"))
+    pool.close()
+    assert [gpus.gpus_per_actor(w, 2) for w in (1, 2, 3, 4, 5)] == [1.0, 1.0, 0.5, 0.5, 1 / 3]
+    assert gpus.gpus_per_actor(4, 0) == 0.0
+    monkeypatch.delenv("TF_FORCE_GPU_ALLOW_GROWTH", raising=False)
+    gpus.share_gpus_with_workers("local")
+    assert "TF_FORCE_GPU_ALLOW_GROWTH" not in os.environ
+    gpus.share_gpus_with_workers("process")
+    assert os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
 
 
 def test_dead_worker_is_replaced_and_its_chunk_resubmitted(tmp_path):

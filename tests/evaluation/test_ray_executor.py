@@ -183,3 +183,37 @@ def test_an_address_that_accepts_but_never_answers_is_named_as_such():
         address = f"127.0.0.1:{server.getsockname()[1]}"
         with pytest.raises(ExecutorError, match="accepted the connection but did not answer within 1 s"):
             _check_reachable(address, timeout=1.0)
+
+
+_MORE_ACTORS_THAN_GPUS = """
+import os, sys, tempfile
+os.environ.pop("TF_FORCE_GPU_ALLOW_GROWTH", None)
+from tests.evaluation.executor_jobs import DeviceEnv
+from tfnas.evaluation.ray_executor import RayExecutor
+folder, meet = sys.argv[1], sys.argv[2]
+pool = RayExecutor(3, init_kwargs={"num_cpus": 4, "num_gpus": 2, "object_store_memory": 80 * 1024 ** 2,
+                                   "_temp_dir": folder})
+print(sorted(gpu + "/" + growth for _, gpu, growth in pool.map(DeviceEnv(meet=3), [meet] * 3)))
+pool.close()
+"""
+
+
+@pytest.mark.slow  # a Ray instance of its own (~15 s), in a subprocess: this file's instance declares no GPUs
+def test_more_ray_actors_than_gpus_share_them_instead_of_waiting_forever(tmp_path):
+    """Three actors on two (declared) GPUs: each asks for half a GPU, so all three start; asking for a
+    whole one each, the third waited for a GPU that never came free and the batch never finished."""
+    import ast
+    import subprocess
+    import sys
+
+    folder = tempfile.mkdtemp(prefix="tfnas-ray-")  # short: Ray's socket paths must stay under 108 bytes
+    (tmp_path / "meet").mkdir()
+    env = dict(os.environ, PYTHONPATH=ROOT, RAY_AUTH_MODE="disabled")
+    try:
+        done = subprocess.run([sys.executable, "-c", _MORE_ACTORS_THAN_GPUS, folder, str(tmp_path / "meet")],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert sorted(seen.count(g) for g in ("0/true", "1/true")) == [1, 2]  # two actors share a GPU

@@ -36,12 +36,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 from tfnas.checks import check_int
+from tfnas.evaluation.gpus import GPU_GROWTH_ENV, visible_gpu_ids
 from tfnas.lru import LRUCache
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorError", "Failed", "Job", "LocalExecutor", "PreparedJob",
-           "ProcessExecutor", "cpu_count", "make_executor", "prepare_job"]
+           "ProcessExecutor", "cpu_count", "make_executor", "prepare_job", "visible_gpu_ids"]
 
 EXECUTORS = ("local", "process", "ray")
 
@@ -203,12 +204,17 @@ def parent_onednn() -> str:
     return os.environ.get(ONEDNN_ENV, "")
 
 
-def init_worker(threads: int, onednn: str = "") -> None:
+def init_worker(threads: int, onednn: str = "", gpus: Sequence[str] = (), slots: Any = None) -> None:
     """Prepares a fresh worker process: Ctrl-C left to the parent (which stops the workers), the
     parent's oneDNN setting ``onednn`` (:func:`parent_onednn`; ``""`` = this process's environment),
     TensorFlow's C++ log lines off unless the user set them, and ``threads`` TensorFlow intra-op
     threads (0 = TensorFlow's default, one per core, as in the parent) for when a job needs
-    TensorFlow (:func:`load_tensorflow`)."""
+    TensorFlow (:func:`load_tensorflow`).
+
+    With ``gpus`` (the parent's GPU ids, :func:`visible_gpu_ids`) the worker sees one of them only:
+    the ``k``-th worker to start (``slots``, a shared counter) takes ``gpus[k % len(gpus)]``. Every
+    worker's TensorFlow takes GPU memory as it needs it (``TF_FORCE_GPU_ALLOW_GROWTH``; by default
+    it would take all of it, and a second worker on the GPU, or the parent, would find none)."""
     import threading
 
     global _WORKER_THREADS
@@ -217,6 +223,12 @@ def init_worker(threads: int, onednn: str = "") -> None:
     if onednn:
         os.environ[ONEDNN_ENV] = onednn
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault(GPU_GROWTH_ENV, "true")
+    if gpus and slots is not None:
+        with slots.get_lock():
+            k = slots.value
+            slots.value += 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus[k % len(gpus)])
     _WORKER_THREADS = int(threads)
 
 
@@ -286,12 +298,16 @@ class ProcessExecutor(Executor):
         threads: TensorFlow intra-op threads per worker (0 = TensorFlow's default, as in this process).
         chunk: items per task (0 = about four tasks per worker and batch).
         max_restarts: how often a broken pool (a dead worker) is started again within one ``map``.
+        gpus: GPU ids to spread the workers over, one per worker in turn (:func:`init_worker`);
+            empty: the workers see what this process sees.
     """
 
     name = "process"
 
-    def __init__(self, workers: int, threads: int = 1, chunk: int = 0, max_restarts: int = 3):
+    def __init__(self, workers: int, threads: int = 1, chunk: int = 0, max_restarts: int = 3,
+                 gpus: Sequence[str] = ()):
         super().__init__(workers)
+        self.gpus = tuple(str(g) for g in gpus)
         self.threads = check_int(threads, "threads", "ProcessExecutor", low=0)
         self.chunk = check_int(chunk, "chunk", "ProcessExecutor", low=0)
         self.max_restarts = check_int(max_restarts, "max_restarts", "ProcessExecutor", low=0)
@@ -303,8 +319,10 @@ class ProcessExecutor(Executor):
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=init_worker, initargs=(self.threads, parent_onednn()))
+            context = multiprocessing.get_context("spawn")
+            slots = context.Value("i", 0)  # each worker of this pool takes the next GPU of self.gpus
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=init_worker,
+                                             initargs=(self.threads, parent_onednn(), self.gpus, slots))
         return self._pool
 
     def map(self, job: "Job | PreparedJob", items: Sequence[Any]) -> List[Any]:
@@ -399,14 +417,21 @@ def _warn_oversubscribed(workers: int) -> None:
 
 
 def make_executor(name: str, workers: int = 0, *, threads: int = 0, address: str = "local",
-                  ray_init: Optional[Dict[str, Any]] = None) -> Executor:
-    """The executor ``name`` (``local``, ``process``, ``ray``) with ``workers`` workers (0 = auto)."""
+                  ray_init: Optional[Dict[str, Any]] = None, gpus: Optional[Sequence[str]] = None) -> Executor:
+    """The executor ``name`` (``local``, ``process``, ``ray``) with ``workers`` workers (0 = auto:
+    one per GPU, else one per core). A process pool spreads its workers over ``gpus`` (``None``:
+    :func:`visible_gpu_ids`); Ray gives its actors GPUs itself."""
     if name == "local":
         return LocalExecutor()
+    if name == "process":
+        gpus = visible_gpu_ids() if gpus is None else tuple(gpus)
+        workers = resolve_workers(workers, len(gpus))
+        if gpus:
+            logger.info("process executor: %d worker(s) over GPU(s) %s", workers, ", ".join(gpus))
     if name in ("process", "ray") and (name == "process" or address == "local"):
         _warn_oversubscribed(resolve_workers(workers))
     if name == "process":
-        return ProcessExecutor(resolve_workers(workers), threads=threads)
+        return ProcessExecutor(workers, threads=threads, gpus=gpus or ())
     if name == "ray":
         from tfnas.evaluation.ray_executor import RayExecutor
 

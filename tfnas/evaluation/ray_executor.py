@@ -30,6 +30,7 @@ from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tup
 
 from tfnas.evaluation.executors import (Executor, ExecutorError, Job, PreparedJob, chunk_ranges, in_order,
                                         init_worker, parent_onednn, prepare_job, run_chunk)
+from tfnas.evaluation.gpus import gpus_per_actor
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class RayExecutor(Executor):
             logger.warning("Ray has %.0f free CPUs for %d workers x %d CPUs; the workers beyond that wait for "
                            "CPUs to free up", free, workers, cpus)
         self.chunk, self.max_restarts = int(chunk), int(max_restarts)
-        remote = ray.remote(num_cpus=cpus, num_gpus=1 if gpus > 0 else 0, max_restarts=self.max_restarts,
+        remote = ray.remote(num_cpus=cpus, num_gpus=gpus_per_actor(workers, gpus), max_restarts=self.max_restarts,
                             max_task_retries=self.max_restarts)(_Worker)
         self._remote = remote
         self._actors: List[Any] = []

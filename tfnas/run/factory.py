@@ -293,20 +293,14 @@ def build_method(cfg: Config, space: Any) -> Any:
 
 # -- executors ------------------------------------------------------------------------------
 
-def _visible_gpus() -> int:
-    import tensorflow as tf
-
-    return len(tf.config.list_physical_devices("GPU"))
-
-
 def build_executor(cfg: Config) -> Any:
     """The :mod:`~tfnas.evaluation.executors` executor of ``[run] executor / workers / ray_address``.
 
     A ``process`` pool gets ``workers`` processes (0 = one per GPU when GPUs are visible, else one
-    per core), each with ``[run] worker_threads`` TensorFlow threads; a private ``local`` Ray
+    per core; each worker sees one GPU, in turn), each with ``[run] worker_threads`` TensorFlow threads; a private ``local`` Ray
     instance reserves a 512 MiB object store (tfnas sends architecture strings, not tensors).
     """
-    from tfnas.evaluation.executors import ExecutorError, make_executor, resolve_workers
+    from tfnas.evaluation.executors import ExecutorError, make_executor
 
     r = cfg.run
     unused = [f"{k} = {getattr(r, k)}" for k, default, used in (("workers", 0, r.executor != "local"),
@@ -315,11 +309,8 @@ def build_executor(cfg: Config) -> Any:
               if getattr(r, k) != default and not used]
     if unused:
         logger.warning("%s: [run] %s: not used with executor = %s", where(cfg), ", ".join(unused), r.executor)
-    workers = r.workers
-    if r.executor == "process":
-        workers = resolve_workers(r.workers, 0 if r.workers else _visible_gpus())
     try:
-        return make_executor(r.executor, workers, threads=r.worker_threads, address=r.ray_address,
+        return make_executor(r.executor, r.workers, threads=r.worker_threads, address=r.ray_address,
                              ray_init={"object_store_memory": 512 * 1024 ** 2})
     except ExecutorError as exc:
         raise ConfigError(f"{where(cfg, 'run', 'executor', r.executor)}: {exc}") from None

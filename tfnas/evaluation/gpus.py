@@ -1,0 +1,51 @@
+"""GPUs for worker processes: which ones this process sees, and how workers share them.
+
+TensorFlow takes all the memory of every GPU it sees when it starts, so workers that share a
+machine's GPUs (with each other, or with the process that started them) are given one GPU each
+where there are enough, and take memory as they need it (:data:`GPU_GROWTH_ENV`).
+Imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Tuple
+
+__all__ = ["GPU_GROWTH_ENV", "gpus_per_actor", "share_gpus_with_workers", "visible_gpu_ids"]
+
+#: TensorFlow's switch for taking GPU memory as needed instead of all of it at start-up.
+GPU_GROWTH_ENV = "TF_FORCE_GPU_ALLOW_GROWTH"
+
+
+def visible_gpu_ids() -> Tuple[str, ...]:
+    """The ids (``CUDA_VISIBLE_DEVICES`` entries) of the GPUs TensorFlow sees in this process, in
+    its order: the entries of ``CUDA_VISIBLE_DEVICES`` when it is set, else ``"0"``, ``"1"``, ...;
+    empty without GPUs, or when TensorFlow is not loaded (nothing then runs on a GPU here)."""
+    if "tensorflow" not in sys.modules:
+        return ()
+    import tensorflow as tf
+
+    count = len(tf.config.list_physical_devices("GPU"))
+    listed = [entry.strip() for entry in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if entry.strip()]
+    if "CUDA_VISIBLE_DEVICES" in os.environ and len(listed) >= count:
+        return tuple(listed[:count])  # CUDA stops at the first entry it cannot use; the rest are not visible
+    return tuple(str(i) for i in range(count))
+
+
+def gpus_per_actor(workers: int, gpus: int) -> float:
+    """The GPU share each of ``workers`` Ray actors asks for on ``gpus`` GPUs: 1 where every actor
+    has a GPU of its own, else ``1 / ceil(workers / gpus)`` (two actors on a GPU ask for 0.5 each), so
+    that all of them start; asking for a whole GPU each, the actors beyond the GPUs would wait forever."""
+    if gpus <= 0:
+        return 0.0
+    return 1.0 / max(1, math.ceil(workers / gpus))
+
+
+def share_gpus_with_workers(executor: str) -> None:
+    """For a command whose evaluations run on worker processes (``[run] executor`` other than
+    ``local``): this process's TensorFlow takes GPU memory as it needs it, leaving the rest to the
+    workers on the same GPUs. Only effective before TensorFlow is loaded; the user's own value wins."""
+    if executor != "local":
+        os.environ.setdefault(GPU_GROWTH_ENV, "true")
