@@ -298,8 +298,8 @@ def build_executor(cfg: Config) -> Any:
 
     A ``process`` pool gets ``workers`` processes (0 = one per GPU when GPUs are visible, else one
     per core; each worker sees one GPU, in turn), each with ``[run] worker_threads`` TensorFlow
-    threads; a private ``local`` Ray
-    instance reserves a 512 MiB object store (tfnas sends architecture strings, not tensors).
+    threads; a private ``local`` Ray instance reserves a 512 MiB object store (tfnas sends
+    architecture strings, not tensors).
     """
     from tfnas.evaluation.executors import ExecutorError, make_executor
 
