@@ -224,6 +224,34 @@ def test_a_failed_oracle_training_is_recorded_as_failed_not_lost(tmp_path, monke
         pooled.evaluator.evaluate([space.from_index(4), space.from_index(5)])
 
 
+def test_short_trainings_leave_xla_off_under_auto_even_with_a_gpu(tmp_path, monkeypatch):
+    """Each cell is a new network: with XLA, every short training would start with its own compile."""
+    import tensorflow as tf
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def trainer(*args, **kwargs):
+        seen.append(kwargs["jit_compile"])
+        raise Stop
+
+    cfg = make_cfg(tmp_path)
+    for value, want in (("auto", False), ("true", True)):
+        training = train_mod.ShortTraining(build_space(cfg), cfg.train, dataset="cifar10", batch_size=16,
+                                           train_subset=32, data_dir=cfg.dataset.data_dir, download="false",
+                                           jit_compile=value, strategy=tf.distribute.get_strategy())
+        with tfds.testing.mock_data(num_examples=48):
+            training._split("train")  # the data first, then a GPU appears
+        monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["a GPU"])
+        monkeypatch.setattr(train_mod, "Trainer", trainer)
+        with pytest.raises(Stop):
+            training.train(0)
+        monkeypatch.undo()
+        assert seen[-1] is want
+
+
 def test_ec_needs_a_tabular_space_and_a_full_batch(tmp_path):
     cfg = make_cfg(tmp_path)
     with pytest.raises(TypeError, match="TabularSpace"):

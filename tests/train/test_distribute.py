@@ -102,11 +102,15 @@ def test_ctrl_c_ends_the_wait_for_a_worker_that_never_starts(tmp_path):
     assert proc.returncode == -signal.SIGINT and "formed" not in proc.stdout.read()
 
 
-def test_resolve_jit_compile():
+def test_resolve_jit_compile(monkeypatch):
     assert resolve_jit_compile("auto") is bool(tf.config.list_physical_devices("GPU"))
     assert resolve_jit_compile("true") is True and resolve_jit_compile(False) is False
     with pytest.raises(ValueError, match="jit_compile"):
         resolve_jit_compile("yes")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["a GPU"])
+    assert resolve_jit_compile("auto") is True  # a network trained once: XLA with a GPU
+    # supernets and one-candidate trainings: off unless asked for
+    assert resolve_jit_compile("auto", auto=False) is False and resolve_jit_compile("true", auto=False) is True
 
 
 # Runs in a fresh interpreter: logical devices must be configured before TF initialises them.

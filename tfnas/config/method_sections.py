@@ -24,7 +24,8 @@ class PredictorConfig:
       ec_epochs: epochs of short training for ``ec_source = train`` (one loss per epoch).
       ec_subset: training images of that short training (0: ``[dataset] train_subset``, or 512 when
         that is 0 too; the reference trains its codes on 512).
-      jit_compile: XLA for the predictor train step (``auto`` = on: measured faster on CPU and GPU).
+      jit_compile: XLA for the predictor train step (``auto`` = on: 2.6x faster on a 2-core CPU,
+        docs/PERFORMANCE.md; not measured on a GPU).
     """
 
     units: int = _f(64, min=1)

@@ -30,7 +30,9 @@ class RunConfig:
       seed: root seed, 0 to 2**32 - 1 (the range of NumPy's and Keras' global seeds); every random
         draw of the run derives from it.
       out_dir: run directory; empty means ``runs/<config file stem>``.
-      jit_compile: XLA for training steps: ``auto`` = only when a GPU is visible.
+      jit_compile: XLA for training steps: ``auto`` = only when a GPU is visible, and never for the
+        weight-sharing supernets or the short one-candidate trainings (training oracle, RS-NAG);
+        ``true`` turns it on for those too.
       strategy: ``tf.distribute`` strategy for training (``auto`` = mirrored over all GPUs when
         there are several, else one device).
       progress: show progress bars.

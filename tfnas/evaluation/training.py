@@ -39,7 +39,7 @@ from tfnas.data import load_dataset, make_pipeline
 from tfnas.evaluation.base import Evaluator
 from tfnas.evaluation.executors import Executor, ExecutorError, Failed, Job, prepare_job
 from tfnas.io import atomic_write_text
-from tfnas.train.distribute import make_strategy
+from tfnas.train.distribute import make_strategy, resolve_jit_compile
 from tfnas.train.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -181,7 +181,8 @@ class ShortTraining:
         eval_batch_size: evaluation batch size.
         data_dir, manual_dir, download, image_size: as in :func:`tfnas.data.load_dataset`.
         seed: model initialisation and data-order seed, the same for every cell.
-        jit_compile: XLA for the steps (``"auto"`` = only on GPU).
+        jit_compile: XLA for the steps (``"auto"`` = off: each cell would be compiled anew for a
+            short training, :func:`tfnas.train.distribute.resolve_jit_compile`).
         strategy: ``tf.distribute`` strategy name or object.
 
     Attributes:
@@ -264,8 +265,8 @@ class ShortTraining:
             self._strategy = make_strategy(self._strategy)
         kwargs = {"drop_path_rate": 0.0} if self.train_cfg.drop_path > 0 else {}
         trainer = Trainer(lambda: space.build(arch, info.num_classes, info.image_shape, **kwargs), self.train_cfg,
-                          jit_compile=self.jit_compile, strategy=self._strategy, checkpoint_dir=None,
-                          progress=False, seed=self.seed)
+                          jit_compile=resolve_jit_compile(self.jit_compile, auto=False), strategy=self._strategy,
+                          checkpoint_dir=None, progress=False, seed=self.seed)
         # tf.data resolves its op seeds against TF's global seed, which the Trainer has just set to
         # `seed`: building the pipelines now makes a cell's batches independent of earlier trainings.
         train_ds = self._pipeline("train")

@@ -113,7 +113,7 @@ def relativenas(cls: type, cfg: Config, space: Any) -> RelativeNasSearch:
                batch_size=s.batch_size or d.batch_size, steps_per_epoch=s.steps_per_epoch, lr=s.lr,
                lr_min=s.lr_min, momentum=s.momentum, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
                drop_path=s.drop_path, cutout=cfg.train.cutout, flip=cfg.train.flip, pad_crop=cfg.train.pad_crop,
-               jit_compile=resolve_jit_compile(cfg.run.jit_compile))
+               jit_compile=resolve_jit_compile(cfg.run.jit_compile, auto=False))  # a supernet: XLA off unless asked
 
 
 @builds(ControllerSearch)
@@ -149,7 +149,7 @@ def slnas(cls: type, cfg: Config, space: Any) -> SlnasSearch:
                       divisor=stem_stride * 2 ** reductions,
                       who=f"the SLNAS search network (stems /4, {reductions} reductions)")
     info = data[4]
-    jit = resolve_jit_compile(cfg.run.jit_compile)
+    jit = resolve_jit_compile(cfg.run.jit_compile, auto=False)  # a supernet: XLA off unless asked
 
     supernet = LiteSupernetRecipe.of(info.num_classes, info.image_shape, channels=sp.search_channels,
                                      blocks=tuple(sp.search_blocks), stem_stride=stem_stride, momentum=s.momentum,
@@ -252,7 +252,8 @@ def nag_supernet(cls: type, cfg: Config, space: Any) -> NagSupernetSearch:
     data = load_split(d.name, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
                       subset=d.train_subset, where=where(cfg), first_fraction=1.0 - n.holdout, divisor=4,
                       who="the NASNet DAG supernet (two reductions)")
-    info, jit = data[4], resolve_jit_compile(cfg.run.jit_compile)
+    # the supernet and RS-NAG's one-candidate trainings: XLA off unless asked; the GAN: on with a GPU
+    info, jit = data[4], resolve_jit_compile(cfg.run.jit_compile, auto=False)
     batch = s.batch_size or d.batch_size
     aux = s.aux_weight if min(info.image_shape[:2]) >= 32 else 0.0
 
@@ -280,7 +281,8 @@ def nag_supernet(cls: type, cfg: Config, space: Any) -> NagSupernetSearch:
         return 100.0 * float(trainer.evaluate(rs_pipes.score())["accuracy"])
 
     model = _nag_model(n)
-    gan = dict(lr=n.lr, d_lr=n.d_lr, beta_1=n.beta_1, beta_2=n.beta_2, batch_size=n.batch_size, jit_compile=jit)
+    gan = dict(lr=n.lr, d_lr=n.d_lr, beta_1=n.beta_1, beta_2=n.beta_2, batch_size=n.batch_size,
+               jit_compile=resolve_jit_compile(cfg.run.jit_compile))
     return cls(space, data, supernet, rs_train, pool=n.pool, epochs=s.epochs, batch_size=batch,
                steps_per_epoch=s.steps_per_epoch, lr=s.lr, lr_min=s.lr_min, drop_path=s.drop_path,
                score_batches=n.score_batches, gan=gan, gan_epochs=n.epochs, pretrain_epochs=n.pretrain_epochs,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import tensorflow as tf
 
@@ -167,9 +167,20 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
 
 
-def resolve_jit_compile(value: Union[str, bool] = "auto") -> bool:
-    """XLA on or off: ``"auto"`` is on only when a GPU is visible (XLA pays on GPU, not CPU;
-    measured train-step figures in docs/PERFORMANCE.md, from ``tools/bench.py train-step``).
+def resolve_jit_compile(value: Union[str, bool] = "auto", auto: Optional[bool] = None) -> bool:
+    """XLA on or off: ``"auto"`` is on only when a GPU is visible (XLA is slower on CPU, measured
+    train-step figures in docs/PERFORMANCE.md from ``tools/bench.py train-step``; on GPU it is the
+    usual choice, not yet measured here), or ``auto`` where the caller knows better:
+
+    * the weight-sharing supernets (RelativeNAS, SLNAS, NAG's) pass ``auto=False``: compiling the
+      train step of the smallest lite supernet with XLA took 3 min 45 s on one CPU thread, every
+      process (each worker) compiles its own, and their hundreds of ``tf.switch_case`` per step
+      become XLA conditionals, which XLA on a GPU runs by copying each branch index to the host
+      first (not measured here: no GPU);
+    * trainings of one candidate each (the training oracle, RS-NAG) pass ``auto=False``: every
+      architecture would be compiled anew for a training of a few epochs.
+
+    ``jit_compile = true`` still turns XLA on for them.
 
     Raises:
         ValueError: for anything but a bool or ``auto``/``true``/``false``.
@@ -177,7 +188,7 @@ def resolve_jit_compile(value: Union[str, bool] = "auto") -> bool:
     if isinstance(value, bool):
         return value
     if value == "auto":
-        return bool(tf.config.list_physical_devices("GPU"))
+        return bool(tf.config.list_physical_devices("GPU")) if auto is None else bool(auto)
     if value in ("true", "false"):
         return value == "true"
     raise ValueError(f"jit_compile must be a bool or one of {', '.join(JIT_NAMES)}. Received: jit_compile={value!r}")
