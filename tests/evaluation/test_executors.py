@@ -144,6 +144,7 @@ def test_gpu_helpers(monkeypatch):
 
     from tfnas.evaluation import gpus
 
+    monkeypatch.setenv("TF_FORCE_GPU_ALLOW_GROWTH", "")  # restored to what it was after the test
     assert gpus.visible_gpu_ids() == tuple(str(i) for i in range(len(tf.config.list_physical_devices("GPU"))))
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu a", "gpu b"])
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 from tfnas.checks import check_int
-from tfnas.evaluation.gpus import GPU_GROWTH_ENV, visible_gpu_ids
+from tfnas.evaluation.gpus import GPU_GROWTH_ENV, share_gpus_with_workers, visible_gpu_ids
 from tfnas.lru import LRUCache
 
 logger = logging.getLogger(__name__)
@@ -423,6 +423,7 @@ def make_executor(name: str, workers: int = 0, *, threads: int = 0, address: str
     :func:`visible_gpu_ids`); Ray gives its actors GPUs itself."""
     if name == "local":
         return LocalExecutor()
+    share_gpus_with_workers(name)
     if name == "process":
         gpus = visible_gpu_ids() if gpus is None else tuple(gpus)
         workers = resolve_workers(workers, len(gpus))

@@ -3,7 +3,7 @@
 TensorFlow takes all the memory of every GPU it sees when it starts, so workers that share a
 machine's GPUs (with each other, or with the process that started them) are given one GPU each
 where there are enough, and take memory as they need it (:data:`GPU_GROWTH_ENV`).
-Imports no TensorFlow.
+Imports no TensorFlow until :func:`visible_gpu_ids` is called.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ GPU_GROWTH_ENV = "TF_FORCE_GPU_ALLOW_GROWTH"
 def visible_gpu_ids() -> Tuple[str, ...]:
     """The ids (``CUDA_VISIBLE_DEVICES`` entries) of the GPUs TensorFlow sees in this process, in
     its order: the entries of ``CUDA_VISIBLE_DEVICES`` when it is set, else ``"0"``, ``"1"``, ...;
-    empty without GPUs, or when TensorFlow is not loaded (nothing then runs on a GPU here)."""
-    if "tensorflow" not in sys.modules:
-        return ()
+    empty without GPUs. Loads TensorFlow (quietly) if nothing has yet: the workers would see the GPUs."""
+    from tfnas.runtime import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     import tensorflow as tf
 
     count = len(tf.config.list_physical_devices("GPU"))
@@ -46,6 +47,16 @@ def gpus_per_actor(workers: int, gpus: int) -> float:
 def share_gpus_with_workers(executor: str) -> None:
     """For a command whose evaluations run on worker processes (``[run] executor`` other than
     ``local``): this process's TensorFlow takes GPU memory as it needs it, leaving the rest to the
-    workers on the same GPUs. Only effective before TensorFlow is loaded; the user's own value wins."""
-    if executor != "local":
-        os.environ.setdefault(GPU_GROWTH_ENV, "true")
+    workers on the same GPUs (the user's own ``TF_FORCE_GPU_ALLOW_GROWTH`` wins). Before TensorFlow
+    loads, through the environment; once it has, for each GPU as long as TensorFlow has not used it."""
+    if executor == "local":
+        return
+    os.environ.setdefault(GPU_GROWTH_ENV, "true")
+    if "tensorflow" in sys.modules and os.environ[GPU_GROWTH_ENV].strip().lower() == "true":
+        import tensorflow as tf
+
+        for gpu in tf.config.list_physical_devices("GPU"):
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except (RuntimeError, ValueError):  # TensorFlow has already set up its GPUs: too late to change
+                pass
