@@ -89,3 +89,19 @@ def test_zen_space_from_the_dataset_section():
     assert (build_space(cfg).num_classes, build_space(cfg).resolution) == (120, 24)
     with pytest.raises(ConfigError, match="start"):
         build_space(load_config(None, ["space.name=zen", "space.start=SuperResK3K3(3,8)"]))
+
+
+def test_a_mirrored_strategy_for_a_weight_sharing_search_is_named_as_unused_by_its_supernet(tmp_path, caplog):
+    """RelativeNAS, SLNAS and NAG's supernets train on one device whatever [run] strategy says."""
+    from tfnas.methods.relativenas import RelativeNasSearch
+    from tfnas.run.method_args import relativenas
+
+    sets = ["method.name=relativenas", "space.name=darts", "dataset.name=cifar10", "dataset.download=false",
+            f"dataset.data_dir={tmp_path}", "dataset.train_subset=8", "run.jit_compile=false"]
+    for strategy, warned in (("mirrored", True), ("auto", False)):
+        caplog.clear()
+        cfg = load_config(None, sets + [f"run.strategy={strategy}"])
+        with tfds.testing.mock_data(num_examples=8):
+            relativenas(RelativeNasSearch, cfg, build_space(cfg))
+        assert ("[run] strategy = mirrored: the relativenas search trains its supernet on one device"
+                in caplog.text) is warned

@@ -6,6 +6,7 @@ a method's configuration is read. ``BUILDERS`` maps a method class (or a base cl
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Callable, Dict
 
@@ -28,6 +29,17 @@ from tfnas.methods.slnas.search import SlnasSearch
 from tfnas.registry import BENCHMARKS
 from tfnas.run.constraints import measured_latency_limit, parse_objective
 from tfnas.run.factory import build_benchmark, build_ec_factory, build_proxy, dataset_head, where
+
+logger = logging.getLogger(__name__)
+
+
+def _supernet_on_one_device(cfg: Config) -> None:
+    """A warning for ``[run] strategy = mirrored | multi_worker`` with a weight-sharing search: its
+    supernet steps run on one device (the first GPU); the strategy applies to the found network's
+    training after the search. More GPUs serve such a search through ``[run] executor`` workers."""
+    if cfg.run.strategy in ("mirrored", "multi_worker"):
+        logger.warning("%s: [run] strategy = %s: the %s search trains its supernet on one device; the strategy "
+                       "applies to the found network's training only", where(cfg), cfg.run.strategy, cfg.method.name)
 
 BUILDERS: Dict[type, Callable[[type, Config, Any], Any]] = {}
 
@@ -101,6 +113,7 @@ def evolution(cls: type, cfg: Config, space: Any) -> EvolutionSearch:
 def relativenas(cls: type, cfg: Config, space: Any) -> RelativeNasSearch:
     from tfnas.train.distribute import resolve_jit_compile
 
+    _supernet_on_one_device(cfg)
     s, d = cfg.search, cfg.dataset
     if s.population % 2:
         raise ConfigError(f"{where(cfg, 'search', 'population')}: RelativeNAS pairs its members, so it must be even; "
@@ -135,6 +148,7 @@ def slnas(cls: type, cfg: Config, space: Any) -> SlnasSearch:
     from tfnas.methods.weight_sharing import load_split
     from tfnas.train.distribute import resolve_jit_compile
 
+    _supernet_on_one_device(cfg)
     s, d, c, sp = cfg.search, cfg.dataset, cfg.controller, cfg.space
     if s.lr_min > s.lr:
         raise ConfigError(f"{where(cfg, 'search', 'lr_min')}: must not exceed lr ({s.lr}); got {s.lr_min}")
@@ -237,6 +251,7 @@ def nag_supernet(cls: type, cfg: Config, space: Any) -> NagSupernetSearch:
     from tfnas.methods.weight_sharing import ArrayPipelines, cached_supernet, load_split
     from tfnas.train.distribute import resolve_jit_compile
 
+    _supernet_on_one_device(cfg)
     n, s, d, sp = cfg.nag, cfg.search, cfg.dataset, cfg.space
     if sp.name != "nasnet_dag":
         raise ConfigError(f"{where(cfg, 'space', 'name')}: method 'nag_supernet' searches the NASNet DAG space "
