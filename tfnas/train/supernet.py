@@ -259,12 +259,12 @@ class SupernetEngine(abc.ABC):
         """
         self.reset_momentum()
         ids, lr_t = self._ids(arch), tf.constant(lr, tf.float32)
-        loss_sum, count = 0.0, 0.0
+        outs = []
         for k, (images, labels) in enumerate(dataset):
             if steps and k >= steps:
                 break
-            out = self._train_fn(images, labels, ids, lr_t)
-            loss_sum, count = loss_sum + float(out[0]), count + float(out[2])
+            outs.append(self._train_fn(images, labels, ids, lr_t))
+        loss_sum, count = _sums(outs)
         if count == 0:
             raise ValueError("the training dataset yielded no batch")
         if not np.isfinite(loss_sum):
@@ -274,13 +274,20 @@ class SupernetEngine(abc.ABC):
     def evaluate(self, dataset: tf.data.Dataset, arch: Any) -> float:
         """Mean cross-entropy of ``arch`` over ``dataset`` in inference mode."""
         ids = self._ids(arch)
-        loss_sum, count = 0.0, 0.0
-        for images, labels in dataset:
-            out = self._eval_fn(images, labels, ids)
-            loss_sum, count = loss_sum + float(out[0]), count + float(out[2])
+        loss_sum, count = _sums([self._eval_fn(images, labels, ids) for images, labels in dataset])
         if count == 0:
             raise ValueError("the evaluation dataset yielded no batch")
         return loss_sum / count
+
+
+def _sums(outs: Sequence[Tuple[tf.Tensor, tf.Tensor, tf.Tensor]]) -> Tuple[float, float]:
+    """The loss sums and counts of the steps' ``(loss_sum, correct, count)``, added in step order as
+    Python floats. Read once, after the epoch's steps: on a GPU a value read after each step would
+    make the next step wait for it."""
+    loss_sum, count = 0.0, 0.0
+    for out in outs:
+        loss_sum, count = loss_sum + float(out[0]), count + float(out[2])
+    return loss_sum, count
 
 
 

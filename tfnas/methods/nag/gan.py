@@ -147,11 +147,13 @@ class GanTrainer:
         order = rng.permutation(n)
         z = rng.standard_normal((steps, bs, len(self.generators), self.noise_dim)).astype(np.float32)
         seeds = rng.integers(0, 2**31 - 1, size=(steps, 2), dtype=np.int64).astype(np.int32)
-        sums = np.zeros(len(names))
+        outs = []
         for s in range(steps):
             idx = order[s * bs:(s + 1) * bs]
-            out = step(tf.constant(data.x[idx], tf.float32), tf.constant(data.a[idx], tf.float32),
-                             tf.constant(data.labels[idx], tf.int32), tf.constant(z[s]), tf.constant(seeds[s]))
+            outs.append(step(tf.constant(data.x[idx], tf.float32), tf.constant(data.a[idx], tf.float32),
+                             tf.constant(data.labels[idx], tf.int32), tf.constant(z[s]), tf.constant(seeds[s])))
+        sums = np.zeros(len(names))
+        for out in outs:  # read after the epoch's steps, in step order (on a GPU, a read waits for its step)
             sums += [float(v) for v in out]
         return {**dict(zip(names, (float(v) for v in sums / steps))), "steps": steps}
 
