@@ -22,7 +22,13 @@ def _creation_order(path: str) -> Tuple[int, int, str]:
 def events(folder: str) -> List[Any]:
     """Every ``Event`` of the event files directly in ``folder``, files in creation order."""
     files = sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*")), key=_creation_order)
-    return [e for path in files for e in tf.compat.v1.train.summary_iterator(path)]
+    out = []
+    for path in files:
+        try:
+            out.extend(tf.compat.v1.train.summary_iterator(path))
+        except tf.errors.DataLossError:  # a torn last record (a killed writer): what came before it, as TensorBoard
+            pass
+    return out
 
 
 def scalars(folder: str) -> Dict[str, List[Tuple[int, float]]]:

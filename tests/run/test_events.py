@@ -67,6 +67,28 @@ def test_search_history_rows_become_scalars_once_across_a_resume(tmp_path):
     assert run_search(evolution(tmp_path, "run.tensorboard=false")).resumed  # same run directory identity
 
 
+def test_points_a_killed_process_drew_are_not_drawn_again_by_the_resumed_one(tmp_path):
+    """A resumed weight-sharing search redoes the steps after its last saved state; the candidate
+    values of those steps, drawn by the killed process, appeared twice in TensorBoard."""
+    from tfnas.run.events import EventStream
+
+    killed = EventStream(str(tmp_path), "search")
+    for step in range(5):
+        killed.scalars({"loss": step, "reward": -step}, step, prefix="candidate/")
+    killed.close()
+    first = next((tmp_path / "search").iterdir())
+    first.write_bytes(first.read_bytes()[:-7])  # the killed writer's last record torn
+    resumed = EventStream(str(tmp_path), "search")
+    for step in range(3, 7):  # redoes steps 3 and 4
+        resumed.scalars({"loss": step, "reward": -step}, step, prefix="candidate/")
+    resumed.scalars({"loss": 9}, 2, prefix="other/")
+    resumed.close()
+    points = scalars(str(tmp_path / "search"))
+    assert [s for s, _ in points["candidate/loss"]] == [0, 1, 2, 3, 4, 5, 6]  # each step once
+    assert points["candidate/reward"] == [(s, -s) for s in range(7)]  # step 4's torn record: drawn by the resumed run
+    assert points["other/loss"] == [(2, 9.0)]  # another tag at an earlier step is new
+
+
 def test_tensorboard_false_writes_no_folder(tmp_path):
     run_search(evolution(tmp_path, "run.tensorboard=false"))
     assert os.path.exists(tmp_path / "history.csv") and not os.path.exists(tmp_path / "tensorboard")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Set, Tuple
 
 from tfnas.config import Config
 
@@ -77,6 +77,7 @@ class EventStream:
         self.path = os.path.join(root, stream) if root else None
         self._writer: Any = None
         self._failed = self.path is None
+        self._earlier: Optional[Set[Tuple[str, int]]] = None  # (tag, step) in the folder's files before ours
 
     @property
     def enabled(self) -> bool:
@@ -89,6 +90,7 @@ class EventStream:
 
         try:
             if self._writer is None:
+                self._earlier = _points_in(self.path)
                 self._writer = tf.summary.create_file_writer(self.path)
             with self._writer.as_default():
                 fn(tf)
@@ -107,7 +109,8 @@ class EventStream:
 
         def write(tf):
             for tag, value in numbers.items():
-                tf.summary.scalar(tag, value, step=int(step))
+                if (tag, int(step)) not in self._earlier:  # a resumed run redoes steps a killed one drew
+                    tf.summary.scalar(tag, value, step=int(step))
 
         self._write(write)
 
@@ -134,6 +137,28 @@ class EventStream:
             except (OSError, tf.errors.OpError) as exc:
                 logger.warning("closing TensorBoard events in %s failed: %s", self.path, exc)
             self._writer = None
+
+
+def _points_in(folder: str) -> Set[Tuple[str, int]]:
+    """``(tag, step)`` of every value in the event files of ``folder`` (none when it has no files).
+
+    A search resumed after a kill redoes the steps after its last saved state, and the killed process
+    may already have drawn some of them: their scalars are not written twice. A file whose writer was
+    killed mid-record is read up to the torn record."""
+    import tensorflow as tf
+
+    points: Set[Tuple[str, int]] = set()
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.startswith("events.out.tfevents."))
+    except OSError:  # no folder yet
+        return points
+    for name in names:
+        try:
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+                points.update((value.tag, int(event.step)) for value in event.summary.value)
+        except (tf.errors.DataLossError, tf.errors.OpError, OSError) as exc:
+            logger.info("TensorBoard events in %s: read up to a damaged record (%s)", name, exc)
+    return points
 
 
 def write_hparams(root: Optional[str], hparams: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
