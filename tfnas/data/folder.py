@@ -171,7 +171,6 @@ def _named_in(exc: BaseException, start: str) -> Optional[str]:
     return f"{start} {path}"
 
 
-
 # The decode op's errors in TF 2.21: eagerly "{{function_node __wrapped__DecodeImage_...}} Invalid PNG data, size 134
 # [Op:DecodeImage]", inside tf.data "Error in user-defined function passed to ...: Invalid PNG data, size 134\n\t
 # [[{{node decode_image/DecodeImage}}]] [Op:IteratorGetNext]".
