@@ -42,7 +42,7 @@ from tfnas.lru import LRUCache
 logger = logging.getLogger(__name__)
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorError", "Failed", "Job", "LocalExecutor", "PreparedJob",
-           "ProcessExecutor", "cpu_count", "make_executor", "prepare_job", "visible_gpu_ids"]
+           "ProcessExecutor", "cpu_count", "make_executor", "prepare_job"]
 
 EXECUTORS = ("local", "process", "ray")
 

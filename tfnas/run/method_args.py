@@ -34,10 +34,11 @@ logger = logging.getLogger(__name__)
 
 
 def _supernet_on_one_device(cfg: Config) -> None:
-    """A warning for ``[run] strategy = mirrored | multi_worker`` with a weight-sharing search: its
-    supernet steps run on one device (the first GPU); the strategy applies to the found network's
-    training after the search. More GPUs serve such a search through ``[run] executor`` workers."""
-    if cfg.run.strategy in ("mirrored", "multi_worker"):
+    """A warning for ``[run] strategy = mirrored`` with a weight-sharing search (``multi_worker`` is
+    refused for every search): its supernet steps run on one device (the first GPU); the strategy
+    applies to the found network's training after the search. More GPUs serve such a search through
+    ``[run] executor`` workers."""
+    if cfg.run.strategy == "mirrored":
         logger.warning("%s: [run] strategy = %s: the %s search trains its supernet on one device; the strategy "
                        "applies to the found network's training only", where(cfg), cfg.run.strategy, cfg.method.name)
 
