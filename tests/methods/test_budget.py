@@ -83,6 +83,7 @@ def test_tiny_samples_still_spend_the_whole_budget(benchmark):
     assert session.queries == 20
 
 
+@pytest.mark.slow  # ~50 s on 2 cores
 def test_a_sweep_of_budgets_shares_one_trainer_and_finds_what_one_trainer_per_budget_finds(benchmark):
     """With room for [budget] stop's steps, budgets 16 and 40 run on one compiled trainer (one
     trace) and give the same answers as a method that builds a trainer per step count."""

@@ -192,6 +192,7 @@ def tiny(out_dir, *more):
             "search.latency_warmup=1", *more]
 
 
+@pytest.mark.slow  # ~50 s on 2 cores
 def test_shipped_cfg_end_to_end(tmp_path):
     """Real LiteRT measurements: every member of the final population and the found network satisfy
     the limit (their cached medians), the rejections are counted, a second run measures nothing."""

@@ -145,6 +145,7 @@ def trainer(seed=0):
     return GanTrainer([gen], disc, batch_size=16, seed=seed)
 
 
+@pytest.mark.slow  # ~75 s on 2 cores
 def test_training_is_deterministic_and_resumes_exactly():
     data = pool_data(48)
     a = trainer()
@@ -248,6 +249,7 @@ def context(path):
                          log=rows.append), rows
 
 
+@pytest.mark.slow  # ~2.5 min on 2 cores
 def test_killed_gan_training_resumes_to_the_same_weights(tmp_path):
     # The checkpoints do not depend on how the generator decides edges; the one-shot edge head
     # traces the GAN step in about half the time of the shipped sequential one (4 trainers here).

@@ -100,6 +100,7 @@ def pipeline(tmp_path_factory):
     return root, data, run
 
 
+@pytest.mark.slow  # the pipeline fixture: ~7 min on 2 cores
 def test_tiny_config_killed_and_resumed_runs_the_whole_pipeline_and_exports(pipeline):
     root, _, run = pipeline
     out, state = root / "run", root / "run" / "search_state"
@@ -146,6 +147,7 @@ def before_rs_nag(root, name):
     return out
 
 
+@pytest.mark.slow  # needs the pipeline fixture
 def test_rs_nag_on_a_process_pool_gives_the_same_trainings(pipeline, monkeypatch):
     root, data, run = pipeline
     batches = count_pool_batches(monkeypatch)
@@ -156,6 +158,7 @@ def test_rs_nag_on_a_process_pool_gives_the_same_trainings(pipeline, monkeypatch
     assert pooled.outcome.best_arch == run.outcome.best_arch
 
 
+@pytest.mark.slow  # needs the pipeline fixture
 def test_a_failed_training_is_recorded_and_the_others_still_count(pipeline, monkeypatch):
     from tfnas.train.trainer import Trainer
 
@@ -199,6 +202,7 @@ def _stops_before_any_work(monkeypatch):
     (lambda done: [[k, v] for k, v in done.items()], "its content must be an object; got a list of 3 items"),
     (lambda done: {**done, "Cell(...)": None}, "'Cell(...)' must be a number; got None"),
 ], ids=["accuracy-a-string", "a-list-of-pairs", "accuracy-null"])
+@pytest.mark.slow  # needs the pipeline fixture
 def test_a_damaged_rs_nag_file_is_named_before_any_work(pipeline, tmp_path, monkeypatch, damage, fragment):
     from tfnas.io import DamagedFileError
 
@@ -218,6 +222,7 @@ def test_a_damaged_rs_nag_file_is_named_before_any_work(pipeline, tmp_path, monk
     assert path.read_bytes() == damaged  # left in place for the user to look at
 
 
+@pytest.mark.slow  # needs the pipeline fixture
 def test_a_damaged_epoch_of_the_supernet_checkpoint_is_named_before_any_work(pipeline, tmp_path, monkeypatch):
     from tfnas.io import DamagedFileError
     from tfnas.methods.weight_sharing import npz_bytes
@@ -243,6 +248,7 @@ def test_a_damaged_epoch_of_the_supernet_checkpoint_is_named_before_any_work(pip
     assert path.read_bytes() == damaged  # left in place for the user to look at
 
 
+@pytest.mark.slow  # needs the pipeline fixture
 def test_a_pool_score_that_is_not_an_accuracy_is_named_before_any_work(pipeline, tmp_path, monkeypatch):
     from tfnas.io import DamagedFileError
     from tfnas.methods.weight_sharing import npz_bytes

@@ -72,6 +72,7 @@ def test_slow_learner_update_is_eq_4_5_with_fresh_draws_and_clipping():
 # ---- the supernet ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # ~2 min on 2 cores
 def test_one_trace_serves_every_candidate_and_only_used_rows_move():
     net = supernet()
     space = DartsSpace(channels=C, layers=LAYERS)
@@ -169,6 +170,7 @@ def test_tiny_cfg_search_trains_and_exports(tmp_path):
     assert "(2, 10)" in proc.stdout
 
 
+@pytest.mark.slow  # ~2 min on 2 cores
 def test_killed_search_resumes_at_the_next_pair_and_follows_the_same_path(tmp_path, monkeypatch):
     sets = ["train.enabled=false", "search.generations=2"]
     reseeds, set_seed = [], tf.random.set_seed

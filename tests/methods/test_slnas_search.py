@@ -52,6 +52,7 @@ def tiny(out_dir, *more):
 # ---- supernet contracts ---------------------------------------------------------------------
 
 
+@pytest.mark.slow  # ~2 min on 2 cores
 def test_one_trace_for_every_candidate_and_only_the_sampled_ops_move():
     net = supernet()
     space = LiteSpace()
@@ -143,7 +144,8 @@ def test_tiny_config_runs_search_training_and_export(tmp_path):
     assert "1 (2, 10)" in proc.stdout  # one output: no auxiliary head in the served model
 
 
-@pytest.mark.parametrize("controller", ["ga", pytest.param("lstm", marks=pytest.mark.slow)])
+@pytest.mark.slow  # ~2 min per controller on 2 cores
+@pytest.mark.parametrize("controller", ["ga", "lstm"])
 def test_killed_search_resumes_at_the_next_epoch_and_ends_the_same(tmp_path, monkeypatch, controller):
     # The GA case runs by default (no controller to trace); the LSTM controller's own state
     # round trip is tested in test_slnas_controller.py. The GA's uninterrupted search is also the

@@ -59,6 +59,7 @@ def tiny_sets(out_dir):
     ]
 
 
+@pytest.mark.slow  # ~2 min on 2 cores
 def test_tinynano_siamese_cfg_runs_end_to_end_and_resumes(tmp_path):
     sets = tiny_sets(tmp_path)
     with tfds.testing.mock_data(num_examples=48):

@@ -104,6 +104,7 @@ def test_supernet_space_lite_wiring(monkeypatch, capsys):
     assert set(calls) == {"darts"} and calls["darts"]["batch_sizes"] == (64, 256)
 
 
+@pytest.mark.slow  # ~75 s on 2 cores
 def test_nag_bench_measures_training_and_generation(capsys):
     load_bench().main(["nag", "--node-units", "8", "--batch", "8", "--steps", "2", "--cells", "20"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]

@@ -222,7 +222,7 @@ def test_reset_redraws_weights_like_a_fresh_model_and_keeps_the_trace():
     assert trainer.train_traces == 1
 
 
-@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("jit", [False, pytest.param(True, marks=pytest.mark.slow)])  # XLA on CPU: ~50 s
 def test_a_trainer_with_room_for_more_steps_trains_exactly_like_one_built_for_the_steps(jit):
     """The steps past ``steps_per_epoch`` are never run: same losses and weights as a trainer
     compiled for the step count, and one trace serves every step count up to the capacity."""

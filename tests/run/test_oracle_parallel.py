@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from tests.evaluation.executor_jobs import count_pool_batches
 from tests.images import write_image_folder
 from tfnas.config import load_config
@@ -22,6 +24,7 @@ def sets(out_dir, data, *more):
             "train.epochs=1", *more]
 
 
+@pytest.mark.slow  # ~2.5 min on 2 cores
 def test_oracle_queries_trained_on_a_pool_give_the_same_records_and_cache(tmp_path, monkeypatch):
     batches = count_pool_batches(monkeypatch)
     data = write_image_folder(tmp_path / "images", per_class=16)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tfnas.config import load_config
 from tfnas.run.sweep import run_sweep
 
@@ -16,6 +18,7 @@ def comparable(records):
     return [json.dumps({k: v for k, v in vars(r).items() if k not in TIMING}, sort_keys=True) for r in records]
 
 
+@pytest.mark.slow  # ~2 min on 2 cores
 def test_siamese_sweep_records_are_the_same_on_a_process_pool(tmp_path):
     sets = ["run.progress=false", "budget.start=20", "budget.stop=20", "budget.repeats=2",
             "predictor.epochs=5"]

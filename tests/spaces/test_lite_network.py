@@ -63,6 +63,7 @@ def test_more_stages_give_one_output_per_aux_head():
     assert len(outputs) == 3 and all(o.shape == (1, 3) for o in outputs)
 
 
+@pytest.mark.slow  # ~50 s on 2 cores
 def test_the_trainer_trains_a_network_with_several_aux_heads():
     """Three stages: two auxiliary heads, both in the training loss (CE + aux_weight * their sum)."""
     import dataclasses

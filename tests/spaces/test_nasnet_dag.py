@@ -86,6 +86,7 @@ def test_reduction_cell_shapes_and_the_inference_network():
     assert served.auxiliary_head is None and served.drop is None
 
 
+@pytest.mark.slow  # ~2 min on 2 cores
 def test_supernet_traces_once_and_moves_only_the_chosen_layers():
     space = small()
     net = NasnetDagSupernet(10, (32, 32, 3), channels=4, layers=3, aux_weight=0.4, seed=0)

@@ -96,6 +96,7 @@ def test_inference_model_drops_training_parts_and_shares_weights(name):
     assert inference_model(net) is net
 
 
+@pytest.mark.slow  # ~90 s on 2 cores
 def test_export_of_training_networks_are_inference_networks_in_a_fresh_process(tmp_path):
     expected, counts = {}, {}
     for name in SPACES:

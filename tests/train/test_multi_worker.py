@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tests.images import write_image_folder
 
@@ -46,6 +47,7 @@ def train(out_dir, data, strategy, tf_config=None):
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.slow  # ~60 s on 2 cores
 def test_two_local_workers_train_in_step_like_one_worker(tmp_path):
     data = write_image_folder(tmp_path / "images", per_class=32)
     cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}

@@ -42,6 +42,7 @@ def _folder(root):
     return root
 
 
+@pytest.mark.slow  # ~2 min on 2 cores
 def test_float_and_int8_exports(tool, tmp_path, capsys):
     out = tmp_path / "nb201.tflite"
     assert tool.main(BASE + ["--out", str(out), "--format", "tflite"]) == 0

@@ -29,6 +29,7 @@ def test_shipped_cfg_is_the_paper_recipe():
     assert (cfg.train.aux_weight, cfg.train.drop_path, cfg.train.cutout, cfg.train.grad_clip) == (0.4, 0.3, 16, 5.0)
 
 
+@pytest.mark.slow  # ~50 s on 2 cores
 def test_train_preset_genotype_with_aux_head_and_drop_path_then_export(tmp_path):
     out_dir = str(tmp_path / "run")
     with tfds.testing.mock_data(num_examples=32):
