@@ -16,6 +16,7 @@
                           [--edges independent|sequential]
     python tools/bench.py nag-supernet [--batch 64] [--steps 5] [--archs 3] [--channels 20] [--layers 11]
     python tools/bench.py executor-overhead [--executor process|ray|local] [--workers 2] [--items 200]
+    python tools/bench.py batch-schedule F [--workers 2,8,64] [--batch 16,64] [--overhead-ms 1.15]
     python tools/bench.py tflite --space nb201|darts [--arch A] [--quantize none,float16,int8] [--threads 1]
                                  [--via saved_model,frozen]
     python tools/bench.py latency-corr [--cells 300] [--seed 0] [--threads 1] [--runs 50] [--cache-dir D]
@@ -25,6 +26,7 @@ or collected by scripts. The timing code lives in the top-level ``perf`` package
 """
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -75,6 +77,13 @@ def executor_overhead(args) -> None:
     from perf import scaling as bench
 
     bench.run(executor=args.executor, workers=args.workers, items=args.items)
+
+
+def batch_schedule(args) -> None:
+    from perf import schedule as bench
+
+    bench.run(args.dump, workers=[int(w) for w in args.workers.split(",")],
+              batches=[int(b) for b in args.batch.split(",")], overhead_ms=args.overhead_ms)
 
 
 def memory(args) -> None:
@@ -144,6 +153,16 @@ def _int_list(item):
 
 
 _counts, _nonnegs = _int_list(_count), _int_list(_nonneg)
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
 
 
 def _one_of(*allowed: str):
@@ -252,6 +271,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=_nonneg, default=2, help="0 = one per core")
     s.add_argument("--items", type=_count, default=200)
     s.set_defaults(run=executor_overhead)
+    s = sub.add_parser("batch-schedule", help="a batched evolution's worker idle time at other worker counts, "
+                                              "replayed from the candidate seconds of --dump-candidates")
+    s.add_argument("dump", help="a file written by: bench.py evolution --dump-candidates FILE")
+    s.add_argument("--workers", type=_counts, default="2,8,64", help="worker counts, comma-separated")
+    s.add_argument("--batch", type=_counts, default="16,64", help="[search] batch sizes, comma-separated")
+    s.add_argument("--overhead-ms", type=_nonneg_float, default=1.15,
+                   help="scheduling cost per task (bench.py executor-overhead; Ray here: 1.15)")
+    s.set_defaults(run=batch_schedule)
     s = sub.add_parser("memory", help="resident memory of a zero-shot evolution as it scores candidates")
     s.add_argument("--proxy", default="zen")
     s.add_argument("--population", type=_count, default=512)

@@ -28,6 +28,7 @@ def load_bench():
                                                     "dump_candidates": "f.json", "executor": "local", "batch": 1,
                                                     "workers": 0, "threads": 0}),
     (["executor-overhead"], {"executor": "process", "workers": 2, "items": 200}),
+    (["batch-schedule", "f.json"], {"dump": "f.json", "workers": "2,8,64", "batch": "16,64", "overhead_ms": 1.15}),
     (["memory"], {"proxy": "zen", "population": 512, "candidates": 2000, "warmup": 200, "every": 100,
                   "release": False, "release_every": 1}),
     (["memory", "--release", "--release-every", "10"], {"release": True, "release_every": 10}),
@@ -153,3 +154,43 @@ def test_names_and_architectures_are_one_error_line_before_any_measurement(argv,
     assert load_bench().main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(fragment) and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def write_dump(path, seconds):
+    """A --dump-candidates file of Zen architectures whose FLOPs grow with their index."""
+    from tfnas.spaces.zen.space import ZenSpace
+
+    space = ZenSpace()
+    archs = [f"SuperConvK3BNRELU(3,{8 * (k + 1)},1,1)" for k in range(len(seconds))]
+    flops = [space.flops(space.decode(a)) for a in archs]
+    assert flops == sorted(flops) and len(set(flops)) == len(flops)
+    path.write_text(json.dumps({"proxy": "zen", "resolution": 32, "archs": archs, "seconds": seconds}))
+    return str(path)
+
+
+def test_batch_schedule_replays_the_dumped_seconds(tmp_path, capsys):
+    """One batch of four on two workers: the chunks (one candidate each here, in batch order) end with
+    the 6 s candidate started at 1 s, at 7 s; the costliest first end at 6 s (the three others on the
+    second worker meanwhile)."""
+    dump = write_dump(tmp_path / "d.json", [1.0, 1.0, 1.0, 6.0])
+    assert load_bench().main(["batch-schedule", dump, "--workers", "2,4", "--batch", "4", "--overhead-ms", "0"]) == 0
+    lines = {(x["workers"], x["policy"]): x for x in map(json.loads, capsys.readouterr().out.splitlines())
+             if x["bench"] == "batch-schedule"}
+    assert lines[2, "chunks"]["wall_s"] == 7.0 and lines[2, "costliest_first"]["wall_s"] == 6.0
+    assert lines[2, "chunks"]["ideal_s"] == 4.5 and lines[2, "costliest_first"]["efficiency"] == 0.75
+    assert lines[4, "chunks"]["wall_s"] == lines[4, "costliest_first"]["wall_s"] == 6.0  # a worker each
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("not json", "not a JSON file"),
+    ('{"archs": []}', "with resolution, archs and seconds"),
+    ('{"resolution": 32, "archs": ["x"], "seconds": [1, 2]}', "lists of the same, non-zero length"),
+    ('{"resolution": 32, "archs": ["SuperConvK3BNRELU(3,8,1,1)"], "seconds": [-1]}', "finite number >= 0"),
+    ('{"resolution": 32, "archs": ["junk"], "seconds": [1]}', "expected the JSON object"),
+])
+def test_a_file_that_is_not_a_candidate_dump_is_one_error_line(tmp_path, capsys, content, fragment):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    assert load_bench().main(["batch-schedule", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: ") and fragment in err and err.count("\n") == 1, err

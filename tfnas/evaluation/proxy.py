@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
@@ -106,7 +107,11 @@ class ParallelProxyEvaluator(Evaluator):
         if rngs is None or len(rngs) != len(archs):
             raise ValueError("parallel scoring needs one generator per architecture "
                              f"(got {None if rngs is None else len(rngs)} for {len(archs)})")
-        results = self.executor.map(self.job, [(self.space.encode(a), r) for a, r in zip(archs, rngs)])
+        items = [(self.space.encode(a), r) for a, r in zip(archs, rngs)]
+        if self.executor.name == "local" or self.executor.workers < 2 or len(items) < 2:
+            results = self.executor.map(self.job, items)
+        else:
+            results = self._costliest_first(archs, items)
         scores, self.seconds = [], []
         for res in results:
             if isinstance(res, Failed):
@@ -118,3 +123,16 @@ class ParallelProxyEvaluator(Evaluator):
                 self.seconds.append(float(res[1]))
         self.evaluated += len(archs)
         return scores
+
+    def _costliest_first(self, archs: Sequence[Any], items: List[Any]) -> List[Any]:
+        """The results of ``items``, in their order, computed one item per task with the costliest
+        architectures (by the space's analytic FLOPs) handed out first: the batch ends when its last
+        item does, and a long item started last would leave the other workers idle meanwhile. An
+        item's result depends on the item alone (its own generator), not on when it runs."""
+        costs = [self.space.flops(a) for a in archs]
+        order = sorted(range(len(items)), key=lambda k: (-costs[k], k))
+        results: List[Any] = [None] * len(items)
+        with contextlib.closing(self.executor.imap(self.job, [items[k] for k in order], chunk=1)) as stream:
+            for k, result in zip(order, stream):
+                results[k] = result
+        return results
