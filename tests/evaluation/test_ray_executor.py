@@ -74,6 +74,15 @@ def test_ray_imap_closed_early_stops_its_actors_and_the_next_batch_gets_new_ones
     assert len(ray_executor._actors) == 2
 
 
+def test_ray_imap_closed_after_its_last_result_keeps_its_actors(ray_executor):
+    ray_executor.map(SleepFor(), [0.0, 0.0])  # actors started
+    actors = list(ray_executor._actors)
+    results = ray_executor.imap(SleepFor(), [0.0, 0.0, 0.0], chunk=1)
+    assert [next(results)[0] for _ in range(3)] == [0.0] * 3
+    results.close()  # every result read, the generator not run to its end: nothing to stop
+    assert ray_executor._actors == actors
+
+
 def test_ray_restarts_a_dead_actor_and_retries_its_task(ray_executor, tmp_path):
     marker = str(tmp_path / "died")
     out = ray_executor.map(DieOnce(marker, victim=2), list(range(6)))

@@ -147,7 +147,7 @@ def test_tiny_config_runs_search_training_and_export(tmp_path):
 @pytest.mark.slow  # ~2 min per controller on 2 cores
 @pytest.mark.parametrize("controller", ["ga", "lstm"])
 def test_killed_search_resumes_at_the_next_epoch_and_ends_the_same(tmp_path, monkeypatch, controller):
-    # The GA case runs by default (no controller to trace); the LSTM controller's own state
+    # Both cases are in the slow set (~2 min each here); the LSTM controller's own state
     # round trip is tested in test_slnas_controller.py. The GA's uninterrupted search is also the
     # reference for the same search with its rewards on worker processes.
     sets = ["train.enabled=false", "search.epochs=2", f"controller.kind={controller}", "controller.ga_population=4"]

@@ -9,7 +9,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tfnas.evaluation.base import Evaluator
-from tfnas.evaluation.executors import Executor, Failed, Job, prepare_job
+from tfnas.evaluation.executors import Executor, ExecutorError, Failed, Job, prepare_job
 
 
 class ProxyEvaluator(Evaluator):
@@ -131,8 +131,12 @@ class ParallelProxyEvaluator(Evaluator):
         item's result depends on the item alone (its own generator), not on when it runs."""
         costs = [self.space.flops(a) for a in archs]
         order = sorted(range(len(items)), key=lambda k: (-costs[k], k))
-        results: List[Any] = [None] * len(items)
         with contextlib.closing(self.executor.imap(self.job, [items[k] for k in order], chunk=1)) as stream:
-            for k, result in zip(order, stream):
-                results[k] = result
+            handed_back = list(stream)  # read to its end: an executor stopped early stops its workers
+        if len(handed_back) != len(items):
+            raise ExecutorError(f"the {self.executor.name} executor returned {len(handed_back)} results for "
+                                f"{len(items)} architectures")
+        results: List[Any] = [None] * len(items)
+        for k, result in zip(order, handed_back):
+            results[k] = result
         return results

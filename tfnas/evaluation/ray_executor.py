@@ -199,8 +199,8 @@ class RayExecutor(Executor):
                     raise ExecutorError(f"a Ray worker died {self.max_restarts + 1} times while evaluating a "
                                         f"batch: {exc}") from exc
                 idle.append(actor)
+                complete = not queue and not running  # a reader that stops after the last chunk stops nothing
                 yield k, result
-            complete = True
         finally:
             if not complete:
                 for ref in running:
