@@ -290,7 +290,6 @@ def _sums(outs: Sequence[Tuple[tf.Tensor, tf.Tensor, tf.Tensor]]) -> Tuple[float
     return loss_sum, count
 
 
-
 class BankSwitch:
     """A switch over Keras layers with a gradient that recomputes only the chosen branch, traced once per shape.
 
