@@ -40,3 +40,17 @@ def test_zen_layer_functions_are_a_bounded_cache():
 
     assert isinstance(residual_free._LAYER_FUNCTIONS, LRUCache)
     assert residual_free._LAYER_FUNCTIONS.maxsize >= 12  # every (kind, stride, depthwise) of one group count
+
+
+def test_take_lends_an_entry_to_one_user_until_it_is_put_back():
+    cache = LRUCache("test lent", maxsize=2)
+    assert cache.take("a") is None  # a miss: the caller makes its own
+    cache.put("a", ["trainer a"])
+    lent = cache.take("a")
+    assert lent == ["trainer a"] and "a" not in cache
+    assert cache.take("a") is None  # while lent, a second user gets none
+    cache.put("a", lent)
+    cache.put("b", ["b"])
+    cache.put("c", ["c"])  # "a" is the least recently used
+    assert "a" not in cache and len(cache) == 2
+    assert cache.stats() == {"entries": 2, "maxsize": 2, "hits": 1, "misses": 2, "evictions": 1}

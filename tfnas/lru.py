@@ -9,9 +9,10 @@ misses and evictions; misses and evictions are logged at DEBUG level, and
 from __future__ import annotations
 
 import logging
+import threading
 import weakref
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Generic, Hashable, Iterator, Tuple, TypeVar
+from typing import Any, Callable, Dict, Generic, Hashable, Iterator, Optional, Tuple, TypeVar
 
 __all__ = ["LRUCache", "cache_stats", "format_cache_stats"]
 
@@ -42,6 +43,7 @@ class LRUCache(Generic[V]):
         self.name, self.maxsize = name, maxsize
         self.hits = self.misses = self.evictions = 0
         self._entries: "OrderedDict[Hashable, V]" = OrderedDict()
+        self._lock = threading.Lock()  # take / put: a lent entry goes to one thread only
         _LIVE.add(self)
 
     def get_or_create(self, key: Hashable, create: Callable[[], V]) -> V:
@@ -55,11 +57,37 @@ class LRUCache(Generic[V]):
         self._entries[key] = value
         logger.debug("cache %s: miss for %r (%d entries, %d hits, %d misses)", self.name, key,
                      len(self._entries), self.hits, self.misses)
+        self._evict()
+        return value
+
+    def take(self, key: Hashable) -> Optional[V]:
+        """Removes and returns the entry of ``key`` (a hit), or ``None`` (a miss).
+
+        With :meth:`put`, the cache lends objects that one user at a time may change (a compiled
+        trainer): take one, use it, put it back; a second user meanwhile finds none and makes its own.
+        """
+        with self._lock:
+            value = self._entries.pop(key, None)
+            if value is None:
+                self.misses += 1
+                logger.debug("cache %s: miss for %r (%d entries, %d hits, %d misses)", self.name, key,
+                             len(self._entries), self.hits, self.misses)
+            else:
+                self.hits += 1
+            return value
+
+    def put(self, key: Hashable, value: V) -> None:
+        """Keeps ``value`` under ``key`` as the most recently used entry (replacing any)."""
+        with self._lock:
+            self._entries.pop(key, None)
+            self._entries[key] = value
+            self._evict()
+
+    def _evict(self) -> None:
         while len(self._entries) > self.maxsize:
             old, _ = self._entries.popitem(last=False)
             self.evictions += 1
             logger.debug("cache %s: evicted %r (maxsize %d)", self.name, old, self.maxsize)
-        return value
 
     def values(self) -> Iterator[V]:
         return iter(list(self._entries.values()))

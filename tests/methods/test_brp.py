@@ -10,6 +10,7 @@ import pytest
 
 from tfnas.benchmarks.nb201 import Nb201Benchmark
 from tfnas.config import ConfigError, load_config
+from tfnas.methods import brp
 from tfnas.methods.brp import BrpSearch
 from tfnas.run.factory import build_method, build_space
 from tfnas.run.sweep import run_sweep
@@ -41,21 +42,24 @@ def test_rounds_spend_the_budget_exactly_and_rank_every_cell_once_per_round():
     benchmark = Nb201Benchmark()
     trainer = method.trainer(0)
     spy = CountingScores(trainer)
-    session = benchmark.session("cifar100", 23)
-    result = method.run(session, 23, np.random.default_rng(4))
-    assert session.queries == 23 and len(session.queried()) == 23
-    # one batched pass over all 15,625 cells before each of rounds 1..4 and one final pass
-    assert spy.calls == [15625] * 5
-    assert result.extra["rounds"] == 5 and result.extra["round_epochs"] == [1, 2, 4, 5, 6]
-    # every cell has its own place in the ranking; the queried ones come first, by accuracy
-    scores = result.scores
-    known = session.queried()
-    queried = np.fromiter(known.keys(), np.int64)
-    rest = np.setdiff1d(np.arange(15625), queried)
-    assert scores.shape == (15625,) and len(np.unique(scores[rest])) == len(rest)
-    top = np.argsort(-scores)[:23]
-    assert set(top.tolist()) == set(queried.tolist())
-    assert result.best_index == max(known, key=known.get) == top[0]
+    try:
+        session = benchmark.session("cifar100", 23)
+        result = method.run(session, 23, np.random.default_rng(4))
+        assert session.queries == 23 and len(session.queried()) == 23
+        # one batched pass over all 15,625 cells before each of rounds 1..4 and one final pass
+        assert spy.calls == [15625] * 5
+        assert result.extra["rounds"] == 5 and result.extra["round_epochs"] == [1, 2, 4, 5, 6]
+        # every cell has its own place in the ranking; the queried ones come first, by accuracy
+        scores = result.scores
+        known = session.queried()
+        queried = np.fromiter(known.keys(), np.int64)
+        rest = np.setdiff1d(np.arange(15625), queried)
+        assert scores.shape == (15625,) and len(np.unique(scores[rest])) == len(rest)
+        top = np.argsort(-scores)[:23]
+        assert set(top.tolist()) == set(queried.tolist())
+        assert result.best_index == max(known, key=known.get) == top[0]
+    finally:
+        del trainer.scores  # the trainer goes back to the process' pool: without the spy
 
 
 def test_a_round_takes_the_top_new_cells_then_random_ones_from_the_top_part():
@@ -77,16 +81,22 @@ def test_a_round_takes_the_top_new_cells_then_random_ones_from_the_top_part():
 
 @pytest.mark.parametrize("jit", ["false", "true"])
 def test_same_seed_same_search_and_the_trainer_is_traced_once(jit):
-    method = tiny_method(f"brp.jit_compile={jit}")
+    """Two searches, the second by another method object of the same configuration: it takes the
+    first one's idle trainer from the process' pool (no new trace) and finds the same."""
+    brp._IDLE_TRAINERS.clear()
+    before = brp._IDLE_TRAINERS.stats()
     benchmark = Nb201Benchmark()
     runs = []
     for _ in range(2):
         session = benchmark.session("cifar100", 12)
-        runs.append((method.run(session, 12, np.random.default_rng(9)), dict(session.queried())))
+        runs.append((tiny_method(f"brp.jit_compile={jit}").run(session, 12, np.random.default_rng(9)),
+                     dict(session.queried())))
     (a, qa), (b, qb) = runs
     assert qa == qb and a.best_index == b.best_index
     np.testing.assert_allclose(a.scores, b.scores)
     assert a.extra["train_traces"] == b.extra["train_traces"] == 1  # growing training sets never retrace
+    after = brp._IDLE_TRAINERS.stats()
+    assert (after["misses"] - before["misses"], after["hits"] - before["hits"]) == (1, 1)
 
 
 @pytest.mark.parametrize("budget", [1, 2, 3])

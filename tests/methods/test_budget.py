@@ -6,6 +6,7 @@ import pytest
 from tfnas.benchmarks.base import BudgetExceededError
 from tfnas.benchmarks.nb201 import Nb201Benchmark
 from tfnas.config import load_config
+from tfnas.methods import siamese
 from tfnas.run.factory import build_space
 from tfnas.registry import METHODS
 from tfnas.run.factory import build_method
@@ -87,14 +88,47 @@ def test_tiny_samples_still_spend_the_whole_budget(benchmark):
 def test_a_sweep_of_budgets_shares_one_trainer_and_finds_what_one_trainer_per_budget_finds(benchmark):
     """With room for [budget] stop's steps, budgets 16 and 40 run on one compiled trainer (one
     trace) and give the same answers as a method that builds a trainer per step count."""
+    siamese._IDLE_TRAINERS.clear()
     shared = make_method("siamese", "budget.start=16", "budget.stop=40", "budget.step=24")
     assert shared.max_budget == 40
     apart = make_method("siamese")
     apart.max_budget = 0  # the trainer per step count of before
     for budget in (16, 40):
+        before = siamese._IDLE_TRAINERS.stats()
         a = shared.run(benchmark.session("cifar100", budget), budget, np.random.default_rng(budget))
+        after = siamese._IDLE_TRAINERS.stats()
+        assert (after["hits"] - before["hits"], after["misses"] - before["misses"]) == ((0, 1) if budget == 16 else (1, 0))
+        assert a.extra["train_traces"] == 1
         b = apart.run(benchmark.session("cifar100", budget), budget, np.random.default_rng(budget))
         assert a.best_index == b.best_index
         np.testing.assert_array_equal(a.scores, b.scores)
-    assert len(shared._trainers) == 1 and next(iter(shared._trainers.values())).train_traces == 1
-    assert [t.step_capacity for t in apart._trainers.values()] == [5]  # rebuilt for budget 40's 5 steps
+    # budget 16 alone: 2 steps; with room for budget 40: 5 (apart's budget 40 took shared's)
+    assert sorted(key[-1] for key, _ in siamese._IDLE_TRAINERS.items()) == [2, 5]
+
+
+def test_searches_of_one_configuration_share_an_idle_trainer_and_give_the_same_answers(benchmark):
+    """A second method object of the same configuration takes the first one's compiled trainer
+    (no new trace) and, reset to the same seed, finds exactly what a new trainer finds."""
+    siamese._IDLE_TRAINERS.clear()
+    before, runs = siamese._IDLE_TRAINERS.stats(), []
+    for _ in range(2):
+        method = make_method("predictor", "search.bts=false", "predictor.epochs=4")
+        runs.append(method.run(benchmark.session("cifar100", 12), 12, np.random.default_rng(3)))
+    after = siamese._IDLE_TRAINERS.stats()
+    assert (after["misses"] - before["misses"], after["hits"] - before["hits"]) == (1, 1)
+    assert [run.extra["train_traces"] for run in runs] == [1, 1]
+    assert runs[0].best_index == runs[1].best_index
+    np.testing.assert_array_equal(runs[0].scores, runs[1].scores)
+    other = make_method("predictor", "search.bts=false", "predictor.epochs=5")  # another schedule: its own trainer
+    other.run(benchmark.session("cifar100", 12), 12, np.random.default_rng(3))
+    assert len(siamese._IDLE_TRAINERS) == 2
+
+
+def test_a_search_that_fails_does_not_give_its_trainer_back(benchmark):
+    siamese._IDLE_TRAINERS.clear()
+    method = make_method("predictor", "search.bts=false", "predictor.epochs=4")
+    with pytest.raises(BudgetExceededError):
+        method.run(benchmark.session("cifar100", 5), 12, np.random.default_rng(0))  # a session too small
+    assert len(siamese._IDLE_TRAINERS) == 0
+    method.run(benchmark.session("cifar100", 12), 12, np.random.default_rng(0))
+    assert len(siamese._IDLE_TRAINERS) == 1

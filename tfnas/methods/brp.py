@@ -35,11 +35,17 @@ from typing import Any, List, Tuple
 
 import numpy as np
 
+from tfnas.lru import LRUCache
 from tfnas.methods.base import BudgetedSearch, RunResult
 from tfnas.methods.random_search import queried_first
 from tfnas.methods.siamese import split_evenly
 from tfnas.registry import register_method
 from tfnas.spaces.base import GraphSpace, TabularSpace, require
+
+
+#: Idle relation trainers of this process, by configuration (the predictor trainers' pool of
+#: :mod:`tfnas.methods.siamese`, for BRP-NAS).
+_IDLE_TRAINERS: "LRUCache[Any]" = LRUCache("relation trainers", maxsize=4)
 
 
 def half_up(x: float) -> int:
@@ -74,11 +80,19 @@ class BrpSearch(BudgetedSearch):
         self.size = len(self.adj)
         self._trainer = None
 
+    def _trainer_key(self) -> Tuple[Any, ...]:
+        return (self.adj.shape[1], self.ops.shape[2], self.units, self.layers, self.dropout, self.lr,
+                self.weight_decay, self.batch_size, self.jit_compile)
+
     def trainer(self, seed: int):
-        """The relation trainer, built once per method (one trace serves every search of a sweep)
-        and reset to fresh weights drawn from ``seed``."""
+        """The relation trainer of this method's next search, reset to fresh weights drawn from
+        ``seed``: an idle trainer of the same configuration from this process' pool (so one trace
+        serves every search of a sweep and every method object of this configuration), else a new
+        one. A search gives it back to the pool when it ends normally."""
         from tfnas.predictors.binary import BinaryRelationPredictor, RelationTrainer
 
+        if self._trainer is None:
+            self._trainer = _IDLE_TRAINERS.take(self._trainer_key())
         if self._trainer is None:
             model = BinaryRelationPredictor(self.adj.shape[1], self.ops.shape[2], units=self.units,
                                             num_layers=self.layers, dropout=self.dropout, seed=seed)
@@ -118,8 +132,15 @@ class BrpSearch(BudgetedSearch):
             return RunResult(best_index=int(chosen[int(np.argmax(acc))]),
                              scores=queried_first(self.size, chosen, acc, rng), extra={"rounds": 0})
         quotas, epochs = self.schedule(budget)
-        rounds = len(quotas)
         trainer = self.trainer(int(rng.integers(2**31 - 1)))
+        self._trainer = None  # lent to this search: back to the pool when it ends normally, dropped on an error
+        result = self._search(session, rng, quotas, epochs, trainer, t0)
+        _IDLE_TRAINERS.put(self._trainer_key(), trainer)
+        return result
+
+    def _search(self, session: Any, rng: np.random.Generator, quotas: List[int], epochs: List[int], trainer: Any,
+                t0: float) -> RunResult:
+        rounds = len(quotas)
         session.query_many(rng.choice(self.size, size=quotas[0], replace=False))
         losses, rank_s = [], 0.0
         for t in range(rounds):
