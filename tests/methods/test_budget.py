@@ -97,7 +97,8 @@ def test_a_sweep_of_budgets_shares_one_trainer_and_finds_what_one_trainer_per_bu
         before = siamese._IDLE_TRAINERS.stats()
         a = shared.run(benchmark.session("cifar100", budget), budget, np.random.default_rng(budget))
         after = siamese._IDLE_TRAINERS.stats()
-        assert (after["hits"] - before["hits"], after["misses"] - before["misses"]) == ((0, 1) if budget == 16 else (1, 0))
+        taken = (after["hits"] - before["hits"], after["misses"] - before["misses"])
+        assert taken == ((0, 1) if budget == 16 else (1, 0))
         assert a.extra["train_traces"] == 1
         b = apart.run(benchmark.session("cifar100", budget), budget, np.random.default_rng(budget))
         assert a.best_index == b.best_index
