@@ -1,7 +1,9 @@
 """SLNAS: the lite supernet's contracts and the weight-sharing search end to end (mock CIFAR-10).
 
-The supernet tests share one small configuration (2 reduction cells, C=8, 32x32, 10 classes), so
-its two steps are traced once per test process.
+The supernet tests share one small configuration (1 reduction cell, C=8, 32x32, 10 classes) with
+the tiny search below, so its two steps are traced once per test process (the trace grows with the
+cells: about 25 s for one cell, 60 s for two on a 2-core CPU); the slow test of the one trace and
+the ops that move uses two chained cells.
 """
 
 import json
@@ -27,9 +29,9 @@ from tfnas.spaces.lite.supernet import LiteSupernet
 CFG = "cfg/slnas_tiny.cfg"
 
 
-def supernet():
+def supernet(blocks=(0,)):
     # the configuration of the tiny search below, so the search reuses these traces
-    net = lite_supernet(10, (32, 32, 3), channels=8, blocks=(0, 0), stem_stride=4, momentum=0.9, weight_decay=3e-4,
+    net = lite_supernet(10, (32, 32, 3), channels=8, blocks=blocks, stem_stride=4, momentum=0.9, weight_decay=3e-4,
                         grad_clip=5.0, aux_weight=0.4, jit_compile=False, seed=0)
     net.set_drop_path_rate(0.0)
     return net
@@ -45,8 +47,8 @@ def tiny(out_dir, *more):
             f"dataset.data_dir={os.path.join(str(out_dir), 'no_data')}", "dataset.download=false",
             "dataset.train_subset=40", "dataset.eval_subset=16", "dataset.batch_size=16",
             "dataset.eval_batch_size=16", "search.batch_size=8", "search.steps_per_epoch=2",
-            "search.controller_steps=3", "controller.hidden=16", "space.channels=4", "space.blocks=0, 0",
-            "train.epochs=1", *more]
+            "search.controller_steps=3", "controller.hidden=16", "space.search_blocks=0", "space.channels=4",
+            "space.blocks=0, 0", "train.epochs=1", *more]
 
 
 # ---- supernet contracts ---------------------------------------------------------------------
@@ -54,7 +56,7 @@ def tiny(out_dir, *more):
 
 @pytest.mark.slow  # ~2 min on 2 cores
 def test_one_trace_for_every_candidate_and_only_the_sampled_ops_move():
-    net = supernet()
+    net = supernet(blocks=(0, 0))
     space = LiteSpace()
     images, labels = batch()
     archs = [space.sample(np.random.default_rng(k)) for k in range(3)]
