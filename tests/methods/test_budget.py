@@ -108,20 +108,27 @@ def test_a_sweep_of_budgets_shares_one_trainer_and_finds_what_one_trainer_per_bu
 
 
 def test_searches_of_one_configuration_share_an_idle_trainer_and_give_the_same_answers(benchmark):
-    """A second method object of the same configuration takes the first one's compiled trainer
-    (no new trace) and, reset to the same seed, finds exactly what a new trainer finds."""
+    """Another method object of the same configuration takes the first one's compiled trainer (no
+    new trace), also with another schedule (epochs, learning rates), and finds exactly what a new
+    trainer finds."""
+    def search(*sets):
+        method = make_method("predictor", "search.bts=false", *sets)
+        return method.run(benchmark.session("cifar100", 12), 12, np.random.default_rng(3))
+
     siamese._IDLE_TRAINERS.clear()
-    before, runs = siamese._IDLE_TRAINERS.stats(), []
-    for _ in range(2):
-        method = make_method("predictor", "search.bts=false", "predictor.epochs=4")
-        runs.append(method.run(benchmark.session("cifar100", 12), 12, np.random.default_rng(3)))
+    before = siamese._IDLE_TRAINERS.stats()
+    first, again = search("predictor.epochs=4"), search("predictor.epochs=4")
+    longer = search("predictor.epochs=6", "predictor.lr=0.002")  # the same trainer, another schedule
+    siamese._IDLE_TRAINERS.clear()
+    longer_fresh = search("predictor.epochs=6", "predictor.lr=0.002")
     after = siamese._IDLE_TRAINERS.stats()
-    assert (after["misses"] - before["misses"], after["hits"] - before["hits"]) == (1, 1)
-    assert [run.extra["train_traces"] for run in runs] == [1, 1]
-    assert runs[0].best_index == runs[1].best_index
-    np.testing.assert_array_equal(runs[0].scores, runs[1].scores)
-    other = make_method("predictor", "search.bts=false", "predictor.epochs=5")  # another schedule: its own trainer
-    other.run(benchmark.session("cifar100", 12), 12, np.random.default_rng(3))
+    assert (after["misses"] - before["misses"], after["hits"] - before["hits"]) == (2, 2)
+    assert [run.extra["train_traces"] for run in (first, again, longer, longer_fresh)] == [1, 1, 1, 1]
+    for a, b in ((first, again), (longer, longer_fresh)):
+        assert a.best_index == b.best_index
+        np.testing.assert_array_equal(a.scores, b.scores)
+    assert not np.array_equal(first.scores, longer.scores)  # the schedule did change the training
+    search("predictor.epochs=4", "predictor.units=8")  # other weights: its own trainer
     assert len(siamese._IDLE_TRAINERS) == 2
 
 

@@ -61,6 +61,11 @@ def test_trainer_applies_the_schedule_per_epoch():
     trainer.train_epochs(data, 1)
     assert trainer.epoch == 8
     assert float(trainer.optimizer.learning_rate) == pytest.approx(1e-4)
+    trainer.set_schedule(20, 0.5, 0.25)  # epoch 8 of 20 is in the high part again, at once
+    assert float(trainer.optimizer.learning_rate) == pytest.approx(0.5) and trainer.learning_rate_at(14) == 0.25
+    assert trainer.train_traces == 1
+    with pytest.raises(ValueError, match="total_epochs"):
+        trainer.set_schedule(0, 0.5, 0.25)
 
 
 def test_huber_formula():

@@ -128,9 +128,10 @@ class PredictorSearch(BudgetedSearch):
         Trainers are built with room for the steps of ``max_budget`` (the sweep's largest), so
         every repeat and budget of a sweep shares one set of compiled functions (no retracing, no
         growth over a sweep, one XLA compile per process instead of one per budget). An idle
-        trainer of the same configuration is taken from this process' pool and reset (the same
-        weights and Adam state a new one would start from); it goes back when the run ends
-        normally, not after an error or Ctrl-C.
+        trainer of the same configuration (the same traced functions: a schedule of other epochs or
+        learning rates is set per run) is taken from this process' pool and reset (the same weights
+        and Adam state a new one would start from); it goes back when the run ends normally, not
+        after an error or Ctrl-C.
         """
         from tfnas.predictors.fit import PredictorTrainer, steps_for_budget
         from tfnas.predictors.models import NeuralPredictor, SiamesePredictor
@@ -138,8 +139,9 @@ class PredictorSearch(BudgetedSearch):
         steps = steps_for_budget(budget, self.batch_size)
         capacity = max(steps, steps_for_budget(self.max_budget, self.batch_size) if self.max_budget > 0 else 0)
         n, k = self.adj.shape[1], self.ops.shape[2]
-        key = (self.siamese, self.siamese and self.nsam, n, k, ec_dim, self.units, self.epochs, self.batch_size,
-               self.lr, self.lr_final, self.huber_delta, bool(self.jit_compile), capacity)
+        # what the traced functions depend on (the schedule, epochs and learning rates, is set per run)
+        key = (self.siamese, self.siamese and self.nsam, n, k, ec_dim, self.units, self.batch_size, self.huber_delta,
+               bool(self.jit_compile), capacity)
         trainer = _IDLE_TRAINERS.take(key)
         if trainer is None:
             if self.siamese:
@@ -151,6 +153,7 @@ class PredictorSearch(BudgetedSearch):
                                        huber_delta=self.huber_delta, seed=seed, jit_compile=self.jit_compile,
                                        step_capacity=capacity)
         else:
+            trainer.set_schedule(self.epochs, self.lr, self.lr_final)
             trainer.reset(seed)
             trainer.set_steps_per_epoch(steps)
         yield trainer

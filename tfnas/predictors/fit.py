@@ -256,6 +256,13 @@ class PredictorTrainer:
         self._epoch = 0
         self.rng = np.random.default_rng(seed)
 
+    def set_schedule(self, total_epochs: int, lr_high: float, lr_low: float) -> None:
+        """Another step schedule (:func:`learning_rate_at`) from the next epoch on. The learning
+        rate is a variable set before each epoch, so no traced function changes."""
+        self.total_epochs = check_units(total_epochs, "PredictorTrainer", "total_epochs")
+        self.lr_high, self.lr_low = float(lr_high), float(lr_low)
+        self.optimizer.set_learning_rate(self.learning_rate_at(self._epoch))
+
     def set_steps_per_epoch(self, steps: int) -> None:
         """Trains ``steps`` steps per epoch from now on (at most :attr:`step_capacity`; no retrace)."""
         steps = check_units(steps, "PredictorTrainer", "steps_per_epoch")
