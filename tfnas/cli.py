@@ -65,25 +65,27 @@ def _setup_logging(verbose: bool) -> None:
 class _Expected:
     """The exception types that are a user's problem (bad input, missing data, unusable paths):
     printed as one ``error:`` line with an exit code; anything else is a bug and keeps its
-    traceback. Resolved lazily so ``--help`` and config errors never import TensorFlow."""
+    traceback. Looked up among the modules already loaded: an exception was raised by code of a
+    module that was imported, so its class's module is loaded, and reporting an error never
+    imports TensorFlow (``--help``, config errors and ``tools/compare.py`` run without it)."""
 
-    @staticmethod
-    def types():
-        from tfnas.benchmarks.nats import BenchmarkFormatError
-        from tfnas.data import DatasetNotFoundError
-        from tfnas.data.base import DatasetFormatError
-        from tfnas.evaluation.executors import ExecutorError
-        from tfnas.evaluation.training import CellTrainingError, TrainCacheError
-        from tfnas.registry import UnknownNameError
-        from tfnas.io import DamagedFileError
-        from tfnas.methods.base import SearchFailedError
-        from tfnas.train.checkpoint import CheckpointMismatchError
-        from tfnas.train.distribute import StrategyError
+    #: (module, class, exit code), in the order they are tried; OSError (4) comes after them all
+    KINDS = (("tfnas.registry", "UnknownNameError", 2), ("tfnas.train.checkpoint", "CheckpointMismatchError", 2),
+             ("tfnas.evaluation.training", "TrainCacheError", 2), ("tfnas.io", "DamagedFileError", 2),
+             ("tfnas.train.distribute", "StrategyError", 2), ("tfnas.methods.base", "SearchFailedError", 2),
+             ("tfnas.data.base", "DatasetFormatError", 2), ("tfnas.benchmarks.safe_pickle", "BenchmarkFormatError", 2),
+             ("tfnas.evaluation.training", "CellTrainingError", 2), ("tfnas.data.base", "DatasetNotFoundError", 3),
+             ("tfnas.evaluation.executors", "ExecutorError", 5))
 
-        return {ConfigError: 2, UnknownNameError: 2, CheckpointMismatchError: 2, TrainCacheError: 2,
-                DamagedFileError: 2, StrategyError: 2, SearchFailedError: 2,
-                DatasetFormatError: 2, BenchmarkFormatError: 2, CellTrainingError: 2, DatasetNotFoundError: 3,
-                OSError: 4, ExecutorError: 5}
+    @classmethod
+    def types(cls):
+        found = {ConfigError: 2}
+        for module, name, code in cls.KINDS:
+            loaded = sys.modules.get(module)
+            if loaded is not None:
+                found[getattr(loaded, name)] = code
+        found[OSError] = 4
+        return found
 
 
 INTERRUPTED = 130  # the shell's exit status of a program stopped by SIGINT
@@ -299,8 +301,7 @@ def _compare(args: argparse.Namespace) -> int:
             break
         folder = os.path.dirname(folder)
     _writable_folder("--out", args.out)
-    _import_tensorflow(args.verbose)
-    from tfnas.registry import BENCHMARKS
+    from tfnas.registry import BENCHMARKS  # records, tables and plots: no TensorFlow
     from tfnas.results import format_table, load_run_dir, write_outputs
 
     per_dir = []

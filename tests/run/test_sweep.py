@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -128,14 +129,18 @@ def test_compare_merges_run_dirs(tmp_path):
                   progress=False)
         dirs.append(str(out))
     merged = tmp_path / "merged"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "compare.py"), *dirs, "--out", str(merged)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # -X importtime lists every module the command imported: records, tables and plots need no TensorFlow
+    compare = [sys.executable, "-X", "importtime", os.path.join(ROOT, "tools", "compare.py")]
+    proc = subprocess.run([*compare, *dirs, "--out", str(merged)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr
+    imported = re.findall(r"^import time:.*\|\s+(\S+)$", proc.stderr, re.M)
+    assert "matplotlib" in imported and "pandas" in imported and "tensorflow" not in imported
     df = pd.read_csv(merged / "summary.csv")
     assert len(df) == 8 and (merged / "accuracy_vs_budget.png").exists()
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "compare.py"), str(tmp_path / "nope")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 4 and "nope: no such folder" in proc.stderr  # a path problem, not bad input
+    proc = subprocess.run([*compare, str(tmp_path / "nope")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 4 and "error: " in proc.stderr and "nope: no such folder" in proc.stderr
+    assert "tensorflow" not in re.findall(r"^import time:.*\|\s+(\S+)$", proc.stderr, re.M)  # nor for an error
 
 
 def test_method_variants_get_their_own_labels(tmp_path):
