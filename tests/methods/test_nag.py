@@ -279,9 +279,16 @@ def test_killed_gan_training_resumes_to_the_same_weights(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
-def test_nag_sweep_end_to_end(tmp_path):
-    cfg = load_config(CFG, tiny(tmp_path / "run"))
-    out = run_sweep(cfg)
+@pytest.fixture(scope="module")
+def nag_sweep(tmp_path_factory):
+    """The tiny NAG sweep, run once: ``(cfg, SweepOutput)``; its run directory also serves the
+    damaged-checkpoint tests below (as copies)."""
+    cfg = load_config(CFG, tiny(tmp_path_factory.mktemp("nag_sweep") / "run"))
+    return cfg, run_sweep(cfg)
+
+
+def test_nag_sweep_end_to_end(nag_sweep):
+    cfg, out = nag_sweep
     assert len(out.records) == 4
     for rec in out.records:
         assert rec.queries == rec.budget  # RS-NAG spends its budget exactly
@@ -323,22 +330,15 @@ def test_short_labels_use_the_12_epoch_table(tmp_path):
     assert not np.array_equal(table.pool_labels, short.pool_labels)
 
 
-@pytest.fixture(scope="module")
-def trained_gan(tmp_path_factory):
-    """A run directory whose GAN trained its 2 epochs (one warm-up, one GAN epoch; one-shot edge head)."""
-    out = tmp_path_factory.mktemp("nag_state") / "run"
-    _, method = build(out, "nag.edges=independent", "nag.epochs=1")
-    method.prepare(context(out)[0])
-    return out
-
-
 @pytest.mark.parametrize("epoch, problem", [(-1, "must be a non-negative integer; got -1"),
                                             (1.5, "must be a non-negative integer; got 1.5"),
                                             (float("nan"), "must be a non-negative integer; got nan"),
-                                            (3, "must be at most 2, the epochs of this run; got 3")],
+                                            (4, "must be at most 3, the epochs of this run; got 4")],
                          ids=["negative", "fractional", "nan", "beyond-the-run"])
-def test_a_damaged_epoch_of_the_gan_checkpoint_is_named_before_any_work(trained_gan, tmp_path, monkeypatch, epoch,
+def test_a_damaged_epoch_of_the_gan_checkpoint_is_named_before_any_work(nag_sweep, tmp_path, monkeypatch, epoch,
                                                                          problem):
+    """A copy of the sweep's run directory (its GAN trained 3 epochs: one warm-up, two GAN epochs)
+    with a damaged epoch in the GAN checkpoint."""
     import shutil
 
     from tfnas.io import DamagedFileError
@@ -346,15 +346,15 @@ def test_a_damaged_epoch_of_the_gan_checkpoint_is_named_before_any_work(trained_
     from tfnas.methods.weight_sharing import load_arrays, npz_bytes
 
     out = tmp_path / "run"
-    shutil.copytree(trained_gan, out)
+    shutil.copytree(nag_sweep[1].run_dir, out)
     path = out / WEIGHTS_FILE
     arrays = load_arrays(str(path))
-    assert arrays[-1].tolist() == 2
+    assert arrays[-1].tolist() == 3
     path.write_bytes(npz_bytes(arrays[:-1] + [np.array(epoch)]))
     damaged = path.read_bytes()
     for step in ("pretrain_epoch", "train_epoch"):
         monkeypatch.setattr(GanTrainer, step, lambda *args, **kwargs: pytest.fail("a GAN epoch ran"))
-    _, method = build(out, "nag.edges=independent", "nag.epochs=1")
+    _, method = build(out)
     with pytest.raises(DamagedFileError) as caught:
         method.prepare(context(out)[0])
     assert str(caught.value) == (f"{path}: its last array (the epoch) {problem}; "
