@@ -446,3 +446,30 @@ def test_out_of_memory_is_one_line_naming_what_ran_out(capsys):
                            "float): a setting asks for more memory"), line
     assert run_guarded(python_oom, verbose=False) == 2
     assert _one_error_line(capsys.readouterr().err).startswith("error: out of memory (MemoryError)")
+
+
+def test_the_error_boundary_knows_every_expected_error_once_its_module_is_loaded():
+    """The exception classes are looked up by module and name among the loaded modules: a moved or
+    renamed class would silently lose its exit code, so every entry must resolve (in this order)."""
+    import importlib
+
+    from tfnas.benchmarks.safe_pickle import BenchmarkFormatError
+    from tfnas.cli import _Expected
+    from tfnas.config import ConfigError
+    from tfnas.data import DatasetNotFoundError
+    from tfnas.data.base import DatasetFormatError
+    from tfnas.evaluation.executors import ExecutorError
+    from tfnas.evaluation.training import CellTrainingError, TrainCacheError
+    from tfnas.io import DamagedFileError
+    from tfnas.methods.base import SearchFailedError
+    from tfnas.registry import UnknownNameError
+    from tfnas.train.checkpoint import CheckpointMismatchError
+    from tfnas.train.distribute import StrategyError
+
+    for module, _, _ in _Expected.KINDS:
+        importlib.import_module(module)
+    assert list(_Expected.types().items()) == [
+        (ConfigError, 2), (UnknownNameError, 2), (CheckpointMismatchError, 2), (TrainCacheError, 2),
+        (DamagedFileError, 2), (StrategyError, 2), (SearchFailedError, 2), (DatasetFormatError, 2),
+        (BenchmarkFormatError, 2), (CellTrainingError, 2), (DatasetNotFoundError, 3), (ExecutorError, 5),
+        (OSError, 4)]

@@ -54,3 +54,12 @@ def test_take_lends_an_entry_to_one_user_until_it_is_put_back():
     cache.put("c", ["c"])  # "a" is the least recently used
     assert "a" not in cache and len(cache) == 2
     assert cache.stats() == {"entries": 2, "maxsize": 2, "hits": 1, "misses": 2, "evictions": 1}
+
+
+def test_a_cache_pickles_with_its_entries_and_counts():
+    import pickle
+
+    cache = LRUCache("test pickled", maxsize=3)
+    cache.put("a", [1])
+    copy = pickle.loads(pickle.dumps(cache))
+    assert copy.take("a") == [1] and copy.stats()["hits"] == 1 and copy.take("a") is None

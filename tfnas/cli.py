@@ -81,9 +81,9 @@ class _Expected:
     def types(cls):
         found = {ConfigError: 2}
         for module, name, code in cls.KINDS:
-            loaded = sys.modules.get(module)
-            if loaded is not None:
-                found[getattr(loaded, name)] = code
+            kind = getattr(sys.modules.get(module), name, None)  # None: not loaded (or not yet defined)
+            if kind is not None:
+                found[kind] = code
         found[OSError] = 4
         return found
 

@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 
 V = TypeVar("V")
 _LIVE: "weakref.WeakSet[LRUCache[Any]]" = weakref.WeakSet()
+#: take / put of every cache: a lent entry goes to one thread only (one lock for all, so a cache
+#: still pickles, e.g. inside a proxy sent to a worker process)
+_LEND_LOCK = threading.Lock()
 
 
 class LRUCache(Generic[V]):
@@ -43,7 +46,6 @@ class LRUCache(Generic[V]):
         self.name, self.maxsize = name, maxsize
         self.hits = self.misses = self.evictions = 0
         self._entries: "OrderedDict[Hashable, V]" = OrderedDict()
-        self._lock = threading.Lock()  # take / put: a lent entry goes to one thread only
         _LIVE.add(self)
 
     def get_or_create(self, key: Hashable, create: Callable[[], V]) -> V:
@@ -66,7 +68,7 @@ class LRUCache(Generic[V]):
         With :meth:`put`, the cache lends objects that one user at a time may change (a compiled
         trainer): take one, use it, put it back; a second user meanwhile finds none and makes its own.
         """
-        with self._lock:
+        with _LEND_LOCK:
             value = self._entries.pop(key, None)
             if value is None:
                 self.misses += 1
@@ -78,7 +80,7 @@ class LRUCache(Generic[V]):
 
     def put(self, key: Hashable, value: V) -> None:
         """Keeps ``value`` under ``key`` as the most recently used entry (replacing any)."""
-        with self._lock:
+        with _LEND_LOCK:
             self._entries.pop(key, None)
             self._entries[key] = value
             self._evict()

@@ -9,7 +9,7 @@ Prints mean ± std per (method, budget) and writes summary.csv and accuracy_vs_b
 
 from tfnas.runtime import configure_runtime
 
-configure_runtime(defer_import=True)  # TensorFlow loads quietly in tfnas.cli, after the arguments are checked
+configure_runtime(defer_import=True)  # records, tables and plots: compare never loads TensorFlow
 
 from tfnas.cli import exit_with, compare_main
 

@@ -30,8 +30,9 @@ here, see :mod:`tfnas.predictors.binary`).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Any, List, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import numpy as np
 
@@ -78,28 +79,26 @@ class BrpSearch(BudgetedSearch):
         self.top_fraction, self.jit_compile = float(top_fraction), bool(jit_compile)
         self.adj, self.ops = space.all_graphs()
         self.size = len(self.adj)
-        self._trainer = None
 
-    def _trainer_key(self) -> Tuple[Any, ...]:
-        return (self.adj.shape[1], self.ops.shape[2], self.units, self.layers, self.dropout, self.lr,
-                self.weight_decay, self.batch_size, self.jit_compile)
-
-    def trainer(self, seed: int):
-        """The relation trainer of this method's next search, reset to fresh weights drawn from
-        ``seed``: an idle trainer of the same configuration from this process' pool (so one trace
-        serves every search of a sweep and every method object of this configuration), else a new
-        one. A search gives it back to the pool when it ends normally."""
+    @contextlib.contextmanager
+    def _trainer(self, seed: int) -> Iterator[Any]:
+        """The relation trainer of one search, reset to fresh weights drawn from ``seed``: an idle
+        trainer of the same configuration from this process' pool (so one trace serves every search
+        of a sweep and every method object of this configuration), else a new one. It goes back to
+        the pool when the search ends normally, not after an error or Ctrl-C."""
         from tfnas.predictors.binary import BinaryRelationPredictor, RelationTrainer
 
-        if self._trainer is None:
-            self._trainer = _IDLE_TRAINERS.take(self._trainer_key())
-        if self._trainer is None:
+        key = (self.adj.shape[1], self.ops.shape[2], self.units, self.layers, self.dropout, self.lr,
+               self.weight_decay, self.batch_size, self.jit_compile)
+        trainer = _IDLE_TRAINERS.take(key)
+        if trainer is None:
             model = BinaryRelationPredictor(self.adj.shape[1], self.ops.shape[2], units=self.units,
                                             num_layers=self.layers, dropout=self.dropout, seed=seed)
-            self._trainer = RelationTrainer(model, batch_size=self.batch_size, lr=self.lr,
-                                            weight_decay=self.weight_decay, jit_compile=self.jit_compile)
-        self._trainer.reset(seed)
-        return self._trainer
+            trainer = RelationTrainer(model, batch_size=self.batch_size, lr=self.lr,
+                                      weight_decay=self.weight_decay, jit_compile=self.jit_compile)
+        trainer.reset(seed)
+        yield trainer
+        _IDLE_TRAINERS.put(key, trainer)
 
     def schedule(self, budget: int) -> Tuple[List[int], List[int]]:
         """``(quotas, epochs)`` of a search with ``budget`` queries: the queries of each round (as even as
@@ -132,11 +131,8 @@ class BrpSearch(BudgetedSearch):
             return RunResult(best_index=int(chosen[int(np.argmax(acc))]),
                              scores=queried_first(self.size, chosen, acc, rng), extra={"rounds": 0})
         quotas, epochs = self.schedule(budget)
-        trainer = self.trainer(int(rng.integers(2**31 - 1)))
-        self._trainer = None  # lent to this search: back to the pool when it ends normally, dropped on an error
-        result = self._search(session, rng, quotas, epochs, trainer, t0)
-        _IDLE_TRAINERS.put(self._trainer_key(), trainer)
-        return result
+        with self._trainer(int(rng.integers(2**31 - 1))) as trainer:
+            return self._search(session, rng, quotas, epochs, trainer, t0)
 
     def _search(self, session: Any, rng: np.random.Generator, quotas: List[int], epochs: List[int], trainer: Any,
                 t0: float) -> RunResult:

@@ -131,7 +131,8 @@ class PredictorSearch(BudgetedSearch):
         trainer of the same configuration (the same traced functions: a schedule of other epochs or
         learning rates is set per run) is taken from this process' pool and reset (the same weights
         and Adam state a new one would start from); it goes back when the run ends normally, not
-        after an error or Ctrl-C.
+        after an error or Ctrl-C. The step capacity is part of the key, not a lower bound, so a run's
+        compiled loop never depends on which runs came before it in the process.
         """
         from tfnas.predictors.fit import PredictorTrainer, steps_for_budget
         from tfnas.predictors.models import NeuralPredictor, SiamesePredictor
