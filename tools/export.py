@@ -36,19 +36,15 @@ import warnings
 
 from tfnas.runtime import configure_runtime
 
-configure_runtime()  # before anything imports TensorFlow
+configure_runtime(defer_import=True)  # TensorFlow loads (quietly) once the arguments are checked
 from tfnas.cli import INTERRUPTED, exit_with
-from tfnas.data import DatasetNotFoundError
-from tfnas.data.folder import damaged_image, not_an_image
-from tfnas.interrupts import interrupts_kept
-from tfnas.registry import SPACES, UnknownNameError
-from tfnas.train.export import FORMATS, export_arch
-from tfnas.train.calibration import SyntheticCalibrationWarning
-from tfnas.train.tflite import QUANTIZATIONS
+from tfnas.formats import FORMATS, QUANTIZATIONS
 
 
 def _report_warnings(caught: list) -> None:
     """The synthetic-calibration warning as one ``warning:`` line; any other warning as Python shows it."""
+    from tfnas.train.calibration import SyntheticCalibrationWarning
+
     for w in caught:
         if issubclass(w.category, SyntheticCalibrationWarning):
             print(f"warning: {w.message}", file=sys.stderr)
@@ -80,6 +76,17 @@ def main(argv=None) -> int:
     if args.calibration is not None and args.quantize != "int8":
         print("error: --calibration is used by --quantize int8 only", file=sys.stderr)
         return 2
+
+    from tfnas.runtime import import_tensorflow_quietly, quiet_import_wanted
+
+    if quiet_import_wanted(False):
+        import_tensorflow_quietly()
+    from tfnas.data import DatasetNotFoundError
+    from tfnas.data.folder import damaged_image, not_an_image
+    from tfnas.interrupts import interrupts_kept
+    from tfnas.registry import SPACES, UnknownNameError
+    from tfnas.train.calibration import SyntheticCalibrationWarning
+    from tfnas.train.export import export_arch
 
     try:
         space = SPACES.get(args.space)()

@@ -223,6 +223,21 @@ def test_tool_bad_arch_exits_2_with_one_line_message(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_tool_help_and_conflicting_options_answer_without_loading_tensorflow(tmp_path):
+    """``--help`` and the checks of option combinations come before TensorFlow loads."""
+    from tests.tool_imports import run_tool
+
+    args = ["--space", "nb201", "--arch", ARCH, "--num-classes", "10", "--out", str(tmp_path / "m")]
+    for argv, code, said in ((["--help"], 0, "--quantize"), (args + ["--quantize", "int8"], 2, "--format tflite only"),
+                             (args + ["--format", "zip"], 2, "invalid choice: 'zip'")):
+        proc, loaded = run_tool("export.py", *argv)
+        assert proc.returncode == code and said in proc.stdout + proc.stderr, proc.stderr[-2000:]
+        assert not loaded & {"tensorflow", "keras"}, loaded
+    assert not (tmp_path / "m").exists()
+    proc, loaded = run_tool("export.py", *args[:-1], str(tmp_path / "m.keras"), "--format", "keras")
+    assert proc.returncode == 0 and "tensorflow" in loaded  # the wrapper does see an export's import
+
+
 def test_tool_bad_space_and_success(tmp_path, capsys):
     tool = _load_tool()
     assert tool.main(["--space", "nope", "--arch", ARCH, "--num-classes", "10", "--out", str(tmp_path / "x")]) == 2

@@ -19,6 +19,7 @@ class ConfigError(ValueError):
 
 
 from tfnas.config.fields import _f
+from tfnas.formats import FORMATS, QUANTIZATIONS
 from tfnas.config.method_sections import BrpConfig, ControllerConfig, NagConfig, PredictorConfig
 
 
@@ -286,7 +287,7 @@ class SearchConfig:
     latency_threads: int = _f(1, min=1)
     latency_runs: int = _f(50, min=1)
     latency_warmup: int = _f(5, min=0)
-    latency_quantize: str = _f("none", choices=("none", "float16", "int8"))
+    latency_quantize: str = _f("none", choices=QUANTIZATIONS)
 
 
 @dataclass(frozen=True)
@@ -375,8 +376,8 @@ class ExportConfig:
     """
 
     enabled: bool = _f(True)
-    format: Tuple[str, ...] = _f(("saved_model",), choices=("saved_model", "keras", "tflite"))
-    quantize: str = _f("none", choices=("none", "float16", "int8"))
+    format: Tuple[str, ...] = _f(("saved_model",), choices=FORMATS)
+    quantize: str = _f("none", choices=QUANTIZATIONS)
     calibration: str = _f("")
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfnas.checks import check_image_shape, positive_int
+from tfnas.formats import FORMATS
 from tfnas.io import first_line
 from tfnas.train.checkpoint import tf_warnings_off, unused_weights
 from tfnas.train.provenance import check_trained_arch
@@ -54,8 +55,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-FORMATS = ("saved_model", "keras", "tflite")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfnas.checks import check_image_shape
+from tfnas.formats import QUANTIZATIONS
 from tfnas.interrupts import interrupts_kept
 from tfnas.io import first_line
 from tfnas.runtime import quiet_import_wanted, quiet_stderr
@@ -57,7 +58,6 @@ __all__ = ["QUANTIZATIONS", "ROUTES", "check_quantize", "convert_tflite", "expor
 
 logger = logging.getLogger(__name__)
 
-QUANTIZATIONS = ("none", "float16", "int8")
 ROUTES = ("saved_model", "frozen")
 
 
