@@ -63,3 +63,16 @@ def test_a_cache_pickles_with_its_entries_and_counts():
     cache.put("a", [1])
     copy = pickle.loads(pickle.dumps(cache))
     assert copy.take("a") == [1] and copy.stats()["hits"] == 1 and copy.take("a") is None
+
+
+def test_lend_gives_an_entry_back_after_its_block_and_drops_it_after_an_error():
+    cache = LRUCache("test lend", maxsize=2)
+    made = []
+    with cache.lend("a", lambda: made.append(1) or ["a"]) as first:
+        assert "a" not in cache
+    with cache.lend("a", lambda: made.append(2) or ["other"]) as second:
+        assert second is first
+    with pytest.raises(RuntimeError):
+        with cache.lend("a", lambda: ["other"]):
+            raise RuntimeError("the block failed")
+    assert "a" not in cache and made == [1]

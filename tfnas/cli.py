@@ -44,11 +44,11 @@ def _load(args: argparse.Namespace):
     from tfnas.evaluation.gpus import share_gpus_with_workers
 
     share_gpus_with_workers(load_config(args.config, overrides, check_names=False).run.executor)
-    _import_tensorflow(args.verbose)
+    import_tensorflow(args.verbose)
     return load_config(args.config, overrides)
 
 
-def _import_tensorflow(verbose: bool) -> None:
+def import_tensorflow(verbose: bool) -> None:
     """Loads TensorFlow, its start-up lines kept off the console unless ``-v`` or the user's own
     ``TF_CPP_MIN_LOG_LEVEL`` (:func:`tfnas.runtime.quiet_import_wanted`)."""
     from tfnas.runtime import import_tensorflow_quietly, quiet_import_wanted

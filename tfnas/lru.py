@@ -8,6 +8,7 @@ misses and evictions; misses and evictions are logged at DEBUG level, and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import weakref
@@ -84,6 +85,17 @@ class LRUCache(Generic[V]):
             self._entries.pop(key, None)
             self._entries[key] = value
             self._evict()
+
+    @contextlib.contextmanager
+    def lend(self, key: Hashable, create: Callable[[], V]) -> Iterator[V]:
+        """Lends the entry of ``key`` (made by ``create()`` when none is idle) for the block, with
+        :meth:`take` and :meth:`put`: nobody else gets it meanwhile, and it comes back when the block
+        ends normally. After an error or Ctrl-C it is dropped: its state is unknown."""
+        value = self.take(key)
+        if value is None:
+            value = create()
+        yield value
+        self.put(key, value)
 
     def _evict(self) -> None:
         while len(self._entries) > self.maxsize:

@@ -37,7 +37,7 @@ import warnings
 from tfnas.runtime import configure_runtime
 
 configure_runtime(defer_import=True)  # TensorFlow loads (quietly) once the arguments are checked
-from tfnas.cli import INTERRUPTED, exit_with
+from tfnas.cli import INTERRUPTED, exit_with, import_tensorflow
 from tfnas.formats import FORMATS, QUANTIZATIONS
 
 
@@ -77,10 +77,7 @@ def main(argv=None) -> int:
         print("error: --calibration is used by --quantize int8 only", file=sys.stderr)
         return 2
 
-    from tfnas.runtime import import_tensorflow_quietly, quiet_import_wanted
-
-    if quiet_import_wanted(False):
-        import_tensorflow_quietly()
+    import_tensorflow(verbose=False)
     from tfnas.data import DatasetNotFoundError
     from tfnas.data.folder import damaged_image, not_an_image
     from tfnas.interrupts import interrupts_kept

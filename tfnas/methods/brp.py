@@ -90,15 +90,16 @@ class BrpSearch(BudgetedSearch):
 
         key = (self.adj.shape[1], self.ops.shape[2], self.units, self.layers, self.dropout, self.lr,
                self.weight_decay, self.batch_size, self.jit_compile)
-        trainer = _IDLE_TRAINERS.take(key)
-        if trainer is None:
+
+        def build() -> Any:
             model = BinaryRelationPredictor(self.adj.shape[1], self.ops.shape[2], units=self.units,
                                             num_layers=self.layers, dropout=self.dropout, seed=seed)
-            trainer = RelationTrainer(model, batch_size=self.batch_size, lr=self.lr,
-                                      weight_decay=self.weight_decay, jit_compile=self.jit_compile)
-        trainer.reset(seed)
-        yield trainer
-        _IDLE_TRAINERS.put(key, trainer)
+            return RelationTrainer(model, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                                   jit_compile=self.jit_compile)
+
+        with _IDLE_TRAINERS.lend(key, build) as trainer:
+            trainer.reset(seed)
+            yield trainer
 
     def schedule(self, budget: int) -> Tuple[List[int], List[int]]:
         """``(quotas, epochs)`` of a search with ``budget`` queries: the queries of each round (as even as

@@ -143,22 +143,22 @@ class PredictorSearch(BudgetedSearch):
         # what the traced functions depend on (the schedule, epochs and learning rates, is set per run)
         key = (self.siamese, self.siamese and self.nsam, n, k, ec_dim, self.units, self.batch_size, self.huber_delta,
                bool(self.jit_compile), capacity)
-        trainer = _IDLE_TRAINERS.take(key)
-        if trainer is None:
+
+        def build() -> Any:
             if self.siamese:
                 model = SiamesePredictor(n, k, ec_dim=ec_dim, units=self.units, nsam=self.nsam, seed=seed)
             else:
                 model = NeuralPredictor(n, k, units=self.units, seed=seed)
-            trainer = PredictorTrainer(model, total_epochs=self.epochs, steps_per_epoch=steps,
-                                       batch_size=self.batch_size, lr_high=self.lr, lr_low=self.lr_final,
-                                       huber_delta=self.huber_delta, seed=seed, jit_compile=self.jit_compile,
-                                       step_capacity=capacity)
-        else:
-            trainer.set_schedule(self.epochs, self.lr, self.lr_final)
+            return PredictorTrainer(model, total_epochs=self.epochs, steps_per_epoch=steps,
+                                    batch_size=self.batch_size, lr_high=self.lr, lr_low=self.lr_final,
+                                    huber_delta=self.huber_delta, seed=seed, jit_compile=self.jit_compile,
+                                    step_capacity=capacity)
+
+        with _IDLE_TRAINERS.lend(key, build) as trainer:
+            trainer.set_schedule(self.epochs, self.lr, self.lr_final)  # a new one: all three change nothing
             trainer.reset(seed)
             trainer.set_steps_per_epoch(steps)
-        yield trainer
-        _IDLE_TRAINERS.put(key, trainer)
+            yield trainer
 
     def rank(self, trainer, cells: np.ndarray, k: int, ec, normaliser) -> np.ndarray:
         """Scores of ``cells`` (higher = better) under the (siamese) ranking."""
