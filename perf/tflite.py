@@ -18,7 +18,7 @@ ARCHS = {
 
 def run(space: str = "nb201", arch: str = "", quantize: Sequence[str] = ("none", "float16", "int8"),
         input_size: int = 32, num_classes: int = 10, runs: int = 100, warmup: int = 10, threads: int = 1,
-        via: Sequence[str] = ("saved_model",)) -> None:
+        via: Sequence[str] = ("frozen",)) -> None:
     """Emits ``tflite`` per quantization and conversion route (``via``: ``saved_model``, ``frozen``):
     ``convert_s`` (route + converter, int8 with 100 synthetic calibration images), ``size_kb``,
     ``median_ms``/``p90_ms`` (batch 1, ``threads`` LiteRT threads) and the Keras inference network's ``params``. Weights are untrained (an

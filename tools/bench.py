@@ -18,7 +18,7 @@
     python tools/bench.py executor-overhead [--executor process|ray|local] [--workers 2] [--items 200]
     python tools/bench.py batch-schedule F [--workers 2,8,64] [--batch 16,64] [--overhead-ms 1.15]
     python tools/bench.py tflite --space nb201|darts [--arch A] [--quantize none,float16,int8] [--threads 1]
-                                 [--via saved_model,frozen]
+                                 [--via frozen,saved_model]
     python tools/bench.py latency-corr [--cells 300] [--seed 0] [--threads 1] [--runs 50] [--cache-dir D]
 
 Each prints one JSON object per measurement (plus a readable line), so results can be pasted
@@ -340,8 +340,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--input-size", type=_count, default=32)
     s.add_argument("--runs", type=_count, default=100)
     s.add_argument("--threads", type=_count, default=1)
-    s.add_argument("--via", type=_one_of("saved_model", "frozen"), default="saved_model",
-                   help="conversion routes, comma-separated: saved_model, frozen")
+    s.add_argument("--via", type=_one_of("saved_model", "frozen"), default="frozen",
+                   help="conversion routes, comma-separated: frozen (the exports' route up to 1 GiB of weights), "
+                        "saved_model")
     s.set_defaults(run=tflite)
     s = sub.add_parser("latency-corr", help="measured LiteRT latency of NB201 cells vs the table's device latencies "
                                             "(Spearman)")

@@ -7,10 +7,13 @@ other exports (hidden temporary sibling, then rename; ``overwrite`` semantics ke
 converted with a **batch-1** signature ``(1, H, W, 3)`` named ``images``: on-device inference runs
 one image per call, and a static shape lets the converter fold the shape-dependent constants of
 the cells (e.g. the window counts of ``avg_pool_3x3``). Two routes give the same model
-(``via``): ``"saved_model"`` (the default of the exports) writes a temporary SavedModel and
-converts it; ``"frozen"`` traces the same batch-1 function, folds its variables into constants in
-memory and converts the frozen graph, 3-5 times faster (no disk round trip; docs/PERFORMANCE.md).
-Measured-latency searches convert thousands of networks and take the frozen route.
+(``via``; tested for a network of every space): ``"frozen"`` traces the batch-1 function, folds its
+variables into constants in memory and converts the frozen graph; ``"saved_model"`` writes the
+network with its variables as a temporary SavedModel and converts that, 3-5 times slower
+(docs/PERFORMANCE.md). ``"auto"`` (the default, so the exports' route) takes the frozen route
+unless the weights exceed :data:`FROZEN_MAX_BYTES`: frozen constants live in one GraphDef, which
+protobuf limits to 2 GiB. Either way the model has one signature, ``serving_default`` (input
+``images``), the key of the SavedModel exports' signature too.
 :func:`tfnas.train.litert.run_tflite` feeds a batch one image at a time.
 
 Quantization (``quantize``):
@@ -54,11 +57,15 @@ try:  # the converter's own error type is not exported under tf.lite
 except ImportError:  # pragma: no cover - other TensorFlow layouts
     ConverterError = RuntimeError
 
-__all__ = ["QUANTIZATIONS", "ROUTES", "check_quantize", "convert_tflite", "export_tflite"]
+__all__ = ["FROZEN_MAX_BYTES", "QUANTIZATIONS", "ROUTES", "check_quantize", "convert_tflite", "export_tflite"]
 
 logger = logging.getLogger(__name__)
 
-ROUTES = ("saved_model", "frozen")
+ROUTES = ("auto", "frozen", "saved_model")
+# The largest weights (bytes) that ``via="auto"`` freezes into the GraphDef (protobuf's limit is
+# 2 GiB; the graph's own nodes and a margin take the rest).
+FROZEN_MAX_BYTES = 1 << 30
+SIGNATURE = "serving_default"
 
 
 def check_quantize(quantize: str) -> str:
@@ -82,8 +89,19 @@ def _write_batch1_saved_model(model: keras.Model, shape: tuple, folder: str) -> 
     spec = tf.TensorSpec((1,) + shape, tf.float32, name="images")
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serve", lambda images: model(images, training=False), input_signature=[spec])
+    archive.add_endpoint(SIGNATURE, lambda images: model(images, training=False), input_signature=[spec])
     archive.write_out(folder, verbose=False)
+
+
+def _weight_bytes(model: keras.Model) -> int:
+    return sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
+
+
+def _route(model: keras.Model, via: str) -> str:
+    """The route ``via`` names; for ``"auto"`` the frozen one unless the weights exceed :data:`FROZEN_MAX_BYTES`."""
+    if via != "auto":
+        return via
+    return "frozen" if _weight_bytes(model) <= FROZEN_MAX_BYTES else "saved_model"
 
 
 def _frozen_converter(model: keras.Model, shape: tuple) -> "tf.lite.TFLiteConverter":
@@ -102,7 +120,7 @@ def convert_tflite(
     quantize: str = "none",
     calibration: Optional[np.ndarray] = None,
     input_shape: Optional[Sequence[int]] = None,
-    via: str = "saved_model",
+    via: str = "auto",
 ) -> bytes:
     """The ``.tflite`` flatbuffer of ``model``'s inference network.
 
@@ -114,7 +132,7 @@ def convert_tflite(
             expects them (required for ``"int8"``, ignored otherwise); see
             :func:`tfnas.train.calibration.calibration_images`.
         input_shape: ``(H, W, C)``; default: the model's own (static) input shape.
-        via: ``"saved_model"`` or ``"frozen"`` (the conversion route; see the module docstring).
+        via: ``"auto"``, ``"frozen"`` or ``"saved_model"`` (the conversion route; see the module docstring).
 
     Returns:
         The model bytes; input ``(1, H, W, C)`` float32 (int8 for ``"int8"``), output
@@ -129,6 +147,7 @@ def convert_tflite(
         raise ValueError(f"unknown TFLite conversion route via={via!r}; expected one of {', '.join(ROUTES)}")
     net = inference_model(model)
     shape = _image_shape(net, input_shape)
+    via = _route(net, via)
     if quantize == "int8":
         if calibration is None or len(calibration) == 0:
             raise ValueError("int8 quantization needs calibration images (N, H, W, C); got none")
@@ -142,7 +161,7 @@ def convert_tflite(
             else:
                 saved = os.path.join(folder, "saved_model")
                 _write_batch1_saved_model(net, shape, saved)
-                converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serve"])
+                converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
             if quantize == "float16":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
                 converter.target_spec.supported_types = [tf.float16]
