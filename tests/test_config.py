@@ -90,6 +90,12 @@ def test_frozen(tmp_path):
         ("[train]\nepochs = 10\nstep_epochs = -5, 4\n", [], ["[train] step_epochs", "'-5, 4'"]),
         ("[train]\nepochs = 10\nschedule = step\nstep_epochs = 4, 10, 1000\n", [],
          ["[train] step_epochs", "below [train] epochs = 10 (a step there never happens), got 10, 1000"]),
+        ("", ["space.blocks=1,,1"], ["--set space.blocks", "'1,,1' (an empty item)"]),
+        ("[space]\nblocks = 2, 2,\n", [], ["[space] blocks", "'2, 2,' (an empty item)"]),
+        ("", ["dataset.batch_size=3000000000"], ["--set dataset.batch_size", "at most 2147483647 (32 bits)"]),
+        ("", ["dataset.image_size=3000000000"], ["--set dataset.image_size", "in [0, 4096]"]),
+        ("[run]\nout_dir = runs/a\n  b\n", [], ["[run] out_dir", "holds a line break", "[space] arch and start"]),
+        ("", ["train.lr_min=0.5"], ["--set train.lr_min", "must not exceed [train] lr (0.1); got 0.5"]),
     ],
 )
 def test_errors_name_file_section_key(tmp_path, text, overrides, fragments):
@@ -146,6 +152,15 @@ def test_inline_comments_and_quoted_values(tmp_path):
         load_config(write(tmp_path, '[dataset]\ndata_dir = "C:\\temp #1"\n'))
     with pytest.raises(ConfigError, match=r"--set dataset\.data_dir: holds the control character '\\r'"):
         load_config(None, ["dataset.data_dir=a\rb"])
+
+
+def test_what_the_stricter_checks_still_take(tmp_path):
+    arch = "|nor_conv_3x3~0|+\n  |none~0|none~1|+|none~0|none~1|none~2|"
+    cfg = load_config(write(tmp_path, f"[space]\nname = nb201\narch = {arch}\n"))
+    assert cfg.space.arch == arch.replace("  ", "")  # an architecture may span lines
+    assert load_config(None, ["train.lr_min=0.5", "train.schedule=constant"]).train.lr_min == 0.5  # no cosine: unused
+    assert load_config(None, ["space.blocks=", "dataset.image_size=4096"]).space.blocks == ()
+    assert load_config(None, ["run.seed=4294967295"]).run.seed == 2 ** 32 - 1  # a key's own maximum wins
 
 
 def test_export_formats_are_a_list(tmp_path):

@@ -128,16 +128,25 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
             return INTERRUPTED
         if unreadable:
             return _report(unreadable, 2, verbose)
-        short = _out_of_memory(exc)
-        if short:
+        message = out_of_memory_message(exc)
+        if message:
             if verbose:
                 import traceback
 
                 traceback.print_exception(exc, file=sys.stderr)
-            print(f"error: out of memory ({short}): a setting asks for more memory than this machine has "
-                  f"(batch size, image size, number of classes, network size); make it smaller", file=sys.stderr)
+            print(f"error: {message}", file=sys.stderr)
             return 2
         raise
+
+
+def out_of_memory_message(exc: BaseException) -> str:
+    """The one-line message (without ``error:``) of a ``MemoryError`` or TensorFlow's
+    ``ResourceExhaustedError``; ``""`` for any other exception."""
+    short = _out_of_memory(exc)
+    if not short:
+        return ""
+    return (f"out of memory ({short}): a setting asks for more memory than this machine has "
+            f"(batch size, image size, number of classes, network size); make it smaller")
 
 
 def _out_of_memory(exc: BaseException) -> str:

@@ -107,7 +107,20 @@ class RunRecord:
             elif key == "extra" and not isinstance(value, dict):
                 raise ValueError(f"field 'extra' must be an object, got {value!r}")
             kwargs[key] = value
+        for key, (lo, hi) in _RANGES.items():
+            value = kwargs.get(key, math.nan)
+            if not (isinstance(value, float) and math.isnan(value)) and not lo <= value <= hi:
+                raise ValueError(f"field {key!r} must lie in [{lo}, {hi}], got {value!r}")
         return cls(**kwargs)
+
+
+_INT_MAX = 2 ** 31 - 1
+#: The values a record's fields can take (accuracies are percentages; NaN, "not applicable", passes).
+_RANGES = {"budget": (1, _INT_MAX), "repeat": (0, _INT_MAX), "seed": (0, 2 ** 63 - 1), "queries": (0, _INT_MAX),
+           "ec_evals": (0, 2 ** 63 - 1), "top1_acc": (0.0, 100.0), "top10_acc": (0.0, 100.0),
+           "top100_acc": (0.0, 100.0), "optimum": (0.0, 100.0), "spearman": (-1.0, 1.0), "kendall": (-1.0, 1.0),
+           "wall_s": (0.0, math.inf), "latency_ms": (0.0, math.inf), "params": (0.0, math.inf),
+           "hypervolume": (0.0, math.inf)}
 
 
 class RunLog:
@@ -126,10 +139,14 @@ class RunLog:
         warn: log the dropped lines (a caller that only checks the file reads it quietly).
         resuming: the records are read to resume the sweep, which recomputes the dropped ones
             (said in the warning); ``False`` when they are only read (``tools/compare.py``).
+        expect: field values every record of this run has (the sweep's method label and dataset);
+            a record with another value was edited by hand and is dropped with a warning.
     """
 
-    def __init__(self, path: str, config_id: str = "", warn: bool = True, resuming: bool = True):
+    def __init__(self, path: str, config_id: str = "", warn: bool = True, resuming: bool = True,
+                 expect: Optional[Dict[str, str]] = None):
         self.path = path
+        self._expect = dict(expect or {})
         self._after_drop = "; it will be recomputed" if resuming else "; left out"
         self.records: List[RunRecord] = []
         self.dropped: List[str] = []
@@ -147,6 +164,11 @@ class RunLog:
                 record = RunRecord.from_dict(json.loads(raw.decode("utf-8")))
             except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
                 self.dropped.append(f"{self.path}:{n}: dropped, not a run record ({exc}){self._after_drop}")
+                continue
+            other = next((k for k, v in self._expect.items() if getattr(record, k) != v), None)
+            if other is not None:
+                self.dropped.append(f"{self.path}:{n}: dropped, its {other} is {getattr(record, other)!r} but this "
+                                    f"run's is {self._expect[other]!r}{self._after_drop}")
                 continue
             if record.key in seen:
                 self.dropped.append(f"{self.path}:{n}: dropped, a second record of budget {record.budget} "

@@ -227,9 +227,23 @@ def _check_ranges(args) -> None:
     if args.what == "zen-fidelity":
         if not args.out:
             raise ConfigError("--out: expected a file name for the JSON results, got nothing")
-        folder = os.path.dirname(os.path.abspath(args.out))
-        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-            raise ConfigError(f"--out {args.out}: cannot write into {folder} (missing, or not writable)")
+        _check_writable("--out", args.out)
+    if args.what == "evolution" and args.dump_candidates:
+        if args.batch != 1:  # a batched search scores children on the evaluator that times nothing
+            raise ConfigError(f"--dump-candidates: records the candidates of a --batch 1 search only; got --batch "
+                              f"{args.batch}")
+        _check_writable("--dump-candidates", args.dump_candidates)
+
+
+def _check_writable(flag: str, path: str) -> None:
+    """A results file can be written: before the measurement, not after it."""
+    from tfnas.config import ConfigError
+
+    if os.path.isdir(path):
+        raise ConfigError(f"{flag} {path}: is a folder; expected a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise ConfigError(f"{flag} {path}: cannot write into {folder} (missing, or not writable)")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -37,7 +37,7 @@ import warnings
 from tfnas.runtime import configure_runtime
 
 configure_runtime(defer_import=True)  # TensorFlow loads (quietly) once the arguments are checked
-from tfnas.cli import INTERRUPTED, exit_with, import_tensorflow
+from tfnas.cli import INTERRUPTED, exit_with, import_tensorflow, out_of_memory_message
 from tfnas.formats import FORMATS, QUANTIZATIONS
 
 
@@ -125,13 +125,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return INTERRUPTED
-    except Exception as err:  # a file of the --calibration folder that is not an image, or a damaged one
+    except Exception as err:  # a --calibration file that is not an image or is damaged; out of memory
         try:  # may decode the whole folder again to find the damaged file
-            message = not_an_image(err) or damaged_image(err)
+            message = not_an_image(err) or damaged_image(err) or out_of_memory_message(err)
         except KeyboardInterrupt:
             print("interrupted: nothing was written", file=sys.stderr)
             return INTERRUPTED
-        if message is None:
+        if not message:
             raise
         print(f"error: {message}", file=sys.stderr)
         return 2

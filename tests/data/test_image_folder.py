@@ -91,6 +91,20 @@ def test_image_folder_empty_class_is_an_error(folder):
         load_dataset("image_folder", split="train", data_dir=str(folder))
 
 
+@pytest.mark.parametrize("kind", ["folder", "dangling link"])
+def test_an_entry_named_like_an_image_that_is_not_a_file_is_named_when_listed(folder, kind):
+    entry = folder / "train" / "cat" / "zz.png"
+    if kind == "folder":
+        entry.mkdir()
+    else:
+        entry.symlink_to(folder / "nowhere.png")
+    (folder / "train" / "dog" / "link.png").symlink_to(folder / "train" / "dog" / "0.png")  # a link to a file: fine
+    with pytest.raises(DatasetFormatError) as caught:
+        load_dataset("image_folder", split="train", data_dir=str(folder))
+    assert str(caught.value) == (f"image_folder: {entry} is named like an image but is not a readable file (a "
+                                 f"folder, or a link to nothing); delete or rename it.")
+
+
 def _damage(path, how):
     """A file that keeps its image signature but not a decodable body."""
     data = path.read_bytes()

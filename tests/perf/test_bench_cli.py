@@ -149,6 +149,11 @@ def test_list_flags_are_checked_by_the_parser(argv, fragment, capsys):
      "error: --release-every 3: applies with --release only"),
     (["zen-fidelity", "--out", ""], "error: --out: expected a file name"),
     (["zen-fidelity", "--out", "/nonexistent-folder/z.json"], "error: --out /nonexistent-folder/z.json: cannot write"),
+    (["evolution", "--batch", "2", "--dump-candidates", "d.json"],
+     "error: --dump-candidates: records the candidates of a --batch 1 search only; got --batch 2"),
+    (["evolution", "--dump-candidates", "/nonexistent-folder/d.json"],
+     "error: --dump-candidates /nonexistent-folder/d.json: cannot write"),
+    (["evolution", "--dump-candidates", "/"], "error: --dump-candidates /: is a folder"),
 ])
 def test_names_and_architectures_are_one_error_line_before_any_measurement(argv, fragment, capsys):
     assert load_bench().main(argv) == 2

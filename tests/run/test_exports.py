@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 
 from tfnas.config import load_config
 from tfnas.registry import DATASETS
-from tfnas.run.exports import calibration_of, export_lines, export_paths_of, missing_exports
+from tfnas.run.exports import calibration_of, export_lines, export_paths_of, missing_exports, remove_stale_exports
 from tfnas.train.calibration import SyntheticCalibrationWarning
 
 SHAPE = (32, 32, 3)
@@ -34,6 +34,21 @@ def test_paths_follow_the_listed_formats_and_the_quantization(tmp_path):
     assert missing_exports(cfg_of(tmp_path, "export.enabled=false", "export.format=tflite")) == []
     assert export_lines({"tflite": "/r/model_int8.tflite"}, "cifar10 train split, 9 images") == [
         "exported (tflite): /r/model_int8.tflite", "int8 calibration: cifar10 train split, 9 images"]
+
+
+def test_exports_not_asked_for_any_more_are_removed_after_further_training(tmp_path, caplog):
+    (tmp_path / "saved_model").mkdir()
+    (tmp_path / "saved_model" / "saved_model.pb").write_bytes(b"s")
+    for name in ("model.keras", "model.tflite", "model_int8.tflite", "metrics.json"):
+        (tmp_path / name).write_bytes(b"x")
+    with caplog.at_level("WARNING", logger="tfnas.run.exports"):
+        removed = remove_stale_exports(cfg_of(tmp_path, "export.format=saved_model, tflite"))
+    assert removed == [str(tmp_path / "model.keras"), str(tmp_path / "model_int8.tflite")]
+    assert sorted(os.listdir(tmp_path)) == ["metrics.json", "model.tflite", "saved_model"]
+    assert "removed " + ", ".join(removed) + ": exported before the epochs just trained" in caplog.text
+    assert remove_stale_exports(cfg_of(tmp_path, "export.enabled=false")) == [str(tmp_path / "saved_model"),
+                                                                             str(tmp_path / "model.tflite")]
+    assert os.listdir(tmp_path) == ["metrics.json"]
 
 
 def test_calibration_defaults_to_the_runs_own_tfds_training_split(tmp_path):

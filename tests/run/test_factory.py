@@ -53,7 +53,7 @@ def test_spaces_get_their_arguments_from_the_factory():
     assert darts.auxiliary is False
     tiny = build_space(load_config(None, ["space.name=tinynano", "space.channels=16", "budget.max_flops=0"]))
     assert tiny.widths == (16, 32, 64) and tiny.flops_limit is None
-    with pytest.raises(ConfigError, match=r"\[space\] start / family: Zen arch"):
+    with pytest.raises(ConfigError, match=r"^--set space\.start; <defaults>: \[space\] family: Zen arch"):
         build_space(load_config(None, ["space.name=zen", "space.start=SuperResK3K3(3,8)"]))
 
 
@@ -89,6 +89,24 @@ def test_zen_space_from_the_dataset_section():
     assert (build_space(cfg).num_classes, build_space(cfg).resolution) == (120, 24)
     with pytest.raises(ConfigError, match="start"):
         build_space(load_config(None, ["space.name=zen", "space.start=SuperResK3K3(3,8)"]))
+
+
+def test_a_zen_start_must_take_the_images_channels_and_the_error_names_where_each_key_came_from(tmp_path, caplog):
+    path = tmp_path / "zen.cfg"
+    path.write_text("[space]\nname = zen\nfamily = resnet\n")
+    start = "SuperConvK3BNRELU(4,8,1,1)SuperResK3K3(8,16,1,8,1)SuperConvK1BNRELU(16,32,1,1)"
+    with pytest.raises(ConfigError) as caught:
+        build_space(load_config(str(path), [f"space.start={start}"]))
+    assert str(caught.value) == (f"--set space.start; {path}: [space] family: the first block "
+                                 f"SuperConvK3BNRELU(4,8,1,1) takes 4 channels but the images have 3")
+    with pytest.raises(ConfigError, match=r"^--set space\.blocks; <defaults>: \[space\] channels: "):
+        build_space(load_config(None, ["space.name=lite", "space.blocks="]))
+    # a start of another family than the searched one: allowed (mutations replace its blocks), with a warning
+    with caplog.at_level("WARNING", logger="tfnas.run.factory"):
+        space = build_space(load_config(str(path), ["space.family=mobile"]))
+    assert space.family == "mobile" and space.start == ZEN_DEFAULT_START
+    assert [r.getMessage()[:67] for r in caplog.records] == [
+        "[space] start holds SuperResK3K3, not blocks of the searched mobile"]
 
 
 def test_a_mirrored_strategy_for_a_weight_sharing_search_is_named_as_unused_by_its_supernet(tmp_path, caplog):

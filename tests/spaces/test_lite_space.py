@@ -21,9 +21,9 @@ def test_registered_and_configured():
     assert aux.blocks == (2, 2) and aux.auxiliary
     with pytest.raises(ConfigError, match="space.blocks: expected a comma-separated list of integers >= 0"):
         load_config(None, ["space.name=lite", "space.blocks=2, -1"])
-    with pytest.raises(ConfigError, match=r"\[space\] channels / blocks.*non-empty"):
+    with pytest.raises(ConfigError, match=r"^--set space\.blocks; <defaults>: \[space\] channels: .*non-empty"):
         build_space(load_config(None, ["space.name=lite", "space.blocks="]))
-    with pytest.raises(ConfigError, match=r"\[space\] channels / blocks.*even"):
+    with pytest.raises(ConfigError, match=r"^--set space\.channels; <defaults>: \[space\] blocks: .*even"):
         build_space(load_config(None, ["space.name=lite", "space.channels=9"]))
 
 

@@ -209,6 +209,22 @@ def _load_tool():
     return module
 
 
+def test_tool_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
+    import tfnas.train.export as export_module
+
+    def exhausted(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[64,99999999999] "
+                                               "and type float on /job:localhost [Op:StatelessRandomUniformV2]")
+
+    monkeypatch.setattr(export_module, "export_arch", exhausted)
+    code = _load_tool().main(["--space", "nb201", "--arch", ARCH, "--num-classes", "99999999999",
+                              "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert capsys.readouterr().err == ("error: out of memory (OOM when allocating tensor with shape[64,99999999999] "
+                                       "and type float): a setting asks for more memory than this machine has (batch "
+                                       "size, image size, number of classes, network size); make it smaller\n")
+
+
 def test_tool_bad_arch_exits_2_with_one_line_message(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
     proc = subprocess.run(

@@ -34,6 +34,7 @@ from tfnas.checks import is_number
 from tfnas.config.sections import SECTIONS, Config, ConfigError
 
 
+INT32_MAX = 2 ** 31 - 1  # the largest integer value of a key without its own maximum
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -65,7 +66,7 @@ def _int(text: str) -> int:
 
 def _parse_value(raw: str, f: dataclasses.Field, tp: Any, where: str) -> Any:
     text = raw.strip()
-    expected = _describe(f, tp)
+    expected, why = _describe(f, tp), ""
     try:
         if tp is bool:
             low = text.lower()
@@ -83,16 +84,18 @@ def _parse_value(raw: str, f: dataclasses.Field, tp: Any, where: str) -> Any:
         elif typing.get_origin(tp) is tuple:
             inner = typing.get_args(tp)[0]
             inner = _int if inner is int else inner
-            value = tuple(inner(t.strip()) for t in text.split(",") if t.strip())
+            items = [t.strip() for t in text.split(",")] if text else []
+            value = tuple(inner(t) for t in items if t)
+            if len(value) < len(items):  # "1,,2" or a trailing comma: a typo, not a shorter list
+                why = " (an empty item)"
+                raise ValueError(text)
         else:
             value = text
     except ValueError:
-        raise ConfigError(f"{where}: expected {expected}, got {raw!r}") from None
-    control = next((c for c in value if c != "\n" and not c.isprintable()), None) if isinstance(value, str) else None
-    if control is not None:  # "C:\temp" in double quotes is a tab: JSON escapes
-        raise ConfigError(f"{where}: holds the control character {control!r}; in a value in double quotes "
-                          f"a backslash starts an escape (\\t, \\n): write \\\\ or /")
+        raise ConfigError(f"{where}: expected {expected}, got {raw!r}{why}") from None
     meta = f.metadata
+    if isinstance(value, str):
+        _check_characters(value, where, multiline=meta.get("multiline", False))
     if "choices" in meta and isinstance(value, tuple):
         _check_choice_list(value, meta["choices"], where, expected, raw)
     elif "choices" in meta and value not in meta["choices"]:
@@ -102,7 +105,20 @@ def _parse_value(raw: str, f: dataclasses.Field, tp: Any, where: str) -> Any:
         if is_number(v):
             if ("min" in meta and v < meta["min"]) or ("max" in meta and v > meta["max"]):
                 raise ConfigError(f"{where}: expected {expected}, got {raw!r}")
+            if isinstance(v, int) and "max" not in meta and abs(v) > INT32_MAX:  # TensorFlow's shapes and seeds
+                raise ConfigError(f"{where}: expected {expected} and at most {INT32_MAX} (32 bits), got {raw!r}")
     return value
+
+
+def _check_characters(value: str, where: str, multiline: bool) -> None:
+    """No control characters; a line break only in a key that may span lines (an architecture)."""
+    control = next((c for c in value if (c != "\n" or not multiline) and not c.isprintable()), None)
+    if control == "\n":
+        raise ConfigError(f"{where}: holds a line break (a value continued on an indented next line?); only "
+                          f"[space] arch and start may span lines")
+    if control is not None:  # "C:\temp" in double quotes is a tab: JSON escapes
+        raise ConfigError(f"{where}: holds the control character {control!r}; in a value in double quotes "
+                          f"a backslash starts an escape (\\t, \\n): write \\\\ or /")
 
 
 def _check_choice_list(value: Tuple[str, ...], choices: Sequence[str], where: str, expected: str, raw: str) -> None:
@@ -277,6 +293,9 @@ def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: st
         if cfg.proxy.subset == 1 and cfg.method.name == "proxy_corr":  # one cell has no rank correlation (NaN)
             raise ConfigError(f"{_where(raw, label, 'proxy', 'subset')}: expected 0 (all cells) or at least 2 cells "
                               f"to correlate, got 1")
+        if t.lr_min > t.lr and t.schedule == "cosine":  # the "decay" would rise
+            raise ConfigError(f"{_where(raw, label, 'train', 'lr_min')}: must not exceed [train] lr ({t.lr}); "
+                              f"got {t.lr_min}")
         never = [e for e in t.step_epochs if e >= t.epochs]
         if never and t.schedule == "step":  # a step at or after the last epoch never happens: most likely a typo
             raise ConfigError(f"{_where(raw, label, 'train', 'step_epochs')}: expected epochs below [train] epochs "

@@ -97,10 +97,10 @@ class SpaceConfig:
     """
 
     name: str = _f("nb201", registry="space")
-    arch: str = _f("")
+    arch: str = _f("", multiline=True)
     channels: int = _f(16, min=1)
     cells_per_stage: int = _f(5, min=1)
-    start: str = _f("")
+    start: str = _f("", multiline=True)
     family: str = _f("resnet", choices=("resnet", "mobile"))
     kernel_weights: str = _f("uniform", choices=("uniform", "reference"))
     layers: int = _f(20, min=1)
@@ -122,7 +122,7 @@ class DatasetConfig:
         fast with instructions; ``auto`` downloads only when the download host answers quickly.
       train_subset: use only the first N training images (0 = all).
       eval_subset: use only the first N evaluation images (0 = all).
-      image_size: resize to this size (0 = native).
+      image_size: resize to this size (0 = native; at most 4096).
       batch_size: global training batch size.
       eval_batch_size: evaluation batch size.
     """
@@ -133,7 +133,7 @@ class DatasetConfig:
     download: str = _f("auto", choices=("auto", "true", "false"))
     train_subset: int = _f(0, min=0)
     eval_subset: int = _f(0, min=0)
-    image_size: int = _f(0, min=0)
+    image_size: int = _f(0, min=0, max=4096)
     batch_size: int = _f(64, min=1)
     eval_batch_size: int = _f(256, min=1)
 

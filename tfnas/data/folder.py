@@ -47,6 +47,16 @@ def _subdirs(path: str) -> List[str]:
     return sorted(d.rstrip("/") for d in tf.io.gfile.listdir(path) if tf.io.gfile.isdir(os.path.join(path, d)))
 
 
+def _first_not_a_file(folder: str, names: Sequence[str]) -> Optional[str]:
+    """The first of ``names`` in a local ``folder`` that is not a regular file (links followed), or
+    ``None``; a remote folder (``gs://``...) is not checked (one request per file)."""
+    if "://" in folder:
+        return None
+    with os.scandir(folder) as entries:  # the entry types come with the listing: no stat per plain file
+        is_file = {e.name: e.is_file() for e in entries}
+    return next((os.path.join(folder, n) for n in names if not is_file.get(n, False)), None)
+
+
 def list_image_folder(root: str, split: str) -> Tuple[List[str], List[int], Tuple[str, ...]]:
     """Lists one split of an image folder.
 
@@ -95,6 +105,10 @@ def list_image_folder(root: str, split: str) -> Tuple[List[str], List[int], Tupl
             raise DatasetFormatError(
                 f"image_folder: {class_dir} holds no {'/'.join(IMAGE_EXTENSIONS)} files."
             )
+        not_file = _first_not_a_file(class_dir, files)
+        if not_file:
+            raise DatasetFormatError(f"image_folder: {not_file} is named like an image but is not a readable file "
+                                     f"(a folder, or a link to nothing); delete or rename it.")
         paths.extend(os.path.join(class_dir, f) for f in files)
         labels.extend([index[name]] * len(files))
     if not paths:

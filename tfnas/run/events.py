@@ -146,6 +146,7 @@ def _points_in(folder: str) -> Set[Tuple[str, int]]:
     may already have drawn some of them: their scalars are not written twice. A file whose writer was
     killed mid-record is read up to the torn record."""
     import tensorflow as tf
+    from tensorflow.core.util.event_pb2 import Event
 
     points: Set[Tuple[str, int]] = set()
     try:
@@ -153,8 +154,9 @@ def _points_in(folder: str) -> Set[Tuple[str, int]]:
     except OSError:  # no folder yet
         return points
     for name in names:
-        try:
-            for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+        try:  # (tf.compat.v1.train.summary_iterator reads the same, with a deprecation warning on the console)
+            for record in tf.data.TFRecordDataset(os.path.join(folder, name)):
+                event = Event.FromString(record.numpy())
                 points.update((value.tag, int(event.step)) for value in event.summary.value)
         except (tf.errors.DataLossError, tf.errors.OpError, OSError) as exc:
             logger.info("TensorBoard events in %s: read up to a damaged record (%s)", name, exc)

@@ -12,11 +12,12 @@ Every format holds the inference network (no auxiliary head, no DropPath) and ev
 atomically (a hidden temporary sibling renamed into place): a failed export leaves the earlier file
 or none, never a half-written one.
 
-Resume rule: when the training has just run epochs, every requested format is (re)written; when it
-ran none (a finished run resumed), the exports already there are kept and only the missing ones
-are written. So adding ``tflite`` to the list of a finished run converts its trained network once
-and rewrites nothing else; delete a file to have it written again (e.g. after changing
-``[export] calibration``).
+Resume rule: when the training has just run epochs, every requested format is (re)written, and the
+run's exports of formats no longer requested are removed (they hold the weights of fewer epochs;
+:func:`remove_stale_exports`, with a warning naming them); when it ran none (a finished run
+resumed), the exports already there are kept and only the missing ones are written. So adding
+``tflite`` to the list of a finished run converts its trained network once and rewrites nothing
+else; delete a file to have it written again (e.g. after changing ``[export] calibration``).
 
 int8 calibration images (:func:`tfnas.train.calibration.calibration_images`): ``[export]
 calibration`` when set (a registered dataset, read with the run's ``[dataset]`` data and manual
@@ -28,10 +29,14 @@ only when the run's dataset is neither.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Dict, List, Sequence, Tuple
 
 from tfnas.config import Config
+from tfnas.formats import QUANTIZATIONS
+
+logger = logging.getLogger(__name__)
 
 TFLITE_FILE = "model.tflite"
 _FILES = {"saved_model": "saved_model", "keras": "model.keras"}
@@ -46,6 +51,23 @@ def export_paths_of(cfg: Config) -> Dict[str, str]:
     """``{format: absolute path}`` of every ``[export] format`` of this run, in the order listed."""
     names = dict(_FILES, tflite=tflite_file(cfg.export.quantize))
     return {fmt: os.path.abspath(os.path.join(cfg.out_dir, names[fmt])) for fmt in cfg.export.format}
+
+
+def remove_stale_exports(cfg: Config) -> List[str]:
+    """Removes the run's exports (``saved_model/``, ``model.keras``, ``model*.tflite``) that ``[export]``
+    no longer asks for, after the network was trained further; returns their paths (warned about)."""
+    from tfnas.train.targets import remove_path
+
+    keep = set(export_paths_of(cfg).values()) if cfg.export.enabled else set()
+    names = list(_FILES.values()) + [tflite_file(q) for q in QUANTIZATIONS]
+    stale = [p for p in (os.path.abspath(os.path.join(cfg.out_dir, n)) for n in names)
+             if p not in keep and os.path.lexists(p)]
+    for path in stale:
+        remove_path(path)
+    if stale:
+        logger.warning("removed %s: exported before the epochs just trained, and not in [export] format now (list "
+                       "their formats there to keep them up to date)", ", ".join(stale))
+    return stale
 
 
 def missing_exports(cfg: Config) -> List[str]:

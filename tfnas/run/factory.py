@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tfnas.config import Config, ConfigError, TrainConfig
 from tfnas.registry import BENCHMARKS, DATASETS, METHODS, PROXIES, SPACES
@@ -131,15 +131,49 @@ def build_space(cfg: Config) -> Any:
     else:
         kwargs = {}
     try:
-        return cls(**kwargs)
+        space = cls(**kwargs)
+        if name == "zen":
+            check_zen_start(space, dataset_head(cfg)[1][2])
+        return space
     except ValueError as exc:
-        keys = {"zen": "[space] start / family", "tinynano": "[space] channels / cells_per_stage, [budget] max_flops",
-                "darts": "[space] channels / layers / search_channels / search_layers",
-                "nb201": "[space] channels / cells_per_stage",
-                "lite": "[space] channels / blocks",
-                "nasnet_dag": "[space] channels / layers / search_channels / search_layers",
-                }.get(name, f"[space] ({name})")
-        raise ConfigError(f"{where(cfg)}: {keys}: {exc}") from None
+        keys = {"zen": "space.start space.family", "tinynano": "space.channels space.cells_per_stage budget.max_flops",
+                "darts": "space.channels space.layers space.search_channels space.search_layers",
+                "nb201": "space.channels space.cells_per_stage",
+                "lite": "space.channels space.blocks",
+                "nasnet_dag": "space.channels space.layers space.search_channels space.search_layers",
+                }.get(name, "")
+        raise ConfigError(f"{keys_where(cfg, keys.split()) if keys else where(cfg, 'space')}: {exc}") from None
+
+
+def check_zen_start(space: Any, image_channels: int) -> None:
+    """The start of a Zen search must take the images' channels (``ValueError``). Residual blocks of
+    another family than the searched one are allowed (the default start is ResNet-like, also for
+    ``family = mobile``) with a warning: mutations replace them one at a time, so the networks
+    found mix the two families."""
+    first = space.start_arch[0]
+    if first.cin != image_channels:
+        raise ValueError(f"the first block {first} takes {first.cin} channels but the images have {image_channels}")
+    from tfnas.spaces.zen.space import FAMILY_KINDS
+
+    other = [b.kind for b in space.start_arch if not b.is_conv and b.kind not in FAMILY_KINDS[space.family]]
+    if other:
+        logger.warning("[space] start holds %s, not blocks of the searched %s family: mutations replace them one "
+                       "at a time, so the networks found may mix both families (give a start of %s blocks to "
+                       "avoid it)", ", ".join(sorted(set(other))), space.family, space.family)
+
+
+def keys_where(cfg: Config, keys: Sequence[str]) -> str:
+    """Where a group of ``section.key`` settings came from: the ``--set`` ones, then the file's
+    (``--set space.blocks; cfg/x.cfg: [space] channels``), for an error that involves them all."""
+    given = [f"--set {k}" for k in keys if k in cfg.overrides]
+    in_file: Dict[str, List[str]] = {}
+    for k in keys:
+        if k not in cfg.overrides:
+            section, key = k.split(".", 1)
+            in_file.setdefault(section, []).append(key)
+    parts = [f"[{section}] {' / '.join(names)}" for section, names in in_file.items()]
+    file_part = f"{where(cfg)}: {', '.join(parts)}" if parts else ""
+    return "; ".join(given + ([file_part] if file_part else []))
 
 
 def refuse_multi_worker(cfg: Config, flow: str) -> None:

@@ -23,7 +23,7 @@ import gc
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -115,7 +115,8 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
     # Before config.cfg is (re)written: records of another config are refused, a runs.jsonl that holds no
     # record and has no config.cfg beside it (maybe a file of the user's) too, and the data is checked when
     # records still to compute train networks.
-    first = _read_log(run_dir, warn=False)
+    expect = {"method": method.label, "dataset": cfg.dataset.name}
+    first = _read_log(run_dir, expect, warn=False)
     if first.dropped and not first.records and not run_dir.store.exists(CONFIG_FILE):
         raise RunDirError(f"{first.path}: holds no tfnas run record ({len(first.dropped)} line(s) that are not) and "
                           f"the folder has no {CONFIG_FILE}: it may be a file of your own, which this run would "
@@ -126,15 +127,15 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
     if trains and any((b, r) not in present for b in cfg.budget.budgets() for r in range(cfg.budget.repeats)):
         check_training_data(cfg)
     with run_dir:
-        log = _read_log(run_dir)  # again under the lock: a writer that just finished may have added records
+        log = _read_log(run_dir, expect)  # again under the lock: a writer that just finished may have added records
         if isinstance(space, CandidatePool):
             run_dir.store.write_text("pool.txt", "\n".join(space.keys) + "\n")
         return _sweep(cfg, run_dir, log, space, benchmark, method, progress, on_record, constrained)
 
 
-def _read_log(run_dir: RunDir, warn: bool = True) -> RunLog:
+def _read_log(run_dir: RunDir, expect: Dict[str, str], warn: bool = True) -> RunLog:
     try:
-        return RunLog(run_dir.file("runs.jsonl"), config_id=run_dir.config_id, warn=warn)
+        return RunLog(run_dir.file("runs.jsonl"), config_id=run_dir.config_id, warn=warn, expect=expect)
     except ValueError as exc:
         raise RunDirError(str(exc)) from None
 

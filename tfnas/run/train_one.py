@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 from tfnas.config import Config, ConfigError
 from tfnas.io import first_line
 from tfnas.run.events import TRAIN_HPARAM_KEYS, EventStream, events_root, hparams_of, write_hparams
-from tfnas.run.exports import check_calibration_data, export_lines, export_trained
+from tfnas.run.exports import check_calibration_data, export_lines, export_trained, remove_stale_exports
 from tfnas.run.factory import build_datasets, build_space, where
 from tfnas.run.rundir import RunDir
 from tfnas.train.history import History
@@ -224,6 +224,8 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
                           {**metrics, "params": params, "wall_s": float(frame["seconds"].sum())})
 
         exports, calibration = {}, ""
+        if history.epoch:  # the network changed: exports no longer asked for would hold older weights
+            remove_stale_exports(cfg)
         if cfg.export.enabled:  # everything after new epochs; only what is missing after none
             exports, calibration = export_trained(model, cfg, info.image_shape, rewrite=bool(history.epoch))
     return TrainOutcome(run_dir.path, space.encode(arch), params, history, metrics, exports, calibration)
