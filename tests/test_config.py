@@ -1,5 +1,6 @@
 """Config loading: defaults, overrides, strict validation with one-line errors."""
 
+import os
 import textwrap
 
 import pytest
@@ -113,6 +114,18 @@ def test_errors_name_file_section_key(tmp_path, text, overrides, fragments):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(str(tmp_path / "nope.cfg"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/fd"), reason="no /dev/fd")
+def test_a_config_read_from_a_pipe(tmp_path):
+    """``tools/train_eval.py <(sed ... cfg/rand.cfg)``: the shell passes /dev/fd/N, which is no regular file."""
+    read, write_end = os.pipe()
+    os.write(write_end, b"[budget]\nstop = 70\n")
+    os.close(write_end)
+    try:
+        assert load_config(f"/dev/fd/{read}").budget.stop == 70
+    finally:
+        os.close(read)
 
 
 def test_resolved_ini_round_trips(tmp_path):

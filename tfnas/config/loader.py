@@ -203,7 +203,7 @@ def load_config(path: Optional[str], overrides: Sequence[str] = (), check_names:
     if path is not None:
         if os.path.isdir(path):
             raise ConfigError(f"{path}: is a folder; expected a .cfg file (see cfg/)")
-        if not os.path.isfile(path):
+        if not os.path.exists(path):  # a pipe (`<(...)`) is no regular file but reads like one
             raise ConfigError(f"{path}: config file not found")
         parser = configparser.ConfigParser(interpolation=None)  # inline comments: ini_value
         parser.SECTCRE = _SECTION
