@@ -226,3 +226,49 @@ def test_more_ray_actors_than_gpus_share_them_instead_of_waiting_forever(tmp_pat
     assert done.returncode == 0, done.stderr[-3000:]
     seen = ast.literal_eval(done.stdout.strip().splitlines()[-1])
     assert sorted(seen.count(g) for g in ("0/true", "1/true")) == [1, 2]  # two actors share a GPU
+
+
+_LOCAL_DESPITE_RAY_ADDRESS = """
+import os, sys
+from tests.evaluation.executor_jobs import DeviceEnv
+from tfnas.evaluation.executors import cpu_count
+from tfnas.evaluation.ray_executor import RayExecutor
+workers = cpu_count() + 1  # more workers than cores: each reserves a CPU, and all must start
+pool = RayExecutor(workers, init_kwargs={"object_store_memory": 80 * 1024 ** 2})
+folder = pool._temp_dir
+print(len({pid for pid, _, _ in pool.map(DeviceEnv(meet=workers), [sys.argv[1]] * workers)}), workers)
+pool.close()
+print(os.path.isdir(folder) or folder)
+"""
+
+
+@pytest.mark.slow  # a Ray instance of its own (~15 s), in a subprocess
+def test_a_local_ray_starts_every_worker_ignores_ray_address_and_leaves_no_files(tmp_path):
+    """`ray_address = local` started no instance when RAY_ADDRESS named a cluster (Ray followed it);
+    more workers than free CPUs waited for ever (Ray never placed the extra actors, and their chunks
+    with them); each instance left its session files in /tmp/ray."""
+    import subprocess
+    import sys
+
+    (tmp_path / "meet").mkdir()
+    env = dict(os.environ, PYTHONPATH=ROOT, RAY_AUTH_MODE="disabled", RAY_ADDRESS="127.0.0.1:9")
+    done = subprocess.run([sys.executable, "-c", _LOCAL_DESPITE_RAY_ADDRESS, str(tmp_path / "meet")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    started, expected = done.stdout.strip().splitlines()[-2].split()
+    assert started == expected  # every worker ran an item at the same time
+    assert done.stdout.strip().splitlines()[-1].startswith(tempfile.gettempdir())  # the folder, removed
+
+
+def test_on_a_cluster_as_many_workers_start_as_its_free_cpus_can_place(caplog):
+    from tfnas.evaluation.executors import ExecutorError
+    from tfnas.evaluation.ray_executor import RayExecutor
+
+    pool = object.__new__(RayExecutor)  # the placement rule alone: no Ray started
+    pool.threads, pool._owns = 2, False
+    with caplog.at_level("WARNING"):
+        assert pool._fitting(5, 2, 4.0) == 2
+    assert "[run] workers = 5: Ray has 4 free CPUs for workers of 2 CPUs each, so 2 workers start" in caplog.text
+    assert pool._fitting(2, 2, 7.0) == 2
+    with pytest.raises(ExecutorError, match=r"worker_threads = 2: a Ray worker reserves 2 CPUs and Ray has 1.5 free"):
+        pool._fitting(1, 2, 1.5)

@@ -2,8 +2,12 @@
 
 ``[run] executor = ray`` with ``[run] ray_address``:
 
-- ``local`` starts a private Ray instance in this process (no network; ~3-5 s) and stops it on
-  :meth:`RayExecutor.close`. Its workers run at the driver's priority, like the process pool's
+- ``local`` starts a private Ray instance in this process (no network; ~3-5 s; also where
+  ``RAY_ADDRESS`` or an earlier ``ray start`` names a cluster), with at least as many logical CPUs
+  as the workers reserve, and its session files in a temporary folder; :meth:`RayExecutor.close`
+  stops it and removes the folder. On a cluster, as many workers start as its free CPUs can place
+  (a warning says so; an actor Ray cannot place would never start). The workers of a private
+  instance run at the driver's priority, like the process pool's
   (Ray's own default is nice 15, which on a busy machine starves them; an explicit
   ``RAY_worker_niceness`` wins). Extra ``ray.init`` arguments (``object_store_memory``,
   ``_temp_dir``, ...) come from ``init_kwargs``; the tests cap the object store and keep Ray's
@@ -26,10 +30,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
-from tfnas.evaluation.executors import (Executor, ExecutorError, Job, PreparedJob, chunk_ranges, in_order,
-                                        init_worker, parent_onednn, prepare_job, run_chunk)
+from tfnas.evaluation.executors import (Executor, ExecutorError, Job, PreparedJob, chunk_ranges, cpu_count,
+                                        in_order, init_worker, parent_onednn, prepare_job, run_chunk)
 from tfnas.evaluation.gpus import gpus_per_actor
 
 logger = logging.getLogger(__name__)
@@ -116,10 +122,19 @@ class RayExecutor(Executor):
                                 ) from exc
         self._ray = ray
         self._owns = False
+        self._temp_dir = ""
+        self.threads = max(0, int(threads))
+        cpus = max(1, self.threads)
         if not ray.is_initialized():
             kwargs: Dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address == "local":
+                # "local": a new instance even where RAY_ADDRESS or an earlier `ray start` names a cluster.
+                # It counts at least the CPUs the workers ask for (a logical count: more workers than
+                # cores share them, as the process pool's do), so every actor starts.
+                kwargs.update(address="local", num_cpus=max(cpu_count(), max(1, workers) * cpus))
                 kwargs.update(init_kwargs or {})
+                if "_temp_dir" not in kwargs:  # Ray's session files go with the instance (not left in /tmp/ray)
+                    self._temp_dir = kwargs["_temp_dir"] = tempfile.mkdtemp(prefix="tfnas-ray-")
                 if "RAY_worker_niceness" not in os.environ:  # Ray runs its workers at nice 15 by default
                     kwargs["_system_config"] = {"worker_niceness": 0, **kwargs.get("_system_config", {})}
                 self._owns = True
@@ -130,24 +145,34 @@ class RayExecutor(Executor):
             try:
                 ray.init(**kwargs)
             except (OSError, RuntimeError, ValueError) as exc:
+                self._remove_temp_dir()
                 raise ExecutorError(f"[run] ray_address = {address}: cannot start or reach Ray: {exc}") from exc
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
-        self.threads = max(0, int(threads))
-        cpus = max(1, self.threads)
         if workers <= 0:
             workers = gpus if gpus > 0 else max(1, int(resources.get("CPU", 1)) // cpus)
+        workers = self._fitting(workers, cpus, float(ray.available_resources().get("CPU", 0.0)))
         super().__init__(workers)
-        free = float(ray.available_resources().get("CPU", 0.0))
-        if workers * cpus > free:
-            logger.warning("Ray has %.0f free CPUs for %d workers x %d CPUs; the workers beyond that wait for "
-                           "CPUs to free up", free, workers, cpus)
         self.chunk, self.max_restarts = int(chunk), int(max_restarts)
         remote = ray.remote(num_cpus=cpus, num_gpus=gpus_per_actor(workers, gpus), max_restarts=self.max_restarts,
                             max_task_retries=self.max_restarts)(_Worker)
         self._remote = remote
         self._actors: List[Any] = []
         self._ensure_actors()
+
+    def _fitting(self, workers: int, cpus: int, free: float) -> int:
+        """As many of ``workers`` actors as the free CPUs can place (an actor Ray cannot place never starts,
+        and the chunks handed to it would wait for ever); none fitting is an :class:`ExecutorError`."""
+        fit = int(free // cpus)
+        if fit < 1:
+            if self._owns:
+                self.close()
+            raise ExecutorError(f"[run] worker_threads = {self.threads}: a Ray worker reserves {cpus} CPUs and Ray has "
+                                f"{free:g} free; use fewer worker_threads")
+        if fit < workers:
+            logger.warning("[run] workers = %d: Ray has %g free CPUs for workers of %d CPUs each, so %d workers "
+                           "start", workers, free, cpus, fit)
+        return min(workers, fit)
 
     def _ensure_actors(self) -> None:
         """Starts the actors (again, after :meth:`_stop_actors`)."""
@@ -214,3 +239,9 @@ class RayExecutor(Executor):
         if self._owns and ray.is_initialized():
             ray.shutdown()
             self._owns = False
+        self._remove_temp_dir()
+
+    def _remove_temp_dir(self) -> None:
+        if self._temp_dir:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)  # a Ray helper still exiting may hold a file
+            self._temp_dir = ""
