@@ -92,6 +92,7 @@ INTERRUPTED = 130  # the shell's exit status of a program stopped by SIGINT
 
 
 INTERRUPTED_LINE = "interrupted: what finished is saved; rerun the same command to resume"
+NOTHING_SAVED_LINE = "interrupted: stopped before anything was saved (the run directory is removed)"
 
 
 def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
@@ -108,9 +109,11 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
     try:
         with interrupts_kept():
             return fn()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         if verbose:
             raise
+        if getattr(stop, "tfnas_nothing_saved", False):  # stopped before the run directory held anything
+            interrupted = NOTHING_SAVED_LINE
         print(interrupted, file=sys.stderr)
         return INTERRUPTED
     except ConfigError as exc:  # needs no lazy import: most common, and before TensorFlow loads

@@ -309,6 +309,23 @@ def test_a_run_directory_a_failed_run_created_is_removed_if_it_holds_nothing_els
     assert (tmp_path / "made_by_you").is_dir() and not os.listdir(tmp_path / "made_by_you")
 
 
+def test_ctrl_c_before_anything_was_saved_does_not_promise_a_resume(tmp_path, capsys):
+    from tfnas.cli import INTERRUPTED, INTERRUPTED_LINE, NOTHING_SAVED_LINE, run_guarded
+    from tfnas.run.rundir import RunDir
+
+    def stopped(out, write=None):
+        def run():
+            with RunDir(load_config(None, overrides(out))) as run_dir:
+                if write:
+                    run_dir.store.write_text(write, "x")
+                raise KeyboardInterrupt
+        assert run_guarded(run, verbose=False) == INTERRUPTED
+        return capsys.readouterr().err.strip()
+
+    assert stopped(tmp_path / "new") == NOTHING_SAVED_LINE and not (tmp_path / "new").exists()
+    assert stopped(tmp_path / "kept", write="history.csv") == INTERRUPTED_LINE  # resumable
+
+
 def test_a_search_state_that_is_a_file_and_a_history_row_with_an_extra_field_are_named(tmp_path):
     from tfnas.io import DamagedFileError
     from tfnas.run.rundir import ArtifactStore, RunDir, RunDirError

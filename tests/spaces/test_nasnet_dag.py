@@ -32,6 +32,10 @@ def test_text_round_trip_and_registration():
     ("21340:0>2,2>4 / 1250:0>2,2>3", "not a valid cell"),  # inputs out of order
     ("12390:0>2,2>4 / 1250:0>2,2>3", "not a valid cell"),  # unknown code 9
     ("12340:0>2 1>3,2>3,3>4 / 1250:0>2,1>2,2>3", "edge '0>2 1>3' must read i>j"),  # a space for a comma
+    ("12340:0>2,1>3,2>3,3>4, / 1250:0>2,1>2,2>3", "edge '' must read i>j"),  # a trailing comma
+    ("12340:0>2,,1>3,2>3,3>4 / 1250:0>2,1>2,2>3", "expected '<codes>"),
+    ("12340:0>2,1>3,2>3,3>4,0>2 / 1250:0>2,1>2,2>3", "edge 0>2 is listed twice"),
+    ("12340:0>\u0662,1>3,2>3,3>4 / 1250:0>2,1>2,2>3", "expected '<codes>"),  # an Arabic-Indic digit two
 ])
 def test_bad_text_is_refused_with_the_reason(text, match):
     with pytest.raises(ValueError, match=match):

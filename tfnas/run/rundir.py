@@ -270,16 +270,16 @@ class RunDir:
 
     def __exit__(self, *exc: Any) -> None:
         try:
-            if exc[0] is not None and self._created:
-                self._remove_if_unused()
+            if exc[0] is not None and self._created and self._remove_if_unused() and exc[1] is not None:
+                exc[1].tfnas_nothing_saved = True  # the command line's Ctrl-C line: nothing to resume
         finally:
             self.close()
 
-    def _remove_if_unused(self) -> None:
+    def _remove_if_unused(self) -> bool:
         """After a run that failed (or was stopped) before it wrote anything but ``config.cfg``, what it
         wrote into the empty or new directory is removed, and the directory too if the run made it:
         nothing half-made is left, and a corrected config may use it. An empty ``search_state/`` (made
-        before a search's first checkpoint) counts as nothing written."""
+        before a search's first checkpoint) counts as nothing written. Returns whether it removed."""
         def unused(name: str) -> bool:
             if name in (CONFIG_FILE, LOCK_FILE) or name.startswith(".tmp-"):
                 return True
@@ -289,7 +289,7 @@ class RunDir:
         try:
             names = os.listdir(self.path)
             if not all(unused(name) for name in names):
-                return
+                return False
             for name in names:
                 if name == STATE_DIR:
                     os.rmdir(os.path.join(self.path, name))
@@ -300,8 +300,10 @@ class RunDir:
             self.close()
             if self._made:
                 os.rmdir(self.path)
+            return True
         except OSError as exc:  # the error that ended the run is the one to report
             logger.debug("could not remove the unused run directory %s: %s", self.path, exc)
+            return False
 
     def file(self, name: str) -> str:
         return self.store.path(name)

@@ -31,7 +31,7 @@ __all__ = ["NASNET_DAG", "NODE_OPS", "DagCell", "NasnetDagArch", "make_cell", "m
 NASNET_DAG = DagSpec(type_names=("output", "input0", "input1", "sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3",
                                  "max_pool_3x3", "skip_connect"), input_codes=(1, 2), output_code=0, max_nodes=10)
 NODE_OPS = {code: NASNET_DAG.type_names[code] for code in NASNET_DAG.op_codes}
-_CELL_RE = re.compile(r"^\s*(\d+)\s*:\s*((?:\d+\s*>\s*\d+\s*,?\s*)*)$")
+_CELL_RE = re.compile(r"^\s*(\d+)\s*:\s*((?:\d+\s*>\s*\d+\s*,?\s*)*)$", re.ASCII)  # ASCII digits only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,14 +105,17 @@ def parse_cell(text: str, what: str = "a") -> DagCell:
         raise ValueError(f"{what} cell {text.strip()!r}: {n} nodes; a cell has 4..{NASNET_DAG.max_nodes} "
                          f"(2 inputs, at least one op node, the output)")
     adj = np.zeros((n, n), np.uint8)
-    for part in filter(None, (p.strip() for p in m.group(2).split(","))):
+    parts = [p.strip() for p in m.group(2).split(",")] if m.group(2).strip() else []
+    for part in parts:
         ends = part.split(">")
-        if len(ends) != 2 or not all(e.strip().isdigit() for e in ends):
+        if len(ends) != 2 or not all(e.strip().isascii() and e.strip().isdigit() for e in ends):
             raise ValueError(f"{what} cell {text.strip()!r}: edge {part!r} must read i>j with node numbers, the edges "
                              f"separated by commas, such as '0>2,1>3'")
         i, j = (int(v) for v in ends)
         if not 0 <= i < j < n:
             raise ValueError(f"{what} cell {text.strip()!r}: edge {i}>{j} must go forward between nodes 0..{n - 1}")
+        if adj[i, j]:
+            raise ValueError(f"{what} cell {text.strip()!r}: edge {i}>{j} is listed twice")
         adj[i, j] = 1
     cell = make_cell(adj, types)
     if cell is None:
