@@ -133,7 +133,7 @@ class RayExecutor(Executor):
                 # cores share them, as the process pool's do), so every actor starts.
                 kwargs.update(address="local", num_cpus=max(cpu_count(), max(1, workers) * cpus))
                 kwargs.update(init_kwargs or {})
-                if "_temp_dir" not in kwargs:  # Ray's session files go with the instance (not left in its shared folder)
+                if "_temp_dir" not in kwargs:  # its session files go with the instance, not left behind
                     self._temp_dir = kwargs["_temp_dir"] = tempfile.mkdtemp(prefix="tfnas-ray-")
                 if "RAY_worker_niceness" not in os.environ:  # Ray runs its workers at nice 15 by default
                     kwargs["_system_config"] = {"worker_niceness": 0, **kwargs.get("_system_config", {})}
