@@ -92,7 +92,7 @@ INTERRUPTED = 130  # the shell's exit status of a program stopped by SIGINT
 
 
 INTERRUPTED_LINE = "interrupted: what finished is saved; rerun the same command to resume"
-NOTHING_SAVED_LINE = "interrupted: stopped before anything was saved (the run directory is removed)"
+NOTHING_SAVED_LINE = "interrupted: stopped before anything was saved; rerunning the command starts afresh"
 
 
 def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:

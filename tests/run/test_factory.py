@@ -91,7 +91,10 @@ def test_zen_space_from_the_dataset_section():
         build_space(load_config(None, ["space.name=zen", "space.start=SuperResK3K3(3,8)"]))
 
 
-def test_a_zen_start_must_take_the_images_channels_and_the_error_names_where_each_key_came_from(tmp_path, caplog):
+def test_a_zen_start_must_take_the_images_channels_and_the_error_names_where_each_key_came_from(tmp_path, caplog,
+                                                                                              monkeypatch):
+    from tfnas.run import factory
+
     path = tmp_path / "zen.cfg"
     path.write_text("[space]\nname = zen\nfamily = resnet\n")
     start = "SuperConvK3BNRELU(4,8,1,1)SuperResK3K3(8,16,1,8,1)SuperConvK1BNRELU(16,32,1,1)"
@@ -103,7 +106,9 @@ def test_a_zen_start_must_take_the_images_channels_and_the_error_names_where_eac
         build_space(load_config(None, ["space.name=lite", "space.blocks="]))
     # a start of another family than the searched one: allowed (mutations replace its blocks), with a warning
     with caplog.at_level("WARNING", logger="tfnas.run.factory"):
+        monkeypatch.setattr(factory, "_WARNED_STARTS", set())
         space = build_space(load_config(str(path), ["space.family=mobile"]))
+        build_space(load_config(str(path), ["space.family=mobile"]))  # a run builds it again: warned once
     assert space.family == "mobile" and space.start == ZEN_DEFAULT_START
     assert [r.getMessage()[:67] for r in caplog.records] == [
         "[space] start holds SuperResK3K3, not blocks of the searched mobile"]

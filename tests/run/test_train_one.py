@@ -324,6 +324,11 @@ def test_ctrl_c_before_anything_was_saved_does_not_promise_a_resume(tmp_path, ca
 
     assert stopped(tmp_path / "new") == NOTHING_SAVED_LINE and not (tmp_path / "new").exists()
     assert stopped(tmp_path / "kept", write="history.csv") == INTERRUPTED_LINE  # resumable
+    # a search's train/ stopped before its first checkpoint: the search's results are saved
+    (tmp_path / "search").mkdir()
+    for name in ("config.cfg", "result.json"):
+        (tmp_path / "search" / name).write_text("x")
+    assert stopped(tmp_path / "search" / "train") == INTERRUPTED_LINE
 
 
 def test_a_search_state_that_is_a_file_and_a_history_row_with_an_extra_field_are_named(tmp_path):

@@ -203,8 +203,11 @@ def load_config(path: Optional[str], overrides: Sequence[str] = (), check_names:
     if path is not None:
         if os.path.isdir(path):
             raise ConfigError(f"{path}: is a folder; expected a .cfg file (see cfg/)")
-        if not os.path.exists(path):  # a pipe (`<(...)`) is no regular file but reads like one
+        if not os.path.exists(path):
             raise ConfigError(f"{path}: config file not found")
+        if not os.path.isfile(path):  # a pipe (`<(sed ...)`) reads once; the command line reads a config twice
+            raise ConfigError(f"{path}: not a regular file (a pipe such as <(...) or a device); a config is read "
+                              f"more than once and names the run directory: save it to a .cfg file")
         parser = configparser.ConfigParser(interpolation=None)  # inline comments: ini_value
         parser.SECTCRE = _SECTION
         parser.optionxform = str  # keys are case sensitive

@@ -53,6 +53,16 @@ class _Worker:
         return run_chunk(key, payload, items, tensorflow)
 
 
+def _ray_temp_root() -> Optional[str]:
+    """Where Ray would put its own folder (``RAY_TMPDIR`` first; a short system folder where the
+    platform's default is too long for Ray's socket paths), or ``None`` for Python's default."""
+    try:
+        from ray._common.utils import get_default_system_temp_dir
+    except ImportError:  # another Ray layout
+        return os.environ.get("RAY_TMPDIR") or None
+    return get_default_system_temp_dir()
+
+
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
     """``ExecutorError`` at once when nothing answers at ``HOST:PORT``, or something that is not a Ray
     head (no gRPC reply to an HTTP/2 preface): ``ray.init`` would retry for minutes and print its
@@ -134,7 +144,7 @@ class RayExecutor(Executor):
                 kwargs.update(address="local", num_cpus=max(cpu_count(), max(1, workers) * cpus))
                 kwargs.update(init_kwargs or {})
                 if "_temp_dir" not in kwargs:  # its session files go with the instance, not left behind
-                    self._temp_dir = kwargs["_temp_dir"] = tempfile.mkdtemp(prefix="tfnas-ray-")
+                    self._temp_dir = kwargs["_temp_dir"] = tempfile.mkdtemp(prefix="tfnas-ray-", dir=_ray_temp_root())
                 if "RAY_worker_niceness" not in os.environ:  # Ray runs its workers at nice 15 by default
                     kwargs["_system_config"] = {"worker_niceness": 0, **kwargs.get("_system_config", {})}
                 self._owns = True

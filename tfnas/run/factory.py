@@ -145,6 +145,9 @@ def build_space(cfg: Config) -> Any:
         raise ConfigError(f"{keys_where(cfg, keys.split()) if keys else where(cfg, 'space')}: {exc}") from None
 
 
+_WARNED_STARTS: set = set()
+
+
 def check_zen_start(space: Any, image_channels: int) -> None:
     """The start of a Zen search must take the images' channels (``ValueError``). Residual blocks of
     another family than the searched one are allowed (the default start is ResNet-like, also for
@@ -156,7 +159,8 @@ def check_zen_start(space: Any, image_channels: int) -> None:
     from tfnas.spaces.zen.space import FAMILY_KINDS
 
     other = [b.kind for b in space.start_arch if not b.is_conv and b.kind not in FAMILY_KINDS[space.family]]
-    if other:
+    if other and (space.start, space.family) not in _WARNED_STARTS:  # a run builds its space more than once
+        _WARNED_STARTS.add((space.start, space.family))
         logger.warning("[space] start holds %s, not blocks of the searched %s family: mutations replace them one "
                        "at a time, so the networks found may mix both families (give a start of %s blocks to "
                        "avoid it)", ", ".join(sorted(set(other))), space.family, space.family)

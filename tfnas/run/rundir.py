@@ -271,7 +271,10 @@ class RunDir:
     def __exit__(self, *exc: Any) -> None:
         try:
             if exc[0] is not None and self._created and self._remove_if_unused() and exc[1] is not None:
-                exc[1].tfnas_nothing_saved = True  # the command line's Ctrl-C line: nothing to resume
+                # the command line's Ctrl-C line: nothing to resume, unless this is a run inside another
+                # one (a search's train/), whose results are saved
+                nested = os.path.exists(os.path.join(os.path.dirname(os.path.abspath(self.path)), CONFIG_FILE))
+                exc[1].tfnas_nothing_saved = not nested
         finally:
             self.close()
 
