@@ -96,14 +96,15 @@ def test_run_log_drops_values_no_run_makes_and_records_of_another_method_or_data
             dict(record(10, 2, 250.0).to_dict()), dict(record(10, 3, 90.0).to_dict(), budget=0),
             dict(record(10, 4, 90.0).to_dict(), spearman=1.5), dict(record(10, 5, 90.0).to_dict(), wall_s=-1.0),
             record(10, 6, 90.0, method="siamese").to_dict(), dict(record(10, 7, 90.0).to_dict(), dataset="cifar100"),
-            record(10, 8, 0.0).to_dict()]
+            dict(record(10, 8, 0.0).to_dict(), spearman=1.0000000000000002)]  # perfect, one rounding step over
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with caplog.at_level("WARNING"):
         log = RunLog(str(path), expect={"method": "rand", "dataset": "cifar10"})
     assert log.keys() == {(10, 8)} and len(log.dropped) == 8
     for n, fragment in [(1, "'repeat' must lie in [0, 2147483647], got -1"), (2, "'repeat' must lie in [0, "),
                         (3, "'top1_acc' must lie in [0.0, 100.0], got 250.0"), (4, "'budget' must lie in [1, "),
-                        (5, "'spearman' must lie in [-1.0, 1.0], got 1.5"), (6, "'wall_s' must lie in [0.0, inf]"),
+                        (5, "'spearman' must lie in [-1.000000001, 1.000000001], got 1.5"),
+                        (6, "'wall_s' must lie in [0.0, inf]"),
                         (7, "dropped, its method is 'siamese' but this run's is 'rand'; it will be recomputed"),
                         (8, "dropped, its dataset is 'cifar100' but this run's is 'cifar10'")]:
         assert f"runs.jsonl:{n}: " in log.dropped[n - 1] and fragment in log.dropped[n - 1], (n, log.dropped[n - 1])

@@ -115,10 +115,12 @@ class RunRecord:
 
 
 _INT_MAX = 2 ** 31 - 1
-#: The values a record's fields can take (accuracies are percentages; NaN, "not applicable", passes).
+#: The values a record's fields can take (accuracies are percentages; NaN, "not applicable", passes;
+#: a rank correlation of 1 may come out one rounding step above it).
 _RANGES = {"budget": (1, _INT_MAX), "repeat": (0, _INT_MAX), "seed": (0, 2 ** 63 - 1), "queries": (0, _INT_MAX),
            "ec_evals": (0, 2 ** 63 - 1), "top1_acc": (0.0, 100.0), "top10_acc": (0.0, 100.0),
-           "top100_acc": (0.0, 100.0), "optimum": (0.0, 100.0), "spearman": (-1.0, 1.0), "kendall": (-1.0, 1.0),
+           "top100_acc": (0.0, 100.0), "optimum": (0.0, 100.0), "spearman": (-1.0 - 1e-9, 1.0 + 1e-9),
+           "kendall": (-1.0 - 1e-9, 1.0 + 1e-9),
            "wall_s": (0.0, math.inf), "latency_ms": (0.0, math.inf), "params": (0.0, math.inf),
            "hypervolume": (0.0, math.inf)}
 
