@@ -20,7 +20,12 @@ from typing import Any, NoReturn, Optional, Tuple
 
 import numpy as np
 
+#: The largest integer a config key (without its own maximum) or a run record holds: TensorFlow's
+#: shapes, sizes and seeds are 32-bit.
+INT32_MAX = 2 ** 31 - 1
+
 __all__ = [
+    "INT32_MAX",
     "check_image_shape",
     "check_int",
     "check_num_classes",

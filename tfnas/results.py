@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
-from tfnas.checks import is_int, is_number
+from tfnas.checks import INT32_MAX, is_int, is_number
 from tfnas.io import atomic_write_figure, atomic_write_text, write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -114,11 +114,10 @@ class RunRecord:
         return cls(**kwargs)
 
 
-_INT_MAX = 2 ** 31 - 1
 #: The values a record's fields can take (accuracies are percentages; NaN, "not applicable", passes;
 #: a rank correlation of 1 may come out one rounding step above it).
-_RANGES = {"budget": (1, _INT_MAX), "repeat": (0, _INT_MAX), "seed": (0, 2 ** 63 - 1), "queries": (0, _INT_MAX),
-           "ec_evals": (0, 2 ** 63 - 1), "top1_acc": (0.0, 100.0), "top10_acc": (0.0, 100.0),
+_RANGES = {"budget": (1, INT32_MAX), "repeat": (0, INT32_MAX), "seed": (0, 2 ** 63 - 1),
+           "queries": (0, INT32_MAX), "ec_evals": (0, 2 ** 63 - 1), "top1_acc": (0.0, 100.0), "top10_acc": (0.0, 100.0),
            "top100_acc": (0.0, 100.0), "optimum": (0.0, 100.0), "spearman": (-1.0 - 1e-9, 1.0 + 1e-9),
            "kendall": (-1.0 - 1e-9, 1.0 + 1e-9),
            "wall_s": (0.0, math.inf), "latency_ms": (0.0, math.inf), "params": (0.0, math.inf),

@@ -30,11 +30,10 @@ import re
 import typing
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from tfnas.checks import is_number
+from tfnas.checks import INT32_MAX, is_number
 from tfnas.config.sections import SECTIONS, Config, ConfigError
 
 
-INT32_MAX = 2 ** 31 - 1  # the largest integer value of a key without its own maximum
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 

@@ -133,7 +133,7 @@ def build_space(cfg: Config) -> Any:
     try:
         space = cls(**kwargs)
         if name == "zen":
-            check_zen_start(space, dataset_head(cfg)[1][2])
+            check_zen_start(space, image_channels=shape[2])
         return space
     except ValueError as exc:
         keys = {"zen": "space.start space.family", "tinynano": "space.channels space.cells_per_stage budget.max_flops",
