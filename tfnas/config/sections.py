@@ -94,6 +94,7 @@ class SpaceConfig:
         ends with a reduction cell (SLNAS: ``2, 2``).
       search_blocks: normal cells per stage of the lite weight-sharing search network (SLNAS:
         ``4, 4``, i.e. 10 cells).
+      dropout: dropout before the classifier of a trained network (``nasnet_dag`` only; NAG: 0.4).
     """
 
     name: str = _f("nb201", registry="space")
@@ -108,6 +109,7 @@ class SpaceConfig:
     search_layers: int = _f(8, min=1)
     blocks: Tuple[int, ...] = _f((2, 2), min=0)
     search_blocks: Tuple[int, ...] = _f((4, 4), min=0)
+    dropout: float = _f(0.0, min=0.0, max=0.99)
 
 
 @dataclass(frozen=True)
@@ -297,7 +299,8 @@ class TrainConfig:
     Attributes:
       enabled: train the found architecture at the end of a search.
       epochs: training epochs.
-      optimizer: ``sgd`` (momentum, optional Nesterov) or ``adam``.
+      optimizer: ``sgd`` (momentum, optional Nesterov), ``adam`` or ``adabelief`` (betas 0.9 /
+        0.999, eps 1e-8: the NAG reference's final training on CIFAR-10).
       lr: peak learning rate.
       momentum: SGD momentum.
       nesterov: Nesterov momentum.
@@ -334,7 +337,7 @@ class TrainConfig:
 
     enabled: bool = _f(False)
     epochs: int = _f(10, min=1)
-    optimizer: str = _f("sgd", choices=("sgd", "adam"))
+    optimizer: str = _f("sgd", choices=("sgd", "adam", "adabelief"))
     lr: float = _f(0.1, min=0.0)
     momentum: float = _f(0.9, min=0.0, max=1.0)
     nesterov: bool = _f(True)

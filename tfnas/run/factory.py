@@ -121,7 +121,7 @@ def build_space(cfg: Config) -> Any:
                   "kernel_weights": s.kernel_weights}
     elif name == "nasnet_dag":
         kwargs = {"channels": s.channels, "layers": s.layers, "search_channels": s.search_channels,
-                  "search_layers": s.search_layers, "auxiliary": cfg.train.aux_weight > 0}
+                  "search_layers": s.search_layers, "auxiliary": cfg.train.aux_weight > 0, "dropout": s.dropout}
     elif name == "lite":
         kwargs = {"channels": s.channels, "blocks": s.blocks, "auxiliary": cfg.train.aux_weight > 0}
     elif name == "tinynano":

@@ -21,25 +21,29 @@ import keras
 import tensorflow as tf
 
 from tfnas.config import TrainConfig
+from tfnas.train.adabelief import AdaBelief
 
 Outputs = Union[tf.Tensor, Tuple[tf.Tensor, ...], List[tf.Tensor]]
 
 
 def make_optimizer(cfg: TrainConfig, learning_rate: Any) -> keras.optimizers.Optimizer:
-    """SGD (``momentum``, ``nesterov``) or Adam from ``cfg.optimizer``, without built-in decay.
+    """SGD (``momentum``, ``nesterov``), Adam or AdaBelief from ``cfg.optimizer``, without built-in decay.
 
     Args:
         cfg: the ``[train]`` section.
         learning_rate: a float or a ``LearningRateSchedule`` (see ``schedules.WarmupSchedule``).
 
     Raises:
-        ValueError: for an optimizer name other than ``sgd`` or ``adam``.
+        ValueError: for an optimizer name other than ``sgd``, ``adam`` or ``adabelief``.
     """
     if cfg.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov)
     if cfg.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=learning_rate)
-    raise ValueError(f"make_optimizer: `optimizer` must be 'sgd' or 'adam'. Received: optimizer={cfg.optimizer!r}")
+    if cfg.optimizer == "adabelief":
+        return AdaBelief(learning_rate=learning_rate)
+    raise ValueError("make_optimizer: `optimizer` must be 'sgd', 'adam' or 'adabelief'. "
+                     f"Received: optimizer={cfg.optimizer!r}")
 
 
 def variable_path(variable: Any) -> str:

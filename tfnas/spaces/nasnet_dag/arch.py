@@ -135,9 +135,10 @@ def parse_arch(text: str) -> NasnetDagArch:
 
 
 def sample_cell(rng: np.random.Generator, edge_prob: float = 0.5) -> DagCell:
-    """A random valid cell (NAG spec, "NAS dataset"): ``n`` nodes drawn from 4..10 with weights
-    proportional to ``n - 3`` (larger cells likelier), every forward edge into a non-input node
-    present with probability ``edge_prob``, op codes uniform; redrawn until valid."""
+    """A random valid cell (NAG spec, "NAS dataset"): ``n`` nodes drawn from the spec's 3..10 with
+    weights proportional to ``n - 3`` (larger cells likelier; so ``n = 3``, a cell without op nodes,
+    has weight 0 and only 4..10 are drawn), every forward edge into a non-input node present with
+    probability ``edge_prob``, op codes uniform; redrawn until valid."""
     sizes = np.arange(4, NASNET_DAG.max_nodes + 1)
     weights = (sizes - 3) / (sizes - 3).sum()
     ops_ = np.array(NASNET_DAG.op_codes)
