@@ -27,7 +27,8 @@ class NasnetDagSpace(GraphSpace[NasnetDagArch]):
     Example:
         >>> space = NasnetDagSpace()
         >>> arch = space.decode("12340:0>2,1>3,2>3,3>4 / 1250:0>2,1>2,2>3")
-        >>> space.num_params(arch) == space.build(arch, 10).inference_model().count_params()
+        >>> net = space.build(arch, 10).inference_model()
+        >>> space.num_params(arch) == sum(int(np.prod(v.shape)) for v in net.trainable_weights)
         True
     """
 
