@@ -151,6 +151,8 @@ def test_compare_refuses_the_same_directory_twice_and_keeps_equal_labels_apart(t
     (tmp_path / "file").write_text("x")
     rc, err = _run(compare_main, runs + ["--out", str(tmp_path / "file")], capsys)
     assert rc == 2 and "is a file" in _one_error_line(err)
+    rc, err = _run(compare_main, [runs[0], str(tmp_path / "file"), "--out", str(tmp_path / "cmp")], capsys)
+    assert rc == 2 and f"{tmp_path / 'file'}: a file, not a run directory" in _one_error_line(err)  # as --out
     before = (tmp_path / "a" / "summary.csv").read_text()
     rc, err = _run(compare_main, runs + ["--out", runs[0]], capsys)
     assert rc == 2 and "is one of the run directories compared" in _one_error_line(err)

@@ -322,6 +322,8 @@ def _compare(args: argparse.Namespace) -> int:
             per_dir.append((run_dir, load_run_dir(run_dir)))
         except ValueError as exc:  # not a sweep's run directory, or a damaged one (a missing one: exit 4)
             raise ConfigError(str(exc)) from None
+        except NotADirectoryError as exc:  # a file given for a folder: bad input (2), as for --out and out_dir
+            raise ConfigError(f"{exc.filename}: {exc.strerror}") from None
     # The same method label from different directories stays apart: label those rows by directory.
     owners: dict = {}
     for run_dir, recs in per_dir:
