@@ -27,6 +27,7 @@ def test_shipped_cfg_is_the_paper_recipe():
     assert (cfg.space.name, cfg.space.channels, cfg.space.layers) == ("darts", 36, 20)
     assert (cfg.train.epochs, cfg.train.lr, cfg.train.weight_decay) == (600, 0.025, 0.0003)
     assert (cfg.train.aux_weight, cfg.train.drop_path, cfg.train.cutout, cfg.train.grad_clip) == (0.4, 0.3, 16, 5.0)
+    assert cfg.train.weight_decay_scope == "all"  # DARTS' SGD decays model.parameters(), BN and biases too
 
 
 @pytest.mark.slow  # ~50 s on 2 cores

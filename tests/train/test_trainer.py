@@ -117,6 +117,23 @@ def test_sgd_nesterov_coupled_decay_touches_only_kernels():
     assert not np.allclose(after["conv/kernel"], before["conv/kernel"])
 
 
+def test_decay_scope_all_decays_every_trainable_variable():
+    lr, wd, m = 0.5, 0.1, 0.9
+    t = Trainer(_side_branch_model, cfg(lr=lr, weight_decay=wd, momentum=m, nesterov=True, weight_decay_scope="all"),
+                jit_compile=False, progress=False)
+    rng = np.random.default_rng(0)
+    for v in t.model.trainable_variables:  # biases and beta start at 0, where decay cannot show
+        v.assign(rng.normal(size=v.shape).astype(np.float32))
+    before = {v.path: v.numpy() for v in t.model.trainable_variables}
+    t.fit(dataset(32, batch=32))  # exactly one step; the side branch has no data gradient
+    after = {v.path: v.numpy() for v in t.model.trainable_variables}
+    shrink = 1.0 - lr * (1.0 + m) * wd
+    side = [name for name in before if name.startswith("side_")]
+    assert len(side) == 6
+    for name in side:
+        np.testing.assert_allclose(after[name], before[name] * shrink, rtol=1e-5)
+
+
 def test_decayed_variable_selection():
     inp = keras.Input((8, 8, 3))
     h = keras.layers.DepthwiseConv2D(3, name="dw")(inp)

@@ -304,7 +304,9 @@ class TrainConfig:
       lr: peak learning rate.
       momentum: SGD momentum.
       nesterov: Nesterov momentum.
-      weight_decay: L2 coupled weight decay, applied to conv/dense kernels only.
+      weight_decay: L2 coupled weight decay (added to the gradient).
+      weight_decay_scope: what it decays: ``kernels`` (conv/dense kernels; Zen-NAS, SLNAS) or
+        ``all`` trainable variables (a PyTorch optimizer on ``model.parameters()``: DARTS, NAG).
       schedule: ``cosine``, ``step`` or ``constant`` (after warm-up).
       warmup_epochs: linear warm-up epochs.
       step_epochs: epochs at which the step schedule multiplies the lr by ``step_gamma``.
@@ -342,6 +344,7 @@ class TrainConfig:
     momentum: float = _f(0.9, min=0.0, max=1.0)
     nesterov: bool = _f(True)
     weight_decay: float = _f(5e-4, min=0.0)
+    weight_decay_scope: str = _f("kernels", choices=("kernels", "all"))
     schedule: str = _f("cosine", choices=("cosine", "step", "constant"))
     warmup_epochs: int = _f(0, min=0)
     step_epochs: Tuple[int, ...] = _f((), min=1)

@@ -5,12 +5,15 @@ NAS-Bench-201): the gradient of ``wd / 2 * ||w||^2``, i.e. ``wd * w``, is added 
 gradient of every decayed variable before clipping and the optimizer update, so momentum and
 Adam's moments see it. It is not AdamW's decoupled decay.
 
-Decayed variables are convolution and dense **kernels** only: a variable is decayed when the
+Decayed variables are convolution and dense **kernels** only by default (``[train]
+weight_decay_scope = kernels``; the Zen-NAS and SLNAS recipes): a variable is decayed when the
 last component of its path (``keras.Variable.path``, e.g. ``"cell_0/conv/kernel"``; the
 ``tf.Variable`` name without ``":0"`` otherwise) ends with ``"kernel"`` and it has rank >= 2.
 That matches ``Dense``/``Conv*``/``DepthwiseConv2D`` ``kernel`` and ``SeparableConv*``
 ``depthwise_kernel``/``pointwise_kernel``; BatchNorm ``gamma``/``beta``, biases, embeddings and
-scalars are never decayed.
+scalars are not decayed. ``weight_decay_scope = all`` decays every trainable variable, as a
+PyTorch optimizer given ``model.parameters()`` does (the DARTS-style recipes of RelativeNAS and
+the NAG reference's final training).
 """
 
 from __future__ import annotations
@@ -63,18 +66,24 @@ def decayed_variables(variables: Sequence[Any]) -> List[Any]:
     return [v for v in variables if is_decayed(v)]
 
 
+DECAY_SCOPES = ("kernels", "all")
+
+
 def add_coupled_decay(
-    grads: Sequence[Optional[tf.Tensor]], variables: Sequence[Any], weight_decay: float
+    grads: Sequence[Optional[tf.Tensor]], variables: Sequence[Any], weight_decay: float, scope: str = "kernels"
 ) -> List[Optional[tf.Tensor]]:
     """``g + weight_decay * w`` for decayed variables, ``g`` unchanged otherwise.
 
-    A decayed variable without a data gradient (``None``) gets the decay term alone.
+    ``scope``: ``kernels`` (:func:`is_decayed`) or ``all`` (every variable given). A decayed
+    variable without a data gradient (``None``) gets the decay term alone.
     """
+    if scope not in DECAY_SCOPES:
+        raise ValueError(f"add_coupled_decay: `scope` must be one of {DECAY_SCOPES}. Received: scope={scope!r}")
     if weight_decay == 0.0:
         return list(grads)
     out: List[Optional[tf.Tensor]] = []
     for g, v in zip(grads, variables):
-        if is_decayed(v):
+        if scope == "all" or is_decayed(v):
             term = tf.cast(weight_decay, v.dtype) * tf.convert_to_tensor(v)
             g = term if g is None else g + term
         out.append(g)

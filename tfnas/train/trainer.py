@@ -12,10 +12,10 @@ One training step (per replica, inside ``strategy.run``):
    number of examples in the step (all-reduced, so an uneven last batch is averaged
    exactly, as ``tf.nn.compute_average_loss`` does for even ones), plus ``model.losses``
    divided by the replica count (regularisation added once);
-2. gradients; coupled L2 ``weight_decay * w`` on kernels (``optim.is_decayed``), added once
-   over all replicas;
+2. gradients; coupled L2 ``weight_decay * w`` on kernels (``optim.is_decayed``) or, with
+   ``weight_decay_scope = all``, on every trainable variable, added once over all replicas;
 3. with ``grad_clip > 0``: clip the *global* gradient (summed over replicas) to that norm;
-4. the optimizer update (SGD/Nesterov or Adam) with the per-step ``WarmupSchedule``.
+4. the optimizer update (SGD/Nesterov, Adam or AdaBelief) with the per-step ``WarmupSchedule``.
 
 With several replicas and clipping on, gradients are all-reduced in step 3 and handed to the
 optimizer divided by the replica count (the Keras optimizer sums them again), which costs a
@@ -232,9 +232,9 @@ class Trainer:
             grads = list(grads)
             for i, g in zip(idx, reduced):
                 grads[i] = g
-            grads = add_coupled_decay(grads, variables, wd)
+            grads = add_coupled_decay(grads, variables, wd, self.cfg.weight_decay_scope)
         else:
-            grads = add_coupled_decay(grads, variables, wd / n_rep)
+            grads = add_coupled_decay(grads, variables, wd / n_rep, self.cfg.weight_decay_scope)
         if clip > 0:
             grads, _ = tf.clip_by_global_norm(grads, clip)
         if reduce_here:
