@@ -47,16 +47,33 @@ def test_image_folder_labels_follow_sorted_class_names(folder):
     assert info.class_names == ("ant", "cat", "dog") and info.num_classes == 3
     assert info.image_shape == (12, 12, 3)
     assert images.shape == (9, 12, 12, 3) and images.dtype == np.uint8
-    np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1, 1, 2, 2, 2])
+    np.testing.assert_array_equal(sorted(labels), [0, 0, 0, 1, 1, 1, 2, 2, 2])
     for image, label in zip(images, labels):
         np.testing.assert_array_equal(image, _image(CLASSES[info.class_names[label]]))
+    # served in one fixed shuffled order, not class by class; the same order in every load
+    assert list(labels) != sorted(labels)
+    np.testing.assert_array_equal(_collect(load_dataset("image_folder", split="train", data_dir=str(folder))[0])[1],
+                                  labels)
+
+
+def test_the_first_images_of_a_split_hold_every_class(tmp_path):
+    # The searches cut the training split in its order (weights / score) and train_subset takes its first
+    # images: served class by class, both held the first classes only (the score part: other classes).
+    for name in ("a", "b", "c", "d"):
+        for i in range(25):
+            _write(tmp_path / "train" / name / f"{i:02d}.png", _image(40 * (1 + "abcd".index(name)), 4, 4))
+        _write(tmp_path / "val" / name / "0.png", _image(1, 4, 4))
+    _, labels = _collect(load_dataset("image_folder", split="train", data_dir=str(tmp_path), subset=20)[0])
+    assert set(labels) == {0, 1, 2, 3}
+    _, labels = _collect(load_dataset("image_folder", split="train", data_dir=str(tmp_path))[0])
+    assert set(labels[75:]) == {0, 1, 2, 3}  # the last quarter, a held-out part of 25 %
 
 
 def test_image_folder_eval_split_reads_val(folder):
     ds, info = load_dataset("image_folder", split="eval", data_dir=str(folder), subset=2)
     images, labels = _collect(ds)
     assert images.shape == (2, 12, 12, 3)
-    np.testing.assert_array_equal(labels, [0, 1])
+    assert len(set(labels)) == 2  # one val image per class
 
 
 def test_image_folder_mixed_sizes_grey_and_jpeg_are_brought_to_one_shape(folder):
@@ -65,8 +82,9 @@ def test_image_folder_mixed_sizes_grey_and_jpeg_are_brought_to_one_shape(folder)
     ds, info = load_dataset("image_folder", split="train", data_dir=str(folder))
     images, labels = _collect(ds)
     assert images.shape == (11, 12, 12, 3)
-    grey = images[list(labels).index(1) + 3]
-    np.testing.assert_array_equal(grey, np.full((12, 12, 3), 77, np.uint8))
+    grey = [image for image, label in zip(images, labels) if label == 1 and image[0, 0, 0] == 77]
+    assert len(grey) == 1
+    np.testing.assert_array_equal(grey[0], np.full((12, 12, 3), 77, np.uint8))
     ds, info = load_dataset("image_folder", split="train", data_dir=str(folder), image_size=6)
     images, _ = _collect(ds)
     assert info.image_shape == (6, 6, 3) and images.shape == (11, 6, 6, 3)

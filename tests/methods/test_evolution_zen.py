@@ -32,6 +32,8 @@ def test_zen_evolution_trains_and_exports_the_found_network(tmp_path):
     assert (tmp_path / "history.csv").read_text().count("\n") == 1 + 3  # header + 3 records
     assert (tmp_path / "search_progress.png").exists()
     assert run.train_metrics is not None and 0.0 <= run.train_metrics["accuracy"] <= 1.0
+    # printed in percent, as the searches' accuracies are (metrics.json keeps Keras' fraction)
+    assert f"trained accuracy: {100 * run.train_metrics['accuracy']:.2f}%" in run.summary().splitlines()
     saved = tmp_path / "train" / "saved_model"
     assert saved.exists()
     assert [o.shape for o in serving_outputs(saved, (2, 32, 32, 3))] == [(2, 10)]  # logits only

@@ -16,7 +16,7 @@ from tests.damage import damaged_state_copy, saved_step
 from tests.run.tb_reader import scalars
 from tests.served import serving_outputs
 from tfnas.config import ConfigError, load_config
-from tfnas.methods.relativenas import STATE_FILE, cosine_lr, get_supernet, slow_learner_update
+from tfnas.methods.relativenas import STATE_FILE, cosine_lr, get_supernet, load_halves, slow_learner_update
 from tfnas.run.rundir import ArtifactStore
 from tfnas.run.search import run_search
 from tfnas.spaces.darts import PRESETS, DartsSpace, parse_genotype, vector_bounds
@@ -161,6 +161,10 @@ def test_tiny_cfg_search_trains_and_exports(tmp_path):
     assert run.outcome.best_arch == min(last, key=last.get)
     assert (tmp_path / "history.csv").read_text().count("\n") == 1 + 2
     assert [o.shape for o in serving_outputs(tmp_path / "train" / "saved_model", (2, 32, 32, 3))] == [(2, 10)]
+    # one parameter count for the found network: the search's, the training's (the served network, without
+    # the auxiliary head the training used) and the space's analytic one
+    trained = json.loads((tmp_path / "train" / "metrics.json").read_text())
+    assert trained["params"] == result["extra"]["params"] == DartsSpace(channels=4, layers=3).num_params(best, 10)
 
 
 @pytest.mark.slow  # ~2 min on 2 cores
@@ -210,6 +214,19 @@ def test_config_errors(tmp_path):
         run_search(load_config(CFG, tiny(tmp_path, "search.population=5")))
     with pytest.raises(ConfigError, match=r"--set space\.name: method .relativenas. needs a space with DartsSpace"):
         run_search(load_config(CFG, tiny(tmp_path / "b", "space.name=nb201")))
+
+
+def test_the_search_reads_images_at_image_size_and_a_size_the_trained_network_cannot_take_stops_it_first(tmp_path):
+    with tfds.testing.mock_data(num_examples=32):
+        first, _, second, _, info = load_halves("cifar10", data_dir=str(tmp_path / "no_data"), download="false",
+                                                subset=32, image_size=16)
+        assert first.shape == second.shape == (16, 16, 16, 3) and info.image_shape == (16, 16, 3)
+        # 16x16 suits the supernet (two reductions) but not the auxiliary head of the training after the search:
+        # refused before the search (it used to stop there after the whole search, naming [space] arch)
+        with pytest.raises(ConfigError, match=r"--set dataset\.image_size; .*\[train\] aux_weight: the network "
+                                              r"trained after the search cannot be built .*cifar10, 16x16x3.*32x32"):
+            run_search(load_config(CFG, tiny(tmp_path / "run", "dataset.image_size=16")))
+    assert not (tmp_path / "run").exists()
 
 
 # ---- a damaged state --------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 
 Class ids are the positions of the class folder names of ``root/train`` in sorted order, so
 ``val`` uses the same mapping (a class folder in ``val`` that ``train`` lacks is an error).
-JPEG and PNG files are read (``.jpg``, ``.jpeg``, ``.png``, any case), in sorted order per
-class, and decoded with ``tf.io.decode_image`` to 3-channel uint8 (grey images are expanded,
-alpha dropped). With ``image_size=0`` every image is brought to the size of the first
-training image (aspect-preserving resize to cover it, then a centre crop); images that
-already have that size pass unchanged.
+JPEG and PNG files are read (``.jpg``, ``.jpeg``, ``.png``, any case), listed in sorted order per
+class and then served in one fixed shuffled order (a permutation drawn with seed 0, the same on
+every machine and in every run, as tfds stores CIFAR in one fixed shuffled order), so that the
+first ``N`` images (``[dataset] train_subset``, the weight-sharing searches' weights / score
+split) hold every class, not the first classes only. They are decoded with ``tf.io.decode_image``
+to 3-channel uint8 (grey images are expanded, alpha dropped). With ``image_size=0`` every image
+is brought to the size of the first training image in sorted order (aspect-preserving resize to
+cover it, then a centre crop); images that already have that size pass unchanged.
 
 A file that is not an image, or an image whose body is damaged (truncated, garbled), is named in
 the error (:func:`not_an_image`, :func:`damaged_image`).
@@ -21,6 +24,7 @@ import threading
 from collections import OrderedDict
 from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from tfnas.data.base import (
@@ -115,6 +119,9 @@ def list_image_folder(root: str, split: str) -> Tuple[List[str], List[int], Tupl
         raise DatasetFormatError(f"image_folder: {split_dir} has no class folders with images.")
     return paths, labels, class_names
 
+
+#: Seed of the one fixed order in which a split's files are served (module docstring).
+FILE_ORDER_SEED = 0
 
 #: Start of the error a file that is not a JPEG/PNG image raises when the pipeline reaches it
 #: (``tf.errors.InvalidArgumentError``; the command line reports it as one line with the file).
@@ -315,6 +322,8 @@ class ImageFolderSource(DatasetSource):
             return tf.ensure_shape(fitted, (*size, 3))
 
         _remember(data_dir, split)  # for damaged_image, should the pipeline meet a file it cannot decode
+        order = np.random.default_rng(FILE_ORDER_SEED).permutation(len(paths))  # classes mixed (module doc)
+        paths, labels = [paths[i] for i in order], [labels[i] for i in order]
         ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths), tf.constant(labels, tf.int64)))
         ds = ds.map(
             lambda path, label: (fit(decode_image_file(path)), label),

@@ -296,7 +296,7 @@ class RelativeNasSearch(OneShotSearch):
         best = space.decode(best_text)
         elapsed = time.perf_counter() - t0
         context.store.write_text("best_cell.txt", describe_genotype(best) + "\n")
-        extra = {"params": int(space.num_params(best)), "search_params": int(net.num_params(best)),
+        extra = {"params": int(space.num_params(best, info.num_classes)), "search_params": int(net.num_params(best)),
                  "generations": int(state["generation"]), "member_epochs": int(state["epochs"]),
                  "wall_s": round(elapsed, 2), "supernet_traces": dict(net.trace_counts)}
         return SearchOutcome(best_arch=best_text, score=float(best_loss), score_name="valid_loss", extra=extra)
@@ -323,11 +323,12 @@ class RelativeNasSearch(OneShotSearch):
 
 
 def load_halves(name: str, data_dir: str = "", manual_dir: str = "", download: str = "auto", subset: int = 0,
-                where: str = "") -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
+                where: str = "", image_size: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
     """The training split of ``name`` in memory, cut in two halves (first: train, second: loss).
 
     RelativeNAS splits CIFAR-10's 50k training images 25k / 25k (in the split's fixed order);
     :func:`~tfnas.methods.weight_sharing.load_split` with ``first_fraction = 0.5``.
     """
     return load_split(name, data_dir=data_dir, manual_dir=manual_dir, download=download, subset=subset,
-                      where=where, first_fraction=0.5, divisor=4, who="the DARTS supernet (two stride-2 reductions)")
+                      where=where, first_fraction=0.5, divisor=4, who="the DARTS supernet (two stride-2 reductions)",
+                      image_size=image_size)

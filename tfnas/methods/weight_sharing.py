@@ -222,8 +222,11 @@ def append_round(store: Any, name: str, key: str, upto: int, record: Dict[str, A
 
 def load_split(name: str, data_dir: str = "", manual_dir: str = "", download: str = "auto", subset: int = 0,
                where: str = "", first_fraction: float = 0.5, divisor: int = 4,
-               who: str = "the supernet") -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
-    """The training split of ``name`` in memory, cut in two parts in the split's fixed order.
+               who: str = "the supernet", image_size: int = 0
+               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
+    """The training split of ``name`` in memory (resized to ``image_size`` unless 0, as the
+    training after the search does), cut in two parts in the split's fixed order (an image
+    folder's is a fixed shuffle of its files, :mod:`tfnas.data.folder`).
 
     The first ``first_fraction`` of the images train the shared weights, the rest score the
     candidates (RelativeNAS: 25k / 25k of CIFAR-10; SLNAS: 40k / 10k).
@@ -237,7 +240,7 @@ def load_split(name: str, data_dir: str = "", manual_dir: str = "", download: st
     from tfnas.data import load_dataset
 
     ds, info = load_dataset(name, split="train", data_dir=data_dir, manual_dir=manual_dir, download=download,
-                            subset=subset)
+                            subset=subset, image_size=image_size)
     images, labels = [], []
     for x, y in ds.batch(4096).as_numpy_iterator():
         images.append(x)

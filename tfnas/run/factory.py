@@ -11,6 +11,8 @@ import logging
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from tfnas.config import Config, ConfigError, TrainConfig
 from tfnas.registry import BENCHMARKS, DATASETS, METHODS, PROXIES, SPACES
 from tfnas.spaces.base import TabularSpace, require
@@ -88,19 +90,38 @@ def check_full_batch(cfg: Config, examples: int = -1) -> None:
                           f"training examples of {d.name}, so training would see no full batch; lower batch_size")
 
 
-def check_training_data(cfg: Config) -> None:
+def check_training_data(cfg: Config) -> Any:
     """Raises now, not after a search, when ``[dataset]`` cannot be read (``DatasetNotFoundError``)
     or holds no full training batch (``ConfigError``). Nothing is iterated: both splits are only
-    opened and the training split's size is read from its metadata."""
+    opened and the training split's size is read from its metadata. Returns the training split's
+    ``DatasetInfo``."""
     from tfnas.data import load_dataset
 
     d = cfg.dataset
     check_full_batch(cfg)
     for split, subset in (("train", d.train_subset), ("eval", 1)):
-        ds, _ = load_dataset(d.name, split=split, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
-                             subset=subset, image_size=d.image_size)
+        ds, info = load_dataset(d.name, split=split, data_dir=d.data_dir, manual_dir=d.manual_dir,
+                                download=d.download, subset=subset, image_size=d.image_size)
         if split == "train":
             check_full_batch(cfg, int(ds.cardinality()))
+            train_info = info
+    return train_info
+
+
+def check_trained_network_builds(cfg: Config, space: Any, info: Any) -> None:
+    """Builds, before a search, the network its training will build after it, for one sampled
+    architecture at the training images' shape (``info``): an image size the network cannot take
+    (an auxiliary head needs 32x32, the reductions need sides they divide) is a config error now,
+    not after the search. The checks are about shapes, so any architecture of the space shows them."""
+    arch = space.sample(np.random.default_rng(cfg.run.seed))
+    kwargs = {"drop_path_rate": 0.0} if cfg.train.drop_path > 0 else {}
+    try:
+        space.build(arch, info.num_classes, info.image_shape, **kwargs)
+    except ValueError as exc:
+        shape = "x".join(map(str, info.image_shape))
+        raise ConfigError(f"{keys_where(cfg, ('dataset.image_size', 'train.aux_weight'))}: the network trained after "
+                          f"the search cannot be built for the images of [dataset] ({info.name}, {shape}): {exc}"
+                          ) from None
 
 
 # -- spaces ---------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def relativenas(cls: type, cfg: Config, space: Any) -> RelativeNasSearch:
     if s.lr_min > s.lr:
         raise ConfigError(f"{where(cfg, 'search', 'lr_min')}: must not exceed lr ({s.lr}); got {s.lr_min}")
     data = load_halves(d.name, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
-                       subset=d.train_subset, where=where(cfg))
+                       subset=d.train_subset, where=where(cfg), image_size=d.image_size)
     return cls(space, data, population=s.population, generations=s.generations,
                batch_size=s.batch_size or d.batch_size, steps_per_epoch=s.steps_per_epoch, lr=s.lr,
                lr_min=s.lr_min, momentum=s.momentum, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
@@ -162,7 +162,7 @@ def slnas(cls: type, cfg: Config, space: Any) -> SlnasSearch:
     data = load_split(d.name, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
                       subset=d.train_subset, where=where(cfg), first_fraction=1.0 - s.reward_fraction,
                       divisor=stem_stride * 2 ** reductions,
-                      who=f"the SLNAS search network (stems /4, {reductions} reductions)")
+                      who=f"the SLNAS search network (stems /4, {reductions} reductions)", image_size=d.image_size)
     info = data[4]
     jit = resolve_jit_compile(cfg.run.jit_compile, auto=False)  # a supernet: XLA off unless asked
 
@@ -267,7 +267,7 @@ def nag_supernet(cls: type, cfg: Config, space: Any) -> NagSupernetSearch:
                           f"got {n.pool}")
     data = load_split(d.name, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
                       subset=d.train_subset, where=where(cfg), first_fraction=1.0 - n.holdout, divisor=4,
-                      who="the NASNet DAG supernet (two reductions)")
+                      who="the NASNet DAG supernet (two reductions)", image_size=d.image_size)
     # the supernet and RS-NAG's one-candidate trainings: XLA off unless asked; the GAN: on with a GPU
     info, jit = data[4], resolve_jit_compile(cfg.run.jit_compile, auto=False)
     batch = s.batch_size or d.batch_size

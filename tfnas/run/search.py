@@ -33,7 +33,8 @@ from tfnas.run.events import EventStream, events_root, hparams_of, history_step,
 from tfnas.run.exports import check_calibration_data, export_lines, export_paths_of, missing_exports
 from tfnas.run.constraints import refuse_search_keys
 from tfnas.run.factory import (build_executor, build_method, build_space, check_method_fits_space,
-                               check_full_batch, check_training_data, refuse_multi_worker)
+                               check_full_batch, check_trained_network_builds, check_training_data,
+                               refuse_multi_worker)
 from tfnas.run.rundir import CONFIG_FILE, ArtifactStore, RunDir, RunDirError
 from tfnas.train.seeding import tf_global_seed
 
@@ -158,7 +159,9 @@ class SearchRun:
                 lines.append(f"{key}: {value:,}" if isinstance(value, int) else f"{key}: {value}")
         if self.train_metrics:
             for key, value in self.train_metrics.items():
-                if isinstance(value, float):
+                if key == "accuracy":  # a fraction in metrics.json, shown as the searches show theirs
+                    lines.append(f"trained accuracy: {100.0 * value:.2f}%")
+                elif isinstance(value, float):
                     lines.append(f"trained {key}: {value:.4f}")
         lines.extend(export_lines(self.exports, self.calibration))
         return "\n".join(lines)
@@ -190,7 +193,7 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
         from tfnas.train.distribute import check_cluster_spec
 
         check_cluster_spec(cfg.run.strategy)  # fail fast: the training after the search needs these
-        check_training_data(cfg)
+        check_trained_network_builds(cfg, space, check_training_data(cfg))
         check_calibration_data(_train_cfg(cfg))  # the exports of the training go to <run>/train
     with run_dir:
         if resumed:

@@ -169,6 +169,7 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
     ``hparams``: write this training's TensorBoard hparams row (off for the training after a
     search, whose own row carries the trained accuracy).
     """
+    from tfnas.train.export import count_params, inference_model
     from tfnas.train.trainer import train_and_evaluate
 
     if not cfg.space.arch:
@@ -216,7 +217,8 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
         )
         events.close()
         frame = epochs_log.close()
-        params = int(sum(int(w.numpy().size) for w in model.trainable_weights))
+        # the served network's (what the exports hold): auxiliary heads are training-only
+        params = count_params(inference_model(model))
         summary = {"arch": space.encode(arch), "dataset": info.name, "params": params, **metrics}
         run_dir.store.write_text("metrics.json", json.dumps(summary, indent=2) + "\n")
         if hparams and history.epoch:  # one row per run, rewritten only when epochs were added

@@ -190,8 +190,9 @@ def export_keras(model: keras.Model, path: str, overwrite: bool = False) -> str:
     """Writes the inference network of ``model`` (:func:`inference_model`) as a ``.keras`` file at
     ``path`` (which must end in ``.keras``).
 
-    The file reloads with ``keras.saving.load_model(path)`` once ``tfnas`` is imported (its
-    layers are registered serializables).
+    The file reloads with ``keras.saving.load_model(path)`` once ``tfnas.spaces`` is imported
+    (importing it registers the networks and layers as serializables; ``import tfnas`` alone loads
+    neither Keras nor them).
 
     Raises:
         ValueError: ``path`` does not end in ``.keras``.

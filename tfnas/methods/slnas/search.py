@@ -220,7 +220,7 @@ class SlnasSearch(OneShotSearch):
         recent = state["samples"][-self.pick_epochs:] if self.pick_epochs else state["samples"]
         best_text, best_reward, count = pick_best([(s["arch"], s["reward"]) for epoch in recent for s in epoch])
         best = self.space.decode(best_text)
-        extra = {"params": int(self.space.num_params(best)), "epochs": int(state["epoch"]),
+        extra = {"params": int(self.space.num_params(best, self.data[4].num_classes)), "epochs": int(state["epoch"]),
                  "samples_of_best": count, "wall_s": round(time.perf_counter() - t0, 2),
                  "supernet_traces": dict(net.trace_counts)}
         return SearchOutcome(best_arch=self.space.encode(best), score=best_reward, score_name="mean_reward",
