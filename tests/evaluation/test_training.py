@@ -79,6 +79,8 @@ def test_cache_file_holds_recipe_and_entries(trained):
     assert recipe["dataset"] == "cifar10" and recipe["train_subset"] == 32 and recipe["batch_size"] == 16
     assert recipe["seed"] == 0 and recipe["train"]["epochs"] == 2 and recipe["train"]["optimizer"] == "adam"
     assert "channels=4" in recipe["space"]
+    # a [train] key added later is left out at its default, so caches made before it keep their names
+    assert "weight_decay_scope" not in recipe["train"] and "file_order" not in recipe
     space = build_space(trained["cfg"])
     keys = [space.encode(space.from_index(i)) for i in CELLS]
     assert list(data["entries"]) == keys
@@ -291,3 +293,18 @@ def test_siamese_search_with_trained_estimation_code(tmp_path):
     # Codes of the 3 training cells, the check's top-2 and the final top-2 (some may coincide).
     assert 3 <= result.ec_evals <= 7
     assert os.listdir(os.path.join(tmp_path, "ec_cache"))
+
+
+def test_the_recipe_names_a_later_key_only_away_from_its_default_and_an_image_folders_order():
+    from tfnas.config import TrainConfig
+    from tfnas.evaluation.training import ShortTraining
+    from tfnas.spaces.nb201 import Nb201Space
+
+    def recipe(dataset="cifar10", **train):
+        short = ShortTraining(Nb201Space(channels=4, cells_per_stage=1), TrainConfig(**train), dataset=dataset,
+                              batch_size=8)
+        return short.recipe(evaluate=False)
+
+    assert "weight_decay_scope" not in recipe()["train"]  # the caches made before the key keep their names
+    assert recipe(weight_decay_scope="all")["train"]["weight_decay_scope"] == "all"
+    assert "file_order" not in recipe() and recipe("image_folder")["file_order"] == "shuffled-seed-0"

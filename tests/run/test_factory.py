@@ -128,3 +128,27 @@ def test_a_mirrored_strategy_for_a_weight_sharing_search_is_named_as_unused_by_i
             relativenas(RelativeNasSearch, cfg, build_space(cfg))
         assert ("[run] strategy = mirrored: the relativenas search trains its supernet on one device"
                 in caplog.text) is warned
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("cfg, target", [("cfg/relativenas_tiny.cfg", "tfnas.run.method_args.load_halves"),
+                                         ("cfg/slnas_tiny.cfg", "tfnas.methods.weight_sharing.load_split"),
+                                         ("cfg/nag_tiny.cfg", "tfnas.methods.weight_sharing.load_split")])
+def test_the_weight_sharing_searches_read_their_images_at_image_size(tmp_path, monkeypatch, cfg, target):
+    # The searches used to read the images at their native size while the training after them resized them.
+    from tfnas.run.factory import build_method
+
+    asked = {}
+
+    def capture(*args, **kwargs):
+        asked.update(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(target, capture)
+    c = load_config(cfg, [f"run.out_dir={tmp_path}", "dataset.image_size=24"])
+    with pytest.raises(_Stop):
+        build_method(c, build_space(c))
+    assert asked["image_size"] == 24

@@ -13,8 +13,8 @@ ARCH = "12340:0>2,1>3,2>3,3>4 / 1250:0>2,1>2,2>3"
 MIXED = "12370:0>2,1>3,2>3,3>4 / 123570:0>2,0>3,1>4,2>3,2>4,3>5,4>5,1>5"  # reduction: mixed node, input->output
 
 
-def small():
-    return NasnetDagSpace(channels=4, layers=3, search_channels=4, search_layers=3)
+def small(**kwargs):
+    return NasnetDagSpace(channels=4, layers=3, search_channels=4, search_layers=3, **kwargs)
 
 
 def test_text_round_trip_and_registration():
@@ -88,6 +88,11 @@ def test_reduction_cell_shapes_and_the_inference_network():
     served = model.inference_model()
     np.testing.assert_allclose(served(x, training=False), model(x, training=False), atol=1e-5)
     assert served.auxiliary_head is None and served.drop is None
+    # zero-cost proxies score networks in training mode: without the classifier dropout a space may have
+    from tfnas.proxies.base import build_for_scoring
+
+    scored = build_for_scoring(small(dropout=0.4), arch, 10, (32, 32, 3))
+    assert scored.drop is None and scored.auxiliary_head is None
 
 
 @pytest.mark.slow  # ~2 min on 2 cores

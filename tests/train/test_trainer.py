@@ -117,10 +117,12 @@ def test_sgd_nesterov_coupled_decay_touches_only_kernels():
     assert not np.allclose(after["conv/kernel"], before["conv/kernel"])
 
 
-def test_decay_scope_all_decays_every_trainable_variable():
+def test_decay_scope_all_decays_every_trainable_variable_after_the_clipping():
+    # A clip far below the gradient's norm: the decay is added after it (PyTorch adds it in the optimizer's
+    # step(), after clip_grad_norm_), so the side branch, which has no data gradient, still shrinks in full.
     lr, wd, m = 0.5, 0.1, 0.9
-    t = Trainer(_side_branch_model, cfg(lr=lr, weight_decay=wd, momentum=m, nesterov=True, weight_decay_scope="all"),
-                jit_compile=False, progress=False)
+    t = Trainer(_side_branch_model, cfg(lr=lr, weight_decay=wd, momentum=m, nesterov=True, weight_decay_scope="all",
+                                        grad_clip=1e-3), jit_compile=False, progress=False)
     rng = np.random.default_rng(0)
     for v in t.model.trainable_variables:  # biases and beta start at 0, where decay cannot show
         v.assign(rng.normal(size=v.shape).astype(np.float32))

@@ -6,8 +6,10 @@ JPEG and PNG files are read (``.jpg``, ``.jpeg``, ``.png``, any case), listed in
 class and then served in one fixed shuffled order (a permutation drawn with seed 0, the same on
 every machine and in every run, as tfds stores CIFAR in one fixed shuffled order), so that the
 first ``N`` images (``[dataset] train_subset``, the weight-sharing searches' weights / score
-split) hold every class, not the first classes only. They are decoded with ``tf.io.decode_image``
-to 3-channel uint8 (grey images are expanded, alpha dropped). With ``image_size=0`` every image
+split) mix the classes, each in about its share (a random draw: not exactly, for a small ``N``),
+instead of holding the first classes only. Adding or removing a file reorders the whole split.
+They are decoded with ``tf.io.decode_image`` to 3-channel uint8 (grey images are expanded,
+alpha dropped). With ``image_size=0`` every image
 is brought to the size of the first training image in sorted order (aspect-preserving resize to
 cover it, then a centre crop); images that already have that size pass unchanged.
 

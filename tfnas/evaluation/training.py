@@ -50,6 +50,12 @@ MAX_IN_MEMORY_BYTES = 4 << 30
 # training's pipeline applies no low-resolution copies, and a key added later at its default must
 # not orphan existing caches.
 _NOT_RECIPE = ("enabled", "checkpoint_every", "low_resolution")
+# [train] keys added after caches existed: in the recipe only away from their default (the value the
+# older caches were trained with), so those caches keep their names.
+_ADDED_LATER = {"weight_decay_scope": "kernels"}
+# An image folder's files are served in a fixed shuffled order since 2026-12-06 (class by class
+# before): a subset of it is other images, so its caches get other names.
+_FOLDER_ORDER = "shuffled-seed-0"
 
 
 class CellTrainingError(RuntimeError):
@@ -218,10 +224,13 @@ class ShortTraining:
         space = repr(self.space)
         if " object at 0x" in space:
             space = f"{type(self.space).__module__}.{type(self.space).__qualname__}"
-        train = {k: v for k, v in dataclasses.asdict(self.train_cfg).items() if k not in _NOT_RECIPE}
+        train = {k: v for k, v in dataclasses.asdict(self.train_cfg).items()
+                 if k not in _NOT_RECIPE and _ADDED_LATER.get(k, object()) != v}
         recipe = {"space": space, "dataset": self.dataset, "image_size": self.image_size,
                   "train_subset": self.train_subset, "batch_size": self.batch_size, "seed": self.seed,
                   "train": train}
+        if self.dataset == "image_folder":
+            recipe["file_order"] = _FOLDER_ORDER
         if evaluate:
             recipe["eval_subset"] = self.eval_subset
         return _normalise(recipe)

@@ -113,15 +113,18 @@ def check_trained_network_builds(cfg: Config, space: Any, info: Any) -> None:
     architecture at the training images' shape (``info``): an image size the network cannot take
     (an auxiliary head needs 32x32, the reductions need sides they divide) is a config error now,
     not after the search. The checks are about shapes, so any architecture of the space shows them."""
+    from tfnas.train.seeding import LayerSeedStream
+
     arch = space.sample(np.random.default_rng(cfg.run.seed))
     kwargs = {"drop_path_rate": 0.0} if cfg.train.drop_path > 0 else {}
     try:
-        space.build(arch, info.num_classes, info.image_shape, **kwargs)
+        with LayerSeedStream(cfg.run.seed).active():  # the caller's `random` stream is left as it was
+            space.build(arch, info.num_classes, info.image_shape, **kwargs)
     except ValueError as exc:
         shape = "x".join(map(str, info.image_shape))
-        raise ConfigError(f"{keys_where(cfg, ('dataset.image_size', 'train.aux_weight'))}: the network trained after "
-                          f"the search cannot be built for the images of [dataset] ({info.name}, {shape}): {exc}"
-                          ) from None
+        keys = ("dataset.image_size", "train.aux_weight") if "auxiliary" in str(exc) else ("dataset.image_size",)
+        raise ConfigError(f"{keys_where(cfg, keys)}: the network trained after the search cannot be built for the "
+                          f"images of [dataset] ({info.name}, {shape}): {exc}") from None
 
 
 # -- spaces ---------------------------------------------------------------------------------

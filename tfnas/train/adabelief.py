@@ -10,9 +10,10 @@ Algorithm 2, without rectification or AMSGrad)::
     theta -= lr (m / (1 - b1^t)) / (sqrt(s / (1 - b2^t)) + eps)
 
 The NAG reference trains its final CIFAR-10 networks with ``lr = 1e-3``, ``betas = (0.9, 0.999)``,
-``eps = 1e-8`` and a *coupled* L2 weight decay of 5e-4 (added to the gradient, not decoupled, no
-rectification): the defaults here, with the decay applied by the Trainer to conv/dense kernels
-(:func:`tfnas.train.optim.add_coupled_decay`) before the optimizer sees the gradient.
+``eps = 1e-8`` and a *coupled* L2 weight decay of 5e-4 on every parameter (added to the gradient,
+not decoupled; no rectification): the defaults here. The decay is the Trainer's
+(:func:`tfnas.train.optim.add_coupled_decay`, ``[train] weight_decay`` and ``weight_decay_scope``),
+added after gradient clipping, before the optimizer sees the gradient.
 
 Example:
 
@@ -55,7 +56,9 @@ class AdaBelief(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(var_list)
-        self._means, self._beliefs = self.add_optimizer_variables(var_list, ["mean", "belief"])
+        # add_variable_from_reference exists in every Keras 3 (add_optimizer_variables only in late ones)
+        self._means = [self.add_variable_from_reference(v, "mean") for v in var_list]
+        self._beliefs = [self.add_variable_from_reference(v, "belief") for v in var_list]
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         dtype = variable.dtype

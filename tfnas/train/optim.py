@@ -1,9 +1,10 @@
-"""Optimizers, coupled L2 weight decay on kernels, and the classification loss.
+"""Optimizers, coupled L2 weight decay, and the classification loss.
 
 Weight decay here is the *coupled* L2 of SGD-era recipes (PyTorch ``weight_decay``, DARTS,
 NAS-Bench-201): the gradient of ``wd / 2 * ||w||^2``, i.e. ``wd * w``, is added to the data
-gradient of every decayed variable before clipping and the optimizer update, so momentum and
-Adam's moments see it. It is not AdamW's decoupled decay.
+gradient of every decayed variable after its clipping and before the optimizer update (where a
+PyTorch optimizer adds it, after ``clip_grad_norm_``), so momentum and the adaptive optimizers'
+moments see it. It is not AdamW's decoupled decay.
 
 Decayed variables are convolution and dense **kernels** only by default (``[train]
 weight_decay_scope = kernels``; the Zen-NAS and SLNAS recipes): a variable is decayed when the

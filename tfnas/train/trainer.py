@@ -12,12 +12,14 @@ One training step (per replica, inside ``strategy.run``):
    number of examples in the step (all-reduced, so an uneven last batch is averaged
    exactly, as ``tf.nn.compute_average_loss`` does for even ones), plus ``model.losses``
    divided by the replica count (regularisation added once);
-2. gradients; coupled L2 ``weight_decay * w`` on kernels (``optim.is_decayed``) or, with
-   ``weight_decay_scope = all``, on every trainable variable, added once over all replicas;
-3. with ``grad_clip > 0``: clip the *global* gradient (summed over replicas) to that norm;
+2. gradients; with ``grad_clip > 0``: clip the *global* data gradient (summed over replicas)
+   to that norm;
+3. coupled L2 ``weight_decay * w`` on kernels (``optim.is_decayed``) or, with
+   ``weight_decay_scope = all``, on every trainable variable, added once over all replicas
+   after the clipping (PyTorch's order: ``clip_grad_norm_``, then the optimizer's decay);
 4. the optimizer update (SGD/Nesterov, Adam or AdaBelief) with the per-step ``WarmupSchedule``.
 
-With several replicas and clipping on, gradients are all-reduced in step 3 and handed to the
+With several replicas and clipping on, gradients are all-reduced in step 2 and handed to the
 optimizer divided by the replica count (the Keras optimizer sums them again), which costs a
 second all-reduce; without clipping only the optimizer's all-reduce runs.
 """
@@ -232,11 +234,10 @@ class Trainer:
             grads = list(grads)
             for i, g in zip(idx, reduced):
                 grads[i] = g
-            grads = add_coupled_decay(grads, variables, wd, self.cfg.weight_decay_scope)
-        else:
-            grads = add_coupled_decay(grads, variables, wd / n_rep, self.cfg.weight_decay_scope)
-        if clip > 0:
+        if clip > 0:  # the data gradient, as torch.nn.utils.clip_grad_norm_ before optimizer.step()
             grads, _ = tf.clip_by_global_norm(grads, clip)
+        # then the decay, which a PyTorch optimizer adds inside step(), after the clipping
+        grads = add_coupled_decay(grads, variables, wd if reduce_here else wd / n_rep, self.cfg.weight_decay_scope)
         if reduce_here:
             grads = [None if g is None else g / n_rep for g in grads]
         return grads

@@ -65,8 +65,9 @@ class Ranger(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(var_list)
-        self._momentums, self._velocities, self._slow = self.add_optimizer_variables(
-            var_list, ["momentum", "velocity", "slow"])
+        # add_variable_from_reference exists in every Keras 3 (add_optimizer_variables only in late ones)
+        self._momentums, self._velocities, self._slow = (
+            [self.add_variable_from_reference(v, name) for v in var_list] for name in ("momentum", "velocity", "slow"))
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         dtype = variable.dtype

@@ -33,7 +33,7 @@ class NasnetDagSpace(GraphSpace[NasnetDagArch]):
     """
 
     name = "nasnet_dag"
-    proxy_build_options = {"auxiliary": False}
+    proxy_build_options = {"auxiliary": False, "dropout": 0.0}  # zero-cost proxies run in training mode
 
     def __init__(self, channels: int = 36, layers: int = 20, search_channels: int = 20, search_layers: int = 11,
                  auxiliary: bool = True, dropout: float = 0.0):
@@ -52,7 +52,9 @@ class NasnetDagSpace(GraphSpace[NasnetDagArch]):
 
     def __repr__(self) -> str:
         return (f"NasnetDagSpace(channels={self.channels}, layers={self.layers}, search_channels="
-                f"{self.search_channels}, search_layers={self.search_layers}, auxiliary={self.auxiliary})")
+                f"{self.search_channels}, search_layers={self.search_layers}, auxiliary={self.auxiliary}"
+                # (named only when set: the repr keys caches, which a dropout of 0 leaves as they were)
+                f"{f', dropout={self.dropout}' if self.dropout else ''})")
 
     def encode(self, arch: NasnetDagArch) -> str:
         return str(self._check_arch(arch))
