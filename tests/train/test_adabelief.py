@@ -91,6 +91,6 @@ def test_config_accepts_adabelief_and_space_dropout_only_where_a_network_has_one
     assert build_space(cfg).dropout == 0.4  # the networks the run builds and trains have it
     assert cfg.train.weight_decay_scope == "all"  # the reference's AdaBelief decays model.parameters()
     with pytest.raises(ConfigError, match=r"space.dropout.*only the nasnet_dag space.*'darts'"):
-        load_config("cfg/relativenas_tiny.cfg", ["space.dropout=0.2"])
+        build_space(load_config("cfg/relativenas_tiny.cfg", ["space.dropout=0.2"]))
     with pytest.raises(ConfigError, match="train.optimizer"):
         load_config("cfg/nag_tiny.cfg", ["train.optimizer=adabeleif"])

@@ -295,9 +295,6 @@ def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: st
         if cfg.proxy.subset == 1 and cfg.method.name == "proxy_corr":  # one cell has no rank correlation (NaN)
             raise ConfigError(f"{_where(raw, label, 'proxy', 'subset')}: expected 0 (all cells) or at least 2 cells "
                               f"to correlate, got 1")
-        if cfg.space.dropout and cfg.space.name != "nasnet_dag":  # the other spaces' networks have none
-            raise ConfigError(f"{_where(raw, label, 'space', 'dropout')}: only the nasnet_dag space has a classifier "
-                              f"dropout; expected 0 for space {cfg.space.name!r}, got {cfg.space.dropout}")
         if t.lr_min > t.lr and t.schedule == "cosine":  # the "decay" would rise
             raise ConfigError(f"{_where(raw, label, 'train', 'lr_min')}: must not exceed [train] lr ({t.lr}); "
                               f"got {t.lr_min}")

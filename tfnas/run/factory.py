@@ -133,6 +133,9 @@ def build_space(cfg: Config) -> Any:
     """The configured search space."""
     cls = SPACES.get(cfg.space.name)
     s, name = cfg.space, cfg.space.name
+    if s.dropout and name != "nasnet_dag":  # after the method's space check: a wrong space is named first
+        raise ConfigError(f"{where(cfg, 'space', 'dropout')}: only the nasnet_dag space has a classifier dropout; "
+                          f"expected 0 for space {name!r}, got {s.dropout}")
     if name == "nb201":
         kwargs: Dict[str, Any] = {"channels": s.channels, "cells_per_stage": s.cells_per_stage}
     elif name == "darts":
