@@ -16,7 +16,8 @@ from tests.damage import damaged_state_copy, saved_step
 from tests.run.tb_reader import scalars
 from tests.served import serving_outputs
 from tfnas.config import ConfigError, load_config
-from tfnas.methods.relativenas import STATE_FILE, cosine_lr, get_supernet, load_halves, slow_learner_update
+from tfnas.methods.relativenas import (STATE_FILE, RelativeNasSearch, cosine_lr, get_supernet, load_halves,
+                                       slow_learner_update)
 from tfnas.run.rundir import ArtifactStore
 from tfnas.run.search import run_search
 from tfnas.spaces.darts import PRESETS, DartsSpace, parse_genotype, vector_bounds
@@ -281,3 +282,17 @@ def test_a_damaged_field_of_the_state_is_named_before_any_work(finished_search, 
     assert str(caught.value).startswith(f"{path}: ") and fragment in str(caught.value), str(caught.value)
     assert str(caught.value).endswith("; delete the run directory to restart")
     assert path.read_bytes() == damaged  # left in place for the user to look at
+
+
+def test_a_search_state_on_an_image_folder_records_its_file_order():
+    # Its files were served class by class until 2026-12-06: a state written then is refused on resume
+    # ("holds the state of another RelativeNAS search"), not continued on other weights / score splits.
+    from tfnas.data.base import DatasetInfo
+
+    def identity(name):
+        info = DatasetInfo(name, 10, (32, 32, 3), (0.5,) * 3, (0.25,) * 3)
+        data = (np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4), np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4), info)
+        return RelativeNasSearch(DartsSpace(), data, population=2)._identity()
+
+    assert identity("image_folder")["file_order"] == "shuffled-seed-0"
+    assert "file_order" not in identity("cifar10")  # the tfds datasets' states stay as they were

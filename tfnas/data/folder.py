@@ -122,8 +122,11 @@ def list_image_folder(root: str, split: str) -> Tuple[List[str], List[int], Tupl
     return paths, labels, class_names
 
 
-#: Seed of the one fixed order in which a split's files are served (module docstring).
+#: Seed of the one fixed order in which a split's files are served (module docstring), and its name
+#: in what records which data a run used (training caches, a search's state): until 2026-12-06 the
+#: files were served class by class, so a record without it was made on other splits.
 FILE_ORDER_SEED = 0
+FILE_ORDER = f"shuffled-seed-{FILE_ORDER_SEED}"
 
 #: Start of the error a file that is not a JPEG/PNG image raises when the pipeline reaches it
 #: (``tf.errors.InvalidArgumentError``; the command line reports it as one line with the file).

@@ -53,9 +53,6 @@ _NOT_RECIPE = ("enabled", "checkpoint_every", "low_resolution")
 # [train] keys added after caches existed: in the recipe only away from their default (the value the
 # older caches were trained with), so those caches keep their names.
 _ADDED_LATER = {"weight_decay_scope": "kernels"}
-# An image folder's files are served in a fixed shuffled order since 2026-12-06 (class by class
-# before): a subset of it is other images, so its caches get other names.
-_FOLDER_ORDER = "shuffled-seed-0"
 
 
 class CellTrainingError(RuntimeError):
@@ -229,8 +226,10 @@ class ShortTraining:
         recipe = {"space": space, "dataset": self.dataset, "image_size": self.image_size,
                   "train_subset": self.train_subset, "batch_size": self.batch_size, "seed": self.seed,
                   "train": train}
-        if self.dataset == "image_folder":
-            recipe["file_order"] = _FOLDER_ORDER
+        if self.dataset == "image_folder":  # served class by class before: a subset of it is other images
+            from tfnas.data.folder import FILE_ORDER
+
+            recipe["file_order"] = FILE_ORDER
         if evaluate:
             recipe["eval_subset"] = self.eval_subset
         return _normalise(recipe)

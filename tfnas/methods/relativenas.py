@@ -34,7 +34,7 @@ from tfnas.io import (PCG64_STATE, DamagedFileError, check_fields, dict_of, inte
                       read_json, reading, record, text)
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.methods.weight_sharing import (RESTART, ArrayPipelines, append_round, cached_supernet, cosine_lr,
-                                          load_split, load_tagged, run_key, save_tagged)
+                                          data_identity, load_split, load_tagged, run_key, save_tagged)
 from tfnas.registry import register_method
 from tfnas.spaces.darts import DartsSpace
 
@@ -127,7 +127,8 @@ class RelativeNasSearch(OneShotSearch):
                 "steps_per_epoch": self.steps_per_epoch, "lr": self.lr, "lr_min": self.lr_min,
                 "momentum": self.momentum, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
                 "drop_path": self.drop_path, "channels": self.space.search_channels,
-                "layers": self.space.search_layers, "train_images": int(len(self.data[1]))}
+                "layers": self.space.search_layers, "train_images": int(len(self.data[1])),
+                **data_identity(self.data[4])}
 
     def _step(self, state: Dict[str, Any]) -> int:
         """The pairs done before ``state``: what its weight file is tagged with."""

@@ -24,8 +24,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ArrayPipelines", "append_round", "cached_supernet", "cosine_lr", "load_arrays", "load_split", "load_tagged",
-           "npz_bytes", "run_key", "save_tagged", "saved_epoch"]
+__all__ = ["ArrayPipelines", "append_round", "cached_supernet", "cosine_lr", "data_identity", "load_arrays",
+           "load_split", "load_tagged", "npz_bytes", "run_key", "save_tagged", "saved_epoch"]
 
 #: Traced supernets kept per process, newest last; bounded (a supernet holds its traced graphs).
 _SUPERNETS: "OrderedDict[Any, Tuple[Any, List[np.ndarray]]]" = OrderedDict()
@@ -116,6 +116,17 @@ def saved_epoch(path: str, value: Any, remedy: str = RESTART, most: Optional[int
 
 def _previous(path: str) -> str:
     return path[:-len(".npz")] + ".prev.npz" if path.endswith(".npz") else path + ".prev"
+
+
+def data_identity(info: Any) -> Dict[str, Any]:
+    """What a search's state records of its images besides their counts: an image folder's file order
+    (:data:`tfnas.data.folder.FILE_ORDER`), so a state written on the old class-by-class order is
+    refused, not resumed on other splits. Nothing for the tfds datasets."""
+    if getattr(info, "name", "") != "image_folder":
+        return {}
+    from tfnas.data.folder import FILE_ORDER
+
+    return {"file_order": FILE_ORDER}
 
 
 def run_key(identity: Any, seed: int) -> str:

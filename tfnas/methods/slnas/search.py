@@ -45,8 +45,8 @@ from tfnas.evaluation.executors import Failed, prepare_job
 from tfnas.io import DamagedFileError, check_fields, integer, list_of, number, read_json, reading, record, text
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchOutcome
 from tfnas.methods.slnas.rewards import SupernetRewardJob, supernet_reward
-from tfnas.methods.weight_sharing import (RESTART, ArrayPipelines, append_round, cosine_lr, load_tagged, run_key,
-                                          save_tagged)
+from tfnas.methods.weight_sharing import (RESTART, ArrayPipelines, append_round, cosine_lr, data_identity, load_tagged,
+                                          run_key, save_tagged)
 from tfnas.registry import register_method
 from tfnas.spaces.lite import LiteSpace
 
@@ -130,7 +130,7 @@ class SlnasSearch(OneShotSearch):
                 "controller_steps": self.controller_steps, "lr": self.lr, "lr_min": self.lr_min,
                 "drop_path": self.drop_path, "pick_epochs": self.pick_epochs, "cutout": self.cutout,
                 "flip": self.flip, "pad_crop": self.pad_crop, "train_images": int(len(self.data[1])),
-                "reward_images": int(len(self.data[3])), **self.extra_identity}
+                "reward_images": int(len(self.data[3])), **data_identity(self.data[4]), **self.extra_identity}
 
     def _save(self, context: SearchContext, state: Dict[str, Any], net: Any, controller: Any) -> None:
         # Arrays first, the json last: each array file carries the epoch of the json written after it.
