@@ -9,9 +9,9 @@ first ``N`` images (``[dataset] train_subset``, the weight-sharing searches' wei
 split) mix the classes, each in about its share (a random draw: not exactly, for a small ``N``),
 instead of holding the first classes only. Adding or removing a file reorders the whole split.
 They are decoded with ``tf.io.decode_image`` to 3-channel uint8 (grey images are expanded,
-alpha dropped). With ``image_size=0`` every image
-is brought to the size of the first training image in sorted order (aspect-preserving resize to
-cover it, then a centre crop); images that already have that size pass unchanged.
+alpha dropped). With ``image_size=0`` every image is brought to the size of the first training
+image in sorted order (aspect-preserving resize to cover it, then a centre crop); images that
+already have that size pass unchanged.
 
 A file that is not an image, or an image whose body is damaged (truncated, garbled), is named in
 the error (:func:`not_an_image`, :func:`damaged_image`).
