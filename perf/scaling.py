@@ -32,7 +32,6 @@ def run(executor: str = "process", workers: int = 2, items: int = 200) -> None:
 
     init = {}
     if executor == "ray":
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         init = {"object_store_memory": 256 * 1024 ** 2, "_temp_dir": tempfile.mkdtemp(prefix="tfnas-ray-"),
                 "runtime_env": {"env_vars": {"PYTHONPATH": ROOT}}}
     start = time.perf_counter()

@@ -19,6 +19,7 @@ from tfnas.evaluation.executors import Failed, LocalExecutor
 
 ray = pytest.importorskip("ray")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 
 def ray_init_kwargs(folder: str) -> dict:
@@ -32,14 +33,23 @@ def ray_init_kwargs(folder: str) -> dict:
 def ray_executor():
     from tfnas.evaluation.ray_executor import RayExecutor
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private instance: no token under the home folder
     # a short private folder: Ray's socket paths inside it must stay under 108 bytes, which pytest's
     # nested temporary folders (with xdist's popen-gwN level) can exceed
     folder = tempfile.mkdtemp(prefix="tfnas-ray-")
-    executor = RayExecutor(2, init_kwargs=ray_init_kwargs(folder))
-    yield executor
-    executor.close()
-    shutil.rmtree(folder, ignore_errors=True)
+    home, auth = os.path.join(folder, "home"), {name: os.environ.pop(name, None) for name in _AUTH_ENV}
+    os.environ["HOME"], home_before = home, os.environ.get("HOME")
+    try:
+        executor = RayExecutor(2, init_kwargs=ray_init_kwargs(folder))
+        # token authentication, with a token of this process instead of one Ray writes under the home folder
+        assert os.environ["RAY_AUTH_MODE"] == "token" and os.environ["RAY_AUTH_TOKEN"]
+        yield executor
+        executor.close()
+        assert not os.path.exists(os.path.join(home, ".ray"))  # (Keras and matplotlib write their own files there)
+        assert [os.environ.get(name) for name in _AUTH_ENV] == [None] * 3  # put back as they were
+    finally:
+        os.environ.update({name: value for name, value in auth.items() if value is not None})
+        os.environ.pop("HOME") if home_before is None else os.environ.update(HOME=home_before)
+        shutil.rmtree(folder, ignore_errors=True)
     assert not ray.is_initialized()  # the executor started Ray, so it stops it
 
 
@@ -246,18 +256,20 @@ print(os.path.isdir(folder) or folder)
 def test_a_local_ray_starts_every_worker_ignores_ray_address_and_leaves_no_files(tmp_path):
     """`ray_address = local` started no instance when RAY_ADDRESS named a cluster (Ray followed it);
     more workers than free CPUs waited for ever (Ray never placed the extra actors, and their chunks
-    with them); each instance left its session files in /tmp/ray."""
+    with them); each instance left its session files in /tmp/ray (and its token in ~/.ray/auth_token)."""
     import subprocess
     import sys
 
     (tmp_path / "meet").mkdir()
-    env = dict(os.environ, PYTHONPATH=ROOT, RAY_AUTH_MODE="disabled", RAY_ADDRESS="127.0.0.1:9")
+    env = {name: value for name, value in os.environ.items() if name not in _AUTH_ENV}
+    env.update(PYTHONPATH=ROOT, RAY_ADDRESS="127.0.0.1:9", HOME=str(tmp_path / "home"))
     done = subprocess.run([sys.executable, "-c", _LOCAL_DESPITE_RAY_ADDRESS, str(tmp_path / "meet")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     started, expected = done.stdout.strip().splitlines()[-2].split()
     assert started == expected  # every worker ran an item at the same time
     assert done.stdout.strip().splitlines()[-1].startswith(tempfile.gettempdir())  # the folder, removed
+    assert not (tmp_path / "home" / ".ray").exists()  # nor a token file (the instance's token was in its env)
 
 
 def test_on_a_cluster_as_many_workers_start_as_its_free_cpus_can_place(caplog):
@@ -272,3 +284,15 @@ def test_on_a_cluster_as_many_workers_start_as_its_free_cpus_can_place(caplog):
     assert pool._fitting(2, 2, 7.0) == 2
     with pytest.raises(ExecutorError, match=r"worker_threads = 2: a Ray worker reserves 2 CPUs and Ray has 1.5 free"):
         pool._fitting(1, 2, 1.5)
+
+
+@pytest.mark.parametrize("name", _AUTH_ENV)
+def test_a_user_setting_of_ray_authentication_is_left_alone(name, monkeypatch):
+    from tfnas.evaluation import ray_executor
+
+    for other in _AUTH_ENV:
+        monkeypatch.delenv(other, raising=False)
+    monkeypatch.setenv(name, "disabled" if name == "RAY_AUTH_MODE" else "mine")
+    assert ray_executor._use_process_token() is None
+    assert [os.environ.get(other) for other in _AUTH_ENV] == [os.environ.get(name) if other == name else None
+                                                              for other in _AUTH_ENV]

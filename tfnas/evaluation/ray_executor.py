@@ -11,7 +11,11 @@
   (Ray's own default is nice 15, which on a busy machine starves them; an explicit
   ``RAY_worker_niceness`` wins). Extra ``ray.init`` arguments (``object_store_memory``,
   ``_temp_dir``, ...) come from ``init_kwargs``; the tests cap the object store and keep Ray's
-  files in a temporary folder.
+  files in a temporary folder. Ray's token authentication guards the instance (its ports listen on
+  every network interface in Ray 2.60, even with a loopback node address): with none of
+  ``RAY_AUTH_MODE``, ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH`` set, the instance gets a token of
+  this process, held in the environment while it runs, instead of the token file Ray would write
+  under the home folder (``~/.ray/auth_token``).
 - ``auto`` joins the cluster this machine is part of (``ray start --head`` on the head node,
   ``ray start --address=HEAD:6379`` on the others); ``HOST:PORT`` joins that head node.
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
@@ -41,6 +46,44 @@ from tfnas.evaluation.gpus import gpus_per_actor
 logger = logging.getLogger(__name__)
 
 __all__ = ["RayExecutor"]
+
+
+_AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+#: The token of this process' private instances; one for all of them, as Ray's driver caches the token it loaded.
+_PROCESS_TOKEN = secrets.token_hex(32)
+
+
+def _use_process_token() -> Optional[Dict[str, Optional[str]]]:
+    """Token authentication for a private instance without a token file: sets ``RAY_AUTH_MODE`` and
+    ``RAY_AUTH_TOKEN`` (the instance's processes inherit them) and returns the values they replace, or
+    ``None`` (nothing changed) where the user set any of Ray's authentication variables."""
+    if any(os.environ.get(name) is not None for name in _AUTH_ENV):
+        return None
+    before = {name: os.environ.get(name) for name in _AUTH_ENV}
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=_PROCESS_TOKEN)
+    _reload_auth_config()
+    return before
+
+
+def _restore_auth_env(before: Dict[str, Optional[str]]) -> None:
+    """Puts back the authentication variables :func:`_use_process_token` replaced, so that a later
+    ``ray.init`` in this process authenticates as it would have."""
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    _reload_auth_config()
+
+
+def _reload_auth_config() -> None:
+    """Ray's driver reads its authentication mode and token once and caches them: both are read again
+    from the environment (what Ray itself does when it turns token authentication on)."""
+    with contextlib.suppress(Exception):  # Ray's internals: in another layout Ray reads the variables itself
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
 
 
 class _Worker:
@@ -133,6 +176,7 @@ class RayExecutor(Executor):
         self._ray = ray
         self._owns = False
         self._temp_dir = ""
+        self._auth_env: Optional[Dict[str, Optional[str]]] = None
         self.threads = max(0, int(threads))
         cpus = max(1, self.threads)
         if not ray.is_initialized():
@@ -145,6 +189,7 @@ class RayExecutor(Executor):
                 kwargs.update(init_kwargs or {})
                 if "_temp_dir" not in kwargs:  # its session files go with the instance, not left behind
                     self._temp_dir = kwargs["_temp_dir"] = tempfile.mkdtemp(prefix="tfnas-ray-", dir=_ray_temp_root())
+                self._auth_env = _use_process_token()
                 if "RAY_worker_niceness" not in os.environ:  # Ray runs its workers at nice 15 by default
                     kwargs["_system_config"] = {"worker_niceness": 0, **kwargs.get("_system_config", {})}
                 self._owns = True
@@ -156,7 +201,12 @@ class RayExecutor(Executor):
                 ray.init(**kwargs)
             except (OSError, RuntimeError, ValueError) as exc:
                 self._remove_temp_dir()
+                self._put_back_auth_env()
                 raise ExecutorError(f"[run] ray_address = {address}: cannot start or reach Ray: {exc}") from exc
+            except BaseException:  # Ctrl-C while Ray starts
+                self._remove_temp_dir()
+                self._put_back_auth_env()
+                raise
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         if workers <= 0:
@@ -250,6 +300,12 @@ class RayExecutor(Executor):
             ray.shutdown()
             self._owns = False
         self._remove_temp_dir()
+        self._put_back_auth_env()
+
+    def _put_back_auth_env(self) -> None:
+        if self._auth_env is not None:
+            _restore_auth_env(self._auth_env)
+            self._auth_env = None
 
     def _remove_temp_dir(self) -> None:
         if self._temp_dir:
