@@ -9,7 +9,6 @@ projection in docs/SCALING.md scales to more workers.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from typing import Any, Callable, List, Sequence
 
@@ -32,7 +31,8 @@ def run(executor: str = "process", workers: int = 2, items: int = 200) -> None:
 
     init = {}
     if executor == "ray":
-        init = {"object_store_memory": 256 * 1024 ** 2, "_temp_dir": tempfile.mkdtemp(prefix="tfnas-ray-"),
+        # Ray's files go to a folder the executor makes and removes (a `_temp_dir` given here was left behind)
+        init = {"object_store_memory": 256 * 1024 ** 2,
                 "runtime_env": {"env_vars": {"PYTHONPATH": ROOT}}}
     start = time.perf_counter()
     pool = make_executor(executor, workers, ray_init=init)

@@ -6,6 +6,7 @@ each file in one worker), so two Ray instances never start side by side.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -296,3 +297,52 @@ def test_a_user_setting_of_ray_authentication_is_left_alone(name, monkeypatch):
     assert ray_executor._use_process_token() is None
     assert [os.environ.get(other) for other in _AUTH_ENV] == [os.environ.get(name) if other == name else None
                                                               for other in _AUTH_ENV]
+
+
+_CTRL_C_WHILE_RAY = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
+import ray._private.node as node
+import ray._private.worker as worker
+from tfnas.evaluation.ray_executor import RayExecutor
+when = sys.argv[1]  # Ctrl-C as the driver connects to the started processes, or as Ray kills them
+owner, name = {"start": (worker, "connect"), "stop": (node.Node, "kill_all_processes")}[when]
+original = getattr(owner, name)
+def interrupted(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    return original(*args, **kwargs)
+setattr(owner, name, interrupted)
+try:
+    RayExecutor(2, init_kwargs={"object_store_memory": 80 * 1024 ** 2}).close()
+    print("no KeyboardInterrupt")
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+"""
+
+
+@pytest.mark.slow  # a Ray instance of its own (~10 s), in a subprocess
+@pytest.mark.parametrize("when", ["start", "stop"])
+def test_ctrl_c_while_a_private_ray_starts_or_stops_leaves_no_process_or_folder(when, tmp_path):
+    """Ctrl-C in ``ray.init`` left the GCS (and Ray's agents) running and the session folder behind; in
+    ``ray.shutdown`` it left the processes not yet killed and the folder. Now Ray finishes starting (and
+    is stopped) or stopping, and then the KeyboardInterrupt comes."""
+    import subprocess
+    import sys
+
+    folder = tempfile.mkdtemp(prefix="tfnas-ray-")  # short: Ray's socket paths must stay under 108 bytes
+    env = {name: value for name, value in os.environ.items() if name not in _AUTH_ENV}
+    env.update(PYTHONPATH=ROOT, RAY_TMPDIR=folder, HOME=str(tmp_path))
+    try:
+        done = subprocess.run([sys.executable, "-c", _CTRL_C_WHILE_RAY, when], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=180)
+        time.sleep(2)  # a process still exiting
+        left = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):  # Ray's processes inherit RAY_TMPDIR
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/environ", "rb") as environ:
+                if b"RAY_TMPDIR=" + folder.encode() + b"\0" in environ.read():
+                    left.append(pid)
+                    os.kill(int(pid), 9)
+        assert done.stdout.strip().splitlines()[-1:] == ["KeyboardInterrupt"], done.stderr[-3000:]
+        assert not left and os.listdir(folder) == []
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -26,7 +26,9 @@ submission order. An actor that dies is restarted by Ray and its task retried
 (``max_restarts`` / ``max_task_retries``); an item that raises comes back as
 :class:`~tfnas.evaluation.executors.Failed`. Ctrl-C (or a caller that stops reading :meth:`RayExecutor.imap`)
 cancels the tasks and kills the actors (the next batch starts new ones); the caller gets the
-KeyboardInterrupt.
+KeyboardInterrupt. A Ctrl-C while a private instance starts or stops is held back until it has
+started (then it is stopped) or stopped, and then delivered: cut short, Ray left its processes running
+and its folder behind. A second Ctrl-C is not held back.
 """
 
 from __future__ import annotations
@@ -84,6 +86,45 @@ def _reload_auth_config() -> None:
 
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[List[bool]]:
+    """Holds Ctrl-C back until the block ends and yields a list that then holds ``True`` if one came:
+    Ray's start and stop, cut short, leave its processes running and its folder behind. A second
+    Ctrl-C is not held back. Only in the main thread (elsewhere Python delivers no signal) and where
+    Ctrl-C is not ignored."""
+    import signal
+    import threading
+
+    came: List[bool] = []
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if not callable(previous):
+        yield came
+        return
+
+    def hold(signum: int, frame: Any) -> None:
+        if came:
+            raise KeyboardInterrupt
+        came.append(True)
+
+    signal.signal(signal.SIGINT, hold)
+    try:
+        yield came
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _deliver_ctrl_c() -> None:
+    """Delivers a Ctrl-C that :func:`_ctrl_c_deferred` held back, to this process' own handler
+    (Python's raises KeyboardInterrupt)."""
+    import signal
+
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, None)
+    else:
+        raise KeyboardInterrupt
 
 
 class _Worker:
@@ -197,16 +238,20 @@ class RayExecutor(Executor):
                 kwargs["address"] = address
                 if address != "auto":
                     _check_reachable(address)
-            try:
-                ray.init(**kwargs)
-            except (OSError, RuntimeError, ValueError) as exc:
-                self._remove_temp_dir()
-                self._put_back_auth_env()
-                raise ExecutorError(f"[run] ray_address = {address}: cannot start or reach Ray: {exc}") from exc
-            except BaseException:  # Ctrl-C while Ray starts
-                self._remove_temp_dir()
-                self._put_back_auth_env()
-                raise
+            with _ctrl_c_deferred() as interrupted:  # a start cut short leaves Ray's processes running
+                try:
+                    ray.init(**kwargs)
+                except (OSError, RuntimeError, ValueError) as exc:
+                    self._remove_temp_dir()
+                    self._put_back_auth_env()
+                    raise ExecutorError(f"[run] ray_address = {address}: cannot start or reach Ray: {exc}") from exc
+                except BaseException:  # a second Ctrl-C
+                    self._remove_temp_dir()
+                    self._put_back_auth_env()
+                    raise
+            if interrupted:
+                self.close()
+                _deliver_ctrl_c()
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         if workers <= 0:
@@ -294,13 +339,19 @@ class RayExecutor(Executor):
                 self._stop_actors()
 
     def close(self) -> None:
+        """Stops the actors and a private instance; a Ctrl-C meanwhile is delivered when Ray has stopped."""
         ray = self._ray
-        self._stop_actors()
-        if self._owns and ray.is_initialized():
-            ray.shutdown()
-            self._owns = False
-        self._remove_temp_dir()
-        self._put_back_auth_env()
+        with _ctrl_c_deferred() as interrupted:
+            try:
+                self._stop_actors()
+                if self._owns and ray.is_initialized():
+                    ray.shutdown()
+                    self._owns = False
+            finally:
+                self._remove_temp_dir()
+                self._put_back_auth_env()
+        if interrupted:
+            _deliver_ctrl_c()
 
     def _put_back_auth_env(self) -> None:
         if self._auth_env is not None:
