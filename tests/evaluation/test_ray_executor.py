@@ -346,3 +346,32 @@ def test_ctrl_c_while_a_private_ray_starts_or_stops_leaves_no_process_or_folder(
         assert not left and os.listdir(folder) == []
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+_STOPPED_EARLY = """
+import time
+from tests.evaluation.executor_jobs import SleepFor
+from tfnas.evaluation.ray_executor import RayExecutor
+pool = RayExecutor(2, init_kwargs={"object_store_memory": 80 * 1024 ** 2})
+results = pool.imap(SleepFor(), [0.0, 60.0, 60.0], chunk=1)
+next(results)
+results.close()  # as Ctrl-C or an error in the caller does
+time.sleep(3)  # Ray's driver prints what its raylet reports from a thread of its own
+pool.close()
+"""
+
+
+@pytest.mark.slow  # a Ray instance of its own (~8 s), in a subprocess (in this file's instance Ray prints no such line)
+def test_tasks_stopped_early_are_cancelled_not_retried_on_their_killed_actors(tmp_path):
+    """Each Ctrl-C of a run on Ray printed one "(raylet) Task _Worker.run failed. There are 3 retries
+    remaining, so the task will be retried" line per running task: the tasks were not cancelled (Ray
+    refuses force=True for actor tasks) before their actors were killed."""
+    import subprocess
+    import sys
+
+    env = {name: value for name, value in os.environ.items() if name not in _AUTH_ENV}
+    env.update(PYTHONPATH=ROOT, HOME=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", _STOPPED_EARLY], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "retried" not in done.stdout + done.stderr

@@ -333,9 +333,10 @@ class RayExecutor(Executor):
                 yield k, result
         finally:
             if not complete:
-                for ref in running:
+                for ref in running:  # cancelled, a task is not retried when its actor is killed below (Ray
+                    # printed a "(raylet) ... will be retried" line for each); Ray refuses force=True for actor tasks
                     with contextlib.suppress(Exception):  # a task that ended meanwhile
-                        ray.cancel(ref, force=True)
+                        ray.cancel(ref)
                 self._stop_actors()
 
     def close(self) -> None:
