@@ -294,7 +294,7 @@ def test_a_user_setting_of_ray_authentication_is_left_alone(name, monkeypatch):
     for other in _AUTH_ENV:
         monkeypatch.delenv(other, raising=False)
     monkeypatch.setenv(name, "disabled" if name == "RAY_AUTH_MODE" else "mine")
-    assert ray_executor._use_process_token() is None
+    assert ray_executor._use_process_token() is False
     assert [os.environ.get(other) for other in _AUTH_ENV] == [os.environ.get(name) if other == name else None
                                                               for other in _AUTH_ENV]
 

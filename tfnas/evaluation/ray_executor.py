@@ -55,26 +55,22 @@ _AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 _PROCESS_TOKEN = secrets.token_hex(32)
 
 
-def _use_process_token() -> Optional[Dict[str, Optional[str]]]:
+def _use_process_token() -> bool:
     """Token authentication for a private instance without a token file: sets ``RAY_AUTH_MODE`` and
-    ``RAY_AUTH_TOKEN`` (the instance's processes inherit them) and returns the values they replace, or
-    ``None`` (nothing changed) where the user set any of Ray's authentication variables."""
+    ``RAY_AUTH_TOKEN`` (the instance's processes inherit them); False (nothing set) where the user set
+    any of Ray's authentication variables."""
     if any(os.environ.get(name) is not None for name in _AUTH_ENV):
-        return None
-    before = {name: os.environ.get(name) for name in _AUTH_ENV}
+        return False
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=_PROCESS_TOKEN)
     _reload_auth_config()
-    return before
+    return True
 
 
-def _restore_auth_env(before: Dict[str, Optional[str]]) -> None:
-    """Puts back the authentication variables :func:`_use_process_token` replaced, so that a later
-    ``ray.init`` in this process authenticates as it would have."""
-    for name, value in before.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+def _drop_process_token() -> None:
+    """Removes what :func:`_use_process_token` set, so that a later ``ray.init`` in this process
+    authenticates as it would have."""
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
+        os.environ.pop(name, None)
     _reload_auth_config()
 
 
@@ -217,7 +213,7 @@ class RayExecutor(Executor):
         self._ray = ray
         self._owns = False
         self._temp_dir = ""
-        self._auth_env: Optional[Dict[str, Optional[str]]] = None
+        self._own_token = False
         self.threads = max(0, int(threads))
         cpus = max(1, self.threads)
         if not ray.is_initialized():
@@ -230,7 +226,7 @@ class RayExecutor(Executor):
                 kwargs.update(init_kwargs or {})
                 if "_temp_dir" not in kwargs:  # its session files go with the instance, not left behind
                     self._temp_dir = kwargs["_temp_dir"] = tempfile.mkdtemp(prefix="tfnas-ray-", dir=_ray_temp_root())
-                self._auth_env = _use_process_token()
+                self._own_token = _use_process_token()
                 if "RAY_worker_niceness" not in os.environ:  # Ray runs its workers at nice 15 by default
                     kwargs["_system_config"] = {"worker_niceness": 0, **kwargs.get("_system_config", {})}
                 self._owns = True
@@ -243,11 +239,11 @@ class RayExecutor(Executor):
                     ray.init(**kwargs)
                 except (OSError, RuntimeError, ValueError) as exc:
                     self._remove_temp_dir()
-                    self._put_back_auth_env()
+                    self._drop_token()
                     raise ExecutorError(f"[run] ray_address = {address}: cannot start or reach Ray: {exc}") from exc
                 except BaseException:  # a second Ctrl-C
                     self._remove_temp_dir()
-                    self._put_back_auth_env()
+                    self._drop_token()
                     raise
             if interrupted:
                 self.close()
@@ -350,14 +346,14 @@ class RayExecutor(Executor):
                     self._owns = False
             finally:
                 self._remove_temp_dir()
-                self._put_back_auth_env()
+                self._drop_token()
         if interrupted:
             _deliver_ctrl_c()
 
-    def _put_back_auth_env(self) -> None:
-        if self._auth_env is not None:
-            _restore_auth_env(self._auth_env)
-            self._auth_env = None
+    def _drop_token(self) -> None:
+        if self._own_token:
+            _drop_process_token()
+            self._own_token = False
 
     def _remove_temp_dir(self) -> None:
         if self._temp_dir:
