@@ -188,3 +188,20 @@ class OnednnState(Job):
 
         enabled = bool(_pywrap_util_port.IsMklEnabled())
         return lambda items: [enabled for _ in items]
+
+
+class Autographed(Job):
+    """``item -> item`` through a ``tf.function`` that AutoGraph converts (it writes the converted
+    source to a file in the temp folder, which TensorFlow removes when the process exits)."""
+
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        import tensorflow as tf
+
+        @tf.function
+        def doubled(x):
+            total = tf.constant(0)
+            for _ in tf.range(2):  # a loop AutoGraph converts
+                total += x
+            return total
+
+        return lambda items: [int(doubled(tf.constant(item))) for item in items]

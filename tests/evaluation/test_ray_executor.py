@@ -302,11 +302,12 @@ def test_a_user_setting_of_ray_authentication_is_left_alone(name, monkeypatch):
 _CTRL_C_WHILE_RAY = """
 import os, signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
-import ray._private.node as node
-import ray._private.worker as worker
+import ray, ray._private.node as node, ray._private.worker as worker
 from tfnas.evaluation.ray_executor import RayExecutor
-when = sys.argv[1]  # Ctrl-C as the driver connects to the started processes, or as Ray kills them
-owner, name = {"start": (worker, "connect"), "stop": (node.Node, "kill_all_processes")}[when]
+when = sys.argv[1]  # Ctrl-C as the driver connects to the started processes, as the executor asks the started
+# instance for its CPUs (before any actor starts), or as Ray kills its processes
+owner, name = {"start": (worker, "connect"), "started": (ray, "cluster_resources"),
+               "stop": (node.Node, "kill_all_processes")}[when]
 original = getattr(owner, name)
 def interrupted(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGINT)
@@ -321,11 +322,12 @@ except KeyboardInterrupt:
 
 
 @pytest.mark.slow  # a Ray instance of its own (~10 s), in a subprocess
-@pytest.mark.parametrize("when", ["start", "stop"])
+@pytest.mark.parametrize("when", ["start", "started", "stop"])
 def test_ctrl_c_while_a_private_ray_starts_or_stops_leaves_no_process_or_folder(when, tmp_path):
     """Ctrl-C in ``ray.init`` left the GCS (and Ray's agents) running and the session folder behind; in
-    ``ray.shutdown`` it left the processes not yet killed and the folder. Now Ray finishes starting (and
-    is stopped) or stopping, and then the KeyboardInterrupt comes."""
+    ``ray.shutdown`` it left the processes not yet killed and the folder, and right after ``ray.init`` (before
+    the actors started) it never reached :meth:`RayExecutor.close`. Now Ray finishes starting (and is
+    stopped) or stopping, and then the KeyboardInterrupt comes."""
     import subprocess
     import sys
 
@@ -375,3 +377,34 @@ def test_tasks_stopped_early_are_cancelled_not_retried_on_their_killed_actors(tm
                           text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "retried" not in done.stdout + done.stderr
+
+
+_AUTOGRAPH = """
+import os
+from tests.evaluation.executor_jobs import Autographed
+from tfnas.evaluation.ray_executor import RayExecutor
+pool = RayExecutor(2, init_kwargs={"object_store_memory": 80 * 1024 ** 2})
+assert pool.map(Autographed(), [1, 2, 3, 4]) == [2, 4, 6, 8]
+print(sorted(os.listdir(os.environ["TMPDIR"])))
+pool.close()
+"""
+
+
+@pytest.mark.slow  # a Ray instance of its own (~8 s), in a subprocess with a temp folder of its own
+def test_ray_actors_leave_nothing_in_the_temp_folder():
+    """Killed at the end of every run, the actors never ran TensorFlow's exit handlers, which remove the
+    files AutoGraph writes to the temp folder: about five were left there per run."""
+    import subprocess
+    import sys
+
+    folder = tempfile.mkdtemp(prefix="tfnas-t-")  # short: Ray's socket paths must stay under 108 bytes
+    env = {name: value for name, value in os.environ.items() if name not in _AUTH_ENV}
+    env.update(PYTHONPATH=ROOT, TMPDIR=folder)
+    try:
+        done = subprocess.run([sys.executable, "-c", _AUTOGRAPH], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=180)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "tfnas-actor-" in done.stdout  # the actors wrote there while they ran
+        assert os.listdir(folder) == []
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

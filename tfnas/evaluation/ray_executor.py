@@ -127,7 +127,13 @@ class _Worker:
     """The body of one Ray actor (wrapped by ``ray.remote`` in :class:`RayExecutor`)."""
 
     def __init__(self, threads: int, onednn: str = ""):
+        # What this actor's TensorFlow writes to the temp folder (AutoGraph's converted functions, which
+        # it removes at a normal exit, and a killed actor never has one) goes to a folder of its own.
+        self._temp_dir = tempfile.tempdir = tempfile.mkdtemp(prefix="tfnas-actor-")
         init_worker(threads, onednn)
+
+    def remove_temp_dir(self) -> None:
+        shutil.rmtree(self._temp_dir, ignore_errors=True)
 
     def run(self, key: str, payload: bytes, items: Sequence[Any], tensorflow: bool = True) -> List[Any]:
         return run_chunk(key, payload, items, tensorflow)
@@ -216,6 +222,7 @@ class RayExecutor(Executor):
         self._own_token = False
         self.threads = max(0, int(threads))
         cpus = max(1, self.threads)
+        interrupted: List[bool] = []
         if not ray.is_initialized():
             kwargs: Dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address == "local":
@@ -245,9 +252,17 @@ class RayExecutor(Executor):
                     self._remove_temp_dir()
                     self._drop_token()
                     raise
+        try:  # from here on, an error or Ctrl-C stops the instance this executor started
             if interrupted:
-                self.close()
                 _deliver_ctrl_c()
+            self._start_actors(workers, cpus, chunk, max_restarts)
+        except BaseException:
+            if self._owns:
+                self.close()
+            raise
+
+    def _start_actors(self, workers: int, cpus: int, chunk: int, max_restarts: int) -> None:
+        ray = self._ray
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         if workers <= 0:
@@ -266,8 +281,6 @@ class RayExecutor(Executor):
         and the chunks handed to it would wait for ever); none fitting is an :class:`ExecutorError`."""
         fit = int(free // cpus)
         if fit < 1:
-            if self._owns:
-                self.close()
             raise ExecutorError(f"[run] worker_threads = {self.threads}: a Ray worker reserves {cpus} CPUs and Ray has "
                                 f"{free:g} free; use fewer worker_threads")
         if fit < workers:
@@ -281,10 +294,15 @@ class RayExecutor(Executor):
             onednn = parent_onednn()  # actors compute what this process computes
             self._actors = [self._remote.remote(self.threads, onednn) for _ in range(self.workers)]
 
-    def _stop_actors(self) -> None:
-        """Kills the actors (what they run stops with them); the next batch starts new ones."""
+    def _stop_actors(self, idle: bool = False) -> None:
+        """Kills the actors (what they run stops with them); the next batch starts new ones. ``idle``
+        actors first remove their temp folders (a killed actor left AutoGraph's files there, about five
+        per run; an actor still running a task would remove it only after the task)."""
         ray = self._ray
         actors, self._actors = getattr(self, "_actors", []), []
+        if idle and actors:
+            with contextlib.suppress(Exception):
+                ray.wait([actor.remove_temp_dir.remote() for actor in actors], num_returns=len(actors), timeout=10)
         for actor in actors:
             try:
                 ray.kill(actor)
@@ -340,7 +358,7 @@ class RayExecutor(Executor):
         ray = self._ray
         with _ctrl_c_deferred() as interrupted:
             try:
-                self._stop_actors()
+                self._stop_actors(idle=True)
                 if self._owns and ray.is_initialized():
                     ray.shutdown()
                     self._owns = False
