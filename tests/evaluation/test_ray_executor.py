@@ -101,6 +101,21 @@ def test_ray_restarts_a_dead_actor_and_retries_its_task(ray_executor, tmp_path):
     assert out == [x + 1 for x in range(6)]
 
 
+def test_a_worker_that_dies_too_often_is_one_line_naming_why(ray_executor, tmp_path):
+    """The error (exit 5 on the command line) went on with Ray's dump of the actor's ids, eight lines."""
+    from tfnas.evaluation.executors import ExecutorError
+    from tfnas.evaluation.ray_executor import RayExecutor
+
+    pool = RayExecutor(1, max_restarts=0)  # joins the fixture's instance
+    try:
+        with pytest.raises(ExecutorError, match="a Ray worker died once while evaluating a batch: ") as err:
+            pool.map(DieOnce(str(tmp_path / "died"), victim=0), [0])
+    finally:
+        pool.close()
+    assert "\n" not in str(err.value) and "actor_id" not in str(err.value)
+    assert ray.is_initialized()  # the instance is the fixture's: left running
+
+
 def test_batched_evolution_on_ray_equals_the_local_search(ray_executor, tmp_path):
     """``[run] executor = ray`` joins the running instance (the fixture's) and leaves it running."""
     from tests.methods.test_evolution_parallel import outcome, sets

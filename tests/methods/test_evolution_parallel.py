@@ -57,7 +57,10 @@ def test_batched_search_resumes_to_the_same_records(tmp_path):
 def test_executor_keys_are_checked(tmp_path, caplog):
     with pytest.raises(ConfigError, match="executor"):
         load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=threads"])
-    for address in ("nowhere", "host:", "host:99999", "ray://:10001"):  # refused with the config, before a run dir
+    # refused with the config, before a run dir (a scheme other than ray://, or local/auto with a port, was
+    # accepted and then failed with advice to start a head "on http://127.0.0.1" or "on auto")
+    for address in ("nowhere", "host:", "host:99999", "ray://:10001", "http://127.0.0.1:6390", "auto:6379",
+                    "local:6379", "ray://http://h:1", "h/x:1"):
         with pytest.raises(ConfigError, match="ray_address: expected local, auto, HOST:PORT or ray://HOST:PORT"):
             load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=ray", f"run.ray_address={address}"])
     import socket

@@ -287,7 +287,9 @@ def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: st
     address = cfg.run.ray_address
     if cfg.run.executor == "ray" and address not in ("local", "auto"):
         host, _, port = address.removeprefix("ray://").rpartition(":")
-        if not host.strip("[]") or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        host = host.strip("[]")  # [::1]:6379
+        if (not host or "/" in host or host in ("local", "auto") or not (port.isascii() and port.isdigit())
+                or not 0 < int(port) < 65536):
             raise ConfigError(f"{_where(raw, label, 'run', 'ray_address')}: expected local, auto, HOST:PORT or "
                               f"ray://HOST:PORT (a port 1-65535), got {address!r}")
     t = cfg.train

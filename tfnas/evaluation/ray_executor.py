@@ -339,9 +339,10 @@ class RayExecutor(Executor):
                 k, actor = running.pop(ref)
                 try:
                     result = ray.get(ref)
-                except ray.exceptions.RayActorError as exc:
-                    raise ExecutorError(f"a Ray worker died {self.max_restarts + 1} times while evaluating a "
-                                        f"batch: {exc}") from exc
+                except ray.exceptions.RayActorError as exc:  # its first line says why; then come the actor's ids
+                    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    times = f"{self.max_restarts + 1} times" if self.max_restarts else "once"
+                    raise ExecutorError(f"a Ray worker died {times} while evaluating a batch: {why}") from exc
                 idle.append(actor)
                 complete = not queue and not running  # a reader that stops after the last chunk stops nothing
                 yield k, result
