@@ -423,3 +423,40 @@ def test_ray_actors_leave_nothing_in_the_temp_folder():
         assert os.listdir(folder) == []
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, "uses token authentication and this process has no token; set RAY_AUTH_MODE=token"),
+    ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "b" * 64},
+     "uses token authentication and refused this process' token"),
+    ({"RAY_AUTH_TOKEN": "a" * 64}, None),  # ray.init turns token authentication on with it
+    ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "a" * 64}, None),  # the right token: the client is made
+])
+def test_a_head_that_refuses_the_token_is_named_at_once(env, expected, monkeypatch, tmp_path):
+    """A head with token authentication took ``ray.init`` 20 s of retries (and a warning a second) to refuse,
+    with "Failed to connect to Ray cluster" and no word of authentication."""
+    import ray._raylet
+    from ray.exceptions import AuthenticationError
+
+    from tfnas.evaluation import ray_executor
+    from tfnas.evaluation.executors import ExecutorError
+
+    def client(address):  # the head of `RAY_AUTH_MODE=token RAY_AUTH_TOKEN=aaa... ray start --head`
+        if os.environ.get("RAY_AUTH_MODE") != "token" or os.environ.get("RAY_AUTH_TOKEN") != "a" * 64:
+            raise AuthenticationError("RPC error: InvalidAuthToken: Authentication token is missing or incorrect")
+
+    monkeypatch.setattr(ray._raylet, "GcsClient", client)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token
+    for name in _AUTH_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if expected is None:
+        ray_executor._check_token("127.0.0.1:6399")
+    else:
+        with pytest.raises(ExecutorError, match=r"ray_address = 127\.0\.0\.1:6399: the Ray head there " + expected):
+            ray_executor._check_token("127.0.0.1:6399")
+    try:  # ray.init's own failure, 20 s later, is recognised too
+        raise ConnectionError("Failed to connect to Ray cluster") from RuntimeError("... InvalidAuthToken: ...")
+    except ConnectionError as exc:
+        assert ray_executor._refused_token(exc) and not ray_executor._refused_token(ConnectionError("timeout"))

@@ -174,6 +174,45 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
                             f"= local")
 
 
+_TOKEN_HELP = ("set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH, a file) to the cluster's token "
+               "(`ray get-auth-token` on the head node prints it)")
+
+
+def _check_token(address: str) -> None:
+    """``ExecutorError`` at once when the Ray head at ``HOST:PORT`` uses token authentication and this
+    process cannot authenticate: ``ray.init`` would retry for 20 s, print a warning a second and then
+    fail without naming authentication. Where the process has a token that ``ray.init`` will turn on
+    itself (``RAY_AUTH_MODE`` unset), or Ray's internals differ, nothing is checked."""
+    try:
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # another Ray layout: ray.init says what it says
+        return
+    try:
+        GcsClient(address=address)
+    except AuthenticationError:
+        has_token = (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                     or os.path.exists(os.path.join(os.path.expanduser("~"), ".ray", "auth_token")))
+        if os.environ.get("RAY_AUTH_MODE", "").strip().lower() != "token" and has_token:
+            return
+        refused = "refused this process' token" if has_token else "this process has no token"
+        raise ExecutorError(f"[run] ray_address = {address}: the Ray head there uses token authentication and "
+                            f"{refused}; {_TOKEN_HELP}") from None
+    except Exception:  # anything else: ray.init retries and says
+        return
+
+
+def _refused_token(exc: BaseException) -> bool:
+    """Whether Ray's error (its causes included) says the cluster refused the token."""
+    seen: List[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        if "InvalidAuthToken" in str(exc) or type(exc).__name__ == "AuthenticationError":
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 #: The HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's head) answers with
 #: a SETTINGS frame (RFC 9113, 3.4), anything else (a web server, a closed stream) does not.
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
@@ -241,12 +280,17 @@ class RayExecutor(Executor):
                 kwargs["address"] = address
                 if address != "auto":
                     _check_reachable(address)
+                    if not address.startswith("ray://"):  # (a Ray Client server is not a GCS)
+                        _check_token(address)
             with _ctrl_c_deferred() as interrupted:  # a start cut short leaves Ray's processes running
                 try:
                     ray.init(**kwargs)
                 except (OSError, RuntimeError, ValueError) as exc:
                     self._remove_temp_dir()
                     self._drop_token()
+                    if _refused_token(exc):
+                        raise ExecutorError(f"[run] ray_address = {address}: the Ray cluster uses token "
+                                            f"authentication and refused this process; {_TOKEN_HELP}") from exc
                     raise ExecutorError(f"[run] ray_address = {address}: cannot start or reach Ray: {exc}") from exc
                 except BaseException:  # a second Ctrl-C
                     self._remove_temp_dir()
