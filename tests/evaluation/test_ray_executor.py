@@ -432,9 +432,10 @@ def test_ray_actors_leave_nothing_in_the_temp_folder():
     ({"RAY_AUTH_TOKEN": "a" * 64}, None),  # ray.init turns token authentication on with it
     ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "a" * 64}, None),  # the right token: the client is made
 ])
-def test_a_head_that_refuses_the_token_is_named_at_once(env, expected, monkeypatch, tmp_path):
-    """A head with token authentication took ``ray.init`` 20 s of retries (and a warning a second) to refuse,
-    with "Failed to connect to Ray cluster" and no word of authentication."""
+def test_a_head_that_refuses_the_token_or_a_port_that_is_no_head_is_named_at_once(env, expected, monkeypatch,
+                                                                                   tmp_path):
+    """A head with token authentication, or a raylet's port, took ``ray.init`` 20 s of retries (and a warning a
+    second) to refuse, with "Failed to connect to Ray cluster" and no word of why."""
     import ray._raylet
     from ray.exceptions import AuthenticationError
 
@@ -452,10 +453,17 @@ def test_a_head_that_refuses_the_token_is_named_at_once(env, expected, monkeypat
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     if expected is None:
-        ray_executor._check_token("127.0.0.1:6399")
+        ray_executor._check_head("127.0.0.1:6399")
     else:
         with pytest.raises(ExecutorError, match=r"ray_address = 127\.0\.0\.1:6399: the Ray head there " + expected):
-            ray_executor._check_token("127.0.0.1:6399")
+            ray_executor._check_head("127.0.0.1:6399")
+    if not env:  # another Ray process' gRPC port (a raylet's, say) answered the HTTP/2 check too
+        def raylet(address):
+            raise ray.exceptions.RpcError("RPC error: ", rpc_code=12)
+
+        monkeypatch.setattr(ray._raylet, "GcsClient", raylet)
+        with pytest.raises(ExecutorError, match=r"a gRPC server answers there, but not a Ray head"):
+            ray_executor._check_head("127.0.0.1:6399")
     try:  # ray.init's own failure, 20 s later, is recognised too
         raise ConnectionError("Failed to connect to Ray cluster") from RuntimeError("... InvalidAuthToken: ...")
     except ConnectionError as exc:

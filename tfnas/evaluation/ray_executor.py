@@ -178,18 +178,24 @@ _TOKEN_HELP = ("set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PA
                "(`ray get-auth-token` on the head node prints it)")
 
 
-def _check_token(address: str) -> None:
-    """``ExecutorError`` at once when the Ray head at ``HOST:PORT`` uses token authentication and this
-    process cannot authenticate: ``ray.init`` would retry for 20 s, print a warning a second and then
-    fail without naming authentication. Where the process has a token that ``ray.init`` will turn on
-    itself (``RAY_AUTH_MODE`` unset), or Ray's internals differ, nothing is checked."""
+def _check_head(address: str) -> None:
+    """``ExecutorError`` at once when the gRPC server at ``HOST:PORT`` is not a Ray head (another Ray
+    process' port: it has no GCS service), or is one with token authentication that this process cannot
+    authenticate to: ``ray.init`` would retry for 20 s, print a warning a second and then fail without
+    saying why. Where the process has a token that ``ray.init`` will turn on itself (``RAY_AUTH_MODE``
+    unset), or Ray's internals differ, nothing is checked."""
     try:
         from ray._raylet import GcsClient
-        from ray.exceptions import AuthenticationError
+        from ray.exceptions import AuthenticationError, RpcError
     except ImportError:  # another Ray layout: ray.init says what it says
         return
     try:
         GcsClient(address=address)
+    except RpcError as exc:
+        if getattr(exc, "rpc_code", None) == 12:  # gRPC's UNIMPLEMENTED: no GCS service there
+            raise ExecutorError(f"[run] ray_address = {address}: a gRPC server answers there, but not a Ray head "
+                                f"(another Ray process' port?); use the port `ray start --head --port=PORT` "
+                                f"was given (6379 by default)") from None
     except AuthenticationError:
         has_token = (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
                      or os.path.exists(os.path.join(os.path.expanduser("~"), ".ray", "auth_token")))
@@ -281,7 +287,7 @@ class RayExecutor(Executor):
                 if address != "auto":
                     _check_reachable(address)
                     if not address.startswith("ray://"):  # (a Ray Client server is not a GCS)
-                        _check_token(address)
+                        _check_head(address)
             with _ctrl_c_deferred() as interrupted:  # a start cut short leaves Ray's processes running
                 try:
                     ray.init(**kwargs)
