@@ -468,3 +468,19 @@ def test_a_head_that_refuses_the_token_or_a_port_that_is_no_head_is_named_at_onc
         raise ConnectionError("Failed to connect to Ray cluster") from RuntimeError("... InvalidAuthToken: ...")
     except ConnectionError as exc:
         assert ray_executor._refused_token(exc) and not ray_executor._refused_token(ConnectionError("timeout"))
+
+
+def test_auto_with_no_cluster_says_to_start_one(monkeypatch):
+    """Ray's own words were about an `--address` flag and RAY_ADDRESS, which a tfnas user does not have."""
+    from tfnas.evaluation.executors import ExecutorError
+    from tfnas.evaluation.ray_executor import RayExecutor
+
+    def init(**kwargs):  # what ray.init(address="auto") raises where no `ray start` ran
+        raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to by "
+                              "setting `--address` flag or `RAY_ADDRESS` environment variable.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(ExecutorError, match=r"ray_address = auto: no Ray cluster runs on this machine; start one "
+                                            r"with `ray start --head`"):
+        RayExecutor(2, address="auto")

@@ -294,6 +294,10 @@ class RayExecutor(Executor):
                 except (OSError, RuntimeError, ValueError) as exc:
                     self._remove_temp_dir()
                     self._drop_token()
+                    if address == "auto" and "Could not find any running Ray instance" in str(exc):
+                        raise ExecutorError("[run] ray_address = auto: no Ray cluster runs on this machine; start "
+                                            "one with `ray start --head` (and `ray start --address=HEAD_IP:6379` on "
+                                            "the other machines), or use ray_address = local") from exc
                     if _refused_token(exc):
                         raise ExecutorError(f"[run] ray_address = {address}: the Ray cluster uses token "
                                             f"authentication and refused this process; {_TOKEN_HELP}") from exc
