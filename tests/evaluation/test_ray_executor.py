@@ -484,3 +484,15 @@ def test_auto_with_no_cluster_says_to_start_one(monkeypatch):
     with pytest.raises(ExecutorError, match=r"ray_address = auto: no Ray cluster runs on this machine; start one "
                                             r"with `ray start --head`"):
         RayExecutor(2, address="auto")
+
+
+def test_a_temp_folder_ray_cannot_use_is_named_with_where_it_comes_from(monkeypatch, tmp_path):
+    """``RAY_TMPDIR=/proc`` said only "/proc/tfnas-ray-sedxuz5u: No such file or directory"."""
+    from tfnas.evaluation.ray_executor import RayExecutor
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: pytest.fail("Ray was started"))
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "missing"))
+    with pytest.raises(OSError, match="cannot make Ray's session folder there .*; it comes from RAY_TMPDIR") as err:
+        RayExecutor(2)
+    assert err.value.filename == str(tmp_path / "missing")

@@ -277,7 +277,13 @@ class RayExecutor(Executor):
                 kwargs.update(address="local", num_cpus=max(cpu_count(), max(1, workers) * cpus))
                 kwargs.update(init_kwargs or {})
                 if "_temp_dir" not in kwargs:  # its session files go with the instance, not left behind
-                    self._temp_dir = kwargs["_temp_dir"] = tempfile.mkdtemp(prefix="tfnas-ray-", dir=_ray_temp_root())
+                    root = _ray_temp_root()
+                    try:
+                        self._temp_dir = kwargs["_temp_dir"] = tempfile.mkdtemp(prefix="tfnas-ray-", dir=root)
+                    except OSError as exc:  # named as the folder Ray's files go to, and where that comes from
+                        raise OSError(exc.errno, f"cannot make Ray's session folder there ({exc.strerror}); it "
+                                      f"comes from RAY_TMPDIR, else TMPDIR, else /tmp", root or tempfile.gettempdir()
+                                      ) from exc
                 self._own_token = _use_process_token()
                 if "RAY_worker_niceness" not in os.environ:  # Ray runs its workers at nice 15 by default
                     kwargs["_system_config"] = {"worker_niceness": 0, **kwargs.get("_system_config", {})}
