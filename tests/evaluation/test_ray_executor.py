@@ -1,7 +1,8 @@
 """The Ray executor on a private local instance: same results as local, dead actors, failures.
 
-Every test that starts Ray lives in this file (one instance per test process: pytest-xdist runs
-each file in one worker), so two Ray instances never start side by side.
+Every test that starts Ray lives in this file (pytest-xdist runs each file in one worker): one
+instance in this process for the module, and in the slow set a few more in subprocesses (or by
+`ray start`), each with folders and processes of its own.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def ray_executor():
     # a short private folder: Ray's socket paths inside it must stay under 108 bytes, which pytest's
     # nested temporary folders (with xdist's popen-gwN level) can exceed
     folder = tempfile.mkdtemp(prefix="tfnas-ray-")
-    home, auth = os.path.join(folder, "home"), {name: os.environ.pop(name, None) for name in _AUTH_ENV}
-    os.environ["HOME"], home_before = home, os.environ.get("HOME")
+    home = os.path.join(folder, "home")  # where Ray would write its token file
+    saved = {name: os.environ.pop(name, None) for name in (*_AUTH_ENV, "HOME")}
+    os.environ["HOME"] = home
     try:
         executor = RayExecutor(2, init_kwargs=ray_init_kwargs(folder))
         # token authentication, with a token of this process instead of one Ray writes under the home folder
@@ -48,8 +50,8 @@ def ray_executor():
         assert not os.path.exists(os.path.join(home, ".ray"))  # (Keras and matplotlib write their own files there)
         assert [os.environ.get(name) for name in _AUTH_ENV] == [None] * 3  # put back as they were
     finally:
-        os.environ.update({name: value for name, value in auth.items() if value is not None})
-        os.environ.pop("HOME") if home_before is None else os.environ.update(HOME=home_before)
+        os.environ.pop("HOME", None)
+        os.environ.update({name: value for name, value in saved.items() if value is not None})
         shutil.rmtree(folder, ignore_errors=True)
     assert not ray.is_initialized()  # the executor started Ray, so it stops it
 
@@ -112,7 +114,9 @@ def test_a_worker_that_dies_too_often_is_one_line_naming_why(ray_executor, tmp_p
             pool.map(DieOnce(str(tmp_path / "died"), victim=0), [0])
     finally:
         pool.close()
-    assert "\n" not in str(err.value) and "actor_id" not in str(err.value)
+    message = str(err.value)
+    assert "\n" not in message and "actor_id" not in message and "class_name" not in message
+    assert "exit" in message.split("batch: ", 1)[1].lower()  # Ray's reason (its worker exited), not only its first line
     assert ray.is_initialized()  # the instance is the fixture's: left running
 
 
@@ -176,7 +180,7 @@ def test_an_address_is_a_ray_head_only_if_it_answers_http2(reply, accepted, monk
     import threading
 
     from tfnas.evaluation.executors import ExecutorError
-    from tfnas.evaluation.ray_executor import _check_reachable
+    from tfnas.evaluation.ray_access import check_reachable
 
     monkeypatch.delenv("RAY_USE_TLS", raising=False)
     server = socket.socket()
@@ -196,10 +200,10 @@ def test_an_address_is_a_ray_head_only_if_it_answers_http2(reply, accepted, monk
     start = time.perf_counter()
     try:
         if accepted:
-            _check_reachable(address)
+            check_reachable(address)
         else:
             with pytest.raises(ExecutorError, match="something answers there, but not a Ray head"):
-                _check_reachable(address)
+                check_reachable(address)
     finally:
         thread.join(10)
         server.close()
@@ -210,14 +214,14 @@ def test_an_address_that_accepts_but_never_answers_is_named_as_such():
     import socket
 
     from tfnas.evaluation.executors import ExecutorError
-    from tfnas.evaluation.ray_executor import _check_reachable
+    from tfnas.evaluation.ray_access import check_reachable
 
     with socket.socket() as server:  # listens (the kernel accepts the connection) but never replies
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         address = f"127.0.0.1:{server.getsockname()[1]}"
         with pytest.raises(ExecutorError, match="accepted the connection but did not answer within 1 s"):
-            _check_reachable(address, timeout=1.0)
+            check_reachable(address, timeout=1.0)
 
 
 _MORE_ACTORS_THAN_GPUS = """
@@ -304,12 +308,12 @@ def test_on_a_cluster_as_many_workers_start_as_its_free_cpus_can_place(caplog):
 
 @pytest.mark.parametrize("name", _AUTH_ENV)
 def test_a_user_setting_of_ray_authentication_is_left_alone(name, monkeypatch):
-    from tfnas.evaluation import ray_executor
+    from tfnas.evaluation.ray_access import use_process_token
 
     for other in _AUTH_ENV:
         monkeypatch.delenv(other, raising=False)
     monkeypatch.setenv(name, "disabled" if name == "RAY_AUTH_MODE" else "mine")
-    assert ray_executor._use_process_token() is False
+    assert use_process_token() is False
     assert [os.environ.get(other) for other in _AUTH_ENV] == [os.environ.get(name) if other == name else None
                                                               for other in _AUTH_ENV]
 
@@ -426,10 +430,11 @@ def test_ray_actors_leave_nothing_in_the_temp_folder():
 
 
 @pytest.mark.parametrize("env, expected", [
-    ({}, "uses token authentication and this process has no token; set RAY_AUTH_MODE=token"),
+    ({}, r"uses token authentication and this process sends none \(RAY_AUTH_MODE is not token\); set RAY_AUTH_MODE"),
     ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "b" * 64},
      "uses token authentication and refused this process' token"),
-    ({"RAY_AUTH_TOKEN": "a" * 64}, None),  # ray.init turns token authentication on with it
+    # a token without RAY_AUTH_MODE=token: ray.init sends it only to a cluster it finds itself (auto), not to HOST:PORT
+    ({"RAY_AUTH_TOKEN": "a" * 64}, r"uses token authentication and this process sends none"),
     ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "a" * 64}, None),  # the right token: the client is made
 ])
 def test_a_head_that_refuses_the_token_or_a_port_that_is_no_head_is_named_at_once(env, expected, monkeypatch,
@@ -439,7 +444,7 @@ def test_a_head_that_refuses_the_token_or_a_port_that_is_no_head_is_named_at_onc
     import ray._raylet
     from ray.exceptions import AuthenticationError
 
-    from tfnas.evaluation import ray_executor
+    from tfnas.evaluation import ray_access
     from tfnas.evaluation.executors import ExecutorError
 
     def client(address):  # the head of `RAY_AUTH_MODE=token RAY_AUTH_TOKEN=aaa... ray start --head`
@@ -453,21 +458,21 @@ def test_a_head_that_refuses_the_token_or_a_port_that_is_no_head_is_named_at_onc
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     if expected is None:
-        ray_executor._check_head("127.0.0.1:6399")
+        ray_access.check_head("127.0.0.1:6399")
     else:
         with pytest.raises(ExecutorError, match=r"ray_address = 127\.0\.0\.1:6399: the Ray head there " + expected):
-            ray_executor._check_head("127.0.0.1:6399")
+            ray_access.check_head("127.0.0.1:6399")
     if not env:  # another Ray process' gRPC port (a raylet's, say) answered the HTTP/2 check too
         def raylet(address):
             raise ray.exceptions.RpcError("RPC error: ", rpc_code=12)
 
         monkeypatch.setattr(ray._raylet, "GcsClient", raylet)
         with pytest.raises(ExecutorError, match=r"a gRPC server answers there, but not a Ray head"):
-            ray_executor._check_head("127.0.0.1:6399")
+            ray_access.check_head("127.0.0.1:6399")
     try:  # ray.init's own failure, 20 s later, is recognised too
         raise ConnectionError("Failed to connect to Ray cluster") from RuntimeError("... InvalidAuthToken: ...")
     except ConnectionError as exc:
-        assert ray_executor._refused_token(exc) and not ray_executor._refused_token(ConnectionError("timeout"))
+        assert ray_access.refused_token(exc) and not ray_access.refused_token(ConnectionError("timeout"))
 
 
 def test_auto_with_no_cluster_says_to_start_one(monkeypatch):
@@ -496,3 +501,66 @@ def test_a_temp_folder_ray_cannot_use_is_named_with_where_it_comes_from(monkeypa
     with pytest.raises(OSError, match="cannot make Ray's session folder there .*; it comes from RAY_TMPDIR") as err:
         RayExecutor(2)
     assert err.value.filename == str(tmp_path / "missing")
+
+
+_CHECK_HEAD = """
+import sys
+from tfnas.evaluation.executors import ExecutorError
+from tfnas.evaluation.ray_access import check_head
+try:
+    check_head(sys.argv[1])
+    print("accepted")
+except ExecutorError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.slow  # a token-protected Ray head of its own (`ray start --head`), ~15 s
+def test_check_head_against_a_real_token_protected_head():
+    """The checks above mock Ray's GcsClient; this one asks a real head started with
+    ``RAY_AUTH_MODE=token``, so that a Ray upgrade that changes what its client raises is caught."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import uuid
+
+    from tfnas.evaluation.ray_access import check_reachable
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    folder, marker = tempfile.mkdtemp(prefix="tfnas-h-"), uuid.uuid4().hex  # short: Ray's socket paths
+    token = "a" * 64
+    env = {name: value for name, value in os.environ.items() if name not in _AUTH_ENV and name != "RAY_ADDRESS"}
+    env.update(PYTHONPATH=ROOT, HOME=folder, TFNAS_TEST_HEAD=marker)
+    head = subprocess.Popen(["ray", "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                             f"--temp-dir={folder}", "--block"], env=dict(env, RAY_AUTH_MODE="token",
+                                                                         RAY_AUTH_TOKEN=token),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(120):
+            try:
+                check_reachable(f"127.0.0.1:{port}", timeout=1.0)
+                break
+            except Exception:
+                time.sleep(0.5)
+        seen = {}
+        for case, extra in {"none": {}, "wrong": {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "b" * 64},
+                            "right": {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}}.items():
+            done = subprocess.run([sys.executable, "-c", _CHECK_HEAD, f"127.0.0.1:{port}"], cwd=ROOT,
+                                  env=dict(env, **extra), capture_output=True, text=True, timeout=60)
+            seen[case] = done.stdout.strip().splitlines()[-1:]
+        assert "this process sends none" in seen["none"][0], seen
+        assert "refused this process' token" in seen["wrong"][0], seen
+        assert seen["right"] == ["accepted"], seen
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(timeout=20)
+        for pid in filter(str.isdigit, os.listdir("/proc")):  # Ray's processes that outlived `ray start`
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/environ", "rb") as environ:
+                if f"TFNAS_TEST_HEAD={marker}".encode() in environ.read():
+                    os.kill(int(pid), signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 import shutil
 import tempfile
 from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
@@ -44,71 +43,63 @@ from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tup
 from tfnas.evaluation.executors import (Executor, ExecutorError, Job, PreparedJob, chunk_ranges, cpu_count,
                                         in_order, init_worker, parent_onednn, prepare_job, run_chunk)
 from tfnas.evaluation.gpus import gpus_per_actor
+from tfnas.evaluation.ray_access import (TOKEN_HELP, check_head, check_reachable, drop_process_token, refused_token,
+                                         use_process_token)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["RayExecutor"]
 
 
-_AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
-#: The token of this process' private instances; one for all of them, as Ray's driver caches the token it loaded.
-_PROCESS_TOKEN = secrets.token_hex(32)
-
-
-def _use_process_token() -> bool:
-    """Token authentication for a private instance without a token file: sets ``RAY_AUTH_MODE`` and
-    ``RAY_AUTH_TOKEN`` (the instance's processes inherit them); False (nothing set) where the user set
-    any of Ray's authentication variables."""
-    if any(os.environ.get(name) is not None for name in _AUTH_ENV):
-        return False
-    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=_PROCESS_TOKEN)
-    _reload_auth_config()
-    return True
-
-
-def _drop_process_token() -> None:
-    """Removes what :func:`_use_process_token` set, so that a later ``ray.init`` in this process
-    authenticates as it would have."""
-    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
-        os.environ.pop(name, None)
-    _reload_auth_config()
-
-
-def _reload_auth_config() -> None:
-    """Ray's driver reads its authentication mode and token once and caches them: both are read again
-    from the environment (what Ray itself does when it turns token authentication on)."""
-    with contextlib.suppress(Exception):  # Ray's internals: in another layout Ray reads the variables itself
-        from ray._raylet import AuthenticationTokenLoader, Config
-
-        Config.initialize("")
-        AuthenticationTokenLoader.instance().reset_cache()
-
-
 @contextlib.contextmanager
-def _ctrl_c_deferred() -> Iterator[List[bool]]:
-    """Holds Ctrl-C back until the block ends and yields a list that then holds ``True`` if one came:
-    Ray's start and stop, cut short, leave its processes running and its folder behind. A second
-    Ctrl-C is not held back. Only in the main thread (elsewhere Python delivers no signal) and where
-    Ctrl-C is not ignored."""
+def _ctrl_c_deferred(enabled: bool = True) -> Iterator[List[bool]]:
+    """Holds Ctrl-C back until the block ends, then delivers it (a private instance's start and stop,
+    cut short, leave Ray's processes running and its folder behind). Yields a list that holds ``True``
+    once a Ctrl-C came; the caller delivers it (:func:`_deliver_ctrl_c`) where the block leaves it work
+    to undo first. A block that ends in an error after a Ctrl-C ends in KeyboardInterrupt instead (the
+    user asked to stop). A second Ctrl-C goes to the handler at once. Only in the main thread (elsewhere
+    Python delivers no signal) and where SIGINT has a Python handler (not where it is ignored)."""
     import signal
     import threading
 
     came: List[bool] = []
     previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
-    if not callable(previous):
+    if not enabled or not callable(previous):
         yield came
         return
 
     def hold(signum: int, frame: Any) -> None:
         if came:
-            raise KeyboardInterrupt
-        came.append(True)
+            previous(signum, frame)
+        else:
+            came.append(True)
 
     signal.signal(signal.SIGINT, hold)
     try:
         yield came
+    except Exception as exc:
+        if came:
+            raise KeyboardInterrupt from exc
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _death_reason(exc: BaseException) -> str:
+    """Ray's account of an actor's death on one line, without the tab-indented ids (class, actor id, pid,
+    address) between its general first line and the reason (an exit code, an out-of-memory kill, the
+    error of its creation task), nor a traceback's indented lines."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line[:1].isspace()]
+    why = " ".join(lines) or type(exc).__name__
+    return why if len(why) <= 500 else why[:497] + "..."
+
+
+def _shutdown(ray: Any) -> None:
+    """``ray.shutdown``, waiting until Ray's processes have exited (so that their folder can go)."""
+    try:
+        ray.shutdown(wait_for_processes=True)
+    except TypeError:  # a Ray without the argument
+        ray.shutdown()
 
 
 def _deliver_ctrl_c() -> None:
@@ -126,10 +117,14 @@ def _deliver_ctrl_c() -> None:
 class _Worker:
     """The body of one Ray actor (wrapped by ``ray.remote`` in :class:`RayExecutor`)."""
 
-    def __init__(self, threads: int, onednn: str = ""):
+    def __init__(self, threads: int, onednn: str = "", temp_root: Optional[str] = None):
         # What this actor's TensorFlow writes to the temp folder (AutoGraph's converted functions, which
-        # it removes at a normal exit, and a killed actor never has one) goes to a folder of its own.
-        self._temp_dir = tempfile.tempdir = tempfile.mkdtemp(prefix="tfnas-actor-")
+        # it removes at a normal exit, and a killed actor never has one) goes to a folder of its own:
+        # inside a private instance's folder (removed with it, also after Ctrl-C), else in the temp folder
+        # of the actor's machine, removed by remove_temp_dir before the actor is killed at the end.
+        if temp_root:
+            os.makedirs(temp_root, exist_ok=True)
+        self._temp_dir = tempfile.tempdir = tempfile.mkdtemp(prefix="tfnas-actor-", dir=temp_root or None)
         init_worker(threads, onednn)
 
     def remove_temp_dir(self) -> None:
@@ -147,96 +142,6 @@ def _ray_temp_root() -> Optional[str]:
     except ImportError:  # another Ray layout
         return os.environ.get("RAY_TMPDIR") or None
     return get_default_system_temp_dir()
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """``ExecutorError`` at once when nothing answers at ``HOST:PORT``, or something that is not a Ray
-    head (no gRPC reply to an HTTP/2 preface): ``ray.init`` would retry for minutes and print its
-    client's retries."""
-    import socket
-
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    host = host.strip("[]")  # [::1]:6379
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-            try:
-                speaks_grpc = _answers_http2(sock)
-            except socket.timeout:
-                raise ExecutorError(f"[run] ray_address = {address}: accepted the connection but did not answer "
-                                    f"within {timeout:g} s, as a Ray head would; check the host and port") from None
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise ExecutorError(f"[run] ray_address = {address}: no Ray head answers there ({reason}); start one with "
-                            f"`ray start --head --port={port}` on {host}, or use ray_address = local") from None
-    if not speaks_grpc:
-        raise ExecutorError(f"[run] ray_address = {address}: something answers there, but not a Ray head (no gRPC "
-                            f"reply); check the host and port (`ray start --head` prints them), or use ray_address "
-                            f"= local")
-
-
-_TOKEN_HELP = ("set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH, a file) to the cluster's token "
-               "(`ray get-auth-token` on the head node prints it)")
-
-
-def _check_head(address: str) -> None:
-    """``ExecutorError`` at once when the gRPC server at ``HOST:PORT`` is not a Ray head (another Ray
-    process' port: it has no GCS service), or is one with token authentication that this process cannot
-    authenticate to: ``ray.init`` would retry for 20 s, print a warning a second and then fail without
-    saying why. Where the process has a token that ``ray.init`` will turn on itself (``RAY_AUTH_MODE``
-    unset), or Ray's internals differ, nothing is checked."""
-    try:
-        from ray._raylet import GcsClient
-        from ray.exceptions import AuthenticationError, RpcError
-    except ImportError:  # another Ray layout: ray.init says what it says
-        return
-    try:
-        GcsClient(address=address)
-    except RpcError as exc:
-        if getattr(exc, "rpc_code", None) == 12:  # gRPC's UNIMPLEMENTED: no GCS service there
-            raise ExecutorError(f"[run] ray_address = {address}: a gRPC server answers there, but not a Ray head "
-                                f"(another Ray process' port?); use the port `ray start --head --port=PORT` "
-                                f"was given (6379 by default)") from None
-    except AuthenticationError:
-        has_token = (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
-                     or os.path.exists(os.path.join(os.path.expanduser("~"), ".ray", "auth_token")))
-        if os.environ.get("RAY_AUTH_MODE", "").strip().lower() != "token" and has_token:
-            return
-        refused = "refused this process' token" if has_token else "this process has no token"
-        raise ExecutorError(f"[run] ray_address = {address}: the Ray head there uses token authentication and "
-                            f"{refused}; {_TOKEN_HELP}") from None
-    except Exception:  # anything else: ray.init retries and says
-        return
-
-
-def _refused_token(exc: BaseException) -> bool:
-    """Whether Ray's error (its causes included) says the cluster refused the token."""
-    seen: List[BaseException] = []
-    while exc is not None and exc not in seen:
-        seen.append(exc)
-        if "InvalidAuthToken" in str(exc) or type(exc).__name__ == "AuthenticationError":
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-#: The HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's head) answers with
-#: a SETTINGS frame (RFC 9113, 3.4), anything else (a web server, a closed stream) does not.
-_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
-
-
-def _answers_http2(sock: Any) -> bool:
-    """Whether the server on ``sock`` speaks HTTP/2 (a gRPC server does); True when Ray uses TLS
-    (``RAY_USE_TLS``), where a plain-text preface cannot tell."""
-    if os.environ.get("RAY_USE_TLS", "0").strip().lower() not in ("", "0", "false"):
-        return True
-    sock.sendall(_HTTP2_PREFACE)
-    header = b""
-    while len(header) < 9:  # the first frame's header: 3 bytes length, 1 byte type (4 = SETTINGS), ...
-        chunk = sock.recv(9 - len(header))
-        if not chunk:
-            return False
-        header += chunk
-    return header[3] == 0x04
 
 
 class RayExecutor(Executor):
@@ -268,58 +173,56 @@ class RayExecutor(Executor):
         self.threads = max(0, int(threads))
         cpus = max(1, self.threads)
         interrupted: List[bool] = []
-        if not ray.is_initialized():
-            kwargs: Dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-            if address == "local":
-                # "local": a new instance even where RAY_ADDRESS or an earlier `ray start` names a cluster.
-                # It counts at least the CPUs the workers ask for (a logical count: more workers than
-                # cores share them, as the process pool's do), so every actor starts.
-                kwargs.update(address="local", num_cpus=max(cpu_count(), max(1, workers) * cpus))
-                kwargs.update(init_kwargs or {})
-                if "_temp_dir" not in kwargs:  # its session files go with the instance, not left behind
-                    root = _ray_temp_root()
-                    try:
-                        self._temp_dir = kwargs["_temp_dir"] = tempfile.mkdtemp(prefix="tfnas-ray-", dir=root)
-                    except OSError as exc:  # named as the folder Ray's files go to, and where that comes from
-                        raise OSError(exc.errno, f"cannot make Ray's session folder there ({exc.strerror}); it "
-                                      f"comes from RAY_TMPDIR, else TMPDIR, else /tmp", root or tempfile.gettempdir()
-                                      ) from exc
-                self._own_token = _use_process_token()
-                if "RAY_worker_niceness" not in os.environ:  # Ray runs its workers at nice 15 by default
-                    kwargs["_system_config"] = {"worker_niceness": 0, **kwargs.get("_system_config", {})}
-                self._owns = True
-            else:
-                kwargs["address"] = address
-                if address != "auto":
-                    _check_reachable(address)
-                    if not address.startswith("ray://"):  # (a Ray Client server is not a GCS)
-                        _check_head(address)
-            with _ctrl_c_deferred() as interrupted:  # a start cut short leaves Ray's processes running
-                try:
-                    ray.init(**kwargs)
-                except (OSError, RuntimeError, ValueError) as exc:
-                    self._remove_temp_dir()
-                    self._drop_token()
-                    if address == "auto" and "Could not find any running Ray instance" in str(exc):
-                        raise ExecutorError("[run] ray_address = auto: no Ray cluster runs on this machine; start "
-                                            "one with `ray start --head` (and `ray start --address=HEAD_IP:6379` on "
-                                            "the other machines), or use ray_address = local") from exc
-                    if _refused_token(exc):
-                        raise ExecutorError(f"[run] ray_address = {address}: the Ray cluster uses token "
-                                            f"authentication and refused this process; {_TOKEN_HELP}") from exc
-                    raise ExecutorError(f"[run] ray_address = {address}: cannot start or reach Ray: {exc}") from exc
-                except BaseException:  # a second Ctrl-C
-                    self._remove_temp_dir()
-                    self._drop_token()
-                    raise
-        try:  # from here on, an error or Ctrl-C stops the instance this executor started
+        try:  # an error or Ctrl-C from here on stops what this executor started (and puts the environment back)
+            if not ray.is_initialized():
+                # a private instance's start, cut short, leaves Ray's processes and folder behind
+                with _ctrl_c_deferred(enabled=address == "local") as interrupted:
+                    self._init_ray(ray, address, workers, cpus, init_kwargs)
             if interrupted:
                 _deliver_ctrl_c()
             self._start_actors(workers, cpus, chunk, max_restarts)
         except BaseException:
-            if self._owns:
-                self.close()
+            self._close(idle=False)
             raise
+
+    def _init_ray(self, ray: Any, address: str, workers: int, cpus: int,
+                  init_kwargs: Optional[Dict[str, Any]]) -> None:
+        kwargs: Dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address == "local":
+            # "local": a new instance even where RAY_ADDRESS or an earlier `ray start` names a cluster.
+            # It counts at least the CPUs the workers ask for (a logical count: more workers than
+            # cores share them, as the process pool's do), so every actor starts.
+            kwargs.update(address="local", num_cpus=max(cpu_count(), max(1, workers) * cpus))
+            kwargs.update(init_kwargs or {})
+            self._owns = True
+            if "_temp_dir" not in kwargs:  # its session files go with the instance, not left behind
+                root = _ray_temp_root()
+                try:
+                    self._temp_dir = kwargs["_temp_dir"] = tempfile.mkdtemp(prefix="tfnas-ray-", dir=root)
+                except OSError as exc:  # named as the folder Ray's files go to, and where that comes from
+                    raise OSError(exc.errno, f"cannot make Ray's session folder there ({exc.strerror}); it comes "
+                                  f"from RAY_TMPDIR, else TMPDIR (Linux), else /tmp", root or tempfile.gettempdir()
+                                  ) from exc
+            self._own_token = use_process_token()
+            if "RAY_worker_niceness" not in os.environ:  # Ray runs its workers at nice 15 by default
+                kwargs["_system_config"] = {"worker_niceness": 0, **kwargs.get("_system_config", {})}
+        else:
+            kwargs["address"] = address
+            if address != "auto":
+                check_reachable(address)
+                if not address.startswith("ray://"):  # (a Ray Client server is not a GCS)
+                    check_head(address)
+        try:
+            ray.init(**kwargs)
+        except (OSError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
+            if address == "auto" and "Could not find any running Ray instance" in str(exc):
+                raise ExecutorError("[run] ray_address = auto: no Ray cluster runs on this machine; start one with "
+                                    "`ray start --head` (and `ray start --address=HEAD_IP:6379` on the other "
+                                    "machines), or use ray_address = local") from exc
+            if refused_token(exc):
+                raise ExecutorError(f"[run] ray_address = {address}: the Ray cluster uses token authentication and "
+                                    f"refused this process; {TOKEN_HELP}") from exc
+            raise ExecutorError(f"[run] ray_address = {address}: cannot start or reach Ray: {exc}") from exc
 
     def _start_actors(self, workers: int, cpus: int, chunk: int, max_restarts: int) -> None:
         ray = self._ray
@@ -352,7 +255,8 @@ class RayExecutor(Executor):
         """Starts the actors (again, after :meth:`_stop_actors`)."""
         if not self._actors:
             onednn = parent_onednn()  # actors compute what this process computes
-            self._actors = [self._remote.remote(self.threads, onednn) for _ in range(self.workers)]
+            root = os.path.join(self._temp_dir, "actors") if self._temp_dir else None
+            self._actors = [self._remote.remote(self.threads, onednn, root) for _ in range(self.workers)]
 
     def _stop_actors(self, idle: bool = False) -> None:
         """Kills the actors (what they run stops with them); the next batch starts new ones. ``idle``
@@ -362,7 +266,7 @@ class RayExecutor(Executor):
         actors, self._actors = getattr(self, "_actors", []), []
         if idle and actors:
             with contextlib.suppress(Exception):
-                ray.wait([actor.remove_temp_dir.remote() for actor in actors], num_returns=len(actors), timeout=10)
+                ray.wait([actor.remove_temp_dir.remote() for actor in actors], num_returns=len(actors), timeout=5)
         for actor in actors:
             try:
                 ray.kill(actor)
@@ -399,8 +303,8 @@ class RayExecutor(Executor):
                 k, actor = running.pop(ref)
                 try:
                     result = ray.get(ref)
-                except ray.exceptions.RayActorError as exc:  # its first line says why; then come the actor's ids
-                    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                except ray.exceptions.RayActorError as exc:
+                    why = _death_reason(exc)
                     times = f"{self.max_restarts + 1} times" if self.max_restarts else "once"
                     raise ExecutorError(f"a Ray worker died {times} while evaluating a batch: {why}") from exc
                 idle.append(actor)
@@ -416,13 +320,16 @@ class RayExecutor(Executor):
 
     def close(self) -> None:
         """Stops the actors and a private instance; a Ctrl-C meanwhile is delivered when Ray has stopped."""
+        self._close(idle=True)
+
+    def _close(self, idle: bool) -> None:
         ray = self._ray
-        with _ctrl_c_deferred() as interrupted:
+        with _ctrl_c_deferred(enabled=self._owns) as interrupted:
             try:
-                self._stop_actors(idle=True)
-                if self._owns and ray.is_initialized():
-                    ray.shutdown()
+                self._stop_actors(idle=idle)
+                if self._owns:  # also after a start that failed half-way (Ray's processes may run)
                     self._owns = False
+                    _shutdown(ray)
             finally:
                 self._remove_temp_dir()
                 self._drop_token()
@@ -431,7 +338,7 @@ class RayExecutor(Executor):
 
     def _drop_token(self) -> None:
         if self._own_token:
-            _drop_process_token()
+            drop_process_token()
             self._own_token = False
 
     def _remove_temp_dir(self) -> None:
