@@ -404,7 +404,8 @@ from tests.evaluation.executor_jobs import Autographed
 from tfnas.evaluation.ray_executor import RayExecutor
 pool = RayExecutor(2, init_kwargs={"object_store_memory": 80 * 1024 ** 2})
 assert pool.map(Autographed(), [1, 2, 3, 4]) == [2, 4, 6, 8]
-print(sorted(os.listdir(os.environ["TMPDIR"])))
+actors = os.path.join(pool._temp_dir, "actors")  # inside the instance's folder, which goes even after Ctrl-C
+print(sorted(name for folder in os.listdir(actors) for name in os.listdir(os.path.join(actors, folder))))
 pool.close()
 """
 
@@ -423,7 +424,7 @@ def test_ray_actors_leave_nothing_in_the_temp_folder():
         done = subprocess.run([sys.executable, "-c", _AUTOGRAPH], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=180)
         assert done.returncode == 0, done.stderr[-3000:]
-        assert "tfnas-actor-" in done.stdout  # the actors wrote there while they ran
+        assert "__autograph_generated_file" in done.stdout  # the actors wrote into their folders while they ran
         assert os.listdir(folder) == []
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -534,7 +535,7 @@ def test_check_head_against_a_real_token_protected_head():
     token = "a" * 64
     env = {name: value for name, value in os.environ.items() if name not in _AUTH_ENV and name != "RAY_ADDRESS"}
     env.update(PYTHONPATH=ROOT, HOME=folder, TFNAS_TEST_HEAD=marker)
-    head = subprocess.Popen(["ray", "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+    head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
                              f"--temp-dir={folder}", "--block"], env=dict(env, RAY_AUTH_MODE="token",
                                                                          RAY_AUTH_TOKEN=token),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
