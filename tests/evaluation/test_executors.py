@@ -224,6 +224,12 @@ def test_make_executor_and_worker_counts(caplog):
     assert "workers" not in caplog.text
     make_executor("process", workers=2 * cpu_count() + 1).close()  # no process starts before a batch
     assert f"[run] workers = {2 * cpu_count() + 1} on {cpu_count()} CPU core(s)" in caplog.text
+    caplog.clear()
+    make_executor("process", workers=2, threads=cpu_count()).close()  # two workers with all the cores each: fine
+    assert "worker_threads" not in caplog.text
+    make_executor("process", workers=2, threads=cpu_count() + 1).close()  # was accepted without a word
+    assert (f"[run] worker_threads = {cpu_count() + 1} for 2 workers on {cpu_count()} CPU core(s): their "
+            f"{2 * cpu_count() + 2} TensorFlow threads take turns") in caplog.text
     assert resolve_workers(3) == 3 and resolve_workers(0, gpus=2) == 2 and resolve_workers(0) >= 1
     with pytest.raises(ValueError, match="unknown executor 'threads'"):
         make_executor("threads")

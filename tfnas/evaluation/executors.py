@@ -406,14 +406,18 @@ def resolve_workers(workers: int, gpus: int = 0) -> int:
     return gpus if gpus > 0 else cpu_count()
 
 
-def _warn_oversubscribed(workers: int) -> None:
+def _warn_oversubscribed(workers: int, threads: int = 0) -> None:
     """A warning for far more worker processes on this machine than it has cores: each starts its own
     TensorFlow (about 0.5 GB) and they take turns on the cores (64 workers on 2 cores measured 10x
-    slower than one process, docs/SCALING.md)."""
+    slower than one process, docs/SCALING.md); or for far more threads set for them than cores."""
     cores = cpu_count()
     if workers > 2 * cores:
         logger.warning("[run] workers = %d on %d CPU core(s): each worker process holds its own TensorFlow (about "
                        "0.5 GB) and they share the cores, so this is slower than workers = %d", workers, cores, cores)
+    elif threads > 0 and workers * threads > 2 * cores:
+        logger.warning("[run] worker_threads = %d for %d workers on %d CPU core(s): their %d TensorFlow threads take "
+                       "turns on the cores; worker_threads = %d gives each worker its share", threads, workers, cores,
+                       workers * threads, max(1, cores // workers))
 
 
 def make_executor(name: str, workers: int = 0, *, threads: int = 0, address: str = "local",
@@ -430,7 +434,7 @@ def make_executor(name: str, workers: int = 0, *, threads: int = 0, address: str
         if gpus:
             logger.info("process executor: %d worker(s) over GPU(s) %s", workers, ", ".join(gpus))
     if name in ("process", "ray") and (name == "process" or address == "local"):
-        _warn_oversubscribed(resolve_workers(workers))
+        _warn_oversubscribed(resolve_workers(workers), threads)
     if name == "process":
         return ProcessExecutor(workers, threads=threads, gpus=gpus or ())
     if name == "ray":
