@@ -201,8 +201,8 @@ class RayExecutor(Executor):
                     self._temp_dir = kwargs["_temp_dir"] = tempfile.mkdtemp(prefix="tfnas-ray-", dir=root)
                 except OSError as exc:  # named as the folder Ray's files go to, and where that comes from
                     raise OSError(exc.errno, f"cannot make Ray's session folder there ({exc.strerror}); it comes "
-                                  f"from RAY_TMPDIR, else TMPDIR (Linux), else /tmp", root or tempfile.gettempdir()
-                                  ) from exc
+                                  f"from RAY_TMPDIR, else TMPDIR (Linux), else the system's temp folder",
+                                  root or tempfile.gettempdir()) from exc
             self._own_token = use_process_token()
             if "RAY_worker_niceness" not in os.environ:  # Ray runs its workers at nice 15 by default
                 kwargs["_system_config"] = {"worker_niceness": 0, **kwargs.get("_system_config", {})}
