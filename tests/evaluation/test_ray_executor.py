@@ -535,11 +535,12 @@ def test_check_head_against_a_real_token_protected_head():
     token = "a" * 64
     env = {name: value for name, value in os.environ.items() if name not in _AUTH_ENV and name != "RAY_ADDRESS"}
     env.update(PYTHONPATH=ROOT, HOME=folder, TFNAS_TEST_HEAD=marker)
-    head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                             f"--temp-dir={folder}", "--block"], env=dict(env, RAY_AUTH_MODE="token",
-                                                                         RAY_AUTH_TOKEN=token),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    head = None
     try:
+        head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}",
+                                 "--num-cpus=1", "--include-dashboard=false", f"--temp-dir={folder}", "--block"],
+                                env=dict(env, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         for _ in range(120):
             try:
                 check_reachable(f"127.0.0.1:{port}", timeout=1.0)
@@ -556,10 +557,11 @@ def test_check_head_against_a_real_token_protected_head():
         assert "refused this process' token" in seen["wrong"][0], seen
         assert seen["right"] == ["accepted"], seen
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(head.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            head.wait(timeout=20)
+        if head is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(head.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                head.wait(timeout=20)
         for pid in filter(str.isdigit, os.listdir("/proc")):  # Ray's processes that outlived `ray start`
             with contextlib.suppress(OSError), open(f"/proc/{pid}/environ", "rb") as environ:
                 if f"TFNAS_TEST_HEAD={marker}".encode() in environ.read():
