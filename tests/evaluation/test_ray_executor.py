@@ -24,6 +24,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 _AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 
+def kill_processes_with_env(entry: str) -> list:
+    """Kills the processes whose environment holds ``entry`` (``NAME=value``, inherited from the process a
+    test started) and returns their pids: what such a process left running."""
+    import signal
+
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/environ", "rb") as environ:
+            if b"\0" + entry.encode() + b"\0" in b"\0" + environ.read():
+                left.append(pid)
+                os.kill(int(pid), signal.SIGKILL)
+    return left
+
+
 def ray_init_kwargs(folder: str) -> dict:
     """A small local Ray: capped object store, its files under ``folder``, the tests importable."""
     # 4 logical CPUs: the fixture's two actors and the two of a search started beside them
@@ -357,12 +371,7 @@ def test_ctrl_c_while_a_private_ray_starts_or_stops_leaves_no_process_or_folder(
         done = subprocess.run([sys.executable, "-c", _CTRL_C_WHILE_RAY, when], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=180)
         time.sleep(2)  # a process still exiting
-        left = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):  # Ray's processes inherit RAY_TMPDIR
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/environ", "rb") as environ:
-                if b"RAY_TMPDIR=" + folder.encode() + b"\0" in environ.read():
-                    left.append(pid)
-                    os.kill(int(pid), 9)
+        left = kill_processes_with_env(f"RAY_TMPDIR={folder}")  # Ray's processes inherit RAY_TMPDIR
         assert done.stdout.strip().splitlines()[-1:] == ["KeyboardInterrupt"], done.stderr[-3000:]
         assert not left and os.listdir(folder) == []
     finally:
@@ -562,8 +571,5 @@ def test_check_head_against_a_real_token_protected_head():
                 os.killpg(head.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 head.wait(timeout=20)
-        for pid in filter(str.isdigit, os.listdir("/proc")):  # Ray's processes that outlived `ray start`
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/environ", "rb") as environ:
-                if f"TFNAS_TEST_HEAD={marker}".encode() in environ.read():
-                    os.kill(int(pid), signal.SIGKILL)
+        kill_processes_with_env(f"TFNAS_TEST_HEAD={marker}")  # Ray's processes that outlived `ray start`
         shutil.rmtree(folder, ignore_errors=True)
