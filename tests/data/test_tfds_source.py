@@ -2,6 +2,7 @@
 generates random examples from the dataset's feature spec, offline) and the fast offline failure."""
 
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -86,6 +87,17 @@ def test_download_false_on_empty_dir_fails_fast(tmp_path):
     assert str(tmp_path) in message
     assert "tfds.load('cifar10')" in message
     assert "data_dir" in message and "download = false" in message
+
+
+def test_a_dataset_not_prepared_leaves_nothing_in_the_temp_folder(tmp_path, monkeypatch):
+    # tfds' DatasetInfo.initialize_from_bucket made an empty tmpXXXXtfds folder per run and kept it
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    with pytest.raises(DatasetNotFoundError):
+        load_dataset("cifar10", split="train", data_dir=str(tmp_path / "tfds"), download="false")
+    assert os.listdir(temp) == []
+    assert tempfile.tempdir == str(temp)  # put back
 
 
 def test_auto_with_offline_env_fails_fast(tmp_path, monkeypatch):

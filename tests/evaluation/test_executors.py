@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import warnings
@@ -13,8 +14,8 @@ import warnings
 import numpy as np
 import pytest
 
-from tests.evaluation.executor_jobs import (AlwaysDie, DeviceEnv, DieOnce, NoisySquare, OnednnState, SleepFor,
-                                            TensorflowState, noisy_items)
+from tests.evaluation.executor_jobs import (AlwaysDie, Autographed, DeviceEnv, DieOnce, NoisySquare, OnednnState,
+                                            SleepFor, TensorflowState, noisy_items)
 from tfnas.evaluation.executors import (ExecutorError, Failed, LocalExecutor, ProcessExecutor, chunk_ranges,
                                         make_executor, prepare_job, resolve_workers)
 
@@ -97,6 +98,23 @@ def test_an_error_leaving_the_pools_block_does_not_wait_for_running_items():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     del results
+
+
+def test_workers_stopped_early_leave_nothing_in_the_temp_folder(tmp_path, monkeypatch):
+    """A pool stopped early (Ctrl-C, an error, a dead worker) terminates its workers, which never run
+    TensorFlow's exit handlers: the files AutoGraph had written to the temp folder stayed there."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))  # the spawned worker's temp folder ...
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # ... and this process's
+    pool = ProcessExecutor(1)
+    try:
+        assert pool.map(Autographed(), [1, 2]) == [2, 4]
+        assert any(name.startswith("__autograph_generated_file") for _, _, files in os.walk(temp) for name in files)
+        pool._kill()  # what Ctrl-C or a dead worker does: SIGTERM
+        assert os.listdir(temp) == []
+    finally:
+        pool.close()
 
 
 def test_workers_run_tensorflow_with_the_parents_onednn_setting(monkeypatch):

@@ -16,7 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.evaluation.executor_jobs import DieOnce, Niceness, NoisySquare, SleepFor, TensorflowState, noisy_items
+from tests.evaluation.executor_jobs import (DieOnce, Niceness, NoisySquare, SleepFor, TempFolder, TensorflowState,
+                                          noisy_items)
 from tfnas.evaluation.executors import Failed, LocalExecutor
 
 ray = pytest.importorskip("ray")
@@ -111,10 +112,15 @@ def test_ray_imap_closed_after_its_last_result_keeps_its_actors(ray_executor):
 
 
 def test_ray_restarts_a_dead_actor_and_retries_its_task(ray_executor, tmp_path):
+    folders = set(ray_executor.map(TempFolder(), list(range(8))))
+    assert len(folders) == 2  # one per actor, inside the instance's Ray folder (not the system's temp folder)
+    assert {os.path.dirname(f) for f in folders} == {ray_executor._actor_root}
     marker = str(tmp_path / "died")
     out = ray_executor.map(DieOnce(marker, victim=2), list(range(6)))
     assert os.path.exists(marker)
     assert out == [x + 1 for x in range(6)]
+    # the restarted actor took over its dead predecessor's temp folder: a killed actor's folder stayed behind
+    assert set(ray_executor.map(TempFolder(), list(range(8)))) == folders
 
 
 def test_a_worker_that_dies_too_often_is_one_line_naming_why(ray_executor, tmp_path):
@@ -413,7 +419,7 @@ from tests.evaluation.executor_jobs import Autographed
 from tfnas.evaluation.ray_executor import RayExecutor
 pool = RayExecutor(2, init_kwargs={"object_store_memory": 80 * 1024 ** 2})
 assert pool.map(Autographed(), [1, 2, 3, 4]) == [2, 4, 6, 8]
-actors = os.path.join(pool._temp_dir, "actors")  # inside the instance's folder, which goes even after Ctrl-C
+actors = os.path.join(pool._temp_dir, "tfnas-actors")  # inside the instance's folder, which goes even after Ctrl-C
 print(sorted(name for folder in os.listdir(actors) for name in os.listdir(os.path.join(actors, folder))))
 pool.close()
 """
@@ -507,6 +513,9 @@ def test_a_temp_folder_ray_cannot_use_is_named_with_where_it_comes_from(monkeypa
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kwargs: pytest.fail("Ray was started"))
+    # nothing was started, so nothing is stopped (this stopped the module's instance, and a later call on an
+    # actor started a new one, whose files stayed in the temp folder)
+    monkeypatch.setattr(ray, "shutdown", lambda **kwargs: pytest.fail("Ray was stopped"))
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "missing"))
     with pytest.raises(OSError, match="cannot make Ray's session folder there .*; it comes from RAY_TMPDIR") as err:
         RayExecutor(2)

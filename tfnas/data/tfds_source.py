@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import urllib.parse
 import urllib.request
@@ -177,6 +178,18 @@ def offline_by_env() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def _builder(tfds_name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+    """``tfds.builder``, without the empty folder it leaves in the temp folder for a dataset that is
+    not prepared (``DatasetInfo.initialize_from_bucket`` makes one, even with its GCS bucket off, and
+    never removes it: one ``tmpXXXXtfds`` per run). Its temp files go to a folder removed here."""
+    with tempfile.TemporaryDirectory(prefix="tfnas-tfds-") as scratch:
+        saved, tempfile.tempdir = tempfile.tempdir, scratch
+        try:
+            return tfds.builder(tfds_name, data_dir=data_dir or None)
+        finally:
+            tempfile.tempdir = saved
+
+
 class TfdsSource(DatasetSource):
     """A tfds dataset with fixed train/eval splits.
 
@@ -242,7 +255,7 @@ class TfdsSource(DatasetSource):
         """See :meth:`DatasetSource.load`; yields ``(uint8 [H, W, 3], int64 [])`` in file order."""
         check_split(split)
         check_download(download)
-        builder = tfds.builder(self.tfds_name, data_dir=data_dir or None)
+        builder = _builder(self.tfds_name, data_dir)
         tfds_split = self.train_split if split == "train" else self.eval_split
         ds = self._read(builder, tfds_split)
         if ds is None:

@@ -29,20 +29,23 @@ import logging
 import math
 import os
 import pickle
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 from tfnas.checks import check_int
-from tfnas.evaluation.gpus import GPU_GROWTH_ENV, share_gpus_with_workers, visible_gpu_ids
+from tfnas.evaluation.gpus import (GPU_GROWTH_ENV, cpu_count, resolve_workers, share_gpus_with_workers,
+                                   visible_gpu_ids, warn_oversubscribed)
 from tfnas.lru import LRUCache
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorError", "Failed", "Job", "LocalExecutor", "PreparedJob",
-           "ProcessExecutor", "cpu_count", "make_executor", "prepare_job"]
+           "ProcessExecutor", "cpu_count", "make_executor", "prepare_job", "resolve_workers"]
 
 EXECUTORS = ("local", "process", "ray")
 
@@ -77,14 +80,6 @@ class Job(abc.ABC):
     @abc.abstractmethod
     def build(self) -> Callable[[Sequence[Any]], List[Any]]:
         """The evaluation function of this job."""
-
-
-def cpu_count() -> int:
-    """CPU cores this process may use (the affinity mask where the platform has one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _evaluate_each(run: Callable[[Sequence[Any]], List[Any]], items: Sequence[Any]) -> List[Any]:
@@ -204,7 +199,8 @@ def parent_onednn() -> str:
     return os.environ.get(ONEDNN_ENV, "")
 
 
-def init_worker(threads: int, onednn: str = "", gpus: Sequence[str] = (), slots: Any = None) -> None:
+def init_worker(threads: int, onednn: str = "", gpus: Sequence[str] = (), slots: Any = None,
+                temp_root: str = "") -> None:
     """Prepares a fresh worker process: Ctrl-C left to the parent (which stops the workers), the
     parent's oneDNN setting ``onednn`` (:func:`parent_onednn`; ``""`` = this process's environment),
     TensorFlow's C++ log lines off unless the user set them, and ``threads`` TensorFlow intra-op
@@ -214,7 +210,11 @@ def init_worker(threads: int, onednn: str = "", gpus: Sequence[str] = (), slots:
     With ``gpus`` (the parent's GPU ids, :func:`visible_gpu_ids`) the worker sees one of them only:
     the ``k``-th worker to start (``slots``, a shared counter) takes ``gpus[k % len(gpus)]``. Every
     worker's TensorFlow takes GPU memory as it needs it (``TF_FORCE_GPU_ALLOW_GROWTH``; by default
-    it would take all of it, and a second worker on the GPU, or the parent, would find none)."""
+    it would take all of it, and a second worker on the GPU, or the parent, would find none).
+
+    With ``temp_root`` the worker's temp files (AutoGraph's converted functions, which TensorFlow
+    removes only at a normal exit, not when a stopped pool's worker is terminated) go to a folder of
+    its own inside it; the pool removes ``temp_root`` when its workers have ended."""
     import threading
 
     global _WORKER_THREADS
@@ -230,6 +230,8 @@ def init_worker(threads: int, onednn: str = "", gpus: Sequence[str] = (), slots:
             slots.value += 1
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus[k % len(gpus)])
     _WORKER_THREADS = int(threads)
+    if temp_root:
+        tempfile.tempdir = tempfile.mkdtemp(prefix="worker-", dir=temp_root)
 
 
 def load_tensorflow() -> None:
@@ -313,6 +315,7 @@ class ProcessExecutor(Executor):
         self.max_restarts = check_int(max_restarts, "max_restarts", "ProcessExecutor", low=0)
         self.restarts = 0
         self._pool: Any = None
+        self._temp_dir = ""  # the workers' temp files, removed when they have ended (init_worker)
 
     def _start(self) -> Any:
         if self._pool is None:
@@ -321,8 +324,10 @@ class ProcessExecutor(Executor):
 
             context = multiprocessing.get_context("spawn")
             slots = context.Value("i", 0)  # each worker of this pool takes the next GPU of self.gpus
+            self._temp_dir = tempfile.mkdtemp(prefix="tfnas-pool-")
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=init_worker,
-                                             initargs=(self.threads, parent_onednn(), self.gpus, slots))
+                                             initargs=(self.threads, parent_onednn(), self.gpus, slots,
+                                                       self._temp_dir))
         return self._pool
 
     def map(self, job: "Job | PreparedJob", items: Sequence[Any]) -> List[Any]:
@@ -387,37 +392,23 @@ class ProcessExecutor(Executor):
             if proc.is_alive():
                 proc.kill()
         pool.shutdown(wait=True, cancel_futures=True)
+        self._remove_temp_dir()
 
     def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        self._remove_temp_dir()
+
+    def _remove_temp_dir(self) -> None:
+        folder, self._temp_dir = self._temp_dir, ""
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def __exit__(self, *exc: Any) -> None:
         if exc[0] is not None:  # Ctrl-C or an error in the caller: items still running are not waited for
             self._kill()
         self.close()
-
-
-def resolve_workers(workers: int, gpus: int = 0) -> int:
-    """``[run] workers``: ``0`` means one per GPU when GPUs are visible, else one per CPU core."""
-    if workers > 0:
-        return workers
-    return gpus if gpus > 0 else cpu_count()
-
-
-def _warn_oversubscribed(workers: int, threads: int = 0) -> None:
-    """A warning for far more worker processes on this machine than it has cores: each starts its own
-    TensorFlow (about 0.5 GB) and they take turns on the cores (64 workers on 2 cores measured 10x
-    slower than one process, docs/SCALING.md); or for far more threads set for them than cores."""
-    cores = cpu_count()
-    if workers > 2 * cores:
-        logger.warning("[run] workers = %d on %d CPU core(s): each worker process holds its own TensorFlow (about "
-                       "0.5 GB) and they share the cores, so this is slower than workers = %d", workers, cores, cores)
-    elif threads > 0 and workers * threads > 2 * cores:
-        logger.warning("[run] worker_threads = %d for %d workers on %d CPU core(s): their %d TensorFlow threads take "
-                       "turns on the cores; worker_threads = %d gives each worker its share", threads, workers, cores,
-                       workers * threads, max(1, cores // workers))
 
 
 def make_executor(name: str, workers: int = 0, *, threads: int = 0, address: str = "local",
@@ -434,7 +425,7 @@ def make_executor(name: str, workers: int = 0, *, threads: int = 0, address: str
         if gpus:
             logger.info("process executor: %d worker(s) over GPU(s) %s", workers, ", ".join(gpus))
     if name in ("process", "ray") and (name == "process" or address == "local"):
-        _warn_oversubscribed(resolve_workers(workers), threads)
+        warn_oversubscribed(resolve_workers(workers), threads)
     if name == "process":
         return ProcessExecutor(workers, threads=threads, gpus=gpus or ())
     if name == "ray":

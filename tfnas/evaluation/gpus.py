@@ -1,4 +1,4 @@
-"""GPUs for worker processes: which ones this process sees, and how workers share them.
+"""Cores and GPUs for worker processes: how many workers, which GPUs this process sees, how workers share them.
 
 TensorFlow takes all the memory of every GPU it sees when it starts, so workers that share a
 machine's GPUs (with each other, or with the process that started them) are given one GPU each
@@ -8,15 +8,19 @@ Imports no TensorFlow until :func:`visible_gpu_ids` is called.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
 from typing import Tuple
 
-__all__ = ["GPU_GROWTH_ENV", "gpus_per_actor", "share_gpus_with_workers", "visible_gpu_ids"]
+__all__ = ["GPU_GROWTH_ENV", "cpu_count", "gpus_per_actor", "resolve_workers", "share_gpus_with_workers",
+           "visible_gpu_ids", "warn_oversubscribed"]
 
 #: TensorFlow's switch for taking GPU memory as needed instead of all of it at start-up.
 GPU_GROWTH_ENV = "TF_FORCE_GPU_ALLOW_GROWTH"
+
+logger = logging.getLogger(__name__)
 
 
 def visible_gpu_ids() -> Tuple[str, ...]:
@@ -60,3 +64,32 @@ def share_gpus_with_workers(executor: str) -> None:
                 tf.config.experimental.set_memory_growth(gpu, True)
             except (RuntimeError, ValueError):  # TensorFlow has already set up its GPUs: too late to change
                 pass
+
+
+def cpu_count() -> int:
+    """CPU cores this process may use (the affinity mask where the platform has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_workers(workers: int, gpus: int = 0) -> int:
+    """``[run] workers``: ``0`` means one per GPU when GPUs are visible, else one per CPU core."""
+    if workers > 0:
+        return workers
+    return gpus if gpus > 0 else cpu_count()
+
+
+def warn_oversubscribed(workers: int, threads: int = 0) -> None:
+    """A warning for far more worker processes on this machine than it has cores: each starts its own
+    TensorFlow (about 0.5 GB) and they take turns on the cores (64 workers on 2 cores measured 10x
+    slower than one process, docs/SCALING.md); or for far more threads set for them than cores."""
+    cores = cpu_count()
+    if workers > 2 * cores:
+        logger.warning("[run] workers = %d on %d CPU core(s): each worker process holds its own TensorFlow (about "
+                       "0.5 GB) and they share the cores, so this is slower than workers = %d", workers, cores, cores)
+    elif threads > 0 and workers * threads > 2 * cores:
+        logger.warning("[run] worker_threads = %d for %d workers on %d CPU core(s): their %d TensorFlow threads take "
+                       "turns on the cores; worker_threads = %d gives each worker its share", threads, workers, cores,
+                       workers * threads, max(1, cores // workers))

@@ -120,11 +120,17 @@ class _Worker:
     def __init__(self, threads: int, onednn: str = "", temp_root: Optional[str] = None):
         # What this actor's TensorFlow writes to the temp folder (AutoGraph's converted functions, which
         # it removes at a normal exit, and a killed actor never has one) goes to a folder of its own:
-        # inside a private instance's folder (removed with it, also after Ctrl-C), else in the temp folder
-        # of the actor's machine, removed by remove_temp_dir before the actor is killed at the end.
-        if temp_root:
-            os.makedirs(temp_root, exist_ok=True)
-        self._temp_dir = tempfile.tempdir = tempfile.mkdtemp(prefix="tfnas-actor-", dir=temp_root or None)
+        # inside a private instance's Ray folder (removed with the instance, also after Ctrl-C), else in
+        # the Ray session folder of the actor's machine (with Ray's own files), removed by remove_temp_dir
+        # before the actor is killed at the end. It is named by the actor's id, so an actor Ray restarts
+        # after a death takes over (and empties) the folder of its dead predecessor.
+        import ray
+
+        root = temp_root or _session_dir() or tempfile.gettempdir()
+        self._temp_dir = os.path.join(root, f"tfnas-actor-{ray.get_runtime_context().get_actor_id()}")
+        shutil.rmtree(self._temp_dir, ignore_errors=True)
+        os.makedirs(self._temp_dir, mode=0o700)
+        tempfile.tempdir = self._temp_dir
         init_worker(threads, onednn)
 
     def remove_temp_dir(self) -> None:
@@ -132,6 +138,16 @@ class _Worker:
 
     def run(self, key: str, payload: bytes, items: Sequence[Any], tensorflow: bool = True) -> List[Any]:
         return run_chunk(key, payload, items, tensorflow)
+
+
+def _session_dir() -> str:
+    """The Ray session folder of this worker's machine (``""`` where Ray does not say)."""
+    try:
+        import ray
+
+        return str(ray._private.worker.global_worker.node.get_session_dir_path())
+    except Exception:  # another Ray layout
+        return ""
 
 
 def _ray_temp_root() -> Optional[str]:
@@ -169,6 +185,7 @@ class RayExecutor(Executor):
         self._ray = ray
         self._owns = False
         self._temp_dir = ""
+        self._actor_root = ""  # where the actors of a private instance keep their temp folders
         self._own_token = False
         self.threads = max(0, int(threads))
         cpus = max(1, self.threads)
@@ -194,7 +211,6 @@ class RayExecutor(Executor):
             # cores share them, as the process pool's do), so every actor starts.
             kwargs.update(address="local", num_cpus=max(cpu_count(), max(1, workers) * cpus))
             kwargs.update(init_kwargs or {})
-            self._owns = True
             if "_temp_dir" not in kwargs:  # its session files go with the instance, not left behind
                 root = _ray_temp_root()
                 try:
@@ -203,6 +219,8 @@ class RayExecutor(Executor):
                     raise OSError(exc.errno, f"cannot make Ray's session folder there ({exc.strerror}); it comes "
                                   f"from RAY_TMPDIR, else TMPDIR (Linux), else the system's temp folder",
                                   root or tempfile.gettempdir()) from exc
+            # inside Ray's folder (also one given in init_kwargs), removed at the end
+            self._actor_root = os.path.join(kwargs["_temp_dir"], "tfnas-actors")
             self._own_token = use_process_token()
             if "RAY_worker_niceness" not in os.environ:  # Ray runs its workers at nice 15 by default
                 kwargs["_system_config"] = {"worker_niceness": 0, **kwargs.get("_system_config", {})}
@@ -212,6 +230,7 @@ class RayExecutor(Executor):
                 check_reachable(address)
                 if not address.startswith("ray://"):  # (a Ray Client server is not a GCS)
                     check_head(address)
+        self._owns = address == "local"  # from here on, a failed start may have left Ray's processes running
         try:
             ray.init(**kwargs)
         except (OSError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
@@ -255,7 +274,7 @@ class RayExecutor(Executor):
         """Starts the actors (again, after :meth:`_stop_actors`)."""
         if not self._actors:
             onednn = parent_onednn()  # actors compute what this process computes
-            root = os.path.join(self._temp_dir, "actors") if self._temp_dir else None
+            root = self._actor_root or None
             self._actors = [self._remote.remote(self.threads, onednn, root) for _ in range(self.workers)]
 
     def _stop_actors(self, idle: bool = False) -> None:
@@ -264,6 +283,8 @@ class RayExecutor(Executor):
         per run; an actor still running a task would remove it only after the task)."""
         ray = self._ray
         actors, self._actors = getattr(self, "_actors", []), []
+        if not ray.is_initialized():  # (a call on an actor would start a new Ray instance)
+            return
         if idle and actors:
             with contextlib.suppress(Exception):
                 ray.wait([actor.remove_temp_dir.remote() for actor in actors], num_returns=len(actors), timeout=5)
@@ -342,6 +363,7 @@ class RayExecutor(Executor):
             self._own_token = False
 
     def _remove_temp_dir(self) -> None:
-        if self._temp_dir:
-            shutil.rmtree(self._temp_dir, ignore_errors=True)  # a Ray helper still exiting may hold a file
-            self._temp_dir = ""
+        for folder in (self._actor_root, self._temp_dir):  # (the first is inside the second unless given)
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)  # a Ray helper still exiting may hold a file
+        self._actor_root = self._temp_dir = ""
