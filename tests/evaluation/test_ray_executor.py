@@ -571,6 +571,7 @@ def test_check_head_against_a_real_token_protected_head():
             done = subprocess.run([sys.executable, "-c", _CHECK_HEAD, f"127.0.0.1:{port}"], cwd=ROOT,
                                   env=dict(env, **extra), capture_output=True, text=True, timeout=60)
             seen[case] = done.stdout.strip().splitlines()[-1:]
+            assert not done.stderr.strip(), (case, done.stderr)  # Ray's C++ client logged its refusal too
         assert "this process sends none" in seen["none"][0], seen
         assert "refused this process' token" in seen["wrong"][0], seen
         assert seen["right"] == ["accepted"], seen

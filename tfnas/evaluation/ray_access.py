@@ -11,10 +11,12 @@ process' port does, or the head refuses this process' token (or its lack of one)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
-from typing import Any, List
+import sys
+from typing import Any, Iterator, List
 
 from tfnas.evaluation.executors import ExecutorError
 
@@ -100,7 +102,8 @@ def check_head(address: str) -> None:
     except ImportError:  # another Ray layout: ray.init says what it says
         return
     try:
-        GcsClient(address=address)
+        with _stderr_discarded():  # Ray's C++ client logs a refusal, in words the errors below put better
+            GcsClient(address=address)
     except RpcError as exc:
         if getattr(exc, "rpc_code", None) == 12:  # gRPC's UNIMPLEMENTED: no GCS service there
             raise ExecutorError(f"[run] ray_address = {address}: a gRPC server answers there, but not a Ray head "
@@ -113,6 +116,20 @@ def check_head(address: str) -> None:
                             f"{refused}; {TOKEN_HELP}") from None
     except Exception:  # anything else: ray.init retries and says
         return
+
+
+@contextlib.contextmanager
+def _stderr_discarded() -> Iterator[None]:
+    """The process' standard error (file descriptor 2, where C++ code writes) goes nowhere meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def refused_token(exc: BaseException) -> bool:
