@@ -365,7 +365,7 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys):
 
     assert run_guarded(interrupted, verbose=False) == 130
     err = capsys.readouterr().err
-    assert err.startswith("interrupted: ") and "rerun the same command to resume" in err and "Traceback" not in err
+    assert err.startswith("interrupted: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
     with pytest.raises(KeyboardInterrupt):  # -v keeps the traceback
         run_guarded(interrupted, verbose=True)
 

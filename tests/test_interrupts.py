@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tfnas.cli import INTERRUPTED, INTERRUPTED_LINE, run_guarded
+from tfnas.cli import INTERRUPTED, INTERRUPTED_LINE, NOTHING_SAVED_LINE, run_guarded
 from tfnas.interrupts import interrupts_kept
 
 
@@ -73,7 +73,32 @@ def test_the_command_line_reports_a_swallowed_or_replaced_interrupt_as_interrupt
 
     for fn in (finishes_anyway, replaced):
         assert run_guarded(fn, verbose=False) == INTERRUPTED, fn.__name__
-        assert capsys.readouterr().err.strip().splitlines()[-1] == INTERRUPTED_LINE
+        # (no run directory was opened: nothing to resume)
+        assert capsys.readouterr().err.strip().splitlines()[-1] == NOTHING_SAVED_LINE
+
+
+def test_ctrl_c_before_a_run_directory_was_opened_does_not_promise_a_resume(capsys, tmp_path):
+    """A Ctrl-C while TensorFlow or a dataset loaded said "what finished is saved; rerun the same command
+    to resume", and nothing existed; one after a run directory was opened (and kept) still says so."""
+    from tfnas.config import load_config
+    from tfnas.run.rundir import RunDir
+
+    def loading():
+        raise KeyboardInterrupt
+
+    def saved():
+        with RunDir(load_config(None, [f"run.out_dir={tmp_path / 'run'}"])) as run_dir:
+            run_dir.store.write_text("history.csv", "x")
+            raise KeyboardInterrupt
+
+    assert run_guarded(loading, verbose=False) == INTERRUPTED
+    assert capsys.readouterr().err.strip() == NOTHING_SAVED_LINE
+    assert run_guarded(saved, verbose=False) == INTERRUPTED
+    assert capsys.readouterr().err.strip() == INTERRUPTED_LINE
+    assert run_guarded(loading, verbose=False) == INTERRUPTED  # (counted per call, not per process)
+    assert capsys.readouterr().err.strip() == NOTHING_SAVED_LINE
+    assert run_guarded(loading, verbose=False, interrupted="interrupted: mine") == INTERRUPTED  # a tool's own line
+    assert capsys.readouterr().err.strip() == "interrupted: mine"
 
 
 def test_an_ignored_sigint_is_left_alone():

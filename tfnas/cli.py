@@ -95,6 +95,12 @@ INTERRUPTED_LINE = "interrupted: what finished is saved; rerun the same command 
 NOTHING_SAVED_LINE = "interrupted: stopped before anything was saved; rerunning the command starts afresh"
 
 
+def _run_dirs_opened() -> int:
+    """How many run directories this process has opened (:class:`tfnas.run.rundir.RunDir`)."""
+    rundir = sys.modules.get("tfnas.run.rundir")
+    return rundir.RunDir.opened if rundir is not None else 0
+
+
 def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
     """Runs ``fn()`` inside the command line's one error boundary (see :class:`_Expected`).
 
@@ -106,13 +112,15 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
     """
     from tfnas.interrupts import interrupts_kept
 
+    opened = _run_dirs_opened()
     try:
         with interrupts_kept():
             return fn()
     except KeyboardInterrupt as stop:
         if verbose:
             raise
-        if getattr(stop, "tfnas_nothing_saved", False):  # stopped before the run directory held anything
+        # stopped before the run directory held anything, or before one was opened (e.g. while loading)
+        if interrupted == INTERRUPTED_LINE and getattr(stop, "tfnas_nothing_saved", _run_dirs_opened() == opened):
             interrupted = NOTHING_SAVED_LINE
         print(interrupted, file=sys.stderr)
         return INTERRUPTED

@@ -176,6 +176,9 @@ class RunDir:
     leaves it as it found it (a new one is removed).
     """
 
+    #: run directories opened in this process (the command line's Ctrl-C line says whether one was)
+    opened = 0
+
     def __init__(self, cfg: Config, ignore: Iterable[Tuple[str, str]] = (), ignore_sections: Iterable[str] = ()):
         self.cfg = cfg
         self.path = cfg.out_dir
@@ -235,6 +238,7 @@ class RunDir:
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else exc.strerror  # tfnas.io's strerror names the file
             raise RunDirAccessError(f"{self.path}: cannot write {CONFIG_FILE} ({reason})") from None
+        RunDir.opened += 1
         return self
 
     def _lock(self) -> None:
