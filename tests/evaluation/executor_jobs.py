@@ -180,6 +180,23 @@ def count_pool_batches(monkeypatch, executor_cls: Any = None) -> List[int]:
     return batches
 
 
+def count_worker_items(monkeypatch, executor_cls: Any = None) -> List[int]:
+    """Patches the chunk dispatch of ``executor_cls`` (default :class:`ProcessExecutor`; its ``map`` and
+    ``imap`` both go through it) to record how many items every batch sends to the workers."""
+    from tfnas.evaluation.executors import ProcessExecutor
+
+    executor_cls = ProcessExecutor if executor_cls is None else executor_cls
+    sent: List[int] = []
+    chunks = executor_cls._chunks
+
+    def counting_chunks(self, prepared, items, ranges):
+        sent.append(len(items))
+        return chunks(self, prepared, items, ranges)
+
+    monkeypatch.setattr(executor_cls, "_chunks", counting_chunks)
+    return sent
+
+
 class OnednnState(Job):
     """``item -> whether TensorFlow runs with oneDNN's kernels in the worker``."""
 

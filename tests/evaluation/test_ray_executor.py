@@ -140,12 +140,15 @@ def test_a_worker_that_dies_too_often_is_one_line_naming_why(ray_executor, tmp_p
     assert ray.is_initialized()  # the instance is the fixture's: left running
 
 
-def test_batched_evolution_on_ray_equals_the_local_search(ray_executor, tmp_path):
+def test_batched_evolution_on_ray_equals_the_local_search(ray_executor, tmp_path, monkeypatch):
     """``[run] executor = ray`` joins the running instance (the fixture's) and leaves it running."""
+    from tests.evaluation.executor_jobs import count_worker_items
     from tests.methods.test_evolution_parallel import outcome, sets
     from tfnas.config import load_config
+    from tfnas.evaluation.ray_executor import RayExecutor
     from tfnas.run.search import run_search
 
+    sent = count_worker_items(monkeypatch, RayExecutor)
     runs = {}
     for executor in ("local", "ray"):
         run_search(load_config("cfg/zen_cifar10_1M.cfg", sets(tmp_path / executor, f"run.executor={executor}",
@@ -154,6 +157,7 @@ def test_batched_evolution_on_ray_equals_the_local_search(ray_executor, tmp_path
     assert ray.is_initialized()
     assert runs["ray"][:3] == runs["local"][:3] and runs["local"][2] > 0
     assert runs["ray"][3].equals(runs["local"][3])
+    assert sum(sent) == runs["ray"][2]  # every candidate went to the actors
 
 
 @pytest.mark.slow  # ~70 s on 2 cores, most of it tracing the supernet's steps here and on the actor

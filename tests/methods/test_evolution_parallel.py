@@ -26,8 +26,11 @@ def outcome(out_dir):
     return result["best_arch"], result["score"], result["extra"]["scored"], history
 
 
-def test_local_and_process_pool_give_the_same_search(tmp_path):
+def test_local_and_process_pool_give_the_same_search(tmp_path, monkeypatch):
     """(Ray gives the same search too: tests/evaluation/test_ray_executor.py, where Ray runs.)"""
+    from tests.evaluation.executor_jobs import count_worker_items
+
+    sent = count_worker_items(monkeypatch)
     runs = {}
     for executor in ("local", "process"):
         out = tmp_path / executor
@@ -35,6 +38,7 @@ def test_local_and_process_pool_give_the_same_search(tmp_path):
         runs[executor] = outcome(out)
     arch, score, scored, history = runs["process"]
     assert scored > 0 and (arch, score, scored) == runs["local"][:3]
+    assert sum(sent) == scored  # every candidate went to the pool's workers (none when local)
     pd.testing.assert_frame_equal(history, runs["local"][3])
 
 

@@ -169,12 +169,32 @@ def test_rankings_during_the_search_are_scored_after_it(tmp_path):
     points = scalars(str(tmp_path / "tensorboard" / "search" / "repeat_0"))["ranking_spearman/budget_20"]
     assert [s for s, _ in points] == bts_epochs(8, 3)
     np.testing.assert_allclose([v for _, v in points], rho, rtol=1e-4)
-    # an observation is scored against the whole table's accuracies of exactly the cells it ranked
-    session = Nb201Benchmark().session("cifar100", 0)
-    session.observe(4, [3, 1, 2], [0.3, 0.1, 0.2])
-    truth = Nb201Benchmark().ground_truth("cifar100")
-    (step, cells, scores), = session.observations
-    assert step == 4 and session.queries == 0
-    assert spearman(scores, truth[cells]) == pytest.approx(spearman([0.3, 0.1, 0.2], truth[[3, 1, 2]]))
+    # each observation is scored by the run layer against the table's accuracies of exactly the cells it
+    # ranked: a ranking in their order scores 1, the reverse -1, and one of the whole table's order over
+    # other cells something else
+    from types import SimpleNamespace
+
+    from tfnas.run.sweep import RecordContext
+
+    benchmark = Nb201Benchmark()
+    truth = benchmark.ground_truth("cifar100")
+    cells = [3, 1, 2, 500, 7000, 12]
+    other = [8, 9, 10, 11, 13, 14]
+
+    def run(session, budget, rng):
+        session.observe(4, cells, truth[cells])
+        session.observe(6, cells, -truth[cells])
+        session.observe(9, cells, truth[other])
+        assert session.queries == 0  # observing is not querying
+        return SimpleNamespace(best_index=cells[0], scores=None, ec_evals=0, extra={})
+
+    method = SimpleNamespace(label="m", run=run)
+    context = RecordContext(space=SimpleNamespace(from_index=lambda i: i, encode=str), benchmark=benchmark,
+                            method=method, dataset="cifar100", truth=truth, optimum=float(truth.max()),
+                            constrained=None, config_id="x")
+    scored = context.record(0, 20, 0)
+    assert scored.extra["ranking_steps"] == [4, 6, 9]
+    assert scored.extra["ranking_spearman"][:2] == [1.0, -1.0]
+    assert scored.extra["ranking_spearman"][2] == pytest.approx(spearman(truth[other], truth[cells]), abs=1e-4)
     with pytest.raises(ValueError, match="observe"):
-        session.observe(0, [1, 2], [0.5])
+        benchmark.session("cifar100", 0).observe(0, [1, 2], [0.5])

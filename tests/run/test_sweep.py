@@ -119,6 +119,38 @@ def test_every_predictor_cfg_runs_tiny(tmp_path, cfg):
     assert record.top100_acc >= record.top10_acc >= record.top1_acc
 
 
+def test_a_records_ranking_metrics_score_the_methods_ranking_against_the_truth():
+    """The sweep's tests ran whole searches and checked only that Spearman lies in [-1, 1]: a record that
+    scored the ranking upside down passed them."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from tfnas.run.sweep import evaluate_result
+
+    rng = np.random.default_rng(0)
+    truth = rng.permutation(500) / 5.0  # distinct accuracies, so the ranks are unambiguous
+    space = SimpleNamespace(from_index=lambda i: i, encode=lambda arch: f"cell {arch}")
+    session = SimpleNamespace(queries=20, ec_evals=0)
+
+    def record(scores, best):
+        result = SimpleNamespace(best_index=best, scores=scores, ec_evals=0, extra={})
+        return evaluate_result("m", "cifar10", 20, 0, 0, session, result, space, truth, 1.0)
+
+    best = int(np.argmax(truth))
+    right = record(truth + 1000.0, best)  # a ranking in the truth's order, on another scale
+    assert (right.spearman, right.kendall) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert right.top10_acc == right.top100_acc == right.top1_acc == truth.max() and right.regret == 0.0
+    assert right.arch == f"cell {best}"
+    worst = int(np.argmin(truth))
+    wrong = record(-truth, worst)  # the reverse order
+    assert (wrong.spearman, wrong.kendall) == (pytest.approx(-1.0), pytest.approx(-1.0))
+    assert wrong.top10_acc == np.sort(truth)[9] and wrong.top100_acc == np.sort(truth)[99]
+    assert wrong.regret == truth.max() - truth.min()
+    half = record(np.where(truth > np.median(truth), 1.0, 0.0) + rng.random(500) * 1e-3, best)
+    assert 0.3 < half.spearman < 0.95  # ties broken at random inside each half: neither order
+
+
 def test_compare_merges_run_dirs(tmp_path):
     dirs = []
     for name, seed in (("a", 0), ("b", 1)):
