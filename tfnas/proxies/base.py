@@ -103,6 +103,15 @@ def build_for_scoring(space: Any, arch: Any, num_classes: int, input_shape: Tupl
     return space.build(arch, num_classes=num_classes, input_shape=input_shape, **options)
 
 
+def scored_network(model: Any) -> Any:
+    """The network a proxy scores for ``model``: where it has training-only parts that it can drop
+    (an ``inference_model()`` method: the DARTS network without its auxiliary head and DropPath, sharing
+    the weights), that inference network, else ``model``. An auxiliary head's parameters and activations
+    are no part of the network a proxy ranks (NASWOT counted its ReLUs, the params baseline its weights)."""
+    hook = getattr(model, "inference_model", None)
+    return hook() if callable(hook) else model
+
+
 def main_output(outputs: Any) -> Any:
     """The logits of a model call: the first element when the model returns a tuple or list.
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tfnas.proxies.base import Proxy, ProxyBatch, build_for_scoring
+from tfnas.proxies.base import Proxy, ProxyBatch, build_for_scoring, scored_network
 from tfnas.registry import register_proxy
 
 __all__ = ["FlopsProxy", "ParamsProxy", "RandomProxy", "count_macs", "count_params"]
@@ -99,7 +99,7 @@ class ParamsProxy(Proxy):
     name = "params"
 
     def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
-        return float(count_params(model))
+        return float(count_params(scored_network(model)))
 
     def score_arch(self, space: Any, arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
                    batch_size: int, rng: np.random.Generator) -> float:

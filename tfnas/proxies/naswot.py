@@ -30,7 +30,7 @@ from typing import Any, List
 import numpy as np
 import tensorflow as tf
 
-from tfnas.proxies.base import ProxyBatch
+from tfnas.proxies.base import ProxyBatch, scored_network
 from tfnas.proxies.gradients import BatchProxy, check_batch, preserved_variables
 from tfnas.registry import register_proxy
 
@@ -108,4 +108,4 @@ class NaswotProxy(BatchProxy):
 
     def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
         check_batch(batch, "naswot")
-        return log_abs_det(activation_kernel(relu_inputs(model, batch.images)))
+        return log_abs_det(activation_kernel(relu_inputs(scored_network(model), batch.images)))

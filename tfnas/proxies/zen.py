@@ -36,7 +36,7 @@ import keras
 import numpy as np
 
 from tfnas.checks import is_number
-from tfnas.proxies.base import Proxy, ProxyBatch, clone_model_for_scoring, is_graph_model
+from tfnas.proxies.base import Proxy, ProxyBatch, clone_model_for_scoring, is_graph_model, scored_network
 from tfnas.proxies.gradients import KERNEL_NAMES
 from tfnas.registry import register_proxy
 
@@ -123,7 +123,7 @@ def _scoring_clone(model: keras.Model, rng: Optional[np.random.Generator]) -> ke
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"Zen scores a keras.Model; got {type(model).__name__}")
-    clone = clone_model_for_scoring(model)
+    clone = clone_model_for_scoring(scored_network(model))
     clone.trainable = True
     if rng is not None:
         for variable in clone.weights:
