@@ -110,3 +110,50 @@ def test_an_ignored_sigint_is_left_alone():
         assert seen == [] and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+_TERMINATED_RUN = """
+import atexit, sys
+sys.path.insert(0, {root!r})
+atexit.register(lambda: open({marker!r}, "w").close())  # as TensorFlow's removal of AutoGraph's files
+from tests.evaluation.executor_jobs import Sleepy
+from tfnas.cli import exit_with, run_guarded
+from tfnas.evaluation.executors import ProcessExecutor
+
+def run():
+    with ProcessExecutor(2, chunk=1) as pool:
+        pool.map(Sleepy(60.0, {folder!r}), list(range(4)))
+    return 0
+
+exit_with(run_guarded(run, verbose=False))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_both_run_the_exit_handlers(tmp_path, signum):
+    """``kill PID`` (a scheduler's time limit) ended the process on the spot: its pool's workers ran on,
+    and TensorFlow's exit handlers (which remove AutoGraph's temp files) never ran; after Ctrl-C neither,
+    as the command line ends itself by SIGINT."""
+    import subprocess
+
+    from tests.evaluation.test_executors import _alive
+
+    script = _TERMINATED_RUN.format(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    marker=str(tmp_path / "exit-handlers-ran"), folder=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 90
+    while len(list(tmp_path.glob("worker-*"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    workers = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
+    assert len(workers) == 2, "workers did not start"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+    alive = [pid for pid in workers if _alive(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == -signum, err  # ended by the signal, as a shell expects
+    word = "terminated" if signum == signal.SIGTERM else "interrupted"
+    assert err.strip().splitlines()[-1] == f"{word}: stopped before anything was saved; rerunning the command " \
+                                           f"starts afresh", err
+    assert not alive and (tmp_path / "exit-handlers-ran").exists()

@@ -89,6 +89,7 @@ class _Expected:
 
 
 INTERRUPTED = 130  # the shell's exit status of a program stopped by SIGINT
+TERMINATED = 143  # ... and by SIGTERM
 
 
 INTERRUPTED_LINE = "interrupted: what finished is saved; rerun the same command to resume"
@@ -108,25 +109,35 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
     unavailable, 4 a file or folder that cannot be read or written, 5 the executor's workers could
     not finish); ``-v`` adds the traceback. A Ctrl-C is never lost
     (:func:`tfnas.interrupts.interrupts_kept`): one that a destructor swallowed is delivered again,
-    and an error it caused is reported as the interruption.
+    and an error it caused is reported as the interruption. SIGTERM stops the run as Ctrl-C does
+    (:func:`tfnas.interrupts.termination_as_interrupt`), with the exit status 143.
     """
-    from tfnas.interrupts import interrupts_kept
+    from tfnas.interrupts import interrupts_kept, termination_as_interrupt
 
     opened = _run_dirs_opened()
+    terminated: List[int] = []
+
+    def stopped(stop: Optional[BaseException]) -> int:
+        line = interrupted  # stopped before the run directory held anything, or before one was opened
+        if line == INTERRUPTED_LINE and getattr(stop, "tfnas_nothing_saved", _run_dirs_opened() == opened):
+            line = NOTHING_SAVED_LINE
+        if terminated:
+            line = line.replace("interrupted:", "terminated:", 1)
+        print(line, file=sys.stderr)
+        return TERMINATED if terminated else INTERRUPTED
+
     try:
-        with interrupts_kept():
+        with interrupts_kept(), termination_as_interrupt(terminated):
             return fn()
     except KeyboardInterrupt as stop:
         if verbose:
             raise
-        # stopped before the run directory held anything, or before one was opened (e.g. while loading)
-        if interrupted == INTERRUPTED_LINE and getattr(stop, "tfnas_nothing_saved", _run_dirs_opened() == opened):
-            interrupted = NOTHING_SAVED_LINE
-        print(interrupted, file=sys.stderr)
-        return INTERRUPTED
+        return stopped(stop)
     except ConfigError as exc:  # needs no lazy import: most common, and before TensorFlow loads
         return _report(exc, getattr(exc, "exit_code", 2), verbose)
     except Exception as exc:
+        if terminated and not verbose:  # an error the SIGTERM caused (it stopped a callback, a context manager)
+            return stopped(None)
         for kind, code in _Expected.types().items():
             if isinstance(exc, kind):
                 return _report(exc, code, verbose)
@@ -135,8 +146,7 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
         except KeyboardInterrupt:
             if verbose:
                 raise
-            print(interrupted, file=sys.stderr)
-            return INTERRUPTED
+            return stopped(None)
         if unreadable:
             return _report(unreadable, 2, verbose)
         message = out_of_memory_message(exc)
@@ -176,13 +186,21 @@ def _out_of_memory(exc: BaseException) -> str:
 
 
 def exit_with(code: int) -> None:
-    """Ends a tool with ``code``; after Ctrl-C (130) by SIGINT itself, so that a calling shell
-    loop or script stops too, as it would for a program without its own handler."""
-    if code == INTERRUPTED and hasattr(signal, "SIGINT") and os.name == "posix":
+    """Ends a tool with ``code``; after Ctrl-C (130) or SIGTERM (143) by that signal itself, so that a
+    calling shell loop or script stops too, as it would for a program without its own handler. The
+    exit handlers run first (a signal skips them, and TensorFlow's removes AutoGraph's temp files)."""
+    signum = {INTERRUPTED: "SIGINT", TERMINATED: "SIGTERM"}.get(code)
+    if signum is not None and hasattr(signal, signum) and os.name == "posix":
+        import atexit
+
         sys.stdout.flush()
         sys.stderr.flush()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
+        run_exit_handlers, clear = getattr(atexit, "_run_exitfuncs", None), getattr(atexit, "_clear", None)
+        if run_exit_handlers is not None and clear is not None:  # once (also if the signal below is blocked)
+            run_exit_handlers()
+            clear()
+        signal.signal(getattr(signal, signum), signal.SIG_DFL)
+        os.kill(os.getpid(), getattr(signal, signum))
     sys.exit(code)
 
 

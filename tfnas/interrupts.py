@@ -1,4 +1,4 @@
-"""Ctrl-C that is not lost on its way through TensorFlow, tqdm or any other destructor.
+"""Ctrl-C that is not lost on its way through TensorFlow, tqdm or any other destructor; SIGTERM as Ctrl-C.
 
 Python raises ``KeyboardInterrupt`` wherever the main thread is when SIGINT arrives. Inside a
 destructor (``tqdm.__del__``, TensorFlow's ``AtomicFunction.__del__``) the exception cannot
@@ -10,6 +10,9 @@ it may be replaced by another error (``Exiting device scope without proper scope
 sent again (``sys.unraisablehook``, then SIGINT after :data:`RESEND_DELAY_S`), so it lands in the
 block's own code, and a block that ends (normally or with another exception) after a Ctrl-C
 raises ``KeyboardInterrupt``.
+
+:func:`termination_as_interrupt` makes SIGTERM a :class:`Terminated` interruption (the same clean
+stop), and :func:`end_with_parent` ends a worker process with the process that started it.
 """
 
 from __future__ import annotations
@@ -75,3 +78,49 @@ def interrupts_kept() -> Iterator[List[int]]:
         signal.signal(signal.SIGINT, previous)
     if seen:  # the block ended as if nothing happened: the interrupt was swallowed on the way
         raise KeyboardInterrupt
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``: a scheduler's time limit, a container being stopped), raised in the main
+    thread by :func:`termination_as_interrupt` as the interruption it is."""
+
+
+@contextlib.contextmanager
+def termination_as_interrupt(seen: List[int]) -> Iterator[List[int]]:
+    """Within the block SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``), so a run stopped by
+    ``kill`` stops its workers, keeps what finished and removes its temporary files, as after Ctrl-C; by
+    default the process ended on the spot and left its pool's workers running. Each SIGTERM is appended
+    to ``seen``. Left alone off the main thread or where SIGTERM has a handler of its own."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield seen
+        return
+
+    def handler(signum, frame):
+        seen.append(signum)
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def end_with_parent() -> None:
+    """Linux: this process is sent SIGTERM when the process that started it ends, even by ``kill -9``;
+    a pool's worker ran on as an orphan (and the pool's resource tracker with it). Elsewhere nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import multiprocessing
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+            return
+    except (OSError, AttributeError):
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid != os.getppid():  # the parent ended before the call above
+        os.kill(os.getpid(), signal.SIGTERM)

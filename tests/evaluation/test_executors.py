@@ -253,3 +253,40 @@ def test_make_executor_and_worker_counts(caplog):
         make_executor("threads")
     with pytest.raises(ExecutorError, match="cannot be sent to worker processes"):
         prepare_job(NoisySquare.__new__(type("Local", (NoisySquare,), {})))
+
+
+_KILLED_PARENT = """
+import sys
+sys.path.insert(0, {root!r})
+from tests.evaluation.executor_jobs import Sleepy
+from tfnas.evaluation.executors import ProcessExecutor
+ProcessExecutor(2, chunk=1).map(Sleepy(60.0, {folder!r}), list(range(4)))
+"""
+
+
+def test_workers_end_with_their_parent_even_after_kill_9(tmp_path):
+    """A parent ended by a signal it cannot handle (SIGKILL: the out-of-memory killer, ``kill -9``) left its
+    workers running as orphans, each through its 60 s items and then waiting on a pipe for good."""
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_PARENT.format(root=ROOT, folder=str(tmp_path))])
+    deadline = time.time() + 90
+    while len(list(tmp_path.glob("worker-*"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    workers = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
+    assert len(workers) == 2, "workers did not start"
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.time() + 15
+    while time.time() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
+    alive = [pid for pid in workers if _alive(pid)]
+    for pid in alive:  # (not left behind by a failing test either)
+        os.kill(pid, signal.SIGKILL)
+    assert not alive
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False

@@ -210,16 +210,20 @@ def init_worker(threads: int, onednn: str = "", gpus: Sequence[str] = (), slots:
     With ``gpus`` (the parent's GPU ids, :func:`visible_gpu_ids`) the worker sees one of them only:
     the ``k``-th worker to start (``slots``, a shared counter) takes ``gpus[k % len(gpus)]``. Every
     worker's TensorFlow takes GPU memory as it needs it (``TF_FORCE_GPU_ALLOW_GROWTH``; by default
-    it would take all of it, and a second worker on the GPU, or the parent, would find none).
+    it would take all of it, and a second worker on the GPU, or the parent, would find none). The worker
+    ends when its parent does (:func:`tfnas.interrupts.end_with_parent`), even after ``kill -9``.
 
     With ``temp_root`` the worker's temp files (AutoGraph's converted functions, which TensorFlow
     removes only at a normal exit, not when a stopped pool's worker is terminated) go to a folder of
     its own inside it; the pool removes ``temp_root`` when its workers have ended."""
     import threading
 
+    from tfnas.interrupts import end_with_parent
+
     global _WORKER_THREADS
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    end_with_parent()
     if onednn:
         os.environ[ONEDNN_ENV] = onednn
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

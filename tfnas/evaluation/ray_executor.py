@@ -102,6 +102,22 @@ def _shutdown(ray: Any) -> None:
         ray.shutdown()
 
 
+@contextlib.contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """The block's SIGTERM handler is put back after it: ``ray.init`` installs Ray's own in the driver
+    (a stack dump, then SIGABRT), which replaced the command line's clean stop (and SIG_DFL)."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def _deliver_ctrl_c() -> None:
     """Delivers a Ctrl-C that :func:`_ctrl_c_deferred` held back, to this process' own handler
     (Python's raises KeyboardInterrupt)."""
@@ -232,7 +248,8 @@ class RayExecutor(Executor):
                     check_head(address)
         self._owns = address == "local"  # from here on, a failed start may have left Ray's processes running
         try:
-            ray.init(**kwargs)
+            with _sigterm_kept():
+                ray.init(**kwargs)
         except (OSError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             if address == "auto" and "Could not find any running Ray instance" in str(exc):
                 raise ExecutorError("[run] ray_address = auto: no Ray cluster runs on this machine; start one with "
