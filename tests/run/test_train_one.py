@@ -323,6 +323,11 @@ def test_ctrl_c_before_anything_was_saved_does_not_promise_a_resume(tmp_path, ca
         return capsys.readouterr().err.strip()
 
     assert stopped(tmp_path / "new") == NOTHING_SAVED_LINE and not (tmp_path / "new").exists()
+    # the folders made above it go too (an empty runs/ stayed in the working directory), not one that holds more
+    assert stopped(tmp_path / "runs" / "a" / "new") == NOTHING_SAVED_LINE and not (tmp_path / "runs").exists()
+    (tmp_path / "runs" / "other").mkdir(parents=True)
+    assert stopped(tmp_path / "runs" / "a" / "new") == NOTHING_SAVED_LINE
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["other"]
     assert stopped(tmp_path / "kept", write="history.csv") == INTERRUPTED_LINE  # resumable
     # a search's train/ stopped before its first checkpoint: the search's results are saved
     (tmp_path / "search").mkdir()

@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Dict, FrozenSet, Iterable, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Tuple
 
 from tfnas.config import Config, ConfigError, config_to_ini, ini_value, load_config
 from tfnas.io import RUN_CONFIG_FILE, atomic_write_bytes, atomic_write_figure, atomic_write_text
@@ -72,6 +72,16 @@ def config_id(identity: Dict[str, Dict[str, str]]) -> str:
     changed = {s: {k: v for k, v in items.items() if defaults.get(s, {}).get(k) != v} for s, items in identity.items()}
     text = json.dumps({s: items for s, items in changed.items() if items}, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def _missing_parents(path: str) -> List[str]:
+    """The folders above ``path`` that do not exist yet, innermost first."""
+    missing = []
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent) and parent != os.path.dirname(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    return missing
 
 
 class ArtifactStore:
@@ -187,6 +197,7 @@ class RunDir:
         self.store = ArtifactStore(self.path)
         self._lock_fh = None
         self._made = False  # open() made the directory
+        self._made_parents: List[str] = []  # ... and these folders above it
         self._created = False  # ... or found it empty
 
     def _identity(self, ini: str) -> Dict[str, Dict[str, str]]:
@@ -221,6 +232,7 @@ class RunDir:
     def open(self) -> "RunDir":
         self.check()
         self._made = not os.path.exists(self.path)
+        self._made_parents = _missing_parents(self.path)  # e.g. runs/ for runs/x: removed with it when unused
         try:
             self._created = self._made or not os.listdir(self.path)
         except OSError as exc:
@@ -307,6 +319,11 @@ class RunDir:
             self.close()
             if self._made:
                 os.rmdir(self.path)
+                for parent in self._made_parents:  # innermost first; one holding something else stays
+                    try:
+                        os.rmdir(parent)
+                    except OSError:
+                        break
             return True
         except OSError as exc:  # the error that ended the run is the one to report
             logger.debug("could not remove the unused run directory %s: %s", self.path, exc)
