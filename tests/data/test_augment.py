@@ -251,7 +251,7 @@ def test_color_jitter_off_is_identity_and_on_is_deterministic():
 
 def test_color_jitter_parts_follow_torchvision_semantics():
     x = tf.random.stateless_uniform((8, 8, 3), SEED, 0.3, 0.6)  # nothing clips at factors 0.6..1.4
-    factors = []
+    factors, contrasts, saturations = [], [], []
     for i in range(20):
         seed = tf.constant([i, 9], tf.int64)
         bright = augment.color_jitter(x, seed, brightness=0.4).numpy()
@@ -261,12 +261,28 @@ def test_color_jitter_parts_follow_torchvision_semantics():
         grey_mean = float(tf.reduce_mean(augment.grayscale(x)))
         contrast = augment.color_jitter(x, seed, contrast=0.4)
         assert float(tf.reduce_mean(augment.grayscale(contrast))) == pytest.approx(grey_mean, abs=1e-5)
-    assert 0.6 <= min(factors) < 0.8 and 1.2 < max(factors) <= 1.4
+        # contrast: c * x + (1 - c) * mean grey, one factor c; saturation: s * x + (1 - s) * grey(x) per pixel
+        contrasts.append(_one_blend_factor(contrast.numpy(), x.numpy(), grey_mean))
+        grey = augment.grayscale(x).numpy()
+        saturated = augment.color_jitter(x, seed, saturation=0.4).numpy()
+        saturations.append(_one_blend_factor(saturated, x.numpy(), grey))
+    for drawn in (factors, contrasts, saturations):
+        assert 0.6 <= min(drawn) < 0.8 and 1.2 < max(drawn) <= 1.4
     grey = augment.grayscale(x)  # saturation and hue leave grey images grey and unchanged
     np.testing.assert_allclose(augment.color_jitter(grey, SEED, saturation=0.4, hue=0.1).numpy(), grey.numpy(),
                                atol=1e-5)
     shifted = augment.color_jitter(x, SEED, hue=0.1).numpy()
     assert not np.allclose(shifted, x.numpy(), atol=1e-3)
+
+
+def _one_blend_factor(out: np.ndarray, x: np.ndarray, towards) -> float:
+    """The factor ``f`` of ``out = f * x + (1 - f) * towards``, checked to be one for every value."""
+    away = x - towards
+    ratio = ((out - towards) / np.where(np.abs(away) > 0.02, away, np.nan))
+    ratio = ratio[np.isfinite(ratio)]
+    assert ratio.size > 50
+    np.testing.assert_allclose(ratio, np.median(ratio), rtol=1e-3, atol=1e-3)
+    return float(np.median(ratio))
 
 
 def test_random_grayscale():

@@ -70,10 +70,17 @@ def test_the_first_images_of_a_split_hold_every_class(tmp_path):
 
 
 def test_image_folder_eval_split_reads_val(folder):
+    for name, red in CLASSES.items():  # the val images carry a mark the train images lack
+        marked = _image(red)
+        marked[..., 2] = 200
+        _write(folder / "val" / name / "a.png", marked)
     ds, info = load_dataset("image_folder", split="eval", data_dir=str(folder), subset=2)
     images, labels = _collect(ds)
     assert images.shape == (2, 12, 12, 3)
     assert len(set(labels)) == 2  # one val image per class
+    assert (images[..., 2] == 200).all()
+    names = sorted(CLASSES)
+    assert all(image[0, 0, 0] == CLASSES[names[label]] for image, label in zip(images, labels))
 
 
 def test_image_folder_mixed_sizes_grey_and_jpeg_are_brought_to_one_shape(folder):

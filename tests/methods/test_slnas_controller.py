@@ -104,9 +104,12 @@ def test_state_restore_and_reset_continue_the_same_stream(op, tmp_path):
     with np.load(path) as saved:
         other.set_state(dict(saved))
     assert _steps(other, 8) == expected
-    other.reset(5)  # reset(seed) == a controller built with that seed
+    other.reset(5)  # reset(seed) == a controller built with that seed (not only another reset to it)
+    fresh = OpController(hidden=8, lr=0.01, optimizer="ranger", seed=5)
+    assert _steps(other, 3) == _steps(fresh, 3)
+    other.reset(6)
     op.reset(5)
-    assert _steps(other, 3) == _steps(op, 3)
+    assert _steps(other, 3) != _steps(op, 3)  # another seed, another stream
     assert op.traces() == {"sample": 1, "score": 0, "update": 1}
     with pytest.raises(ValueError, match="expects"):
         StageController(num_nodes=1, num_cell_types=1, hidden=8).set_state(op.get_state())

@@ -62,6 +62,10 @@ def test_same_seed_same_search_and_exact_resume(tmp_path):
     b = GeneticController([5] * 6, population=8, seed=4)
     _evaluate_generation(a)
     _evaluate_generation(b)
+    assert np.array_equal(a.population, b.population)  # the same seed, the same next generation
+    d = GeneticController([5] * 6, population=8, seed=5)
+    _evaluate_generation(d)
+    assert not np.array_equal(b.population, d.population)
     for _ in range(3):  # stop mid-generation
         arch, _ = a.sample()
         a.update(arch, float(arch.sum()))
@@ -80,8 +84,6 @@ def test_same_seed_same_search_and_exact_resume(tmp_path):
         got.append(arch.tolist())
         c.update(arch, float(arch.sum()))
     assert got == expected and c.generation == a.generation
-    _evaluate_generation(b)
-    assert not np.array_equal(b.population, GeneticController([5] * 6, population=8, seed=5).population)
 
 
 def test_bad_arguments_fail_early():

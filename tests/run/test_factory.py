@@ -13,7 +13,12 @@ def _batches(ds):
     return [(np.asarray(x), np.asarray(y)) for x, y in ds]
 
 
-def test_build_datasets_from_config_sections():
+def test_build_datasets_from_config_sections(monkeypatch):
+    import tfnas.data
+
+    pipelines = []  # the [train] augmentation keys reach the training pipeline (shapes alone did not show it)
+    make_pipeline = tfnas.data.make_pipeline
+    monkeypatch.setattr(tfnas.data, "make_pipeline", lambda ds, **kw: pipelines.append(kw) or make_pipeline(ds, **kw))
     cfg = load_config(None, ["dataset.name=cifar10", "dataset.download=false", "dataset.batch_size=4",
                              "dataset.eval_batch_size=5", "dataset.train_subset=9", "train.cutout=8",
                              "train.mixup_alpha=0.2", "train.random_erasing=0.25"])
@@ -21,6 +26,10 @@ def test_build_datasets_from_config_sections():
         train_ds, eval_ds, info = build_datasets(cfg)
         train = _batches(train_ds)
         evals = _batches(eval_ds)
+    given, evaluated = pipelines
+    assert (given["training"], given["cutout"], given["mixup_alpha"], given["random_erasing"]) == (True, 8, 0.2, 0.25)
+    assert evaluated["training"] is False and "cutout" not in evaluated
+    assert any(not set(np.unique(y)) <= {0.0, 1.0} for _, y in train)  # mixed-up (soft) training labels
     assert info.name == "cifar10" and info.num_classes == 10
     assert [x.shape for x, _ in train] == [(4, 32, 32, 3)] * 2  # 9 examples, remainder dropped
     assert [y.shape for _, y in train] == [(4, 10)] * 2

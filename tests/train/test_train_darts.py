@@ -31,10 +31,22 @@ def test_shipped_cfg_is_the_paper_recipe():
 
 
 @pytest.mark.slow  # ~50 s on 2 cores
-def test_train_preset_genotype_with_aux_head_and_drop_path_then_export(tmp_path):
+def test_train_preset_genotype_with_aux_head_and_drop_path_then_export(tmp_path, monkeypatch):
+    import tfnas.train.trainer as trainer
+
+    losses, rates = [], []  # what the training step and the epoch loop were given (the test checked neither)
+    loss, set_rate = trainer.per_example_loss, trainer.set_drop_path_rate
+    monkeypatch.setattr(trainer, "per_example_loss", lambda y, out, ls, aux: losses.append((out, aux)) or
+                        loss(y, out, ls, aux))
+    monkeypatch.setattr(trainer, "set_drop_path_rate", lambda layers, rate: rates.append((len(layers), rate)) or
+                        set_rate(layers, rate))
     out_dir = str(tmp_path / "run")
+    cfg = load_config(CFG, small(out_dir))
     with tfds.testing.mock_data(num_examples=32):
-        result = train_architecture(load_config(CFG, small(out_dir)))
+        result = train_architecture(cfg)
+    assert losses and all(isinstance(out, tuple) and len(out) == 2 for out, _ in losses)  # logits and aux logits
+    assert {aux for _, aux in losses} == {cfg.train.aux_weight} and cfg.train.aux_weight > 0
+    assert rates and all(n > 0 for n, _ in rates) and max(rate for _, rate in rates) > 0  # DropPath layers, on
     assert result.arch == str(PRESETS["relativenas"])
     assert np.isfinite(result.metrics["loss"])
     assert result.export_path and os.path.isdir(result.export_path)
