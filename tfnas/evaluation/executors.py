@@ -210,20 +210,16 @@ def init_worker(threads: int, onednn: str = "", gpus: Sequence[str] = (), slots:
     With ``gpus`` (the parent's GPU ids, :func:`visible_gpu_ids`) the worker sees one of them only:
     the ``k``-th worker to start (``slots``, a shared counter) takes ``gpus[k % len(gpus)]``. Every
     worker's TensorFlow takes GPU memory as it needs it (``TF_FORCE_GPU_ALLOW_GROWTH``; by default
-    it would take all of it, and a second worker on the GPU, or the parent, would find none). The worker
-    ends when its parent does (:func:`tfnas.interrupts.end_with_parent`), even after ``kill -9``.
+    it would take all of it, and a second worker on the GPU, or the parent, would find none).
 
     With ``temp_root`` the worker's temp files (AutoGraph's converted functions, which TensorFlow
     removes only at a normal exit, not when a stopped pool's worker is terminated) go to a folder of
     its own inside it; the pool removes ``temp_root`` when its workers have ended."""
     import threading
 
-    from tfnas.interrupts import end_with_parent
-
     global _WORKER_THREADS
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    end_with_parent()
     if onednn:
         os.environ[ONEDNN_ENV] = onednn
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -236,6 +232,15 @@ def init_worker(threads: int, onednn: str = "", gpus: Sequence[str] = (), slots:
     _WORKER_THREADS = int(threads)
     if temp_root:
         tempfile.tempdir = tempfile.mkdtemp(prefix="worker-", dir=temp_root)
+
+
+def _init_pool_worker(*args: Any) -> None:
+    """:func:`init_worker` for a process-pool worker, which also ends when its parent does, even after
+    ``kill -9`` (:func:`tfnas.interrupts.end_with_parent`; Ray ends its own workers)."""
+    from tfnas.interrupts import end_with_parent
+
+    end_with_parent()
+    init_worker(*args)
 
 
 def load_tensorflow() -> None:
@@ -329,7 +334,8 @@ class ProcessExecutor(Executor):
             context = multiprocessing.get_context("spawn")
             slots = context.Value("i", 0)  # each worker of this pool takes the next GPU of self.gpus
             self._temp_dir = tempfile.mkdtemp(prefix="tfnas-pool-")
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=init_worker,
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
+                                             initializer=_init_pool_worker,
                                              initargs=(self.threads, parent_onednn(), self.gpus, slots,
                                                        self._temp_dir))
         return self._pool
