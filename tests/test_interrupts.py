@@ -129,6 +129,7 @@ exit_with(run_guarded(run, verbose=False))
 """
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_stops_a_run_as_ctrl_c_does_and_both_run_the_exit_handlers(tmp_path, signum):
     """``kill PID`` (a scheduler's time limit) ended the process on the spot: its pool's workers ran on,
@@ -157,3 +158,104 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_both_run_the_exit_handlers(tmp_p
     assert err.strip().splitlines()[-1] == f"{word}: stopped before anything was saved; rerunning the command " \
                                            f"starts afresh", err
     assert not alive and (tmp_path / "exit-handlers-ran").exists()
+
+
+_SIGTERM_CASES = """
+import os, signal, sys, time
+sys.path.insert(0, {root!r})
+from tfnas.cli import run_guarded
+from tfnas.config import load_config
+from tfnas.interrupts import Terminated
+from tfnas.run.rundir import RunDir
+
+class Swallows:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+
+def swallowed_by_a_destructor():
+    d = Swallows()
+    del d
+    return 0
+
+def caught_and_carried_on():
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+def nested():
+    return run_guarded(caught_and_carried_on, verbose=False)
+
+def replaced_in_an_empty_run_directory(signum):
+    def run():
+        with RunDir(load_config(None, ["run.out_dir=" + {out!r} + str(signum)])):
+            try:
+                os.kill(os.getpid(), signum)
+                time.sleep(1)
+            except KeyboardInterrupt:
+                raise RuntimeError("Exiting device scope without proper scope nesting") from None
+    return run
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
+cases = [swallowed_by_a_destructor, caught_and_carried_on, nested,
+         replaced_in_an_empty_run_directory(signal.SIGTERM), replaced_in_an_empty_run_directory(signal.SIGINT)]
+for case in cases:
+    print(run_guarded(case, verbose=False), file=sys.stderr)
+"""
+
+
+def test_a_sigterm_is_not_lost_nor_reported_as_ctrl_c():
+    """A SIGTERM swallowed by a destructor or caught on its way came back as exit 0; one inside a nested
+    ``run_guarded`` was reported as a Ctrl-C; and one (or a Ctrl-C) that an error replaced in an empty run
+    directory claimed that what finished was saved."""
+    import subprocess
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory() as out:
+        done = subprocess.run([sys.executable, "-c", _SIGTERM_CASES.format(root=root, out=os.path.join(out, "run"))],
+                              capture_output=True, text=True, timeout=120)
+        assert os.listdir(out) == []  # the empty run directories went
+    lines = [line for line in done.stderr.splitlines() if line.startswith(("terminated:", "interrupted:", "1"))]
+    nothing = "stopped before anything was saved; rerunning the command starts afresh"
+    assert lines == [f"terminated: {nothing}", "143"] * 4 + [f"interrupted: {nothing}", "130"], done.stderr
+
+
+_EXIT_WITH_A_POOL_LEFT = """
+import multiprocessing, sys
+from concurrent.futures import ProcessPoolExecutor
+sys.path.insert(0, {root!r})
+import tfnas.cli
+pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+assert pool.submit(abs, -1).result() == 1  # an idle worker that never exits by itself
+open({pids!r}, "w").write(" ".join(str(pid) for pid in pool._processes))
+tfnas.cli.EXIT_HANDLERS_S = 2.0
+tfnas.cli.exit_with(130)
+"""
+
+
+def test_exit_after_ctrl_c_does_not_wait_for_a_pool_left_running(tmp_path):
+    """exit_with runs the exit handlers before it ends itself by the signal; multiprocessing's joins the
+    children, and a pool's idle worker never ends: the exit waited for good."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pids = tmp_path / "pids"
+    start = time.time()
+    with open(tmp_path / "err", "w") as err:  # (not a pipe: the orphaned worker would hold it open)
+        proc = subprocess.Popen([sys.executable, "-c", _EXIT_WITH_A_POOL_LEFT.format(root=root, pids=str(pids))],
+                                stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            returncode = proc.wait(timeout=60)
+        finally:
+            proc.kill()
+            for pid in pids.read_text().split() if pids.exists() else ():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    assert returncode == -signal.SIGINT, (tmp_path / "err").read_text()[-2000:]
+    assert time.time() - start < 40

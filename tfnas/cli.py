@@ -14,7 +14,7 @@ import math
 import os
 import signal
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from tfnas.config import ConfigError, load_config
 from tfnas.io import RUN_CONFIG_FILE
@@ -90,6 +90,7 @@ class _Expected:
 
 INTERRUPTED = 130  # the shell's exit status of a program stopped by SIGINT
 TERMINATED = 143  # ... and by SIGTERM
+EXIT_HANDLERS_S = 10.0  # what the exit handlers may take after Ctrl-C or SIGTERM (exit_with)
 
 
 INTERRUPTED_LINE = "interrupted: what finished is saved; rerun the same command to resume"
@@ -112,32 +113,39 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
     and an error it caused is reported as the interruption. SIGTERM stops the run as Ctrl-C does
     (:func:`tfnas.interrupts.termination_as_interrupt`), with the exit status 143.
     """
-    from tfnas.interrupts import interrupts_kept, termination_as_interrupt
+    from tfnas.interrupts import Terminated, interrupts_kept, termination_as_interrupt
 
     opened = _run_dirs_opened()
     terminated: List[int] = []
 
     def stopped(stop: Optional[BaseException]) -> int:
+        by_sigterm = bool(terminated) or _in_chain(stop, lambda e: isinstance(e, Terminated))
+        if verbose and by_sigterm:
+            import traceback
+
+            traceback.print_exception(stop, file=sys.stderr)
         line = interrupted  # stopped before the run directory held anything, or before one was opened
-        if line == INTERRUPTED_LINE and getattr(stop, "tfnas_nothing_saved", _run_dirs_opened() == opened):
+        saved = _in_chain(stop, lambda e: hasattr(e, "tfnas_nothing_saved"))
+        nothing = getattr(saved, "tfnas_nothing_saved") if saved is not None else _run_dirs_opened() == opened
+        if line == INTERRUPTED_LINE and nothing:
             line = NOTHING_SAVED_LINE
-        if terminated:
+        if by_sigterm:
             line = line.replace("interrupted:", "terminated:", 1)
         print(line, file=sys.stderr)
-        return TERMINATED if terminated else INTERRUPTED
+        return TERMINATED if by_sigterm else INTERRUPTED
 
     try:
-        with interrupts_kept(), termination_as_interrupt(terminated):
-            return fn()
+        with termination_as_interrupt(terminated), interrupts_kept():  # (resends cancelled first)
+            code = fn()
     except KeyboardInterrupt as stop:
-        if verbose:
+        if verbose and not isinstance(stop, Terminated):
             raise
         return stopped(stop)
     except ConfigError as exc:  # needs no lazy import: most common, and before TensorFlow loads
         return _report(exc, getattr(exc, "exit_code", 2), verbose)
     except Exception as exc:
-        if terminated and not verbose:  # an error the SIGTERM caused (it stopped a callback, a context manager)
-            return stopped(None)
+        if terminated:  # an error the SIGTERM caused (it stopped a callback, a context manager)
+            return stopped(exc)
         for kind, code in _Expected.types().items():
             if isinstance(exc, kind):
                 return _report(exc, code, verbose)
@@ -158,6 +166,20 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
             print(f"error: {message}", file=sys.stderr)
             return 2
         raise
+    if terminated:  # a SIGTERM that something swallowed on the way (a destructor, a handler): not lost
+        return stopped(None)
+    return code
+
+
+def _in_chain(exc: Optional[BaseException], test: Callable[[BaseException], bool]) -> Optional[BaseException]:
+    """The first of ``exc`` and its causes and contexts that passes ``test``, or ``None``."""
+    seen: List[BaseException] = []
+    while exc is not None and exc not in seen:
+        if test(exc):
+            return exc
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def out_of_memory_message(exc: BaseException) -> str:
@@ -195,12 +217,19 @@ def exit_with(code: int) -> None:
 
         sys.stdout.flush()
         sys.stderr.flush()
+        import threading
+
+        sig = getattr(signal, signum)
+        signal.signal(sig, signal.SIG_DFL)
+        # the handlers may wait (multiprocessing joins the children still running): a limit, then the signal
+        deadline = threading.Timer(EXIT_HANDLERS_S, os.kill, (os.getpid(), sig))
+        deadline.daemon = True
+        deadline.start()
         run_exit_handlers, clear = getattr(atexit, "_run_exitfuncs", None), getattr(atexit, "_clear", None)
         if run_exit_handlers is not None and clear is not None:  # once (also if the signal below is blocked)
             run_exit_handlers()
             clear()
-        signal.signal(getattr(signal, signum), signal.SIG_DFL)
-        os.kill(os.getpid(), getattr(signal, signum))
+        os.kill(os.getpid(), sig)
     sys.exit(code)
 
 

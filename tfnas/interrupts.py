@@ -54,7 +54,8 @@ def interrupts_kept() -> Iterator[List[int]]:
         if info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt):
             # Swallowed by a destructor: deliver it again, a moment later so that it lands after
             # the destructor (and this hook, where it would be swallowed too) returned.
-            resend = threading.Timer(RESEND_DELAY_S, os.kill, (os.getpid(), signal.SIGINT))
+            signum = signal.SIGTERM if issubclass(info.exc_type, Terminated) else signal.SIGINT
+            resend = threading.Timer(RESEND_DELAY_S, os.kill, (os.getpid(), signum))
             resend.daemon = True
             resends.append(resend)
             resend.start()
@@ -112,6 +113,8 @@ def end_with_parent() -> None:
     a pool's worker ran on as an orphan (and the pool's resource tracker with it). Elsewhere nothing."""
     if not sys.platform.startswith("linux"):
         return
+    # (the kernel sends it when the *thread* that started this process ends: a pool's workers are started
+    # by the thread that hands them work, the main thread in tfnas)
     import ctypes
     import multiprocessing
 

@@ -264,10 +264,14 @@ ProcessExecutor(2, chunk=1).map(Sleepy(60.0, {folder!r}), list(range(4)))
 """
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux's")
 def test_workers_end_with_their_parent_even_after_kill_9(tmp_path):
     """A parent ended by a signal it cannot handle (SIGKILL: the out-of-memory killer, ``kill -9``) left its
     workers running as orphans, each through its 60 s items and then waiting on a pipe for good."""
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_PARENT.format(root=ROOT, folder=str(tmp_path))])
+    temp = tmp_path / "temp"  # where the killed pool's folder stays (its parent cannot remove it)
+    temp.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_PARENT.format(root=ROOT, folder=str(tmp_path))],
+                            env=dict(os.environ, TMPDIR=str(temp)))
     deadline = time.time() + 90
     while len(list(tmp_path.glob("worker-*"))) < 2 and time.time() < deadline:
         time.sleep(0.2)

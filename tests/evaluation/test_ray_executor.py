@@ -590,30 +590,39 @@ def test_check_head_against_a_real_token_protected_head():
 
 
 _SIGTERM_ON_RAY = """
-import os, signal
+import os, signal, sys
+import ray._private.worker as worker
 from tfnas.evaluation.ray_executor import RayExecutor
 from tfnas.interrupts import Terminated, termination_as_interrupt
-with termination_as_interrupt([]):
-    pool = RayExecutor(2, init_kwargs={"object_store_memory": 80 * 1024 ** 2})
-    try:
+if sys.argv[1] == "start":  # SIGTERM while ray.init runs, where Ray's own handler calls sys.exit(15)
+    connect = worker.connect
+    def terminated(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
-        print("no Terminated")
+        return connect(*args, **kwargs)
+    worker.connect = terminated
+with termination_as_interrupt([]):
+    try:
+        pool = RayExecutor(2, init_kwargs={"object_store_memory": 80 * 1024 ** 2})
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            print("no Terminated")
+        finally:
+            pool.close()
     except Terminated:
         print("Terminated")
-    finally:
-        pool.close()
 """
 
 
 @pytest.mark.slow  # a Ray instance of its own (~8 s), in a subprocess
-def test_sigterm_of_a_run_on_ray_stops_it_as_ctrl_c_does():
-    """``ray.init`` installs Ray's own SIGTERM handler in the driver (a stack dump, then SIGABRT): a run on
-    Ray stopped by ``kill`` ended with exit -6 and three lines of addresses instead of stopping cleanly."""
+@pytest.mark.parametrize("when", ["start", "started"])
+def test_sigterm_of_a_run_on_ray_stops_it_as_ctrl_c_does(when):
+    """``ray.init`` installs Ray's own SIGTERM handler in the driver: while it starts ``sys.exit(15)`` (exit
+    15, no message), afterwards a stack dump and SIGABRT (exit -6, three lines of addresses)."""
     import subprocess
     import sys
 
     env = {name: value for name, value in os.environ.items() if name not in _AUTH_ENV}
-    done = subprocess.run([sys.executable, "-c", _SIGTERM_ON_RAY], cwd=ROOT, env=dict(env, PYTHONPATH=ROOT),
+    done = subprocess.run([sys.executable, "-c", _SIGTERM_ON_RAY, when], cwd=ROOT, env=dict(env, PYTHONPATH=ROOT),
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "Terminated" and "SIGTERM received" not in done.stderr

@@ -181,13 +181,24 @@ def offline_by_env() -> bool:
 def _builder(tfds_name: str, data_dir: str) -> tfds.core.DatasetBuilder:
     """``tfds.builder``, without the empty folder it leaves in the temp folder for a dataset that is
     not prepared (``DatasetInfo.initialize_from_bucket`` makes one, even with its GCS bucket off, and
-    never removes it: one ``tmpXXXXtfds`` per run). Its temp files go to a folder removed here."""
-    with tempfile.TemporaryDirectory(prefix="tfnas-tfds-") as scratch:
-        saved, tempfile.tempdir = tempfile.tempdir, scratch
-        try:
-            return tfds.builder(tfds_name, data_dir=data_dir or None)
-        finally:
-            tempfile.tempdir = saved
+    never removes it: one ``tmpXXXXtfds`` per run). Such a folder that is new and empty is removed."""
+    temp = tempfile.gettempdir()
+    before = _tfds_temp_folders(temp)
+    try:
+        return tfds.builder(tfds_name, data_dir=data_dir or None)
+    finally:
+        for name in _tfds_temp_folders(temp) - before:
+            try:
+                os.rmdir(os.path.join(temp, name))  # (only an empty one goes)
+            except OSError:
+                pass
+
+
+def _tfds_temp_folders(temp: str) -> Set[str]:
+    try:
+        return {name for name in os.listdir(temp) if name.startswith("tmp") and name.endswith("tfds")}
+    except OSError:
+        return set()
 
 
 class TfdsSource(DatasetSource):

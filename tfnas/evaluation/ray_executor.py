@@ -105,7 +105,8 @@ def _shutdown(ray: Any) -> None:
 @contextlib.contextmanager
 def _sigterm_kept() -> Iterator[None]:
     """The block's SIGTERM handler is put back after it: ``ray.init`` installs Ray's own in the driver
-    (a stack dump, then SIGABRT), which replaced the command line's clean stop (and SIG_DFL)."""
+    (``sys.exit(15)`` while it starts, later a stack dump and SIGABRT), which replaced the command line's
+    clean stop (and SIG_DFL). A SIGTERM while the block runs reaches the block's handler too."""
     import signal
     import threading
 
@@ -113,6 +114,10 @@ def _sigterm_kept() -> Iterator[None]:
     previous = signal.getsignal(signal.SIGTERM) if main else None
     try:
         yield
+    except SystemExit as exc:  # Ray's handler, during ray.init
+        if exc.code == signal.SIGTERM and callable(previous):
+            previous(signal.SIGTERM, None)  # (the command line's raises Terminated)
+        raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
