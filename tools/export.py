@@ -37,7 +37,7 @@ import warnings
 from tfnas.runtime import configure_runtime
 
 configure_runtime(defer_import=True)  # TensorFlow loads (quietly) once the arguments are checked
-from tfnas.cli import INTERRUPTED, exit_with, import_tensorflow, out_of_memory_message
+from tfnas.cli import INTERRUPTED, TERMINATED, exit_with, import_tensorflow, out_of_memory_message
 from tfnas.formats import FORMATS, QUANTIZATIONS
 
 
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     import_tensorflow(verbose=False)
     from tfnas.data import DatasetNotFoundError
     from tfnas.data.folder import damaged_image, not_an_image
-    from tfnas.interrupts import interrupts_kept
+    from tfnas.interrupts import Terminated, interrupts_kept, termination_as_interrupt
     from tfnas.registry import SPACES, UnknownNameError
     from tfnas.train.calibration import SyntheticCalibrationWarning
     from tfnas.train.export import export_arch
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
         return 2
     caught: list = []
     try:
-        with interrupts_kept(), warnings.catch_warnings(record=True) as caught:
+        with termination_as_interrupt([]), interrupts_kept(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SyntheticCalibrationWarning)
             result = export_arch(
                 space,
@@ -122,7 +122,10 @@ def main(argv=None) -> int:
     except RuntimeError as err:
         print(f"error: export failed: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # (SIGTERM too: kill, a scheduler's limit)
+        if isinstance(stop, Terminated):
+            print("terminated: nothing was written", file=sys.stderr)
+            return TERMINATED
         print("interrupted: nothing was written", file=sys.stderr)
         return INTERRUPTED
     except Exception as err:  # a --calibration file that is not an image or is damaged; out of memory

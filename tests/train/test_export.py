@@ -225,6 +225,35 @@ def test_tool_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
                                        "size, image size, number of classes, network size); make it smaller\n")
 
 
+_TERMINATED_EXPORT = """
+import importlib.util, os, signal, sys
+sys.path.insert(0, {repo!r})
+import tfnas.train.export as export_module
+
+def terminated(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    import time
+    time.sleep(5)
+
+export_module.export_arch = terminated
+spec = importlib.util.spec_from_file_location("tool", os.path.join({repo!r}, "tools", "export.py"))
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+print(tool.main(["--space", "nb201", "--arch", {arch!r}, "--num-classes", "10", "--out", {out!r}]))
+"""
+
+
+def test_tool_sigterm_is_one_line_and_exit_143(tmp_path):
+    """SIGTERM (kill, a scheduler's limit) ended the export on the spot, without a word."""
+    script = _TERMINATED_EXPORT.format(repo=REPO, arch=ARCH, out=str(tmp_path / "out"))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "143"
+    assert proc.stderr.strip().splitlines()[-1] == "terminated: nothing was written"
+    assert not (tmp_path / "out").exists()
+
+
 def test_tool_bad_arch_exits_2_with_one_line_message(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
     proc = subprocess.run(
