@@ -36,3 +36,4 @@ def test_docstring_examples_run(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
                              verbose=False, report=True)
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name} (output above)"
+    assert result.attempted > 0, f"{name}: doctest found none of its examples"

@@ -131,8 +131,16 @@ def test_discriminator_ignores_missing_nodes_and_sees_labels():
     _, disc = models()
     data = pool_data(8)
     x, a, labels = data.x[:, 0], data.a[:, 0], data.labels
+    disc([(x, a)], labels)
+    rng = np.random.default_rng(0)
+    for v in disc.weights:  # a trained discriminator's biases: an empty node slot is no longer all zeros inside
+        if v.path.endswith("bias"):
+            v.assign(rng.normal(0.0, 0.5, tuple(v.shape)).astype(np.float32))
     score = disc([(x, a)], labels).numpy()
     assert score.shape == (8,)
+    # two more empty node slots (zero features, no edges): the same scores
+    padded = (np.pad(x, ((0, 0), (0, 2), (0, 0))), np.pad(a, ((0, 0), (0, 2), (0, 2))))
+    np.testing.assert_allclose(disc([padded], labels).numpy(), score, rtol=1e-5, atol=1e-6)
     other = labels.copy()
     other[:, 0] = (other[:, 0] + 1) % 3
     assert not np.allclose(disc([(x, a)], other).numpy(), score)
@@ -324,10 +332,16 @@ def test_config_errors(tmp_path):
 
 
 def test_short_labels_use_the_12_epoch_table(tmp_path):
+    from tfnas.benchmarks.nb201 import Nb201Benchmark
+
     _, table = build(tmp_path / "t", "nag.labels=table")
-    _, short = build(tmp_path / "s")
+    cfg, short = build(tmp_path / "s")
     assert np.array_equal(table.pool_idx, short.pool_idx)
     assert not np.array_equal(table.pool_labels, short.pool_labels)
+    # labelled from the 12-epoch validation accuracies of the run's dataset (another split or column passed)
+    benchmark = Nb201Benchmark()
+    np.testing.assert_array_equal(short.label_acc, benchmark.low_fidelity(cfg.dataset.name, "val"))
+    np.testing.assert_array_equal(table.label_acc, benchmark.ground_truth(cfg.dataset.name))
 
 
 @pytest.mark.parametrize("epoch, problem", [(-1, "must be a non-negative integer; got -1"),

@@ -97,6 +97,9 @@ def test_epoch_indices_are_shuffled_passes():
     assert len(idx) == 12
     assert sorted(idx[:5]) == list(range(5)) and sorted(idx[5:10]) == list(range(5))
     np.testing.assert_array_equal(epoch_indices(1, 8, rng), np.zeros(8))
+    # shuffled: passes in other orders than 0..n-1, and not all in one order (their sorting alone passed)
+    passes = {tuple(epoch_indices(6, 6, rng)) for _ in range(20)}
+    assert len(passes) > 10 and tuple(range(6)) not in passes
 
 
 def test_graph_data_validation():

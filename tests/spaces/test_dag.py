@@ -33,12 +33,17 @@ def test_prune_drops_nodes_off_every_input_output_path():
     (((0, 2),), [1, 2, 0]),                     # no op node on the path: 2 nodes left
     (((0, 3), (3, 4)), [1, 2, 3, 4, 3]),         # last node is not the output
     (((0, 2), (2, 3)), [1, 2, 1, 0]),            # an input code in the middle
-    (((0, 3), (3, 4)), [2, 1, 3, 0, 0][:4] + [0]),  # inputs out of order
+    (((0, 2), (2, 3)), [2, 1, 3, 0]),            # inputs out of order (in order, a cell: the test below)
     ((), [1, 2, 3, 0]),                          # output unreachable
 ])
 def test_prune_refuses_what_is_not_a_cell(edges, types):
     adj, t = chain(*edges, types=types)
     assert prune(adj, t, SPEC) is None
+
+
+def test_the_cell_with_its_inputs_in_order_is_one():
+    adj, t = chain((0, 2), (2, 3), types=[1, 2, 3, 0])
+    assert prune(adj, t, SPEC) is not None
 
 
 def test_prune_refuses_backward_edges_and_edges_into_inputs():

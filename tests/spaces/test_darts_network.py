@@ -33,6 +33,11 @@ def test_network_outputs_aux_logits_only_in_training_and_drop_path():
     assert model(x, training=False).shape == (2, 7)
     # inference is deterministic (DropPath off); training is not when ops are dropped.
     np.testing.assert_allclose(model(x, training=False), model(x, training=False))
+    from tfnas.train.drop_path import drop_path_layers
+
+    assert drop_path_layers(model)  # the cells' DropPath layers exist (the rate alone proved nothing)
+    runs = [model(x, training=True)[0].numpy() for _ in range(3)]
+    assert not all(np.allclose(runs[0], r) for r in runs[1:])
     no_aux = space.build(PRESETS["relativenas"], 7, (16, 16, 3), auxiliary=False)
     assert no_aux(tf.zeros((1, 16, 16, 3)), training=True).shape == (1, 7)
     with pytest.raises(ValueError, match="auxiliary head needs images"):

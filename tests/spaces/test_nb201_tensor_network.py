@@ -60,6 +60,19 @@ def test_bn_off_is_identity_and_modes_differ(network):
     ids = np.array([3, 2, 1, 3, 4, 3], np.int32)
     outs = {mode: network(x, ids, bn=mode).numpy() for mode in ("moving", "batch", "off")}
     assert not np.allclose(outs["off"], outs["batch"]) and not np.allclose(outs["moving"], outs["batch"])
+    # "off" reads no BatchNorm parameter at all; "moving" reads them (the fresh ones are nearly an identity)
+    saved = {n: v.numpy().copy() for n, v in network.weights.items()}
+    values = {"moving_mean": 0.5, "moving_variance": 4.0, "gamma": 2.0, "beta": 0.1}
+    try:
+        for name, var in network.weights.items():
+            leaf = name.rsplit("/", 1)[-1]
+            if leaf in values:
+                var.assign(np.full(var.shape, values[leaf], np.float32))
+        np.testing.assert_array_equal(network(x, ids, bn="off").numpy(), outs["off"])
+        assert not np.allclose(network(x, ids, bn="moving").numpy(), outs["moving"])
+    finally:
+        for name, var in network.weights.items():
+            var.assign(saved[name])
     with pytest.raises(ValueError, match="bn must be one of"):
         network(x, ids, bn="train")
 

@@ -232,11 +232,12 @@ def test_keras_params_and_flops_match_analytic(small):
         assert _graph_macs(model, (16, 16, 3)) == small.flops(arch, input_shape=(16, 16, 3), num_classes=7), text
 
 
-def test_default_network_forward_and_published_costs(space, tmp_path):
+def test_default_network_forward_and_costs(space, tmp_path):
     arch = space.decode(TINYNANO_EXAMPLE)
     model = space.build(arch, 10)
-    assert _trainable(model) == space.num_params(arch) == 398_186
-    assert space.flops(arch) == 26_293_248 <= space.flops_limit
+    # the analytic costs against the built network's own (the numbers were pinned from a run, not published)
+    assert _trainable(model) == space.num_params(arch)
+    assert _graph_macs(model, (32, 32, 3)) == space.flops(arch) <= space.flops_limit
     x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
     y = model(x, training=False).numpy()
     assert y.shape == (2, 10) and np.all(np.isfinite(y))

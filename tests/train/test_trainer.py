@@ -456,6 +456,10 @@ def test_train_and_evaluate_helper_and_adam(tmp_path):
     assert isinstance(model, keras.Model) and h.epoch == [1, 2]
     assert set(metrics) == {"loss", "accuracy"} and metrics["loss"] == h.eval_loss[-1]
     assert tf.train.latest_checkpoint(str(tmp_path)) is not None
+    # the optimizer the [train] key names (the run above would pass with SGD too)
+    trainer = Trainer(tiny_model(), cfg(epochs=1, optimizer="adam", lr=1e-2), jit_compile=False, progress=False)
+    trainer.fit(dataset(16))
+    assert type(trainer.optimizer) is keras.optimizers.Adam
 
 
 def test_training_leaves_numpy_and_python_global_generators_alone():
