@@ -67,6 +67,8 @@ def record(out: str, names: List[str]) -> int:
         print(f"== {name}: {' '.join(argv)}", flush=True)
         with ctx:
             rc = train_eval_main(argv)
+        if rc in (130, 143):  # Ctrl-C or SIGTERM: stop here, not go on with the next case
+            return rc
         if rc != 0:
             failed.append(name)
     if failed:

@@ -147,12 +147,15 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_both_run_the_exit_handlers(tmp_p
     while len(list(tmp_path.glob("worker-*"))) < 2 and time.time() < deadline:
         time.sleep(0.2)
     workers = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
-    assert len(workers) == 2, "workers did not start"
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=30)
-    alive = [pid for pid in workers if _alive(pid)]
-    for pid in alive:
-        os.kill(pid, signal.SIGKILL)
+    try:
+        assert len(workers) == 2, "workers did not start"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+    finally:  # nothing left running by a failure either
+        proc.kill()
+        alive = [pid for pid in workers if _alive(pid)]
+        for pid in alive:
+            os.kill(pid, signal.SIGKILL)
     assert proc.returncode == -signum, err  # ended by the signal, as a shell expects
     word = "terminated" if signum == signal.SIGTERM else "interrupted"
     assert err.strip().splitlines()[-1] == f"{word}: stopped before anything was saved; rerunning the command " \
@@ -259,3 +262,23 @@ def test_exit_after_ctrl_c_does_not_wait_for_a_pool_left_running(tmp_path):
                     pass
     assert returncode == -signal.SIGINT, (tmp_path / "err").read_text()[-2000:]
     assert time.time() - start < 40
+
+
+_CTRL_C_WHILE_EXITING = """
+import atexit, os, signal, sys, threading, time
+sys.path.insert(0, {root!r})
+signal.signal(signal.SIGINT, signal.default_int_handler)
+atexit.register(lambda: time.sleep(3))  # an exit handler that takes a while
+threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # a Ctrl-C meanwhile
+import tfnas.cli
+tfnas.cli.exit_with(tfnas.cli.TERMINATED)
+"""
+
+
+def test_a_ctrl_c_while_the_exit_handlers_run_ends_the_process_without_a_traceback():
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", _CTRL_C_WHILE_EXITING.format(root=root)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == -signal.SIGINT and "KeyboardInterrupt" not in done.stderr, done.stderr[-2000:]

@@ -120,7 +120,7 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
 
     def stopped(stop: Optional[BaseException]) -> int:
         by_sigterm = bool(terminated) or _in_chain(stop, lambda e: isinstance(e, Terminated))
-        if verbose and by_sigterm:
+        if verbose and by_sigterm and stop is not None:
             import traceback
 
             traceback.print_exception(stop, file=sys.stderr)
@@ -220,7 +220,8 @@ def exit_with(code: int) -> None:
         import threading
 
         sig = getattr(signal, signum)
-        signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # (a Ctrl-C or SIGTERM meanwhile ends it, no traceback)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         # the handlers may wait (multiprocessing joins the children still running): a limit, then the signal
         deadline = threading.Timer(EXIT_HANDLERS_S, os.kill, (os.getpid(), sig))
         deadline.daemon = True

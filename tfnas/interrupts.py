@@ -109,21 +109,19 @@ def termination_as_interrupt(seen: List[int]) -> Iterator[List[int]]:
 
 
 def end_with_parent() -> None:
-    """Linux: this process is sent SIGTERM when the process that started it ends, even by ``kill -9``;
-    a pool's worker ran on as an orphan (and the pool's resource tracker with it). Elsewhere nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    # (the kernel sends it when the *thread* that started this process ends: a pool's workers are started
-    # by the thread that hands them work, the main thread in tfnas)
-    import ctypes
+    """This process ends (SIGTERM to itself) when the process that started it (``multiprocessing``'s
+    parent) ends, even by ``kill -9``: a pool's worker ran on as an orphan, and the pool's resource
+    tracker with it. A daemon thread waits on the parent's sentinel, so it holds for the process,
+    whichever thread started this one, on every platform. Nothing where there is no such parent."""
     import multiprocessing
+    from multiprocessing.connection import wait
 
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
-            return
-    except (OSError, AttributeError):
-        return
     parent = multiprocessing.parent_process()
-    if parent is not None and parent.pid != os.getppid():  # the parent ended before the call above
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])  # readable once the parent has ended
         os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="tfnas-end-with-parent", daemon=True).start()

@@ -91,21 +91,28 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     caught: list = []
+    terminated: list = []
     try:
-        with termination_as_interrupt([]), interrupts_kept(), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", SyntheticCalibrationWarning)
-            result = export_arch(
-                space,
-                args.arch,
-                args.num_classes,
-                args.out,
-                fmt=args.format,
-                input_size=args.input_size,
-                weights=args.weights,
-                overwrite=args.overwrite,
-                quantize=args.quantize,
-                calibration=args.calibration,
-            )
+        try:
+            with termination_as_interrupt(terminated), interrupts_kept(), \
+                    warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", SyntheticCalibrationWarning)
+                result = export_arch(
+                    space,
+                    args.arch,
+                    args.num_classes,
+                    args.out,
+                    fmt=args.format,
+                    input_size=args.input_size,
+                    weights=args.weights,
+                    overwrite=args.overwrite,
+                    quantize=args.quantize,
+                    calibration=args.calibration,
+                )
+        except Exception as err:
+            if terminated:  # an error the SIGTERM caused (it stopped a callback, a context manager)
+                raise Terminated from err
+            raise
     except (ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -123,7 +130,7 @@ def main(argv=None) -> int:
         print(f"error: export failed: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:  # (SIGTERM too: kill, a scheduler's limit)
-        if isinstance(stop, Terminated):
+        if isinstance(stop, Terminated) or terminated:
             print("terminated: nothing was written", file=sys.stderr)
             return TERMINATED
         print("interrupted: nothing was written", file=sys.stderr)
@@ -147,7 +154,7 @@ def main(argv=None) -> int:
     )
     if result.calibration:
         print(f"int8 calibration: {result.calibration}")
-    return 0
+    return TERMINATED if terminated else 0  # a SIGTERM swallowed on the way: written, but asked to stop
 
 
 def _quiet_after_failure(code: int) -> int:

@@ -294,3 +294,19 @@ def _alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
     except FileNotFoundError:
         return False
+
+
+def test_a_pool_started_from_a_thread_that_ended_keeps_its_workers():
+    """Workers asked the kernel for SIGTERM when their parent *thread* ended (PR_SET_PDEATHSIG): a pool
+    first used from a thread that then ended broke at its next batch."""
+    import threading
+
+    with ProcessExecutor(2, chunk=1) as pool:
+        first: list = []
+        worker = threading.Thread(target=lambda: first.extend(values(pool.map(NoisySquare(), noisy_items(4)))))
+        worker.start()
+        worker.join()
+        assert len(first) == 4
+        time.sleep(1.0)  # (a worker killed with the thread would be gone by now)
+        assert values(pool.map(NoisySquare(), noisy_items(4))) == first
+        assert pool.restarts == 0
