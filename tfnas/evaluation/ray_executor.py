@@ -52,37 +52,44 @@ __all__ = ["RayExecutor"]
 
 
 @contextlib.contextmanager
-def _ctrl_c_deferred(enabled: bool = True) -> Iterator[List[bool]]:
-    """Holds Ctrl-C back until the block ends, then delivers it (a private instance's start and stop,
-    cut short, leave Ray's processes running and its folder behind). Yields a list that holds ``True``
-    once a Ctrl-C came; the caller delivers it (:func:`_deliver_ctrl_c`) where the block leaves it work
-    to undo first. A block that ends in an error after a Ctrl-C ends in KeyboardInterrupt instead (the
-    user asked to stop). A second Ctrl-C goes to the handler at once. Only in the main thread (elsewhere
-    Python delivers no signal) and where SIGINT has a Python handler (not where it is ignored)."""
+def _ctrl_c_deferred(enabled: bool = True) -> Iterator[List[int]]:
+    """Holds Ctrl-C (and SIGTERM, where the command line turns it into an interruption) back until the
+    block ends (a private instance's start and stop, cut short, leave Ray's processes running and its
+    folder behind). Yields the list of the signals held; the caller delivers the first
+    (:func:`_deliver_ctrl_c`) where the block leaves it work to undo first. A block that ends in an error
+    after one ends in that interruption instead (the user asked to stop). A second signal goes to its
+    handler at once. Only in the main thread (elsewhere Python delivers no signal) and for a signal with
+    a Python handler (not one ignored or left to its default)."""
     import signal
     import threading
 
-    came: List[bool] = []
-    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
-    if not enabled or not callable(previous):
+    came: List[int] = []
+    main = threading.current_thread() is threading.main_thread()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main and enabled else {}
+    handlers = {s: h for s, h in handlers.items() if callable(h)}
+    if not handlers:
         yield came
         return
 
     def hold(signum: int, frame: Any) -> None:
         if came:
-            previous(signum, frame)
+            handlers[signum](signum, frame)
         else:
-            came.append(True)
+            came.append(signum)
 
-    signal.signal(signal.SIGINT, hold)
+    for signum in handlers:
+        signal.signal(signum, hold)
     try:
         yield came
-    except Exception as exc:
+    except Exception:
         if came:
-            raise KeyboardInterrupt from exc
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+            _deliver_ctrl_c(came)  # (raises, the error as its context)
         raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
 
 
 def _death_reason(exc: BaseException) -> str:
@@ -116,23 +123,26 @@ def _sigterm_kept() -> Iterator[None]:
         yield
     except SystemExit as exc:  # Ray's handler, during ray.init
         if exc.code == signal.SIGTERM and callable(previous):
-            previous(signal.SIGTERM, None)  # (the command line's raises Terminated)
+            from tfnas.interrupts import Terminated
+
+            previous(signal.SIGTERM, None)  # (the command line's raises Terminated; _ctrl_c_deferred's holds it)
+            raise Terminated from None  # Ray's handler has cut ray.init short already: nothing to wait for
         raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _deliver_ctrl_c() -> None:
-    """Delivers a Ctrl-C that :func:`_ctrl_c_deferred` held back, to this process' own handler
-    (Python's raises KeyboardInterrupt)."""
+def _deliver_ctrl_c(came: List[int]) -> None:
+    """Delivers the first signal that :func:`_ctrl_c_deferred` held back to this process' own handler
+    (Python's raises KeyboardInterrupt for Ctrl-C, the command line's Terminated for SIGTERM)."""
     import signal
 
-    handler = signal.getsignal(signal.SIGINT)
+    signum = came[0] if came else signal.SIGINT
+    handler = signal.getsignal(signum)
     if callable(handler):
-        handler(signal.SIGINT, None)
-    else:
-        raise KeyboardInterrupt
+        handler(signum, None)
+    raise KeyboardInterrupt
 
 
 class _Worker:
@@ -217,7 +227,7 @@ class RayExecutor(Executor):
                 with _ctrl_c_deferred(enabled=address == "local") as interrupted:
                     self._init_ray(ray, address, workers, cpus, init_kwargs)
             if interrupted:
-                _deliver_ctrl_c()
+                _deliver_ctrl_c(interrupted)
             self._start_actors(workers, cpus, chunk, max_restarts)
         except BaseException:
             self._close(idle=False)
@@ -377,7 +387,7 @@ class RayExecutor(Executor):
                 self._remove_temp_dir()
                 self._drop_token()
         if interrupted:
-            _deliver_ctrl_c()
+            _deliver_ctrl_c(interrupted)
 
     def _drop_token(self) -> None:
         if self._own_token:
