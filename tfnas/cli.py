@@ -173,13 +173,9 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
 
 def _in_chain(exc: Optional[BaseException], test: Callable[[BaseException], bool]) -> Optional[BaseException]:
     """The first of ``exc`` and its causes and contexts that passes ``test``, or ``None``."""
-    seen: List[BaseException] = []
-    while exc is not None and exc not in seen:
-        if test(exc):
-            return exc
-        seen.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return None
+    from tfnas.interrupts import exception_chain
+
+    return next((e for e in exception_chain(exc) if test(e)), None)
 
 
 def out_of_memory_message(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 #: Seconds after a swallowed interrupt before it is sent again.
 RESEND_DELAY_S = 0.05
@@ -125,3 +125,13 @@ def end_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="tfnas-end-with-parent", daemon=True).start()
+
+
+def exception_chain(exc: Optional[BaseException]) -> Iterator[BaseException]:
+    """``exc``, then what caused it or was being handled when it was raised, and so on (each once): where
+    an interruption that an error replaced on its way out is found."""
+    seen: List[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        yield exc
+        exc = exc.__cause__ or exc.__context__

@@ -16,7 +16,7 @@ import logging
 import os
 import secrets
 import sys
-from typing import Any, Iterator, List
+from typing import Any, Iterator
 
 from tfnas.evaluation.executors import ExecutorError
 
@@ -134,13 +134,10 @@ def _stderr_discarded() -> Iterator[None]:
 
 def refused_token(exc: BaseException) -> bool:
     """Whether Ray's error (its causes included) says the cluster refused the token."""
-    seen: List[BaseException] = []
-    while exc is not None and exc not in seen:
-        seen.append(exc)
-        if "InvalidAuthToken" in str(exc) or type(exc).__name__ == "AuthenticationError":
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    from tfnas.interrupts import exception_chain
+
+    return any("InvalidAuthToken" in str(e) or type(e).__name__ == "AuthenticationError"
+               for e in exception_chain(exc))
 
 
 #: The HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's head) answers with

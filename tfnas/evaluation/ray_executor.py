@@ -52,11 +52,11 @@ __all__ = ["RayExecutor"]
 
 
 @contextlib.contextmanager
-def _ctrl_c_deferred(enabled: bool = True) -> Iterator[List[int]]:
+def _interrupts_deferred(enabled: bool = True) -> Iterator[List[int]]:
     """Holds Ctrl-C (and SIGTERM, where the command line turns it into an interruption) back until the
     block ends (a private instance's start and stop, cut short, leave Ray's processes running and its
     folder behind). Yields the list of the signals held; the caller delivers the first
-    (:func:`_deliver_ctrl_c`) where the block leaves it work to undo first. A block that ends in an error
+    (:func:`_deliver_interrupt`) where the block leaves it work to undo first. A block that ends in an error
     after one ends in that interruption instead (the user asked to stop). A second signal goes to its
     handler at once. Only in the main thread (elsewhere Python delivers no signal) and for a signal with
     a Python handler (not one ignored or left to its default)."""
@@ -85,7 +85,7 @@ def _ctrl_c_deferred(enabled: bool = True) -> Iterator[List[int]]:
         if came:
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
-            _deliver_ctrl_c(came)  # (raises, the error as its context)
+            _deliver_interrupt(came)  # (raises, the error as its context)
         raise
     finally:
         for signum, handler in handlers.items():
@@ -125,7 +125,7 @@ def _sigterm_kept() -> Iterator[None]:
         if exc.code == signal.SIGTERM and callable(previous):
             from tfnas.interrupts import Terminated
 
-            previous(signal.SIGTERM, None)  # (the command line's raises Terminated; _ctrl_c_deferred's holds it)
+            previous(signal.SIGTERM, None)  # (the command line's raises Terminated; _interrupts_deferred's holds it)
             raise Terminated from None  # Ray's handler has cut ray.init short already: nothing to wait for
         raise
     finally:
@@ -133,8 +133,8 @@ def _sigterm_kept() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _deliver_ctrl_c(came: List[int]) -> None:
-    """Delivers the first signal that :func:`_ctrl_c_deferred` held back to this process' own handler
+def _deliver_interrupt(came: List[int]) -> None:
+    """Delivers the first signal that :func:`_interrupts_deferred` held back to this process' own handler
     (Python's raises KeyboardInterrupt for Ctrl-C, the command line's Terminated for SIGTERM)."""
     import signal
 
@@ -224,10 +224,10 @@ class RayExecutor(Executor):
         try:  # an error or Ctrl-C from here on stops what this executor started (and puts the environment back)
             if not ray.is_initialized():
                 # a private instance's start, cut short, leaves Ray's processes and folder behind
-                with _ctrl_c_deferred(enabled=address == "local") as interrupted:
+                with _interrupts_deferred(enabled=address == "local") as interrupted:
                     self._init_ray(ray, address, workers, cpus, init_kwargs)
             if interrupted:
-                _deliver_ctrl_c(interrupted)
+                _deliver_interrupt(interrupted)
             self._start_actors(workers, cpus, chunk, max_restarts)
         except BaseException:
             self._close(idle=False)
@@ -377,7 +377,7 @@ class RayExecutor(Executor):
 
     def _close(self, idle: bool) -> None:
         ray = self._ray
-        with _ctrl_c_deferred(enabled=self._owns) as interrupted:
+        with _interrupts_deferred(enabled=self._owns) as interrupted:
             try:
                 self._stop_actors(idle=idle)
                 if self._owns:  # also after a start that failed half-way (Ray's processes may run)
@@ -387,7 +387,7 @@ class RayExecutor(Executor):
                 self._remove_temp_dir()
                 self._drop_token()
         if interrupted:
-            _deliver_ctrl_c(interrupted)
+            _deliver_interrupt(interrupted)
 
     def _drop_token(self) -> None:
         if self._own_token:
