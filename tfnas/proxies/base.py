@@ -104,12 +104,14 @@ def build_for_scoring(space: Any, arch: Any, num_classes: int, input_shape: Tupl
 
 
 def scored_network(model: Any) -> Any:
-    """The network a proxy scores for ``model``: where it has training-only parts that it can drop
-    (an ``inference_model()`` method: the DARTS network without its auxiliary head and DropPath, sharing
-    the weights), that inference network, else ``model``. An auxiliary head's parameters and activations
-    are no part of the network a proxy ranks (NASWOT counted its ReLUs, the params baseline its weights)."""
-    hook = getattr(model, "inference_model", None)
-    return hook() if callable(hook) else model
+    """The network a proxy scores for ``model``: the inference network that an export writes
+    (:func:`tfnas.train.export.inference_model`: the DARTS network without its auxiliary head and
+    DropPath, a functional model without its top-level dropout-like layers; the same weights). An
+    auxiliary head's parameters and activations are no part of the network a proxy ranks (NASWOT
+    counted its ReLUs, the params baseline its weights)."""
+    from tfnas.train.export import inference_model
+
+    return inference_model(model)
 
 
 def main_output(outputs: Any) -> Any:
