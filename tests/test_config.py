@@ -147,6 +147,18 @@ def test_values_with_comment_marks_or_quotes_round_trip(tmp_path, value):
     assert again.dataset.data_dir == cfg.dataset.data_dir
 
 
+@pytest.mark.parametrize("value, folder", [("data/", "data"), ("/data/sets//", "/data/sets"), ("/", "/"),
+                                           ("gs://bucket/tfds/", "gs://bucket/tfds"), ("", "")])
+def test_folders_are_read_without_trailing_separators(value, folder):
+    cfg = load_config(None, [f"dataset.data_dir={value}", f"dataset.manual_dir={value}"])
+    assert (cfg.dataset.data_dir, cfg.dataset.manual_dir) == (folder, folder)
+    # the calibration source names a dataset or a folder (whether it exists is checked with the names)
+    calibration = load_config(None, [f"export.calibration={value}", "export.format=tflite", "export.quantize=int8"],
+                              check_names=False).export.calibration
+    assert calibration == folder
+    assert load_config(None, [f"run.out_dir={value}"]).run.out_dir == value  # not an identity key: as given
+
+
 def test_inline_comments_and_quoted_values(tmp_path):
     cfg = load_config(write(tmp_path, """\
         [run]  # a comment after a section

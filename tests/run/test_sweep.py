@@ -57,6 +57,15 @@ def test_a_value_with_a_comment_mark_resumes(tmp_path):
     assert run_sweep(load_config("cfg/rand.cfg", sets), progress=False).new_records == 0
 
 
+def test_a_folder_with_or_without_its_trailing_separator_resumes(tmp_path):
+    # "data/" and "data" name one folder: one configuration, not "a different configuration"
+    sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]
+    run_sweep(load_config("cfg/rand.cfg", sets + ["dataset.data_dir=/data/sets/"]), progress=False)
+    assert "data_dir = /data/sets\n" in (tmp_path / "config.cfg").read_text()
+    again = run_sweep(load_config("cfg/rand.cfg", sets + ["dataset.data_dir=/data/sets"]), progress=False)
+    assert again.new_records == 0 and len(again.records) == 1
+
+
 def test_a_folder_of_other_files_is_written_into_with_a_warning(tmp_path, caplog):
     (tmp_path / "notes.txt").write_text("mine\n")
     sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]

@@ -95,6 +95,8 @@ def _parse_value(raw: str, f: dataclasses.Field, tp: Any, where: str) -> Any:
     meta = f.metadata
     if isinstance(value, str):
         _check_characters(value, where, multiline=meta.get("multiline", False))
+        if meta.get("folder"):  # "data/" is the folder "data": one identity for a run directory
+            value = value.rstrip("/" + os.sep) or value[:1]
     if "choices" in meta and isinstance(value, tuple):
         _check_choice_list(value, meta["choices"], where, expected, raw)
     elif "choices" in meta and value not in meta["choices"]:

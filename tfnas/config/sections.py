@@ -130,8 +130,8 @@ class DatasetConfig:
     """
 
     name: str = _f("cifar10", registry="dataset")
-    data_dir: str = _f("")
-    manual_dir: str = _f("")
+    data_dir: str = _f("", folder=True)
+    manual_dir: str = _f("", folder=True)
     download: str = _f("auto", choices=("auto", "true", "false"))
     train_subset: int = _f(0, min=0)
     eval_subset: int = _f(0, min=0)
@@ -384,7 +384,7 @@ class ExportConfig:
     enabled: bool = _f(True)
     format: Tuple[str, ...] = _f(("saved_model",), choices=FORMATS)
     quantize: str = _f("none", choices=QUANTIZATIONS)
-    calibration: str = _f("")
+    calibration: str = _f("", folder=True)
 
 
 SECTIONS: Dict[str, type] = {
