@@ -12,7 +12,7 @@ ReLU, dense. Drop-path follows every op but the stride-1 skip connection.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import keras
 from keras import ops
@@ -33,7 +33,8 @@ from tfnas.spaces.ops import (
     SepConv,
 )
 
-__all__ = ["AuxiliaryHeadCIFAR", "DartsCell", "DartsNetwork", "count_network_params", "make_op", "reduction_layers"]
+__all__ = ["AuxiliaryHeadCIFAR", "CellStackNetwork", "DartsCell", "DartsNetwork", "count_network_params", "make_op",
+           "reduction_layers"]
 
 AUX_CHANNELS = (128, 768)
 
@@ -256,85 +257,77 @@ class AuxiliaryHeadCIFAR(keras.layers.Layer):
         return config
 
 
-@keras.saving.register_keras_serializable(package="tfnas")
-class DartsNetwork(keras.Model):
-    """The DARTS CIFAR network of one genotype (module docstring).
+class CellStackNetwork(keras.Model):
+    """What the DARTS and NASNet-DAG CIFAR networks share (module docstring): the ``3C`` stem, ``layers``
+    cells with reductions at :func:`reduction_layers` (channels doubled there), the auxiliary head on
+    the second reduction cell's output, global pooling, optional dropout and the classifier.
 
-    ``call(images, training)`` returns logits ``(B, num_classes)``, or ``(logits, aux_logits)``
-    when ``training`` is true and the network has an auxiliary head (the Trainer's
-    ``aux_weight`` contract); inference and export see logits only, and the exported network is
-    :meth:`inference_model` (no auxiliary head, no DropPath).
-
-    Args:
-        genotype: the genotype text (``DartsGenotype`` string form).
-        num_classes: logits per image.
-        image_shape: ``(H, W, C)`` of the inputs, ``H`` and ``W`` divisible by 4.
-        channels: initial channels ``C`` (stem has ``3C``).
-        layers: number of cells.
-        auxiliary: add the auxiliary head after cell ``2 * layers // 3``.
-        drop_path_rate: None or the initial DropPath rate of every non-identity op.
-        seed: DropPath seed (None = unseeded).
-        share_with: a network of the same genotype and sizes whose layers (and so weights) this
-            one uses instead of making its own (not serialized; see :meth:`inference_model`).
+    ``call(images, training)`` returns logits ``(B, num_classes)``, or ``(logits, aux_logits)`` when
+    ``training`` is true and the network has an auxiliary head (the Trainer's ``aux_weight``
+    contract); inference and export see logits only, and the exported network is
+    :meth:`inference_model`. A subclass names its architecture (:meth:`arch_text`) and its copy for
+    serving (:meth:`_serving_copy`), and calls :meth:`_make_layers` from its constructor with a
+    function that makes its cells.
     """
 
-    def __init__(self, genotype: str, num_classes: int, image_shape: Sequence[int] = (32, 32, 3), channels: int = 36,
-                 layers: int = 20, auxiliary: bool = True, drop_path_rate: Optional[float] = None,
-                 seed: Optional[int] = None, share_with: Optional["DartsNetwork"] = None, **kwargs: Any):
-        super().__init__(**kwargs)
-        arch = parse_genotype(genotype)
-        self.genotype = str(arch)
-        num_classes = check_num_classes(num_classes, "DartsNetwork")
+    def arch_text(self) -> str:
+        raise NotImplementedError
+
+    def _serving_copy(self) -> "CellStackNetwork":
+        raise NotImplementedError
+
+    def _make_layers(self, num_classes: int, image_shape: Sequence[int], channels: int, layers: int, auxiliary: bool,
+                     dropout: float, drop_path_rate: Optional[float], seed: Optional[int],
+                     share_with: Optional["CellStackNetwork"], make_cell: Callable[..., keras.layers.Layer]) -> None:
+        """Checks the sizes and makes the layers; ``make_cell(index, filters, reduction, reduction_prev,
+        seed, share_with)`` makes cell ``index`` (its ``drops`` are its DropPath layers or None each)."""
+        kind = type(self).__name__
         shape = tuple(int(d) for d in image_shape)
         if len(shape) != 3 or shape[0] % 4 or shape[1] % 4:
-            raise ValueError(f"DartsNetwork: `image_shape` must be (H, W, C) with H and W divisible by 4 (two "
-                             f"stride-2 reductions). Received: image_shape={tuple(image_shape)}")
+            raise ValueError(f"{kind}: `image_shape` must be (H, W, C) with H and W divisible by 4 (two stride-2 "
+                             f"reductions). Received: image_shape={tuple(image_shape)}")
         if layers < 3:
-            raise ValueError(f"DartsNetwork: `layers` must be >= 3 (two reduction cells). Received: layers={layers}")
+            raise ValueError(f"{kind}: `layers` must be >= 3 (two reduction cells). Received: layers={layers}")
         if auxiliary and min(shape[0], shape[1]) < 32:
-            raise ValueError(f"DartsNetwork: the auxiliary head needs images of at least 32x32 (an 8x8 map after "
-                             f"two reductions); pass auxiliary=False. Received: image_shape={tuple(image_shape)}")
+            raise ValueError(f"{kind}: the auxiliary head needs images of at least 32x32 (an 8x8 map after two "
+                             f"reductions); pass auxiliary=False. Received: image_shape={tuple(image_shape)}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"{kind}: `dropout` must be in [0, 1). Received: {dropout!r}")
         if drop_path_rate is not None and not 0.0 <= float(drop_path_rate) < 1.0:
-            raise ValueError(f"DartsNetwork: `drop_path_rate` must be None or in [0, 1). Received: {drop_path_rate!r}")
-        self.num_classes, self.image_shape = num_classes, shape
+            raise ValueError(f"{kind}: `drop_path_rate` must be None or in [0, 1). Received: {drop_path_rate!r}")
+        self.num_classes, self.image_shape = check_num_classes(num_classes, kind), shape
         self.channels, self.layers_count = int(channels), int(layers)
-        self.auxiliary = bool(auxiliary)
+        self.auxiliary, self.dropout = bool(auxiliary), float(dropout)
         self.drop_path_rate = None if drop_path_rate is None else float(drop_path_rate)
         self.seed = seed
-        bn = dict(momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
-        c = self.channels
         if share_with is not None:
-            mine = (self.genotype, self.num_classes, self.image_shape, self.channels, self.layers_count)
-            theirs = (share_with.genotype, share_with.num_classes, share_with.image_shape, share_with.channels,
+            mine = (self.arch_text(), self.num_classes, self.image_shape, self.channels, self.layers_count)
+            theirs = (share_with.arch_text(), share_with.num_classes, share_with.image_shape, share_with.channels,
                       share_with.layers_count)
             if mine != theirs:
-                raise ValueError(f"DartsNetwork: share_with must have the same genotype and sizes; {mine} != {theirs}")
+                raise ValueError(f"{kind}: share_with must have the same architecture and sizes; {mine} != {theirs}")
             self.stem_conv, self.stem_bn = share_with.stem_conv, share_with.stem_bn
         else:
-            self.stem_conv = keras.layers.Conv2D(3 * c, 3, padding="same", use_bias=False,
+            self.stem_conv = keras.layers.Conv2D(3 * self.channels, 3, padding="same", use_bias=False,
                                                  kernel_initializer="he_normal", name="stem_conv")
-            self.stem_bn = keras.layers.BatchNormalization(name="stem_bn", **bn)
-        self.cells: List[DartsCell] = []
-        reduction_prev, drops = False, 0
+            self.stem_bn = keras.layers.BatchNormalization(name="stem_bn", momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
+        self.cells: List[keras.layers.Layer] = []
+        c, reduction_prev, drops = self.channels, False, 0
         for i in range(self.layers_count):
             reduction = i in reduction_layers(self.layers_count)
-            if reduction:
-                c *= 2
-            pairs, concat = arch.cell(reduction)
-            cell_seed = None if seed is None else seed + drops
-            cell = DartsCell(pairs, concat, c, reduction, reduction_prev, self.drop_path_rate, cell_seed,
-                             share_with=None if share_with is None else share_with.cells[i], name=f"cell{i}")
+            c = 2 * c if reduction else c
+            cell = make_cell(i, c, reduction, reduction_prev, None if seed is None else seed + drops,
+                             None if share_with is None else share_with.cells[i])
             drops += sum(d is not None for d in cell.drops)
             self.cells.append(cell)
             reduction_prev = reduction
-        if self.auxiliary:
-            shared_head = None if share_with is None else share_with.auxiliary_head
-            self.auxiliary_head = shared_head or AuxiliaryHeadCIFAR(num_classes, name="auxiliary_head")
-        else:
-            self.auxiliary_head = None
+        shared_head = None if share_with is None else share_with.auxiliary_head
+        self.auxiliary_head = (shared_head or AuxiliaryHeadCIFAR(self.num_classes, name="auxiliary_head")
+                               if self.auxiliary else None)
         self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
+        self.drop = keras.layers.Dropout(self.dropout, seed=seed, name="dropout") if self.dropout else None
         self.classifier = (share_with.classifier if share_with is not None
-                           else keras.layers.Dense(num_classes, name="classifier"))
+                           else keras.layers.Dense(self.num_classes, name="classifier"))
 
     @property
     def input_shape(self) -> Tuple[Optional[int], ...]:
@@ -356,17 +349,16 @@ class DartsNetwork(keras.Model):
         build_once(self.classifier, (s1[0], s1[-1]))
         self.built = True
 
-    def inference_model(self) -> "DartsNetwork":
+    def inference_model(self) -> "CellStackNetwork":
         """The network to serve: the same cells and classifier, sharing this network's layers and
-        weights, without the auxiliary head and without DropPath layers.
+        weights, without the auxiliary head, DropPath layers and dropout.
 
-        Its trainable parameters are ``DartsSpace.num_params(arch)`` (the published count); its
+        Its trainable parameters are the space's ``num_params(arch)`` (the published count); its
         outputs equal ``self(x, training=False)``. Returns ``self`` when there is nothing to drop.
         """
-        if self.auxiliary_head is None and self.drop_path_rate is None:
+        if self.auxiliary_head is None and self.drop_path_rate is None and self.drop is None:
             return self
-        net = DartsNetwork(self.genotype, self.num_classes, self.image_shape, self.channels, self.layers_count,
-                           auxiliary=False, drop_path_rate=None, seed=self.seed, share_with=self, name=self.name)
+        net = self._serving_copy()
         net.build((None,) + self.image_shape)
         return net
 
@@ -384,7 +376,10 @@ class DartsNetwork(keras.Model):
 
     def call(self, inputs, training=None):
         features, aux = self._cells(inputs, training)
-        logits = self.classifier(self.global_pool(features))
+        x = self.global_pool(features)
+        if self.drop is not None:
+            x = self.drop(x, training=training)
+        logits = self.classifier(x)
         return (logits, aux) if aux is not None else logits
 
     def _trackable_children(self, save_type="checkpoint", **kwargs):
@@ -397,6 +392,47 @@ class DartsNetwork(keras.Model):
         """The feature map ``(B, H', W', C')`` that global pooling averages, computed as in
         :meth:`call` (the auxiliary head runs too in training mode); the Zen score reads it."""
         return self._cells(inputs, training)[0]
+
+
+@keras.saving.register_keras_serializable(package="tfnas")
+class DartsNetwork(CellStackNetwork):
+    """The DARTS CIFAR network of one genotype (module docstring; the layers and calls are those of
+    :class:`CellStackNetwork`).
+
+    Args:
+        genotype: the genotype text (``DartsGenotype`` string form).
+        num_classes: logits per image.
+        image_shape: ``(H, W, C)`` of the inputs, ``H`` and ``W`` divisible by 4.
+        channels: initial channels ``C`` (stem has ``3C``).
+        layers: number of cells.
+        auxiliary: add the auxiliary head after cell ``2 * layers // 3``.
+        drop_path_rate: None or the initial DropPath rate of every non-identity op.
+        seed: DropPath seed (None = unseeded).
+        share_with: a network of the same genotype and sizes whose layers (and so weights) this
+            one uses instead of making its own (not serialized; see :meth:`inference_model`).
+    """
+
+    def __init__(self, genotype: str, num_classes: int, image_shape: Sequence[int] = (32, 32, 3), channels: int = 36,
+                 layers: int = 20, auxiliary: bool = True, drop_path_rate: Optional[float] = None,
+                 seed: Optional[int] = None, share_with: Optional["DartsNetwork"] = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        arch = parse_genotype(genotype)
+        self.genotype = str(arch)
+
+        def make_cell(index, filters, reduction, reduction_prev, cell_seed, shared):
+            pairs, concat = arch.cell(reduction)
+            return DartsCell(pairs, concat, filters, reduction, reduction_prev, self.drop_path_rate, cell_seed,
+                             share_with=shared, name=f"cell{index}")
+
+        self._make_layers(num_classes, image_shape, channels, layers, auxiliary, 0.0, drop_path_rate, seed, share_with,
+                          make_cell)
+
+    def arch_text(self) -> str:
+        return self.genotype
+
+    def _serving_copy(self) -> "DartsNetwork":
+        return DartsNetwork(self.genotype, self.num_classes, self.image_shape, self.channels, self.layers_count,
+                            auxiliary=False, drop_path_rate=None, seed=self.seed, share_with=self, name=self.name)
 
     def get_config(self) -> dict:
         return {"genotype": self.genotype, "num_classes": self.num_classes, "image_shape": list(self.image_shape),

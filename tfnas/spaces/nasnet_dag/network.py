@@ -23,11 +23,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import keras
 from keras import ops
 
-from tfnas.checks import check_num_classes
-from tfnas.spaces.darts.network import AUX_CHANNELS, AuxiliaryHeadCIFAR, make_op, op_params, reduction_layers
+from tfnas.spaces.darts.network import AUX_CHANNELS, CellStackNetwork, make_op, op_params, reduction_layers
 from tfnas.spaces.nasnet_dag.arch import NODE_OPS, DagCell, NasnetDagArch, parse_arch, parse_cell
-from tfnas.spaces.ops import (BN_EPSILON, BN_MOMENTUM, AvgPool3x3, DropPath, FactorizedReduce, Identity, MaxPool3x3,
-                              ReLUConvBN)
+from tfnas.spaces.ops import AvgPool3x3, DropPath, FactorizedReduce, Identity, MaxPool3x3, ReLUConvBN
 from tfnas.spaces.ops.common import build_once, with_list_children
 
 __all__ = ["NasnetDagCell", "NasnetDagNetwork", "count_network_params", "node_plan"]
@@ -176,12 +174,9 @@ class NasnetDagCell(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tfnas")
-class NasnetDagNetwork(keras.Model):
-    """The network of one NASNet-DAG architecture (module docstring).
-
-    ``call(images, training)`` returns logits, or ``(logits, aux_logits)`` when training with the
-    auxiliary head (the Trainer's ``aux_weight`` contract); :meth:`inference_model` drops the head
-    and DropPath.
+class NasnetDagNetwork(CellStackNetwork):
+    """The network of one NASNet-DAG architecture (module docstring; the layers and calls are those of
+    :class:`tfnas.spaces.darts.network.CellStackNetwork`, with the DARTS auxiliary head).
 
     Args:
         arch: the architecture text. num_classes: logits. image_shape: ``(H, W, C)``, sides divisible by 4.
@@ -195,104 +190,21 @@ class NasnetDagNetwork(keras.Model):
         super().__init__(**kwargs)
         parsed = parse_arch(arch)
         self.arch = str(parsed)
-        self.num_classes = check_num_classes(num_classes, "NasnetDagNetwork")
-        shape = tuple(int(d) for d in image_shape)
-        if len(shape) != 3 or shape[0] % 4 or shape[1] % 4:
-            raise ValueError(f"NasnetDagNetwork: `image_shape` must be (H, W, C) with H and W divisible by 4. "
-                             f"Received: image_shape={tuple(image_shape)}")
-        if layers < 3:
-            raise ValueError(f"NasnetDagNetwork: `layers` must be >= 3 (two reduction cells). Received: {layers}")
-        if auxiliary and min(shape[:2]) < 32:
-            raise ValueError(f"NasnetDagNetwork: the auxiliary head needs inputs of at least 32x32; pass "
-                             f"auxiliary=False. Received: image_shape={shape}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"NasnetDagNetwork: `dropout` must be in [0, 1). Received: {dropout!r}")
-        self.image_shape, self.channels, self.layers_count = shape, int(channels), int(layers)
-        self.auxiliary, self.dropout = bool(auxiliary), float(dropout)
-        self.drop_path_rate = None if drop_path_rate is None else float(drop_path_rate)
-        self.seed = seed
-        bn = dict(momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
-        if share_with is not None:
-            self.stem_conv, self.stem_bn = share_with.stem_conv, share_with.stem_bn
-        else:
-            self.stem_conv = keras.layers.Conv2D(3 * self.channels, 3, padding="same", use_bias=False,
-                                                 kernel_initializer="he_normal", name="stem_conv")
-            self.stem_bn = keras.layers.BatchNormalization(name="stem_bn", **bn)
-        self.cells: List[NasnetDagCell] = []
-        c, reduction_prev, drops = self.channels, False, 0
-        for i in range(self.layers_count):
-            reduction = i in reduction_layers(self.layers_count)
-            c = 2 * c if reduction else c
-            cell = NasnetDagCell(str(parsed.cell(reduction)), c, reduction, reduction_prev, self.drop_path_rate,
-                                 None if seed is None else seed + drops,
-                                 share_with=None if share_with is None else share_with.cells[i], name=f"cell{i}")
-            drops += sum(d is not None for d in cell.drops)
-            self.cells.append(cell)
-            reduction_prev = reduction
-        shared_head = None if share_with is None else share_with.auxiliary_head
-        self.auxiliary_head = (shared_head or AuxiliaryHeadCIFAR(self.num_classes, name="auxiliary_head")
-                               if self.auxiliary else None)
-        self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
-        self.drop = keras.layers.Dropout(self.dropout, seed=seed, name="dropout") if self.dropout else None
-        self.classifier = (share_with.classifier if share_with is not None
-                           else keras.layers.Dense(self.num_classes, name="classifier"))
 
-    @property
-    def input_shape(self) -> Tuple[Optional[int], ...]:
-        return (None,) + self.image_shape
+        def make_cell(index, filters, reduction, reduction_prev, cell_seed, shared):
+            return NasnetDagCell(str(parsed.cell(reduction)), filters, reduction, reduction_prev, self.drop_path_rate,
+                                 cell_seed, share_with=shared, name=f"cell{index}")
 
-    def build(self, input_shape: Tuple[Optional[int], ...]) -> None:
-        input_shape = tuple(input_shape)
-        build_once(self.stem_conv, input_shape)
-        stem = self.stem_conv.compute_output_shape(input_shape)
-        build_once(self.stem_bn, stem)
-        s0 = s1 = stem
-        aux_at = reduction_layers(self.layers_count)[1]
-        for i, cell in enumerate(self.cells):
-            cell.build([s0, s1])
-            s0, s1 = s1, cell.compute_output_shape([s0, s1])
-            if i == aux_at and self.auxiliary_head is not None:
-                build_once(self.auxiliary_head, s1)
-        build_once(self.classifier, (s1[0], s1[-1]))
-        self.built = True
+        self._make_layers(num_classes, image_shape, channels, layers, auxiliary, dropout, drop_path_rate, seed,
+                          share_with, make_cell)
 
-    def inference_model(self) -> "NasnetDagNetwork":
-        """The serving network: same layers and weights, no auxiliary head, no DropPath, no dropout."""
-        if self.auxiliary_head is None and self.drop_path_rate is None and not self.dropout:
-            return self
-        net = NasnetDagNetwork(self.arch, self.num_classes, self.image_shape, self.channels, self.layers_count,
-                               auxiliary=False, dropout=0.0, drop_path_rate=None, seed=self.seed, share_with=self,
-                               name=self.name)
-        net.build((None,) + self.image_shape)
-        return net
+    def arch_text(self) -> str:
+        return self.arch
 
-    def _cells(self, inputs, training):
-        x = self.stem_bn(self.stem_conv(inputs), training=training)
-        s0 = s1 = x
-        aux = None
-        aux_at = reduction_layers(self.layers_count)[1]
-        for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell([s0, s1], training=training)
-            if i == aux_at and training and self.auxiliary_head is not None:
-                aux = self.auxiliary_head(s1, training=training)
-        return s1, aux
-
-    def call(self, inputs, training=None):
-        features, aux = self._cells(inputs, training)
-        x = self.global_pool(features)
-        if self.drop is not None:
-            x = self.drop(x, training=training)
-        logits = self.classifier(x)
-        return (logits, aux) if aux is not None else logits
-
-    def _trackable_children(self, save_type="checkpoint", **kwargs):
-        children = super()._trackable_children(save_type, **kwargs)
-        if save_type != "checkpoint":
-            return children
-        return with_list_children(children, (("cells", self.cells),))
-
-    def pre_pool_features(self, inputs, training=None):
-        return self._cells(inputs, training)[0]
+    def _serving_copy(self) -> "NasnetDagNetwork":
+        return NasnetDagNetwork(self.arch, self.num_classes, self.image_shape, self.channels, self.layers_count,
+                                auxiliary=False, dropout=0.0, drop_path_rate=None, seed=self.seed, share_with=self,
+                                name=self.name)
 
     def get_config(self) -> dict:
         return {"arch": self.arch, "num_classes": self.num_classes, "image_shape": list(self.image_shape),
