@@ -1,10 +1,13 @@
 """Config loading: defaults, overrides, strict validation with one-line errors."""
 
+import dataclasses
 import os
 import textwrap
+import typing
 
 import pytest
 
+from tfnas import registry
 from tfnas.config import Config, ConfigError, config_to_ini, load_config
 
 
@@ -131,12 +134,61 @@ def test_a_config_from_a_pipe_is_refused_not_read_as_the_defaults(tmp_path):
         os.close(read)
 
 
-def test_resolved_ini_round_trips(tmp_path):
-    cfg = load_config(write(tmp_path, "[train]\nstep_epochs = 5, 9\n[budget]\nrepeats = 2\n"), ["run.seed=3"])
-    again = load_config(write(tmp_path, config_to_ini(cfg), "resolved.cfg"))
+REGISTRIES = {"method": registry.METHODS, "space": registry.SPACES, "dataset": registry.DATASETS,
+              "benchmark": registry.BENCHMARKS, "proxy": registry.PROXIES}
+
+
+def _another_value(f: dataclasses.Field, tp) -> object:
+    """A valid value of field ``f`` (type ``tp``) other than its default; None for a key of one choice."""
+    meta, default = f.metadata, f.default
+    if tp is bool:
+        return not default
+    if tp is int:
+        return default + 1 if default + 1 <= meta.get("max", default + 1) else default - 1
+    if tp is float:
+        value = default * 1.5 + 0.0625  # not a round number: the text must carry every digit
+        return value if value <= meta.get("max", value) else (default + meta.get("min", 0.0)) / 2
+    if typing.get_origin(tp) is tuple:
+        if "choices" in meta:
+            return tuple(c for c in meta["choices"] if c not in default)[:1]
+        return tuple(x + 1 for x in default) or (3,) if typing.get_args(tp)[0] is int else tuple(default) + (0.5,)
+    if "choices" in meta:
+        return next((c for c in meta["choices"] if c != default), None)  # None: the only value there is
+    if "registry" in meta:
+        return next(name for name in REGISTRIES[meta["registry"]].names() if name != default)
+    return default + "x" if default else "some value #1"
+
+
+def test_every_key_round_trips_through_the_resolved_ini(tmp_path):
+    """config.cfg of a run directory: a config with every key away from its default loads back equal."""
+    from tfnas.config.loader import SECTIONS, _section_types
+
+    source = tmp_path / "table.pickle.pbz2"
+    source.write_bytes(b"")
+    fixed = {("benchmark", "source"): str(source), ("export", "format"): ("keras", "tflite"),
+             ("export", "quantize"): "int8", ("export", "calibration"): "cifar100"}
+    sets, single = [], []
+    for section, cls in SECTIONS.items():
+        types = _section_types(cls)
+        for f in dataclasses.fields(cls):
+            value = fixed.get((section, f.name), _another_value(f, types[f.name]))
+            if value is None:
+                single.append(f"{section}.{f.name}")
+                continue
+            assert value != f.default, (section, f.name)
+            text = ("true" if value else "false") if isinstance(value, bool) else (
+                ", ".join(map(str, value)) if isinstance(value, tuple) else str(value))
+            sets.append(f"{section}.{f.name}={text}")
+    cfg = load_config(None, sets, check_names=False)
+    ini = config_to_ini(cfg)
+    again = load_config(write(tmp_path, ini, "resolved.cfg"), check_names=False)
     assert isinstance(again, Config)
-    for section in ("run", "budget", "train", "predictor", "search", "dataset"):
-        assert getattr(again, section) == getattr(cfg, section)
+    for section, cls in SECTIONS.items():
+        assert getattr(again, section) == getattr(cfg, section) != cls(), section
+        for f in dataclasses.fields(cls):
+            if f"{section}.{f.name}" not in single:
+                assert getattr(getattr(again, section), f.name) != f.default, (section, f.name)
+    assert single == ["benchmark.metric"] and len(sets) > 150
 
 
 @pytest.mark.parametrize("value", ["/data/my set #1", "a ;b", "#start", ' "quoted" ', 'a"b', "C:\\data #1", "café"])

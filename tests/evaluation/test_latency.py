@@ -67,6 +67,40 @@ def test_evaluator_returns_one_result_per_arch_in_order(tmp_path):
     assert measure(SPACE, B, input_shape=(8, 8, 3), runs=3, warmup=1, cache_dir=str(tmp_path)) == results[1]
 
 
+def test_the_timed_model_is_the_archs_network_at_the_setups_shape_and_precision(tmp_path, monkeypatch):
+    """What reaches the timer: each arch's own network (its parameters), one image of the setup's
+    shape, float16 weights when asked, and the setup's runs, warm-up, threads and seed."""
+    import numpy as np
+
+    from tfnas.evaluation import latency as latency_mod
+    from tfnas.train.litert import load_interpreter
+
+    timed = []
+
+    def recording(flatbuffer, **kwargs):
+        timed.append((flatbuffer, kwargs))
+        return LatencyStats(min_ms=1.0, median_ms=2.0, p90_ms=3.0, runs=kwargs["num_runs"],
+                            warmup=kwargs["warmup"], num_threads=kwargs["num_threads"])
+
+    monkeypatch.setattr(latency_mod, "measure_latency", recording)
+    for quantize in ("none", "float16"):
+        setup = dataclasses.replace(SETUP, input_shape=(16, 16, 3), threads=2, quantize=quantize)
+        measurer = LatencyMeasurer(SPACE, setup, None, seed=5)
+        measurer.measure(A), measurer.measure(B)
+    assert [kwargs for _, kwargs in timed] == [dict(num_runs=3, warmup=1, num_threads=2, seed=5)] * 4
+    structures = []
+    for (flatbuffer, _), quantize in zip(timed, ("none", "none", "float16", "float16")):
+        interpreter = load_interpreter(flatbuffer)
+        (image,), (logits,) = interpreter.get_input_details(), interpreter.get_output_details()
+        assert list(image["shape"]) == [1, 16, 16, 3] and list(logits["shape"]) == [1, 10]
+        kernels = [t for t in interpreter.get_tensor_details() if len(t["shape"]) == 4 and t["shape"][0] > 1]
+        stored = [t for t in kernels if t["dtype"] == np.float16]  # float16: stored so, dequantized to float32
+        assert bool(stored) == (quantize == "float16")
+        structures.append(sorted(tuple(t["shape"]) for t in kernels if t["dtype"] == np.float32))
+    assert structures[0] == structures[2] and structures[1] == structures[3]
+    assert structures[0] != structures[1]  # A's network, then B's
+
+
 def test_corrupted_cache_is_a_clear_error_naming_the_file(tmp_path):
     measurer = LatencyMeasurer(SPACE, SETUP, str(tmp_path))
     measurer.measure(A)

@@ -51,12 +51,17 @@ def trained(tmp_path_factory):
     """ECs of CELLS (and cell 0 again) computed once, with the count of trainings it took."""
     out_dir = tmp_path_factory.mktemp("ec_run")
     cfg = make_cfg(out_dir)
+    space, built = build_space(cfg), []
     with pytest.MonkeyPatch.context() as mp:
         count = TrainerCount(mp)
-        ec = training_ec_factory(cfg, build_space(cfg))()
+        build = space.build
+        mp.setattr(space, "build", lambda arch, *args, **kwargs: built.append(arch) or build(arch, *args, **kwargs))
+        ec = training_ec_factory(cfg, space)()
         with tfds.testing.mock_data(num_examples=48):
             codes = ec(np.array(CELLS + [0]))
-    return {"cfg": cfg, "out_dir": str(out_dir), "codes": codes, "made": count.made, "ec": ec}
+    return {"cfg": cfg, "out_dir": str(out_dir), "codes": codes, "made": count.made, "ec": ec,
+            "built": [space.encode(arch) for arch in built],
+            "cells": [space.encode(space.from_index(i)) for i in CELLS]}
 
 
 def test_ec_shape_dtype_and_finite_losses(trained):
@@ -67,6 +72,8 @@ def test_ec_shape_dtype_and_finite_losses(trained):
     assert ec.dim == 2
     assert ec.evals == 2 and ec.computed == 2
     assert trained["made"] == 2  # one training per distinct cell
+    assert trained["built"] == trained["cells"]  # each code is its own cell's training
+    assert not np.array_equal(codes[0], codes[1])
 
 
 def test_cache_file_holds_recipe_and_entries(trained):

@@ -43,3 +43,8 @@ def test_random_is_seeded_and_ignores_the_network(space):
     a = [proxy.score_arch(space, space.from_index(i), rng=np.random.default_rng(7), **kw) for i in (0, 1)]
     assert a[0] == a[1] == np.random.default_rng(7).random()
     assert 0.0 <= a[0] < 1.0
+    # on a built model (the proxy_corr path of spaces without a fast path) the same draw
+    model = space.build(space.from_index(0), num_classes=CLASSES, input_shape=SHAPE)
+    batch = random_batch(np.random.default_rng(0), 2, SHAPE, CLASSES)
+    assert [proxy.score(model, batch, np.random.default_rng(seed)) for seed in (7, 8)] == [
+        np.random.default_rng(seed).random() for seed in (7, 8)]

@@ -83,13 +83,17 @@ def test_fast_path_equals_keras_path(space, proxies, name):
     assert nb201_fast_path(proxy).traces == 1
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["snip", "jacob_cov", "te_nas"])
-def test_fast_path_equals_keras_path_slow(space, name):
+@pytest.mark.parametrize("name, cell", [("snip", NB201_MIXED), ("jacob_cov", NB201_MIXED),
+                                        pytest.param("te_nas", NB201_MIXED, marks=pytest.mark.slow)]
+                         + [pytest.param(name, 9000, marks=pytest.mark.slow)
+                            for name in ("snip", "jacob_cov", "te_nas")])
+def test_fast_path_equals_keras_path_of_the_gradient_proxies(space, name, cell):
+    # the default run checks snip's and jacob_cov's fast paths on one cell of every op (te_nas' per-image
+    # Jacobians take a minute and more to trace; its Keras path has a known-answer test); -m slow all on two cells
     proxy = get_proxy(name)
-    for arch in (space.decode(NB201_MIXED), space.from_index(9000)):
-        generic, fast = fast_and_generic(proxy, space, arch)
-        assert fast == pytest.approx(generic, rel=1e-4)
+    arch = space.from_index(cell) if isinstance(cell, int) else space.decode(cell)
+    generic, fast = fast_and_generic(proxy, space, arch)
+    assert fast == pytest.approx(generic, rel=1e-4)
 
 
 def test_same_seed_same_fast_path_scores(space, proxies):
@@ -104,7 +108,6 @@ def test_same_seed_same_fast_path_scores(space, proxies):
     assert first != other  # another batch of random images
 
 
-@pytest.mark.slow
 def test_fresh_weights_redraw_per_cell_from_the_call_rng(space):
     proxy = get_proxy("synflow", fresh_weights=True)
     arch = space.decode(NB201_MIXED)

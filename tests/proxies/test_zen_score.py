@@ -47,6 +47,48 @@ def test_score_leaves_the_model_alone():
         np.testing.assert_array_equal(a, b)
 
 
+def test_score_redraws_the_weights_from_its_generator_and_passes_its_options():
+    """The model's own initial weights do not count (Zen re-draws them N(0, 1) from ``rng``); another
+    generator gives another draw; the perturbation and BN-variance options reach the score."""
+    space = ZenSpace(resolution=16)
+    models = []
+    for seed in (0, 1):
+        keras.utils.set_random_seed(seed)
+        models.append(space.build(parse_arch(TINY), input_shape=(16, 16, 3)))
+    assert not np.array_equal(models[0].get_weights()[0], models[1].get_weights()[0])
+    batch = random_batch(np.random.default_rng(0), 8, (16, 16, 3), 10)
+
+    def score(model, seed=1, **options):
+        return ZenProxy(**options).score(model, batch, np.random.default_rng(seed))
+
+    first = score(models[0])
+    assert score(models[1]) == pytest.approx(first, abs=1e-5)  # other initial weights: the same re-draw
+    assert abs(score(models[0], seed=2) - first) > 1e-3
+    assert abs(score(models[0], perturbation=0.1) - first) > 1e-3
+    assert abs(score(models[0], bn_variance="running") - first) > 1e-3
+
+
+@pytest.mark.parametrize("name", ["zen", "incorporated_s"])
+def test_the_zen_space_fast_path_passes_the_options(name):
+    """Through ``score_arch`` on the Zen space (the evolution's path), each option is the fast
+    function's; incorporated scores its Zen term the same way."""
+    from tfnas.proxies.base import get_proxy
+    from tfnas.proxies.fastpaths.zen import zen_score_arch
+
+    space = ZenSpace(resolution=16)
+    arch = parse_arch(TINY)
+    entropy = space.entropy(arch, resolution=16)
+    for options in ({}, {"perturbation": 0.1}, {"bn_variance": "running"}):
+        proxy = get_proxy(name, **options)
+        got = proxy.score_arch(space, arch, num_classes=10, input_shape=(16, 16, 3), batch_size=8,
+                               rng=np.random.default_rng(4))
+        zen = zen_score_arch(arch, np.random.default_rng(4), 8, (16, 16, 3), **options)
+        expected = zen if name == "zen" else proxy.combine(zen, entropy)
+        assert got == pytest.approx(expected, rel=1e-9)
+        if options:
+            assert abs(zen - zen_score_arch(arch, np.random.default_rng(4), 8, (16, 16, 3))) > 1e-3
+
+
 def test_a_subclassed_model_needs_the_pre_pool_hook():
     """A subclassed model gives its features through ``pre_pool_features``; without it Zen says so."""
 
