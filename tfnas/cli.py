@@ -75,7 +75,7 @@ class _Expected:
              ("tfnas.train.distribute", "StrategyError", 2), ("tfnas.methods.base", "SearchFailedError", 2),
              ("tfnas.data.base", "DatasetFormatError", 2), ("tfnas.benchmarks.safe_pickle", "BenchmarkFormatError", 2),
              ("tfnas.evaluation.training", "CellTrainingError", 2), ("tfnas.data.base", "DatasetNotFoundError", 3),
-             ("tfnas.evaluation.executors", "ExecutorError", 5))
+             ("tfnas.evaluation.executors", "ExecutorError", 5), ("tfnas.train.distribute", "ClusterError", 5))
 
     @classmethod
     def types(cls):
@@ -108,7 +108,7 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
 
     Expected failures print ``error: <message>`` and return their exit code (2 bad input, 3 data
     unavailable, 4 a file or folder that cannot be read or written, 5 the executor's workers could
-    not finish); ``-v`` adds the traceback. A Ctrl-C is never lost
+    not finish, or a multi-worker training lost a peer); ``-v`` adds the traceback. A Ctrl-C is never lost
     (:func:`tfnas.interrupts.interrupts_kept`): one that a destructor swallowed is delivered again,
     and an error it caused is reported as the interruption. SIGTERM stops the run as Ctrl-C does
     (:func:`tfnas.interrupts.termination_as_interrupt`), with the exit status 143.

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -31,10 +33,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def train(out_dir, data, strategy, tf_config=None):
+def train(out_dir, data, strategy, tf_config=None, epochs=2):
     sets = [f"space.arch={ARCH}", "space.channels=4", "space.cells_per_stage=1", "dataset.name=image_folder",
             f"dataset.data_dir={data}", "dataset.image_size=16", "dataset.batch_size=16",
-            "dataset.eval_batch_size=16", "train.epochs=2", "train.flip=false", "train.pad_crop=0",
+            "dataset.eval_batch_size=16", f"train.epochs={epochs}", "train.flip=false", "train.pad_crop=0",
             "run.progress=false", "run.jit_compile=false", "run.tensorboard=false", "export.enabled=false",
             f"run.out_dir={out_dir}", f"run.strategy={strategy}"]
     env = {**os.environ, "TFNAS_OFFLINE": "1", "PYTHONPATH": ROOT}
@@ -63,3 +65,31 @@ def test_two_local_workers_train_in_step_like_one_worker(tmp_path):
     np.testing.assert_allclose(w0["eval_loss"], w1["eval_loss"], rtol=1e-6)
     np.testing.assert_allclose(w0["lr"], single["lr"])  # same steps per epoch: the same global batch
     assert abs(w0["loss"][0] - single["loss"][0]) <= 0.03 * single["loss"][0]
+
+
+@pytest.mark.slow  # ~60 s on 2 cores
+def test_sigterm_stops_a_training_worker_and_its_peer_says_so_in_one_line(tmp_path):
+    """TensorFlow's coordination service puts its own SIGTERM handler in place when the workers join
+    (a preemption notice that lets training go on): the command line's is put back over it."""
+    data = write_image_folder(tmp_path / "images", per_class=32)
+    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+    procs = [train(tmp_path / f"w{i}", data, "multi_worker", {"cluster": cluster, "task": {"type": "worker",
+                                                                                         "index": i}}, epochs=500)
+             for i in range(2)]
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "w0" / "history.csv").exists():  # training, not waiting for the peer
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+            time.sleep(0.5)
+        procs[0].send_signal(signal.SIGTERM)
+        out0, _ = procs[0].communicate(timeout=120)
+        out1, _ = procs[1].communicate(timeout=300)
+    finally:
+        for proc in procs:
+            proc.kill() if proc.poll() is None else None
+    assert procs[0].returncode == -signal.SIGTERM, out0[-3000:]
+    assert "terminated: what finished is saved" in out0
+    assert len(pd.read_csv(tmp_path / "w0" / "history.csv")) < 500
+    assert procs[1].returncode == 5, out1[-3000:]
+    assert "error: multi_worker: another task of the cluster stopped" in out1 and "Traceback" not in out1
+

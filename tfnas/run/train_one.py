@@ -210,11 +210,18 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
             epochs_log.append(row)
             events.scalars(epoch_scalars(row), step=row["epoch"])
 
-        model, history, metrics = train_and_evaluate(
-            model_fn, cfg.train, train_ds, eval_ds, jit_compile=cfg.run.jit_compile, strategy=strategy,
-            checkpoint_dir=run_dir.file("checkpoints"), progress=cfg.run.progress, seed=cfg.run.seed,
-            on_epoch=on_epoch,
-        )
+        try:
+            model, history, metrics = train_and_evaluate(
+                model_fn, cfg.train, train_ds, eval_ds, jit_compile=cfg.run.jit_compile, strategy=strategy,
+                checkpoint_dir=run_dir.file("checkpoints"), progress=cfg.run.progress, seed=cfg.run.seed,
+                on_epoch=on_epoch,
+            )
+        except Exception as exc:  # a peer of a multi-worker cluster gone: one line, not TensorFlow's traceback
+            from tfnas.train.distribute import PEER_LOST, peer_lost
+
+            if cfg.run.strategy == "multi_worker" and isinstance(exc, PEER_LOST):
+                raise peer_lost(exc) from exc
+            raise
         events.close()
         frame = epochs_log.close()
         # the served network's (what the exports hold): auxiliary heads are training-only

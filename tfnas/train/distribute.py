@@ -133,8 +133,12 @@ def _multi_worker() -> tf.distribute.Strategy:
     """The strategy, once every task of ``TF_CONFIG`` has joined.
 
     TensorFlow waits for the other tasks inside C++ for as long as they take, holding the
-    interpreter, so a Python SIGINT handler (Ctrl-C) would never run: for the wait, Ctrl-C gets its
-    default action and ends the process at once. Nothing of a run is written before the strategy.
+    interpreter, so Python's Ctrl-C handler would never run: for the wait, Ctrl-C gets its default
+    action and ends the process at once (nothing of a run is written before the strategy). Joining
+    installs TensorFlow's own SIGTERM handler (its coordination service's preemption notice, which
+    only records the signal): a SIGTERM during the wait does nothing, and Python's handler is put
+    back over TensorFlow's once the cluster has joined, so SIGTERM stops a multi-worker training like
+    any other run.
     """
     spec = _cluster_spec()
     tasks = {kind: t if isinstance(t, dict) else dict(enumerate(t)) for kind, t in spec["cluster"].items()}
@@ -142,17 +146,37 @@ def _multi_worker() -> tf.distribute.Strategy:
     others = [a for k, addresses in tasks.items() for i, a in addresses.items() if (k, str(i)) != (kind, str(index))]
     if others:
         logger.warning("multi_worker: waiting for the other %d task(s) of TF_CONFIG (%s) to start; nothing "
-                       "happens until all have joined (Ctrl-C stops)", len(others), ", ".join(others))
+                       "happens until all have joined (Ctrl-C stops; SIGTERM only once they have)", len(others),
+                       ", ".join(others))
     import signal
     import threading
 
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_DFL) if main else None
+    interrupt = signal.signal(signal.SIGINT, signal.SIG_DFL) if main else None
+    term = signal.getsignal(signal.SIGTERM) if main else None
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     finally:
-        if main:  # None: a handler not set from Python, which Python cannot put back; the default stays
-            signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        if main:  # None: a handler not set from Python, which it cannot put back; the default then
+            signal.signal(signal.SIGINT, signal.SIG_DFL if interrupt is None else interrupt)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if term is None else term)
+
+
+class ClusterError(RuntimeError):
+    """Another task of a multi-worker cluster stopped or cannot be reached during training."""
+
+
+#: What TensorFlow raises in the collective ops of a worker whose peer has gone.
+PEER_LOST = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+             tf.errors.DeadlineExceededError)
+
+
+def peer_lost(exc: BaseException) -> ClusterError:
+    """The one-line error of a collective op that failed because a peer of the cluster has gone."""
+    first = str(getattr(exc, "message", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ClusterError(f"multi_worker: another task of the cluster stopped or cannot be reached, so this one "
+                        f"stops too ({type(exc).__name__}: {first[:300]}); start every task again with the same "
+                        f"command")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
