@@ -348,12 +348,17 @@ signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
 import ray, ray._private.node as node, ray._private.worker as worker
 from tfnas.evaluation.ray_executor import RayExecutor
 when = sys.argv[1]  # Ctrl-C as the driver connects to the started processes, as the executor asks the started
-# instance for its CPUs (before any actor starts), or as Ray kills its processes
+# instance for its CPUs (before any actor starts), or as Ray kills its processes; or once the raylet (and the
+# agents it launches) runs, before the driver's node is complete
 owner, name = {"start": (worker, "connect"), "started": (ray, "cluster_resources"),
-               "stop": (node.Node, "kill_all_processes")}[when]
+               "stop": (node.Node, "kill_all_processes"), "raylet": (node.Node, "start_raylet")}[when]
 signum = getattr(signal, sys.argv[2])  # SIGINT, or SIGTERM as the command line handles it
 original = getattr(owner, name)
 def interrupted(*args, **kwargs):
+    if when == "raylet":
+        result = original(*args, **kwargs)
+        os.kill(os.getpid(), signum)
+        return result
     os.kill(os.getpid(), signum)
     return original(*args, **kwargs)
 setattr(owner, name, interrupted)
@@ -369,13 +374,13 @@ with termination_as_interrupt([]):
 
 @pytest.mark.slow  # a Ray instance of its own (~10 s), in a subprocess
 @pytest.mark.parametrize("when, signame", [("start", "SIGINT"), ("started", "SIGINT"), ("stop", "SIGINT"),
-                                           ("start", "SIGTERM")])  # (inside ray.shutdown Ray resets SIGTERM)
+                                           ("start", "SIGTERM"), ("raylet", "SIGTERM")])  # (ray.shutdown resets it)
 def test_ctrl_c_while_a_private_ray_starts_or_stops_leaves_no_process_or_folder(when, signame, tmp_path):
     """Ctrl-C in ``ray.init`` left the GCS (and Ray's agents) running and the session folder behind; in
     ``ray.shutdown`` it left the processes not yet killed and the folder, and right after ``ray.init`` (before
     the actors started) it never reached :meth:`RayExecutor.close`. Now Ray finishes starting (and is
-    stopped) or stopping, and then the KeyboardInterrupt comes; SIGTERM likewise (inside ``ray.init`` Ray's
-    own handler has already cut the start short: what it started is stopped)."""
+    stopped) or stopping, and then the KeyboardInterrupt comes; SIGTERM likewise (Ray's own handler, which cut
+    ``ray.init`` short and left the raylet's agents running, is not installed)."""
     import subprocess
     import sys
 
@@ -390,6 +395,8 @@ def test_ctrl_c_while_a_private_ray_starts_or_stops_leaves_no_process_or_folder(
         expected = "Terminated" if signame == "SIGTERM" else "KeyboardInterrupt"
         assert done.stdout.strip().splitlines()[-1:] == [expected], done.stderr[-3000:]
         assert not left and os.listdir(folder) == []
+        if when == "raylet":  # the start was completed, not cut short while the raylet launched its agents
+            assert "Started a local Ray instance" in done.stderr, done.stderr[-3000:]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -110,15 +110,23 @@ def _shutdown(ray: Any) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_kept() -> Iterator[None]:
-    """The block's SIGTERM handler is put back after it: ``ray.init`` installs Ray's own in the driver
-    (``sys.exit(15)`` while it starts, later a stack dump and SIGABRT), which replaced the command line's
-    clean stop (and SIG_DFL). A SIGTERM while the block runs reaches the block's handler too."""
+def _sigterm_kept(ray: Any = None) -> Iterator[None]:
+    """The block's SIGTERM handler stays in place through ``ray.init``, which would install Ray's own in
+    the driver (``sys.exit(15)`` while it starts, cutting the start short: the raylet's agents it had
+    launched then ran on as orphans). Ray's installer (``ray._private.utils.set_sigterm_handler``) does
+    nothing in the block, so a SIGTERM meanwhile reaches the block's handler (``_interrupts_deferred``'s
+    holds it until the start is complete, and the executor then stops the whole instance). A Ray that
+    installs its handler another way is met by turning its ``sys.exit(15)`` into the block's handler and
+    :class:`tfnas.interrupts.Terminated`; the handler is put back after the block either way."""
     import signal
     import threading
 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main else None
+    utils = getattr(getattr(ray, "_private", None), "utils", None)
+    installer = getattr(utils, "set_sigterm_handler", None) if main else None
+    if installer is not None:
+        utils.set_sigterm_handler = lambda handler: None
     try:
         yield
     except SystemExit as exc:  # Ray's handler, during ray.init
@@ -129,6 +137,8 @@ def _sigterm_kept() -> Iterator[None]:
             raise Terminated from None  # Ray's handler has cut ray.init short already: nothing to wait for
         raise
     finally:
+        if installer is not None:
+            utils.set_sigterm_handler = installer
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
@@ -263,7 +273,7 @@ class RayExecutor(Executor):
                     check_head(address)
         self._owns = address == "local"  # from here on, a failed start may have left Ray's processes running
         try:
-            with _sigterm_kept():
+            with _sigterm_kept(ray):
                 ray.init(**kwargs)
         except (OSError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             if address == "auto" and "Could not find any running Ray instance" in str(exc):
