@@ -386,7 +386,8 @@ def test_multi_worker_without_a_cluster_is_refused_before_the_training(tmp_path,
     assert not out.exists()
 
 
-@pytest.mark.parametrize("cfg, flow", [("cfg/zen_cifar10_1M.cfg", "a one-shot search"), ("cfg/rand.cfg", "a sweep")])
+@pytest.mark.parametrize("cfg, flow", [("cfg/zen_cifar10_1M.cfg", "a one-shot search"),
+                                       ("cfg/tinynano_siams.cfg", "a sweep")])
 def test_multi_worker_is_refused_for_searches_and_sweeps_before_any_work(tmp_path, capsys, monkeypatch, cfg, flow):
     # Its collective ops must be set up before TensorFlow runs an op: the training after a search
     # crashed with "Collective ops must be configured at program startup", after the whole search.
@@ -399,6 +400,18 @@ def test_multi_worker_is_refused_for_searches_and_sweeps_before_any_work(tmp_pat
     assert rc == 2 and "--set run.strategy: multi_worker training is for tools/train.py only" in line
     assert f"{flow} runs TensorFlow before it trains" in line
     assert not out.exists()
+
+
+def test_multi_worker_is_said_to_be_unused_where_nothing_trains(tmp_path, capsys, caplog):
+    # a sweep on the benchmark table trains no network: nothing to refuse (it was, "as it trains")
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING"):
+        rc, err = _run(train_eval_main, ["cfg/rand.cfg", "--out-dir", str(out), "--no-progress", "--set",
+                                         "run.strategy=multi_worker", "--set", "budget.start=5", "--set",
+                                         "budget.stop=5", "--set", "budget.repeats=1"], capsys)
+    assert rc == 0, err
+    assert "--set run.strategy: multi_worker: not used, a sweep trains no network here" in caplog.text
+    assert (out / "runs.jsonl").exists()
 
 
 @pytest.mark.parametrize("failure, replayed", [(KeyboardInterrupt, False), (ImportError, True)])

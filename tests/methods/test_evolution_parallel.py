@@ -78,6 +78,13 @@ def test_executor_keys_are_checked(tmp_path, caplog):
     with pytest.raises(ConfigError, match=f"127.0.0.1:{port}: no Ray head answers there"):
         build_executor(cfg)  # at once, not after minutes of Ray client retries
     assert time.perf_counter() - start < 30
+    from tfnas.evaluation.executors import ExecutorError
+    from tfnas.evaluation.ray_access import check_reachable
+
+    with pytest.raises(ExecutorError, match=f"--port={port}` on 127.0.0.1, or"):
+        check_reachable(f"127.0.0.1:{port}")
+    with pytest.raises(ExecutorError, match=f"--ray-client-server-port={port}` on 127.0.0.1 \\(a ray:// address "):
+        check_reachable(f"ray://127.0.0.1:{port}")  # the Ray Client port, not the head's --port
     cfg = load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.workers=3", "run.ray_address=auto"])
     with caplog.at_level("WARNING"), build_executor(cfg) as local:  # said, not silently ignored
         assert local.name == "local"

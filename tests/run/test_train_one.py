@@ -449,3 +449,16 @@ def test_an_epoch_whose_row_cannot_be_written_keeps_its_checkpoint(tmp_path):
         Trainer(tiny_model(), recipe(epochs=2), jit_compile=False, progress=False, checkpoint_dir=str(ckpt),
                 seed=0).fit(dataset(), on_epoch=full_disk)
     assert sorted(p.name for p in ckpt.glob("ckpt-*.index")) == ["ckpt-1.index"]
+
+
+def test_executor_keys_are_said_to_be_unused_by_the_training_of_one_network(tmp_path, capsys, caplog):
+    from tests.images import write_image_folder
+
+    root = write_image_folder(tmp_path / "images", per_class=4, size=(8, 8), classes=("a", "b"))
+    sets = ["dataset.name=image_folder", f"dataset.data_dir={root}", "dataset.batch_size=16", "run.executor=ray",
+            "run.workers=2"]
+    argv = [_cfg_file(tmp_path, ARCH), "--out-dir", str(tmp_path / "run"), "--no-progress"]
+    with caplog.at_level("WARNING"):
+        assert train_main(argv + [a for s in sets for a in ("--set", s)]) == 2  # (then refused: 16 > 8 images)
+    assert ("[run] executor = ray, workers = 2: not used by tools/train.py, which trains one network (on several "
+            "machines: [run] strategy = multi_worker)") in caplog.text

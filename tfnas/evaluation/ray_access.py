@@ -79,8 +79,11 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
                                     f"within {timeout:g} s, as a Ray head would; check the host and port") from None
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        start = (f"`ray start --head --ray-client-server-port={port}` on {host} (a ray:// address is the head's "
+                 f"Ray Client port, 10001 by default)" if address.startswith("ray://")
+                 else f"`ray start --head --port={port}` on {host}")
         raise ExecutorError(f"[run] ray_address = {address}: no Ray head answers there ({reason}); start one with "
-                            f"`ray start --head --port={port}` on {host}, or use ray_address = local") from None
+                            f"{start}, or use ray_address = local") from None
     if not speaks_grpc:
         raise ExecutorError(f"[run] ray_address = {address}: something answers there, but not a Ray head (no gRPC "
                             f"reply); check the host and port (`ray start --head` prints them), or use ray_address "

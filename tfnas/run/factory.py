@@ -207,15 +207,20 @@ def keys_where(cfg: Config, keys: Sequence[str]) -> str:
     return "; ".join(given + ([file_part] if file_part else []))
 
 
-def refuse_multi_worker(cfg: Config, flow: str) -> None:
-    """Refuses ``[run] strategy = multi_worker`` for a search or sweep (no work done): its collective
-    ops must be configured before TensorFlow runs any op, and a search or sweep has run many by the
-    time it trains a network, so only ``tools/train.py`` can train that way."""
-    if cfg.run.strategy == "multi_worker":
-        raise ConfigError(f"{where(cfg, 'run', 'strategy')}: multi_worker training is for tools/train.py only; "
-                          f"{flow} runs TensorFlow before it trains, so it cannot set up the workers. Use "
-                          f"mirrored or one_device here, and train a found architecture on several workers with "
-                          f"tools/train.py (--set space.arch=...)")
+def refuse_multi_worker(cfg: Config, flow: str, trains: bool) -> None:
+    """Refuses ``[run] strategy = multi_worker`` for a search or sweep that trains networks with the
+    strategy (no work done): its collective ops must be configured before TensorFlow runs any op, and
+    a search or sweep has run many by the time it trains a network, so only ``tools/train.py`` can
+    train that way. Where ``flow`` trains nothing, the key is said to be unused instead."""
+    if cfg.run.strategy != "multi_worker":
+        return
+    if not trains:
+        logger.warning("%s: multi_worker: not used, %s trains no network here", where(cfg, "run", "strategy"), flow)
+        return
+    raise ConfigError(f"{where(cfg, 'run', 'strategy')}: multi_worker training is for tools/train.py only; "
+                      f"{flow} runs TensorFlow before it trains, so it cannot set up the workers. Use "
+                      f"mirrored or one_device here, and train a found architecture on several workers with "
+                      f"tools/train.py (--set space.arch=...)")
 
 
 def check_method_fits_space(cfg: Config) -> None:

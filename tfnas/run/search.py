@@ -178,7 +178,7 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     run_dir = RunDir(cfg, ignore=SEARCH_FREE_KEYS, ignore_sections=SEARCH_FREE_SECTIONS)
     run_dir.check()
     check_method_fits_space(cfg)
-    refuse_multi_worker(cfg, "a one-shot search")
+    refuse_multi_worker(cfg, "a one-shot search", trains=cfg.train.enabled)
     refuse_search_keys(cfg, "a one-shot search", METHODS.get(cfg.method.name))
     space = build_space(cfg)
     store = run_dir.store

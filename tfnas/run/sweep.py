@@ -103,7 +103,7 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
     run_dir = RunDir(cfg, ignore=SWEEP_FREE_KEYS)
     run_dir.check()  # everything is validated and built before the directory is written
     check_method_fits_space(cfg)
-    refuse_multi_worker(cfg, "a sweep")
+    refuse_multi_worker(cfg, "a sweep", trains=cfg.benchmark.name == "train" or cfg.predictor.ec_source == "train")
     space = tabular_view(cfg, build_space(cfg))
     check_budget_fits(cfg, space)
     benchmark = build_benchmark(cfg, space)

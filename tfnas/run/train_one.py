@@ -175,6 +175,12 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
     if not cfg.space.arch:
         raise ConfigError(f"{where(cfg, 'space', 'arch')}: expected an architecture string of "
                           f"space {cfg.space.name!r}, got nothing")
+    r = cfg.run
+    unused = [f"{key} = {getattr(r, key)}" for key in ("executor", "workers", "worker_threads", "ray_address")
+              if getattr(r, key) != getattr(type(r)(), key)]
+    if unused:  # said, not silently ignored
+        logger.warning("%s: [run] %s: not used by tools/train.py, which trains one network (on several machines: "
+                       "[run] strategy = multi_worker)", where(cfg), ", ".join(unused))
     strategy: Any = cfg.run.strategy
     if strategy == "multi_worker":  # collective ops must be configured before TensorFlow runs any op
         from tfnas.train.distribute import make_strategy
