@@ -524,6 +524,44 @@ def test_auto_with_no_cluster_says_to_start_one(monkeypatch):
         RayExecutor(2, address="auto")
 
 
+def test_auto_with_a_refused_token_is_named_at_once_with_the_cluster_found(monkeypatch, tmp_path):
+    """``RAY_AUTH_MODE=token`` and a wrong token with ``auto``: 20 s of ray.init's retries, a warning a second and
+    advice to `ray stop`, before the refusal was named."""
+    import ray._private.services
+    import ray._raylet
+    from ray.exceptions import AuthenticationError
+
+    from tfnas.evaluation.executors import ExecutorError
+    from tfnas.evaluation.ray_executor import RayExecutor
+
+    asked = []
+
+    def client(address):
+        asked.append(address)
+        raise AuthenticationError("RPC error: InvalidAuthToken: Authentication token is missing or incorrect")
+
+    def init(**kwargs):
+        raise AssertionError("ray.init was called")
+
+    monkeypatch.setattr(ray._raylet, "GcsClient", client)
+    monkeypatch.setattr(ray._private.services, "canonicalize_bootstrap_address", lambda address: "10.1.2.3:6379")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in _AUTH_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "b" * 64)
+    with pytest.raises(ExecutorError, match=r"ray_address = auto \(the cluster at 10\.1\.2\.3:6379\): the Ray head "
+                                            r"there uses token authentication and refused this process' token"):
+        RayExecutor(2, address="auto")
+    assert asked == ["10.1.2.3:6379"]
+    monkeypatch.delenv("RAY_AUTH_MODE")  # ray.init learns the cluster's mode itself: not checked, ray.init says
+    with pytest.raises(AssertionError, match="ray.init was called"):
+        RayExecutor(2, address="auto")
+    assert asked == ["10.1.2.3:6379"]
+
+
 def test_a_temp_folder_ray_cannot_use_is_named_with_where_it_comes_from(monkeypatch, tmp_path):
     """``RAY_TMPDIR=/proc`` said only "/proc/tfnas-ray-sedxuz5u: No such file or directory"."""
     from tfnas.evaluation.ray_executor import RayExecutor

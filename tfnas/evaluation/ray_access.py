@@ -94,11 +94,12 @@ TOKEN_HELP = ("set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PAT
                "(`ray get-auth-token` on the head node prints it)")
 
 
-def check_head(address: str) -> None:
+def check_head(address: str, named: str = "") -> None:
     """``ExecutorError`` at once when the gRPC server at ``HOST:PORT`` is not a Ray head (another Ray
     process' port: it has no GCS service), or is one with token authentication that this process cannot
     authenticate to: ``ray.init`` would retry for 20 s, print a warning a second and then fail without
-    saying why. Where Ray's internals differ, nothing is checked."""
+    saying why. Where Ray's internals differ, nothing is checked. ``named``: how messages name the address
+    (default: as given)."""
     try:
         from ray._raylet import GcsClient
         from ray.exceptions import AuthenticationError, RpcError
@@ -109,14 +110,14 @@ def check_head(address: str) -> None:
             GcsClient(address=address)
     except RpcError as exc:
         if getattr(exc, "rpc_code", None) == 12:  # gRPC's UNIMPLEMENTED: no GCS service there
-            raise ExecutorError(f"[run] ray_address = {address}: a gRPC server answers there, but not a Ray head "
-                                f"(another Ray process' port?); use the port `ray start --head --port=PORT` "
+            raise ExecutorError(f"[run] ray_address = {named or address}: a gRPC server answers there, but not a Ray "
+                                f"head (another Ray process' port?); use the port `ray start --head --port=PORT` "
                                 f"was given (6379 by default)") from None
     except AuthenticationError:  # (ray.init sends a token to an explicit address only with RAY_AUTH_MODE=token)
         sends = os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token"
         refused = "refused this process' token" if sends else "this process sends none (RAY_AUTH_MODE is not token)"
-        raise ExecutorError(f"[run] ray_address = {address}: the Ray head there uses token authentication and "
-                            f"{refused}; {TOKEN_HELP}") from None
+        raise ExecutorError(f"[run] ray_address = {named or address}: the Ray head there uses token authentication "
+                            f"and {refused}; {TOKEN_HELP}") from None
     except Exception:  # anything else: ray.init retries and says
         return
 

@@ -143,6 +143,18 @@ def _sigterm_kept(ray: Any = None) -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _auto_address(ray: Any) -> str:
+    """``HOST:PORT`` of the cluster ``ray.init(address="auto")`` would join (``RAY_ADDRESS``, else the last
+    ``ray start`` on this machine), or ``""`` where there is none or Ray's internals differ."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        found = canonicalize_bootstrap_address("auto")
+    except Exception:  # none found (ray.init says so), or another Ray layout
+        return ""
+    return found if isinstance(found, str) and "://" not in found else ""
+
+
 def _deliver_interrupt(came: List[int]) -> None:
     """Delivers the first signal that :func:`_interrupts_deferred` held back to this process' own handler
     (Python's raises KeyboardInterrupt for Ctrl-C, the command line's Terminated for SIGTERM)."""
@@ -271,6 +283,12 @@ class RayExecutor(Executor):
                 check_reachable(address)
                 if not address.startswith("ray://"):  # (a Ray Client server is not a GCS)
                     check_head(address)
+            elif os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token":
+                # the cluster Ray finds: a token it refuses took ray.init 20 s of retries and warnings (without
+                # RAY_AUTH_MODE=token, ray.init learns the cluster's mode itself; the check would not)
+                found = _auto_address(ray)
+                if found:
+                    check_head(found, named=f"auto (the cluster at {found})")
         self._owns = address == "local"  # from here on, a failed start may have left Ray's processes running
         try:
             with _sigterm_kept(ray):
