@@ -1,7 +1,8 @@
 """Throughput of a zero-shot evolutionary search in the Zen space (1M parameters, 18 layers).
 
 Reports iterations and scored candidates per second and the median seconds per scored
-candidate; with ``dump_candidates`` it also writes every scored candidate as the convolution
+candidate (``median_score_s``: measured in this process, so ``null`` where a batched search's
+children are scored by a process pool's or Ray's workers); with ``dump_candidates`` it also writes every scored candidate as the convolution
 plan of its residual-free network, which :mod:`perf.torch_reference` scores in PyTorch so the
 two frameworks are compared on the same networks.
 """
