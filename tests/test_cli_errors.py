@@ -402,13 +402,14 @@ def test_multi_worker_is_refused_for_searches_and_sweeps_before_any_work(tmp_pat
     assert not out.exists()
 
 
-def test_multi_worker_is_said_to_be_unused_where_nothing_trains(tmp_path, capsys, caplog):
+@pytest.mark.parametrize("extra", [[], ["--set", "predictor.ec_source=train"]])  # (random search uses no code)
+def test_multi_worker_is_said_to_be_unused_where_nothing_trains(tmp_path, capsys, caplog, extra):
     # a sweep on the benchmark table trains no network: nothing to refuse (it was, "as it trains")
     out = tmp_path / "run"
     with caplog.at_level("WARNING"):
         rc, err = _run(train_eval_main, ["cfg/rand.cfg", "--out-dir", str(out), "--no-progress", "--set",
                                          "run.strategy=multi_worker", "--set", "budget.start=5", "--set",
-                                         "budget.stop=5", "--set", "budget.repeats=1"], capsys)
+                                         "budget.stop=5", "--set", "budget.repeats=1", *extra], capsys)
     assert rc == 0, err
     assert "--set run.strategy: multi_worker: not used, a sweep trains no network here" in caplog.text
     assert (out / "runs.jsonl").exists()
@@ -479,7 +480,7 @@ def test_the_error_boundary_knows_every_expected_error_once_its_module_is_loaded
     from tfnas.methods.base import SearchFailedError
     from tfnas.registry import UnknownNameError
     from tfnas.train.checkpoint import CheckpointMismatchError
-    from tfnas.train.distribute import StrategyError
+    from tfnas.train.distribute import ClusterError, StrategyError
 
     for module, _, _ in _Expected.KINDS:
         importlib.import_module(module)
@@ -487,4 +488,4 @@ def test_the_error_boundary_knows_every_expected_error_once_its_module_is_loaded
         (ConfigError, 2), (UnknownNameError, 2), (CheckpointMismatchError, 2), (TrainCacheError, 2),
         (DamagedFileError, 2), (StrategyError, 2), (SearchFailedError, 2), (DatasetFormatError, 2),
         (BenchmarkFormatError, 2), (CellTrainingError, 2), (DatasetNotFoundError, 3), (ExecutorError, 5),
-        (OSError, 4)]
+        (ClusterError, 5), (OSError, 4)]

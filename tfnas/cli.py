@@ -417,8 +417,9 @@ def train_main(argv: Optional[List[str]] = None) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    from tfnas.run.train_one import train_architecture
+    from tfnas.run.train_one import train_architecture, warn_executor_keys_unused
 
+    warn_executor_keys_unused(cfg)
     outcome = train_architecture(cfg)
     print()
     print(outcome.table())

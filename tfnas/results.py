@@ -137,6 +137,9 @@ class RunLog:
         path: the ``runs.jsonl`` file.
         config_id: the identity of the config now running; records made by another config
             raise ``ValueError`` (records written before ids existed carry none and are kept).
+        same_config: other ids that name this configuration (the id its ``config.cfg`` had when an
+            earlier version wrote it, before a value was normalised): such records are kept and carry
+            ``config_id`` from now on (:attr:`migrated`; written back by :meth:`save`).
         warn: log the dropped lines (a caller that only checks the file reads it quietly).
         resuming: the records are read to resume the sweep, which recomputes the dropped ones
             (said in the warning); ``False`` when they are only read (``tools/compare.py``).
@@ -145,14 +148,20 @@ class RunLog:
     """
 
     def __init__(self, path: str, config_id: str = "", warn: bool = True, resuming: bool = True,
-                 expect: Optional[Dict[str, str]] = None):
+                 expect: Optional[Dict[str, str]] = None, same_config: Iterable[str] = ()):
         self.path = path
         self._expect = dict(expect or {})
         self._after_drop = "; it will be recomputed" if resuming else "; left out"
+        self._same = {i for i in same_config if i and i != config_id}
         self.records: List[RunRecord] = []
         self.dropped: List[str] = []
+        self.migrated = 0  # records whose id was one of ``same_config``'s, now ``config_id``
         if os.path.exists(path):
             self._load(config_id, warn)
+
+    def save(self) -> None:
+        """Rewrites the file with the records as they are now (migrated ids included)."""
+        write_jsonl(self.path, (r.to_dict() for r in self.records))
 
     def _load(self, config_id: str, warn: bool) -> None:
         seen = set()
@@ -175,6 +184,9 @@ class RunLog:
                 self.dropped.append(f"{self.path}:{n}: dropped, a second record of budget {record.budget} "
                                     f"repeat {record.repeat}")
                 continue
+            if record.config_id in self._same:  # the same configuration, written by an earlier version
+                record.config_id = config_id
+                self.migrated += 1
             if config_id and record.config_id and record.config_id != config_id:
                 raise ValueError(f"{self.path}:{n}: this record was made by another configuration "
                                  f"(config id {record.config_id}, now {config_id}); choose another [run] out_dir "
@@ -192,7 +204,7 @@ class RunLog:
 
     def append(self, record: RunRecord) -> None:
         self.records.append(record)
-        write_jsonl(self.path, (r.to_dict() for r in self.records))
+        self.save()
 
 
 def summary_frame(records: Iterable[RunRecord]) -> pd.DataFrame:

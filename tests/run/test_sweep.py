@@ -66,6 +66,32 @@ def test_a_folder_with_or_without_its_trailing_separator_resumes(tmp_path):
     assert again.new_records == 0 and len(again.records) == 1
 
 
+def test_a_directory_written_before_folders_were_normalised_resumes(tmp_path):
+    """Its config.cfg says "data_dir = /data/sets/" and its records carry the id of that text: the same
+    configuration, resumed (not "made by another configuration"), and carried over to today's id."""
+    from tfnas.run.rundir import RunDir, config_id
+    from tfnas.run.sweep import SWEEP_FREE_KEYS
+
+    sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1",
+            "dataset.data_dir=/data/sets"]
+    run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    config = tmp_path / "config.cfg"
+    old_text = config.read_text().replace("data_dir = /data/sets\n", "data_dir = /data/sets/\n")
+    old_id = config_id(RunDir(load_config("cfg/rand.cfg", sets), ignore=SWEEP_FREE_KEYS)._identity(old_text))
+    record = json.loads((tmp_path / "runs.jsonl").read_text())
+    assert record["config_id"] != old_id
+    config.write_text(old_text)
+    (tmp_path / "runs.jsonl").write_text(json.dumps({**record, "config_id": old_id}) + "\n")
+    for _ in range(2):  # and again, once config.cfg holds the normalised value
+        again = run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+        assert again.new_records == 0 and len(again.records) == 1
+        assert json.loads((tmp_path / "runs.jsonl").read_text())["config_id"] == record["config_id"]
+    other = dict(record, config_id="0123456789ab")  # a record of another configuration is still refused
+    (tmp_path / "runs.jsonl").write_text(json.dumps(other) + "\n")
+    with pytest.raises(ConfigError, match="made by another configuration"):
+        run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+
+
 def test_a_folder_of_other_files_is_written_into_with_a_warning(tmp_path, caplog):
     (tmp_path / "notes.txt").write_text("mine\n")
     sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]

@@ -174,3 +174,29 @@ def test_mirrored_on_two_logical_cpus_matches_one_device():
     bn = out["bn_jit"]  # per-replica BatchNorm statistics, per-replica XLA
     assert all(v == v and v < 10 for v in bn) and bn[-1] < bn[0]
     assert out["bn_jit_traces"] == 1
+
+
+def test_a_lost_peer_is_told_from_other_tensorflow_errors(monkeypatch):
+    """Only a collective op's or the cluster's failure, with another task to lose, is "another task stopped";
+    a failed read of the data (the same UnavailableError type) or an empty message is reported as itself."""
+    from tfnas.train.distribute import ClusterError, peer_lost
+
+    two = {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}}
+    collective = tf.errors.UnavailableError(None, None, "Collective ops is aborted by: failed to connect to all "
+                                                        "addresses\nAdditional GRPC error information "
+                                                        "[Op:CollectiveReduceV2]")
+    monkeypatch.setenv("TF_CONFIG", json.dumps(two))
+    lost = peer_lost(collective)
+    assert isinstance(lost, ClusterError)
+    assert str(lost) == ("multi_worker: another task of the cluster stopped or cannot be reached, so this one stops "
+                         "too (UnavailableError: Collective ops is aborted by: failed to connect to all addresses); "
+                         "start every task again with the same command")
+    heartbeat = tf.errors.AbortedError(None, None, "/job:worker/replica:0/task:1 unhealthy (stopped sending "
+                                                   "heartbeats)")
+    assert isinstance(peer_lost(heartbeat), ClusterError)
+    read = tf.errors.UnavailableError(None, None, "Error executing an HTTP request: couldn't resolve host name")
+    assert peer_lost(read) is None and peer_lost(tf.errors.UnavailableError(None, None, "")) is None
+    assert peer_lost(ValueError("collective")) is None
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    assert peer_lost(collective) is None  # one task: no peer to lose

@@ -384,7 +384,7 @@ class ExportConfig:
     enabled: bool = _f(True)
     format: Tuple[str, ...] = _f(("saved_model",), choices=FORMATS)
     quantize: str = _f("none", choices=QUANTIZATIONS)
-    calibration: str = _f("", folder=True)
+    calibration: str = _f("")  # as given: "cifar10/" is a folder of that name, "cifar10" the dataset
 
 
 SECTIONS: Dict[str, type] = {

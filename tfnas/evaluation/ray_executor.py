@@ -124,7 +124,8 @@ def _sigterm_kept(ray: Any = None) -> Iterator[None]:
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main else None
     utils = getattr(getattr(ray, "_private", None), "utils", None)
-    installer = getattr(utils, "set_sigterm_handler", None) if main else None
+    # (without a Python handler, Ray's sys.exit(15) is what lets the executor stop what ray.init started)
+    installer = getattr(utils, "set_sigterm_handler", None) if main and callable(previous) else None
     if installer is not None:
         utils.set_sigterm_handler = lambda handler: None
     try:

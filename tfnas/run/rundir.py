@@ -199,6 +199,7 @@ class RunDir:
         self._made = False  # open() made the directory
         self._made_parents: List[str] = []  # ... and these folders above it
         self._created = False  # ... or found it empty
+        self.written_config_id = ""  # the id of config.cfg as check() found it (the same configuration)
 
     def _identity(self, ini: str) -> Dict[str, Dict[str, str]]:
         return config_identity(ini, self.ignore, self.ignore_sections)
@@ -228,6 +229,12 @@ class RunDir:
         if differences:
             raise RunDirError(f"{self.path}: holds results of a different configuration ({differences}; see its "
                               f"config.cfg); choose another [run] out_dir or delete the directory")
+        if not self.written_config_id:  # its records carry the id of the text as written (values not normalised)
+            try:
+                with open(config_path, encoding="utf-8") as fh:
+                    self.written_config_id = config_id(self._identity(fh.read()))
+            except (OSError, ValueError, configparser.Error):
+                pass
 
     def open(self) -> "RunDir":
         self.check()

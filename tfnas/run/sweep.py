@@ -103,7 +103,9 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
     run_dir = RunDir(cfg, ignore=SWEEP_FREE_KEYS)
     run_dir.check()  # everything is validated and built before the directory is written
     check_method_fits_space(cfg)
-    refuse_multi_worker(cfg, "a sweep", trains=cfg.benchmark.name == "train" or cfg.predictor.ec_source == "train")
+    trains = cfg.benchmark.name == "train" or (
+        getattr(METHODS.get(cfg.method.name), "uses_code", False) and cfg.predictor.ec_source == "train")
+    refuse_multi_worker(cfg, "a sweep", trains=trains)
     space = tabular_view(cfg, build_space(cfg))
     check_budget_fits(cfg, space)
     benchmark = build_benchmark(cfg, space)
@@ -122,22 +124,26 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
                           f"the folder has no {CONFIG_FILE}: it may be a file of your own, which this run would "
                           f"replace; choose another [run] out_dir, or delete the file")
     present = first.keys()
-    trains = cfg.benchmark.name == "train" or (
-        getattr(METHODS.get(cfg.method.name), "uses_code", False) and cfg.predictor.ec_source == "train")
     if trains and any((b, r) not in present for b in cfg.budget.budgets() for r in range(cfg.budget.repeats)):
         check_training_data(cfg)
     with run_dir:
-        log = _read_log(run_dir, expect)  # again under the lock: a writer that just finished may have added records
+        log = _read_log(run_dir, expect, save=True)  # again under the lock (a writer that just finished)
         if isinstance(space, CandidatePool):
             run_dir.store.write_text("pool.txt", "\n".join(space.keys) + "\n")
         return _sweep(cfg, run_dir, log, space, benchmark, method, progress, on_record, constrained)
 
 
-def _read_log(run_dir: RunDir, expect: Dict[str, str], warn: bool = True) -> RunLog:
+def _read_log(run_dir: RunDir, expect: Dict[str, str], warn: bool = True, save: bool = False) -> RunLog:
+    """The run directory's records; with ``save``, records of this configuration that an earlier version
+    wrote under another id (its config.cfg, before values were normalised) are written back with this one."""
     try:
-        return RunLog(run_dir.file("runs.jsonl"), config_id=run_dir.config_id, warn=warn, expect=expect)
+        log = RunLog(run_dir.file("runs.jsonl"), config_id=run_dir.config_id, warn=warn, expect=expect,
+                     same_config=[run_dir.written_config_id])
     except ValueError as exc:
         raise RunDirError(str(exc)) from None
+    if save and log.migrated:  # config.cfg has just been rewritten with the normalised values
+        log.save()
+    return log
 
 
 def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any, method: Any, progress: bool,

@@ -31,6 +31,17 @@ TRAIN_FREE_KEYS = (("train", "epochs"), ("train", "enabled"), ("export", "enable
                    ("export", "quantize"), ("export", "calibration"))
 
 
+def warn_executor_keys_unused(cfg: Config) -> None:
+    """``tools/train.py`` trains one network: ``[run] executor / workers / ...`` are said to be unused
+    (not silently ignored); a search that trains its result used them for the search."""
+    r = cfg.run
+    unused = [f"{key} = {getattr(r, key)}" for key in ("executor", "workers", "worker_threads", "ray_address")
+              if getattr(r, key) != getattr(type(r)(), key)]
+    if unused:
+        logger.warning("%s: [run] %s: not used by tools/train.py, which trains one network (on several machines: "
+                       "[run] strategy = multi_worker)", where(cfg), ", ".join(unused))
+
+
 @dataclass
 class TrainOutcome:
     run_dir: str
@@ -175,12 +186,6 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
     if not cfg.space.arch:
         raise ConfigError(f"{where(cfg, 'space', 'arch')}: expected an architecture string of "
                           f"space {cfg.space.name!r}, got nothing")
-    r = cfg.run
-    unused = [f"{key} = {getattr(r, key)}" for key in ("executor", "workers", "worker_threads", "ray_address")
-              if getattr(r, key) != getattr(type(r)(), key)]
-    if unused:  # said, not silently ignored
-        logger.warning("%s: [run] %s: not used by tools/train.py, which trains one network (on several machines: "
-                       "[run] strategy = multi_worker)", where(cfg), ", ".join(unused))
     strategy: Any = cfg.run.strategy
     if strategy == "multi_worker":  # collective ops must be configured before TensorFlow runs any op
         from tfnas.train.distribute import make_strategy
@@ -223,10 +228,11 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
                 on_epoch=on_epoch,
             )
         except Exception as exc:  # a peer of a multi-worker cluster gone: one line, not TensorFlow's traceback
-            from tfnas.train.distribute import PEER_LOST, peer_lost
+            from tfnas.train.distribute import peer_lost
 
-            if cfg.run.strategy == "multi_worker" and isinstance(exc, PEER_LOST):
-                raise peer_lost(exc) from exc
+            lost = peer_lost(exc) if cfg.run.strategy == "multi_worker" else None
+            if lost is not None:
+                raise lost from exc
             raise
         events.close()
         frame = epochs_log.close()

@@ -136,9 +136,9 @@ def _multi_worker() -> tf.distribute.Strategy:
     interpreter, so Python's Ctrl-C handler would never run: for the wait, Ctrl-C gets its default
     action and ends the process at once (nothing of a run is written before the strategy). Joining
     installs TensorFlow's own SIGTERM handler (its coordination service's preemption notice, which
-    only records the signal): a SIGTERM during the wait does nothing, and Python's handler is put
-    back over TensorFlow's once the cluster has joined, so SIGTERM stops a multi-worker training like
-    any other run.
+    only records the signal): a SIGTERM during the wait is lost (send it again once the cluster has
+    joined, or use Ctrl-C or SIGKILL). Python's handler is put back over TensorFlow's after the join,
+    so SIGTERM then stops a multi-worker training like any other run.
     """
     spec = _cluster_spec()
     tasks = {kind: t if isinstance(t, dict) else dict(enumerate(t)) for kind, t in spec["cluster"].items()}
@@ -146,7 +146,7 @@ def _multi_worker() -> tf.distribute.Strategy:
     others = [a for k, addresses in tasks.items() for i, a in addresses.items() if (k, str(i)) != (kind, str(index))]
     if others:
         logger.warning("multi_worker: waiting for the other %d task(s) of TF_CONFIG (%s) to start; nothing "
-                       "happens until all have joined (Ctrl-C stops; SIGTERM only once they have)", len(others),
+                       "happens until all have joined (Ctrl-C stops; a SIGTERM meanwhile is lost)", len(others),
                        ", ".join(others))
     import signal
     import threading
@@ -169,14 +169,26 @@ class ClusterError(RuntimeError):
 #: What TensorFlow raises in the collective ops of a worker whose peer has gone.
 PEER_LOST = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
              tf.errors.DeadlineExceededError)
+#: ... and words of its message that name the collectives or the cluster (not a data read or a checkpoint)
+_PEER_WORDS = ("collective", "heartbeat", "coordination service", "/job:")
 
 
-def peer_lost(exc: BaseException) -> ClusterError:
-    """The one-line error of a collective op that failed because a peer of the cluster has gone."""
-    first = str(getattr(exc, "message", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def peer_lost(exc: BaseException) -> Optional[ClusterError]:
+    """The one-line error of a collective op that failed because a peer of the cluster has gone, or
+    ``None`` where ``exc`` is something else (another error type, a cluster of one task, a message that
+    names neither the collectives nor the cluster: a failed data read is reported as itself)."""
+    text = str(getattr(exc, "message", "") or "").strip()
+    if not isinstance(exc, PEER_LOST) or not any(word in text.lower() for word in _PEER_WORDS):
+        return None
+    try:
+        spec = _cluster_spec()
+    except StrategyError:
+        return None
+    if sum(len(tasks) for tasks in spec["cluster"].values()) < 2:
+        return None
     return ClusterError(f"multi_worker: another task of the cluster stopped or cannot be reached, so this one "
-                        f"stops too ({type(exc).__name__}: {first[:300]}); start every task again with the same "
-                        f"command")
+                        f"stops too ({type(exc).__name__}: {text.splitlines()[0][:300]}); start every task again "
+                        f"with the same command")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
