@@ -27,3 +27,16 @@ def fast_and_generic(proxy, space, arch, seed=5):
     fast = proxy.score_arch(space, arch, num_classes=CLASSES, input_shape=SHAPE, batch_size=BATCH,
                             rng=np.random.default_rng(seed))
     return generic, fast
+
+
+def squared_dense(seed: int):
+    """``(model, W, x)``: a dense layer without bias whose logits are ``(x W)^2`` (W 5x3), and 4 inputs of 5
+    features, for known-answer tests of the gradient proxies (Jacobians and NTKs by hand)."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((5, 3)).astype(np.float32)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, use_bias=False),
+                              keras.layers.Activation(keras.ops.square)])
+    model.set_weights([w])
+    return model, w, rng.standard_normal((4, 5)).astype(np.float32)

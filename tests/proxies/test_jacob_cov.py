@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
 
+from tests.proxies.nb201_setup import squared_dense
 from tfnas.proxies.base import ProxyBatch, get_proxy
 from tfnas.proxies.jacob_cov import jacobian_score
 
@@ -26,12 +26,7 @@ def test_jacobian_score_formula():
 
 def test_jacob_cov_uses_the_input_gradient_of_the_summed_logits():
     """For logits (x W)^2 the Jacobian row of image x is 2 W (x W)^T."""
-    rng = np.random.default_rng(2)
-    w = rng.standard_normal((5, 3)).astype(np.float32)
-    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, use_bias=False),
-                              keras.layers.Activation(keras.ops.square)])
-    model.set_weights([w])
-    x = rng.standard_normal((4, 5)).astype(np.float32)
+    model, w, x = squared_dense(2)
     rows = 2.0 * (x.astype(np.float64) @ w) @ w.T.astype(np.float64)
-    score = get_proxy("jacob_cov").score(model, ProxyBatch(x, np.zeros(4, np.int32), 3), rng)
+    score = get_proxy("jacob_cov").score(model, ProxyBatch(x, np.zeros(4, np.int32), 3), np.random.default_rng(0))
     assert score == pytest.approx(jacobian_score(rows), rel=1e-4)

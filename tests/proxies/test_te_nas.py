@@ -18,18 +18,12 @@ def test_ntk_score_formula():
 def test_te_nas_conditions_the_kernel_of_per_image_weight_gradients():
     """For logits (x W)^2 the gradient of image x's summed logits by W is 2 x (x W) (outer product),
     so the NTK is the Gram matrix of those per-image gradients, computed here by hand."""
-    import keras
-
+    from tests.proxies.nb201_setup import squared_dense
     from tfnas.proxies.base import ProxyBatch, get_proxy
 
-    rng = np.random.default_rng(3)
-    w = rng.standard_normal((5, 3)).astype(np.float32)
-    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, use_bias=False),
-                              keras.layers.Activation(keras.ops.square)])
-    model.set_weights([w])
-    x = rng.standard_normal((4, 5)).astype(np.float32)
+    model, w, x = squared_dense(3)
     x64 = x.astype(np.float64)
     rows = np.stack([2.0 * np.outer(xi, xi @ w.astype(np.float64)).ravel() for xi in x64])
-    score = get_proxy("te_nas").score(model, ProxyBatch(x, np.zeros(4, np.int32), 3), rng)
+    score = get_proxy("te_nas").score(model, ProxyBatch(x, np.zeros(4, np.int32), 3), np.random.default_rng(0))
     assert score == pytest.approx(ntk_score(rows @ rows.T), rel=1e-4)
     assert score < -1.0  # a real conditioning, not the identity's -1
