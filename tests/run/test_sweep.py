@@ -92,6 +92,24 @@ def test_a_directory_written_before_folders_were_normalised_resumes(tmp_path):
         run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
 
 
+def test_a_resume_with_another_worker_thread_count_is_said(tmp_path, caplog):
+    """Allowed (the same configuration), but said: on a process pool, another thread count changes the
+    scores' last digits (docs/SCALING.md)."""
+    sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]
+    run_sweep(load_config("cfg/rand.cfg", sets + ["run.executor=process", "run.worker_threads=1"]), progress=False)
+    with caplog.at_level("WARNING", logger="tfnas.run.rundir"):
+        run_sweep(load_config("cfg/rand.cfg", sets + ["run.executor=process", "run.worker_threads=1",
+                                                      "budget.repeats=2"]), progress=False)
+        assert "worker_threads" not in caplog.text
+        again = run_sweep(load_config("cfg/rand.cfg", sets + ["run.executor=process", "budget.repeats=3"]),
+                          progress=False)
+    assert again.new_records == 1
+    said = [r.message for r in caplog.records if "worker_threads" in r.message]
+    assert said == [f"{tmp_path}: its results were computed with [run] worker_threads = 1, this run uses 0: scores "
+                    f"may differ from theirs in the last digits (a search may then take another path), as TensorFlow "
+                    f"sums in another order with another thread count"]
+
+
 def test_a_folder_of_other_files_is_written_into_with_a_warning(tmp_path, caplog):
     (tmp_path / "notes.txt").write_text("mine\n")
     sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]

@@ -200,6 +200,7 @@ class RunDir:
         self._made_parents: List[str] = []  # ... and these folders above it
         self._created = False  # ... or found it empty
         self.written_config_id = ""  # the id of config.cfg as check() found it (the same configuration)
+        self._said_threads = False
 
     def _identity(self, ini: str) -> Dict[str, Dict[str, str]]:
         return config_identity(ini, self.ignore, self.ignore_sections)
@@ -221,7 +222,8 @@ class RunDir:
         if not os.path.exists(config_path):
             return
         try:  # through the current schema: keys added since then take their defaults
-            previous = config_to_ini(load_config(config_path, check_names=False))
+            previous_cfg = load_config(config_path, check_names=False)
+            previous = config_to_ini(previous_cfg)
         except ConfigError as exc:
             raise RunDirError(f"{config_path}: the configuration of the results in this directory cannot be read "
                               f"({exc}); restore the file, or choose another [run] out_dir") from None
@@ -229,12 +231,26 @@ class RunDir:
         if differences:
             raise RunDirError(f"{self.path}: holds results of a different configuration ({differences}; see its "
                               f"config.cfg); choose another [run] out_dir or delete the directory")
+        self._say_thread_change(previous_cfg.run)
         if not self.written_config_id:  # its records carry the id of the text as written (values not normalised)
             try:
                 with open(config_path, encoding="utf-8") as fh:
                     self.written_config_id = config_id(self._identity(fh.read()))
             except (OSError, ValueError, configparser.Error):
                 pass
+
+    def _say_thread_change(self, before: Any) -> None:
+        """A resume with another ``[run] worker_threads`` (on a process pool or Ray) is allowed, and said:
+        TensorFlow's sums run in another order with another thread count (docs/SCALING.md)."""
+        now = self.cfg.run
+        if (before.worker_threads == now.worker_threads or self._said_threads
+                or before.executor == now.executor == "local"):
+            return
+        self._said_threads = True
+        logger.warning("%s: its results were computed with [run] worker_threads = %s, this run uses %s: scores "
+                       "may differ from theirs in the last digits (a search may then take another path), as "
+                       "TensorFlow sums in another order with another thread count", self.path,
+                       before.worker_threads, now.worker_threads)
 
     def open(self) -> "RunDir":
         self.check()
