@@ -524,6 +524,36 @@ def test_auto_with_no_cluster_says_to_start_one(monkeypatch):
         RayExecutor(2, address="auto")
 
 
+def test_rays_sigterm_handler_is_kept_out_of_ray_init_unless_sigterm_is_at_its_default():
+    """Ray's handler (sys.exit(15)) cut ray.init short while the raylet launched its agents; an ignored SIGTERM
+    must stay ignored and a Python handler in place; at the default action Ray's handler is what ends the start."""
+    import signal
+    import types
+
+    from tfnas.evaluation.ray_executor import _sigterm_kept
+
+    def ray_exit(signum, frame):
+        raise SystemExit(signum)
+
+    utils = types.SimpleNamespace(set_sigterm_handler=lambda handler: signal.signal(signal.SIGTERM, handler))
+    fake_ray = types.SimpleNamespace(_private=types.SimpleNamespace(utils=utils))
+    installer = utils.set_sigterm_handler
+
+    def mine(signum, frame):
+        pass
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        for handler, kept in ((signal.SIG_IGN, True), (mine, True), (signal.SIG_DFL, False)):
+            signal.signal(signal.SIGTERM, handler)
+            with _sigterm_kept(fake_ray):
+                fake_ray._private.utils.set_sigterm_handler(ray_exit)  # what ray.init does first
+                assert (signal.getsignal(signal.SIGTERM) is handler) == kept, handler
+            assert signal.getsignal(signal.SIGTERM) is handler and utils.set_sigterm_handler is installer
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_auto_with_a_refused_token_is_named_at_once_with_the_cluster_found(monkeypatch, tmp_path):
     """``RAY_AUTH_MODE=token`` and a wrong token with ``auto``: 20 s of ray.init's retries, a warning a second and
     advice to `ray stop`, before the refusal was named."""

@@ -66,7 +66,7 @@ def test_a_folder_with_or_without_its_trailing_separator_resumes(tmp_path):
     assert again.new_records == 0 and len(again.records) == 1
 
 
-def test_a_directory_written_before_folders_were_normalised_resumes(tmp_path):
+def test_a_directory_written_before_folders_were_normalised_resumes(tmp_path, monkeypatch):
     """Its config.cfg says "data_dir = /data/sets/" and its records carry the id of that text: the same
     configuration, resumed (not "made by another configuration"), and carried over to today's id."""
     from tfnas.run.rundir import RunDir, config_id
@@ -80,12 +80,26 @@ def test_a_directory_written_before_folders_were_normalised_resumes(tmp_path):
     old_id = config_id(RunDir(load_config("cfg/rand.cfg", sets), ignore=SWEEP_FREE_KEYS)._identity(old_text))
     record = json.loads((tmp_path / "runs.jsonl").read_text())
     assert record["config_id"] != old_id
-    config.write_text(old_text)
-    (tmp_path / "runs.jsonl").write_text(json.dumps({**record, "config_id": old_id}) + "\n")
+
+    def make_old():
+        config.write_text(old_text)
+        (tmp_path / "runs.jsonl").write_text(json.dumps({**record, "config_id": old_id}) + "\n")
+
+    make_old()
     for _ in range(2):  # and again, once config.cfg holds the normalised value
         again = run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
         assert again.new_records == 0 and len(again.records) == 1
         assert json.loads((tmp_path / "runs.jsonl").read_text())["config_id"] == record["config_id"]
+    make_old()
+    with monkeypatch.context() as read_only:  # a finished old run on a read-only disk still reprints, unchanged
+
+        def refuse(path, *args, **kwargs):
+            raise PermissionError(30, "Read-only file system", path)
+
+        read_only.setattr("tfnas.io.os.open", refuse)
+        again = run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+        assert again.new_records == 0 and len(again.records) == 1
+    assert config.read_text() == old_text and json.loads((tmp_path / "runs.jsonl").read_text())["config_id"] == old_id
     other = dict(record, config_id="0123456789ab")  # a record of another configuration is still refused
     (tmp_path / "runs.jsonl").write_text(json.dumps(other) + "\n")
     with pytest.raises(ConfigError, match="made by another configuration"):

@@ -182,7 +182,9 @@ def test_a_lost_peer_is_told_from_other_tensorflow_errors(monkeypatch):
     from tfnas.train.distribute import ClusterError, peer_lost
 
     two = {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}}
-    collective = tf.errors.UnavailableError(None, None, "Collective ops is aborted by: failed to connect to all "
+    collective = tf.errors.UnavailableError(None, None, "{{function_node __wrapped__CollectiveReduceV2_device_/job:"
+                                                        "worker/replica:0/task:0/device:CPU:0}} "
+                                                        "Collective ops is aborted by: failed to connect to all "
                                                         "addresses\nAdditional GRPC error information "
                                                         "[Op:CollectiveReduceV2]")
     monkeypatch.setenv("TF_CONFIG", json.dumps(two))
@@ -194,7 +196,9 @@ def test_a_lost_peer_is_told_from_other_tensorflow_errors(monkeypatch):
     heartbeat = tf.errors.AbortedError(None, None, "/job:worker/replica:0/task:1 unhealthy (stopped sending "
                                                    "heartbeats)")
     assert isinstance(peer_lost(heartbeat), ClusterError)
-    read = tf.errors.UnavailableError(None, None, "Error executing an HTTP request: couldn't resolve host name")
+    read = tf.errors.UnavailableError(None, None, "{{function_node __wrapped__ReadFile_device_/job:worker/replica:0/"
+                                                  "task:0/device:CPU:0}} Error executing an HTTP request: HTTP "
+                                                  "response code 503")  # TensorFlow's prefix names the job
     assert peer_lost(read) is None and peer_lost(tf.errors.UnavailableError(None, None, "")) is None
     assert peer_lost(ValueError("collective")) is None
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1"]},

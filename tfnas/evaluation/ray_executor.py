@@ -113,19 +113,21 @@ def _shutdown(ray: Any) -> None:
 def _sigterm_kept(ray: Any = None) -> Iterator[None]:
     """The block's SIGTERM handler stays in place through ``ray.init``, which would install Ray's own in
     the driver (``sys.exit(15)`` while it starts, cutting the start short: the raylet's agents it had
-    launched then ran on as orphans). Ray's installer (``ray._private.utils.set_sigterm_handler``) does
-    nothing in the block, so a SIGTERM meanwhile reaches the block's handler (``_interrupts_deferred``'s
-    holds it until the start is complete, and the executor then stops the whole instance). A Ray that
-    installs its handler another way is met by turning its ``sys.exit(15)`` into the block's handler and
-    :class:`tfnas.interrupts.Terminated`; the handler is put back after the block either way."""
+    launched then ran on as orphans). Unless SIGTERM is at its default action, Ray's installer
+    (``ray._private.utils.set_sigterm_handler``) does nothing in the block, so a SIGTERM meanwhile reaches
+    the block's handler (``_interrupts_deferred``'s holds it until the start is complete, and the executor
+    then stops the whole instance), or stays ignored. At the default action, or with a Ray that installs
+    its handler another way, its ``sys.exit(15)`` ends the start (turned into the block's handler and
+    :class:`tfnas.interrupts.Terminated` where that is Python's); the handler is put back after the block."""
     import signal
     import threading
 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main else None
     utils = getattr(getattr(ray, "_private", None), "utils", None)
-    # (without a Python handler, Ray's sys.exit(15) is what lets the executor stop what ray.init started)
-    installer = getattr(utils, "set_sigterm_handler", None) if main and callable(previous) else None
+    # (at SIGTERM's default action, Ray's sys.exit(15) is what lets the executor stop what ray.init started;
+    # an ignored SIGTERM, or one handled outside Python, stays as it is)
+    installer = getattr(utils, "set_sigterm_handler", None) if main and previous is not signal.SIG_DFL else None
     if installer is not None:
         utils.set_sigterm_handler = lambda handler: None
     try:

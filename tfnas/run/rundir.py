@@ -268,11 +268,16 @@ class RunDir:
         except OSError as exc:
             raise RunDirAccessError(f"{self.path}: cannot create the run directory ({exc.strerror})") from None
         self._lock()
+        config_path = os.path.join(self.path, CONFIG_FILE)
         try:  # an identical config.cfg is not rewritten (tfnas.io), so a read-only finished run reprints
-            atomic_write_text(os.path.join(self.path, CONFIG_FILE), config_to_ini(self.cfg))
+            atomic_write_text(config_path, config_to_ini(self.cfg))
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else exc.strerror  # tfnas.io's strerror names the file
-            raise RunDirAccessError(f"{self.path}: cannot write {CONFIG_FILE} ({reason})") from None
+            if not self.written_config_id:
+                raise RunDirAccessError(f"{self.path}: cannot write {CONFIG_FILE} ({reason})") from None
+            # it holds this configuration (check() said so) in other words (an earlier version's, another budget
+            # range): kept as it is; what this run writes next fails and says so if the folder cannot be written
+            logger.info("%s: not refreshed (%s); it holds this run's configuration", config_path, reason)
         RunDir.opened += 1
         return self
 

@@ -142,7 +142,10 @@ def _read_log(run_dir: RunDir, expect: Dict[str, str], warn: bool = True, save: 
     except ValueError as exc:
         raise RunDirError(str(exc)) from None
     if save and log.migrated:  # config.cfg has just been rewritten with the normalised values
-        log.save()
+        try:
+            log.save()
+        except OSError:  # a read-only finished run: config.cfg was kept as it was, so are its records' ids
+            pass
     return log
 
 

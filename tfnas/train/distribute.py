@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from typing import Optional, Tuple, Union
 
 import tensorflow as tf
@@ -170,14 +171,16 @@ class ClusterError(RuntimeError):
 PEER_LOST = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
              tf.errors.DeadlineExceededError)
 #: ... and words of its message that name the collectives or the cluster (not a data read or a checkpoint)
-_PEER_WORDS = ("collective", "heartbeat", "coordination service", "/job:")
+_PEER_WORDS = ("collective", "heartbeat", "coordination service")
+#: the op and device TensorFlow puts before an eager op's message (``/job:`` appears there for every op)
+_OP_PREFIX = re.compile(r"^\{\{function_node [^}]*\}\}\s*")
 
 
 def peer_lost(exc: BaseException) -> Optional[ClusterError]:
     """The one-line error of a collective op that failed because a peer of the cluster has gone, or
     ``None`` where ``exc`` is something else (another error type, a cluster of one task, a message that
     names neither the collectives nor the cluster: a failed data read is reported as itself)."""
-    text = str(getattr(exc, "message", "") or "").strip()
+    text = _OP_PREFIX.sub("", str(getattr(exc, "message", "") or "").strip())
     if not isinstance(exc, PEER_LOST) or not any(word in text.lower() for word in _PEER_WORDS):
         return None
     try:
