@@ -14,9 +14,8 @@ from tfnas.proxies.fastpaths.zen import zen_score_arch, zen_score_fast
 from tfnas.proxies.zen import ZenProxy, zen_score_keras
 from tfnas.spaces.zen import DEFAULT_START, ZenSpace, parse_arch, residual_free
 
-# All four layer kinds (dense / depthwise, stride 1 / 2) and every block family.
-MIXED = ("SuperConvK3BNRELU(3,16,1,1)SuperResIDWE2K5(16,24,2,16,1)SuperResK1K7K1(24,32,1,8,1)"
-         "SuperResK5K5(32,32,2,16,2)SuperConvK1BNRELU(32,48,2,1)")
+from tests.spaces.archs import ZEN_MIXED as MIXED
+
 TINY = "SuperConvK3BNRELU(3,8,1,1)SuperResK3K3(8,16,2,8,1)SuperConvK1BNRELU(16,32,1,1)"
 
 

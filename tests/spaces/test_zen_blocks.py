@@ -5,32 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tfnas.registry import SPACES
-from tfnas.spaces.zen import DEFAULT_START, FAMILY_KINDS, ZenSpace, effectiveness
+from tfnas.spaces.zen import DEFAULT_START, FAMILY_KINDS, ZenSpace
 from tfnas.spaces.zen import IDW_KINDS, ConvSpec, ZenBlock, block_units, parse_arch
 
-# Published searched models. ZenNet CIFAR models: idstcv/ZenNAS, ZenNet/zennet_cifar_model_size
-# {05M,1M,2M}_res32.txt (README: 0.5M / 1.0M / 2.0M params, 140M / 162M / 487M FLOPs).
-ZENNET = {
-    0.5: ("SuperConvK3BNRELU(3,64,1,1)SuperResK1K5K1(64,168,1,16,3)SuperResK1K3K1(168,80,2,32,4)"
-          "SuperResK1K5K1(80,112,2,16,3)SuperResK1K5K1(112,144,1,24,3)SuperResK1K3K1(144,32,2,40,1)"
-          "SuperConvK1BNRELU(32,512,1,1)", 140e6),
-    1.0: ("SuperConvK3BNRELU(3,88,1,1)SuperResK1K7K1(88,120,1,16,1)SuperResK1K7K1(120,192,2,16,3)"
-          "SuperResK1K5K1(192,224,1,24,4)SuperResK1K5K1(224,96,2,24,2)SuperResK1K3K1(96,168,2,40,3)"
-          "SuperResK1K3K1(168,112,1,48,3)SuperConvK1BNRELU(112,512,1,1)", 162e6),
-    2.0: ("SuperConvK3BNRELU(3,32,1,1)SuperResK1K5K1(32,120,1,40,1)SuperResK1K5K1(120,176,2,32,3)"
-          "SuperResK1K7K1(176,272,1,24,3)SuperResK1K3K1(272,176,1,56,3)SuperResK1K3K1(176,176,1,64,4)"
-          "SuperResK1K5K1(176,216,2,40,2)SuperResK1K3K1(216,72,2,56,2)SuperConvK1BNRELU(72,512,1,1)", 487e6),
-}
-# Incorporated-NAS CIFAR 1M models: SeoulTech-HCIRLab/IncorporatedNAS, EZenNet/ezennet_cifa_model_size
-# 1M_res32_s.txt and ezennet_cifar_model_size1M_res32_l.txt, found with --max_layers 18 and the
-# effectiveness filter at 0.5 (scripts/Combine_NAS_cifa_params1M.sh).
-INCORPORATED_S = ("SuperConvK3BNRELU(3,56,1,1)SuperResK7K7(56,48,1,8,5)SuperResK1K3K1(48,200,2,32,3)"
-                  "SuperResK1K5K1(200,160,1,24,3)SuperResK1K7K1(160,624,2,16,4)SuperResK1K3K1(624,48,2,40,1)"
-                  "SuperConvK1BNRELU(48,304,1,1)")
-# Every block family, a stride-2 depthwise unit, an IDW unit with b != cout (projection on its
-# second unit) and a stride-2 1x1 conv block.
-MIXED = ("SuperConvK3BNRELU(3,16,1,1)SuperResIDWE2K5(16,24,2,16,1)SuperResK1K7K1(24,32,1,8,1)"
-         "SuperResK5K5(32,32,2,16,2)SuperConvK1BNRELU(32,48,2,1)")
+from tests.spaces.archs import INCORPORATED_S, ZEN_MIXED as MIXED, ZENNET
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.spaces.archs import ZEN_MIXED as MIXED
 from tests.testing import run_layer_test
 from tfnas.spaces.zen import ZenSpace
 from tfnas.spaces.zen import ZenSqueezeExcite
-
-# Every block family, a stride-2 depthwise unit, an IDW unit with b != cout (projection on its
-# second unit) and a stride-2 1x1 conv block.
-MIXED = ("SuperConvK3BNRELU(3,16,1,1)SuperResIDWE2K5(16,24,2,16,1)SuperResK1K7K1(24,32,1,8,1)"
-         "SuperResK5K5(32,32,2,16,2)SuperConvK1BNRELU(32,48,2,1)")
 
 
 @pytest.fixture(scope="module")

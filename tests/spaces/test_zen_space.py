@@ -7,7 +7,6 @@ import pytest
 
 from tfnas.config import ConfigError, load_config
 from tfnas.spaces.zen import (
-    DEFAULT_START,
     FAMILY_KINDS,
     KERNEL_WEIGHTS,
     ZenSpace,
