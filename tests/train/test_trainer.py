@@ -14,6 +14,7 @@ from tfnas.config import TrainConfig
 from tfnas.train import (
     CheckpointMismatchError,
     Trainer,
+    TrainingDivergedError,
     is_decayed,
     smoothed_cross_entropy,
     train_and_evaluate,
@@ -248,6 +249,57 @@ def test_checkpoint_resume_runs_only_remaining_epochs(tmp_path):
         Trainer(tiny_model(), longer, jit_compile=False, progress=False, checkpoint_dir=ckpt).fit(dataset())
 
 
+def _shuffled_augmented(repeat: bool) -> tf.data.Dataset:
+    """tfnas' training pipeline (shuffle, per-example flip and pad-crop draws) over generated images."""
+    from tfnas.data import make_pipeline
+
+    x, y = arrays(n=48)
+    images = tf.data.Dataset.from_tensor_slices((np.clip(x * 0.2 + 0.5, 0.0, 1.0), np.argmax(y, axis=1)))
+    ds = make_pipeline(images, batch_size=8, training=True, num_classes=2, mean=(0.5,) * 3, std=(0.2,) * 3,
+                       seed=3, flip=True, pad_crop=2)
+    return ds.repeat() if repeat else ds
+
+
+def _dropout_model():
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, padding="same")(inp))
+    return keras.Model(inp, keras.layers.Dense(2)(keras.layers.Dropout(0.5)(h)))
+
+
+@pytest.mark.parametrize("repeat", [False, True], ids=["one-pass-per-epoch", "repeated"])
+def test_a_resumed_fit_sees_the_data_order_and_draws_of_a_run_never_stopped(tmp_path, repeat):
+    """The shuffle, the augmentation draws and the Dropout masks of the resumed epochs are those of
+    an uninterrupted run."""
+    recipe = cfg(epochs=2, lr=0.05, momentum=0.9)
+    steps = 6 if repeat else None
+    ckpt = str(tmp_path / "ckpt")
+    Trainer(_dropout_model, recipe, jit_compile=False, progress=False, checkpoint_dir=ckpt, steps_per_epoch=steps,
+            seed=0).fit(_shuffled_augmented(repeat))
+    longer = dataclasses.replace(recipe, epochs=4)
+    resumed = Trainer(_dropout_model, longer, jit_compile=False, progress=False, checkpoint_dir=ckpt,
+                      steps_per_epoch=steps, seed=0).fit(_shuffled_augmented(repeat))
+    straight = Trainer(_dropout_model, longer, jit_compile=False, progress=False, steps_per_epoch=steps,
+                       seed=0).fit(_shuffled_augmented(repeat))
+    assert resumed.epoch == [3, 4]
+    np.testing.assert_allclose(resumed.loss, straight.loss[2:], rtol=1e-6)
+    np.testing.assert_allclose(resumed.train_acc, straight.train_acc[2:], rtol=1e-6)
+
+
+def test_a_checkpoint_saved_without_seed_states_still_resumes(tmp_path, monkeypatch, caplog):
+    from tfnas.train import checkpoint
+
+    ckpt = str(tmp_path / "ckpt")
+    recipe = cfg(epochs=1, lr=0.05)
+    with monkeypatch.context() as patch:  # a checkpoint as tfnas wrote it before it saved seed states
+        patch.setattr(checkpoint, "seed_states", lambda model: [])
+        Trainer(_dropout_model, recipe, jit_compile=False, progress=False, checkpoint_dir=ckpt, seed=0).fit(dataset())
+    with caplog.at_level("INFO", logger="tfnas.train.checkpoint"):
+        resumed = Trainer(_dropout_model, dataclasses.replace(recipe, epochs=2), jit_compile=False, progress=False,
+                          checkpoint_dir=ckpt, seed=0).fit(dataset())
+    assert resumed.epoch == [2]
+    assert "holds 0 seed states, the model has 1" in caplog.text
+
+
 def test_each_epoch_is_reported_before_its_checkpoint_is_written(tmp_path):
     # A kill between the two then leaves a row of an epoch the resume trains again, not a
     # checkpoint whose epoch has no row.
@@ -442,7 +494,7 @@ def test_repeated_dataset_needs_steps_per_epoch_and_labels_must_be_one_hot():
     with pytest.raises(ValueError, match="one-hot"):
         Trainer(tiny_model(), cfg(), jit_compile=False, progress=False).fit(int_labels)
     x[0, 0, 0, 0] = np.nan
-    with pytest.raises(FloatingPointError, match="lower train.lr"):
+    with pytest.raises(TrainingDivergedError, match="lower train.lr"):
         Trainer(tiny_model(), cfg(), jit_compile=False, progress=False).fit(
             tf.data.Dataset.from_tensor_slices((x, y)).batch(8))
     with pytest.raises(TypeError, match="keras.Model"):

@@ -40,9 +40,12 @@ from tfnas.evaluation.base import Evaluator
 from tfnas.evaluation.executors import Executor, ExecutorError, Failed, Job, prepare_job
 from tfnas.io import atomic_write_text
 from tfnas.train.distribute import make_strategy, resolve_jit_compile
-from tfnas.train.trainer import Trainer
+from tfnas.train.trainer import Trainer, TrainingDivergedError
 
 logger = logging.getLogger(__name__)
+
+#: How a worker's failure of a diverged training begins (``Failed.error``: ``"<type>: <message>"``).
+_DIVERGED = tuple(f"{kind.__name__}:" for kind in (FloatingPointError, TrainingDivergedError))
 
 CACHE_FORMAT = "tfnas.train_cache/1"
 MAX_IN_MEMORY_BYTES = 4 << 30
@@ -264,7 +267,7 @@ class ShortTraining:
 
         Raises:
             DatasetNotFoundError: the data is missing and may not be downloaded.
-            FloatingPointError: the training loss of the cell became NaN or infinite.
+            TrainingDivergedError: the training loss of the cell became NaN or infinite.
         """
         t0 = time.perf_counter()
         self._split("train")
@@ -282,7 +285,7 @@ class ShortTraining:
         try:
             history = trainer.fit(train_ds)
         except FloatingPointError as exc:
-            raise FloatingPointError(f"short training of {space.encode(arch)}: {exc}") from None
+            raise TrainingDivergedError(f"short training of {space.encode(arch)}: {exc}") from None
         accuracy = float(trainer.evaluate(eval_ds)["accuracy"]) if eval_ds is not None else None
         del trainer
         gc.collect()  # free the cell's model and traced steps before the next one
@@ -376,7 +379,7 @@ class TrainingEvaluator(Evaluator):
                 raise self._job
             for key, result in zip(todo, self.executor.map(self._job, todo)):
                 if isinstance(result, Failed):
-                    if not result.error.startswith(f"{FloatingPointError.__name__}:"):  # not a diverged training
+                    if not result.error.startswith(_DIVERGED):  # not a diverged training
                         raise CellTrainingError(f"training cell {key} failed in a worker: {result.error}")
                     result = self._failed(key, f"in a worker: {result.error}")
                 self.cache.put(key, result)

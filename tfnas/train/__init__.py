@@ -16,7 +16,7 @@ from tfnas.train.optim import (
     smoothed_cross_entropy,
 )
 from tfnas.train.schedules import WarmupSchedule, schedule_from_config
-from tfnas.train.trainer import History, Trainer, train_and_evaluate
+from tfnas.train.trainer import History, Trainer, TrainingDivergedError, train_and_evaluate
 
 __all__ = [
     "CheckpointMismatchError",
@@ -24,6 +24,7 @@ __all__ = [
     "StrategyError",
     "TrainCheckpoint",
     "Trainer",
+    "TrainingDivergedError",
     "WarmupSchedule",
     "add_coupled_decay",
     "decayed_variables",

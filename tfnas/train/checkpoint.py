@@ -1,10 +1,15 @@
-"""Training checkpoints: model, optimizer, epoch counter and RNG state, for resuming after a kill.
+"""Training checkpoints: model, optimizer, epoch counter and RNG states, for resuming after a kill.
 
 A ``tf.train.Checkpoint`` with a ``tf.train.CheckpointManager`` in one directory. The epoch
 counter holds the number of *completed* epochs, so a run restored from a checkpoint written
 after epoch 2 continues with epoch 3. In a multi-worker run every worker must take part in a
 save (it is a collective operation); non-chief workers write into a scratch folder inside the
 directory that is deleted right after, as in the TF multi-worker guide.
+
+The states of the model's Keras ``SeedGenerator``s (Dropout, DropPath: :func:`seed_states`) are
+saved beside the weights, so a resumed training continues their random streams. Keras' own
+checkpoint of a model leaves them out; a checkpoint written before tfnas saved them restores
+without them (their streams then start again, as they did then).
 """
 
 from __future__ import annotations
@@ -107,8 +112,23 @@ class CheckpointWriteError(OSError):
     failed save had begun is removed, and the checkpoints before it stay."""
 
 
+def seed_states(model: Any) -> list:
+    """The state variables of every Keras ``SeedGenerator`` of ``model``'s layers, in layer order."""
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = list(flatten(include_self=True, recursive=True)) if flatten is not None else [model]
+    states, seen = [], set()
+    for layer in layers:
+        for generator in getattr(layer, "_seed_generators", None) or []:
+            state = getattr(generator, "state", None)
+            if state is not None and id(state) not in seen:
+                seen.add(id(state))
+                states.append(state)
+    return states
+
+
 class TrainCheckpoint:
-    """Saves and restores ``model``, ``optimizer``, ``epoch`` and ``rng`` in ``directory``.
+    """Saves and restores ``model``, ``optimizer``, ``epoch``, ``rng`` and the model's seed states
+    (:func:`seed_states`) in ``directory``.
 
     Args:
         directory: checkpoint folder (created on first save).
@@ -137,7 +157,8 @@ class TrainCheckpoint:
         self.chief = chief
         self.epoch = epoch
         self._objects = dict(model=model, optimizer=optimizer, epoch=epoch, rng=rng)
-        self.checkpoint = tf.train.Checkpoint(**self._objects)
+        self._seeds = seed_states(model)
+        self.checkpoint = tf.train.Checkpoint(**self._objects, **({"seeds": self._seeds} if self._seeds else {}))
         write_dir = directory if chief else os.path.join(directory, f".worker_{worker_id}_tmp")
         self._write_dir = write_dir
         with tf_warnings_off():  # a damaged index: reported by restore_latest, not as TensorFlow's warnings
@@ -183,9 +204,22 @@ class TrainCheckpoint:
                 gc.collect()
         if failure:
             raise CheckpointMismatchError(failure)
+        self._restore_seeds(path)
         done = int(self.epoch.numpy())
         logger.info("restored checkpoint %s (%d completed epochs)", path, done)
         return done
+
+    def _restore_seeds(self, path: str) -> None:
+        """The seed states saved with checkpoint ``path``; one saved without them leaves them as they are."""
+        if not self._seeds:
+            return
+        saved = [name for name, _ in tf.train.list_variables(path) if name.startswith("seeds/")]
+        if len(saved) != len(self._seeds):
+            logger.info("checkpoint %s holds %d seed states, the model has %d: its Dropout/DropPath streams start "
+                        "again", path, len(saved), len(self._seeds))
+            return
+        with tf_warnings_off():
+            tf.train.Checkpoint(seeds=self._seeds).restore(path).expect_partial()
 
     def _indexed_checkpoint(self) -> Optional[str]:
         """The newest checkpoint that the folder's index file (``checkpoint``) names, or None for a

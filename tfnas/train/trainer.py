@@ -51,6 +51,11 @@ logger = logging.getLogger(__name__)
 SUM = tf.distribute.ReduceOp.SUM
 
 
+class TrainingDivergedError(FloatingPointError):
+    """A training's loss became NaN or infinite; the message names the settings to change
+    (a user's problem: the command line prints it as one ``error:`` line, exit status 2)."""
+
+
 class Trainer:
     """Trains a ``keras.Model`` from a ``TrainConfig`` with custom ``tf.function`` steps.
 
@@ -286,6 +291,11 @@ class Trainer:
 
         Returns:
             A ``History`` of the epochs run by this call (empty when the checkpoint is complete).
+
+        A resumed fit continues the data as a run that was never stopped would: a repeated
+        ``train_ds`` skips the batches of the completed epochs, and a finite one makes (and drops)
+        one iterator per completed epoch, so that a pass-dependent shuffle or random stream is at
+        the resumed epoch's pass.
         """
         if eval_every < 1:
             raise ValueError(f"eval_every must be >= 1. Received: eval_every={eval_every!r}")
@@ -303,9 +313,17 @@ class Trainer:
         if start == epochs:
             logger.info("checkpoint already holds %d/%d epochs; nothing to train", start, epochs)
             return history
+        if start and infinite:  # one stream for every epoch: continue it where the completed epochs left it
+            train_ds = train_ds.skip(start * steps)
         dist_ds = self.strategy.experimental_distribute_dataset(train_ds)
         step_fn = self._step_function("train", dist_ds.element_spec)
         persistent = iter(dist_ds) if infinite else None
+        for _ in range(start if not infinite else 0):
+            # A shuffle or random stream that changes with each pass (reshuffle_each_iteration, as in
+            # tfnas' pipelines) draws the seeds of a pass when its iterator is made: making and dropping
+            # one per completed epoch gives the resumed epochs the order and draws they have in a run
+            # that was never stopped.
+            iter(dist_ds)
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
             if self._drop_layers:
@@ -362,7 +380,7 @@ class Trainer:
             raise ValueError(f"train_ds yielded no batch in epoch {epoch + 1}")
         loss_sum, correct, count = (float(x) for x in self._train_totals.numpy())
         if not math.isfinite(loss_sum):
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"training loss is {loss_sum} in epoch {epoch + 1}: lower train.lr, set train.grad_clip, "
                 "or check the data for NaN/inf (no checkpoint was written for this epoch)"
             )

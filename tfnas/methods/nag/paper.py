@@ -47,6 +47,7 @@ from tfnas.registry import register_method
 from tfnas.spaces.dag import padded, unpad
 from tfnas.spaces.nasnet_dag.arch import NASNET_DAG, NasnetDagArch, make_cell
 from tfnas.spaces.nasnet_dag.space import NasnetDagSpace
+from tfnas.train.trainer import TrainingDivergedError
 
 __all__ = ["NagSupernetSearch", "decode_pairs"]
 
@@ -155,7 +156,7 @@ class NagSupernetSearch(OneShotSearch):
                 if count == 0:
                     raise ValueError("the supernet's training part yielded no batch (fewer images than the batch?)")
                 if not np.isfinite(loss):
-                    raise FloatingPointError(f"NAG supernet loss is {loss / count} in epoch {e + 1}; lower "
+                    raise TrainingDivergedError(f"NAG supernet loss is {loss / count} in epoch {e + 1}; lower "
                                              f"[search] lr or set grad_clip")
                 if e >= context.logged_rows:
                     context.log({"step": e + 1, "phase": "supernet", "lr": lr, "train_loss": loss / count,

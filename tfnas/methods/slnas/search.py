@@ -49,6 +49,7 @@ from tfnas.methods.weight_sharing import (RESTART, ArrayPipelines, append_round,
                                           run_key, save_tagged)
 from tfnas.registry import register_method
 from tfnas.spaces.lite import LiteSpace
+from tfnas.train.trainer import TrainingDivergedError
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +259,7 @@ class SlnasSearch(OneShotSearch):
         if count == 0:
             raise ValueError("the shared-weight part yielded no batch (fewer images than [search] batch_size?)")
         if not np.isfinite(loss_sum):
-            raise FloatingPointError(f"SLNAS shared-weight loss is {loss_sum / count} in epoch {e + 1}; lower "
+            raise TrainingDivergedError(f"SLNAS shared-weight loss is {loss_sum / count} in epoch {e + 1}; lower "
                                      f"[search] lr or set grad_clip")
         samples, stats = [], []
         stream = iter(pipes.score_stream(epoch_seed))
