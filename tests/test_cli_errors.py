@@ -137,7 +137,15 @@ def test_a_corrected_run_after_a_config_error_is_accepted(tmp_path, capsys):
     assert len((out / "runs.jsonl").read_text().splitlines()) == 1
 
 
-def test_compare_refuses_the_same_directory_twice_and_keeps_equal_labels_apart(tmp_path, capsys):
+def test_an_error_quoting_a_huge_value_is_clipped_to_a_readable_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc, err = _run(train_eval_main, ["cfg/rand.cfg", "--out-dir", str(out), "--set", "method.name=" + "x" * 1_000_000],
+                   capsys)
+    line = _one_error_line(err)
+    assert rc == 2 and len(line) < 2100 and "characters left out" in line and not out.exists()
+
+
+def test_compare_refuses_the_same_directory_twice_and_keeps_equal_labels_apart(tmp_path, capsys, monkeypatch):
     runs = []
     for name, seed in (("a", 0), ("b", 1)):
         out = tmp_path / name
@@ -167,6 +175,23 @@ def test_compare_refuses_the_same_directory_twice_and_keeps_equal_labels_apart(t
     assert rc == 0, err
     summary = (tmp_path / "cmp" / "summary.csv").read_text()
     assert "rand (a)" in summary and "rand (b)" in summary
+    # A run directory that would add nothing to the table is refused, not silently left out.
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for text, why in (("", "it is empty"), ("\n\n", "it is empty"),
+                      ("\x00\x01junk\n{\"budget\": \"20\"}\n", "all 2 of its lines are damaged; line 1: dropped, not")):
+        (damaged / "runs.jsonl").write_text(text)
+        rc, err = _run(compare_main, [runs[0], str(damaged), "--out", str(tmp_path / "cmp2")], capsys)
+        assert rc == 2 and f"{damaged / 'runs.jsonl'}: holds no run record ({why}" in _one_error_line(err), err
+    assert not (tmp_path / "cmp2").exists()
+
+    def stopped(*args, **kwargs):  # Ctrl-C while the merged files are written: some may be there already
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tfnas.results.write_outputs", stopped)
+    rc, err = _run(compare_main, runs + ["--out", str(tmp_path / "cmp3")], capsys)
+    assert rc == 130 and err.strip().splitlines() == [
+        "interrupted: the merged table may be incomplete; rerun the command to write it"]
 
 
 def test_compare_refuses_an_out_folder_it_cannot_create_or_write(tmp_path, capsys, monkeypatch):
@@ -333,6 +358,25 @@ def test_a_damaged_image_of_an_image_folder_is_named_in_one_line(tmp_path, capsy
     assert rc == 2 and _one_error_line(err) == f"{want} {first} (and 1 more)"
 
 
+def test_a_training_whose_loss_diverges_is_one_line_naming_what_to_change(tmp_path, capsys):
+    from tests.images import write_image_folder
+    from tfnas.cli import train_main
+
+    root = write_image_folder(tmp_path / "images", per_class=4, size=(8, 8), classes=("a", "b"))
+    cfg = tmp_path / "train.cfg"
+    cfg.write_text("[space]\narch = |nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|none~1|"
+                   "nor_conv_3x3~2|\nchannels = 4\ncells_per_stage = 1\n", encoding="utf-8")
+    sets = ["dataset.name=image_folder", f"dataset.data_dir={root}", "dataset.batch_size=4", "dataset.image_size=8",
+            "dataset.eval_batch_size=4", "train.epochs=1", "export.enabled=false", "train.lr=1e300",
+            "train.grad_clip=0"]
+    out = tmp_path / "run"
+    argv = [str(cfg), "--no-progress", "--out-dir", str(out)] + [a for s in sets for a in ("--set", s)]
+    rc, err = _run(train_main, argv, capsys)
+    line = _one_error_line(err)
+    assert rc == 2 and "training loss is" in line and "lower train.lr, set train.grad_clip" in line
+    assert not out.exists()
+
+
 def test_a_search_that_ends_without_an_answer_is_one_line(capsys):
     from tfnas.cli import run_guarded
     from tfnas.methods.base import SearchFailedError
@@ -481,11 +525,13 @@ def test_the_error_boundary_knows_every_expected_error_once_its_module_is_loaded
     from tfnas.registry import UnknownNameError
     from tfnas.train.checkpoint import CheckpointMismatchError
     from tfnas.train.distribute import ClusterError, StrategyError
+    from tfnas.train.trainer import TrainingDivergedError
 
     for module, _, _ in _Expected.KINDS:
         importlib.import_module(module)
     assert list(_Expected.types().items()) == [
         (ConfigError, 2), (UnknownNameError, 2), (CheckpointMismatchError, 2), (TrainCacheError, 2),
         (DamagedFileError, 2), (StrategyError, 2), (SearchFailedError, 2), (DatasetFormatError, 2),
-        (BenchmarkFormatError, 2), (CellTrainingError, 2), (DatasetNotFoundError, 3), (ExecutorError, 5),
+        (BenchmarkFormatError, 2), (CellTrainingError, 2), (DatasetNotFoundError, 3), (TrainingDivergedError, 2),
+        (ExecutorError, 5),
         (ClusterError, 5), (OSError, 4)]

@@ -44,7 +44,7 @@ def test_overrides_win_over_file(tmp_path):
 
 
 def test_frozen(tmp_path):
-    cfg = load_config(write(tmp_path, ""))
+    cfg = load_config(None)
     with pytest.raises(Exception):
         cfg.run.seed = 3  # type: ignore[misc]
 
@@ -248,7 +248,7 @@ def test_export_formats_are_a_list(tmp_path):
     cfg = load_config(write(tmp_path, "[export]\nformat = saved_model, tflite\nquantize = int8\n"))
     assert cfg.export.format == ("saved_model", "tflite") and cfg.export.quantize == "int8"
     assert cfg.export.calibration == ""
-    assert load_config(write(tmp_path, "")).export.format == ("saved_model",)  # the default, as before
+    assert load_config(None).export.format == ("saved_model",)  # the default, as before
     again = load_config(write(tmp_path, config_to_ini(cfg), "resolved.cfg"))
     assert again.export == cfg.export
     folder = tmp_path / "images"
@@ -274,3 +274,12 @@ def test_a_file_that_is_not_utf8_is_one_clear_error(tmp_path, data):
     with pytest.raises(ConfigError, match="not UTF-8 text") as info:
         load_config(str(path))
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n; and another\n", "[method]\n[run]\n# seed = 1\n"])
+def test_a_file_that_sets_nothing_is_refused_not_run_as_the_default_experiment(tmp_path, text):
+    path = tmp_path / "empty.cfg"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"empty.cfg: sets no key \(empty, or only comments and empty sections\)"):
+        load_config(str(path))
+    assert load_config(str(path), ["method.name=rand"]).method.name == "rand"  # --set alone names the method

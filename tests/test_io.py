@@ -234,3 +234,13 @@ def test_tagged_arrays_survive_stops_between_the_array_and_the_state_write(tmp_p
     assert load(4) == [9.0, 9.0] and load(4) == [9.0, 9.0]
     with pytest.raises(DamagedFileError, match=r"holds 1 arrays that do not fit the 4 expected"):
         load_tagged(store, "s/w.npz", [np.zeros(2), np.zeros(3)], 4, "me", "s.json")
+
+
+def test_a_huge_message_is_clipped_in_its_middle_keeping_what_was_expected():
+    from tfnas.io import clipped
+
+    assert clipped("short") == "short"
+    message = "unknown op " + "x" * 100_000 + "; expected one of none, skip_connect"
+    shown = clipped(message)
+    assert len(shown) < 2100 and shown.startswith("unknown op xxx") and shown.endswith("none, skip_connect")
+    assert f" [... {len(message) - 1333 - 666:,} characters left out ...] " in shown  # 2/3 of 2,000 kept before

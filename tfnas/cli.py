@@ -17,7 +17,7 @@ import sys
 from typing import Callable, List, Optional
 
 from tfnas.config import ConfigError, load_config
-from tfnas.io import RUN_CONFIG_FILE
+from tfnas.io import RUN_CONFIG_FILE, clipped
 
 
 def _config_parser(description: str) -> argparse.ArgumentParser:
@@ -75,7 +75,8 @@ class _Expected:
              ("tfnas.train.distribute", "StrategyError", 2), ("tfnas.methods.base", "SearchFailedError", 2),
              ("tfnas.data.base", "DatasetFormatError", 2), ("tfnas.benchmarks.safe_pickle", "BenchmarkFormatError", 2),
              ("tfnas.evaluation.training", "CellTrainingError", 2), ("tfnas.data.base", "DatasetNotFoundError", 3),
-             ("tfnas.evaluation.executors", "ExecutorError", 5), ("tfnas.train.distribute", "ClusterError", 5))
+             ("tfnas.train.trainer", "TrainingDivergedError", 2), ("tfnas.evaluation.executors", "ExecutorError", 5),
+             ("tfnas.train.distribute", "ClusterError", 5))
 
     @classmethod
     def types(cls):
@@ -95,6 +96,7 @@ EXIT_HANDLERS_S = 10.0  # what the exit handlers may take after Ctrl-C or SIGTER
 
 INTERRUPTED_LINE = "interrupted: what finished is saved; rerun the same command to resume"
 NOTHING_SAVED_LINE = "interrupted: stopped before anything was saved; rerunning the command starts afresh"
+COMPARE_INTERRUPTED_LINE = "interrupted: the merged table may be incomplete; rerun the command to write it"
 
 
 def _run_dirs_opened() -> int:
@@ -163,7 +165,7 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
                 import traceback
 
                 traceback.print_exception(exc, file=sys.stderr)
-            print(f"error: {message}", file=sys.stderr)
+            print(f"error: {clipped(message)}", file=sys.stderr)
             return 2
         raise
     if terminated:  # a SIGTERM that something swallowed on the way (a destructor, a handler): not lost
@@ -253,7 +255,7 @@ def _report(exc: BaseException, code: int, verbose: bool) -> int:
         message = exc.strerror + (f" ({exc.filename} -> {exc.filename2})" if exc.filename2 else "")
     if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
         message = f"{exc.filename}: {message}"
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {clipped(message)}", file=sys.stderr)
     return code
 
 
@@ -316,7 +318,7 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of errors")
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
-    return run_guarded(lambda: _compare(args), args.verbose)
+    return run_guarded(lambda: _compare(args), args.verbose, interrupted=COMPARE_INTERRUPTED_LINE)
 
 
 class _UnwritableFolder(ConfigError):

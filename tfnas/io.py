@@ -65,6 +65,16 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
+def clipped(text: str, limit: int = 2000) -> str:
+    """``text`` cut in its middle to about ``limit`` characters, saying how many were left out: an
+    error message that quotes a huge value (a pasted architecture, a config value) stays readable,
+    and keeps its end, which says what was expected."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 2 // 3, limit // 3
+    return f"{text[:head]} [... {len(text) - head - tail:,} characters left out ...] {text[-tail:]}"
+
+
 REDO = "delete it (or the whole run directory) to redo what it holds"
 #: The resolved config every run directory keeps (written by ``tfnas.run.rundir.RunDir``; read back by
 #: ``tfnas.train.provenance`` to tell which architecture trained weights belong to).

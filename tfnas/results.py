@@ -309,7 +309,8 @@ def load_run_dir(run_dir: str) -> List[RunRecord]:
 
     Raises:
         FileNotFoundError, NotADirectoryError: ``run_dir`` does not exist, or is a file (path problems).
-        ValueError: it is not a sweep's run directory (no ``runs.jsonl``), said with what it holds.
+        ValueError: it is not a sweep's run directory (no ``runs.jsonl``), said with what it holds,
+            or its ``runs.jsonl`` holds no valid record (empty, or every line damaged).
     """
     if not os.path.lexists(run_dir):
         raise FileNotFoundError(errno.ENOENT, "no such folder", run_dir)
@@ -322,5 +323,12 @@ def load_run_dir(run_dir: str) -> List[RunRecord]:
             raise ValueError(f"{run_dir}: the run directory of {kind}, which has no sweep records (runs.jsonl); "
                              f"tools/compare.py merges the budget sweeps of rand, predictor, siamese and brp_nas")
         raise ValueError(f"{run_dir}: no runs.jsonl (is this a tfnas run directory?)")
-    return RunLog(path, resuming=False).records
+    log = RunLog(path, resuming=False, warn=False)
+    if not log.records:  # nothing of it would be in the table: not a run to compare
+        why = f"all {len(log.dropped)} of its lines are damaged" if log.dropped else "it is empty"
+        first = f"; line {log.dropped[0][len(path) + 1:]}" if log.dropped else ""
+        raise ValueError(f"{path}: holds no run record ({why}{first})")
+    for message in log.dropped:
+        logger.warning(message)
+    return log.records
 

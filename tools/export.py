@@ -38,7 +38,8 @@ from tfnas.runtime import configure_runtime
 
 configure_runtime(defer_import=True)  # TensorFlow loads (quietly) once the arguments are checked
 from tfnas.cli import INTERRUPTED, TERMINATED, exit_with, import_tensorflow, out_of_memory_message
-from tfnas.formats import FORMATS, QUANTIZATIONS
+from tfnas.formats import FORMATS, MAX_CLASSES, MAX_IMAGE_SIZE, QUANTIZATIONS
+from tfnas.io import clipped
 
 
 def _report_warnings(caught: list) -> None:
@@ -52,15 +53,72 @@ def _report_warnings(caught: list) -> None:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
+def _in_range(low: int, high: int):
+    """An argparse type: an integer in ``[low, high]``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{low}, {high:,}], got {value}")
+        return value
+
+    return parse
+
+
+def _export(args: argparse.Namespace):
+    """Loads TensorFlow and exports: the :class:`tfnas.train.export.ExportResult`."""
+    import_tensorflow(verbose=False)
+    from tfnas.registry import SPACES
+    from tfnas.train.calibration import SyntheticCalibrationWarning
+    from tfnas.train.export import export_arch
+
+    warnings.simplefilter("always", SyntheticCalibrationWarning)
+    space = SPACES.get(args.space)()
+    return export_arch(space, args.arch, args.num_classes, args.out, fmt=args.format, input_size=args.input_size,
+                       weights=args.weights, overwrite=args.overwrite, quantize=args.quantize,
+                       calibration=args.calibration)
+
+
+def _expected(err: Exception):
+    """``(exit code, message)`` of a failure that is the user's to fix, or ``(0, "")`` for a bug.
+
+    2 bad arguments (an unknown space, a bad arch, size or weights; an ``--out`` that exists or is a
+    folder for a one-file format; a ``--calibration`` file that is not an image or is damaged; out of
+    memory), 3 the ``--calibration`` dataset is not on disk, 4 a path that cannot be read or written,
+    1 TensorFlow's converter failed. The classes are looked up among the loaded modules: an error
+    raised before TensorFlow loaded cannot be one of theirs.
+    """
+    from tfnas.data.folder import damaged_image, not_an_image
+
+    unknown = getattr(sys.modules.get("tfnas.registry"), "UnknownNameError", None)
+    missing = getattr(sys.modules.get("tfnas.data.base"), "DatasetNotFoundError", None)
+    if unknown is not None and isinstance(err, unknown):
+        return 2, str(err)
+    if isinstance(err, (ValueError, TypeError, FileExistsError, IsADirectoryError)):
+        return 2, str(err)
+    if missing is not None and isinstance(err, missing):
+        return 3, str(err)
+    if isinstance(err, OSError):
+        return 4, f"{err.filename}: {err.strerror}" if err.filename and err.strerror else str(err)
+    if isinstance(err, RuntimeError):
+        return 1, f"export failed: {err}"
+    message = not_an_image(err) or damaged_image(err) or out_of_memory_message(err)
+    return (2, message) if message else (0, "")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", required=True, help="registered search space, e.g. nb201")
     parser.add_argument("--arch", required=True, help="architecture string as the space encodes it")
-    parser.add_argument("--num-classes", type=int, required=True)
+    parser.add_argument("--num-classes", type=_in_range(1, MAX_CLASSES), required=True,
+                        help=f"logits of the classifier (1 to {MAX_CLASSES:,})")
     parser.add_argument("--out", required=True,
                         help="SavedModel directory, or a .keras / .tflite file with --format keras / tflite")
     parser.add_argument("--format", choices=FORMATS, default="saved_model")
-    parser.add_argument("--input-size", type=int, default=32, help="square input resolution (default 32)")
+    parser.add_argument("--input-size", type=_in_range(1, MAX_IMAGE_SIZE), default=32,
+                        help=f"square input resolution (default 32, at most {MAX_IMAGE_SIZE})")
     parser.add_argument("--weights", help="trained weights: .keras / .weights.h5 file or a tf.train.Checkpoint prefix")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
     parser.add_argument("--quantize", choices=QUANTIZATIONS,
@@ -77,74 +135,36 @@ def main(argv=None) -> int:
         print("error: --calibration is used by --quantize int8 only", file=sys.stderr)
         return 2
 
-    import_tensorflow(verbose=False)
-    from tfnas.data import DatasetNotFoundError
-    from tfnas.data.folder import damaged_image, not_an_image
     from tfnas.interrupts import Terminated, interrupts_kept, termination_as_interrupt
-    from tfnas.registry import SPACES, UnknownNameError
-    from tfnas.train.calibration import SyntheticCalibrationWarning
-    from tfnas.train.export import export_arch
 
-    try:
-        space = SPACES.get(args.space)()
-    except UnknownNameError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     caught: list = []
     terminated: list = []
     try:
         try:
             with termination_as_interrupt(terminated), interrupts_kept(), \
                     warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", SyntheticCalibrationWarning)
-                result = export_arch(
-                    space,
-                    args.arch,
-                    args.num_classes,
-                    args.out,
-                    fmt=args.format,
-                    input_size=args.input_size,
-                    weights=args.weights,
-                    overwrite=args.overwrite,
-                    quantize=args.quantize,
-                    calibration=args.calibration,
-                )
+                result = _export(args)
         except Exception as err:
             if terminated:  # an error the SIGTERM caused (it stopped a callback, a context manager)
                 raise Terminated from err
             raise
-    except (ValueError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (FileExistsError, IsADirectoryError) as err:  # a path given: another --out or --overwrite, a file
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except DatasetNotFoundError as err:  # the --calibration dataset is not on disk
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    except OSError as err:
-        shown = f"{err.filename}: {err.strerror}" if err.filename and err.strerror else str(err)
-        print(f"error: {shown}", file=sys.stderr)
-        return 4
-    except RuntimeError as err:
-        print(f"error: export failed: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as stop:  # (SIGTERM too: kill, a scheduler's limit)
+    except KeyboardInterrupt as stop:  # (SIGTERM too: kill, a scheduler's limit); also while TensorFlow loads
+        caught.clear()  # a warning about what was not written: nothing was
         if isinstance(stop, Terminated) or terminated:
             print("terminated: nothing was written", file=sys.stderr)
             return TERMINATED
         print("interrupted: nothing was written", file=sys.stderr)
         return INTERRUPTED
-    except Exception as err:  # a --calibration file that is not an image or is damaged; out of memory
-        try:  # may decode the whole folder again to find the damaged file
-            message = not_an_image(err) or damaged_image(err) or out_of_memory_message(err)
+    except Exception as err:
+        try:  # may decode the whole --calibration folder again to find a damaged file
+            code, message = _expected(err)
         except KeyboardInterrupt:
             print("interrupted: nothing was written", file=sys.stderr)
             return INTERRUPTED
-        if not message:
+        if not code:
             raise
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        print(f"error: {clipped(message)}", file=sys.stderr)
+        return code
     finally:
         _report_warnings(caught)
     quantized = f" ({result.quantize})" if result.quantize else ""

@@ -301,12 +301,22 @@ def test_a_run_directory_a_failed_run_created_is_removed_if_it_holds_nothing_els
     fail_inside(tmp_path / "kept", write="history.csv")  # something of the run's own: kept for the resume
     assert sorted(os.listdir(tmp_path / "kept")) == [".lock", "config.cfg", "history.csv", "search_state"]
     (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.txt").write_text("mine")  # a folder that was not empty is never removed
-    fail_inside(tmp_path / "mine")
+    (tmp_path / "mine" / "notes.txt").write_text("mine")  # a folder that was not empty is never removed,
+    fail_inside(tmp_path / "mine")  # but what the failed run wrote into it is (its config.cfg refused the rerun)
+    assert sorted(os.listdir(tmp_path / "mine")) == ["notes.txt"]
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
     (tmp_path / "made_by_you").mkdir()  # an empty folder the user made (or the current one) stays, emptied again
     fail_inside(tmp_path / "made_by_you")
     assert (tmp_path / "made_by_you").is_dir() and not os.listdir(tmp_path / "made_by_you")
+
+
+def test_a_run_directory_that_cannot_be_made_leaves_no_folders_on_the_way(tmp_path):
+    from tfnas.run.rundir import RunDir, RunDirAccessError
+
+    out = tmp_path / "runs" / "a" / ("x" * 300) / "b"  # the third folder's name is too long
+    with pytest.raises(RunDirAccessError, match="cannot create the run directory"):
+        RunDir(load_config(None, overrides(out))).open()
+    assert os.listdir(tmp_path) == []
 
 
 def test_ctrl_c_before_anything_was_saved_does_not_promise_a_resume(tmp_path, capsys):

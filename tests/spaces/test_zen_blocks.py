@@ -57,6 +57,11 @@ def test_block_properties():
     ("SuperConvK3BNRELU(3,0,1,1)", "cout"),
     ("SuperConvK3BNRELU(3,8,1,-1)", "non-negative integers"),
     ("SuperConvK3BNRELU(3,8,1,1)SuperResK3K3(16,16,1,8,1)", "takes 16 channels but block 0"),
+    # sizes that would build for hours: refused at once
+    ("SuperConvK3BNRELU(3,8,1,1)SuperResK3K3(8,16,1,8,100000)", r"`sub_layers` must be an integer in \[1, 256\]"),
+    ("SuperConvK3BNRELU(3,16385,1,1)", r"`cout` must be an integer in \[1, 16384\]"),
+    ("SuperConvK3BNRELU(3,8,1,1)SuperResK3K3(8,8,1,99999,1)", r"`bottleneck` must be an integer in \[1, 16384\]"),
+    ("SuperConvK3BNRELU(3,8,1,1)" + "SuperResK1K3K1(8,8,1,8,200)" * 3, "at most 1024 units .* this one has 1,201"),
 ])
 def test_decode_rejects_bad_strings(space, text, message):
     with pytest.raises(ValueError, match=message):

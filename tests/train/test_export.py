@@ -217,7 +217,7 @@ def test_tool_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
                                                "and type float on /job:localhost [Op:StatelessRandomUniformV2]")
 
     monkeypatch.setattr(export_module, "export_arch", exhausted)
-    code = _load_tool().main(["--space", "nb201", "--arch", ARCH, "--num-classes", "99999999999",
+    code = _load_tool().main(["--space", "nb201", "--arch", ARCH, "--num-classes", "100000",
                               "--out", str(tmp_path / "out")])
     assert code == 2
     assert capsys.readouterr().err == ("error: out of memory (OOM when allocating tensor with shape[64,99999999999] "
@@ -259,6 +259,33 @@ def test_tool_sigterm_is_one_line_and_exit_143(tmp_path, mode):
     assert proc.stdout.strip().splitlines()[-1] == "143"
     assert proc.stderr.strip().splitlines()[-1] == "terminated: nothing was written"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--input-size", "2147483648"), ("--input-size", "0"),
+                                         ("--num-classes", "99999999999999999999"), ("--num-classes", "ten")])
+def test_tool_sizes_out_of_range_are_refused_naming_their_flag(tmp_path, capsys, flag, value):
+    """A huge --input-size overflowed inside the network's padding (a traceback), a huge --num-classes
+    was refused without naming the flag."""
+    argv = ["--space", "nb201", "--arch", ARCH, "--num-classes", "10", "--out", str(tmp_path / "out"), flag, value]
+    with pytest.raises(SystemExit) as stop:
+        _load_tool().main(argv)
+    assert stop.value.code == 2 and f"argument {flag}: expected an integer" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"in \[1, 4096\]; got 4097"):
+        export_arch(Nb201Space(), ARCH, 10, str(tmp_path / "out"), input_size=4097)
+    with pytest.raises(ValueError, match=r"number of classes must be an integer in \[1, 100000\]; got 100001"):
+        export_arch(Nb201Space(), ARCH, 100_001, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_tool_ctrl_c_while_tensorflow_loads_is_one_line(tmp_path, capsys, monkeypatch):
+    tool = _load_tool()
+
+    def interrupted(verbose):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tool, "import_tensorflow", interrupted)
+    code = tool.main(["--space", "nb201", "--arch", ARCH, "--num-classes", "10", "--out", str(tmp_path / "out")])
+    assert code == 130 and capsys.readouterr().err == "interrupted: nothing was written\n"
 
 
 def test_tool_bad_arch_exits_2_with_one_line_message(tmp_path):

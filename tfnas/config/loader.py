@@ -231,6 +231,9 @@ def load_config(path: Optional[str], overrides: Sequence[str] = (), check_names:
                 raw.setdefault(section, {})[key] = (ini_value(value, where), where)
     for section, key, value in _parse_overrides(overrides):
         raw.setdefault(section, {})[key] = (value, f"--set {section}.{key}")
+    if path and not raw:  # every setting at its default: the wrong file, not a wish for the default experiment
+        raise ConfigError(f"{path}: sets no key (empty, or only comments and empty sections); a config "
+                          f"names at least its method, e.g. [method] name = rand (see cfg/)")
 
     sections: Dict[str, Any] = {}
     for section, items in raw.items():

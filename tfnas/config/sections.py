@@ -19,7 +19,7 @@ class ConfigError(ValueError):
 
 
 from tfnas.config.fields import _f
-from tfnas.formats import FORMATS, QUANTIZATIONS
+from tfnas.formats import FORMATS, MAX_IMAGE_SIZE, QUANTIZATIONS
 from tfnas.config.method_sections import BrpConfig, ControllerConfig, NagConfig, PredictorConfig
 
 
@@ -135,7 +135,7 @@ class DatasetConfig:
     download: str = _f("auto", choices=("auto", "true", "false"))
     train_subset: int = _f(0, min=0)
     eval_subset: int = _f(0, min=0)
-    image_size: int = _f(0, min=0, max=4096)
+    image_size: int = _f(0, min=0, max=MAX_IMAGE_SIZE)
     batch_size: int = _f(64, min=1)
     eval_batch_size: int = _f(256, min=1)
 

@@ -182,8 +182,8 @@ class RunDir:
     ``open()`` creates the folder, refuses one holding another configuration, takes the
     directory's lock (another process writing the same directory is refused, naming it) and
     writes ``config.cfg`` (not rewritten when identical, so a finished read-only run can still
-    be reprinted). A run that fails before it writes anything else into a new or empty directory
-    leaves it as it found it (a new one is removed).
+    be reprinted). A run that fails before it writes anything else into a directory without a
+    ``config.cfg`` leaves it as it found it (a new one is removed, with the folders made above it).
     """
 
     #: run directories opened in this process (the command line's Ctrl-C line says whether one was)
@@ -198,7 +198,8 @@ class RunDir:
         self._lock_fh = None
         self._made = False  # open() made the directory
         self._made_parents: List[str] = []  # ... and these folders above it
-        self._created = False  # ... or found it empty
+        self._created = False  # ... or found it without a config.cfg: this run's to clean up after a failure
+        self._before: set = set()  # what the directory held before open()
         self.written_config_id = ""  # the id of config.cfg as check() found it (the same configuration)
         self._said_threads = False
 
@@ -257,16 +258,30 @@ class RunDir:
         self._made = not os.path.exists(self.path)
         self._made_parents = _missing_parents(self.path)  # e.g. runs/ for runs/x: removed with it when unused
         try:
-            self._created = self._made or not os.listdir(self.path)
+            self._before = set() if self._made else set(os.listdir(self.path))
         except OSError as exc:
             raise RunDirAccessError(f"{self.path}: cannot read the run directory ({exc.strerror})") from None
+        self._created = CONFIG_FILE not in self._before
         if not os.path.exists(os.path.join(self.path, CONFIG_FILE)) and _foreign_files(self.path):
             logger.warning("%s holds files but no %s (no tfnas run wrote it, or its config.cfg was deleted); "
                            "writing this run into it", self.path, CONFIG_FILE)
         try:
             os.makedirs(self.path, exist_ok=True)
-        except OSError as exc:
+        except OSError as exc:  # part-way, e.g. a name too long further down: the folders made are removed
+            self._remove_made_parents()
             raise RunDirAccessError(f"{self.path}: cannot create the run directory ({exc.strerror})") from None
+        try:
+            self._open_made()
+        except BaseException:
+            if self._created:
+                self._remove_if_unused()
+            self.close()
+            raise
+        RunDir.opened += 1
+        return self
+
+    def _open_made(self) -> None:
+        """Locks the directory (made or found) and writes its ``config.cfg``."""
         self._lock()
         config_path = os.path.join(self.path, CONFIG_FILE)
         try:  # an identical config.cfg is not rewritten (tfnas.io), so a read-only finished run reprints
@@ -278,8 +293,6 @@ class RunDir:
             # it holds this configuration (check() said so) in other words (an earlier version's, another budget
             # range): kept as it is; what this run writes next fails and says so if the folder cannot be written
             logger.info("%s: not refreshed (%s); it holds this run's configuration", config_path, reason)
-        RunDir.opened += 1
-        return self
 
     def _lock(self) -> None:
         path = os.path.join(self.path, LOCK_FILE)
@@ -322,11 +335,22 @@ class RunDir:
         finally:
             self.close()
 
+    def _remove_made_parents(self) -> None:
+        """The folders above the directory that this run made, innermost first; one holding something
+        else stays (and so do those above it)."""
+        for parent in self._made_parents:
+            try:
+                os.rmdir(parent)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.ENAMETOOLONG):  # not made (the name failed)
+                    break
+
     def _remove_if_unused(self) -> bool:
         """After a run that failed (or was stopped) before it wrote anything but ``config.cfg``, what it
-        wrote into the empty or new directory is removed, and the directory too if the run made it:
-        nothing half-made is left, and a corrected config may use it. An empty ``search_state/`` (made
-        before a search's first checkpoint) counts as nothing written. Returns whether it removed."""
+        wrote into a directory without a ``config.cfg`` is removed (what was there before stays), and
+        the directory too if the run made it: nothing half-made is left, and a corrected config may use
+        it. An empty ``search_state/`` (made before a search's first checkpoint) counts as nothing
+        written. Returns whether it removed."""
         def unused(name: str) -> bool:
             if name in (CONFIG_FILE, LOCK_FILE) or name.startswith(".tmp-"):
                 return True
@@ -334,7 +358,7 @@ class RunDir:
             return name == STATE_DIR and os.path.isdir(full) and not os.listdir(full)
 
         try:
-            names = os.listdir(self.path)
+            names = [name for name in os.listdir(self.path) if name not in self._before]
             if not all(unused(name) for name in names):
                 return False
             for name in names:
@@ -342,16 +366,13 @@ class RunDir:
                     os.rmdir(os.path.join(self.path, name))
                 elif name != LOCK_FILE:
                     os.remove(os.path.join(self.path, name))
-            if self._lock_fh is not None:  # removed while held: a run waiting for it finds a fresh directory
+            if LOCK_FILE in names and self._lock_fh is not None:
+                # removed while held: a run waiting for it finds a fresh directory
                 os.remove(os.path.join(self.path, LOCK_FILE))
             self.close()
             if self._made:
                 os.rmdir(self.path)
-                for parent in self._made_parents:  # innermost first; one holding something else stays
-                    try:
-                        os.rmdir(parent)
-                    except OSError:
-                        break
+                self._remove_made_parents()
             return True
         except OSError as exc:  # the error that ended the run is the one to report
             logger.debug("could not remove the unused run directory %s: %s", self.path, exc)

@@ -37,8 +37,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfnas.checks import check_image_shape, positive_int
-from tfnas.formats import FORMATS
+from tfnas.checks import check_image_shape, check_int
+from tfnas.formats import FORMATS, MAX_CLASSES, MAX_IMAGE_SIZE
 from tfnas.io import first_line
 from tfnas.train.checkpoint import tf_warnings_off, unused_weights
 from tfnas.train.provenance import check_trained_arch
@@ -342,7 +342,10 @@ def export_arch(
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {FORMATS}")
-    input_size = positive_int(input_size, "input_size", message="input size must be a positive integer; got {value!r}")
+    input_size = check_int(input_size, "input_size", low=1, high=MAX_IMAGE_SIZE,
+                           message="input size must be an integer in [{low}, {high}]; got {value!r}")
+    num_classes = check_int(num_classes, "num_classes", low=1, high=MAX_CLASSES,
+                            message="the number of classes must be an integer in [{low}, {high}]; got {value!r}")
     if fmt in ("keras", "tflite") and not os.fspath(out).endswith("." + fmt):
         raise ValueError(f"the {fmt} format writes one file whose name must end in '.{fmt}'; got {out!r}")
     if fmt != "tflite" and quantize is not None:

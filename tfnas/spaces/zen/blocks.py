@@ -30,13 +30,16 @@ import dataclasses
 import re
 from typing import Any, List, Optional, Sequence, Tuple
 
-from tfnas.checks import positive_int
+from tfnas.checks import check_int
 
 __all__ = [
     "ALL_KINDS",
     "BOTTLENECK_KINDS",
     "CONV_KINDS",
     "IDW_KINDS",
+    "MAX_CHANNELS",
+    "MAX_SUB_LAYERS",
+    "MAX_UNITS",
     "RES_KINDS",
     "ZenArch",
     "ZenBlock",
@@ -51,6 +54,16 @@ RES_KINDS: Tuple[str, ...] = tuple(f"SuperResK{k}K{k}" for k in (3, 5, 7))
 BOTTLENECK_KINDS: Tuple[str, ...] = tuple(f"SuperResK1K{k}K1" for k in (3, 5, 7))
 IDW_KINDS: Tuple[str, ...] = tuple(f"SuperResIDWE{e}K{k}" for k in (3, 5, 7) for e in (1, 2, 4, 6))
 ALL_KINDS: Tuple[str, ...] = CONV_KINDS + RES_KINDS + BOTTLENECK_KINDS + IDW_KINDS
+
+# Bounds of what an arch string may ask for, so a mistyped or hostile one is refused at once rather
+# than built for hours. The published Zen-NAS and Incorporated-NAS models stay far below them (at
+# most 2,048 channels, 10 sub-layers per block, about 50 units in all).
+#: The most channels (``cin``, ``cout``, ``bottleneck``) of a block.
+MAX_CHANNELS = 16_384
+#: The most layers or sub-layers (``L``) of a block.
+MAX_SUB_LAYERS = 256
+#: The most units of an arch (:attr:`ZenBlock.num_units` summed).
+MAX_UNITS = 1_024
 
 _KIND_RE = {
     "conv": re.compile(r"^SuperConvK([1357])BNRELU$"),
@@ -91,8 +104,8 @@ class ZenBlock:
         if self.kind not in ALL_KINDS:
             raise ValueError(f"ZenBlock: unknown block kind {self.kind!r}; expected one of {', '.join(ALL_KINDS)}")
         owner = f"ZenBlock {self.kind}"
-        for key in ("cin", "cout", "sub_layers"):
-            positive_int(getattr(self, key), key, owner)
+        for key, high in (("cin", MAX_CHANNELS), ("cout", MAX_CHANNELS), ("sub_layers", MAX_SUB_LAYERS)):
+            check_int(getattr(self, key), key, owner, low=1, high=high)
         if isinstance(self.stride, bool) or self.stride not in (1, 2):
             raise ValueError(f"{owner}: `stride` must be 1 or 2. Received: stride={self.stride!r}")
         if self.is_conv:
@@ -100,7 +113,7 @@ class ZenBlock:
                 raise ValueError(f"{owner}: plain conv blocks have no bottleneck width. "
                                  f"Received: bottleneck={self.bottleneck!r}")
         else:
-            positive_int(self.bottleneck, "bottleneck", owner)
+            check_int(self.bottleneck, "bottleneck", owner, low=1, high=MAX_CHANNELS)
 
     @property
     def family(self) -> str:
@@ -151,7 +164,8 @@ def check_arch(arch: Any) -> ZenArch:
 
     Raises:
       TypeError: ``arch`` is not a sequence of :class:`ZenBlock`.
-      ValueError: it is empty or ``arch[i + 1].cin != arch[i].cout``.
+      ValueError: it is empty, ``arch[i + 1].cin != arch[i].cout``, or it has more than
+        :data:`MAX_UNITS` units.
     """
     if isinstance(arch, (str, bytes)) or not isinstance(arch, (tuple, list)):
         raise TypeError(f"a Zen arch is a tuple of ZenBlock; got {type(arch).__name__} "
@@ -165,6 +179,10 @@ def check_arch(arch: Any) -> ZenArch:
         if i and block.cin != arch[i - 1].cout:
             raise ValueError(f"Zen arch block {i} {block} takes {block.cin} channels but block {i - 1} "
                              f"{arch[i - 1]} gives {arch[i - 1].cout}; chain cin to the previous cout")
+    units = sum(block.num_units for block in arch)
+    if units > MAX_UNITS:
+        raise ValueError(f"a Zen arch may have at most {MAX_UNITS} units (layers, or sub-layers of residual blocks); "
+                         f"this one has {units:,}")
     return arch
 
 
