@@ -11,6 +11,7 @@ their column names. The output is committed; rerun this script only to rebuild i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import sys
@@ -49,33 +50,81 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return build(args.src, args.out)
-    except (OSError, TableError, KeyError, ValueError, pd.errors.ParserError) as exc:
-        what = f"missing column {exc}" if isinstance(exc, KeyError) else str(exc)
-        print(f"error: {what}", file=sys.stderr)
-        return 4 if isinstance(exc, OSError) else 2
+    except TableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 4
+
+
+def _read(src: str, name: str, columns: list) -> pd.DataFrame:
+    """One CSV file of ``src`` with at least ``columns``; any problem is a :class:`TableError` naming it."""
+    path = os.path.join(src, name)
+    try:
+        frame = pd.read_csv(path)
+    except (UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:  # EmptyDataError is a ValueError
+        raise TableError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise TableError(f"{path}: missing column(s) {', '.join(missing)}")
+    return frame
+
+
+def _values(path: str, frame: pd.DataFrame, columns: list, low: float, high: float) -> np.ndarray:
+    """``frame[columns]`` as float32, every value a finite number in ``[low, high]``."""
+    try:
+        values = frame[columns].to_numpy(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TableError(f"{path}: columns {', '.join(columns)} must be numbers ({exc})") from None
+    bad = ~(np.isfinite(values) & (values >= low) & (values <= high))
+    if bad.any():
+        row, col = map(int, np.argwhere(bad)[0])
+        raise TableError(f"{path}: row {row + 2} column {columns[col]} is {float(values[row, col])!r}; expected a "
+                         f"number in [{low}, {high}] ({int(bad.sum())} such value(s))")
+    return values.astype(np.float32)
 
 
 def build(src: str, out: str) -> int:
-    """Reads the CSV files of ``src`` and writes the table to ``out`` (atomically)."""
-    acc = pd.read_csv(os.path.join(src, "nats_bench_200epoch_test.csv"))
-    low = pd.read_csv(os.path.join(src, "nb201_12epoch.csv"))
-    lat = pd.read_csv(os.path.join(src, "nb201_latency_ms.csv"))
+    """Reads the CSV files of ``src`` and writes the table to ``out`` (atomically; a failed write
+    leaves no temporary file)."""
+    if os.path.isdir(out):
+        raise TableError(f"--out {out}: is a folder; expected the .npz file to write")
+    names = ("nats_bench_200epoch_test.csv", "nb201_12epoch.csv", "nb201_latency_ms.csv")
+    acc200_cols = ["CIFAR10TestAccuracy200Epochs", "CIFAR100TestAccuracy200Epochs", "ImageNetTestAccuracy200Epochs"]
+    low_cols = ["cifar10", "cifar100", "imagenet"]
+    low_test, low_val = [f"{c}-test" for c in low_cols], [f"{c}-val" for c in low_cols]
+    paths = [os.path.join(src, name) for name in names]
+    acc = _read(src, names[0], ["ArchitectureString"] + acc200_cols)
+    low = _read(src, names[1], ["arch", "cellstr"] + low_test + low_val)
+    lat = _read(src, names[2], ["arch"])
+    ops = []
+    for row, text in enumerate(acc["ArchitectureString"]):
+        try:
+            cell = parse_arch(str(text))
+        except ValueError:  # a malformed string, a source that is not a number
+            cell = []
+        unknown = [op for op in cell if op not in OPS]
+        if len(cell) != 6 or unknown:
+            why = f"unknown op {unknown[0]!r} (expected one of {', '.join(OPS)})" if unknown else "not a cell string"
+            raise TableError(f"{paths[0]}: row {row + 2}: {str(text)[:200]!r}: {why}")
+        ops.append([OPS.index(op) for op in cell])
+    ops = np.array(ops, dtype=np.uint8)
     n = len(acc)
     if not (len(low) == len(lat) == n == 15625):
-        raise TableError(f"expected 15625 rows in each file, got {len(acc)}, {len(low)}, {len(lat)}")
+        raise TableError(f"expected 15625 rows in each file, got {len(acc)} ({paths[0]}), {len(low)} ({paths[1]}), "
+                         f"{len(lat)} ({paths[2]})")
     if not (acc["ArchitectureString"].values == low["cellstr"].values).all():
-        raise TableError("200-epoch and 12-epoch files are not index-aligned")
-    if not (lat["arch"].values == np.arange(n)).all() or not (low["arch"].values == np.arange(n)).all():
-        raise TableError("latency / 12-epoch files are not in index order")
-
-    ops = np.array([[OPS.index(o) for o in parse_arch(s)] for s in acc["ArchitectureString"]], dtype=np.uint8)
+        raise TableError(f"{paths[0]} and {paths[1]} are not index-aligned (their arch strings differ)")
+    for path, frame in ((paths[2], lat), (paths[1], low)):
+        if not (frame["arch"].values == np.arange(n)).all():
+            raise TableError(f"{path}: column arch is not 0, 1, ..., {n - 1} (the files must be in index order)")
     if len({tuple(r) for r in ops}) != n:
-        raise TableError("arch strings are not unique")
-    acc200 = acc[["CIFAR10TestAccuracy200Epochs", "CIFAR100TestAccuracy200Epochs", "ImageNetTestAccuracy200Epochs"]]
-    low_cols = ["cifar10", "cifar100", "imagenet"]
-    acc12_test = low[[f"{c}-test" for c in low_cols]]
-    acc12_val = low[[f"{c}-val" for c in low_cols]]
+        raise TableError(f"{paths[0]}: arch strings are not unique")
     lat_cols = [c for c in lat.columns if c != "arch"]
+    if not lat_cols or not all(c.endswith("_ms") for c in lat_cols):
+        raise TableError(f"{paths[2]}: expected latency columns named <device>_ms beside arch; got {lat_cols}")
 
     buf = io.BytesIO()
     np.savez_compressed(
@@ -83,16 +132,21 @@ def build(src: str, out: str) -> int:
         ops=ops,
         op_names=np.array(OPS),
         datasets=np.array(DATASETS),
-        acc200_test=acc200.to_numpy(np.float32),
-        acc12_test=acc12_test.to_numpy(np.float32),
-        acc12_val=acc12_val.to_numpy(np.float32),
-        latency_ms=lat[lat_cols].to_numpy(np.float32),
+        acc200_test=_values(paths[0], acc, acc200_cols, 0.0, 100.0),
+        acc12_test=_values(paths[1], low, low_test, 0.0, 100.0),
+        acc12_val=_values(paths[1], low, low_val, 0.0, 100.0),
+        latency_ms=_values(paths[2], lat, lat_cols, 0.0, float("inf")),
         latency_devices=np.array([c[: -len("_ms")] for c in lat_cols]),
     )
     tmp = out + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, out)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buf.getvalue())
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
     print(f"wrote {out} ({len(buf.getvalue()) / 1e6:.2f} MB, {n} cells)")
     return 0
 
