@@ -535,3 +535,49 @@ def test_the_error_boundary_knows_every_expected_error_once_its_module_is_loaded
         (BenchmarkFormatError, 2), (CellTrainingError, 2), (DatasetNotFoundError, 3), (TrainingDivergedError, 2),
         (ExecutorError, 5),
         (ClusterError, 5), (OSError, 4)]
+
+
+def test_tensorflows_retracing_warning_is_shown_with_v_only(caplog):
+    import logging
+
+    from tfnas.cli import _setup_logging
+
+    tf_logger = logging.getLogger("tensorflow")
+    message = ("5 out of the last 5 calls to <function f> triggered tf.function retracing. Tracing is expensive ...")
+    try:
+        for verbose, shown in ((False, False), (True, True), (False, False)):
+            _setup_logging(verbose)
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="tensorflow"):
+                tf_logger.warning(message)
+                tf_logger.warning("another TensorFlow warning")
+            assert ("triggered tf.function retracing" in caplog.text) == shown
+            assert "another TensorFlow warning" in caplog.text
+    finally:
+        _setup_logging(True)  # leaves the logger without the filter, as other tests expect
+
+
+def test_a_sweep_without_a_known_optimum_prints_no_nan_optimum(tmp_path, capsys, monkeypatch):
+    """The training oracle (Tiny-NanoBench on an image folder) knows no optimum: no "nan%" line."""
+    import math
+
+    import tfnas.run.sweep
+    from tfnas.run.sweep import run_sweep
+
+    real = {}
+
+    def oracle_like(cfg, *args, **kwargs):
+        outcome = run_sweep(cfg, *args, **kwargs)
+        real["optimum"] = outcome.optimum
+        outcome.optimum = math.nan
+        return outcome
+
+    monkeypatch.setattr(tfnas.run.sweep, "run_sweep", oracle_like)
+    argv = ["cfg/rand.cfg", "--out-dir", str(tmp_path / "r"), "--no-progress", "--set", "budget.start=5", "--set",
+            "budget.stop=5", "--set", "budget.repeats=1"]
+    assert train_eval_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 new record(s)" in out and "optimum" not in out and "nan" not in out
+    monkeypatch.undo()
+    assert train_eval_main(argv) == 0
+    assert f"benchmark optimum (cifar100): {real['optimum']:.2f}%" in capsys.readouterr().out

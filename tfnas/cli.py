@@ -57,9 +57,20 @@ def import_tensorflow(verbose: bool) -> None:
         import_tensorflow_quietly()
 
 
+def _no_retracing_warning(record: logging.LogRecord) -> bool:
+    """TensorFlow's "N of the last M calls ... triggered tf.function retracing" warning: a search or a
+    sweep that builds a network per candidate traces its functions again by design; ``-v`` shows it."""
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    tf_logger = logging.getLogger("tensorflow")
+    if verbose:
+        tf_logger.removeFilter(_no_retracing_warning)
+    elif _no_retracing_warning not in tf_logger.filters:
+        tf_logger.addFilter(_no_retracing_warning)
 
 
 class _Expected:
@@ -304,7 +315,7 @@ def _train_eval(args: argparse.Namespace) -> int:
     constraint = outcome.records[-1].constraint if outcome.records else ""
     if constraint:  # regret is to the best feasible cell
         print(f"\nconstrained optimum ({cfg.dataset.name}, {constraint}): {outcome.optimum:.2f}%")
-    else:
+    elif math.isfinite(outcome.optimum):  # a training oracle knows no optimum
         print(f"\nbenchmark optimum ({cfg.dataset.name}): {outcome.optimum:.2f}%")
     print(f"{outcome.new_records} new record(s), {len(outcome.records)} in total; results in {outcome.run_dir}/")
     return 0

@@ -92,6 +92,7 @@ def test_sweep_regret_is_to_the_constrained_optimum(tmp_path):
 
 @pytest.mark.parametrize("sets, key, words", [
     (["search.objective=latency:pixel9", "search.max_latency_ms=5"], "--set search.objective", "pixel3, raspi4"),
+    (["search.objective=latency:pixel9"], "--set search.objective", "unknown device 'pixel9'"),  # not "needs a limit"
     (["search.objective=latency:pixel3", "search.max_latency_ms=0.5", "budget.stop=300"],  # 273 cells
      "[search] max_latency_ms", "leaves 273 feasible cells"),
     (["budget.max_params=80000", "budget.stop=1000"], "[budget] max_params", "leaves 729 feasible cells"),

@@ -288,6 +288,26 @@ def test_tool_ctrl_c_while_tensorflow_loads_is_one_line(tmp_path, capsys, monkey
     assert code == 130 and capsys.readouterr().err == "interrupted: nothing was written\n"
 
 
+def test_tool_a_calibration_dataset_not_on_disk_is_exit_3_with_this_tools_remedies(tmp_path, capsys, monkeypatch):
+    """The data layer's remedies name [dataset] keys, which tools/export.py does not have."""
+    import tfnas.data
+    from tfnas.data import DatasetNotFoundError
+
+    def offline(name, **kwargs):
+        raise DatasetNotFoundError(f"{name}: tfds dataset {name!r} is not prepared in /nowhere (tfds default). To "
+                                   "get it, run ... or set [dataset] data_dir to a folder that already holds it.")
+
+    monkeypatch.setattr(tfnas.data, "load_dataset", offline)
+    out = tmp_path / "m.tflite"
+    code = _load_tool().main(["--space", "nb201", "--arch", ARCH, "--num-classes", "10", "--out", str(out),
+                              "--format", "tflite", "--quantize", "int8", "--calibration", "cifar10"])
+    err = capsys.readouterr().err
+    assert code == 3 and err.count("\n") == 1, err
+    assert err.startswith("error: --calibration: cifar10: tfds dataset 'cifar10' is not prepared in /nowhere")
+    assert "TFDS_DATA_DIR" in err and "--calibration ROOT" in err and "[dataset]" not in err
+    assert not out.exists()
+
+
 def test_tool_bad_arch_exits_2_with_one_line_message(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
     proc = subprocess.run(

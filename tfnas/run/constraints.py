@@ -177,9 +177,6 @@ def constrain(cfg: Config, method_cls: type, space: Any, benchmark: Any) -> Opti
     if limit > 0 and objective.kind == "accuracy":
         raise ConfigError(f"{where(cfg, 'search', 'max_latency_ms')}: a latency limit needs a device; set "
                           f"[search] objective = latency:<device> (or pareto:<device>)")
-    if objective.kind == "latency" and limit <= 0:
-        raise ConfigError(f"{where(cfg, 'search', 'max_latency_ms')}: objective {s.objective!r} needs a limit > 0 "
-                          f"(for the unconstrained front use pareto:{objective.device})")
     if not issubclass(method_cls, CONSTRAINABLE):
         raise ConfigError(f"{where(cfg, *key)}: method {cfg.method.name!r} cannot search a restricted table; "
                           f"constrained searches: rand, predictor, siamese, brp_nas (on [benchmark] name = nb201)")
@@ -195,6 +192,9 @@ def constrain(cfg: Config, method_cls: type, space: Any, benchmark: Any) -> Opti
             raise ConfigError(f"{where(cfg, 'search', 'objective')}: unknown device {objective.device!r}; the "
                               f"{cfg.benchmark.name} table has {', '.join(devices)}{measured}")
         latency = np.asarray(benchmark.latency(objective.device), np.float64)
+    if objective.kind == "latency" and limit <= 0:  # after the device: an unknown one is said as such
+        raise ConfigError(f"{where(cfg, 'search', 'max_latency_ms')}: objective {s.objective!r} needs a limit > 0 "
+                          f"(for the unconstrained front use pareto:{objective.device})")
     params = _all_params(space, dataset_head(cfg)[0])
     feasible = np.ones(space.size, bool)
     words: List[str] = []
