@@ -156,6 +156,8 @@ def test_compare_refuses_the_same_directory_twice_and_keeps_equal_labels_apart(t
         runs.append(str(out))
     rc, err = _run(compare_main, [runs[0], runs[0] + "/", "--out", str(tmp_path / "cmp")], capsys)
     assert rc == 2 and "given twice" in _one_error_line(err)
+    rc, err = _run(compare_main, runs + ["--out", " "], capsys)
+    assert rc == 2 and "--out: expected the folder for the merged table, got an empty name" in _one_error_line(err)
     (tmp_path / "file").write_text("x")
     rc, err = _run(compare_main, runs + ["--out", str(tmp_path / "file")], capsys)
     assert rc == 2 and "is a file" in _one_error_line(err)

@@ -358,6 +358,8 @@ def _writable_folder(option: str, folder: str) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    if not args.out.strip():
+        raise ConfigError("--out: expected the folder for the merged table, got an empty name")
     seen: dict = {}
     for run_dir in args.run_dirs:
         real = os.path.realpath(run_dir)

@@ -130,6 +130,9 @@ def main(argv=None) -> int:
                         help="int8 calibration images: a registered dataset (e.g. cifar10) or an image folder "
                              "root/train/<class>/* (default: synthetic images, with a warning)")
     args = parser.parse_args(argv)
+    if not args.out.strip():
+        print("error: --out: expected the file or folder to write, got an empty name", file=sys.stderr)
+        return 2
     if args.quantize is not None and args.format != "tflite":
         print(f"error: --quantize applies to --format tflite only (got --format {args.format})",
               file=sys.stderr)

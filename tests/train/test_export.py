@@ -185,8 +185,14 @@ def test_load_weights_from_keras_checkpoint_and_mismatch(space, tmp_path):
 
     with pytest.raises(ValueError, match="does not match"):
         load_weights(_model(space, OTHER, 0), keras_file)
+    other_classes = space.build(space.decode(ARCH), 7, input_shape=SHAPE)  # only the classifier differs
+    with pytest.raises(ValueError, match=r"weight array \d+ is \(\d+, 5\) in the file but \(\d+, 7\) in the network"):
+        load_weights(other_classes, keras_file)
     with pytest.raises(FileNotFoundError):
         load_weights(fresh, str(tmp_path / "nothing"))
+    (tmp_path / "folder.keras").mkdir()
+    with pytest.raises(IsADirectoryError, match="folder.keras is a folder; expected a .keras or .weights.h5 file"):
+        load_weights(fresh, str(tmp_path / "folder.keras"))
 
 
 def test_export_arch_reports_and_validates(space, tmp_path):
@@ -275,6 +281,12 @@ def test_tool_sizes_out_of_range_are_refused_naming_their_flag(tmp_path, capsys,
     with pytest.raises(ValueError, match=r"number of classes must be an integer in \[1, 100000\]; got 100001"):
         export_arch(Nb201Space(), ARCH, 100_001, str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_tool_an_empty_out_is_refused_naming_the_flag(capsys):
+    code = _load_tool().main(["--space", "nb201", "--arch", ARCH, "--num-classes", "10", "--out", ""])
+    assert code == 2 and capsys.readouterr().err == ("error: --out: expected the file or folder to write, got an "
+                                                     "empty name\n")
 
 
 def test_tool_ctrl_c_while_tensorflow_loads_is_one_line(tmp_path, capsys, monkeypatch):

@@ -235,6 +235,8 @@ def load_weights(model: keras.Model, path: str) -> None:
     """
     path = os.fspath(path)
     if path.endswith(".keras") or path.endswith(".weights.h5"):
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"weights file {path} is a folder; expected a .keras or .weights.h5 file")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"weights file {path} does not exist")
         if path.endswith(".weights.h5"):
@@ -263,10 +265,11 @@ def load_weights(model: keras.Model, path: str) -> None:
         if shapes_src != shapes_dst:
             pairs = zip(shapes_src, shapes_dst)
             first = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(src), len(dst)))
-            raise ValueError(
-                f"the model in {path} does not match the requested architecture "
-                f"({len(src)} weight arrays vs {len(dst)}; first difference at array {first})"
-            )
+            where = (f"weight array {first} is {shapes_src[first]} in the file but {shapes_dst[first]} in the network"
+                     if first < min(len(src), len(dst)) else
+                     f"the file holds {len(src)} weight arrays, the network {len(dst)}")
+            raise ValueError(f"the model in {path} does not match the requested architecture ({where}: another "
+                             f"architecture, or another --num-classes / input size?)")
         model.set_weights(src)
         return
     if os.path.isdir(path):
