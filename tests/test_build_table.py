@@ -111,3 +111,16 @@ def test_an_out_that_is_a_folder_or_cannot_be_written_leaves_nothing(sources, tm
     assert tool.main(["--src", str(tmp_path / "nowhere"), "--out", str(tmp_path / "t.npz")]) == 4
     assert "nats_bench_200epoch_test.csv" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+def test_a_write_that_fails_leaves_no_temporary_file(sources, tmp_path, capsys, monkeypatch):
+    tool = _tool()
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device", dst)
+
+    monkeypatch.setattr(tool.os, "replace", full_disk)
+    out = tmp_path / "nb201.npz"
+    assert tool.main(["--src", str(sources), "--out", str(out)]) == 4
+    assert "No space left on device" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []

@@ -90,8 +90,6 @@ def _expected(err: Exception):
     1 TensorFlow's converter failed. The classes are looked up among the loaded modules: an error
     raised before TensorFlow loaded cannot be one of theirs.
     """
-    from tfnas.data.folder import damaged_image, not_an_image
-
     unknown = getattr(sys.modules.get("tfnas.registry"), "UnknownNameError", None)
     missing = getattr(sys.modules.get("tfnas.data.base"), "DatasetNotFoundError", None)
     if unknown is not None and isinstance(err, unknown):
@@ -107,7 +105,8 @@ def _expected(err: Exception):
         return 4, f"{err.filename}: {err.strerror}" if err.filename and err.strerror else str(err)
     if isinstance(err, RuntimeError):
         return 1, f"export failed: {err}"
-    message = not_an_image(err) or damaged_image(err) or out_of_memory_message(err)
+    folder = sys.modules.get("tfnas.data.folder")  # loaded with TensorFlow: an error before it is not a folder's
+    message = (folder.not_an_image(err) or folder.damaged_image(err) if folder else None) or out_of_memory_message(err)
     return (2, message) if message else (0, "")
 
 

@@ -310,6 +310,23 @@ def test_a_run_directory_a_failed_run_created_is_removed_if_it_holds_nothing_els
     assert (tmp_path / "made_by_you").is_dir() and not os.listdir(tmp_path / "made_by_you")
 
 
+def test_a_run_refused_by_another_runs_lock_removes_none_of_its_files(tmp_path, monkeypatch):
+    """The other run may write its config.cfg between this run's look at the folder and its lock attempt."""
+    from tfnas.run.rundir import RunDir, RunDirError
+
+    out = tmp_path / "run"
+    out.mkdir()
+
+    def locked(self):
+        (out / "config.cfg").write_text("the other run's")
+        raise RunDirError(f"{out}: another run is writing this directory (process 1)")
+
+    monkeypatch.setattr(RunDir, "_lock", locked)
+    with pytest.raises(RunDirError, match="another run is writing"):
+        RunDir(load_config(None, overrides(out))).open()
+    assert (out / "config.cfg").read_text() == "the other run's"
+
+
 def test_a_run_directory_that_cannot_be_made_leaves_no_folders_on_the_way(tmp_path):
     from tfnas.run.rundir import RunDir, RunDirAccessError
 
@@ -339,6 +356,10 @@ def test_ctrl_c_before_anything_was_saved_does_not_promise_a_resume(tmp_path, ca
     assert stopped(tmp_path / "runs" / "a" / "new") == NOTHING_SAVED_LINE
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["other"]
     assert stopped(tmp_path / "kept", write="history.csv") == INTERRUPTED_LINE  # resumable
+    (tmp_path / "no_config").mkdir()  # results of a run whose config.cfg was deleted: a rerun resumes them
+    (tmp_path / "no_config" / "runs.jsonl").write_text("")
+    assert stopped(tmp_path / "no_config") == INTERRUPTED_LINE
+    assert sorted(os.listdir(tmp_path / "no_config")) == ["runs.jsonl"]
     # a search's train/ stopped before its first checkpoint: the search's results are saved
     (tmp_path / "search").mkdir()
     for name in ("config.cfg", "result.json"):

@@ -40,6 +40,6 @@ INCORPORATED_L = ("SuperConvK3BNRELU(3,240,1,1)SuperResK1K5K1(240,96,1,24,3)Supe
 #: depthwise unit, an IDW unit with b != cout (projection on its second unit) and a stride-2 1x1
 #: conv block.
 ZEN_MIXED = ("SuperConvK3BNRELU(3,16,1,1)SuperResIDWE2K5(16,24,2,16,1)SuperResK1K7K1(24,32,1,8,1)"
-         "SuperResK5K5(32,32,2,16,2)SuperConvK1BNRELU(32,48,2,1)")
+             "SuperResK5K5(32,32,2,16,2)SuperConvK1BNRELU(32,48,2,1)")
 #: A stem and one residual block.
 ZEN_SMALL = "SuperConvK3BNRELU(3,8,1,1)SuperResK3K3(8,16,2,8,1)"

@@ -30,6 +30,17 @@ def test_choices():
     assert channel_choices(8) == (16, 8)  # 20 -> 16 and 12 -> 16: round half to even, as the reference
     assert channel_choices(2048) == (2048, 1640, 1368, 1024, 816)
     assert layer_choices(1) == (3, 2, 1) and layer_choices(4) == (6, 5, 4, 3, 2)
+    assert layer_choices(256) == (256, 255, 254)  # tfnas.spaces.zen.blocks.MAX_SUB_LAYERS
+
+
+def test_a_mutation_stays_within_the_arch_size_bounds(space):
+    """A search with a parameter budget but no layer limit grows deep networks (Zen rewards depth): its
+    children must stay valid archs, or the search stops with an error part-way."""
+    deep = parse_arch("SuperConvK3BNRELU(3,8,1,1)" + "SuperResK1K3K1(8,8,1,8,5)" * 102 + "SuperConvK1BNRELU(8,16,1,1)")
+    assert sum(block.num_units for block in deep) == 1022
+    for seed in range(40):
+        child = space.split_long_blocks(space.mutate(deep, np.random.default_rng(seed)))
+        assert sum(block.num_units for block in child) <= 1024
 
 
 def _changed(before, after):

@@ -575,3 +575,17 @@ def test_a_trainer_built_under_its_own_seed_does_not_reseed(monkeypatch):
         Trainer(tiny_model(), cfg(), jit_compile=False, progress=False, seed=12)  # another seed is set
         assert calls == [12]
         monkeypatch.setattr(tf.random, "set_seed", real)
+
+
+def test_a_supernet_epoch_whose_loss_is_not_finite_is_a_diverged_training():
+    """The weight-sharing supernets (RelativeNAS' DARTS, SLNAS' lite) raise what the command line prints as
+    one line, as the Trainer does."""
+    from types import SimpleNamespace
+
+    from tfnas.train.supernet import SupernetEngine
+
+    engine = SimpleNamespace(reset_momentum=lambda: None, _ids=lambda arch: arch,
+                             _train_fn=lambda images, labels, ids, lr: (float("nan"), 0.0, 8.0))
+    batches = [(np.zeros((8, 2, 2, 3), np.float32), np.zeros((8, 2), np.float32))] * 2
+    with pytest.raises(TrainingDivergedError, match="search training loss is nan; lower"):
+        SupernetEngine.train_epoch(engine, batches, arch=0, lr=0.1)

@@ -199,6 +199,7 @@ class RunDir:
         self._made = False  # open() made the directory
         self._made_parents: List[str] = []  # ... and these folders above it
         self._created = False  # ... or found it without a config.cfg: this run's to clean up after a failure
+        self._fresh = False  # ... new or empty: a failure before any result leaves nothing to resume
         self._before: set = set()  # what the directory held before open()
         self.written_config_id = ""  # the id of config.cfg as check() found it (the same configuration)
         self._said_threads = False
@@ -262,6 +263,7 @@ class RunDir:
         except OSError as exc:
             raise RunDirAccessError(f"{self.path}: cannot read the run directory ({exc.strerror})") from None
         self._created = CONFIG_FILE not in self._before
+        self._fresh = not any(name != LOCK_FILE and not name.startswith(".tmp-") for name in self._before)
         if not os.path.exists(os.path.join(self.path, CONFIG_FILE)) and _foreign_files(self.path):
             logger.warning("%s holds files but no %s (no tfnas run wrote it, or its config.cfg was deleted); "
                            "writing this run into it", self.path, CONFIG_FILE)
@@ -273,7 +275,7 @@ class RunDir:
         try:
             self._open_made()
         except BaseException:
-            if self._created:
+            if self._created and self._lock_fh is not None:  # refused by another run's lock: its files, not ours
                 self._remove_if_unused()
             self.close()
             raise
@@ -330,8 +332,9 @@ class RunDir:
             if exc[0] is not None and self._created and self._remove_if_unused() and exc[1] is not None:
                 # the command line's Ctrl-C line: nothing to resume, unless this is a run inside another
                 # one (a search's train/), whose results are saved
+                # (a folder that held files may hold results of an earlier run whose config.cfg was deleted)
                 nested = os.path.exists(os.path.join(os.path.dirname(os.path.abspath(self.path)), CONFIG_FILE))
-                exc[1].tfnas_nothing_saved = not nested
+                exc[1].tfnas_nothing_saved = self._fresh and not nested
         finally:
             self.close()
 

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfnas.grappler import GraphCall
+from tfnas.train.trainer import TrainingDivergedError
 
 __all__ = ["BankSwitch", "SupernetEngine", "correct", "drop_path", "masked_sgd"]
 
@@ -255,7 +256,7 @@ class SupernetEngine(abc.ABC):
     def train_epoch(self, dataset: tf.data.Dataset, arch: Any, lr: float, steps: int = 0) -> float:
         """Resets momentum and trains ``arch`` over ``dataset`` (at most ``steps`` batches when > 0).
 
-        Returns the mean training cross-entropy; raises ``FloatingPointError`` when it is not finite.
+        Returns the mean training cross-entropy; raises ``TrainingDivergedError`` when it is not finite.
         """
         self.reset_momentum()
         ids, lr_t = self._ids(arch), tf.constant(lr, tf.float32)
@@ -268,7 +269,8 @@ class SupernetEngine(abc.ABC):
         if count == 0:
             raise ValueError("the training dataset yielded no batch")
         if not np.isfinite(loss_sum):
-            raise FloatingPointError(f"search training loss is {loss_sum / count}; lower [search] lr or set grad_clip")
+            raise TrainingDivergedError(f"search training loss is {loss_sum / count}; lower [search] lr or set "
+                                        f"grad_clip")
         return loss_sum / count
 
     def evaluate(self, dataset: tf.data.Dataset, arch: Any) -> float:

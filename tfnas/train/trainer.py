@@ -293,9 +293,10 @@ class Trainer:
             A ``History`` of the epochs run by this call (empty when the checkpoint is complete).
 
         A resumed fit continues the data as a run that was never stopped would: a repeated
-        ``train_ds`` skips the batches of the completed epochs, and a finite one makes (and drops)
-        one iterator per completed epoch, so that a pass-dependent shuffle or random stream is at
-        the resumed epoch's pass.
+        ``train_ds`` skips the batches of the completed epochs (reading and preparing them again,
+        so a long training resumes slowly: tfnas' own trainings pass finite datasets), and a finite
+        one makes (and drops) one iterator per completed epoch, so that a pass-dependent shuffle or
+        random stream is at the resumed epoch's pass.
         """
         if eval_every < 1:
             raise ValueError(f"eval_every must be >= 1. Received: eval_every={eval_every!r}")

@@ -42,6 +42,8 @@ from tfnas.spaces.base import EvolvableSpace
 from tfnas.spaces.zen.blocks import (
     BOTTLENECK_KINDS,
     IDW_KINDS,
+    MAX_SUB_LAYERS,
+    MAX_UNITS,
     RES_KINDS,
     ZenArch,
     ZenBlock,
@@ -101,8 +103,10 @@ def channel_choices(channels: int) -> Tuple[int, ...]:
 
 
 def layer_choices(sub_layers: int) -> Tuple[int, ...]:
-    """Sub-layer counts a mutation may give: ``L - 2 .. L + 2``, at least 1; distinct, descending."""
-    return tuple(sorted({n for n in range(sub_layers - 2, sub_layers + 3) if n >= 1}, reverse=True))
+    """Sub-layer counts a mutation may give: ``L - 2 .. L + 2``, at least 1 and at most
+    :data:`~tfnas.spaces.zen.blocks.MAX_SUB_LAYERS`; distinct, descending."""
+    return tuple(sorted({n for n in range(sub_layers - 2, sub_layers + 3) if 1 <= n <= MAX_SUB_LAYERS},
+                        reverse=True))
 
 
 def reference_kind_weights(family: str) -> Tuple[int, ...]:
@@ -236,7 +240,8 @@ class ZenSpace(EvolvableSpace[ZenArch]):
         only (uniform over the other widths). ``cin`` and stride are kept and the next block's
         ``cin`` follows the new ``cout``. The result always differs from ``arch``. Long blocks
         are not split here (see :func:`split_long_blocks`). Where this departs from the
-        reference's mutation: the module docstring.
+        reference's mutation: the module docstring. A result with more than
+        :data:`~tfnas.spaces.zen.blocks.MAX_UNITS` units is drawn again (the same blocks change).
         """
         arch = check_arch(arch)
         positive_int(num_blocks, "num_blocks")
@@ -245,13 +250,15 @@ class ZenSpace(EvolvableSpace[ZenArch]):
             raise ValueError(f"ZenSpace.mutate: no block of {format_arch(arch)!r} can change in the "
                              f"{self.family!r} family")
         picked = rng.choice(len(mutable), size=min(num_blocks, len(mutable)), replace=False)
-        blocks = list(arch)
-        for k in sorted(int(p) for p in picked):
-            blocks[mutable[k]] = self._mutate_block(blocks[mutable[k]], rng)
-        for i in range(1, len(blocks)):
-            if blocks[i].cin != blocks[i - 1].cout:
-                blocks[i] = blocks[i].replace(cin=blocks[i - 1].cout)
-        return tuple(blocks)
+        while True:
+            blocks = list(arch)
+            for k in sorted(int(p) for p in picked):
+                blocks[mutable[k]] = self._mutate_block(blocks[mutable[k]], rng)
+            for i in range(1, len(blocks)):
+                if blocks[i].cin != blocks[i - 1].cout:
+                    blocks[i] = blocks[i].replace(cin=blocks[i - 1].cout)
+            if sum(block.num_units for block in blocks) <= MAX_UNITS:
+                return tuple(blocks)
 
     def _mutable(self, block: ZenBlock) -> bool:
         if block.is_conv:
