@@ -283,3 +283,15 @@ def test_a_file_that_sets_nothing_is_refused_not_run_as_the_default_experiment(t
     with pytest.raises(ConfigError, match=r"empty.cfg: sets no key \(empty, or only comments and empty sections\)"):
         load_config(str(path))
     assert load_config(str(path), ["method.name=rand"]).method.name == "rand"  # --set alone names the method
+
+
+def test_a_config_link_that_leads_nowhere_is_said_to_be_one(tmp_path):
+    loop_a, loop_b, broken = tmp_path / "a.cfg", tmp_path / "b.cfg", tmp_path / "broken.cfg"
+    loop_a.symlink_to(loop_b)
+    loop_b.symlink_to(loop_a)
+    broken.symlink_to(tmp_path / "gone.cfg")
+    for link in (loop_a, broken):
+        with pytest.raises(ConfigError, match="a symbolic link that leads to no file"):
+            load_config(str(link))
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(str(tmp_path / "gone.cfg"))

@@ -128,3 +128,9 @@ def test_run_log_drops_non_finite_numbers_and_a_missing_accuracy(tmp_path, caplo
     with caplog.at_level("WARNING"):
         assert [r.key for r in load_run_dir(str(tmp_path))] == [(10, 3)]  # tools/compare.py reads, never recomputes
     assert "got None); left out" in caplog.text and "recomputed" not in caplog.text
+
+
+def test_a_runs_file_link_that_leads_nowhere_is_said_to_be_one(tmp_path):
+    (tmp_path / "runs.jsonl").symlink_to(tmp_path / "runs.jsonl")  # a link to itself: a loop
+    with pytest.raises(ValueError, match="runs.jsonl: a symbolic link that leads to no file"):
+        load_run_dir(str(tmp_path))

@@ -317,6 +317,9 @@ def load_run_dir(run_dir: str) -> List[RunRecord]:
     if not os.path.isdir(run_dir):
         raise NotADirectoryError(errno.ENOTDIR, "a file, not a run directory", run_dir)
     path = os.path.join(run_dir, "runs.jsonl")
+    if os.path.islink(path) and not os.path.exists(path):
+        raise ValueError(f"{path}: a symbolic link that leads to no file (its target is missing, or the links "
+                         f"form a loop)")
     if not os.path.exists(path):
         kind = next((what for name, what in _OTHER_RUNS.items() if os.path.exists(os.path.join(run_dir, name))), "")
         if kind:

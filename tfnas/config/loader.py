@@ -205,6 +205,9 @@ def load_config(path: Optional[str], overrides: Sequence[str] = (), check_names:
         if os.path.isdir(path):
             raise ConfigError(f"{path}: is a folder; expected a .cfg file (see cfg/)")
         if not os.path.exists(path):
+            if os.path.islink(path):
+                raise ConfigError(f"{path}: a symbolic link that leads to no file (its target is missing, or the "
+                                  f"links form a loop)")
             raise ConfigError(f"{path}: config file not found")
         if not os.path.isfile(path):  # a pipe (`<(sed ...)`) reads once; the command line reads a config twice
             raise ConfigError(f"{path}: not a regular file (a pipe such as <(...) or a device); a config is read "

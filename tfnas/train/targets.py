@@ -109,7 +109,7 @@ def check_target(path: str, overwrite: bool, one_file: Optional[bool] = None) ->
     _refuse_unrelated(path, path.endswith(_ONE_FILE) if one_file is None else one_file)
     if is_nonempty(path) and not overwrite:
         raise FileExistsError(f"{path} already exists and is not empty; pass --overwrite "
-                              f"(overwrite=True) to replace it")
+                              f"(overwrite=True in Python) to replace it")
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         blocker = parent
