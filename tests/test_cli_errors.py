@@ -527,7 +527,7 @@ def test_the_error_boundary_knows_every_expected_error_once_its_module_is_loaded
     from tfnas.registry import UnknownNameError
     from tfnas.train.checkpoint import CheckpointMismatchError
     from tfnas.train.distribute import ClusterError, StrategyError
-    from tfnas.train.trainer import TrainingDivergedError
+    from tfnas.train.errors import TrainingDivergedError
 
     for module, _, _ in _Expected.KINDS:
         importlib.import_module(module)

@@ -86,7 +86,7 @@ class _Expected:
              ("tfnas.train.distribute", "StrategyError", 2), ("tfnas.methods.base", "SearchFailedError", 2),
              ("tfnas.data.base", "DatasetFormatError", 2), ("tfnas.benchmarks.safe_pickle", "BenchmarkFormatError", 2),
              ("tfnas.evaluation.training", "CellTrainingError", 2), ("tfnas.data.base", "DatasetNotFoundError", 3),
-             ("tfnas.train.trainer", "TrainingDivergedError", 2), ("tfnas.evaluation.executors", "ExecutorError", 5),
+             ("tfnas.train.errors", "TrainingDivergedError", 2), ("tfnas.evaluation.executors", "ExecutorError", 5),
              ("tfnas.train.distribute", "ClusterError", 5))
 
     @classmethod

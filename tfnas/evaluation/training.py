@@ -40,7 +40,8 @@ from tfnas.evaluation.base import Evaluator
 from tfnas.evaluation.executors import Executor, ExecutorError, Failed, Job, prepare_job
 from tfnas.io import atomic_write_text
 from tfnas.train.distribute import make_strategy, resolve_jit_compile
-from tfnas.train.trainer import Trainer, TrainingDivergedError
+from tfnas.train.errors import TrainingDivergedError
+from tfnas.train.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from tfnas.train.optim import (
     smoothed_cross_entropy,
 )
 from tfnas.train.schedules import WarmupSchedule, schedule_from_config
-from tfnas.train.trainer import History, Trainer, TrainingDivergedError, train_and_evaluate
+from tfnas.train.errors import TrainingDivergedError
+from tfnas.train.trainer import History, Trainer, train_and_evaluate
 
 __all__ = [
     "CheckpointMismatchError",

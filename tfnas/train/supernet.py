@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfnas.grappler import GraphCall
-from tfnas.train.trainer import TrainingDivergedError
+from tfnas.train.errors import TrainingDivergedError
 
 __all__ = ["BankSwitch", "SupernetEngine", "correct", "drop_path", "masked_sgd"]
 

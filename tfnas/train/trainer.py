@@ -39,6 +39,7 @@ from tfnas.config import TrainConfig
 from tfnas.train.checkpoint import CheckpointMismatchError, TrainCheckpoint
 from tfnas.train.distribute import StrategyLike, is_chief, make_strategy, resolve_jit_compile
 from tfnas.train.drop_path import drop_path_layers, drop_path_rate_for_epoch, set_drop_path_rate
+from tfnas.train.errors import TrainingDivergedError
 from tfnas.train.history import History
 from tfnas.train.inputs import check_element_spec, resolve_steps
 from tfnas.train.optim import add_coupled_decay, correct_count, make_optimizer, per_example_loss
@@ -49,11 +50,6 @@ from tfnas.train.seeding import LayerSeedStream, set_tf_global_seed
 logger = logging.getLogger(__name__)
 
 SUM = tf.distribute.ReduceOp.SUM
-
-
-class TrainingDivergedError(FloatingPointError):
-    """A training's loss became NaN or infinite; the message names the settings to change
-    (a user's problem: the command line prints it as one ``error:`` line, exit status 2)."""
 
 
 class Trainer:

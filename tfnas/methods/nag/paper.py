@@ -47,7 +47,7 @@ from tfnas.registry import register_method
 from tfnas.spaces.dag import padded, unpad
 from tfnas.spaces.nasnet_dag.arch import NASNET_DAG, NasnetDagArch, make_cell
 from tfnas.spaces.nasnet_dag.space import NasnetDagSpace
-from tfnas.train.trainer import TrainingDivergedError
+from tfnas.train.errors import TrainingDivergedError
 
 __all__ = ["NagSupernetSearch", "decode_pairs"]
 

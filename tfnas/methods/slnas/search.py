@@ -49,7 +49,7 @@ from tfnas.methods.weight_sharing import (RESTART, ArrayPipelines, append_round,
                                           run_key, save_tagged)
 from tfnas.registry import register_method
 from tfnas.spaces.lite import LiteSpace
-from tfnas.train.trainer import TrainingDivergedError
+from tfnas.train.errors import TrainingDivergedError
 
 logger = logging.getLogger(__name__)
 
