@@ -278,6 +278,28 @@ def test_cli_refuses_a_batch_larger_than_the_training_images_before_a_run_direct
     assert not left
 
 
+def test_a_batch_whose_activations_outgrow_32_bit_indexing_is_refused_before_training(tmp_path):
+    """``image_size = 4096`` at batch 16 crashed TensorFlow (exit 139, no message, files left behind):
+    the stem's output, 16 x 4096 x 4096 x 16, has more than 2**31 - 1 elements."""
+    from tfnas.run.train_one import check_activation_size
+    from tfnas.spaces.nb201 import Nb201Space
+
+    cfg = load_config(None, overrides(tmp_path / "run") + ["dataset.image_size=4096", "dataset.batch_size=16"])
+    model = Nb201Space().build(Nb201Space().decode(ARCH), 10, (4096, 4096, 3))
+    with pytest.raises(ConfigError, match=r"batch_size: with \[dataset\] image_size 4096 the network's largest "
+                                          r"activation would hold 16 x 268,435,456 = 4,294,967,296 elements"):
+        check_activation_size(model, 16, cfg)
+    check_activation_size(model, 2, cfg)  # 536,870,912 elements: TensorFlow says "out of memory" if it must
+    assert not (tmp_path / "run").exists()
+
+
+
+def test_tools_train_checks_the_activation_size_before_a_run_directory(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("tfnas.run.train_one.MAX_TENSOR_ELEMENTS", 1000)  # 4 x 8 x 8 x 4 channels = 1,024
+    code, err, left = _train_on_8_images(tmp_path, capsys, image_size=8, batch_size=4)
+    assert code == 2 and len(err) == 1 and "4 x 256 = 1,024 elements" in err[0] and not left, err
+
+
 def test_cli_refuses_images_the_network_cannot_take_before_a_run_directory(tmp_path, capsys):
     code, err, left = _train_on_8_images(tmp_path, capsys, image_size=10, batch_size=4)
     assert code == 2 and len(err) == 1, err

@@ -174,6 +174,36 @@ def _spans(numbers: List[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
+#: The most elements one tensor may hold for TensorFlow's CPU kernels, many of which index with 32-bit integers
+#: (a larger activation crashed the process rather than raising an error).
+MAX_TENSOR_ELEMENTS = 2**31 - 1
+
+
+def check_activation_size(model: Any, batch_size: int, cfg: Config) -> None:
+    """Refuses a batch whose largest activation would outgrow :data:`MAX_TENSOR_ELEMENTS`.
+
+    Reads the output shapes of a functional model's layers (nb201, zen, tinynano); nested layers'
+    inner tensors and subclassed models (darts, lite, nasnet_dag) are not seen, so this catches the
+    gross cases (an ``image_size`` of thousands), not every one."""
+    largest = 0
+    if getattr(model, "inputs", None) and getattr(model, "outputs", None):
+        for layer in model._flatten_layers(include_self=False, recursive=False):
+            try:
+                outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
+            except (AttributeError, ValueError):  # a layer used more than once, or not called symbolically
+                continue
+            for tensor in outputs:
+                size = 1
+                for dim in tuple(getattr(tensor, "shape", ()))[1:]:
+                    size *= int(dim or 1)
+                largest = max(largest, size)
+    if largest * batch_size > MAX_TENSOR_ELEMENTS:
+        raise ConfigError(f"{where(cfg, 'dataset', 'batch_size')}: with [dataset] image_size "
+                          f"{cfg.dataset.image_size} the network's largest activation would hold {batch_size} x "
+                          f"{largest:,} = {batch_size * largest:,} elements, more than TensorFlow's CPU kernels can "
+                          f"index ({MAX_TENSOR_ELEMENTS:,}); lower [dataset] batch_size or image_size")
+
+
 def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
     """Trains ``[space] arch`` on ``[dataset]`` with ``[train]``, evaluates, exports per ``[export]``.
 
@@ -207,11 +237,13 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
         return space.build(arch, info.num_classes, info.image_shape, **kwargs)
 
     try:  # a network the images do not fit (sizes, stages) is a config error, found before the directory is written
-        model_fn()
+        probe = model_fn()
     except ValueError as exc:
         raise ConfigError(f"{where(cfg, 'space', 'arch')}: the network cannot be built for the images of [dataset] "
                           f"({info.name}, {'x'.join(map(str, info.image_shape))}; [dataset] image_size and the "
                           f"[space] keys set them): {exc}") from exc
+    check_activation_size(probe, cfg.dataset.batch_size, cfg)
+    del probe
 
     events = EventStream(events_root(cfg), "train")
     with run_dir:
