@@ -187,7 +187,7 @@ def check_activation_size(model: Any, batch_size: int, cfg: Config) -> None:
     gross cases (an ``image_size`` of thousands), not every one."""
     largest = 0
     if getattr(model, "inputs", None) and getattr(model, "outputs", None):
-        for layer in model._flatten_layers(include_self=False, recursive=False):
+        for layer in model.layers:
             try:
                 outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
             except (AttributeError, ValueError):  # a layer used more than once, or not called symbolically

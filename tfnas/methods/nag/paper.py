@@ -157,7 +157,7 @@ class NagSupernetSearch(OneShotSearch):
                     raise ValueError("the supernet's training part yielded no batch (fewer images than the batch?)")
                 if not np.isfinite(loss):
                     raise TrainingDivergedError(f"NAG supernet loss is {loss / count} in epoch {e + 1}; lower "
-                                             f"[search] lr or set grad_clip")
+                                                f"[search] lr or set grad_clip")
                 if e >= context.logged_rows:
                     context.log({"step": e + 1, "phase": "supernet", "lr": lr, "train_loss": loss / count,
                                  "train_acc": 100.0 * hits / count})

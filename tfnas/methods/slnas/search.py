@@ -260,7 +260,7 @@ class SlnasSearch(OneShotSearch):
             raise ValueError("the shared-weight part yielded no batch (fewer images than [search] batch_size?)")
         if not np.isfinite(loss_sum):
             raise TrainingDivergedError(f"SLNAS shared-weight loss is {loss_sum / count} in epoch {e + 1}; lower "
-                                     f"[search] lr or set grad_clip")
+                                        f"[search] lr or set grad_clip")
         samples, stats = [], []
         stream = iter(pipes.score_stream(epoch_seed))
         rewards_of = self._rewarder(net, seed, executor)

@@ -37,7 +37,7 @@ __all__ = [
     "BOTTLENECK_KINDS",
     "CONV_KINDS",
     "IDW_KINDS",
-    "MAX_CHANNELS",
+    "MAX_BLOCK_CHANNELS",
     "MAX_SUB_LAYERS",
     "MAX_UNITS",
     "RES_KINDS",
@@ -58,8 +58,9 @@ ALL_KINDS: Tuple[str, ...] = CONV_KINDS + RES_KINDS + BOTTLENECK_KINDS + IDW_KIN
 # Bounds of what an arch string may ask for, so a mistyped or hostile one is refused at once rather
 # than built for hours. The published Zen-NAS and Incorporated-NAS models stay far below them (at
 # most 2,048 channels, 10 sub-layers per block, about 50 units in all).
-#: The most channels (``cin``, ``cout``, ``bottleneck``) of a block.
-MAX_CHANNELS = 16_384
+#: The most channels (``cin``, ``cout``, ``bottleneck``) of a block (the search's own cap is
+#: :data:`tfnas.spaces.zen.space.MAX_CHANNELS`, 2,048).
+MAX_BLOCK_CHANNELS = 16_384
 #: The most layers or sub-layers (``L``) of a block.
 MAX_SUB_LAYERS = 256
 #: The most units of an arch (:attr:`ZenBlock.num_units` summed).
@@ -104,7 +105,7 @@ class ZenBlock:
         if self.kind not in ALL_KINDS:
             raise ValueError(f"ZenBlock: unknown block kind {self.kind!r}; expected one of {', '.join(ALL_KINDS)}")
         owner = f"ZenBlock {self.kind}"
-        for key, high in (("cin", MAX_CHANNELS), ("cout", MAX_CHANNELS), ("sub_layers", MAX_SUB_LAYERS)):
+        for key, high in (("cin", MAX_BLOCK_CHANNELS), ("cout", MAX_BLOCK_CHANNELS), ("sub_layers", MAX_SUB_LAYERS)):
             check_int(getattr(self, key), key, owner, low=1, high=high)
         if isinstance(self.stride, bool) or self.stride not in (1, 2):
             raise ValueError(f"{owner}: `stride` must be 1 or 2. Received: stride={self.stride!r}")
@@ -113,7 +114,7 @@ class ZenBlock:
                 raise ValueError(f"{owner}: plain conv blocks have no bottleneck width. "
                                  f"Received: bottleneck={self.bottleneck!r}")
         else:
-            check_int(self.bottleneck, "bottleneck", owner, low=1, high=MAX_CHANNELS)
+            check_int(self.bottleneck, "bottleneck", owner, low=1, high=MAX_BLOCK_CHANNELS)
 
     @property
     def family(self) -> str:
