@@ -374,7 +374,7 @@ with termination_as_interrupt([]):
 
 @pytest.mark.slow  # a Ray instance of its own (~10 s), in a subprocess
 @pytest.mark.parametrize("when, signame", [("start", "SIGINT"), ("started", "SIGINT"), ("stop", "SIGINT"),
-                                           ("start", "SIGTERM"), ("raylet", "SIGTERM")])  # (ray.shutdown resets it)
+                                           ("start", "SIGTERM"), ("stop", "SIGTERM"), ("raylet", "SIGTERM")])
 def test_ctrl_c_while_a_private_ray_starts_or_stops_leaves_no_process_or_folder(when, signame, tmp_path):
     """Ctrl-C in ``ray.init`` left the GCS (and Ray's agents) running and the session folder behind; in
     ``ray.shutdown`` it left the processes not yet killed and the folder, and right after ``ray.init`` (before
@@ -530,7 +530,7 @@ def test_rays_sigterm_handler_is_kept_out_of_ray_init_unless_sigterm_is_at_its_d
     import signal
     import types
 
-    from tfnas.evaluation.ray_executor import _sigterm_kept
+    from tfnas.evaluation.ray_signals import sigterm_kept
 
     def ray_exit(signum, frame):
         raise SystemExit(signum)
@@ -546,7 +546,7 @@ def test_rays_sigterm_handler_is_kept_out_of_ray_init_unless_sigterm_is_at_its_d
     try:
         for handler, kept in ((signal.SIG_IGN, True), (mine, True), (signal.SIG_DFL, False)):
             signal.signal(signal.SIGTERM, handler)
-            with _sigterm_kept(fake_ray):
+            with sigterm_kept(fake_ray):
                 fake_ray._private.utils.set_sigterm_handler(ray_exit)  # what ray.init does first
                 assert (signal.getsignal(signal.SIGTERM) is handler) == kept, handler
             assert signal.getsignal(signal.SIGTERM) is handler and utils.set_sigterm_handler is installer

@@ -43,53 +43,13 @@ from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tup
 from tfnas.evaluation.executors import (Executor, ExecutorError, Job, PreparedJob, chunk_ranges, cpu_count,
                                         in_order, init_worker, parent_onednn, prepare_job, run_chunk)
 from tfnas.evaluation.gpus import gpus_per_actor
+from tfnas.evaluation.ray_signals import deliver_interrupt, interrupts_deferred, shutdown, sigterm_kept
 from tfnas.evaluation.ray_access import (TOKEN_HELP, check_head, check_reachable, drop_process_token, refused_token,
                                          use_process_token)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["RayExecutor"]
-
-
-@contextlib.contextmanager
-def _interrupts_deferred(enabled: bool = True) -> Iterator[List[int]]:
-    """Holds Ctrl-C (and SIGTERM, where the command line turns it into an interruption) back until the
-    block ends (a private instance's start and stop, cut short, leave Ray's processes running and its
-    folder behind). Yields the list of the signals held; the caller delivers the first
-    (:func:`_deliver_interrupt`) where the block leaves it work to undo first. A block that ends in an error
-    after one ends in that interruption instead (the user asked to stop). A second signal goes to its
-    handler at once. Only in the main thread (elsewhere Python delivers no signal) and for a signal with
-    a Python handler (not one ignored or left to its default)."""
-    import signal
-    import threading
-
-    came: List[int] = []
-    main = threading.current_thread() is threading.main_thread()
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main and enabled else {}
-    handlers = {s: h for s, h in handlers.items() if callable(h)}
-    if not handlers:
-        yield came
-        return
-
-    def hold(signum: int, frame: Any) -> None:
-        if came:
-            handlers[signum](signum, frame)
-        else:
-            came.append(signum)
-
-    for signum in handlers:
-        signal.signal(signum, hold)
-    try:
-        yield came
-    except Exception:
-        if came:
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
-            _deliver_interrupt(came)  # (raises, the error as its context)
-        raise
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
 
 
 def _death_reason(exc: BaseException) -> str:
@@ -99,51 +59,6 @@ def _death_reason(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line[:1].isspace()]
     why = " ".join(lines) or type(exc).__name__
     return why if len(why) <= 500 else why[:497] + "..."
-
-
-def _shutdown(ray: Any) -> None:
-    """``ray.shutdown``, waiting until Ray's processes have exited (so that their folder can go)."""
-    try:
-        ray.shutdown(wait_for_processes=True)
-    except TypeError:  # a Ray without the argument
-        ray.shutdown()
-
-
-@contextlib.contextmanager
-def _sigterm_kept(ray: Any = None) -> Iterator[None]:
-    """The block's SIGTERM handler stays in place through ``ray.init``, which would install Ray's own in
-    the driver (``sys.exit(15)`` while it starts, cutting the start short: the raylet's agents it had
-    launched then ran on as orphans). Unless SIGTERM is at its default action, Ray's installer
-    (``ray._private.utils.set_sigterm_handler``) does nothing in the block, so a SIGTERM meanwhile reaches
-    the block's handler (``_interrupts_deferred``'s holds it until the start is complete, and the executor
-    then stops the whole instance), or stays ignored. At the default action, or with a Ray that installs
-    its handler another way, its ``sys.exit(15)`` ends the start (turned into the block's handler and
-    :class:`tfnas.interrupts.Terminated` where that is Python's); the handler is put back after the block."""
-    import signal
-    import threading
-
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if main else None
-    utils = getattr(getattr(ray, "_private", None), "utils", None)
-    # (at SIGTERM's default action, Ray's sys.exit(15) is what lets the executor stop what ray.init started;
-    # an ignored SIGTERM, or one handled outside Python, stays as it is)
-    installer = getattr(utils, "set_sigterm_handler", None) if main and previous is not signal.SIG_DFL else None
-    if installer is not None:
-        utils.set_sigterm_handler = lambda handler: None
-    try:
-        yield
-    except SystemExit as exc:  # Ray's handler, during ray.init
-        if exc.code == signal.SIGTERM and callable(previous):
-            from tfnas.interrupts import Terminated
-
-            previous(signal.SIGTERM, None)  # (the command line's raises Terminated; _interrupts_deferred's holds it)
-            raise Terminated from None  # Ray's handler has cut ray.init short already: nothing to wait for
-        raise
-    finally:
-        if installer is not None:
-            utils.set_sigterm_handler = installer
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _auto_address(ray: Any) -> str:
@@ -156,18 +71,6 @@ def _auto_address(ray: Any) -> str:
     except Exception:  # none found (ray.init says so), or another Ray layout
         return ""
     return found if isinstance(found, str) and "://" not in found else ""
-
-
-def _deliver_interrupt(came: List[int]) -> None:
-    """Delivers the first signal that :func:`_interrupts_deferred` held back to this process' own handler
-    (Python's raises KeyboardInterrupt for Ctrl-C, the command line's Terminated for SIGTERM)."""
-    import signal
-
-    signum = came[0] if came else signal.SIGINT
-    handler = signal.getsignal(signum)
-    if callable(handler):
-        handler(signum, None)
-    raise KeyboardInterrupt
 
 
 class _Worker:
@@ -249,10 +152,10 @@ class RayExecutor(Executor):
         try:  # an error or Ctrl-C from here on stops what this executor started (and puts the environment back)
             if not ray.is_initialized():
                 # a private instance's start, cut short, leaves Ray's processes and folder behind
-                with _interrupts_deferred(enabled=address == "local") as interrupted:
+                with interrupts_deferred(enabled=address == "local") as interrupted:
                     self._init_ray(ray, address, workers, cpus, init_kwargs)
             if interrupted:
-                _deliver_interrupt(interrupted)
+                deliver_interrupt(interrupted)
             self._start_actors(workers, cpus, chunk, max_restarts)
         except BaseException:
             self._close(idle=False)
@@ -294,7 +197,7 @@ class RayExecutor(Executor):
                     check_head(found, named=f"auto (the cluster at {found})")
         self._owns = address == "local"  # from here on, a failed start may have left Ray's processes running
         try:
-            with _sigterm_kept(ray):
+            with sigterm_kept(ray):
                 ray.init(**kwargs)
         except (OSError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             if address == "auto" and "Could not find any running Ray instance" in str(exc):
@@ -408,17 +311,17 @@ class RayExecutor(Executor):
 
     def _close(self, idle: bool) -> None:
         ray = self._ray
-        with _interrupts_deferred(enabled=self._owns) as interrupted:
+        with interrupts_deferred(enabled=self._owns) as interrupted:
             try:
                 self._stop_actors(idle=idle)
                 if self._owns:  # also after a start that failed half-way (Ray's processes may run)
                     self._owns = False
-                    _shutdown(ray)
+                    shutdown(ray)
             finally:
                 self._remove_temp_dir()
                 self._drop_token()
         if interrupted:
-            _deliver_interrupt(interrupted)
+            deliver_interrupt(interrupted)
 
     def _drop_token(self) -> None:
         if self._own_token:
