@@ -295,3 +295,39 @@ def test_a_config_link_that_leads_nowhere_is_said_to_be_one(tmp_path):
             load_config(str(link))
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(str(tmp_path / "gone.cfg"))
+
+
+@pytest.mark.parametrize("change, fragments", [
+    (lambda c: c.replace(budget=dataclasses.replace(c.budget, start=50, stop=10)), ["[budget] stop", ">= start"]),
+    (lambda c: c.replace(budget=dataclasses.replace(c.budget, repeats=0)), ["[budget] repeats", "got '0'"]),
+    (lambda c: c.replace(run=dataclasses.replace(c.run, seed=-1)), ["[run] seed", "got '-1'"]),
+    (lambda c: c.replace(run=dataclasses.replace(c.run, seed="5")), ["[run] seed", "an integer", "'5' (str)"]),
+    (lambda c: c.replace(budget=dataclasses.replace(c.budget, step=True)), ["[budget] step", "True (bool)"]),
+    (lambda c: c.replace(method=dataclasses.replace(c.method, name="rnd")), ["[method] name", "unknown method"]),
+    (lambda c: c.replace(predictor=dataclasses.replace(c.predictor, lr=float("inf"))), ["[predictor] lr"]),
+    (lambda c: c.replace(budget=c.run), ["[budget]", "expected a BudgetConfig, got RunConfig"]),
+])
+def test_a_config_changed_in_python_is_checked_as_a_file_is(change, fragments):
+    """``Config.replace`` and the section classes take any value: a sweep with stop < start or no repeats did
+    nothing and said nothing (and wrote its run directory), a negative seed failed deep in NumPy."""
+    from tfnas.config import validate_config
+
+    cfg = load_config("cfg/rand.cfg")
+    validate_config(cfg)  # as loaded: valid
+    with pytest.raises(ConfigError) as err:
+        validate_config(change(cfg))
+    message = str(err.value)
+    assert message.startswith("cfg/rand.cfg (as given in Python): ")
+    for fragment in fragments:
+        assert fragment in message
+
+
+@pytest.mark.parametrize("overrides", ["budget.stop=60", {"budget.stop": "60"}, ["budget.stop=60", 3], 5])
+def test_overrides_that_are_not_a_list_of_strings_are_named(overrides):
+    with pytest.raises(ConfigError, match="overrides: expected a list of 'section.key=value' strings"):
+        load_config(None, overrides)
+
+
+def test_overrides_may_be_none_or_any_iterable():
+    assert load_config(None, None) == load_config(None)
+    assert load_config(None, (item for item in ["budget.stop=60"])).budget.stop == 60

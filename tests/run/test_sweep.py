@@ -296,3 +296,34 @@ def test_a_file_as_run_directory_is_refused_before_any_work(tmp_path):
     target.write_text("x")
     with pytest.raises(ConfigError, match="is a file, not a folder"):
         run_sweep(load_config("cfg/rand.cfg", [f"run.out_dir={target}"]), progress=False)
+
+
+def test_a_sweep_of_a_config_changed_in_python_is_checked_before_its_run_directory(tmp_path):
+    """A Config made invalid in Python (``Config.replace``) ran a sweep of no budget: no record, no word, and a
+    run directory with config.cfg and summary.csv."""
+    import dataclasses
+
+    out = tmp_path / "run"
+    cfg = load_config("cfg/rand.cfg", [f"run.out_dir={out}", "run.tensorboard=false"])
+    bad = cfg.replace(budget=dataclasses.replace(cfg.budget, start=50, stop=10))
+    with pytest.raises(ConfigError, match=r"\[budget\] stop: expected stop >= start \(50\), got 10"):
+        run_sweep(bad)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("cfg_file, call, right", [("cfg/rand.cfg", "search", "tfnas.run.sweep.run_sweep"),
+                                                   ("cfg/zen_cifar10_1M.cfg", "sweep", "tfnas.run.search.run_search"),
+                                                   ("cfg/proxy_corr_nb201.cfg", "sweep",
+                                                    "tfnas.run.analysis.run_analysis")])
+def test_a_flow_given_a_method_of_another_flow_names_the_right_one(tmp_path, cfg_file, call, right):
+    """``run_search`` of a budgeted search failed with ``AttributeError: 'RandomSearch' object has no attribute
+    'search'``, ``run_sweep`` of the Zen evolution asked for a GraphSpace."""
+    from tfnas.run.analysis import run_analysis
+    from tfnas.run.search import run_search
+
+    out = tmp_path / "run"
+    cfg = load_config(cfg_file, [f"run.out_dir={out}"])
+    flow = {"search": run_search, "sweep": run_sweep, "analysis": run_analysis}[call]
+    with pytest.raises(ConfigError, match=f"run it with {right} "):
+        flow(cfg)
+    assert not out.exists()

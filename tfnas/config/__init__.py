@@ -4,7 +4,7 @@
 reads, overrides, validates and writes them back.
 """
 
-from tfnas.config.loader import config_to_ini, ini_value, load_config
+from tfnas.config.loader import config_to_ini, ini_value, load_config, validate_config
 from tfnas.config.sections import (
     SECTIONS,
     BenchmarkConfig,
@@ -24,4 +24,4 @@ from tfnas.config.sections import (
 
 __all__ = ["SECTIONS", "BenchmarkConfig", "BudgetConfig", "Config", "ConfigError", "DatasetConfig", "ExportConfig",
            "MethodConfig", "PredictorConfig", "ProxyConfig", "RunConfig", "SearchConfig", "SpaceConfig",
-           "TrainConfig", "config_to_ini", "ini_value", "load_config"]
+           "TrainConfig", "config_to_ini", "ini_value", "load_config", "validate_config"]

@@ -195,49 +195,122 @@ def _parse_overrides(overrides: Iterable[str]) -> List[Tuple[str, str, str]]:
 def load_config(path: Optional[str], overrides: Sequence[str] = (), check_names: bool = True) -> Config:
     """Reads ``path`` (INI), applies ``--set`` overrides, validates and returns a frozen Config.
 
+    ``overrides`` is a list of ``"section.key=value"`` strings (as ``--set`` takes them).
+
     Raises:
       ConfigError: for a missing file, unknown section or key, wrong type, out-of-range value,
         unknown registered name or inconsistent values; the message names file, section and key.
     """
+    overrides = _override_list(overrides)
     label = path or "<defaults>"
-    raw: Dict[str, Dict[str, Tuple[str, str]]] = {}
-    if path is not None:
-        if os.path.isdir(path):
-            raise ConfigError(f"{path}: is a folder; expected a .cfg file (see cfg/)")
-        if not os.path.exists(path):
-            if os.path.islink(path):
-                raise ConfigError(f"{path}: a symbolic link that leads to no file (its target is missing, or the "
-                                  f"links form a loop)")
-            raise ConfigError(f"{path}: config file not found")
-        if not os.path.isfile(path):  # a pipe (`<(sed ...)`) reads once; the command line reads a config twice
-            raise ConfigError(f"{path}: not a regular file (a pipe such as <(...) or a device); a config is read "
-                              f"more than once and names the run directory: save it to a .cfg file")
-        parser = configparser.ConfigParser(interpolation=None)  # inline comments: ini_value
-        parser.SECTCRE = _SECTION
-        parser.optionxform = str  # keys are case sensitive
-        try:
-            with open(path, encoding="utf-8-sig") as fh:  # a byte-order mark (Windows editors) is not text
-                parser.read_file(fh, source=path)
-        except configparser.Error as exc:
-            raise ConfigError(f"{path}: not a valid INI file: {exc}".replace("\n", " ")) from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-                              f"{exc.start}); save the file as UTF-8") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
-        if parser.defaults():  # configparser would copy them into every section: "unknown key" everywhere
-            raise ConfigError(f"{path}: [DEFAULT] sets {', '.join(sorted(parser.defaults()))}; tfnas configs have "
-                              f"no [DEFAULT] section: put each key under its own section")
-        for section in parser.sections():
-            for key, value in parser.items(section):
-                where = f"{path}: [{section}] {key}"
-                raw.setdefault(section, {})[key] = (ini_value(value, where), where)
+    raw = _read_file(path) if path is not None else {}
     for section, key, value in _parse_overrides(overrides):
         raw.setdefault(section, {})[key] = (value, f"--set {section}.{key}")
     if path and not raw:  # every setting at its default: the wrong file, not a wish for the default experiment
         raise ConfigError(f"{path}: sets no key (empty, or only comments and empty sections); a config "
                           f"names at least its method, e.g. [method] name = rand (see cfg/)")
+    given = tuple(f"{section}.{key}" for section, items in raw.items() for key, (_, origin) in items.items()
+                  if origin.startswith("--set"))
+    return _build(raw, path or "", given, label, check_names)
 
+
+def validate_config(cfg: Config, check_names: bool = True) -> None:
+    """Checks a :class:`Config` built or changed in Python (``Config.replace``, the section classes) as
+    :func:`load_config` checks a file: types, ranges, choices, registered names and the rules that tie keys
+    together. The run flows call it first, so a value a file could not hold is refused before any work.
+
+    Raises:
+      ConfigError: naming the section and key, e.g. ``Config (as given in Python): [budget] stop: ...``.
+    """
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"expected a tfnas.config.Config (load_config builds one), got {type(cfg).__name__}")
+    label = f"{cfg.source or 'Config'} (as given in Python)"
+    for section, cls in SECTIONS.items():
+        values = getattr(cfg, section)
+        if not isinstance(values, cls):
+            raise ConfigError(f"{label}: [{section}]: expected a {cls.__name__}, got {type(values).__name__}")
+        types = _section_types(cls)
+        for f in dataclasses.fields(cls):
+            value = getattr(values, f.name)
+            if not _of_type(value, types[f.name]):
+                raise ConfigError(f"{label}: [{section}] {f.name}: expected {_describe(f, types[f.name])}, got "
+                                  f"{value!r} ({type(value).__name__})")
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser.read_string(config_to_ini(cfg))
+    raw: Dict[str, Dict[str, Tuple[str, str]]] = {}
+    for section in parser.sections():
+        for key, value in parser.items(section):
+            where = f"{label}: [{section}] {key}"
+            raw.setdefault(section, {})[key] = (ini_value(value, where), where)
+    _build(raw, cfg.source, cfg.overrides, label, check_names)
+
+
+def _override_list(overrides: Any) -> List[str]:
+    expected = "overrides: expected a list of 'section.key=value' strings"
+    if overrides is None:
+        return []
+    if isinstance(overrides, (str, bytes, dict)):
+        raise ConfigError(f"{expected}, got a {type(overrides).__name__}: {overrides!r}")
+    try:
+        items = list(overrides)
+    except TypeError:
+        raise ConfigError(f"{expected}, got {overrides!r}") from None
+    odd = [item for item in items if not isinstance(item, str)]
+    if odd:
+        raise ConfigError(f"{expected}, got {odd[0]!r} ({type(odd[0]).__name__}) among them")
+    return items
+
+
+def _of_type(value: Any, tp: Any) -> bool:
+    if typing.get_origin(tp) is tuple:
+        inner = typing.get_args(tp)[0]
+        return isinstance(value, tuple) and all(_of_type(item, inner) for item in value)
+    if tp is float:
+        return is_number(value)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp) if isinstance(tp, type) else True
+
+
+def _read_file(path: str) -> Dict[str, Dict[str, Tuple[str, str]]]:
+    """The file's ``{section: {key: (value, where)}}``."""
+    raw: Dict[str, Dict[str, Tuple[str, str]]] = {}
+    if os.path.isdir(path):
+        raise ConfigError(f"{path}: is a folder; expected a .cfg file (see cfg/)")
+    if not os.path.exists(path):
+        if os.path.islink(path):
+            raise ConfigError(f"{path}: a symbolic link that leads to no file (its target is missing, or the "
+                              f"links form a loop)")
+        raise ConfigError(f"{path}: config file not found")
+    if not os.path.isfile(path):  # a pipe (`<(sed ...)`) reads once; the command line reads a config twice
+        raise ConfigError(f"{path}: not a regular file (a pipe such as <(...) or a device); a config is read "
+                          f"more than once and names the run directory: save it to a .cfg file")
+    parser = configparser.ConfigParser(interpolation=None)  # inline comments: ini_value
+    parser.SECTCRE = _SECTION
+    parser.optionxform = str  # keys are case sensitive
+    try:
+        with open(path, encoding="utf-8-sig") as fh:  # a byte-order mark (Windows editors) is not text
+            parser.read_file(fh, source=path)
+    except configparser.Error as exc:
+        raise ConfigError(f"{path}: not a valid INI file: {exc}".replace("\n", " ")) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start}); save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    if parser.defaults():  # configparser would copy them into every section: "unknown key" everywhere
+        raise ConfigError(f"{path}: [DEFAULT] sets {', '.join(sorted(parser.defaults()))}; tfnas configs have "
+                          f"no [DEFAULT] section: put each key under its own section")
+    for section in parser.sections():
+        for key, value in parser.items(section):
+            where = f"{path}: [{section}] {key}"
+            raw.setdefault(section, {})[key] = (ini_value(value, where), where)
+    return raw
+
+
+def _build(raw: Dict[str, Dict[str, Tuple[str, str]]], source: str, given: Tuple[str, ...], label: str,
+           check_names: bool) -> Config:
     sections: Dict[str, Any] = {}
     for section, items in raw.items():
         if section not in SECTIONS:
@@ -254,9 +327,7 @@ def load_config(path: Optional[str], overrides: Sequence[str] = (), check_names:
                 raise ConfigError(f"{where}: unknown key; valid keys in [{section}]: {', '.join(fields)}")
             kwargs[key] = _parse_value(value, fields[key], types[key], where)
         sections[section] = cls(**kwargs)
-    given = tuple(f"{section}.{key}" for section, items in raw.items() for key, (_, origin) in items.items()
-                  if origin.startswith("--set"))
-    cfg = Config(source=path or "", overrides=given, **sections)
+    cfg = Config(source=source, overrides=given, **sections)
     _validate(cfg, raw, label, check_names)
     return cfg
 

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from tfnas.config import Config
+from tfnas.config import Config, ConfigError, validate_config
 
 
 def flow_of(cfg: Config) -> str:
@@ -23,3 +23,19 @@ def flow_of(cfg: Config) -> str:
             return flow
     raise TypeError(f"method {cfg.method.name!r} ({cls.__name__}) implements none of BudgetedSearch, "
                     f"OneShotSearch, Analysis (tfnas/methods/base.py)")
+
+
+_FLOWS = {"sweep": ("a budgeted search", "tfnas.run.sweep.run_sweep"),
+          "search": ("a one-shot search", "tfnas.run.search.run_search"),
+          "analysis": ("an analysis", "tfnas.run.analysis.run_analysis")}
+
+
+def check_flow(cfg: Config, flow: str) -> None:
+    """What a flow checks first: ``cfg`` holds only values a config file could (:func:`validate_config`, for
+    a Config built or changed in Python), and its method is one this flow runs."""
+    validate_config(cfg)
+    found = flow_of(cfg)
+    if found != flow:
+        what, call = _FLOWS[found]
+        raise ConfigError(f"[method] name = {cfg.method.name} is {what}: run it with {call} (or "
+                          f"tools/train_eval.py, which picks the flow), not {_FLOWS[flow][1]}")

@@ -8,6 +8,7 @@ import numpy as np
 
 from tfnas.config import Config
 from tfnas.methods.base import SearchContext
+from tfnas.run import check_flow
 from tfnas.run.constraints import refuse_search_keys
 from tfnas.run.factory import build_executor, build_method, build_space, check_method_fits_space
 from tfnas.run.rundir import RunDir
@@ -16,6 +17,7 @@ from tfnas.run.search import SEARCH_FREE_KEYS, SEARCH_FREE_SECTIONS
 
 def run_analysis(cfg: Config, progress: Optional[bool] = None) -> Any:
     """Runs (or resumes) the configured analysis; returns its table (``pandas.DataFrame``)."""
+    check_flow(cfg, "analysis")
     progress = cfg.run.progress if progress is None else progress
     run_dir = RunDir(cfg, ignore=SEARCH_FREE_KEYS, ignore_sections=SEARCH_FREE_SECTIONS)
     run_dir.check()

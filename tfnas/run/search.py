@@ -29,6 +29,7 @@ from tfnas.config import Config
 from tfnas.io import DamagedFileError, check_fields, dict_of, nullable, number, read_json, reading, record, text
 from tfnas.methods.base import SearchContext, SearchOutcome
 from tfnas.registry import METHODS
+from tfnas.run import check_flow
 from tfnas.run.events import EventStream, events_root, hparams_of, history_step, write_hparams
 from tfnas.run.exports import check_calibration_data, export_lines, export_paths_of, missing_exports
 from tfnas.run.constraints import refuse_search_keys
@@ -174,6 +175,7 @@ _RESULT_FIELDS = record({"best_arch": text, "score": nullable(number()), "score_
 
 def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     """Runs (or resumes) the configured one-shot search, then trains/exports the result if asked."""
+    check_flow(cfg, "search")
     progress = cfg.run.progress if progress is None else progress
     run_dir = RunDir(cfg, ignore=SEARCH_FREE_KEYS, ignore_sections=SEARCH_FREE_SECTIONS)
     run_dir.check()

@@ -34,6 +34,7 @@ from tfnas.evaluation.training import TrainingEvaluator
 from tfnas.results import RunLog, RunRecord, write_outputs
 from tfnas.methods.base import BudgetedSearch
 from tfnas.registry import METHODS
+from tfnas.run import check_flow
 from tfnas.run.constraints import Constrained, constrain, pareto_tables
 from tfnas.run.events import SweepEvents, events_root, hparams_of, sweep_final_metrics, write_hparams
 from tfnas.run.factory import (build_benchmark, build_executor, build_method, build_space, check_method_fits_space,
@@ -97,6 +98,7 @@ def check_benchmark_fits(cfg: Config, method_cls: type, benchmark: Any) -> None:
 def run_sweep(cfg: Config, progress: Optional[bool] = None,
               on_record: Optional[Callable[[RunRecord], None]] = None) -> SweepOutcome:
     """Runs every (budget, repeat) of ``cfg`` not already in the run directory and writes the outputs."""
+    check_flow(cfg, "sweep")
     if cfg.benchmark.name == "none":
         build_benchmark(cfg, None)  # raises the "needs a benchmark" error before anything is written
     progress = cfg.run.progress if progress is None else progress

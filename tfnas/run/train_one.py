@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from tfnas.config import Config, ConfigError
+from tfnas.config import Config, ConfigError, validate_config
 from tfnas.io import first_line
 from tfnas.run.events import TRAIN_HPARAM_KEYS, EventStream, events_root, hparams_of, write_hparams
 from tfnas.run.exports import check_calibration_data, export_lines, export_trained, remove_stale_exports
@@ -212,6 +212,8 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
     """
     from tfnas.train.export import count_params, inference_model
     from tfnas.train.trainer import train_and_evaluate
+
+    validate_config(cfg)  # (a Config built or changed in Python)
 
     if not cfg.space.arch:
         raise ConfigError(f"{where(cfg, 'space', 'arch')}: expected an architecture string of "
