@@ -59,6 +59,27 @@ def test_session_refuses_queries_past_budget(benchmark):
         session.query(9)
 
 
+@pytest.mark.parametrize("index, error", [(-1, IndexError), (15625, IndexError), (5.7, TypeError), (True, TypeError),
+                                          ("5", TypeError), (np.float64(3.0), TypeError)])
+def test_session_refuses_what_is_no_cell_index_for_queries_and_estimation_codes(benchmark, index, error):
+    """``low_fidelity([-1])`` read the last cell's 12-epoch figures (NumPy's negative index) and counted it;
+    ``query(5.7)``, ``query(True)`` and ``query("5")`` read cells 5, 1 and 5."""
+    session = benchmark.session("cifar10", budget=10)
+    with pytest.raises(error):
+        session.query(index)
+    with pytest.raises(error):
+        session.low_fidelity([index])
+    assert (session.queries, session.ec_evals) == (0, 0)
+    assert session.query(np.int64(5)) == session.query(5)  # NumPy integers are cell indices
+    assert session.low_fidelity(np.array([5])).shape[0] == 1
+
+
+@pytest.mark.parametrize("budget", [2.5, "5", True, -1])
+def test_a_session_budget_is_a_whole_count(benchmark, budget):
+    with pytest.raises(ValueError, match="budget must be an integer >= 0 or None"):
+        benchmark.session("cifar10", budget=budget)
+
+
 def test_session_returns_fractions_of_the_table(benchmark):
     session = benchmark.session("cifar10", None)
     truth = benchmark.ground_truth("cifar10")

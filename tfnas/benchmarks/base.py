@@ -61,8 +61,8 @@ class CountingSession:
     def __init__(self, lookup: Callable[[np.ndarray], Any], size: int, dataset: str, budget: Optional[int],
                  low_fidelity: Optional[Callable[[np.ndarray], np.ndarray]] = None,
                  no_low_fidelity: str = "this benchmark has no low-fidelity figures"):
-        if budget is not None and budget < 0:
-            raise ValueError(f"budget must be >= 0 or None; received budget={budget}")
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0):
+            raise ValueError(f"budget must be an integer >= 0 or None; received budget={budget!r}")
         self._lookup, self._low = lookup, low_fidelity
         self._no_low = no_low_fidelity
         self.size, self.dataset, self.budget = int(size), dataset, budget
@@ -87,17 +87,22 @@ class CountingSession:
         """The cells read so far (index -> accuracy in [0, 1]), in query order."""
         return dict(self._seen)
 
-    def _check(self, i: int) -> int:
-        if not 0 <= i < self.size:
-            raise IndexError(f"cell index {i} out of range [0, {self.size})")
-        return i
+    def _check(self, index: Any) -> int:
+        """``index`` as a cell index: an integer (Python or NumPy) in ``[0, size)``; a float, a bool, a string
+        or an architecture is refused (``space.index(arch)`` gives an architecture's index)."""
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"cell index must be an integer in [0, {self.size}), got {index!r} "
+                            f"({type(index).__name__}); an architecture's index is space.index(arch)")
+        if not 0 <= index < self.size:
+            raise IndexError(f"cell index {index} out of range [0, {self.size})")
+        return int(index)
 
     def query(self, index: Any) -> float:
         return float(self.query_many([index])[0])
 
     def query_many(self, indices: Iterable[Any]) -> np.ndarray:
         """Accuracies in [0, 1] of ``indices``, float32 ``[n]``; new cells are looked up in one batch."""
-        idx = [self._check(int(i)) for i in indices]
+        idx = [self._check(i) for i in indices]
         new = list(dict.fromkeys(i for i in idx if i not in self._seen))
         if new:
             if self.budget is not None and len(self._seen) + len(new) > self.budget:
@@ -121,6 +126,6 @@ class CountingSession:
         """Cheap figures of ``indices`` (the ``table`` estimation code), counted in ``ec_evals``."""
         if self._low is None:
             raise ValueError(self._no_low)
-        idx = np.asarray([int(i) for i in indices], dtype=np.int64)
+        idx = np.asarray([self._check(i) for i in indices], dtype=np.int64)
         self._ec_seen.update(int(i) for i in idx)
         return np.asarray(self._low(idx), np.float32)
