@@ -48,3 +48,24 @@ def test_top_k_best():
     assert top_k_best(scores, truth, 1) == 10.0
     assert top_k_best(scores, truth, 2) == 70.0
     assert top_k_best(scores, truth, 10) == 99.0
+
+
+@pytest.mark.parametrize("fn", [spearman, kendall])
+def test_a_nan_gives_no_correlation_instead_of_ranking_it_highest(fn):
+    """``spearman([1, 2, 3, 4, 5], [1, nan, 3, 4, 5])`` was 0.4: the NaN was ranked above every number."""
+    assert np.isnan(fn([1, 2, 3, 4, 5], [1, np.nan, 3, 4, 5]))
+    assert np.isnan(fn([np.nan, 2, 3], [1, 2, 3]))
+    assert fn([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("fn", [spearman, kendall])
+def test_sequences_of_two_lengths_are_named(fn):
+    with pytest.raises(ValueError, match=f"{fn.__name__}: expected two 1-D sequences of one length"):
+        fn([1, 2, 3], [1, 2])
+
+
+@pytest.mark.parametrize("scores, truth, k", [([1, 2], [3, 4], 0), ([1, 2], [3, 4], 1.5), ([1, 2], [3], 1),
+                                               ([], [], 1)])
+def test_top_k_best_names_what_it_cannot_take(scores, truth, k):
+    with pytest.raises(ValueError, match="top_k_best: "):
+        top_k_best(np.array(scores), np.array(truth), k)

@@ -23,9 +23,23 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def _pair(x: np.ndarray, y: np.ndarray, name: str) -> tuple:
+    """``x``, ``y`` as float64 vectors of one length; ``None`` where either holds a NaN (no ranking then)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.ndim != 1 or y.shape != x.shape:
+        raise ValueError(f"{name}: expected two 1-D sequences of one length; got shapes {x.shape} and {y.shape}")
+    if np.isnan(x).any() or np.isnan(y).any():
+        return None
+    return x, y
+
+
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rank correlation of two equal-length vectors (ties get average ranks)."""
-    rx, ry = _average_ranks(np.asarray(x, np.float64)), _average_ranks(np.asarray(y, np.float64))
+    """Spearman's rank correlation of two equal-length vectors (ties get average ranks); NaN where either
+    holds a NaN (as SciPy's default), or where one is constant."""
+    pair = _pair(x, y, "spearman")
+    if pair is None:
+        return float("nan")
+    rx, ry = _average_ranks(pair[0]), _average_ranks(pair[1])
     rx -= rx.mean()
     ry -= ry.mean()
     denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
@@ -59,9 +73,11 @@ def _count_inversions(y: np.ndarray) -> int:
 
 
 def kendall(x: np.ndarray, y: np.ndarray) -> float:
-    """Kendall's tau-b of two equal-length vectors."""
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
+    """Kendall's tau-b of two equal-length vectors; NaN where either holds a NaN, or is constant."""
+    pair = _pair(x, y, "kendall")
+    if pair is None:
+        return float("nan")
+    x, y = pair
     n = len(x)
     if n < 2:
         return float("nan")
@@ -80,7 +96,13 @@ def kendall(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def top_k_best(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
-    """Best true value among the ``k`` highest-scored items."""
+    """Best true value among the ``k`` highest-scored items (``k`` >= 1; all of them where fewer)."""
+    scores, truth = np.asarray(scores), np.asarray(truth)
+    if scores.ndim != 1 or truth.shape != scores.shape or not len(scores):
+        raise ValueError(f"top_k_best: expected scores and truth of one non-zero length; got shapes {scores.shape} "
+                         f"and {truth.shape}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"top_k_best: k must be an integer >= 1, got {k!r}")
     k = min(k, len(scores))
     top = np.argpartition(-scores, k - 1)[:k]
     return float(truth[top].max())
