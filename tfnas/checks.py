@@ -29,6 +29,7 @@ __all__ = [
     "check_image_shape",
     "check_int",
     "check_num_classes",
+    "check_rng",
     "is_int",
     "is_number",
     "positive_int",
@@ -113,3 +114,13 @@ def check_image_shape(shape: Any, owner: Optional[str] = None, *, none_ok: bool 
     if message is None:
         message = _prefix(owner) + "input_shape must be (H, W, C) positive ints. Received: {value!r}"
     _fail(message, shape, "input_shape", owner)
+
+
+def check_rng(rng: Any, owner: Optional[str] = None, name: str = "rng") -> np.random.Generator:
+    """``rng`` when it is a ``numpy.random.Generator``; else ``TypeError`` (a seed, ``None`` or a legacy
+    ``RandomState`` draws another stream, or fails deep inside)."""
+    if not isinstance(rng, np.random.Generator):
+        prefix = f"{owner}: " if owner else ""
+        raise TypeError(f"{prefix}{name} must be a numpy.random.Generator, e.g. np.random.default_rng(seed); got "
+                        f"{type(rng).__name__} {rng!r}")
+    return rng

@@ -13,7 +13,7 @@ from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 
-from tfnas.checks import positive_int
+from tfnas.checks import check_rng, positive_int
 from tfnas.registry import register_space
 from tfnas.spaces.base import GraphSpace
 from tfnas.spaces.darts.genotype import FULL_CONCAT, NUM_NODES, OP_ID, OPS, PRESETS, DartsGenotype, Pair, parse_genotype
@@ -175,10 +175,12 @@ class DartsSpace(GraphSpace[DartsGenotype]):
 
     def sample(self, rng: np.random.Generator) -> DartsGenotype:
         """Uniform over genotypes: each input and op uniform and independent (concat ``[2, 3, 4, 5]``)."""
+        check_rng(rng, "DartsSpace.sample")
         return self.from_vector(self.sample_vector(rng))
 
     def mutate(self, arch: DartsGenotype, rng: np.random.Generator) -> DartsGenotype:
         """Changes one uniformly chosen input or op (among the 32 entries) to another valid value."""
+        check_rng(rng, "DartsSpace.mutate")
         arch = self._check_arch(arch)
         ints = np.floor(self.to_vector(arch)).astype(np.int64)
         _, upper = vector_bounds()

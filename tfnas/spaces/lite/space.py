@@ -13,6 +13,8 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tfnas.checks import check_rng
+
 from tfnas.registry import register_space
 from tfnas.spaces.base import GraphSpace
 from tfnas.spaces.lite.arch import CELL_LENGTH, FIELDS, NUM_NODES, OPS, LiteArch, parse_arch, to_ids
@@ -100,12 +102,14 @@ class LiteSpace(GraphSpace[LiteArch]):
 
     def sample(self, rng: np.random.Generator) -> LiteArch:
         """Uniform over architectures: every input and op uniform and independent."""
+        check_rng(rng, "LiteSpace.sample")
         bounds = entry_bounds()
         cells = [rng.integers(0, bounds) for _ in range(2)]
         return LiteArch(cells[0].tolist(), cells[1].tolist())
 
     def mutate(self, arch: LiteArch, rng: np.random.Generator) -> LiteArch:
         """Changes one uniformly chosen entry (of the 40) to another of its values; never returns ``arch``."""
+        check_rng(rng, "LiteSpace.mutate")
         arch = self._check_arch(arch)
         values = list(arch.normal) + list(arch.reduce)
         k = int(rng.integers(2 * CELL_LENGTH))

@@ -6,7 +6,7 @@ from typing import Any, Tuple
 
 import numpy as np
 
-from tfnas.checks import positive_int
+from tfnas.checks import check_rng, positive_int
 from tfnas.registry import register_space
 from tfnas.spaces.base import GraphSpace
 from tfnas.spaces.nasnet_dag.arch import NASNET_DAG, NasnetDagArch, mutate_cell, parse_arch, sample_cell
@@ -64,9 +64,11 @@ class NasnetDagSpace(GraphSpace[NasnetDagArch]):
         return parse_arch(text)
 
     def sample(self, rng: np.random.Generator) -> NasnetDagArch:
+        check_rng(rng, "NasnetDagSpace.sample")
         return NasnetDagArch(sample_cell(rng), sample_cell(rng))
 
     def mutate(self, arch: NasnetDagArch, rng: np.random.Generator) -> NasnetDagArch:
+        check_rng(rng, "NasnetDagSpace.mutate")
         arch = self._check_arch(arch)
         if rng.random() < 0.5:
             return NasnetDagArch(mutate_cell(arch.normal, rng), arch.reduction)

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import keras
 import numpy as np
 
-from tfnas.checks import check_image_shape, check_int, check_num_classes, is_int, is_number, positive_int
+from tfnas.checks import check_image_shape, check_int, check_num_classes, check_rng, is_int, is_number, positive_int
 from tfnas.registry import register_space
 from tfnas.spaces.base import GraphSpace, TabularSpace
 from tfnas.spaces.nb201.arch import CONV_KERNEL, EDGES, NUM_CELLS, NUM_EDGES, OP_ID, OPS, Nb201Arch, stage_channels
@@ -174,10 +174,12 @@ class Nb201Space(GraphSpace[Nb201Arch], TabularSpace[Nb201Arch]):
 
     def sample(self, rng: np.random.Generator) -> Nb201Arch:
         """Uniform draw over the 15,625 cells (each edge op uniform and independent)."""
+        check_rng(rng, "Nb201Space.sample")
         return Nb201Arch.from_ids(rng.integers(0, len(OPS), size=NUM_EDGES))
 
     def mutate(self, arch: Nb201Arch, rng: np.random.Generator) -> Nb201Arch:
         """Changes the op of one uniformly chosen edge to one of the 4 other ops."""
+        check_rng(rng, "Nb201Space.mutate")
         ids = list(self._check_arch(arch).ids)
         edge = int(rng.integers(NUM_EDGES))
         ids[edge] = (ids[edge] + int(rng.integers(1, len(OPS)))) % len(OPS)

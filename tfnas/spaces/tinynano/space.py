@@ -39,7 +39,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import keras
 import numpy as np
 
-from tfnas.checks import check_image_shape, check_int, check_num_classes, is_int, is_number
+from tfnas.checks import check_image_shape, check_int, check_num_classes, check_rng, is_int, is_number
 from tfnas.registry import register_space
 from tfnas.spaces.base import GraphSpace
 from tfnas.spaces.tinynano.arch import (
@@ -178,6 +178,7 @@ class TinyNanoSpace(GraphSpace[TinyNanoArch]):
         rule or exceed the limit are redrawn, so every size keeps probability ``1 / (max_nodes - 2)``
         (a ``none`` chain of any size is within any allowed limit).
         """
+        check_rng(rng, "TinyNanoSpace.sample")
         n = int(rng.integers(3, self.max_nodes + 1))
         for _ in range(max_tries):
             nodes = self._random_nodes(rng, n)
@@ -215,6 +216,7 @@ class TinyNanoSpace(GraphSpace[TinyNanoArch]):
         ``RuntimeError`` if ``max_tries`` edits all fail (possible only when ``arch`` itself is
         far over the limit).
         """
+        check_rng(rng, "TinyNanoSpace.mutate")
         arch = self._check_arch(arch)
         for _ in range(max_tries):
             nodes = [(op, list(succ)) for op, succ in arch.nodes]

@@ -36,7 +36,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import keras
 import numpy as np
 
-from tfnas.checks import check_int, positive_int
+from tfnas.checks import check_int, check_rng, positive_int
 from tfnas.registry import register_space
 from tfnas.spaces.base import EvolvableSpace
 from tfnas.spaces.zen.blocks import (
@@ -225,6 +225,7 @@ class ZenSpace(EvolvableSpace[ZenArch]):
 
     def sample(self, rng: np.random.Generator) -> ZenArch:
         """1-3 single-block mutations of the start architecture (uniform count), then splitting."""
+        check_rng(rng, "ZenSpace.sample")
         arch = self.start_arch
         for _ in range(int(rng.integers(1, 4))):
             arch = self.mutate(arch, rng)
@@ -243,6 +244,7 @@ class ZenSpace(EvolvableSpace[ZenArch]):
         reference's mutation: the module docstring. A result with more than
         :data:`~tfnas.spaces.zen.blocks.MAX_UNITS` units is drawn again (the same blocks change).
         """
+        check_rng(rng, "ZenSpace.mutate")
         arch = check_arch(arch)
         positive_int(num_blocks, "num_blocks")
         mutable = [i for i, block in enumerate(arch) if self._mutable(block)]
