@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.proxies.nb201_setup import CLASSES, SHAPE
 from tests.spaces.archs import NB201_ALL_NONE, NB201_MIXED
@@ -48,3 +49,37 @@ def test_random_is_seeded_and_ignores_the_network(space):
     batch = random_batch(np.random.default_rng(0), 2, SHAPE, CLASSES)
     assert [proxy.score(model, batch, np.random.default_rng(seed)) for seed in (7, 8)] == [
         np.random.default_rng(seed).random() for seed in (7, 8)]
+
+
+def test_flops_of_a_zen_arch_follow_the_input_shape():
+    """The Zen space counts by ``resolution``, which the proxy never passed: the same FLOPs at every size."""
+    from tfnas.spaces.zen import ZenSpace
+
+    space = ZenSpace(resolution=8)
+    arch = space.sample(np.random.default_rng(0))
+    flops = get_proxy("flops")
+    for side in (8, 16):
+        got = flops.score_arch(space, arch, num_classes=10, input_shape=(side, side, 3), batch_size=2, rng=None)
+        assert got == space.flops(arch, resolution=side, num_classes=10)
+    assert space.flops(arch, resolution=8) != space.flops(arch, resolution=16)
+    with pytest.raises(ValueError, match="square images only"):
+        flops.score_arch(space, arch, num_classes=10, input_shape=(8, 16, 3), batch_size=2, rng=None)
+
+
+@pytest.mark.parametrize("name", ["naswot", "synflow", "params", "random"])
+@pytest.mark.parametrize("kwargs, error, fragment", [
+    ({"batch_size": 0}, ValueError, "batch_size"), ({"batch_size": 2.5}, ValueError, "batch_size"),
+    ({"num_classes": 0}, ValueError, "num_classes"), ({"input_shape": (8, 8)}, ValueError, "(H, W, C)"),
+    ({"rng": None}, TypeError, "rng must be a numpy.random.Generator"),
+])
+def test_scoring_arguments_that_cannot_be_are_named(name, kwargs, error, fragment):
+    """naswot with batch_size 0 failed in a BatchNorm's graph ("Incompatible shapes: [3] vs. [4]"), num_classes 0
+    in NumPy ("high <= 0"), rng None with "'NoneType' object has no attribute 'standard_normal'"."""
+    if name == "params" and "rng" in kwargs:
+        pytest.skip("a parameter count draws nothing")
+    space = Nb201Space()
+    args = dict(num_classes=CLASSES, input_shape=SHAPE, batch_size=2, rng=np.random.default_rng(0))
+    args.update(kwargs)
+    with pytest.raises(error) as err:
+        get_proxy(name).score_arch(space, space.decode(NB201_MIXED), **args)
+    assert fragment in str(err.value)

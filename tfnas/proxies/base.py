@@ -25,6 +25,7 @@ from typing import Any, Callable, ClassVar, Dict, Iterator, Mapping, Optional, T
 
 import numpy as np
 
+from tfnas.checks import check_image_shape, check_num_classes, check_rng, positive_int
 from tfnas.proxies.fastpaths import find_fast_path
 
 
@@ -46,9 +47,21 @@ class ProxyBatch:
 def random_batch(rng: np.random.Generator, batch_size: int, input_shape: Tuple[int, int, int],
                  num_classes: int) -> ProxyBatch:
     """Gaussian images and uniform labels, as the zero-shot papers use."""
+    check_score_args(num_classes, input_shape, batch_size, rng, "random_batch")
     images = rng.standard_normal((batch_size,) + tuple(input_shape)).astype(np.float32)
     labels = rng.integers(0, num_classes, size=batch_size).astype(np.int32)
     return ProxyBatch(images, labels, num_classes)
+
+
+def check_score_args(num_classes: Any, input_shape: Any, batch_size: Any, rng: Any, owner: str,
+                     needs_rng: bool = True) -> None:
+    """Raises ``ValueError`` / ``TypeError`` naming the argument of a scoring call that is not a positive class
+    count, an ``(H, W, C)`` image shape, a positive batch size or (where ``needs_rng``) a NumPy Generator."""
+    check_num_classes(num_classes, owner)
+    check_image_shape(input_shape, owner)
+    positive_int(batch_size, "batch_size", owner)
+    if needs_rng:
+        check_rng(rng, owner)
 
 
 class Proxy(abc.ABC):
@@ -78,6 +91,7 @@ class Proxy(abc.ABC):
         The network is ``space.build(arch, ...)`` with the space's ``proxy_build_options`` where
         it has them (the ``zen`` space: without residual links, as the Zen-NAS search scores).
         """
+        check_score_args(num_classes, input_shape, batch_size, rng, f"{type(self).__name__}.score_arch")
         fast = find_fast_path(self, space)
         if fast is not None:
             return float(fast(self, space, arch, num_classes=num_classes, input_shape=input_shape,

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tfnas.proxies.base import Proxy, ProxyBatch, build_for_scoring, scored_network
+from tfnas.proxies.base import Proxy, check_score_args, ProxyBatch, build_for_scoring, scored_network
 from tfnas.registry import register_proxy
 
 __all__ = ["FlopsProxy", "ParamsProxy", "RandomProxy", "count_macs", "count_params"]
@@ -87,8 +87,15 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def _analytic(fn: Callable[..., Any], arch: Any, **kwargs: Any) -> int:
-    """Calls a space's analytic count with the keyword arguments it accepts."""
+def _analytic(fn: Callable[..., Any], arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int]) -> int:
+    """Calls a space's analytic count with the keyword arguments it accepts; a count that takes the image side
+    as ``resolution`` (the Zen space's) gets it from ``input_shape``."""
+    kwargs: dict = {"num_classes": num_classes, "input_shape": tuple(input_shape)}
+    if not _accepts(fn, "input_shape") and _accepts(fn, "resolution"):
+        height, width = tuple(input_shape)[:2]
+        if height != width:
+            raise ValueError(f"this space counts square images only (its resolution); got input_shape={input_shape}")
+        kwargs["resolution"] = int(height)
     return int(fn(arch, **{k: v for k, v in kwargs.items() if _accepts(fn, k)}))
 
 
@@ -104,6 +111,8 @@ class ParamsProxy(Proxy):
     def score_arch(self, space: Any, arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
                    batch_size: int, rng: np.random.Generator) -> float:
         """``space.num_params(arch, ...)`` when the space has it, else counted from the built model."""
+        check_score_args(num_classes, input_shape, batch_size, rng, f"{type(self).__name__}.score_arch",
+                         needs_rng=False)
         if callable(getattr(space, "num_params", None)):
             return float(_analytic(space.num_params, arch, num_classes=num_classes, input_shape=input_shape))
         return float(count_params(build_for_scoring(space, arch, num_classes, input_shape)))
@@ -121,6 +130,8 @@ class FlopsProxy(Proxy):
     def score_arch(self, space: Any, arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
                    batch_size: int, rng: np.random.Generator) -> float:
         """``space.flops(arch, ...)`` when the space has it, else counted from the built model's graph."""
+        check_score_args(num_classes, input_shape, batch_size, rng, f"{type(self).__name__}.score_arch",
+                         needs_rng=False)
         if callable(getattr(space, "flops", None)):
             return float(_analytic(space.flops, arch, num_classes=num_classes, input_shape=input_shape))
         return float(count_macs(build_for_scoring(space, arch, num_classes, input_shape), input_shape))
@@ -138,4 +149,5 @@ class RandomProxy(Proxy):
     def score_arch(self, space: Any, arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
                    batch_size: int, rng: np.random.Generator) -> float:
         """One draw from ``rng``; builds nothing."""
+        check_score_args(num_classes, input_shape, batch_size, rng, "RandomProxy.score_arch")
         return float(rng.random())

@@ -19,7 +19,7 @@ from typing import Any, Tuple
 import numpy as np
 
 from tfnas.checks import is_number
-from tfnas.proxies.base import Proxy, ProxyBatch
+from tfnas.proxies.base import Proxy, check_score_args, ProxyBatch
 from tfnas.proxies.zen import ZenProxy
 from tfnas.registry import register_proxy
 
@@ -70,6 +70,7 @@ class IncorporatedProxy(Proxy):
     def score_arch(self, space: Any, arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
                    batch_size: int, rng: np.random.Generator) -> float:
         """Zen (fast path for the ``zen`` space) combined with ``space.entropy(arch, resolution=H)``."""
+        check_score_args(num_classes, input_shape, batch_size, rng, f"{type(self).__name__}.score_arch")
         entropy_fn = getattr(space, "entropy", None)
         if not callable(entropy_fn):
             space_name = getattr(space, "name", "") or type(space).__name__

@@ -43,7 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfnas.proxies.base import Proxy, ProxyBatch, clone_model_for_scoring, main_output
+from tfnas.proxies.base import Proxy, check_score_args, ProxyBatch, clone_model_for_scoring, main_output
 from tfnas.proxies.gradients import KERNEL_NAMES
 from tfnas.registry import register_proxy
 from tfnas.spaces.ops import ResidualReduction
@@ -158,5 +158,6 @@ class SynflowProxy(Proxy):
                    batch_size: int, rng: np.random.Generator) -> float:
         """Scores ``arch`` (fast path where registered, module docstring). ``batch_size`` is not
         used: synflow sees one all-ones image."""
+        check_score_args(num_classes, input_shape, batch_size, rng, "SynflowProxy.score_arch")
         return super().score_arch(space, arch, num_classes=num_classes, input_shape=input_shape, batch_size=1,
                                   rng=rng)
