@@ -589,3 +589,31 @@ def test_a_supernet_epoch_whose_loss_is_not_finite_is_a_diverged_training():
     batches = [(np.zeros((8, 2, 2, 3), np.float32), np.zeros((8, 2), np.float32))] * 2
     with pytest.raises(TrainingDivergedError, match="search training loss is nan; lower"):
         SupernetEngine.train_epoch(engine, batches, arch=0, lr=0.1)
+
+
+@pytest.mark.parametrize("make, error, fragment", [
+    (lambda: Trainer(tiny_model()(), BASE), TypeError, "model_fn must be a function of no arguments"),
+    (lambda: Trainer(tiny_model(), None), TypeError, "train_cfg must be the [train] section"),
+    (lambda: Trainer(tiny_model(), {"epochs": 1}), TypeError, "got dict"),
+    (lambda: Trainer(tiny_model(), BASE, seed=-1), ValueError, "seed"),
+    (lambda: Trainer(tiny_model(), BASE, seed=1.5), ValueError, "seed"),
+    (lambda: Trainer(tiny_model(), BASE, steps_per_epoch=2.5), ValueError, "steps_per_epoch"),
+])
+def test_trainer_arguments_of_the_wrong_kind_are_named(make, error, fragment):
+    """A model instead of its builder failed inside ``inspect`` ("missing a required argument: 'inputs'"), a whole
+    Config with "'Config' object has no attribute 'drop_path'", a seed of "x" with TensorFlow's cast error."""
+    with pytest.raises(error) as err:
+        make()
+    assert fragment in str(err.value)
+
+
+def test_fit_names_a_dataset_that_is_no_dataset_and_labels_of_another_width():
+    trainer = Trainer(tiny_model(), BASE, jit_compile=False, progress=False)
+    with pytest.raises(TypeError, match="train_ds must be a tf.data.Dataset"):
+        trainer.fit(arrays())
+    with pytest.raises(TypeError, match="eval_ds must be a tf.data.Dataset"):
+        trainer.fit(dataset(), arrays())
+    x, y = arrays()
+    five = tf.data.Dataset.from_tensor_slices((x, np.eye(5, dtype=np.float32)[np.argmax(y, 1)])).batch(32)
+    with pytest.raises(ValueError, match="one-hot over 5 classes but the model outputs 2"):
+        trainer.fit(five)

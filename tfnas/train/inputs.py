@@ -21,6 +21,20 @@ def check_element_spec(spec: Any) -> None:
         raise ValueError(f"labels must be float one-hot [B,C] (so mixup and smoothing compose); got {labels.dtype}")
 
 
+def check_label_width(spec: Any, model: Any) -> None:
+    """Raises ``ValueError`` when the labels' one-hot width differs from the classes of the model's first output
+    (a functional model's; a subclassed one is checked by its first step)."""
+    width = spec[1].shape[-1]
+    try:  # (a subclassed model has no symbolic outputs)
+        outputs = model.outputs
+        classes = outputs[0].shape[-1] if outputs else None
+    except (AttributeError, IndexError, TypeError, ValueError):
+        classes = None
+    if width is not None and classes is not None and int(width) != int(classes):
+        raise ValueError(f"the labels are one-hot over {width} classes but the model outputs {classes}; build the "
+                         f"model for {width} classes, or one-hot the labels with depth {classes}")
+
+
 def resolve_steps(ds: tf.data.Dataset, steps_per_epoch: Optional[int]) -> Tuple[int, bool]:
     """``(steps per epoch, whether ds repeats forever)``; ``steps_per_epoch`` wins when given.
 

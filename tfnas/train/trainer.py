@@ -35,13 +35,14 @@ import keras
 import tensorflow as tf
 from tqdm import tqdm
 
+from tfnas.checks import check_int
 from tfnas.config import TrainConfig
 from tfnas.train.checkpoint import CheckpointMismatchError, TrainCheckpoint
 from tfnas.train.distribute import StrategyLike, is_chief, make_strategy, resolve_jit_compile
 from tfnas.train.drop_path import drop_path_layers, drop_path_rate_for_epoch, set_drop_path_rate
 from tfnas.train.errors import TrainingDivergedError
 from tfnas.train.history import History
-from tfnas.train.inputs import check_element_spec, resolve_steps
+from tfnas.train.inputs import check_element_spec, check_label_width, resolve_steps
 from tfnas.train.optim import add_coupled_decay, correct_count, make_optimizer, per_example_loss
 from tfnas.train.optim import smoothed_cross_entropy, split_outputs
 from tfnas.train.schedules import WarmupSchedule, schedule_from_config
@@ -102,8 +103,16 @@ class Trainer:
         progress: bool = True,
         seed: int = 0,
     ):
-        if steps_per_epoch is not None and steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1 or None. Received: steps_per_epoch={steps_per_epoch!r}")
+        if isinstance(model_fn, keras.Model) or not callable(model_fn):
+            raise TypeError(f"model_fn must be a function of no arguments that builds the model (it is called in "
+                            f"the strategy's scope, with seeded layers), e.g. lambda: space.build(arch, ...); got "
+                            f"{type(model_fn).__name__}")
+        if not isinstance(train_cfg, TrainConfig):
+            raise TypeError(f"train_cfg must be the [train] section, a TrainConfig (cfg.train of a loaded config); "
+                            f"got {type(train_cfg).__name__}")
+        if steps_per_epoch is not None:
+            steps_per_epoch = check_int(steps_per_epoch, "steps_per_epoch", "Trainer", low=1)
+        seed = check_int(seed, "seed", "Trainer", low=0, high=2 ** 32 - 1)
         self.cfg = train_cfg
         self.jit_compile = resolve_jit_compile(jit_compile)
         self.strategy = make_strategy(strategy)
@@ -154,6 +163,7 @@ class Trainer:
         if spec is not None:
             check_element_spec(spec)
             self._ensure_built(spec)
+            check_label_width(spec, self.model)
         if not self.model.built:
             raise ValueError("the model is not built: call fit() first, or build it inside model_fn")
         if self.optimizer is None:
@@ -294,8 +304,11 @@ class Trainer:
         one makes (and drops) one iterator per completed epoch, so that a pass-dependent shuffle or
         random stream is at the resumed epoch's pass.
         """
-        if eval_every < 1:
-            raise ValueError(f"eval_every must be >= 1. Received: eval_every={eval_every!r}")
+        eval_every = check_int(eval_every, "eval_every", "Trainer.fit", low=1)
+        for name, ds in (("train_ds", train_ds), ("eval_ds", eval_ds)):
+            if not isinstance(ds, tf.data.Dataset) and (ds is not None or name == "train_ds"):
+                raise TypeError(f"Trainer.fit: {name} must be a tf.data.Dataset of (images, one-hot labels) batches, "
+                                f"e.g. tf.data.Dataset.from_tensor_slices((x, y)).batch(n); got {type(ds).__name__}")
         steps, infinite = resolve_steps(train_ds, self.steps_per_epoch)
         self._prepare(train_ds.element_spec, steps)
         start = 0
