@@ -310,3 +310,10 @@ def test_a_pool_started_from_a_thread_that_ended_keeps_its_workers():
         time.sleep(1.0)  # (a worker killed with the thread would be gone by now)
         assert values(pool.map(NoisySquare(), noisy_items(4))) == first
         assert pool.restarts == 0
+
+
+@pytest.mark.parametrize("workers", [-1, 1.5, True])
+def test_a_worker_count_that_cannot_be_is_refused_not_read_as_one_per_core(workers):
+    """``make_executor("process", -1)`` started one worker per core (``ProcessExecutor(-1)`` refused it)."""
+    with pytest.raises(ValueError, match="workers must be an integer >= 0"):
+        make_executor("process", workers)

@@ -22,6 +22,7 @@ import pytest
 import tensorflow as tf
 
 from tests.images import write_image_folder
+from tests.spaces.archs import NB201_MIXED
 from tfnas.data.base import IMAGENET_MEAN, IMAGENET_STD
 from tfnas.spaces.darts import DartsSpace
 from tfnas.spaces.lite import LiteSpace
@@ -357,3 +358,22 @@ def test_a_ctrl_c_swallowed_during_the_conversion_still_stops_it(interrupts_rais
         tflite_module.convert_tflite(model, "none")
     monkeypatch.setattr(SwallowingConverter, "convert", lambda self: b"flatbuffer")
     assert tflite_module.convert_tflite(model, "none") == b"flatbuffer"
+
+
+def test_calibration_images_without_int8_are_refused_not_left_unused(tmp_path):
+    """``export_tflite(m, path, quantize="none", calibration=x)`` wrote the file and ignored ``x``; ``export_arch``
+    refused the same combination."""
+    space = Nb201Space(channels=4, cells_per_stage=1)
+    model = space.build(space.decode(NB201_MIXED), 10, input_shape=(8, 8, 3))
+    images = np.zeros((2, 8, 8, 3), np.float32)
+    for quantize in ("none", "float16"):
+        with pytest.raises(ValueError, match="calibration images are used by int8 quantization only"):
+            tflite_module.export_tflite(model, str(tmp_path / "m.tflite"), quantize, images)
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("space", ["nb201", Nb201Space])
+def test_export_arch_names_a_space_that_is_not_a_space_instance(space, tmp_path):
+    """``export_arch("nb201", ...)`` failed with "'str' object has no attribute 'decode'"."""
+    with pytest.raises(TypeError, match="space must be a search-space instance"):
+        export_arch(space, NB201_MIXED, 10, str(tmp_path / "m.keras"), fmt="keras")

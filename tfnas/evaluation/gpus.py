@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Tuple
 
+from tfnas.checks import check_int
+
 __all__ = ["GPU_GROWTH_ENV", "cpu_count", "gpus_per_actor", "resolve_workers", "share_gpus_with_workers",
            "visible_gpu_ids", "warn_oversubscribed"]
 
@@ -76,6 +78,8 @@ def cpu_count() -> int:
 
 def resolve_workers(workers: int, gpus: int = 0) -> int:
     """``[run] workers``: ``0`` means one per GPU when GPUs are visible, else one per CPU core."""
+    workers = check_int(workers, "workers", low=0, message="workers must be an integer >= 0 (0: one per GPU, else "
+                        "per core); got {value!r}")
     if workers > 0:
         return workers
     return gpus if gpus > 0 else cpu_count()

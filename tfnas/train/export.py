@@ -351,7 +351,10 @@ def export_arch(
                             message="the number of classes must be an integer in [{low}, {high}]; got {value!r}")
     if fmt in ("keras", "tflite") and not os.fspath(out).endswith("." + fmt):
         raise ValueError(f"the {fmt} format writes one file whose name must end in '.{fmt}'; got {out!r}")
-    if fmt != "tflite" and quantize is not None:
+    if isinstance(space, (str, type)) or not callable(getattr(space, "decode", None)):
+        raise TypeError(f"space must be a search-space instance with build/decode/encode, e.g. Nb201Space() "
+                        f"(tfnas.spaces); got {space!r}")
+    if fmt != "tflite" and quantize not in (None, "none"):
         raise ValueError(
             f"quantization applies to the tflite format only; got format {fmt!r} with quantize={quantize!r}")
     if fmt == "tflite":

@@ -143,6 +143,8 @@ def convert_tflite(
         RuntimeError: the converter failed (e.g. an op without an int8 kernel).
     """
     check_quantize(quantize)
+    if calibration is not None and quantize != "int8":  # (it would be left unused without a word)
+        raise ValueError(f"calibration images are used by int8 quantization only; got quantize={quantize!r}")
     if via not in ROUTES:
         raise ValueError(f"unknown TFLite conversion route via={via!r}; expected one of {', '.join(ROUTES)}")
     net = inference_model(model)
