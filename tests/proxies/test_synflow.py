@@ -47,3 +47,16 @@ def test_log_synflow_edges():
     assert log_synflow(0.0) == float("-inf")
     with pytest.raises(FloatingPointError, match="overflowed"):
         log_synflow(float("inf"))
+
+
+def test_scoring_a_model_leaves_pythons_random_stream_as_it_was(space):
+    """Copying the model for scoring drew the layers' default seeds from Python's global ``random``, so a
+    synflow score shifted the caller's later unseeded Keras initialisations."""
+    import random
+
+    model = space.build(space.decode(NB201_MIXED), num_classes=CLASSES, input_shape=SHAPE)
+    batch = random_batch(np.random.default_rng(0), 2, SHAPE, CLASSES)
+    random.seed(7)
+    before = random.getstate()
+    get_proxy("synflow").score(model, batch, np.random.default_rng(0))
+    assert random.getstate() == before

@@ -179,9 +179,22 @@ def clone_model_for_scoring(model: Any, dtype: Optional[str] = None) -> Any:
     synflow) every layer of the copy computes and stores its weights in that dtype (sublayers
     that custom layers create in ``__init__`` through :func:`dtype_policy_scope`).
 
+    Python's global ``random`` stream, from which Keras draws the layers' default seeds, is left as it was
+    (the copy's weights are the model's; a scoring call must not shift a caller's later initialisations).
+
     Raises:
         TypeError: for a subclassed model without a usable ``get_config``/``from_config`` or input shape.
     """
+    import random
+
+    caller = random.getstate()
+    try:
+        return _clone(model, dtype)
+    finally:
+        random.setstate(caller)
+
+
+def _clone(model: Any, dtype: Optional[str]) -> Any:
     import keras
 
     with dtype_policy_scope(dtype):
