@@ -194,3 +194,26 @@ def test_augmentation_keys_fail_in_one_line(override, expected):
 def test_augmentation_keys_default_off():
     t = load_config(None, []).train
     assert (t.color_jitter, t.hue_jitter, t.grayscale, t.random_resized_crop) == (0.0, 0.0, 0.0, False)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [({"mixup_alpha": -1.0}, "mixup_alpha"),
+                                              ({"mixup_alpha": float("nan")}, "mixup_alpha"),
+                                              ({"random_erasing": 5.0}, "random_erasing"),
+                                              ({"pad_crop": -3}, "pad_crop"), ({"cutout": 1.5}, "cutout")])
+def test_augmentation_strengths_that_cannot_be_are_refused(kwargs, fragment):
+    """A negative or NaN mixup_alpha turned mixup off without a word; pad_crop=-3 and random_erasing=5 failed
+    inside AutoGraph."""
+    with pytest.raises(ValueError, match=fragment):
+        make_pipeline(_raw()[0], batch_size=2, training=True, num_classes=4, mean=MEAN, std=STD, **kwargs)
+
+
+def test_arrays_instead_of_a_dataset_and_labels_past_num_classes_are_named():
+    """``make_pipeline((x, y), ...)`` failed with "'tuple' object has no attribute 'map'"; a label >= num_classes
+    became an all-zero one-hot row."""
+    x = np.zeros((4, 8, 8, 3), np.uint8)
+    with pytest.raises(TypeError, match="ds must be a tf.data.Dataset"):
+        make_pipeline((x, np.zeros(4, np.int64)), batch_size=2, training=False, num_classes=2, mean=MEAN, std=STD)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.array([0, 1, 2, 1])))
+    for training in (False, True):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="a label is not below num_classes=2"):
+            _batches(make_pipeline(ds, batch_size=2, training=training, num_classes=2, mean=MEAN, std=STD))

@@ -14,11 +14,13 @@ epoch after epoch (each new pass over the dataset reshuffles and redraws, determ
 from __future__ import annotations
 
 import logging
+import math
 from typing import Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from tfnas.checks import check_int
 from tfnas.data import augment
 from tfnas.data.base import DatasetInfo, check_download, check_split
 from tfnas.registry import DATASETS
@@ -172,8 +174,16 @@ def make_pipeline(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; received batch_size={batch_size}")
+    if not isinstance(ds, tf.data.Dataset):
+        raise TypeError(f"ds must be a tf.data.Dataset of (image, label) pairs, e.g. "
+                        f"tf.data.Dataset.from_tensor_slices((images, labels)); got {type(ds).__name__}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1; received num_classes={num_classes}")
+    for name, value in (("pad_crop", pad_crop), ("cutout", cutout)):
+        check_int(value, name, "make_pipeline", low=0)
+    if not (math.isfinite(mixup_alpha) and mixup_alpha >= 0.0 and 0.0 <= random_erasing <= 1.0):
+        raise ValueError(f"need mixup_alpha >= 0 (0 = off) and random_erasing in [0, 1]; received "
+                         f"mixup_alpha={mixup_alpha}, random_erasing={random_erasing}")
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise ValueError(f"mean and std need 3 channels and std > 0; received mean={mean}, std={std}")
     if training and shuffle_buffer < 1:
@@ -193,7 +203,11 @@ def make_pipeline(
     autotune = tf.data.AUTOTUNE
 
     def prepare(image: tf.Tensor, label: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-        one_hot = tf.one_hot(tf.cast(label, tf.int32), num_classes, dtype=tf.float32)
+        label = tf.cast(label, tf.int32)
+        check = tf.debugging.assert_less(label, num_classes, message=f"a label is not below num_classes="
+                                         f"{num_classes} (its one-hot row would be all zeros)")
+        with tf.control_dependencies([check, tf.debugging.assert_non_negative(label, message="a label is negative")]):
+            one_hot = tf.one_hot(label, num_classes, dtype=tf.float32)
         return normalize(image, mean, std), one_hot
 
     def prepare_augmented(
