@@ -25,3 +25,49 @@ def test_sample_and_mutate_name_a_stream_that_is_no_generator(space_cls, rng):
     with pytest.raises(TypeError, match=rf"{space_cls.__name__}.mutate: rng must be a numpy.random.Generator"):
         space.mutate(arch, rng)
     assert space.mutate(arch, np.random.default_rng(1)) != arch
+
+
+def test_require_names_the_methods_a_space_lacks_not_all_of_them():
+    """A ZenSpace given where a GraphSpace is needed was said to miss build, decode, encode, mutate, sample and
+    to_graph; it has all but to_graph."""
+    from tfnas.spaces.base import GraphSpace, require
+
+    with pytest.raises(TypeError, match=r"needs a GraphSpace \(missing methods: to_graph\); got ZenSpace"):
+        require(ZenSpace(), GraphSpace, "a candidate pool")
+
+    class Lookalike:
+        def __getattr__(self, name):
+            return lambda *args: None
+
+    with pytest.raises(TypeError, match="has the methods .* but does not derive from GraphSpace"):
+        require(Lookalike(), GraphSpace, "a candidate pool")
+
+
+@pytest.mark.parametrize("space_cls", [DartsSpace, NasnetDagSpace], ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("kwargs, fragment", [({"num_classes": -1}, "num_classes"), ({"channels": -4}, "channels"),
+                                              ({"layers": 2}, "layers"), ({"channels": 1.5}, "channels")])
+def test_parameter_counts_refuse_sizes_the_network_cannot_have(space_cls, kwargs, fragment):
+    """``DartsSpace(channels=4, layers=3).num_params(g, channels=-4)`` was -1,470; ``num_classes=-1`` and
+    ``layers=2`` (which ``build`` refuses) gave counts too."""
+    space = space_cls()
+    arch = space.sample(np.random.default_rng(0))
+    with pytest.raises(ValueError, match=fragment):
+        space.num_params(arch, **kwargs)
+
+
+def test_smaller_values_a_space_took_without_a_word():
+    """NB201 op ids 0.5 and 4.9 were truncated to cells; ``auxiliary='no'`` meant True; a NaN FLOPs limit was
+    taken; ``max_tries=-1`` tried -1 times."""
+    with pytest.raises(ValueError, match="op ids must be integers"):
+        Nb201Space().indices(np.full((1, 6), 0.5))
+    assert Nb201Space().indices(np.zeros((1, 6), np.int64)).shape == (1,)
+    for cls in (DartsSpace, LiteSpace):
+        with pytest.raises(TypeError, match="auxiliary must be True or False"):
+            cls(auxiliary="no")
+    with pytest.raises(ValueError, match="flops_limit"):
+        TinyNanoSpace(flops_limit=float("nan"))
+    space = TinyNanoSpace()
+    with pytest.raises(ValueError, match="max_tries"):
+        space.sample(np.random.default_rng(0), max_tries=-1)
+    with pytest.raises(ValueError, match="max_tries"):
+        space.mutate(space.sample(np.random.default_rng(0)), np.random.default_rng(0), max_tries=0)

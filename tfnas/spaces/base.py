@@ -88,8 +88,8 @@ class EvolvableSpace(SearchSpace[ArchT]):
 def require(obj: Any, capability: type, who: str) -> None:
     """Raises ``TypeError`` when ``obj`` lacks ``capability`` (a method's construction-time check)."""
     if not isinstance(obj, capability):
-        raise TypeError(
-            f"{who} needs a {capability.__name__} (missing methods: "
-            f"{', '.join(sorted(getattr(capability, '__abstractmethods__', ())))}); "
-            f"got {type(obj).__name__}"
-        )
+        needed = sorted(getattr(capability, "__abstractmethods__", ()))
+        missing = [name for name in needed if not callable(getattr(obj, name, None))]
+        why = (f"missing methods: {', '.join(missing)}" if missing else
+               f"it has the methods ({', '.join(needed)}) but does not derive from {capability.__name__}")
+        raise TypeError(f"{who} needs a {capability.__name__} ({why}); got {type(obj).__name__}")

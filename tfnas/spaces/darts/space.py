@@ -13,7 +13,7 @@ from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 
-from tfnas.checks import check_rng, positive_int
+from tfnas.checks import check_int, check_num_classes, check_rng, positive_int
 from tfnas.registry import register_space
 from tfnas.spaces.base import GraphSpace
 from tfnas.spaces.darts.genotype import FULL_CONCAT, NUM_NODES, OP_ID, OPS, PRESETS, DartsGenotype, Pair, parse_genotype
@@ -102,6 +102,8 @@ class DartsSpace(GraphSpace[DartsGenotype]):
                              f"layers={layers}, search_layers={search_layers}")
         self.channels, self.layers = int(channels), int(layers)
         self.search_channels, self.search_layers = int(search_channels), int(search_layers)
+        if not isinstance(auxiliary, (bool, np.bool_)):  # (bool('no') is True)
+            raise TypeError(f"DartsSpace: auxiliary must be True or False. Received: auxiliary={auxiliary!r}")
         self.auxiliary = bool(auxiliary)
 
 
@@ -225,7 +227,13 @@ class DartsSpace(GraphSpace[DartsGenotype]):
             channels, layers: override the space's evaluation width / depth (0 = the space's).
         """
         arch = self._check_arch(arch)
-        return count_network_params(arch, num_classes, channels or self.channels, layers or self.layers, auxiliary)
+        owner = "DartsSpace.num_params"
+        num_classes = check_num_classes(num_classes, owner)
+        channels = check_int(channels, "channels", owner, low=0) or self.channels
+        layers = check_int(layers, "layers", owner, low=0) or self.layers
+        if layers < 3:  # (as the network refuses it)
+            raise ValueError(f"{owner}: `layers` must be >= 3 (two reduction cells). Received: layers={layers}")
+        return count_network_params(arch, num_classes, channels, layers, auxiliary)
 
     def build(self, arch: DartsGenotype, num_classes: int, input_shape: Tuple[int, int, int] = (32, 32, 3),
               **kwargs: Any):

@@ -78,6 +78,8 @@ class LiteSpace(GraphSpace[LiteArch]):
     def __init__(self, channels: int = 40, blocks: Sequence[int] = (2, 2), auxiliary: bool = True):
         self.channels = check_channels(channels, "LiteSpace")
         self.blocks = check_blocks(blocks, "LiteSpace")
+        if not isinstance(auxiliary, (bool, np.bool_)):  # (bool('no') is True)
+            raise TypeError(f"LiteSpace: auxiliary must be True or False. Received: auxiliary={auxiliary!r}")
         self.auxiliary = bool(auxiliary)
 
     def __repr__(self) -> str:

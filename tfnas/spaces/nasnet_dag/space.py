@@ -6,7 +6,7 @@ from typing import Any, Tuple
 
 import numpy as np
 
-from tfnas.checks import check_rng, positive_int
+from tfnas.checks import check_int, check_num_classes, check_rng, positive_int
 from tfnas.registry import register_space
 from tfnas.spaces.base import GraphSpace
 from tfnas.spaces.nasnet_dag.arch import NASNET_DAG, NasnetDagArch, mutate_cell, parse_arch, sample_cell
@@ -90,7 +90,13 @@ class NasnetDagSpace(GraphSpace[NasnetDagArch]):
                    layers: int = 0) -> int:
         """Trainable parameters of ``build(arch, num_classes)`` without (default) or with the auxiliary head."""
         arch = self._check_arch(arch)
-        return count_network_params(arch, num_classes, channels or self.channels, layers or self.layers, auxiliary)
+        owner = "NasnetDagSpace.num_params"
+        num_classes = check_num_classes(num_classes, owner)
+        channels = check_int(channels, "channels", owner, low=0) or self.channels
+        layers = check_int(layers, "layers", owner, low=0) or self.layers
+        if layers < 3:  # (as the network refuses it)
+            raise ValueError(f"{owner}: `layers` must be >= 3 (two reduction cells). Received: layers={layers}")
+        return count_network_params(arch, num_classes, channels, layers, auxiliary)
 
     def build(self, arch: NasnetDagArch, num_classes: int, input_shape: Tuple[int, int, int] = (32, 32, 3),
               **kwargs: Any):

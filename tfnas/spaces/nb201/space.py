@@ -162,6 +162,8 @@ class Nb201Space(GraphSpace[Nb201Arch], TabularSpace[Nb201Arch]):
         ops_ids = np.asarray(ops_ids)
         if ops_ids.ndim != 2 or ops_ids.shape[1] != NUM_EDGES:
             raise ValueError(f"expected op ids of shape [M, {NUM_EDGES}], got {ops_ids.shape}")
+        if ops_ids.size and not np.issubdtype(ops_ids.dtype, np.integer):  # (0.5 and 4.9 were truncated)
+            raise ValueError(f"op ids must be integers, got an array of {ops_ids.dtype}")
         if ops_ids.size and (ops_ids.min() < 0 or ops_ids.max() >= len(OPS)):
             raise ValueError(f"op ids must be in [0, {len(OPS)})")
         return index_of_code()[code_of_ids(ops_ids)]

@@ -39,7 +39,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import keras
 import numpy as np
 
-from tfnas.checks import check_image_shape, check_int, check_num_classes, check_rng, is_int, is_number
+from tfnas.checks import check_image_shape, check_int, check_num_classes, check_rng, is_int, is_number, positive_int
 from tfnas.registry import register_space
 from tfnas.spaces.base import GraphSpace
 from tfnas.spaces.tinynano.arch import (
@@ -121,7 +121,7 @@ class TinyNanoSpace(GraphSpace[TinyNanoArch]):
         self.widths = tuple(int(w) for w in widths)
         self.cells_per_block, self.max_nodes = cells_per_block, max_nodes
         if flops_limit is not None:
-            if not is_number(flops_limit) or flops_limit <= 0:
+            if not is_number(flops_limit) or not flops_limit > 0:  # (NaN too)
                 raise ValueError(f"TinyNanoSpace: `flops_limit` must be a positive number or None. "
                                  f"Received: flops_limit={flops_limit!r}")
             if flops_limit < self.min_flops():
@@ -179,6 +179,7 @@ class TinyNanoSpace(GraphSpace[TinyNanoArch]):
         (a ``none`` chain of any size is within any allowed limit).
         """
         check_rng(rng, "TinyNanoSpace.sample")
+        positive_int(max_tries, "max_tries", "TinyNanoSpace.sample")
         n = int(rng.integers(3, self.max_nodes + 1))
         for _ in range(max_tries):
             nodes = self._random_nodes(rng, n)
@@ -217,6 +218,7 @@ class TinyNanoSpace(GraphSpace[TinyNanoArch]):
         far over the limit).
         """
         check_rng(rng, "TinyNanoSpace.mutate")
+        positive_int(max_tries, "max_tries", "TinyNanoSpace.mutate")
         arch = self._check_arch(arch)
         for _ in range(max_tries):
             nodes = [(op, list(succ)) for op, succ in arch.nodes]
