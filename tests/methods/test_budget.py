@@ -162,3 +162,14 @@ def test_a_search_that_fails_does_not_give_its_trainer_back(benchmark):
     assert len(siamese._IDLE_TRAINERS) == 0
     method.run(benchmark.session("cifar100", 12), 12, np.random.default_rng(0))
     assert len(siamese._IDLE_TRAINERS) == 1
+
+
+def test_random_search_names_a_size_or_budget_that_cannot_be(benchmark):
+    """``RandomSearch(-5)`` was accepted; ``run(session, 0, rng)`` failed with "attempt to get argmax of an empty
+    sequence"."""
+    from tfnas.methods.random_search import RandomSearch
+
+    with pytest.raises(ValueError, match="space_size"):
+        RandomSearch(-5)
+    with pytest.raises(ValueError, match="budget"):
+        RandomSearch(15625).run(benchmark.session("cifar10"), 0, np.random.default_rng(0))

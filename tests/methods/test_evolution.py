@@ -168,3 +168,22 @@ def test_a_state_written_before_non_finite_scores_were_counted_resumes_again_and
         assert saved["nonfinite"] > 0 and resumed.extra["nonfinite"] == full.extra["nonfinite"]
     else:
         assert "nonfinite" not in saved and "nonfinite" not in resumed.extra
+
+
+def test_evolution_arguments_that_cannot_be_are_named():
+    """``population=0``, ``iterations=-1``, a proxy given by name and ``Limits(max_params=-1)`` were accepted."""
+    from tfnas.methods.evolution import EvolutionSearch, Limits
+
+    with pytest.raises(ValueError, match="Limits: max_params must be a finite number >= 0"):
+        Limits(max_params=-1)
+    with pytest.raises(ValueError, match="max_flops"):
+        Limits(max_flops=float("nan"))
+    proxy = ToyProxy()
+    for kwargs, error, fragment in [({"population": 0}, ValueError, "population"),
+                                    ({"iterations": -1}, ValueError, "iterations"),
+                                    ({"proxy": "params"}, TypeError, "proxy must be a Proxy"),
+                                    ({"limits": {}}, TypeError, "limits must be a Limits")]:
+        args = dict(proxy=proxy, proxy_name="params", population=4, iterations=2, limits=Limits())
+        args.update(kwargs)
+        with pytest.raises(error, match=fragment):
+            EvolutionSearch(ToySpace(), **args)

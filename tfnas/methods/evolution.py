@@ -56,6 +56,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from tfnas.checks import check_int, is_number, positive_int
 from tfnas.evaluation.executors import LocalExecutor
 from tfnas.evaluation.proxy import ParallelProxyEvaluator, ProxyEvaluator
 from tfnas.io import (PCG64_STATE, DamagedFileError, check_fields, dict_of, integer, items, list_of, number, read_json,
@@ -86,6 +87,12 @@ class Limits:
     max_rho: float = 0.5
     max_latency_ms: float = 0.0  # measured (needs the search's latency evaluator)
 
+    def __post_init__(self) -> None:
+        for name in ("max_params", "max_flops", "max_layers", "max_rho", "max_latency_ms"):
+            value = getattr(self, name)
+            if not is_number(value) or not 0 <= value < math.inf:
+                raise ValueError(f"Limits: {name} must be a finite number >= 0 (0 = no limit). Received: {value!r}")
+
 
 @register_method("evolution")
 class EvolutionSearch(OneShotSearch):
@@ -109,6 +116,12 @@ class EvolutionSearch(OneShotSearch):
             if not hasattr(space, attr):
                 raise TypeError(f"method 'evolution' needs a space with `{attr}`; "
                                 f"{type(space).__name__} has none")
+        if not callable(getattr(proxy, "score_arch", None)):
+            raise TypeError(f"proxy must be a Proxy (get_proxy({proxy_name!r})), got {proxy!r}")
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a Limits, got {type(limits).__name__}")
+        population = positive_int(population, "population", "EvolutionSearch")
+        iterations = check_int(iterations, "iterations", "EvolutionSearch", low=0)
         if limits.effectiveness_filter and not hasattr(space, "effectiveness"):
             raise TypeError(f"the effectiveness filter needs a space with `effectiveness`; "
                             f"{type(space).__name__} has none (set [search] effectiveness_filter = false)")

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from tfnas.checks import positive_int
 from tfnas.methods.base import BudgetedSearch, RunResult
 from tfnas.registry import register_method
 from tfnas.spaces.base import TabularSpace
@@ -24,10 +25,11 @@ class RandomSearch(BudgetedSearch):
     requires = (TabularSpace,)
 
     def __init__(self, space_size: int):
-        self.space_size = int(space_size)
+        self.space_size = positive_int(space_size, "space_size", "RandomSearch")
 
 
     def run(self, session: Any, budget: int, rng: np.random.Generator) -> RunResult:
+        positive_int(budget, "budget", "RandomSearch.run")
         chosen = rng.choice(self.space_size, size=min(budget, self.space_size), replace=False)
         acc = session.query_many(chosen)
         return RunResult(best_index=int(chosen[int(np.argmax(acc))]),
