@@ -233,3 +233,12 @@ class TempFolder(Job):
         import tempfile
 
         return lambda items: [tempfile.gettempdir() for _ in items]
+
+
+class NoResult(Job):
+    """A defective job: ``run`` returns nothing for its item."""
+
+    needs_tensorflow = False
+
+    def build(self) -> Callable[[Sequence[Any]], List[Any]]:
+        return lambda items: []

@@ -317,3 +317,13 @@ def test_a_worker_count_that_cannot_be_is_refused_not_read_as_one_per_core(worke
     """``make_executor("process", -1)`` started one worker per core (``ProcessExecutor(-1)`` refused it)."""
     with pytest.raises(ValueError, match="workers must be an integer >= 0"):
         make_executor("process", workers)
+
+
+def test_a_job_that_returns_no_result_per_item_is_named_not_recorded_as_failed_items():
+    """Every item of such a job became ``Failed('ValueError: not enough values to unpack (expected 1, got 0)')``."""
+    from tests.evaluation.executor_jobs import NoResult
+    from tfnas.evaluation.executors import LocalExecutor
+
+    with pytest.raises(ExecutorError, match=r"a job's run\(\) must return a list of one result per item; it "
+                                            r"returned \[\] for 1 item"):
+        LocalExecutor().map(NoResult(), [1, 2])

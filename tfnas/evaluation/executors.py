@@ -87,11 +87,14 @@ def _evaluate_each(run: Callable[[Sequence[Any]], List[Any]], items: Sequence[An
     out: List[Any] = []
     for item in items:
         try:
-            (result,) = run([item])
+            results = run([item])
         except Exception as exc:  # a failed candidate is a result, not a lost one
             logger.warning("evaluation failed (%s: %s); recorded as failed", type(exc).__name__, exc)
-            result = Failed(f"{type(exc).__name__}: {exc}")
-        out.append(result)
+            results = [Failed(f"{type(exc).__name__}: {exc}")]
+        if not isinstance(results, (list, tuple)) or len(results) != 1:  # the job's defect, not a failed item
+            raise ExecutorError(f"a job's run() must return a list of one result per item; it returned "
+                                f"{str(results)[:200]} for 1 item")
+        out.append(results[0])
     return out
 
 
