@@ -140,3 +140,17 @@ def test_siamese_predictor_keras_round_trip(tmp_path):
     np.testing.assert_array_equal(after[0], before[0])
     np.testing.assert_array_equal(after[1], before[1])
     np.testing.assert_array_equal(loaded.accuracy_without_code(adj, ops).numpy(), before[0])
+
+
+@pytest.mark.parametrize("cls, extra", [(NeuralPredictor, ()), (SiamesePredictor, (np.zeros((2, 2), np.float32),))])
+def test_inputs_of_another_node_or_op_count_are_named(cls, extra):
+    """``NeuralPredictor(10, 9)((adj, ops[..., :5]))`` failed in a GCN group's reshape ("Input to reshape is a
+    tensor with 200 values, but the requested shape requires a multiple of 9")."""
+    model = cls(10, 9) if cls is NeuralPredictor else cls(10, 9, ec_dim=2)
+    adj, ops = np.zeros((2, 10, 10), np.float32), np.zeros((2, 10, 9), np.float32)
+    out = model((adj, ops) + extra)
+    assert (out[0] if isinstance(out, tuple) else out).shape == (2,)  # (the siamese one: without and with the code)
+    with pytest.raises(ValueError, match=r"ops must end in \(10, 9\) \(10 nodes, 9 ops\); received shape \(2, 10, 5\)"):
+        model((adj, ops[..., :5]) + extra)
+    with pytest.raises(ValueError, match="adj must end in"):
+        model((adj[:, :8, :8], ops) + extra)

@@ -42,11 +42,20 @@ def _node_values(x):
     return kops.mean(x, axis=-1)
 
 
-def _check_inputs(inputs: Sequence[Any], count: int, who: str) -> None:
+def _check_inputs(inputs: Sequence[Any], count: int, who: str, nodes: int, num_ops: int) -> None:
     if not isinstance(inputs, (tuple, list)) or len(inputs) != count:
         names = "(adj, ops)" if count == 2 else "(adj, ops, ec)"
         raise ValueError(f"{who} takes inputs {names}. Received: {type(inputs).__name__} "
                          f"of length {len(inputs) if isinstance(inputs, (tuple, list)) else '?'}")
+    for tensor, name, expected in ((inputs[0], "adj", (nodes, nodes)), (inputs[1], "ops", (nodes, num_ops))):
+        shape = getattr(tensor, "shape", None)  # static shapes, where known
+        try:
+            last = [None if d is None else int(d) for d in shape][-2:] if shape is not None else []
+        except (TypeError, ValueError):  # an unknown rank
+            last = []
+        if len(last) == 2 and any(g is not None and g != e for g, e in zip(last, expected)):
+            raise ValueError(f"{who}: {name} must end in {expected} ({nodes} nodes, {num_ops} ops); "
+                             f"received shape {tuple(shape)}")
 
 
 @keras.saving.register_keras_serializable(package="tfnas")
@@ -118,7 +127,7 @@ class NeuralPredictor(keras.Model):
         return kops.squeeze(self.head(_node_values(x)), axis=-1)
 
     def call(self, inputs, training=None):
-        _check_inputs(inputs, 2, "NeuralPredictor")
+        _check_inputs(inputs, 2, "NeuralPredictor", self.num_nodes, self.num_ops)
         return self.accuracy(inputs[0], inputs[1], training=bool(training))
 
     def get_config(self) -> Dict[str, Any]:
@@ -239,7 +248,7 @@ class SiamesePredictor(keras.Model):
         return self.accuracy_with_code(adj, ops, ec, training=training)
 
     def call(self, inputs, training=None):
-        _check_inputs(inputs, 3, "SiamesePredictor")
+        _check_inputs(inputs, 3, "SiamesePredictor", self.num_nodes, self.num_ops)
         adj, ops, ec = inputs
         training = bool(training)
         adj = with_self_loops(adj)
