@@ -630,3 +630,15 @@ def test_overwrite_replaces_only_an_earlier_export_of_the_same_kind(tmp_path, mo
     keras_file.write_bytes(b"zip")  # a SavedModel never replaces a one-file export that happens to be there
     with pytest.raises(FileExistsError, match="is a file; a SavedModel is a folder"):
         check_target(str(keras_file), overwrite=True, one_file=False)
+
+
+@pytest.mark.parametrize("model", [None, "model.keras", object()])
+def test_exporting_what_is_no_keras_model_is_named(model, tmp_path):
+    """``export_saved_model(None, path)`` said it could not infer the image input shape and asked for one."""
+    from tfnas.train.export import export_keras, export_saved_model
+    from tfnas.train.tflite import export_tflite
+
+    for export, name in ((export_saved_model, "sm"), (export_keras, "m.keras"), (export_tflite, "m.tflite")):
+        with pytest.raises(TypeError, match="expected a keras.Model to serve or export"):
+            export(model, str(tmp_path / name))
+    assert not os.listdir(tmp_path)

@@ -109,6 +109,8 @@ def inference_model(model: keras.Model) -> keras.Model:
     The result gives the same outputs as ``model(x, training=False)``. Export functions call
     this themselves; it is idempotent.
     """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"expected a keras.Model to serve or export; got {type(model).__name__}")
     hook = getattr(model, "inference_model", None)
     if callable(hook):
         return hook()
