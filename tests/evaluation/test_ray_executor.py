@@ -524,6 +524,46 @@ def test_auto_with_no_cluster_says_to_start_one(monkeypatch):
         RayExecutor(2, address="auto")
 
 
+def test_sigterms_handler_is_back_before_ray_kills_its_processes():
+    """Ray's core worker puts SIGTERM to its default action as it stops; a SIGTERM while Ray then killed its
+    processes ended the driver at once (its folder left behind), and an ignored SIGTERM was no longer ignored.
+    The handler is back when ``state.disconnect`` runs (right before the kill), and the patch is gone after."""
+    import signal
+    import types
+
+    from tfnas.evaluation.ray_signals import shutdown
+
+    seen = []
+
+    class State:
+        def disconnect(self):
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    state = State()
+
+    def ray_shutdown(wait_for_processes=False):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the core worker's stop
+        state.disconnect()
+        seen.append("killed")  # kill_all_processes
+
+    fake_ray = types.SimpleNamespace(_private=types.SimpleNamespace(state=types.SimpleNamespace(state=state)),
+                                     shutdown=ray_shutdown)
+
+    def mine(signum, frame):
+        pass
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        for handler in (mine, signal.SIG_IGN):
+            seen.clear()
+            signal.signal(signal.SIGTERM, handler)
+            shutdown(fake_ray)
+            assert seen == [handler, "killed"] and signal.getsignal(signal.SIGTERM) is handler
+            assert "disconnect" not in vars(state)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_rays_sigterm_handler_is_kept_out_of_ray_init_unless_sigterm_is_at_its_default():
     """Ray's handler (sys.exit(15)) cut ray.init short while the raylet launched its agents; an ignored SIGTERM
     must stay ignored and a Python handler in place; at the default action Ray's handler is what ends the start."""

@@ -60,17 +60,19 @@ def shutdown(ray: Any) -> None:
 
     Stopping its core worker puts SIGTERM back to the default action (its crash handlers go), while Python
     still reports its own handler: a SIGTERM while Ray then killed its processes ended the driver at once,
-    no line, the session folder left behind. The Python handler is put back as the core worker is gone."""
+    no line, the session folder left behind (and an ignored SIGTERM was no longer ignored). The handler is put
+    back as the core worker is gone."""
     import signal
     import threading
 
     state = getattr(getattr(getattr(ray, "_private", None), "state", None), "state", None)
+    # (None off the main thread, where no handler can be set: Ray's reset then stays)
     handler = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
-    disconnect = getattr(state, "disconnect", None) if callable(handler) else None
+    disconnect = getattr(state, "disconnect", None) if handler is not None else None
     own = callable(disconnect) and "disconnect" in vars(state)
     if callable(disconnect):  # (what ray.shutdown calls next, before it kills the processes)
         def handler_back() -> Any:
-            signal.signal(signal.SIGTERM, handler)
+            signal.signal(signal.SIGTERM, handler)  # a Python handler, or SIG_IGN: kept ignored
             return disconnect()
 
         state.disconnect = handler_back
@@ -85,7 +87,7 @@ def shutdown(ray: Any) -> None:
                 state.disconnect = disconnect
             else:
                 vars(state).pop("disconnect", None)
-        if callable(handler):
+        if handler is not None:
             signal.signal(signal.SIGTERM, handler)
 
 
