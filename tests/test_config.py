@@ -331,3 +331,14 @@ def test_overrides_that_are_not_a_list_of_strings_are_named(overrides):
 def test_overrides_may_be_none_or_any_iterable():
     assert load_config(None, None) == load_config(None)
     assert load_config(None, (item for item in ["budget.stop=60"])).budget.stop == 60
+
+
+def test_numpy_numbers_in_a_config_changed_in_python_are_numbers():
+    """A NumPy integer (a seed from ``np.arange``) was refused while a NumPy float was taken."""
+    import numpy as np
+
+    from tfnas.config import validate_config
+
+    cfg = load_config("cfg/rand.cfg")
+    validate_config(cfg.replace(run=dataclasses.replace(cfg.run, seed=np.int64(3))))
+    validate_config(cfg.replace(predictor=dataclasses.replace(cfg.predictor, lr=np.float64(0.01))))

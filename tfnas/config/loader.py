@@ -30,7 +30,7 @@ import re
 import typing
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from tfnas.checks import INT32_MAX, is_number
+from tfnas.checks import INT32_MAX, is_int, is_number
 from tfnas.config.sections import SECTIONS, Config, ConfigError
 
 
@@ -269,7 +269,7 @@ def _of_type(value: Any, tp: Any) -> bool:
     if tp is float:
         return is_number(value)
     if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return is_int(value)  # (NumPy integers too, as everywhere else)
     return isinstance(value, tp) if isinstance(tp, type) else True
 
 
