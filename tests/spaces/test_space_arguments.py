@@ -71,3 +71,20 @@ def test_smaller_values_a_space_took_without_a_word():
         space.sample(np.random.default_rng(0), max_tries=-1)
     with pytest.raises(ValueError, match="max_tries"):
         space.mutate(space.sample(np.random.default_rng(0)), np.random.default_rng(0), max_tries=0)
+
+
+def test_views_and_the_nasnet_space_check_what_the_other_spaces_check():
+    """A table view's ``sample(3)`` failed with "'int' object has no attribute 'integers'"; the NASNet space took
+    ``auxiliary='no'`` as True, a dropout of 2 and counted parameters for odd channels it cannot build."""
+    from tfnas.spaces.subset import SubsetSpace
+
+    view = SubsetSpace(Nb201Space(), np.arange(10))
+    with pytest.raises(TypeError, match="SubsetSpace.sample: rng must be a numpy.random.Generator"):
+        view.sample(3)
+    with pytest.raises(TypeError, match="auxiliary must be True or False"):
+        NasnetDagSpace(auxiliary="no")
+    with pytest.raises(ValueError, match="dropout"):
+        NasnetDagSpace(dropout=2.0)
+    space = NasnetDagSpace()
+    with pytest.raises(ValueError, match="channels` must be even"):
+        space.num_params(space.sample(np.random.default_rng(0)), channels=5)

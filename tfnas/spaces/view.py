@@ -12,6 +12,8 @@ from typing import Any, Tuple
 
 import numpy as np
 
+from tfnas.checks import check_rng
+
 from tfnas.spaces.base import GraphSpace, TabularSpace
 
 
@@ -24,6 +26,7 @@ class RowView(TabularSpace, GraphSpace):
         return self.base.to_graph(arch)
 
     def sample(self, rng: np.random.Generator) -> Any:
+        check_rng(rng, f"{type(self).__name__}.sample")
         return self.from_index(int(rng.integers(self.size)))
 
     def mutate(self, arch: Any, rng: np.random.Generator) -> Any:

@@ -6,7 +6,7 @@ from typing import Any, Tuple
 
 import numpy as np
 
-from tfnas.checks import check_int, check_num_classes, check_rng, positive_int
+from tfnas.checks import check_int, check_num_classes, check_rng, is_number, positive_int
 from tfnas.registry import register_space
 from tfnas.spaces.base import GraphSpace
 from tfnas.spaces.nasnet_dag.arch import NASNET_DAG, NasnetDagArch, mutate_cell, parse_arch, sample_cell
@@ -48,6 +48,10 @@ class NasnetDagSpace(GraphSpace[NasnetDagArch]):
                              f"channels={channels}, search_channels={search_channels}")
         self.channels, self.layers = int(channels), int(layers)
         self.search_channels, self.search_layers = int(search_channels), int(search_layers)
+        if not isinstance(auxiliary, (bool, np.bool_)):  # (bool('no') is True)
+            raise TypeError(f"NasnetDagSpace: auxiliary must be True or False. Received: auxiliary={auxiliary!r}")
+        if not is_number(dropout) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"NasnetDagSpace: dropout must be a number in [0, 1). Received: dropout={dropout!r}")
         self.auxiliary, self.dropout = bool(auxiliary), float(dropout)
 
     def __repr__(self) -> str:
@@ -96,6 +100,9 @@ class NasnetDagSpace(GraphSpace[NasnetDagArch]):
         layers = check_int(layers, "layers", owner, low=0) or self.layers
         if layers < 3:  # (as the network refuses it)
             raise ValueError(f"{owner}: `layers` must be >= 3 (two reduction cells). Received: layers={layers}")
+        if channels % 2:  # (as the constructor refuses it)
+            raise ValueError(f"{owner}: `channels` must be even (FactorizedReduce halves them). Received: "
+                             f"channels={channels}")
         return count_network_params(arch, num_classes, channels, layers, auxiliary)
 
     def build(self, arch: NasnetDagArch, num_classes: int, input_shape: Tuple[int, int, int] = (32, 32, 3),
