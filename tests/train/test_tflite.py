@@ -377,3 +377,10 @@ def test_export_arch_names_a_space_that_is_not_a_space_instance(space, tmp_path)
     """``export_arch("nb201", ...)`` failed with "'str' object has no attribute 'decode'"."""
     with pytest.raises(TypeError, match="space must be a search-space instance"):
         export_arch(space, NB201_MIXED, 10, str(tmp_path / "m.keras"), fmt="keras")
+
+
+def test_export_arch_refuses_a_calibration_source_for_formats_that_do_not_quantize(tmp_path):
+    """``fmt="keras", quantize="none", calibration="cifar10"`` was accepted and the calibration ignored."""
+    with pytest.raises(ValueError, match="a calibration source is used by int8 tflite exports only"):
+        export_arch(Nb201Space(), NB201_MIXED, 10, str(tmp_path / "m.keras"), fmt="keras", quantize="none",
+                    calibration="cifar10")

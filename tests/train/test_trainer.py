@@ -617,3 +617,7 @@ def test_fit_names_a_dataset_that_is_no_dataset_and_labels_of_another_width():
     five = tf.data.Dataset.from_tensor_slices((x, np.eye(5, dtype=np.float32)[np.argmax(y, 1)])).batch(32)
     with pytest.raises(ValueError, match="one-hot over 5 classes but the model outputs 2"):
         trainer.fit(five)
+    with pytest.raises(TypeError, match="Trainer.evaluate: ds must be a tf.data.Dataset"):
+        trainer.evaluate(arrays())
+    with pytest.raises(ValueError, match="one-hot over 5 classes but the model outputs 2"):
+        trainer.evaluate(five)

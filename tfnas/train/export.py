@@ -356,6 +356,8 @@ def export_arch(
     if isinstance(space, (str, type)) or not callable(getattr(space, "decode", None)):
         raise TypeError(f"space must be a search-space instance with build/decode/encode, e.g. Nb201Space() "
                         f"(tfnas.spaces); got {space!r}")
+    if fmt != "tflite" and calibration:
+        raise ValueError(f"a calibration source is used by int8 tflite exports only; got format {fmt!r}")
     if fmt != "tflite" and quantize not in (None, "none"):
         raise ValueError(
             f"quantization applies to the tflite format only; got format {fmt!r} with quantize={quantize!r}")
@@ -398,4 +400,4 @@ def export_arch(
             images, source = found.images, found.source
         path = tflite.export_tflite(net, out, quantize, images, input_shape=input_shape, overwrite=overwrite)
     return ExportResult(path=path, format=fmt, arch=space.encode(arch), num_params=count_params(net),
-                        input_shape=input_shape, quantize=quantize or "", calibration=source)
+                        input_shape=input_shape, quantize=quantize if fmt == "tflite" else "", calibration=source)

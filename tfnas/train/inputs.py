@@ -21,6 +21,14 @@ def check_element_spec(spec: Any) -> None:
         raise ValueError(f"labels must be float one-hot [B,C] (so mixup and smoothing compose); got {labels.dtype}")
 
 
+def check_dataset(ds: Any, name: str, owner: str) -> None:
+    """Raises ``TypeError`` unless ``ds`` is a ``tf.data.Dataset``, and :func:`check_element_spec`'s errors."""
+    if not isinstance(ds, tf.data.Dataset):
+        raise TypeError(f"{owner}: {name} must be a tf.data.Dataset of (images, one-hot labels) batches, e.g. "
+                        f"tf.data.Dataset.from_tensor_slices((x, y)).batch(n); got {type(ds).__name__}")
+    check_element_spec(ds.element_spec)
+
+
 def check_label_width(spec: Any, model: Any) -> None:
     """Raises ``ValueError`` when the labels' one-hot width differs from the classes of the model's first output
     (a functional model's; a subclassed one is checked by its first step)."""

@@ -42,7 +42,7 @@ from tfnas.train.distribute import StrategyLike, is_chief, make_strategy, resolv
 from tfnas.train.drop_path import drop_path_layers, drop_path_rate_for_epoch, set_drop_path_rate
 from tfnas.train.errors import TrainingDivergedError
 from tfnas.train.history import History
-from tfnas.train.inputs import check_element_spec, check_label_width, resolve_steps
+from tfnas.train.inputs import check_dataset, check_element_spec, check_label_width, resolve_steps
 from tfnas.train.optim import add_coupled_decay, correct_count, make_optimizer, per_example_loss
 from tfnas.train.optim import smoothed_cross_entropy, split_outputs
 from tfnas.train.schedules import WarmupSchedule, schedule_from_config
@@ -305,10 +305,9 @@ class Trainer:
         random stream is at the resumed epoch's pass.
         """
         eval_every = check_int(eval_every, "eval_every", "Trainer.fit", low=1)
-        for name, ds in (("train_ds", train_ds), ("eval_ds", eval_ds)):
-            if not isinstance(ds, tf.data.Dataset) and (ds is not None or name == "train_ds"):
-                raise TypeError(f"Trainer.fit: {name} must be a tf.data.Dataset of (images, one-hot labels) batches, "
-                                f"e.g. tf.data.Dataset.from_tensor_slices((x, y)).batch(n); got {type(ds).__name__}")
+        check_dataset(train_ds, "train_ds", "Trainer.fit")
+        if eval_ds is not None:
+            check_dataset(eval_ds, "eval_ds", "Trainer.fit")
         steps, infinite = resolve_steps(train_ds, self.steps_per_epoch)
         self._prepare(train_ds.element_spec, steps)
         start = 0
@@ -402,8 +401,9 @@ class Trainer:
         Returns:
             ``{"loss": float, "accuracy": float}``.
         """
-        check_element_spec(ds.element_spec)
+        check_dataset(ds, "ds", "Trainer.evaluate")
         self._ensure_built(ds.element_spec)
+        check_label_width(ds.element_spec, self.model)
         dist_ds = self.strategy.experimental_distribute_dataset(ds)
         step_fn = self._step_function("eval", dist_ds.element_spec)
         self._eval_totals.assign(tf.zeros([3]))
