@@ -69,3 +69,7 @@ def test_sequences_of_two_lengths_are_named(fn):
 def test_top_k_best_names_what_it_cannot_take(scores, truth, k):
     with pytest.raises(ValueError, match="top_k_best: "):
         top_k_best(np.array(scores), np.array(truth), k)
+
+
+def test_top_k_best_of_nan_scores_is_nan_like_the_correlations():
+    assert np.isnan(top_k_best(np.array([1.0, np.nan, 3.0]), np.array([1.0, 2.0, 3.0]), 1))

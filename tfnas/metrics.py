@@ -96,13 +96,16 @@ def kendall(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def top_k_best(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
-    """Best true value among the ``k`` highest-scored items (``k`` >= 1; all of them where fewer)."""
+    """Best true value among the ``k`` highest-scored items (``k`` >= 1; all of them where fewer); NaN where a
+    score is NaN."""
     scores, truth = np.asarray(scores), np.asarray(truth)
     if scores.ndim != 1 or truth.shape != scores.shape or not len(scores):
         raise ValueError(f"top_k_best: expected scores and truth of one non-zero length; got shapes {scores.shape} "
                          f"and {truth.shape}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"top_k_best: k must be an integer >= 1, got {k!r}")
+    if np.isnan(np.asarray(scores, np.float64)).any():  # (as spearman and kendall: no ranking of a NaN)
+        return float("nan")
     k = min(k, len(scores))
     top = np.argpartition(-scores, k - 1)[:k]
     return float(truth[top].max())

@@ -178,9 +178,12 @@ def test_evolution_arguments_that_cannot_be_are_named():
         Limits(max_params=-1)
     with pytest.raises(ValueError, match="max_flops"):
         Limits(max_flops=float("nan"))
+    with pytest.raises(ValueError, match="max_layers"):
+        Limits(max_layers=2.5)
     proxy = ToyProxy()
     for kwargs, error, fragment in [({"population": 0}, ValueError, "population"),
                                     ({"iterations": -1}, ValueError, "iterations"),
+                                    ({"record_every": 0}, ValueError, "record_every"),
                                     ({"proxy": "params"}, TypeError, "proxy must be a Proxy"),
                                     ({"limits": {}}, TypeError, "limits must be a Limits")]:
         args = dict(proxy=proxy, proxy_name="params", population=4, iterations=2, limits=Limits())

@@ -181,9 +181,10 @@ def make_pipeline(
         raise ValueError(f"num_classes must be >= 1; received num_classes={num_classes}")
     for name, value in (("pad_crop", pad_crop), ("cutout", cutout)):
         check_int(value, name, "make_pipeline", low=0)
-    if not (math.isfinite(mixup_alpha) and mixup_alpha >= 0.0 and 0.0 <= random_erasing <= 1.0):
-        raise ValueError(f"need mixup_alpha >= 0 (0 = off) and random_erasing in [0, 1]; received "
-                         f"mixup_alpha={mixup_alpha}, random_erasing={random_erasing}")
+    if not (math.isfinite(mixup_alpha) and mixup_alpha >= 0.0):
+        raise ValueError(f"mixup_alpha must be a finite number >= 0 (0 = off); received mixup_alpha={mixup_alpha}")
+    if not 0.0 <= random_erasing <= 1.0:
+        raise ValueError(f"random_erasing must be a probability in [0, 1]; received random_erasing={random_erasing}")
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise ValueError(f"mean and std need 3 channels and std > 0; received mean={mean}, std={std}")
     if training and shuffle_buffer < 1:

@@ -88,10 +88,12 @@ class Limits:
     max_latency_ms: float = 0.0  # measured (needs the search's latency evaluator)
 
     def __post_init__(self) -> None:
-        for name in ("max_params", "max_flops", "max_layers", "max_rho", "max_latency_ms"):
+        for name in ("max_params", "max_flops", "max_rho", "max_latency_ms"):
             value = getattr(self, name)
             if not is_number(value) or not 0 <= value < math.inf:
-                raise ValueError(f"Limits: {name} must be a finite number >= 0 (0 = no limit). Received: {value!r}")
+                meaning = "the effectiveness filter's bound" if name == "max_rho" else "0 = no limit"
+                raise ValueError(f"Limits: {name} must be a finite number >= 0 ({meaning}). Received: {value!r}")
+        check_int(self.max_layers, "max_layers", "Limits", low=0)
 
 
 @register_method("evolution")
@@ -117,11 +119,12 @@ class EvolutionSearch(OneShotSearch):
                 raise TypeError(f"method 'evolution' needs a space with `{attr}`; "
                                 f"{type(space).__name__} has none")
         if not callable(getattr(proxy, "score_arch", None)):
-            raise TypeError(f"proxy must be a Proxy (get_proxy({proxy_name!r})), got {proxy!r}")
+            raise TypeError(f"proxy must be a Proxy object (tfnas.proxies.get_proxy(name)), got {proxy!r}")
         if not isinstance(limits, Limits):
             raise TypeError(f"limits must be a Limits, got {type(limits).__name__}")
         population = positive_int(population, "population", "EvolutionSearch")
         iterations = check_int(iterations, "iterations", "EvolutionSearch", low=0)
+        record_every = positive_int(record_every, "record_every", "EvolutionSearch")
         if limits.effectiveness_filter and not hasattr(space, "effectiveness"):
             raise TypeError(f"the effectiveness filter needs a space with `effectiveness`; "
                             f"{type(space).__name__} has none (set [search] effectiveness_filter = false)")
