@@ -195,6 +195,33 @@ def test_maximum_likelihood_warm_up_fits_the_real_cells():
         np.testing.assert_array_equal(w0, w1)
 
 
+def test_a_cosine_warm_up_decays_its_rate_each_epoch_and_resumes_to_the_same_weights():
+    """``[nag] pretrain_schedule = cosine``: the likelihood epochs' rate falls from 1e-3 to 0, set per epoch, so
+    a warm-up resumed at epoch 1 ends where an uninterrupted one does."""
+    data = pool_data(16)
+    half_way = 1e-3 * (1 + np.cos(np.pi / 3)) / 2
+
+    def cosine():
+        gen, disc = models()
+        return GanTrainer([gen], disc, batch_size=16, seed=0, pretrain_schedule="cosine")
+
+    whole = cosine()
+    assert [whole.pretrain_rate(epoch, 3) for epoch in range(3)] == pytest.approx([1e-3, half_way, 1e-3 - half_way])
+    assert trainer().pretrain_rate(2, 3) == pytest.approx(1e-3)  # constant, the default
+    whole.fit(data, 3, pretrain_epochs=3)
+    assert float(whole.p_opt.learning_rate) == pytest.approx(1e-3 - half_way)
+    first = cosine()
+    first.fit(data, 1, pretrain_epochs=3)
+    resumed = cosine()
+    resumed.set_state(first.get_state())
+    resumed.fit(data, 3, start_epoch=1, pretrain_epochs=3)
+    for x, y in zip(whole.get_state(), resumed.get_state()):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="pretrain_schedule must be"):
+        gen, disc = models()
+        GanTrainer([gen], disc, pretrain_schedule="linear")
+
+
 def test_sequential_edges_learn_edges_that_must_agree():
     """Real cells feed the output from the first op or from the second, never both or neither (the two
     are alike, so nothing but the other decision tells them apart). One decision per earlier node

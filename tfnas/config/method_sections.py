@@ -122,6 +122,8 @@ class NagConfig:
       d_lr: the discriminator's lr (NAG: the same 2e-4).
       pretrain_epochs: maximum-likelihood (teacher-forced) epochs of the generator before the GAN
         epochs, Adam 1e-3 (not in NAG, which trains the GAN only: 0).
+      pretrain_schedule: the likelihood epochs' learning rate: ``constant`` 1e-3, or ``cosine`` from 1e-3
+        down to 0 over ``pretrain_epochs`` (set per epoch).
       node_units / graph_units / noise_dim / embed_dim / prop_layers / dropout: model widths
         (NAG: 250, 56, 100, 10, 3, 0.5).
       relax: what the discriminator sees of a generated cell in training: ``straight_through``
@@ -149,6 +151,7 @@ class NagConfig:
     lr: float = _f(2e-4, min=0.0)
     d_lr: float = _f(2e-4, min=0.0)
     pretrain_epochs: int = _f(0, min=0)
+    pretrain_schedule: str = _f("constant", choices=("constant", "cosine"))
     beta_1: float = _f(0.5, min=0.0, max=0.9999)
     beta_2: float = _f(0.999, min=0.0, max=0.9999)
     node_units: int = _f(250, min=1)

@@ -241,7 +241,8 @@ def nag(cls: type, cfg: Config, space: Any) -> NagSearch:
                pool=n.pool, epochs=n.epochs, batch_size=n.batch_size, lr=n.lr, d_lr=n.d_lr, beta_1=n.beta_1,
                beta_2=n.beta_2, model=model, target=(n.target_acc, n.target_params), samples=n.samples,
                gen_batch=n.gen_batch,
-               labels=n.labels, pretrain_epochs=n.pretrain_epochs, seed=cfg.run.seed,
+               labels=n.labels, pretrain_epochs=n.pretrain_epochs, pretrain_schedule=n.pretrain_schedule,
+               seed=cfg.run.seed,
                jit_compile=resolve_jit_compile(cfg.run.jit_compile))
 
 
@@ -298,7 +299,7 @@ def nag_supernet(cls: type, cfg: Config, space: Any) -> NagSupernetSearch:
 
     model = _nag_model(n)
     gan = dict(lr=n.lr, d_lr=n.d_lr, beta_1=n.beta_1, beta_2=n.beta_2, batch_size=n.batch_size,
-               jit_compile=resolve_jit_compile(cfg.run.jit_compile))
+               jit_compile=resolve_jit_compile(cfg.run.jit_compile), pretrain_schedule=n.pretrain_schedule)
     return cls(space, data, supernet, rs_train, pool=n.pool, epochs=s.epochs, batch_size=batch,
                steps_per_epoch=s.steps_per_epoch, lr=s.lr, lr_min=s.lr_min, drop_path=s.drop_path,
                score_batches=n.score_batches, gan=gan, gan_epochs=n.epochs, pretrain_epochs=n.pretrain_epochs,

@@ -15,6 +15,7 @@ with the same final weights as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable, Dict, List, Optional, Sequence
 
 import keras
@@ -59,11 +60,17 @@ class GanTrainer:
       jit_compile: XLA for the step.
       pretrain_lr: Adam lr of the optional maximum-likelihood warm-up of the generators
         (:meth:`pretrain_epoch`; not in the NAG paper, which trains the GAN from scratch).
+      pretrain_schedule: ``constant`` (``pretrain_lr`` throughout) or ``cosine`` (from ``pretrain_lr``
+        down to 0 over the warm-up's epochs, set at the start of each; :meth:`fit`).
     """
 
     def __init__(self, generators: Sequence[DagGenerator], discriminator: DagDiscriminator, lr: float = 2e-4,
                  beta_1: float = 0.5, beta_2: float = 0.999, batch_size: int = 64, seed: int = 0,
-                 jit_compile: bool = False, d_lr: Optional[float] = None, pretrain_lr: float = 1e-3):
+                 jit_compile: bool = False, d_lr: Optional[float] = None, pretrain_lr: float = 1e-3,
+                 pretrain_schedule: str = "constant"):
+        if pretrain_schedule not in ("constant", "cosine"):
+            raise ValueError(f"pretrain_schedule must be 'constant' or 'cosine'; got {pretrain_schedule!r}")
+        self.pretrain_lr, self.pretrain_schedule = float(pretrain_lr), pretrain_schedule
         self.generators, self.discriminator = list(generators), discriminator
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.noise_dim = self.generators[0].noise_dim
@@ -157,6 +164,12 @@ class GanTrainer:
             sums += [float(v) for v in out]
         return {**dict(zip(names, (float(v) for v in sums / steps))), "steps": steps}
 
+    def pretrain_rate(self, epoch: int, pretrain_epochs: int) -> float:
+        """The likelihood warm-up's learning rate in ``epoch`` (of ``pretrain_epochs``)."""
+        if self.pretrain_schedule == "constant":
+            return self.pretrain_lr
+        return self.pretrain_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, pretrain_epochs)))
+
     def fit(self, data: CellData, epochs: int, start_epoch: int = 0,
             on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = None, progress: bool = False,
             pretrain_epochs: int = 0) -> None:
@@ -170,6 +183,7 @@ class GanTrainer:
         try:
             for epoch in range(start_epoch, epochs):
                 if epoch < pretrain_epochs:
+                    self.p_opt.learning_rate = self.pretrain_rate(epoch, pretrain_epochs)
                     row = self.pretrain_epoch(data, epoch)
                 else:
                     row = self.train_epoch(data, epoch)

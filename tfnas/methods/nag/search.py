@@ -99,7 +99,8 @@ class NagSearch(BudgetedSearch):
                  epochs: int = 200, batch_size: int = 64, lr: float = 2e-4, beta_1: float = 0.5,
                  beta_2: float = 0.999, model: Optional[Dict[str, Any]] = None, target: Tuple[int, int] = (2, -1),
                  samples: int = 100, gen_batch: int = 256, labels: str = "table", seed: int = 0,
-                 jit_compile: bool = False, d_lr: Optional[float] = None, pretrain_epochs: int = 0):
+                 jit_compile: bool = False, d_lr: Optional[float] = None, pretrain_epochs: int = 0,
+                 pretrain_schedule: str = "constant"):
         self.spec, self.lookup = spec, lookup
         self.adj, self.types = dags
         self.label_acc, self.params = np.asarray(label_acc, np.float64), np.asarray(params, np.float64)
@@ -109,7 +110,7 @@ class NagSearch(BudgetedSearch):
         self.target, self.labels, self.seed = (int(target[0]), int(target[1])), labels, int(seed)
         self.model = dict(model or {})
         self._opts = dict(lr=lr, d_lr=d_lr, beta_1=beta_1, beta_2=beta_2, batch_size=batch_size,
-                          jit_compile=jit_compile)
+                          jit_compile=jit_compile, pretrain_schedule=pretrain_schedule)
         self.trainer: Optional[GanTrainer] = None
         self._select_pool()
 
