@@ -68,6 +68,17 @@ def _cell_graph(pairs: Sequence[Pair], concat: Sequence[int], kind: str) -> Tupl
     return adj, labels
 
 
+def stack_sizes(space: Any, owner: str, num_classes: Any, channels: Any, layers: Any) -> Tuple[int, int, int]:
+    """``(num_classes, channels, layers)`` of a cell-stack network's parameter count, checked as the network
+    checks them (0 channels or layers: the space's own)."""
+    num_classes = check_num_classes(num_classes, owner)
+    channels = check_int(channels, "channels", owner, low=0) or space.channels
+    layers = check_int(layers, "layers", owner, low=0) or space.layers
+    if layers < 3:
+        raise ValueError(f"{owner}: `layers` must be >= 3 (two reduction cells). Received: layers={layers}")
+    return num_classes, channels, layers
+
+
 @register_space("darts")
 class DartsSpace(GraphSpace[DartsGenotype]):
     """The DARTS cell space with the RelativeNAS encoding and the DARTS CIFAR network.
@@ -227,12 +238,7 @@ class DartsSpace(GraphSpace[DartsGenotype]):
             channels, layers: override the space's evaluation width / depth (0 = the space's).
         """
         arch = self._check_arch(arch)
-        owner = "DartsSpace.num_params"
-        num_classes = check_num_classes(num_classes, owner)
-        channels = check_int(channels, "channels", owner, low=0) or self.channels
-        layers = check_int(layers, "layers", owner, low=0) or self.layers
-        if layers < 3:  # (as the network refuses it)
-            raise ValueError(f"{owner}: `layers` must be >= 3 (two reduction cells). Received: layers={layers}")
+        num_classes, channels, layers = stack_sizes(self, "DartsSpace.num_params", num_classes, channels, layers)
         return count_network_params(arch, num_classes, channels, layers, auxiliary)
 
     def build(self, arch: DartsGenotype, num_classes: int, input_shape: Tuple[int, int, int] = (32, 32, 3),

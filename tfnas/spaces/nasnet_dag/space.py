@@ -6,9 +6,10 @@ from typing import Any, Tuple
 
 import numpy as np
 
-from tfnas.checks import check_int, check_num_classes, check_rng, is_number, positive_int
+from tfnas.checks import check_rng, is_number, positive_int
 from tfnas.registry import register_space
 from tfnas.spaces.base import GraphSpace
+from tfnas.spaces.darts.space import stack_sizes
 from tfnas.spaces.nasnet_dag.arch import NASNET_DAG, NasnetDagArch, mutate_cell, parse_arch, sample_cell
 from tfnas.spaces.nasnet_dag.network import NasnetDagNetwork, count_network_params
 
@@ -95,11 +96,7 @@ class NasnetDagSpace(GraphSpace[NasnetDagArch]):
         """Trainable parameters of ``build(arch, num_classes)`` without (default) or with the auxiliary head."""
         arch = self._check_arch(arch)
         owner = "NasnetDagSpace.num_params"
-        num_classes = check_num_classes(num_classes, owner)
-        channels = check_int(channels, "channels", owner, low=0) or self.channels
-        layers = check_int(layers, "layers", owner, low=0) or self.layers
-        if layers < 3:  # (as the network refuses it)
-            raise ValueError(f"{owner}: `layers` must be >= 3 (two reduction cells). Received: layers={layers}")
+        num_classes, channels, layers = stack_sizes(self, owner, num_classes, channels, layers)
         if channels % 2:  # (as the constructor refuses it)
             raise ValueError(f"{owner}: `channels` must be even (FactorizedReduce halves them). Received: "
                              f"channels={channels}")
