@@ -287,8 +287,8 @@ class Trainer:
         """Trains up to ``train_cfg.epochs``, resuming from the newest checkpoint in ``checkpoint_dir``.
 
         Args:
-            train_ds: ``(images, labels)`` batches; finite (one pass per epoch, at most
-                ``steps_per_epoch`` batches) or repeated (``steps_per_epoch`` required).
+            train_ds: ``(images [B, H, W, C], float one-hot labels [B, classes])`` batches; finite (one
+                pass per epoch, at most ``steps_per_epoch`` batches) or repeated (``steps_per_epoch`` required).
             eval_ds: optional evaluation batches, evaluated every ``eval_every`` epochs and after
                 the last one.
             eval_every: evaluation period in epochs.
