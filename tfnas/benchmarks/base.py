@@ -14,6 +14,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
+from tfnas.checks import is_int
+
 
 class BudgetExceededError(RuntimeError):
     """A search asked for more distinct ground-truth answers than its budget allows."""
@@ -61,7 +63,7 @@ class CountingSession:
     def __init__(self, lookup: Callable[[np.ndarray], Any], size: int, dataset: str, budget: Optional[int],
                  low_fidelity: Optional[Callable[[np.ndarray], np.ndarray]] = None,
                  no_low_fidelity: str = "this benchmark has no low-fidelity figures"):
-        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0):
+        if budget is not None and (not is_int(budget) or budget < 0):
             raise ValueError(f"budget must be an integer >= 0 or None; received budget={budget!r}")
         self._lookup, self._low = lookup, low_fidelity
         self._no_low = no_low_fidelity
@@ -90,7 +92,7 @@ class CountingSession:
     def _check(self, index: Any) -> int:
         """``index`` as a cell index: an integer (Python or NumPy) in ``[0, size)``; a float, a bool, a string
         or an architecture is refused (``space.index(arch)`` gives an architecture's index)."""
-        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+        if not is_int(index):
             raise TypeError(f"cell index must be an integer in [0, {self.size}), got {index!r} "
                             f"({type(index).__name__}); an architecture's index is space.index(arch)")
         if not 0 <= index < self.size:

@@ -238,12 +238,7 @@ def validate_config(cfg: Config, check_names: bool = True) -> None:
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str
     parser.read_string(config_to_ini(cfg))
-    raw: Dict[str, Dict[str, Tuple[str, str]]] = {}
-    for section in parser.sections():
-        for key, value in parser.items(section):
-            where = f"{label}: [{section}] {key}"
-            raw.setdefault(section, {})[key] = (ini_value(value, where), where)
-    _build(raw, cfg.source, cfg.overrides, label, check_names)
+    _build(_raw_values(parser, label), cfg.source, cfg.overrides, label, check_names)
 
 
 def _override_list(overrides: Any) -> List[str]:
@@ -275,7 +270,6 @@ def _of_type(value: Any, tp: Any) -> bool:
 
 def _read_file(path: str) -> Dict[str, Dict[str, Tuple[str, str]]]:
     """The file's ``{section: {key: (value, where)}}``."""
-    raw: Dict[str, Dict[str, Tuple[str, str]]] = {}
     if os.path.isdir(path):
         raise ConfigError(f"{path}: is a folder; expected a .cfg file (see cfg/)")
     if not os.path.exists(path):
@@ -302,9 +296,15 @@ def _read_file(path: str) -> Dict[str, Dict[str, Tuple[str, str]]]:
     if parser.defaults():  # configparser would copy them into every section: "unknown key" everywhere
         raise ConfigError(f"{path}: [DEFAULT] sets {', '.join(sorted(parser.defaults()))}; tfnas configs have "
                           f"no [DEFAULT] section: put each key under its own section")
+    return _raw_values(parser, path)
+
+
+def _raw_values(parser: configparser.ConfigParser, label: str) -> Dict[str, Dict[str, Tuple[str, str]]]:
+    """``{section: {key: (value, where)}}`` of a parsed INI text, each value unquoted (:func:`ini_value`)."""
+    raw: Dict[str, Dict[str, Tuple[str, str]]] = {}
     for section in parser.sections():
         for key, value in parser.items(section):
-            where = f"{path}: [{section}] {key}"
+            where = f"{label}: [{section}] {key}"
             raw.setdefault(section, {})[key] = (ini_value(value, where), where)
     return raw
 
