@@ -88,3 +88,14 @@ def test_views_and_the_nasnet_space_check_what_the_other_spaces_check():
     space = NasnetDagSpace()
     with pytest.raises(ValueError, match="channels` must be even"):
         space.num_params(space.sample(np.random.default_rng(0)), channels=5)
+
+
+@pytest.mark.parametrize("space_cls", [DartsSpace, NasnetDagSpace], ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("kwargs, fragment", [({"seed": "x"}, "seed"), ({"seed": -1}, "seed"),
+                                              ({"channels": -4}, "channels")])
+def test_cell_stack_networks_name_a_seed_or_width_that_cannot_be(space_cls, kwargs, fragment):
+    """``DartsSpace().build(g, 10, (8, 8, 3), seed="x")`` failed with "can only concatenate str (not "int") to
+    str"; ``channels=-4`` with Keras' "Invalid value for argument `filters`"."""
+    space = space_cls()
+    with pytest.raises(ValueError, match=fragment):
+        space.build(space.sample(np.random.default_rng(0)), 10, (8, 8, 3), auxiliary=False, **kwargs)

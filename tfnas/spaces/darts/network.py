@@ -18,7 +18,7 @@ import keras
 from keras import ops
 
 from tfnas.spaces.ops.common import build_once, with_list_children
-from tfnas.checks import check_num_classes
+from tfnas.checks import check_int, check_num_classes, positive_int
 from tfnas.spaces.darts.genotype import parse_genotype
 from tfnas.spaces.ops import (
     BN_EPSILON,
@@ -286,6 +286,8 @@ class CellStackNetwork(keras.Model):
         if len(shape) != 3 or shape[0] % 4 or shape[1] % 4:
             raise ValueError(f"{kind}: `image_shape` must be (H, W, C) with H and W divisible by 4 (two stride-2 "
                              f"reductions). Received: image_shape={tuple(image_shape)}")
+        channels, layers = positive_int(channels, "channels", kind), positive_int(layers, "layers", kind)
+        seed = None if seed is None else check_int(seed, "seed", kind, low=0)
         if layers < 3:
             raise ValueError(f"{kind}: `layers` must be >= 3 (two reduction cells). Received: layers={layers}")
         if auxiliary and min(shape[0], shape[1]) < 32:
