@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfnas.checks import is_int
+
 
 def _average_ranks(x: np.ndarray) -> np.ndarray:
     """Ranks 1..n with ties given their average rank."""
@@ -102,7 +104,7 @@ def top_k_best(scores: np.ndarray, truth: np.ndarray, k: int) -> float:
     if scores.ndim != 1 or truth.shape != scores.shape or not len(scores):
         raise ValueError(f"top_k_best: expected scores and truth of one non-zero length; got shapes {scores.shape} "
                          f"and {truth.shape}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+    if not is_int(k) or k < 1:
         raise ValueError(f"top_k_best: k must be an integer >= 1, got {k!r}")
     if np.isnan(np.asarray(scores, np.float64)).any():  # (as spearman and kendall: no ranking of a NaN)
         return float("nan")

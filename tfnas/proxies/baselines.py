@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tfnas.proxies.base import Proxy, check_score_args, ProxyBatch, build_for_scoring, scored_network
+from tfnas.proxies.base import Proxy, ProxyBatch, build_for_scoring, check_score_args, scored_network
 from tfnas.registry import register_proxy
 
 __all__ = ["FlopsProxy", "ParamsProxy", "RandomProxy", "count_macs", "count_params"]

@@ -19,7 +19,7 @@ from typing import Any, Tuple
 import numpy as np
 
 from tfnas.checks import is_number
-from tfnas.proxies.base import Proxy, check_score_args, ProxyBatch
+from tfnas.proxies.base import Proxy, ProxyBatch, check_score_args
 from tfnas.proxies.zen import ZenProxy
 from tfnas.registry import register_proxy
 

@@ -43,7 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfnas.proxies.base import Proxy, check_score_args, ProxyBatch, clone_model_for_scoring, main_output
+from tfnas.proxies.base import Proxy, ProxyBatch, check_score_args, clone_model_for_scoring, main_output
 from tfnas.proxies.gradients import KERNEL_NAMES
 from tfnas.registry import register_proxy
 from tfnas.spaces.ops import ResidualReduction
