@@ -6,10 +6,11 @@ import dataclasses
 import inspect
 
 import keras
+import numpy as np
 import pytest
 
 from tfnas.config import ProxyConfig
-from tfnas.proxies.base import Proxy, dtype_policy_scope, get_proxy, proxy_options
+from tfnas.proxies.base import Proxy, ProxyBatch, dtype_policy_scope, get_proxy, proxy_options, random_batch
 from tfnas.registry import PROXIES, UnknownNameError
 
 NAMES = ("synflow", "grad_norm", "snip", "naswot", "te_nas", "jacob_cov", "flops", "params", "random")
@@ -71,3 +72,23 @@ def test_fast_path_state_is_made_once_per_proxy():
     assert proxy.fast_path_state("k", lambda: made.append(1) or object()) is first and made == [1]
     assert other.fast_path_state("k", object) is not first
     assert isinstance(proxy, Proxy) and Proxy.options == {}
+
+
+def _tiny_model():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(keras.layers.ReLU()(x))
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+
+
+@pytest.mark.parametrize("name", sorted(set(PROXIES.names()) - {"incorporated_l", "incorporated_s"}))
+def test_every_proxy_names_a_batch_that_is_not_a_proxy_batch(name):
+    """A tuple ``(images, labels)`` in place of a ProxyBatch is named, not an AttributeError deep inside."""
+    rng = np.random.default_rng(0)
+    good = random_batch(rng, 2, (8, 8, 3), 3)
+    proxy, model = get_proxy(name), _tiny_model()
+    with pytest.raises(TypeError, match=f"{name}: the batch must be a ProxyBatch.*got tuple"):
+        proxy.score(model, (good.images, good.labels), rng)
+    with pytest.raises(ValueError, match="B >= 1"):
+        proxy.score(model, ProxyBatch(good.images[:0], good.labels[:0], 3), rng)
+    assert np.isfinite(proxy.score(model, good, rng))

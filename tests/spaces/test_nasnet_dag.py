@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfnas.registry import SPACES
 from tfnas.spaces.nasnet_dag import NasnetDagSpace, make_cell, parse_arch
+from tfnas.spaces.nasnet_dag.arch import DagCell, NasnetDagArch
 from tfnas.spaces.nasnet_dag.supernet import NasnetDagSupernet
 from tfnas.train.export import count_params
 
@@ -40,6 +41,33 @@ def test_text_round_trip_and_registration():
 def test_bad_text_is_refused_with_the_reason(text, match):
     with pytest.raises(ValueError, match=match):
         parse_arch(text)
+
+
+@pytest.mark.parametrize("types, edges, error, match", [
+    ((1, 2, 9, 0), ((0, 2), (2, 3)), ValueError, "not a valid cell"),  # unknown code 9
+    ((1, 2, 3, 0), ((0, 2),), ValueError, "not a valid cell"),  # the op node reaches no output
+    ((1, 2, 3, 3, 0), ((0, 2), (2, 4)), ValueError, "keeps nodes off every input -> output path"),  # not pruned
+    ((1, 2, 3, 0), ((0, 2), (2, 3), (0, 2)), ValueError, "distinct and go forward"),
+    ((1, 2, 3, 0), ((2, 0), (2, 3)), ValueError, "distinct and go forward"),
+    ((1, 2, 3, 0), ((0, 2), (2, 7)), ValueError, "distinct and go forward"),
+    ((1, 2, 0), ((0, 2),), ValueError, "3 nodes; a cell has 4..10"),
+    ((1, 2, 3.5, 0), ((0, 2), (2, 3)), TypeError, "must be integers"),
+    ((1, 2, 3, 0), ((0, 2, 3),), TypeError, "each edge an \\(i, j\\) pair"),
+    (5, (), TypeError, "types must be a sequence"),
+])
+def test_cells_built_directly_are_checked(types, edges, error, match):
+    with pytest.raises(error, match=match):
+        DagCell(types, edges)
+
+
+def test_a_cell_built_directly_equals_its_parsed_form_and_archs_take_cells_only():
+    cell = parse_arch(ARCH).normal
+    assert DagCell(list(cell.types), [list(e) for e in reversed(cell.edges)]) == cell
+    assert DagCell(np.array(cell.types), np.array(cell.edges)) == cell
+    with pytest.raises(TypeError, match="normal must be a DagCell"):
+        NasnetDagArch(str(cell), cell)
+    with pytest.raises(TypeError, match="reduction must be a DagCell"):
+        NasnetDagArch(cell, None)
 
 
 def test_cells_are_pruned_and_isomorphic_cells_share_a_key():

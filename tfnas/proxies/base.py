@@ -64,6 +64,24 @@ def check_score_args(num_classes: Any, input_shape: Any, batch_size: Any, rng: A
         check_rng(rng, owner)
 
 
+def check_batch(batch: Any, who: str, *, labels: bool = True) -> None:
+    """Raises ``TypeError`` unless ``batch`` is a :class:`ProxyBatch`, and ``ValueError`` unless it holds inputs
+    ``(B, ...)`` (images ``(B, H, W, C)``) and, where ``labels``, int labels ``(B,)`` in ``[0, num_classes)``."""
+    if not isinstance(batch, ProxyBatch):
+        raise TypeError(f"{who}: the batch must be a ProxyBatch(images, labels, num_classes) (random_batch() makes "
+                        f"one); got {type(batch).__name__}")
+    images = np.asarray(batch.images)
+    if images.ndim < 2 or images.shape[0] == 0:
+        raise ValueError(f"{who}: expected inputs (B, ...) with B >= 1; got {images.shape}")
+    if not labels:
+        return
+    labels_ = np.asarray(batch.labels)
+    if labels_.shape != images.shape[:1]:
+        raise ValueError(f"{who}: expected inputs (B, ...) and labels (B,); got {images.shape} and {labels_.shape}")
+    if labels_.min() < 0 or labels_.max() >= batch.num_classes:
+        raise ValueError(f"{who}: labels must lie in [0, {batch.num_classes}); got [{labels_.min()}, {labels_.max()}]")
+
+
 class Proxy(abc.ABC):
     """A zero-shot score of an untrained network; higher is better.
 

@@ -19,7 +19,8 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tfnas.proxies.base import Proxy, ProxyBatch, build_for_scoring, check_score_args, scored_network
+from tfnas.checks import check_rng
+from tfnas.proxies.base import Proxy, ProxyBatch, build_for_scoring, check_batch, check_score_args, scored_network
 from tfnas.registry import register_proxy
 
 __all__ = ["FlopsProxy", "ParamsProxy", "RandomProxy", "count_macs", "count_params"]
@@ -106,6 +107,7 @@ class ParamsProxy(Proxy):
     name = "params"
 
     def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
+        check_batch(batch, self.name, labels=False)
         return float(count_params(scored_network(model)))
 
     def score_arch(self, space: Any, arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
@@ -125,6 +127,7 @@ class FlopsProxy(Proxy):
     name = "flops"
 
     def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
+        check_batch(batch, self.name, labels=False)
         return float(count_macs(model, np.asarray(batch.images).shape[1:]))
 
     def score_arch(self, space: Any, arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
@@ -144,7 +147,8 @@ class RandomProxy(Proxy):
     name = "random"
 
     def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
-        return float(rng.random())
+        check_batch(batch, self.name, labels=False)
+        return float(check_rng(rng, f"{self.name}.score").random())
 
     def score_arch(self, space: Any, arch: Any, *, num_classes: int, input_shape: Tuple[int, int, int],
                    batch_size: int, rng: np.random.Generator) -> float:

@@ -17,7 +17,7 @@ from typing import Any, Iterator, List, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tfnas.proxies.base import Proxy, ProxyBatch, main_output
+from tfnas.proxies.base import Proxy, ProxyBatch, check_batch, main_output
 
 __all__ = [
     "KERNEL_NAMES",
@@ -83,18 +83,6 @@ def kernel_gradients(model: Any, batch: ProxyBatch) -> Tuple[List[np.ndarray], L
     values = [np.asarray(k.numpy(), np.float64) for k in kernels]
     grads = [np.zeros_like(v) if g is None else np.asarray(g, np.float64) for v, g in zip(values, grads)]
     return values, grads
-
-
-def check_batch(batch: ProxyBatch, who: str) -> None:
-    """Raises ``ValueError`` unless ``batch`` holds inputs ``(B, ...)`` (images ``(B, H, W, C)``)
-    and int labels ``(B,)`` in ``[0, num_classes)``."""
-    images, labels = np.asarray(batch.images), np.asarray(batch.labels)
-    if images.ndim < 2 or labels.shape != images.shape[:1]:
-        raise ValueError(
-            f"{who}: expected inputs (B, ...) and labels (B,); got {images.shape} and {labels.shape}"
-        )
-    if labels.size and (labels.min() < 0 or labels.max() >= batch.num_classes):
-        raise ValueError(f"{who}: labels must lie in [0, {batch.num_classes}); got [{labels.min()}, {labels.max()}]")
 
 
 class BatchProxy(Proxy):

@@ -43,7 +43,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfnas.proxies.base import Proxy, ProxyBatch, check_score_args, clone_model_for_scoring, main_output
+from tfnas.proxies.base import (Proxy, ProxyBatch, check_batch, check_score_args, clone_model_for_scoring,
+                                main_output)
 from tfnas.proxies.gradients import KERNEL_NAMES
 from tfnas.registry import register_proxy
 from tfnas.spaces.ops import ResidualReduction
@@ -141,6 +142,7 @@ class SynflowProxy(Proxy):
 
     def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
         """Scores ``model``; only the image shape of ``batch`` is used (one all-ones image)."""
+        check_batch(batch, "synflow", labels=False)
         shape = tuple(np.asarray(batch.images).shape[1:])
         clone = float64_copy(model)
         needs_batch_stats = _linearize(clone, self.reference_bn)

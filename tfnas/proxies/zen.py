@@ -35,8 +35,9 @@ from typing import Any, Callable, List, Optional, Tuple
 import keras
 import numpy as np
 
-from tfnas.checks import is_number
-from tfnas.proxies.base import Proxy, ProxyBatch, clone_model_for_scoring, is_graph_model, scored_network
+from tfnas.checks import check_rng, is_number
+from tfnas.proxies.base import (Proxy, ProxyBatch, check_batch, clone_model_for_scoring, is_graph_model,
+                                scored_network)
 from tfnas.proxies.gradients import KERNEL_NAMES
 from tfnas.registry import register_proxy
 
@@ -234,6 +235,8 @@ class ZenProxy(Proxy):
 
     def score(self, model: Any, batch: ProxyBatch, rng: np.random.Generator) -> float:
         """Zen of ``model`` as it is built (residual links kept) at an N(0, 1) re-draw from ``rng``."""
+        check_batch(batch, self.name, labels=False)
+        check_rng(rng, f"{self.name}.score")
         images = np.asarray(batch.images, dtype=np.float32)
         clone_rng = np.random.default_rng(rng.integers(2 ** 63))
         noise = rng.standard_normal(images.shape, dtype=np.float32)

@@ -22,10 +22,13 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tfnas.checks import is_int
 from tfnas.spaces.dag import DagSpec, dag_key, prune
 
 __all__ = ["NASNET_DAG", "NODE_OPS", "DagCell", "NasnetDagArch", "make_cell", "mutate_cell", "parse_arch", "parse_cell",
            "sample_cell"]
+
+Pair = Tuple[int, int]
 
 #: Node codes of the space (NAG spec): the DARTS op of each op code.
 NASNET_DAG = DagSpec(type_names=("output", "input0", "input1", "sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3",
@@ -40,6 +43,21 @@ class DagCell:
 
     types: Tuple[int, ...]
     edges: Tuple[Tuple[int, int], ...]
+
+    def __post_init__(self) -> None:
+        types, edges = _cell_parts(self.types, self.edges)
+        object.__setattr__(self, "types", types)
+        object.__setattr__(self, "edges", edges)
+        adj = np.zeros((len(types), len(types)), np.uint8)
+        for i, j in edges:
+            adj[i, j] = 1
+        pruned = prune(adj, np.array(types), NASNET_DAG)
+        if pruned is None or len(pruned[1]) < 4:
+            raise ValueError(f"DagCell(types={types}, edges={edges}) is not a valid cell: codes must read 1 2 <ops "
+                             f"3..7> 0 (inputs, ops, output) and some op node must lie on an input -> output path")
+        if len(pruned[1]) != len(types):
+            raise ValueError(f"DagCell(types={types}, edges={edges}) keeps nodes off every input -> output path; "
+                             f"build cells with make_cell(adj, types) or parse_cell(text), which prune them")
 
     @property
     def num_nodes(self) -> int:
@@ -66,6 +84,25 @@ class DagCell:
         return "".join(str(t) for t in self.types) + ":" + ",".join(f"{i}>{j}" for i, j in self.edges)
 
 
+def _cell_parts(types: Sequence[int], edges: Sequence[Tuple[int, int]]) -> Tuple[Tuple[int, ...], Tuple[Pair, ...]]:
+    """``types`` and ``edges`` of a :class:`DagCell` as tuples of ints; ``ValueError`` / ``TypeError`` naming what
+    is not 4..10 integer node codes and distinct forward ``(i, j)`` edges between them."""
+    what = f"DagCell(types={types!r}, edges={edges!r})"
+    try:
+        types, edges = tuple(types), tuple(tuple(e) for e in edges)
+    except TypeError:
+        raise TypeError(f"{what}: types must be a sequence of node codes, edges a sequence of (i, j) pairs") from None
+    if not all(is_int(t) for t in types) or not all(len(e) == 2 and all(is_int(v) for v in e) for e in edges):
+        raise TypeError(f"{what}: node codes and edge ends must be integers, each edge an (i, j) pair")
+    types = tuple(int(t) for t in types)
+    edges = tuple((int(i), int(j)) for i, j in edges)
+    if not 4 <= len(types) <= NASNET_DAG.max_nodes:
+        raise ValueError(f"{what}: {len(types)} nodes; a cell has 4..{NASNET_DAG.max_nodes}")
+    if any(not 0 <= i < j < len(types) for i, j in edges) or len(set(edges)) != len(edges):
+        raise ValueError(f"{what}: edges must be distinct and go forward (i < j) between nodes 0..{len(types) - 1}")
+    return types, tuple(sorted(edges))
+
+
 def make_cell(adj: np.ndarray, types: Sequence[int]) -> Optional[DagCell]:
     """The pruned cell of ``(adj, types)``, or None when it is not a valid cell of the space."""
     pruned = prune(np.asarray(adj), np.asarray(types, np.int64), NASNET_DAG)
@@ -82,6 +119,12 @@ class NasnetDagArch:
 
     normal: DagCell
     reduction: DagCell
+
+    def __post_init__(self) -> None:
+        for name in ("normal", "reduction"):
+            if not isinstance(getattr(self, name), DagCell):
+                raise TypeError(f"NasnetDagArch: {name} must be a DagCell (see make_cell, parse_cell); got "
+                                f"{type(getattr(self, name)).__name__}")
 
     def cell(self, reduction: bool) -> DagCell:
         return self.reduction if reduction else self.normal
