@@ -163,3 +163,22 @@ def test_ranger_follows_radam_with_lookahead():
     expected = [_ranger_reference(1.0, grads, 0.1), _ranger_reference(-2.0, [2 * g for g in grads], 0.1)]
     np.testing.assert_allclose(var.numpy(), expected, rtol=1e-5)
     assert Ranger.from_config(opt.get_config()).lookahead_steps == 6
+
+
+def test_updates_give_the_same_bits_on_every_run():
+    """The unrolled policy reads its LSTM biases and attention weights at every step; their gradient
+    contributions are summed pairwise, so the weights do not depend on the timing of the graph's
+    parallel branches. A tape's single AddN changed their last bits in about half of the updates."""
+    stage = StageController(hidden=64, lr=1e-3, optimizer="adam", seed=0)
+
+    def run():
+        stage.reset(3)
+        for _ in range(40):
+            arch, _ = stage.sample()
+            stage.update(arch, accuracy=float((int(arch.sum()) * 7) % 23) + 50.0)
+        return stage.get_state()
+
+    first = run()
+    for _ in range(3):
+        again = run()
+        assert [k for k in first if not np.array_equal(first[k], again[k])] == []

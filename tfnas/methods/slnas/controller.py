@@ -27,6 +27,15 @@ choice) or ``adam``. Weights are drawn from ``U(-0.1, 0.1)`` (ENAS' controller i
 the seed, and sampling uses a ``tf.random.Generator`` whose state is part of :meth:`get_state`,
 so a resumed search draws the same architectures as an uninterrupted one. Sampling and update are
 one ``tf.function`` each, traced once (:meth:`ReinforceController.traces`).
+
+Determinism: the update gives the same bits on every run. A weight the unrolled policy reads at many
+steps (an LSTM bias, the attention weights) gets one gradient contribution per step. A tape sums
+them with one ``AddN``, whose CPU kernel puts whichever input buffer it can reuse first, so its
+summation order, and the last bits of the weights, changed with the timing of the parallel branches
+(up to 5e-5 after 300 steps, even on a quiet machine). The update sums them pairwise instead
+(``tf.gradients`` with ``EXPERIMENTAL_TREE``: each ``AddN`` has two inputs, and a + b = b + a), and
+runs without Grappler (:class:`~tfnas.grappler.GraphCall`), whose arithmetic optimiser would fold
+the pairs back into one ``AddN``.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfnas.grappler import GraphCall
 from tfnas.methods.slnas.heads import UNIFORM_LOW, ConnectionHead, OpHead, choose
 from tfnas.methods.slnas.ranger import Ranger
 
@@ -94,8 +104,9 @@ class ReinforceController(abc.ABC):
         arch_spec = tf.TensorSpec(self.arch_shape, tf.int32)
         self._sample_fn = tf.function(self._sample_graph, input_signature=[])
         self._score_fn = tf.function(self._score_graph, input_signature=[arch_spec])
-        self._update_fn = tf.function(self._update_graph, input_signature=[arch_spec, tf.TensorSpec([], tf.float32)],
-                                      jit_compile=bool(jit_compile))
+        self._update_fn = GraphCall(tf.function(self._update_graph, jit_compile=bool(jit_compile),
+                                                input_signature=[arch_spec, tf.TensorSpec([], tf.float32)]),
+                                    optimize=False)
         self.reset(seed)
 
     # ---- what a subclass defines ---------------------------------------------------------------
@@ -130,15 +141,15 @@ class ReinforceController(abc.ABC):
         return log_p, entropy
 
     def _update_graph(self, arch: tf.Tensor, accuracy: tf.Tensor) -> Dict[str, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            _, log_p, entropy = self._policy(None, arch)
-            entropy = tf.stop_gradient(entropy)
-            reward = accuracy + self.entropy_weight * entropy
-            old = tf.where(self._has_baseline, self._baseline, reward)
-            baseline = old - self.baseline_decay * (old - reward)
-            advantage = reward - baseline
-            loss = -log_p * advantage
-        grads = tape.gradient(loss, self.variables)
+        _, log_p, entropy = self._policy(None, arch)
+        entropy = tf.stop_gradient(entropy)
+        reward = accuracy + self.entropy_weight * entropy
+        old = tf.where(self._has_baseline, self._baseline, reward)
+        baseline = old - self.baseline_decay * (old - reward)
+        advantage = reward - baseline
+        loss = -log_p * advantage
+        # Pairwise sums of every weight's gradient contributions (see the module notes on determinism).
+        grads = tf.gradients(loss, self.variables, aggregation_method=tf.AggregationMethod.EXPERIMENTAL_TREE)
         grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, self.variables)]
         self.optimizer.apply_gradients(zip(grads, self.variables))
         self._baseline.assign(baseline)
@@ -174,7 +185,7 @@ class ReinforceController(abc.ABC):
 
     def traces(self) -> Dict[str, int]:
         """How often each ``tf.function`` was traced (1 each after use, whatever was sampled)."""
-        fns = {"sample": self._sample_fn, "score": self._score_fn, "update": self._update_fn}
+        fns = {"sample": self._sample_fn, "score": self._score_fn, "update": self._update_fn.fn}
         return {k: int(f.experimental_get_tracing_count()) for k, f in fns.items()}
 
     def reset(self, seed: int) -> None:
