@@ -68,6 +68,28 @@ def test_decode_pairs_round_trips_and_rejects_broken_cells():
     assert out[2] is None and out[:2] == archs[:2]
 
 
+def test_lean_tiny_config_runs_the_search_end_to_end(tmp_path):
+    """The default run's end-to-end test of ``nag_supernet`` (the pipeline fixture's tests are slow): pool,
+    supernet, scores, likelihood and GAN epochs, the quality report and RS-NAG, at the smallest sizes."""
+    data = write_image_folder(tmp_path / "images", per_class=24, size=(32, 32))
+    out = tmp_path / "run"
+    run = run_search(load_config(CFG, tiny(out, data, "nag.pool=8", "nag.rs_candidates=1", "nag.pretrain_epochs=1",
+                                           *NO_TRAINING)))
+    space = NasnetDagSpace(channels=4, layers=3)
+    best = space.decode(run.outcome.best_arch)
+    result = json.loads((out / "result.json").read_text())
+    assert result["best_arch"] == space.encode(best) and result["extra"]["pool"] == 8
+    assert result["extra"]["rs_trained"] == 1 and result["extra"]["params"] == space.num_params(best, 2)
+    rs = json.loads(out.joinpath(*RS_FILE).read_text())
+    assert rs == {space.encode(best): result["score"]} and 0.0 <= result["score"] <= 100.0
+    history = [row.split(",")[1] for row in (out / "history.csv").read_text().splitlines()[1:]]
+    assert history == ["supernet"] * 2 + ["gan"] * 2  # 2 supernet epochs, 1 likelihood + 1 GAN epoch
+    pool_scores = load_arrays(str(out / "search_state" / "nag_pool.npz"))[0]
+    assert len(pool_scores) == 8 and np.all(np.isfinite(pool_scores))
+    assert (out / "nag_quality.csv").read_text().startswith("score_class,params_class,samples,valid,unique,novel")
+    assert not (out / "train").exists()
+
+
 def kill_after_the_gan(monkeypatch):
     """Makes the next search die after the supernet, the scores and the GAN are saved; returns the undo."""
     original = NagSupernetSearch._report

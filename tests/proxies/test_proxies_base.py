@@ -81,7 +81,10 @@ def _tiny_model():
     return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
 
 
-@pytest.mark.parametrize("name", sorted(set(PROXIES.names()) - {"incorporated_l", "incorporated_s"}))
+SHIPPED = sorted(n for n in PROXIES.names() if PROXIES.get(n).__module__.startswith("tfnas."))  # not the tests' toys
+
+
+@pytest.mark.parametrize("name", sorted(set(SHIPPED) - {"incorporated_l", "incorporated_s"}))
 def test_every_proxy_names_a_batch_that_is_not_a_proxy_batch(name):
     """A tuple ``(images, labels)`` in place of a ProxyBatch is named, not an AttributeError deep inside."""
     rng = np.random.default_rng(0)
