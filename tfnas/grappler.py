@@ -2,11 +2,14 @@
 
 A ``tf.function`` is optimised by Grappler when it is first called, under the *call options*
 of the calling thread (a ``ConfigProto`` whose rewrite options say which passes run). For the
-one-graph-for-every-candidate functions of tfnas (the DARTS supernet's train and eval steps,
-the NB201 arch-as-tensor proxy functions) that first-call pass costs far more than it gives on
-CPU while the steady-state step time stays the same (figures and commands in
-docs/PERFORMANCE.md). :class:`GraphCall` runs such a function with Grappler's meta-optimizer
-switched off for that function's calls only.
+one-graph-for-every-candidate functions of tfnas (the train and eval steps of the weight-sharing
+supernets, DARTS, lite and NASNet-DAG, in ``tfnas/train/supernet.py``; the NB201 arch-as-tensor proxy
+functions) that first-call pass costs far more than it gives on CPU while the steady-state step time
+stays the same (figures and commands in docs/PERFORMANCE.md). :class:`GraphCall` runs such a function
+with Grappler's meta-optimizer switched off for that function's calls only. The SLNAS controller's
+update runs with it off on every device, for another reason: Grappler's arithmetic optimiser would fold
+its pairwise gradient sums back into one ``AddN``, whose summation order depends on timing
+(``tfnas/methods/slnas/controller.py``).
 
 How: TensorFlow keeps the call options per thread; :class:`GraphCall` derives, once per
 distinct set of thread options, a copy with ``disable_meta_optimizer`` set, installs it on the

@@ -4,7 +4,7 @@
     python tools/bench.py table                       # load time of the shipped NAS-Bench-201 table
     python tools/bench.py siamese [--budget 100] [--repeats 3] [--method siamese|predictor|brp_nas] [--units U]
     python tools/bench.py train-step [--batch 64] [--steps 30]
-    python tools/bench.py proxies --space nb201|zen [--proxies synflow,zen,...] [--cells 100]
+    python tools/bench.py proxies --space nb201|zen [--proxies synflow,zen,...] [--cells 50]
     python tools/bench.py evolution [--proxy zen] [--population 512] [--iterations 300] [--dump-candidates F]
         [--executor local|process|ray] [--workers N] [--batch K] [--threads T]
     python tools/bench.py supernet [--batch 64,256] [--steps 20] [--graph-optimizer auto|on|off]

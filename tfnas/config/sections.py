@@ -119,9 +119,11 @@ class DatasetConfig:
     Attributes:
       name: ``cifar10``, ``cifar100``, ``imagenet16-120``, ``imagenet2012`` or ``image_folder``.
       data_dir: tfds data dir (empty = tfds default) or the image-folder root.
-      manual_dir: tfds manual dir (imagenet2012).
+      manual_dir: tfds manual dir: the files of a dataset tfds cannot download (imagenet2012), or the
+        downloaded archives of any other (e.g. CIFAR's), prepared without the network.
       download: ``true`` lets tfds download missing data; ``false`` never downloads and fails
-        fast with instructions; ``auto`` downloads only when the download host answers quickly.
+        fast with instructions; ``auto`` downloads only when the download host answers quickly and
+        the environment variable ``TFNAS_OFFLINE`` is unset or ``0`` (the tests and CI set it).
       train_subset: use only the first N training images (0 = all).
       eval_subset: use only the first N evaluation images (0 = all).
       image_size: resize to this size (0 = native; at most 4096).
@@ -145,7 +147,8 @@ class BenchmarkConfig:
     """[benchmark]: tabular ground truth.
 
     Attributes:
-      name: registered benchmark (``nb201``) or ``none``.
+      name: registered benchmark: ``nb201`` (the shipped table), ``train`` (the training oracle: each cell
+        trained on the dataset, results cached on disk) or ``none``.
       source: empty = the table shipped in the package; otherwise a NATS-Bench topology file.
       metric: the figure queried (``test_acc``: 200-epoch test accuracy).
     """

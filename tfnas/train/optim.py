@@ -124,7 +124,7 @@ def per_example_loss(
     heads after each reduction cell but the last).
 
     The auxiliary terms are added only when the model returns auxiliary outputs and ``aux_weight > 0``.
-    With several heads this is the spec's sum (specs/slnas.md, retraining); the SLNAS reference code
+    With several heads this is the SLNAS spec's sum (its retraining); the SLNAS reference code
     instead weights head ``k`` by ``0.1 (k + 1)`` and takes the weighted mean, as tfnas' lite supernet
     does. The two agree for one head, the two-stage networks of the paper.
     """

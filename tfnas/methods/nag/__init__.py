@@ -1,6 +1,7 @@
 """NAG (neural architecture generator): a conditional GAN over DAG cells and RS-NAG, its random
 search over generated cells (``nag`` on NAS-Bench-201, ``nag_supernet`` in the paper's setting on the
-NASNet DAG space). Spec: ``specs/nag.md``."""
+NASNet DAG space). Docstrings cite "the NAG spec": the description of NAG (paper and authors' code)
+tfnas was built from; it is not shipped."""
 
 from tfnas.methods.nag.gan import CellData, GanTrainer
 from tfnas.methods.nag.models import DagDiscriminator, DagGenerator

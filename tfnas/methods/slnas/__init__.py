@@ -1,6 +1,7 @@
 """SLNAS (stage and lite search): the two-stage LSTM controller, the GA baseline, their offline
 search of NAS-Bench-201 (``slnas_controller``) and the weight-sharing search of the lite space
-(``slnas``). Spec: ``specs/slnas.md``."""
+(``slnas``). Docstrings cite "the spec": the description of SLNAS (paper and authors' code) tfnas was
+built from; it is not shipped."""
 
 from tfnas.methods.slnas.controller import OpController, ReinforceController, StageController, make_optimizer
 from tfnas.methods.slnas.ga import GeneticController, lite_gene_bounds

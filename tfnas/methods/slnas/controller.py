@@ -1,7 +1,7 @@
 """SLNAS controllers trained with REINFORCE, behind the interface every SLNAS controller shares.
 
-Spec: ``specs/slnas.md``, "Search". A controller proposes architectures and learns from their
-rewards::
+The SLNAS paper's "Search" section (and its authors' code, where named). A controller proposes
+architectures and learns from their rewards::
 
     arch, info = controller.sample()         # np.int32 [cell_types, L]; info: log_prob, entropy
     stats = controller.update(arch, acc)     # acc: accuracy (%) of arch; returns loss, reward, ...
