@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import tensorflow as tf
 
-from tfnas.train.distribute import StrategyError, make_strategy, resolve_jit_compile
+from tfnas.train.distribute import StrategyError, make_strategy, resolve_jit_compile, terminated_while_joining
 
 
 def test_auto_and_one_device_on_cpu():
@@ -204,3 +204,8 @@ def test_a_lost_peer_is_told_from_other_tensorflow_errors(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1"]},
                                                 "task": {"type": "worker", "index": 0}}))
     assert peer_lost(collective) is None  # one task: no peer to lose
+
+
+def test_no_preemption_notice_outside_a_cluster():
+    """Without a coordination service there is no notice to read: the question answers False at once."""
+    assert terminated_while_joining("/job:worker/task:0", wait_ms=50) is False

@@ -93,3 +93,36 @@ def test_sigterm_stops_a_training_worker_and_its_peer_says_so_in_one_line(tmp_pa
     assert procs[1].returncode == 5, out1[-3000:]
     assert "error: multi_worker: another task of the cluster stopped" in out1 and "Traceback" not in out1
 
+
+
+@pytest.mark.slow  # ~60 s on 2 cores
+def test_a_sigterm_while_waiting_for_the_cluster_stops_the_worker_once_it_has_joined(tmp_path):
+    """While a task waits for its cluster, TensorFlow's SIGTERM handler is in place and only records the
+    signal; the worker reads the coordination service's preemption notice back after the join and stops."""
+    data = write_image_folder(tmp_path / "images", per_class=32)
+    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+    spec = [{"cluster": cluster, "task": {"type": "worker", "index": i}} for i in range(2)]
+    first = train(tmp_path / "w0", data, "multi_worker", spec[0], epochs=500)
+    procs = [first]
+    try:
+        seen = []
+        for line in first.stdout:  # the worker says it waits before TensorFlow starts waiting
+            seen.append(line)
+            if "waiting for the other 1 task(s)" in line:
+                break
+        assert first.poll() is None, "".join(seen)[-3000:]
+        time.sleep(3)  # inside TensorFlow's wait
+        first.send_signal(signal.SIGTERM)
+        time.sleep(2)
+        assert first.poll() is None  # the signal was recorded, not acted on
+        procs.append(train(tmp_path / "w1", data, "multi_worker", spec[1], epochs=500))
+        out0, _ = first.communicate(timeout=180)
+        out1, _ = procs[1].communicate(timeout=300)
+    finally:
+        for proc in procs:
+            proc.kill() if proc.poll() is None else None
+    out0 = "".join(seen) + out0
+    assert first.returncode == -signal.SIGTERM, out0[-3000:]
+    assert "a SIGTERM arrived while this task waited for the cluster" in out0 and "Traceback" not in out0
+    assert not (tmp_path / "w0" / "history.csv").exists()  # stopped before its first epoch
+    assert procs[1].returncode != 0 and "Traceback" not in out1, out1[-3000:]

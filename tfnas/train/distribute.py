@@ -136,10 +136,11 @@ def _multi_worker() -> tf.distribute.Strategy:
     TensorFlow waits for the other tasks inside C++ for as long as they take, holding the
     interpreter, so Python's Ctrl-C handler would never run: for the wait, Ctrl-C gets its default
     action and ends the process at once (nothing of a run is written before the strategy). Joining
-    installs TensorFlow's own SIGTERM handler (its coordination service's preemption notice, which
-    only records the signal): a SIGTERM during the wait is lost (send it again once the cluster has
-    joined, or use Ctrl-C or SIGKILL). Python's handler is put back over TensorFlow's after the join,
-    so SIGTERM then stops a multi-worker training like any other run.
+    installs TensorFlow's own SIGTERM handler, which only records the signal: its coordination
+    service publishes a preemption notice naming the task (:data:`PREEMPTION_KEY`). Python's handler
+    is put back over TensorFlow's after the join, so SIGTERM then stops a multi-worker training like
+    any other run; and a SIGTERM that arrived during the wait is read back from the notice and sent
+    again to this process, so it stops right after the join instead of being lost.
     """
     spec = _cluster_spec()
     tasks = {kind: t if isinstance(t, dict) else dict(enumerate(t)) for kind, t in spec["cluster"].items()}
@@ -147,8 +148,8 @@ def _multi_worker() -> tf.distribute.Strategy:
     others = [a for k, addresses in tasks.items() for i, a in addresses.items() if (k, str(i)) != (kind, str(index))]
     if others:
         logger.warning("multi_worker: waiting for the other %d task(s) of TF_CONFIG (%s) to start; nothing "
-                       "happens until all have joined (Ctrl-C stops; a SIGTERM meanwhile is lost)", len(others),
-                       ", ".join(others))
+                       "happens until all have joined (Ctrl-C stops; a SIGTERM meanwhile stops it once they have)",
+                       len(others), ", ".join(others))
     import signal
     import threading
 
@@ -156,11 +157,34 @@ def _multi_worker() -> tf.distribute.Strategy:
     interrupt = signal.signal(signal.SIGINT, signal.SIG_DFL) if main else None
     term = signal.getsignal(signal.SIGTERM) if main else None
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
     finally:
         if main:  # None: a handler not set from Python, which it cannot put back; the default then
             signal.signal(signal.SIGINT, signal.SIG_DFL if interrupt is None else interrupt)
             signal.signal(signal.SIGTERM, signal.SIG_DFL if term is None else term)
+    if main and others and terminated_while_joining(f"/job:{kind}/task:{index}"):
+        logger.warning("multi_worker: a SIGTERM arrived while this task waited for the cluster; it stops now")
+        os.kill(os.getpid(), signal.SIGTERM)
+    return strategy
+
+
+#: The key of the coordination service's preemption notice: TensorFlow's SIGTERM handler, in place
+#: while a task joins its cluster, makes the service store the name of the task that got the signal.
+PREEMPTION_KEY = "TF_DEFAULT_PREEMPTION_NOTICE_KEY"
+#: How long to wait for that notice after the join: TensorFlow looks at the recorded signal once a second.
+PREEMPTION_WAIT_MS = 1500
+
+
+def terminated_while_joining(task: str, wait_ms: int = PREEMPTION_WAIT_MS) -> bool:
+    """True when the cluster's preemption notice names ``task`` (``/job:worker/task:0``): this task got a
+    SIGTERM while TensorFlow's handler was in place. No notice within ``wait_ms``, or none to read (no
+    coordination service), is False."""
+    from tensorflow.python.eager import context  # the config key-value store has no public accessor
+
+    try:
+        return context.context().get_config_key_value(PREEMPTION_KEY, int(wait_ms)) == task
+    except tf.errors.OpError:
+        return False
 
 
 class ClusterError(RuntimeError):
