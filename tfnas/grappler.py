@@ -7,9 +7,9 @@ supernets, DARTS, lite and NASNet-DAG, in ``tfnas/train/supernet.py``; the NB201
 functions) that first-call pass costs far more than it gives on CPU while the steady-state step time
 stays the same (figures and commands in docs/PERFORMANCE.md). :class:`GraphCall` runs such a function
 with Grappler's meta-optimizer switched off for that function's calls only. The SLNAS controller's
-update runs with it off on every device, for another reason: Grappler's arithmetic optimiser would fold
-its pairwise gradient sums back into one ``AddN``, whose summation order depends on timing
-(``tfnas/methods/slnas/controller.py``).
+update runs with it off on every device (its determinism is measured on CPUs only), for another
+reason: Grappler's arithmetic optimiser would fold its pairwise gradient sums back into one ``AddN``,
+whose summation order depends on timing (``tfnas/methods/slnas/controller.py``).
 
 How: TensorFlow keeps the call options per thread; :class:`GraphCall` derives, once per
 distinct set of thread options, a copy with ``disable_meta_optimizer`` set, installs it on the

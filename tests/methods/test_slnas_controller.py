@@ -182,3 +182,22 @@ def test_updates_give_the_same_bits_on_every_run():
     for _ in range(3):
         again = run()
         assert [k for k in first if not np.array_equal(first[k], again[k])] == []
+
+
+def test_the_update_runs_eagerly_for_debugging():
+    """``tf.gradients`` has no eager mode: run eagerly, the update takes a tape's gradients, the same values."""
+    graph = OpController(hidden=8, lr=0.01, optimizer="adam", seed=2)
+    arch, _ = graph.sample()
+    graph.update(arch, 40.0)
+    expected = graph.update(arch, 70.0)
+    tf.config.run_functions_eagerly(True)
+    try:
+        eager = OpController(hidden=8, lr=0.01, optimizer="adam", seed=2)
+        eager.sample()
+        eager.update(arch, 40.0)
+        got = eager.update(arch, 70.0)
+    finally:
+        tf.config.run_functions_eagerly(False)
+    assert got == pytest.approx(expected, rel=1e-5)
+    for a, b in zip(graph.variables, eager.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)

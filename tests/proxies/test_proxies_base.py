@@ -94,4 +94,9 @@ def test_every_proxy_names_a_batch_that_is_not_a_proxy_batch(name):
         proxy.score(model, (good.images, good.labels), rng)
     with pytest.raises(ValueError, match="B >= 1"):
         proxy.score(model, ProxyBatch(good.images[:0], good.labels[:0], 3), rng)
+    if name in ("grad_norm", "snip", "jacob_cov", "naswot", "te_nas"):  # the proxies that use the labels
+        with pytest.raises(TypeError, match="labels must be integer class ids"):
+            proxy.score(model, ProxyBatch(good.images, good.labels + 0.7, 3), rng)
+        with pytest.raises(ValueError, match="num_classes"):
+            proxy.score(model, ProxyBatch(good.images, good.labels, None), rng)
     assert np.isfinite(proxy.score(model, good, rng))

@@ -50,6 +50,7 @@ def test_bad_text_is_refused_with_the_reason(text, match):
     ((1, 2, 3, 0), ((0, 2), (2, 3), (0, 2)), ValueError, "distinct and go forward"),
     ((1, 2, 3, 0), ((2, 0), (2, 3)), ValueError, "distinct and go forward"),
     ((1, 2, 3, 0), ((0, 2), (2, 7)), ValueError, "distinct and go forward"),
+    ((1, 2, 3, 0), ((0, 2), (2, 3), (0, 1)), ValueError, "an edge enters an input node"),
     ((1, 2, 0), ((0, 2),), ValueError, "3 nodes; a cell has 4..10"),
     ((1, 2, 3.5, 0), ((0, 2), (2, 3)), TypeError, "must be integers"),
     ((1, 2, 3, 0), ((0, 2, 3),), TypeError, "each edge an \\(i, j\\) pair"),

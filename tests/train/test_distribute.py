@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -9,7 +10,8 @@ import textwrap
 import pytest
 import tensorflow as tf
 
-from tfnas.train.distribute import StrategyError, make_strategy, resolve_jit_compile, terminated_while_joining
+from tfnas.train.distribute import (ClusterError, StrategyError, make_strategy, preemption_notice, resolve_jit_compile,
+                                    stop_if_preempted)
 
 
 def test_auto_and_one_device_on_cpu():
@@ -207,5 +209,36 @@ def test_a_lost_peer_is_told_from_other_tensorflow_errors(monkeypatch):
 
 
 def test_no_preemption_notice_outside_a_cluster():
-    """Without a coordination service there is no notice to read: the question answers False at once."""
-    assert terminated_while_joining("/job:worker/task:0", wait_ms=50) is False
+    """Without a coordination service there is no notice to read: an empty name, at once."""
+    assert preemption_notice(wait_ms=50) == ""
+
+
+def test_the_notice_is_read_under_its_key_with_the_wait(monkeypatch):
+    from tensorflow.python.eager import context
+
+    asked = []
+
+    def read(self, key, timeout_in_ms=0):
+        asked.append((key, timeout_in_ms))
+        if len(asked) > 1:
+            raise tf.errors.DeadlineExceededError(None, None, f"GetKeyValue() timed out with key: {key}")
+        return "/job:worker/task:1"
+
+    monkeypatch.setattr(context.Context, "get_config_key_value", read)
+    assert preemption_notice() == "/job:worker/task:1" and preemption_notice(wait_ms=20) == ""
+    assert asked == [("TF_DEFAULT_PREEMPTION_NOTICE_KEY", 1500), ("TF_DEFAULT_PREEMPTION_NOTICE_KEY", 20)]
+
+
+def test_a_notice_stops_the_task_that_got_the_signal_and_tells_the_others(monkeypatch):
+    sent = []
+    monkeypatch.setattr(os, "kill", lambda pid, signum: sent.append((pid, signum)))
+    me = "/job:worker/task:0"
+    stop_if_preempted(me, "", main=True)  # no notice: nothing
+    assert sent == []
+    stop_if_preempted(me, me, main=True)  # this task's SIGTERM, sent again now that Python's handler is back
+    assert sent == [(os.getpid(), signal.SIGTERM)]
+    with pytest.raises(ClusterError, match="task /job:chief/task:0 got a SIGTERM while the cluster was joining"):
+        stop_if_preempted(me, "/job:chief/task:0", main=True)
+    with pytest.raises(ClusterError, match="this task got a SIGTERM"):  # off the main thread: no handler to send to
+        stop_if_preempted(me, me, main=False)
+    assert len(sent) == 1

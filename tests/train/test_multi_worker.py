@@ -111,7 +111,7 @@ def test_a_sigterm_while_waiting_for_the_cluster_stops_the_worker_once_it_has_jo
             if "waiting for the other 1 task(s)" in line:
                 break
         assert first.poll() is None, "".join(seen)[-3000:]
-        time.sleep(3)  # inside TensorFlow's wait
+        time.sleep(5)  # inside TensorFlow's wait
         first.send_signal(signal.SIGTERM)
         time.sleep(2)
         assert first.poll() is None  # the signal was recorded, not acted on

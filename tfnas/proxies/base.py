@@ -65,8 +65,9 @@ def check_score_args(num_classes: Any, input_shape: Any, batch_size: Any, rng: A
 
 
 def check_batch(batch: Any, who: str, *, labels: bool = True) -> None:
-    """Raises ``TypeError`` unless ``batch`` is a :class:`ProxyBatch`, and ``ValueError`` unless it holds inputs
-    ``(B, ...)`` (images ``(B, H, W, C)``) and, where ``labels``, int labels ``(B,)`` in ``[0, num_classes)``."""
+    """Raises ``TypeError`` unless ``batch`` is a :class:`ProxyBatch` (an object with the same attributes is
+    refused too), and ``ValueError`` unless it holds inputs ``(B, ...)`` (images ``(B, H, W, C)``) and, where
+    ``labels``, a positive ``num_classes`` and integer labels ``(B,)`` in ``[0, num_classes)``."""
     if not isinstance(batch, ProxyBatch):
         raise TypeError(f"{who}: the batch must be a ProxyBatch(images, labels, num_classes) (random_batch() makes "
                         f"one); got {type(batch).__name__}")
@@ -75,7 +76,10 @@ def check_batch(batch: Any, who: str, *, labels: bool = True) -> None:
         raise ValueError(f"{who}: expected inputs (B, ...) with B >= 1; got {images.shape}")
     if not labels:
         return
+    check_num_classes(batch.num_classes, f"{who}: the batch's num_classes")
     labels_ = np.asarray(batch.labels)
+    if not np.issubdtype(labels_.dtype, np.integer):
+        raise TypeError(f"{who}: labels must be integer class ids; got {labels_.dtype}")
     if labels_.shape != images.shape[:1]:
         raise ValueError(f"{who}: expected inputs (B, ...) and labels (B,); got {images.shape} and {labels_.shape}")
     if labels_.min() < 0 or labels_.max() >= batch.num_classes:

@@ -139,21 +139,25 @@ def _multi_worker() -> tf.distribute.Strategy:
     installs TensorFlow's own SIGTERM handler, which only records the signal: its coordination
     service publishes a preemption notice naming the task (:data:`PREEMPTION_KEY`). Python's handler
     is put back over TensorFlow's after the join, so SIGTERM then stops a multi-worker training like
-    any other run; and a SIGTERM that arrived during the wait is read back from the notice and sent
-    again to this process, so it stops right after the join instead of being lost.
+    any other run; and a notice published during the wait is read back (:func:`stop_if_preempted`), so
+    a SIGTERM then stops the task that got it right after the join instead of being lost, and the
+    other tasks with one line. Off the main thread no handler can be put back: TensorFlow's keeps
+    SIGTERM for the rest of the process, which the warning says.
     """
     spec = _cluster_spec()
     tasks = {kind: t if isinstance(t, dict) else dict(enumerate(t)) for kind, t in spec["cluster"].items()}
     kind, index = spec["task"]["type"], spec["task"].get("index", 0)
     others = [a for k, addresses in tasks.items() for i, a in addresses.items() if (k, str(i)) != (kind, str(index))]
-    if others:
-        logger.warning("multi_worker: waiting for the other %d task(s) of TF_CONFIG (%s) to start; nothing "
-                       "happens until all have joined (Ctrl-C stops; a SIGTERM meanwhile stops it once they have)",
-                       len(others), ", ".join(others))
     import signal
     import threading
 
     main = threading.current_thread() is threading.main_thread()
+    if others:
+        logger.warning("multi_worker: waiting for the other %d task(s) of TF_CONFIG (%s) to start; nothing "
+                       "happens until all have joined (%s)", len(others), ", ".join(others),
+                       "Ctrl-C stops; a SIGTERM meanwhile stops it once they have" if main else
+                       "off the main thread: TensorFlow's SIGTERM handler stays in place in this process, so "
+                       "SIGTERM will not stop it; use SIGINT or SIGKILL")
     interrupt = signal.signal(signal.SIGINT, signal.SIG_DFL) if main else None
     term = signal.getsignal(signal.SIGTERM) if main else None
     try:
@@ -162,9 +166,8 @@ def _multi_worker() -> tf.distribute.Strategy:
         if main:  # None: a handler not set from Python, which it cannot put back; the default then
             signal.signal(signal.SIGINT, signal.SIG_DFL if interrupt is None else interrupt)
             signal.signal(signal.SIGTERM, signal.SIG_DFL if term is None else term)
-    if main and others and terminated_while_joining(f"/job:{kind}/task:{index}"):
-        logger.warning("multi_worker: a SIGTERM arrived while this task waited for the cluster; it stops now")
-        os.kill(os.getpid(), signal.SIGTERM)
+    if others:
+        stop_if_preempted(f"/job:{kind}/task:{index}", preemption_notice(), main)
     return strategy
 
 
@@ -175,16 +178,38 @@ PREEMPTION_KEY = "TF_DEFAULT_PREEMPTION_NOTICE_KEY"
 PREEMPTION_WAIT_MS = 1500
 
 
-def terminated_while_joining(task: str, wait_ms: int = PREEMPTION_WAIT_MS) -> bool:
-    """True when the cluster's preemption notice names ``task`` (``/job:worker/task:0``): this task got a
-    SIGTERM while TensorFlow's handler was in place. No notice within ``wait_ms``, or none to read (no
-    coordination service), is False."""
+def preemption_notice(wait_ms: int = PREEMPTION_WAIT_MS) -> str:
+    """The task the cluster's preemption notice names (``/job:worker/task:0``): the first task that got a
+    SIGTERM while TensorFlow's handler was in place. ``""`` when there is no notice within ``wait_ms`` (the
+    usual case, which costs the whole wait) or nothing to read (no coordination service)."""
     from tensorflow.python.eager import context  # the config key-value store has no public accessor
 
     try:
-        return context.context().get_config_key_value(PREEMPTION_KEY, int(wait_ms)) == task
+        return str(context.context().get_config_key_value(PREEMPTION_KEY, int(wait_ms)))
     except tf.errors.OpError:
-        return False
+        return ""
+
+
+def stop_if_preempted(task: str, notice: str, main: bool) -> None:
+    """Acts on the preemption notice read after ``task`` joined its cluster.
+
+    No notice: nothing. A notice naming ``task``, on the main thread: the SIGTERM is sent to this process
+    again, now that Python's handler is back (``terminated:``, 143 on the command line). Otherwise
+    :class:`ClusterError`: a task that got a SIGTERM stops, so the others cannot train. TensorFlow keeps
+    the first task's notice only, so a task that got a SIGTERM after another one is told it this way.
+    """
+    if not notice:
+        return
+    if notice == task and main:
+        import signal
+
+        logger.warning("multi_worker: a SIGTERM arrived while this task waited for the cluster; it stops now")
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    who = "this task" if notice == task else f"task {notice}"
+    raise ClusterError(f"multi_worker: {who} got a SIGTERM while the cluster was joining, so this task stops too "
+                       f"(TensorFlow records the first such task only); start every task again with the same "
+                       f"command")
 
 
 class ClusterError(RuntimeError):

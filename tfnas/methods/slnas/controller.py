@@ -28,14 +28,15 @@ the seed, and sampling uses a ``tf.random.Generator`` whose state is part of :me
 so a resumed search draws the same architectures as an uninterrupted one. Sampling and update are
 one ``tf.function`` each, traced once (:meth:`ReinforceController.traces`).
 
-Determinism: the update gives the same bits on every run. A weight the unrolled policy reads at many
-steps (an LSTM bias, the attention weights) gets one gradient contribution per step. A tape sums
-them with one ``AddN``, whose CPU kernel puts whichever input buffer it can reuse first, so its
-summation order, and the last bits of the weights, changed with the timing of the parallel branches
-(up to 5e-5 after 300 steps, even on a quiet machine). The update sums them pairwise instead
-(``tf.gradients`` with ``EXPERIMENTAL_TREE``: each ``AddN`` has two inputs, and a + b = b + a), and
-runs without Grappler (:class:`~tfnas.grappler.GraphCall`), whose arithmetic optimiser would fold
-the pairs back into one ``AddN``.
+Determinism (on a CPU; not measured on a GPU, where other kernels may vary): the update gives the same
+bits on every run. A weight the unrolled policy reads at many steps (an LSTM bias, the attention
+weights) gets one gradient contribution per step. A tape sums them with one ``AddN``, whose CPU kernel
+puts whichever input buffer it can reuse first, so its summation order, and the last bits of the
+weights, changed with the timing of the parallel branches (up to 5e-5 after 300 steps, even on a quiet
+machine). The update sums them pairwise instead (``tf.gradients`` with ``EXPERIMENTAL_TREE``: each
+``AddN`` has two inputs, and a + b = b + a), and runs without Grappler
+(:class:`~tfnas.grappler.GraphCall`), whose arithmetic optimiser would fold the pairs back into one
+``AddN``. Run eagerly (``tf.config.run_functions_eagerly``, for debugging), it takes a tape's gradients.
 """
 
 from __future__ import annotations
@@ -141,15 +142,22 @@ class ReinforceController(abc.ABC):
         return log_p, entropy
 
     def _update_graph(self, arch: tf.Tensor, accuracy: tf.Tensor) -> Dict[str, tf.Tensor]:
-        _, log_p, entropy = self._policy(None, arch)
-        entropy = tf.stop_gradient(entropy)
-        reward = accuracy + self.entropy_weight * entropy
-        old = tf.where(self._has_baseline, self._baseline, reward)
-        baseline = old - self.baseline_decay * (old - reward)
-        advantage = reward - baseline
-        loss = -log_p * advantage
-        # Pairwise sums of every weight's gradient contributions (see the module notes on determinism).
-        grads = tf.gradients(loss, self.variables, aggregation_method=tf.AggregationMethod.EXPERIMENTAL_TREE)
+        def forward() -> Tuple[tf.Tensor, ...]:
+            _, log_p, entropy = self._policy(None, arch)
+            entropy = tf.stop_gradient(entropy)
+            reward = accuracy + self.entropy_weight * entropy
+            old = tf.where(self._has_baseline, self._baseline, reward)
+            baseline = old - self.baseline_decay * (old - reward)
+            advantage = reward - baseline
+            return -log_p * advantage, log_p, entropy, reward, baseline, advantage
+
+        if tf.executing_eagerly():  # tf.config.run_functions_eagerly (debugging): no graph to sum in pairs
+            with tf.GradientTape() as tape:
+                loss, log_p, entropy, reward, baseline, advantage = forward()
+            grads = tape.gradient(loss, self.variables)
+        else:  # pairwise sums of every weight's gradient contributions (the module notes on determinism)
+            loss, log_p, entropy, reward, baseline, advantage = forward()
+            grads = tf.gradients(loss, self.variables, aggregation_method=tf.AggregationMethod.EXPERIMENTAL_TREE)
         grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, self.variables)]
         self.optimizer.apply_gradients(zip(grads, self.variables))
         self._baseline.assign(baseline)

@@ -100,6 +100,9 @@ def _cell_parts(types: Sequence[int], edges: Sequence[Tuple[int, int]]) -> Tuple
         raise ValueError(f"{what}: {len(types)} nodes; a cell has 4..{NASNET_DAG.max_nodes}")
     if any(not 0 <= i < j < len(types) for i, j in edges) or len(set(edges)) != len(edges):
         raise ValueError(f"{what}: edges must be distinct and go forward (i < j) between nodes 0..{len(types) - 1}")
+    inputs = len(NASNET_DAG.input_codes)
+    if any(j < inputs for _, j in edges):
+        raise ValueError(f"{what}: an edge enters an input node (0..{inputs - 1}); the inputs take no edges")
     return types, tuple(sorted(edges))
 
 
