@@ -100,3 +100,20 @@ def test_every_proxy_names_a_batch_that_is_not_a_proxy_batch(name):
         with pytest.raises(ValueError, match="num_classes"):
             proxy.score(model, ProxyBatch(good.images, good.labels, None), rng)
     assert np.isfinite(proxy.score(model, good, rng))
+
+
+def test_a_new_proxy_object_per_architecture_is_warned_about_once(caplog, monkeypatch):
+    import tfnas.proxies.base as base
+
+    monkeypatch.setattr(base, "_STATES_MADE", base.collections.Counter())
+    with caplog.at_level("WARNING", logger="tfnas.proxies.base"):
+        for _ in range(base.RETRACE_WARNING_AT + 3):
+            get_proxy("random").fast_path_state("k", object)
+    warned = [r for r in caplog.records if "proxy objects have each traced" in r.getMessage()]
+    assert len(warned) == 1 and "'random'" in warned[0].getMessage()
+    caplog.clear()
+    proxy = get_proxy("snip")
+    with caplog.at_level("WARNING", logger="tfnas.proxies.base"):
+        for key in range(base.RETRACE_WARNING_AT + 3):  # one object, many network shapes: no warning
+            proxy.fast_path_state(f"shape{key}", object)
+    assert not caplog.records

@@ -19,7 +19,9 @@ declares the ``[proxy]`` keys it takes in :attr:`Proxy.options`; :func:`proxy_op
 from __future__ import annotations
 
 import abc
+import collections
 import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Dict, Iterator, Mapping, Optional, Tuple
 
@@ -27,6 +29,14 @@ import numpy as np
 
 from tfnas.checks import check_image_shape, check_num_classes, check_rng, positive_int
 from tfnas.proxies.fastpaths import find_fast_path
+
+logger = logging.getLogger(__name__)
+
+#: Fast-path states made so far in this process, per (proxy name, key): a count that keeps growing means a
+#: new proxy object per architecture, each tracing its networks again (:meth:`Proxy.fast_path_state`).
+_STATES_MADE: "collections.Counter[Tuple[str, str]]" = collections.Counter()
+#: ... and the count at which that is said, once per (proxy name, key).
+RETRACE_WARNING_AT = 5
 
 
 @dataclass
@@ -124,10 +134,18 @@ class Proxy(abc.ABC):
 
     def fast_path_state(self, key: str, create: Callable[[], Any]) -> Any:
         """State a fast path keeps for this proxy (e.g. traced networks), made by ``create()`` on
-        first use; it lives as long as the proxy, so one proxy traces once per network shape."""
+        first use; it lives as long as the proxy, so one proxy traces once per network shape. A new proxy
+        object per architecture traces again each time (about 10x slower): the fifth proxy object of a
+        name that makes such state in a process draws a warning."""
         states = self.__dict__.setdefault("_fast_path_states", {})
         if key not in states:
             states[key] = create()
+            made = (self.name, key)
+            _STATES_MADE[made] += 1
+            if _STATES_MADE[made] == RETRACE_WARNING_AT:
+                logger.warning("proxy %r: %d proxy objects have each traced their own %s networks; one proxy "
+                               "object scoring every architecture traces them once (get_proxy(...) once, then "
+                               "score_arch in the loop)", self.name, RETRACE_WARNING_AT, key)
         return states[key]
 
 
