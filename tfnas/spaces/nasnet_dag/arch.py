@@ -48,10 +48,7 @@ class DagCell:
         types, edges = _cell_parts(self.types, self.edges)
         object.__setattr__(self, "types", types)
         object.__setattr__(self, "edges", edges)
-        adj = np.zeros((len(types), len(types)), np.uint8)
-        for i, j in edges:
-            adj[i, j] = 1
-        pruned = prune(adj, np.array(types), NASNET_DAG)
+        pruned = prune(self.adjacency(), np.array(types), NASNET_DAG)
         if pruned is None or len(pruned[1]) < 4:
             raise ValueError(f"DagCell(types={types}, edges={edges}) is not a valid cell: codes must read 1 2 <ops "
                              f"3..7> 0 (inputs, ops, output) and some op node must lie on an input -> output path")
