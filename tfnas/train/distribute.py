@@ -206,10 +206,10 @@ def stop_if_preempted(task: str, notice: str, main: bool) -> None:
         logger.warning("multi_worker: a SIGTERM arrived while this task waited for the cluster; it stops now")
         os.kill(os.getpid(), signal.SIGTERM)
         return
-    who = "this task" if notice == task else f"task {notice}"
-    raise ClusterError(f"multi_worker: {who} got a SIGTERM while the cluster was joining, so this task stops too "
-                       f"(TensorFlow records the first such task only); start every task again with the same "
-                       f"command")
+    what = ("this task got a SIGTERM while the cluster was joining, so it stops" if notice == task else
+            f"task {notice} got a SIGTERM while the cluster was joining, so this task stops too (TensorFlow "
+            f"records the first such task only)")
+    raise ClusterError(f"multi_worker: {what}; start every task again with the same command")
 
 
 class ClusterError(RuntimeError):
