@@ -13,7 +13,6 @@ from typing import Any, Tuple
 import numpy as np
 
 from tfnas.checks import check_rng
-
 from tfnas.spaces.base import GraphSpace, TabularSpace
 
 
