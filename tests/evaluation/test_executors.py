@@ -117,6 +117,34 @@ def test_workers_stopped_early_leave_nothing_in_the_temp_folder(tmp_path, monkey
         pool.close()
 
 
+def test_ctrl_c_while_the_pool_shuts_down_still_stops_its_workers_and_removes_its_temp_folder(tmp_path, monkeypatch):
+    """A Ctrl-C or SIGTERM that arrives while ``close`` waits for the workers to end (the end of a sweep)
+    left the pool's folder in the temp folder."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    pool = ProcessExecutor(1)
+    assert pool.map(Autographed(), [1, 2]) == [2, 4]
+    inner = pool._pool
+    workers = [p for p in inner._processes.values() if p.is_alive()]
+    real_shutdown = inner.shutdown
+    calls = []
+
+    def interrupted_shutdown(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_shutdown(*args, **kwargs)
+
+    monkeypatch.setattr(inner, "shutdown", interrupted_shutdown)
+    with pytest.raises(KeyboardInterrupt):
+        pool.close()
+    assert len(calls) == 2 and workers and not any(p.is_alive() for p in workers)
+    assert os.listdir(temp) == []
+    pool.close()  # nothing left to close
+
+
 def test_workers_run_tensorflow_with_the_parents_onednn_setting(monkeypatch):
     """oneDNN's kernels round differently from TensorFlow's own, and TensorFlow's default depends on
     the CPU: workers that chose their own setting scored in other last digits than ``local``."""

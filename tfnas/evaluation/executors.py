@@ -404,14 +404,22 @@ class ProcessExecutor(Executor):
             proc.join(timeout=max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
                 proc.kill()
-        pool.shutdown(wait=True, cancel_futures=True)
-        self._remove_temp_dir()
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+        finally:  # also when a second Ctrl-C or SIGTERM ends the wait
+            self._remove_temp_dir()
 
     def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        self._remove_temp_dir()
+        pool = self._pool
+        try:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+        except BaseException:  # Ctrl-C or SIGTERM while the workers end: stop them, as an interrupted map does
+            self._kill()
+            raise
+        finally:
+            self._remove_temp_dir()
 
     def _remove_temp_dir(self) -> None:
         folder, self._temp_dir = self._temp_dir, ""
