@@ -198,3 +198,46 @@ def test_rankings_during_the_search_are_scored_after_it(tmp_path):
     assert scored.extra["ranking_spearman"][2] == pytest.approx(spearman(truth[other], truth[cells]), abs=1e-4)
     with pytest.raises(ValueError, match="observe"):
         benchmark.session("cifar100", 0).observe(0, [1, 2], [0.5])
+
+
+def _stopped_before_the_hparams_row(monkeypatch, module):
+    """``module.write_hparams`` raising KeyboardInterrupt: a run stopped after saving its last result."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "write_hparams", interrupted)
+
+
+def test_a_run_stopped_before_its_hparams_row_gets_it_from_the_next_run(tmp_path, monkeypatch):
+    """A sweep or search stopped between its last result and the hparams row: the rerun adds nothing,
+    and wrote no row either."""
+    import tfnas.run.search as search_module
+    import tfnas.run.sweep as sweep_module
+
+    sets = [f"run.out_dir={tmp_path / 's'}", "budget.start=10", "budget.stop=10", "budget.repeats=2"]
+    with monkeypatch.context() as patch:
+        _stopped_before_the_hparams_row(patch, sweep_module)
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    assert not os.path.exists(tmp_path / "s" / "tensorboard" / "hparams")
+    again = run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    assert again.new_records == 0
+    (session,) = hparams_sessions(str(tmp_path / "s" / "tensorboard" / "hparams"))
+    assert session["method.name"] == "rand"
+    expected = np.mean([r.top1_acc for r in again.records])
+    assert scalars(str(tmp_path / "s" / "tensorboard" / "hparams"))["final/top1_acc"] == [
+        (0, pytest.approx(expected, rel=1e-6))]
+
+    with monkeypatch.context() as patch:
+        _stopped_before_the_hparams_row(patch, search_module)
+        with pytest.raises(KeyboardInterrupt):
+            run_search(evolution(tmp_path / "e"))
+    assert not os.path.exists(tmp_path / "e" / "tensorboard" / "hparams")
+    run = run_search(evolution(tmp_path / "e"))
+    assert run.resumed
+    (session,) = hparams_sessions(str(tmp_path / "e" / "tensorboard" / "hparams"))
+    assert scalars(str(tmp_path / "e" / "tensorboard" / "hparams"))["final/best_score"][0][1] == pytest.approx(
+        run.outcome.score, rel=1e-6)
+    run_search(evolution(tmp_path / "e"))  # the row is there now: not written a second time
+    assert len(hparams_sessions(str(tmp_path / "e" / "tensorboard" / "hparams"))) == 1

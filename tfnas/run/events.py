@@ -182,6 +182,13 @@ def write_hparams(root: Optional[str], hparams: Mapping[str, Any], metrics: Mapp
     stream.close()
 
 
+def hparams_missing(root: Optional[str]) -> bool:
+    """Whether a run writing events to ``root`` has no hparams row yet: one stopped between saving its
+    last result and writing the row (Ctrl-C, SIGTERM, ``kill -9``) leaves none, and the next run, which
+    adds no result, writes it then."""
+    return root is not None and not _points_in(os.path.join(root, "hparams"))
+
+
 def history_step(row: Mapping[str, Any], index: int) -> int:
     """The step of a ``history.csv`` row: its first column when integral, else its 1-based row number."""
     first = next(iter(row.values()), None)

@@ -30,7 +30,7 @@ from tfnas.io import DamagedFileError, check_fields, dict_of, nullable, number, 
 from tfnas.methods.base import SearchContext, SearchOutcome
 from tfnas.registry import METHODS
 from tfnas.run import check_flow
-from tfnas.run.events import EventStream, events_root, hparams_of, history_step, write_hparams
+from tfnas.run.events import EventStream, events_root, hparams_missing, hparams_of, history_step, write_hparams
 from tfnas.run.exports import check_calibration_data, export_lines, export_paths_of, missing_exports
 from tfnas.run.constraints import refuse_search_keys
 from tfnas.run.factory import (build_executor, build_method, build_space, check_method_fits_space,
@@ -211,7 +211,7 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     trained_now = cfg.train.enabled and not _training_finished(cfg)
     if cfg.train.enabled:
         run.train_metrics, run.exports, run.calibration = train_found(cfg, outcome.best_arch)
-    if not resumed or trained_now:  # one hparams row per run: written when something new finished
+    if not resumed or trained_now or hparams_missing(events_root(cfg)):  # one row per run: when something finished
         write_search_hparams(cfg, run, json.loads(store.read_text(RESULT_FILE)))
     return run
 

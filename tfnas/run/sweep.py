@@ -36,7 +36,8 @@ from tfnas.methods.base import BudgetedSearch
 from tfnas.registry import METHODS
 from tfnas.run import check_flow
 from tfnas.run.constraints import Constrained, constrain, pareto_tables
-from tfnas.run.events import SweepEvents, events_root, hparams_of, sweep_final_metrics, write_hparams
+from tfnas.run.events import (SweepEvents, events_root, hparams_missing, hparams_of, sweep_final_metrics,
+                              write_hparams)
 from tfnas.run.factory import (build_benchmark, build_executor, build_method, build_space, check_method_fits_space,
                                check_training_data, refuse_multi_worker, where)
 from tfnas.run.rundir import CONFIG_FILE, RunDir, RunDirError
@@ -188,7 +189,7 @@ def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any
         events.close()
         if bar is not None:
             bar.close()
-    if new:  # one hparams row per run, rewritten only when records were added
+    if new or hparams_missing(events_root(cfg)):  # one hparams row per run, rewritten only when records were added
         write_hparams(events_root(cfg), hparams_of(cfg), sweep_final_metrics(log.records))
     summary = write_outputs(run_dir.path, log.records, {dataset: optimum} if truth is not None else None,
                             title=cfg.method.name)
