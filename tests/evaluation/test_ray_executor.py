@@ -123,6 +123,26 @@ def test_ray_restarts_a_dead_actor_and_retries_its_task(ray_executor, tmp_path):
     assert set(ray_executor.map(TempFolder(), list(range(8)))) == folders
 
 
+def test_worker_deaths_are_counted_per_batch_not_over_the_run(ray_executor, tmp_path, caplog):
+    """Ray's own restart limit counts over an actor's life: a long Ray search failed (exit 5) after a few
+    deaths hours apart, each in another batch, where the process pool, which counts per batch, went on."""
+    import logging
+
+    from tfnas.evaluation.ray_executor import RayExecutor
+
+    pool = RayExecutor(1, max_restarts=1)  # joins the fixture's instance
+    try:
+        with caplog.at_level(logging.WARNING, logger="tfnas.evaluation.ray_executor"):
+            for batch in range(3):  # one death per batch, three in all
+                out = pool.map(DieOnce(str(tmp_path / f"died-{batch}"), victim=1), [0, 1, 2])
+                assert out == [1, 2, 3] and os.path.exists(tmp_path / f"died-{batch}")
+    finally:
+        pool.close()
+    assert pool.restarts == 3
+    warned = [r.getMessage() for r in caplog.records if "a Ray worker died" in r.getMessage()]
+    assert len(warned) == 3 and all("a new one takes its chunk" in m for m in warned)
+
+
 def test_a_worker_that_dies_too_often_is_one_line_naming_why(ray_executor, tmp_path):
     """The error (exit 5 on the command line) went on with Ray's dump of the actor's ids, eight lines."""
     from tfnas.evaluation.executors import ExecutorError

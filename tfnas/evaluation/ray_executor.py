@@ -22,8 +22,10 @@
 One actor per worker holds the jobs it has built (traced functions stay warm between batches);
 each asks Ray for ``num_cpus = max(1, threads)`` and, when GPUs are visible to Ray, one GPU, so Ray places
 at most one worker per GPU. Chunks go to whichever actor is free; results are put back in
-submission order. An actor that dies is restarted by Ray and its task retried
-(``max_restarts`` / ``max_task_retries``); an item that raises comes back as
+submission order. An actor that dies is replaced by a new one (in the same slot, with the same temp
+folder) and its chunk submitted again, with a warning; more than ``max_restarts`` deaths within one
+batch fail the batch, as in the process pool (Ray's own ``max_restarts`` counts over an actor's life, so
+a long search failed after a few deaths hours apart). An item that raises comes back as
 :class:`~tfnas.evaluation.executors.Failed`. Ctrl-C (or a caller that stops reading :meth:`RayExecutor.imap`)
 cancels the tasks and kills the actors (the next batch starts new ones); the caller gets the
 KeyboardInterrupt. A Ctrl-C while a private instance starts or stops is held back until it has
@@ -76,17 +78,17 @@ def _auto_address(ray: Any) -> str:
 class _Worker:
     """The body of one Ray actor (wrapped by ``ray.remote`` in :class:`RayExecutor`)."""
 
-    def __init__(self, threads: int, onednn: str = "", temp_root: Optional[str] = None):
+    def __init__(self, threads: int, onednn: str = "", temp_root: Optional[str] = None, slot: str = ""):
         # What this actor's TensorFlow writes to the temp folder (AutoGraph's converted functions, which
         # it removes at a normal exit, and a killed actor never has one) goes to a folder of its own:
         # inside a private instance's Ray folder (removed with the instance, also after Ctrl-C), else in
         # the Ray session folder of the actor's machine (with Ray's own files), removed by remove_temp_dir
-        # before the actor is killed at the end. It is named by the actor's id, so an actor Ray restarts
-        # after a death takes over (and empties) the folder of its dead predecessor.
+        # before the actor is killed at the end. It is named by the executor's slot of the actor, so the actor
+        # that replaces a dead or killed one takes over (and empties) the folder of its predecessor.
         import ray
 
         root = temp_root or _session_dir() or tempfile.gettempdir()
-        self._temp_dir = os.path.join(root, f"tfnas-actor-{ray.get_runtime_context().get_actor_id()}")
+        self._temp_dir = os.path.join(root, f"tfnas-actor-{slot or ray.get_runtime_context().get_actor_id()}")
         shutil.rmtree(self._temp_dir, ignore_errors=True)
         os.makedirs(self._temp_dir, mode=0o700)
         tempfile.tempdir = self._temp_dir
@@ -129,7 +131,8 @@ class RayExecutor(Executor):
         address: ``local``, ``auto`` or ``HOST:PORT`` (module docstring).
         init_kwargs: extra ``ray.init`` arguments for a ``local`` instance.
         chunk: items per task (0 = about four tasks per actor and batch).
-        max_restarts: restarts of a dead actor (and retries of its task) before the batch fails.
+        max_restarts: deaths of actors within one batch that are survived (a new actor takes the dead
+            one's chunk); one more fails the batch.
     """
 
     name = "ray"
@@ -217,9 +220,10 @@ class RayExecutor(Executor):
             workers = gpus if gpus > 0 else max(1, int(resources.get("CPU", 1)) // cpus)
         workers = self._fitting(workers, cpus, float(ray.available_resources().get("CPU", 0.0)))
         super().__init__(workers)
-        self.chunk, self.max_restarts = int(chunk), int(max_restarts)
-        remote = ray.remote(num_cpus=cpus, num_gpus=gpus_per_actor(workers, gpus), max_restarts=self.max_restarts,
-                            max_task_retries=self.max_restarts)(_Worker)
+        self.chunk, self.max_restarts, self.restarts = int(chunk), int(max_restarts), 0
+        # dead actors are replaced here (_chunks), their deaths counted per batch, not by Ray over their life
+        remote = ray.remote(num_cpus=cpus, num_gpus=gpus_per_actor(workers, gpus), max_restarts=0,
+                            max_task_retries=0)(_Worker)
         self._remote = remote
         self._actors: List[Any] = []
         self._ensure_actors()
@@ -239,9 +243,20 @@ class RayExecutor(Executor):
     def _ensure_actors(self) -> None:
         """Starts the actors (again, after :meth:`_stop_actors`)."""
         if not self._actors:
-            onednn = parent_onednn()  # actors compute what this process computes
-            root = self._actor_root or None
-            self._actors = [self._remote.remote(self.threads, onednn, root) for _ in range(self.workers)]
+            self._actors = [self._new_actor(slot) for slot in range(self.workers)]
+
+    def _new_actor(self, slot: int) -> Any:
+        """An actor for ``slot`` (computing what this process computes: its oneDNN setting)."""
+        name = f"{os.getpid()}-{id(self):x}-{slot}"  # this executor's slot: the temp folder of every actor in it
+        return self._remote.remote(self.threads, parent_onednn(), self._actor_root or None, name)
+
+    def _replace(self, actor: Any) -> Any:
+        """A new actor in the slot of ``actor``, which died."""
+        with contextlib.suppress(Exception):  # (dead already; a handle of a live one would keep its process)
+            self._ray.kill(actor)
+        slot = self._actors.index(actor)
+        self._actors[slot] = self._new_actor(slot)
+        return self._actors[slot]
 
     def _stop_actors(self, idle: bool = False) -> None:
         """Kills the actors (what they run stops with them); the next batch starts new ones. ``idle``
@@ -279,7 +294,7 @@ class RayExecutor(Executor):
         queue = list(range(len(ranges)))[::-1]
         idle = list(self._actors)
         running: Dict[Any, Any] = {}
-        complete = False
+        complete, deaths = False, 0
         try:
             while queue or running:
                 while queue and idle:
@@ -291,9 +306,16 @@ class RayExecutor(Executor):
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayActorError as exc:
+                    deaths += 1
+                    self.restarts += 1
                     why = _death_reason(exc)
-                    times = f"{self.max_restarts + 1} times" if self.max_restarts else "once"
-                    raise ExecutorError(f"a Ray worker died {times} while evaluating a batch: {why}") from exc
+                    if deaths > self.max_restarts:
+                        who = "a Ray worker died once" if deaths == 1 else f"Ray workers died {deaths} times"
+                        raise ExecutorError(f"{who} while evaluating a batch: {why}") from exc
+                    logger.warning("a Ray worker died; a new one takes its chunk (%s)", why)
+                    queue.append(k)  # the next chunk to go out
+                    idle.append(self._replace(actor))
+                    continue
                 idle.append(actor)
                 complete = not queue and not running  # a reader that stops after the last chunk stops nothing
                 yield k, result
