@@ -282,3 +282,29 @@ def test_a_ctrl_c_while_the_exit_handlers_run_ends_the_process_without_a_traceba
     done = subprocess.run([sys.executable, "-c", _CTRL_C_WHILE_EXITING.format(root=root)], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == -signal.SIGINT and "KeyboardInterrupt" not in done.stderr, done.stderr[-2000:]
+
+
+_SIGTERM_AFTER_THE_END = """
+import atexit, os, signal, sys, threading, time
+sys.path.insert(0, {root!r})
+atexit.register(lambda: time.sleep(2))  # an exit handler that takes a while
+import tfnas.cli
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()  # the run's results are all written
+for _ in range({signals} - 1):
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+tfnas.cli.exit_with({code})
+"""
+
+
+@pytest.mark.parametrize("code, signals, expected", [(0, 1, 0), (2, 1, 2), (0, 2, -signal.SIGTERM)])
+def test_a_sigterm_while_a_finished_run_tears_down_keeps_its_exit_status(code, signals, expected):
+    """A SIGTERM in the second after a run's last line (its exit handlers) gave 143 and no line for a complete
+    run; a second SIGTERM still ends the process at once."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    start = time.time()
+    done = subprocess.run([sys.executable, "-c", _SIGTERM_AFTER_THE_END.format(root=root, code=code, signals=signals)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == expected, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and time.time() - start < 30

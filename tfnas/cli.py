@@ -14,7 +14,7 @@ import math
 import os
 import signal
 import sys
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 from tfnas.config import ConfigError, load_config
 from tfnas.io import RUN_CONFIG_FILE, clipped
@@ -240,7 +240,29 @@ def exit_with(code: int) -> None:
             run_exit_handlers()
             clear()
         os.kill(os.getpid(), sig)
+    _keep_status_through_teardown(code)
     sys.exit(code)
+
+
+def _keep_status_through_teardown(code: int) -> None:
+    """A run that has ended keeps its exit status ``code`` when a SIGTERM or Ctrl-C comes while the
+    interpreter tears down (the exit handlers: TensorFlow's, Ray's, about a second): a scheduler's SIGTERM
+    there ended a complete run with 143 and no line. After the first signal the teardown may go on for
+    EXIT_HANDLERS_S more, then the process ends with ``code``; a second signal acts at once (the default)."""
+    import threading
+
+    if os.name != "posix" or threading.current_thread() is not threading.main_thread():
+        return
+
+    def at_signal(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        deadline = threading.Timer(EXIT_HANDLERS_S, os._exit, (code,))
+        deadline.daemon = True
+        deadline.start()
+
+    signal.signal(signal.SIGINT, at_signal)
+    signal.signal(signal.SIGTERM, at_signal)
 
 
 def _unreadable_image(exc: BaseException) -> Optional[Exception]:
