@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfnas.cli import train_main
-from tfnas.config import ConfigError, load_config
+from tfnas.config import ConfigError, config_to_ini, load_config
 from tfnas.data import DatasetNotFoundError
 from tfnas.run.train_one import train_architecture
 
@@ -387,6 +387,14 @@ def test_ctrl_c_before_anything_was_saved_does_not_promise_a_resume(tmp_path, ca
     for name in ("config.cfg", "result.json"):
         (tmp_path / "search" / name).write_text("x")
     assert stopped(tmp_path / "search" / "train") == INTERRUPTED_LINE
+    # a directory a run killed before its first result left (its config.cfg and lock): it said "what finished
+    # is saved"; it stays (not this run's to remove)
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / ".lock").write_text("1")
+    (tmp_path / "killed" / "config.cfg").write_text(config_to_ini(load_config(None, overrides(tmp_path / "killed"))))
+    assert stopped(tmp_path / "killed") == NOTHING_SAVED_LINE
+    assert sorted(os.listdir(tmp_path / "killed")) == [".lock", "config.cfg"]
+    assert stopped(tmp_path / "killed", write="history.csv") == INTERRUPTED_LINE
 
 
 def test_a_search_state_that_is_a_file_and_a_history_row_with_an_extra_field_are_named(tmp_path):

@@ -329,12 +329,15 @@ class RunDir:
 
     def __exit__(self, *exc: Any) -> None:
         try:
-            if exc[0] is not None and self._created and self._remove_if_unused() and exc[1] is not None:
+            if exc[0] is not None and exc[1] is not None:
                 # the command line's Ctrl-C line: nothing to resume, unless this is a run inside another
                 # one (a search's train/), whose results are saved
-                # (a folder that held files may hold results of an earlier run whose config.cfg was deleted)
                 nested = os.path.exists(os.path.join(os.path.dirname(os.path.abspath(self.path)), CONFIG_FILE))
-                exc[1].tfnas_nothing_saved = self._fresh and not nested
+                if self._created and self._remove_if_unused():
+                    # (a folder that held files may hold results of an earlier run whose config.cfg was deleted)
+                    exc[1].tfnas_nothing_saved = self._fresh and not nested
+                elif not self._created and self._holds_nothing():  # e.g. left so by a run killed before a result
+                    exc[1].tfnas_nothing_saved = not nested
         finally:
             self.close()
 
@@ -354,15 +357,9 @@ class RunDir:
         the directory too if the run made it: nothing half-made is left, and a corrected config may use
         it. An empty ``search_state/`` (made before a search's first checkpoint) counts as nothing
         written. Returns whether it removed."""
-        def unused(name: str) -> bool:
-            if name in (CONFIG_FILE, LOCK_FILE) or name.startswith(".tmp-"):
-                return True
-            full = os.path.join(self.path, name)
-            return name == STATE_DIR and os.path.isdir(full) and not os.listdir(full)
-
         try:
             names = [name for name in os.listdir(self.path) if name not in self._before]
-            if not all(unused(name) for name in names):
+            if not all(self._unused(name) for name in names):
                 return False
             for name in names:
                 if name == STATE_DIR:
@@ -379,6 +376,21 @@ class RunDir:
             return True
         except OSError as exc:  # the error that ended the run is the one to report
             logger.debug("could not remove the unused run directory %s: %s", self.path, exc)
+            return False
+
+    def _unused(self, name: str) -> bool:
+        """Whether ``name`` in the directory holds no result (the config, the lock, a temp file, an empty
+        ``search_state/``)."""
+        if name in (CONFIG_FILE, LOCK_FILE) or name.startswith(".tmp-"):
+            return True
+        full = os.path.join(self.path, name)
+        return name == STATE_DIR and os.path.isdir(full) and not os.listdir(full)
+
+    def _holds_nothing(self) -> bool:
+        """Whether the directory holds no result at all."""
+        try:
+            return all(self._unused(name) for name in os.listdir(self.path))
+        except OSError:
             return False
 
     def file(self, name: str) -> str:
