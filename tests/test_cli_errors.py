@@ -6,6 +6,7 @@ once); one subprocess case checks what a user sees on a terminal, TensorFlow's s
 """
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -177,6 +178,12 @@ def test_compare_refuses_the_same_directory_twice_and_keeps_equal_labels_apart(t
     assert rc == 0, err
     summary = (tmp_path / "cmp" / "summary.csv").read_text()
     assert "rand (a)" in summary and "rand (b)" in summary
+    # folders of the same name (another configuration's copy in x/a): apart, by as much path as tells them apart
+    shutil.copytree(runs[1], tmp_path / "x" / "a")
+    rc, err = _run(compare_main, [runs[0], str(tmp_path / "x" / "a"), "--out", str(tmp_path / "cmp4")], capsys)
+    assert rc == 0, err
+    summary = (tmp_path / "cmp4" / "summary.csv").read_text()
+    assert f"rand ({tmp_path.name}/a)" in summary and "rand (x/a)" in summary, summary
     # A run directory that would add nothing to the table is refused, not silently left out.
     damaged = tmp_path / "damaged"
     damaged.mkdir()

@@ -379,6 +379,22 @@ def _writable_folder(option: str, folder: str) -> None:
         raise _UnwritableFolder(f"{option} {folder}: cannot be created ({parent} is not writable)")
 
 
+def distinct_names(folders: List[str]) -> dict:
+    """``{folder: name}``: each folder's last path component, or as many of its last components as tell it
+    apart from the others (``a/rand`` and ``b/rand``), else its whole real path."""
+    parts = {f: os.path.realpath(f).strip(os.sep).split(os.sep) for f in folders}
+    names = {}
+    for folder in folders:
+        for depth in range(1, len(parts[folder]) + 1):
+            name = os.path.join(*parts[folder][-depth:])
+            if all(os.path.join(*parts[other][-depth:]) != name for other in folders if other != folder):
+                names[folder] = name
+                break
+        else:
+            names[folder] = os.path.realpath(folder)
+    return names
+
+
 def _compare(args: argparse.Namespace) -> int:
     if not args.out.strip():
         raise ConfigError("--out: expected the folder for the merged table, got an empty name")
@@ -418,11 +434,12 @@ def _compare(args: argparse.Namespace) -> int:
     for run_dir, recs in per_dir:
         for label in {(r.method, r.dataset) for r in recs}:
             owners.setdefault(label, []).append(run_dir)
+    names = distinct_names([run_dir for run_dir, _ in per_dir])
     records = []
     for run_dir, recs in per_dir:
         for r in recs:
             if len(owners[(r.method, r.dataset)]) > 1:
-                r.method = f"{r.method} ({os.path.basename(os.path.normpath(run_dir))})"
+                r.method = f"{r.method} ({names[run_dir]})"
             records.append(r)
     if not records:
         raise ConfigError("the run directories hold no records")
