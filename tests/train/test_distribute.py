@@ -54,6 +54,12 @@ _TWO = {"worker": ["localhost:2222", "localhost:2223"]}
     ([], {"type": "worker", "index": 0}, "'cluster' must map task types"),
     ({**_TWO, "ps": ["h:2"]}, {"type": "worker", "index": 0}, "task type(s) 'ps'; MultiWorkerMirroredStrategy takes"),
     (_TWO, {"type": "evaluator", "index": 0}, "task type 'evaluator' cannot run here: MultiWorkerMirroredStrategy"),
+    # a task waited for ever for a peer at its own address, or at a port that cannot be
+    ({"worker": ["localhost:2222", "localhost:2222"]}, {"type": "worker", "index": 0},
+     "holds 'localhost:2222', also the address of task 'worker' 0; every task needs an address of its own"),
+    ({"chief": ["h:1"], "worker": {"0": "h:1"}}, {"type": "worker", "index": 0}, "also the address of task 'chief' 0"),
+    ({"worker": ["localhost:0", "localhost:2223"]}, {"type": "worker", "index": 0}, "port is not one of 1..65535"),
+    ({"worker": ["localhost:70000"]}, {"type": "worker", "index": 0}, "holds 'localhost:70000', whose port is not"),
 ])
 def test_a_tf_config_that_parses_but_is_wrong_is_refused(monkeypatch, cluster, task, fragment):
     from tfnas.train.distribute import check_cluster_spec

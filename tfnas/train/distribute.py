@@ -103,13 +103,20 @@ def _cluster_spec_problem(cluster: object, task: object) -> str:
         return (f"the cluster holds task type(s) {', '.join(map(repr, other))}; MultiWorkerMirroredStrategy takes "
                 f"'chief' and 'worker' tasks only (every one trains)")
     indices = {}  # task type -> the task indices it has (a list: 0..n-1; a dict: its keys, sparse clusters)
+    seen: dict = {}  # address -> the task that has it
     for kind, tasks in cluster.items():
         addresses = list(tasks.values()) if isinstance(tasks, dict) else tasks
         if not isinstance(addresses, list) or not addresses:
             return f"cluster[{kind!r}] must be a non-empty list of \"host:port\" addresses; got {tasks!r}"
-        for address in addresses:
+        for slot, address in (tasks.items() if isinstance(tasks, dict) else enumerate(addresses)):
             if not isinstance(address, str) or ":" not in address or not address.rsplit(":", 1)[1].isdigit():
                 return f"cluster[{kind!r}] holds {address!r}, not a \"host:port\" address"
+            if not 1 <= int(address.rsplit(":", 1)[1]) <= 65535:
+                return f"cluster[{kind!r}] holds {address!r}, whose port is not one of 1..65535"
+            if address in seen:  # the task would wait for ever for a peer that is itself
+                return (f"cluster[{kind!r}] holds {address!r}, also the address of {seen[address]}; every task "
+                        f"needs an address of its own")
+            seen[address] = f"task {kind!r} {slot}"
         if isinstance(tasks, dict) and sorted(str(k) for k in tasks) != sorted(str(i) for i in range(len(tasks))):
             return (f"cluster[{kind!r}] as an {{index: address}} object must number its tasks 0..{len(tasks) - 1} "
                     f"(MultiWorkerMirroredStrategy needs every index); got {', '.join(map(str, tasks))}")
