@@ -186,9 +186,12 @@ def write_found_front(store: Any, rows: Sequence[dict], score_name: str, ranges:
 
     frame = pd.DataFrame(list(rows), columns=["arch", "score", "latency_ms", "params"])
     (s0, s1), (l0, l1) = ranges
-    hv = hypervolume(frame["score"], frame["latency_ms"], (s0, s1), (l0, l1)) if s1 > s0 and l1 > l0 else float("nan")
+    if s1 > s0 and l1 > l0:
+        hv = f"hypervolume {hypervolume(frame['score'], frame['latency_ms'], (s0, s1), (l0, l1)):.4f}, normalised to"
+    else:
+        hv = "hypervolume undefined: every scored child had one score or one latency, in"
     lines = [f"Pareto front, {score_name} score vs measured latency (ms): {title}",
-             f"hypervolume {hv:.4f}, normalised to the ranges of every scored child: {score_name} "
+             f"{hv} the ranges of every scored child: {score_name} "
              f"{s0:.4g}..{s1:.4g}, latency {l0:.3f}..{l1:.3f} ms; reference point (min score, max latency)",
              f"{len(frame)} cells on the front", "",
              f"{'latency ms':>10}  {score_name:>10}  {'params':>9}  arch"]

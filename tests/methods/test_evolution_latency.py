@@ -145,6 +145,31 @@ def test_pareto_evolution_keeps_the_front_of_everything_it_scored(tmp_path):
     assert Widths().encode(fastest) not in {a for a, _ in plain_members}
 
 
+class OneLatency(WidthLatency):
+    """Every network takes the same time: the front is one point and its hypervolume undefined."""
+
+    def evaluate(self, archs):
+        self.seen.extend(archs)
+        return [LatencyStats(1.0, 1.0, 1.0, 1, 0, 1) for a in archs]
+
+
+def test_an_undefined_hypervolume_is_null_in_result_json_and_named_in_the_text(tmp_path):
+    """It was NaN: ``"hypervolume": NaN`` in result.json, which strict JSON readers refuse, and "hypervolume
+    nan" in pareto.txt."""
+    from tfnas.run.search import strict_json
+
+    method = EvolutionSearch(Widths(), SumProxy(), proxy_name="sum", population=6, iterations=10,
+                             limits=Limits(max_params=400.0), record_every=5, latency=OneLatency(), pareto=True)
+    ctx = SearchContext(store=ArtifactStore(str(tmp_path)), seed=5, rng=np.random.default_rng(5), progress=False,
+                        log=lambda row: None, logged_rows=0)
+    outcome = method.search(ctx)
+    assert outcome.extra["hypervolume"] is None and len(outcome.extra["pareto_front"]) == 1
+    assert "hypervolume undefined: every scored child had one score or one latency" in (
+        tmp_path / "pareto.txt").read_text()
+    assert json.loads(json.dumps(strict_json({"a": [np.float32("nan"), np.int64(3), (1.5, float("inf"))]}),
+                                 allow_nan=False)) == {"a": [None, 3, [1.5, None]]}
+
+
 def test_pareto_evolution_resumes_to_the_same_front(tmp_path):
     _, straight, _ = pareto_search(tmp_path / "a", 100)
     pareto_search(tmp_path / "b", 40)  # "killed" after its iteration-40 checkpoint

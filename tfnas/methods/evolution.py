@@ -399,7 +399,9 @@ class EvolutionSearch(OneShotSearch):
                 for a, sc, ms in front.points]
         write_found_front(context.store, rows, self.proxy_name, front.ranges(),
                           title=f"evolution ({self.proxy_name}) vs measured LiteRT latency")
-        return {"pareto_front": rows, "hypervolume": front.hypervolume(), "hypervolume_ranges": front.ranges()}
+        hv = front.hypervolume()  # undefined (None in result.json) while every child had one score or latency
+        return {"pareto_front": rows, "hypervolume": None if math.isnan(hv) else hv,
+                "hypervolume_ranges": front.ranges()}
 
     def _evaluator(self, context: SearchContext, score_rng: np.random.Generator) -> Any:
         """The scorer of children: ``evaluator_cls`` in this process for ``batch = 1``; for batches,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -245,7 +246,7 @@ def _search(cfg: Config, method: Any, store: ArtifactStore, progress: bool) -> S
                "extra": outcome.extra, "search_wall_s": round(wall, 3)}
     store.write_text("best_arch.txt", f"{outcome.best_arch}\n# {cfg.method.name} {cfg.space.name} "
                                       f"{cfg.dataset.name} {outcome.score_name}={outcome.score}\n")
-    store.write_text(RESULT_FILE, json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    store.write_text(RESULT_FILE, json.dumps(strict_json(payload), indent=2, allow_nan=False) + "\n")
     return outcome
 
 
@@ -283,9 +284,19 @@ def train_found(cfg: Config, arch: str) -> Tuple[Dict[str, Any], Dict[str, str],
         return json.load(fh), outcome.exports, outcome.calibration
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
+def strict_json(value: Any) -> Any:
+    """``value`` as strict JSON takes it: NumPy scalars and arrays as Python values, NaN and infinities as
+    None (``null``; Python's ``NaN`` is no JSON a strict reader takes), tuples as lists."""
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, dict):
+        return {key: strict_json(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float)):
+        return value
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
