@@ -13,6 +13,9 @@ import sys
 import pytest
 
 from tfnas.cli import compare_main, train_eval_main
+from tfnas.config import load_config
+from tfnas.proxies.base import Proxy
+from tfnas.registry import register_proxy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -384,6 +387,40 @@ def test_a_training_whose_loss_diverges_is_one_line_naming_what_to_change(tmp_pa
     line = _one_error_line(err)
     assert rc == 2 and "training loss is" in line and "lower train.lr, set train.grad_clip" in line
     assert not out.exists()
+
+
+class _WidthSum(Proxy):
+    """Toy proxy: the widths' sum, or NaN for every child (``nan``): a search that ends without an answer."""
+
+    nan = False
+
+    def score(self, model, batch, rng):
+        raise NotImplementedError
+
+    def score_arch(self, space, arch, **kwargs):
+        return float("nan") if self.nan else float(sum(arch))
+
+
+register_proxy("cli_toy_width_sum")(_WidthSum)
+register_proxy("cli_toy_width_nan")(type("_WidthNan", (_WidthSum,), {"nan": True}))
+
+
+def test_a_search_without_an_answer_leaves_no_run_directory_and_the_corrected_config_runs(tmp_path):
+    """The search's history, checkpoint and events stayed: the folder then refused the corrected config as
+    "a different configuration", though it held no result."""
+    import tests.toy_space  # noqa: F401  (registers the toy_widths space)
+    from tfnas.methods.base import SearchFailedError
+    from tfnas.run.search import run_search
+
+    out = tmp_path / "runs" / "evo"
+    sets = ["method.name=evolution", "space.name=toy_widths", "budget.max_params=300", "search.population=4",
+            "search.iterations=12", "search.record_every=4", "search.effectiveness_filter=false",
+            f"run.out_dir={out}", "run.progress=false"]
+    with pytest.raises(SearchFailedError, match="non-finite"):
+        run_search(load_config(None, sets + ["proxy.name=cli_toy_width_nan"]))
+    assert not (tmp_path / "runs").exists()
+    run = run_search(load_config(None, sets + ["proxy.name=cli_toy_width_sum"]))
+    assert run.outcome.best_arch and (out / "result.json").exists() and not run.resumed
 
 
 def test_a_search_that_ends_without_an_answer_is_one_line(capsys):

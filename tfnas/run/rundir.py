@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from typing import Any, Dict, FrozenSet, Iterable, List, Tuple
 
 from tfnas.config import Config, ConfigError, config_to_ini, ini_value, load_config
@@ -377,6 +378,26 @@ class RunDir:
         except OSError as exc:  # the error that ended the run is the one to report
             logger.debug("could not remove the unused run directory %s: %s", self.path, exc)
             return False
+
+    def discard(self) -> None:
+        """After a run that ended without a result to keep (a search that found no answer), removes what it
+        wrote, and the directory if it made it, as :meth:`_remove_if_unused` does after an earlier failure:
+        only in a directory that had no ``config.cfg`` before (a resumed run's directory stays as it is)."""
+        if not self._created:
+            return
+        try:
+            for name in os.listdir(self.path):
+                if name in self._before or name == LOCK_FILE:
+                    continue
+                full = os.path.join(self.path, name)
+                if os.path.isdir(full) and not os.path.islink(full):
+                    shutil.rmtree(full)
+                else:
+                    os.remove(full)
+        except OSError as exc:  # the error that ended the run is the one to report
+            logger.debug("could not remove what the failed run wrote in %s: %s", self.path, exc)
+            return
+        self._remove_if_unused()
 
     def _unused(self, name: str) -> bool:
         """Whether ``name`` in the directory holds no result (the config, the lock, a temp file, an empty

@@ -28,7 +28,7 @@ import numpy as np
 
 from tfnas.config import Config
 from tfnas.io import DamagedFileError, check_fields, dict_of, nullable, number, read_json, reading, record, text
-from tfnas.methods.base import SearchContext, SearchOutcome
+from tfnas.methods.base import SearchContext, SearchFailedError, SearchOutcome
 from tfnas.registry import METHODS
 from tfnas.run import check_flow
 from tfnas.run.events import EventStream, events_root, hparams_missing, hparams_of, history_step, write_hparams
@@ -207,7 +207,11 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
                 outcome = SearchOutcome(saved["best_arch"], saved.get("score"), saved.get("score_name", ""),
                                         dict(saved.get("extra", {})))
         else:
-            outcome = _search(cfg, method, store, progress)
+            try:
+                outcome = _search(cfg, method, store, progress)
+            except SearchFailedError:  # no answer: what it wrote (its history, checkpoint) would only make the
+                run_dir.discard()  # directory refuse the corrected config as another run's
+                raise
     run = SearchRun(run_dir.path, outcome, resumed)
     trained_now = cfg.train.enabled and not _training_finished(cfg)
     if cfg.train.enabled:
