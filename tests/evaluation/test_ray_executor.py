@@ -334,6 +334,26 @@ def test_a_local_ray_starts_every_worker_ignores_ray_address_and_leaves_no_files
     assert started == expected  # every worker ran an item at the same time
     assert done.stdout.strip().splitlines()[-1].startswith(tempfile.gettempdir())  # the folder, removed
     assert not (tmp_path / "home" / ".ray").exists()  # nor a token file (the instance's token was in its env)
+    assert "Started a local Ray instance" not in done.stderr + done.stdout  # Ray's INFO lines: with tfnas' (-v)
+
+
+def test_a_token_file_that_cannot_be_read_is_named_before_ray_starts(tmp_path, monkeypatch):
+    """Ray said the cluster refused this process and to set RAY_AUTH_TOKEN_PATH, which was set (exit 2)."""
+    from tfnas.evaluation.ray_access import check_token_file
+
+    for name in _AUTH_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    with pytest.raises(OSError, match="RAY_AUTH_TOKEN_PATH names a token file that cannot be read") as err:
+        check_token_file()
+    assert err.value.filename == str(tmp_path / "missing")
+    (tmp_path / "token").write_text("abc")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "token"))
+    check_token_file()
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "abc")  # taken first by Ray: the path is not read
+    check_token_file()
 
 
 def test_on_a_cluster_as_many_workers_start_as_its_free_cpus_can_place(caplog):

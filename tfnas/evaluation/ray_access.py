@@ -22,8 +22,8 @@ from tfnas.evaluation.executors import ExecutorError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["check_head", "check_reachable", "drop_process_token", "refused_token", "use_process_token",
-           "TOKEN_HELP"]
+__all__ = ["check_head", "check_reachable", "check_token_file", "drop_process_token", "refused_token",
+           "use_process_token", "TOKEN_HELP"]
 
 
 _AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
@@ -40,6 +40,21 @@ def use_process_token() -> bool:
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=_PROCESS_TOKEN)
     _reload_auth_config()
     return True
+
+
+def check_token_file() -> None:
+    """An ``OSError`` naming ``RAY_AUTH_TOKEN_PATH`` when it names no readable file: Ray then said the
+    cluster refused this process and to set what was already set."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH", "").strip()
+    if not path or os.environ.get("RAY_AUTH_TOKEN"):  # (Ray takes RAY_AUTH_TOKEN first)
+        return
+    try:
+        with open(os.path.expanduser(path), "rb"):
+            pass
+    except OSError as exc:
+        raise OSError(exc.errno, f"RAY_AUTH_TOKEN_PATH names a token file that cannot be read ({exc.strerror}); "
+                      f"point it to the cluster's token file (`ray get-auth-token` on the head node prints the "
+                      f"token) or unset it", path) from None
 
 
 def drop_process_token() -> None:

@@ -46,8 +46,8 @@ from tfnas.evaluation.executors import (Executor, ExecutorError, Job, PreparedJo
                                         in_order, init_worker, parent_onednn, prepare_job, run_chunk)
 from tfnas.evaluation.gpus import gpus_per_actor
 from tfnas.evaluation.ray_signals import deliver_interrupt, interrupts_deferred, shutdown, sigterm_kept
-from tfnas.evaluation.ray_access import (TOKEN_HELP, check_head, check_reachable, drop_process_token, refused_token,
-                                         use_process_token)
+from tfnas.evaluation.ray_access import (TOKEN_HELP, check_head, check_reachable, check_token_file, drop_process_token,
+                                         refused_token, use_process_token)
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,11 @@ class RayExecutor(Executor):
 
     def _init_ray(self, ray: Any, address: str, workers: int, cpus: int,
                   init_kwargs: Optional[Dict[str, Any]]) -> None:
-        kwargs: Dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        check_token_file()
+        # Ray's own INFO lines ("Started a local Ray instance") only where tfnas' are shown too (-v)
+        quiet = not logging.getLogger("tfnas").isEnabledFor(logging.INFO)
+        kwargs: Dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                  "logging_level": logging.WARNING if quiet else logging.INFO}
         if address == "local":
             # "local": a new instance even where RAY_ADDRESS or an earlier `ray start` names a cluster.
             # It counts at least the CPUs the workers ask for (a logical count: more workers than
