@@ -71,6 +71,10 @@ def test_frozen(tmp_path):
         ("", ["budget"], ["--set", "section.key=value"]),
         ("", ["nosection.key=1"], ["unknown section [nosection]", "--set nosection.key"]),
         ("", ["predictor.lr=inf"], ["--set predictor.lr", "'inf'"]),
+        # a learning rate of 0 learns nothing (a controller that never changed, accepted silently)
+        *[("", [f"{key}=0"], [f"--set {key}", "expected a number > 0.0, got '0'"])
+          for key in ("predictor.lr", "brp.lr", "controller.lr", "nag.lr", "nag.d_lr", "search.lr", "train.lr")],
+        ("[train]\nlr = -0.5\n", [], ["[train] lr", "a number > 0.0"]),
         ("[search]\nmax_rho = -inf\n", [], ["[search] max_rho", "'-inf'"]),
         ("[proxy]\nname = zenn\n", [], ["[proxy] name", "unknown proxy 'zenn'", "registered proxies", "zen"]),
         ("[proxy]\nnames = zen, snipp\n", [], ["[proxy] names", "unknown proxy 'snipp'"]),

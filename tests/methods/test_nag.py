@@ -356,6 +356,11 @@ def test_config_errors(tmp_path):
         load_config(CFG, tiny(tmp_path, "nag.beta_2=1.0"))
     with pytest.raises(ConfigError, match=r"--set budget\.stop: RS-NAG queries distinct cells"):
         build(tmp_path / "c", "budget.stop=9000")
+    # tertiles of one cell, or a pool larger than the distinct cells (silently every cell, as pool = 0)
+    for pool in (1, 2, 9000):
+        with pytest.raises(ConfigError, match=r"--set nag\.pool: 'nag' labels its cells by tertiles of 8,764 distinct "
+                                              r"cells; expected 0 \(every one\) or 3\.\.8,764, got "):
+            build(tmp_path / f"p{pool}", f"nag.pool={pool}")
 
 
 def test_short_labels_use_the_12_epoch_table(tmp_path):

@@ -49,7 +49,9 @@ def _describe(f: dataclasses.Field, tp: Any) -> str:
         inner = typing.get_args(tp)[0]
         base = "a comma-separated list of " + {int: "integers", float: "numbers"}.get(inner, "names")
     lo, hi = meta.get("min"), meta.get("max")
-    if lo is not None and hi is not None:
+    if "gt" in meta:  # an exclusive lower bound (a learning rate)
+        base += f" > {meta['gt']}" + (f" and <= {hi}" if hi is not None else "")
+    elif lo is not None and hi is not None:
         base += f" in [{lo}, {hi}]"
     elif lo is not None:
         base += f" >= {lo}"
@@ -104,7 +106,8 @@ def _parse_value(raw: str, f: dataclasses.Field, tp: Any, where: str) -> Any:
     items = value if isinstance(value, tuple) else (value,)
     for v in items:
         if is_number(v):
-            if ("min" in meta and v < meta["min"]) or ("max" in meta and v > meta["max"]):
+            if ("min" in meta and v < meta["min"]) or ("max" in meta and v > meta["max"]) or (
+                    "gt" in meta and v <= meta["gt"]):
                 raise ConfigError(f"{where}: expected {expected}, got {raw!r}")
             if isinstance(v, int) and "max" not in meta and abs(v) > INT32_MAX:  # TensorFlow's shapes and seeds
                 raise ConfigError(f"{where}: expected {expected} and at most {INT32_MAX} (32 bits), got {raw!r}")

@@ -231,6 +231,9 @@ def nag(cls: type, cfg: Config, space: Any) -> NagSearch:
                           f"{cfg.benchmark.name!r} has none (use nb201)")
     label_acc = truth if n.labels == "table" else benchmark.low_fidelity(d.name, "val")
     distinct = len(dag.dag_lookup())
+    if n.pool != 0 and not 3 <= n.pool <= distinct:  # (more: the same cells as pool = 0, without saying so)
+        raise ConfigError(f"{where(cfg, 'nag', 'pool')}: 'nag' labels its cells by tertiles of {distinct:,} distinct "
+                          f"cells; expected 0 (every one) or 3..{distinct:,}, got {n.pool:,}")
     if cfg.budget.stop > distinct:
         raise ConfigError(f"{where(cfg, 'budget', 'stop')}: RS-NAG queries distinct cells (as DAGs, NB201 has "
                           f"{distinct:,}); expected a budget <= {distinct:,}, got {cfg.budget.stop:,}")
