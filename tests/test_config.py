@@ -346,3 +346,9 @@ def test_numpy_numbers_in_a_config_changed_in_python_are_numbers():
     cfg = load_config("cfg/rand.cfg")
     validate_config(cfg.replace(run=dataclasses.replace(cfg.run, seed=np.int64(3))))
     validate_config(cfg.replace(predictor=dataclasses.replace(cfg.predictor, lr=np.float64(0.01))))
+
+
+def test_an_empty_config_file_name_is_named_as_such():
+    for name in ("", "  "):  # it said "error: : config file not found"
+        with pytest.raises(ConfigError, match=r"^the config file name is empty \('\s*'\); expected a \.cfg file"):
+            load_config(name)

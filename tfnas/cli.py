@@ -354,13 +354,13 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
     return run_guarded(lambda: _compare(args), args.verbose, interrupted=COMPARE_INTERRUPTED_LINE)
 
 
-class _UnwritableFolder(ConfigError):
+class UnwritablePathError(ConfigError):
     """A folder the command cannot create or write: exit 4, as for any unwritable path."""
 
     exit_code = 4
 
 
-def _writable_folder(option: str, folder: str) -> None:
+def check_writable_folder(option: str, folder: str) -> None:
     """Refuses, in one line naming ``option``, a folder that is a file, cannot be written, or
     cannot be created (its nearest existing parent is a file or not writable). Creates nothing,
     so a refused or failed command leaves nothing behind."""
@@ -368,15 +368,15 @@ def _writable_folder(option: str, folder: str) -> None:
         if not os.path.isdir(folder):
             raise ConfigError(f"{option} {folder}: is a file, not a folder")
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise _UnwritableFolder(f"{option} {folder}: the folder is not writable")
+            raise UnwritablePathError(f"{option} {folder}: the folder is not writable")
         return
     parent = os.path.dirname(os.path.abspath(folder))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise _UnwritableFolder(f"{option} {folder}: cannot be created ({parent} is a file)")
+        raise UnwritablePathError(f"{option} {folder}: cannot be created ({parent} is a file)")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise _UnwritableFolder(f"{option} {folder}: cannot be created ({parent} is not writable)")
+        raise UnwritablePathError(f"{option} {folder}: cannot be created ({parent} is not writable)")
 
 
 def distinct_names(folders: List[str]) -> dict:
@@ -417,7 +417,7 @@ def _compare(args: argparse.Namespace) -> int:
         if os.path.dirname(folder) == folder:
             break
         folder = os.path.dirname(folder)
-    _writable_folder("--out", args.out)
+    check_writable_folder("--out", args.out)
     from tfnas.registry import BENCHMARKS  # records, tables and plots: no TensorFlow
     from tfnas.results import format_table, load_run_dir, write_outputs
 

@@ -228,6 +228,10 @@ def _check_ranges(args) -> None:
         if not args.out:
             raise ConfigError("--out: expected a file name for the JSON results, got nothing")
         _check_writable("--out", args.out)
+    if args.what == "latency-corr" and args.cache_dir:
+        from tfnas.cli import check_writable_folder
+
+        check_writable_folder("--cache-dir", args.cache_dir)  # before the measurement, not after it
     if args.what == "evolution" and args.dump_candidates:
         if args.batch != 1:  # a batched search scores children on the evaluator that times nothing
             raise ConfigError(f"--dump-candidates: records the candidates of a --batch 1 search only; got --batch "
@@ -236,14 +240,15 @@ def _check_ranges(args) -> None:
 
 
 def _check_writable(flag: str, path: str) -> None:
-    """A results file can be written: before the measurement, not after it."""
+    """A results file can be written: before the measurement, not after it (exit 4 where it cannot)."""
+    from tfnas.cli import UnwritablePathError
     from tfnas.config import ConfigError
 
     if os.path.isdir(path):
         raise ConfigError(f"{flag} {path}: is a folder; expected a file name")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise ConfigError(f"{flag} {path}: cannot write into {folder} (missing, or not writable)")
+        raise UnwritablePathError(f"{flag} {path}: cannot write into {folder} (missing, or not writable)")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -148,17 +148,29 @@ def test_list_flags_are_checked_by_the_parser(argv, fragment, capsys):
     (["memory", "--candidates", "10", "--warmup", "5", "--release-every", "3"],
      "error: --release-every 3: applies with --release only"),
     (["zen-fidelity", "--out", ""], "error: --out: expected a file name"),
-    (["zen-fidelity", "--out", "/nonexistent-folder/z.json"], "error: --out /nonexistent-folder/z.json: cannot write"),
     (["evolution", "--batch", "2", "--dump-candidates", "d.json"],
      "error: --dump-candidates: records the candidates of a --batch 1 search only; got --batch 2"),
-    (["evolution", "--dump-candidates", "/nonexistent-folder/d.json"],
-     "error: --dump-candidates /nonexistent-folder/d.json: cannot write"),
     (["evolution", "--dump-candidates", "/"], "error: --dump-candidates /: is a folder"),
 ])
 def test_names_and_architectures_are_one_error_line_before_any_measurement(argv, fragment, capsys):
     assert load_bench().main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(fragment) and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["zen-fidelity", "--out", "/nonexistent-folder/z.json"], "error: --out /nonexistent-folder/z.json: cannot write"),
+    (["evolution", "--dump-candidates", "/nonexistent-folder/d.json"],
+     "error: --dump-candidates /nonexistent-folder/d.json: cannot write"),
+    (["latency-corr", "--cache-dir", "{tmp}/file/cache"], "error: --cache-dir {tmp}/file/cache: cannot be created"),
+])
+def test_an_output_that_cannot_be_written_is_exit_4_before_any_measurement(argv, fragment, capsys, tmp_path):
+    """Exit 4, as for every path that cannot be written (it was 2; --cache-dir failed after the measurement,
+    with a line that did not name it)."""
+    (tmp_path / "file").write_text("x")
+    assert load_bench().main([a.format(tmp=tmp_path) for a in argv]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith(fragment.format(tmp=tmp_path)) and err.count("\n") == 1 and "Traceback" not in err, err
 
 
 def write_dump(path, seconds):

@@ -273,6 +273,8 @@ def _of_type(value: Any, tp: Any) -> bool:
 
 def _read_file(path: str) -> Dict[str, Dict[str, Tuple[str, str]]]:
     """The file's ``{section: {key: (value, where)}}``."""
+    if not path.strip():
+        raise ConfigError(f"the config file name is empty ({path!r}); expected a .cfg file (see cfg/)")
     if os.path.isdir(path):
         raise ConfigError(f"{path}: is a folder; expected a .cfg file (see cfg/)")
     if not os.path.exists(path):
