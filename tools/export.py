@@ -168,6 +168,8 @@ def main(argv=None) -> int:
             return INTERRUPTED
         if not code:
             raise
+        if code == 2 and ("image_shape" in message or "H and W" in message):  # the network refused the size
+            message = f"--input-size {args.input_size}: {message}"
         print(f"error: {clipped(message)}", file=sys.stderr)
         return code
     finally:

@@ -283,6 +283,17 @@ def test_tool_sizes_out_of_range_are_refused_naming_their_flag(tmp_path, capsys,
     assert not (tmp_path / "out").exists()
 
 
+def test_tool_an_input_size_the_network_refuses_names_the_flag(tmp_path, capsys):
+    """The network's own message named its ``image_shape`` argument, not the flag."""
+    argv = ["--space", "nb201", "--arch", ARCH, "--num-classes", "10", "--out", str(tmp_path / "out"),
+            "--input-size", "6"]
+    assert _load_tool().main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --input-size 6: NAS-Bench-201 networks halve the resolution twice") and \
+        err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_tool_an_empty_out_is_refused_naming_the_flag(capsys):
     code = _load_tool().main(["--space", "nb201", "--arch", ARCH, "--num-classes", "10", "--out", ""])
     assert code == 2 and capsys.readouterr().err == ("error: --out: expected the file or folder to write, got an "
