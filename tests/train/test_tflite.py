@@ -384,3 +384,27 @@ def test_export_arch_refuses_a_calibration_source_for_formats_that_do_not_quanti
     with pytest.raises(ValueError, match="a calibration source is used by int8 tflite exports only"):
         export_arch(Nb201Space(), NB201_MIXED, 10, str(tmp_path / "m.keras"), fmt="keras", quantize="none",
                     calibration="cifar10")
+
+
+_LOAD_QUIETLY = """
+import sys
+sys.path.insert(0, {root!r})
+from tfnas.train.litert import load_interpreter
+load_interpreter(open({model!r}, "rb").read(), 1)
+print("loaded", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("level, shown", [("2", False), ("0", True)])
+def test_the_runtimes_info_line_follows_tensorflows_log_level(tmp_path, level, shown):
+    """LiteRT's "Created TensorFlow Lite XNNPACK delegate for CPU" (once per process) showed in every latency
+    search and benchmark, where TensorFlow's own info lines are off (TF_CPP_MIN_LOG_LEVEL=2 unless -v)."""
+    import subprocess
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(_converted("nb201", "none"))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-c", _LOAD_QUIETLY.format(root=root, model=str(model))],
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL=level))
+    assert done.returncode == 0 and "loaded" in done.stderr, done.stderr[-2000:]
+    assert ("XNNPACK delegate" in done.stderr) == shown, done.stderr[-2000:]

@@ -17,6 +17,7 @@ after warm-up runs, with a configurable number of CPU threads.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -26,6 +27,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from tfnas.checks import check_int, positive_int
+from tfnas.runtime import quiet_stderr
 
 __all__ = [
     "LatencyStats",
@@ -99,8 +101,12 @@ def load_interpreter(model: ModelSource, num_threads: Optional[int] = None) -> A
         if not os.path.isfile(path):
             raise FileNotFoundError(f"TFLite model {path} does not exist")
         kwargs["model_path"] = path
-    interpreter = cls(**kwargs)
-    interpreter.allocate_tensors()
+    # the runtime's own INFO line ("Created TensorFlow Lite XNNPACK delegate for CPU") where TensorFlow's
+    # C++ info lines are off too (TF_CPP_MIN_LOG_LEVEL, 2 on the command line unless -v); errors still show
+    info_off = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() not in ("", "0")
+    with quiet_stderr(show_on_error=True) if info_off else contextlib.nullcontext():
+        interpreter = cls(**kwargs)
+        interpreter.allocate_tensors()
     return interpreter
 
 
