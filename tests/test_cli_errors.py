@@ -627,3 +627,13 @@ def test_a_sweep_without_a_known_optimum_prints_no_nan_optimum(tmp_path, capsys,
     monkeypatch.undo()
     assert train_eval_main(argv) == 0
     assert f"benchmark optimum (cifar100): {real['optimum']:.2f}%" in capsys.readouterr().out
+
+
+def test_a_bad_out_dir_is_named_as_the_flag_given(tmp_path, capsys):
+    """It was named "--set run.out_dir", a flag the user had not written."""
+    out = str(tmp_path / "a\tb")
+    rc, err = _run(train_eval_main, ["cfg/rand.cfg", "--out-dir", out], capsys)
+    assert rc == 2 and _one_error_line(err).startswith("error: --out-dir: holds the control character '\\t'")
+    rc, err = _run(train_eval_main, ["cfg/rand.cfg", "--set", f"run.out_dir={out}"], capsys)
+    assert rc == 2 and _one_error_line(err).startswith("error: --set run.out_dir: holds the control character")
+    assert os.listdir(tmp_path) == []

@@ -43,9 +43,14 @@ def _load(args: argparse.Namespace):
         overrides.append("run.progress=false")
     from tfnas.evaluation.gpus import share_gpus_with_workers
 
-    share_gpus_with_workers(load_config(args.config, overrides, check_names=False).run.executor)
-    import_tensorflow(args.verbose)
-    return load_config(args.config, overrides)
+    try:
+        share_gpus_with_workers(load_config(args.config, overrides, check_names=False).run.executor)
+        import_tensorflow(args.verbose)
+        return load_config(args.config, overrides)
+    except ConfigError as exc:
+        if args.out_dir and str(exc).startswith("--set run.out_dir:"):  # the value came from --out-dir
+            raise ConfigError("--out-dir:" + str(exc)[len("--set run.out_dir:"):]) from None
+        raise
 
 
 def import_tensorflow(verbose: bool) -> None:
