@@ -161,3 +161,32 @@ def test_the_weight_sharing_searches_read_their_images_at_image_size(tmp_path, m
     with pytest.raises(_Stop):
         build_method(c, build_space(c))
     assert asked["image_size"] == 24
+
+
+def test_keys_of_sections_the_run_never_reads_are_named_in_one_warning(caplog):
+    """`--set nag.pool=10` in a rand sweep, or an export format where nothing is trained, ran without a word."""
+    import glob
+    import logging
+
+    from tfnas.run import check_flow, flow_of
+
+    def warnings_of(path, sets=()):
+        cfg = load_config(path, list(sets))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="tfnas.run.factory"):
+            check_flow(cfg, flow_of(cfg))
+        return [r.getMessage() for r in caplog.records if "not used by method" in r.getMessage()]
+
+    (message,) = warnings_of("cfg/rand.cfg", ["nag.pool=10", "controller.kind=ga", "predictor.epochs=5",
+                                              "export.format=tflite", "budget.repeats=2"])
+    assert message.startswith("cfg/rand.cfg: not used by method 'rand', so without effect: ")
+    for part in ("--set nag.pool (read by methods nag, nag_supernet)", "--set controller.kind (read by methods "
+                 "slnas, slnas_controller)", "--set predictor.epochs (read by methods siamese, predictor)",
+                 "--set export.format (read by a search that trains its result)"):
+        assert part in message
+    assert "budget" not in message
+    assert warnings_of("cfg/zen_cifar10_tflite_pareto.cfg", ["export.format=tflite"])  # [train] enabled = false
+    assert not warnings_of("cfg/zen_cifar10_tflite_pareto.cfg", ["train.enabled=true", "export.format=tflite"])
+    assert not warnings_of("cfg/siams_nsam.cfg", ["predictor.epochs=5"])
+    for path in sorted(glob.glob("cfg/*.cfg")):  # the shipped configs set nothing they do not use
+        assert not warnings_of(path), path
