@@ -34,8 +34,8 @@ def where(cfg: Config, section: str = "", key: str = "", value: Any = None) -> s
 
 
 #: Sections that only some methods read (their builders in tfnas.run.method_args): section -> those methods.
-OWNED_SECTIONS = {"predictor": ("siamese", "predictor"), "brp": ("brp_nas",), "controller": ("slnas", "slnas_controller"),
-                  "nag": ("nag", "nag_supernet")}
+OWNED_SECTIONS = {"predictor": ("siamese", "predictor"), "brp": ("brp_nas",),
+                  "controller": ("slnas", "slnas_controller"), "nag": ("nag", "nag_supernet")}
 
 
 def _changed_keys(section: Any) -> List[str]:
