@@ -17,7 +17,7 @@ import sys
 from typing import Any, Callable, List, Optional
 
 from tfnas.config import ConfigError, load_config
-from tfnas.io import RUN_CONFIG_FILE, clipped
+from tfnas.io import clipped
 
 
 def _config_parser(description: str) -> argparse.ArgumentParser:
@@ -356,114 +356,10 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of errors")
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
-    return run_guarded(lambda: _compare(args), args.verbose, interrupted=COMPARE_INTERRUPTED_LINE)
+    from tfnas.compare import compare
 
-
-class UnwritablePathError(ConfigError):
-    """A folder the command cannot create or write: exit 4, as for any unwritable path."""
-
-    exit_code = 4
-
-
-def check_writable_folder(option: str, folder: str) -> None:
-    """Refuses, in one line naming ``option``, a folder that is a file, cannot be written, or
-    cannot be created (its nearest existing parent is a file or not writable). Creates nothing,
-    so a refused or failed command leaves nothing behind."""
-    if os.path.exists(folder):
-        if not os.path.isdir(folder):
-            raise ConfigError(f"{option} {folder}: is a file, not a folder")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise UnwritablePathError(f"{option} {folder}: the folder is not writable")
-        return
-    parent = os.path.dirname(os.path.abspath(folder))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise UnwritablePathError(f"{option} {folder}: cannot be created ({parent} is a file)")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UnwritablePathError(f"{option} {folder}: cannot be created ({parent} is not writable)")
-
-
-def distinct_names(folders: List[str]) -> dict:
-    """``{folder: name}``: each folder's last path component, or as many of its last components as tell it
-    apart from the others (``a/rand`` and ``b/rand``), else its whole real path."""
-    parts = {f: os.path.realpath(f).strip(os.sep).split(os.sep) for f in folders}
-    names = {}
-    for folder in folders:
-        for depth in range(1, len(parts[folder]) + 1):
-            name = os.path.join(*parts[folder][-depth:])
-            if all(os.path.join(*parts[other][-depth:]) != name for other in folders if other != folder):
-                names[folder] = name
-                break
-        else:
-            names[folder] = os.path.realpath(folder)
-    return names
-
-
-def _compare(args: argparse.Namespace) -> int:
-    if not args.out.strip():
-        raise ConfigError("--out: expected the folder for the merged table, got an empty name")
-    seen: dict = {}
-    for run_dir in args.run_dirs:
-        real = os.path.realpath(run_dir)
-        if real in seen:
-            raise ConfigError(f"{run_dir}: given twice (also as {seen[real]}); each run directory counts once")
-        seen[real] = run_dir
-    compared = seen.get(os.path.realpath(args.out))
-    if compared is not None:  # its own summary.csv and plot would be replaced by the merged ones
-        raise ConfigError(f"--out {args.out}: is one of the run directories compared ({compared}); "
-                          f"write the merged table to another folder")
-    out = folder = os.path.realpath(args.out)
-    while True:  # a run directory, or a folder of one (its tensorboard/, search_state/): not for the merged files
-        if os.path.isfile(os.path.join(folder, RUN_CONFIG_FILE)):
-            where = "is a run directory" if folder == out else f"is inside the run directory {folder}"
-            raise ConfigError(f"--out {args.out}: {where} (it holds {RUN_CONFIG_FILE}); write the merged table to "
-                              f"another folder")
-        if os.path.dirname(folder) == folder:
-            break
-        folder = os.path.dirname(folder)
-    check_writable_folder("--out", args.out)
-    from tfnas.registry import BENCHMARKS  # records, tables and plots: no TensorFlow
-    from tfnas.results import format_table, load_run_dir, write_outputs
-
-    per_dir = []
-    for run_dir in args.run_dirs:
-        try:
-            per_dir.append((run_dir, load_run_dir(run_dir)))
-        except ValueError as exc:  # not a sweep's run directory, or a damaged one (a missing one: exit 4)
-            raise ConfigError(str(exc)) from None
-        except NotADirectoryError as exc:  # a file given for a folder: bad input (2), as for --out and out_dir
-            raise ConfigError(f"{exc.filename}: {exc.strerror}") from None
-    # The same method label from different directories stays apart: label those rows by directory.
-    owners: dict = {}
-    for run_dir, recs in per_dir:
-        for label in {(r.method, r.dataset) for r in recs}:
-            owners.setdefault(label, []).append(run_dir)
-    names = distinct_names([run_dir for run_dir, _ in per_dir])
-    records = []
-    for run_dir, recs in per_dir:
-        for r in recs:
-            if len(owners[(r.method, r.dataset)]) > 1:
-                r.method = f"{r.method} ({names[run_dir]})"
-            records.append(r)
-    if not records:
-        raise ConfigError("the run directories hold no records")
-    from tfnas.benchmarks.nb201 import DATASETS as NB201_DATASETS
-
-    benchmark = BENCHMARKS.get("nb201")()
-    datasets = sorted({r.dataset for r in records})
-    # The optimum line is drawn where the benchmark knows the dataset; records that share one
-    # recorded optimum (e.g. the same latency constraint) draw theirs (the constrained optimum).
-    optimum = {d: benchmark.optimum(d) for d in datasets if d in NB201_DATASETS}
-    for d in datasets:
-        recorded = {(r.optimum, r.constraint) for r in records if r.dataset == d}
-        if len(recorded) == 1 and not math.isnan(next(iter(recorded))[0]):
-            optimum[d] = next(iter(recorded))[0]
-    os.makedirs(args.out, exist_ok=True)
-    df = write_outputs(args.out, records, optimum, title="compare")
-    print(format_table(df))
-    print(f"\nwrote {args.out}/summary.csv and {args.out}/accuracy_vs_budget.png")
-    return 0
+    return run_guarded(lambda: compare(args.run_dirs, args.out), args.verbose,
+                       interrupted=COMPARE_INTERRUPTED_LINE)
 
 
 def train_main(argv: Optional[List[str]] = None) -> int:

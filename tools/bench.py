@@ -229,7 +229,7 @@ def _check_ranges(args) -> None:
             raise ConfigError("--out: expected a file name for the JSON results, got nothing")
         _check_writable("--out", args.out)
     if args.what == "latency-corr" and args.cache_dir:
-        from tfnas.cli import check_writable_folder
+        from tfnas.compare import check_writable_folder
 
         check_writable_folder("--cache-dir", args.cache_dir)  # before the measurement, not after it
     if args.what == "evolution" and args.dump_candidates:
@@ -241,7 +241,7 @@ def _check_ranges(args) -> None:
 
 def _check_writable(flag: str, path: str) -> None:
     """A results file can be written: before the measurement, not after it (exit 4 where it cannot)."""
-    from tfnas.cli import UnwritablePathError
+    from tfnas.compare import UnwritablePathError
     from tfnas.config import ConfigError
 
     if os.path.isdir(path):

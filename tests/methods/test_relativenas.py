@@ -215,6 +215,15 @@ def test_config_errors(tmp_path):
         run_search(load_config(CFG, tiny(tmp_path, "search.population=5")))
     with pytest.raises(ConfigError, match=r"--set space\.name: method .relativenas. needs a space with DartsSpace"):
         run_search(load_config(CFG, tiny(tmp_path / "b", "space.name=nb201")))
+    # a batch above the 16 images that train the shared weights: every step was one partial batch of them all
+    with tfds.testing.mock_data(num_examples=32):
+        with pytest.raises(ConfigError, match=r"--set search\.batch_size=100000: larger than the 16 images that "
+                                              r"train the shared weights"):
+            run_search(load_config(CFG, tiny(tmp_path / "c", "search.batch_size=100000")))
+        with pytest.raises(ConfigError, match=r"--set dataset\.batch_size=17: larger than the 16 images"):
+            run_search(load_config(CFG, tiny(tmp_path / "d", "search.batch_size=0", "dataset.batch_size=17",
+                                              "dataset.train_subset=32")))
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
 
 
 def test_the_search_reads_images_at_image_size_and_a_size_the_trained_network_cannot_take_stops_it_first(tmp_path):

@@ -31,15 +31,14 @@ import os
 import pickle
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 from tfnas.checks import check_int
-from tfnas.evaluation.gpus import (GPU_GROWTH_ENV, cpu_count, resolve_workers, share_gpus_with_workers,
-                                   visible_gpu_ids, warn_oversubscribed)
+from tfnas.evaluation.gpus import (GPU_GROWTH_ENV, ONEDNN_ENV, cpu_count, parent_onednn, resolve_workers,
+                                   share_gpus_with_workers, visible_gpu_ids, warn_oversubscribed)
 from tfnas.lru import LRUCache
 
 logger = logging.getLogger(__name__)
@@ -182,24 +181,6 @@ _WORKER_JOBS: "LRUCache[Callable]" = LRUCache("worker jobs", 4)
 
 _WORKER_THREADS = 0  # this worker's TensorFlow intra-op threads (init_worker)
 _WORKER_TF_READY = False  # load_tensorflow has run in this worker
-
-
-ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
-
-
-def parent_onednn() -> str:
-    """The oneDNN setting workers must share with this process to compute what it computes (its
-    kernels round differently from TensorFlow's own): ``"1"``/``"0"`` as TensorFlow runs here once it
-    is loaded, else this process's ``TF_ENABLE_ONEDNN_OPTS`` (``""`` when unset: TensorFlow's default,
-    which depends on the CPU, in both)."""
-    if "tensorflow" in sys.modules:
-        try:
-            from tensorflow.python.util import _pywrap_util_port  # the flag TensorFlow read when it loaded
-
-            return "1" if _pywrap_util_port.IsMklEnabled() else "0"
-        except (ImportError, AttributeError):  # pragma: no cover - another TensorFlow layout
-            pass
-    return os.environ.get(ONEDNN_ENV, "")
 
 
 def init_worker(threads: int, onednn: str = "", gpus: Sequence[str] = (), slots: Any = None,
@@ -410,10 +391,9 @@ class ProcessExecutor(Executor):
             self._remove_temp_dir()
 
     def close(self) -> None:
-        pool = self._pool
         try:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
         except BaseException:  # Ctrl-C or SIGTERM while the workers end: stop them, as an interrupted map does
             self._kill()

@@ -16,8 +16,8 @@ from typing import Tuple
 
 from tfnas.checks import check_int
 
-__all__ = ["GPU_GROWTH_ENV", "cpu_count", "gpus_per_actor", "resolve_workers", "share_gpus_with_workers",
-           "visible_gpu_ids", "warn_oversubscribed"]
+__all__ = ["GPU_GROWTH_ENV", "ONEDNN_ENV", "cpu_count", "gpus_per_actor", "parent_onednn", "resolve_workers",
+           "share_gpus_with_workers", "visible_gpu_ids", "warn_oversubscribed"]
 
 #: TensorFlow's switch for taking GPU memory as needed instead of all of it at start-up.
 GPU_GROWTH_ENV = "TF_FORCE_GPU_ALLOW_GROWTH"
@@ -97,3 +97,21 @@ def warn_oversubscribed(workers: int, threads: int = 0) -> None:
         logger.warning("[run] worker_threads = %d for %d workers on %d CPU core(s): their %d TensorFlow threads take "
                        "turns on the cores; worker_threads = %d gives each worker its share", threads, workers, cores,
                        workers * threads, max(1, cores // workers))
+
+
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def parent_onednn() -> str:
+    """The oneDNN setting workers must share with this process to compute what it computes (its
+    kernels round differently from TensorFlow's own): ``"1"``/``"0"`` as TensorFlow runs here once it
+    is loaded, else this process's ``TF_ENABLE_ONEDNN_OPTS`` (``""`` when unset: TensorFlow's default,
+    which depends on the CPU, in both)."""
+    if "tensorflow" in sys.modules:
+        try:
+            from tensorflow.python.util import _pywrap_util_port  # the flag TensorFlow read when it loaded
+
+            return "1" if _pywrap_util_port.IsMklEnabled() else "0"
+        except (ImportError, AttributeError):  # pragma: no cover - another TensorFlow layout
+            pass
+    return os.environ.get(ONEDNN_ENV, "")

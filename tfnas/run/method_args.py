@@ -54,6 +54,18 @@ def builds(*classes: type) -> Callable[[Callable], Callable]:
     return register
 
 
+def _check_search_batch(cfg: Config, data: Any) -> None:
+    """``ConfigError`` when the shared weights' batch (``[search] batch_size``, 0: ``[dataset] batch_size``) is
+    larger than the images that train them (``data[0]``, of :func:`load_split`): every step was one partial
+    batch of them all, as if the batch had been smaller, without a word."""
+    s, d = cfg.search, cfg.dataset
+    batch, images = s.batch_size or d.batch_size, len(data[0])
+    if batch > images:
+        key = ("search", "batch_size") if s.batch_size else ("dataset", "batch_size")
+        raise ConfigError(f"{where(cfg, *key, batch)}: larger than the {images:,} images that train the shared "
+                          f"weights, so no step would see a full batch; lower it or raise [dataset] train_subset")
+
+
 @builds(RandomSearch)
 def random_search(cls: type, cfg: Config, space: Any) -> RandomSearch:
     return cls(space_size=space.size)
@@ -123,6 +135,7 @@ def relativenas(cls: type, cfg: Config, space: Any) -> RelativeNasSearch:
         raise ConfigError(f"{where(cfg, 'search', 'lr_min')}: must not exceed lr ({s.lr}); got {s.lr_min}")
     data = load_halves(d.name, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
                        subset=d.train_subset, where=where(cfg), image_size=d.image_size)
+    _check_search_batch(cfg, data)
     return cls(space, data, population=s.population, generations=s.generations,
                batch_size=s.batch_size or d.batch_size, steps_per_epoch=s.steps_per_epoch, lr=s.lr,
                lr_min=s.lr_min, momentum=s.momentum, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
@@ -163,6 +176,7 @@ def slnas(cls: type, cfg: Config, space: Any) -> SlnasSearch:
                       subset=d.train_subset, where=where(cfg), first_fraction=1.0 - s.reward_fraction,
                       divisor=stem_stride * 2 ** reductions,
                       who=f"the SLNAS search network (stems /4, {reductions} reductions)", image_size=d.image_size)
+    _check_search_batch(cfg, data)
     info = data[4]
     jit = resolve_jit_compile(cfg.run.jit_compile, auto=False)  # a supernet: XLA off unless asked
 
@@ -272,6 +286,7 @@ def nag_supernet(cls: type, cfg: Config, space: Any) -> NagSupernetSearch:
     data = load_split(d.name, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,
                       subset=d.train_subset, where=where(cfg), first_fraction=1.0 - n.holdout, divisor=4,
                       who="the NASNet DAG supernet (two reductions)", image_size=d.image_size)
+    _check_search_batch(cfg, data)
     # the supernet and RS-NAG's one-candidate trainings: XLA off unless asked; the GAN: on with a GPU
     info, jit = data[4], resolve_jit_compile(cfg.run.jit_compile, auto=False)
     batch = s.batch_size or d.batch_size
