@@ -129,7 +129,7 @@ def test_a_mirrored_strategy_for_a_weight_sharing_search_is_named_as_unused_by_i
     from tfnas.run.method_args import relativenas
 
     sets = ["method.name=relativenas", "space.name=darts", "dataset.name=cifar10", "dataset.download=false",
-            f"dataset.data_dir={tmp_path}", "dataset.train_subset=8", "run.jit_compile=false"]
+            f"dataset.data_dir={tmp_path}", "dataset.train_subset=8", "search.batch_size=4", "run.jit_compile=false"]
     for strategy, warned in (("mirrored", True), ("auto", False)):
         caplog.clear()
         cfg = load_config(None, sets + [f"run.strategy={strategy}"])
