@@ -167,10 +167,14 @@ def _nonneg_float(text: str) -> float:
 
 def _one_of(*allowed: str):
     def parse(text: str) -> str:
-        for item in text.split(","):
-            if item.strip() not in allowed:
+        items = [item.strip() for item in text.split(",")]
+        for i, item in enumerate(items):
+            if item not in allowed:
                 raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(allowed)}; "
-                                                 f"got {item.strip()!r}")
+                                                 f"got {item!r}")
+            if item in items[:i]:  # (it was measured twice)
+                raise argparse.ArgumentTypeError(f"expected each of {', '.join(allowed)} at most once; got {item!r} "
+                                                 f"twice")
         return text
 
     parse.__name__ = "list"
@@ -198,6 +202,8 @@ def _check_names(args) -> None:
             space = SPACES.get(space_name)()
         except UnknownNameError as exc:
             raise ConfigError(f"--space: {exc}") from None
+        if args.arch is not None and not args.arch.strip():  # (it measured the default architecture)
+            raise ConfigError("--arch: empty; give an architecture, or leave the flag out for the default one")
         text = args.arch or ARCHS.get(space_name, "")
         if not text:
             raise ConfigError(f"--arch: space {space_name!r} has no default architecture; give one")
@@ -354,7 +360,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(run=nag_supernet)
     s = sub.add_parser("tflite", help="TFLite conversion time, file size and LiteRT batch-1 latency per quantization")
     s.add_argument("--space", default="nb201", help="registered space (default nb201)")
-    s.add_argument("--arch", default="", help="architecture (default: NB201 best CIFAR-100 cell / DARTS relativenas)")
+    s.add_argument("--arch", default=None, help="architecture (default: NB201 best CIFAR-100 cell / DARTS relativenas)")
     s.add_argument("--quantize", type=_one_of("none", "float16", "int8"), default="none,float16,int8")
     s.add_argument("--input-size", type=_count, default=32)
     s.add_argument("--runs", type=_count, default=100)
@@ -393,7 +399,7 @@ def nag_supernet(args) -> None:
 def tflite(args) -> None:
     from perf import tflite as bench
 
-    bench.run(space=args.space, arch=args.arch, quantize=args.quantize.split(","), input_size=args.input_size,
+    bench.run(space=args.space, arch=args.arch or "", quantize=args.quantize.split(","), input_size=args.input_size,
               runs=args.runs, threads=args.threads, via=args.via.split(","))
 
 

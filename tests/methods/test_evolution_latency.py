@@ -264,3 +264,18 @@ def test_other_one_shot_searches_refuse_the_measured_device(tmp_path):
     with pytest.raises(ConfigError, match=r"method 'relativenas' \(a one-shot search\) cannot honour.*evolution "
                                           r"\(latency:litert or pareto:litert, measured\)"):
         run_search(load_config("cfg/relativenas_tiny.cfg", sets), progress=False)
+
+
+def test_more_litert_threads_than_cores_are_named(tmp_path, caplog):
+    """`search.latency_threads=1000` on 2 cores measured 2 threads' latencies without a word."""
+    import logging
+
+    over = (os.cpu_count() or 1) + 1
+    for threads, warned in ((over, True), (1, False)):
+        cfg = load_config("cfg/zen_cifar10_tflite_latency.cfg", [f"run.out_dir={tmp_path}",
+                                                                 f"search.latency_threads={threads}"])
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="tfnas.run.method_args"):
+            build_method(cfg, build_space(cfg))
+        assert (f"--set search.latency_threads={threads}: more LiteRT threads than this machine's" in caplog.text) \
+            is warned

@@ -37,7 +37,7 @@ def load_bench():
                                                 "graph_optimizer": "off"}),
     (["nag"], {"node_units": 250, "batch": 64, "steps": 20, "cells": 1000, "jit": "false", "edges": "independent"}),
     (["nag", "--edges", "sequential"], {"edges": "sequential"}),
-    (["tflite", "--space", "darts"], {"space": "darts", "arch": "", "quantize": "none,float16,int8", "input_size": 32,
+    (["tflite", "--space", "darts"], {"space": "darts", "arch": None, "quantize": "none,float16,int8", "input_size": 32,
                                       "runs": 100, "threads": 1}),
 ])
 def test_subcommands_and_their_defaults(argv, expected):
@@ -126,6 +126,8 @@ def test_executor_overhead_bench_runs_on_a_process_pool(capsys):
     (["supernet", "--batch", "64,x"], "argument --batch: expected an integer, got 'x'"),
     (["supernet", "--space", "lite", "--blocks", "1,-1"], "argument --blocks: expected an integer >= 0, got -1"),
     (["tflite", "--quantize", "int4"], "argument --quantize: expected a comma-separated list of none, float16, int8"),
+    (["tflite", "--quantize", "int8,none,int8"], "argument --quantize: expected each of none, float16, int8 at most "
+                                                 "once; got 'int8' twice"),
     (["tflite", "--via", "saved_model,onnx"], "argument --via: expected a comma-separated list of saved_model, frozen"),
     (["proxies", "--cells", "1"], "argument --cells: expected an integer >= 2, got 1"),
     (["zen-fidelity", "--cells", "1"], "argument --cells: expected an integer >= 2, got 1"),
@@ -141,6 +143,8 @@ def test_list_flags_are_checked_by_the_parser(argv, fragment, capsys):
     (["proxies", "--proxies", "synflow,bogus"], "error: --proxies: unknown proxy 'bogus'"),
     (["tflite", "--space", "nope"], "error: --space: unknown space 'nope'; registered spaces: "),
     (["tflite", "--space", "darts", "--arch", "junk"], "error: --arch: not an architecture of space 'darts': "),
+    (["tflite", "--arch", " "], "error: --arch: empty; give an architecture, or leave the flag out"),  # (the default)
+    (["train-step", "--arch", ""], "error: --arch: empty; give an architecture"),
     (["train-step", "--arch", "junk"], "error: --arch: not an architecture of space 'nb201': "),
     (["proxies", "--cells", "20000"], "error: --cells 20000: NAS-Bench-201 has 15,625 cells"),
     (["siamese", "--budget", "20000", "--repeats", "1"], "error: --budget 20000: NAS-Bench-201 has 15,625 cells"),
