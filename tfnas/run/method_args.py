@@ -110,9 +110,9 @@ def evolution(cls: type, cfg: Config, space: Any) -> EvolutionSearch:
     latency = None
     if max_latency_ms > 0 or pareto:  # measured on this machine, cached beside the run (shared by its seeds)
         if s.latency_threads > (os.cpu_count() or 1):
-            logger.warning("%s: more LiteRT threads than this machine's %d CPU cores: they take turns, so the latencies "
-                           "measured are those of fewer threads", where(cfg, "search", "latency_threads",
-                                                                        s.latency_threads), os.cpu_count() or 1)
+            logger.warning("%s: more LiteRT threads than this machine's %d CPU cores: they take turns, so the "
+                           "latencies measured are those of fewer threads",
+                           where(cfg, "search", "latency_threads", s.latency_threads), os.cpu_count() or 1)
         setup = LatencySetup((space.resolution, space.resolution, 3), space.num_classes, s.latency_threads,
                              s.latency_quantize, s.latency_runs, s.latency_warmup)
         latency = LatencyEvaluator(LatencyMeasurer(space, setup, os.path.join(cfg.out_dir, "latency_cache")))
