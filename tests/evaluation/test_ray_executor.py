@@ -385,8 +385,9 @@ def test_a_user_setting_of_ray_authentication_is_left_alone(name, monkeypatch):
 _CTRL_C_WHILE_RAY = """
 import os, signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
-import ray, ray._private.node as node, ray._private.worker as worker
+import logging, ray, ray._private.node as node, ray._private.worker as worker
 from tfnas.evaluation.ray_executor import RayExecutor
+logging.getLogger("tfnas").setLevel(logging.INFO)  # Ray's INFO lines too (as at -v): "Started a local Ray instance"
 when = sys.argv[1]  # Ctrl-C as the driver connects to the started processes, as the executor asks the started
 # instance for its CPUs (before any actor starts), or as Ray kills its processes; or once the raylet (and the
 # agents it launches) runs, before the driver's node is complete
