@@ -97,7 +97,7 @@ def _expected(err: Exception):
     if isinstance(err, (ValueError, TypeError, FileExistsError, IsADirectoryError)):
         return 2, str(err)
     if missing is not None and isinstance(err, missing):  # its remedies name config keys this tool does not have
-        found = str(err).split(" To get it, ")[0].rstrip(". ")
+        found = getattr(err, "reason", str(err)).rstrip(". ")
         return 3, (f"--calibration: {found}. Prepare it with tensorflow_datasets on a machine with internet access "
                    f"and copy it into ~/tensorflow_datasets (or the folder TFDS_DATA_DIR names), or calibrate on an "
                    f"image folder: --calibration ROOT with ROOT/train/<class>/* images")

@@ -317,8 +317,9 @@ def test_tool_a_calibration_dataset_not_on_disk_is_exit_3_with_this_tools_remedi
     from tfnas.data import DatasetNotFoundError
 
     def offline(name, **kwargs):
-        raise DatasetNotFoundError(f"{name}: tfds dataset {name!r} is not prepared in /nowhere (tfds default). To "
-                                   "get it, run ... or set [dataset] data_dir to a folder that already holds it.")
+        missing = f"{name}: tfds dataset {name!r} is not prepared in /nowhere (tfds default)"
+        raise DatasetNotFoundError(f"{missing}. To get it, run ... or set [dataset] data_dir to a folder that "
+                                   f"already holds it.", reason=missing)
 
     monkeypatch.setattr(tfnas.data, "load_dataset", offline)
     out = tmp_path / "m.tflite"
@@ -450,6 +451,10 @@ def test_a_one_file_export_never_replaces_a_folder(tmp_path, fmt):
 
 def test_weights_that_cannot_be_read_are_named(tmp_path):
     space = Nb201Space(channels=4, cells_per_stage=1)
+    device = tmp_path / "null.keras"
+    device.symlink_to(os.devnull)  # exists, but is no file to read weights from
+    with pytest.raises(ValueError, match=r"null\.keras is not a regular file"):
+        export_arch(space, ARCH, 10, str(tmp_path / "m0.keras"), fmt="keras", weights=str(device))
     junk = tmp_path / "junk.keras"
     junk.write_bytes(b"not a zip file")
     with pytest.raises(ValueError, match=r"junk\.keras: not a readable \.keras model file \(not a zip archive\)"):

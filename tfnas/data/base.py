@@ -32,7 +32,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """The data is not on disk and cannot (or may not) be downloaded; the message says how to get it."""
+    """The data is not on disk and cannot (or may not) be downloaded; the message says how to get it.
+
+    Attributes:
+      reason: what is missing, without the remedies (which name config keys such as ``[dataset]
+        manual_dir``): for tools that take the dataset another way (``tools/export.py --calibration``).
+    """
+
+    def __init__(self, message: str, *, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class DatasetFormatError(ValueError):

@@ -328,7 +328,8 @@ class TfdsSource(DatasetSource):
             reason = ""
         if reason:  # with the network down, downloading is already allowed: the advice is to wait for it
             advice = self._how_to_get(files, downloading=reason.startswith("the network is unreachable"))
-            raise DatasetNotFoundError(f"{self._missing(looked_in, where)} and {reason}. {advice}")
+            missing = f"{self._missing(looked_in, where)} and {reason}"
+            raise DatasetNotFoundError(f"{missing}. {advice}", reason=missing)
         logger.info("Downloading and preparing %s into %s", self.tfds_name, looked_in)
         self._run_tfds(builder, None, looked_in, files)
 
@@ -390,12 +391,12 @@ class TfdsSource(DatasetSource):
     ) -> None:
         files = " and ".join(self.manual_files)
         if not manual_dir:
+            missing = (f"{self.name}: tfds dataset {self.tfds_name!r} is not prepared in {looked_in} "
+                       f"({where}) and cannot be downloaded automatically (tfds prepares it from {files}, "
+                       f"from https://image-net.org)")
             raise DatasetNotFoundError(
-                f"{self.name}: tfds dataset {self.tfds_name!r} is not prepared in {looked_in} "
-                f"({where}) and cannot be downloaded automatically. Set [dataset] manual_dir to a "
-                f"folder holding {files} (from https://image-net.org), and tfds will prepare it "
-                f"once into the data_dir."
-            )
+                f"{missing}. Set [dataset] manual_dir to a folder holding those files, and tfds will "
+                f"prepare it once into the data_dir.", reason=missing)
         missing = [f for f in self.manual_files if not tf.io.gfile.exists(os.path.join(manual_dir, f))]
         if missing:
             raise DatasetNotFoundError(

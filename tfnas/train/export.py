@@ -239,8 +239,11 @@ def load_weights(model: keras.Model, path: str) -> None:
     if path.endswith(".keras") or path.endswith(".weights.h5"):
         if os.path.isdir(path):
             raise IsADirectoryError(f"weights file {path} is a folder; expected a .keras or .weights.h5 file")
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise FileNotFoundError(f"weights file {path} does not exist")
+        if not os.path.isfile(path):
+            raise ValueError(f"weights file {path} is not a regular file (a device, pipe or socket); expected a "
+                             f".keras or .weights.h5 file")
         if path.endswith(".weights.h5"):
             with open(path, "rb") as f:
                 if f.read(8) != b"\x89HDF\r\n\x1a\n":
