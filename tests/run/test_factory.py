@@ -173,7 +173,7 @@ def test_keys_of_sections_the_run_never_reads_are_named_in_one_warning(caplog):
     def warnings_of(path, sets=()):
         cfg = load_config(path, list(sets))
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="tfnas.run.factory"):
+        with caplog.at_level(logging.WARNING, logger="tfnas.run.unused"):
             check_flow(cfg, flow_of(cfg))
         return [r.getMessage() for r in caplog.records if "not used by method" in r.getMessage()]
 
@@ -190,3 +190,21 @@ def test_keys_of_sections_the_run_never_reads_are_named_in_one_warning(caplog):
     assert not warnings_of("cfg/siams_nsam.cfg", ["predictor.epochs=5"])
     for path in sorted(glob.glob("cfg/*.cfg")):  # the shipped configs set nothing they do not use
         assert not warnings_of(path), path
+
+    # keys of a method's own section that only its sibling or the other controller kind reads
+    (message,) = warnings_of("cfg/nag_nb201.cfg", ["nag.holdout=0.3", "nag.labels=table"])
+    assert "nag.holdout (read by method nag_supernet)" in message and "labels" not in message
+    (message,) = warnings_of("cfg/slnas_controller_nb201.cfg", ["controller.ga_population=50", "controller.hidden=32",
+                                                                  "controller.tanh_constant=2.0"])
+    assert "controller.ga_population (read by [controller] kind = ga)" in message
+    assert "controller.tanh_constant (read by method slnas)" in message and "hidden" not in message
+    # [proxy]: where no proxy is built, the keys of proxies not built, proxy_corr's own keys
+    (message,) = warnings_of("cfg/rand.cfg", ["proxy.name=zen", "proxy.batch_size=16"])
+    assert "proxy.name (read by methods evolution and proxy_corr" in message
+    assert "proxy.batch_size (read by a run that builds a proxy)" in message
+    (message,) = warnings_of("cfg/synflow_cifar10_1M.cfg", ["proxy.zen_bn_variance=running", "proxy.subset=10"])
+    assert "proxy.zen_bn_variance (read by proxies " in message and "zen" in message.split("zen_bn_variance")[1]
+    assert "proxy.subset (read by method proxy_corr)" in message
+    assert not warnings_of("cfg/zen_cifar10_1M.cfg", ["proxy.zen_bn_variance=running", "proxy.batch_size=16"])
+    assert not warnings_of("cfg/siams_nsam.cfg", ["predictor.ec_source=zen", "proxy.zen_bn_variance=running"])
+    assert warnings_of("cfg/siams_nsam.cfg", ["proxy.zen_bn_variance=running"])  # ec_source = table: no proxy

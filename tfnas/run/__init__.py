@@ -39,6 +39,6 @@ def check_flow(cfg: Config, flow: str) -> None:
         what, call = _FLOWS[found]
         raise ConfigError(f"[method] name = {cfg.method.name} is {what}: run it with {call} (or "
                           f"tools/train_eval.py, which picks the flow), not {_FLOWS[flow][1]}")
-    from tfnas.run.factory import warn_unused_sections
+    from tfnas.run.unused import warn_unused_keys
 
-    warn_unused_sections(cfg, flow)
+    warn_unused_keys(cfg, flow)

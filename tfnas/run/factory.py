@@ -33,42 +33,6 @@ def where(cfg: Config, section: str = "", key: str = "", value: Any = None) -> s
     return f"{label}: [{section}]" + (f" {key}" if key else "") + ("" if value is None else f" = {value}")
 
 
-#: Sections that only some methods read (their builders in tfnas.run.method_args): section -> those methods.
-OWNED_SECTIONS = {"predictor": ("siamese", "predictor"), "brp": ("brp_nas",),
-                  "controller": ("slnas", "slnas_controller"), "nag": ("nag", "nag_supernet")}
-
-
-def _changed_keys(section: Any) -> List[str]:
-    """The keys of a section dataclass that differ from their defaults."""
-    import dataclasses
-    import math
-
-    changed = []
-    for f in dataclasses.fields(section):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        value = getattr(section, f.name)
-        both_nan = isinstance(value, float) and isinstance(default, float) and math.isnan(value) and math.isnan(default)
-        if value != default and not both_nan:
-            changed.append(f.name)
-    return changed
-
-
-def warn_unused_sections(cfg: Config, flow: str) -> None:
-    """One warning naming the keys set (in the file or by ``--set``) in sections this run never reads: another
-    method's section (``[nag]`` in a ``rand`` sweep), or ``[export]`` keys given with ``--set`` where nothing is
-    trained (a sweep, an analysis, a search with ``[train] enabled = false``). They were taken without a word,
-    so a user could believe a setting had an effect."""
-    unused = [(section, key) for section, methods in OWNED_SECTIONS.items() if cfg.method.name not in methods
-              for key in _changed_keys(getattr(cfg, section))]
-    if flow != "search" or not cfg.train.enabled:  # (given with --set: a file may keep them for when it trains)
-        unused += [("export", key) for key in _changed_keys(cfg.export) if f"export.{key}" in cfg.overrides]
-    if unused:
-        readers = {s: f"methods {', '.join(OWNED_SECTIONS[s])}" if s in OWNED_SECTIONS else
-                   "a search that trains its result" for s, _ in unused}
-        logger.warning("%s: not used by method %r, so without effect: %s", where(cfg), cfg.method.name,
-                       "; ".join(f"{where(cfg, s, k)} (read by {readers[s]})" for s, k in unused))
-
-
 # -- datasets -------------------------------------------------------------------------------
 
 def dataset_head(cfg: Config) -> Tuple[int, Tuple[int, int, int]]:

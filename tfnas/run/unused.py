@@ -1,0 +1,116 @@
+"""Config keys a run never reads, named in one warning before it starts (:func:`warn_unused_keys`).
+
+A key set in the file or with ``--set`` that no part of the run reads was taken without a word, so a user
+could believe it had an effect: another method's section (``[nag]`` in a ``rand`` sweep), a key of a
+method's own section that only its sibling reads (``[nag] holdout`` in ``nag``), the other controller
+kind's keys, ``[proxy]`` keys where no proxy is built (or not the proxy that declares them), and
+``[export]`` keys given with ``--set`` where nothing is trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Any, Dict, List, Optional, Tuple
+
+from tfnas.config import Config
+from tfnas.registry import METHODS, PROXIES
+from tfnas.run.factory import where
+
+logger = logging.getLogger(__name__)
+
+#: Sections that only some methods read (their builders in tfnas.run.method_args): section -> those methods.
+OWNED_SECTIONS = {"predictor": ("siamese", "predictor"), "brp": ("brp_nas",),
+                  "controller": ("slnas", "slnas_controller"), "nag": ("nag", "nag_supernet")}
+
+#: Keys of an owned section that only one of its methods reads: (section, key) -> that method.
+OWNED_KEYS = {("nag", "labels"): "nag", ("nag", "holdout"): "nag_supernet", ("nag", "score_batches"): "nag_supernet",
+              ("nag", "rs_candidates"): "nag_supernet", ("nag", "rs_epochs"): "nag_supernet",
+              ("controller", "tanh_constant"): "slnas"}
+
+#: ``[controller]`` keys that only one ``kind`` reads.
+CONTROLLER_KINDS = {"ga": ("ga_population", "ga_crossover", "ga_mutation"),
+                    "lstm": ("hidden", "lr", "optimizer", "entropy_weight", "baseline_decay", "temperature",
+                             "tanh_constant", "op_tanh_constant")}
+
+
+def changed_keys(section: Any) -> List[str]:
+    """The keys of a section dataclass that differ from their defaults."""
+    changed = []
+    for f in dataclasses.fields(section):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        value = getattr(section, f.name)
+        both_nan = isinstance(value, float) and isinstance(default, float) and math.isnan(value) and math.isnan(default)
+        if value != default and not both_nan:
+            changed.append(f.name)
+    return changed
+
+
+def proxies_built(cfg: Config) -> Tuple[str, ...]:
+    """The proxies this run builds: evolution's ``[proxy] name``, ``proxy_corr``'s names, a siamese
+    search's estimation code when ``[predictor] ec_source`` names a proxy."""
+    method, p = cfg.method.name, cfg.proxy
+    if method == "evolution":
+        return (p.name,)
+    if method == "proxy_corr":
+        return tuple(p.names) or (p.name,)
+    uses_code = getattr(METHODS.get(method), "uses_code", False) if method in METHODS else False
+    if uses_code and cfg.predictor.ec_source not in ("table", "train"):
+        return (cfg.predictor.ec_source,)
+    return ()
+
+
+def _options(name: str) -> Dict[str, str]:
+    return dict(getattr(PROXIES.get(name), "options", {})) if name in PROXIES else {}
+
+
+def _proxy_reader(cfg: Config, key: str, built: Tuple[str, ...]) -> Optional[str]:
+    """Who would read ``[proxy] key``, or None when this run does."""
+    method = cfg.method.name
+    if key == "name":
+        return None if method == "evolution" or (method == "proxy_corr" and not cfg.proxy.names) else \
+            "methods evolution and proxy_corr (when [proxy] names is empty)"
+    if key in ("names", "subset"):
+        return None if method == "proxy_corr" else "method proxy_corr"
+    if key == "batch_size":
+        return None if built else "a run that builds a proxy"
+    if any(key in _options(name) for name in built):
+        return None
+    declaring = [name for name in PROXIES.names() if key in _options(name)]
+    return f"proxies {', '.join(declaring)}" if declaring else None
+
+
+def unused_keys(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
+    """``(section, key, who reads it)`` of every key set that this run never reads."""
+    method = cfg.method.name
+    unused = [(section, key, f"methods {', '.join(methods)}") for section, methods in OWNED_SECTIONS.items()
+              if method not in methods for key in changed_keys(getattr(cfg, section))]
+    for section in ("nag", "controller"):
+        if method in OWNED_SECTIONS[section]:
+            for key in changed_keys(getattr(cfg, section)):
+                owner = OWNED_KEYS.get((section, key))
+                if owner is not None and owner != method:
+                    unused.append((section, key, f"method {owner}"))
+                elif section == "controller":
+                    kind = next((k for k, keys in CONTROLLER_KINDS.items() if key in keys), cfg.controller.kind)
+                    if kind != cfg.controller.kind:
+                        unused.append((section, key, f"[controller] kind = {kind}"))
+    built = proxies_built(cfg)
+    for key in changed_keys(cfg.proxy):
+        reader = _proxy_reader(cfg, key, built)
+        if reader is not None:
+            unused.append(("proxy", key, reader))
+    if flow != "search" or not cfg.train.enabled:  # (given with --set: a file may keep them for when it trains)
+        unused += [("export", key, "a search that trains its result") for key in changed_keys(cfg.export)
+                   if f"export.{key}" in cfg.overrides]
+    return unused
+
+
+def warn_unused_keys(cfg: Config, flow: str) -> None:
+    """One warning naming the keys set (in the file or by ``--set``) that this run never reads, and who
+    reads each (:func:`unused_keys`)."""
+    unused = unused_keys(cfg, flow)
+    if unused:
+        logger.warning("%s: not used by method %r, so without effect: %s", where(cfg), cfg.method.name,
+                       "; ".join(f"{where(cfg, s, k)} (read by {reader})" for s, k, reader in unused))
