@@ -208,3 +208,12 @@ def test_keys_of_sections_the_run_never_reads_are_named_in_one_warning(caplog):
     assert not warnings_of("cfg/zen_cifar10_1M.cfg", ["proxy.zen_bn_variance=running", "proxy.batch_size=16"])
     assert not warnings_of("cfg/siams_nsam.cfg", ["predictor.ec_source=zen", "proxy.zen_bn_variance=running"])
     assert warnings_of("cfg/siams_nsam.cfg", ["proxy.zen_bn_variance=running"])  # ec_source = table: no proxy
+    # [train] given with --set where nothing trains; read by a training oracle and the training EC (flip, pad_crop)
+    (message,) = warnings_of("cfg/siams_nsam.cfg", ["train.epochs=3"])
+    assert "--set train.epochs (read by a search that trains its result" in message
+    assert warnings_of("cfg/zen_cifar10_tflite_pareto.cfg", ["train.epochs=30"])  # [train] enabled = false
+    assert not warnings_of("cfg/zen_cifar10_1M.cfg", ["train.epochs=30"])
+    assert not warnings_of("cfg/tinynano_siams.cfg", ["train.epochs=3"])
+    assert not warnings_of("cfg/slnas_tiny.cfg", ["train.cutout=8", "train.enabled=false"])
+    assert not warnings_of("cfg/siams_nsam.cfg", ["predictor.ec_source=train", "train.flip=false"])
+    assert warnings_of("cfg/siams_nsam.cfg", ["predictor.ec_source=train", "train.epochs=3"])

@@ -4,7 +4,7 @@ A key set in the file or with ``--set`` that no part of the run reads was taken 
 could believe it had an effect: another method's section (``[nag]`` in a ``rand`` sweep), a key of a
 method's own section that only its sibling reads (``[nag] holdout`` in ``nag``), the other controller
 kind's keys, ``[proxy]`` keys where no proxy is built (or not the proxy that declares them), and
-``[export]`` keys given with ``--set`` where nothing is trained.
+``[train]`` and ``[export]`` keys given with ``--set`` where nothing is trained.
 """
 
 from __future__ import annotations
@@ -81,6 +81,24 @@ def _proxy_reader(cfg: Config, key: str, built: Tuple[str, ...]) -> Optional[str
     return f"proxies {', '.join(declaring)}" if declaring else None
 
 
+#: Methods whose search itself trains networks on ``[train]``'s augmentation and schedule keys.
+WEIGHT_SHARING = ("relativenas", "slnas", "nag_supernet")
+_TRAIN_READERS = ("a search that trains its result, a weight-sharing search, or a training oracle "
+                  "([benchmark] name = train)")
+
+
+def train_keys_read(cfg: Config, flow: str) -> Optional[Tuple[str, ...]]:
+    """The ``[train]`` keys this run reads: None for all of them (it trains networks), else those few."""
+    if flow == "search" and (cfg.train.enabled or cfg.method.name in WEIGHT_SHARING):
+        return None
+    if flow == "sweep" and cfg.benchmark.name == "train":
+        return None
+    uses_code = getattr(METHODS.get(cfg.method.name), "uses_code", False) if cfg.method.name in METHODS else False
+    if flow == "sweep" and uses_code and cfg.predictor.ec_source == "train":
+        return ("flip", "pad_crop")  # the training estimation code's augmentation
+    return ()
+
+
 def unused_keys(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
     """``(section, key, who reads it)`` of every key set that this run never reads."""
     method = cfg.method.name
@@ -101,7 +119,12 @@ def unused_keys(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
         reader = _proxy_reader(cfg, key, built)
         if reader is not None:
             unused.append(("proxy", key, reader))
-    if flow != "search" or not cfg.train.enabled:  # (given with --set: a file may keep them for when it trains)
+    # [train] and [export] given with --set only: a file may keep them for when it trains
+    read = train_keys_read(cfg, flow)
+    if read is not None:
+        unused += [("train", key, _TRAIN_READERS) for key in changed_keys(cfg.train)
+                   if f"train.{key}" in cfg.overrides and key not in read]
+    if flow != "search" or not cfg.train.enabled:
         unused += [("export", key, "a search that trains its result") for key in changed_keys(cfg.export)
                    if f"export.{key}" in cfg.overrides]
     return unused
