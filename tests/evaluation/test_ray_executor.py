@@ -111,6 +111,23 @@ def test_ray_imap_closed_after_its_last_result_keeps_its_actors(ray_executor):
     assert ray_executor._actors == actors
 
 
+def test_ray_starts_the_actors_a_batch_needs_not_every_worker_at_once(ray_executor, monkeypatch):
+    """``workers = 50`` started 50 actors for a batch of one; the process pool starts what its tasks need."""
+    import tfnas.evaluation.ray_executor as module
+
+    monkeypatch.setattr(module, "cpu_count", lambda: 1)  # this machine runs one actor at a time
+    pool = module.RayExecutor(2)  # joins the fixture's instance, which has two CPUs free
+    try:
+        assert len(pool._actors) == 1  # started with the executor, beside the caller's own set-up
+        assert [seconds for seconds, _ in pool.map(SleepFor(), [0.0])] == [0.0]
+        assert len(pool._actors) == 1
+        out = pool.map(SleepFor(), [0.5, 0.5])
+        assert [seconds for seconds, _ in out] == [0.5, 0.5] and len(pool._actors) == 2
+        assert len(pool.map(SleepFor(), [0.0] * 6)) == 6 and len(pool._actors) == 2  # never more than workers
+    finally:
+        pool.close()
+
+
 def test_ray_restarts_a_dead_actor_and_retries_its_task(ray_executor, tmp_path):
     folders = set(ray_executor.map(TempFolder(), list(range(8))))
     assert len(folders) == 2  # one per actor, inside the instance's Ray folder (not the system's temp folder)

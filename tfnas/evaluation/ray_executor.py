@@ -230,7 +230,9 @@ class RayExecutor(Executor):
                             max_task_retries=0)(_Worker)
         self._remote = remote
         self._actors: List[Any] = []
-        self._ensure_actors()
+        # as many as this machine's cores run at once start now, beside the caller's own set-up; the others when
+        # a batch has chunks for them (workers = 50 for a batch of 8 starts 8)
+        self._add_actors(min(self.workers, max(1, cpu_count() // cpus)))
 
     def _fitting(self, workers: int, cpus: int, free: float) -> int:
         """As many of ``workers`` actors as the free CPUs can place (an actor Ray cannot place never starts,
@@ -244,10 +246,11 @@ class RayExecutor(Executor):
                            "start", workers, free, cpus, fit)
         return min(workers, fit)
 
-    def _ensure_actors(self) -> None:
-        """Starts the actors (again, after :meth:`_stop_actors`)."""
-        if not self._actors:
-            self._actors = [self._new_actor(slot) for slot in range(self.workers)]
+    def _add_actors(self, count: int) -> List[Any]:
+        """Starts ``count`` more actors (at most :attr:`workers` in all), in the next free slots."""
+        added = [self._new_actor(len(self._actors) + i) for i in range(min(count, self.workers - len(self._actors)))]
+        self._actors.extend(added)
+        return added
 
     def _new_actor(self, slot: int) -> Any:
         """An actor for ``slot`` (computing what this process computes: its oneDNN setting)."""
@@ -293,10 +296,9 @@ class RayExecutor(Executor):
         Ctrl-C, an error or an iterator closed before the end cancels the running tasks and stops
         the actors (the next batch starts new ones)."""
         ray = self._ray
-        self._ensure_actors()
         key, payload_ref = prepared.key, ray.put(prepared.payload)
         queue = list(range(len(ranges)))[::-1]
-        idle = list(self._actors)
+        idle = list(self._actors) + self._add_actors(len(ranges) - len(self._actors))  # (again after _stop_actors)
         running: Dict[Any, Any] = {}
         complete, deaths = False, 0
         try:
