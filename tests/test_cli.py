@@ -36,3 +36,14 @@ def test_importing_the_cli_sets_nothing():
                           env=clean)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split("\n")[-2].strip() == "None"
+
+
+def test_rays_colour_codes_are_off_where_standard_output_is_no_terminal():
+    """Ray's "(raylet) A worker died ..." line reached log files as "^[[33m(raylet)^[[0m ..."."""
+    code = "from tfnas.runtime import set_runtime_defaults; set_runtime_defaults(); import os; " \
+           "print(os.environ.get('RAY_COLOR_PREFIX'))"
+    clean = {k: v for k, v in os.environ.items() if k != "RAY_COLOR_PREFIX"}
+    for env, expected in (({}, "0"), ({"RAY_COLOR_PREFIX": "1"}, "1")):  # (captured: no terminal) the user's wins
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                              env={**clean, **env})
+        assert proc.returncode == 0 and proc.stdout.strip() == expected, proc.stderr[-2000:]

@@ -23,10 +23,21 @@ def set_runtime_defaults() -> None:
     some x86 machines; with them convolutions run markedly faster (docs/PERFORMANCE.md).
     ``TF_CPP_MIN_LOG_LEVEL=2``: TensorFlow's C++ info and warning lines stay off the console.
     TensorFlow reads both when it loads, so this does nothing once it is imported.
+    ``RAY_COLOR_PREFIX=0`` where standard output is no terminal: Ray prints its ``(raylet)`` lines (a
+    worker that died) to it, wrapped in colour codes, which a log file or a pipe shows as ``^[[33m``.
     """
+    if not _is_terminal(sys.stdout):
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no stream, or a closed one
+        return False
 
 
 @contextlib.contextmanager
