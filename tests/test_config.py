@@ -1,6 +1,7 @@
 """Config loading: defaults, overrides, strict validation with one-line errors."""
 
 import dataclasses
+import json
 import os
 import textwrap
 import typing
@@ -193,6 +194,16 @@ def test_every_key_round_trips_through_the_resolved_ini(tmp_path):
             if f"{section}.{f.name}" not in single:
                 assert getattr(getattr(again, section), f.name) != f.default, (section, f.name)
     assert single == ["benchmark.metric"] and len(sets) > 150
+
+
+def test_a_config_path_with_a_line_break_keeps_the_resolved_config_readable(tmp_path):
+    """The header comment quoted the path as it was: its second line broke the resolved config.cfg."""
+    path = tmp_path / "new\nline.cfg"
+    path.write_text(open("cfg/rand.cfg").read())
+    cfg = load_config(str(path))
+    ini = config_to_ini(cfg)
+    assert ini.splitlines()[0] == f"# resolved from {json.dumps(str(path))}"
+    assert load_config(write(tmp_path, ini, "resolved.cfg")).budget == cfg.budget
 
 
 @pytest.mark.parametrize("value", ["/data/my set #1", "a ;b", "#start", ' "quoted" ', 'a"b', "C:\\data #1", "café"])

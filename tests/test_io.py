@@ -128,6 +128,17 @@ def test_a_bad_jsonl_line_is_named(tmp_path):
         fh.write('{"a": 1}\n{oops\n')
     with pytest.raises(ValueError, match=r"r\.jsonl:2: not JSON"):
         read_jsonl(path)
+    with open(path, "w") as fh:  # nested deeper than Python recurses: named the same way
+        fh.write("[" * 100000 + "]" * 100000 + "\n")
+    with pytest.raises(ValueError, match=r"r\.jsonl:1: not JSON"):
+        read_jsonl(path)
+
+
+def test_a_file_name_near_the_length_limit_is_written_atomically(tmp_path):
+    """The temporary name is longer than the file's own: at 238-255 bytes it was refused as too long."""
+    path = str(tmp_path / ("a" * 245 + ".cfg"))
+    atomic_write_text(path, "x")
+    assert open(path).read() == "x" and os.listdir(str(tmp_path)) == [os.path.basename(path)]
 
 
 def test_a_file_that_already_holds_the_data_is_not_rewritten(tmp_path, monkeypatch):

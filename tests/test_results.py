@@ -36,11 +36,12 @@ def test_run_log_drops_damaged_rows_with_a_warning_and_writes_a_clean_file(tmp_p
                     + '{"method": "x"}\n'  # a row missing fields,
                     + '{"method": "rand", "dataset": "cif')  # and a half-written last line (a crash)
     with open(path, "ab") as fh:
-        fh.write(b"\n\xff\xfe not UTF-8\n")  # and bytes that are not text
+        fh.write(b"\n\xff\xfe not UTF-8\n")  # and bytes that are not text,
+        fh.write(b"[" * 100000 + b"]" * 100000 + b"\n")  # and JSON nested deeper than Python recurses
     with caplog.at_level("WARNING"):
         log = RunLog(str(path))
     assert log.keys() == {(10, 0), (10, 1)} and len(log.records) == 2
-    assert len(log.dropped) == 5
+    assert len(log.dropped) == 6 and "runs.jsonl:8: dropped" in caplog.text
     assert "runs.jsonl:7: dropped" in caplog.text and "codec can't decode" in caplog.text
     assert "runs.jsonl:3: dropped, a second record of budget 10 repeat 0" in caplog.text
     assert "runs.jsonl:4: dropped" in caplog.text and "'budget' must be an integer" in caplog.text

@@ -55,7 +55,8 @@ _NEW_FILE_MODE = 0o666  # filtered by the umask, as for open(path, "w")
 
 # what parsing a damaged file raises: JSON/CSV/npz/pickle errors (ValueError, UnicodeDecodeError),
 # fields that are missing or of the wrong type, truncated archives
-_DAMAGE = (ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile)
+# (RecursionError: JSON nested deeper than the interpreter's recursion limit)
+_DAMAGE = (ValueError, KeyError, TypeError, IndexError, EOFError, RecursionError, zipfile.BadZipFile)
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
@@ -304,8 +305,10 @@ _TEMP_PREFIX = ".tmp-"
 def _create_temp(folder: str, name: str) -> Tuple[int, str]:
     """Creates a new, empty temporary file next to ``name`` in ``folder``; returns ``(fd, path)``."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    # the name cut so that the temporary one stays within the 255 bytes a file name may have
+    short = name.encode("utf-8")[:200].decode("utf-8", errors="ignore")
     for _ in range(100):
-        tmp = os.path.join(folder, f"{_TEMP_PREFIX}{name}-{secrets.token_hex(6)}")
+        tmp = os.path.join(folder, f"{_TEMP_PREFIX}{short}-{secrets.token_hex(6)}")
         try:
             return os.open(tmp, flags, _NEW_FILE_MODE), tmp
         except FileExistsError:
@@ -395,7 +398,7 @@ def iter_jsonl(path: str) -> Iterator[Tuple[int, Any]]:
                 continue
             try:
                 value = json.loads(line)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # (RecursionError: nested deeper than Python recurses)
                 raise ValueError(f"{path}:{number}: not JSON ({exc})") from None
             yield number, value
 

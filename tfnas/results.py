@@ -172,7 +172,7 @@ class RunLog:
                 continue
             try:
                 record = RunRecord.from_dict(json.loads(raw.decode("utf-8")))
-            except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+            except (ValueError, RecursionError) as exc:  # (JSONDecodeError, UnicodeDecodeError; nested too deep)
                 self.dropped.append(f"{self.path}:{n}: dropped, not a run record ({exc}){self._after_drop}")
                 continue
             other = next((k for k, v in self._expect.items() if getattr(record, k) != v), None)

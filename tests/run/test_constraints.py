@@ -94,15 +94,17 @@ def test_sweep_regret_is_to_the_constrained_optimum(tmp_path):
     (["search.objective=latency:pixel9", "search.max_latency_ms=5"], "--set search.objective", "pixel3, raspi4"),
     (["search.objective=latency:pixel9"], "--set search.objective", "unknown device 'pixel9'"),  # not "needs a limit"
     (["search.objective=latency:pixel3", "search.max_latency_ms=0.5", "budget.stop=300"],  # 273 cells
-     "[search] max_latency_ms", "leaves 273 feasible cells"),
-    (["budget.max_params=80000", "budget.stop=1000"], "[budget] max_params", "leaves 729 feasible cells"),
+     "--set search.max_latency_ms", "leaves 273 feasible cells"),  # (given with --set: named so, not the file)
+    (["budget.max_params=80000", "budget.stop=1000"], "--set budget.max_params", "leaves 729 feasible cells"),
+    (["budget.stop=15000"], "cfg/rand_pixel3.cfg: [search] max_latency_ms", "feasible cells"),  # set in the file
     (["search.objective=pixel3"], "--set search.objective", "latency:<device>"),
     (["search.objective=latency:pixel3"], "cfg/rand.cfg: [search] max_latency_ms", "needs a limit"),
     (["search.max_latency_ms=5"], "--set search.max_latency_ms", "needs a device"),
 ])
 def test_config_errors_name_the_key(tmp_path, sets, key, words):
     with pytest.raises(ConfigError, match="^.*$") as err:
-        run_sweep(load_config("cfg/rand.cfg", [f"run.out_dir={tmp_path / 'r'}"] + sets), progress=False)
+        path = "cfg/rand_pixel3.cfg" if key.startswith("cfg/rand_pixel3") else "cfg/rand.cfg"
+        run_sweep(load_config(path, [f"run.out_dir={tmp_path / 'r'}"] + sets), progress=False)
     message = str(err.value)
     assert key in message and words in message and "\n" not in message
     assert not (tmp_path / "r").exists()  # refused before the run directory is written

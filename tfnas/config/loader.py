@@ -441,6 +441,7 @@ def config_to_ini(cfg: Config) -> str:
                 text = str(v)
             parser[section][f.name] = json.dumps(text, ensure_ascii=False) if _needs_quotes(text) else text
     buf = io.StringIO()
-    buf.write(f"# resolved from {cfg.source or '<defaults>'}\n")
+    source = cfg.source or "<defaults>"  # (a line break in the path would end the comment line)
+    buf.write(f"# resolved from {json.dumps(source, ensure_ascii=False) if _needs_quotes(source) else source}\n")
     parser.write(buf)
     return buf.getvalue()

@@ -37,7 +37,7 @@ from tfnas.methods.brp import BrpSearch
 from tfnas.methods.random_search import RandomSearch
 from tfnas.methods.siamese import PredictorSearch
 from tfnas.pareto import hypervolume, pareto_front
-from tfnas.run.factory import dataset_head, where
+from tfnas.run.factory import dataset_head, keys_where, where
 from tfnas.spaces.subset import SubsetSpace
 
 #: Budgeted methods that search whatever tabular view they are given (the constrained view).
@@ -206,9 +206,9 @@ def constrain(cfg: Config, method_cls: type, space: Any, benchmark: Any) -> Opti
         words.append(f"params <= {max_params:g}")
     rows = np.flatnonzero(feasible)
     if rows.size < cfg.budget.stop:
-        keys = " and ".join(k for k, on in (("[search] max_latency_ms", limit > 0),
-                                            ("[budget] max_params", max_params > 0)) if on)
-        raise ConfigError(f"{where(cfg)}: {keys}: leaves {rows.size:,} feasible cells of {space.size:,}, fewer "
+        keys = keys_where(cfg, [k for k, on in (("search.max_latency_ms", limit > 0),
+                                                ("budget.max_params", max_params > 0)) if on])
+        raise ConfigError(f"{keys}: leaves {rows.size:,} feasible cells of {space.size:,}, fewer "
                           f"than [budget] stop = {cfg.budget.stop:,} queries; loosen the limit or lower the budget")
     label = ", ".join(words) or f"none ({objective.kind}:{objective.device})"
     return Constrained(SubsetSpace(space, rows), SubsetBenchmark(benchmark, rows), rows, latency, params, label,
