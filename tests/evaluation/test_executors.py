@@ -18,6 +18,7 @@ from tests.evaluation.executor_jobs import (AlwaysDie, Autographed, DeviceEnv, D
                                             SleepFor, TensorflowState, noisy_items)
 from tfnas.evaluation.executors import (ExecutorError, Failed, LocalExecutor, ProcessExecutor, chunk_ranges,
                                         make_executor, prepare_job, resolve_workers)
+from tfnas.evaluation.failed import picklable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -40,6 +41,17 @@ def test_local_results_in_order_and_failures_recorded():
     assert len(out) == len(items)
     assert isinstance(out[6], Failed) and "ValueError: negative item -1" == out[6].error
     assert np.isnan(float(out[6]))
+    assert isinstance(out[6].exception, ValueError) and out[6].exception.__traceback__ is None  # (no frames held)
+    with pytest.raises(ValueError, match="negative item -1") as err:
+        out[6].reraise("an item failed")
+    assert str(err.value.__cause__) == "an item failed: ValueError: negative item -1"
+
+    class Unpicklable(Exception):  # a local class: does not survive pickling
+        pass
+
+    assert picklable(Unpicklable("x")) is None
+    with pytest.raises(RuntimeError, match="^an item failed: Unpicklable: x$"):
+        Failed("Unpicklable: x", picklable(Unpicklable("x"))).reraise("an item failed")
     for (x, _), res in zip(noisy_items(6), out[:6]):
         assert res[0] == pytest.approx(x * x + np.random.default_rng([0, x]).normal())
 
@@ -54,6 +66,8 @@ def test_process_pool_equals_local_and_uses_several_workers():
         second = pool.map(prepare_job(NoisySquare()), noisy_items(16))  # the same workers again
     assert values(first) == values(local)
     assert values(second) == values(local)[:16]
+    # the worker's exception comes back with the failure, for a caller that raises it again
+    assert isinstance(first[16].exception, ValueError) and str(first[16].exception) == "negative item -2"
     assert len({pid for _, pid in first[:16]}) == 2  # both workers took chunks
     assert {pid for _, pid in second} <= {pid for _, pid in first[:16]}  # no new processes
 

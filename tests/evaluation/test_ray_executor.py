@@ -124,6 +124,8 @@ def test_ray_starts_the_actors_a_batch_needs_not_every_worker_at_once(ray_execut
         out = pool.map(SleepFor(), [0.5, 0.5])
         assert [seconds for seconds, _ in out] == [0.5, 0.5] and len(pool._actors) == 2
         assert len(pool.map(SleepFor(), [0.0] * 6)) == 6 and len(pool._actors) == 2  # never more than workers
+        actors = list(pool._actors)
+        assert pool.map(SleepFor(), []) == [] and pool._actors == actors  # an empty batch stopped every actor
     finally:
         pool.close()
 

@@ -216,6 +216,12 @@ def test_a_reward_that_fails_on_a_worker_stops_the_search_with_its_arch():
     with pytest.raises(RuntimeError, match="failed on a worker: FloatingPointError: NaN logits") as err:
         rewards(archs, [batch, batch])
     assert f"SLNAS reward of {search._arch_text(archs[1])} failed" in str(err.value)  # the member that failed
+    # the worker's exception, where it came back, is raised again (as in this process), the member named as its cause
+    failure = FloatingPointError("NaN logits")
+    Pool.map = lambda self, job, items: [50.0, Failed("FloatingPointError: NaN logits", failure)]
+    with pytest.raises(FloatingPointError, match="NaN logits") as err:
+        search._rewarder(Net(), 0, Pool())(archs, [batch, batch])
+    assert err.value is failure and f"SLNAS reward of {search._arch_text(archs[1])} failed" in str(err.value.__cause__)
 
 
 def test_ga_next_batch_stops_at_the_end_of_the_generation():

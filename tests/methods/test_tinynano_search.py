@@ -87,3 +87,28 @@ def test_nb201_table_refuses_another_space(tmp_path):
     cfg = load_config("cfg/tinynano_siams.cfg", tiny_sets(tmp_path) + ["benchmark.name=nb201"])
     with pytest.raises(ConfigError, match="benchmark"):
         run_sweep(cfg, progress=False)
+
+
+def test_a_pool_sweep_stopped_before_its_first_record_leaves_nothing(tmp_path, monkeypatch):
+    """pool.txt (written from the config) counted as a result: config.cfg stayed, the Ctrl-C line said
+    "what finished is saved", and the corrected config was refused as another configuration."""
+    from tfnas.methods import random_search
+
+    out = tmp_path / "run"
+    sets = [f"run.out_dir={out}", "run.progress=false", "method.name=rand", "space.name=tinynano",
+            "space.channels=16", "budget.max_flops=0", "benchmark.name=train", "dataset.name=cifar10",
+            "dataset.download=false", f"dataset.data_dir={tmp_path / 'nodata'}", "dataset.train_subset=32",
+            "dataset.eval_subset=16", "dataset.batch_size=16", "dataset.eval_batch_size=16", "train.epochs=1",
+            "budget.start=2", "budget.stop=2", "budget.repeats=1", "search.pool_size=20", "run.tensorboard=false"]
+
+    def interrupted(self, session, budget, rng):
+        raise KeyboardInterrupt  # Ctrl-C during the first record
+
+    with monkeypatch.context() as patch:
+        patch.setattr(random_search.RandomSearch, "run", interrupted)
+        with tfds.testing.mock_data(num_examples=48), pytest.raises(KeyboardInterrupt) as stop:
+            run_sweep(load_config(None, sets))
+    assert getattr(stop.value, "tfnas_nothing_saved", False) and not out.exists()
+    with tfds.testing.mock_data(num_examples=48):  # the corrected configuration runs there
+        run_sweep(load_config(None, sets + ["run.seed=1"]))
+    assert (out / "pool.txt").exists() and (out / "runs.jsonl").exists()

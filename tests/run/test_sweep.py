@@ -327,3 +327,24 @@ def test_a_flow_given_a_method_of_another_flow_names_the_right_one(tmp_path, cfg
     with pytest.raises(ConfigError, match=f"run it with {right} "):
         flow(cfg)
     assert not out.exists()
+
+
+def test_a_record_that_failed_in_a_worker_is_raised_as_itself():
+    """With the process or Ray executor a diverged training became a bare RuntimeError: a traceback and exit 1,
+    where the local executor printed one error line and exited 2."""
+    from types import SimpleNamespace
+
+    from tfnas.evaluation.executors import Failed
+    from tfnas.run.sweep import _records
+    from tfnas.train.errors import TrainingDivergedError
+
+    class Pool:
+        name = "process"
+
+        def imap(self, job, tasks, chunk=0):
+            yield Failed("TrainingDivergedError: the loss became NaN", TrainingDivergedError("the loss became NaN"))
+
+    records = _records(load_config("cfg/rand.cfg"), SimpleNamespace(config_id="x"), [(50, 0)], Pool())
+    with pytest.raises(TrainingDivergedError, match="the loss became NaN") as err:
+        next(records)
+    assert "a sweep record failed in a worker" in str(err.value.__cause__)

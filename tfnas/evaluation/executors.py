@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 from tfnas.checks import check_int
+from tfnas.evaluation.failed import Failed, picklable
 from tfnas.evaluation.gpus import (GPU_GROWTH_ENV, ONEDNN_ENV, cpu_count, parent_onednn, resolve_workers,
                                    share_gpus_with_workers, visible_gpu_ids, warn_oversubscribed)
 from tfnas.lru import LRUCache
@@ -51,16 +52,6 @@ EXECUTORS = ("local", "process", "ray")
 
 class ExecutorError(RuntimeError):
     """The workers could not finish a batch (they kept dying, or the cluster is unreachable)."""
-
-
-@dataclass(frozen=True)
-class Failed:
-    """The result of an item whose evaluation raised: ``error`` is ``"<ExceptionType>: <message>"``."""
-
-    error: str
-
-    def __float__(self) -> float:
-        return float("nan")
 
 
 class Job(abc.ABC):
@@ -89,7 +80,7 @@ def _evaluate_each(run: Callable[[Sequence[Any]], List[Any]], items: Sequence[An
             results = run([item])
         except Exception as exc:  # a failed candidate is a result, not a lost one
             logger.warning("evaluation failed (%s: %s); recorded as failed", type(exc).__name__, exc)
-            results = [Failed(f"{type(exc).__name__}: {exc}")]
+            results = [Failed(f"{type(exc).__name__}: {exc}", picklable(exc))]
         if not isinstance(results, (list, tuple)) or len(results) != 1:  # the job's defect, not a failed item
             raise ExecutorError(f"a job's run() must return a list of one result per item; it returned "
                                 f"{str(results)[:200]} for 1 item")

@@ -300,7 +300,7 @@ class RayExecutor(Executor):
         queue = list(range(len(ranges)))[::-1]
         idle = list(self._actors) + self._add_actors(len(ranges) - len(self._actors))  # (again after _stop_actors)
         running: Dict[Any, Any] = {}
-        complete, deaths = False, 0
+        complete, deaths = not ranges, 0  # (an empty batch stops nothing)
         try:
             while queue or running:
                 while queue and idle:

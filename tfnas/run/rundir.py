@@ -204,6 +204,8 @@ class RunDir:
         self._before: set = set()  # what the directory held before open()
         self.written_config_id = ""  # the id of config.cfg as check() found it (the same configuration)
         self._said_threads = False
+        #: files a run writes from its config alone (a sweep's pool.txt): no result, as config.cfg is not
+        self.derived: set = set()
 
     def _identity(self, ini: str) -> Dict[str, Dict[str, str]]:
         return config_identity(ini, self.ignore, self.ignore_sections)
@@ -401,8 +403,8 @@ class RunDir:
 
     def _unused(self, name: str) -> bool:
         """Whether ``name`` in the directory holds no result (the config, the lock, a temp file, an empty
-        ``search_state/``)."""
-        if name in (CONFIG_FILE, LOCK_FILE) or name.startswith(".tmp-"):
+        ``search_state/``, a file in :attr:`derived`)."""
+        if name in (CONFIG_FILE, LOCK_FILE) or name in self.derived or name.startswith(".tmp-"):
             return True
         full = os.path.join(self.path, name)
         return name == STATE_DIR and os.path.isdir(full) and not os.listdir(full)

@@ -132,6 +132,7 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
     with run_dir:
         log = _read_log(run_dir, expect, save=True)  # again under the lock (a writer that just finished)
         if isinstance(space, CandidatePool):
+            run_dir.derived.add("pool.txt")  # (from the config: a run stopped before a record left nothing)
             run_dir.store.write_text("pool.txt", "\n".join(space.keys) + "\n")
         return _sweep(cfg, run_dir, log, space, benchmark, method, progress, on_record, constrained)
 
@@ -293,8 +294,8 @@ def _records(cfg: Config, context: RecordContext, tasks: List[Tuple[int, int]], 
     job = prepare_job(SweepJob(cfg, context.config_id))
     with contextlib.closing(executor.imap(job, tasks, chunk=1)) as results:  # closed: unfinished tasks stop
         for result in results:
-            if isinstance(result, Failed):
-                raise RuntimeError(f"a sweep record failed in a worker: {result.error}")
+            if isinstance(result, Failed):  # raised again: named as in this process (a diverged training: one line)
+                result.reraise("a sweep record failed in a worker")
             yield result
 
 

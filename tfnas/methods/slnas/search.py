@@ -306,8 +306,8 @@ class SlnasSearch(OneShotSearch):
             items = [(np.asarray(a), np.asarray(x), np.asarray(y)) for a, (x, y) in zip(archs, batches)]
             out = executor.map(job, items)
             for arch, reward in zip(archs, out):
-                if isinstance(reward, Failed):  # as in this process, where the error would propagate
-                    raise RuntimeError(f"SLNAS reward of {self._arch_text(arch)} failed on a worker: {reward.error}")
+                if isinstance(reward, Failed):  # raised again, as in this process, where the error would propagate
+                    reward.reraise(f"SLNAS reward of {self._arch_text(arch)} failed on a worker")
             return [float(r) for r in out]
 
         return on_workers
