@@ -141,6 +141,14 @@ def test_sweep_records_per_repeat_mean_and_hparams(tmp_path):
     assert scalars(str(root / "hparams"))["final/top1_acc"] == [(0, pytest.approx(expected, rel=1e-6))]
     assert [s for s, _ in scalars(str(root / "sweep" / "repeat_0"))["sweep/top1_acc"]] == [10, 20]  # not rewritten
     assert [s for s, _ in scalars(str(root / "sweep" / "repeat_2"))["sweep/top1_acc"]] == [10, 20]
+    # the mean over three repeats is drawn again at each budget (it stayed the mean of two): the last point of a
+    # step is what TensorBoard shows, as a point drawn at a step drops the tag's points from that step on
+    means = [np.mean([r.top1_acc for r in more.records if r.budget == b]) for b in (10, 20)]
+    drawn = scalars(str(root / "sweep" / "mean"))["sweep/top1_acc"]
+    assert [s for s, _ in drawn] == [10, 20, 10, 20]
+    np.testing.assert_allclose([v for _, v in drawn[2:]], means, rtol=1e-6)
+    run_sweep(load_config("cfg/rand.cfg", sets[:-1] + ["budget.repeats=3"]), progress=False)  # nothing new
+    assert len(scalars(str(root / "sweep" / "mean"))["sweep/top1_acc"]) == 4
 
 
 def test_predictor_sweep_draws_spearman(tmp_path):

@@ -25,7 +25,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import Any, Dict, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import numpy as np
 
 from tfnas.config import Config
 
@@ -77,7 +79,7 @@ class EventStream:
         self.path = os.path.join(root, stream) if root else None
         self._writer: Any = None
         self._failed = self.path is None
-        self._earlier: Optional[Set[Tuple[str, int]]] = None  # (tag, step) in the folder's files before ours
+        self._earlier: Optional[Dict[Tuple[str, int], float]] = None  # (tag, step) -> value in the files before ours
 
     @property
     def enabled(self) -> bool:
@@ -100,8 +102,10 @@ class EventStream:
             logger.warning("TensorBoard events in %s are off for this run: %s", self.path, exc)
             self._failed, self._writer = True, None
 
-    def scalars(self, values: Mapping[str, Any], step: int, prefix: str = "") -> None:
-        """``prefix + name`` scalars at ``step``, one flush; text, None and non-finite values are skipped."""
+    def scalars(self, values: Mapping[str, Any], step: int, prefix: str = "", replace: bool = False) -> None:
+        """``prefix + name`` scalars at ``step``, one flush; text, None and non-finite values are skipped.
+        A point an earlier process drew at ``step`` is not drawn again; with ``replace``, it is where its value
+        changed (a sweep's mean over more repeats): TensorBoard then drops that tag's points from ``step`` on."""
         numbers = {f"{prefix}{name}": _number(v) for name, v in values.items()}
         numbers = {tag: v for tag, v in numbers.items() if v is not None}
         if not numbers:
@@ -109,7 +113,8 @@ class EventStream:
 
         def write(tf):
             for tag, value in numbers.items():
-                if (tag, int(step)) not in self._earlier:  # a resumed run redoes steps a killed one drew
+                earlier = self._earlier.get((tag, int(step)))  # a resumed run redoes steps a killed one drew
+                if earlier is None or (replace and earlier != float(np.float32(value))):
                     tf.summary.scalar(tag, value, step=int(step))
 
         self._write(write)
@@ -139,8 +144,8 @@ class EventStream:
             self._writer = None
 
 
-def _points_in(folder: str) -> Set[Tuple[str, int]]:
-    """``(tag, step)`` of every value in the event files of ``folder`` (none when it has no files).
+def _points_in(folder: str) -> Dict[Tuple[str, int], float]:
+    """``(tag, step) -> value`` (the last one drawn) of the event files of ``folder`` (none when it has no files).
 
     A search resumed after a kill redoes the steps after its last saved state, and the killed process
     may already have drawn some of them: their scalars are not written twice. A file whose writer was
@@ -148,7 +153,7 @@ def _points_in(folder: str) -> Set[Tuple[str, int]]:
     import tensorflow as tf
     from tensorflow.core.util.event_pb2 import Event
 
-    points: Set[Tuple[str, int]] = set()
+    points: Dict[Tuple[str, int], float] = {}
     try:
         names = sorted(n for n in os.listdir(folder) if n.startswith("events.out.tfevents."))
     except OSError:  # no folder yet
@@ -157,10 +162,21 @@ def _points_in(folder: str) -> Set[Tuple[str, int]]:
         try:  # (tf.compat.v1.train.summary_iterator reads the same, with a deprecation warning on the console)
             for record in tf.data.TFRecordDataset(os.path.join(folder, name)):
                 event = Event.FromString(record.numpy())
-                points.update((value.tag, int(event.step)) for value in event.summary.value)
+                points.update(((value.tag, int(event.step)), _value_of(value)) for value in event.summary.value)
         except (tf.errors.DataLossError, tf.errors.OpError, OSError) as exc:
             logger.info("TensorBoard events in %s: read up to a damaged record (%s)", name, exc)
     return points
+
+
+def _value_of(value: Any) -> float:
+    """A summary value's scalar (a tensor in TF2's files), NaN for anything else (text, hparams)."""
+    import tensorflow as tf
+
+    if value.HasField("tensor"):
+        array = tf.make_ndarray(value.tensor)
+        if array.size == 1 and array.dtype.kind == "f":
+            return float(array.reshape(()))
+    return float(value.simple_value) if value.HasField("simple_value") else float("nan")
 
 
 def write_hparams(root: Optional[str], hparams: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
@@ -233,7 +249,7 @@ class SweepEvents:
         same = [r for r in records if r.budget == record.budget]
         if len(same) == self.repeats:
             mean = {f"sweep/{m}": _mean(getattr(r, m) for r in same) for m in SWEEP_METRICS}
-            self.stream("sweep/mean").scalars(mean, step=record.budget)
+            self.stream("sweep/mean").scalars(mean, step=record.budget, replace=True)  # (more repeats: a new mean)
 
     def close(self) -> None:
         for stream in self.streams.values():
