@@ -79,3 +79,19 @@ def test_search_exports_tflite_and_a_format_added_later_without_training_again(t
     monkeypatch.setattr(train_one, "train_architecture", fail)
     third = run_search(load_config("cfg/random_cifar10_1M.cfg", sets + ["export.format=saved_model,tflite"]))
     assert third.exports == second.exports and f"exported (saved_model): {saved}" in third.summary()
+
+
+def test_a_finished_search_refuses_another_training_config_and_trains_on_for_more_epochs(tmp_path):
+    """A finished training was read back whatever [train] said: another lr or optimizer returned the old
+    metrics and models without a word (where a missing export refused the same change)."""
+    from tfnas.run.rundir import RunDirError
+
+    sets = tiny(tmp_path, "search.iterations=4", "search.record_every=2", "export.enabled=false")
+    with tfds.testing.mock_data(num_examples=48):
+        first = run_search(load_config("cfg/random_cifar10_1M.cfg", sets))
+        with pytest.raises(RunDirError, match=r"train: holds results of a different configuration \(.*lr"):
+            run_search(load_config("cfg/random_cifar10_1M.cfg", sets + ["train.lr=0.01"]))
+        longer = run_search(load_config("cfg/random_cifar10_1M.cfg", sets + ["train.epochs=2"]))
+    assert first.train_metrics and longer.resumed
+    rows = (tmp_path / "train" / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]  # one more epoch, from the checkpoint

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from tfnas.config import Config
+from tfnas.config import Config, load_config
 from tfnas.io import DamagedFileError, check_fields, dict_of, nullable, number, read_json, reading, record, text
 from tfnas.methods.base import SearchContext, SearchFailedError, SearchOutcome
 from tfnas.registry import METHODS
@@ -43,6 +43,23 @@ from tfnas.train.seeding import tf_global_seed
 #: Training and export run in their own ``train/`` directory; the arch is the search's output.
 SEARCH_FREE_SECTIONS = ("train", "export")
 SEARCH_FREE_KEYS = (("space", "arch"),)
+#: ``[train]`` keys a one-shot search itself reads (its builder in tfnas.run.method_args), so part of its identity:
+#: the weight-sharing searches' augmentation, and (None) all of it but what RS-NAG's short trainings replace.
+SEARCH_TRAIN_KEYS = {"relativenas": ("flip", "pad_crop", "cutout"), "slnas": ("flip", "pad_crop", "cutout"),
+                     "nag_supernet": None}
+_RS_NAG_REPLACES = ("enabled", "epochs", "aux_weight")
+
+
+def search_identity(cfg: Config) -> Dict[str, Any]:
+    """The ``ignore`` and ``ignore_sections`` of a one-shot search's :class:`RunDir`: the config but the
+    training after the search (``[train]`` less :data:`SEARCH_TRAIN_KEYS`, ``[export]``) and the found arch."""
+    if cfg.method.name not in SEARCH_TRAIN_KEYS:
+        return dict(ignore=SEARCH_FREE_KEYS, ignore_sections=SEARCH_FREE_SECTIONS)
+    read = SEARCH_TRAIN_KEYS[cfg.method.name]
+    names = [f.name for f in dataclasses.fields(cfg.train)]
+    kept = [n for n in names if n not in _RS_NAG_REPLACES] if read is None else read
+    return dict(ignore=SEARCH_FREE_KEYS + tuple(("train", n) for n in names if n not in kept),
+                ignore_sections=tuple(s for s in SEARCH_FREE_SECTIONS if s != "train"))
 RESULT_FILE = "result.json"
 
 
@@ -178,7 +195,7 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     """Runs (or resumes) the configured one-shot search, then trains/exports the result if asked."""
     check_flow(cfg, "search")
     progress = cfg.run.progress if progress is None else progress
-    run_dir = RunDir(cfg, ignore=SEARCH_FREE_KEYS, ignore_sections=SEARCH_FREE_SECTIONS)
+    run_dir = RunDir(cfg, **search_identity(cfg))
     run_dir.check()
     check_method_fits_space(cfg)
     refuse_multi_worker(cfg, "a one-shot search", trains=cfg.train.enabled)
@@ -260,9 +277,17 @@ def _train_cfg(cfg: Config) -> Config:
 
 
 def _training_finished(cfg: Config) -> bool:
-    """``train/metrics.json`` and every requested export exist."""
+    """``train/metrics.json`` and every requested export exist, from a training of this ``[train]`` over as many
+    epochs. Another ``[train]`` is refused (:class:`RunDirError`), as the training itself refuses it; other
+    epochs are not finished: the training goes on from its checkpoint."""
+    from tfnas.run.train_one import TRAIN_FREE_KEYS
+
     train_cfg = _train_cfg(cfg)
-    return os.path.exists(os.path.join(train_cfg.out_dir, "metrics.json")) and not missing_exports(train_cfg)
+    if not os.path.exists(os.path.join(train_cfg.out_dir, "metrics.json")) or missing_exports(train_cfg):
+        return False
+    RunDir(train_cfg, ignore=TRAIN_FREE_KEYS + SEARCH_FREE_KEYS).check()  # (its arch is the one found)
+    written = os.path.join(train_cfg.out_dir, CONFIG_FILE)
+    return not os.path.exists(written) or load_config(written, check_names=False).train.epochs == cfg.train.epochs
 
 
 def train_found(cfg: Config, arch: str) -> Tuple[Dict[str, Any], Dict[str, str], str]:

@@ -1,0 +1,37 @@
+"""What a one-shot search's run directory holds it to: the config but the training after the search, except
+the [train] keys the search itself reads (the weight-sharing searches' augmentation, RS-NAG's trainings)."""
+
+import pytest
+
+from tfnas.config import config_to_ini, load_config
+from tfnas.run.rundir import RunDir, RunDirError
+from tfnas.run.search import search_identity
+
+
+def _written(tmp_path, path, sets=()):
+    cfg = load_config(path, [f"run.out_dir={tmp_path}", *sets])
+    (tmp_path / "config.cfg").write_text(config_to_ini(cfg))
+    return cfg
+
+
+@pytest.mark.parametrize("path, changed", [
+    ("cfg/relativenas_tiny.cfg", "train.cutout=0"), ("cfg/relativenas_tiny.cfg", "train.flip=false"),
+    ("cfg/slnas_tiny.cfg", "train.pad_crop=0"), ("cfg/nag_tiny.cfg", "train.lr=0.5"),
+])
+def test_train_keys_a_search_reads_are_part_of_its_identity(tmp_path, path, changed):
+    """They were not: a killed or finished search resumed, or was read back, under other settings."""
+    _written(tmp_path, path)
+    cfg = load_config(path, [f"run.out_dir={tmp_path}", changed])
+    with pytest.raises(RunDirError, match=r"holds results of a different configuration \(.*" + changed.split("=")[0]
+                       .split(".")[1]):
+        RunDir(cfg, **search_identity(cfg)).check()
+
+
+@pytest.mark.parametrize("path, changed", [
+    ("cfg/relativenas_tiny.cfg", "train.lr=0.5"), ("cfg/nag_tiny.cfg", "train.epochs=3"),
+    ("cfg/zen_cifar10_1M.cfg", "train.cutout=0"), ("cfg/zen_cifar10_1M.cfg", "export.format=tflite"),
+])
+def test_keys_only_the_training_after_the_search_reads_are_not(tmp_path, path, changed):
+    _written(tmp_path, path)
+    cfg = load_config(path, [f"run.out_dir={tmp_path}", changed])
+    RunDir(cfg, **search_identity(cfg)).check()
