@@ -296,6 +296,41 @@ tfnas.cli.exit_with({code})
 """
 
 
+_SIGNAL_WHILE_MODULES_ARE_TORN_DOWN = """
+import sys, time
+sys.path.insert(0, {root!r})
+import tfnas.cli
+
+
+class Slow:  # collected with this module, after the exit handlers, when Python has reset its signal handlers
+    def __del__(self):
+        print("tearing down", flush=True)
+        time.sleep(2)
+
+
+slow = Slow()
+tfnas.cli.exit_with({code})
+"""
+
+
+@pytest.mark.parametrize("code, signame", [(0, "SIGTERM"), (2, "SIGTERM"), (0, "SIGINT")])
+def test_a_signal_while_python_tears_down_its_modules_keeps_the_exit_status(code, signame):
+    """After the exit handlers Python resets its signal handlers to the default and then tears down its
+    modules (about a second with TensorFlow): a SIGTERM there still ended a complete run with 143."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", _SIGNAL_WHILE_MODULES_ARE_TORN_DOWN.format(root=root, code=code)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "tearing down\n"
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == code and "Traceback" not in err, err[-2000:]
+
+
 @pytest.mark.parametrize("code, signals, expected", [(0, 1, 0), (2, 1, 2), (0, 2, -signal.SIGTERM)])
 def test_a_sigterm_while_a_finished_run_tears_down_keeps_its_exit_status(code, signals, expected):
     """A SIGTERM in the second after a run's last line (its exit handlers) gave 143 and no line for a complete

@@ -251,23 +251,40 @@ def exit_with(code: int) -> None:
 
 def _keep_status_through_teardown(code: int) -> None:
     """A run that has ended keeps its exit status ``code`` when a SIGTERM or Ctrl-C comes while the
-    interpreter tears down (the exit handlers: TensorFlow's, Ray's, about a second): a scheduler's SIGTERM
-    there ended a complete run with 143 and no line. After the first signal the teardown may go on for
-    EXIT_HANDLERS_S more, then the process ends with ``code``; a second signal acts at once (the default)."""
+    interpreter tears down (about 1.5 s with TensorFlow and Ray): a scheduler's SIGTERM there ended a
+    complete run with 143 and no line. The exit handlers run here, under a handler that lets a second signal
+    act at once (the default) and ends the process with ``code`` EXIT_HANDLERS_S after the first. Then the
+    interpreter's own teardown (modules) runs with both signals ignored, as Python resets its own handlers
+    to the default before it; a watchdog ends the process with ``code`` should that teardown hang."""
+    import atexit
     import threading
 
     if os.name != "posix" or threading.current_thread() is not threading.main_thread():
         return
 
+    def deadline() -> None:
+        timer = threading.Timer(EXIT_HANDLERS_S, os._exit, (code,))
+        timer.daemon = True
+        timer.start()
+
     def at_signal(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        deadline = threading.Timer(EXIT_HANDLERS_S, os._exit, (code,))
-        deadline.daemon = True
-        deadline.start()
+        deadline()
 
     signal.signal(signal.SIGINT, at_signal)
     signal.signal(signal.SIGTERM, at_signal)
+    run_exit_handlers, clear = getattr(atexit, "_run_exitfuncs", None), getattr(atexit, "_clear", None)
+    if run_exit_handlers is None or clear is None:  # another Python: its own teardown, with the handler above
+        return
+    run_exit_handlers()
+    clear()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if signal.getsignal(signal.SIGTERM) is at_signal and signal.getsignal(signal.SIGINT) is at_signal:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # (no signal came: ignored ones stay ignored through Python's
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # teardown, where a handler of ours would be reset)
+        deadline()
 
 
 def _unreadable_image(exc: BaseException) -> Optional[Exception]:
