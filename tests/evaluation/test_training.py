@@ -148,6 +148,19 @@ def test_a_cache_of_another_recipe_under_this_name_is_refused(tmp_path):
         TrainCache(str(tmp_path / "afile"), "ec", recipe)  # at once, not at the first result
 
 
+def test_caches_of_several_processes_keep_each_others_entries(tmp_path):
+    """The workers of a parallel sweep each hold a cache of the same file: each write replaced the file with its
+    own entries, so the others' results were lost (and trained again on a resume)."""
+    recipe = {"seed": 0}
+    first, second = TrainCache(str(tmp_path), "oracle", recipe), TrainCache(str(tmp_path), "oracle", recipe)
+    first.put("|a|", 0.5)
+    second.put("|b|", 0.25)
+    first.put("|c|", 0.75)
+    again = TrainCache(str(tmp_path), "oracle", recipe, check_accuracy)
+    assert {key: again.get(key) for key in ("|a|", "|b|", "|c|")} == {"|a|": 0.5, "|b|": 0.25, "|c|": 0.75}
+    assert "|b|" in first  # what the other one wrote, read at the write
+
+
 def test_bad_cached_entries_are_refused(tmp_path):
     recipe = {"seed": 0}
     TrainCache(str(tmp_path), "oracle", recipe).put("|arch|", 1.5)

@@ -98,13 +98,16 @@ class TrainCache:
         digest = hashlib.sha256(json.dumps(self.recipe, sort_keys=True).encode("utf-8")).hexdigest()[:16]
         self.path = os.path.join(directory, f"{digest}.json")
         self._entries: Dict[str, Any] = {}
+        self._check = check
         if os.path.lexists(directory) and not os.path.isdir(directory):  # refused now, not at the first write
             raise TrainCacheError(f"{directory}: the {self.WHAT} folder is a file; delete or move it")
         if os.path.exists(self.path):
-            self._load(check)
+            self._entries = self._read()
+            logger.info("loaded %d cached %s result(s) from %s", len(self._entries), self.kind, self.path)
 
-    def _load(self, check: Optional[Callable[[Any], None]]) -> None:
-        advice = "delete it to start afresh"
+    def _read(self) -> Dict[str, Any]:
+        """The entries of the file (checked)."""
+        check, advice = self._check, "delete it to start afresh"
         try:
             with open(self.path, encoding="utf-8") as fh:
                 data = json.load(fh)
@@ -123,8 +126,7 @@ class TrainCache:
                 check(value)
             except (ValueError, TypeError) as exc:
                 raise TrainCacheError(f"{self.path}: bad entry for {key!r}: {exc}; {advice}") from None
-        self._entries = dict(entries)
-        logger.info("loaded %d cached %s result(s) from %s", len(entries), self.kind, self.path)
+        return dict(entries)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -137,10 +139,22 @@ class TrainCache:
         return self._entries[key]
 
     def put(self, key: str, value: Any) -> None:
-        """Stores a JSON-ready ``value`` for ``key`` and rewrites the file atomically."""
+        """Stores a JSON-ready ``value`` for ``key`` and rewrites the file atomically, with the entries other
+        processes (the workers of a parallel sweep, each with a cache of its own) wrote there meanwhile."""
+        import fcntl
+
         self._entries[key] = _normalise(value)
-        payload = {"format": self.FORMAT, "kind": self.kind, "recipe": self.recipe, "entries": self._entries}
-        atomic_write_text(self.path, json.dumps(payload, indent=1) + "\n")
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        folder = os.open(os.path.dirname(self.path), os.O_RDONLY)  # locked itself: no lock file beside the cache
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)  # (released when it closes)
+            if os.path.exists(self.path):
+                for other, result in self._read().items():
+                    self._entries.setdefault(other, result)
+            payload = {"format": self.FORMAT, "kind": self.kind, "recipe": self.recipe, "entries": self._entries}
+            atomic_write_text(self.path, json.dumps(payload, indent=1) + "\n")
+        finally:
+            os.close(folder)
 
 
 @dataclasses.dataclass(frozen=True)
