@@ -135,3 +135,28 @@ def test_a_runs_file_link_that_leads_nowhere_is_said_to_be_one(tmp_path):
     (tmp_path / "runs.jsonl").symlink_to(tmp_path / "runs.jsonl")  # a link to itself: a loop
     with pytest.raises(ValueError, match="runs.jsonl: a symbolic link that leads to no file"):
         load_run_dir(str(tmp_path))
+
+
+def test_compare_draws_no_table_optimum_for_records_of_an_open_space(tmp_path, monkeypatch):
+    """Training-oracle records (an open space: no optimum, no regret) got NAS-Bench-201's CIFAR-10 optimum drawn
+    as theirs; table records keep it."""
+    import tfnas.results
+    from tfnas.compare import compare
+
+    drawn, write = {}, tfnas.results.write_outputs
+
+    def seen(out, records, optimum, **kwargs):
+        drawn.clear()
+        drawn.update(optimum)
+        return write(out, records, optimum, **kwargs)
+
+    monkeypatch.setattr(tfnas.results, "write_outputs", seen)
+    oracle, table = tmp_path / "oracle", tmp_path / "table"
+    RunLog(str(oracle / "runs.jsonl")).append(record(10, 0, 60.0, method="siamese"))
+    compare([str(oracle)], str(tmp_path / "cmp"))
+    assert drawn == {}
+    tabular = record(10, 0, 90.0)
+    tabular.regret, tabular.optimum = 4.37, 94.37
+    RunLog(str(table / "runs.jsonl")).append(tabular)
+    compare([str(table)], str(tmp_path / "cmp2"))
+    assert drawn == {"cifar10": 94.37}

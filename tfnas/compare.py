@@ -115,6 +115,8 @@ def compare(run_dirs: List[str], out_arg: str) -> int:
         recorded = {(r.optimum, r.constraint) for r in records if r.dataset == d}
         if len(recorded) == 1 and not math.isnan(next(iter(recorded))[0]):
             optimum[d] = next(iter(recorded))[0]
+        elif all(math.isnan(r.optimum) and math.isnan(r.regret) for r in records if r.dataset == d):
+            optimum.pop(d, None)  # records of an open space (a training oracle): no table's optimum is theirs
     os.makedirs(out_arg, exist_ok=True)
     df = write_outputs(out_arg, records, optimum, title="compare")
     print(format_table(df))

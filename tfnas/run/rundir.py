@@ -288,6 +288,7 @@ class RunDir:
     def _open_made(self) -> None:
         """Locks the directory (made or found) and writes its ``config.cfg``."""
         self._lock()
+        self.check()  # again, under the lock: a run of another configuration may have written it meanwhile
         config_path = os.path.join(self.path, CONFIG_FILE)
         try:  # an identical config.cfg is not rewritten (tfnas.io), so a read-only finished run reprints
             atomic_write_text(config_path, config_to_ini(self.cfg))
