@@ -121,7 +121,18 @@ def test_a_resume_with_another_worker_thread_count_is_said(tmp_path, caplog):
     said = [r.message for r in caplog.records if "worker_threads" in r.message]
     assert said == [f"{tmp_path}: its results were computed with [run] worker_threads = 1, this run uses 0: scores "
                     f"may differ from theirs in the last digits (a search may then take another path), as TensorFlow "
-                    f"sums in another order with another thread count"]
+                    f"sums in another order with another thread count (0: TensorFlow's default, as the local "
+                    f"executor always runs)"]
+
+
+def test_a_resume_on_the_local_executor_counts_its_threads_as_tensorflows_default(tmp_path, caplog):
+    """The local executor ignores worker_threads: a pool run of one thread resumed locally with worker_threads = 1
+    left set was not said, though its scores came from another thread count."""
+    sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1", "run.worker_threads=1"]
+    run_sweep(load_config("cfg/rand.cfg", sets + ["run.executor=process"]), progress=False)
+    with caplog.at_level("WARNING", logger="tfnas.run.rundir"):
+        run_sweep(load_config("cfg/rand.cfg", sets + ["run.executor=local", "budget.repeats=2"]), progress=False)
+    assert "worker_threads = 1, this run uses 0" in caplog.text
 
 
 def test_a_folder_of_other_files_is_written_into_with_a_warning(tmp_path, caplog):

@@ -247,15 +247,17 @@ class RunDir:
     def _say_thread_change(self, before: Any) -> None:
         """A resume with another ``[run] worker_threads`` (on a process pool or Ray) is allowed, and said:
         TensorFlow's sums run in another order with another thread count (docs/SCALING.md)."""
-        now = self.cfg.run
-        if (before.worker_threads == now.worker_threads or self._said_threads
-                or before.executor == now.executor == "local"):
+        def threads(run: Any) -> int:  # the local executor runs TensorFlow's default, whatever worker_threads says
+            return 0 if run.executor == "local" else int(run.worker_threads)
+
+        was, now = threads(before), threads(self.cfg.run)
+        if was == now or self._said_threads:
             return
         self._said_threads = True
         logger.warning("%s: its results were computed with [run] worker_threads = %s, this run uses %s: scores "
                        "may differ from theirs in the last digits (a search may then take another path), as "
-                       "TensorFlow sums in another order with another thread count", self.path,
-                       before.worker_threads, now.worker_threads)
+                       "TensorFlow sums in another order with another thread count (0: TensorFlow's default, as "
+                       "the local executor always runs)", self.path, was, now)
 
     def open(self) -> "RunDir":
         self.check()
