@@ -251,40 +251,18 @@ def exit_with(code: int) -> None:
 
 def _keep_status_through_teardown(code: int) -> None:
     """A run that has ended keeps its exit status ``code`` when a SIGTERM or Ctrl-C comes while the
-    interpreter tears down (about 1.5 s with TensorFlow and Ray): a scheduler's SIGTERM there ended a
-    complete run with 143 and no line. The exit handlers run here, under a handler that lets a second signal
-    act at once (the default) and ends the process with ``code`` EXIT_HANDLERS_S after the first. Then the
-    interpreter's own teardown (modules) runs with both signals ignored, as Python resets its own handlers
-    to the default before it; a watchdog ends the process with ``code`` should that teardown hang."""
-    import atexit
+    interpreter tears down (its threads, exit handlers and modules: about 1.5 s with TensorFlow and Ray):
+    a scheduler's SIGTERM there ended a complete run with 143 and no line. Both signals are ignored from
+    here on (ignored, not handled: Python resets its own handlers before it tears down its modules); a
+    teardown that hangs is ended by SIGALRM after EXIT_HANDLERS_S (no thread of ours runs that late)."""
     import threading
 
     if os.name != "posix" or threading.current_thread() is not threading.main_thread():
         return
-
-    def deadline() -> None:
-        timer = threading.Timer(EXIT_HANDLERS_S, os._exit, (code,))
-        timer.daemon = True
-        timer.start()
-
-    def at_signal(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        deadline()
-
-    signal.signal(signal.SIGINT, at_signal)
-    signal.signal(signal.SIGTERM, at_signal)
-    run_exit_handlers, clear = getattr(atexit, "_run_exitfuncs", None), getattr(atexit, "_clear", None)
-    if run_exit_handlers is None or clear is None:  # another Python: its own teardown, with the handler above
-        return
-    run_exit_handlers()
-    clear()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if signal.getsignal(signal.SIGTERM) is at_signal and signal.getsignal(signal.SIGINT) is at_signal:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # (no signal came: ignored ones stay ignored through Python's
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # teardown, where a handler of ours would be reset)
-        deadline()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(max(1, math.ceil(EXIT_HANDLERS_S)))
 
 
 def _unreadable_image(exc: BaseException) -> Optional[Exception]:
