@@ -14,7 +14,7 @@ import math
 import os
 import signal
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Callable, List, Optional
 
 from tfnas.config import ConfigError, load_config
 from tfnas.io import clipped
