@@ -92,6 +92,9 @@ def test_a_finished_search_refuses_another_training_config_and_trains_on_for_mor
         with pytest.raises(RunDirError, match=r"train: holds results of a different configuration \(.*lr"):
             run_search(load_config("cfg/random_cifar10_1M.cfg", sets + ["train.lr=0.01"]))
         longer = run_search(load_config("cfg/random_cifar10_1M.cfg", sets + ["train.epochs=2"]))
+        # fewer epochs than its checkpoint holds: refused at once, not by the Trainer after loading the data
+        with pytest.raises(RunDirError, match=r"train: holds a training of 2 epochs, more than --set train.epochs=1"):
+            run_search(load_config("cfg/random_cifar10_1M.cfg", sets))
     assert first.train_metrics and longer.resumed
     rows = (tmp_path / "train" / "history.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]  # one more epoch, from the checkpoint

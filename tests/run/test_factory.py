@@ -215,5 +215,7 @@ def test_keys_of_sections_the_run_never_reads_are_named_in_one_warning(caplog):
     assert not warnings_of("cfg/zen_cifar10_1M.cfg", ["train.epochs=30"])
     assert not warnings_of("cfg/tinynano_siams.cfg", ["train.epochs=3"])
     assert not warnings_of("cfg/slnas_tiny.cfg", ["train.cutout=8", "train.enabled=false"])
+    (message,) = warnings_of("cfg/relativenas_tiny.cfg", ["train.lr=0.5", "train.flip=false", "train.enabled=false"])
+    assert "--set train.lr" in message and "flip" not in message  # the search's augmentation only
     assert not warnings_of("cfg/siams_nsam.cfg", ["predictor.ec_source=train", "train.flip=false"])
     assert warnings_of("cfg/siams_nsam.cfg", ["predictor.ec_source=train", "train.epochs=3"])

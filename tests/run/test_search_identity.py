@@ -29,6 +29,8 @@ def test_train_keys_a_search_reads_are_part_of_its_identity(tmp_path, path, chan
 
 @pytest.mark.parametrize("path, changed", [
     ("cfg/relativenas_tiny.cfg", "train.lr=0.5"), ("cfg/nag_tiny.cfg", "train.epochs=3"),
+    ("cfg/nag_tiny.cfg", "train.color_jitter=0.4"), ("cfg/nag_tiny.cfg", "train.mixup_alpha=0.2"),  # (not RS-NAG's)
+    ("cfg/nag_tiny.cfg", "train.checkpoint_every=5"),
     ("cfg/zen_cifar10_1M.cfg", "train.cutout=0"), ("cfg/zen_cifar10_1M.cfg", "export.format=tflite"),
 ])
 def test_keys_only_the_training_after_the_search_reads_are_not(tmp_path, path, changed):

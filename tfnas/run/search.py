@@ -36,18 +36,14 @@ from tfnas.run.exports import check_calibration_data, export_lines, export_paths
 from tfnas.run.constraints import refuse_search_keys
 from tfnas.run.factory import (build_executor, build_method, build_space, check_method_fits_space,
                                check_full_batch, check_trained_network_builds, check_training_data,
-                               refuse_multi_worker)
+                               refuse_multi_worker, where)
 from tfnas.run.rundir import CONFIG_FILE, ArtifactStore, RunDir, RunDirError
+from tfnas.run.unused import SEARCH_TRAIN_KEYS
 from tfnas.train.seeding import tf_global_seed
 
 #: Training and export run in their own ``train/`` directory; the arch is the search's output.
 SEARCH_FREE_SECTIONS = ("train", "export")
 SEARCH_FREE_KEYS = (("space", "arch"),)
-#: ``[train]`` keys a one-shot search itself reads (its builder in tfnas.run.method_args), so part of its identity:
-#: the weight-sharing searches' augmentation, and (None) all of it but what RS-NAG's short trainings replace.
-SEARCH_TRAIN_KEYS = {"relativenas": ("flip", "pad_crop", "cutout"), "slnas": ("flip", "pad_crop", "cutout"),
-                     "nag_supernet": None}
-_RS_NAG_REPLACES = ("enabled", "epochs", "aux_weight")
 
 
 def search_identity(cfg: Config) -> Dict[str, Any]:
@@ -55,10 +51,9 @@ def search_identity(cfg: Config) -> Dict[str, Any]:
     training after the search (``[train]`` less :data:`SEARCH_TRAIN_KEYS`, ``[export]``) and the found arch."""
     if cfg.method.name not in SEARCH_TRAIN_KEYS:
         return dict(ignore=SEARCH_FREE_KEYS, ignore_sections=SEARCH_FREE_SECTIONS)
-    read = SEARCH_TRAIN_KEYS[cfg.method.name]
-    names = [f.name for f in dataclasses.fields(cfg.train)]
-    kept = [n for n in names if n not in _RS_NAG_REPLACES] if read is None else read
-    return dict(ignore=SEARCH_FREE_KEYS + tuple(("train", n) for n in names if n not in kept),
+    kept = SEARCH_TRAIN_KEYS[cfg.method.name]
+    return dict(ignore=SEARCH_FREE_KEYS + tuple(("train", f.name) for f in dataclasses.fields(cfg.train)
+                                                if f.name not in kept),
                 ignore_sections=tuple(s for s in SEARCH_FREE_SECTIONS if s != "train"))
 RESULT_FILE = "result.json"
 
@@ -278,8 +273,8 @@ def _train_cfg(cfg: Config) -> Config:
 
 def _training_finished(cfg: Config) -> bool:
     """``train/metrics.json`` and every requested export exist, from a training of this ``[train]`` over as many
-    epochs. Another ``[train]`` is refused (:class:`RunDirError`), as the training itself refuses it; other
-    epochs are not finished: the training goes on from its checkpoint."""
+    epochs. Another ``[train]`` is refused (:class:`RunDirError`), as the training itself refuses it, and so
+    are fewer epochs; more are not finished: the training goes on from its checkpoint."""
     from tfnas.run.train_one import TRAIN_FREE_KEYS
 
     train_cfg = _train_cfg(cfg)
@@ -287,7 +282,14 @@ def _training_finished(cfg: Config) -> bool:
         return False
     RunDir(train_cfg, ignore=TRAIN_FREE_KEYS + SEARCH_FREE_KEYS).check()  # (its arch is the one found)
     written = os.path.join(train_cfg.out_dir, CONFIG_FILE)
-    return not os.path.exists(written) or load_config(written, check_names=False).train.epochs == cfg.train.epochs
+    if not os.path.exists(written):
+        return True
+    trained = load_config(written, check_names=False).train.epochs
+    if trained > cfg.train.epochs:  # its checkpoint is of a later epoch: the Trainer would refuse it after loading data
+        given = where(cfg, "train", "epochs", cfg.train.epochs)
+        raise RunDirError(f"{train_cfg.out_dir}: holds a training of {trained} epochs, more than {given}; set "
+                          f"{trained} (or more, to train on), or delete {train_cfg.out_dir} to train afresh")
+    return trained == cfg.train.epochs
 
 
 def train_found(cfg: Config, arch: str) -> Tuple[Dict[str, Any], Dict[str, str], str]:

@@ -81,16 +81,24 @@ def _proxy_reader(cfg: Config, key: str, built: Tuple[str, ...]) -> Optional[str
     return f"proxies {', '.join(declaring)}" if declaring else None
 
 
-#: Methods whose search itself trains networks on ``[train]``'s augmentation and schedule keys.
-WEIGHT_SHARING = ("relativenas", "slnas", "nag_supernet")
-_TRAIN_READERS = ("a search that trains its result, a weight-sharing search, or a training oracle "
-                  "([benchmark] name = train)")
+_AUGMENTATION = ("flip", "pad_crop", "cutout")  # what the weight-sharing searches' array pipelines take
+#: ``[train]`` keys a one-shot search itself reads (its builder in tfnas.run.method_args), so part of its identity
+#: (tfnas.run.search): the weight-sharing searches' augmentation, and nag_supernet's RS-NAG short trainings (a
+#: Trainer on those pipelines, no checkpoints; their epochs and aux_weight come from [nag]).
+SEARCH_TRAIN_KEYS = {"relativenas": _AUGMENTATION, "slnas": _AUGMENTATION,
+                     "nag_supernet": _AUGMENTATION + ("optimizer", "lr", "momentum", "nesterov", "weight_decay",
+                                                      "weight_decay_scope", "schedule", "warmup_epochs", "step_epochs",
+                                                      "step_gamma", "lr_min", "grad_clip", "label_smoothing")}
+_TRAIN_READERS = ("a search that trains its result, a training oracle ([benchmark] name = train), or (some "
+                  "keys) a weight-sharing search")
 
 
 def train_keys_read(cfg: Config, flow: str) -> Optional[Tuple[str, ...]]:
     """The ``[train]`` keys this run reads: None for all of them (it trains networks), else those few."""
-    if flow == "search" and (cfg.train.enabled or cfg.method.name in WEIGHT_SHARING):
+    if flow == "search" and cfg.train.enabled:
         return None
+    if flow == "search" and cfg.method.name in SEARCH_TRAIN_KEYS:
+        return SEARCH_TRAIN_KEYS[cfg.method.name]
     if flow == "sweep" and cfg.benchmark.name == "train":
         return None
     uses_code = getattr(METHODS.get(cfg.method.name), "uses_code", False) if cfg.method.name in METHODS else False
