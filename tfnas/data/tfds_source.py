@@ -380,11 +380,11 @@ class TfdsSource(DatasetSource):
             source = "from [dataset] manual_dir" if config is not None else "downloading"
             detail = first_line(exc)
             what = type(exc).__name__ + (f": {detail}" if detail != type(exc).__name__ else "")
+            failed = (f"{self.name}: preparing tfds dataset {self.tfds_name!r} into {looked_in} ({source}) failed: "
+                      f"{what}. Partial files were removed")
             raise DatasetNotFoundError(
-                f"{self.name}: preparing tfds dataset {self.tfds_name!r} into {looked_in} ({source}) failed: "
-                f"{what}. Partial files were removed. "
-                f"{self._how_to_get(files or self.download_files(builder), downloading=config is None)}"
-            ) from exc
+                f"{failed}. {self._how_to_get(files or self.download_files(builder), downloading=config is None)}",
+                reason=failed) from exc
 
     def _prepare_manual(
         self, builder: tfds.core.DatasetBuilder, manual_dir: str, looked_in: str, where: str
