@@ -161,6 +161,21 @@ def test_caches_of_several_processes_keep_each_others_entries(tmp_path):
     assert "|b|" in first  # what the other one wrote, read at the write
 
 
+
+def test_a_cache_folder_that_cannot_be_locked_still_keeps_the_others_entries(tmp_path, monkeypatch):
+    """NFS refuses an exclusive lock of a folder opened for reading: the write goes on, merging without it."""
+    import fcntl
+
+    def refused(fd, operation):
+        raise OSError(9, "Bad file descriptor")
+
+    monkeypatch.setattr(fcntl, "flock", refused)
+    first, second = TrainCache(str(tmp_path), "oracle", {"seed": 0}), TrainCache(str(tmp_path), "oracle", {"seed": 0})
+    first.put("|a|", 0.5)
+    second.put("|b|", 0.25)
+    assert sorted(TrainCache(str(tmp_path), "oracle", {"seed": 0})._entries) == ["|a|", "|b|"]
+
+
 def test_bad_cached_entries_are_refused(tmp_path):
     recipe = {"seed": 0}
     TrainCache(str(tmp_path), "oracle", recipe).put("|arch|", 1.5)

@@ -94,6 +94,24 @@ def test_points_a_killed_process_drew_are_not_drawn_again_by_the_resumed_one(tmp
     assert points["other/loss"] == [(2, 9.0)]  # another tag at an earlier step is new
 
 
+def test_a_point_drawn_again_draws_the_later_points_of_its_tag_again_too(tmp_path):
+    """TensorBoard drops a tag's points from a step drawn again on: a later mean that had not changed (a
+    regret of 0 at the largest budget) was not drawn again and vanished from the chart."""
+    from tfnas.run.events import EventStream
+
+    first = EventStream(str(tmp_path), "mean")
+    for step, value in ((10, 1.0), (20, 0.0)):
+        first.scalars({"regret": value}, step, replace=True)
+    first.close()
+    again = EventStream(str(tmp_path), "mean")
+    again.scalars({"regret": 1.0}, 10, replace=True)  # unchanged: not drawn again
+    again.scalars({"regret": 0.0}, 20, replace=True)
+    again.scalars({"regret": 2.0}, 10, replace=True)  # changed: drawn again, and so is every later point
+    again.scalars({"regret": 0.0}, 20, replace=True)
+    again.close()
+    assert scalars(str(tmp_path / "mean"))["regret"] == [(10, 1.0), (20, 0.0), (10, 2.0), (20, 0.0)]
+
+
 def test_tensorboard_false_writes_no_folder(tmp_path):
     run_search(evolution(tmp_path, "run.tensorboard=false"))
     assert os.path.exists(tmp_path / "history.csv") and not os.path.exists(tmp_path / "tensorboard")

@@ -40,6 +40,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 from tfnas.evaluation.executors import (Executor, ExecutorError, Job, PreparedJob, chunk_ranges, cpu_count,
@@ -146,6 +147,7 @@ class RayExecutor(Executor):
                                 ) from exc
         self._ray = ray
         self._owns = False
+        self._local = address == "local"  # a Ray instance of this process, whose CPUs no other job takes
         self._temp_dir = ""
         self._actor_root = ""  # where the actors of a private instance keep their temp folders
         self._own_token = False
@@ -222,7 +224,7 @@ class RayExecutor(Executor):
         gpus = int(resources.get("GPU", 0))
         if workers <= 0:
             workers = gpus if gpus > 0 else max(1, int(resources.get("CPU", 1)) // cpus)
-        workers = self._fitting(workers, cpus, float(ray.available_resources().get("CPU", 0.0)))
+        workers = self._fitting(workers, cpus, self._free_cpus(workers * cpus))
         super().__init__(workers)
         self.chunk, self.max_restarts, self.restarts = int(chunk), int(max_restarts), 0
         # dead actors are replaced here (_chunks), their deaths counted per batch, not by Ray over their life
@@ -230,9 +232,20 @@ class RayExecutor(Executor):
                             max_task_retries=0)(_Worker)
         self._remote = remote
         self._actors: List[Any] = []
-        # as many as this machine's cores run at once start now, beside the caller's own set-up; the others when
-        # a batch has chunks for them (workers = 50 for a batch of 8 starts 8)
-        self._add_actors(min(self.workers, max(1, cpu_count() // cpus)))
+        # on a private instance as many as this machine's cores run at once start now, beside the caller's own
+        # set-up, the others when a batch has chunks for them; on a cluster every one now, while _fitting's free
+        # CPUs are there (an actor started later might find them taken by another job, and never start)
+        self._add_actors(min(self.workers, max(1, cpu_count() // cpus)) if self._local else self.workers)
+
+    def _free_cpus(self, wanted: float, wait_s: float = 5.0) -> float:
+        """Ray's free CPUs, waiting up to ``wait_s`` for ``wanted``: the CPUs of actors just killed (an executor
+        closed before this one) come back a moment later."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            free = float(self._ray.available_resources().get("CPU", 0.0))
+            if free >= wanted or time.monotonic() > deadline:
+                return free
+            time.sleep(0.2)
 
     def _fitting(self, workers: int, cpus: int, free: float) -> int:
         """As many of ``workers`` actors as the free CPUs can place (an actor Ray cannot place never starts,

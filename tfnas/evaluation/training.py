@@ -147,7 +147,10 @@ class TrainCache:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         folder = os.open(os.path.dirname(self.path), os.O_RDONLY)  # locked itself: no lock file beside the cache
         try:
-            fcntl.flock(folder, fcntl.LOCK_EX)  # (released when it closes)
+            try:
+                fcntl.flock(folder, fcntl.LOCK_EX)  # (released when it closes)
+            except OSError:  # a file system that locks no folder (NFS): the merge alone keeps what others wrote
+                logger.debug("%s: the cache folder cannot be locked; merging without the lock", self.path)
             if os.path.exists(self.path):
                 for other, result in self._read().items():
                     self._entries.setdefault(other, result)

@@ -80,6 +80,7 @@ class EventStream:
         self._writer: Any = None
         self._failed = self.path is None
         self._earlier: Optional[Dict[Tuple[str, int], float]] = None  # (tag, step) -> value in the files before ours
+        self._redrawn: Dict[str, int] = {}  # tag -> the first step drawn again (scalars with replace)
 
     @property
     def enabled(self) -> bool:
@@ -114,8 +115,12 @@ class EventStream:
         def write(tf):
             for tag, value in numbers.items():
                 earlier = self._earlier.get((tag, int(step)))  # a resumed run redoes steps a killed one drew
-                if earlier is None or (replace and earlier != float(np.float32(value))):
+                # (once a tag was drawn again at a step, TensorBoard shows none of its earlier points after it)
+                redrawn = replace and (earlier != float(np.float32(value)) or int(step) > self._redrawn.get(tag, step))
+                if earlier is None or redrawn:
                     tf.summary.scalar(tag, value, step=int(step))
+                    if earlier is not None:
+                        self._redrawn[tag] = min(int(step), self._redrawn.get(tag, int(step)))
 
         self._write(write)
 
