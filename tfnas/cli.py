@@ -347,7 +347,9 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
     """``tools/compare.py RUN_DIR [RUN_DIR ...]``: one table and one plot over several runs."""
     parser = argparse.ArgumentParser(description="Merge tfnas run directories into one table and plot.")
     parser.add_argument("run_dirs", nargs="+", help="run directories (each holds runs.jsonl)")
-    parser.add_argument("--out", default="runs/compare", help="where summary.csv and the plot go")
+    parser.add_argument("--out", default="runs/compare",
+                        help="the folder summary.csv and the plot go to (default: runs/compare in the current "
+                             "folder)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of errors")
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)

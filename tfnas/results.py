@@ -324,7 +324,8 @@ def load_run_dir(run_dir: str) -> List[RunRecord]:
         kind = next((what for name, what in _OTHER_RUNS.items() if os.path.exists(os.path.join(run_dir, name))), "")
         if kind:
             raise ValueError(f"{run_dir}: the run directory of {kind}, which has no sweep records (runs.jsonl); "
-                             f"tools/compare.py merges the budget sweeps of rand, predictor, siamese and brp_nas")
+                             f"tools/compare.py merges the budget sweeps (methods rand, predictor, siamese, brp_nas, "
+                             f"nag, slnas_controller)")
         raise ValueError(f"{run_dir}: no runs.jsonl (is this a tfnas run directory?)")
     log = RunLog(path, resuming=False, warn=False)
     if not log.records:  # nothing of it would be in the table: not a run to compare

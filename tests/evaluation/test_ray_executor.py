@@ -814,3 +814,18 @@ def test_sigterm_of_a_run_on_ray_stops_it_as_ctrl_c_does(when):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-2:] == ["Terminated", "Terminated after close"], done.stderr[-3000:]
     assert "SIGTERM received" not in done.stderr
+
+
+def test_rays_note_on_a_token_found_on_disk_is_shown_at_v_only():
+    """Joining a cluster with ~/.ray/auth_token, Ray advised "Set RAY_AUTH_MODE=disabled to opt out", advice for
+    whoever started the cluster, without -v."""
+    import logging
+
+    from tfnas.evaluation.ray_executor import _RAY_AUTH_LOGGER, _quiet_logger
+
+    target = logging.getLogger(_RAY_AUTH_LOGGER)
+    with _quiet_logger(_RAY_AUTH_LOGGER, quiet=True):
+        assert not target.isEnabledFor(logging.WARNING)
+    assert target.level == logging.NOTSET
+    with _quiet_logger(_RAY_AUTH_LOGGER, quiet=False):
+        assert target.level == logging.NOTSET

@@ -55,6 +55,24 @@ logger = logging.getLogger(__name__)
 __all__ = ["RayExecutor"]
 
 
+#: Ray's note when it joins a cluster with a token found on disk ("Token authentication is enabled for this Ray
+#: cluster. Set RAY_AUTH_MODE=disabled to opt out"): advice to whoever started the cluster, shown at -v only
+_RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str, quiet: bool) -> Iterator[None]:
+    """Logger ``name`` shows errors only meanwhile (when ``quiet``)."""
+    target = logging.getLogger(name)
+    level = target.level
+    if quiet:
+        target.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        target.setLevel(level)
+
+
 def _death_reason(exc: BaseException) -> str:
     """Ray's account of an actor's death on one line, without the tab-indented ids (class, actor id, pid,
     address) between its general first line and the reason (an exit code, an out-of-memory kill, the
@@ -206,7 +224,7 @@ class RayExecutor(Executor):
                     check_head(found, named=f"auto (the cluster at {found})")
         self._owns = address == "local"  # from here on, a failed start may have left Ray's processes running
         try:
-            with sigterm_kept(ray):
+            with sigterm_kept(ray), _quiet_logger(_RAY_AUTH_LOGGER, quiet):
                 ray.init(**kwargs)
         except (OSError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             if address == "auto" and "Could not find any running Ray instance" in str(exc):
@@ -255,8 +273,9 @@ class RayExecutor(Executor):
             raise ExecutorError(f"[run] worker_threads = {self.threads}: a Ray worker reserves {cpus} CPUs and Ray has "
                                 f"{free:g} free; use fewer worker_threads")
         if fit < workers:
-            logger.warning("[run] workers = %d: Ray has %g free CPUs for workers of %d CPUs each, so %d workers "
-                           "start", workers, free, cpus, fit)
+            logger.warning("[run] workers = %d: Ray has %g free CPUs for workers of %d CPU%s each, so %d worker%s "
+                           "start%s", workers, free, cpus, "" if cpus == 1 else "s", fit, "" if fit == 1 else "s",
+                           "s" if fit == 1 else "")
         return min(workers, fit)
 
     def _add_actors(self, count: int) -> List[Any]:
