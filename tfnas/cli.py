@@ -20,11 +20,11 @@ from tfnas.config import ConfigError, load_config
 from tfnas.io import clipped
 
 
-def _config_parser(description: str) -> argparse.ArgumentParser:
+def _config_parser(description: str, example: str = "budget.repeats=2") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("config", help="path of a .cfg file (see cfg/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a config key (repeatable), e.g. --set budget.repeats=2")
+                        help=f"override a config key (repeatable), e.g. --set {example}")
     parser.add_argument("--out-dir", default=None, help="run directory (overrides [run] out_dir)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -362,7 +362,8 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
 def train_main(argv: Optional[List[str]] = None) -> int:
     """``tools/train.py CFG``: train one architecture ([space] arch) on a dataset, evaluate, export."""
     args = _config_parser("Train one architecture from a .cfg file ([space] name/arch, [dataset], "
-                          "[train], [export]); a killed run resumes from its last checkpoint.").parse_args(argv)
+                          "[train], [export]); a killed run resumes from its last checkpoint.",
+                          example="train.epochs=20").parse_args(argv)
     _setup_logging(args.verbose)
     return run_guarded(lambda: _train(args), args.verbose)
 

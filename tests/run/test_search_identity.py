@@ -37,3 +37,17 @@ def test_keys_only_the_training_after_the_search_reads_are_not(tmp_path, path, c
     _written(tmp_path, path)
     cfg = load_config(path, [f"run.out_dir={tmp_path}", changed])
     RunDir(cfg, **search_identity(cfg)).check()
+
+
+def test_a_training_run_directory_tolerates_what_tools_train_never_reads(tmp_path):
+    """`tools/train.py --help` gave `--set budget.repeats=2` as its example, and a finished training then refused it."""
+    from tfnas.run.train_one import TRAIN_FREE_KEYS
+    from tfnas.run.unused import tolerated
+
+    _written(tmp_path, "cfg/train_nb201_cifar10.cfg")
+    for changed in ("budget.repeats=2", "search.population=5", "proxy.name=zen"):
+        cfg = load_config("cfg/train_nb201_cifar10.cfg", [f"run.out_dir={tmp_path}", changed])
+        RunDir(cfg, ignore=TRAIN_FREE_KEYS, tolerate=tolerated(cfg, "train")).check()
+    cfg = load_config("cfg/train_nb201_cifar10.cfg", [f"run.out_dir={tmp_path}", "train.lr=0.01"])
+    with pytest.raises(RunDirError, match="lr"):
+        RunDir(cfg, ignore=TRAIN_FREE_KEYS, tolerate=tolerated(cfg, "train")).check()

@@ -359,3 +359,18 @@ def test_a_record_that_failed_in_a_worker_is_raised_as_itself():
     with pytest.raises(TrainingDivergedError, match="the loss became NaN") as err:
         next(records)
     assert "a sweep record failed in a worker" in str(err.value.__cause__)
+
+
+def test_keys_the_run_never_reads_do_not_block_its_resume(tmp_path, caplog):
+    """The warning called `--set train.epochs=5` in a rand sweep without effect, and the run directory then
+    refused it as another configuration; its records are kept, carrying the new configuration's id."""
+    sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]
+    run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    with caplog.at_level("WARNING"):
+        more = run_sweep(load_config("cfg/rand.cfg", sets[:-1] + ["budget.repeats=2", "train.epochs=5", "nag.pool=10",
+                                                                  "proxy.name=zen"]), progress=False)
+    assert more.new_records == 1 and len(more.records) == 2 and "without effect" in caplog.text
+    again = run_sweep(load_config("cfg/rand.cfg", sets[:-1] + ["budget.repeats=2"]), progress=False)
+    assert again.new_records == 0 and len(again.records) == 2
+    with pytest.raises(ConfigError, match="different configuration"):  # a key it reads still counts
+        run_sweep(load_config("cfg/rand.cfg", sets + ["run.seed=3"]), progress=False)

@@ -13,13 +13,15 @@ from tfnas.run.constraints import refuse_search_keys
 from tfnas.run.factory import build_executor, build_method, build_space, check_method_fits_space
 from tfnas.run.rundir import RunDir
 from tfnas.run.search import SEARCH_FREE_KEYS, SEARCH_FREE_SECTIONS
+from tfnas.run.unused import tolerated
 
 
 def run_analysis(cfg: Config, progress: Optional[bool] = None) -> Any:
     """Runs (or resumes) the configured analysis; returns its table (``pandas.DataFrame``)."""
     check_flow(cfg, "analysis")
     progress = cfg.run.progress if progress is None else progress
-    run_dir = RunDir(cfg, ignore=SEARCH_FREE_KEYS, ignore_sections=SEARCH_FREE_SECTIONS)
+    run_dir = RunDir(cfg, ignore=SEARCH_FREE_KEYS, ignore_sections=SEARCH_FREE_SECTIONS,
+                     tolerate=tolerated(cfg, "analysis"))
     run_dir.check()
     check_method_fits_space(cfg)
     refuse_search_keys(cfg, "an analysis")

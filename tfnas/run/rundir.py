@@ -190,8 +190,10 @@ class RunDir:
     #: run directories opened in this process (the command line's Ctrl-C line says whether one was)
     opened = 0
 
-    def __init__(self, cfg: Config, ignore: Iterable[Tuple[str, str]] = (), ignore_sections: Iterable[str] = ()):
+    def __init__(self, cfg: Config, ignore: Iterable[Tuple[str, str]] = (), ignore_sections: Iterable[str] = (),
+                 tolerate: Iterable[Tuple[str, str]] = ()):
         self.cfg = cfg
+        self.tolerate = tuple(tolerate)  # keys this run never reads: another value there is no other configuration
         self.path = cfg.out_dir
         self.ignore = tuple(ignore)
         self.ignore_sections = tuple(ignore_sections)
@@ -232,7 +234,11 @@ class RunDir:
         except ConfigError as exc:
             raise RunDirError(f"{config_path}: the configuration of the results in this directory cannot be read "
                               f"({exc}); restore the file, or choose another [run] out_dir") from None
-        differences = _differences(self._identity(previous), self._identity(config_to_ini(self.cfg)))
+        there, here = self._identity(previous), self._identity(config_to_ini(self.cfg))
+        for section, key in self.tolerate:  # (the records keep the id of config.cfg: RunLog's same_config)
+            for identity in (there, here):
+                identity.get(section, {}).pop(key, None)
+        differences = _differences(there, here)
         if differences:
             raise RunDirError(f"{self.path}: holds results of a different configuration ({differences}; see its "
                               f"config.cfg); choose another [run] out_dir or delete the directory")

@@ -38,7 +38,7 @@ from tfnas.run.factory import (build_executor, build_method, build_space, check_
                                check_full_batch, check_trained_network_builds, check_training_data,
                                refuse_multi_worker, where)
 from tfnas.run.rundir import CONFIG_FILE, ArtifactStore, RunDir, RunDirError
-from tfnas.run.unused import SEARCH_TRAIN_KEYS
+from tfnas.run.unused import SEARCH_TRAIN_KEYS, tolerated
 from tfnas.train.seeding import tf_global_seed
 
 #: Training and export run in their own ``train/`` directory; the arch is the search's output.
@@ -190,7 +190,7 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     """Runs (or resumes) the configured one-shot search, then trains/exports the result if asked."""
     check_flow(cfg, "search")
     progress = cfg.run.progress if progress is None else progress
-    run_dir = RunDir(cfg, **search_identity(cfg))
+    run_dir = RunDir(cfg, **search_identity(cfg), tolerate=tolerated(cfg, "search"))
     run_dir.check()
     check_method_fits_space(cfg)
     refuse_multi_worker(cfg, "a one-shot search", trains=cfg.train.enabled)

@@ -41,6 +41,7 @@ from tfnas.run.events import (SweepEvents, events_root, hparams_missing, hparams
 from tfnas.run.factory import (build_benchmark, build_executor, build_method, build_space, check_method_fits_space,
                                check_training_data, refuse_multi_worker, where)
 from tfnas.run.rundir import CONFIG_FILE, RunDir, RunDirError
+from tfnas.run.unused import tolerated
 from tfnas.spaces.base import TabularSpace
 from tfnas.spaces.pool import CandidatePool
 
@@ -103,7 +104,7 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
     if cfg.benchmark.name == "none":
         build_benchmark(cfg, None)  # raises the "needs a benchmark" error before anything is written
     progress = cfg.run.progress if progress is None else progress
-    run_dir = RunDir(cfg, ignore=SWEEP_FREE_KEYS)
+    run_dir = RunDir(cfg, ignore=SWEEP_FREE_KEYS, tolerate=tolerated(cfg, "sweep"))
     run_dir.check()  # everything is validated and built before the directory is written
     check_method_fits_space(cfg)
     trains = cfg.benchmark.name == "train" or (

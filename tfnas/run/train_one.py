@@ -22,6 +22,7 @@ from tfnas.run.events import TRAIN_HPARAM_KEYS, EventStream, events_root, hparam
 from tfnas.run.exports import check_calibration_data, export_lines, export_trained, remove_stale_exports
 from tfnas.run.factory import build_datasets, build_space, where
 from tfnas.run.rundir import RunDir
+from tfnas.run.unused import tolerated
 from tfnas.train.history import History
 
 logger = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
         from tfnas.train.distribute import make_strategy
 
         strategy = make_strategy(strategy)
-    run_dir = RunDir(cfg, ignore=TRAIN_FREE_KEYS)
+    run_dir = RunDir(cfg, ignore=TRAIN_FREE_KEYS, tolerate=tolerated(cfg, "train"))
     run_dir.check()
     space = build_space(cfg)
     try:

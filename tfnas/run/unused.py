@@ -107,35 +107,51 @@ def train_keys_read(cfg: Config, flow: str) -> Optional[Tuple[str, ...]]:
     return ()
 
 
-def unused_keys(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
-    """``(section, key, who reads it)`` of every key set that this run never reads."""
-    method = cfg.method.name
-    unused = [(section, key, f"methods {', '.join(methods)}") for section, methods in OWNED_SECTIONS.items()
-              if method not in methods for key in changed_keys(getattr(cfg, section))]
+#: What ``tools/train.py`` (flow ``train``) never reads: it trains ``[space] arch`` on ``[dataset]`` with ``[train]``.
+_NOT_TRAINED_BY = ("budget", "search", "proxy", "predictor", "brp", "controller", "nag")
+
+
+def never_read(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
+    """``(section, key, who reads it)`` of every key, whatever its value, that this run never reads."""
+    method, fields = cfg.method.name, lambda section: [f.name for f in dataclasses.fields(getattr(cfg, section))]
+    if flow == "train":
+        return [(section, key, "the searches") for section in _NOT_TRAINED_BY for key in fields(section)]
+    keys = [(section, key, f"methods {', '.join(methods)}") for section, methods in OWNED_SECTIONS.items()
+            if method not in methods for key in fields(section)]
     for section in ("nag", "controller"):
         if method in OWNED_SECTIONS[section]:
-            for key in changed_keys(getattr(cfg, section)):
+            for key in fields(section):
                 owner = OWNED_KEYS.get((section, key))
                 if owner is not None and owner != method:
-                    unused.append((section, key, f"method {owner}"))
+                    keys.append((section, key, f"method {owner}"))
                 elif section == "controller":
-                    kind = next((k for k, keys in CONTROLLER_KINDS.items() if key in keys), cfg.controller.kind)
+                    kind = next((k for k, names in CONTROLLER_KINDS.items() if key in names), cfg.controller.kind)
                     if kind != cfg.controller.kind:
-                        unused.append((section, key, f"[controller] kind = {kind}"))
+                        keys.append((section, key, f"[controller] kind = {kind}"))
     built = proxies_built(cfg)
-    for key in changed_keys(cfg.proxy):
-        reader = _proxy_reader(cfg, key, built)
-        if reader is not None:
-            unused.append(("proxy", key, reader))
-    # [train] and [export] given with --set only: a file may keep them for when it trains
+    keys += [("proxy", key, reader) for key in fields("proxy")
+             for reader in [_proxy_reader(cfg, key, built)] if reader is not None]
     read = train_keys_read(cfg, flow)
     if read is not None:
-        unused += [("train", key, _TRAIN_READERS) for key in changed_keys(cfg.train)
-                   if f"train.{key}" in cfg.overrides and key not in read]
+        keys += [("train", key, _TRAIN_READERS) for key in fields("train") if key not in read]
     if flow != "search" or not cfg.train.enabled:
-        unused += [("export", key, "a search that trains its result") for key in changed_keys(cfg.export)
-                   if f"export.{key}" in cfg.overrides]
-    return unused
+        keys += [("export", key, "a search that trains its result") for key in fields("export")]
+    return keys
+
+
+def tolerated(cfg: Config, flow: str) -> Tuple[Tuple[str, str], ...]:
+    """The keys whose values a run directory of this run may hold otherwise (:class:`~tfnas.run.rundir.RunDir`'s
+    ``tolerate``): those it never reads, which the unused-key warning calls without effect."""
+    return tuple((section, key) for section, key, _ in never_read(cfg, flow))
+
+
+def unused_keys(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
+    """``(section, key, who reads it)`` of every key set (not at its default) that this run never reads;
+    ``[train]`` and ``[export]`` keys only when given with ``--set`` (a file may keep them for when it trains)."""
+    changed = {section: set(changed_keys(getattr(cfg, section))) for section in {s for s, _, _ in
+                                                                               never_read(cfg, flow)}}
+    return [(section, key, reader) for section, key, reader in never_read(cfg, flow) if key in changed[section]
+            and (section not in ("train", "export") or f"{section}.{key}" in cfg.overrides)]
 
 
 def warn_unused_keys(cfg: Config, flow: str) -> None:
