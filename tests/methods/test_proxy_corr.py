@@ -153,3 +153,20 @@ def analyse(method, run_dir):
     os.makedirs(str(run_dir), exist_ok=True)
     context = SearchContext(store=ArtifactStore(str(run_dir)), seed=0, rng=np.random.default_rng(0), progress=False)
     return method.analyse(context)
+
+
+def test_the_analysis_writes_its_tensorboard_hparams_row(tmp_path):
+    """Every run directory gets tensorboard/ (README); proxy_corr's got none."""
+    from tests.run.tb_reader import hparams_sessions, scalars
+    from tfnas.config import load_config
+    from tfnas.run.analysis import run_analysis
+
+    cfg = load_config("cfg/proxy_corr_nb201.cfg", [f"run.out_dir={tmp_path}", "proxy.names=params, random",
+                                                   "proxy.subset=20", "run.progress=false"])
+    table = run_analysis(cfg).set_index("proxy")
+    (session,) = hparams_sessions(str(tmp_path / "tensorboard" / "hparams"))
+    assert session["method.name"] == "proxy_corr" and session["proxy.names"] == "params, random"
+    final = scalars(str(tmp_path / "tensorboard" / "hparams"))
+    assert final["final/spearman/params"] == [(0, pytest.approx(table.loc["params", "spearman"], rel=1e-5))]
+    assert final["final/kendall/random"] == [(0, pytest.approx(table.loc["random", "kendall"], rel=1e-5))]
+    assert final["final/cells"] == [(0, 20.0)]

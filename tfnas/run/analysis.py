@@ -10,6 +10,7 @@ from tfnas.config import Config
 from tfnas.methods.base import SearchContext
 from tfnas.run import check_flow
 from tfnas.run.constraints import refuse_search_keys
+from tfnas.run.events import events_root, hparams_of, write_hparams
 from tfnas.run.factory import build_executor, build_method, build_space, check_method_fits_space
 from tfnas.run.rundir import RunDir
 from tfnas.run.search import SEARCH_FREE_KEYS, SEARCH_FREE_SECTIONS
@@ -29,4 +30,14 @@ def run_analysis(cfg: Config, progress: Optional[bool] = None) -> Any:
     with run_dir, build_executor(cfg) as executor:
         context = SearchContext(store=run_dir.store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),
                                 progress=progress, executor=executor)
-        return method.analyse(context)
+        table = method.analyse(context)
+        write_analysis_hparams(cfg, table)
+        return table
+
+
+def write_analysis_hparams(cfg: Config, table: Any) -> None:
+    """The run's TensorBoard hparams row (``[run] tensorboard``): config keys -> each proxy's Spearman and
+    Kendall rank correlation with the benchmark (``final/spearman/<proxy>``), and the cells scored."""
+    metrics = {f"{stat}/{row['proxy']}": row[stat] for _, row in table.iterrows() for stat in ("spearman", "kendall")}
+    metrics["cells"] = int(table["cells"].max()) if len(table) else 0
+    write_hparams(events_root(cfg), {**hparams_of(cfg), "proxy.names": ", ".join(table["proxy"])}, metrics)
