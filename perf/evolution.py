@@ -18,7 +18,7 @@ from perf.report import emit, machine, peak_rss_mb
 
 
 def run(proxy: str = "zen", population: int = 512, iterations: int = 300, dump_candidates: str = "",
-        executor: str = "local", workers: int = 0, batch: int = 1, threads: int = 0) -> None:
+        executor: str = "local", workers: int = 0, batch: int = 1, threads: int = 0, address: str = "local") -> None:
     """Emits one ``evolution`` line.
 
     Args:
@@ -27,8 +27,8 @@ def run(proxy: str = "zen", population: int = 512, iterations: int = 300, dump_c
         iterations: mutation iterations.
         dump_candidates: a JSON file for the scored candidates (arch strings, seconds, conv plans),
             or ``""`` for none (``batch = 1`` only).
-        executor, workers, threads: the executor scoring batches (``[run] executor / workers /
-            worker_threads``; the pool's start-up is included in the wall time).
+        executor, workers, threads, address: the executor scoring batches (``[run] executor / workers /
+            worker_threads / ray_address``; the pool's start-up is included in the wall time).
         batch: children scored together (``[search] batch``).
     """
     import numpy as np
@@ -57,7 +57,7 @@ def run(proxy: str = "zen", population: int = 512, iterations: int = 300, dump_c
     method.evaluator_cls = TimedEvaluator
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        with make_executor(executor, workers, threads=threads) as pool:
+        with make_executor(executor, workers, threads=threads, address=address) as pool:
             context = SearchContext(store=ArtifactStore(tmp), seed=0, rng=np.random.default_rng(0), progress=False,
                                     executor=pool)
             outcome = method.search(context)

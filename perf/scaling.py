@@ -25,17 +25,17 @@ class Echo(Job):
         return lambda items: list(items)
 
 
-def run(executor: str = "process", workers: int = 2, items: int = 200) -> None:
+def run(executor: str = "process", workers: int = 2, items: int = 200, address: str = "local") -> None:
     """Emits one ``executor-overhead`` line: start-up seconds and milliseconds per one-item task."""
     from tfnas.evaluation.executors import make_executor
 
     init = {}
-    if executor == "ray":
+    if executor == "ray" and address == "local":
         # Ray's files go to a folder the executor makes and removes (a `_temp_dir` given here was left behind)
         init = {"object_store_memory": 256 * 1024 ** 2,
                 "runtime_env": {"env_vars": {"PYTHONPATH": ROOT}}}
     start = time.perf_counter()
-    pool = make_executor(executor, workers, ray_init=init)
+    pool = make_executor(executor, workers, address=address, ray_init=init)
     try:
         pool.map(Echo(), list(range(2 * pool.workers)))  # starts the workers
         startup = time.perf_counter() - start

@@ -6,7 +6,7 @@
     python tools/bench.py train-step [--batch 64] [--steps 30]
     python tools/bench.py proxies --space nb201|zen [--proxies synflow,zen,...] [--cells 50]
     python tools/bench.py evolution [--proxy zen] [--population 512] [--iterations 300] [--dump-candidates F]
-        [--executor local|process|ray] [--workers N] [--batch K] [--threads T]
+        [--executor local|process|ray] [--workers N] [--batch K] [--threads T] [--ray-address auto|HOST:PORT]
     python tools/bench.py supernet [--batch 64,256] [--steps 20] [--graph-optimizer auto|on|off]
     python tools/bench.py supernet --space lite [--channels 16] [--blocks 1,1] [--stem-stride 4|1] [--archs 3]
     python tools/bench.py memory [--proxy zen] [--candidates 2000] [--warmup 200] [--every 100]
@@ -16,6 +16,7 @@
                           [--edges independent|sequential]
     python tools/bench.py nag-supernet [--batch 64] [--steps 5] [--archs 3] [--channels 20] [--layers 11]
     python tools/bench.py executor-overhead [--executor process|ray|local] [--workers 2] [--items 200]
+        [--ray-address auto|HOST:PORT]
     python tools/bench.py batch-schedule F [--workers 2,8,64] [--batch 16,64] [--overhead-ms 1.15]
     python tools/bench.py tflite --space nb201|darts [--arch A] [--quantize none,float16,int8] [--threads 1]
                                  [--via frozen,saved_model]
@@ -70,13 +71,13 @@ def evolution(args) -> None:
 
     bench.run(proxy=args.proxy, population=args.population, iterations=args.iterations,
               dump_candidates=args.dump_candidates, executor=args.executor, workers=args.workers,
-              batch=args.batch, threads=args.threads)
+              batch=args.batch, threads=args.threads, address=args.ray_address)
 
 
 def executor_overhead(args) -> None:
     from perf import scaling as bench
 
-    bench.run(executor=args.executor, workers=args.workers, items=args.items)
+    bench.run(executor=args.executor, workers=args.workers, items=args.items, address=args.ray_address)
 
 
 def batch_schedule(args) -> None:
@@ -290,11 +291,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=_count, default=1, help="children scored together ([search] batch)")
     s.add_argument("--threads", type=_nonneg, default=0,
                    help="TensorFlow threads per worker (0 = as in this process: results identical to local)")
+    s.add_argument("--ray-address", default="local", metavar="local|auto|HOST:PORT",
+                   help="with --executor ray: the Ray cluster ([run] ray_address; default: a private instance)")
     s.set_defaults(run=evolution)
     s = sub.add_parser("executor-overhead", help="start-up and per-task overhead of an executor")
     s.add_argument("--executor", choices=("local", "process", "ray"), default="process")
     s.add_argument("--workers", type=_nonneg, default=2, help="0 = one per core")
     s.add_argument("--items", type=_count, default=200)
+    s.add_argument("--ray-address", default="local", metavar="local|auto|HOST:PORT",
+                   help="with --executor ray: the Ray cluster ([run] ray_address; default: a private instance)")
     s.set_defaults(run=executor_overhead)
     s = sub.add_parser("batch-schedule", help="a batched evolution's worker idle time at other worker counts, "
                                               "replayed from the candidate seconds of --dump-candidates")
