@@ -48,6 +48,7 @@ def test_a_training_run_directory_tolerates_what_tools_train_never_reads(tmp_pat
     for changed in ("budget.repeats=2", "search.population=5", "proxy.name=zen"):
         cfg = load_config("cfg/train_nb201_cifar10.cfg", [f"run.out_dir={tmp_path}", changed])
         RunDir(cfg, ignore=TRAIN_FREE_KEYS, tolerate=tolerated(cfg, "train")).check()
-    cfg = load_config("cfg/train_nb201_cifar10.cfg", [f"run.out_dir={tmp_path}", "train.lr=0.01"])
-    with pytest.raises(RunDirError, match="lr"):
-        RunDir(cfg, ignore=TRAIN_FREE_KEYS, tolerate=tolerated(cfg, "train")).check()
+    for changed, key in (("train.lr=0.01", "lr"), ("budget.max_flops=1000", "max_flops")):  # (tinynano's limit)
+        cfg = load_config("cfg/train_nb201_cifar10.cfg", [f"run.out_dir={tmp_path}", changed])
+        with pytest.raises(RunDirError, match=key):
+            RunDir(cfg, ignore=TRAIN_FREE_KEYS, tolerate=tolerated(cfg, "train")).check()

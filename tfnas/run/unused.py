@@ -114,8 +114,9 @@ _NOT_TRAINED_BY = ("budget", "search", "proxy", "predictor", "brp", "controller"
 def never_read(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
     """``(section, key, who reads it)`` of every key, whatever its value, that this run never reads."""
     method, fields = cfg.method.name, lambda section: [f.name for f in dataclasses.fields(getattr(cfg, section))]
-    if flow == "train":
-        return [(section, key, "the searches") for section in _NOT_TRAINED_BY for key in fields(section)]
+    if flow == "train":  # (the tinynano space's FLOPs limit is [budget] max_flops: kept, as are the other limits)
+        return [(section, key, "the searches") for section in _NOT_TRAINED_BY for key in fields(section)
+                if (section, key) not in (("budget", "max_flops"), ("budget", "max_params"))]
     keys = [(section, key, f"methods {', '.join(methods)}") for section, methods in OWNED_SECTIONS.items()
             if method not in methods for key in fields(section)]
     for section in ("nag", "controller"):
