@@ -47,6 +47,11 @@ def changed_keys(section: Any) -> List[str]:
     return changed
 
 
+def _uses_code(cfg: Config) -> bool:
+    """Whether the method is a siamese search, which reads ``[predictor] ec_source`` (its estimation code)."""
+    return bool(getattr(METHODS.get(cfg.method.name), "uses_code", False)) if cfg.method.name in METHODS else False
+
+
 def proxies_built(cfg: Config) -> Tuple[str, ...]:
     """The proxies this run builds: evolution's ``[proxy] name``, ``proxy_corr``'s names, a siamese
     search's estimation code when ``[predictor] ec_source`` names a proxy."""
@@ -55,8 +60,7 @@ def proxies_built(cfg: Config) -> Tuple[str, ...]:
         return (p.name,)
     if method == "proxy_corr":
         return tuple(p.names) or (p.name,)
-    uses_code = getattr(METHODS.get(method), "uses_code", False) if method in METHODS else False
-    if uses_code and cfg.predictor.ec_source not in ("table", "train"):
+    if _uses_code(cfg) and cfg.predictor.ec_source not in ("table", "train"):
         return (cfg.predictor.ec_source,)
     return ()
 
@@ -101,8 +105,7 @@ def train_keys_read(cfg: Config, flow: str) -> Optional[Tuple[str, ...]]:
         return SEARCH_TRAIN_KEYS[cfg.method.name]
     if flow == "sweep" and cfg.benchmark.name == "train":
         return None
-    uses_code = getattr(METHODS.get(cfg.method.name), "uses_code", False) if cfg.method.name in METHODS else False
-    if flow == "sweep" and uses_code and cfg.predictor.ec_source == "train":
+    if flow == "sweep" and _uses_code(cfg) and cfg.predictor.ec_source == "train":
         return ("flip", "pad_crop")  # the training estimation code's augmentation
     return ()
 
@@ -149,9 +152,9 @@ def tolerated(cfg: Config, flow: str) -> Tuple[Tuple[str, str], ...]:
 def unused_keys(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
     """``(section, key, who reads it)`` of every key set (not at its default) that this run never reads;
     ``[train]`` and ``[export]`` keys only when given with ``--set`` (a file may keep them for when it trains)."""
-    changed = {section: set(changed_keys(getattr(cfg, section))) for section in {s for s, _, _ in
-                                                                               never_read(cfg, flow)}}
-    return [(section, key, reader) for section, key, reader in never_read(cfg, flow) if key in changed[section]
+    keys = never_read(cfg, flow)
+    changed = {section: set(changed_keys(getattr(cfg, section))) for section in {s for s, _, _ in keys}}
+    return [(section, key, reader) for section, key, reader in keys if key in changed[section]
             and (section not in ("train", "export") or f"{section}.{key}" in cfg.overrides)]
 
 
