@@ -219,3 +219,70 @@ def test_keys_of_sections_the_run_never_reads_are_named_in_one_warning(caplog):
     assert "--set train.lr" in message and "flip" not in message  # the search's augmentation only
     assert not warnings_of("cfg/siams_nsam.cfg", ["predictor.ec_source=train", "train.flip=false"])
     assert warnings_of("cfg/siams_nsam.cfg", ["predictor.ec_source=train", "train.epochs=3"])
+
+
+def test_the_shared_search_keys_of_other_methods_are_named_and_tolerated(caplog):
+    """`--set search.population=20` in a rand sweep ran without a word, and its run directory refused the
+    run without it as "a different configuration"."""
+    import logging
+
+    from tfnas.run import check_flow, flow_of
+    from tfnas.run.unused import tolerated
+
+    cfg = load_config("cfg/rand.cfg", ["search.population=20", "search.generations=3", "search.pool_size=50"])
+    with caplog.at_level(logging.WARNING, logger="tfnas.run.unused"):
+        check_flow(cfg, flow_of(cfg))
+    (message,) = [r.getMessage() for r in caplog.records if "not used by method" in r.getMessage()]
+    assert "--set search.population (read by methods evolution, relativenas)" in message
+    assert "--set search.generations (read by methods relativenas)" in message
+    assert "pool_size" not in message  # a budgeted sweep's pool of an open space
+    assert ("search", "population") in tolerated(cfg, "sweep") and ("search", "pool_size") not in tolerated(
+        cfg, "sweep")
+    relative = load_config("cfg/relativenas_tiny.cfg", ["search.population=4", "search.pool_size=50"])
+    assert ("search", "population") not in tolerated(relative, "search")
+    assert ("search", "pool_size") in tolerated(relative, "search")  # read by the sweeps only
+    for method in ("rand", "siamese", "evolution", "slnas", "proxy_corr"):  # read by every run
+        other = load_config("cfg/rand.cfg", [f"method.name={method}"])
+        assert not {("search", "objective"), ("search", "max_latency_ms")} & set(tolerated(other, "sweep"))
+
+
+def test_the_search_keys_each_builder_reads_are_listed_as_read():
+    """:data:`SEARCH_KEYS` against the builders' source: a key a builder (or a helper of method_args it
+    calls) reads must not be called without effect, nor tolerated by the run directory."""
+    import ast
+    import inspect
+
+    from tfnas.registry import METHODS
+    from tfnas.run import method_args
+    from tfnas.run.unused import SEARCH_ALWAYS, SEARCH_KEYS
+
+    def search_keys_of(fn, seen):
+        tree, keys = ast.parse(inspect.getsource(fn).lstrip()), set()
+        aliases = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign):  # s = cfg.search, or n, s = cfg.nag, cfg.search
+                pairs = zip(node.targets[0].elts, node.value.elts) if isinstance(node.value, ast.Tuple) and \
+                    isinstance(node.targets[0], ast.Tuple) else [(node.targets[0], node.value)]
+                aliases |= {target.id for target, value in pairs
+                            if isinstance(value, ast.Attribute) and value.attr == "search"}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+                keys.add(node.attr)
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
+                    and node.value.attr == "search":
+                keys.add(node.attr)
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in seen:
+                helper = getattr(method_args, node.func.id, None)
+                if inspect.isfunction(helper) and helper.__module__ == method_args.__name__:
+                    seen.add(node.func.id)
+                    keys |= search_keys_of(helper, seen)
+        return keys
+
+    checked = 0
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        builder = next(method_args.BUILDERS[k] for k in cls.__mro__ if k in method_args.BUILDERS)
+        read = search_keys_of(builder, {builder.__name__})
+        assert read <= set(SEARCH_KEYS[name]) | set(SEARCH_ALWAYS), (name, read - set(SEARCH_KEYS[name]))
+        checked += bool(read)
+    assert checked >= 4  # evolution, relativenas, slnas, nag_supernet, the predictor searches

@@ -3,8 +3,9 @@
 A key set in the file or with ``--set`` that no part of the run reads was taken without a word, so a user
 could believe it had an effect: another method's section (``[nag]`` in a ``rand`` sweep), a key of a
 method's own section that only its sibling reads (``[nag] holdout`` in ``nag``), the other controller
-kind's keys, ``[proxy]`` keys where no proxy is built (or not the proxy that declares them), and
-``[train]`` and ``[export]`` keys given with ``--set`` where nothing is trained.
+kind's keys, the shared ``[search]`` keys of other methods (``population`` in a ``rand`` sweep), ``[proxy]``
+keys where no proxy is built (or not the proxy that declares them), and ``[train]`` and ``[export]`` keys
+given with ``--set`` where nothing is trained.
 """
 
 from __future__ import annotations
@@ -85,6 +86,37 @@ def _proxy_reader(cfg: Config, key: str, built: Tuple[str, ...]) -> Optional[str
     return f"proxies {', '.join(declaring)}" if declaring else None
 
 
+_BTS = ("bts", "init_fraction", "update_split", "sample_fraction", "rank_k", "final_rank_k", "reserve")
+_ONE_SHOT = ("lr", "lr_min", "momentum", "weight_decay", "grad_clip", "drop_path", "batch_size", "steps_per_epoch")
+#: The shared ``[search]`` keys each built-in method reads (its builder in tfnas.run.method_args); a method not
+#: listed (a plugin) reads them all. Every run reads ``objective`` and ``max_latency_ms`` (:data:`SEARCH_ALWAYS`),
+#: and every budgeted sweep ``pool_size`` (the pool of an open space, tfnas.run.sweep).
+SEARCH_KEYS = {"rand": (), "predictor": _BTS, "siamese": _BTS, "brp_nas": (), "slnas_controller": (), "nag": (),
+               "proxy_corr": (),
+               "evolution": ("population", "iterations", "record_every", "effectiveness_filter", "max_rho", "batch",
+                             "latency_threads", "latency_runs", "latency_warmup", "latency_quantize"),
+               "relativenas": _ONE_SHOT + ("population", "generations"),
+               "slnas": _ONE_SHOT + ("epochs", "controller_steps", "reward_fraction", "aux_weight", "pick_epochs"),
+               "nag_supernet": _ONE_SHOT + ("epochs", "aux_weight")}
+SEARCH_ALWAYS = ("objective", "max_latency_ms")  # refused (tfnas.run.constraints) where a method cannot honour them
+
+
+def _search_reader(key: str) -> str:
+    """Who reads ``[search] key``, for the warning."""
+    if key == "pool_size":
+        return "the budgeted searches (on an open space)"
+    return f"methods {', '.join(sorted(m for m, keys in SEARCH_KEYS.items() if key in keys))}"
+
+
+def search_keys_never_read(cfg: Config, flow: str) -> List[str]:
+    """The ``[search]`` keys this run never reads (none for a method :data:`SEARCH_KEYS` does not list)."""
+    method = cfg.method.name
+    if method not in SEARCH_KEYS:
+        return []
+    read = SEARCH_KEYS[method] + SEARCH_ALWAYS + (("pool_size",) if flow == "sweep" else ())
+    return [f.name for f in dataclasses.fields(cfg.search) if f.name not in read]
+
+
 _AUGMENTATION = ("flip", "pad_crop", "cutout")  # what the weight-sharing searches' array pipelines take
 #: ``[train]`` keys a one-shot search itself reads (its builder in tfnas.run.method_args), so part of its identity
 #: (tfnas.run.search): the weight-sharing searches' augmentation, and nag_supernet's RS-NAG short trainings (a
@@ -132,6 +164,7 @@ def never_read(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
                     kind = next((k for k, names in CONTROLLER_KINDS.items() if key in names), cfg.controller.kind)
                     if kind != cfg.controller.kind:
                         keys.append((section, key, f"[controller] kind = {kind}"))
+    keys += [("search", key, _search_reader(key)) for key in search_keys_never_read(cfg, flow)]
     built = proxies_built(cfg)
     keys += [("proxy", key, reader) for key in fields("proxy")
              for reader in [_proxy_reader(cfg, key, built)] if reader is not None]
