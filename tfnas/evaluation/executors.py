@@ -40,6 +40,7 @@ from tfnas.checks import check_int
 from tfnas.evaluation.failed import Failed, picklable
 from tfnas.evaluation.gpus import (GPU_GROWTH_ENV, ONEDNN_ENV, cpu_count, parent_onednn, resolve_workers,
                                    share_gpus_with_workers, visible_gpu_ids, warn_oversubscribed)
+from tfnas.evaluation.tempdirs import make_temp_dir, release, start_resource_tracker
 from tfnas.lru import LRUCache
 
 logger = logging.getLogger(__name__)
@@ -300,15 +301,17 @@ class ProcessExecutor(Executor):
         self.restarts = 0
         self._pool: Any = None
         self._temp_dir = ""  # the workers' temp files, removed when they have ended (init_worker)
+        self._temp_lock: Any = None  # (tfnas.evaluation.tempdirs: a later run removes the folder after kill -9)
 
     def _start(self) -> Any:
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
+            start_resource_tracker()
             context = multiprocessing.get_context("spawn")
             slots = context.Value("i", 0)  # each worker of this pool takes the next GPU of self.gpus
-            self._temp_dir = tempfile.mkdtemp(prefix="tfnas-pool-")
+            self._temp_dir, self._temp_lock = make_temp_dir("tfnas-pool-")
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
                                              initializer=_init_pool_worker,
                                              initargs=(self.threads, parent_onednn(), self.gpus, slots,
@@ -396,6 +399,8 @@ class ProcessExecutor(Executor):
         folder, self._temp_dir = self._temp_dir, ""
         if folder:
             shutil.rmtree(folder, ignore_errors=True)
+        release(self._temp_lock)
+        self._temp_lock = None
 
     def __exit__(self, *exc: Any) -> None:
         if exc[0] is not None:  # Ctrl-C or an error in the caller: items still running are not waited for

@@ -49,6 +49,7 @@ from tfnas.evaluation.gpus import gpus_per_actor
 from tfnas.evaluation.ray_signals import deliver_interrupt, interrupts_deferred, shutdown, sigterm_kept
 from tfnas.evaluation.ray_access import (TOKEN_HELP, check_head, check_reachable, check_token_file, drop_process_token,
                                          refused_token, use_process_token)
+from tfnas.evaluation.tempdirs import make_temp_dir, release
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ class RayExecutor(Executor):
         self._owns = False
         self._local = address == "local"  # a Ray instance of this process, whose CPUs no other job takes
         self._temp_dir = ""
+        self._temp_lock: Any = None  # (tfnas.evaluation.tempdirs: a later run removes the folder after kill -9)
         self._actor_root = ""  # where the actors of a private instance keep their temp folders
         self._own_token = False
         self.threads = max(0, int(threads))
@@ -200,7 +202,8 @@ class RayExecutor(Executor):
             if "_temp_dir" not in kwargs:  # its session files go with the instance, not left behind
                 root = _ray_temp_root()
                 try:
-                    self._temp_dir = kwargs["_temp_dir"] = tempfile.mkdtemp(prefix="tfnas-ray-", dir=root)
+                    self._temp_dir, self._temp_lock = make_temp_dir("tfnas-ray-", root)
+                    kwargs["_temp_dir"] = self._temp_dir
                 except OSError as exc:  # named as the folder Ray's files go to, and where that comes from
                     raise OSError(exc.errno, f"cannot make Ray's session folder there ({exc.strerror}); it comes "
                                   f"from RAY_TMPDIR, else TMPDIR (Linux), else the system's temp folder",
@@ -393,3 +396,5 @@ class RayExecutor(Executor):
             if folder:
                 shutil.rmtree(folder, ignore_errors=True)  # a Ray helper still exiting may hold a file
         self._actor_root = self._temp_dir = ""
+        release(self._temp_lock)
+        self._temp_lock = None
