@@ -124,3 +124,13 @@ def test_a_write_that_fails_leaves_no_temporary_file(sources, tmp_path, capsys, 
     assert tool.main(["--src", str(sources), "--out", str(out)]) == 4
     assert "No space left on device" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+def test_help_names_the_files_and_columns_it_reads(capsys):
+    """`--help` named neither the three CSV files --src must hold nor what --out is."""
+    with pytest.raises(SystemExit):
+        _tool().main(["--help"])
+    text = capsys.readouterr().out
+    for name in ("nats_bench_200epoch_test.csv", "nb201_12epoch.csv", "nb201_latency_ms.csv", "ArchitectureString",
+                 "cifar100-val", "<device>_ms", "--out FILE"):
+        assert name in text, name

@@ -31,6 +31,7 @@ import math
 import os
 import re
 import sys
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -258,80 +259,94 @@ def _check_writable(flag: str, path: str) -> None:
         raise UnwritablePathError(f"{flag} {path}: cannot write into {folder} (missing, or not writable)")
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """A subcommand's help: every flag with its default, unless that is empty or off."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in ("", None, False):
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
+def _sub(sub: Any, name: str, help: str, run: Any) -> argparse.ArgumentParser:
+    s = sub.add_parser(name, help=help, description=help, formatter_class=_Help)
+    s.set_defaults(run=run)
+    return s
+
+
+_RAY_ADDRESS = "with --executor ray: the Ray cluster ([run] ray_address; local: a private instance)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="what", required=True)
-    sub.add_parser("table").set_defaults(run=table)
-    s = sub.add_parser("siamese")
-    s.add_argument("--budget", type=_count, default=100)
-    s.add_argument("--repeats", type=_count, default=3)
-    s.add_argument("--method", choices=("siamese", "predictor", "brp_nas"), default="siamese")
+    sub = p.add_subparsers(dest="what", required=True, metavar="BENCHMARK")
+    _sub(sub, "table", "load time of the NAS-Bench-201 table shipped with tfnas", table)
+    s = _sub(sub, "siamese", "predictor-based sweeps on the NB201 table (CIFAR-100): training and ranking "
+                             "throughput and peak memory after each repeat", siamese)
+    s.add_argument("--budget", type=_count, default=100, help="queries of each search")
+    s.add_argument("--repeats", type=_count, default=3, help="searches, one after another (memory growth shows)")
+    s.add_argument("--method", choices=("siamese", "predictor", "brp_nas"), default="siamese",
+                   help="the method of cfg/siams_nsam.cfg, cfg/predictor.cfg or cfg/brp_nas.cfg")
     s.add_argument("--units", type=_nonneg, default=0, help="predictor width (0 = the cfg file's)")
-    s.add_argument("--jit", choices=("auto", "true", "false"), default="auto")
-    s.set_defaults(run=siamese)
-    s = sub.add_parser("train-step")
-    s.add_argument("--batch", type=_count, default=64)
-    s.add_argument("--steps", type=_count, default=30)
-    s.add_argument("--arch", default=DEFAULT_ARCH)
-    s.set_defaults(run=train_step)
-    s = sub.add_parser("proxies")
-    s.add_argument("--space", choices=("nb201", "zen"), default="nb201")
-    s.add_argument("--proxies", default="", help="comma-separated proxy names (default: all for the space)")
-    s.add_argument("--cells", type=_pairs, default=50)
-    s.add_argument("--batch", type=_count, default=64)
-    s.set_defaults(run=proxies)
-    s = sub.add_parser("evolution")
-    s.add_argument("--proxy", default="zen")
-    s.add_argument("--population", type=_count, default=512)
-    s.add_argument("--iterations", type=_count, default=300)
+    s.add_argument("--jit", choices=("auto", "true", "false"), default="auto", help="XLA for the predictor steps")
+    s = _sub(sub, "train-step", "steady-state steps/s of the Trainer's train step on an NB201 network (10 classes, "
+                                "32x32), XLA off then on", train_step)
+    s.add_argument("--batch", type=_count, default=64, help="images per step")
+    s.add_argument("--steps", type=_count, default=30, help="timed steps")
+    s.add_argument("--arch", default=DEFAULT_ARCH, help="the NB201 cell")
+    s = _sub(sub, "proxies", "seconds per candidate of each zero-shot proxy", proxies)
+    s.add_argument("--space", choices=("nb201", "zen"), default="nb201",
+                   help="nb201: cells drawn from the table; zen: 1M-parameter, 18-layer Zen networks")
+    s.add_argument("--proxies", default="", help="comma-separated proxy names ('': all for the space)")
+    s.add_argument("--cells", type=_pairs, default=50, help="candidates scored by each proxy")
+    s.add_argument("--batch", type=_count, default=64, help="random inputs per candidate ([proxy] batch_size)")
+    s = _sub(sub, "evolution", "iterations/s of a zero-shot evolution in the Zen space (1M parameters, 18 layers)",
+             evolution)
+    s.add_argument("--proxy", default="zen", help="the proxy that scores children ([proxy] name)")
+    s.add_argument("--population", type=_count, default=512, help="[search] population")
+    s.add_argument("--iterations", type=_count, default=300, help="[search] iterations")
     s.add_argument("--dump-candidates", default="", metavar="FILE",
                    help="write the scored candidates (arch strings, seconds, conv plans) to this JSON file")
-    s.add_argument("--executor", choices=("local", "process", "ray"), default="local")
-    s.add_argument("--workers", type=_nonneg, default=0, help="0 = one per core")
+    s.add_argument("--executor", choices=("local", "process", "ray"), default="local", help="[run] executor")
+    s.add_argument("--workers", type=_nonneg, default=0, help="[run] workers (0 = one per core)")
     s.add_argument("--batch", type=_count, default=1, help="children scored together ([search] batch)")
     s.add_argument("--threads", type=_nonneg, default=0,
                    help="TensorFlow threads per worker (0 = as in this process: results identical to local)")
-    s.add_argument("--ray-address", default="local", metavar="local|auto|HOST:PORT",
-                   help="with --executor ray: the Ray cluster ([run] ray_address; default: a private instance)")
-    s.set_defaults(run=evolution)
-    s = sub.add_parser("executor-overhead", help="start-up and per-task overhead of an executor")
-    s.add_argument("--executor", choices=("local", "process", "ray"), default="process")
-    s.add_argument("--workers", type=_nonneg, default=2, help="0 = one per core")
-    s.add_argument("--items", type=_count, default=200)
-    s.add_argument("--ray-address", default="local", metavar="local|auto|HOST:PORT",
-                   help="with --executor ray: the Ray cluster ([run] ray_address; default: a private instance)")
-    s.set_defaults(run=executor_overhead)
-    s = sub.add_parser("batch-schedule", help="a batched evolution's worker idle time at other worker counts, "
-                                              "replayed from the candidate seconds of --dump-candidates")
+    s.add_argument("--ray-address", default="local", metavar="local|auto|HOST:PORT", help=_RAY_ADDRESS)
+    s = _sub(sub, "executor-overhead", "start-up and per-task overhead of an executor (a job that returns its "
+                                       "items, one item per task)", executor_overhead)
+    s.add_argument("--executor", choices=("local", "process", "ray"), default="process", help="[run] executor")
+    s.add_argument("--workers", type=_nonneg, default=2, help="[run] workers (0 = one per core)")
+    s.add_argument("--items", type=_count, default=200, help="timed tasks, after a warm-up batch")
+    s.add_argument("--ray-address", default="local", metavar="local|auto|HOST:PORT", help=_RAY_ADDRESS)
+    s = _sub(sub, "batch-schedule", "a batched evolution's worker idle time at other worker counts, replayed from "
+                                    "the candidate seconds of --dump-candidates", batch_schedule)
     s.add_argument("dump", help="a file written by: bench.py evolution --dump-candidates FILE")
     s.add_argument("--workers", type=_counts, default="2,8,64", help="worker counts, comma-separated")
     s.add_argument("--batch", type=_counts, default="16,64", help="[search] batch sizes, comma-separated")
     s.add_argument("--overhead-ms", type=_nonneg_float, default=1.15,
-                   help="scheduling cost per task (bench.py executor-overhead; Ray here: 1.15)")
-    s.set_defaults(run=batch_schedule)
-    s = sub.add_parser("memory", help="resident memory of a zero-shot evolution as it scores candidates")
-    s.add_argument("--proxy", default="zen")
-    s.add_argument("--population", type=_count, default=512)
+                   help="scheduling cost per task, ms (bench.py executor-overhead; Ray on machine A: 1.15)")
+    s = _sub(sub, "memory", "resident memory of cfg/zen_cifar10_1M.cfg's evolution as it scores candidates", memory)
+    s.add_argument("--proxy", default="zen", help="the proxy that scores children ([proxy] name)")
+    s.add_argument("--population", type=_count, default=512, help="[search] population")
     s.add_argument("--candidates", type=_count, default=2000, help="stop after this many scored candidates")
     s.add_argument("--warmup", type=_count, default=200, help="growth is measured from this candidate on")
     s.add_argument("--every", type=_count, default=100, help="sample the resident memory every this many candidates")
     s.add_argument("--release", action="store_true",
                    help="system malloc and malloc_trim after every candidate instead of TensorFlow's oneDNN allocator")
     s.add_argument("--release-every", type=_count, default=1,
-                   help="with --release: malloc_trim after every this many candidates (default 1)")
-    s.set_defaults(run=memory)
-    s = sub.add_parser("zen-fidelity", help="Zen in both BN-variance forms on Zen candidates, for torch_reference")
-    s.add_argument("--cells", type=_pairs, default=40)
-    s.add_argument("--batch", type=_count, default=64)
-    s.add_argument("--out", default="zen_fidelity.json")
-    s.set_defaults(run=zen_fidelity)
-    s = sub.add_parser("supernet", help="supernet train step vs the standalone network of the same architecture")
+                   help="with --release: malloc_trim after every this many candidates")
+    s = _sub(sub, "zen-fidelity", "Zen in both BN-variance forms on Zen candidates, written for "
+                                  "perf/torch_reference.py FILE --zen-values", zen_fidelity)
+    s.add_argument("--cells", type=_pairs, default=40, help="Zen-space candidates (in-budget 1M-parameter networks)")
+    s.add_argument("--batch", type=_count, default=64, help="random inputs per candidate ([proxy] batch_size)")
+    s.add_argument("--out", default="zen_fidelity.json", metavar="FILE", help="the JSON file written")
+    s = _sub(sub, "supernet", "supernet train step vs the standalone network of the same architecture", supernet)
     s.add_argument("--space", choices=("darts", "lite"), default="darts",
                    help="darts: RelativeNAS's supernet; lite: SLNAS's supernet and its StageController")
     s.add_argument("--batch", type=_counts, default=_Default("64,256"),
-                   help="comma-separated batch sizes (default: 64,256 "
-                                                                "for darts, 64 for lite)")
-    s.add_argument("--steps", type=_count, default=20)
+                   help="comma-separated batch sizes (lite: 64 unless given)")
+    s.add_argument("--steps", type=_count, default=20, help="timed steps per side")
     s.add_argument("--archs", type=_count, default=3, help="lite: sampled architectures")
     s.add_argument("--rounds", type=_count, default=2, help="lite: alternating timed blocks of --steps per side")
     s.add_argument("--channels", type=_count, default=16, help="lite: stem channels C (paper's search: 16)")
@@ -341,49 +356,46 @@ def parser() -> argparse.ArgumentParser:
                    help="lite: 4 = search stems, standalone fed H/4 images; 1 = stride-1 stems on both")
     s.add_argument("--controller-steps", type=_nonneg, default=20,
                    help="lite: timed StageController samples and updates (0: skip)")
-    s.add_argument("--seed", type=_nonneg, default=0)
-    s.add_argument("--jit", choices=("auto", "true", "false"), default="false")
+    s.add_argument("--seed", type=_nonneg, default=0, help="seed of the sampled architectures and weights")
+    s.add_argument("--jit", choices=("auto", "true", "false"), default="false", help="XLA for the steps")
     s.add_argument("--graph-optimizer", choices=("auto", "on", "off"), default="auto",
                    help="Grappler for the supernet steps (auto: on with a GPU, off on CPU)")
-    s.set_defaults(run=supernet)
-    s = sub.add_parser("nag", help="NAG GAN and likelihood training steps/s, generation of 1,000 NB201 cells")
+    s = _sub(sub, "nag", "NAG GAN and likelihood training steps/s, and the generation of --cells NB201 cells", nag)
     s.add_argument("--node-units", type=_count, default=250, help="generator/discriminator node width (NAG: 250)")
-    s.add_argument("--batch", type=_count, default=64)
-    s.add_argument("--steps", type=_count, default=20)
-    s.add_argument("--cells", type=_count, default=1000)
-    s.add_argument("--jit", choices=("true", "false"), default="false")
+    s.add_argument("--batch", type=_count, default=64, help="cells per training step")
+    s.add_argument("--steps", type=_count, default=20, help="timed training steps")
+    s.add_argument("--cells", type=_count, default=1000, help="cells generated (timed)")
+    s.add_argument("--jit", choices=("true", "false"), default="false", help="XLA for the GAN steps")
     s.add_argument("--edges", choices=("independent", "sequential"), default="independent",
                    help="how a new node decides its edges (NAG: independent; cfg/nag_nb201.cfg: sequential)")
-    s.set_defaults(run=nag)
-    s = sub.add_parser("nag-supernet", help="NAG's single-path supernet train step vs the standalone network")
-    s.add_argument("--batch", type=_count, default=64)
-    s.add_argument("--steps", type=_count, default=5)
+    s = _sub(sub, "nag-supernet", "NAG's single-path supernet train step vs the standalone network", nag_supernet)
+    s.add_argument("--batch", type=_count, default=64, help="images per step")
+    s.add_argument("--steps", type=_count, default=5, help="timed steps per side")
     s.add_argument("--archs", type=_count, default=3, help="sampled cell pairs")
     s.add_argument("--channels", type=_count, default=20, help="C (NAG's supernet: 20)")
     s.add_argument("--layers", type=_count, default=11, help="cells (NAG's supernet: 11)")
-    s.add_argument("--jit", choices=("true", "false"), default="false")
-    s.set_defaults(run=nag_supernet)
-    s = sub.add_parser("tflite", help="TFLite conversion time, file size and LiteRT batch-1 latency per quantization")
-    s.add_argument("--space", default="nb201", help="registered space (default nb201)")
-    s.add_argument("--arch", default=None, help="architecture (default: NB201 best CIFAR-100 cell / DARTS relativenas)")
-    s.add_argument("--quantize", type=_one_of("none", "float16", "int8"), default="none,float16,int8")
-    s.add_argument("--input-size", type=_count, default=32)
-    s.add_argument("--runs", type=_count, default=100)
-    s.add_argument("--threads", type=_count, default=1)
+    s.add_argument("--jit", choices=("true", "false"), default="false", help="XLA for the steps")
+    s = _sub(sub, "tflite", "TFLite conversion time, file size and LiteRT batch-1 latency per quantization", tflite)
+    s.add_argument("--space", default="nb201", help="a registered space")
+    s.add_argument("--arch", default=None,
+                   help="the architecture (none: NB201's best CIFAR-100 cell; darts: the RelativeNAS cell)")
+    s.add_argument("--quantize", type=_one_of("none", "float16", "int8"), default="none,float16,int8",
+                   help="TFLite models, comma-separated: none (float32), float16, int8")
+    s.add_argument("--input-size", type=_count, default=32, help="image height and width")
+    s.add_argument("--runs", type=_count, default=100, help="timed batch-1 runs (median)")
+    s.add_argument("--threads", type=_count, default=1, help="LiteRT interpreter threads")
     s.add_argument("--via", type=_one_of("saved_model", "frozen"), default="frozen",
                    help="conversion routes, comma-separated: frozen (the exports' route up to 1 GiB of weights), "
                         "saved_model")
-    s.set_defaults(run=tflite)
-    s = sub.add_parser("latency-corr", help="measured LiteRT latency of NB201 cells vs the table's device latencies "
-                                            "(Spearman)")
+    s = _sub(sub, "latency-corr", "measured LiteRT latency of NB201 cells vs the table's device latencies "
+                                  "(Spearman)", latency_corr)
     s.add_argument("--cells", type=_pairs, default=300, help="seeded sample of NB201 cells")
-    s.add_argument("--seed", type=_nonneg, default=0)
+    s.add_argument("--seed", type=_nonneg, default=0, help="seed of the sample")
     s.add_argument("--threads", type=_count, default=1, help="LiteRT interpreter threads")
     s.add_argument("--runs", type=_count, default=50, help="timed runs per cell (median)")
-    s.add_argument("--warmup", type=_nonneg, default=5)
+    s.add_argument("--warmup", type=_nonneg, default=5, help="untimed runs per cell")
     s.add_argument("--cache-dir", default="latency_cache", help="measured cells are kept here ('' = no cache)")
     s.add_argument("--every", type=_count, default=10, help="progress line every this many cells")
-    s.set_defaults(run=latency_corr)
     return p
 
 

@@ -39,14 +39,31 @@ def parse_arch(text: str) -> list:
     return ops
 
 
+FILES_HELP = """files in --src (each row one cell, in the official NAS-Bench-201 index order):
+  nats_bench_200epoch_test.csv  ArchitectureString (|op~0|+|op~0|op~1|+|op~0|op~1|op~2|),
+                                CIFAR10TestAccuracy200Epochs, CIFAR100TestAccuracy200Epochs,
+                                ImageNetTestAccuracy200Epochs (%, 0-100)
+  nb201_12epoch.csv             arch (0, 1, ...), cellstr (the same strings), cifar10-test,
+                                cifar10-val, cifar100-test, cifar100-val, imagenet-test,
+                                imagenet-val (%, the 12-epoch schedule)
+  nb201_latency_ms.csv          arch (0, 1, ...) and one <device>_ms column per device
+                                (batch-1 latency, ms)
+ops: none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3. A bad file is one error line
+(exit 2); a path that cannot be read or written, exit 4."""
+
+
 class TableError(ValueError):
     """Input files that cannot make the table: printed as one ``error:`` line, exit 2."""
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--src", required=True, help="folder holding the three NAS-Bench-201 CSV files")
-    parser.add_argument("--out", default=OUT)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=FILES_HELP)
+    parser.add_argument("--src", required=True, metavar="DIR",
+                        help="folder holding the three CSV files below, 15,625 rows each")
+    parser.add_argument("--out", default=OUT, metavar="FILE",
+                        help="the .npz file written, replaced atomically (default: tfnas/benchmarks/data/nb201.npz of "
+                             "this checkout, the table tfnas loads)")
     args = parser.parse_args(argv)
     try:
         return build(args.src, args.out)

@@ -47,6 +47,22 @@ def test_subcommands_and_their_defaults(argv, expected):
     assert {k: getattr(args, k) for k in expected} == expected
 
 
+def test_every_benchmark_and_flag_says_what_it_is():
+    """Most flags of tools/bench.py had no help text, and most benchmarks no line in --help."""
+    import argparse
+
+    parser = load_bench().parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    described = {c.dest for c in sub._choices_actions if c.help}
+    assert described == set(sub.choices), set(sub.choices) - described
+    for name, command in sub.choices.items():
+        silent = [a.dest for a in command._actions if not a.help]
+        assert not silent, (name, silent)
+        if name == "evolution":
+            text = command.format_help()
+            assert "(default: 512)" in text and "(default: )" not in text
+
+
 def test_table_runs_as_a_script_from_another_folder(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}
     out = subprocess.run([sys.executable, BENCH, "table"], cwd=str(tmp_path), env=env, capture_output=True,
