@@ -371,8 +371,10 @@ def train_main(argv: Optional[List[str]] = None) -> int:
 def _train(args: argparse.Namespace) -> int:
     cfg = _load(args)
     from tfnas.run.train_one import train_architecture, warn_executor_keys_unused
+    from tfnas.run.unused import warn_unused_keys
 
     warn_executor_keys_unused(cfg)
+    warn_unused_keys(cfg, "train")
     outcome = train_architecture(cfg)
     print()
     print(outcome.table())

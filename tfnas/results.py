@@ -175,6 +175,11 @@ class RunLog:
             except (ValueError, RecursionError) as exc:  # (JSONDecodeError, UnicodeDecodeError; nested too deep)
                 self.dropped.append(f"{self.path}:{n}: dropped, not a run record ({exc}){self._after_drop}")
                 continue
+            if config_id and record.config_id and record.config_id != config_id and record.config_id not in \
+                    self._same:  # (before the fields below: another dataset, say, is another configuration)
+                raise ValueError(f"{self.path}:{n}: this record was made by another configuration "
+                                 f"(config id {record.config_id}, now {config_id}); choose another [run] out_dir "
+                                 f"or delete the directory")
             other = next((k for k, v in self._expect.items() if getattr(record, k) != v), None)
             if other is not None:
                 self.dropped.append(f"{self.path}:{n}: dropped, its {other} is {getattr(record, other)!r} but this "
@@ -187,10 +192,6 @@ class RunLog:
             if record.config_id in self._same:  # the same configuration, written by an earlier version
                 record.config_id = config_id
                 self.migrated += 1
-            if config_id and record.config_id and record.config_id != config_id:
-                raise ValueError(f"{self.path}:{n}: this record was made by another configuration "
-                                 f"(config id {record.config_id}, now {config_id}); choose another [run] out_dir "
-                                 f"or delete the directory")
             seen.add(record.key)
             self.records.append(record)
         for message in self.dropped if warn else ():

@@ -52,3 +52,43 @@ def test_a_training_run_directory_tolerates_what_tools_train_never_reads(tmp_pat
         cfg = load_config("cfg/train_nb201_cifar10.cfg", [f"run.out_dir={tmp_path}", changed])
         with pytest.raises(RunDirError, match=key):
             RunDir(cfg, ignore=TRAIN_FREE_KEYS, tolerate=tolerated(cfg, "train")).check()
+
+
+def test_a_finished_searchs_training_tolerates_keys_neither_reads(tmp_path):
+    """A search that trains, rerun with `--set nag.pool=10` (warned as without effect), was refused by its own
+    train/ folder; so was a rerun after `tools/train.py` trained on in train/ with a search's other [search]."""
+    import json
+
+    from tfnas.run.search import _train_cfg, _training_finished
+
+    cfg = load_config("cfg/zen_cifar10_1M.cfg", [f"run.out_dir={tmp_path}", "train.epochs=6"])
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "config.cfg").write_text(config_to_ini(_train_cfg(cfg).replace(
+        search=load_config("cfg/zen_cifar10_1M.cfg", ["search.iterations=20"]).search)))
+    (train / "metrics.json").write_text(json.dumps({"accuracy": 0.5}))
+    (train / "saved_model").mkdir()
+    for changed in ("nag.pool=10", "proxy.zen_weight=2", "controller.kind=ga"):
+        assert _training_finished(load_config("cfg/zen_cifar10_1M.cfg", [f"run.out_dir={tmp_path}",
+                                                                         "train.epochs=6", changed]))
+    with pytest.raises(RunDirError, match="lr"):  # a key the training reads
+        _training_finished(load_config("cfg/zen_cifar10_1M.cfg", [f"run.out_dir={tmp_path}", "train.epochs=6",
+                                                                  "train.lr=0.5"]))
+
+
+def test_tools_train_names_the_keys_a_training_never_reads(caplog):
+    """`tools/train.py --set search.population=16` was taken without a word; a search's file keys (how a
+    found architecture is trained) are named at -v only."""
+    import logging
+
+    from tfnas.run.unused import tolerated, warn_unused_keys
+
+    cfg = load_config("cfg/zen_cifar10_1M.cfg", ["search.population=16", "method.name=siamese"])
+    with caplog.at_level(logging.INFO, logger="tfnas.run.unused"):
+        warn_unused_keys(cfg, "train")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    (info,) = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert "not used by a training" in warning and "--set search.population" in warning
+    assert "--set method.name" in warning and "iterations" not in warning
+    assert "[search] iterations" in info and "population" not in info
+    assert ("method", "name") in tolerated(cfg, "train")

@@ -374,3 +374,38 @@ def test_keys_the_run_never_reads_do_not_block_its_resume(tmp_path, caplog):
     assert again.new_records == 0 and len(again.records) == 2
     with pytest.raises(ConfigError, match="different configuration"):  # a key it reads still counts
         run_sweep(load_config("cfg/rand.cfg", sets + ["run.seed=3"]), progress=False)
+
+
+def test_without_its_config_cfg_a_run_directory_still_tolerates_keys_the_run_never_reads(tmp_path):
+    """With config.cfg deleted, `--set nag.pool=10` was refused by the records' config id; and another dataset
+    was called "no tfnas run record" instead of another configuration."""
+    sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]
+    run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    (tmp_path / "config.cfg").unlink()
+    again = run_sweep(load_config("cfg/rand.cfg", sets + ["nag.pool=10", "search.population=9"]), progress=False)
+    assert again.new_records == 0 and len(again.records) == 1
+    (tmp_path / "config.cfg").unlink()
+    with pytest.raises(ConfigError, match="made by another configuration"):
+        run_sweep(load_config("cfg/rand.cfg", sets + ["dataset.name=cifar10"]), progress=False)
+
+
+def test_records_of_an_earlier_version_keep_their_place_after_a_tolerated_change(tmp_path):
+    """Record ids now leave out the keys a run never reads; records written before, with them in the id, are
+    the same configuration's, with or without config.cfg."""
+    from tfnas.config import config_to_ini
+    from tfnas.run.rundir import config_id, config_identity
+    from tfnas.run.sweep import SWEEP_FREE_KEYS
+
+    sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]
+    cfg = load_config("cfg/rand.cfg", sets + ["nag.pool=7"])
+    run_sweep(cfg, progress=False)
+    runs = tmp_path / "runs.jsonl"
+    old_id = config_id(config_identity(config_to_ini(cfg), SWEEP_FREE_KEYS))  # (the keys not read kept in)
+    records = [json.loads(line) for line in runs.read_text().splitlines()]
+    assert records[0]["config_id"] != old_id
+    runs.write_text("".join(json.dumps({**r, "config_id": old_id}) + "\n" for r in records))
+    more = run_sweep(load_config("cfg/rand.cfg", sets[:-1] + ["budget.repeats=2", "nag.pool=10"]), progress=False)
+    assert more.new_records == 1 and len(more.records) == 2
+    (tmp_path / "config.cfg").unlink()
+    runs.write_text("".join(json.dumps({**r, "config_id": old_id}) + "\n" for r in records))
+    assert run_sweep(cfg, progress=False).new_records == 0

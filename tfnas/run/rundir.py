@@ -205,18 +205,29 @@ class RunDir:
         self._fresh = False  # ... new or empty: a failure before any result leaves nothing to resume
         self._before: set = set()  # what the directory held before open()
         self.written_config_id = ""  # the id of config.cfg as check() found it (the same configuration)
+        self._written_tolerant_id = ""  # ... without the keys this run never reads
         self._said_threads = False
         #: files a run writes from its config alone (a sweep's pool.txt): no result, as config.cfg is not
         self.derived: set = set()
 
-    def _identity(self, ini: str) -> Dict[str, Dict[str, str]]:
-        return config_identity(ini, self.ignore, self.ignore_sections)
+    def _identity(self, ini: str, tolerant: bool = False) -> Dict[str, Dict[str, str]]:
+        """The identity of a config's text; ``tolerant``: without the keys this run never reads."""
+        return config_identity(ini, self.ignore + (self.tolerate if tolerant else ()), self.ignore_sections)
 
     @property
     def config_id(self) -> str:
-        """Digest of this run's identity: records carry it, so a directory whose ``config.cfg`` was
-        deleted still refuses records of another configuration."""
-        return config_id(self._identity(config_to_ini(self.cfg)))
+        """Digest of this run's identity but the keys it never reads: records carry it, so a directory whose
+        ``config.cfg`` was deleted still refuses records of another configuration, and takes those of this
+        one with another value of such a key."""
+        return config_id(self._identity(config_to_ini(self.cfg), tolerant=True))
+
+    @property
+    def same_config_ids(self) -> List[str]:
+        """Other ids the records of this configuration may carry (:class:`~tfnas.results.RunLog`'s
+        ``same_config``): those of ``config.cfg`` as written (:meth:`check`), and this config's id with the keys it
+        never reads, as tfnas versions before 2026-12-07 computed it."""
+        return [self.written_config_id, self._written_tolerant_id,
+                config_id(self._identity(config_to_ini(self.cfg)))]
 
     def check(self) -> None:
         """Refuses a directory holding another configuration (reads only)."""
@@ -246,7 +257,9 @@ class RunDir:
         if not self.written_config_id:  # its records carry the id of the text as written (values not normalised)
             try:
                 with open(config_path, encoding="utf-8") as fh:
-                    self.written_config_id = config_id(self._identity(fh.read()))
+                    written = fh.read()
+                self.written_config_id = config_id(self._identity(written))
+                self._written_tolerant_id = config_id(self._identity(written, tolerant=True))
             except (OSError, ValueError, configparser.Error):
                 pass
 

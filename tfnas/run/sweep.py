@@ -143,7 +143,7 @@ def _read_log(run_dir: RunDir, expect: Dict[str, str], warn: bool = True, save: 
     wrote under another id (its config.cfg, before values were normalised) are written back with this one."""
     try:
         log = RunLog(run_dir.file("runs.jsonl"), config_id=run_dir.config_id, warn=warn, expect=expect,
-                     same_config=[run_dir.written_config_id])
+                     same_config=run_dir.same_config_ids)
     except ValueError as exc:
         raise RunDirError(str(exc)) from None
     if save and log.migrated:  # config.cfg has just been rewritten with the normalised values

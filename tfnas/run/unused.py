@@ -143,7 +143,7 @@ def train_keys_read(cfg: Config, flow: str) -> Optional[Tuple[str, ...]]:
 
 
 #: What ``tools/train.py`` (flow ``train``) never reads: it trains ``[space] arch`` on ``[dataset]`` with ``[train]``.
-_NOT_TRAINED_BY = ("budget", "search", "proxy", "predictor", "brp", "controller", "nag")
+_NOT_TRAINED_BY = ("method", "budget", "search", "proxy", "predictor", "brp", "controller", "nag")
 
 
 def never_read(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
@@ -193,8 +193,14 @@ def unused_keys(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
 
 def warn_unused_keys(cfg: Config, flow: str) -> None:
     """One warning naming the keys set (in the file or by ``--set``) that this run never reads, and who
-    reads each (:func:`unused_keys`)."""
+    reads each (:func:`unused_keys`). ``tools/train.py`` (flow ``train``) warns of those given with ``--set``
+    and names the file's at ``-v`` only: a search's config file, its search sections and all, is what a
+    user trains a found architecture with."""
     unused = unused_keys(cfg, flow)
-    if unused:
-        logger.warning("%s: not used by method %r, so without effect: %s", where(cfg), cfg.method.name,
-                       "; ".join(f"{where(cfg, s, k)} (read by {reader})" for s, k, reader in unused))
+    said = [(s, k, reader) for s, k, reader in unused if flow != "train" or f"{s}.{k}" in cfg.overrides]
+    quiet = [key for key in unused if key not in said]
+    what = "not used by method %r" % cfg.method.name if flow != "train" else "not used by a training"
+    for level, keys in ((logging.WARNING, said), (logging.INFO, quiet)):
+        if keys:
+            logger.log(level, "%s: %s, so without effect: %s", where(cfg), what,
+                       "; ".join(f"{where(cfg, s, k)} (read by {reader})" for s, k, reader in keys))
