@@ -3,7 +3,8 @@
 A key set in the file or with ``--set`` that no part of the run reads was taken without a word, so a user
 could believe it had an effect: another method's section (``[nag]`` in a ``rand`` sweep), a key of a
 method's own section that only its sibling reads (``[nag] holdout`` in ``nag``), the other controller
-kind's keys, the shared ``[search]`` keys of other methods (``population`` in a ``rand`` sweep), ``[proxy]``
+kind's keys, the shared ``[search]`` keys of other methods (``population`` in a ``rand`` sweep), ``[dataset]``
+keys of loading images where none are loaded (a sweep on a benchmark table), ``[proxy]``
 keys where no proxy is built (or not the proxy that declares them), and ``[train]`` and ``[export]`` keys
 given with ``--set`` where nothing is trained.
 """
@@ -142,6 +143,22 @@ def train_keys_read(cfg: Config, flow: str) -> Optional[Tuple[str, ...]]:
     return ()
 
 
+#: ``[dataset]`` keys read only where images are loaded (a run that trains, a weight-sharing search): the name and
+#: ``image_size`` give every run its networks' classes and input shape (tfnas.run.factory.dataset_head).
+_IMAGE_KEYS = ("data_dir", "manual_dir", "download", "train_subset", "eval_subset", "batch_size", "eval_batch_size")
+_IMAGE_READERS = "a run that loads images (a training oracle, the training estimation code, a search)"
+
+
+def loads_images(cfg: Config, flow: str) -> bool:
+    """Whether this run may load images: not a sweep on a benchmark table without the training estimation code,
+    nor an analysis (proxy_corr scores random inputs); every other flow is taken to (it may train)."""
+    if flow == "analysis":
+        return False
+    if flow == "sweep":
+        return cfg.benchmark.name == "train" or (_uses_code(cfg) and cfg.predictor.ec_source == "train")
+    return True
+
+
 #: What ``tools/train.py`` (flow ``train``) never reads: it trains ``[space] arch`` on ``[dataset]`` with ``[train]``.
 _NOT_TRAINED_BY = ("method", "budget", "search", "proxy", "predictor", "brp", "controller", "nag")
 
@@ -165,6 +182,8 @@ def never_read(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
                     if kind != cfg.controller.kind:
                         keys.append((section, key, f"[controller] kind = {kind}"))
     keys += [("search", key, _search_reader(key)) for key in search_keys_never_read(cfg, flow)]
+    if not loads_images(cfg, flow):
+        keys += [("dataset", key, _IMAGE_READERS) for key in _IMAGE_KEYS]
     built = proxies_built(cfg)
     keys += [("proxy", key, reader) for key in fields("proxy")
              for reader in [_proxy_reader(cfg, key, built)] if reader is not None]
