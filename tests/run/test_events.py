@@ -169,6 +169,29 @@ def test_sweep_records_per_repeat_mean_and_hparams(tmp_path):
     assert len(scalars(str(root / "sweep" / "mean"))["sweep/top1_acc"]) == 4
 
 
+def test_a_deleted_or_never_written_tensorboard_folder_is_drawn_again_by_a_rerun(tmp_path):
+    """A rerun that adds no record left a deleted tensorboard/ (or one of a run with tensorboard = false) with the
+    hparams row only, while summary.csv and the plots were written again."""
+    import shutil
+
+    sets = [f"run.out_dir={tmp_path}", "budget.start=10", "budget.stop=20", "budget.step=10", "budget.repeats=2"]
+    first = run_sweep(load_config("cfg/rand.cfg", sets + ["run.tensorboard=false"]), progress=False)
+    root = tmp_path / "tensorboard"
+    assert not root.exists()
+    for _ in range(2):
+        assert run_sweep(load_config("cfg/rand.cfg", sets), progress=False).new_records == 0
+        for repeat in (0, 1):
+            mine = sorted((r for r in first.records if r.repeat == repeat), key=lambda r: r.budget)
+            drawn = scalars(str(root / "sweep" / f"repeat_{repeat}"))["sweep/top1_acc"]
+            assert [s for s, _ in drawn] == [10, 20]
+            np.testing.assert_allclose([v for _, v in drawn], [r.top1_acc for r in mine], rtol=1e-6)
+        assert [s for s, _ in scalars(str(root / "sweep" / "mean"))["sweep/top1_acc"]] == [10, 20]
+        shutil.rmtree(root / "sweep" / "repeat_1")  # the second time: one stream gone
+    files = sorted(os.listdir(root / "sweep" / "repeat_0"))
+    run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    assert sorted(os.listdir(root / "sweep" / "repeat_0")) == files  # nothing missing: no file opened
+
+
 def test_predictor_sweep_draws_spearman(tmp_path):
     sets = [f"run.out_dir={tmp_path}", "budget.start=20", "budget.stop=20", "budget.repeats=1",
             "predictor.epochs=2", "search.update_split=2"]

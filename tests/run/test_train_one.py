@@ -523,3 +523,20 @@ def test_executor_keys_are_said_to_be_unused_by_the_training_of_one_network(tmp_
         assert train_main(argv + [a for s in sets for a in ("--set", s)]) == 2  # (then refused: 16 > 8 images)
     assert ("[run] executor = ray, workers = 2: not used by tools/train.py, which trains one network (on several "
             "machines: [run] strategy = multi_worker)") in caplog.text
+
+
+def test_a_training_from_scratch_draws_over_the_points_of_one_whose_checkpoints_were_deleted(tmp_path):
+    """With checkpoints/ deleted, a rerun of 2 epochs trained afresh (another schedule) but TensorBoard kept the
+    first training's epoch 1 beside the new epoch 2."""
+    import shutil
+
+    from tests.run.tb_reader import scalars
+
+    out_dir = str(tmp_path / "run")
+    with tfds.testing.mock_data(num_examples=64):
+        train_architecture(load_config(None, overrides(out_dir, "train.epochs=1")))
+        shutil.rmtree(os.path.join(out_dir, "checkpoints"))
+        again = train_architecture(load_config(None, overrides(out_dir, "train.epochs=2")))
+    assert again.history.epoch == [1, 2]
+    shown = dict(scalars(os.path.join(out_dir, "tensorboard", "train"))["train/loss"])  # the last point of a step
+    np.testing.assert_allclose([shown[1], shown[2]], again.history.loss, rtol=1e-6)

@@ -93,7 +93,8 @@ class EventStream:
 
         try:
             if self._writer is None:
-                self._earlier = _points_in(self.path)
+                if self._earlier is None:
+                    self._earlier = _points_in(self.path)
                 self._writer = tf.summary.create_file_writer(self.path)
             with self._writer.as_default():
                 fn(tf)
@@ -112,17 +113,26 @@ class EventStream:
         if not numbers:
             return
 
-        def write(tf):
-            for tag, value in numbers.items():
-                earlier = self._earlier.get((tag, int(step)))  # a resumed run redoes steps a killed one drew
-                # (once a tag was drawn again at a step, TensorBoard shows none of its earlier points after it)
-                redrawn = replace and (earlier != float(np.float32(value)) or int(step) > self._redrawn.get(tag, step))
-                if earlier is None or redrawn:
-                    tf.summary.scalar(tag, value, step=int(step))
-                    if earlier is not None:
-                        self._redrawn[tag] = min(int(step), self._redrawn.get(tag, int(step)))
+        if self._failed:
+            return
+        if self._earlier is None:  # (read once, before this process draws anything)
+            self._earlier = _points_in(self.path)
+        drawn = {}
+        for tag, value in numbers.items():
+            earlier = self._earlier.get((tag, int(step)))  # a resumed run redoes steps a killed one drew
+            # (once a tag was drawn again at a step, TensorBoard shows none of its earlier points after it)
+            redrawn = replace and (earlier != float(np.float32(value)) or int(step) > self._redrawn.get(tag, step))
+            if earlier is None or redrawn:
+                drawn[tag] = value
+                if earlier is not None:
+                    self._redrawn[tag] = min(int(step), self._redrawn.get(tag, int(step)))
+        if drawn:  # (nothing new: no event file is opened)
 
-        self._write(write)
+            def write(tf):
+                for tag, value in drawn.items():
+                    tf.summary.scalar(tag, value, step=int(step))
+
+            self._write(write)
 
     def hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, Any], step: int = 0) -> None:
         """One hparams-plugin session (``hparams``) and its ``final/<name>`` metric scalars at ``step``."""
@@ -171,6 +181,13 @@ def _points_in(folder: str) -> Dict[Tuple[str, int], float]:
         except (tf.errors.DataLossError, tf.errors.OpError, OSError) as exc:
             logger.info("TensorBoard events in %s: read up to a damaged record (%s)", name, exc)
     return points
+
+
+def _has_events(folder: str) -> bool:
+    try:
+        return any(n.startswith("events.out.tfevents.") for n in os.listdir(folder))
+    except OSError:
+        return False
 
 
 def _value_of(value: Any) -> float:
@@ -255,6 +272,22 @@ class SweepEvents:
         if len(same) == self.repeats:
             mean = {f"sweep/{m}": _mean(getattr(r, m) for r in same) for m in SWEEP_METRICS}
             self.stream("sweep/mean").scalars(mean, step=record.budget, replace=True)  # (more repeats: a new mean)
+
+    def restore(self, records: Any) -> bool:
+        """Draws ``records`` (those already in ``runs.jsonl``) again where a stream of theirs holds no event file:
+        ``tensorboard/`` deleted, or the run made with ``[run] tensorboard = false``. Points still there are not
+        drawn twice. Returns whether anything was missing."""
+        if self.root is None or not records:
+            return False
+        names = {f"sweep/repeat_{r.repeat}" for r in records} | {
+            f"search/repeat_{r.repeat}" for r in records if r.extra.get("ranking_steps")}
+        if any(len([r for r in records if r.budget == b]) == self.repeats for b in {r.budget for r in records}):
+            names.add("sweep/mean")
+        if all(_has_events(os.path.join(self.root, name)) for name in names):
+            return False
+        for n, record in enumerate(records, 1):
+            self.record(record, records[:n])
+        return True
 
     def close(self) -> None:
         for stream in self.streams.values():

@@ -101,7 +101,8 @@ class HistoryLog:
         self.store.write_text(self.name, pd.DataFrame(self.rows).to_csv(index=False))
         if self.events is not None:
             values = dict(list(row.items())[1:])  # the first column is the step
-            self.events.scalars(values, history_step(row, len(self.rows) - 1), prefix="history/")
+            # (replace: a point of another search, one whose saved state was deleted, is drawn over)
+            self.events.scalars(values, history_step(row, len(self.rows) - 1), prefix="history/", replace=True)
 
     def close(self) -> None:
         if self.events is not None:

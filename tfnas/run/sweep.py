@@ -172,6 +172,8 @@ def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any
         bar = tqdm(total=len(tasks), desc=f"{cfg.method.name} {dataset}", unit="run")
     new = 0
     events = SweepEvents(events_root(cfg), cfg.budget.repeats)
+    if events.restore(list(log.records)):  # tensorboard/ deleted, or written with [run] tensorboard = false
+        logger.info("%s: drew the %d records already there in TensorBoard again", run_dir.path, len(log.records))
     context = RecordContext(space, benchmark, method, dataset, truth, optimum, constrained, run_dir.config_id)
     try:
         with build_executor(cfg) as executor:

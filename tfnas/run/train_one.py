@@ -254,7 +254,8 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
 
         def on_epoch(row: Dict[str, Any]) -> None:
             epochs_log.append(row)
-            events.scalars(epoch_scalars(row), step=row["epoch"])
+            # (replace: a point of another training, one whose checkpoints were deleted, is drawn over)
+            events.scalars(epoch_scalars(row), step=row["epoch"], replace=True)
 
         try:
             model, history, metrics = train_and_evaluate(
