@@ -79,10 +79,12 @@ def load_dump(path: str) -> Tuple[List[float], List[int]]:
     if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t >= 0
                for t in seconds):
         raise ConfigError(f"{path}: {what}: every seconds value must be a finite number >= 0")
+    if sum(seconds) <= 0:  # (the efficiency is the ideal over the replayed wall time)
+        raise ConfigError(f"{path}: {what}: the candidates' seconds add up to 0; nothing to replay")
     try:
         space = ZenSpace(resolution=int(scored["resolution"]))
         flops = [space.flops(space.decode(a)) for a in archs]
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # (OverflowError: a resolution of 1e999)
         raise ConfigError(f"{path}: {what}: {exc}") from None
     return [float(t) for t in seconds], flops
 

@@ -106,8 +106,11 @@ def test_an_out_that_is_a_folder_or_cannot_be_written_leaves_nothing(sources, tm
     tool = _tool()
     assert tool.main(["--src", str(sources), "--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
-    assert tool.main(["--src", str(sources), "--out", str(tmp_path / "no" / "such" / "t.npz")]) == 4
-    assert "No such file or directory" in capsys.readouterr().err
+    missing = tmp_path / "no" / "such" / "t.npz"
+    assert tool.main(["--src", str(sources), "--out", str(missing)]) == 4
+    assert capsys.readouterr().err == f"error: --out {missing}: its folder {missing.parent} does not exist\n"
+    assert tool.main(["--src", str(sources), "--out", ""]) == 2  # (it named the temporary file ".tmp")
+    assert capsys.readouterr().err == "error: --out: expected the .npz file to write, got an empty name\n"
     assert tool.main(["--src", str(tmp_path / "nowhere"), "--out", str(tmp_path / "t.npz")]) == 4
     assert "nats_bench_200epoch_test.csv" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
@@ -122,7 +125,7 @@ def test_a_write_that_fails_leaves_no_temporary_file(sources, tmp_path, capsys, 
     monkeypatch.setattr(tool.os, "replace", full_disk)
     out = tmp_path / "nb201.npz"
     assert tool.main(["--src", str(sources), "--out", str(out)]) == 4
-    assert "No space left on device" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"error: --out {out}: No space left on device\n"  # (not its .tmp file)
     assert os.listdir(tmp_path) == []
 
 
@@ -134,3 +137,16 @@ def test_help_names_the_files_and_columns_it_reads(capsys):
     for name in ("nats_bench_200epoch_test.csv", "nb201_12epoch.csv", "nb201_latency_ms.csv", "ArchitectureString",
                  "cifar100-val", "<device>_ms", "--out FILE"):
         assert name in text, name
+
+
+def test_ctrl_c_is_one_line_and_leaves_nothing(sources, tmp_path, capsys, monkeypatch):
+    """Ctrl-C printed a traceback out of the table's checks."""
+    tool = _tool()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tool, "parse_arch", interrupted)
+    assert tool.main(["--src", str(sources), "--out", str(tmp_path / "t.npz")]) == 130
+    assert capsys.readouterr().err == "interrupted: nothing was written\n"
+    assert os.listdir(tmp_path) == []

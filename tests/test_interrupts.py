@@ -365,3 +365,41 @@ def test_a_teardown_that_hangs_is_ended_after_its_limit():
     done = subprocess.run([sys.executable, "-c", _TEARDOWN_THAT_HANGS.format(root=root)], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == -signal.SIGALRM and time.time() - start < 30, done.stderr[-2000:]
+
+
+STARTING = """
+import os, signal, sys, time
+from tfnas.runtime import end_of_start, stop_quietly_while_starting
+stop_quietly_while_starting()
+if sys.argv[1] == "started":
+    end_of_start()
+os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+time.sleep(30)  # (an import of TensorFlow, say)
+"""
+
+
+@pytest.mark.parametrize("signame, line", [("SIGINT", "interrupted: stopped while starting; nothing was written"),
+                                           ("SIGTERM", "terminated: stopped while starting; nothing was written")])
+def test_a_signal_while_a_tool_starts_is_one_line_and_ends_it_by_that_signal(signame, line):
+    """Ctrl-C in the seconds a tool imports (bench.py imports TensorFlow before its error boundary) printed a
+    traceback out of the import."""
+    signum = getattr(signal, signame)
+    run = __import__("subprocess").run
+    starting = run([sys.executable, "-c", STARTING, "starting", signame], capture_output=True, text=True, timeout=60)
+    assert starting.returncode == -signum and starting.stderr == line + "\n"
+    started = run([sys.executable, "-c", STARTING, "started", signame], capture_output=True, text=True, timeout=60)
+    assert started.returncode == -signum and line not in started.stderr  # Python's own again (KeyboardInterrupt)
+
+
+def test_the_error_boundary_takes_over_from_the_start_up_handler(interrupts_raise, capsys):
+    from tfnas.runtime import stop_quietly_while_starting
+
+    stop_quietly_while_starting()
+
+    def stopped():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+
+    assert run_guarded(stopped, verbose=False) == INTERRUPTED
+    assert capsys.readouterr().err.strip() in (INTERRUPTED_LINE, NOTHING_SAVED_LINE)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -132,7 +132,9 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
     (:func:`tfnas.interrupts.termination_as_interrupt`), with the exit status 143.
     """
     from tfnas.interrupts import Terminated, interrupts_kept, termination_as_interrupt
+    from tfnas.runtime import end_of_start
 
+    end_of_start()  # from here on an interruption is reported as what it stopped
     opened = _run_dirs_opened()
     terminated: List[int] = []
 

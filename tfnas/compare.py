@@ -22,8 +22,8 @@ class UnwritablePathError(ConfigError):
 
 def check_writable_folder(option: str, folder: str) -> None:
     """Refuses, in one line naming ``option``, a folder that is a file, cannot be written, or
-    cannot be created (its nearest existing parent is a file or not writable). Creates nothing,
-    so a refused or failed command leaves nothing behind."""
+    cannot be created (its nearest existing parent is a file or not writable, or making it fails). Leaves
+    nothing behind (the folders made to try are removed), so a refused or failed command leaves nothing."""
     if os.path.exists(folder):
         if not os.path.isdir(folder):
             raise ConfigError(f"{option} {folder}: is a file, not a folder")
@@ -37,6 +37,23 @@ def check_writable_folder(option: str, folder: str) -> None:
         raise UnwritablePathError(f"{option} {folder}: cannot be created ({parent} is a file)")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UnwritablePathError(f"{option} {folder}: cannot be created ({parent} is not writable)")
+    made: List[str] = []  # a file system that refuses what access() allows (/proc, a full disk): tried, then undone
+    try:
+        missing, path = [], os.path.abspath(folder)
+        while not os.path.exists(path):
+            missing.append(path)
+            path = os.path.dirname(path)
+        for path in reversed(missing):
+            os.mkdir(path)
+            made.append(path)
+    except OSError as exc:
+        raise UnwritablePathError(f"{option} {folder}: cannot be created ({exc.strerror})") from None
+    finally:
+        for path in reversed(made):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
 
 
 def distinct_names(folders: List[str]) -> dict:

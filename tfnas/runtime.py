@@ -10,7 +10,7 @@ import contextlib
 import os
 import sys
 import tempfile
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 #: The user's own TensorFlow C++ log level, if any: read on import, before set_runtime_defaults adds ours.
 _USER_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip()
@@ -40,6 +40,10 @@ def _is_terminal(stream) -> bool:
         return False
 
 
+#: The console's stderr saved by the :func:`quiet_stderr` blocks running, outermost first.
+_CONSOLE: List[int] = []
+
+
 @contextlib.contextmanager
 def quiet_stderr(show_on_error: bool = False) -> Iterator[None]:
     """Keeps what C++ code writes to the stderr file descriptor inside the block off the console
@@ -52,6 +56,7 @@ def quiet_stderr(show_on_error: bool = False) -> Iterator[None]:
     except OSError:  # no stderr file descriptor: nothing to keep quiet
         yield
         return
+    _CONSOLE.append(saved)
     try:
         with tempfile.TemporaryFile() as captured:
             os.dup2(captured.fileno(), 2)
@@ -68,6 +73,7 @@ def quiet_stderr(show_on_error: bool = False) -> Iterator[None]:
                 sys.stderr.flush()  # what Python wrote inside the block stays inside it
                 os.dup2(saved, 2)
     finally:
+        _CONSOLE.remove(saved)
         os.close(saved)
 
 
@@ -88,14 +94,60 @@ def quiet_import_wanted(verbose: bool) -> bool:
     return not verbose and _USER_LOG_LEVEL not in ("0", "1")
 
 
+#: What a tool prints when Ctrl-C or SIGTERM stops it while it starts (:func:`stop_quietly_while_starting`).
+STARTING_LINES = {"SIGINT": "interrupted: stopped while starting; nothing was written",
+                  "SIGTERM": "terminated: stopped while starting; nothing was written"}
+
+
+def _stopped_while_starting(signum: int, frame: object) -> None:
+    import signal
+
+    line = STARTING_LINES.get(signal.Signals(signum).name, STARTING_LINES["SIGINT"])
+    try:  # (on the console, also from inside a quiet_stderr block: TensorFlow's import)
+        os.write(_CONSOLE[0] if _CONSOLE else 2, (line + "\n").encode())
+    except OSError:
+        pass
+    signal.signal(signum, signal.SIG_DFL)  # ended by the signal itself (130, 143), as tfnas.cli.exit_with does
+    os.kill(os.getpid(), signum)
+
+
+def stop_quietly_while_starting() -> None:
+    """Until the tool's error boundary takes over (:func:`end_of_start`), Ctrl-C or SIGTERM prints one line and
+    ends the process by that signal, instead of a traceback out of an import (TensorFlow's takes seconds)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _stopped_while_starting)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _stopped_while_starting)
+
+
+def end_of_start() -> None:
+    """Puts Python's own handlers back in place of :func:`stop_quietly_while_starting`'s: the first step of a
+    tool's error boundary (:func:`tfnas.cli.run_guarded`), which reports an interruption from then on."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+        if signal.getsignal(signum) is _stopped_while_starting:
+            signal.signal(signum, default)
+
+
 def configure_runtime(argv: Optional[Sequence[str]] = None, defer_import: bool = False) -> None:
-    """What every tool does first: the environment defaults, then a quiet TensorFlow import
+    """What every tool does first: Ctrl-C and SIGTERM stop it with one line until its error boundary takes over
+    (:func:`stop_quietly_while_starting`), the environment defaults, then a quiet TensorFlow import
     (:func:`quiet_import_wanted`).
 
     ``defer_import=True`` leaves the import to the command line (:mod:`tfnas.cli`), which first
     checks the config without TensorFlow, so a typo is reported before TensorFlow loads.
     """
     argv = sys.argv[1:] if argv is None else argv
+    stop_quietly_while_starting()
     set_runtime_defaults()
     if not defer_import and quiet_import_wanted(any(a in ("-v", "--verbose") for a in argv)):
         import_tensorflow_quietly()

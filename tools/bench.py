@@ -26,12 +26,16 @@ Each prints one JSON object per measurement (plus a readable line), so results c
 or collected by scripts. The timing code lives in the top-level ``perf`` package.
 """
 
-import argparse
-import math
-import os
-import re
-import sys
-from typing import Any
+from tfnas.runtime import stop_quietly_while_starting
+
+stop_quietly_while_starting()  # Ctrl-C before the error boundary (TensorFlow's import): one line, not a traceback
+
+import argparse  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+from typing import Any  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -189,13 +193,19 @@ def _check_names(args) -> None:
     from tfnas.config import ConfigError
     from tfnas.registry import PROXIES, SPACES, UnknownNameError
 
-    proxies = [args.proxy] if hasattr(args, "proxy") else [n for n in getattr(args, "proxies", "").split(",") if n]
     flag = "--proxy" if hasattr(args, "proxy") else "--proxies"
+    proxies = [args.proxy] if hasattr(args, "proxy") else [n.strip() for n in getattr(args, "proxies", "").split(",")]
+    if proxies == [""]:  # --proxies '' (the default): all of the space's
+        proxies = []
+    elif "" in proxies:
+        raise ConfigError(f"{flag} {args.proxies!r}: an empty name; expected comma-separated proxy names")
     for name in proxies:
         try:
-            PROXIES.get(name.strip())
+            PROXIES.get(name)
         except UnknownNameError as exc:
             raise ConfigError(f"{flag}: {exc}") from None
+    if hasattr(args, "proxies"):
+        args.proxies = ",".join(proxies)  # (as checked: 'flops, params' is flops and params)
     if args.what in ("tflite", "train-step"):
         from perf.tflite import ARCHS
 
@@ -210,9 +220,15 @@ def _check_names(args) -> None:
         if not text:
             raise ConfigError(f"--arch: space {space_name!r} has no default architecture; give one")
         try:
-            space.decode(text)
+            arch = space.decode(text)
         except ValueError as exc:
             raise ConfigError(f"--arch: not an architecture of space {space_name!r}: {exc}") from None
+        if args.what == "tflite":
+            try:  # (the network is built for the images of --input-size)
+                space.build(arch, 10, (args.input_size, args.input_size, 3))
+            except ValueError as exc:
+                raise ConfigError(f"--input-size {args.input_size}: the {space_name} network cannot take "
+                                  f"{args.input_size}x{args.input_size} images: {exc}") from None
 
 
 def _check_ranges(args) -> None:

@@ -16,8 +16,12 @@ import io
 import os
 import sys
 
-import numpy as np
-import pandas as pd
+from tfnas.runtime import end_of_start, stop_quietly_while_starting
+
+stop_quietly_while_starting()  # (numpy and pandas load first: Ctrl-C meanwhile is one line, not a traceback)
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 DATASETS = ("cifar10", "cifar100", "imagenet16-120")
@@ -65,8 +69,12 @@ def main(argv=None) -> int:
                         help="the .npz file written, replaced atomically (default: tfnas/benchmarks/data/nb201.npz of "
                              "this checkout, the table tfnas loads)")
     args = parser.parse_args(argv)
+    end_of_start()
     try:
         return build(args.src, args.out)
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
     except TableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -106,8 +114,13 @@ def _values(path: str, frame: pd.DataFrame, columns: list, low: float, high: flo
 def build(src: str, out: str) -> int:
     """Reads the CSV files of ``src`` and writes the table to ``out`` (atomically; a failed write
     leaves no temporary file)."""
+    if not out.strip():
+        raise TableError("--out: expected the .npz file to write, got an empty name")
     if os.path.isdir(out):
         raise TableError(f"--out {out}: is a folder; expected the .npz file to write")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):  # before the files are read, not after
+        raise OSError(2, f"its folder {folder} does not exist", f"--out {out}")
     names = ("nats_bench_200epoch_test.csv", "nb201_12epoch.csv", "nb201_latency_ms.csv")
     acc200_cols = ["CIFAR10TestAccuracy200Epochs", "CIFAR100TestAccuracy200Epochs", "ImageNetTestAccuracy200Epochs"]
     low_cols = ["cifar10", "cifar100", "imagenet"]
@@ -160,6 +173,10 @@ def build(src: str, out: str) -> int:
         with open(tmp, "wb") as f:
             f.write(buf.getvalue())
         os.replace(tmp, out)
+    except OSError as exc:  # named as --out, not as the temporary file beside it
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise OSError(exc.errno, exc.strerror, f"--out {out}") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)

@@ -44,6 +44,8 @@ from tfnas.io import clipped
 
 def _report_warnings(caught: list) -> None:
     """The synthetic-calibration warning as one ``warning:`` line; any other warning as Python shows it."""
+    if not caught:  # (the import below loads TensorFlow: after a Ctrl-C in its import, again and aloud)
+        return
     from tfnas.train.calibration import SyntheticCalibrationWarning
 
     for w in caught:
@@ -141,7 +143,9 @@ def main(argv=None) -> int:
         return 2
 
     from tfnas.interrupts import Terminated, interrupts_kept, termination_as_interrupt
+    from tfnas.runtime import end_of_start
 
+    end_of_start()  # (tfnas.runtime: until here Ctrl-C and SIGTERM printed their line and ended the process)
     caught: list = []
     terminated: list = []
     try:

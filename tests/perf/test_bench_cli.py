@@ -172,6 +172,9 @@ def test_list_flags_are_checked_by_the_parser(argv, fragment, capsys):
     (["evolution", "--batch", "2", "--dump-candidates", "d.json"],
      "error: --dump-candidates: records the candidates of a --batch 1 search only; got --batch 2"),
     (["evolution", "--dump-candidates", "/"], "error: --dump-candidates /: is a folder"),
+    (["tflite", "--input-size", "30", "--quantize", "none"], "error: --input-size 30: the nb201 network cannot take"),
+    (["proxies", "--proxies", "synflow, ,zen"], "error: --proxies 'synflow, ,zen': an empty name"),
+    (["proxies", "--proxies", ","], "error: --proxies ',': an empty name"),
 ])
 def test_names_and_architectures_are_one_error_line_before_any_measurement(argv, fragment, capsys):
     assert load_bench().main(argv) == 2
@@ -184,6 +187,8 @@ def test_names_and_architectures_are_one_error_line_before_any_measurement(argv,
     (["evolution", "--dump-candidates", "/nonexistent-folder/d.json"],
      "error: --dump-candidates /nonexistent-folder/d.json: cannot write"),
     (["latency-corr", "--cache-dir", "{tmp}/file/cache"], "error: --cache-dir {tmp}/file/cache: cannot be created"),
+    (["latency-corr", "--cache-dir", "/proc/tfnas-cache/x"], "error: --cache-dir /proc/tfnas-cache/x: cannot be "
+                                                             "created"),  # (where access() says writable)
 ])
 def test_an_output_that_cannot_be_written_is_exit_4_before_any_measurement(argv, fragment, capsys, tmp_path):
     """Exit 4, as for every path that cannot be written (it was 2; --cache-dir failed after the measurement,
@@ -225,6 +230,8 @@ def test_batch_schedule_replays_the_dumped_seconds(tmp_path, capsys):
     ('{"resolution": 32, "archs": ["x"], "seconds": [1, 2]}', "lists of the same, non-zero length"),
     ('{"resolution": 32, "archs": ["SuperConvK3BNRELU(3,8,1,1)"], "seconds": [-1]}', "finite number >= 0"),
     ('{"resolution": 32, "archs": ["junk"], "seconds": [1]}', "expected the JSON object"),
+    ('{"resolution": 1e999, "archs": ["SuperConvK3BNRELU(3,8,1,1)"], "seconds": [1]}', "expected the JSON object"),
+    ('{"resolution": 32, "archs": ["SuperConvK3BNRELU(3,8,1,1)"], "seconds": [0]}', "add up to 0"),
 ])
 def test_a_file_that_is_not_a_candidate_dump_is_one_error_line(tmp_path, capsys, content, fragment):
     path = tmp_path / "bad.json"
