@@ -305,3 +305,7 @@ def test_image_loading_keys_are_without_effect_where_no_images_are_loaded():
         reads = load_config("cfg/rand.cfg", ["dataset.data_dir=."] + sets)
         assert ("dataset", "data_dir") not in tolerated(reads, flow), sets
     assert ("dataset", "image_size") not in tolerated(sweep, "sweep")  # the networks' input shape
+    assert ("run", "jit_compile") in tolerated(sweep, "sweep")
+    for method in ("nag", "relativenas"):
+        assert ("run", "jit_compile") not in tolerated(load_config("cfg/rand.cfg", [f"method.name={method}"]),
+                                                       "sweep" if method == "nag" else "search")

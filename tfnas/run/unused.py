@@ -184,6 +184,8 @@ def never_read(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
     keys += [("search", key, _search_reader(key)) for key in search_keys_never_read(cfg, flow)]
     if not loads_images(cfg, flow):
         keys += [("dataset", key, _IMAGE_READERS) for key in _IMAGE_KEYS]
+        if method != "nag":  # (its GAN steps; predictors and proxies have switches of their own)
+            keys.append(("run", "jit_compile", f"{_IMAGE_READERS}, method nag"))
     built = proxies_built(cfg)
     keys += [("proxy", key, reader) for key in fields("proxy")
              for reader in [_proxy_reader(cfg, key, built)] if reader is not None]
