@@ -403,3 +403,24 @@ def test_the_error_boundary_takes_over_from_the_start_up_handler(interrupts_rais
     assert run_guarded(stopped, verbose=False) == INTERRUPTED
     assert capsys.readouterr().err.strip() in (INTERRUPTED_LINE, NOTHING_SAVED_LINE)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _start_handlers(queue):
+    from tfnas.runtime import stop_quietly_while_starting
+
+    stop_quietly_while_starting()  # as a tool's script does, which a spawned pool worker runs again
+    queue.put((signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,
+               signal.getsignal(signal.SIGINT) is signal.default_int_handler))
+
+
+def test_a_spawned_worker_keeps_its_own_signal_handlers():
+    """Pool workers ran the tool's start-up handler too (spawn runs the script again) and each printed
+    "terminated: stopped while starting" when the pool stopped them."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    worker = context.Process(target=_start_handlers, args=(queue,))
+    worker.start()
+    assert queue.get(timeout=60) == (True, True)
+    worker.join(timeout=60)

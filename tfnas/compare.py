@@ -44,7 +44,10 @@ def check_writable_folder(option: str, folder: str) -> None:
             missing.append(path)
             path = os.path.dirname(path)
         for path in reversed(missing):
-            os.mkdir(path)
+            try:
+                os.mkdir(path)
+            except FileExistsError:  # made meanwhile by another process: there, and not ours to remove
+                continue
             made.append(path)
     except OSError as exc:
         raise UnwritablePathError(f"{option} {folder}: cannot be created ({exc.strerror})") from None

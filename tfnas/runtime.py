@@ -117,7 +117,10 @@ def stop_quietly_while_starting() -> None:
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
+    import multiprocessing
+
+    # (a spawned pool worker runs the tool's script again, as __mp_main__: its signals are the pool's)
+    if threading.current_thread() is not threading.main_thread() or multiprocessing.parent_process() is not None:
         return
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _stopped_while_starting)

@@ -279,7 +279,7 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
     """A subcommand's help: every flag with its default, unless that is empty or off."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in ("", None, False):
+        if action.default is None or action.default is False or action.default == "":  # (0 is a default)
             return action.help or ""
         return super()._get_help_string(action) or ""
 

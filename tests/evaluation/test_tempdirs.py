@@ -31,10 +31,13 @@ def test_a_folder_of_a_killed_run_is_removed_by_the_next_and_a_live_one_is_kept(
         killed.wait()
         foreign = tmp_path / "tfnas-pool-other"  # no lock file: another program's (or being made)
         foreign.mkdir()
+        remote = tmp_path / "tfnas-pool-remote"  # another machine's (a shared temp folder): its lock may not show
+        remote.mkdir()
+        (remote / LOCK_FILE).write_text("another-host\n")
         assert os.path.isdir(killed_dir) and os.path.isfile(os.path.join(alive_dir, LOCK_FILE))
         path, handle = make_temp_dir("tfnas-pool-", str(tmp_path))
         assert not os.path.exists(killed_dir)
-        assert os.path.isdir(alive_dir) and foreign.is_dir() and os.path.isdir(path)
+        assert os.path.isdir(alive_dir) and foreign.is_dir() and remote.is_dir() and os.path.isdir(path)
         assert remove_stale("tfnas-pool-", str(tmp_path)) == 0  # this process holds its own
         assert remove_stale("tfnas-ray-", str(tmp_path)) == 0
         release(handle)

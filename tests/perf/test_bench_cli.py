@@ -60,7 +60,9 @@ def test_every_benchmark_and_flag_says_what_it_is():
         assert not silent, (name, silent)
         if name == "evolution":
             text = command.format_help()
-            assert "(default: 512)" in text and "(default: )" not in text
+            assert "(default: 512)" in text and "(default: )" not in text and "(default: False)" not in text
+        if name == "supernet":
+            assert "(default: 0)" in command.format_help()  # --seed
 
 
 def test_table_runs_as_a_script_from_another_folder(tmp_path):

@@ -192,6 +192,25 @@ def test_a_deleted_or_never_written_tensorboard_folder_is_drawn_again_by_a_rerun
     assert sorted(os.listdir(root / "sweep" / "repeat_0")) == files  # nothing missing: no file opened
 
 
+def test_a_restored_stream_leaves_the_others_and_the_mean_as_they_are(tmp_path):
+    """Restoring a deleted repeat redrew the mean from the records prefix by prefix: rerun with fewer
+    [budget] repeats, TensorBoard's mean became one repeat's value."""
+    import shutil
+
+    sets = [f"run.out_dir={tmp_path}", "budget.start=10", "budget.stop=10", "budget.repeats=2"]
+    first = run_sweep(load_config("cfg/rand.cfg", sets), progress=False)
+    root = tmp_path / "tensorboard" / "sweep"
+    before = scalars(str(root / "mean"))["sweep/top1_acc"]
+    shutil.rmtree(root / "repeat_1")
+    run_sweep(load_config("cfg/rand.cfg", sets[:-1] + ["budget.repeats=1"]), progress=False)
+    assert scalars(str(root / "mean"))["sweep/top1_acc"] == before
+    assert [s for s, _ in scalars(str(root / "repeat_1"))["sweep/top1_acc"]] == [10]
+    shutil.rmtree(root / "mean")  # drawn again over both records of the budget
+    run_sweep(load_config("cfg/rand.cfg", sets[:-1] + ["budget.repeats=1"]), progress=False)
+    ((step, value),) = scalars(str(root / "mean"))["sweep/top1_acc"]
+    assert step == 10 and value == pytest.approx(np.mean([r.top1_acc for r in first.records]), rel=1e-6)
+
+
 def test_predictor_sweep_draws_spearman(tmp_path):
     sets = [f"run.out_dir={tmp_path}", "budget.start=20", "budget.stop=20", "budget.repeats=1",
             "predictor.epochs=2", "search.update_split=2"]

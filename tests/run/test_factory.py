@@ -306,6 +306,11 @@ def test_image_loading_keys_are_without_effect_where_no_images_are_loaded():
         assert ("dataset", "data_dir") not in tolerated(reads, flow), sets
     assert ("dataset", "image_size") not in tolerated(sweep, "sweep")  # the networks' input shape
     assert ("run", "jit_compile") in tolerated(sweep, "sweep")
+    from tfnas.run import unused
+
+    plugin = {k: v for k, v in unused.SEARCH_KEYS.items() if k != "rand"}  # rand as a method of a user's own
+    with __import__("unittest").mock.patch.object(unused, "SEARCH_KEYS", plugin):
+        assert not {("dataset", "data_dir"), ("run", "jit_compile")} & set(tolerated(sweep, "sweep"))
     for method in ("nag", "relativenas"):
         assert ("run", "jit_compile") not in tolerated(load_config("cfg/rand.cfg", [f"method.name={method}"]),
                                                        "sweep" if method == "nag" else "search")

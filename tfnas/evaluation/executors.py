@@ -196,6 +196,7 @@ def init_worker(threads: int, onednn: str = "", gpus: Sequence[str] = (), slots:
     global _WORKER_THREADS
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (how the pool stops its workers: at once)
     if onednn:
         os.environ[ONEDNN_ENV] = onednn
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

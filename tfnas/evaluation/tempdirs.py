@@ -6,7 +6,8 @@ removes it, so each such folder holds a lock file that the executor's process ke
 lives (``flock``, released by the kernel when the process ends, however it ends). The next executor
 that makes a folder with the same prefix in the same place removes those whose lock it can take: their
 process has ended. Folders whose lock is held, that hold no lock file (made by another program or an
-older tfnas), that are not this user's, or on a file system without locks are left as they are.
+older tfnas), that are not this user's, that another machine made (the lock file names its host: a temp
+folder shared over NFS may not share locks), or on a file system without locks are left as they are.
 
 A pool's semaphores are removed by Python's resource tracker once the run has ended; it does so
 without its warning unless ``-v`` (:func:`start_resource_tracker`).
@@ -19,6 +20,7 @@ import glob
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from typing import IO, Optional, Tuple
 
@@ -39,6 +41,8 @@ def make_temp_dir(prefix: str, root: Optional[str] = None) -> Tuple[str, Optiona
     try:  # locked before it takes its name, so no other run ever sees it free
         handle = open(pending, "w")
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        handle.write(socket.gethostname() + "\n")  # (a shared temp folder: another machine's locks may not show)
+        handle.flush()
         os.rename(pending, os.path.join(path, LOCK_FILE))
     except OSError:
         if handle is not None:
@@ -58,6 +62,8 @@ def remove_stale(prefix: str, root: str) -> int:
         except OSError:  # no lock file: not a folder this module made, or one being made
             continue
         try:
+            if os.read(fd, 256).decode("utf-8", "replace").strip() != socket.gethostname():
+                raise OSError("made on another machine")  # whose locks an NFS mount may not share: left alone
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # held: its run is alive (or the file system has no locks)
             os.close(fd)

@@ -261,33 +261,49 @@ class SweepEvents:
         """Writes ``record`` (a :class:`tfnas.results.RunRecord`); ``records`` are all records so far."""
         if self.root is None:
             return
-        values = {f"sweep/{m}": getattr(record, m) for m in SWEEP_METRICS}
-        values.update({f"sweep_extra/{k}": v for k, v in record.extra.items()})
-        self.stream(f"sweep/repeat_{record.repeat}").scalars(values, step=record.budget)
-        # the method's rankings during the search (Siamese-NAS BTS points, BRP-NAS rounds), one chart per budget
-        for step, rho in zip(record.extra.get("ranking_steps", ()), record.extra.get("ranking_spearman", ())):
-            self.stream(f"search/repeat_{record.repeat}").scalars({f"ranking_spearman/budget_{record.budget}": rho},
-                                                                  step=step)
+        self._draw(record, {f"sweep/repeat_{record.repeat}", f"search/repeat_{record.repeat}"})
         same = [r for r in records if r.budget == record.budget]
         if len(same) == self.repeats:
-            mean = {f"sweep/{m}": _mean(getattr(r, m) for r in same) for m in SWEEP_METRICS}
-            self.stream("sweep/mean").scalars(mean, step=record.budget, replace=True)  # (more repeats: a new mean)
+            self._draw_mean(record.budget, same)
+
+    def _draw(self, record: Any, streams: Any) -> None:
+        """The record's values into ``sweep/repeat_<r>`` and its rankings into ``search/repeat_<r>``, where in
+        ``streams``."""
+        if f"sweep/repeat_{record.repeat}" in streams:
+            values = {f"sweep/{m}": getattr(record, m) for m in SWEEP_METRICS}
+            values.update({f"sweep_extra/{k}": v for k, v in record.extra.items()})
+            self.stream(f"sweep/repeat_{record.repeat}").scalars(values, step=record.budget)
+        if f"search/repeat_{record.repeat}" in streams:
+            # the method's rankings during the search (Siamese-NAS BTS points, BRP-NAS rounds), a chart per budget
+            for step, rho in zip(record.extra.get("ranking_steps", ()), record.extra.get("ranking_spearman", ())):
+                self.stream(f"search/repeat_{record.repeat}").scalars(
+                    {f"ranking_spearman/budget_{record.budget}": rho}, step=step)
+
+    def _draw_mean(self, budget: int, same: Any) -> None:
+        mean = {f"sweep/{m}": _mean(getattr(r, m) for r in same) for m in SWEEP_METRICS}
+        self.stream("sweep/mean").scalars(mean, step=budget, replace=True)  # (more repeats: a new mean)
 
     def restore(self, records: Any) -> bool:
-        """Draws ``records`` (those already in ``runs.jsonl``) again where a stream of theirs holds no event file:
-        ``tensorboard/`` deleted, or the run made with ``[run] tensorboard = false``. Points still there are not
-        drawn twice. Returns whether anything was missing."""
+        """Draws ``records`` (those already in ``runs.jsonl``) again into their streams that hold no event file:
+        ``tensorboard/`` deleted, or the run made with ``[run] tensorboard = false``. Streams still there are left
+        as they are; a missing mean is drawn, per budget, over the budget's records when they are at least
+        ``[budget] repeats``. Returns whether anything was missing."""
         if self.root is None or not records:
             return False
+        budgets = sorted({r.budget for r in records})
+        by_budget = {b: [r for r in records if r.budget == b] for b in budgets}
         names = {f"sweep/repeat_{r.repeat}" for r in records} | {
             f"search/repeat_{r.repeat}" for r in records if r.extra.get("ranking_steps")}
-        if any(len([r for r in records if r.budget == b]) == self.repeats for b in {r.budget for r in records}):
+        if any(len(same) >= self.repeats for same in by_budget.values()):
             names.add("sweep/mean")
-        if all(_has_events(os.path.join(self.root, name)) for name in names):
-            return False
-        for n, record in enumerate(records, 1):
-            self.record(record, records[:n])
-        return True
+        missing = {name for name in names if not _has_events(os.path.join(self.root, name))}
+        for record in sorted(records, key=lambda r: (r.budget, r.repeat)):
+            self._draw(record, missing)
+        if "sweep/mean" in missing:
+            for budget, same in by_budget.items():
+                if len(same) >= self.repeats:
+                    self._draw_mean(budget, same)
+        return bool(missing)
 
     def close(self) -> None:
         for stream in self.streams.values():

@@ -118,7 +118,7 @@ def search_context(cfg: Config, store: ArtifactStore, progress: bool,
     history = HistoryLog(store, events=events)
     context = SearchContext(store=store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),
                             progress=progress, log=history.append, logged_rows=len(history.rows),
-                            candidate=lambda step, values: events.scalars(values, step, "candidate/"))
+                            candidate=lambda step, values: events.scalars(values, step, "candidate/", replace=True))
     return context, history
 
 

@@ -182,7 +182,7 @@ def never_read(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
                     if kind != cfg.controller.kind:
                         keys.append((section, key, f"[controller] kind = {kind}"))
     keys += [("search", key, _search_reader(key)) for key in search_keys_never_read(cfg, flow)]
-    if not loads_images(cfg, flow):
+    if method in SEARCH_KEYS and not loads_images(cfg, flow):  # (a plugin method may read them)
         keys += [("dataset", key, _IMAGE_READERS) for key in _IMAGE_KEYS]
         if method != "nag":  # (its GAN steps; predictors and proxies have switches of their own)
             keys.append(("run", "jit_compile", f"{_IMAGE_READERS}, method nag"))
