@@ -141,16 +141,18 @@ def end_of_start() -> None:
             signal.signal(signum, default)
 
 
-def configure_runtime(argv: Optional[Sequence[str]] = None, defer_import: bool = False) -> None:
-    """What every tool does first: Ctrl-C and SIGTERM stop it with one line until its error boundary takes over
-    (:func:`stop_quietly_while_starting`), the environment defaults, then a quiet TensorFlow import
+def configure_runtime(argv: Optional[Sequence[str]] = None, defer_import: bool = False, script: bool = False) -> None:
+    """What every tool does first: with ``script`` (it runs as a script, ``__name__ == "__main__"``, not imported
+    by a test) Ctrl-C and SIGTERM stop it with one line until its error boundary takes over
+    (:func:`stop_quietly_while_starting`); the environment defaults, then a quiet TensorFlow import
     (:func:`quiet_import_wanted`).
 
     ``defer_import=True`` leaves the import to the command line (:mod:`tfnas.cli`), which first
     checks the config without TensorFlow, so a typo is reported before TensorFlow loads.
     """
     argv = sys.argv[1:] if argv is None else argv
-    stop_quietly_while_starting()
+    if script:
+        stop_quietly_while_starting()
     set_runtime_defaults()
     if not defer_import and quiet_import_wanted(any(a in ("-v", "--verbose") for a in argv)):
         import_tensorflow_quietly()

@@ -28,7 +28,8 @@ or collected by scripts. The timing code lives in the top-level ``perf`` package
 
 from tfnas.runtime import stop_quietly_while_starting
 
-stop_quietly_while_starting()  # Ctrl-C before the error boundary (TensorFlow's import): one line, not a traceback
+if __name__ == "__main__":  # (not when a test imports it)
+    stop_quietly_while_starting()  # Ctrl-C before the error boundary (TensorFlow's import): one line, not a traceback
 
 import argparse  # noqa: E402
 import math  # noqa: E402

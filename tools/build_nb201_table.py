@@ -18,7 +18,8 @@ import sys
 
 from tfnas.runtime import end_of_start, stop_quietly_while_starting
 
-stop_quietly_while_starting()  # (numpy and pandas load first: Ctrl-C meanwhile is one line, not a traceback)
+if __name__ == "__main__":  # (not when a test imports it)
+    stop_quietly_while_starting()  # (numpy and pandas load first: Ctrl-C meanwhile is one line, not a traceback)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -9,7 +9,8 @@ Prints mean ± std per (method, budget) and writes summary.csv and accuracy_vs_b
 
 from tfnas.runtime import configure_runtime
 
-configure_runtime(defer_import=True)  # records, tables and plots: compare never loads TensorFlow
+# records, tables and plots: compare never loads TensorFlow; Ctrl-C while it starts: one line
+configure_runtime(defer_import=True, script=__name__ == "__main__")
 
 from tfnas.cli import exit_with, compare_main
 

@@ -36,7 +36,8 @@ import warnings
 
 from tfnas.runtime import configure_runtime
 
-configure_runtime(defer_import=True)  # TensorFlow loads (quietly) once the arguments are checked
+# TensorFlow loads (quietly) once the arguments are checked; Ctrl-C while it starts: one line
+configure_runtime(defer_import=True, script=__name__ == "__main__")
 from tfnas.cli import INTERRUPTED, TERMINATED, exit_with, import_tensorflow, out_of_memory_message
 from tfnas.formats import FORMATS, MAX_CLASSES, MAX_IMAGE_SIZE, QUANTIZATIONS
 from tfnas.io import clipped

@@ -9,7 +9,8 @@ tflite, one or several; quantize and calibration for tflite). Checkpoints go to
 
 from tfnas.runtime import configure_runtime
 
-configure_runtime(defer_import=True)  # TensorFlow loads after the config is checked (tfnas.cli)
+# TensorFlow loads after the config is checked (tfnas.cli); Ctrl-C while it starts: one line
+configure_runtime(defer_import=True, script=__name__ == "__main__")
 
 from tfnas.cli import exit_with, train_main
 
