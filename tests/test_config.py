@@ -72,6 +72,9 @@ def test_frozen(tmp_path):
         ("", ["budget"], ["--set", "section.key=value"]),
         ("", ["nosection.key=1"], ["unknown section [nosection]", "--set nosection.key"]),
         ("", ["predictor.lr=inf"], ["--set predictor.lr", "'inf'"]),
+        # a process pool's semaphore overflowed (a traceback); Ray hung counting the CPUs
+        ("", ["run.workers=2147483647"], ["--set run.workers", "[0, 65536]"]),
+        ("", ["run.worker_threads=5000"], ["--set run.worker_threads", "[0, 4096]"]),
         # a learning rate of 0 learns nothing (a controller that never changed, accepted silently)
         *[("", [f"{key}=0"], [f"--set {key}", "expected a number > 0.0, got '0'"])
           for key in ("predictor.lr", "brp.lr", "controller.lr", "nag.lr", "nag.d_lr", "search.lr", "train.lr")],

@@ -108,6 +108,7 @@ class _Expected:
 INTERRUPTED = 130  # the shell's exit status of a program stopped by SIGINT
 TERMINATED = 143  # ... and by SIGTERM
 EXIT_HANDLERS_S = 10.0  # what the exit handlers may take after Ctrl-C or SIGTERM (exit_with)
+TEARDOWN_S = 60.0  # what a finished run's teardown may take, then it ends with its status (exit_with)
 
 
 INTERRUPTED_LINE = "interrupted: what finished is saved; rerun the same command to resume"
@@ -255,16 +256,27 @@ def _keep_status_through_teardown(code: int) -> None:
     """A run that has ended keeps its exit status ``code`` when a SIGTERM or Ctrl-C comes while the
     interpreter tears down (its threads, exit handlers and modules: about 1.5 s with TensorFlow and Ray):
     a scheduler's SIGTERM there ended a complete run with 143 and no line. Both signals are ignored from
-    here on (ignored, not handled: Python resets its own handlers before it tears down its modules); a
-    teardown that hangs is ended by SIGALRM after EXIT_HANDLERS_S (no thread of ours runs that late)."""
+    here on (ignored, not handled: Python resets its own handlers before it tears down its modules). A
+    teardown that hangs is ended after TEARDOWN_S by SIGALRM (no thread of ours runs that late), with ``code``
+    while Python's handlers still run (a loaded machine's Ray or multi-worker teardown took over 10 s, and the
+    alarm's default action made a complete run exit 142), by the alarm itself in the last moments after."""
     import threading
 
     if os.name != "posix" or threading.current_thread() is not threading.main_thread():
         return
+
+    def end(signum: int, frame: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        os._exit(code)
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGALRM, signal.SIG_DFL)
-    signal.alarm(max(1, math.ceil(EXIT_HANDLERS_S)))
+    signal.signal(signal.SIGALRM, end)
+    signal.alarm(max(1, math.ceil(TEARDOWN_S)))
 
 
 def _unreadable_image(exc: BaseException) -> Optional[Exception]:

@@ -238,6 +238,12 @@ def _check_ranges(args) -> None:
     from tfnas.config import ConfigError
 
     nb201_cells = 15625
+    from tfnas.config.sections import MAX_WORKER_THREADS, MAX_WORKERS
+
+    for flag, key, most in (("--workers", "workers", MAX_WORKERS), ("--threads", "worker_threads", MAX_WORKER_THREADS)):
+        value = getattr(args, flag[2:], 0)
+        if args.what in ("evolution", "executor-overhead") and isinstance(value, int) and value > most:
+            raise ConfigError(f"{flag} {value}: expected at most {most:,} (as [run] {key})")
     if args.what == "proxies" and args.space == "nb201" and args.cells > nb201_cells:
         raise ConfigError(f"--cells {args.cells}: NAS-Bench-201 has {nb201_cells:,} cells")
     if args.what in ("siamese", "latency-corr"):

@@ -177,6 +177,7 @@ def test_list_flags_are_checked_by_the_parser(argv, fragment, capsys):
     (["tflite", "--input-size", "30", "--quantize", "none"], "error: --input-size 30: the nb201 network cannot take"),
     (["proxies", "--proxies", "synflow, ,zen"], "error: --proxies 'synflow, ,zen': an empty name"),
     (["proxies", "--proxies", ","], "error: --proxies ',': an empty name"),
+    (["evolution", "--workers", "2147483647"], "error: --workers 2147483647: expected at most 65,536"),
 ])
 def test_names_and_architectures_are_one_error_line_before_any_measurement(argv, fragment, capsys):
     assert load_bench().main(argv) == 2

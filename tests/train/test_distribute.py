@@ -58,6 +58,10 @@ _TWO = {"worker": ["localhost:2222", "localhost:2223"]}
     ({"worker": ["localhost:2222", "localhost:2222"]}, {"type": "worker", "index": 0},
      "holds 'localhost:2222', also the address of task 'worker' 0; every task needs an address of its own"),
     ({"chief": ["h:1"], "worker": {"0": "h:1"}}, {"type": "worker", "index": 0}, "also the address of task 'chief' 0"),
+    # ... or at its own endpoint written otherwise
+    ({"worker": ["localhost:2222", "127.0.0.1:2222"]}, {"type": "worker", "index": 0},
+     "holds '127.0.0.1:2222', the same endpoint as 'localhost:2222' of task 'worker' 0"),
+    ({"worker": ["localhost:2222", "LOCALHOST:2222"]}, {"type": "worker", "index": 0}, "the same endpoint as"),
     ({"worker": ["localhost:0", "localhost:2223"]}, {"type": "worker", "index": 0}, "port is not one of 1..65535"),
     ({"worker": ["localhost:70000"]}, {"type": "worker", "index": 0}, "holds 'localhost:70000', whose port is not"),
 ])

@@ -22,6 +22,10 @@ from tfnas.config.fields import _f
 from tfnas.formats import FORMATS, MAX_IMAGE_SIZE, QUANTIZATIONS
 from tfnas.config.method_sections import BrpConfig, ControllerConfig, NagConfig, PredictorConfig
 
+#: Bounds of ``[run] workers`` and ``worker_threads``: far above any machine or cluster the executors serve, and
+#: below what they cannot take (a process pool's semaphore holds a C int; Ray hung counting 2**31 - 1 CPUs).
+MAX_WORKERS, MAX_WORKER_THREADS = 65536, 4096
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -42,8 +46,9 @@ class RunConfig:
       executor: where candidate evaluations run (``tfnas.evaluation.executors``): ``local`` (this
         process), ``process`` (a pool of worker processes) or ``ray`` (Ray actors). The results do
         not depend on it, so a run may resume under another executor.
-      workers: worker processes / actors (0 = one per GPU when GPUs are visible, else one per core).
-      worker_threads: TensorFlow intra-op threads per worker. 0 = TensorFlow's default, as in this
+      workers: worker processes / actors (0 = one per GPU when GPUs are visible, else one per core; at
+        most 65,536).
+      worker_threads: TensorFlow intra-op threads per worker (at most 4,096). 0 = TensorFlow's default, as in this
         process, so every executor computes bit-identical results; N > 0 avoids oversubscribing
         the cores, but scores then differ from ``local`` in the last digits (float sums split over
         another number of threads), enough for a long evolution to take another path.
@@ -59,8 +64,8 @@ class RunConfig:
     progress: bool = _f(True)
     tensorboard: bool = _f(True)
     executor: str = _f("local", choices=("local", "process", "ray"))
-    workers: int = _f(0, min=0)
-    worker_threads: int = _f(0, min=0)
+    workers: int = _f(0, min=0, max=MAX_WORKERS)
+    worker_threads: int = _f(0, min=0, max=MAX_WORKER_THREADS)
     ray_address: str = _f("local")
 
 

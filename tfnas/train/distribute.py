@@ -92,6 +92,28 @@ def _cluster_spec() -> dict:
     return spec
 
 
+def _same_endpoint(a: str, b: str) -> bool:
+    """Whether two ``host:port`` addresses name one endpoint: the same port on hosts written alike (case aside)
+    or resolving to a shared IP address (``localhost`` and ``127.0.0.1``); a host that does not resolve is
+    compared as written. Only addresses of one port are resolved, so a usual cluster costs no lookup more
+    than TensorFlow's own."""
+    (host_a, port_a), (host_b, port_b) = (x.rsplit(":", 1) for x in (a, b))
+    if port_a != port_b:
+        return False
+    if host_a.strip("[]").lower() == host_b.strip("[]").lower():
+        return True
+    return bool(_addresses_of(host_a) & _addresses_of(host_b))
+
+
+def _addresses_of(host: str) -> set:
+    import socket
+
+    try:
+        return {info[4][0] for info in socket.getaddrinfo(host.strip("[]"), None)}
+    except (OSError, UnicodeError):  # (socket.gaierror is an OSError)
+        return set()
+
+
 def _cluster_spec_problem(cluster: object, task: object) -> str:
     """What is wrong with a parsed ``TF_CONFIG``'s ``cluster`` and ``task`` (empty when nothing):
     ``cluster`` maps task types to lists (or ``{index: address}`` dicts) of ``"host:port"``
@@ -113,9 +135,11 @@ def _cluster_spec_problem(cluster: object, task: object) -> str:
                 return f"cluster[{kind!r}] holds {address!r}, not a \"host:port\" address"
             if not 1 <= int(address.rsplit(":", 1)[1]) <= 65535:
                 return f"cluster[{kind!r}] holds {address!r}, whose port is not one of 1..65535"
-            if address in seen:  # the task would wait for ever for a peer that is itself
-                return (f"cluster[{kind!r}] holds {address!r}, also the address of {seen[address]}; every task "
-                        f"needs an address of its own")
+            same = next((other for other in seen if _same_endpoint(address, other)), None)
+            if same is not None:  # the task would wait for ever for a peer that is itself
+                also = "also the address" if same == address else f"the same endpoint as {same!r}"
+                return (f"cluster[{kind!r}] holds {address!r}, {also} of {seen[same]}; every task needs an "
+                        f"address of its own")
             seen[address] = f"task {kind!r} {slot}"
         if isinstance(tasks, dict) and sorted(str(k) for k in tasks) != sorted(str(i) for i in range(len(tasks))):
             return (f"cluster[{kind!r}] as an {{index: address}} object must number its tasks 0..{len(tasks) - 1} "
