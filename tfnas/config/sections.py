@@ -243,7 +243,8 @@ class SearchConfig:
       drop_path: final drop-path probability of a weight-sharing search (ramped over generations).
       batch_size: batch of a weight-sharing search (RelativeNAS: 256; 0 = ``[dataset] batch_size``,
         which the training of the found network uses).
-      epochs: SLNAS epochs, each shared-weight training then controller training (paper: 150).
+      epochs: SLNAS epochs, each shared-weight training then controller training (paper: 150); nag_supernet's
+        supernet epochs.
       controller_steps: controller updates per SLNAS epoch, one reward batch each (paper: 150).
       reward_fraction: share of the training split held out for SLNAS rewards (paper: 10k of 50k).
       aux_weight: auxiliary-loss weight of the SLNAS search network (paper: 0.4).
@@ -302,7 +303,9 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """[train]: the Trainer's recipe (used by ``tools/train.py`` and training oracles).
+    """[train]: the Trainer's recipe: ``tools/train.py``, a search that trains its result (``enabled``), the
+    training oracle and training estimation code (some keys), RS-NAG's short trainings, and the augmentation of
+    the weight-sharing searches (``flip``, ``pad_crop``, ``cutout``).
 
     Attributes:
       enabled: train the found architecture at the end of a search.
