@@ -160,3 +160,36 @@ def test_compare_draws_no_table_optimum_for_records_of_an_open_space(tmp_path, m
     RunLog(str(table / "runs.jsonl")).append(tabular)
     compare([str(table)], str(tmp_path / "cmp2"))
     assert drawn == {"cifar10": 94.37}
+
+
+def test_compare_keeps_datasets_and_constraints_apart(tmp_path, monkeypatch, capsys):
+    """best_arch.txt named one best over CIFAR-10 and CIFAR-100 records (CIFAR-10's accuracies run higher), and
+    a constrained and an unconstrained run shared one table, their regrets to different optima, one optimum drawn."""
+    import tfnas.results
+    from tfnas.compare import compare
+
+    drawn, write = {}, tfnas.results.write_outputs
+
+    def seen(out, records, optimum, **kwargs):
+        drawn.update(optimum)
+        return write(out, records, optimum, **kwargs)
+
+    monkeypatch.setattr(tfnas.results, "write_outputs", seen)
+    free, bound, other = record(10, 0, 72.0), record(10, 0, 71.0), record(10, 0, 93.0)
+    for r, dataset, optimum, constraint in ((free, "cifar100", 73.51, ""),
+                                            (bound, "cifar100", 72.88, "pixel3 latency <= 20 ms"),
+                                            (other, "cifar10", 94.37, "")):
+        r.dataset, r.optimum, r.constraint, r.arch = dataset, optimum, constraint, f"|{dataset}{constraint[:6]}|"
+        r.regret = optimum - r.top1_acc
+        RunLog(str(tmp_path / f"{dataset}{constraint[:6]}" / "runs.jsonl")).append(r)
+    runs = [str(tmp_path / name) for name in ("cifar100", "cifar100pixel3", "cifar10")]
+    compare(runs, str(tmp_path / "cmp"))
+    table = capsys.readouterr().out
+    assert "rand (cifar100) [unconstrained]" in table and "rand (cifar100pixel3) [pixel3 latency <= 20 ms]" in table
+    (row,) = [line for line in table.splitlines() if " cifar10 " in line]
+    assert row.split()[0] == "rand" and "[" not in row  # one run of CIFAR-10: labelled as it was
+    assert drawn["cifar100"] == [(73.51, "unconstrained"), (72.88, "pixel3 latency <= 20 ms")]
+    assert drawn["cifar10"] == 94.37
+    best = (tmp_path / "cmp" / "best_arch.txt").read_text().splitlines()
+    assert best[0] == "|cifar10|" and "cifar10 budget=10" in best[1]
+    assert best[2] == "|cifar100|" and "cifar100 budget=10" in best[3] and len(best) == 4

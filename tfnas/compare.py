@@ -137,6 +137,11 @@ def compare(run_dirs: List[str], out_arg: str) -> int:
             optimum[d] = next(iter(recorded))[0]
         elif all(math.isnan(r.optimum) and math.isnan(r.regret) for r in records if r.dataset == d):
             optimum.pop(d, None)  # records of an open space (a training oracle): no table's optimum is theirs
+        elif len({c for _, c in recorded}) > 1:  # runs under different constraints: regrets to different optima
+            optimum[d] = sorted({(o, c or "unconstrained") for o, c in recorded if not math.isnan(o)}, reverse=True)
+            for r in records:
+                if r.dataset == d:
+                    r.method = f"{r.method} [{r.constraint or 'unconstrained'}]"
     os.makedirs(out_arg, exist_ok=True)
     df = write_outputs(out_arg, records, optimum, title="compare")
     print(format_table(df))

@@ -256,8 +256,9 @@ def format_table(df: pd.DataFrame) -> str:
     return "\n".join([fmt(header), rule] + [fmt(l) for l in lines])
 
 
-def plot_accuracy(df: pd.DataFrame, path: str, optimum: Optional[Dict[str, float]] = None, title: str = "") -> None:
-    """Mean true accuracy of the found cell ± std vs. budget, one line per method, optimum dashed."""
+def plot_accuracy(df: pd.DataFrame, path: str, optimum: Optional[Dict[str, Any]] = None, title: str = "") -> None:
+    """Mean true accuracy of the found cell ± std vs. budget, one line per method, optimum dashed (``optimum``:
+    dataset -> its value, or ``(value, constraint)`` pairs where runs under different constraints are compared)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -273,8 +274,10 @@ def plot_accuracy(df: pd.DataFrame, path: str, optimum: Optional[Dict[str, float
             std = g["top1_acc_std"].fillna(0.0)
             ax.plot(g["budget"], g["top1_acc_mean"], marker="o", label=method)
             ax.fill_between(g["budget"], g["top1_acc_mean"] - std, g["top1_acc_mean"] + std, alpha=0.2)
-        if optimum and ds in optimum:
-            ax.axhline(optimum[ds], color="k", linestyle="--", linewidth=1, label=f"optimum {optimum[ds]:.2f}")
+        lines = optimum.get(ds) if optimum else None  # a value, or (value, what) pairs: optima under constraints
+        for n, (value, what) in enumerate([(lines, "")] if isinstance(lines, (int, float)) else lines or []):
+            ax.axhline(value, color="k", linestyle=("--", ":", "-.")[n % 3], linewidth=1,
+                       label=f"optimum {value:.2f}{f' ({what})' if what else ''}")
         ax.set_xlabel("budget (ground-truth queries)")
         ax.set_ylabel("true accuracy of the found cell (%)")
         ax.set_title(f"{title} {ds}".strip())
@@ -284,19 +287,20 @@ def plot_accuracy(df: pd.DataFrame, path: str, optimum: Optional[Dict[str, float
     atomic_write_figure(fig, path, dpi=120)
 
 
-def write_outputs(run_dir: str, records: Sequence[RunRecord], optimum: Optional[Dict[str, float]] = None,
+def write_outputs(run_dir: str, records: Sequence[RunRecord], optimum: Optional[Dict[str, Any]] = None,
                   title: str = "") -> pd.DataFrame:
-    """Writes ``summary.csv``, ``accuracy_vs_budget.png`` and ``best_arch.txt``; returns the summary frame."""
+    """Writes ``summary.csv``, ``accuracy_vs_budget.png`` and ``best_arch.txt`` (the best record of each dataset,
+    in their order: accuracies of different datasets do not compare); returns the summary frame."""
     df = summary_frame(records)
     atomic_write_text(os.path.join(run_dir, "summary.csv"), df.to_csv(index=False))
     if len(df):
         plot_accuracy(df, os.path.join(run_dir, "accuracy_vs_budget.png"), optimum, title)
-        best = df.loc[df["top1_acc"].idxmax()]
-        atomic_write_text(
-            os.path.join(run_dir, "best_arch.txt"),
-            f"{best['arch']}\n# {best['method']} {best['dataset']} budget={best['budget']} "
-            f"repeat={best['repeat']} true accuracy={best['top1_acc']:.2f}%\n",
-        )
+        lines = []
+        for _, same in df.groupby("dataset", sort=True):
+            best = same.loc[same["top1_acc"].idxmax()]
+            lines.append(f"{best['arch']}\n# {best['method']} {best['dataset']} budget={best['budget']} "
+                         f"repeat={best['repeat']} true accuracy={best['top1_acc']:.2f}%\n")
+        atomic_write_text(os.path.join(run_dir, "best_arch.txt"), "".join(lines))
     return df
 
 
