@@ -637,3 +637,15 @@ def test_a_bad_out_dir_is_named_as_the_flag_given(tmp_path, capsys):
     rc, err = _run(train_eval_main, ["cfg/rand.cfg", "--set", f"run.out_dir={out}"], capsys)
     assert rc == 2 and _one_error_line(err).startswith("error: --set run.out_dir: holds the control character")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_narrower_rerun_says_that_the_table_holds_the_earlier_records(tmp_path, capsys):
+    """After a run of budgets 20 and 40 x 2 repeats, a rerun of budget 20 x 1 printed the whole directory's table
+    while config.cfg said budget 20 x 1, without a word."""
+    base = ["cfg/rand.cfg", "--out-dir", str(tmp_path), "--no-progress", "--set", "budget.start=20"]
+    assert train_eval_main(base + ["--set", "budget.stop=40", "--set", "budget.step=20", "--set",
+                                   "budget.repeats=2"]) == 0
+    assert "earlier runs" not in capsys.readouterr().out
+    assert train_eval_main(base + ["--set", "budget.stop=20", "--set", "budget.repeats=1"]) == 0
+    out = capsys.readouterr().out
+    assert "hold 3 record(s) of earlier runs beyond this run's [budget], at budget(s) 20, 40" in out

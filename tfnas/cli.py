@@ -354,6 +354,12 @@ def _train_eval(args: argparse.Namespace) -> int:
     elif math.isfinite(outcome.optimum):  # a training oracle knows no optimum
         print(f"\nbenchmark optimum ({cfg.dataset.name}): {outcome.optimum:.2f}%")
     print(f"{outcome.new_records} new record(s), {len(outcome.records)} in total; results in {outcome.run_dir}/")
+    asked = {(b, r) for b in cfg.budget.budgets() for r in range(cfg.budget.repeats)}
+    beyond = sorted({(r.budget, r.repeat) for r in outcome.records} - asked)
+    if beyond:  # the directory's summary, table and plot cover every record it holds
+        budgets = sorted({b for b, _ in beyond})
+        print(f"(the table and {outcome.run_dir}/summary.csv hold {len(beyond)} record(s) of earlier runs beyond this "
+              f"run's [budget], at budget(s) {', '.join(map(str, budgets))}; config.cfg holds this run's [budget])")
     return 0
 
 

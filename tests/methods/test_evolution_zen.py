@@ -32,8 +32,12 @@ def test_zen_evolution_trains_and_exports_the_found_network(tmp_path):
     assert (tmp_path / "history.csv").read_text().count("\n") == 1 + 3  # header + 3 records
     assert (tmp_path / "search_progress.png").exists()
     assert run.train_metrics is not None and 0.0 <= run.train_metrics["accuracy"] <= 1.0
-    # printed in percent, as the searches' accuracies are (metrics.json keeps Keras' fraction)
-    assert f"trained accuracy: {100 * run.train_metrics['accuracy']:.2f}%" in run.summary().splitlines()
+    # printed in percent, as the searches' accuracies are (metrics.json keeps Keras' fraction), named as the
+    # evaluation's (it was "trained loss", read as the training loss); the two parameter counts named apart
+    lines = run.summary().splitlines()
+    assert f"trained network, evaluation accuracy: {100 * run.train_metrics['accuracy']:.2f}%" in lines
+    assert f"params (the space's count, which [budget] max_params limits): {space_params:,}" in lines
+    assert f"trained network, trainable parameters (Keras): {run.train_metrics['params']:,}" in lines
     saved = tmp_path / "train" / "saved_model"
     assert saved.exists()
     assert [o.shape for o in serving_outputs(saved, (2, 32, 32, 3))] == [(2, 10)]  # logits only

@@ -171,16 +171,23 @@ class SearchRun:
             lines.append(f"{o.score_name or 'score'}: {o.score:.6g}")
         for key, value in o.extra.items():
             if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-                lines.append(f"{key}: {value:,}" if isinstance(value, int) else f"{key}: {value}")
-        if self.train_metrics:
-            for key, value in self.train_metrics.items():
-                if key == "accuracy":  # a fraction in metrics.json, shown as the searches show theirs
-                    lines.append(f"trained accuracy: {100.0 * value:.2f}%")
-                elif isinstance(value, float):
-                    lines.append(f"trained {key}: {value:.4f}")
+                name = EXTRA_LABELS.get(key, key)
+                lines.append(f"{name}: {value:,}" if isinstance(value, int) else f"{name}: {value}")
+        m = self.train_metrics
+        if m:  # metrics.json: the final evaluation on the eval split (accuracy a fraction), the served network's size
+            if isinstance(m.get("accuracy"), float):
+                lines.append(f"trained network, evaluation accuracy: {100.0 * m['accuracy']:.2f}%")
+            if isinstance(m.get("loss"), float):
+                lines.append(f"trained network, evaluation loss: {m['loss']:.4f}")
+            if isinstance(m.get("params"), int):
+                lines.append(f"trained network, trainable parameters (Keras): {m['params']:,}")
         lines.extend(export_lines(self.exports, self.calibration))
         return "\n".join(lines)
 
+
+#: How the summary names a search's own figures where the bare key would be taken for another one.
+EXTRA_LABELS = {"params": "params (the space's count, which [budget] max_params limits)",
+                "flops": "FLOPs (multiply-accumulates, the space's count, which [budget] max_flops limits)"}
 
 # what a resumed run reads back from result.json (the other keys are for people and tools)
 _RESULT_FIELDS = record({"best_arch": text, "score": nullable(number()), "score_name": text,
