@@ -22,9 +22,7 @@ from tfnas.config.fields import _f
 from tfnas.formats import FORMATS, MAX_IMAGE_SIZE, QUANTIZATIONS
 from tfnas.config.method_sections import BrpConfig, ControllerConfig, NagConfig, PredictorConfig
 
-#: Bounds of ``[run] workers`` and ``worker_threads``: far above any machine or cluster the executors serve, and
-#: below what they cannot take (a process pool's semaphore holds a C int; Ray hung counting 2**31 - 1 CPUs).
-MAX_WORKERS, MAX_WORKER_THREADS = 65536, 4096
+MAX_WORKERS, MAX_WORKER_THREADS = 65536, 4096  # far above any cluster; a pool's semaphore holds a C int, Ray hung
 
 
 @dataclass(frozen=True)
@@ -46,8 +44,7 @@ class RunConfig:
       executor: where candidate evaluations run (``tfnas.evaluation.executors``): ``local`` (this
         process), ``process`` (a pool of worker processes) or ``ray`` (Ray actors). The results do
         not depend on it, so a run may resume under another executor.
-      workers: worker processes / actors (0 = one per GPU when GPUs are visible, else one per core; at
-        most 65,536).
+      workers: worker processes / actors (0 = one per GPU when visible, else one per core; at most 65,536).
       worker_threads: TensorFlow intra-op threads per worker (at most 4,096). 0 = TensorFlow's default, as in this
         process, so every executor computes bit-identical results; N > 0 avoids oversubscribing
         the cores, but scores then differ from ``local`` in the last digits (float sums split over
@@ -243,8 +240,7 @@ class SearchConfig:
       drop_path: final drop-path probability of a weight-sharing search (ramped over generations).
       batch_size: batch of a weight-sharing search (RelativeNAS: 256; 0 = ``[dataset] batch_size``,
         which the training of the found network uses).
-      epochs: SLNAS epochs, each shared-weight training then controller training (paper: 150); nag_supernet's
-        supernet epochs.
+      epochs: SLNAS epochs, each shared-weight training then controller training (paper: 150); NAG's supernet's.
       controller_steps: controller updates per SLNAS epoch, one reward batch each (paper: 150).
       reward_fraction: share of the training split held out for SLNAS rewards (paper: 10k of 50k).
       aux_weight: auxiliary-loss weight of the SLNAS search network (paper: 0.4).
