@@ -245,11 +245,8 @@ class RunDir:
         except ConfigError as exc:
             raise RunDirError(f"{config_path}: the configuration of the results in this directory cannot be read "
                               f"({exc}); restore the file, or choose another [run] out_dir") from None
-        there, here = self._identity(previous), self._identity(config_to_ini(self.cfg))
-        for section, key in self.tolerate:  # (the records keep the id of config.cfg: RunLog's same_config)
-            for identity in (there, here):
-                identity.get(section, {}).pop(key, None)
-        differences = _differences(there, here)
+        differences = _differences(self._identity(previous, tolerant=True),
+                                   self._identity(config_to_ini(self.cfg), tolerant=True))
         if differences:
             raise RunDirError(f"{self.path}: holds results of a different configuration ({differences}; see its "
                               f"config.cfg); choose another [run] out_dir or delete the directory")
