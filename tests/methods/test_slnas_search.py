@@ -10,6 +10,7 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -136,6 +137,8 @@ def test_tiny_config_runs_search_training_and_export(tmp_path):
     assert [s for s, _ in losses] == list(range(len(losses))) and len(losses) >= 2
     assert np.mean([v for _, v in losses]) == pytest.approx(np.mean([r["train_loss"] for r in records]), rel=1e-4)
     assert (tmp_path / "history.csv").read_text().count("\n") == 1 + 2
+    history = pd.read_csv(tmp_path / "history.csv")  # an accuracy is a fraction, as in a training's history.csv
+    assert history["train_acc"].between(0.0, 1.0).all() and history["epoch"].tolist() == [1, 2]
     # one output: no auxiliary head in the served model (a fresh Python without tfnas: tests/train/test_export.py)
     assert [o.shape for o in serving_outputs(tmp_path / "train" / "saved_model", (2, 32, 32, 3))] == [(2, 10)]
 

@@ -143,6 +143,9 @@ def history_figure(rows: List[Dict[str, Any]], title: str = "") -> Optional[Any]
         ax.set_ylabel(col)
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel(x)
+    if pd.api.types.is_integer_dtype(df[x]):  # epochs, iterations, steps: no 2.5 on the axis
+        from matplotlib.ticker import MaxNLocator
+        axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0, 0].set_title(title)
     fig.tight_layout()
     return fig

@@ -160,7 +160,7 @@ class NagSupernetSearch(OneShotSearch):
                                                 f"[search] lr or set grad_clip")
                 if e >= context.logged_rows:
                     context.log({"step": e + 1, "phase": "supernet", "lr": lr, "train_loss": loss / count,
-                                 "train_acc": 100.0 * hits / count})
+                                 "train_acc": hits / count})
                 store.write_bytes(SUPERNET_FILE, npz_bytes(net.get_weights() + net.get_buffers() + [np.array(e + 1)]))
                 if bar is not None:
                     bar.update(1)

@@ -274,7 +274,7 @@ class SlnasSearch(OneShotSearch):
                 candidate(e * self.controller_steps + len(samples) - 1, {"reward": reward})
         rewards = [s["reward"] for s in samples]
         row = {"epoch": e + 1, "lr": lr, "drop_path": rate, "train_loss": loss_sum / count,
-               "train_acc": 100.0 * correct / count, "mean_reward": float(np.mean(rewards)),
+               "train_acc": correct / count, "mean_reward": float(np.mean(rewards)),
                "max_reward": float(np.max(rewards))}
         for key in ("entropy", "baseline", "loss"):
             values = [float(s[key]) for s in stats if isinstance(s, dict) and key in s]
