@@ -1,11 +1,14 @@
 """What a killed run leaves behind: its executor's temp folder, and the resource tracker's warning."""
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 
+from tfnas.evaluation import tempdirs
 from tfnas.evaluation.tempdirs import LOCK_FILE, make_temp_dir, release, remove_stale
 
 HOLD = textwrap.dedent("""
@@ -46,6 +49,48 @@ def test_a_folder_of_a_killed_run_is_removed_by_the_next_and_a_live_one_is_kept(
         alive.kill()
         killed.kill()
         alive.wait()
+
+
+def _stale(root, name="tfnas-ray-stale"):
+    folder = root / name
+    (folder / "session" / "logs").mkdir(parents=True)
+    (folder / "session" / "logs" / "raylet.out").write_text("x")
+    (folder / LOCK_FILE).write_text(socket.gethostname() + "\n")  # unlocked: its run ended
+    return folder
+
+
+def test_a_folder_still_written_into_while_it_is_removed_keeps_its_lock_file_for_the_next_run(tmp_path, monkeypatch):
+    """A helper of the killed run writing into its folder during the removal left a folder without a lock file,
+    which no later run removed."""
+    folder = _stale(tmp_path)
+    real = shutil.rmtree
+
+    def rmtree_while_written(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        (folder / "late.log").write_text("written by a lingering helper")
+
+    monkeypatch.setattr(tempdirs.shutil, "rmtree", rmtree_while_written)
+    assert remove_stale("tfnas-ray-", str(tmp_path)) == 0
+    assert (folder / LOCK_FILE).read_text().strip() == socket.gethostname()
+    monkeypatch.undo()
+    assert remove_stale("tfnas-ray-", str(tmp_path)) == 1 and not folder.exists()
+
+
+def test_a_file_written_between_the_lock_files_removal_and_the_folders_brings_the_lock_file_back(tmp_path,
+                                                                                                   monkeypatch):
+    folder = _stale(tmp_path)
+    real = os.rmdir
+
+    def rmdir_after_a_write(path, *args, **kwargs):
+        if os.path.samefile(path, folder):
+            (folder / "late.log").write_text("x")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(tempdirs.os, "rmdir", rmdir_after_a_write)
+    assert remove_stale("tfnas-ray-", str(tmp_path)) == 0
+    assert (folder / LOCK_FILE).read_text().strip() == socket.gethostname()
+    monkeypatch.undo()
+    assert remove_stale("tfnas-ray-", str(tmp_path)) == 1 and not folder.exists()
 
 
 LEAK = textwrap.dedent("""

@@ -69,13 +69,42 @@ def remove_stale(prefix: str, root: str) -> int:
             os.close(fd)
             continue
         try:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed += 1
+            removed += _remove_lock_last(folder)
+        except OSError:  # removed meanwhile by another run, or not readable: left to the next
+            pass
         finally:
             os.close(fd)
     if removed:
         logger.info("removed %d temp folder(s) %s* of ended runs in %s", removed, prefix, root)
     return removed
+
+
+def _remove_lock_last(folder: str) -> bool:
+    """Removes ``folder`` with its lock file last, so that a folder a process of the ended run still writes into
+    (a Ray helper lingers for a minute after ``kill -9``) keeps its lock file and is tried again by the next run,
+    instead of staying for good as a folder without one. True when it is gone."""
+    lock = os.path.join(folder, LOCK_FILE)
+    for entry in os.scandir(folder):
+        if entry.name != LOCK_FILE:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
+    if set(os.listdir(folder)) != {LOCK_FILE}:
+        return False  # something could not be removed, or was written meanwhile
+    with open(lock) as held:
+        host = held.read()
+    os.unlink(lock)
+    try:
+        os.rmdir(folder)
+    except OSError:  # written into between the two: the lock file back (unlocked), for the next run
+        with open(lock, "w") as again:
+            again.write(host)
+        return False
+    return True
 
 
 def release(handle: Optional[IO[str]]) -> None:
