@@ -119,6 +119,32 @@ def test_methods_that_cannot_honour_a_constraint_are_refused(tmp_path):
                                                           "search.max_latency_ms=3"]), progress=False)
 
 
+@pytest.mark.parametrize("path, sets, key", [
+    ("cfg/rand.cfg", ["budget.max_flops=1"], "max_flops"),  # ran unconstrained, without a word
+    ("cfg/rand.cfg", ["budget.max_layers=1"], "max_layers"),
+    ("cfg/proxy_corr_nb201.cfg", ["budget.max_params=1"], "max_params"),
+    ("cfg/relativenas_cifar10.cfg", ["budget.max_params=1e6"], "max_params"),
+    ("cfg/slnas_cifar10.cfg", ["budget.max_flops=1e8"], "max_flops"),
+])
+def test_a_limit_the_run_would_not_apply_is_refused(tmp_path, path, sets, key):
+    from tfnas.run import flow_of
+    from tfnas.run.analysis import run_analysis
+
+    cfg = load_config(path, [f"run.out_dir={tmp_path / 'r'}"] + sets)
+    run = {"sweep": run_sweep, "search": run_search, "analysis": run_analysis}[flow_of(cfg)]
+    with pytest.raises(ConfigError, match=rf"^--set budget\.{key}: method '\w+' \(a[n ].*\) does not apply this "):
+        run(cfg, progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_limits_a_run_applies_are_not_refused():
+    from tfnas.run.constraints import refuse_unhonoured_limits
+
+    refuse_unhonoured_limits(load_config("cfg/zen_cifar10_1M.cfg", ["budget.max_flops=1e8"]), "search")
+    refuse_unhonoured_limits(load_config("cfg/tinynano_siams.cfg"), "sweep")  # its space applies max_flops
+    refuse_unhonoured_limits(load_config("cfg/rand.cfg", ["budget.max_params=1e6"]), "sweep")  # (constrain's)
+
+
 def test_pareto_sweep_end_to_end_and_resume(tmp_path):
     sets = [f"run.out_dir={tmp_path}", "budget.start=12", "budget.stop=12", "budget.repeats=2"] + TINY
     outcome = run_sweep(load_config("cfg/siams_nsam_pixel3.cfg", sets), progress=False)

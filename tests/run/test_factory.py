@@ -191,6 +191,8 @@ def test_keys_of_sections_the_run_never_reads_are_named_in_one_warning(caplog):
     assert warnings_of("cfg/zen_cifar10_tflite_pareto.cfg", ["export.format=tflite"])  # [train] enabled = false
     assert not warnings_of("cfg/zen_cifar10_tflite_pareto.cfg", ["train.enabled=true", "export.format=tflite"])
     assert not warnings_of("cfg/siams_nsam.cfg", ["predictor.epochs=5"])
+    (message,) = warnings_of("cfg/zen_cifar10_1M.cfg", ["budget.repeats=7", "budget.stop=77"])  # a sweep's range
+    assert "--set budget.repeats (read by the budgeted sweeps)" in message and "budget.stop" in message
     for path in sorted(glob.glob("cfg/*.cfg")):  # the shipped configs set nothing they do not use
         if os.path.basename(path).startswith("train_"):  # tools/train.py's
             assert not unused_keys(load_config(path), "train"), path

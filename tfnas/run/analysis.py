@@ -9,7 +9,7 @@ import numpy as np
 from tfnas.config import Config
 from tfnas.methods.base import SearchContext
 from tfnas.run import check_flow
-from tfnas.run.constraints import refuse_search_keys
+from tfnas.run.constraints import refuse_search_keys, refuse_unhonoured_limits
 from tfnas.run.events import events_root, hparams_of, write_hparams
 from tfnas.run.factory import build_executor, build_method, build_space, check_method_fits_space
 from tfnas.run.rundir import RunDir
@@ -26,6 +26,7 @@ def run_analysis(cfg: Config, progress: Optional[bool] = None) -> Any:
     run_dir.check()
     check_method_fits_space(cfg)
     refuse_search_keys(cfg, "an analysis")
+    refuse_unhonoured_limits(cfg, "analysis")
     method = build_method(cfg, build_space(cfg))
     with run_dir, build_executor(cfg) as executor:
         context = SearchContext(store=run_dir.store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),

@@ -114,6 +114,29 @@ def refuse_search_keys(cfg: Config, flow: str, method_cls: Optional[type] = None
                               f"measured)")
 
 
+def refuse_unhonoured_limits(cfg: Config, flow: str) -> None:
+    """A ``[budget]`` limit (``max_params``, ``max_flops``, ``max_layers`` > 0) that a run of ``flow`` (``sweep``,
+    ``search`` or ``analysis``) would not apply is refused in one line naming the key, as a latency objective is:
+    a network found without it would break it. Applied: all three by ``evolution``; ``max_params`` by a table
+    sweep (:func:`constrain`, which refuses the methods that cannot); ``max_flops`` by the tinynano space,
+    whatever searches it. A plugin method may read them all."""
+    from tfnas.run.unused import SEARCH_KEYS
+
+    method = cfg.method.name
+    if method not in SEARCH_KEYS or method == "evolution":
+        return
+    b = cfg.budget
+    for key, on, applied in (("max_params", b.max_params > 0, flow == "sweep"),
+                             ("max_flops", b.max_flops > 0, cfg.space.name == "tinynano"),
+                             ("max_layers", b.max_layers > 0, False)):
+        if on and not applied:
+            what = {"sweep": "a sweep", "search": "a one-shot search"}.get(flow, "an analysis")
+            raise ConfigError(f"{where(cfg, 'budget', key)}: method {method!r} ({what}) does not apply this limit "
+                              f"to what it finds; limits: evolution (max_params, max_flops, max_layers), the table "
+                              f"sweeps rand, predictor, siamese, brp_nas (max_params), the tinynano space "
+                              f"(max_flops); set it to 0")
+
+
 @functools.lru_cache(maxsize=4)
 def _all_params(space: Any, num_classes: int) -> np.ndarray:
     return np.array([space.num_params(space.from_index(i), num_classes) for i in range(space.size)], np.float64)

@@ -33,7 +33,7 @@ from tfnas.registry import METHODS
 from tfnas.run import check_flow
 from tfnas.run.events import EventStream, events_root, hparams_missing, hparams_of, history_step, write_hparams
 from tfnas.run.exports import check_calibration_data, export_lines, export_paths_of, missing_exports
-from tfnas.run.constraints import refuse_search_keys
+from tfnas.run.constraints import refuse_search_keys, refuse_unhonoured_limits
 from tfnas.run.factory import (build_executor, build_method, build_space, check_method_fits_space,
                                check_full_batch, check_trained_network_builds, check_training_data,
                                refuse_multi_worker, where)
@@ -206,6 +206,7 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
     check_method_fits_space(cfg)
     refuse_multi_worker(cfg, "a one-shot search", trains=cfg.train.enabled)
     refuse_search_keys(cfg, "a one-shot search", METHODS.get(cfg.method.name))
+    refuse_unhonoured_limits(cfg, "search")
     space = build_space(cfg)
     store = run_dir.store
     resumed = store.exists(RESULT_FILE)

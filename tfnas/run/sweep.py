@@ -35,7 +35,7 @@ from tfnas.results import RunLog, RunRecord, write_outputs
 from tfnas.methods.base import BudgetedSearch
 from tfnas.registry import METHODS
 from tfnas.run import check_flow
-from tfnas.run.constraints import Constrained, constrain, pareto_tables
+from tfnas.run.constraints import Constrained, constrain, pareto_tables, refuse_unhonoured_limits
 from tfnas.run.events import (SweepEvents, events_root, hparams_missing, hparams_of, sweep_final_metrics,
                               write_hparams)
 from tfnas.run.factory import (build_benchmark, build_executor, build_method, build_space, check_method_fits_space,
@@ -110,6 +110,7 @@ def run_sweep(cfg: Config, progress: Optional[bool] = None,
     trains = cfg.benchmark.name == "train" or (
         getattr(METHODS.get(cfg.method.name), "uses_code", False) and cfg.predictor.ec_source == "train")
     refuse_multi_worker(cfg, "a sweep", trains=trains)
+    refuse_unhonoured_limits(cfg, "sweep")
     space = tabular_view(cfg, build_space(cfg))
     check_budget_fits(cfg, space)
     benchmark = build_benchmark(cfg, space)

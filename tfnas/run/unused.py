@@ -4,9 +4,9 @@ A key set in the file or with ``--set`` that no part of the run reads was taken 
 could believe it had an effect: another method's section (``[nag]`` in a ``rand`` sweep), a key of a
 method's own section that only its sibling reads (``[nag] holdout`` in ``nag``), the other controller
 kind's keys, the shared ``[search]`` keys of other methods (``population`` in a ``rand`` sweep), ``[dataset]``
-keys of loading images where none are loaded (a sweep on a benchmark table), ``[proxy]``
-keys where no proxy is built (or not the proxy that declares them), and ``[train]`` and ``[export]`` keys
-given with ``--set`` where nothing is trained.
+keys of loading images where none are loaded (a sweep on a benchmark table), ``[budget]``'s range outside a
+sweep, ``[proxy]`` keys where no proxy is built (or not the proxy that declares them), and ``[train]`` and
+``[export]`` keys given with ``--set`` where nothing is trained.
 """
 
 from __future__ import annotations
@@ -182,6 +182,8 @@ def never_read(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
                     if kind != cfg.controller.kind:
                         keys.append((section, key, f"[controller] kind = {kind}"))
     keys += [("search", key, _search_reader(key)) for key in search_keys_never_read(cfg, flow)]
+    if method in SEARCH_KEYS and flow != "sweep":  # (its limits: refused where not applied, tfnas.run.constraints)
+        keys += [("budget", key, "the budgeted sweeps") for key in ("start", "stop", "step", "repeats")]
     if method in SEARCH_KEYS and not loads_images(cfg, flow):  # (a plugin method may read them)
         keys += [("dataset", key, _IMAGE_READERS) for key in _IMAGE_KEYS]
         if method != "nag":  # (its GAN steps; predictors and proxies have switches of their own)
