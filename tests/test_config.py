@@ -1,5 +1,6 @@
 """Config loading: defaults, overrides, strict validation with one-line errors."""
 
+import argparse
 import dataclasses
 import json
 import os
@@ -366,3 +367,36 @@ def test_an_empty_config_file_name_is_named_as_such():
     for name in ("", "  "):  # it said "error: : config file not found"
         with pytest.raises(ConfigError, match=r"^the config file name is empty \('\s*'\); expected a \.cfg file"):
             load_config(name)
+
+
+def test_a_leading_tilde_in_a_path_is_the_home_folder(tmp_path, monkeypatch):
+    """`out_dir = ~/runs/x` (in a file, where no shell expands it) made a folder named `~` in the current one."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    home = str(tmp_path)
+    sets = ["run.out_dir=~/runs/x", "dataset.data_dir=~/data/", "dataset.manual_dir=~", "export.format=tflite",
+            "export.quantize=int8", "export.calibration=~/calib/"]
+    cfg = load_config(write(tmp_path, "[run]\nout_dir = ~/runs/x\n", "home.cfg"), sets[1:], check_names=False)
+    assert cfg.out_dir == os.path.join(home, "runs", "x")
+    assert (cfg.dataset.data_dir, cfg.dataset.manual_dir) == (os.path.join(home, "data"), home)
+    assert cfg.export.calibration == os.path.join(home, "calib") + "/"  # (its separator says "a folder")
+    assert load_config(None, sets, check_names=False).run.out_dir == os.path.join(home, "runs", "x")
+    assert load_config(None, ["dataset.data_dir=data/~x"]).dataset.data_dir == "data/~x"  # only a leading one
+
+
+def test_the_tools_path_arguments_expand_a_leading_tilde(tmp_path, monkeypatch):
+    """`--out=~/x` (no shell expands a tilde after '='): compare.py wrote ./~/x and printed ~/x."""
+    from tfnas import cli
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    parsed = {}
+    monkeypatch.setattr(cli, "_setup_logging", lambda verbose: (_ for _ in ()).throw(SystemExit(0)))
+    real = argparse.ArgumentParser.parse_args
+
+    def keep(self, *args, **kwargs):
+        parsed["args"] = real(self, *args, **kwargs)
+        return parsed["args"]
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", keep)
+    with pytest.raises(SystemExit):
+        cli.compare_main(["~/a", "--out=~/cmp"])
+    assert parsed["args"].run_dirs == [str(tmp_path / "a")] and parsed["args"].out == str(tmp_path / "cmp")

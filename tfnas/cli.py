@@ -25,7 +25,8 @@ def _config_parser(description: str, example: str = "budget.repeats=2") -> argpa
     parser.add_argument("config", help="path of a .cfg file (see cfg/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help=f"override a config key (repeatable), e.g. --set {example}")
-    parser.add_argument("--out-dir", default=None, help="run directory (overrides [run] out_dir)")
+    parser.add_argument("--out-dir", default=None, type=os.path.expanduser,
+                        help="run directory (overrides [run] out_dir)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return parser
@@ -366,8 +367,8 @@ def _train_eval(args: argparse.Namespace) -> int:
 def compare_main(argv: Optional[List[str]] = None) -> int:
     """``tools/compare.py RUN_DIR [RUN_DIR ...]``: one table and one plot over several runs."""
     parser = argparse.ArgumentParser(description="Merge tfnas run directories into one table and plot.")
-    parser.add_argument("run_dirs", nargs="+", help="run directories (each holds runs.jsonl)")
-    parser.add_argument("--out", default="runs/compare",
+    parser.add_argument("run_dirs", nargs="+", type=os.path.expanduser, help="run directories (each holds runs.jsonl)")
+    parser.add_argument("--out", default="runs/compare", type=os.path.expanduser,
                         help="the folder summary.csv and the plot go to (default: runs/compare in the current "
                              "folder)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of errors")

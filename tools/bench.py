@@ -328,7 +328,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--proxy", default="zen", help="the proxy that scores children ([proxy] name)")
     s.add_argument("--population", type=_count, default=512, help="[search] population")
     s.add_argument("--iterations", type=_count, default=300, help="[search] iterations")
-    s.add_argument("--dump-candidates", default="", metavar="FILE",
+    s.add_argument("--dump-candidates", default="", metavar="FILE", type=os.path.expanduser,
                    help="write the scored candidates (arch strings, seconds, conv plans) to this JSON file")
     s.add_argument("--executor", choices=("local", "process", "ray"), default="local", help="[run] executor")
     s.add_argument("--workers", type=_nonneg, default=0, help="[run] workers (0 = one per core)")
@@ -344,7 +344,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--ray-address", default="local", metavar="local|auto|HOST:PORT", help=_RAY_ADDRESS)
     s = _sub(sub, "batch-schedule", "a batched evolution's worker idle time at other worker counts, replayed from "
                                     "the candidate seconds of --dump-candidates", batch_schedule)
-    s.add_argument("dump", help="a file written by: bench.py evolution --dump-candidates FILE")
+    s.add_argument("dump", type=os.path.expanduser, help="a file written by: bench.py evolution --dump-candidates FILE")
     s.add_argument("--workers", type=_counts, default="2,8,64", help="worker counts, comma-separated")
     s.add_argument("--batch", type=_counts, default="16,64", help="[search] batch sizes, comma-separated")
     s.add_argument("--overhead-ms", type=_nonneg_float, default=1.15,
@@ -363,7 +363,8 @@ def parser() -> argparse.ArgumentParser:
                                   "perf/torch_reference.py FILE --zen-values", zen_fidelity)
     s.add_argument("--cells", type=_pairs, default=40, help="Zen-space candidates (in-budget 1M-parameter networks)")
     s.add_argument("--batch", type=_count, default=64, help="random inputs per candidate ([proxy] batch_size)")
-    s.add_argument("--out", default="zen_fidelity.json", metavar="FILE", help="the JSON file written")
+    s.add_argument("--out", default="zen_fidelity.json", metavar="FILE", type=os.path.expanduser,
+                   help="the JSON file written")
     s = _sub(sub, "supernet", "supernet train step vs the standalone network of the same architecture", supernet)
     s.add_argument("--space", choices=("darts", "lite"), default="darts",
                    help="darts: RelativeNAS's supernet; lite: SLNAS's supernet and its StageController")
@@ -417,7 +418,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=_count, default=1, help="LiteRT interpreter threads")
     s.add_argument("--runs", type=_count, default=50, help="timed runs per cell (median)")
     s.add_argument("--warmup", type=_nonneg, default=5, help="untimed runs per cell")
-    s.add_argument("--cache-dir", default="latency_cache", help="measured cells are kept here ('' = no cache)")
+    s.add_argument("--cache-dir", default="latency_cache", type=os.path.expanduser,
+                   help="measured cells are kept here ('' = no cache)")
     s.add_argument("--every", type=_count, default=10, help="progress line every this many cells")
     return p
 

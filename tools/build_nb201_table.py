@@ -64,9 +64,9 @@ class TableError(ValueError):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=FILES_HELP)
-    parser.add_argument("--src", required=True, metavar="DIR",
+    parser.add_argument("--src", required=True, metavar="DIR", type=os.path.expanduser,
                         help="folder holding the three CSV files below, 15,625 rows each")
-    parser.add_argument("--out", default=OUT, metavar="FILE",
+    parser.add_argument("--out", default=OUT, metavar="FILE", type=os.path.expanduser,
                         help="the .npz file written, replaced atomically (default: tfnas/benchmarks/data/nb201.npz of "
                              "this checkout, the table tfnas loads)")
     args = parser.parse_args(argv)

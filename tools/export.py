@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 
@@ -119,16 +120,17 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", required=True, help="architecture string as the space encodes it")
     parser.add_argument("--num-classes", type=_in_range(1, MAX_CLASSES), required=True,
                         help=f"logits of the classifier (1 to {MAX_CLASSES:,})")
-    parser.add_argument("--out", required=True,
+    parser.add_argument("--out", required=True, type=os.path.expanduser,
                         help="SavedModel directory, or a .keras / .tflite file with --format keras / tflite")
     parser.add_argument("--format", choices=FORMATS, default="saved_model")
     parser.add_argument("--input-size", type=_in_range(1, MAX_IMAGE_SIZE), default=32,
                         help=f"square input resolution (default 32, at most {MAX_IMAGE_SIZE})")
-    parser.add_argument("--weights", help="trained weights: .keras / .weights.h5 file or a tf.train.Checkpoint prefix")
+    parser.add_argument("--weights", type=os.path.expanduser,
+                        help="trained weights: .keras / .weights.h5 file or a tf.train.Checkpoint prefix")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
     parser.add_argument("--quantize", choices=QUANTIZATIONS,
                         help="TFLite quantization (--format tflite only; default none)")
-    parser.add_argument("--calibration", metavar="DATASET_OR_FOLDER",
+    parser.add_argument("--calibration", metavar="DATASET_OR_FOLDER", type=os.path.expanduser,
                         help="int8 calibration images: a registered dataset (e.g. cifar10) or an image folder "
                              "root/train/<class>/* (default: synthetic images, with a warning)")
     args = parser.parse_args(argv)

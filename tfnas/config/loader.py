@@ -97,6 +97,8 @@ def _parse_value(raw: str, f: dataclasses.Field, tp: Any, where: str) -> Any:
     meta = f.metadata
     if isinstance(value, str):
         _check_characters(value, where, multiline=meta.get("multiline", False))
+        if meta.get("folder") or meta.get("path") or meta.get("home"):  # "~/data": no shell expands it in a file
+            value = os.path.expanduser(value)
         if meta.get("folder"):  # "data/" is the folder "data": one identity for a run directory
             value = value.rstrip("/" + os.sep) or value[:1]
     if "choices" in meta and isinstance(value, tuple):

@@ -55,7 +55,7 @@ class RunConfig:
     """
 
     seed: int = _f(0, min=0, max=2 ** 32 - 1)
-    out_dir: str = _f("")
+    out_dir: str = _f("", home=True)
     jit_compile: str = _f("auto", choices=("auto", "true", "false"))
     strategy: str = _f("auto", choices=("auto", "one_device", "mirrored", "multi_worker"))
     progress: bool = _f(True)
@@ -391,7 +391,7 @@ class ExportConfig:
     enabled: bool = _f(True)
     format: Tuple[str, ...] = _f(("saved_model",), choices=FORMATS)
     quantize: str = _f("none", choices=QUANTIZATIONS)
-    calibration: str = _f("")  # as given: "cifar10/" is a folder of that name, "cifar10" the dataset
+    calibration: str = _f("", home=True)  # as given: "cifar10/" is a folder of that name, "cifar10" the dataset
 
 
 SECTIONS: Dict[str, type] = {
