@@ -257,14 +257,14 @@ def test_cli_names_a_file_of_the_image_folder_that_is_not_an_image(tmp_path, cap
     assert code == 2 and err == [f"error: image_folder: not an image file (delete or replace it): {first}"], err
 
 
-def _train_on_8_images(tmp_path, capsys, image_size, batch_size):
+def _train_on_8_images(tmp_path, capsys, image_size, batch_size, extra=()):
     """``tools/train.py`` on an image folder of 8 training images (8x8 px): its exit code, its
     stderr lines and whether it left a run directory."""
     from tests.images import write_image_folder
 
     root = write_image_folder(tmp_path / "images", per_class=4, size=(8, 8), classes=("a", "b"))
     sets = ["dataset.name=image_folder", f"dataset.data_dir={root}", f"dataset.image_size={image_size}",
-            f"dataset.batch_size={batch_size}"]
+            f"dataset.batch_size={batch_size}", *extra]
     out = tmp_path / "run"
     argv = [_cfg_file(tmp_path, ARCH), "--out-dir", str(out), "--no-progress"]
     code = train_main(argv + [a for s in sets for a in ("--set", s)])
@@ -276,6 +276,48 @@ def test_cli_refuses_a_batch_larger_than_the_training_images_before_a_run_direct
     assert code == 2 and len(err) == 1, err
     assert "--set dataset.batch_size=16 is larger than the 8 training examples of image_folder" in err[0]
     assert not left
+
+
+@pytest.mark.parametrize("key", ["pad_crop", "cutout"])
+def test_augmentation_larger_than_the_images_is_refused_before_a_run_directory(tmp_path, capsys, key):
+    """`train.pad_crop=1000000000` ended in TensorFlow's overflow traceback; a cutout larger than the images erased
+    every one of them, without a word."""
+    code, err, left = _train_on_8_images(tmp_path, capsys, image_size=8, batch_size=4, extra=[f"train.{key}=9"])
+    assert code == 2 and len(err) == 1, err
+    assert f"--set train.{key}: expected at most the images' side (8 pixels, [dataset] image_folder), got 9" in err[0]
+    assert not left
+
+
+def test_the_shared_weights_augmentation_is_checked_against_their_images():
+    from tfnas.run.method_args import _check_search_batch
+
+    images, labels = np.zeros((8, 16, 12, 3), np.uint8), np.zeros(8, np.int64)
+    data = (images, labels, images, labels, None)
+    _check_search_batch(load_config(None, ["dataset.batch_size=4", "train.cutout=12"]), data)
+    with pytest.raises(ConfigError, match=r"^--set train\.cutout: expected at most the images' side \(12 pixels"):
+        _check_search_batch(load_config(None, ["dataset.batch_size=4", "train.cutout=13"]), data)
+
+
+def test_a_subset_larger_than_its_split_is_said_once(tmp_path, caplog):
+    """`train_subset=100000` on a folder of 8 images trained on the 8 without a word."""
+    import logging
+
+    from tests.images import write_image_folder
+    from tfnas.run import factory
+
+    root = write_image_folder(tmp_path / "images", per_class=4, size=(8, 8), classes=("a", "b"))
+    sets = ["dataset.name=image_folder", f"dataset.data_dir={root}", "dataset.batch_size=4", "dataset.image_size=8"]
+    cfg = load_config(None, sets + ["dataset.train_subset=100", "dataset.eval_subset=5"])
+    with caplog.at_level(logging.WARNING, logger="tfnas.run.factory"):
+        factory.check_training_data(cfg)
+        factory.build_datasets(cfg)
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["--set dataset.train_subset: image_folder holds 8 examples, fewer than asked; all 8 are used"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tfnas.run.factory"):
+        factory.build_datasets(load_config(None, sets + ["dataset.eval_subset=50"]))
+    assert [r.getMessage() for r in caplog.records] == [
+        "--set dataset.eval_subset: image_folder holds 8 examples, fewer than asked; all 8 are used"]
 
 
 def test_a_batch_whose_activations_outgrow_32_bit_indexing_is_refused_before_training(tmp_path):

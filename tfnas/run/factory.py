@@ -65,7 +65,10 @@ def build_datasets(cfg: Config) -> Tuple[Any, Any, Any]:
     common = dict(data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download, image_size=d.image_size)
     train_raw, info = load_dataset(d.name, split="train", subset=d.train_subset, **common)
     check_full_batch(cfg, int(train_raw.cardinality()))
+    check_augmentation(cfg, info.image_shape)
     eval_raw, _ = load_dataset(d.name, split="eval", subset=d.eval_subset, **common)
+    for key, subset, ds in (("train_subset", d.train_subset, train_raw), ("eval_subset", d.eval_subset, eval_raw)):
+        warn_subset_above_split(cfg, key, subset, int(ds.cardinality()))
     stats = dict(num_classes=info.num_classes, mean=info.mean, std=info.std, seed=cfg.run.seed)
     train_ds = make_pipeline(train_raw, batch_size=d.batch_size, training=True, flip=t.flip, pad_crop=t.pad_crop,
                              cutout=t.cutout, mixup_alpha=t.mixup_alpha, random_erasing=t.random_erasing,
@@ -74,6 +77,30 @@ def build_datasets(cfg: Config) -> Tuple[Any, Any, Any]:
                              drop_remainder=True, **stats)
     eval_ds = make_pipeline(eval_raw, batch_size=d.eval_batch_size, training=False, drop_remainder=False, **stats)
     return train_ds, eval_ds, info
+
+
+def check_augmentation(cfg: Config, image_shape: Any) -> None:
+    """``ConfigError`` naming the key when ``[train] pad_crop`` or ``cutout`` exceeds the side of the images they
+    augment (``image_shape``, ``(H, W, C)``): a pad of 10**9 pixels overflowed TensorFlow's shape arithmetic, and a
+    cutout larger than the image erased every training image."""
+    side = int(min(image_shape[:2]))
+    for key, value in (("pad_crop", cfg.train.pad_crop), ("cutout", cfg.train.cutout)):
+        if value > side:
+            raise ConfigError(f"{where(cfg, 'train', key)}: expected at most the images' side ({side} pixels, "
+                              f"[dataset] {cfg.dataset.name}), got {value:,}")
+
+
+_WARNED_SUBSETS: set = set()
+
+
+def warn_subset_above_split(cfg: Config, key: str, subset: int, examples: int) -> None:
+    """A warning when ``[dataset] key`` (``train_subset`` / ``eval_subset``) asks for more examples than the split
+    holds (``examples``: the cardinality after the subset, negative when not known): the whole split is used."""
+    said = (cfg.dataset.name, cfg.dataset.data_dir, key, subset, examples)  # once: a search checks, then trains
+    if subset > 0 and 0 <= examples < subset and said not in _WARNED_SUBSETS:
+        _WARNED_SUBSETS.add(said)
+        logger.warning("%s: %s holds %d examples, fewer than asked; all %d are used", where(cfg, "dataset", key),
+                       cfg.dataset.name, examples, examples)
 
 
 def check_full_batch(cfg: Config, examples: int = -1) -> None:
@@ -104,6 +131,8 @@ def check_training_data(cfg: Config) -> Any:
                                 download=d.download, subset=subset, image_size=d.image_size)
         if split == "train":
             check_full_batch(cfg, int(ds.cardinality()))
+            check_augmentation(cfg, info.image_shape)
+            warn_subset_above_split(cfg, "train_subset", d.train_subset, int(ds.cardinality()))
             train_info = info
     return train_info
 
