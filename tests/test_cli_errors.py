@@ -554,6 +554,21 @@ def test_out_of_memory_is_one_line_naming_what_ran_out(capsys):
     assert _one_error_line(capsys.readouterr().err).startswith("error: out of memory (MemoryError)")
 
 
+@pytest.mark.parametrize("make", [
+    lambda: __import__("numpy").zeros((2**31 - 1, 2**31 - 1, 2**31 - 1)),  # NumPy: "array is too big; ..."
+    lambda: __import__("tensorflow").pad(__import__("tensorflow").zeros((1, 2, 2, 3)),
+                                         [[0, 0], [10**9, 10**9], [10**9, 10**9], [0, 0]]),  # overflow of a shape
+])
+def test_a_size_beyond_what_can_be_addressed_is_said_as_out_of_memory(make, capsys):
+    """`bench.py tflite --input-size 10**12` ended in NumPy's "array is too big" traceback, `train.pad_crop=10**9`
+    in TensorFlow's "Encountered overflow when multiplying" one."""
+    from tfnas.cli import run_guarded
+
+    assert run_guarded(make, verbose=False) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("error: out of memory (") and "make it smaller" in line and "[[" not in line, line
+
+
 def test_the_error_boundary_knows_every_expected_error_once_its_module_is_loaded():
     """The exception classes are looked up by module and name among the loaded modules: a moved or
     renamed class would silently lose its exit code, so every entry must resolve (in this order)."""

@@ -210,19 +210,28 @@ def out_of_memory_message(exc: BaseException) -> str:
             f"(batch size, image size, number of classes, network size); make it smaller")
 
 
+#: Errors of sizes beyond what can be addressed at all (NumPy's and TensorFlow's), said as out of memory.
+_TOO_LARGE = ("array is too big", "Maximum allowed dimension exceeded", "Encountered overflow when multiplying")
+
+
 def _out_of_memory(exc: BaseException) -> str:
-    """What ran out, for Python's ``MemoryError`` or TensorFlow's ``ResourceExhaustedError``; ``""`` else."""
+    """What ran out, for Python's ``MemoryError``, TensorFlow's ``ResourceExhaustedError`` or an array or shape
+    too large to address (:data:`_TOO_LARGE`); ``""`` else."""
+    from tfnas.io import first_line
+
     if isinstance(exc, MemoryError):
         return str(exc) or "MemoryError"
+    too_large = any(words in str(exc) for words in _TOO_LARGE)
+    if isinstance(exc, ValueError) and too_large:
+        return first_line(exc, 300)
     if "tensorflow" not in sys.modules:
         return ""
     import tensorflow as tf
 
-    if not isinstance(exc, tf.errors.ResourceExhaustedError):
+    if not isinstance(exc, tf.errors.ResourceExhaustedError) and not (
+            isinstance(exc, tf.errors.InvalidArgumentError) and too_large):
         return ""
-    from tfnas.io import first_line
-
-    return first_line(exc, 300).split(" on /job:")[0].split(" [Op:")[0]
+    return first_line(exc, 300).split(" on /job:")[0].split(" [Op:")[0].split(" [[{{node")[0]
 
 
 def exit_with(code: int) -> None:

@@ -43,6 +43,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)  # `import perf` when run as `python tools/bench.py`
 
 from perf.train_step import DEFAULT_ARCH  # noqa: E402  (after the path fix)
+from tfnas.formats import MAX_IMAGE_SIZE  # noqa: E402
 
 SWITCH = {"true": True, "false": False, "auto": None}
 
@@ -132,13 +133,15 @@ def supernet(args) -> None:
         emit("supernet", **rounded(figures, 4), machine=machine())
 
 
-def _int_at_least(low: int):
+def _int_at_least(low: int, high: int = 2**31 - 1):
+    """An integer flag from ``low`` to ``high`` (by default 2**31 - 1, as the config's integers: TensorFlow's shapes
+    and NumPy's arrays take no more)."""
     def parse(text: str) -> int:
         if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):  # int() also takes "1_0" and full-width digits
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
         value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        if value < low or value > high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high:,}, got {value}")
         return value
 
     parse.__name__ = "integer"
@@ -405,7 +408,7 @@ def parser() -> argparse.ArgumentParser:
                    help="the architecture (none: NB201's best CIFAR-100 cell; darts: the RelativeNAS cell)")
     s.add_argument("--quantize", type=_one_of("none", "float16", "int8"), default="none,float16,int8",
                    help="TFLite models, comma-separated: none (float32), float16, int8")
-    s.add_argument("--input-size", type=_count, default=32, help="image height and width")
+    s.add_argument("--input-size", type=_int_at_least(1, MAX_IMAGE_SIZE), default=32, help="image height and width")
     s.add_argument("--runs", type=_count, default=100, help="timed batch-1 runs (median)")
     s.add_argument("--threads", type=_count, default=1, help="LiteRT interpreter threads")
     s.add_argument("--via", type=_one_of("saved_model", "frozen"), default="frozen",

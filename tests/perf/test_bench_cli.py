@@ -143,13 +143,16 @@ def test_executor_overhead_bench_runs_on_a_process_pool(capsys):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["supernet", "--batch", "64,x"], "argument --batch: expected an integer, got 'x'"),
-    (["supernet", "--space", "lite", "--blocks", "1,-1"], "argument --blocks: expected an integer >= 0, got -1"),
+    (["supernet", "--space", "lite", "--blocks", "1,-1"], "argument --blocks: expected an integer from 0 to 2,147,483,647, got -1"),
     (["tflite", "--quantize", "int4"], "argument --quantize: expected a comma-separated list of none, float16, int8"),
     (["tflite", "--quantize", "int8,none,int8"], "argument --quantize: expected each of none, float16, int8 at most "
                                                  "once; got 'int8' twice"),
     (["tflite", "--via", "saved_model,onnx"], "argument --via: expected a comma-separated list of saved_model, frozen"),
-    (["proxies", "--cells", "1"], "argument --cells: expected an integer >= 2, got 1"),
-    (["zen-fidelity", "--cells", "1"], "argument --cells: expected an integer >= 2, got 1"),
+    (["proxies", "--cells", "1"], "argument --cells: expected an integer from 2 to 2,147,483,647, got 1"),
+    (["zen-fidelity", "--cells", "1"], "argument --cells: expected an integer from 2 to 2,147,483,647, got 1"),
+    (["train-step", "--batch", "1" + "0" * 30], "argument --batch: expected an integer from 1 to 2,147,483,647, got 1"),
+    (["tflite", "--input-size", "5000"], "argument --input-size: expected an integer from 1 to 4,096, got 5000"),
+    (["siamese", "--units", "2147483648"], "argument --units: expected an integer from 0 to 2,147,483,647"),
 ])
 def test_list_flags_are_checked_by_the_parser(argv, fragment, capsys):
     with pytest.raises(SystemExit) as info:
