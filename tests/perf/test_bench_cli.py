@@ -143,7 +143,8 @@ def test_executor_overhead_bench_runs_on_a_process_pool(capsys):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["supernet", "--batch", "64,x"], "argument --batch: expected an integer, got 'x'"),
-    (["supernet", "--space", "lite", "--blocks", "1,-1"], "argument --blocks: expected an integer from 0 to 2,147,483,647, got -1"),
+    (["supernet", "--space", "lite", "--blocks", "1,-1"],
+     "argument --blocks: expected an integer from 0 to 2,147,483,647, got -1"),
     (["tflite", "--quantize", "int4"], "argument --quantize: expected a comma-separated list of none, float16, int8"),
     (["tflite", "--quantize", "int8,none,int8"], "argument --quantize: expected each of none, float16, int8 at most "
                                                  "once; got 'int8' twice"),
