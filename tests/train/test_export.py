@@ -658,3 +658,13 @@ def test_exporting_what_is_no_keras_model_is_named(model, tmp_path):
         with pytest.raises(TypeError, match="expected a keras.Model to serve or export"):
             export(model, str(tmp_path / name))
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["m.tflite", "m.keras", "m.keras/"])
+def test_a_saved_model_folder_named_like_a_file_is_refused(tmp_path, capsys, name):
+    """`export.py --out m.tflite` without --format wrote a SavedModel folder named m.tflite, exit 0."""
+    out = str(tmp_path / name)
+    code = _load_tool().main(["--space", "nb201", "--arch", ARCH, "--num-classes", "10", "--out", out])
+    err = capsys.readouterr().err
+    assert code == 2 and "error: " in err and "is named like a ." in err and "format" in err, err
+    assert not (tmp_path / name.rstrip("/")).exists()

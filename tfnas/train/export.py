@@ -356,6 +356,10 @@ def export_arch(
                             message="the number of classes must be an integer in [{low}, {high}]; got {value!r}")
     if fmt in ("keras", "tflite") and not os.fspath(out).endswith("." + fmt):
         raise ValueError(f"the {fmt} format writes one file whose name must end in '.{fmt}'; got {out!r}")
+    file_like = next((f for f in ("keras", "tflite") if os.fspath(out).rstrip("/" + os.sep).endswith("." + f)), None)
+    if fmt == "saved_model" and file_like:  # a SavedModel folder named like a file no tool would read as one
+        raise ValueError(f"the saved_model format writes a folder; {out!r} is named like a .{file_like} file (for "
+                         f"that, the {file_like} format)")
     if isinstance(space, (str, type)) or not callable(getattr(space, "decode", None)):
         raise TypeError(f"space must be a search-space instance with build/decode/encode, e.g. Nb201Space() "
                         f"(tfnas.spaces); got {space!r}")
