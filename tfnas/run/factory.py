@@ -291,7 +291,14 @@ def build_benchmark(cfg: Config, space: Any) -> Any:
         training = short_training(cfg, space, cfg.train, batch_size=d.batch_size, train_subset=d.train_subset,
                                   eval_subset=d.eval_subset, eval_batch_size=d.eval_batch_size)
         return cls(space, training_evaluator(cfg, space, training, "oracle"))
-    return cls(source=cfg.benchmark.source)
+    if not cfg.benchmark.source:
+        return cls()
+    from tfnas.benchmarks.safe_pickle import BenchmarkFormatError
+
+    try:
+        return cls(source=cfg.benchmark.source)
+    except (BenchmarkFormatError, FileNotFoundError, NotADirectoryError) as exc:  # (a damaged file's own class)
+        raise type(exc)(f"{where(cfg, 'benchmark', 'source')}: {exc}") from None
 
 
 def short_training(cfg: Config, space: Any, train_cfg: TrainConfig, **kwargs: Any) -> Any:
