@@ -154,7 +154,7 @@ def build(src: str, out: str) -> int:
     if len({tuple(r) for r in ops}) != n:
         raise TableError(f"{paths[0]}: arch strings are not unique")
     lat_cols = [c for c in lat.columns if c != "arch"]
-    if not lat_cols or not all(c.endswith("_ms") for c in lat_cols):
+    if not lat_cols or not all(c.endswith("_ms") and len(c) > len("_ms") for c in lat_cols):  # (a device name)
         raise TableError(f"{paths[2]}: expected latency columns named <device>_ms beside arch; got {lat_cols}")
 
     buf = io.BytesIO()

@@ -191,6 +191,8 @@ def test_keys_of_sections_the_run_never_reads_are_named_in_one_warning(caplog):
     assert warnings_of("cfg/zen_cifar10_tflite_pareto.cfg", ["export.format=tflite"])  # [train] enabled = false
     assert not warnings_of("cfg/zen_cifar10_tflite_pareto.cfg", ["train.enabled=true", "export.format=tflite"])
     assert not warnings_of("cfg/siams_nsam.cfg", ["predictor.epochs=5"])
+    (message,) = warnings_of("cfg/proxy_corr_nb201.cfg", ["proxy.names=flops"])  # a key of the file: its file once
+    assert message.count("cfg/proxy_corr_nb201.cfg") == 1 and ": [proxy] grad_norm (read by proxies" in message
     (message,) = warnings_of("cfg/zen_cifar10_1M.cfg", ["budget.repeats=7", "budget.stop=77"])  # a sweep's range
     assert "--set budget.repeats (read by the budgeted sweeps)" in message and "budget.stop" in message
     for path in sorted(glob.glob("cfg/*.cfg")):  # the shipped configs set nothing they do not use
@@ -316,3 +318,15 @@ def test_image_loading_keys_are_without_effect_where_no_images_are_loaded():
     for method in ("nag", "relativenas"):
         assert ("run", "jit_compile") not in tolerated(load_config("cfg/rand.cfg", [f"method.name={method}"]),
                                                        "sweep" if method == "nag" else "search")
+
+
+def test_a_tinynano_space_error_names_the_keys_behind_it():
+    """A width error blamed [budget] max_flops too, a FLOPs-limit error the widths too."""
+    from tfnas.run.factory import build_space
+
+    with pytest.raises(ConfigError) as widths:
+        build_space(load_config(None, ["space.name=tinynano", "space.channels=3"]))
+    assert "--set space.channels" in str(widths.value) and "max_flops" not in str(widths.value)
+    with pytest.raises(ConfigError) as flops:
+        build_space(load_config(None, ["space.name=tinynano", "space.channels=16", "budget.max_flops=1"]))
+    assert str(flops.value).startswith("--set budget.max_flops: ") and "channels" not in str(flops.value).split(":")[0]

@@ -386,10 +386,11 @@ def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: st
         if t.lr_min > t.lr and t.schedule == "cosine":  # the "decay" would rise
             raise ConfigError(f"{_where(raw, label, 'train', 'lr_min')}: must not exceed [train] lr ({t.lr}); "
                               f"got {t.lr_min}")
-        never = [e for e in t.step_epochs if e >= t.epochs]
-        if never and t.schedule == "step":  # a step at or after the last epoch never happens: most likely a typo
-            raise ConfigError(f"{_where(raw, label, 'train', 'step_epochs')}: expected epochs below [train] epochs "
-                              f"= {t.epochs} (a step there never happens), got {', '.join(map(str, never))}")
+        # a step at or after the last epoch never happens, one given twice multiplies twice: most likely typos
+        never = sorted({e for e in t.step_epochs if e >= t.epochs or t.step_epochs.count(e) > 1})
+        if never and t.schedule == "step":
+            raise ConfigError(f"{_where(raw, label, 'train', 'step_epochs')}: expected distinct epochs below [train] "
+                              f"epochs = {t.epochs} (a step there never happens), got {', '.join(map(str, never))}")
     if t.warmup_epochs > t.epochs:
         raise ConfigError(f"{_where(raw, label, 'train', 'warmup_epochs')}: expected at most [train] epochs = "
                           f"{t.epochs}, got {t.warmup_epochs}")

@@ -198,6 +198,8 @@ def build_space(cfg: Config) -> Any:
                 "lite": "space.channels space.blocks",
                 "nasnet_dag": "space.channels space.layers space.search_channels space.search_layers",
                 }.get(name, "")
+        if name == "tinynano":  # the FLOPs limit, or the widths
+            keys = "budget.max_flops" if "flops_limit" in str(exc) else "space.channels space.cells_per_stage"
         raise ConfigError(f"{keys_where(cfg, keys.split()) if keys else where(cfg, 'space')}: {exc}") from None
 
 

@@ -225,5 +225,6 @@ def warn_unused_keys(cfg: Config, flow: str) -> None:
     what = "not used by method %r" % cfg.method.name if flow != "train" else "not used by a training"
     for level, keys in ((logging.WARNING, said), (logging.INFO, quiet)):
         if keys:
+            file = f"{where(cfg)}: "  # (said once, at the start: "[proxy] grad_norm" for a key of the file)
             logger.log(level, "%s: %s, so without effect: %s", where(cfg), what,
-                       "; ".join(f"{where(cfg, s, k)} (read by {reader})" for s, k, reader in keys))
+                       "; ".join(f"{where(cfg, s, k).replace(file, '', 1)} (read by {reader})" for s, k, reader in keys))
