@@ -227,4 +227,5 @@ def warn_unused_keys(cfg: Config, flow: str) -> None:
         if keys:
             file = f"{where(cfg)}: "  # (said once, at the start: "[proxy] grad_norm" for a key of the file)
             logger.log(level, "%s: %s, so without effect: %s", where(cfg), what,
-                       "; ".join(f"{where(cfg, s, k).replace(file, '', 1)} (read by {reader})" for s, k, reader in keys))
+                       "; ".join(f"{where(cfg, s, k).replace(file, '', 1)} (read by {reader})"
+                                 for s, k, reader in keys))
