@@ -8,10 +8,16 @@
 ``--out`` is a folder for a SavedModel, a ``.keras`` file for ``--format keras`` and a ``.tflite`` file for
 ``--format tflite`` (the only format ``--quantize`` and ``--calibration`` apply to).
 
-The inference network is exported (no DARTS auxiliary head, no DropPath), so the printed
-parameter count is the space's ``num_params`` (3,928,222 for ``--space darts --arch relativenas
---num-classes 10``). ``--weights`` may come from a training checkpoint or ``.keras`` file, or
-from an exported ``.keras`` file. A SavedModel serves with plain TensorFlow:
+The inference network is exported (no DARTS auxiliary head, no DropPath): the printed parameter count is
+Keras' count of it, the space's ``num_params`` (3,928,222 for ``--space darts --arch relativenas
+--num-classes 10``; for the Zen space, whose own count takes each BatchNorm as C and the classifier's bias as 1,
+Keras' count is larger).
+``--weights`` may come from a training checkpoint or ``.keras`` file, or from an exported ``.keras`` file;
+weights in a run directory (``RUN/model.keras``, ``RUN/checkpoints``) are exported with the space built as
+that run's ``config.cfg`` built it (widths, cells, auxiliary head), other weights with the space's defaults
+(without the auxiliary head below 32x32). Every format takes float32 images normalised as in training,
+``(pixel / 255 - mean) / std`` per RGB channel with the dataset's statistics (a run's ``metrics.json``:
+``input_mean``, ``input_std``), and returns logits. A SavedModel serves with plain TensorFlow:
 ``tf.saved_model.load(DIR).serve(images)``.
 
 ``--format tflite`` writes a ``.tflite`` file (input one normalised image, ``(1, H, W, 3)``) for the
@@ -30,10 +36,12 @@ format); 3 the ``--calibration`` dataset is not on disk; 4 a file or folder that
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import sys
 import warnings
+from typing import Any
 
 from tfnas.runtime import configure_runtime
 
@@ -79,10 +87,31 @@ def _export(args: argparse.Namespace):
     from tfnas.train.export import export_arch
 
     warnings.simplefilter("always", SyntheticCalibrationWarning)
-    space = SPACES.get(args.space)()
+    space = _space_of(args, SPACES)
     return export_arch(space, args.arch, args.num_classes, args.out, fmt=args.format, input_size=args.input_size,
                        weights=args.weights, overwrite=args.overwrite, quantize=args.quantize,
                        calibration=args.calibration)
+
+
+def _space_of(args: argparse.Namespace, spaces: Any) -> Any:
+    """The space ``--space`` names, built as the run that trained ``--weights`` built it (its ``config.cfg``: the
+    widths, blocks, auxiliary head of ``[space]`` and ``[train]``), else with the space's defaults; an auxiliary
+    head, which is never exported, is left out below 32x32, where it cannot be built."""
+    from tfnas.train.provenance import trained_for
+
+    found = trained_for(args.weights) if args.weights else None
+    if found is not None and found.space == args.space:
+        from tfnas.config import ConfigError, load_config
+        from tfnas.run.factory import build_space
+
+        try:
+            return build_space(load_config(found.config, check_names=False))
+        except (ConfigError, ValueError) as exc:  # (a config.cfg of another version): the defaults, then the checks
+            logging.getLogger(__name__).info("%s: space built with its defaults (%s)", found.config, exc)
+    cls = spaces.get(args.space)
+    if args.input_size < 32 and "auxiliary" in inspect.signature(cls).parameters:
+        return cls(auxiliary=False)
+    return cls()
 
 
 def _expected(err: Exception):

@@ -85,6 +85,10 @@ def test_resume_trains_only_the_new_epoch(trained):
     metrics = json.load(open(os.path.join(out_dir, "metrics.json"), encoding="utf-8"))
     assert metrics["arch"] == ARCH and metrics["dataset"] == "cifar10"
     assert metrics["params"] == trained["first"].params
+    from tfnas.registry import DATASETS  # what a user feeds the exports: (pixel / 255 - mean) / std
+
+    source = DATASETS.get("cifar10")
+    assert (metrics["input_mean"], metrics["input_std"]) == (list(source.mean), list(source.std))
     assert metrics["accuracy"] == pytest.approx(resumed.metrics["accuracy"])
     assert 3 in list(pd.read_csv(os.path.join(out_dir, "history.csv"))["epoch"])
 

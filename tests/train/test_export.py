@@ -668,3 +668,25 @@ def test_a_saved_model_folder_named_like_a_file_is_refused(tmp_path, capsys, nam
     err = capsys.readouterr().err
     assert code == 2 and "error: " in err and "is named like a ." in err and "format" in err, err
     assert not (tmp_path / name.rstrip("/")).exists()
+
+
+def test_the_tool_builds_the_space_as_the_run_that_trained_the_weights(tmp_path, capsys):
+    """`export.py --weights RUN/model.keras` of a network trained at another width than the space's default was
+    refused as "another architecture": the tool always built the default space."""
+    space = Nb201Space(channels=4, cells_per_stage=1)
+    run, _ = _run_dir(tmp_path, space, ARCH)
+    (run / "config.cfg").write_text(f"[space]\nname = nb201\narch = {ARCH}\nchannels = 4\ncells_per_stage = 1\n")
+    out = tmp_path / "m.keras"
+    argv = ["--space", "nb201", "--arch", ARCH, "--num-classes", "10", "--input-size", str(SHAPE[0]), "--format",
+            "keras", "--out", str(out), "--weights", str(run / "model.keras")]
+    assert _load_tool().main(argv) == 0, capsys.readouterr().err
+    assert f"{space.num_params(space.decode(ARCH), 10):,}" in capsys.readouterr().out
+
+
+def test_the_tool_leaves_the_auxiliary_head_out_below_32_pixels(tmp_path, capsys):
+    """`export.py --space darts --input-size 28` was refused: the auxiliary head, never exported, needs 32x32."""
+    out = tmp_path / "d.keras"
+    argv = ["--space", "darts", "--arch", "relativenas", "--num-classes", "10", "--input-size", "16", "--format",
+            "keras", "--out", str(out)]
+    assert _load_tool().main(argv) == 0, capsys.readouterr().err
+    assert out.is_file()

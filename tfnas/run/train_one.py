@@ -274,7 +274,9 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
         frame = epochs_log.close()
         # the served network's (what the exports hold): auxiliary heads are training-only
         params = count_params(inference_model(model))
-        summary = {"arch": space.encode(arch), "dataset": info.name, "params": params, **metrics}
+        # (the exports take images normalised as the training's: (pixel / 255 - input_mean) / input_std, per channel)
+        summary = {"arch": space.encode(arch), "dataset": info.name, "params": params, **metrics,
+                   "input_mean": [float(m) for m in info.mean], "input_std": [float(s) for s in info.std]}
         run_dir.store.write_text("metrics.json", json.dumps(summary, indent=2) + "\n")
         if hparams and history.epoch:  # one row per run, rewritten only when epochs were added
             write_hparams(events_root(cfg), hparams_of(cfg, TRAIN_HPARAM_KEYS),
