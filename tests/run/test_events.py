@@ -94,22 +94,64 @@ def test_points_a_killed_process_drew_are_not_drawn_again_by_the_resumed_one(tmp
     assert points["other/loss"] == [(2, 9.0)]  # another tag at an earlier step is new
 
 
-def test_a_point_drawn_again_draws_the_later_points_of_its_tag_again_too(tmp_path):
-    """TensorBoard drops a tag's points from a step drawn again on: a later mean that had not changed (a
-    regret of 0 at the largest budget) was not drawn again and vanished from the chart."""
+def test_a_point_drawn_again_replaces_the_earlier_one_and_draws_the_later_ones_after_it(tmp_path):
+    """A sweep's mean over more repeats was drawn beside the earlier mean: TensorBoard purges none of a TF2 file's
+    points by their step, so the chart held both."""
     from tfnas.run.events import EventStream
 
     first = EventStream(str(tmp_path), "mean")
     for step, value in ((10, 1.0), (20, 0.0)):
-        first.scalars({"regret": value}, step, replace=True)
+        first.scalars({"regret": value, "top1": 70.0 + step}, step, replace="point")
     first.close()
     again = EventStream(str(tmp_path), "mean")
-    again.scalars({"regret": 1.0}, 10, replace=True)  # unchanged: not drawn again
-    again.scalars({"regret": 0.0}, 20, replace=True)
-    again.scalars({"regret": 2.0}, 10, replace=True)  # changed: drawn again, and so is every later point
-    again.scalars({"regret": 0.0}, 20, replace=True)
+    again.scalars({"regret": 1.0}, 10, replace="point")  # unchanged: not drawn again
+    again.scalars({"regret": 0.0}, 20, replace="point")
+    again.scalars({"regret": 2.0}, 10, replace="point")  # changed: replaced, the later point drawn after it
+    again.scalars({"regret": 0.0}, 20, replace="point")
+    again.scalars({"regret": 3.0}, 20, replace="point")  # a point this process drew, changed: replaced too
     again.close()
-    assert scalars(str(tmp_path / "mean"))["regret"] == [(10, 1.0), (20, 0.0), (10, 2.0), (20, 0.0)]
+    points = scalars(str(tmp_path / "mean"))
+    assert points["regret"] == [(10, 2.0), (20, 3.0)]
+    assert points["top1"] == [(10, 80.0), (20, 90.0)]  # another tag: left as it was
+
+
+def test_a_training_started_afresh_replaces_every_later_point_of_the_one_before(tmp_path):
+    """After its checkpoints were deleted, a 2-epoch training drawn over a 3-epoch one left the earlier epochs
+    beside the new ones, and the earlier epoch 3 as the newest point."""
+    from tfnas.run.events import EventStream
+
+    first = EventStream(str(tmp_path), "train")
+    for epoch in (1, 2, 3):
+        first.scalars({"train/loss": 2.0 - 0.1 * epoch, "eval/accuracy": 0.1}, epoch, replace="after")
+    first.close()
+    again = EventStream(str(tmp_path), "train")
+    for epoch in (1, 2):  # eval/accuracy unchanged at 0.1: drawn again all the same (its earlier points are gone)
+        again.scalars({"train/loss": 3.0 - 0.1 * epoch, "eval/accuracy": 0.1}, epoch, replace="after")
+    again.close()
+    points = scalars(str(tmp_path / "train"))
+    assert points["train/loss"] == [(1, pytest.approx(2.9)), (2, pytest.approx(2.8))]
+    assert points["eval/accuracy"] == [(1, pytest.approx(0.1)), (2, pytest.approx(0.1))]
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+
+    shown = EventAccumulator(str(tmp_path / "train"))  # what TensorBoard's own reader shows
+    shown.Reload()
+    assert [e.step for e in shown.Tensors("train/loss")] == [1, 2]
+
+
+def test_a_search_started_afresh_replaces_the_later_points_of_its_own_prefix_only(tmp_path):
+    from tfnas.run.events import EventStream
+
+    first = EventStream(str(tmp_path), "search")
+    for step in range(4):
+        first.scalars({"reward": float(step)}, step, "candidate/", replace="after")
+    first.scalars({"loss": 1.0}, 1, "history/", replace="after")
+    first.close()
+    again = EventStream(str(tmp_path), "search")
+    again.scalars({"reward": 0.0}, 0, "candidate/", replace="after")  # the same: not drawn again
+    again.scalars({"reward": 5.0}, 1, "candidate/", replace="after")  # another search from here on
+    again.close()
+    points = scalars(str(tmp_path / "search"))
+    assert points["candidate/reward"] == [(0, 0.0), (1, 5.0)] and points["history/loss"] == [(1, 1.0)]
 
 
 def test_tensorboard_false_writes_no_folder(tmp_path):
@@ -159,14 +201,13 @@ def test_sweep_records_per_repeat_mean_and_hparams(tmp_path):
     assert scalars(str(root / "hparams"))["final/top1_acc"] == [(0, pytest.approx(expected, rel=1e-6))]
     assert [s for s, _ in scalars(str(root / "sweep" / "repeat_0"))["sweep/top1_acc"]] == [10, 20]  # not rewritten
     assert [s for s, _ in scalars(str(root / "sweep" / "repeat_2"))["sweep/top1_acc"]] == [10, 20]
-    # the mean over three repeats is drawn again at each budget (it stayed the mean of two): the last point of a
-    # step is what TensorBoard shows, as a point drawn at a step drops the tag's points from that step on
+    # the mean over three repeats replaces the mean of two at each budget (the files hold the new points only)
     means = [np.mean([r.top1_acc for r in more.records if r.budget == b]) for b in (10, 20)]
     drawn = scalars(str(root / "sweep" / "mean"))["sweep/top1_acc"]
-    assert [s for s, _ in drawn] == [10, 20, 10, 20]
-    np.testing.assert_allclose([v for _, v in drawn[2:]], means, rtol=1e-6)
+    assert [s for s, _ in drawn] == [10, 20]
+    np.testing.assert_allclose([v for _, v in drawn], means, rtol=1e-6)
     run_sweep(load_config("cfg/rand.cfg", sets[:-1] + ["budget.repeats=3"]), progress=False)  # nothing new
-    assert len(scalars(str(root / "sweep" / "mean"))["sweep/top1_acc"]) == 4
+    assert len(scalars(str(root / "sweep" / "mean"))["sweep/top1_acc"]) == 2
 
 
 def test_a_deleted_or_never_written_tensorboard_folder_is_drawn_again_by_a_rerun(tmp_path):

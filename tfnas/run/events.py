@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -79,8 +79,7 @@ class EventStream:
         self.path = os.path.join(root, stream) if root else None
         self._writer: Any = None
         self._failed = self.path is None
-        self._earlier: Optional[Dict[Tuple[str, int], float]] = None  # (tag, step) -> value in the files before ours
-        self._redrawn: Dict[str, int] = {}  # tag -> the first step drawn again (scalars with replace)
+        self._points: Optional[Dict[Tuple[str, int], float]] = None  # (tag, step) -> value, in the stream's files
 
     @property
     def enabled(self) -> bool:
@@ -93,8 +92,8 @@ class EventStream:
 
         try:
             if self._writer is None:
-                if self._earlier is None:
-                    self._earlier = _points_in(self.path)
+                if self._points is None:
+                    self._points = _points_in(self.path)
                 self._writer = tf.summary.create_file_writer(self.path)
             with self._writer.as_default():
                 fn(tf)
@@ -104,35 +103,76 @@ class EventStream:
             logger.warning("TensorBoard events in %s are off for this run: %s", self.path, exc)
             self._failed, self._writer = True, None
 
-    def scalars(self, values: Mapping[str, Any], step: int, prefix: str = "", replace: bool = False) -> None:
+    def scalars(self, values: Mapping[str, Any], step: int, prefix: str = "", replace: str = "") -> None:
         """``prefix + name`` scalars at ``step``, one flush; text, None and non-finite values are skipped.
-        A point an earlier process drew at ``step`` is not drawn again; with ``replace``, it is where its value
-        changed (a sweep's mean over more repeats): TensorBoard then drops that tag's points from ``step`` on."""
-        numbers = {f"{prefix}{name}": _number(v) for name, v in values.items()}
-        numbers = {tag: v for tag, v in numbers.items() if v is not None}
-        if not numbers:
-            return
 
-        if self._failed:
+        A point already in the stream at ``step`` is not drawn again (a resumed run redoes steps a killed one
+        drew). Where its value differs, ``replace`` says what is stale: ``"point"`` that point (a sweep's mean
+        over more repeats: the tag's later points are drawn again after it, so its line stays in step order), or
+        ``"after"`` every point of the stream's tags under ``prefix`` from ``step`` on (a training or search that
+        started afresh: the earlier one's later points too). Stale points are removed from the event files,
+        which are rewritten: TensorBoard draws every point a file holds, and purges none of a TF2 file's points
+        by their step."""
+        numbers = {f"{prefix}{name}": _number(v) for name, v in values.items()}
+        numbers = {tag: float(np.float32(v)) for tag, v in numbers.items() if v is not None}
+        if not numbers or self._failed:
             return
-        if self._earlier is None:  # (read once, before this process draws anything)
-            self._earlier = _points_in(self.path)
-        drawn = {}
-        for tag, value in numbers.items():
-            earlier = self._earlier.get((tag, int(step)))  # a resumed run redoes steps a killed one drew
-            # (once a tag was drawn again at a step, TensorBoard shows none of its earlier points after it)
-            redrawn = replace and (earlier != float(np.float32(value)) or int(step) > self._redrawn.get(tag, step))
-            if earlier is None or redrawn:
-                drawn[tag] = value
-                if earlier is not None:
-                    self._redrawn[tag] = min(int(step), self._redrawn.get(tag, int(step)))
+        step = int(step)
+        if self._points is None:  # (read once, before this process draws anything; then kept up to date)
+            self._points = _points_in(self.path)
+        stale = {tag for tag, value in numbers.items() if self._points.get((tag, step), value) != value}
+        later: Dict[Tuple[str, int], float] = {}
+        if replace and stale:
+            if replace == "after":
+                self._drop(lambda tag, at: tag.startswith(prefix) and at >= step)
+            else:
+                later = {key: v for key, v in self._points.items() if key[0] in stale and key[1] > step}
+                self._drop(lambda tag, at: tag in stale and at >= step)
+        drawn = [(tag, step, v) for tag, v in numbers.items() if (tag, step) not in self._points]
+        drawn += [(tag, at, v) for (tag, at), v in sorted(later.items(), key=lambda item: item[0][1])]
         if drawn:  # (nothing new: no event file is opened)
 
             def write(tf):
-                for tag, value in drawn.items():
-                    tf.summary.scalar(tag, value, step=int(step))
+                for tag, at, value in drawn:
+                    tf.summary.scalar(tag, value, step=at)
 
             self._write(write)
+            self._points.update(((tag, at), v) for tag, at, v in drawn)
+
+    def _drop(self, stale: Callable[[str, int], bool]) -> None:
+        """Rewrites the stream's event files without the points ``stale(tag, step)`` names, each atomically under
+        its own name (their order is kept); this process's writer is closed first, and the next point opens a
+        new file after them."""
+        import tensorflow as tf
+        from tensorflow.core.util.event_pb2 import Event
+
+        self.close()
+        for name in _event_files(self.path):
+            path = os.path.join(self.path, name)
+            kept, changed = [], False
+            try:
+                for record in tf.data.TFRecordDataset(path):
+                    event = Event.FromString(record.numpy())
+                    values = [v for v in event.summary.value if not stale(v.tag, int(event.step))]
+                    if len(values) < len(event.summary.value):
+                        changed = True
+                        if not values:
+                            continue
+                        del event.summary.value[:]
+                        event.summary.value.extend(values)
+                    kept.append(event.SerializeToString())
+            except (tf.errors.DataLossError, tf.errors.OpError, OSError):  # (a torn record: the rest is dropped)
+                changed = True
+            if changed:
+                try:
+                    temp = os.path.join(self.path, f".{name}.tmp")  # (TensorBoard reads events.out.tfevents.* only)
+                    with tf.io.TFRecordWriter(temp) as writer:
+                        for record in kept:
+                            writer.write(record)
+                    os.replace(temp, path)
+                except (OSError, tf.errors.OpError) as exc:
+                    logger.warning("TensorBoard events in %s: stale points left in place: %s", path, exc)
+        self._points = {key: value for key, value in (self._points or {}).items() if not stale(*key)}
 
     def hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, Any], step: int = 0) -> None:
         """One hparams-plugin session (``hparams``) and its ``final/<name>`` metric scalars at ``step``."""
@@ -169,11 +209,7 @@ def _points_in(folder: str) -> Dict[Tuple[str, int], float]:
     from tensorflow.core.util.event_pb2 import Event
 
     points: Dict[Tuple[str, int], float] = {}
-    try:
-        names = sorted(n for n in os.listdir(folder) if n.startswith("events.out.tfevents."))
-    except OSError:  # no folder yet
-        return points
-    for name in names:
+    for name in _event_files(folder):
         try:  # (tf.compat.v1.train.summary_iterator reads the same, with a deprecation warning on the console)
             for record in tf.data.TFRecordDataset(os.path.join(folder, name)):
                 event = Event.FromString(record.numpy())
@@ -181,6 +217,14 @@ def _points_in(folder: str) -> Dict[Tuple[str, int], float]:
         except (tf.errors.DataLossError, tf.errors.OpError, OSError) as exc:
             logger.info("TensorBoard events in %s: read up to a damaged record (%s)", name, exc)
     return points
+
+
+def _event_files(folder: str) -> List[str]:
+    """The names of the event files of ``folder`` in the order TensorBoard reads them (none without a folder)."""
+    try:
+        return sorted(n for n in os.listdir(folder) if n.startswith("events.out.tfevents."))
+    except OSError:
+        return []
 
 
 def _has_events(folder: str) -> bool:
@@ -281,7 +325,7 @@ class SweepEvents:
 
     def _draw_mean(self, budget: int, same: Any) -> None:
         mean = {f"sweep/{m}": _mean(getattr(r, m) for r in same) for m in SWEEP_METRICS}
-        self.stream("sweep/mean").scalars(mean, step=budget, replace=True)  # (more repeats: a new mean)
+        self.stream("sweep/mean").scalars(mean, step=budget, replace="point")  # (more repeats: a new mean)
 
     def restore(self, records: Any) -> bool:
         """Draws ``records`` (those already in ``runs.jsonl``) again into their streams that hold no event file:

@@ -102,7 +102,7 @@ class HistoryLog:
         if self.events is not None:
             values = dict(list(row.items())[1:])  # the first column is the step
             # (replace: a point of another search, one whose saved state was deleted, is drawn over)
-            self.events.scalars(values, history_step(row, len(self.rows) - 1), prefix="history/", replace=True)
+            self.events.scalars(values, history_step(row, len(self.rows) - 1), prefix="history/", replace="after")
 
     def close(self) -> None:
         if self.events is not None:
@@ -118,7 +118,7 @@ def search_context(cfg: Config, store: ArtifactStore, progress: bool,
     history = HistoryLog(store, events=events)
     context = SearchContext(store=store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),
                             progress=progress, log=history.append, logged_rows=len(history.rows),
-                            candidate=lambda step, values: events.scalars(values, step, "candidate/", replace=True))
+                            candidate=lambda step, values: events.scalars(values, step, "candidate/", replace="after"))
     return context, history
 
 
