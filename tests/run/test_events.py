@@ -60,6 +60,9 @@ def test_search_history_rows_become_scalars_once_across_a_resume(tmp_path):
     (session,) = hparams_sessions(str(tmp_path / "tensorboard" / "hparams"))
     assert session["method.name"] == "evolution" and session["proxy.name"] == "tb_toy_sum"
     assert session["space.name"] == "toy_widths" and session["run.seed"] == 0 and session["search.iterations"] == 50
+    # keys an evolution never reads are not in its row (a Zen search's row named predictor.nsam and search.bts)
+    assert not {"predictor.nsam", "predictor.epochs", "search.bts", "search.epochs", "benchmark.name"} & set(session)
+    assert session["search.objective"] == "accuracy"
     final = scalars(str(tmp_path / "tensorboard" / "hparams"))
     assert final["final/best_score"][0][1] == pytest.approx(run.outcome.score, rel=1e-6)
     run_search(evolution(tmp_path))  # finished: nothing new, no second hparams row
@@ -191,6 +194,7 @@ def test_sweep_records_per_repeat_mean_and_hparams(tmp_path):
     assert [s for s, _ in mean] == [10, 20] and np.allclose([v for _, v in mean], expected, rtol=1e-6)
     (session,) = hparams_sessions(str(root / "hparams"))
     assert session["method.name"] == "rand" and session["dataset.name"] == "cifar100"
+    assert session["benchmark.name"] == "nb201" and "search.population" not in session and "proxy.name" not in session
     final = scalars(str(root / "hparams"))
     assert final["final/top1_acc"] == [(0, pytest.approx(expected[1], rel=1e-6))]
     more = run_sweep(load_config("cfg/rand.cfg", sets[:-1] + ["budget.repeats=3"]), progress=False)

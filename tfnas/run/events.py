@@ -39,7 +39,8 @@ EVENTS_DIR = "tensorboard"
 #: ``(section, key)`` pairs of the config that every hparams session carries (flow extras are added).
 HPARAM_KEYS = (("method", "name"), ("space", "name"), ("dataset", "name"), ("benchmark", "name"), ("run", "seed"),
                ("predictor", "nsam"), ("predictor", "ec_source"), ("predictor", "epochs"), ("proxy", "name"),
-               ("search", "bts"), ("search", "population"), ("search", "iterations"), ("search", "epochs"))
+               ("search", "bts"), ("search", "population"), ("search", "iterations"), ("search", "epochs"),
+               ("search", "objective"), ("search", "max_latency_ms"), ("budget", "max_params"))
 TRAIN_HPARAM_KEYS = (("space", "name"), ("space", "arch"), ("dataset", "name"), ("run", "seed"), ("train", "epochs"),
                      ("train", "optimizer"), ("train", "lr"), ("train", "schedule"), ("train", "weight_decay"))
 
@@ -49,9 +50,12 @@ def events_root(cfg: Config) -> Optional[str]:
     return os.path.join(cfg.out_dir, EVENTS_DIR) if cfg.run.tensorboard else None
 
 
-def hparams_of(cfg: Config, keys=HPARAM_KEYS) -> Dict[str, Any]:
-    """``{"section.key": value}`` of ``keys`` (bool, int, float or str, as the hparams plugin takes)."""
-    return {f"{section}.{key}": getattr(getattr(cfg, section), key) for section, key in keys}
+def hparams_of(cfg: Config, keys=HPARAM_KEYS, unread=()) -> Dict[str, Any]:
+    """``{"section.key": value}`` of ``keys`` (bool, int, float or str, as the hparams plugin takes) but those the
+    run never reads (``unread``, its :func:`~tfnas.run.unused.tolerated` keys: a Zen evolution's row named
+    ``predictor.nsam``)."""
+    return {f"{section}.{key}": getattr(getattr(cfg, section), key) for section, key in keys
+            if (section, key) not in unread}
 
 
 def _number(value: Any) -> Optional[float]:

@@ -254,7 +254,8 @@ def write_search_hparams(cfg: Config, run: SearchRun, result: Dict[str, Any]) ->
         metrics["latency_ms"] = o.extra["latency_ms"]
     if run.train_metrics:
         metrics.update(trained_accuracy=run.train_metrics.get("accuracy"), trained_loss=run.train_metrics.get("loss"))
-    write_hparams(events_root(cfg), {**hparams_of(cfg), "score_name": o.score_name}, metrics)
+    unread = tolerated(cfg, "search") + (("benchmark", "name"),)  # (no one-shot search queries a table)
+    write_hparams(events_root(cfg), {**hparams_of(cfg, unread=unread), "score_name": o.score_name}, metrics)
 
 
 def _search(cfg: Config, method: Any, store: ArtifactStore, progress: bool) -> SearchOutcome:
