@@ -41,4 +41,5 @@ def write_analysis_hparams(cfg: Config, table: Any) -> None:
     Kendall rank correlation with the benchmark (``final/spearman/<proxy>``), and the cells scored."""
     metrics = {f"{stat}/{row['proxy']}": row[stat] for _, row in table.iterrows() for stat in ("spearman", "kendall")}
     metrics["cells"] = int(table["cells"].max()) if len(table) else 0
-    write_hparams(events_root(cfg), {**hparams_of(cfg, unread=tolerated(cfg, "analysis")), "proxy.names": ", ".join(table["proxy"])}, metrics)
+    row = {**hparams_of(cfg, unread=tolerated(cfg, "analysis")), "proxy.names": ", ".join(table["proxy"])}
+    write_hparams(events_root(cfg), row, metrics)

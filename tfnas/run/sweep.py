@@ -195,7 +195,8 @@ def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any
         if bar is not None:
             bar.close()
     if new or hparams_missing(events_root(cfg)):  # one hparams row per run, rewritten only when records were added
-        write_hparams(events_root(cfg), hparams_of(cfg, unread=tolerated(cfg, "sweep")), sweep_final_metrics(log.records))
+        write_hparams(events_root(cfg), hparams_of(cfg, unread=tolerated(cfg, "sweep")),
+                      sweep_final_metrics(log.records))
     summary = write_outputs(run_dir.path, log.records, {dataset: optimum} if truth is not None else None,
                             title=cfg.method.name)
     if constrained is not None and constrained.objective.kind == "pareto" and log.records:
