@@ -237,7 +237,7 @@ class SearchConfig:
       steps_per_epoch: cap on the training steps of one member's epoch (0 = the full train half).
       lr, lr_min: cosine learning-rate range over generations of a weight-sharing search.
       momentum, weight_decay, grad_clip: SGD settings of a weight-sharing search.
-      drop_path: final drop-path probability of a weight-sharing search (ramped over generations).
+      drop_path: drop-path rate of a weight-sharing search, ramped from 0: step g (from 0) of G uses drop_path * g / G.
       batch_size: batch of a weight-sharing search (RelativeNAS: 256; 0 = ``[dataset] batch_size``,
         which the training of the found network uses).
       epochs: SLNAS epochs, each shared-weight training then controller training (paper: 150); NAG's supernet's.

@@ -171,7 +171,7 @@ class SearchRun:
         o = self.outcome
         lines = [f"best architecture: {o.best_arch}"]
         if o.score is not None:
-            lines.append(f"{o.score_name or 'score'}: {o.score:.6g}")
+            lines.append(f"{SCORE_LABELS.get(o.score_name, o.score_name or 'score')}: {o.score:.6g}")
         for key, value in o.extra.items():
             if isinstance(value, (int, float, str)) and not isinstance(value, bool):
                 name = EXTRA_LABELS.get(key, key)
@@ -191,6 +191,10 @@ class SearchRun:
 #: How the summary names a search's own figures where the bare key would be taken for another one.
 EXTRA_LABELS = {"params": "params (the space's count, which [budget] max_params limits)",
                 "flops": "FLOPs (multiply-accumulates, the space's count, which [budget] max_flops limits)"}
+
+#: How the summary names a score in percent (the trained network's accuracy beside it is printed in percent too).
+SCORE_LABELS = {"mean_reward": "mean_reward (the supernet's top-1 accuracy on the scoring images, %)",
+                "rs_val_acc": "rs_val_acc (top-1 accuracy after RS-NAG's short training, %)"}
 
 # what a resumed run reads back from result.json (the other keys are for people and tools)
 _RESULT_FIELDS = record({"best_arch": text, "score": nullable(number()), "score_name": text,
