@@ -330,3 +330,22 @@ def test_a_tinynano_space_error_names_the_keys_behind_it():
     with pytest.raises(ConfigError) as flops:
         build_space(load_config(None, ["space.name=tinynano", "space.channels=16", "budget.max_flops=1"]))
     assert str(flops.value).startswith("--set budget.max_flops: ") and "channels" not in str(flops.value).split(":")[0]
+
+
+def test_a_reserve_the_searches_cannot_take_is_said(caplog):
+    """`search.reserve=100` with 2 predictor epochs at budget 10 reserved nothing: the same records as reserve=0."""
+    import logging
+
+    from tfnas.run.factory import build_method
+
+    cfg = load_config("cfg/siams_nsam.cfg", ["search.reserve=100", "predictor.epochs=2", "budget.start=10",
+                                             "budget.stop=10"])
+    with caplog.at_level(logging.WARNING, logger="tfnas.run.method_args"):
+        build_method(cfg, build_space(cfg))
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["--set search.reserve: 100 queries, but one is reserved per check epoch: 2 ([predictor] epochs) are",
+                    "--set search.reserve: budgets of 101 or less reserve no queries (from [budget] start = 10)"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tfnas.run.method_args"):
+        build_method(load_config("cfg/siams_nsam.cfg"), build_space(cfg))
+    assert not caplog.records

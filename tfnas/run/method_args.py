@@ -82,11 +82,25 @@ def predictor_search(cls: type, cfg: Config, space: Any) -> PredictorSearch:
     # XLA fuses them and is faster on CPU too (docs/PERFORMANCE.md), so auto = on.
     jit = {"true": True, "false": False}.get(p.jit_compile, True)
     ec_factory = build_ec_factory(cfg, space) if siamese else None
+    _say_reserve_used(cfg)
     return cls(space, siamese=siamese, nsam=p.nsam, bts=s.bts, units=p.units, epochs=p.epochs,
                batch_size=p.batch_size, lr=p.lr, lr_final=p.lr_final, huber_delta=p.huber_delta,
                init_fraction=s.init_fraction, update_split=s.update_split, sample_fraction=s.sample_fraction,
                rank_k=s.rank_k, final_rank_k=s.final_rank_k, reserve=s.reserve, ec_source=p.ec_source,
                ec_factory=ec_factory, jit_compile=jit, name=cfg.method.name, max_budget=cfg.budget.stop)
+
+
+def _say_reserve_used(cfg: Config) -> None:
+    """A warning where ``[search] reserve`` is not what the searches reserve: one query per check epoch, so at most
+    ``[predictor] epochs``, and none at a budget of ``reserve + 1`` or less (the search reads the config's value
+    and takes less without a word)."""
+    reserve, epochs, small = cfg.search.reserve, cfg.predictor.epochs, cfg.budget.start
+    if reserve > epochs:
+        logger.warning("%s: %d queries, but one is reserved per check epoch: %d ([predictor] epochs) are",
+                       where(cfg, "search", "reserve"), reserve, epochs)
+    if 0 < reserve and small <= reserve + 1:
+        logger.warning("%s: budgets of %d or less reserve no queries (from [budget] start = %d)",
+                       where(cfg, "search", "reserve"), reserve + 1, small)
 
 
 @builds(BrpSearch)
