@@ -343,7 +343,8 @@ def test_a_reserve_the_searches_cannot_take_is_said(caplog):
     with caplog.at_level(logging.WARNING, logger="tfnas.run.method_args"):
         build_method(cfg, build_space(cfg))
     said = [r.getMessage() for r in caplog.records]
-    assert said == ["--set search.reserve: 100 queries, but one is reserved per check epoch: 2 ([predictor] epochs) are",
+    assert said == ["--set search.reserve: 100 queries, but one is reserved per check epoch: 2 ([predictor] epochs) "
+                    "are",
                     "--set search.reserve: budgets of 101 or less reserve no queries (from [budget] start = 10)"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="tfnas.run.method_args"):
