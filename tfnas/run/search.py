@@ -98,7 +98,11 @@ class HistoryLog:
         import pandas as pd
 
         self.rows.append(dict(row))
-        self.store.write_text(self.name, pd.DataFrame(self.rows).to_csv(index=False))
+        frame = pd.DataFrame(self.rows)
+        for column in set(frame.columns) & set(_COUNTERS):  # "1", not "1.0", where a row of another phase has none
+            if frame[column].dropna().map(lambda v: float(v).is_integer()).all():
+                frame[column] = frame[column].astype("Int64")
+        self.store.write_text(self.name, frame.to_csv(index=False))
         if self.events is not None:
             values = dict(list(row.items())[1:])  # the first column is the step
             # (replace: a point of another search, one whose saved state was deleted, is drawn over)
@@ -122,6 +126,10 @@ def search_context(cfg: Config, store: ArtifactStore, progress: bool,
     return context, history
 
 
+#: ``history.csv`` columns that count, not measure: the x axis, or bookkeeping beside it; never a panel.
+_COUNTERS = ("epoch", "step", "steps", "iteration", "generation")
+
+
 def history_figure(rows: List[Dict[str, Any]], title: str = "") -> Optional[Any]:
     """One panel per numeric column of ``rows`` against the first column; None when nothing to draw."""
     import pandas as pd
@@ -132,7 +140,8 @@ def history_figure(rows: List[Dict[str, Any]], title: str = "") -> Optional[Any]
     if df.empty:
         return None
     x = df.columns[0]
-    ys = [c for c in df.columns[1:] if pd.api.types.is_numeric_dtype(df[c]) and df[c].notna().any()]
+    ys = [c for c in df.columns[1:] if pd.api.types.is_numeric_dtype(df[c]) and df[c].notna().any()
+          and c not in _COUNTERS]  # (NAG's rows: step, then the epoch and steps of each phase)
     if not ys:
         return None
     fig = Figure(figsize=(6, 2.4 * len(ys)))
