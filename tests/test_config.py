@@ -104,7 +104,7 @@ def test_frozen(tmp_path):
         ("[train]\nepochs = 10\nschedule = step\nstep_epochs = 1, 4, 1\n", [],
          ["[train] step_epochs", "expected distinct epochs below [train] epochs = 10", "got 1"]),  # (gamma**2)
         ("[train]\nepochs = 10\nschedule = step\nstep_epochs = 4, 10, 1000\n", [],
-         ["[train] step_epochs", "below [train] epochs = 10 (a step there never happens), got 10, 1000"]),
+         ["[train] step_epochs", "below [train] epochs = 10 (a step there never happens", "got 10, 1000"]),
         ("", ["space.blocks=1,,1"], ["--set space.blocks", "'1,,1' (an empty item)"]),
         ("[space]\nblocks = 2, 2,\n", [], ["[space] blocks", "'2, 2,' (an empty item)"]),
         ("", ["dataset.batch_size=3000000000"], ["--set dataset.batch_size", "at most 2147483647 (32 bits)"]),

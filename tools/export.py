@@ -36,6 +36,7 @@ format); 3 the ``--calibration`` dataset is not on disk; 4 a file or folder that
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import logging
 import os
@@ -105,9 +106,13 @@ def _space_of(args: argparse.Namespace, spaces: Any) -> Any:
         from tfnas.run.factory import build_space
 
         try:
-            return build_space(load_config(found.config, check_names=False))
+            cfg = load_config(found.config, check_names=False)
+            if args.input_size < 32:  # (no auxiliary head, as below)
+                cfg = cfg.replace(train=dataclasses.replace(cfg.train, aux_weight=0.0))
+            return build_space(cfg)
         except (ConfigError, ValueError) as exc:  # (a config.cfg of another version): the defaults, then the checks
-            logging.getLogger(__name__).info("%s: space built with its defaults (%s)", found.config, exc)
+            print(f"warning: {found.config}: not read for the space's settings, its defaults are used ({exc})",
+                  file=sys.stderr)
     cls = spaces.get(args.space)
     if args.input_size < 32 and "auxiliary" in inspect.signature(cls).parameters:
         return cls(auxiliary=False)

@@ -110,14 +110,6 @@ def test_image_folder_missing_root_is_not_found(tmp_path):
         load_dataset("image_folder", split="train")
 
 
-def test_image_folder_of_one_class_is_an_error(tmp_path):
-    """A folder of one class trained to a loss of 0 and "100 % accuracy" without a word."""
-    _write(tmp_path / "train" / "cat" / "0.png", _image(10))
-    _write(tmp_path / "val" / "cat" / "0.png", _image(10))
-    with pytest.raises(DatasetFormatError, match=r"has one class folder \(cat\); a classifier needs two or more"):
-        load_dataset("image_folder", split="train", data_dir=str(tmp_path))
-
-
 def test_image_folder_empty_class_is_an_error(folder):
     (folder / "train" / "eel").mkdir()
     with pytest.raises(DatasetFormatError, match="eel"):

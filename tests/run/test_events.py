@@ -97,25 +97,42 @@ def test_points_a_killed_process_drew_are_not_drawn_again_by_the_resumed_one(tmp
     assert points["other/loss"] == [(2, 9.0)]  # another tag at an earlier step is new
 
 
-def test_a_point_drawn_again_replaces_the_earlier_one_and_draws_the_later_ones_after_it(tmp_path):
+def test_a_sweeps_mean_over_more_repeats_replaces_the_earlier_means_in_step_order(tmp_path):
     """A sweep's mean over more repeats was drawn beside the earlier mean: TensorBoard purges none of a TF2 file's
-    points by their step, so the chart held both."""
-    from tfnas.run.events import EventStream
+    points by their step, so the chart held both. Now the stream is rewritten once, when the sweep's events close
+    (a rewrite per budget was 7x slower over 150 budgets, and left a file per budget, read out of step order)."""
+    from types import SimpleNamespace
 
-    first = EventStream(str(tmp_path), "mean")
-    for step, value in ((10, 1.0), (20, 0.0)):
-        first.scalars({"regret": value, "top1": 70.0 + step}, step, replace="point")
+    from tfnas.run.events import SWEEP_METRICS, SweepEvents
+
+    def records(repeats, budgets):
+        return [SimpleNamespace(budget=b, repeat=r, extra={}, **{m: float(b + r) for m in SWEEP_METRICS})
+                for b in budgets for r in range(repeats)]
+
+    budgets = list(range(10, 160, 10))  # 15 budgets: more writers in one second than a one-digit counter
+    first = SweepEvents(str(tmp_path), 2)
+    done = records(2, budgets)
+    for record in done:
+        first.record(record, done)
     first.close()
-    again = EventStream(str(tmp_path), "mean")
-    again.scalars({"regret": 1.0}, 10, replace="point")  # unchanged: not drawn again
-    again.scalars({"regret": 0.0}, 20, replace="point")
-    again.scalars({"regret": 2.0}, 10, replace="point")  # changed: replaced, the later point drawn after it
-    again.scalars({"regret": 0.0}, 20, replace="point")
-    again.scalars({"regret": 3.0}, 20, replace="point")  # a point this process drew, changed: replaced too
+    again = SweepEvents(str(tmp_path), 3)
+    more = records(3, budgets)
+    for record in [r for r in more if r.repeat == 2]:
+        again.record(record, more)
     again.close()
-    points = scalars(str(tmp_path / "mean"))
-    assert points["regret"] == [(10, 2.0), (20, 3.0)]
-    assert points["top1"] == [(10, 80.0), (20, 90.0)]  # another tag: left as it was
+    folder = tmp_path / "sweep" / "mean"
+    assert len(os.listdir(folder)) == 1
+    assert scalars(str(folder))["sweep/top1_acc"] == [(b, b + 1.0) for b in budgets]  # (b + 0, 1, 2) / 3
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+
+    shown = EventAccumulator(str(folder))  # what TensorBoard's own reader shows
+    shown.Reload()
+    assert [e.step for e in shown.Tensors("sweep/top1_acc")] == budgets
+    again = SweepEvents(str(tmp_path), 3)  # the same means again: nothing rewritten
+    for record in [r for r in more if r.repeat == 2]:
+        again.record(record, more)
+    again.close()
+    assert len(scalars(str(folder))["sweep/top1_acc"]) == len(budgets)
 
 
 def test_a_training_started_afresh_replaces_every_later_point_of_the_one_before(tmp_path):
@@ -141,20 +158,24 @@ def test_a_training_started_afresh_replaces_every_later_point_of_the_one_before(
     assert [e.step for e in shown.Tensors("train/loss")] == [1, 2]
 
 
-def test_a_search_started_afresh_replaces_the_later_points_of_its_own_prefix_only(tmp_path):
+def test_a_search_started_afresh_replaces_the_later_points_of_the_differing_tags_only(tmp_path):
+    """SLNAS counts its candidate/ rewards and supernet losses in steps of their own: a redone reward that differed
+    removed the supernet losses of earlier epochs for good."""
     from tfnas.run.events import EventStream
 
     first = EventStream(str(tmp_path), "search")
     for step in range(4):
-        first.scalars({"reward": float(step)}, step, "candidate/", replace="after")
+        first.scalars({"reward": float(step), "supernet_loss": float(step)}, step, "candidate/", replace="tag")
     first.scalars({"loss": 1.0}, 1, "history/", replace="after")
     first.close()
     again = EventStream(str(tmp_path), "search")
-    again.scalars({"reward": 0.0}, 0, "candidate/", replace="after")  # the same: not drawn again
-    again.scalars({"reward": 5.0}, 1, "candidate/", replace="after")  # another search from here on
+    again.scalars({"reward": 0.0}, 0, "candidate/", replace="tag")  # the same: not drawn again
+    again.scalars({"reward": 5.0}, 1, "candidate/", replace="tag")  # another search from here on
     again.close()
     points = scalars(str(tmp_path / "search"))
     assert points["candidate/reward"] == [(0, 0.0), (1, 5.0)] and points["history/loss"] == [(1, 1.0)]
+    assert points["candidate/supernet_loss"] == [(s, float(s)) for s in range(4)]
+    assert len(os.listdir(tmp_path / "search")) == 2  # the earlier file rewritten in place, and the new one
 
 
 def test_tensorboard_false_writes_no_folder(tmp_path):

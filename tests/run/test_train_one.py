@@ -292,11 +292,30 @@ def test_augmentation_larger_than_the_images_is_refused_before_a_run_directory(t
     assert not left
 
 
+def test_an_image_folder_of_one_class_trains_nothing_but_calibrates(tmp_path, capsys):
+    """A folder of one class trained to a loss of 0 and "100 % accuracy" without a word; as int8 calibration images
+    it is fine."""
+    from tests.images import write_image_folder
+    from tfnas.train.calibration import calibration_images
+
+    root = write_image_folder(tmp_path / "one", per_class=8, size=(8, 8), classes=("cat",))
+    assert len(calibration_images(str(root), (8, 8, 3), num_images=2).images) == 2
+    sets = ["dataset.name=image_folder", f"dataset.data_dir={root}", "dataset.image_size=8", "dataset.batch_size=4"]
+    argv = [_cfg_file(tmp_path, ARCH), "--out-dir", str(tmp_path / "run"), "--no-progress"]
+    assert train_main(argv + [a for s in sets for a in ("--set", s)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    said = f"--set dataset.data_dir={root}: its training images hold 1 class; a classifier needs two or more"
+    assert len(err) == 1 and said in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_shared_weights_augmentation_is_checked_against_their_images():
+    from types import SimpleNamespace
+
     from tfnas.run.method_args import _check_search_batch
 
     images, labels = np.zeros((8, 16, 12, 3), np.uint8), np.zeros(8, np.int64)
-    data = (images, labels, images, labels, None)
+    data = (images, labels, images, labels, SimpleNamespace(num_classes=2))
     _check_search_batch(load_config(None, ["dataset.batch_size=4", "train.cutout=12"]), data)
     with pytest.raises(ConfigError, match=r"^--set train\.cutout: expected at most the images' side \(12 pixels"):
         _check_search_batch(load_config(None, ["dataset.batch_size=4", "train.cutout=13"]), data)

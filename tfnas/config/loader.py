@@ -387,10 +387,10 @@ def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: st
             raise ConfigError(f"{_where(raw, label, 'train', 'lr_min')}: must not exceed [train] lr ({t.lr}); "
                               f"got {t.lr_min}")
         # a step at or after the last epoch never happens, one given twice multiplies twice: most likely typos
-        never = sorted({e for e in t.step_epochs if e >= t.epochs or t.step_epochs.count(e) > 1})
+        never = ", ".join(map(str, sorted({e for e in t.step_epochs if e >= t.epochs or t.step_epochs.count(e) > 1})))
         if never and t.schedule == "step":
             raise ConfigError(f"{_where(raw, label, 'train', 'step_epochs')}: expected distinct epochs below [train] "
-                              f"epochs = {t.epochs} (a step there never happens), got {', '.join(map(str, never))}")
+                              f"epochs = {t.epochs} (a step there never happens, twice multiplies twice), got {never}")
     if t.warmup_epochs > t.epochs:
         raise ConfigError(f"{_where(raw, label, 'train', 'warmup_epochs')}: expected at most [train] epochs = "
                           f"{t.epochs}, got {t.warmup_epochs}")

@@ -84,6 +84,7 @@ class EventStream:
         self._writer: Any = None
         self._failed = self.path is None
         self._points: Optional[Dict[Tuple[str, int], float]] = None  # (tag, step) -> value, in the stream's files
+        self._earlier_files: List[str] = []  # the names of those there before this process wrote
 
     @property
     def enabled(self) -> bool:
@@ -96,8 +97,7 @@ class EventStream:
 
         try:
             if self._writer is None:
-                if self._points is None:
-                    self._points = _points_in(self.path)
+                self._read()
                 self._writer = tf.summary.create_file_writer(self.path)
             with self._writer.as_default():
                 fn(tf)
@@ -111,47 +111,45 @@ class EventStream:
         """``prefix + name`` scalars at ``step``, one flush; text, None and non-finite values are skipped.
 
         A point already in the stream at ``step`` is not drawn again (a resumed run redoes steps a killed one
-        drew). Where its value differs, ``replace`` says what is stale: ``"point"`` that point (a sweep's mean
-        over more repeats: the tag's later points are drawn again after it, so its line stays in step order), or
-        ``"after"`` every point of the stream's tags under ``prefix`` from ``step`` on (a training or search that
-        started afresh: the earlier one's later points too). Stale points are removed from the event files,
-        which are rewritten: TensorBoard draws every point a file holds, and purges none of a TF2 file's points
-        by their step."""
+        drew). Where its value differs, the earlier run was another one from ``step`` on: with ``replace =
+        "after"`` every point of the stream's tags under ``prefix`` from ``step`` on is stale (a training or search
+        that started afresh, its tags counting the same steps), with ``"tag"`` those of the differing tags (tags
+        counting steps of their own, as a search's ``candidate/`` values do). Stale points are removed from the
+        event files that were there before this process (rewritten in place, in their order): TensorBoard draws
+        every point a file holds, and purges none of a TF2 file's points by their step."""
         numbers = {f"{prefix}{name}": _number(v) for name, v in values.items()}
         numbers = {tag: float(np.float32(v)) for tag, v in numbers.items() if v is not None}
         if not numbers or self._failed:
             return
         step = int(step)
-        if self._points is None:  # (read once, before this process draws anything; then kept up to date)
-            self._points = _points_in(self.path)
+        self._read()
         stale = {tag for tag, value in numbers.items() if self._points.get((tag, step), value) != value}
-        later: Dict[Tuple[str, int], float] = {}
         if replace and stale:
-            if replace == "after":
-                self._drop(lambda tag, at: tag.startswith(prefix) and at >= step)
-            else:
-                later = {key: v for key, v in self._points.items() if key[0] in stale and key[1] > step}
-                self._drop(lambda tag, at: tag in stale and at >= step)
-        drawn = [(tag, step, v) for tag, v in numbers.items() if (tag, step) not in self._points]
-        drawn += [(tag, at, v) for (tag, at), v in sorted(later.items(), key=lambda item: item[0][1])]
+            tags = (lambda tag: tag.startswith(prefix)) if replace == "after" else (lambda tag: tag in stale)
+            self._drop(lambda tag, at: at >= step and tags(tag))
+        drawn = {tag: value for tag, value in numbers.items() if (tag, step) not in self._points}
         if drawn:  # (nothing new: no event file is opened)
 
             def write(tf):
-                for tag, at, value in drawn:
-                    tf.summary.scalar(tag, value, step=at)
+                for tag, value in drawn.items():
+                    tf.summary.scalar(tag, value, step=step)
 
             self._write(write)
-            self._points.update(((tag, at), v) for tag, at, v in drawn)
+            self._points.update(((tag, step), value) for tag, value in drawn.items())
+
+    def _read(self) -> None:
+        """The stream's points and files as they are before this process draws anything (read once)."""
+        if self._points is None:
+            self._earlier_files = _event_files(self.path)
+            self._points = _points_in(self.path)
 
     def _drop(self, stale: Callable[[str, int], bool]) -> None:
-        """Rewrites the stream's event files without the points ``stale(tag, step)`` names, each atomically under
-        its own name (their order is kept); this process's writer is closed first, and the next point opens a
-        new file after them."""
+        """Rewrites the event files that were there before this process (:meth:`_read`) without the points
+        ``stale(tag, step)`` names, each atomically under its own name, so their order is kept."""
         import tensorflow as tf
         from tensorflow.core.util.event_pb2 import Event
 
-        self.close()
-        for name in _event_files(self.path):
+        for name in self._earlier_files:
             path = os.path.join(self.path, name)
             kept, changed = [], False
             try:
@@ -177,6 +175,26 @@ class EventStream:
                 except (OSError, tf.errors.OpError) as exc:
                     logger.warning("TensorBoard events in %s: stale points left in place: %s", path, exc)
         self._points = {key: value for key, value in (self._points or {}).items() if not stale(*key)}
+
+    def rewrite(self, points: Mapping[Tuple[str, int], float]) -> None:
+        """Replaces the stream's event files by one holding ``points`` (``(tag, step) -> value``) in step order."""
+        if self._failed:
+            return
+        self.close()
+        for name in _event_files(self.path):
+            try:
+                os.remove(os.path.join(self.path, name))
+            except OSError as exc:
+                logger.warning("TensorBoard events in %s: %s left in place: %s", self.path, name, exc)
+        self._points, self._earlier_files = {}, []
+        ordered = sorted(points.items(), key=lambda item: (item[0][1], item[0][0]))
+
+        def write(tf):
+            for (tag, step), value in ordered:
+                tf.summary.scalar(tag, value, step=step)
+
+        self._write(write)
+        self._points = dict(points)
 
     def hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, Any], step: int = 0) -> None:
         """One hparams-plugin session (``hparams``) and its ``final/<name>`` metric scalars at ``step``."""
@@ -299,6 +317,7 @@ class SweepEvents:
     def __init__(self, root: Optional[str], repeats: int):
         self.root, self.repeats = root, repeats
         self.streams: Dict[str, EventStream] = {}
+        self.means: Dict[Tuple[str, int], float] = {}  # (tag, budget) -> the mean this process drew or would draw
 
     def stream(self, name: str) -> EventStream:
         if name not in self.streams:
@@ -328,8 +347,11 @@ class SweepEvents:
                     {f"ranking_spearman/budget_{record.budget}": rho}, step=step)
 
     def _draw_mean(self, budget: int, same: Any) -> None:
+        """The mean over ``same`` at ``budget``; a mean that changed (more repeats) replaces the earlier one when the
+        sweep's events close (:meth:`close`: one rewrite of the stream, in step order)."""
         mean = {f"sweep/{m}": _mean(getattr(r, m) for r in same) for m in SWEEP_METRICS}
-        self.stream("sweep/mean").scalars(mean, step=budget, replace="point")  # (more repeats: a new mean)
+        self.stream("sweep/mean").scalars(mean, step=budget)
+        self.means.update(((tag, budget), float(np.float32(v))) for tag, v in mean.items() if _number(v) is not None)
 
     def restore(self, records: Any) -> bool:
         """Draws ``records`` (those already in ``runs.jsonl``) again into their streams that hold no event file:
@@ -354,6 +376,10 @@ class SweepEvents:
         return bool(missing)
 
     def close(self) -> None:
+        mean = self.streams.get("sweep/mean")
+        if mean is not None and mean._points is not None and any(
+                mean._points.get(key) != value for key, value in self.means.items()):
+            mean.rewrite({**mean._points, **self.means})
         for stream in self.streams.values():
             stream.close()
 

@@ -66,7 +66,7 @@ def _check_search_batch(cfg: Config, data: Any) -> None:
         key = ("search", "batch_size") if s.batch_size else ("dataset", "batch_size")
         raise ConfigError(f"{where(cfg, *key, batch)}: larger than the {images:,} images that train the shared "
                           f"weights, so no step would see a full batch; lower it or raise [dataset] train_subset")
-    check_augmentation(cfg, data[0].shape[1:])  # (the shared weights' batches are augmented)
+    check_augmentation(cfg, data[0].shape[1:], data[4].num_classes)  # (the shared weights' batches are augmented)
     warn_subset_above_split(cfg, "train_subset", d.train_subset, len(data[1]) + len(data[3]))
 
 

@@ -105,7 +105,7 @@ class HistoryLog:
         self.store.write_text(self.name, frame.to_csv(index=False))
         if self.events is not None:
             values = dict(list(row.items())[1:])  # the first column is the step
-            # (replace: a point of another search, one whose saved state was deleted, is drawn over)
+            # (replace: the points of another search, one whose saved state was deleted, are removed from its files)
             self.events.scalars(values, history_step(row, len(self.rows) - 1), prefix="history/", replace="after")
 
     def close(self) -> None:
@@ -122,7 +122,7 @@ def search_context(cfg: Config, store: ArtifactStore, progress: bool,
     history = HistoryLog(store, events=events)
     context = SearchContext(store=store, seed=cfg.run.seed, rng=np.random.default_rng(cfg.run.seed),
                             progress=progress, log=history.append, logged_rows=len(history.rows),
-                            candidate=lambda step, values: events.scalars(values, step, "candidate/", replace="after"))
+                            candidate=lambda step, values: events.scalars(values, step, "candidate/", replace="tag"))
     return context, history
 
 

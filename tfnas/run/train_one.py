@@ -254,7 +254,7 @@ def train_architecture(cfg: Config, hparams: bool = True) -> TrainOutcome:
 
         def on_epoch(row: Dict[str, Any]) -> None:
             epochs_log.append(row)
-            # (replace: a point of another training, one whose checkpoints were deleted, is drawn over)
+            # (replace: the points of another training, one whose checkpoints were deleted, are removed)
             events.scalars(epoch_scalars(row), step=row["epoch"], replace="after")
 
         try:
