@@ -110,6 +110,14 @@ def test_config_errors_name_the_key(tmp_path, sets, key, words):
     assert not (tmp_path / "r").exists()  # refused before the run directory is written
 
 
+def test_the_limit_that_alone_leaves_too_few_cells_is_the_one_named(tmp_path):
+    """A parameter limit no cell meets, beside the file's latency limit, was reported as both, the latency first."""
+    with pytest.raises(ConfigError) as err:
+        run_sweep(load_config("cfg/rand_pixel3.cfg", [f"run.out_dir={tmp_path / 'r'}", "budget.max_params=1000",
+                                                      "budget.start=10", "budget.stop=10"]), progress=False)
+    assert str(err.value).startswith("--set budget.max_params: leaves 0 feasible cells of 15,625")
+
+
 def test_methods_that_cannot_honour_a_constraint_are_refused(tmp_path):
     sets = [f"run.out_dir={tmp_path / 'n'}", "search.objective=pareto:pixel3"]
     with pytest.raises(ConfigError, match=r"--set search\.objective: method 'nag' cannot search a restricted table"):
@@ -170,6 +178,12 @@ def test_pareto_sweep_end_to_end_and_resume(tmp_path):
         assert 0 < rec.hypervolume < hypervolume(true["accuracy"], true["latency_ms"], *ranges)
     text = (tmp_path / "pareto.txt").read_text()
     assert "reference point (min accuracy, max latency)" in text and "true front" in text
+    from tests.run.tb_reader import scalars  # the hardware-aware columns in TensorBoard too (they were left out)
+
+    drawn = scalars(str(tmp_path / "tensorboard" / "sweep" / "repeat_0"))
+    (rec,) = [r for r in outcome.records if r.repeat == 0]
+    for name in ("hypervolume", "latency_ms", "params"):
+        assert drawn[f"sweep/{name}"] == [(rec.budget, pytest.approx(getattr(rec, name), rel=1e-6))], name
     again = run_sweep(load_config("cfg/siams_nsam_pixel3.cfg", sets), progress=False)
     assert again.new_records == 0 and len(again.records) == 2
 

@@ -350,3 +350,25 @@ def test_a_reserve_the_searches_cannot_take_is_said(caplog):
     with caplog.at_level(logging.WARNING, logger="tfnas.run.method_args"):
         build_method(load_config("cfg/siams_nsam.cfg"), build_space(cfg))
     assert not caplog.records
+
+
+@pytest.mark.parametrize("path, sets, said", [
+    ("cfg/brp_nas.cfg", ["brp.iterations=20", "budget.start=10"],  # ran 5 rounds while config.cfg said 20
+     "--set brp.iterations: 20 rounds, but a round queries at least 2 cells: budgets below 40 run budget // 2 rounds "
+     "(from [budget] start = 10)"),
+    ("cfg/proxy_corr_nb201.cfg", ["proxy.subset=99999", "proxy.names=random"],  # scored all 15,625 cells
+     "--set proxy.subset: 99999 cells, but the space holds 15625: every cell is scored"),
+])
+def test_values_a_method_takes_less_of_are_said(caplog, path, sets, said):
+    import logging
+
+    from tfnas.run.factory import build_method
+
+    cfg = load_config(path, sets)
+    with caplog.at_level(logging.WARNING, logger="tfnas.run.method_args"):
+        build_method(cfg, build_space(cfg))
+    assert [r.getMessage() for r in caplog.records] == [said]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tfnas.run.method_args"):
+        build_method(load_config(path), build_space(cfg))
+    assert not caplog.records

@@ -229,8 +229,11 @@ def constrain(cfg: Config, method_cls: type, space: Any, benchmark: Any) -> Opti
         words.append(f"params <= {max_params:g}")
     rows = np.flatnonzero(feasible)
     if rows.size < cfg.budget.stop:
-        keys = keys_where(cfg, [k for k, on in (("search.max_latency_ms", limit > 0),
-                                                ("budget.max_params", max_params > 0)) if on])
+        limits = [key for key, on in (("search.max_latency_ms", limit > 0), ("budget.max_params", max_params > 0))
+                  if on]
+        alone = {"search.max_latency_ms": lambda: latency <= limit, "budget.max_params": lambda: params <= max_params}
+        short = [key for key in limits if np.count_nonzero(alone[key]()) < cfg.budget.stop]
+        keys = keys_where(cfg, short or limits)  # the limit that alone leaves too few cells, else both together
         raise ConfigError(f"{keys}: leaves {rows.size:,} feasible cells of {space.size:,}, fewer "
                           f"than [budget] stop = {cfg.budget.stop:,} queries; loosen the limit or lower the budget")
     label = ", ".join(words) or f"none ({objective.kind}:{objective.device})"

@@ -303,7 +303,8 @@ def history_step(row: Mapping[str, Any], index: int) -> int:
 
 
 #: RunRecord fields drawn per sweep record (NaN ones, e.g. Spearman of the training oracle, are skipped).
-SWEEP_METRICS = ("top1_acc", "top10_acc", "top100_acc", "regret", "spearman", "kendall", "queries", "wall_s")
+SWEEP_METRICS = ("top1_acc", "top10_acc", "top100_acc", "regret", "spearman", "kendall", "queries", "wall_s",
+                 "latency_ms", "params", "hypervolume")  # (the last three: a hardware-aware sweep's)
 
 
 class SweepEvents:
@@ -390,7 +391,8 @@ def sweep_final_metrics(records: Any) -> Dict[str, Any]:
         return {}
     top = max(r.budget for r in records)
     last = [r for r in records if r.budget == top]
-    metrics = {name: _mean(getattr(r, name) for r in last) for name in ("top1_acc", "regret", "spearman", "kendall")}
+    metrics = {name: _mean(getattr(r, name) for r in last)
+               for name in ("top1_acc", "regret", "spearman", "kendall", "hypervolume")}
     metrics.update(budget=top, records=len(records), wall_s=sum(r.wall_s for r in records))
     return metrics
 

@@ -107,6 +107,10 @@ def _say_reserve_used(cfg: Config) -> None:
 def brp_nas(cls: type, cfg: Config, space: Any) -> BrpSearch:
     b = cfg.brp
     jit = {"true": True, "false": False}.get(b.jit_compile, True)  # auto = on: 1.4x on CPU too (PERFORMANCE.md)
+    if b.iterations > cfg.budget.start // 2:  # (each round queries at least 2 cells)
+        logger.warning("%s: %d rounds, but a round queries at least 2 cells: budgets below %d run budget // 2 rounds "
+                       "(from [budget] start = %d)", where(cfg, "brp", "iterations"), b.iterations, 2 * b.iterations,
+                       cfg.budget.start)
     return cls(space, units=b.units, layers=b.layers, dropout=b.dropout, lr=b.lr, weight_decay=b.weight_decay,
                epochs=b.epochs, batch_size=b.batch_size, iterations=b.iterations, top_fraction=b.top_fraction,
                jit_compile=jit)
@@ -241,6 +245,9 @@ def proxy_correlation(cls: type, cfg: Config, space: Any) -> ProxyCorrelation:
     proxies = {name: build_proxy(name, cfg, key="names") for name in names}
     benchmark = BENCHMARKS.get(cfg.benchmark.name)(source=cfg.benchmark.source)
     num_classes, shape = dataset_head(cfg)
+    if cfg.proxy.subset >= space.size:
+        logger.warning("%s: %d cells, but the space holds %d: every cell is scored", where(cfg, "proxy", "subset"),
+                       cfg.proxy.subset, space.size)
     return cls(space, benchmark, proxies, dataset=cfg.dataset.name, num_classes=num_classes, input_shape=shape,
                batch_size=cfg.proxy.batch_size, subset=cfg.proxy.subset, seed=cfg.run.seed)
 
