@@ -46,6 +46,7 @@ def _one_error_line(err):
     ("cfg/siams_nsam.cfg", ["predictor.lr=inf"], ["predictor.lr", "'inf'"]),
     ("cfg/rand.cfg", ["benchmark.source=cfg/rand.cfg"], ["--set benchmark.source: ", "cfg/rand.cfg"]),
     ("cfg/rand.cfg", ["benchmark.source=cfg"], ["--set benchmark.source: ", "meta"]),  # a folder without its files
+    ("cfg/proxy_corr_nb201.cfg", ["benchmark.source=cfg"], ["--set benchmark.source: ", "meta"]),  # (its own build)
     ("cfg/zen_cifar10_1M.cfg", ["run.seed=99999999999999"], ["run.seed", "[0, 4294967295]"]),
     ("cfg/zen_cifar10_1M.cfg", ["train.epochs=1"], ["[train] warmup_epochs", "at most [train] epochs = 1, got 5"]),
     ("cfg/siams_nsam.cfg", ["dataset.name=imagenet2012"], ["--set dataset.name=imagenet2012", "cifar100"]),

@@ -176,6 +176,13 @@ class EventStream:
                     logger.warning("TensorBoard events in %s: stale points left in place: %s", path, exc)
         self._points = {key: value for key, value in (self._points or {}).items() if not stale(*key)}
 
+    def rewrite_where_changed(self, points: Mapping[Tuple[str, int], float]) -> None:
+        """Where ``points`` (``(tag, step) -> value``) differ from the stream's, replaces its event files by one
+        holding its points overlaid with ``points``, in step order."""
+        if self._failed or self._points is None or all(self._points.get(k) == v for k, v in points.items()):
+            return
+        self.rewrite({**self._points, **points})
+
     def rewrite(self, points: Mapping[Tuple[str, int], float]) -> None:
         """Replaces the stream's event files by one holding ``points`` (``(tag, step) -> value``) in step order."""
         if self._failed:
@@ -377,10 +384,8 @@ class SweepEvents:
         return bool(missing)
 
     def close(self) -> None:
-        mean = self.streams.get("sweep/mean")
-        if mean is not None and mean._points is not None and any(
-                mean._points.get(key) != value for key, value in self.means.items()):
-            mean.rewrite({**mean._points, **self.means})
+        if "sweep/mean" in self.streams:
+            self.streams["sweep/mean"].rewrite_where_changed(self.means)
         for stream in self.streams.values():
             stream.close()
 

@@ -65,7 +65,7 @@ def build_datasets(cfg: Config) -> Tuple[Any, Any, Any]:
     common = dict(data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download, image_size=d.image_size)
     train_raw, info = load_dataset(d.name, split="train", subset=d.train_subset, **common)
     check_full_batch(cfg, int(train_raw.cardinality()))
-    check_augmentation(cfg, info.image_shape, info.num_classes)
+    check_training_images(cfg, info.image_shape, info.num_classes)
     eval_raw, _ = load_dataset(d.name, split="eval", subset=d.eval_subset, **common)
     for key, subset, ds in (("train_subset", d.train_subset, train_raw), ("eval_subset", d.eval_subset, eval_raw)):
         warn_subset_above_split(cfg, key, subset, int(ds.cardinality()))
@@ -79,7 +79,7 @@ def build_datasets(cfg: Config) -> Tuple[Any, Any, Any]:
     return train_ds, eval_ds, info
 
 
-def check_augmentation(cfg: Config, image_shape: Any, num_classes: int = 2) -> None:
+def check_training_images(cfg: Config, image_shape: Any, num_classes: int = 2) -> None:
     """``ConfigError`` naming the key when ``[train] pad_crop`` or ``cutout`` exceeds the side of the images they
     augment (``image_shape``, ``(H, W, C)``): a pad of 10**9 pixels overflowed TensorFlow's shape arithmetic, and a
     cutout larger than the image erased every training image. Also when the data has one class (an image folder
@@ -137,7 +137,7 @@ def check_training_data(cfg: Config) -> Any:
                                 download=d.download, subset=subset, image_size=d.image_size)
         if split == "train":
             check_full_batch(cfg, int(ds.cardinality()))
-            check_augmentation(cfg, info.image_shape, info.num_classes)
+            check_training_images(cfg, info.image_shape, info.num_classes)
             warn_subset_above_split(cfg, "train_subset", d.train_subset, int(ds.cardinality()))
             train_info = info
     return train_info

@@ -28,7 +28,7 @@ from tfnas.methods.slnas.rewards import LiteSupernetRecipe
 from tfnas.methods.slnas.search import SlnasSearch
 from tfnas.registry import BENCHMARKS
 from tfnas.run.constraints import measured_latency_limit, parse_objective
-from tfnas.run.factory import (build_benchmark, build_ec_factory, build_proxy, check_augmentation, dataset_head,
+from tfnas.run.factory import (build_benchmark, build_ec_factory, build_proxy, check_training_images, dataset_head,
                                warn_subset_above_split, where)
 
 logger = logging.getLogger(__name__)
@@ -59,14 +59,14 @@ def _check_search_batch(cfg: Config, data: Any) -> None:
     """``ConfigError`` when the shared weights' batch (``[search] batch_size``, 0: ``[dataset] batch_size``) is
     larger than the images that train them (``data[0]``, of :func:`load_split`): every step was one partial
     batch of them all, as if the batch had been smaller, without a word; or when their augmentation does not fit
-    the images (:func:`~tfnas.run.factory.check_augmentation`). Warns of a ``train_subset`` above the split."""
+    the images (:func:`~tfnas.run.factory.check_training_images`). Warns of a ``train_subset`` above the split."""
     s, d = cfg.search, cfg.dataset
     batch, images = s.batch_size or d.batch_size, len(data[0])
     if batch > images:
         key = ("search", "batch_size") if s.batch_size else ("dataset", "batch_size")
         raise ConfigError(f"{where(cfg, *key, batch)}: larger than the {images:,} images that train the shared "
                           f"weights, so no step would see a full batch; lower it or raise [dataset] train_subset")
-    check_augmentation(cfg, data[0].shape[1:], data[4].num_classes)  # (the shared weights' batches are augmented)
+    check_training_images(cfg, data[0].shape[1:], data[4].num_classes)  # (the shared weights' batches are augmented)
     warn_subset_above_split(cfg, "train_subset", d.train_subset, len(data[1]) + len(data[3]))
 
 
@@ -243,7 +243,7 @@ def proxy_correlation(cls: type, cfg: Config, space: Any) -> ProxyCorrelation:
     if duplicates:
         raise ConfigError(f"{where(cfg, 'proxy', 'names')}: {', '.join(duplicates)} listed more than once")
     proxies = {name: build_proxy(name, cfg, key="names") for name in names}
-    benchmark = BENCHMARKS.get(cfg.benchmark.name)(source=cfg.benchmark.source)
+    benchmark = build_benchmark(cfg, space)  # (a bad [benchmark] source is named as such)
     num_classes, shape = dataset_head(cfg)
     if cfg.proxy.subset >= space.size:
         logger.warning("%s: %d cells, but the space holds %d: every cell is scored", where(cfg, "proxy", "subset"),
