@@ -39,7 +39,7 @@ def run(proxy: str = "zen", population: int = 512, iterations: int = 300, dump_c
     from tfnas.methods.evolution import EvolutionSearch, Limits
     from tfnas.proxies.base import get_proxy
     from tfnas.registry import SPACES
-    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.store import ArtifactStore
 
     space = SPACES.get("zen")()
     scored: List[Tuple[str, float]] = []  # (arch string, seconds) of every scored candidate

@@ -76,7 +76,7 @@ def run(proxy: str = "zen", population: int = 512, candidates: int = 2000, warmu
     from tfnas.methods.evolution import EvolutionSearch, Limits
     from tfnas.proxies.base import get_proxy
     from tfnas.registry import SPACES
-    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.store import ArtifactStore
 
     samples: List[List[float]] = []  # [scored candidates, RSS MiB]
     start = time.perf_counter()

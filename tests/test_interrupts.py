@@ -101,6 +101,30 @@ def test_ctrl_c_before_a_run_directory_was_opened_does_not_promise_a_resume(caps
     assert capsys.readouterr().err.strip() == "interrupted: mine"
 
 
+def test_a_ctrl_c_before_the_run_directory_opens_does_not_say_its_earlier_results_are_gone(tmp_path, capsys):
+    """Ctrl-C while TensorFlow loaded, rerunning into a directory of saved records: the line said "rerunning the
+    command starts afresh", but a rerun resumes from them."""
+    import argparse
+
+    from tfnas import cli
+
+    def loading(out_dir):
+        args = argparse.Namespace(config=None, overrides=[], out_dir=str(out_dir), no_progress=True, verbose=False)
+
+        def run():
+            cli._load(args)
+            raise KeyboardInterrupt  # (as if while the run was being built)
+        return run
+
+    assert run_guarded(loading(tmp_path / "new"), verbose=False) == INTERRUPTED
+    assert capsys.readouterr().err.strip().splitlines()[-1] == NOTHING_SAVED_LINE
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "config.cfg").write_text("[run]\n")
+    assert run_guarded(loading(earlier), verbose=False) == INTERRUPTED
+    assert capsys.readouterr().err.strip().splitlines()[-1] == INTERRUPTED_LINE
+
+
 def test_an_ignored_sigint_is_left_alone():
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

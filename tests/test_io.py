@@ -164,7 +164,7 @@ def test_a_file_that_cannot_be_read_back_is_named_with_the_remedy(tmp_path):
 
     from tfnas.io import DamagedFileError, read_json, reading
     from tfnas.methods.weight_sharing import load_arrays, npz_bytes
-    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.store import ArtifactStore
 
     bad = tmp_path / "state.json"
     bad.write_text('{"epoch": 3', encoding="utf-8")
@@ -189,7 +189,7 @@ def test_a_file_that_cannot_be_read_back_is_named_with_the_remedy(tmp_path):
 
 def test_a_resumed_round_file_drops_later_and_unreadable_lines(tmp_path, caplog):
     from tfnas.methods.weight_sharing import append_round
-    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.store import ArtifactStore
 
     store = ArtifactStore(str(tmp_path))
     for e in range(3):
@@ -209,7 +209,7 @@ def test_tagged_arrays_survive_stops_between_the_array_and_the_state_write(tmp_p
 
     from tfnas.io import DamagedFileError
     from tfnas.methods.weight_sharing import load_tagged, npz_bytes, save_tagged
-    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.store import ArtifactStore
 
     store, like = ArtifactStore(str(tmp_path)), [np.zeros(2)]
 

@@ -26,6 +26,21 @@ def test_run_log_round_trips_records_with_nan(tmp_path):
     assert load_run_dir(str(tmp_path))[1].top1_acc == 91.0
 
 
+def test_runs_jsonl_is_strict_json_with_a_nan_in_extra(tmp_path):
+    """A constant ranking's Spearman (NaN) in `extra` was written as a bare NaN, which jq and other strict readers
+    refuse."""
+    def strict(text):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in runs.jsonl"))
+
+    path = str(tmp_path / "runs.jsonl")
+    rec = record(10, 0, 90.0)
+    rec.extra = {"ranking_spearman": [float("nan"), 0.25], "ratio": float("inf")}
+    RunLog(path).append(rec)
+    (line,) = open(path).read().splitlines()
+    assert strict(line)["extra"] == {"ranking_spearman": [None, 0.25], "ratio": None}
+    assert RunLog(path).records[0].extra["ranking_spearman"] == [None, 0.25]
+
+
 def test_run_log_drops_damaged_rows_with_a_warning_and_writes_a_clean_file(tmp_path, caplog):
     path = tmp_path / "runs.jsonl"
     good = [record(10, 0, 90.0), record(10, 1, 91.0)]
@@ -193,3 +208,15 @@ def test_compare_keeps_datasets_and_constraints_apart(tmp_path, monkeypatch, cap
     best = (tmp_path / "cmp" / "best_arch.txt").read_text().splitlines()
     assert best[0] == "|cifar10|" and "cifar10 budget=10" in best[1]
     assert best[2] == "|cifar100|" and "cifar100 budget=10" in best[3] and len(best) == 4
+
+
+def test_the_table_gives_no_spread_for_one_repeat_and_no_negative_zero():
+    """n = 1 printed "± 0.00" (a spread of one value) and a Kendall of -0.0004 printed "-0.000"."""
+    from tfnas.results import format_table
+
+    one = record(10, 0, 90.0)
+    one.kendall = -0.0004
+    table = format_table(summary_frame([one, record(20, 0, 91.0), record(20, 1, 93.0)]))
+    row10, row20 = [line for line in table.splitlines() if line.startswith("rand")]
+    assert "±" not in row10 and " 90.00 " in f"{row10} " and "-0.000" not in row10 and "0.000" in row10
+    assert "92.00 ± 1.41" in row20

@@ -45,7 +45,9 @@ def _load(args: argparse.Namespace):
     from tfnas.evaluation.gpus import share_gpus_with_workers
 
     try:
-        share_gpus_with_workers(load_config(args.config, overrides, check_names=False).run.executor)
+        checked = load_config(args.config, overrides, check_names=False)
+        _RUN_DIR[:] = [checked.out_dir]  # (the Ctrl-C line says whether it holds results of an earlier run)
+        share_gpus_with_workers(checked.run.executor)
         import_tensorflow(args.verbose)
         return load_config(args.config, overrides)
     except ConfigError as exc:
@@ -117,6 +119,9 @@ NOTHING_SAVED_LINE = "interrupted: stopped before anything was saved; rerunning 
 COMPARE_INTERRUPTED_LINE = "interrupted: the merged table may be incomplete; rerun the command to write it"
 
 
+_RUN_DIR: List[str] = []  # the run directory of the config loaded, once it is
+
+
 def _run_dirs_opened() -> int:
     """How many run directories this process has opened (:class:`tfnas.run.rundir.RunDir`)."""
     rundir = sys.modules.get("tfnas.run.rundir")
@@ -138,6 +143,7 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
 
     end_of_start()  # from here on an interruption is reported as what it stopped
     opened = _run_dirs_opened()
+    _RUN_DIR.clear()  # (this call's)
     terminated: List[int] = []
 
     def stopped(stop: Optional[BaseException]) -> int:
@@ -148,7 +154,8 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
             traceback.print_exception(stop, file=sys.stderr)
         line = interrupted  # stopped before the run directory held anything, or before one was opened
         saved = _in_chain(stop, lambda e: hasattr(e, "tfnas_nothing_saved"))
-        nothing = getattr(saved, "tfnas_nothing_saved") if saved is not None else _run_dirs_opened() == opened
+        nothing = getattr(saved, "tfnas_nothing_saved") if saved is not None else (
+            _run_dirs_opened() == opened and not any(os.path.exists(os.path.join(d, "config.cfg")) for d in _RUN_DIR))
         if line == INTERRUPTED_LINE and nothing:
             line = NOTHING_SAVED_LINE
         if by_sigterm:

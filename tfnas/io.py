@@ -409,7 +409,7 @@ def read_jsonl(path: str) -> List[Any]:
 
 
 def _jsonl_text(rows: Iterable[Any]) -> str:
-    return "".join(json.dumps(row) + "\n" for row in rows)
+    return "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows)  # strict JSON: no NaN or Infinity
 
 
 def write_jsonl(path: str, rows: Iterable[Any]) -> None:

@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
 import pandas as pd
 
 from tfnas.checks import INT32_MAX, is_int, is_number
@@ -29,6 +30,24 @@ SUMMARY_COLUMNS = [
     "top1_acc", "top10_acc", "top100_acc", "regret", "spearman", "kendall", "wall_s",
     "optimum", "constraint", "latency_ms", "params", "hypervolume",
 ]
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` as strict JSON takes it: NumPy scalars and arrays as Python values, NaN and infinities as
+    None (``null``; Python's ``NaN`` is no JSON a strict reader takes), tuples as lists."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, dict):
+        return {key: strict_json(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 @dataclass
@@ -70,9 +89,8 @@ class RunRecord:
         return (self.budget, self.repeat)
 
     def to_dict(self) -> Dict[str, Any]:
-        d = dataclasses.asdict(self)
-        # JSON has no NaN: store None.
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+        # JSON has no NaN: stored as null, in ``extra`` too (a constant ranking's Spearman is NaN)
+        return strict_json(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "RunRecord":
@@ -240,11 +258,12 @@ def format_table(df: pd.DataFrame) -> str:
         agg = agg.assign(params_mean=agg["params_mean"] / 1e6, params_std=agg["params_std"] / 1e6)
     lines = []
     for _, r in agg.iterrows():
-        def pm(col: str, digits: int = 2) -> str:
+        def pm(col: str, digits: int = 2) -> str:  # (one repeat: no std; -0.000 is 0.000)
             m, s = r[f"{col}_mean"], r[f"{col}_std"]
             if pd.isna(m):
                 return "-"
-            return f"{m:.{digits}f} ± {0.0 if pd.isna(s) else s:.{digits}f}"
+            mean = f"{round(m, digits) + 0.0:.{digits}f}"
+            return mean if pd.isna(s) else f"{mean} ± {round(s, digits) + 0.0:.{digits}f}"
 
         lines.append([
             r["method"], r["dataset"], str(int(r["budget"])), str(int(r["repeats"])),

@@ -164,19 +164,20 @@ class AlwaysDie(Job):
 
 
 def count_pool_batches(monkeypatch, executor_cls: Any = None) -> List[int]:
-    """Patches ``executor_cls.map`` (default :class:`ProcessExecutor`) to record the size of every
-    batch it is handed; returns that list."""
+    """Patches ``executor_cls.imap`` (default :class:`ProcessExecutor`; its ``map`` goes through it) to
+    record the size of every batch it is handed; returns that list."""
     from tfnas.evaluation.executors import ProcessExecutor
 
     executor_cls = ProcessExecutor if executor_cls is None else executor_cls
     batches: List[int] = []
-    pool_map = executor_cls.map
+    pool_imap = executor_cls.imap
 
-    def counting_map(self, job, items):
+    def counting_imap(self, job, items, chunk=0):
+        items = list(items)
         batches.append(len(items))
-        return pool_map(self, job, items)
+        return pool_imap(self, job, items, chunk)
 
-    monkeypatch.setattr(executor_cls, "map", counting_map)
+    monkeypatch.setattr(executor_cls, "imap", counting_imap)
     return batches
 
 

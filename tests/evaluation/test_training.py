@@ -240,17 +240,18 @@ def test_a_failed_oracle_training_is_recorded_as_failed_not_lost(tmp_path, monke
     class FailingPool:  # the executor path: the worker's item came back Failed
         name = "process"
 
-        def map(self, job, items):
-            return [Failed(f"{kind}: training loss is nan")  # tfnas' own type, and the builtin one it derives from
-                    for kind, _ in zip(("TrainingDivergedError", "FloatingPointError"), items)]
+        def imap(self, job, items, chunk=0):
+            assert chunk == 1  # one cell per task: each is cached as soon as it is done
+            return iter([Failed(f"{kind}: training loss is nan")  # tfnas' own type, and the builtin one it derives
+                         for kind, _ in zip(("TrainingDivergedError", "FloatingPointError"), items)])
 
     pooled = build_benchmark(make_cfg(tmp_path / "pool", "benchmark.name=train"), space)
     pooled.evaluator.executor = FailingPool()
     assert list(pooled.session("cifar10").query_many([2, 3])) == [0.0, 0.0] and pooled.evaluator.failed == 2
 
     class BrokenPool(FailingPool):  # any other worker error is not a diverged training: raised, not cached
-        def map(self, job, items):
-            return [Failed("OSError: no data in the worker") for _ in items]
+        def imap(self, job, items, chunk=0):
+            return iter([Failed("OSError: no data in the worker") for _ in items])
 
     pooled.evaluator.executor = BrokenPool()
     with pytest.raises(train_mod.CellTrainingError, match="failed in a worker: OSError: no data"):
@@ -260,6 +261,42 @@ def test_a_failed_oracle_training_is_recorded_as_failed_not_lost(tmp_path, monke
     with pytest.raises(train_mod.CellTrainingError, match=r"diverged \(in a worker: TrainingDivergedError"):
         pooled.evaluator.kind = "ec"
         pooled.evaluator.evaluate([space.from_index(4), space.from_index(5)])
+
+
+def test_a_pooled_batch_keeps_the_cells_finished_before_an_interrupt_and_raises_worker_errors_as_they_are(
+        tmp_path):
+    """The pool's results were cached only once the whole batch was back: a Ctrl-C lost every cell the workers
+    had trained. And a worker's missing dataset came back as CellTrainingError (exit 2), not as itself (exit 3)."""
+    from tfnas.data.base import DatasetNotFoundError
+    from tfnas.evaluation.executors import Failed
+    from tfnas.evaluation.failed import picklable
+
+    cfg = make_cfg(tmp_path, "benchmark.name=train")
+    space = build_space(cfg)
+    benchmark = build_benchmark(cfg, space)
+
+    class InterruptedPool:
+        name = "process"
+
+        def imap(self, job, items, chunk=0):
+            yield 0.5  # the first cell is done, then Ctrl-C
+            raise KeyboardInterrupt
+
+    benchmark.evaluator.executor = InterruptedPool()
+    with pytest.raises(KeyboardInterrupt):
+        benchmark.evaluator.evaluate([space.from_index(i) for i in (1, 2, 3)])
+    fresh = build_benchmark(cfg, space)  # a rerun reads it back from disk
+    assert fresh.evaluator.cache.get(space.encode(space.from_index(1))) == 0.5
+    assert space.encode(space.from_index(2)) not in fresh.evaluator.cache
+
+    class MissingData(InterruptedPool):
+        def imap(self, job, items, chunk=0):
+            exc = DatasetNotFoundError("dataset 'cifar10' is not available offline")
+            return iter([Failed(f"DatasetNotFoundError: {exc}", picklable(exc)) for _ in items])
+
+    benchmark.evaluator.executor = MissingData()
+    with pytest.raises(DatasetNotFoundError, match="not available offline"):
+        benchmark.evaluator.evaluate([space.from_index(i) for i in (4, 5)])
 
 
 def test_short_trainings_leave_xla_off_under_auto_even_with_a_gpu(tmp_path, monkeypatch):

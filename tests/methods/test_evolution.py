@@ -11,7 +11,7 @@ from tfnas.config import load_config
 from tfnas.methods.base import SearchContext
 from tfnas.methods.evolution import EvolutionSearch, Limits
 from tfnas.run.factory import build_method
-from tfnas.run.rundir import ArtifactStore
+from tfnas.run.store import ArtifactStore
 
 
 def run(tmp_path, proxy, iterations=60, population=16, max_params=300.0, rows=None):
@@ -190,3 +190,50 @@ def test_evolution_arguments_that_cannot_be_are_named():
         args.update(kwargs)
         with pytest.raises(error, match=fragment):
             EvolutionSearch(ToySpace(), **args)
+
+
+@pytest.mark.parametrize("batch, record_every, iterations, crash_after", [(3, 2, 12, 2), (1, 10, 60, 6), (4, 3, 20, 4)])
+def test_a_row_logged_just_before_a_crash_is_not_logged_again(tmp_path, batch, record_every, iterations, crash_after):
+    """A Ctrl-C after history.csv took a row and before the checkpoint: the resumed search logged the row again
+    when the batch does not divide record_every, and the last row always."""
+    def go(rows, folder, crash=None):
+        search = EvolutionSearch(ToySpace(), ToyProxy(), proxy_name="toy_sum", population=16, iterations=iterations,
+                                 limits=Limits(max_params=300.0), record_every=record_every, batch=batch)
+
+        def log(row):
+            rows.append(row)
+            if len(rows) == crash:
+                raise KeyboardInterrupt
+
+        search.search(SearchContext(store=ArtifactStore(str(tmp_path / folder)), seed=7,
+                                    rng=np.random.default_rng(7), progress=False, log=log, logged_rows=len(rows)))
+
+    whole, broken = [], []
+    go(whole, "whole")
+    with pytest.raises(KeyboardInterrupt):
+        go(broken, "broken", crash=crash_after)
+    go(broken, "broken")
+    assert [r["iteration"] for r in broken] == [r["iteration"] for r in whole]
+    assert len(whole) > crash_after - 1 and whole[-1]["iteration"] == iterations
+
+
+def test_failed_scorings_are_counted_across_a_resume(tmp_path):
+    """result.json's `failed` counted the scorings that raised in the last session only."""
+    class Flaky(ToyProxy):
+        def score_arch(self, space, arch, **kw):
+            if sum(arch) % 5 == 0:
+                raise ValueError("flaky")
+            return super().score_arch(space, arch, **kw)
+
+    def go(folder, stop=None):
+        search = EvolutionSearch(ToySpace(), Flaky(fail_at=stop), proxy_name="toy_sum", population=16,
+                                 iterations=60, limits=Limits(max_params=300.0), record_every=10, batch=2)
+        return search.search(SearchContext(store=ArtifactStore(str(tmp_path / folder)), seed=7,
+                                           rng=np.random.default_rng(7), progress=False))
+
+    whole = go("whole")
+    with pytest.raises(KeyboardInterrupt):
+        go("resumed", stop=45)
+    resumed = go("resumed")
+    assert whole.extra["failed"] > 0 and resumed.extra == {**whole.extra, "iterations_per_s": resumed.extra[
+        "iterations_per_s"]}

@@ -19,7 +19,7 @@ from tfnas.methods.evolution import EvolutionSearch, Limits
 from tfnas.pareto import hypervolume, pareto_front
 from tfnas.run.factory import build_method, build_space
 from tfnas.proxies.base import Proxy
-from tfnas.run.rundir import ArtifactStore
+from tfnas.run.store import ArtifactStore
 from tfnas.run.search import run_search
 from tfnas.run.sweep import run_sweep
 from tfnas.train.litert import LatencyStats
@@ -156,7 +156,7 @@ class OneLatency(WidthLatency):
 def test_an_undefined_hypervolume_is_null_in_result_json_and_named_in_the_text(tmp_path):
     """It was NaN: ``"hypervolume": NaN`` in result.json, which strict JSON readers refuse, and "hypervolume
     nan" in pareto.txt."""
-    from tfnas.run.search import strict_json
+    from tfnas.results import strict_json
 
     method = EvolutionSearch(Widths(), SumProxy(), proxy_name="sum", population=6, iterations=10,
                              limits=Limits(max_params=400.0), record_every=5, latency=OneLatency(), pareto=True)

@@ -11,7 +11,7 @@ import pytest
 from tfnas.config import ConfigError, load_config
 from tfnas.methods.base import SearchContext
 from tfnas.run.factory import build_executor, build_method, build_space
-from tfnas.run.rundir import ArtifactStore
+from tfnas.run.store import ArtifactStore
 from tfnas.run.search import run_search
 
 

@@ -15,7 +15,7 @@ from tfnas.methods.nag.gan import CellData, GanTrainer
 from tfnas.methods.nag.models import DagDiscriminator, DagGenerator
 from tfnas.methods.nag.search import QUALITY_FILE, STATE_FILE
 from tfnas.run.factory import build_method, build_space
-from tfnas.run.rundir import ArtifactStore
+from tfnas.run.store import ArtifactStore
 from tfnas.run.sweep import run_sweep
 from tfnas.spaces.dag import DagSpec
 from tfnas.spaces.nb201.dag import NB201_DAG, all_dags, dag_lookup

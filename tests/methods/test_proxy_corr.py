@@ -148,7 +148,7 @@ def test_config_errors(tmp_path):
 def analyse(method, run_dir):
     """Runs an analysis method into ``run_dir`` as the run layer does (without the config checks)."""
     from tfnas.methods.base import SearchContext
-    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.store import ArtifactStore
 
     os.makedirs(str(run_dir), exist_ok=True)
     context = SearchContext(store=ArtifactStore(str(run_dir)), seed=0, rng=np.random.default_rng(0), progress=False)

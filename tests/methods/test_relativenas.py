@@ -18,7 +18,7 @@ from tests.served import serving_outputs
 from tfnas.config import ConfigError, load_config
 from tfnas.methods.relativenas import (STATE_FILE, RelativeNasSearch, cosine_lr, get_supernet, load_halves,
                                        slow_learner_update)
-from tfnas.run.rundir import ArtifactStore
+from tfnas.run.store import ArtifactStore
 from tfnas.run.search import run_search
 from tfnas.spaces.darts import PRESETS, DartsSpace, parse_genotype, vector_bounds
 from tfnas.spaces.darts import used_ops

@@ -21,7 +21,7 @@ from tfnas.config import ConfigError, load_config
 from tfnas.methods.slnas import pick_best
 from tfnas.methods.slnas.search import STATE_FILE, SlnasSearch
 from tfnas.run.method_args import lite_supernet
-from tfnas.run.rundir import ArtifactStore
+from tfnas.run.store import ArtifactStore
 from tfnas.run.search import run_search
 from tfnas.spaces.lite import LiteSpace
 from tfnas.spaces.lite.supernet import LiteSupernet

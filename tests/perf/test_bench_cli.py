@@ -47,6 +47,18 @@ def test_subcommands_and_their_defaults(argv, expected):
     assert {k: getattr(args, k) for k in expected} == expected
 
 
+@pytest.mark.parametrize("address", ["nonsense", "localhost:99999", ":6379", "http://x:1"])
+def test_a_ray_address_is_checked_as_the_configs_is(address, capsys):
+    """`--ray-address nonsense` started Ray and failed 9 s later with "start one with `ray start --head
+    --port=nonsense` on ," and exit 5; [run] ray_address = nonsense is refused at once."""
+    for command in ("evolution", "executor-overhead"):
+        with pytest.raises(SystemExit) as stop:
+            load_bench().parser().parse_args([command, "--executor", "ray", "--ray-address", address])
+        assert stop.value.code == 2
+        assert f"--ray-address: expected local, auto, HOST:PORT or ray://HOST:PORT (a port 1-65535), got " \
+               f"{address!r}" in capsys.readouterr().err
+
+
 def test_every_benchmark_and_flag_says_what_it_is():
     """Most flags of tools/bench.py had no help text, and most benchmarks no line in --help."""
     import argparse

@@ -30,7 +30,7 @@ def test_nothing_to_draw_gives_no_figure():
 def test_counters_of_rows_of_two_phases_stay_integers_and_are_no_panels(tmp_path):
     """NAG's history.csv held `epoch` = 1.0, `steps` = 3.0 (a supernet row has neither), and its figure drew
     them as metrics."""
-    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.store import ArtifactStore
     from tfnas.run.search import HistoryLog
 
     rows = [{"step": 1, "phase": "supernet", "lr": 0.1, "train_loss": 2.0},

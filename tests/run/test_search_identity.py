@@ -92,3 +92,21 @@ def test_tools_train_names_the_keys_a_training_never_reads(caplog):
     assert "--set method.name" in warning and "iterations" not in warning
     assert "[search] iterations" in info and "population" not in info
     assert ("method", "name") in tolerated(cfg, "train")
+
+
+def test_config_cfg_names_the_sections_a_run_never_reads(tmp_path):
+    """A training's config.cfg said `[method] name = rand` with nothing to say that no method ran."""
+    from tfnas.config.loader import load_config as load
+    from tfnas.run.train_one import TRAIN_FREE_KEYS
+    from tfnas.run.unused import tolerated
+
+    cfg = load_config("cfg/train_nb201_cifar10.cfg", [f"run.out_dir={tmp_path}"])
+    text = RunDir(cfg, ignore=TRAIN_FREE_KEYS, tolerate=tolerated(cfg, "train")).config_text()
+    comment = text.splitlines()[1]
+    assert comment.startswith("# not read by this run") and "[method]" in comment and "[search]" in comment
+    assert "[space]" not in comment and "[train]" not in comment and "[run]" not in comment
+    (tmp_path / "config.cfg").write_text(text)
+    assert config_to_ini(load(str(tmp_path / "config.cfg"))).split("\n", 1)[1] == text.split("\n", 2)[2]
+    search = load_config("cfg/zen_cifar10_1M.cfg", [f"run.out_dir={tmp_path}"])
+    line = RunDir(search, **search_identity(search), tolerate=tolerated(search, "search")).config_text().splitlines()[1]
+    assert "[search]" not in line and "[train]" not in line and "[predictor]" in line

@@ -280,6 +280,32 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
         pass
 
 
+def test_a_lock_file_replaced_between_open_and_lock_is_locked_again(tmp_path, monkeypatch):
+    """A run that failed and cleaned up removed its lock file while it held it: a run that had opened the old file
+    then locked it, and a third run the new file at the same name, so both wrote the directory."""
+    import fcntl
+
+    from tfnas.run import rundir as rundir_mod
+
+    cfg = load_config("cfg/rand.cfg", [f"run.out_dir={tmp_path}"])
+    lock = tmp_path / rundir_mod.LOCK_FILE
+    real, calls = fcntl.flock, []
+
+    def flock(fd, op):
+        if op & fcntl.LOCK_EX and not calls:  # the other run removes it, and a third makes it anew
+            lock.unlink()
+            lock.write_text("")
+        calls.append(op)
+        return real(fd, op)
+
+    monkeypatch.setattr(rundir_mod.fcntl, "flock", flock)
+    with rundir_mod.RunDir(cfg) as held:
+        assert len([op for op in calls if op & fcntl.LOCK_EX]) == 2  # locked again, the file at the name
+        assert os.fstat(held._lock_fh.fileno()).st_ino == lock.stat().st_ino
+        with pytest.raises(ConfigError, match="another run is writing"):
+            rundir_mod.RunDir(cfg).open()
+
+
 def test_records_a_writer_added_just_before_the_lock_was_taken_are_kept(tmp_path, monkeypatch):
     """The records are read again under the lock: a run that finished between this run's first read
     and its lock has its records kept, not recomputed over a stale copy."""
@@ -409,3 +435,69 @@ def test_records_of_an_earlier_version_keep_their_place_after_a_tolerated_change
     (tmp_path / "config.cfg").unlink()
     runs.write_text("".join(json.dumps({**r, "config_id": old_id}) + "\n" for r in records))
     assert run_sweep(cfg, progress=False).new_records == 0
+
+
+def test_keys_the_plain_predictor_and_a_table_code_never_read_are_named_and_tolerated(tmp_path, caplog):
+    """`predictor.nsam`, `ec_source`, `search.rank_k` changed none of the plain predictor's records, drew no warning,
+    and then blocked its resume; so did `pool_size` in an NB201 sweep and `ec_epochs` with the table's codes."""
+    from tfnas.run.unused import unused_keys
+
+    sets = [f"run.out_dir={tmp_path}", "budget.start=12", "budget.stop=12", "budget.repeats=1", "predictor.epochs=4",
+            "predictor.units=16"]
+    first = run_sweep(load_config("cfg/predictor.cfg", sets), progress=False)
+    changed = ["predictor.nsam=false", "predictor.ec_source=synflow", "search.rank_k=3", "search.final_rank_k=4",
+               "search.pool_size=100"]
+    cfg = load_config("cfg/predictor.cfg", sets + changed)
+    assert {f"{s}.{k}" for s, k, _ in unused_keys(cfg, "sweep")} == {c.split("=")[0] for c in changed}
+    again = run_sweep(cfg, progress=False)
+    assert again.new_records == 0 and again.records[0].top1_acc == first.records[0].top1_acc
+    siamese = load_config("cfg/siams_nsam.cfg", ["predictor.ec_epochs=5", "predictor.ec_subset=64", "search.rank_k=3"])
+    assert [(s, k) for s, k, _ in unused_keys(siamese, "sweep")] == [("predictor", "ec_epochs"),
+                                                                      ("predictor", "ec_subset")]
+
+
+@pytest.mark.parametrize("changed", ["space.channels=32", "space.cells_per_stage=1"])
+def test_a_table_sweep_refuses_networks_of_another_size_than_the_tables(tmp_path, changed):
+    """`--set space.channels=32` in rand_pixel3 reported 1.656 M params (and filtered max_params on them) beside the
+    accuracies and latencies of the table's 0.42 M networks."""
+    cfg = load_config("cfg/rand_pixel3.cfg", [f"run.out_dir={tmp_path / 'run'}", changed])
+    with pytest.raises(ConfigError, match=rf"--set {changed.split('=')[0]}: the nb201 table's .* channels = 16 and "
+                                          r"cells_per_stage = 5"):
+        run_sweep(cfg, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_predictor_whose_loss_became_nan_stops_the_sweep_without_a_record(tmp_path, monkeypatch):
+    """`predictor.lr=1e9` diverged: the NaN scores' argmax picked an arbitrary cell, saved as a record (exit 0)."""
+    import numpy as np
+
+    from tfnas.predictors import fit
+    from tfnas.train.errors import TrainingDivergedError
+
+    monkeypatch.setattr(fit.PredictorTrainer, "train_epochs", lambda self, data, n=1, rng=None: np.array([np.nan]))
+    sets = [f"run.out_dir={tmp_path}", "budget.start=12", "budget.stop=12", "budget.repeats=1", "predictor.epochs=4",
+            "predictor.units=16", "predictor.lr=0.5"]
+    with pytest.raises(TrainingDivergedError, match=r"predictor's training loss is nan in epoch 1; lower \[predictor\] "
+                                                    r"lr \(now 0.5\)"):
+        run_sweep(load_config("cfg/siams_nsam.cfg", sets), progress=False)
+    assert not (tmp_path / "runs.jsonl").exists()
+
+
+def test_a_run_that_fails_before_it_writes_anything_leaves_config_cfg_as_it_found_it(tmp_path):
+    """A resume on a Ray head that was not there rewrote config.cfg with its [run] executor and worker_threads, so the
+    next resume no longer said that the saved results were computed with another thread count."""
+    from tfnas.run.rundir import RunDir
+
+    sets = [f"run.out_dir={tmp_path}", "budget.start=5", "budget.stop=5", "budget.repeats=1"]
+    run_sweep(load_config("cfg/rand.cfg", sets + ["run.executor=process", "run.worker_threads=1"]), progress=False)
+    before = (tmp_path / "config.cfg").read_text()
+    other = load_config("cfg/rand.cfg", sets + ["run.executor=ray", "run.worker_threads=0"])
+    with pytest.raises(RuntimeError, match="no Ray head"):
+        with RunDir(other, ignore=(("run", "worker_threads"),)):
+            raise RuntimeError("no Ray head answers there")
+    assert (tmp_path / "config.cfg").read_text() == before
+    with pytest.raises(RuntimeError, match="later"):  # one that wrote something keeps the config it wrote it with
+        with RunDir(other, ignore=(("run", "worker_threads"),)) as run_dir:
+            run_dir.store.write_text("summary.csv", "x")
+            raise RuntimeError("later")
+    assert "executor = ray" in (tmp_path / "config.cfg").read_text()

@@ -464,7 +464,8 @@ def test_ctrl_c_before_anything_was_saved_does_not_promise_a_resume(tmp_path, ca
 
 def test_a_search_state_that_is_a_file_and_a_history_row_with_an_extra_field_are_named(tmp_path):
     from tfnas.io import DamagedFileError
-    from tfnas.run.rundir import ArtifactStore, RunDir, RunDirError
+    from tfnas.run.rundir import RunDir, RunDirError
+    from tfnas.run.store import ArtifactStore
     from tfnas.run.search import HistoryLog
 
     (tmp_path / "search_state").write_text("x")
@@ -480,7 +481,7 @@ def test_a_search_state_that_is_a_file_and_a_history_row_with_an_extra_field_are
 def test_a_damaged_history_csv_is_warned_about_and_replaced_by_the_new_epochs(tmp_path, caplog, damage):
     from types import SimpleNamespace
 
-    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.store import ArtifactStore
     from tfnas.run.train_one import EpochLog
 
     (tmp_path / "history.csv").write_text(damage)
@@ -496,7 +497,7 @@ def test_a_damaged_history_csv_is_warned_about_and_replaced_by_the_new_epochs(tm
 def test_a_resume_after_rows_of_history_csv_went_missing_says_which(tmp_path, caplog):
     from types import SimpleNamespace
 
-    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.store import ArtifactStore
     from tfnas.run.train_one import EpochLog
 
     row = {"epoch": 1, "loss": 1.5, "train_acc": 0.5, "eval_loss": None, "eval_acc": None, "lr": 0.1, "seconds": 2.0}
@@ -512,7 +513,7 @@ def test_a_resume_after_rows_of_history_csv_went_missing_says_which(tmp_path, ca
 def test_a_history_csv_edited_by_hand_is_put_back_in_order_and_its_gaps_named(tmp_path, caplog):
     from types import SimpleNamespace
 
-    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.store import ArtifactStore
     from tfnas.run.train_one import EpochLog
 
     row = {"epoch": 1, "loss": 1.5, "train_acc": 0.5, "eval_loss": None, "eval_acc": None, "lr": 0.1, "seconds": 2.0}
@@ -531,7 +532,7 @@ def test_a_history_csv_edited_by_hand_is_put_back_in_order_and_its_gaps_named(tm
 def test_a_history_csv_whose_epochs_are_not_epoch_numbers_is_unreadable(tmp_path, caplog, epochs):
     from types import SimpleNamespace
 
-    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.store import ArtifactStore
     from tfnas.run.train_one import EpochLog
 
     first = "True" if epochs == "True" else "1"  # a column of booleans
@@ -544,7 +545,7 @@ def test_a_history_csv_whose_epochs_are_not_epoch_numbers_is_unreadable(tmp_path
 def test_unsorted_rows_are_warned_about_and_a_lost_file_names_every_missing_epoch(tmp_path, caplog):
     from types import SimpleNamespace
 
-    from tfnas.run.rundir import ArtifactStore
+    from tfnas.run.store import ArtifactStore
     from tfnas.run.train_one import EpochLog
 
     row = {"epoch": 1, "loss": 1.5, "train_acc": 0.5, "eval_loss": None, "eval_acc": None, "lr": 0.1, "seconds": 2.0}

@@ -12,3 +12,16 @@ def _f(default: Any, **meta: Any) -> Any:
     lines, ``folder``: a folder, written without trailing separators so that ``data/`` and ``data`` are one
     configuration; ``folder``, ``path`` and ``home``: a leading ``~`` is the user's home folder)."""
     return field(default=default, metadata=meta)
+
+
+def ray_address_problem(address: str) -> str:
+    """What is wrong with a ``[run] ray_address`` (``local``, ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``, a port
+    1-65535), or ``""``."""
+    if address in ("local", "auto"):
+        return ""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if (not host or "/" in host or host in ("local", "auto") or not (port.isascii() and port.isdigit())
+            or not 0 < int(port) < 65536):
+        return f"expected local, auto, HOST:PORT or ray://HOST:PORT (a port 1-65535), got {address!r}"
+    return ""

@@ -31,6 +31,7 @@ import typing
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from tfnas.checks import INT32_MAX, is_int, is_number
+from tfnas.config.fields import ray_address_problem
 from tfnas.config.sections import SECTIONS, Config, ConfigError
 
 
@@ -370,14 +371,9 @@ def _validate(cfg: Config, raw: Dict[str, Dict[str, Tuple[str, str]]], label: st
                         raise ConfigError(f"{where}: unknown {reg.kind} {item!r}; registered {plural}: {known}")
             if f.metadata.get("path") and value and not os.path.exists(value):
                 raise ConfigError(f"{where}: file not found: {value!r}")
-    address = cfg.run.ray_address
-    if cfg.run.executor == "ray" and address not in ("local", "auto"):
-        host, _, port = address.removeprefix("ray://").rpartition(":")
-        host = host.strip("[]")  # [::1]:6379
-        if (not host or "/" in host or host in ("local", "auto") or not (port.isascii() and port.isdigit())
-                or not 0 < int(port) < 65536):
-            raise ConfigError(f"{_where(raw, label, 'run', 'ray_address')}: expected local, auto, HOST:PORT or "
-                              f"ray://HOST:PORT (a port 1-65535), got {address!r}")
+    problem = ray_address_problem(cfg.run.ray_address) if cfg.run.executor == "ray" else ""
+    if problem:
+        raise ConfigError(f"{_where(raw, label, 'run', 'ray_address')}: {problem}")
     t = cfg.train
     if check_names:  # not for a run directory's own config.cfg, written before these checks existed
         if cfg.proxy.subset == 1 and cfg.method.name == "proxy_corr":  # one cell has no rank correlation (NaN)

@@ -33,7 +33,7 @@ class PredictorConfig:
     batch_size: int = _f(8, min=1)
     lr: float = _f(1e-3, gt=0.0)
     lr_final: float = _f(1e-4, min=0.0)
-    huber_delta: float = _f(0.5, min=0.0)
+    huber_delta: float = _f(0.5, gt=0.0)
     nsam: bool = _f(True)
     ec_source: str = _f("table")
     ec_epochs: int = _f(3, min=1)

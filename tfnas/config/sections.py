@@ -264,7 +264,7 @@ class SearchConfig:
     bts: bool = _f(True)
     init_fraction: float = _f(0.3, min=0.0, max=1.0)
     update_split: int = _f(10, min=1)
-    sample_fraction: float = _f(0.1, min=0.0, max=1.0)
+    sample_fraction: float = _f(0.1, gt=0.0, max=1.0)
     rank_k: int = _f(30, min=1)
     final_rank_k: int = _f(60, min=1)
     reserve: int = _f(3, min=0)

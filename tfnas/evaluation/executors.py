@@ -17,8 +17,9 @@ number of workers change how fast a batch is evaluated and never what comes back
 
 An item whose evaluation raises becomes a :class:`Failed` result (logged with its error); it is
 never lost and never stops the batch. Ctrl-C stops the workers and re-raises in the caller.
-Each worker runs TensorFlow with ``threads`` intra-op threads (default 1): ``workers x threads``
-should not exceed the cores.
+Each worker runs TensorFlow with ``threads`` intra-op threads (``[run] worker_threads``; 0, its default,
+is TensorFlow's own choice, as in the parent, which keeps scores bit-identical to the local executor's):
+on a CPU, ``workers x threads`` at or below the cores is fastest (docs/SCALING.md).
 """
 
 from __future__ import annotations

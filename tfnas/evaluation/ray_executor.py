@@ -19,16 +19,17 @@
 - ``auto`` joins the cluster this machine is part of (``ray start --head`` on the head node,
   ``ray start --address=HEAD:6379`` on the others); ``HOST:PORT`` joins that head node.
 
-One actor per worker holds the jobs it has built (traced functions stay warm between batches);
-each asks Ray for ``num_cpus = max(1, threads)`` and, when GPUs are visible to Ray, one GPU, so Ray places
-at most one worker per GPU. Chunks go to whichever actor is free; results are put back in
-submission order. An actor that dies is replaced by a new one (in the same slot, with the same temp
-folder) and its chunk submitted again, with a warning; more than ``max_restarts`` deaths within one
-batch fail the batch, as in the process pool (Ray's own ``max_restarts`` counts over an actor's life, so
-a long search failed after a few deaths hours apart). An item that raises comes back as
-:class:`~tfnas.evaluation.executors.Failed`. Ctrl-C (or a caller that stops reading :meth:`RayExecutor.imap`)
-cancels the tasks and kills the actors (the next batch starts new ones); the caller gets the
-KeyboardInterrupt. A Ctrl-C while a private instance starts or stops is held back until it has
+One actor per worker holds the jobs it has built (traced functions stay warm between batches); each asks Ray
+for ``num_cpus = max(1, threads)`` and, when GPUs are visible to Ray, a share of one (``1 / ceil(workers /
+GPUs)``, :func:`~tfnas.evaluation.gpus.gpus_per_actor`), so the workers spread evenly over the GPUs, several
+to a GPU when there are more workers than GPUs. Chunks go to whichever actor is free; results are put back
+in submission order. An actor that dies is replaced by a new one (in the same slot, with the same temp
+folder) and its chunk submitted again, with a warning; more than ``max_restarts`` deaths within one batch
+fail the batch, as in the process pool (Ray's own ``max_restarts`` counts over an actor's life, so a long
+search failed after a few deaths hours apart). An item that raises comes back as
+:class:`~tfnas.evaluation.executors.Failed`. Ctrl-C (or a caller that stops reading
+:meth:`RayExecutor.imap`) cancels the tasks and kills the actors (the next batch starts new ones); the
+caller gets the KeyboardInterrupt. A Ctrl-C while a private instance starts or stops is held back until it has
 started (then it is stopped) or stopped, and then delivered: cut short, Ray left its processes running
 and its folder behind. A second Ctrl-C is not held back.
 """

@@ -353,7 +353,7 @@ class TrainingEvaluator(Evaluator):
     """``evaluate(archs)``: the cached short-training result of each architecture, in order.
 
     With an ``executor`` (set by the run layer; ``[run] executor = process | ray``), the cells of
-    one call that are not cached yet are trained in parallel, one per worker (each worker reads
+    one call that are not cached yet are trained in parallel, one per task (each worker reads
     the data subset once); results are cached here, in submission order, so the cache and the
     returned values are those of an in-process evaluation.
 
@@ -368,8 +368,10 @@ class TrainingEvaluator(Evaluator):
     or on a worker) is recorded as failed for ``"oracle"``: the cache stores None
     for it (so a rerun does not train it again), a warning names it and ``evaluate`` returns None
     in its place. An ``"ec"`` failure raises :class:`CellTrainingError`, because an estimation
-    code has no stand-in. Any other error of a worker raises :class:`CellTrainingError` and is not
-    cached, as in this process, where it propagates.
+    code has no stand-in. Any other error of a worker is raised again here (its own type where it
+    survives pickling, e.g. a missing dataset) and is not cached, as in this process, where it
+    propagates. Each cell a worker finishes is cached as soon as the cells before it are: an
+    interrupted or failed batch keeps them.
 
     Attributes:
         computed: cells this evaluator actually trained (the rest came from the cache).
@@ -395,10 +397,16 @@ class TrainingEvaluator(Evaluator):
         if todo and self.executor is not None and self.executor.name != "local" and len(todo) > 1:
             if isinstance(self._job, ExecutorError):
                 raise self._job
-            for key, result in zip(todo, self.executor.map(self._job, todo)):
+            # one cell per task, each cached as soon as it and the cells before it are done: an interrupted
+            # batch keeps what its workers finished
+            for key, result in zip(todo, self.executor.imap(self._job, todo, chunk=1)):
                 if isinstance(result, Failed):
-                    if not result.error.startswith(_DIVERGED):  # not a diverged training
+                    diverged = (isinstance(result.exception, FloatingPointError) if result.exception is not None
+                                else result.error.startswith(_DIVERGED))
+                    if not diverged and result.exception is None:  # its type did not survive pickling
                         raise CellTrainingError(f"training cell {key} failed in a worker: {result.error}")
+                    if not diverged:  # raised as in this process (a missing dataset is the same one line)
+                        result.reraise(f"training cell {key} failed in a worker")
                     result = self._failed(key, f"in a worker: {result.error}")
                 self.cache.put(key, result)
                 self.computed += 1

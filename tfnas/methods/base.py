@@ -67,10 +67,10 @@ class SearchContext:
     """What the run layer hands a :class:`OneShotSearch` or an :class:`Analysis`.
 
     Attributes:
-      store: the run directory's artefact store (:class:`tfnas.run.rundir.ArtifactStore`):
+      store: the run directory's artefact store (:class:`tfnas.run.store.ArtifactStore`):
         ``path(name)``, ``exists(name)``, ``read_text(name)``, ``write_text(name, text)``,
-        ``write_bytes``, ``write_figure``, ``append_jsonl(name, row)``; every write is atomic.
-        Resumable state goes under ``state/...`` names (``search_state/`` on disk).
+        ``write_bytes``, ``write_figure``, ``remove(name)``; every write is atomic. Resumable
+        state goes in :attr:`state_dir` (``search_state/`` in the run directory).
       seed: the run's root seed (``[run] seed``).
       rng: generator seeded from ``seed``; a resumed search restores its own saved state instead.
       progress: show progress bars.

@@ -232,10 +232,11 @@ class EvolutionSearch(OneShotSearch):
                   "counts": record({k: integer(low=0) for k in self._counts()}, only=True,
                                    optional=("nonfinite",)),  # a state written before it was counted
                   "mutation_rng": PCG64_STATE, "score_rng": PCG64_STATE,
+                  "rows": integer(low=0), "failed": integer(low=0),  # (both absent from a state of before 2026-12-07)
                   "pareto": record({"latency": dict_of(number(low=0)),
                                     "front": list_of(items(text, number(), number())),
                                     "bounds": list_of(number(), length=4)})}
-        check_fields(path, state, record(fields, optional=("pareto",)), restart)
+        check_fields(path, state, record(fields, optional=("pareto", "rows", "failed")), restart)
         self._check_population(path, state, restart)
         pareto = state.get("pareto")
         if self.latency is not None and pareto is not None:
@@ -299,13 +300,15 @@ class EvolutionSearch(OneShotSearch):
             score_rng.bit_generator.state = state["score_rng"]
             logger.info("resuming evolution at iteration %d / %d", done, self.iterations)
         evaluator = self._evaluator(context, score_rng)
+        failed_before = int(state.get("failed", 0)) if state is not None else 0  # scorings that raised, before a resume
         bar = None
         if context.progress and done < self.iterations:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.iterations, initial=done, desc=f"evolution ({self.proxy_name})", unit="it")
         t0 = time.perf_counter() - seconds
-        logged = context.logged_rows
+        # the history rows this search has made by now (history.csv may hold one more: logged, then killed)
+        rows = int(state.get("rows", context.logged_rows)) if state is not None else 0  # (a state of before 2026-12-07)
         try:
             while done < self.iterations:
                 if len(members) > self.population:
@@ -350,14 +353,15 @@ class EvolutionSearch(OneShotSearch):
                     row = self._row(done, members, counts, elapsed)
                     if self.latency is not None:
                         row.update(front_size=len(front.points), hypervolume=front.hypervolume())
-                    if done // self.record_every > logged or done == self.iterations:
+                    rows += 1
+                    if rows > context.logged_rows:  # (logged before a crash that came ahead of the save below)
                         context.log(row)
-                        logged += 1
                     logger.info("evolution: iteration %d / %d, %d scored; caches: %s", done, self.iterations,
                                 counts["scored"], format_cache_stats())
                     self._save(context, {
                         "format": STATE_FORMAT, "identity": _jsonify(self._identity()), "iteration": done,
-                        "seconds": elapsed, "members": members,
+                        "seconds": elapsed, "rows": rows, "members": members,
+                        "failed": failed_before + int(getattr(evaluator, "failed", 0)),
                         "counts": counts if nonfinite_known else {k: v for k, v in counts.items() if k != "nonfinite"},
                         "mutation_rng": mut_rng.bit_generator.state, "score_rng": score_rng.bit_generator.state,
                         **({"pareto": front.state()} if self.latency is not None else {}),
@@ -384,7 +388,7 @@ class EvolutionSearch(OneShotSearch):
         if hasattr(self.space, "num_layers"):
             extra["layers"] = int(self.space.num_layers(best))
         if self.batch > 1:
-            extra["failed"] = int(getattr(evaluator, "failed", 0))
+            extra["failed"] = failed_before + int(getattr(evaluator, "failed", 0))
         if self.latency is not None:
             (stats,) = self.latency.evaluate([best])  # measured when it joined: a cache hit
             extra.update(latency_ms=round(stats.median_ms, 4), latency_p90_ms=round(stats.p90_ms, 4),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from typing import Any, Iterator, List, Optional
 
@@ -32,6 +33,7 @@ from tfnas.methods.base import BudgetedSearch, RunResult
 from tfnas.predictors.estimation import EcNormaliser, TableEstimationCode, check_ec_source
 from tfnas.registry import register_method
 from tfnas.spaces.base import GraphSpace, TabularSpace, require
+from tfnas.train.errors import TrainingDivergedError
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +208,10 @@ class PredictorSearch(BudgetedSearch):
                 data = None
             if data is None:
                 data, normaliser = self._training_set(session, ec)
-            trainer.train_epochs(data, 1, rng)
+            (loss,) = trainer.train_epochs(data, 1, rng)
+            if not math.isfinite(loss):  # its ranking would be NaN scores, its pick arbitrary
+                raise TrainingDivergedError(f"the predictor's training loss is {loss} in epoch {epoch + 1}; lower "
+                                            f"[predictor] lr (now {self.lr:g}) or lr_final (now {self.lr_final:g})")
             if epoch in check_epochs:
                 sample = rng.choice(self.size, size=sample_size, replace=False)
                 order = sample[np.argsort(-self.rank(trainer, sample, self.rank_k, ec, normaliser), kind="stable")]

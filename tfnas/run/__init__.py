@@ -1,7 +1,7 @@
 """The run layer: the only code that reads a :class:`~tfnas.config.Config`.
 
-- :mod:`tfnas.run.rundir`: ``RunDir`` (identity by (section, key), ``config.cfg``, resume, lock)
-  and the atomic ``ArtifactStore`` methods write through;
+- :mod:`tfnas.run.rundir`: ``RunDir`` (identity by (section, key), ``config.cfg``, resume, lock);
+  :mod:`tfnas.run.store`: the atomic ``ArtifactStore`` methods write through;
 - :mod:`tfnas.run.factory` / :mod:`tfnas.run.method_args`: config -> typed arguments -> objects;
 - flows: :mod:`~tfnas.run.sweep` (budgeted searches), :mod:`~tfnas.run.search` (one-shot
   searches, then training and export), :mod:`~tfnas.run.analysis`, :mod:`~tfnas.run.train_one`.

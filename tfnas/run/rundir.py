@@ -14,6 +14,7 @@ since then take their defaults (what the older version did) and an upgrade does 
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -21,16 +22,16 @@ import json
 import logging
 import os
 import shutil
-from typing import Any, Dict, FrozenSet, Iterable, List, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
-from tfnas.config import Config, ConfigError, config_to_ini, ini_value, load_config
-from tfnas.io import RUN_CONFIG_FILE, atomic_write_bytes, atomic_write_figure, atomic_write_text
+from tfnas.config import SECTIONS, Config, ConfigError, config_to_ini, ini_value, load_config
+from tfnas.io import RUN_CONFIG_FILE, atomic_write_text
+from tfnas.run.store import STATE_DIR, ArtifactStore
 
 CONFIG_FILE = RUN_CONFIG_FILE
 LOCK_FILE = ".lock"
 
 logger = logging.getLogger(__name__)
-STATE_DIR = "search_state"
 
 #: Keys that never change results: where the run goes, whether bars are shown and events written.
 DISPLAY_KEYS: FrozenSet[Tuple[str, str]] = frozenset({("run", "progress"), ("run", "out_dir"),
@@ -85,69 +86,6 @@ def _missing_parents(path: str) -> List[str]:
     return missing
 
 
-class ArtifactStore:
-    """Named files of one run directory, every write atomic (temp file, then rename).
-
-    What methods get instead of paths: ``write_text("best_cell.txt", ...)``. Names are relative
-    and may hold one folder level (``search_state/evolution.json``).
-    """
-
-    def __init__(self, root: str):
-        self.root = root
-
-    def path(self, name: str) -> str:
-        if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
-            raise ValueError(f"artifact names are relative to the run directory; got {name!r}")
-        return os.path.join(self.root, name)
-
-    def exists(self, name: str) -> bool:
-        return os.path.exists(self.path(name))
-
-    def read_text(self, name: str) -> str:
-        """The text of ``name``; a file that is not UTF-8 raises :class:`tfnas.io.DamagedFileError`."""
-        from tfnas.io import reading
-
-        path = self.path(name)
-        with open(path, encoding="utf-8") as fh, reading(path):
-            return fh.read()
-
-    def _parent(self, name: str) -> str:
-        path = self.path(name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return path
-
-    def write_text(self, name: str, text: str) -> str:
-        path = self._parent(name)
-        atomic_write_text(path, text)
-        return path
-
-    def write_bytes(self, name: str, data: bytes) -> str:
-        path = self._parent(name)
-        atomic_write_bytes(path, data)
-        return path
-
-    def write_figure(self, name: str, fig: Any, **savefig: Any) -> str:
-        """Saves a matplotlib ``Figure`` (object API, no pyplot) as ``name``."""
-        path = self._parent(name)
-        atomic_write_figure(fig, path, **savefig)
-        return path
-
-    def append_lines(self, name: str, lines: Iterable[str]) -> str:
-        """Adds lines to a text file (rewritten atomically, so a crash never leaves half a line)."""
-        old = self.read_text(name) if self.exists(name) else ""
-        new = "".join(f"{line}\n" for line in lines)
-        return self.write_text(name, old + new)
-
-    def remove(self, name: str) -> None:
-        if self.exists(name):
-            os.unlink(self.path(name))
-
-    def state_dir(self) -> str:
-        path = self.path(STATE_DIR)
-        os.makedirs(path, exist_ok=True)
-        return path
-
-
 def _differences(there: Dict[str, Dict[str, str]], here: Dict[str, Dict[str, str]], show: int = 3) -> str:
     """The keys two config identities differ in, as ``[section] key = <there> there, <here> now``
     (the first ``show`` of them, then how many more); empty when they are equal."""
@@ -169,6 +107,25 @@ def _foreign_files(folder: str) -> bool:
     except OSError:
         return False
     return any(name != LOCK_FILE and not name.startswith(".tmp-") for name in names)
+
+
+def _stamps(folder: str) -> Dict[str, Tuple[int, int]]:
+    """Modification time and size of each entry of ``folder`` but ``config.cfg`` and the lock file."""
+    out = {}
+    for entry in os.scandir(folder):
+        if entry.name not in (CONFIG_FILE, LOCK_FILE):
+            info = entry.stat(follow_symlinks=False)
+            out[entry.name] = (info.st_mtime_ns, info.st_size)
+    return out
+
+
+def _same_file(fh: Any, path: str) -> bool:
+    """Whether the open file ``fh`` is still the file at ``path``."""
+    try:
+        here, there = os.fstat(fh.fileno()), os.stat(path)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 class RunDir:
@@ -204,6 +161,7 @@ class RunDir:
         self._created = False  # ... or found it without a config.cfg: this run's to clean up after a failure
         self._fresh = False  # ... new or empty: a failure before any result leaves nothing to resume
         self._before: set = set()  # what the directory held before open()
+        self._previous: Optional[Tuple[str, Dict[str, Tuple[int, int]]]] = None  # config.cfg's text and the files
         self.written_config_id = ""  # the id of config.cfg as check() found it (the same configuration)
         self._written_tolerant_id = ""  # ... without the keys this run never reads
         self._said_threads = False
@@ -308,8 +266,14 @@ class RunDir:
         self._lock()
         self.check()  # again, under the lock: a run of another configuration may have written it meanwhile
         config_path = os.path.join(self.path, CONFIG_FILE)
+        if not self._created:  # put back if this run ends before it writes anything (a Ray head that is not there)
+            try:
+                with open(config_path, encoding="utf-8") as fh:
+                    self._previous = (fh.read(), _stamps(self.path))
+            except (OSError, ValueError):
+                self._previous = None
         try:  # an identical config.cfg is not rewritten (tfnas.io), so a read-only finished run reprints
-            atomic_write_text(config_path, config_to_ini(self.cfg))
+            atomic_write_text(config_path, self.config_text())
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else exc.strerror  # tfnas.io's strerror names the file
             if not self.written_config_id:
@@ -318,22 +282,43 @@ class RunDir:
             # range): kept as it is; what this run writes next fails and says so if the folder cannot be written
             logger.info("%s: not refreshed (%s); it holds this run's configuration", config_path, reason)
 
+    def config_text(self) -> str:
+        """``config.cfg``'s text: every key, defaults included, and a comment naming the sections this run
+        never reads (a training's ``[method] name = rand`` is the default of a section it has no use for)."""
+        text = config_to_ini(self.cfg)
+        keys = set(self.tolerate)
+        unread = [s for s in SECTIONS if all((s, f.name) in keys for f in dataclasses.fields(getattr(self.cfg, s)))]
+        if not unread:
+            return text
+        first, rest = text.split("\n", 1)
+        return (f"{first}\n# not read by this run, so without effect here: "
+                f"{', '.join(f'[{s}]' for s in unread)}\n{rest}")
+
     def _lock(self) -> None:
         path = os.path.join(self.path, LOCK_FILE)
-        try:
-            fh = open(path, "a+", encoding="utf-8")
-        except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-                return  # a read-only directory: nothing here can be written, so nothing to protect
-            raise RunDirAccessError(f"{self.path}: cannot open its lock file ({exc.strerror})") from None
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise RunDirError(f"{self.path}: another run is writing this directory (process {holder}); "
-                              f"wait for it or choose another [run] out_dir") from None
+        for _ in range(5):  # the lock file removed (by a run that failed and cleaned up) between open and lock: again
+            try:
+                fh = open(path, "a+", encoding="utf-8")
+            except FileNotFoundError:
+                raise RunDirError(f"{self.path}: the run directory was removed meanwhile (another run that started "
+                                  f"into it failed and cleaned up); run again") from None
+            except OSError as exc:
+                if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+                    return  # a read-only directory: nothing here can be written, so nothing to protect
+                raise RunDirAccessError(f"{self.path}: cannot open its lock file ({exc.strerror})") from None
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                fh.close()
+                raise RunDirError(f"{self.path}: another run is writing this directory (process {holder}); "
+                                  f"wait for it or choose another [run] out_dir") from None
+            if _same_file(fh, path):
+                break
+            fh.close()  # locked a file no longer at its name: another run may lock the one there now
+        else:
+            raise RunDirError(f"{self.path}: its lock file keeps being replaced; is another tool removing it?")
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))
@@ -360,8 +345,18 @@ class RunDir:
                     exc[1].tfnas_nothing_saved = self._fresh and not nested
                 elif not self._created and self._holds_nothing():  # e.g. left so by a run killed before a result
                     exc[1].tfnas_nothing_saved = not nested
+                self._put_back_config()
         finally:
             self.close()
+
+    def _put_back_config(self) -> None:
+        """After a run that failed before it wrote anything, the ``config.cfg`` it found (its ``[run]`` keys, e.g.
+        ``worker_threads``, say how the directory's results were computed)."""
+        try:
+            if self._previous is not None and _stamps(self.path) == self._previous[1]:
+                atomic_write_text(os.path.join(self.path, CONFIG_FILE), self._previous[0])
+        except OSError as exc:
+            logger.debug("could not put back %s: %s", CONFIG_FILE, exc)
 
     def _remove_made_parents(self) -> None:
         """The folders above the directory that this run made, innermost first; one holding something

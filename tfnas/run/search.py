@@ -30,6 +30,7 @@ from tfnas.config import Config, load_config
 from tfnas.io import DamagedFileError, check_fields, dict_of, nullable, number, read_json, reading, record, text
 from tfnas.methods.base import SearchContext, SearchFailedError, SearchOutcome
 from tfnas.registry import METHODS
+from tfnas.results import strict_json
 from tfnas.run import check_flow
 from tfnas.run.events import EventStream, events_root, hparams_missing, hparams_of, history_step, write_hparams
 from tfnas.run.exports import check_calibration_data, export_lines, export_paths_of, missing_exports
@@ -37,7 +38,8 @@ from tfnas.run.constraints import refuse_search_keys, refuse_unhonoured_limits
 from tfnas.run.factory import (build_executor, build_method, build_space, check_method_fits_space,
                                check_full_batch, check_trained_network_builds, check_training_data,
                                refuse_multi_worker, where)
-from tfnas.run.rundir import CONFIG_FILE, ArtifactStore, RunDir, RunDirError
+from tfnas.run.rundir import CONFIG_FILE, RunDir, RunDirError
+from tfnas.run.store import ArtifactStore
 from tfnas.run.unused import SEARCH_TRAIN_KEYS, tolerated
 from tfnas.train.seeding import tf_global_seed
 
@@ -340,21 +342,3 @@ def train_found(cfg: Config, arch: str) -> Tuple[Dict[str, Any], Dict[str, str],
     outcome = train_architecture(train_cfg, hparams=False)  # the search's hparams row holds the result
     with open(metrics_path, encoding="utf-8") as fh:
         return json.load(fh), outcome.exports, outcome.calibration
-
-
-def strict_json(value: Any) -> Any:
-    """``value`` as strict JSON takes it: NumPy scalars and arrays as Python values, NaN and infinities as
-    None (``null``; Python's ``NaN`` is no JSON a strict reader takes), tuples as lists."""
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    elif isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, dict):
-        return {key: strict_json(v) for key, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (str, int, float)):
-        return value
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -88,6 +88,13 @@ def check_benchmark_fits(cfg: Config, method_cls: type, benchmark: Any) -> None:
     if getattr(benchmark, "name", "") == "nb201" and cfg.space.name != "nb201":
         raise ConfigError(f"{where(cfg, 'benchmark', 'name')}: the nb201 table answers only for [space] name = nb201, "
                           f"got space {cfg.space.name!r}; use [benchmark] name = train (the training oracle)")
+    if getattr(benchmark, "name", "") == "nb201":  # its figures are of the NAS-Bench-201 networks: 16 channels, N = 5
+        for key, table in (("channels", 16), ("cells_per_stage", 5)):
+            if getattr(cfg.space, key) != table:
+                raise ConfigError(f"{where(cfg, 'space', key)}: the nb201 table's accuracies and latencies are of "
+                                  f"networks with channels = 16 and cells_per_stage = 5; got {getattr(cfg.space, key)} "
+                                  f"(the records' params would be of networks nobody measured); leave it at {table}, "
+                                  f"or use [benchmark] name = train to train networks of this size")
     try:
         has_table = benchmark.ground_truth(cfg.dataset.name) is not None
     except ValueError as exc:  # a table without this dataset

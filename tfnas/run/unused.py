@@ -17,7 +17,7 @@ import math
 from typing import Any, Dict, List, Optional, Tuple
 
 from tfnas.config import Config
-from tfnas.registry import METHODS, PROXIES
+from tfnas.registry import METHODS, PROXIES, SPACES
 from tfnas.run.factory import where
 
 logger = logging.getLogger(__name__)
@@ -91,8 +91,9 @@ _BTS = ("bts", "init_fraction", "update_split", "sample_fraction", "rank_k", "fi
 _ONE_SHOT = ("lr", "lr_min", "momentum", "weight_decay", "grad_clip", "drop_path", "batch_size", "steps_per_epoch")
 #: The shared ``[search]`` keys each built-in method reads (its builder in tfnas.run.method_args); a method not
 #: listed (a plugin) reads them all. Every run reads ``objective`` and ``max_latency_ms`` (:data:`SEARCH_ALWAYS`),
-#: and every budgeted sweep ``pool_size`` (the pool of an open space, tfnas.run.sweep).
-SEARCH_KEYS = {"rand": (), "predictor": _BTS, "siamese": _BTS, "brp_nas": (), "slnas_controller": (), "nag": (),
+#: and every budgeted sweep of an open space ``pool_size`` (its pool, tfnas.run.sweep).
+SEARCH_KEYS = {"rand": (), "predictor": tuple(k for k in _BTS if not k.endswith("rank_k")),  # (re-ranking by code)
+               "siamese": _BTS, "brp_nas": (), "slnas_controller": (), "nag": (),
                "proxy_corr": (),
                "evolution": ("population", "iterations", "record_every", "effectiveness_filter", "max_rho", "batch",
                              "latency_threads", "latency_runs", "latency_warmup", "latency_quantize"),
@@ -109,12 +110,23 @@ def _search_reader(key: str) -> str:
     return f"methods {', '.join(sorted(m for m, keys in SEARCH_KEYS.items() if key in keys))}"
 
 
+def _tabular(space: str) -> bool:
+    """Whether the space named ``space`` holds all its cells (a sweep searches it, not a pool of ``pool_size``)."""
+    from tfnas.spaces.base import TabularSpace
+
+    try:
+        return issubclass(SPACES.get(space), TabularSpace)
+    except Exception:  # (a name the config check refuses)
+        return False
+
+
 def search_keys_never_read(cfg: Config, flow: str) -> List[str]:
     """The ``[search]`` keys this run never reads (none for a method :data:`SEARCH_KEYS` does not list)."""
     method = cfg.method.name
     if method not in SEARCH_KEYS:
         return []
-    read = SEARCH_KEYS[method] + SEARCH_ALWAYS + (("pool_size",) if flow == "sweep" else ())
+    pooled = flow == "sweep" and not _tabular(cfg.space.name)  # the pool of an open space (tfnas.run.sweep)
+    read = SEARCH_KEYS[method] + SEARCH_ALWAYS + (("pool_size",) if pooled else ())
     return [f.name for f in dataclasses.fields(cfg.search) if f.name not in read]
 
 
@@ -182,6 +194,10 @@ def never_read(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
                     if kind != cfg.controller.kind:
                         keys.append((section, key, f"[controller] kind = {kind}"))
     keys += [("search", key, _search_reader(key)) for key in search_keys_never_read(cfg, flow)]
+    if method == "predictor":  # the plain neural predictor: no estimation code, no siamese branch to attend
+        keys += [("predictor", key, "method siamese") for key in ("nsam", "ec_source", "ec_epochs", "ec_subset")]
+    elif method == "siamese" and cfg.predictor.ec_source != "train":
+        keys += [("predictor", key, "[predictor] ec_source = train") for key in ("ec_epochs", "ec_subset")]
     if method in SEARCH_KEYS and flow != "sweep":  # (its limits: refused where not applied, tfnas.run.constraints)
         keys += [("budget", key, "the budgeted sweeps") for key in ("start", "stop", "step", "repeats")]
     if method in SEARCH_KEYS and not loads_images(cfg, flow):  # (a plugin method may read them)
