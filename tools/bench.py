@@ -481,9 +481,19 @@ def main(argv=None) -> int:
     from tfnas.cli import run_guarded
 
     def measure() -> int:
+        from tfnas.config import ConfigError
+        from tfnas.evaluation.executors import ExecutorError
+
         _check_ranges(args)
         _check_names(args)
-        args.run(args)
+        try:
+            args.run(args)
+        except ExecutorError as exc:  # (said in the config's words): no Ray head at --ray-address is a bad flag
+            text, address = str(exc), f"[run] ray_address = {getattr(args, 'ray_address', '')}: "
+            if text.startswith(address):
+                raise ConfigError(f"--ray-address {args.ray_address}: "
+                                  f"{text[len(address):].replace('ray_address = local', '--ray-address local')}") from None
+            raise
         return 0
 
     return run_guarded(measure, verbose=False, interrupted="interrupted: the figures printed so far are complete")

@@ -75,8 +75,8 @@ def test_executor_keys_are_checked(tmp_path, caplog):
         port = sock.getsockname()[1]
     cfg = load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=ray", f"run.ray_address=127.0.0.1:{port}"])
     start = time.perf_counter()
-    with pytest.raises(ConfigError, match=f"127.0.0.1:{port}: no Ray head answers there"):
-        build_executor(cfg)  # at once, not after minutes of Ray client retries
+    with pytest.raises(ConfigError, match=f"^--set run.ray_address=127.0.0.1:{port}: no Ray head answers there"):
+        build_executor(cfg)  # at once, not after minutes of Ray client retries; the address named as set
     assert time.perf_counter() - start < 30
     from tfnas.evaluation.executors import ExecutorError
     from tfnas.evaluation.ray_access import check_reachable
@@ -88,7 +88,7 @@ def test_executor_keys_are_checked(tmp_path, caplog):
     cfg = load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.workers=3", "run.ray_address=auto"])
     with caplog.at_level("WARNING"), build_executor(cfg) as local:  # said, not silently ignored
         assert local.name == "local"
-    assert "[run] workers = 3, ray_address = auto: not used with executor = local" in caplog.text
+    assert "--set run.workers=3; --set run.ray_address=auto: not used with executor = local" in caplog.text
     cfg = load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=process", "run.workers=3"])
     with build_executor(cfg) as pool:
         assert pool.name == "process" and pool.workers == 3

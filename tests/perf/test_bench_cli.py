@@ -59,6 +59,22 @@ def test_a_ray_address_is_checked_as_the_configs_is(address, capsys):
                f"{address!r}" in capsys.readouterr().err
 
 
+def test_no_ray_head_at_the_ray_address_is_a_bad_flag_named_as_given(tmp_path):
+    """It exited 5 with "[run] ray_address = ...", a key the user never wrote; train_eval.py exits 2."""
+    import socket
+
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, BENCH, "executor-overhead", "--executor", "ray", "--ray-address",
+                           f"127.0.0.1:{port}"], cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith(f"error: --ray-address 127.0.0.1:{port}: no Ray head answers there") and "[run]" not in line
+    assert line.endswith("or use --ray-address local")
+
+
 def test_every_benchmark_and_flag_says_what_it_is():
     """Most flags of tools/bench.py had no help text, and most benchmarks no line in --help."""
     import argparse

@@ -418,14 +418,16 @@ def build_executor(cfg: Config) -> Any:
     from tfnas.evaluation.executors import ExecutorError, make_executor
 
     r = cfg.run
-    unused = [f"{k} = {getattr(r, k)}" for k, default, used in (("workers", 0, r.executor != "local"),
-                                                                 ("worker_threads", 0, r.executor != "local"),
-                                                                 ("ray_address", "local", r.executor == "ray"))
-              if getattr(r, k) != default and not used]
-    if unused:
-        logger.warning("%s: [run] %s: not used with executor = %s", where(cfg), ", ".join(unused), r.executor)
+    unused = [where(cfg, "run", k, getattr(r, k)) for k, default, used in (
+        ("workers", 0, r.executor != "local"), ("worker_threads", 0, r.executor != "local"),
+        ("ray_address", "local", r.executor == "ray")) if getattr(r, k) != default and not used]
+    if unused:  # (each named where it was set: the file, or --set)
+        logger.warning("%s: not used with executor = %s", "; ".join(unused), r.executor)
     try:
         return make_executor(r.executor, r.workers, threads=r.worker_threads, address=r.ray_address,
                              ray_init={"object_store_memory": 512 * 1024 ** 2})
     except ExecutorError as exc:
+        text, address = str(exc), f"[run] ray_address = {r.ray_address}: "
+        if text.startswith(address):  # (the head named there is not answering: the address is the setting to fix)
+            raise ConfigError(f"{where(cfg, 'run', 'ray_address', r.ray_address)}: {text[len(address):]}") from None
         raise ConfigError(f"{where(cfg, 'run', 'executor', r.executor)}: {exc}") from None
