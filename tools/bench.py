@@ -491,8 +491,8 @@ def main(argv=None) -> int:
         except ExecutorError as exc:  # (said in the config's words): no Ray head at --ray-address is a bad flag
             text, address = str(exc), f"[run] ray_address = {getattr(args, 'ray_address', '')}: "
             if text.startswith(address):
-                raise ConfigError(f"--ray-address {args.ray_address}: "
-                                  f"{text[len(address):].replace('ray_address = local', '--ray-address local')}") from None
+                why = text[len(address):].replace("ray_address = local", "--ray-address local")
+                raise ConfigError(f"--ray-address {args.ray_address}: {why}") from None
             raise
         return 0
 

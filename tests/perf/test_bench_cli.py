@@ -68,7 +68,8 @@ def test_no_ray_head_at_the_ray_address_is_a_bad_flag_named_as_given(tmp_path):
         port = sock.getsockname()[1]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run([sys.executable, BENCH, "executor-overhead", "--executor", "ray", "--ray-address",
-                           f"127.0.0.1:{port}"], cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+                           f"127.0.0.1:{port}"], cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
     (line,) = [x for x in done.stderr.splitlines() if x.startswith("error:")]
     assert line.startswith(f"error: --ray-address 127.0.0.1:{port}: no Ray head answers there") and "[run]" not in line
