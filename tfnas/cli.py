@@ -120,6 +120,9 @@ COMPARE_INTERRUPTED_LINE = "interrupted: the merged table may be incomplete; rer
 
 
 _RUN_DIR: List[str] = []  # the run directory of the config loaded, once it is
+#: set by an out-of-memory error once TensorFlow is loaded: TensorFlow's XLA runtime aborted ("double free or
+#: corruption") while the interpreter tore it down after a failed 26 GiB allocation, exit 134 after the error line
+_SKIP_TEARDOWN: List[bool] = []
 
 
 def _run_dirs_opened() -> int:
@@ -193,6 +196,8 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
 
                 traceback.print_exception(exc, file=sys.stderr)
             print(f"error: {clipped(message)}", file=sys.stderr)
+            if "tensorflow" in sys.modules:  # after a failed allocation its runtime may abort while torn down
+                _SKIP_TEARDOWN.append(True)
             return 2
         raise
     if terminated:  # a SIGTERM that something swallowed on the way (a destructor, a handler): not lost
@@ -246,6 +251,13 @@ def exit_with(code: int) -> None:
     calling shell loop or script stops too, as it would for a program without its own handler. The
     exit handlers run first (a signal skips them, and TensorFlow's removes AutoGraph's temp files)."""
     signum = {INTERRUPTED: "SIGINT", TERMINATED: "SIGTERM"}.get(code)
+    if _SKIP_TEARDOWN and code != 0:  # the exit handlers, then the status without the interpreter's teardown
+        import atexit
+
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     if signum is not None and hasattr(signal, signum) and os.name == "posix":
         import atexit
 
