@@ -668,21 +668,36 @@ def test_a_narrower_rerun_says_that_the_table_holds_the_earlier_records(tmp_path
     assert "hold 3 record(s) of earlier runs beyond this run's [budget], at budget(s) 20, 40" in out
 
 
-def test_out_of_memory_exits_2_after_the_exit_handlers_without_the_interpreters_teardown(tmp_path):
+@pytest.mark.parametrize("error, code, torn_down", [
+    ("tf.errors.ResourceExhaustedError(None, None, 'Out of memory while trying to allocate 25.94GiB.')", 2, False),
+    ("ValueError('no such value')", 1, True),  # (a real bug: Python's own exit, teardown and all)
+])
+def test_out_of_memory_exits_2_after_the_exit_handlers_without_the_interpreters_teardown(tmp_path, error, code,
+                                                                                         torn_down):
     """After TensorFlow failed to allocate 25.94 GiB (`predictor.batch_size=100000`), the error line was followed by
-    "double free or corruption" from the interpreter's teardown, and exit 134."""
+    "double free or corruption" from the interpreter's teardown, and exit 134. An object's finaliser at teardown
+    shows whether the teardown ran."""
     script = tmp_path / "oom.py"
     script.write_text(
-        "import atexit, sys\n"
+        "import atexit, os\n"
         "import tensorflow as tf\n"
         "from tfnas.cli import _SKIP_TEARDOWN, exit_with, run_guarded\n"
+        "class Sentinel:\n"
+        "    def __del__(self, write=os.write):  # (the module's globals are gone by then)\n"
+        "        write(1, b'torn down\\n')\n"
+        "sentinel = Sentinel()\n"
         "atexit.register(lambda: print('exit handlers ran', flush=True))\n"
         "def fails():\n"
-        "    raise tf.errors.ResourceExhaustedError(None, None, 'Out of memory while trying to allocate 25.94GiB.')\n"
+        f"    raise {error}\n"
         "assert run_guarded(lambda: 0, verbose=False) == 0 and not _SKIP_TEARDOWN\n"
-        "exit_with(run_guarded(fails, verbose=False))\n")
+        "try:\n"
+        "    status = run_guarded(fails, verbose=False)\n"
+        "except ValueError:\n"
+        "    status = 1\n"
+        "exit_with(status)\n")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert "error: out of memory (Out of memory while trying to allocate 25.94GiB.)" in done.stderr
-    assert done.stdout.strip() == "exit handlers ran"
+    assert done.returncode == code, done.stderr[-2000:]
+    assert ("error: out of memory (Out of memory while trying to allocate 25.94GiB.)" in done.stderr) == (code == 2)
+    assert done.stdout.splitlines()[0] == "exit handlers ran"
+    assert ("torn down" in done.stdout) == torn_down

@@ -120,7 +120,11 @@ def test_a_ctrl_c_before_the_run_directory_opens_does_not_say_its_earlier_result
     assert capsys.readouterr().err.strip().splitlines()[-1] == NOTHING_SAVED_LINE
     earlier = tmp_path / "earlier"
     earlier.mkdir()
-    (earlier / "config.cfg").write_text("[run]\n")
+    (earlier / "config.cfg").write_text("[run]\n")  # a run killed before its first record: nothing to resume
+    (earlier / ".lock").write_text("")
+    assert run_guarded(loading(earlier), verbose=False) == INTERRUPTED
+    assert capsys.readouterr().err.strip().splitlines()[-1] == NOTHING_SAVED_LINE
+    (earlier / "runs.jsonl").write_text("{}\n")
     assert run_guarded(loading(earlier), verbose=False) == INTERRUPTED
     assert capsys.readouterr().err.strip().splitlines()[-1] == INTERRUPTED_LINE
 

@@ -125,6 +125,19 @@ _RUN_DIR: List[str] = []  # the run directory of the config loaded, once it is
 _SKIP_TEARDOWN: List[bool] = []
 
 
+def _holds_results(folder: str) -> bool:
+    """Whether ``folder`` holds anything of an earlier run but its ``config.cfg``, lock file and an empty
+    ``search_state/`` (:mod:`tfnas.run.rundir`)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return False
+    state = os.path.join(folder, "search_state")
+    return "config.cfg" in names and any(
+        name not in ("config.cfg", ".lock", "search_state") and not name.startswith(".tmp-") for name in names) or (
+        os.path.isdir(state) and bool(os.listdir(state)))
+
+
 def _run_dirs_opened() -> int:
     """How many run directories this process has opened (:class:`tfnas.run.rundir.RunDir`)."""
     rundir = sys.modules.get("tfnas.run.rundir")
@@ -147,6 +160,7 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
     end_of_start()  # from here on an interruption is reported as what it stopped
     opened = _run_dirs_opened()
     _RUN_DIR.clear()  # (this call's)
+    _SKIP_TEARDOWN.clear()
     terminated: List[int] = []
 
     def stopped(stop: Optional[BaseException]) -> int:
@@ -158,7 +172,7 @@ def run_guarded(fn, verbose: bool, interrupted: str = INTERRUPTED_LINE) -> int:
         line = interrupted  # stopped before the run directory held anything, or before one was opened
         saved = _in_chain(stop, lambda e: hasattr(e, "tfnas_nothing_saved"))
         nothing = getattr(saved, "tfnas_nothing_saved") if saved is not None else (
-            _run_dirs_opened() == opened and not any(os.path.exists(os.path.join(d, "config.cfg")) for d in _RUN_DIR))
+            _run_dirs_opened() == opened and not any(_holds_results(d) for d in _RUN_DIR))
         if line == INTERRUPTED_LINE and nothing:
             line = NOTHING_SAVED_LINE
         if by_sigterm:
@@ -251,9 +265,10 @@ def exit_with(code: int) -> None:
     calling shell loop or script stops too, as it would for a program without its own handler. The
     exit handlers run first (a signal skips them, and TensorFlow's removes AutoGraph's temp files)."""
     signum = {INTERRUPTED: "SIGINT", TERMINATED: "SIGTERM"}.get(code)
-    if _SKIP_TEARDOWN and code != 0:  # the exit handlers, then the status without the interpreter's teardown
+    if _SKIP_TEARDOWN and code != 0:  # the exit handlers (guarded as a teardown is), then the status without it
         import atexit
 
+        _keep_status_through_teardown(code)
         atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()

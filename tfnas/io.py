@@ -413,7 +413,8 @@ def _jsonl_text(rows: Iterable[Any]) -> str:
 
 
 def write_jsonl(path: str, rows: Iterable[Any]) -> None:
-    """Writes ``rows`` (JSON-serialisable values) as a JSON-lines file, atomically."""
+    """Writes ``rows`` (JSON-serialisable values; strict JSON: a NaN or infinity raises ``ValueError``) as a
+    JSON-lines file, atomically."""
     atomic_write_text(path, _jsonl_text(rows))
 
 

@@ -303,14 +303,15 @@ def _sub(sub: Any, name: str, help: str, run: Any) -> argparse.ArgumentParser:
 _RAY_ADDRESS = "with --executor ray: the Ray cluster ([run] ray_address; local: a private instance)"
 
 
-def _ray_address(text: str) -> str:
-    """``--ray-address``, checked as ``[run] ray_address`` is."""
+def _check_ray_address(args: Any) -> None:
+    """``--ray-address`` with ``--executor ray``, checked as ``[run] ray_address`` is (and, like it, not read by
+    another executor)."""
+    from tfnas.config import ConfigError
     from tfnas.config.fields import ray_address_problem
 
-    problem = ray_address_problem(text)
+    problem = ray_address_problem(args.ray_address) if getattr(args, "executor", "") == "ray" else ""
     if problem:
-        raise argparse.ArgumentTypeError(problem)
-    return text
+        raise ConfigError(f"--ray-address: {problem}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -348,15 +349,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=_count, default=1, help="children scored together ([search] batch)")
     s.add_argument("--threads", type=_nonneg, default=0,
                    help="TensorFlow threads per worker (0 = as in this process: results identical to local)")
-    s.add_argument("--ray-address", default="local", metavar="local|auto|HOST:PORT", type=_ray_address,
-                   help=_RAY_ADDRESS)
+    s.add_argument("--ray-address", default="local", metavar="local|auto|HOST:PORT", help=_RAY_ADDRESS)
     s = _sub(sub, "executor-overhead", "start-up and per-task overhead of an executor (a job that returns its "
                                        "items, one item per task)", executor_overhead)
     s.add_argument("--executor", choices=("local", "process", "ray"), default="process", help="[run] executor")
     s.add_argument("--workers", type=_nonneg, default=2, help="[run] workers (0 = one per core)")
     s.add_argument("--items", type=_count, default=200, help="timed tasks, after a warm-up batch")
-    s.add_argument("--ray-address", default="local", metavar="local|auto|HOST:PORT", type=_ray_address,
-                   help=_RAY_ADDRESS)
+    s.add_argument("--ray-address", default="local", metavar="local|auto|HOST:PORT", help=_RAY_ADDRESS)
     s = _sub(sub, "batch-schedule", "a batched evolution's worker idle time at other worker counts, replayed from "
                                     "the candidate seconds of --dump-candidates", batch_schedule)
     s.add_argument("dump", type=os.path.expanduser, help="a file written by: bench.py evolution --dump-candidates FILE")
@@ -486,11 +485,12 @@ def main(argv=None) -> int:
 
         _check_ranges(args)
         _check_names(args)
+        _check_ray_address(args)
         try:
             args.run(args)
         except ExecutorError as exc:  # (said in the config's words): no Ray head at --ray-address is a bad flag
             text, address = str(exc), f"[run] ray_address = {getattr(args, 'ray_address', '')}: "
-            if text.startswith(address):
+            if args.ray_address != "local" and text.startswith(address):
                 why = text[len(address):].replace("ray_address = local", "--ray-address local")
                 raise ConfigError(f"--ray-address {args.ray_address}: {why}") from None
             raise

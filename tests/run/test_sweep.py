@@ -465,6 +465,11 @@ def test_a_table_sweep_refuses_networks_of_another_size_than_the_tables(tmp_path
                                           r"cells_per_stage = 5"):
         run_sweep(cfg, progress=False)
     assert not (tmp_path / "run").exists()
+    from tfnas.run.unused import unused_keys  # a table sweep that reports no params: the size is without effect
+
+    plain = load_config("cfg/rand.cfg", [changed])
+    assert [(s, k) for s, k, _ in unused_keys(plain, "sweep")] == [tuple(changed.split("=")[0].split("."))]
+    assert not unused_keys(load_config("cfg/tinynano_siams.cfg", [changed]), "sweep")
 
 
 def test_a_predictor_whose_loss_became_nan_stops_the_sweep_without_a_record(tmp_path, monkeypatch):

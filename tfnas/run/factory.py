@@ -428,6 +428,6 @@ def build_executor(cfg: Config) -> Any:
                              ray_init={"object_store_memory": 512 * 1024 ** 2})
     except ExecutorError as exc:
         text, address = str(exc), f"[run] ray_address = {r.ray_address}: "
-        if text.startswith(address):  # (the head named there is not answering: the address is the setting to fix)
+        if r.ray_address != "local" and text.startswith(address):  # (no head there: the address is what to fix)
             raise ConfigError(f"{where(cfg, 'run', 'ray_address', r.ray_address)}: {text[len(address):]}") from None
         raise ConfigError(f"{where(cfg, 'run', 'executor', r.executor)}: {exc}") from None

@@ -110,12 +110,15 @@ def _foreign_files(folder: str) -> bool:
 
 
 def _stamps(folder: str) -> Dict[str, Tuple[int, int]]:
-    """Modification time and size of each entry of ``folder`` but ``config.cfg`` and the lock file."""
+    """Modification time and size of every file and folder under ``folder`` but its ``config.cfg`` and lock file."""
     out = {}
-    for entry in os.scandir(folder):
-        if entry.name not in (CONFIG_FILE, LOCK_FILE):
-            info = entry.stat(follow_symlinks=False)
-            out[entry.name] = (info.st_mtime_ns, info.st_size)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            if root == folder and name in (CONFIG_FILE, LOCK_FILE):
+                continue
+            info = os.lstat(path)
+            out[os.path.relpath(path, folder)] = (info.st_mtime_ns, info.st_size)
     return out
 
 

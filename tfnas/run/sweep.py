@@ -35,7 +35,8 @@ from tfnas.results import RunLog, RunRecord, write_outputs
 from tfnas.methods.base import BudgetedSearch
 from tfnas.registry import METHODS
 from tfnas.run import check_flow
-from tfnas.run.constraints import Constrained, constrain, pareto_tables, refuse_unhonoured_limits
+from tfnas.run.constraints import (Constrained, constrain, constraint_requested, pareto_tables,
+                                   refuse_unhonoured_limits)
 from tfnas.run.events import (SweepEvents, events_root, hparams_missing, hparams_of, sweep_final_metrics,
                               write_hparams)
 from tfnas.run.factory import (build_benchmark, build_executor, build_method, build_space, check_method_fits_space,
@@ -88,7 +89,7 @@ def check_benchmark_fits(cfg: Config, method_cls: type, benchmark: Any) -> None:
     if getattr(benchmark, "name", "") == "nb201" and cfg.space.name != "nb201":
         raise ConfigError(f"{where(cfg, 'benchmark', 'name')}: the nb201 table answers only for [space] name = nb201, "
                           f"got space {cfg.space.name!r}; use [benchmark] name = train (the training oracle)")
-    if getattr(benchmark, "name", "") == "nb201":  # its figures are of the NAS-Bench-201 networks: 16 channels, N = 5
+    if getattr(benchmark, "name", "") == "nb201" and constraint_requested(cfg):  # params beside the table's figures
         for key, table in (("channels", 16), ("cells_per_stage", 5)):
             if getattr(cfg.space, key) != table:
                 raise ConfigError(f"{where(cfg, 'space', key)}: the nb201 table's accuracies and latencies are of "

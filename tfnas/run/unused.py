@@ -195,9 +195,17 @@ def never_read(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
                         keys.append((section, key, f"[controller] kind = {kind}"))
     keys += [("search", key, _search_reader(key)) for key in search_keys_never_read(cfg, flow)]
     if method == "predictor":  # the plain neural predictor: no estimation code, no siamese branch to attend
-        keys += [("predictor", key, "method siamese") for key in ("nsam", "ec_source", "ec_epochs", "ec_subset")]
+        keys += [("predictor", "nsam", "method siamese"), ("predictor", "ec_source", "method siamese")]
+        keys += [("predictor", key, "method siamese with [predictor] ec_source = train")
+                 for key in ("ec_epochs", "ec_subset")]
     elif method == "siamese" and cfg.predictor.ec_source != "train":
         keys += [("predictor", key, "[predictor] ec_source = train") for key in ("ec_epochs", "ec_subset")]
+    from tfnas.run.constraints import constraint_requested
+
+    if flow == "sweep" and cfg.space.name == "nb201" and cfg.benchmark.name == "nb201" and not (
+            _uses_code(cfg) and cfg.predictor.ec_source != "table") and not constraint_requested(cfg):
+        keys += [("space", key, "a sweep that builds networks (training oracle, trained or proxy codes), or reports "
+                                "their params (hardware-aware)") for key in ("channels", "cells_per_stage")]
     if method in SEARCH_KEYS and flow != "sweep":  # (its limits: refused where not applied, tfnas.run.constraints)
         keys += [("budget", key, "the budgeted sweeps") for key in ("start", "stop", "step", "repeats")]
     if method in SEARCH_KEYS and not loads_images(cfg, flow):  # (a plugin method may read them)
