@@ -195,3 +195,18 @@ def test_cli_unknown_device_is_one_line(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown device 'iphone'" in proc.stderr
+
+
+def test_a_pareto_objective_without_a_limit_prints_the_benchmark_optimum(tmp_path, capsys):
+    """It printed "constrained optimum (cifar100, none (pareto:pixel3))": with no limit every cell is feasible."""
+    import re
+
+    from tfnas.cli import train_eval_main
+
+    common = ["--set", "budget.start=5", "--set", "budget.stop=5", "--set", "budget.repeats=1", "--no-progress"]
+    assert train_eval_main(["cfg/rand_pixel3.cfg", "--set", "search.max_latency_ms=0", "--out-dir",
+                            str(tmp_path / "free"), *common]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\nbenchmark optimum \(cifar100\): \d+\.\d\d%", out) and "constrained optimum" not in out
+    assert train_eval_main(["cfg/rand_pixel3.cfg", "--out-dir", str(tmp_path / "limited"), *common]) == 0
+    assert "\nconstrained optimum (cifar100, pixel3 latency <= 10.676 ms): " in capsys.readouterr().out

@@ -206,12 +206,12 @@ def _sweep(cfg: Config, run_dir: RunDir, log: RunLog, space: Any, benchmark: Any
         write_hparams(events_root(cfg), hparams_of(cfg, unread=tolerated(cfg, "sweep")),
                       sweep_final_metrics(log.records))
     summary = write_outputs(run_dir.path, log.records, {dataset: optimum} if truth is not None else None,
-                            title=cfg.method.name)
+                            title=method.label)
     if constrained is not None and constrained.objective.kind == "pareto" and log.records:
         from tfnas.pareto import write_pareto
 
         true, found = pareto_tables(constrained, log.records, dataset)
-        write_pareto(run_dir.path, true, found, log.records, f"{cfg.method.name} {dataset}, {constrained.label}",
+        write_pareto(run_dir.path, true, found, log.records, f"{method.label} {dataset}, {constrained.label}",
                      *constrained.ranges(dataset))
     return SweepOutcome(run_dir.path, log.records, new, summary, optimum)
 
