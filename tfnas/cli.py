@@ -387,14 +387,14 @@ def _train_eval(args: argparse.Namespace) -> int:
         print(f"\nresults in {cfg.out_dir}/")
         return 0
     from tfnas.results import format_table
+    from tfnas.run.constraints import limits_cells
     from tfnas.run.sweep import run_sweep
 
     outcome = run_sweep(cfg)
     print()
     print(format_table(outcome.summary))
     constraint = outcome.records[-1].constraint if outcome.records else ""
-    if constraint and not constraint.startswith("none ("):  # regret is to the best feasible cell ("none (pareto:..."
-        # is a Pareto objective without a limit: every cell is feasible)
+    if limits_cells(constraint):  # regret is to the best feasible cell
         print(f"\nconstrained optimum ({cfg.dataset.name}, {constraint}): {outcome.optimum:.2f}%")
     elif math.isfinite(outcome.optimum):  # a training oracle knows no optimum
         print(f"\nbenchmark optimum ({cfg.dataset.name}): {outcome.optimum:.2f}%")

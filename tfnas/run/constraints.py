@@ -55,6 +55,15 @@ class Objective:
     device: str = ""
 
 
+#: How a record's ``constraint`` begins for a hardware-aware objective without a limit (every cell feasible).
+NO_LIMIT = "none"
+
+
+def limits_cells(constraint: str) -> bool:
+    """Whether a record's ``constraint`` label restricts the cells (its optimum is then the constrained one)."""
+    return bool(constraint) and not constraint.startswith(f"{NO_LIMIT} (")
+
+
 def parse_objective(cfg: Config) -> Objective:
     """``[search] objective`` -> :class:`Objective`; a bad form is a one-line ConfigError."""
     text = cfg.search.objective.strip()
@@ -236,7 +245,7 @@ def constrain(cfg: Config, method_cls: type, space: Any, benchmark: Any) -> Opti
         keys = keys_where(cfg, short or limits)  # the limit that alone leaves too few cells, else both together
         raise ConfigError(f"{keys}: leaves {rows.size:,} feasible cells of {space.size:,}, fewer "
                           f"than [budget] stop = {cfg.budget.stop:,} queries; loosen the limit or lower the budget")
-    label = ", ".join(words) or f"none ({objective.kind}:{objective.device})"
+    label = ", ".join(words) or f"{NO_LIMIT} ({objective.kind}:{objective.device})"
     return Constrained(SubsetSpace(space, rows), SubsetBenchmark(benchmark, rows), rows, latency, params, label,
                        objective)
 
