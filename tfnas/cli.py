@@ -126,16 +126,10 @@ _SKIP_TEARDOWN: List[bool] = []
 
 
 def _holds_results(folder: str) -> bool:
-    """Whether ``folder`` holds anything of an earlier run but its ``config.cfg``, lock file and an empty
-    ``search_state/`` (:mod:`tfnas.run.rundir`)."""
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return False
-    state = os.path.join(folder, "search_state")
-    return "config.cfg" in names and any(
-        name not in ("config.cfg", ".lock", "search_state") and not name.startswith(".tmp-") for name in names) or (
-        os.path.isdir(state) and bool(os.listdir(state)))
+    """Whether ``folder`` is a run directory (it has a ``config.cfg``) holding results of an earlier run."""
+    from tfnas.run.rundir import CONFIG_FILE, holds_nothing
+
+    return os.path.exists(os.path.join(folder, CONFIG_FILE)) and not holds_nothing(folder)
 
 
 def _run_dirs_opened() -> int:

@@ -109,6 +109,23 @@ def _foreign_files(folder: str) -> bool:
     return any(name != LOCK_FILE and not name.startswith(".tmp-") for name in names)
 
 
+def unused_entry(folder: str, name: str, derived: Iterable[str] = ()) -> bool:
+    """Whether ``name`` in a run directory holds no result (the config, the lock, a temp file, an empty
+    ``search_state/``, a file in ``derived``: written from the config alone)."""
+    if name in (CONFIG_FILE, LOCK_FILE) or name in derived or name.startswith(".tmp-"):
+        return True
+    full = os.path.join(folder, name)
+    return name == STATE_DIR and os.path.isdir(full) and not os.listdir(full)
+
+
+def holds_nothing(folder: str, derived: Iterable[str] = ()) -> bool:
+    """Whether the run directory ``folder`` holds no result at all (False where it cannot be read)."""
+    try:
+        return all(unused_entry(folder, name, derived) for name in os.listdir(folder))
+    except OSError:
+        return False
+
+
 def _stamps(folder: str) -> Dict[str, Tuple[int, int]]:
     """Modification time and size of every file and folder under ``folder`` but its ``config.cfg`` and lock file."""
     out = {}
@@ -419,19 +436,11 @@ class RunDir:
         self._remove_if_unused()
 
     def _unused(self, name: str) -> bool:
-        """Whether ``name`` in the directory holds no result (the config, the lock, a temp file, an empty
-        ``search_state/``, a file in :attr:`derived`)."""
-        if name in (CONFIG_FILE, LOCK_FILE) or name in self.derived or name.startswith(".tmp-"):
-            return True
-        full = os.path.join(self.path, name)
-        return name == STATE_DIR and os.path.isdir(full) and not os.listdir(full)
+        return unused_entry(self.path, name, self.derived)
 
     def _holds_nothing(self) -> bool:
         """Whether the directory holds no result at all."""
-        try:
-            return all(self._unused(name) for name in os.listdir(self.path))
-        except OSError:
-            return False
+        return holds_nothing(self.path, self.derived)
 
     def file(self, name: str) -> str:
         return self.store.path(name)
