@@ -220,3 +220,41 @@ def test_the_table_gives_no_spread_for_one_repeat_and_no_negative_zero():
     row10, row20 = [line for line in table.splitlines() if line.startswith("rand")]
     assert "±" not in row10 and " 90.00 " in f"{row10} " and "-0.000" not in row10 and "0.000" in row10
     assert "92.00 ± 1.41" in row20
+
+
+def test_compare_prints_the_optimum_the_regrets_are_measured_to(tmp_path, capsys):
+    """tools/train_eval.py prints the optimum after its table; tools/compare.py printed none, so its regrets had no
+    reference on screen."""
+    from tfnas.compare import compare
+
+    for name, optimum, constraint in (("free", 73.51, ""), ("bound", 72.88, "pixel3 latency <= 20 ms"),
+                                      ("open", 94.37, "none (pareto:pixel3)")):
+        r = record(10, 0, 70.0)
+        r.dataset, r.optimum, r.constraint, r.regret = "cifar100", optimum, constraint, optimum - 70.0
+        RunLog(str(tmp_path / name / "runs.jsonl")).append(r)
+    compare([str(tmp_path / "free")], str(tmp_path / "c1"))
+    assert "\nbenchmark optimum (cifar100): 73.51%\n" in capsys.readouterr().out
+    compare([str(tmp_path / "bound")], str(tmp_path / "c2"))
+    assert "\nconstrained optimum (cifar100, pixel3 latency <= 20 ms): 72.88%\n" in capsys.readouterr().out
+    compare([str(tmp_path / "open")], str(tmp_path / "c3"))  # a Pareto objective without a limit: every cell counts
+    assert "\nbenchmark optimum (cifar100): 94.37%\n" in capsys.readouterr().out
+    compare([str(tmp_path / "free"), str(tmp_path / "bound")], str(tmp_path / "c4"))
+    out = capsys.readouterr().out
+    assert "optimum (cifar100, unconstrained): 73.51%" in out
+    assert "optimum (cifar100, pixel3 latency <= 20 ms): 72.88%" in out
+
+
+def test_the_accuracy_plot_of_one_budget_has_whole_budgets_on_its_axis(tmp_path, monkeypatch):
+    """A one-budget plot put ticks at 9.96, 9.98, 10.00, ... on the budget axis."""
+    from tfnas.results import plot_accuracy
+
+    ticks = []
+
+    def keep_ticks(fig, path, **kwargs):
+        axis = fig.axes[0].xaxis
+        ticks.extend(t for t in axis.get_major_locator()() if axis.get_view_interval()[0] <= t
+                     <= axis.get_view_interval()[1])
+
+    monkeypatch.setattr("tfnas.results.atomic_write_figure", keep_ticks)
+    plot_accuracy(summary_frame([record(10, 0, 90.0), record(10, 1, 91.0)]), str(tmp_path / "p.png"))
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks

@@ -380,8 +380,7 @@ def _train_eval(args: argparse.Namespace) -> int:
         print(table.to_string(index=False))
         print(f"\nresults in {cfg.out_dir}/")
         return 0
-    from tfnas.results import format_table
-    from tfnas.run.constraints import limits_cells
+    from tfnas.results import format_table, limits_cells
     from tfnas.run.sweep import run_sweep
 
     outcome = run_sweep(cfg)

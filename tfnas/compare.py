@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import List
+from typing import Any, Dict, List
 
 from tfnas.config import ConfigError
 from tfnas.io import RUN_CONFIG_FILE
@@ -131,10 +131,11 @@ def compare(run_dirs: List[str], out_arg: str) -> int:
     # The optimum line is drawn where the benchmark knows the dataset; records that share one
     # recorded optimum (e.g. the same latency constraint) draw theirs (the constrained optimum).
     optimum = {d: benchmark.optimum(d) for d in datasets if d in NB201_DATASETS}
+    shared_constraint = {}  # dataset -> the one limit all its records share, if they share one
     for d in datasets:
         recorded = {(r.optimum, r.constraint) for r in records if r.dataset == d}
         if len(recorded) == 1 and not math.isnan(next(iter(recorded))[0]):
-            optimum[d] = next(iter(recorded))[0]
+            optimum[d], shared_constraint[d] = next(iter(recorded))
         elif all(math.isnan(r.optimum) and math.isnan(r.regret) for r in records if r.dataset == d):
             optimum.pop(d, None)  # records of an open space (a training oracle): no table's optimum is theirs
         elif len({c for _, c in recorded}) > 1:  # runs under different constraints: regrets to different optima
@@ -145,5 +146,24 @@ def compare(run_dirs: List[str], out_arg: str) -> int:
     os.makedirs(out_arg, exist_ok=True)
     df = write_outputs(out_arg, records, optimum, title="compare")
     print(format_table(df))
+    lines = optimum_lines(optimum, shared_constraint)
+    if lines:
+        print("\n" + "\n".join(lines))
     print(f"\nwrote {out_arg}/summary.csv and {out_arg}/accuracy_vs_budget.png")
     return 0
+
+
+def optimum_lines(optimum: Dict[str, Any], shared_constraint: Dict[str, str]) -> List[str]:
+    """The optimum each dataset's regrets are measured to, as ``tools/train_eval.py`` prints it after its table:
+    the benchmark's, the constrained one of a limit all records share, or one line per constraint compared."""
+    from tfnas.results import limits_cells
+
+    lines = []
+    for d, value in sorted(optimum.items()):
+        if isinstance(value, list):  # runs under different constraints
+            lines += [f"optimum ({d}, {what}): {v:.2f}%" for v, what in value]
+        elif limits_cells(shared_constraint.get(d, "")):
+            lines.append(f"constrained optimum ({d}, {shared_constraint[d]}): {value:.2f}%")
+        else:
+            lines.append(f"benchmark optimum ({d}): {value:.2f}%")
+    return lines

@@ -50,6 +50,15 @@ def strict_json(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+#: How a record's ``constraint`` begins for a hardware-aware objective without a limit (every cell feasible).
+NO_LIMIT = "none"
+
+
+def limits_cells(constraint: str) -> bool:
+    """Whether a record's ``constraint`` label restricts the cells (its optimum is then the constrained one)."""
+    return bool(constraint) and not constraint.startswith(f"{NO_LIMIT} (")
+
+
 @dataclass
 class RunRecord:
     """One search run (one budget x repeat). Accuracies are percentages; NaN = not applicable.
@@ -280,6 +289,7 @@ def plot_accuracy(df: pd.DataFrame, path: str, optimum: Optional[Dict[str, Any]]
     dataset -> its value, or ``(value, constraint)`` pairs where runs under different constraints are compared)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, MaxNLocator
 
     agg = aggregate(df)
     datasets = sorted(agg["dataset"].unique())
@@ -297,6 +307,8 @@ def plot_accuracy(df: pd.DataFrame, path: str, optimum: Optional[Dict[str, Any]]
         for n, (value, what) in enumerate([(lines, "")] if isinstance(lines, (int, float)) else lines or []):
             ax.axhline(value, color="k", linestyle=("--", ":", "-.")[n % 3], linewidth=1,
                        label=f"optimum {value:.2f}{f' ({what})' if what else ''}")
+        budgets = sorted(part["budget"].unique())  # counts: whole numbers on the axis, the budget itself if only one
+        ax.xaxis.set_major_locator(FixedLocator(budgets) if len(budgets) == 1 else MaxNLocator(integer=True))
         ax.set_xlabel("budget (ground-truth queries)")
         ax.set_ylabel("true accuracy of the found cell (%)")
         ax.set_title(f"{title} {ds}".strip())

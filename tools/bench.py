@@ -481,19 +481,18 @@ def main(argv=None) -> int:
 
     def measure() -> int:
         from tfnas.config import ConfigError
-        from tfnas.evaluation.executors import ExecutorError
+        from tfnas.evaluation.executors import RayAddressError
 
         _check_ranges(args)
         _check_names(args)
         _check_ray_address(args)
         try:
             args.run(args)
-        except ExecutorError as exc:  # (said in the config's words): no Ray head at --ray-address is a bad flag
-            text, address = str(exc), f"[run] ray_address = {getattr(args, 'ray_address', '')}: "
-            if args.ray_address != "local" and text.startswith(address):
-                why = text[len(address):].replace("ray_address = local", "--ray-address local")
-                raise ConfigError(f"--ray-address {args.ray_address}: {why}") from None
-            raise
+        except RayAddressError as exc:  # no Ray head at --ray-address is a bad flag, said as the flag
+            if exc.address == "local":  # a private instance that failed to start
+                raise
+            said = exc.said_as(f"--ray-address {args.ray_address}")
+            raise ConfigError(said.replace("ray_address = local", "--ray-address local")) from None
         return 0
 
     return run_guarded(measure, verbose=False, interrupted="interrupted: the figures printed so far are complete")

@@ -92,3 +92,26 @@ def test_executor_keys_are_checked(tmp_path, caplog):
     cfg = load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=process", "run.workers=3"])
     with build_executor(cfg) as pool:
         assert pool.name == "process" and pool.workers == 3
+
+
+def test_ray_address_errors_are_said_as_the_setting_that_led_to_them(tmp_path, monkeypatch):
+    """An ``auto`` address that found a cluster it cannot use was named under `executor` (its message did not begin
+    as the factory's text match expected); a private instance that fails to start stays under `executor`."""
+    import tfnas.evaluation.executors as executors
+    from tfnas.evaluation.executors import RayAddressError
+
+    def refused(address):
+        def make(*args, **kwargs):
+            raise RayAddressError(address, "the Ray head there uses token authentication", detail="the cluster at h:1"
+                                  if address == "auto" else "")
+        return make
+
+    monkeypatch.setattr(executors, "make_executor", refused("auto"))
+    cfg = load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=ray", "run.ray_address=auto"])
+    with pytest.raises(ConfigError, match=r"^--set run\.ray_address=auto \(the cluster at h:1\): the Ray head there "
+                                          r"uses token authentication$"):
+        build_executor(cfg)
+    monkeypatch.setattr(executors, "make_executor", refused("local"))
+    cfg = load_config("cfg/zen_cifar10_1M.cfg", [*sets(tmp_path), "run.executor=ray"])
+    with pytest.raises(ConfigError, match=r"^--set run\.executor=ray: \[run\] ray_address = local: the Ray head"):
+        build_executor(cfg)

@@ -28,3 +28,10 @@ def test_siamese_with_a_proxy_ec_runs_within_budget(tmp_path):
             "predictor.epochs=8", "predictor.ec_source=params", "search.rank_k=4", "search.final_rank_k=4"]
     (record,) = run_sweep(load_config("cfg/siams_nsam.cfg", sets), progress=False).records
     assert record.queries == 12 and record.ec_evals >= 12
+    # the best-weights checks are the accuracies of the cells they queried, in % as the record's own
+    checks = record.extra["best_weights_checks"]
+    assert checks and all(0.0 <= c <= 100.0 for c in checks)
+    from tfnas.registry import BENCHMARKS
+
+    truth = BENCHMARKS.get("nb201")().ground_truth("cifar100")  # in %
+    assert all(np.abs(truth - c).min() < 0.01 for c in checks) and max(checks) > 1.0

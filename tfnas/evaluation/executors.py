@@ -56,6 +56,19 @@ class ExecutorError(RuntimeError):
     """The workers could not finish a batch (they kept dying, or the cluster is unreachable)."""
 
 
+class RayAddressError(ExecutorError):
+    """No usable Ray cluster at ``[run] ray_address = address``: the address is what to fix. ``detail``: which
+    cluster an ``auto`` address found; ``why``: what is wrong there and what to do. :meth:`said_as` words it
+    as the user set it (``--set run.ray_address=...``, a file's key, a tool's flag)."""
+
+    def __init__(self, address: str, why: str, detail: str = ""):
+        self.address, self.why, self.detail = address, why, detail
+        super().__init__(self.said_as(f"[run] ray_address = {address}"))
+
+    def said_as(self, setting: str) -> str:
+        return f"{setting}{f' ({self.detail})' if self.detail else ''}: {self.why}"
+
+
 class Job(abc.ABC):
     """A picklable recipe: :meth:`build` returns ``run(items) -> results`` (same length, in order).
 

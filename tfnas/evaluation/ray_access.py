@@ -18,7 +18,7 @@ import secrets
 import sys
 from typing import Any, Iterator
 
-from tfnas.evaluation.executors import ExecutorError
+from tfnas.evaluation.executors import RayAddressError
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _reload_auth_config() -> None:
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """``ExecutorError`` at once when nothing answers at ``HOST:PORT``, or something that is not a Ray
+    """``RayAddressError`` at once when nothing answers at ``HOST:PORT``, or something that is not a Ray
     head (no gRPC reply to an HTTP/2 preface): ``ray.init`` would retry for minutes and print its
     client's retries."""
     import socket
@@ -90,31 +90,30 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
             try:
                 speaks_grpc = _answers_http2(sock)
             except socket.timeout:
-                raise ExecutorError(f"[run] ray_address = {address}: accepted the connection but did not answer "
-                                    f"within {timeout:g} s, as a Ray head would; check the host and port") from None
+                raise RayAddressError(address, f"accepted the connection but did not answer within {timeout:g} s, as "
+                                      f"a Ray head would; check the host and port") from None
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         start = (f"`ray start --head --ray-client-server-port={port}` on {host} (a ray:// address is the head's "
                  f"Ray Client port, 10001 by default)" if address.startswith("ray://")
                  else f"`ray start --head --port={port}` on {host}")
-        raise ExecutorError(f"[run] ray_address = {address}: no Ray head answers there ({reason}); start one with "
-                            f"{start}, or use ray_address = local") from None
+        raise RayAddressError(address, f"no Ray head answers there ({reason}); start one with {start}, or use "
+                                       f"ray_address = local") from None
     if not speaks_grpc:
-        raise ExecutorError(f"[run] ray_address = {address}: something answers there, but not a Ray head (no gRPC "
-                            f"reply); check the host and port (`ray start --head` prints them), or use ray_address "
-                            f"= local")
+        raise RayAddressError(address, "something answers there, but not a Ray head (no gRPC reply); check the host "
+                                       "and port (`ray start --head` prints them), or use ray_address = local")
 
 
 TOKEN_HELP = ("set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH, a file) to the cluster's token "
                "(`ray get-auth-token` on the head node prints it)")
 
 
-def check_head(address: str, named: str = "") -> None:
-    """``ExecutorError`` at once when the gRPC server at ``HOST:PORT`` is not a Ray head (another Ray
+def check_head(address: str, setting: str = "", detail: str = "") -> None:
+    """``RayAddressError`` at once when the gRPC server at ``HOST:PORT`` is not a Ray head (another Ray
     process' port: it has no GCS service), or is one with token authentication that this process cannot
     authenticate to: ``ray.init`` would retry for 20 s, print a warning a second and then fail without
-    saying why. Where Ray's internals differ, nothing is checked. ``named``: how messages name the address
-    (default: as given)."""
+    saying why. Where Ray's internals differ, nothing is checked. ``setting``, ``detail``: the ``[run]
+    ray_address`` that led to ``address`` (default: ``address`` itself) and how (see :class:`RayAddressError`)."""
     try:
         from ray._raylet import GcsClient
         from ray.exceptions import AuthenticationError, RpcError
@@ -125,14 +124,14 @@ def check_head(address: str, named: str = "") -> None:
             GcsClient(address=address)
     except RpcError as exc:
         if getattr(exc, "rpc_code", None) == 12:  # gRPC's UNIMPLEMENTED: no GCS service there
-            raise ExecutorError(f"[run] ray_address = {named or address}: a gRPC server answers there, but not a Ray "
-                                f"head (another Ray process' port?); use the port `ray start --head --port=PORT` "
-                                f"was given (6379 by default)") from None
+            raise RayAddressError(setting or address, "a gRPC server answers there, but not a Ray head (another Ray "
+                                  "process' port?); use the port `ray start --head --port=PORT` was given (6379 by "
+                                  "default)", detail) from None
     except AuthenticationError:  # (ray.init sends a token to an explicit address only with RAY_AUTH_MODE=token)
         sends = os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token"
         refused = "refused this process' token" if sends else "this process sends none (RAY_AUTH_MODE is not token)"
-        raise ExecutorError(f"[run] ray_address = {named or address}: the Ray head there uses token authentication "
-                            f"and {refused}; {TOKEN_HELP}") from None
+        raise RayAddressError(setting or address, f"the Ray head there uses token authentication and {refused}; "
+                                                  f"{TOKEN_HELP}", detail) from None
     except Exception:  # anything else: ray.init retries and says
         return
 

@@ -44,8 +44,8 @@ import tempfile
 import time
 from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
-from tfnas.evaluation.executors import (Executor, ExecutorError, Job, PreparedJob, chunk_ranges, cpu_count,
-                                        in_order, init_worker, parent_onednn, prepare_job, run_chunk)
+from tfnas.evaluation.executors import (Executor, ExecutorError, Job, PreparedJob, RayAddressError, chunk_ranges,
+                                        cpu_count, in_order, init_worker, parent_onednn, prepare_job, run_chunk)
 from tfnas.evaluation.gpus import gpus_per_actor
 from tfnas.evaluation.ray_signals import deliver_interrupt, interrupts_deferred, shutdown, sigterm_kept
 from tfnas.evaluation.ray_access import (TOKEN_HELP, check_head, check_reachable, check_token_file, drop_process_token,
@@ -225,20 +225,20 @@ class RayExecutor(Executor):
                 # RAY_AUTH_MODE=token, ray.init learns the cluster's mode itself; the check would not)
                 found = _auto_address(ray)
                 if found:
-                    check_head(found, named=f"auto (the cluster at {found})")
+                    check_head(found, setting="auto", detail=f"the cluster at {found}")
         self._owns = address == "local"  # from here on, a failed start may have left Ray's processes running
         try:
             with sigterm_kept(ray), _quiet_logger(_RAY_AUTH_LOGGER, quiet):
                 ray.init(**kwargs)
         except (OSError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             if address == "auto" and "Could not find any running Ray instance" in str(exc):
-                raise ExecutorError("[run] ray_address = auto: no Ray cluster runs on this machine; start one with "
-                                    "`ray start --head` (and `ray start --address=HEAD_IP:6379` on the other "
-                                    "machines), or use ray_address = local") from exc
+                raise RayAddressError("auto", "no Ray cluster runs on this machine; start one with `ray start "
+                                      "--head` (and `ray start --address=HEAD_IP:6379` on the other machines), or "
+                                      "use ray_address = local") from exc
             if refused_token(exc):
-                raise ExecutorError(f"[run] ray_address = {address}: the Ray cluster uses token authentication and "
-                                    f"refused this process; {TOKEN_HELP}") from exc
-            raise ExecutorError(f"[run] ray_address = {address}: cannot start or reach Ray: {exc}") from exc
+                raise RayAddressError(address, f"the Ray cluster uses token authentication and refused this "
+                                               f"process; {TOKEN_HELP}") from exc
+            raise RayAddressError(address, f"cannot start or reach Ray: {exc}") from exc
 
     def _start_actors(self, workers: int, cpus: int, chunk: int, max_restarts: int) -> None:
         ray = self._ray

@@ -229,7 +229,8 @@ class PredictorSearch(BudgetedSearch):
         scores = self.rank(trainer, everything, self.final_rank_k, ec, normaliser)
         rank_s = time.perf_counter() - t1
         extra = {"train_s": round(train_s, 3), "rank_s": round(rank_s, 3), "train_traces": trainer.train_traces,
-                 "train_cells": len(session.queried()), "best_weights_checks": [round(a, 4) for a in checks]}
+                 "train_cells": len(session.queried()),  # the checks in %, as the record's accuracies
+                 "best_weights_checks": [round(100.0 * a, 2) for a in checks]}
         return RunResult(best_index=int(np.argmax(scores)), scores=scores, ec_evals=ec.evals if ec else 0, extra=extra)
 
     def _new_cells(self, order: np.ndarray, n: int, session: Any, rng: np.random.Generator) -> List[int]:

@@ -37,6 +37,7 @@ from tfnas.methods.brp import BrpSearch
 from tfnas.methods.random_search import RandomSearch
 from tfnas.methods.siamese import PredictorSearch
 from tfnas.pareto import hypervolume, pareto_front
+from tfnas.results import NO_LIMIT
 from tfnas.run.factory import dataset_head, keys_where, where
 from tfnas.spaces.subset import SubsetSpace
 
@@ -53,15 +54,6 @@ class Objective:
 
     kind: str = "accuracy"
     device: str = ""
-
-
-#: How a record's ``constraint`` begins for a hardware-aware objective without a limit (every cell feasible).
-NO_LIMIT = "none"
-
-
-def limits_cells(constraint: str) -> bool:
-    """Whether a record's ``constraint`` label restricts the cells (its optimum is then the constrained one)."""
-    return bool(constraint) and not constraint.startswith(f"{NO_LIMIT} (")
 
 
 def parse_objective(cfg: Config) -> Objective:

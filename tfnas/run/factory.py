@@ -415,7 +415,7 @@ def build_executor(cfg: Config) -> Any:
     threads; a private ``local`` Ray instance reserves a 512 MiB object store (tfnas sends
     architecture strings, not tensors).
     """
-    from tfnas.evaluation.executors import ExecutorError, make_executor
+    from tfnas.evaluation.executors import ExecutorError, RayAddressError, make_executor
 
     r = cfg.run
     unused = [where(cfg, "run", k, getattr(r, k)) for k, default, used in (
@@ -426,8 +426,9 @@ def build_executor(cfg: Config) -> Any:
     try:
         return make_executor(r.executor, r.workers, threads=r.worker_threads, address=r.ray_address,
                              ray_init={"object_store_memory": 512 * 1024 ** 2})
+    except RayAddressError as exc:  # no cluster there: the address is what to fix (a private one failing: executor)
+        if r.ray_address == "local":
+            raise ConfigError(f"{where(cfg, 'run', 'executor', r.executor)}: {exc}") from None
+        raise ConfigError(exc.said_as(where(cfg, "run", "ray_address", r.ray_address))) from None
     except ExecutorError as exc:
-        text, address = str(exc), f"[run] ray_address = {r.ray_address}: "
-        if r.ray_address != "local" and text.startswith(address):  # (no head there: the address is what to fix)
-            raise ConfigError(f"{where(cfg, 'run', 'ray_address', r.ray_address)}: {text[len(address):]}") from None
         raise ConfigError(f"{where(cfg, 'run', 'executor', r.executor)}: {exc}") from None
