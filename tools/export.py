@@ -15,7 +15,8 @@ Keras' count is larger).
 ``--weights`` may come from a training checkpoint or ``.keras`` file, or from an exported ``.keras`` file;
 weights in a run directory (``RUN/model.keras``, ``RUN/checkpoints``) are exported with the space built as
 that run's ``config.cfg`` built it (widths, cells, auxiliary head), other weights with the space's defaults
-(without the auxiliary head below 32x32). Every format takes float32 images normalised as in training,
+(without the auxiliary head below 32x32). Without ``--weights`` the network keeps initial weights drawn from a
+fixed seed, the same in every export (for latency measurements and conversion checks, not for predictions). Every format takes float32 images normalised as in training,
 ``(pixel / 255 - mean) / std`` per RGB channel with the dataset's statistics (a run's ``metrics.json``:
 ``input_mean``, ``input_std``), and returns logits. A SavedModel serves with plain TensorFlow:
 ``tf.saved_model.load(DIR).serve(images)``.

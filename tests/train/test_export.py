@@ -208,6 +208,24 @@ def test_export_arch_reports_and_validates(space, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.keras"]
 
 
+def test_an_export_without_weights_has_the_same_weights_each_time(space, tmp_path):
+    """Untrained exports (for latency measurements, int8 calibration trials) drew new initial weights every time,
+    so two exports of one cell computed different logits; the weights now follow a fixed seed, and the caller's
+    `random` stream is left as it was."""
+    import random
+
+    random.seed(5)
+    expected = random.random()
+    random.seed(5)
+    first = export_arch(space, ARCH, 5, str(tmp_path / "a.keras"), fmt="keras", input_size=8)
+    assert random.random() == expected
+    export_arch(space, ARCH, 5, str(tmp_path / "b.keras"), fmt="keras", input_size=8)
+    a, b = (keras.saving.load_model(str(tmp_path / n)) for n in ("a.keras", "b.keras"))
+    assert first.path and len(a.weights) == len(b.weights)
+    for x, y in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(x.numpy(), y.numpy(), err_msg=x.path)
+
+
 def _load_tool():
     spec = importlib.util.spec_from_file_location("tfnas_tool_export", os.path.join(REPO, "tools", "export.py"))
     module = importlib.util.module_from_spec(spec)

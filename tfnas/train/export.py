@@ -42,6 +42,7 @@ from tfnas.formats import FORMATS, MAX_CLASSES, MAX_IMAGE_SIZE
 from tfnas.io import first_line
 from tfnas.train.checkpoint import tf_warnings_off, unused_weights
 from tfnas.train.provenance import check_trained_arch
+from tfnas.train.seeding import LayerSeedStream
 from tfnas.train.targets import check_target, install, remove_path, temp_sibling, writing
 
 __all__ = [
@@ -385,7 +386,8 @@ def export_arch(
     if weights is not None:  # weights of a tfnas run: its config.cfg names the architecture they fit
         check_trained_arch(space, arch, weights)
     input_shape = (input_size, input_size, 3)
-    model = space.build(arch, num_classes, input_shape=input_shape)
+    with LayerSeedStream(0).active():  # without weights, the same initial ones each time (exports reproducible)
+        model = space.build(arch, num_classes, input_shape=input_shape)
     if weights is not None:
         try:
             load_weights(model, weights)
