@@ -335,6 +335,9 @@ def test_nag_sweep_end_to_end(nag_sweep):
         assert os.path.exists(os.path.join(run, name)), name
     import pandas as pd
 
+    confusion = open(os.path.join(run, "nag_confusion.txt")).read()  # which classes are whose: said, as they differ
+    assert "accuracy: requested class (rows; tertiles of the accuracies the labels came from) vs obtained class " \
+           "(columns; tertiles of the pool's final (benchmark) accuracies)" in confusion
     table = pd.read_csv(os.path.join(run, QUALITY_FILE))
     assert len(table) == 13 and {"valid", "unique", "novel", "gen_acc_mean", "gen_top5_frac"} <= set(table)
     drawn = table[table["params_class"] == "drawn"]  # each accuracy class as RS-NAG asks for it

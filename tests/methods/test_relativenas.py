@@ -101,6 +101,22 @@ def test_one_trace_serves_every_candidate_and_only_used_rows_move():
     assert net.trace_counts["eval"] == 1
 
 
+def test_a_cell_that_never_reads_c_k_minus_2_leaves_its_preprocessing_of_it_alone():
+    """The reference updates no parameter without a gradient; the preprocessing of c_{k-2} of a cell whose
+    nodes all read c_{k-1} got weight decay (and momentum) every step."""
+    net = supernet()
+    ids = np.zeros((2, 4, 2, 2), np.int32)
+    ids[..., 1] = 3  # sep_conv_3x3 everywhere
+    ids[0, :, :, 0] = 1  # normal cells read c_{k-1} only; reduction cells read c_{k-2} only
+    x, y = batch()
+    before = [[v.numpy() for v in pre0.trainable_weights] for pre0, _ in net.preprocess]
+    net.reset_momentum()
+    assert np.isfinite(float(net.train_step(x, y, ids, 0.1)[0]))
+    for i, (pre0, _) in enumerate(net.preprocess):
+        moved = [not np.array_equal(a, v.numpy()) for a, v in zip(before[i], pre0.trainable_weights)]
+        assert any(moved) == moved[0] == (i in net.reductions), (i, moved)  # a used kernel moves at least by decay
+
+
 def test_merge_takes_slow_only_ops_from_the_slow_learner():
     net = supernet()
     g_fast, g_slow = PRESETS["relativenas"], PRESETS["darts_v2"]

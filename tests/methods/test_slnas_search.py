@@ -248,6 +248,11 @@ def test_config_errors(tmp_path):
         run_search(load_config(CFG, tiny(tmp_path, "search.reward_fraction=0")))
     with pytest.raises(ConfigError, match=r"--set space\.name: method .slnas. needs a space with LiteSpace"):
         run_search(load_config(CFG, tiny(tmp_path / "b", "space.name=nb201")))
+    for width in (7, 2):  # a traceback from the network once built, after the data was read
+        with pytest.raises(ConfigError, match=rf"^--set space\.search_channels={width}: the SLNAS search network "
+                                              r"needs an even width >= 4 \(ShuffleNet units split the channels in halves\)$"):
+            run_search(load_config(CFG, tiny(tmp_path / f"c{width}", f"space.search_channels={width}")))
+        assert not (tmp_path / f"c{width}").exists()
 
 
 # ---- a damaged state --------------------------------------------------------------------------

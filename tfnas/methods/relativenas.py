@@ -273,7 +273,8 @@ class RelativeNasSearch(OneShotSearch):
                         for res in state["results"]:
                             x[res["slow"]], v[res["slow"]] = slow_learner_update(
                                 x[res["slow"]], v[res["slow"]], x[res["fast"]], rng, lower, upper)
-                            for who in ("slow", "fast"):  # a genotype met twice keeps its fast-learner loss
+                            for who in ("slow", "fast"):  # a genotype met twice: its loss in the later pair
+                                # (within one pair, the fast learner's; the spec's "latest measured loss")
                                 gen_losses[res[f"{who}_arch"]] = res[f"{who}_loss"]
                         row = self._row(g, lr, rate, state["results"], time.perf_counter() - t0)
                         if g + 1 > logged:

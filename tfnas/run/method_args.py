@@ -196,6 +196,9 @@ def slnas(cls: type, cfg: Config, space: Any) -> SlnasSearch:
         raise ConfigError(f"{where(cfg, 'search', 'reward_fraction')}: SLNAS needs images for both the shared weights "
                           f"and the rewards, so it must lie strictly between 0 and 1; got {s.reward_fraction}")
     stem_stride, reductions = 4, len(sp.search_blocks)
+    if sp.search_channels < 4 or sp.search_channels % 2:  # (checked by the network only once it is built)
+        raise ConfigError(f"{where(cfg, 'space', 'search_channels', sp.search_channels)}: the SLNAS search network "
+                          f"needs an even width >= 4 (ShuffleNet units split the channels in halves)")
     if not sp.search_blocks:
         raise ConfigError(f"{where(cfg, 'space', 'search_blocks')}: needs at least one stage, e.g. 4, 4")
     data = load_split(d.name, data_dir=d.data_dir, manual_dir=d.manual_dir, download=d.download,

@@ -202,8 +202,11 @@ class NagSearch(BudgetedSearch):
         store.write_text("nag_quality.txt", table.to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
         conf = [quality.confusion([r[0] for r in requested], obtained_acc),
                 quality.confusion([r[1] for r in requested], obtained_par)]
-        text = "".join(f"{name}: requested class (rows) vs obtained class (columns)\n{pd.DataFrame(c).to_string()}\n\n"
-                       for name, c in zip(("accuracy", "parameters"), conf))
+        kinds = (("accuracy", "tertiles of the accuracies the labels came from",  # [nag] labels: short or table
+                  "tertiles of the pool's final (benchmark) accuracies"),
+                 ("parameters", "tertiles of the pool's parameter counts", "the same tertiles"))
+        text = "".join(f"{name}: requested class (rows; {rows}) vs obtained class (columns; {cols})\n"
+                       f"{pd.DataFrame(c).to_string()}\n\n" for (name, rows, cols), c in zip(kinds, conf))
         store.write_text("nag_confusion.txt", text)
         store.write_text(QUALITY_FILE, table.to_csv(index=False))
 

@@ -18,7 +18,8 @@ and turns the update into a scatter of 8 rows per stack.
 Update (the reference builds a fresh ``torch.optim.SGD`` per candidate): the data gradient is
 clipped to global norm ``grad_clip`` over the parameters the candidate uses, then
 ``g += weight_decay * w``, ``buf = momentum * buf + g``, ``w -= lr * buf`` (PyTorch SGD,
-dampening 0) on used rows only; unused rows get no decay and no momentum. As with PyTorch's
+dampening 0) on used rows only; unused rows get no decay and no momentum, nor does the preprocessing of
+``c_{k-2}`` in a cell none of whose nodes reads it. As with PyTorch's
 ``weight_decay``, decay applies to every used trainable parameter (BatchNorm ``gamma``/``beta``
 and the classifier bias included). ``reset_momentum`` zeroes the buffers between candidates.
 """
@@ -132,6 +133,9 @@ class DartsSupernet(SupernetEngine):
         self.pools = {(p, s): (MaxPool3x3(s) if p == 0 else AvgPool3x3(s)) for p in (0, 1) for s in (1, 2)}
         shared = [self.stem_conv, self.stem_bn] + [l for pair in self.preprocess for l in pair] + [self.classifier]
         self.shared_trainable = [v for l in shared for v in l.trainable_weights]
+        pre0_ids = {id(v): i for i, (pre0, _) in enumerate(self.preprocess) for v in pre0.trainable_weights}
+        #: per shared variable, the cell whose c_{k-2} preprocessing it belongs to (None: always used)
+        self._pre0_cell = [pre0_ids.get(id(v)) for v in self.shared_trainable]
         self._shared_buffers = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.shared_trainable]
         self._state: List[Any] = [v for l in shared for v in l.weights]
         self.owners: List[Optional[Tuple[int, int, Tuple[int, ...]]]] = [None] * len(self._state)
@@ -222,8 +226,13 @@ class DartsSupernet(SupernetEngine):
         scale = tf.constant(1.0)
         if self.grad_clip > 0:
             scale = tf.minimum(1.0, self.grad_clip / (tf.sqrt(sq_norm) + 1e-6))
-        masked_sgd(self.shared_trainable, self._shared_buffers, shared_grads, [True] * len(shared_grads), lr,
-                   self.momentum, self.weight_decay, 0.0, scale=scale)
+        # A cell none of whose nodes reads c_{k-2} leaves its preprocessing of it unused: no decay, no momentum
+        # step (the reference's parameters without a gradient)
+        reads_c0 = [tf.reduce_any(tf.equal(ids[1 if i in self.reductions else 0, :, :, 0], 0))
+                    for i in range(self.layers)]
+        used = [True if cell is None else reads_c0[cell] for cell in self._pre0_cell]
+        masked_sgd(self.shared_trainable, self._shared_buffers, shared_grads, used, lr, self.momentum,
+                   self.weight_decay, 0.0, scale=scale)
         for stack, r, w_rows, row_grad, used in plans:
             b_rows = tf.gather(stack.buffer, r)
             used_rows = used[:, None] > 0
