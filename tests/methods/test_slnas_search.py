@@ -250,7 +250,8 @@ def test_config_errors(tmp_path):
         run_search(load_config(CFG, tiny(tmp_path / "b", "space.name=nb201")))
     for width in (7, 2):  # a traceback from the network once built, after the data was read
         with pytest.raises(ConfigError, match=rf"^--set space\.search_channels={width}: the SLNAS search network "
-                                              r"needs an even width >= 4 \(ShuffleNet units split the channels in halves\)$"):
+                                              r"needs an even width >= 4 \(ShuffleNet units split the channels "
+                                              r"in halves\)$"):
             run_search(load_config(CFG, tiny(tmp_path / f"c{width}", f"space.search_channels={width}")))
         assert not (tmp_path / f"c{width}").exists()
 
