@@ -402,3 +402,27 @@ def test_the_tools_path_arguments_expand_a_leading_tilde(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         cli.compare_main(["~/a", "--out=~/cmp"])
     assert parsed["args"].run_dirs == [str(tmp_path / "a")] and parsed["args"].out == str(tmp_path / "cmp")
+
+
+def test_a_method_gets_its_papers_value_of_a_shared_key_the_config_leaves_unset(tmp_path):
+    """A RelativeNAS config that set only its method searched with [search] population = 256 (the paper: 20)
+    and batches of 64 (256): the shared sections' defaults, the values of no method's paper."""
+    from tfnas.config.method_defaults import METHOD_DEFAULTS
+
+    path = tmp_path / "minimal.cfg"
+    path.write_text("[method]\nname = relativenas\n[search]\nlr = 0.05\n")
+    cfg = load_config(str(path))
+    assert (cfg.search.population, cfg.search.batch_size, cfg.search.lr) == (20, 256, 0.05)  # the file's lr wins
+    assert load_config(str(path), ["search.population=6"]).search.population == 6  # and --set
+    again = tmp_path / "again.cfg"
+    again.write_text(config_to_ini(cfg))  # a run's config.cfg reads back as it was resolved
+    assert load_config(str(again)) == dataclasses.replace(cfg, source=str(again))
+    path.write_text("[method]\nname = rand\n")
+    assert load_config(str(path)).search.population == Config().search.population  # other methods: the section's
+    for method, sections in METHOD_DEFAULTS.items():
+        assert method in registry.METHODS.names(), method
+        path.write_text(f"[method]\nname = {method}\n")
+        cfg = load_config(str(path))
+        for section, values in sections.items():
+            for key, value in values.items():  # each differs from the section's default, or it needs no entry
+                assert getattr(getattr(cfg, section), key) == value != getattr(getattr(Config(), section), key)

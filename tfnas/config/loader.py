@@ -32,6 +32,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from tfnas.checks import INT32_MAX, is_int, is_number
 from tfnas.config.fields import ray_address_problem
+from tfnas.config.method_defaults import method_defaults
 from tfnas.config.sections import SECTIONS, Config, ConfigError
 
 
@@ -335,6 +336,9 @@ def _build(raw: Dict[str, Dict[str, Tuple[str, str]]], source: str, given: Tuple
                 raise ConfigError(f"{where}: unknown key; valid keys in [{section}]: {', '.join(fields)}")
             kwargs[key] = _parse_value(value, fields[key], types[key], where)
         sections[section] = cls(**kwargs)
+    for section, values in sections.items():  # keys a config leaves unset take its method's paper value
+        sections[section] = dataclasses.replace(values, **method_defaults(sections["method"].name, section,
+                                                                          raw.get(section, {})))
     cfg = Config(source=source, overrides=given, **sections)
     _validate(cfg, raw, label, check_names)
     return cfg

@@ -216,7 +216,7 @@ class ProxyConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """[search]: search-loop knobs shared by methods.
+    """[search]: search-loop knobs shared by methods (unset keys some methods set otherwise: method_defaults.py).
 
     Attributes:
       bts: batch top sampling (Siamese-NAS).
