@@ -30,8 +30,18 @@ def test_limits_are_respected_and_the_best_member_wins(tmp_path):
     assert outcome.extra["rejected"]["params"] > 0  # the budget binds on this toy
     assert sum(best) > 12  # evolution improved on the start (4, 4, 4)
     assert [r["iteration"] for r in rows] == list(range(10, 61, 10))
-    assert all(r["population"] <= 16 + 1 for r in rows)
+    # a row describes the population the next children come from: cut back to 16 (it said 17, the median and
+    # mean counted a member about to be dropped)
+    assert rows[-1]["population"] == 16 and all(r["population"] <= 16 for r in rows)
     assert rows[-1]["best_score"] == pytest.approx(outcome.score)
+
+
+@pytest.mark.parametrize("population", [2, 4, 10])
+def test_a_population_of_ten_or_fewer_evolves_too(tmp_path, population):
+    """Up to 10 members, children are mutations of the start (the reference's rule); a population capped at 10
+    or fewer never grew past that, so its search only ever tried single mutations of the start."""
+    outcome, _ = run(tmp_path, ToyProxy(), iterations=60, population=population)
+    assert sum(ToySpace().decode(outcome.best_arch)) > 12 + 3  # beyond any one mutation of the start (4, 4, 4)
 
 
 def test_same_seed_same_search_and_resume_follows_the_same_path(tmp_path):

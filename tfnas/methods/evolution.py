@@ -1,10 +1,10 @@
 """Zero-shot evolutionary search (Zen-NAS / Incorporated-NAS), spec "Evolutionary search".
 
-Each iteration: drop the lowest-scoring members until the population holds at most ``N``;
-if it holds 10 or fewer, mutate the start architecture once, else mutate a random member
-twice; split long blocks; reject the child if it breaks a budget (parameters, FLOPs, layers)
-or, with the effectiveness filter on, has ``max rho > max_rho``; otherwise score it with the
-proxy and insert it. The answer is the highest-scoring member.
+Each iteration: drop the lowest-scoring members until the population holds at most ``N``; if it holds 10
+or fewer (fewer than ``N``, for ``N <= 10``), mutate the start architecture once, else mutate a random member
+twice; split long blocks; reject the child if it breaks a budget (parameters, FLOPs, layers) or, with the
+effectiveness filter on, has ``max rho > max_rho``; otherwise score it with the proxy and insert it.
+The answer is the highest-scoring member.
 
 All budget and filter checks are analytic (no model is built), so a rejected child costs
 microseconds; only accepted children reach the proxy, through a :class:`ProxyEvaluator`.
@@ -16,9 +16,8 @@ string), and rejected as ``"latency"`` when the median exceeds the limit; the re
 carries the found network's ``latency_ms`` / ``latency_p90_ms``. Every member was measured on its
 way in, so each satisfies the limit (as measured then: timing on a busy machine is noisy).
 
-Memory: the search keeps at most ``N + 1`` arch strings and scores, and the caches behind the
-proxies are size-limited (:mod:`tfnas.lru`; their hit/miss counts are logged at INFO, ``-v``,
-at every record); ``tools/bench.py memory`` measures the resident memory of a long search.
+Memory: the search keeps at most ``N + batch`` arch strings and scores, and the caches behind the proxies are
+size-limited (:mod:`tfnas.lru`; their hit/miss counts are logged at INFO, ``-v``, at every record).
 
 Pareto search (``pareto=True``, ``[search] objective = pareto:litert``): every child that passes
 the checks is timed as above (the limit applies when one is set), and the population is cut back
@@ -30,12 +29,11 @@ the outcome carries the front and its hypervolume normalised to those ranges, an
 ``pareto.csv`` / ``pareto.txt`` / ``pareto.png`` are written. The answer is still the
 highest-scoring member.
 
-Batches (``[search] batch = k > 1``): each step generates ``k`` children from the same population
-(truncated first), scores the accepted ones together through the run's executor
-(:mod:`tfnas.evaluation.executors`: in-process, a process pool or Ray) and inserts them in order.
-Child ``j`` of the search scores with its own generator, seeded by ``(seed, j)``, so the records
-depend on ``k`` and never on the executor or its number of workers. ``k = 1`` is the paper's
-loop (one shared scoring generator), bit for bit as before batches existed.
+Batches (``[search] batch = k > 1``): each step generates ``k`` children from the same population (truncated
+first), scores the accepted ones together through the run's executor (:mod:`tfnas.evaluation.executors`:
+in-process, a process pool or Ray) and inserts them in order. Child ``j`` of the search scores with its own
+generator, seeded by ``(seed, j)``, so the records depend on ``k`` and never on the executor or its number of
+workers. ``k = 1`` is the paper's loop (one shared scoring generator), bit for bit as before batches existed.
 
 Determinism: mutation draws from one ``numpy`` generator and proxy weights from another, both
 seeded from ``[run] seed``; there is no dependence on Python's string hashing or set order, so
@@ -169,7 +167,7 @@ class EvolutionSearch(OneShotSearch):
         return float(stats.median_ms)
 
     def _child(self, members: List[Tuple[str, float]], rng: np.random.Generator) -> Any:
-        if len(members) <= SMALL_POPULATION:
+        if len(members) <= min(SMALL_POPULATION, self.population - 1):  # (a small population must fill first)
             child = self.space.mutate(self.start, rng)
         else:
             parent = self.space.decode(members[int(rng.integers(len(members)))][0])
@@ -311,14 +309,7 @@ class EvolutionSearch(OneShotSearch):
         rows = int(state.get("rows", context.logged_rows)) if state is not None else 0  # (a state of before 2026-12-07)
         try:
             while done < self.iterations:
-                if len(members) > self.population:
-                    if self.pareto:
-                        members = front.keep(members, self.population)
-                    else:
-                        members.sort(key=lambda m: -m[1])
-                        del members[self.population:]
-                        if self.latency is not None:
-                            front.forget_all_but(members)
+                members = self._cut(members, front)  # (a state saved before rows were cut holds the batch too)
                 n = min(self.batch, self.iterations - done)
                 children = [self._child(members, mut_rng) for _ in range(n)]
                 accepted = []
@@ -350,6 +341,7 @@ class EvolutionSearch(OneShotSearch):
                         bar.set_postfix(best=f"{max(s for _, s in members):.4g}", pop=len(members))
                 if done // self.record_every > previous // self.record_every or done == self.iterations:
                     elapsed = time.perf_counter() - t0
+                    members = self._cut(members, front)  # the row describes the population the next batch draws from
                     row = self._row(done, members, counts, elapsed)
                     if self.latency is not None:
                         row.update(front_size=len(front.points), hypervolume=front.hypervolume())
@@ -392,10 +384,19 @@ class EvolutionSearch(OneShotSearch):
         if self.latency is not None:
             (stats,) = self.latency.evaluate([best])  # measured when it joined: a cache hit
             extra.update(latency_ms=round(stats.median_ms, 4), latency_p90_ms=round(stats.p90_ms, 4),
-                         max_latency_ms=self.limits.max_latency_ms)
-        if self.latency is not None:
-            extra.update(self._write_front(context, front))
+                         max_latency_ms=self.limits.max_latency_ms, **self._write_front(context, front))
         return SearchOutcome(best_arch=best_arch, score=float(best_score), score_name=self.proxy_name, extra=extra)
+
+    def _cut(self, members: List[Tuple[str, float]], front: "SearchFront") -> List[Tuple[str, float]]:
+        """``members`` cut back to ``population``: the best scores, or the best fronts with ``pareto``."""
+        if len(members) <= self.population:
+            return members
+        if self.pareto:
+            return front.keep(members, self.population)
+        members = sorted(members, key=lambda m: -m[1])[:self.population]
+        if self.latency is not None:
+            front.forget_all_but(members)
+        return members
 
     def _write_front(self, context: SearchContext, front: "SearchFront") -> Dict[str, Any]:
         """Writes ``pareto.csv`` / ``.txt`` / ``.png`` and returns the outcome's Pareto entries."""
