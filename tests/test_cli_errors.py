@@ -55,6 +55,12 @@ def _one_error_line(err):
      ["export.calibration", "no train/ folder"]),
     ("cfg/slnas_tiny.cfg", ["dataset.train_subset=8", "dataset.batch_size=16"],
      ["--set dataset.train_subset=8 is smaller than [dataset] batch_size = 16"]),
+    # every Incorporated score 0 (both weights 0), or a negative weight: accepted, and the pick arbitrary
+    ("cfg/incorporated_l_cifar10_1M.cfg", ["proxy.zen_weight=0", "proxy.entropy_weight=0"],
+     ["--set proxy.zen_weight=0, --set proxy.entropy_weight=0: every incorporated_l score would be 0"]),
+    ("cfg/incorporated_l_cifar10_1M.cfg", ["proxy.entropy_weight=-5"], ["proxy.entropy_weight", ">= 0"]),
+    ("cfg/incorporated_l_cifar10_1M.cfg", ["search.max_rho=0"],  # (said "loosen [budget]" and named the file)
+     ["--set search.max_rho=0: the start architecture already breaks this limit (the effectiveness filter)"]),
 ])
 def test_bad_configs_are_one_line_and_write_nothing(tmp_path, capsys, cfg, sets, fragments):
     out = tmp_path / "run"

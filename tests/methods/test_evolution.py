@@ -64,7 +64,13 @@ def test_start_breaking_the_limits_is_a_config_error(tmp_path):
 
     cfg = load_config(None, ["method.name=evolution", "space.name=toy_widths", "proxy.name=toy_sum",
                              "budget.max_params=10", "search.effectiveness_filter=false"])
-    with pytest.raises(ConfigError, match="start architecture"):
+    with pytest.raises(ConfigError, match=r"^--set budget\.max_params=10: the start architecture already breaks "
+                                          r"this limit; loosen it, or give a start within it \(.*\[space\] start\)$"):
+        build_method(cfg, ToySpace())  # (it said "loosen [budget]" for the effectiveness filter too)
+    cfg = load_config(None, ["method.name=evolution", "space.name=toy_widths", "proxy.name=toy_sum",
+                             "search.max_rho=0.01"])
+    with pytest.raises(ConfigError, match=r"^--set search\.max_rho=0\.01: the start architecture already breaks "
+                                          r"this limit \(the effectiveness filter\); loosen it"):
         build_method(cfg, ToySpace())
     # an unknown proxy is refused when the config loads, before anything is built
     with pytest.raises(ConfigError, match=r"proxy\.name: unknown proxy 'nosuch'; registered proxies: .*synflow"):

@@ -208,9 +208,9 @@ class ProxyConfig:
     names: Tuple[str, ...] = _f((), registry="proxy")
     batch_size: int = _f(64, min=2)
     subset: int = _f(0, min=0)
-    zen_weight: float = _f(0.5)
+    zen_weight: float = _f(0.5, min=0.0)
     zen_bn_variance: str = _f("batch", choices=("batch", "running"))
-    entropy_weight: float = _f(0.01)
+    entropy_weight: float = _f(0.01, min=0.0)
     grad_norm: str = _f("global", choices=("global", "layer_sum"))
 
 

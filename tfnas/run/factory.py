@@ -349,7 +349,11 @@ def build_proxy(name: str, cfg: Config, key: str = "name") -> Any:
     if name not in PROXIES:
         raise ConfigError(f"{where(cfg, 'proxy', key)}: unknown proxy {name!r}; registered proxies: "
                           f"{', '.join(PROXIES.names())}")
-    return get_proxy(name, **proxy_options(name, cfg))
+    options = proxy_options(name, cfg)
+    if options.get("zen_weight") == options.get("entropy_weight") == 0:  # (an Incorporated score)
+        raise ConfigError(f"{where(cfg, 'proxy', 'zen_weight', 0)}, {where(cfg, 'proxy', 'entropy_weight', 0)}: every "
+                          f"{name} score would be 0, and the search's pick arbitrary; give one of them a weight > 0")
+    return get_proxy(name, **options)
 
 
 # -- estimation codes -----------------------------------------------------------------------

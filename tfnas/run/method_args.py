@@ -142,9 +142,12 @@ def evolution(cls: type, cfg: Config, space: Any) -> EvolutionSearch:
                  limits=limits, record_every=s.record_every, batch_size=cfg.proxy.batch_size, start=start,
                  batch=s.batch, latency=latency, pareto=pareto)
     reason = method.reject_reason(method.start)
-    if reason:
-        raise ConfigError(f"{where(cfg)}: the start architecture already breaks the limits ({reason}); "
-                          f"loosen [budget] or give a smaller [space] start")
+    if reason:  # named as the limit was set (the file or --set), with the start it was checked on
+        section, key = {"params": ("budget", "max_params"), "flops": ("budget", "max_flops"),
+                        "layers": ("budget", "max_layers")}.get(reason, ("search", "max_rho"))
+        limit, what = f"{getattr(getattr(cfg, section), key):g}", " (the effectiveness filter)" * (reason == "filter")
+        raise ConfigError(f"{where(cfg, section, key, limit)}: the start architecture already breaks this limit{what}; "
+                          f"loosen it, or give a start within it ({where(cfg, 'space', 'start')})")
     return method
 
 
