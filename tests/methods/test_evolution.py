@@ -88,6 +88,9 @@ def test_search_flow_writes_outputs_and_resumes(tmp_path):
         assert os.path.exists(tmp_path / name), name
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["best_arch"] == run1.outcome.best_arch and result["extra"]["params"] <= 300
+    # one line, the architecture: `$(cat best_arch.txt)` is the --arch or space.arch a tool takes (a comment line
+    # after it made both tools fail to parse it)
+    assert (tmp_path / "best_arch.txt").read_text() == run1.outcome.best_arch + "\n"
     run2 = run_search(load_config(None, sets))
     assert run2.resumed and run2.outcome.best_arch == run1.outcome.best_arch
     with pytest.raises(Exception, match="different configuration"):

@@ -288,8 +288,8 @@ def _search(cfg: Config, method: Any, store: ArtifactStore, progress: bool) -> S
     payload = {"method": cfg.method.name, "space": cfg.space.name, "dataset": cfg.dataset.name,
                "best_arch": outcome.best_arch, "score": outcome.score, "score_name": outcome.score_name,
                "extra": outcome.extra, "search_wall_s": round(wall, 3)}
-    store.write_text("best_arch.txt", f"{outcome.best_arch}\n# {cfg.method.name} {cfg.space.name} "
-                                      f"{cfg.dataset.name} {outcome.score_name}={outcome.score}\n")
+    # the architecture alone, so that `--set "space.arch=$(cat RUN/best_arch.txt)"` trains it (result.json tells more)
+    store.write_text("best_arch.txt", f"{outcome.best_arch}\n")
     store.write_text(RESULT_FILE, json.dumps(strict_json(payload), indent=2, allow_nan=False) + "\n")
     return outcome
 
