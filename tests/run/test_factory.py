@@ -376,3 +376,31 @@ def test_values_a_method_takes_less_of_are_said(caplog, path, sets, said):
     with caplog.at_level(logging.WARNING, logger="tfnas.run.method_args"):
         build_method(load_config(path), build_space(cfg))
     assert not caplog.records
+
+
+def test_a_zero_shot_search_names_and_tolerates_the_keys_it_never_reads(tmp_path, caplog):
+    """A Zen evolution that does not train its result took `space.channels=32`, `dataset.batch_size=64` or (filter off)
+    `search.max_rho=0.9` without a word, and its run directory then refused a rerun with another value."""
+    from tfnas.run.unused import tolerated, unused_keys
+
+    sets = ["train.enabled=false", "space.channels=32", "space.blocks=3,3", "dataset.batch_size=32",
+            "dataset.train_subset=100", "search.max_rho=0.9"]
+    cfg = load_config("cfg/zen_cifar10_1M.cfg", sets)
+    assert not cfg.search.effectiveness_filter
+    named = {(s, k): reader for s, k, reader in unused_keys(cfg, "search")}
+    assert {("space", "channels"), ("space", "blocks"), ("dataset", "batch_size"), ("dataset", "train_subset"),
+            ("search", "max_rho")} <= set(named)
+    assert "effectiveness_filter = true" in named[("search", "max_rho")] and "lite" in named[("space", "blocks")]
+    keep = set(tolerated(cfg, "search"))
+    assert not {("space", "start"), ("space", "family"), ("dataset", "name"), ("dataset", "image_size")} & keep
+    trains = load_config("cfg/zen_cifar10_1M.cfg", sets[1:] + ["search.effectiveness_filter=true"])
+    assert not {("dataset", "batch_size"), ("search", "max_rho")} & set(tolerated(trains, "search"))
+    assert ("space", "channels") in tolerated(trains, "search")  # the Zen space never reads it, trained or not
+    for name, read in (("darts", "layers"), ("lite", "blocks"), ("nb201", "cells_per_stage")):
+        assert ("space", read) not in tolerated(load_config(None, [f"space.name={name}"]), "search"), name
+    # the filter off: max_rho is no part of the search state's identity either, so a rerun resumes it
+    from tfnas.run.factory import build_method, build_space
+
+    ids = [build_method(load_config("cfg/zen_cifar10_1M.cfg", ["train.enabled=false", f"search.max_rho={rho}"]),
+                        build_space(cfg))._identity() for rho in (0.5, 0.9)]
+    assert ids[0] == ids[1]

@@ -10,24 +10,22 @@ All budget and filter checks are analytic (no model is built), so a rejected chi
 microseconds; only accepted children reach the proxy, through a :class:`ProxyEvaluator`.
 
 Measured-latency budget (``Limits.max_latency_ms`` with a ``latency`` evaluator, e.g. a
-:class:`~tfnas.evaluation.latency.LatencyEvaluator`): a child that passes the analytic checks is
-converted to TFLite and timed on this machine (median batch-1 LiteRT latency, cached by arch
-string), and rejected as ``"latency"`` when the median exceeds the limit; the result's ``extra``
-carries the found network's ``latency_ms`` / ``latency_p90_ms``. Every member was measured on its
-way in, so each satisfies the limit (as measured then: timing on a busy machine is noisy).
+:class:`~tfnas.evaluation.latency.LatencyEvaluator`): a child that passes the analytic checks is converted to TFLite
+and timed on this machine (median batch-1 LiteRT latency, cached by arch string), and rejected as ``"latency"`` when
+the median exceeds the limit; the result's ``extra`` carries the found network's ``latency_ms`` / ``latency_p90_ms``.
+Every member was measured on its way in, so each satisfies the limit (as measured then: timing on a busy machine is
+noisy).
 
 Memory: the search keeps at most ``N + batch`` arch strings and scores, and the caches behind the proxies are
 size-limited (:mod:`tfnas.lru`; their hit/miss counts are logged at INFO, ``-v``, at every record).
 
-Pareto search (``pareto=True``, ``[search] objective = pareto:litert``): every child that passes
-the checks is timed as above (the limit applies when one is set), and the population is cut back
-by NSGA-II's rule (:func:`tfnas.pareto.nsga_keep`: whole non-dominated fronts of (score, measured
-latency), then the least crowded) instead of by score, so it spreads along the trade-off. Any
-search that measures latency (a limit or ``pareto``) keeps the non-dominated set of every scored
-child (the *found front*, bounded by its own size) and the ranges of scores and latencies seen;
-the outcome carries the front and its hypervolume normalised to those ranges, and
-``pareto.csv`` / ``pareto.txt`` / ``pareto.png`` are written. The answer is still the
-highest-scoring member.
+Pareto search (``pareto=True``, ``[search] objective = pareto:litert``): every child that passes the checks is timed
+as above (the limit applies when one is set), and the population is cut back by NSGA-II's rule
+(:func:`tfnas.pareto.nsga_keep`: whole non-dominated fronts of (score, measured latency), then the least crowded)
+instead of by score, so it spreads along the trade-off. Any search that measures latency (a limit or ``pareto``) keeps
+the non-dominated set of every scored child (the *found front*, bounded by its own size) and the ranges of scores and
+latencies seen; the outcome carries the front and its hypervolume normalised to those ranges, and ``pareto.csv`` /
+``pareto.txt`` / ``pareto.png`` are written. The answer is still the highest-scoring member.
 
 Batches (``[search] batch = k > 1``): each step generates ``k`` children from the same population (truncated
 first), scores the accepted ones together through the run's executor (:mod:`tfnas.evaluation.executors`:
@@ -35,11 +33,11 @@ in-process, a process pool or Ray) and inserts them in order. Child ``j`` of the
 generator, seeded by ``(seed, j)``, so the records depend on ``k`` and never on the executor or its number of
 workers. ``k = 1`` is the paper's loop (one shared scoring generator), bit for bit as before batches existed.
 
-Determinism: mutation draws from one ``numpy`` generator and proxy weights from another, both
-seeded from ``[run] seed``; there is no dependence on Python's string hashing or set order, so
-the same seed gives the same search. Every ``record_every`` iterations the population, counters
-and both generator states are checkpointed (atomically) to ``search_state/evolution.json``, and
-a killed search resumes from the last checkpoint and then follows the same trajectory.
+Determinism: mutation draws from one ``numpy`` generator and proxy weights from another, both seeded from ``[run]
+seed``; there is no dependence on Python's string hashing or set order, so the same seed gives the same search. Every
+``record_every`` iterations the population, counters and both generator states are checkpointed (atomically) to
+``search_state/evolution.json``, and a killed search resumes from the last checkpoint and then follows the same
+trajectory.
 """
 
 from __future__ import annotations
@@ -184,8 +182,9 @@ class EvolutionSearch(OneShotSearch):
 
     def _identity(self) -> Dict[str, Any]:
         lim = self.limits
+        rho = lim.max_rho if lim.effectiveness_filter else Limits.max_rho  # (not read without the filter)
         identity = {"proxy": self.proxy_name, "population": self.population, "start": self.space.encode(self.start),
-                    "limits": [lim.max_params, lim.max_flops, lim.max_layers, lim.effectiveness_filter, lim.max_rho],
+                    "limits": [lim.max_params, lim.max_flops, lim.max_layers, lim.effectiveness_filter, rho],
                     "batch_size": self.batch_size}
         if self.batch > 1:  # absent for batch 1: checkpoints written before batches existed stay valid
             identity["batch"] = self.batch

@@ -107,6 +107,8 @@ def _search_reader(key: str) -> str:
     """Who reads ``[search] key``, for the warning."""
     if key == "pool_size":
         return "the budgeted searches (on an open space)"
+    if key == "max_rho":
+        return "method evolution with [search] effectiveness_filter = true"
     return f"methods {', '.join(sorted(m for m, keys in SEARCH_KEYS.items() if key in keys))}"
 
 
@@ -127,7 +129,29 @@ def search_keys_never_read(cfg: Config, flow: str) -> List[str]:
         return []
     pooled = flow == "sweep" and not _tabular(cfg.space.name)  # the pool of an open space (tfnas.run.sweep)
     read = SEARCH_KEYS[method] + SEARCH_ALWAYS + (("pool_size",) if pooled else ())
+    if method == "evolution" and not cfg.search.effectiveness_filter:
+        read = tuple(k for k in read if k != "max_rho")  # the filter's limit
     return [f.name for f in dataclasses.fields(cfg.search) if f.name not in read]
+
+
+#: The ``[space]`` keys each built-in space reads (tfnas.run.factory.build_space; the SLNAS search reads the lite
+#: search network's); for a space not listed (a plugin) every key counts as read, as do ``name`` and ``arch``
+#: (tools/train.py) everywhere and ``start`` in an evolution. A ``dropout`` other than 0 is refused off nasnet_dag.
+SPACE_KEYS = {"nb201": ("channels", "cells_per_stage"), "tinynano": ("channels", "cells_per_stage"),
+              "zen": ("start", "family", "kernel_weights"), "lite": ("channels", "blocks", "search_channels",
+                                                                    "search_blocks"),
+              "darts": ("channels", "layers", "search_channels", "search_layers"),
+              "nasnet_dag": ("channels", "layers", "search_channels", "search_layers")}
+
+
+def space_keys_never_read(cfg: Config) -> List[Tuple[str, str, str]]:
+    """``(space, key, who reads it)`` of the ``[space]`` keys the configured space never reads."""
+    read = SPACE_KEYS.get(cfg.space.name)
+    if read is None:
+        return []
+    read += ("name", "arch", "dropout") + (("start",) if cfg.method.name == "evolution" else ())
+    return [("space", key, f"spaces {', '.join(s for s, keys in SPACE_KEYS.items() if key in keys)}")
+            for key in (f.name for f in dataclasses.fields(cfg.space)) if key not in read]
 
 
 _AUGMENTATION = ("flip", "pad_crop", "cutout")  # what the weight-sharing searches' array pipelines take
@@ -163,12 +187,13 @@ _IMAGE_READERS = "a run that loads images (a training oracle, the training estim
 
 def loads_images(cfg: Config, flow: str) -> bool:
     """Whether this run may load images: not a sweep on a benchmark table without the training estimation code,
-    nor an analysis (proxy_corr scores random inputs); every other flow is taken to (it may train)."""
+    nor an analysis (proxy_corr scores random inputs), nor an evolution that does not train its result; every
+    other run is taken to (it may train)."""
     if flow == "analysis":
         return False
     if flow == "sweep":
         return cfg.benchmark.name == "train" or (_uses_code(cfg) and cfg.predictor.ec_source == "train")
-    return True
+    return cfg.method.name != "evolution" or cfg.train.enabled  # (proxies score random inputs; int8 latency too)
 
 
 #: What ``tools/train.py`` (flow ``train``) never reads: it trains ``[space] arch`` on ``[dataset]`` with ``[train]``.
@@ -180,7 +205,8 @@ def never_read(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
     method, fields = cfg.method.name, lambda section: [f.name for f in dataclasses.fields(getattr(cfg, section))]
     if flow == "train":  # (the tinynano space's FLOPs limit is [budget] max_flops: kept, as are the other limits)
         return [(section, key, "the searches") for section in _NOT_TRAINED_BY for key in fields(section)
-                if (section, key) not in (("budget", "max_flops"), ("budget", "max_params"))]
+                if (section, key) not in (("budget", "max_flops"), ("budget", "max_params"))] + [
+            (section, key, reader) for section, key, reader in space_keys_never_read(cfg) if key != "start"]
     keys = [(section, key, f"methods {', '.join(methods)}") for section, methods in OWNED_SECTIONS.items()
             if method not in methods for key in fields(section)]
     for section in ("nag", "controller"):
@@ -194,6 +220,7 @@ def never_read(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
                     if kind != cfg.controller.kind:
                         keys.append((section, key, f"[controller] kind = {kind}"))
     keys += [("search", key, _search_reader(key)) for key in search_keys_never_read(cfg, flow)]
+    keys += space_keys_never_read(cfg)
     if method == "predictor":  # the plain neural predictor: no estimation code, no siamese branch to attend
         keys += [("predictor", "nsam", "method siamese"), ("predictor", "ec_source", "method siamese")]
         keys += [("predictor", key, "method siamese with [predictor] ec_source = train")
@@ -231,11 +258,13 @@ def tolerated(cfg: Config, flow: str) -> Tuple[Tuple[str, str], ...]:
 
 def unused_keys(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
     """``(section, key, who reads it)`` of every key set (not at its default) that this run never reads;
-    ``[train]`` and ``[export]`` keys only when given with ``--set`` (a file may keep them for when it trains)."""
+    ``[train]`` and ``[export]`` keys, and a search's ``[dataset]`` keys, only when given with ``--set`` (a file
+    may keep them for when it trains, or for tools/train.py)."""
     keys = never_read(cfg, flow)
     changed = {section: set(changed_keys(getattr(cfg, section))) for section in {s for s, _, _ in keys}}
+    for_training = ("train", "export", "dataset") if flow == "search" else ("train", "export")
     return [(section, key, reader) for section, key, reader in keys if key in changed[section]
-            and (section not in ("train", "export") or f"{section}.{key}" in cfg.overrides)]
+            and (section not in for_training or f"{section}.{key}" in cfg.overrides)]
 
 
 def warn_unused_keys(cfg: Config, flow: str) -> None:
