@@ -44,6 +44,55 @@ def test_a_population_of_ten_or_fewer_evolves_too(tmp_path, population):
     assert sum(ToySpace().decode(outcome.best_arch)) > 12 + 3  # beyond any one mutation of the start (4, 4, 4)
 
 
+def _search(population, max_rho=0.5):
+    return EvolutionSearch(ToySpace(), ToyProxy(), proxy_name="toy_sum", population=population, iterations=30,
+                           limits=Limits(max_params=300.0, max_rho=max_rho), record_every=10)
+
+
+def _context(out):
+    return SearchContext(store=ArtifactStore(str(out)), seed=7, rng=np.random.default_rng(7), progress=False,
+                         log=lambda row: None)
+
+
+def test_a_saved_state_of_a_small_population_from_before_it_evolved_is_refused(tmp_path):
+    """A population of 10 or fewer saved before such populations evolved would switch rules halfway."""
+    from tfnas.io import DamagedFileError
+
+    _search(4).search(_context(tmp_path))
+    path = tmp_path / "search_state" / "evolution.json"
+    state = json.loads(path.read_text())
+    assert state["identity"].pop("evolves_when_full") is True
+    path.write_text(json.dumps(state))
+    with pytest.raises(DamagedFileError, match="holds the state of another evolution"):
+        _search(4).search(_context(tmp_path))
+    state["identity"]["population"] = 16  # larger populations: their states of before stay valid
+    path.write_text(json.dumps(state))
+    with pytest.raises(DamagedFileError, match="'members' holds"):  # (read on: its 4 members are too few for 16)
+        _search(16).search(_context(tmp_path))
+
+
+def test_without_the_effectiveness_filter_another_max_rho_resumes_the_search(tmp_path):
+    """max_rho is not read without the filter: a rerun with another value (or a state saved with another value
+    before this was so) resumes; with the filter on it is another search."""
+    from tfnas.io import DamagedFileError
+
+    first = _search(16, max_rho=0.9).search(_context(tmp_path))
+    assert not Limits().effectiveness_filter
+    again = _search(16, max_rho=0.2).search(_context(tmp_path))  # finished: read back, not searched again
+    assert (again.best_arch, again.score) == (first.best_arch, first.score)
+    path = tmp_path / "search_state" / "evolution.json"
+    state = json.loads(path.read_text())
+    state["identity"]["limits"][4] = 0.7  # as any version wrote it: the value set, read or not
+    path.write_text(json.dumps(state))
+    again = _search(16, max_rho=0.5).search(_context(tmp_path))
+    assert (again.best_arch, again.score) == (first.best_arch, first.score)
+    filtered = EvolutionSearch(ToySpace(), ToyProxy(), proxy_name="toy_sum", population=16, iterations=30,
+                               limits=Limits(max_params=300.0, effectiveness_filter=True, max_rho=0.9),
+                               record_every=10)
+    with pytest.raises(DamagedFileError, match="holds the state of another evolution"):
+        filtered.search(_context(tmp_path))
+
+
 def test_same_seed_same_search_and_resume_follows_the_same_path(tmp_path):
     a, _ = run(tmp_path / "a", ToyProxy())
     b, _ = run(tmp_path / "b", ToyProxy())
@@ -64,13 +113,14 @@ def test_start_breaking_the_limits_is_a_config_error(tmp_path):
 
     cfg = load_config(None, ["method.name=evolution", "space.name=toy_widths", "proxy.name=toy_sum",
                              "budget.max_params=10", "search.effectiveness_filter=false"])
-    with pytest.raises(ConfigError, match=r"^--set budget\.max_params=10: the start architecture already breaks "
-                                          r"this limit; loosen it, or give a start within it \(.*\[space\] start\)$"):
+    with pytest.raises(ConfigError, match=r"^--set budget\.max_params: the start architecture already breaks this "
+                                          r"limit \(params 48 > 10\); loosen it, or give a start within it "
+                                          r"\(.*\[space\] start\)$"):
         build_method(cfg, ToySpace())  # (it said "loosen [budget]" for the effectiveness filter too)
     cfg = load_config(None, ["method.name=evolution", "space.name=toy_widths", "proxy.name=toy_sum",
                              "search.max_rho=0.01"])
-    with pytest.raises(ConfigError, match=r"^--set search\.max_rho=0\.01: the start architecture already breaks "
-                                          r"this limit \(the effectiveness filter\); loosen it"):
+    with pytest.raises(ConfigError, match=r"^--set search\.max_rho: the start architecture already breaks this "
+                                          r"limit \(the effectiveness filter's max rho 0\.3077 > 0\.01\); loosen it"):
         build_method(cfg, ToySpace())
     # an unknown proxy is refused when the config loads, before anything is built
     with pytest.raises(ConfigError, match=r"proxy\.name: unknown proxy 'nosuch'; registered proxies: .*synflow"):
@@ -90,6 +140,9 @@ def test_search_flow_writes_outputs_and_resumes(tmp_path):
     assert result["best_arch"] == run1.outcome.best_arch and result["extra"]["params"] <= 300
     # one line, the architecture: `$(cat best_arch.txt)` is the --arch or space.arch a tool takes (a comment line
     # after it made both tools fail to parse it)
+    assert (tmp_path / "best_arch.txt").read_text() == run1.outcome.best_arch + "\n"
+    (tmp_path / "best_arch.txt").write_text(f"{run1.outcome.best_arch}\n# evolution toy_widths cifar10 toy_sum=1\n")
+    assert run_search(load_config(None, sets)).resumed  # a finished run of before: its file is made one line
     assert (tmp_path / "best_arch.txt").read_text() == run1.outcome.best_arch + "\n"
     run2 = run_search(load_config(None, sets))
     assert run2.resumed and run2.outcome.best_arch == run1.outcome.best_arch

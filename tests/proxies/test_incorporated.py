@@ -19,6 +19,11 @@ def test_registered():
     assert {"zen", "incorporated_l", "incorporated_s"} <= set(PROXIES.names())
     proxy = get_proxy("incorporated_s", zen_weight=0.9, entropy_weight=0.1)
     assert isinstance(proxy, IncorporatedSqrtProxy) and (proxy.zen_weight, proxy.entropy_weight) == (0.9, 0.1)
+    assert get_proxy("incorporated_l", zen_weight=0).zen_weight == 0  # the entropy alone: an ablation
+    with pytest.raises(ValueError, match="both 0, so every score would be 0"):
+        get_proxy("incorporated_l", zen_weight=0, entropy_weight=0)
+    with pytest.raises(ValueError, match="`entropy_weight` must be a finite number >= 0. Received: entropy_weight=-5"):
+        get_proxy("incorporated_s", entropy_weight=-5)
 
 
 def test_only_spaces_with_an_entropy_are_scored():

@@ -401,6 +401,16 @@ def test_a_zero_shot_search_names_and_tolerates_the_keys_it_never_reads(tmp_path
     # the filter off: max_rho is no part of the search state's identity either, so a rerun resumes it
     from tfnas.run.factory import build_method, build_space
 
+    from tfnas.methods.evolution_state import same_search
+
     ids = [build_method(load_config("cfg/zen_cifar10_1M.cfg", ["train.enabled=false", f"search.max_rho={rho}"]),
                         build_space(cfg))._identity() for rho in (0.5, 0.9)]
-    assert ids[0] == ids[1]
+    # a file's [run] jit_compile is kept for tools/train.py, as its [dataset] and [train] keys; --set is named
+    path = tmp_path / "zen.cfg"
+    path.write_text(open("cfg/zen_cifar10_1M.cfg").read().replace("[run]\n", "[run]\njit_compile = true\n", 1))
+    assert "jit_compile = true" in path.read_text()
+    assert ("run", "jit_compile") not in {(s, k) for s, k, _ in unused_keys(load_config(str(path), sets), "search")}
+    named = unused_keys(load_config("cfg/zen_cifar10_1M.cfg", sets + ["run.jit_compile=true"]), "search")
+    assert ("run", "jit_compile") in {(s, k) for s, k, _ in named}
+    assert ids[0] != ids[1] and same_search(ids[0], ids[1], effectiveness_filter=False)
+    assert not same_search(ids[0], ids[1], effectiveness_filter=True)

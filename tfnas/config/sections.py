@@ -238,8 +238,8 @@ class SearchConfig:
       lr, lr_min: cosine learning-rate range over generations of a weight-sharing search.
       momentum, weight_decay, grad_clip: SGD settings of a weight-sharing search.
       drop_path: drop-path rate of a weight-sharing search, ramped from 0: step g (from 0) of G uses drop_path * g / G.
-      batch_size: batch of a weight-sharing search (RelativeNAS: 256; 0 = ``[dataset] batch_size``,
-        which the training of the found network uses).
+      batch_size: batch of a weight-sharing search (0 = ``[dataset] batch_size``; unset in a file, the method's
+        paper's: RelativeNAS 256, SLNAS 96, NAG 128, tfnas/config/method_defaults.py).
       epochs: SLNAS epochs, each shared-weight training then controller training (paper: 150); NAG's supernet's.
       controller_steps: controller updates per SLNAS epoch, one reward batch each (paper: 150).
       reward_fraction: share of the training split held out for SLNAS rewards (paper: 10k of 50k).

@@ -59,6 +59,7 @@ from tfnas.io import (PCG64_STATE, DamagedFileError, check_fields, dict_of, inte
                       reading, record, text)
 from tfnas.lru import format_cache_stats
 from tfnas.methods.base import OneShotSearch, SearchContext, SearchFailedError, SearchOutcome
+from tfnas.methods.evolution_state import check_population, same_search
 from tfnas.pareto import SearchFront, write_found_front
 from tfnas.registry import register_method
 from tfnas.spaces.base import EvolvableSpace
@@ -68,7 +69,7 @@ logger = logging.getLogger(__name__)
 STATE_FORMAT = "tfnas.evolution/1"
 #: Counters of scored children, not rejections.
 NOT_REJECTIONS = ("scored", "nonfinite")
-SMALL_POPULATION = 10  # at or below this size, children come from the start architecture
+SMALL_POPULATION = 10  # at or below this size (below the population, if smaller), children come from the start
 _CHILD_STREAM = 0xC41D  # seed-sequence word of per-child scoring generators (batched evolution)
 
 
@@ -182,10 +183,11 @@ class EvolutionSearch(OneShotSearch):
 
     def _identity(self) -> Dict[str, Any]:
         lim = self.limits
-        rho = lim.max_rho if lim.effectiveness_filter else Limits.max_rho  # (not read without the filter)
         identity = {"proxy": self.proxy_name, "population": self.population, "start": self.space.encode(self.start),
-                    "limits": [lim.max_params, lim.max_flops, lim.max_layers, lim.effectiveness_filter, rho],
+                    "limits": [lim.max_params, lim.max_flops, lim.max_layers, lim.effectiveness_filter, lim.max_rho],
                     "batch_size": self.batch_size}
+        if self.population <= SMALL_POPULATION:  # absent otherwise: before 2026-12-08 such a population never evolved
+            identity["evolves_when_full"] = True
         if self.batch > 1:  # absent for batch 1: checkpoints written before batches existed stay valid
             identity["batch"] = self.batch
         if self.pareto:  # absent otherwise: checkpoints of single-objective searches stay valid
@@ -219,8 +221,8 @@ class EvolutionSearch(OneShotSearch):
             return None
         restart = "delete the run directory to restart"
         state = read_json(path, restart)
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or (
-                state.get("identity") != _jsonify(self._identity())):
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or not same_search(
+                state.get("identity"), _jsonify(self._identity()), self.limits.effectiveness_filter):
             raise DamagedFileError(path, "holds the state of another evolution", restart)
         member = items(text, number(finite=True))
         done = integer(0, self.iterations, f"an integer in [0, {self.iterations}] ([search] iterations)")
@@ -234,7 +236,7 @@ class EvolutionSearch(OneShotSearch):
                                     "front": list_of(items(text, number(), number())),
                                     "bounds": list_of(number(), length=4)})}
         check_fields(path, state, record(fields, optional=("pareto", "rows", "failed")), restart)
-        self._check_population(path, state, restart)
+        check_population(path, state, self.population, self.batch, restart)
         pareto = state.get("pareto")
         if self.latency is not None and pareto is not None:
             missing = [a for a, _ in state["members"] if a not in pareto["latency"]]
@@ -249,28 +251,6 @@ class EvolutionSearch(OneShotSearch):
                 raise DamagedFileError(path, f"the saved architecture {written!r} breaks the search's {reason} limit",
                                        restart)
         return state
-
-    def _check_population(self, path: str, state: Dict[str, Any], restart: str) -> None:
-        """The saved members must be what the saved counts leave: every child with a finite score
-        joined, and the population was cut back to ``population`` before each batch joined."""
-        counts, size = state["counts"], len(state["members"])
-        if "nonfinite" not in counts:  # written before they were counted: every finite score joined until it was full
-            if size < self.population and size > counts["scored"]:
-                raise DamagedFileError(path, f"'members' holds {size} architectures, more than its "
-                                             f"{counts['scored']} scored children", restart)
-            return
-        finite = counts["scored"] - counts["nonfinite"]
-        if finite < 0:
-            raise DamagedFileError(path, f"'counts' has more non-finite scores ({counts['nonfinite']}) than scored "
-                                         f"children ({counts['scored']})", restart)
-        if finite <= self.population:
-            expected, ok = f"{finite}", size == finite
-        else:
-            expected = f"{self.population} to {min(finite, self.population + self.batch)}"
-            ok = self.population <= size <= min(finite, self.population + self.batch)
-        if not ok:
-            raise DamagedFileError(path, f"'members' holds {size} architectures where its {counts['scored']} scored "
-                                         f"children ({counts['nonfinite']} non-finite) leave {expected}", restart)
 
     # -- the search ------------------------------------------------------------------------------
     def search(self, context: SearchContext) -> SearchOutcome:

@@ -44,8 +44,12 @@ class IncorporatedProxy(Proxy):
     def __init__(self, zen_weight: float = 0.5, entropy_weight: float = 0.01, perturbation: float = 0.01,
                  bn_variance: str = "batch"):
         for key, value in (("zen_weight", zen_weight), ("entropy_weight", entropy_weight)):
-            if not is_number(value) or not math.isfinite(value):
-                raise ValueError(f"{type(self).__name__}: `{key}` must be a finite number. Received: {key}={value!r}")
+            if not is_number(value) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{type(self).__name__}: `{key}` must be a finite number >= 0. Received: "
+                                 f"{key}={value!r}")
+        if zen_weight == entropy_weight == 0:
+            raise ValueError(f"{type(self).__name__}: `zen_weight` and `entropy_weight` are both 0, so every score "
+                             f"would be 0; give one of them a weight > 0")
         self.zen_weight = float(zen_weight)
         self.entropy_weight = float(entropy_weight)
         self.zen = ZenProxy(perturbation=perturbation, bn_variance=bn_variance)

@@ -142,12 +142,16 @@ def evolution(cls: type, cfg: Config, space: Any) -> EvolutionSearch:
                  limits=limits, record_every=s.record_every, batch_size=cfg.proxy.batch_size, start=start,
                  batch=s.batch, latency=latency, pareto=pareto)
     reason = method.reject_reason(method.start)
-    if reason:  # named as the limit was set (the file or --set), with the start it was checked on
-        section, key = {"params": ("budget", "max_params"), "flops": ("budget", "max_flops"),
-                        "layers": ("budget", "max_layers")}.get(reason, ("search", "max_rho"))
-        limit, what = f"{getattr(getattr(cfg, section), key):g}", " (the effectiveness filter)" * (reason == "filter")
-        raise ConfigError(f"{where(cfg, section, key, limit)}: the start architecture already breaks this limit{what}; "
-                          f"loosen it, or give a start within it ({where(cfg, 'space', 'start')})")
+    if reason:  # named where the limit was set (the file or --set), with what the start measures against it
+        section, key, name, measure = {
+            "params": ("budget", "max_params", "params", space.num_params),
+            "flops": ("budget", "max_flops", "FLOPs", space.flops),
+            "layers": ("budget", "max_layers", "layers", space.num_layers)}.get(
+            reason, ("search", "max_rho", "the effectiveness filter's max rho", space.effectiveness))
+        has, limit = (f"{int(v):,}" if float(v).is_integer() else f"{v:.4g}"
+                      for v in (measure(method.start), getattr(getattr(cfg, section), key)))
+        raise ConfigError(f"{where(cfg, section, key)}: the start architecture already breaks this limit ({name} "
+                          f"{has} > {limit}); loosen it, or give a start within it ({where(cfg, 'space', 'start')})")
     return method
 
 

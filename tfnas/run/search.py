@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -43,6 +43,8 @@ from tfnas.run.store import ArtifactStore
 from tfnas.run.unused import SEARCH_TRAIN_KEYS, tolerated
 from tfnas.train.seeding import tf_global_seed
 
+logger = logging.getLogger(__name__)
+
 #: Training and export run in their own ``train/`` directory; the arch is the search's output.
 SEARCH_FREE_SECTIONS = ("train", "export")
 SEARCH_FREE_KEYS = (("space", "arch"),)
@@ -58,6 +60,7 @@ def search_identity(cfg: Config) -> Dict[str, Any]:
                                                 if f.name not in kept),
                 ignore_sections=tuple(s for s in SEARCH_FREE_SECTIONS if s != "train"))
 RESULT_FILE = "result.json"
+BEST_ARCH = "best_arch.txt"  # the found architecture alone, one line
 
 
 def _check_fields_per_row(path: str, remedy: str) -> None:
@@ -245,6 +248,11 @@ def run_search(cfg: Config, progress: Optional[bool] = None) -> SearchRun:
                 space.decode(saved["best_arch"])  # a found network the space can build
                 outcome = SearchOutcome(saved["best_arch"], saved.get("score"), saved.get("score_name", ""),
                                         dict(saved.get("extra", {})))
+            if not store.exists(BEST_ARCH) or store.read_text(BEST_ARCH) != f"{outcome.best_arch}\n":
+                try:  # deleted, or written before 2026-12-08 with a comment line after the architecture
+                    store.write_text(BEST_ARCH, f"{outcome.best_arch}\n")
+                except OSError as exc:  # a read-only run directory still reprints its result
+                    logger.info("%s not rewritten: %s", store.path(BEST_ARCH), exc)
         else:
             try:
                 outcome = _search(cfg, method, store, progress)
@@ -289,7 +297,7 @@ def _search(cfg: Config, method: Any, store: ArtifactStore, progress: bool) -> S
                "best_arch": outcome.best_arch, "score": outcome.score, "score_name": outcome.score_name,
                "extra": outcome.extra, "search_wall_s": round(wall, 3)}
     # the architecture alone, so that `--set "space.arch=$(cat RUN/best_arch.txt)"` trains it (result.json tells more)
-    store.write_text("best_arch.txt", f"{outcome.best_arch}\n")
+    store.write_text(BEST_ARCH, f"{outcome.best_arch}\n")
     store.write_text(RESULT_FILE, json.dumps(strict_json(payload), indent=2, allow_nan=False) + "\n")
     return outcome
 

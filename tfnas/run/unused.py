@@ -258,11 +258,11 @@ def tolerated(cfg: Config, flow: str) -> Tuple[Tuple[str, str], ...]:
 
 def unused_keys(cfg: Config, flow: str) -> List[Tuple[str, str, str]]:
     """``(section, key, who reads it)`` of every key set (not at its default) that this run never reads;
-    ``[train]`` and ``[export]`` keys, and a search's ``[dataset]`` keys, only when given with ``--set`` (a file
-    may keep them for when it trains, or for tools/train.py)."""
+    ``[train]`` and ``[export]`` keys, and a search's ``[dataset]`` keys and ``[run] jit_compile``, only when given
+    with ``--set`` (a file may keep them for when it trains, or for tools/train.py)."""
     keys = never_read(cfg, flow)
     changed = {section: set(changed_keys(getattr(cfg, section))) for section in {s for s, _, _ in keys}}
-    for_training = ("train", "export", "dataset") if flow == "search" else ("train", "export")
+    for_training = ("train", "export", "dataset", "run") if flow == "search" else ("train", "export")
     return [(section, key, reader) for section, key, reader in keys if key in changed[section]
             and (section not in for_training or f"{section}.{key}" in cfg.overrides)]
 
