@@ -110,3 +110,35 @@ def test_config_cfg_names_the_sections_a_run_never_reads(tmp_path):
     search = load_config("cfg/zen_cifar10_1M.cfg", [f"run.out_dir={tmp_path}"])
     line = RunDir(search, **search_identity(search), tolerate=tolerated(search, "search")).config_text().splitlines()[1]
     assert "[search]" not in line and "[train]" not in line and "[predictor]" in line
+
+
+def test_an_interrupted_train_on_is_not_taken_for_a_finished_training(tmp_path):
+    """A finished search rerun with more [train] epochs and interrupted left train/config.cfg asking for them
+    beside the earlier training's metrics.json: every later rerun called the training finished and served the
+    earlier one's metrics and exports."""
+    import json
+    import os
+    import time
+
+    from tfnas.run.search import _train_cfg, _training_finished
+
+    sets = [f"run.out_dir={tmp_path}", "train.warmup_epochs=0"]
+    cfg1, cfg4 = (load_config("cfg/zen_cifar10_1M.cfg", sets + [f"train.epochs={n}"]) for n in (1, 4))
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "saved_model").mkdir()
+    (train / "config.cfg").write_text(config_to_ini(_train_cfg(cfg1)))
+    (train / "history.csv").write_text("epoch,loss\n1,2.5\n")
+    time.sleep(0.01)
+    (train / "metrics.json").write_text(json.dumps({"accuracy": 0.5}))
+    assert _training_finished(cfg1) and not _training_finished(cfg4)  # 4 epochs: trained on
+    (train / "config.cfg").write_text(config_to_ini(_train_cfg(cfg4)))  # the train-on starts, and is interrupted
+    assert not _training_finished(cfg4)
+    (train / "history.csv").write_text("epoch,loss\n1,2.5\n2,2.4\n3,2.3\n4,2.2\n")  # all 4 trained, metrics not yet
+    old = os.path.getmtime(train / "history.csv") - 10
+    os.utime(train / "metrics.json", (old, old))
+    assert not _training_finished(cfg4)
+    (train / "metrics.json").write_text(json.dumps({"accuracy": 0.6}))  # then written: finished
+    assert _training_finished(cfg4)
+    with pytest.raises(RunDirError, match="holds a training of 4 epochs, more than"):
+        _training_finished(cfg1)

@@ -318,10 +318,16 @@ def _training_finished(cfg: Config) -> bool:
         return False
     # (its arch is the one found; the keys a training never reads, such as [search]'s, may differ: tools/train.py)
     RunDir(train_cfg, ignore=TRAIN_FREE_KEYS + SEARCH_FREE_KEYS, tolerate=tolerated(train_cfg, "train")).check()
-    written = os.path.join(train_cfg.out_dir, CONFIG_FILE)
+    written, history = (os.path.join(train_cfg.out_dir, name) for name in (CONFIG_FILE, "history.csv"))
     if not os.path.exists(written):
         return True
     trained = load_config(written, check_names=False).train.epochs
+    if os.path.exists(history):  # the epochs trained: config.cfg says what was asked (an interrupted train-on: more)
+        with open(history, encoding="utf-8") as f:
+            rows = [line.split(",", 1)[0] for line in f.read().splitlines()[1:]]
+        trained = max([int(r) for r in rows if r.isdigit()] or [0])
+        if os.path.getmtime(os.path.join(train_cfg.out_dir, "metrics.json")) < os.path.getmtime(history):
+            return False  # metrics.json of an earlier training: one was interrupted after it (its checkpoint goes on)
     if trained > cfg.train.epochs:  # its checkpoint is of a later epoch: the Trainer would refuse it after loading data
         given = where(cfg, "train", "epochs", cfg.train.epochs)
         raise RunDirError(f"{train_cfg.out_dir}: holds a training of {trained} epochs, more than {given}; set "
