@@ -311,14 +311,14 @@ def _training_finished(cfg: Config) -> bool:
     """``train/metrics.json`` and every requested export exist, from a training of this ``[train]`` over as many
     epochs. Another ``[train]`` is refused (:class:`RunDirError`), as the training itself refuses it, and so
     are fewer epochs; more are not finished: the training goes on from its checkpoint."""
-    from tfnas.run.train_one import TRAIN_FREE_KEYS
+    from tfnas.run.train_one import TRAIN_FREE_KEYS, EpochLog
 
     train_cfg = _train_cfg(cfg)
     if not os.path.exists(os.path.join(train_cfg.out_dir, "metrics.json")) or missing_exports(train_cfg):
         return False
     # (its arch is the one found; the keys a training never reads, such as [search]'s, may differ: tools/train.py)
     RunDir(train_cfg, ignore=TRAIN_FREE_KEYS + SEARCH_FREE_KEYS, tolerate=tolerated(train_cfg, "train")).check()
-    written, history = (os.path.join(train_cfg.out_dir, name) for name in (CONFIG_FILE, "history.csv"))
+    written, history = (os.path.join(train_cfg.out_dir, name) for name in (CONFIG_FILE, EpochLog.NAME))
     if not os.path.exists(written):
         return True
     trained = load_config(written, check_names=False).train.epochs
